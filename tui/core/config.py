@@ -1,0 +1,221 @@
+"""The TOML configuration file: connection profiles and tunables, validated key by key."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from .units import parse_age, parse_seconds, parse_size
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or holds a bad value. The message names the key."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    dsn: str = ""
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class FindingsConfig:
+    oversized_bytes: int = 1024**3
+    skew_factor: float = 1.5
+    runway_intervals: float = 1.0
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    auto_refresh_seconds: float = 0.0  # 0 = off
+    exact_sizes: bool = False
+
+
+@dataclass(frozen=True)
+class PlansConfig:
+    lock_timeout_seconds: float = 2.0
+    lock_retries: int = 5
+    older_than: timedelta = timedelta(days=90)
+    batch: int = 5
+    keep_detached: bool = False
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    statement_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    default_profile: str | None = None
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    findings: FindingsConfig = field(default_factory=FindingsConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    plans: PlansConfig = field(default_factory=PlansConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    warnings: tuple[str, ...] = ()
+
+
+def default_config_path() -> Path:
+    return platformdirs.user_config_path("pgparts", appauthor=False) / "config.toml"
+
+
+def state_dir() -> Path:
+    """Where journals and other state live ($PGPARTS_STATE_DIR overrides, for tests)."""
+    override = os.environ.get("PGPARTS_STATE_DIR")
+    return Path(override) if override else platformdirs.user_state_path("pgparts", appauthor=False)
+
+
+def cache_dir() -> Path:
+    override = os.environ.get("PGPARTS_CACHE_DIR")
+    return Path(override) if override else platformdirs.user_cache_path("pgparts", appauthor=False)
+
+
+# -- validation helpers: each names the full key on failure --------------------------------------
+def _check_keys(section: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in section:
+        if key not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise ConfigError(f"unknown key '{where}{key}' (known keys: {known})")
+
+
+def _get(section: dict[str, Any], key: str, where: str, conv, default):
+    if key not in section:
+        return default
+    try:
+        return conv(section[key])
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"bad value for '{where}{key}': {exc}") from None
+
+
+def _as_bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def _as_str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"expected a string, got {v!r}")
+    return v
+
+
+def _as_pos_int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {v!r}")
+    return v
+
+
+def _as_factor(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 1:
+        raise ValueError(f"expected a number of at least 1, got {v!r}")
+    return float(v)
+
+
+def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    sec = raw.get(name, {})
+    if not isinstance(sec, dict):
+        raise ConfigError(f"'{name}' must be a table ([{name}])")
+    return sec
+
+
+def _dsn_has_password(dsn: str) -> bool:
+    if "password=" in dsn.replace(" ", ""):
+        return True
+    # postgresql://user:secret@host/... carries a password between ':' and '@'
+    if "://" in dsn:
+        netloc = dsn.split("://", 1)[1].split("/", 1)[0]
+        return "@" in netloc and ":" in netloc.rsplit("@", 1)[0]
+    return False
+
+
+def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
+    _check_keys(
+        raw, {"default_profile", "profiles", "findings", "console", "plans", "explain"}, ""
+    )
+    profiles: dict[str, Profile] = {}
+    warnings: list[str] = []
+    for name, body in _section(raw, "profiles").items():
+        where = f"profiles.{name}."
+        if not isinstance(body, dict):
+            raise ConfigError(f"'profiles.{name}' must be a table ([profiles.{name}])")
+        _check_keys(body, {"dsn", "read_only"}, where)
+        dsn = _get(body, "dsn", where, _as_str, "")
+        profiles[name] = Profile(name, dsn, _get(body, "read_only", where, _as_bool, False))
+        if path is not None and _dsn_has_password(dsn):
+            mode = path.stat().st_mode
+            if mode & (stat.S_IRGRP | stat.S_IROTH):
+                warnings.append(
+                    f"{path} holds a password (profile '{name}') and is readable by other users; "
+                    f"run 'chmod 600 {path}' or use ~/.pgpass instead"
+                )
+    default_profile = _get(raw, "default_profile", "", _as_str, None)
+    if default_profile is not None and default_profile not in profiles:
+        raise ConfigError(f"bad value for 'default_profile': no profile named {default_profile!r}")
+
+    f = _section(raw, "findings")
+    _check_keys(f, {"oversized", "skew_factor", "runway_intervals"}, "findings.")
+    findings = FindingsConfig(
+        oversized_bytes=_get(f, "oversized", "findings.", parse_size, 1024**3),
+        skew_factor=_get(f, "skew_factor", "findings.", _as_factor, 1.5),
+        runway_intervals=_get(f, "runway_intervals", "findings.", _as_factor, 1.0),
+    )
+    c = _section(raw, "console")
+    _check_keys(c, {"auto_refresh", "exact_sizes"}, "console.")
+    console = ConsoleConfig(
+        auto_refresh_seconds=_get(c, "auto_refresh", "console.", parse_seconds, 0.0),
+        exact_sizes=_get(c, "exact_sizes", "console.", _as_bool, False),
+    )
+    p = _section(raw, "plans")
+    _check_keys(
+        p, {"lock_timeout", "lock_retries", "older_than", "batch", "keep_detached"}, "plans."
+    )
+    plans = PlansConfig(
+        lock_timeout_seconds=_get(p, "lock_timeout", "plans.", parse_seconds, 2.0),
+        lock_retries=_get(p, "lock_retries", "plans.", _as_pos_int, 5),
+        older_than=_get(p, "older_than", "plans.", parse_age, timedelta(days=90)),
+        batch=_get(p, "batch", "plans.", _as_pos_int, 5),
+        keep_detached=_get(p, "keep_detached", "plans.", _as_bool, False),
+    )
+    e = _section(raw, "explain")
+    _check_keys(e, {"statement_timeout"}, "explain.")
+    explain = ExplainConfig(
+        statement_timeout_seconds=_get(e, "statement_timeout", "explain.", parse_seconds, 30.0)
+    )
+    return Config(path, default_profile, profiles, findings, console, plans, explain,
+                  tuple(warnings))
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Read --config, else $PGPARTS_CONFIG, else the user config dir (absent there is fine)."""
+    if explicit is not None:
+        path, required = Path(explicit), True
+    elif os.environ.get("PGPARTS_CONFIG"):
+        path, required = Path(os.environ["PGPARTS_CONFIG"]), True
+    else:
+        path, required = default_config_path(), False
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config file {path} does not exist")
+        return Config()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    try:
+        return parse_config(raw, path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

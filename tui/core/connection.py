@@ -1,0 +1,114 @@
+"""Opening connections the way PostgreSQL users expect, with the session settings pgparts needs.
+
+Every connection: application_name=pgparts (visible in pg_stat_activity), TimeZone=UTC and
+DateStyle=ISO (partition bounds are printed in the session time zone), jit=off (JIT costs more than
+the catalog query itself on PG 15), a lock_timeout so a read never queues behind DDL for long, and
+autocommit, so the console never sits on locks that DDL such as DETACH CONCURRENTLY would wait for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+
+APPLICATION_NAME = "pgparts"
+
+
+class ConnectError(Exception):
+    """A connection could not be made; the message is one line, fit for stderr."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect: a libpq DSN (URI or key=value; empty means the libpq environment)."""
+
+    dsn: str = ""
+    read_only: bool = False
+    label: str = ""
+
+    def describe(self) -> str:
+        if self.label:
+            return self.label
+        try:
+            params = pg_conninfo.conninfo_to_dict(self.dsn)
+        except psycopg.ProgrammingError:
+            return "?"
+        host = params.get("host") or params.get("service") or "local"
+        db = params.get("dbname") or params.get("user") or ""
+        return f"{db}@{host}" if db else str(host)
+
+
+def session_options(
+    *,
+    read_only: bool = False,
+    lock_timeout: str = "2s",
+    statement_timeout: str = "60s",
+    extra: str = "",
+) -> str:
+    opts = [
+        "-c jit=off",
+        "-c TimeZone=UTC",
+        "-c DateStyle=ISO",
+        f"-c lock_timeout={lock_timeout}",
+        f"-c statement_timeout={statement_timeout}",
+    ]
+    if read_only:
+        opts.append("-c default_transaction_read_only=on")
+    if extra:
+        opts.append(extra)
+    return " ".join(opts)
+
+
+def validate_dsn(dsn: str) -> None:
+    try:
+        pg_conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConnectError(f"malformed connection string: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    # libpq prefixes messages with the address tried; the last line is the reason
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    reason = lines[0] if lines else text
+    for ln in lines:
+        if "FATAL" in ln or "failed:" in ln:
+            reason = ln
+    return reason.replace("FATAL:  ", "").replace("FATAL: ", "")
+
+
+def connect(
+    target: Target,
+    *,
+    autocommit: bool = True,
+    lock_timeout: str = "2s",
+    statement_timeout: str = "60s",
+    purpose: str = "",
+    connect_timeout: int = 10,
+) -> psycopg.Connection:
+    """Open a connection to `target` with pgparts' session settings.
+
+    The caller's own `options` in the DSN are kept and ours are appended, so ours win.
+    """
+    validate_dsn(target.dsn)
+    params = pg_conninfo.conninfo_to_dict(target.dsn)
+    ours = session_options(
+        read_only=target.read_only, lock_timeout=lock_timeout, statement_timeout=statement_timeout
+    )
+    params["options"] = f"{params['options']} {ours}" if params.get("options") else ours
+    params["application_name"] = (
+        f"{APPLICATION_NAME} {purpose}".strip() if purpose else APPLICATION_NAME
+    )
+    params.setdefault("connect_timeout", str(connect_timeout))
+    try:
+        return psycopg.connect(pg_conninfo.make_conninfo(**params), autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise ConnectError(f"cannot connect to {target.describe()}: {_first_line(exc)}") from None
+    except psycopg.ProgrammingError as exc:
+        raise ConnectError(f"malformed connection string: {_first_line(exc)}") from None
+
+
+def server_version_num(conn: psycopg.Connection) -> int:
+    return int(conn.info.server_version)

