@@ -88,7 +88,8 @@ def _start(label: str) -> Server:
         local.start()
     except LocalServerError as exc:
         shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"{label} could not start: {exc}")
+        # a server that cannot start is a broken environment, never a reason to skip quietly
+        pytest.fail(f"{label} could not start: {exc}", pytrace=False)
     with psycopg.connect(local.conninfo(), autocommit=True) as c:
         version = int(c.info.server_version)
     server = Server(label, local, version)

@@ -77,9 +77,15 @@ def usable_bindir(bindir: Path) -> Path:
     prefix = bindir.parent
     stamp = hashlib.sha1(str(prefix.resolve()).encode()).hexdigest()[:10]
     target = Path(tempfile.gettempdir()) / f"pgparts-pginstall-{stamp}"
-    if not (target / "bin" / "postgres").exists():
+    # The wheel's binaries find its bundled libpq through $ORIGIN/../../../<pkg>.libs: keep
+    # that layout (site-packages/<pkg>/pginstall/bin and site-packages/<pkg>.libs) in the copy.
+    libs = prefix.parent.parent / f"{prefix.parent.name}.libs"
+    install = target / prefix.parent.name / prefix.name
+    if not (install / "bin" / "postgres").exists():
         tmp = target.with_name(f"{target.name}.{os.getpid()}")
-        shutil.copytree(prefix, tmp, symlinks=True)
+        shutil.copytree(prefix, tmp / prefix.parent.name / prefix.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, tmp / libs.name, symlinks=True)
         for root, _dirs, files in os.walk(tmp):
             os.chmod(root, 0o755)
             for name in files:
@@ -90,7 +96,7 @@ def usable_bindir(bindir: Path) -> Path:
             tmp.rename(target)
         except OSError:  # another process won the race; its copy is as good as ours
             shutil.rmtree(tmp, ignore_errors=True)
-    return target / "bin"
+    return install / "bin"
 
 
 @dataclass
