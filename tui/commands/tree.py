@@ -1,0 +1,209 @@
+"""`pgparts tree [TABLE] [--json] [--exact-sizes]`: print the partition trees.
+
+Text output is an indented tree (name, bound, total size, rows, findings) for people; --json is one
+object per relation in tree order, for scripts. Sizes are the catalog's estimates (no locks) unless
+--exact-sizes asks for pg_table_size/pg_indexes_size, which take brief locks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+import humanize
+import psycopg
+
+from ..context import CliError, Context
+from ..core.catalog import Forest, PartNode, load_forest
+from ..core.findings import Finding, check_forest, findings_by_oid, worst_severity
+
+_MARK = {"critical": "!!", "warning": "!", "info": "i"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "table", nargs="?", default=None,
+        help="show only this table's subtree ('name' or 'schema.name'; quote odd names)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per relation")
+    parser.add_argument(
+        "--exact-sizes", action="store_true",
+        help="measure sizes with pg_table_size/pg_indexes_size (takes brief locks) "
+        "instead of the estimates from the last VACUUM/ANALYZE",
+    )
+
+
+# -- shared with `check` -------------------------------------------------------------------------
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    return text.splitlines()[0]
+
+
+def load(ctx: Context, *, exact_sizes: bool = False, purpose: str = "cli") -> Forest:
+    """Connect, read the forest, close; database errors become one-line CliErrors."""
+    conn = ctx.connect(purpose=purpose)
+    try:
+        return load_forest(conn, exact_sizes=exact_sizes)
+    except psycopg.errors.LockNotAvailable:
+        raise CliError(
+            "measuring exact sizes waited too long for a lock that another session holds; "
+            "try again, or leave out --exact-sizes"
+        ) from None
+    except psycopg.Error as exc:
+        raise CliError(f"reading the partition catalog failed: {_first_line(exc)}") from None
+    finally:
+        conn.close()
+
+
+def select(forest: Forest, table: str | None) -> list[PartNode]:
+    """The roots to show: every tree, or the subtree of TABLE."""
+    if table is None:
+        return list(forest.roots)
+    try:
+        return [forest.find(table)]
+    except (LookupError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def emit(text: str) -> None:
+    """Write text, degrading characters the terminal's encoding cannot show."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        text = text.encode(encoding, "replace").decode(encoding, "replace")
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _can_draw() -> bool:
+    try:
+        "├─│└→∞".encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+# -- formatting ----------------------------------------------------------------------------------
+def human_rows(node: PartNode) -> str:
+    if not node.rows_known:
+        return "? rows"
+    n = node.rows
+    if n >= 1_000_000:
+        return f"{humanize.intword(n)} rows"
+    return f"{humanize.intcomma(n)} rows"
+
+
+def human_size(n: int) -> str:
+    return humanize.naturalsize(n, binary=True)
+
+
+def _bound_label(node: PartNode) -> str:
+    if node.is_root:
+        return node.key
+    label = node.bound.short() if node.bound is not None else node.bound_text or "?"
+    if node.is_partitioned:
+        label = f"{label}  by {node.key}"
+    return label
+
+
+def _flags(node: PartNode, findings: list[Finding]) -> str:
+    parts: list[str] = []
+    if node.detach_pending:
+        parts.append("(detach pending)")
+    if node.relkind == "f":
+        parts.append("(foreign)")
+    if node.persistence == "u":
+        parts.append("(unlogged)")
+    worst = worst_severity(findings)
+    if worst is not None:
+        codes = ", ".join(dict.fromkeys(f.code for f in findings))
+        parts.append(f"{_MARK[worst]} {codes}")
+    return "  ".join(parts)
+
+
+def render_text(roots: list[PartNode], by_oid: dict[int, list[Finding]], exact: bool) -> str:
+    fancy = _can_draw()
+    tee, last, pipe, blank = ("├─ ", "└─ ", "│  ", "   ") if fancy else ("|- ", "`- ", "|  ", "   ")
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def visit(node: PartNode, prefix: str, connector: str) -> None:
+        label = _bound_label(node)
+        if not fancy:
+            label = label.replace("→", "->").replace("-∞", "MINVALUE").replace("+∞", "MAXVALUE")
+        rows.append((
+            prefix + connector + node.qualified, label, human_size(node.total_bytes),
+            human_rows(node), _flags(node, by_oid.get(node.oid, [])),
+        ))
+        child_prefix = prefix + ((blank if connector == last else pipe) if connector else "")
+        for i, child in enumerate(node.children):
+            visit(child, child_prefix, last if i == len(node.children) - 1 else tee)
+
+    for root in roots:
+        visit(root, "", "")
+    if not rows:
+        return "no partitioned tables\n"
+    w_name = max(len(r[0]) for r in rows)
+    w_bound = max(len(r[1]) for r in rows)
+    w_size = max(len(r[2]) for r in rows)
+    w_rows = max(len(r[3]) for r in rows)
+    lines = [
+        f"{n:<{w_name}}  {b:<{w_bound}}  {s:>{w_size}}  {r:>{w_rows}}  {f}".rstrip()
+        for n, b, s, r, f in rows
+    ]
+    relations = sum(1 for root in roots for _ in root.walk())
+    leaves = sum(root.leaf_count for root in roots)
+    how = "exact sizes" if exact else "sizes estimated as of the last VACUUM/ANALYZE"
+    lines.append(f"{relations} relations, {leaves} leaf partitions; {how}")
+    return "\n".join(lines) + "\n"
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def node_dict(forest: Forest, node: PartNode, findings: list[Finding]) -> dict[str, Any]:
+    parent = forest.parent(node)
+    return {
+        "oid": node.oid,
+        "schema": node.schema,
+        "name": node.name,
+        "qualified": node.qualified,
+        "parent": parent.qualified if parent is not None else None,
+        "level": node.level,
+        "relkind": node.relkind,
+        "strategy": node.strategy if node.is_partitioned else None,
+        "key": node.key if node.is_partitioned else None,
+        "bound": node.bound_text,
+        "is_default": node.is_default,
+        "detach_pending": node.detach_pending,
+        "total_bytes": node.total_bytes,
+        "table_bytes": node.total_table_bytes,
+        "index_bytes": node.total_index_bytes,
+        "toast_bytes": node.total_toast_bytes,
+        "exact_sizes": node.exact_sizes,
+        "rows_estimate": node.rows,
+        "rows_known": node.rows_known,
+        "leaf_count": node.leaf_count,
+        "last_analyze": _iso(node.last_analyzed),
+        "last_vacuum": _iso(node.last_vacuumed),
+        "findings": sorted(dict.fromkeys(f.code for f in findings)),
+    }
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    forest = load(ctx, exact_sizes=args.exact_sizes, purpose="tree")
+    roots = select(forest, args.table)
+    by_oid = findings_by_oid(check_forest(forest, ctx.config.findings))
+    if args.json:
+        out = [
+            node_dict(forest, node, by_oid.get(node.oid, []))
+            for root in roots for node in root.walk()
+        ]
+        emit(json.dumps(out, indent=2) + "\n")
+    else:
+        emit(render_text(roots, by_oid, forest.exact_sizes))
+    return 0
