@@ -1,0 +1,242 @@
+"""The partition tree widget: lazy children, chunked adds, in-place refresh, filter and sort.
+
+Tree node data is the relation's oid; the catalog objects live in the app's Forest. Children are
+added when a node is first expanded, 250 per event-loop slice, so 10,000 partitions never block
+input. A refresh walks only what the tree already shows: a sibling group whose oids and order are
+unchanged gets new labels in place; a changed group is rebuilt, keeping expansion and cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from ..core.catalog import Forest, PartNode
+from .format import SEVERITY_ICON, SEVERITY_ORDER, bar, fit, human_bytes, human_rows, sort_nodes
+
+CHUNK = 250  # nodes added per event-loop slice
+NAME_MAX = 44
+BOUND_MAX = 26
+BAR_WIDTH = 8
+
+SEVERITY_STYLE = {
+    "critical": "bold red",
+    "warning": "yellow",
+    "notice": "cyan",
+    "info": "cyan",
+}
+
+
+@dataclass
+class GroupLayout:
+    """Column widths and the bar scale shared by one group of siblings."""
+
+    name_width: int
+    bound_width: int
+    max_bytes: int
+
+
+def group_layout(nodes: list[PartNode]) -> GroupLayout:
+    if not nodes:
+        return GroupLayout(0, 0, 0)
+    name_width = min(max(len(n.name) for n in nodes), NAME_MAX)
+    bounds = [len(n.bound.short()) if n.bound else 0 for n in nodes]
+    return GroupLayout(name_width, min(max(bounds), BOUND_MAX),
+                       max(n.total_bytes for n in nodes))
+
+
+class PartitionTree(Tree[int]):
+    """Partitioned tables and their partitions at any depth."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("partitioned tables", **kwargs)
+        self.show_root = False
+        self.guide_depth = 3
+        self.forest: Forest | None = None
+        self.sort = "bound"
+        self.shown_oids: set[int] | None = None  # None: no filter
+        self.expanded_oids: set[int] = set()
+        # oid -> (own findings count, worst own rank); oid -> (subtree count, worst rank)
+        self.badge_source: Callable[[int], tuple[int, int, int, int]] | None = None
+        self._populated: set[int] = set()
+        self._by_oid: dict[int, TreeNode[int]] = {}
+        self._generation = 0
+
+    # -- labels ---------------------------------------------------------------------------------
+    def label_for(self, node: PartNode, layout: GroupLayout) -> Text:
+        text = Text(no_wrap=True, end="")
+        name_style = "bold" if node.is_partitioned else ""
+        if node.is_default:
+            name_style += " italic"
+        text.append(fit(node.name, layout.name_width), style=name_style.strip())
+        if layout.bound_width:
+            bound = node.bound.short() if node.bound else ""
+            text.append("  ")
+            text.append(fit(bound, layout.bound_width), style="dim" if node.is_default else "")
+        rows = human_rows(node.rows, node.rows_known)
+        text.append(f"  {human_bytes(node.total_bytes):>8} {rows:>6} ")
+        text.append(bar(node.total_bytes, layout.max_bytes, BAR_WIDTH), style="green")
+        if self.badge_source is not None:
+            own, own_rank, below, below_rank = self.badge_source(node.oid)
+            if own:
+                sev = SEVERITY_ORDER[own_rank]
+                text.append(f" {SEVERITY_ICON[sev]}{own}", style=SEVERITY_STYLE[sev])
+            elif below and node.is_partitioned:
+                sev = SEVERITY_ORDER[below_rank]
+                text.append(f" ({SEVERITY_ICON[sev]}{below})", style=f"dim {SEVERITY_STYLE[sev]}")
+        return text
+
+    # -- what to show ---------------------------------------------------------------------------
+    def _children_of(self, oid: int | None) -> list[PartNode]:
+        forest = self.forest
+        if forest is None:
+            return []
+        nodes = forest.roots if oid is None else forest.nodes[oid].children
+        if self.shown_oids is not None:
+            nodes = [n for n in nodes if n.oid in self.shown_oids]
+        return sort_nodes(nodes, self.sort)
+
+    def _has_children(self, node: PartNode) -> bool:
+        if self.shown_oids is None:
+            return bool(node.children)
+        return any(c.oid in self.shown_oids for c in node.children)
+
+    def node_for(self, oid: int) -> TreeNode[int] | None:
+        return self._by_oid.get(oid)
+
+    # -- building -------------------------------------------------------------------------------
+    async def show(self, forest: Forest, keep_cursor: int | None = None) -> None:
+        """Show `forest`: update what is on screen, add what is newly expanded, keep the cursor."""
+        self._generation += 1
+        generation = self._generation
+        cursor = keep_cursor if keep_cursor is not None else self.cursor_oid()
+        old = self.forest
+        self.forest = forest
+        self.expanded_oids &= set(forest.nodes)
+        await self._sync(self.root, None, generation)
+        if generation != self._generation:
+            return
+        if cursor is not None:
+            self.move_to_oid(cursor, old)
+        elif self.cursor_node is None and self.root.children:
+            self.move_cursor(self.root.children[0])
+
+    async def _sync(self, tree_node: TreeNode[int], oid: int | None, generation: int) -> None:
+        wanted = self._children_of(oid)
+        layout = group_layout(wanted)
+        current = [c.data for c in tree_node.children]
+        if current == [n.oid for n in wanted]:
+            for child, node in zip(list(tree_node.children), wanted, strict=True):
+                child.set_label(self.label_for(node, layout))
+                child.allow_expand = self._has_children(node)
+                await self._sync_below(child, node, generation)
+            return
+        for child in list(tree_node.children):
+            self._forget(child)
+        tree_node.remove_children()
+        for i, node in enumerate(wanted):
+            if generation != self._generation:
+                return
+            expand = node.oid in self.expanded_oids and self._has_children(node)
+            child = tree_node.add(self.label_for(node, layout), data=node.oid, expand=expand,
+                                  allow_expand=self._has_children(node))
+            self._by_oid[node.oid] = child
+            if i % CHUNK == CHUNK - 1:
+                await asyncio.sleep(0)
+        for child, node in zip(list(tree_node.children), wanted, strict=False):
+            if generation != self._generation:
+                return
+            await self._sync_below(child, node, generation)
+
+    async def _sync_below(self, child: TreeNode[int], node: PartNode, generation: int) -> None:
+        if child.is_expanded and node.oid in self.expanded_oids:
+            self._populated.add(node.oid)
+            await self._sync(child, node.oid, generation)
+        elif node.oid in self._populated or child.children:
+            # collapsed: drop its children, they are re-read from the forest when expanded
+            for grandchild in list(child.children):
+                self._forget(grandchild)
+            child.remove_children()
+            self._populated.discard(node.oid)
+
+    def _forget(self, tree_node: TreeNode[int]) -> None:
+        for child in tree_node.children:
+            self._forget(child)
+        if tree_node.data is not None and self._by_oid.get(tree_node.data) is tree_node:
+            del self._by_oid[tree_node.data]
+        self._populated.discard(tree_node.data)  # type: ignore[arg-type]
+
+    async def populate(self, tree_node: TreeNode[int]) -> None:
+        oid = tree_node.data
+        if oid is None or oid in self._populated or self.forest is None:
+            return
+        if oid not in self.forest.nodes:
+            return
+        self._populated.add(oid)
+        await self._sync(tree_node, oid, self._generation)
+
+    async def on_tree_node_expanded(self, event: Tree.NodeExpanded[int]) -> None:
+        if event.node.data is None:
+            return
+        self.expanded_oids.add(event.node.data)
+        await self.populate(event.node)
+
+    def on_tree_node_collapsed(self, event: Tree.NodeCollapsed[int]) -> None:
+        if event.node.data is not None:
+            self.expanded_oids.discard(event.node.data)
+
+    # -- cursor ---------------------------------------------------------------------------------
+    def cursor_oid(self) -> int | None:
+        node = self.cursor_node
+        return node.data if node is not None else None
+
+    def move_to_oid(self, oid: int, old_forest: Forest | None = None) -> bool:
+        """Put the cursor on `oid`, or on its nearest ancestor still shown."""
+        forest = self.forest
+        candidates = [oid]
+        lookup = forest if forest is not None and oid in forest.nodes else old_forest
+        node = lookup.nodes.get(oid) if lookup is not None else None
+        while node is not None and node.parent_oid:
+            candidates.append(node.parent_oid)
+            node = lookup.nodes.get(node.parent_oid) if lookup is not None else None
+        for candidate in candidates:
+            tree_node = self._by_oid.get(candidate)
+            if tree_node is not None and self._is_shown(tree_node):
+                _ = self.last_line  # lays out the lines so the node's line number is current
+                self.move_cursor(tree_node)
+                return True
+        return False
+
+    @staticmethod
+    def _is_shown(tree_node: TreeNode[int]) -> bool:
+        parent = tree_node.parent
+        while parent is not None:
+            if not parent.is_expanded and not parent.is_root:
+                return False
+            parent = parent.parent
+        return True
+
+    async def reveal(self, oid: int) -> None:
+        """Expand the ancestors of `oid` (adding their children) and put the cursor on it."""
+        forest = self.forest
+        if forest is None or oid not in forest.nodes:
+            return
+        chain: list[int] = []
+        node = forest.nodes[oid]
+        while node.parent_oid:
+            chain.append(node.parent_oid)
+            node = forest.nodes[node.parent_oid]
+        for ancestor in reversed(chain):
+            tree_node = self._by_oid.get(ancestor)
+            if tree_node is None:
+                return
+            self.expanded_oids.add(ancestor)
+            if not tree_node.is_expanded:
+                tree_node.expand()
+            await self.populate(tree_node)
+        self.move_to_oid(oid)
