@@ -1,9 +1,9 @@
 """Health checks over a loaded Forest: what an operator of big partitioned tables must know.
 
-Every check is pure Python over the catalog snapshot (no queries), linear in the number of
-relations, and aggregates per parent table so that a tree of 10,000 partitions yields a handful of
-lines, not 10,000. Sizes and row counts are the loader's estimates unless the forest was loaded
-with exact sizes.
+Every check is pure Python over the catalog snapshot (no queries) and linear in the number of
+relations. Findings are aggregated per parent table, or per tree for checks that can concern
+thousands of leaves, so a tree of 10,000 partitions yields a handful of lines, not 10,000. Sizes
+and row counts are the loader's estimates unless the forest was loaded with exact sizes.
 """
 
 from __future__ import annotations
@@ -89,9 +89,10 @@ def check_forest(
             found.extend(_range_gaps(node))
             found.extend(_default_has_rows(node))
             found.extend(_no_future_partition(forest, node, now, config))
-            found.extend(_oversized(node, config))
             found.extend(_skewed(forest, node, config))
-            found.extend(_never_analyzed(node))
+            if node.is_root:  # per tree: these can concern thousands of leaves
+                found.extend(_oversized(node, config))
+                found.extend(_never_analyzed(node))
             found.extend(_index_missing(node, attached))
             found.extend(_index_invalid(node))
             found.extend(_detach_pending(node))
@@ -126,6 +127,11 @@ def _finding(
         severity, code, message, table.qualified,
         tuple(o.qualified for o in objs), table.oid, tuple(o.oid for o in objs),
     )
+
+
+def _unique(nodes: Iterable[PartNode]) -> list[PartNode]:
+    """Nodes in first-seen order without repeats (PartNode is not hashable)."""
+    return list({n.oid: n for n in nodes}.values())
 
 
 def _names(items: list[str]) -> str:
@@ -274,7 +280,7 @@ def _range_gaps(node: PartNode) -> list[Finding]:
         f"{_plural(len(gaps), 'gap')} between range partitions of {node.qualified}: {where}; "
         f"{consequence}"
     )
-    objects = list(dict.fromkeys(p for pair in gaps for p in pair))
+    objects = _unique(p for pair in gaps for p in pair)
     return [_finding(severity, "range_gap", message, node, objects)]
 
 
@@ -388,17 +394,17 @@ def _no_future_partition(
 
 
 # -- oversized_partition -------------------------------------------------------------------------
-def _oversized(node: PartNode, config: FindingsConfig) -> list[Finding]:
-    big = [c for c in node.children if c.is_leaf and c.total_bytes > config.oversized_bytes]
+def _oversized(root: PartNode, config: FindingsConfig) -> list[Finding]:
+    big = [c for c in root.leaves() if c is not root and c.total_bytes > config.oversized_bytes]
     if not big:
         return []
     big.sort(key=lambda c: c.total_bytes, reverse=True)
     listed = _names([f"{c.qualified} ({_size(c.total_bytes)})" for c in big])
     message = (
-        f"{_plural(len(big), 'partition')} of {node.qualified} over "
+        f"{_plural(len(big), 'partition')} of {root.qualified} over "
         f"{_size(config.oversized_bytes)}: {listed}; consider splitting or a finer interval"
     )
-    return [_finding(WARNING, "oversized_partition", message, node, big)]
+    return [_finding(WARNING, "oversized_partition", message, root, big)]
 
 
 # -- skewed_siblings -----------------------------------------------------------------------------
@@ -441,19 +447,20 @@ def _skewed(forest: Forest, node: PartNode, config: FindingsConfig) -> list[Find
 
 
 # -- never_analyzed ------------------------------------------------------------------------------
-def _never_analyzed(node: PartNode) -> list[Finding]:
+def _never_analyzed(root: PartNode) -> list[Finding]:
+    # new, still empty partitions are never analyzed in every tree: one line per tree is enough
     never = [
-        c for c in node.children
+        c for c in root.leaves()
         if c.relkind == "r" and c.reltuples < 0
         and c.last_analyze is None and c.last_autoanalyze is None
     ]
     if not never:
         return []
     message = (
-        f"{_plural(len(never), 'partition')} of {node.qualified} never analyzed, so the planner "
+        f"{_plural(len(never), 'partition')} of {root.qualified} never analyzed, so the planner "
         f"guesses their row counts: {_names([c.qualified for c in never])}; run ANALYZE on them"
     )
-    return [_finding(INFO, "never_analyzed", message, node, never)]
+    return [_finding(INFO, "never_analyzed", message, root, never)]
 
 
 # -- index_missing / index_invalid ---------------------------------------------------------------
@@ -519,7 +526,7 @@ def _index_invalid(node: PartNode) -> list[Finding]:
             f"{node.qualified}: {names}; the planner ignores them: REINDEX INDEX CONCURRENTLY "
             f"or drop and create again"
         )
-        objs = list(dict.fromkeys(c for c, _i in bad_leaf))
+        objs = _unique(c for c, _i in bad_leaf)
         out.append(_finding(WARNING, "index_invalid", message, node, objs))
     return out
 
