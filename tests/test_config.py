@@ -1,0 +1,164 @@
+"""The TOML config file: every key, every kind of bad value, and the shipped example."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tui.core.config import (
+    Config,
+    ConfigError,
+    ConsoleConfig,
+    ExplainConfig,
+    FindingsConfig,
+    PlansConfig,
+    load_config,
+    parse_config,
+)
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+
+
+def _known_keys(raw: dict) -> set[str]:
+    """The keys config.py accepts at one place, read from its own 'unknown key' message."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    message = str(info.value)
+    assert "known keys: " in message, message
+    return set(message.split("known keys: ", 1)[1].rstrip(")").split(", "))
+
+
+def test_example_documents_every_key_and_parses():
+    raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    assert set(raw) == _known_keys({"zz_unknown": 1})
+    for section in ("findings", "console", "plans", "explain"):
+        assert set(raw[section]) == _known_keys({section: {"zz_unknown": 1}}), section
+    profile_keys = _known_keys({"profiles": {"p": {"zz_unknown": 1}}})
+    assert set().union(*(set(p) for p in raw["profiles"].values())) == profile_keys
+
+    config = parse_config(raw, EXAMPLE)
+    assert config.default_profile == "local"
+    assert config.profiles["local"].dsn == "host=/var/run/postgresql dbname=payments"
+    assert config.profiles["production"].read_only
+    assert config.findings == FindingsConfig()  # the example shows the defaults
+    assert config.console == ConsoleConfig()
+    assert config.plans == PlansConfig()
+    assert config.explain == ExplainConfig()
+    assert config.warnings == ()  # the example holds no password
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for key in ("oversized", "skew_factor", "runway_intervals", "auto_refresh", "exact_sizes",
+                "lock_timeout", "lock_retries", "older_than", "batch", "keep_detached",
+                "statement_timeout", "read_only", "dsn", "default_profile"):
+        # each key has a comment right above it
+        line = text.index(f"\n{key} = ")
+        assert text[:line].rstrip().splitlines()[-1].startswith("#"), key
+
+
+def test_empty_config_gives_defaults():
+    config = parse_config({})
+    assert config == Config()
+    assert config.findings.oversized_bytes == 1024**3
+    assert config.plans.older_than == timedelta(days=90)
+
+
+def test_values_are_converted():
+    config = parse_config({
+        "profiles": {"a": {"dsn": "dbname=a"}, "b": {"dsn": "dbname=b", "read_only": True}},
+        "default_profile": "b",
+        "findings": {"oversized": "512MB", "skew_factor": 2, "runway_intervals": 2.5},
+        "console": {"auto_refresh": "30s", "exact_sizes": True},
+        "plans": {"lock_timeout": "500ms", "lock_retries": 3, "older_than": "12 weeks",
+                  "batch": 2, "keep_detached": True},
+        "explain": {"statement_timeout": "1min"},
+    })
+    assert config.profiles["b"].read_only and not config.profiles["a"].read_only
+    assert config.findings == FindingsConfig(512 * 1024**2, 2.0, 2.5)
+    assert config.console == ConsoleConfig(30.0, True)
+    assert config.plans == PlansConfig(0.5, 3, timedelta(weeks=12), 2, True)
+    assert config.explain.statement_timeout_seconds == 60.0
+    assert parse_config({"findings": {"oversized": 1000}}).findings.oversized_bytes == 1000
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"findings": {"oversized": "huge"}}, "findings.oversized"),
+        ({"findings": {"oversized": True}}, "findings.oversized"),
+        ({"findings": {"skew_factor": 0.5}}, "findings.skew_factor"),
+        ({"findings": {"runway_intervals": "two"}}, "findings.runway_intervals"),
+        ({"console": {"auto_refresh": "soon"}}, "console.auto_refresh"),
+        ({"console": {"exact_sizes": "yes"}}, "console.exact_sizes"),
+        ({"plans": {"lock_timeout": -1}}, "plans.lock_timeout"),
+        ({"plans": {"lock_retries": 0}}, "plans.lock_retries"),
+        ({"plans": {"older_than": "recently"}}, "plans.older_than"),
+        ({"plans": {"batch": 1.5}}, "plans.batch"),
+        ({"explain": {"statement_timeout": "forever"}}, "explain.statement_timeout"),
+        ({"profiles": {"p": {"dsn": 5}}}, "profiles.p.dsn"),
+        ({"profiles": {"p": {"read_only": "no"}}}, "profiles.p.read_only"),
+        ({"profiles": {"p": "dbname=x"}}, "profiles.p"),
+        ({"default_profile": "missing"}, "default_profile"),
+        ({"findings": {"oversize": "1GB"}}, "findings.oversize"),
+        ({"findings": 3}, "findings"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_bad_values_name_the_key(raw, named):
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    assert f"'{named}'" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def _write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    ["host=db password=secret dbname=x", "host=db password = secret",
+     "postgresql://app:secret@db/x"],
+)
+def test_password_in_readable_file_warns(tmp_path, dsn):
+    body = f'[profiles.p]\ndsn = "{dsn}"\n'
+    warned = load_config(_write(tmp_path, body, 0o644))
+    assert len(warned.warnings) == 1
+    assert "chmod 600" in warned.warnings[0] and "'p'" in warned.warnings[0]
+    assert load_config(_write(tmp_path, body, 0o600)).warnings == ()
+
+
+def test_no_warning_without_password(tmp_path):
+    body = '[profiles.p]\ndsn = "postgresql://app@db/x"\n'
+    assert load_config(_write(tmp_path, body, 0o644)).warnings == ()
+
+
+def test_load_config_sources_and_file_errors(tmp_path, monkeypatch):
+    # no file at the default location is fine
+    assert load_config() == Config()
+    # $PGPARTS_CONFIG is used, and must exist
+    path = _write(tmp_path, '[findings]\noversized = "2GB"\n')
+    monkeypatch.setenv("PGPARTS_CONFIG", str(path))
+    assert load_config().findings.oversized_bytes == 2 * 1024**3
+    monkeypatch.setenv("PGPARTS_CONFIG", str(tmp_path / "absent.toml"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config()
+    monkeypatch.delenv("PGPARTS_CONFIG")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path)  # a directory
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(_write(tmp_path, "[findings\n"))
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'[profiles.p]\ndsn = "dbname=caf\xe9"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(bad)
+    # a bad value is reported with the file and the key
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, '[findings]\noversized = "huge"\n'))
+    assert str(path) in str(info.value) and "'findings.oversized'" in str(info.value)
