@@ -149,7 +149,7 @@ def _rows(n: int) -> str:
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (plural or word + 's')}"
+    return f"{humanize.intcomma(n)} {word if n == 1 else (plural or word + 's')}"
 
 
 # -- typed comparison of range bounds ------------------------------------------------------------
@@ -298,8 +298,8 @@ def _default_has_rows(node: PartNode) -> list[Finding]:
     if rows <= 0:
         return []
     message = (
-        f"DEFAULT partition {default.qualified} of {node.qualified} holds about {_rows(rows)} "
-        f"rows ({_size(default.total_bytes)}); give them a partition of their own: every new "
+        f"DEFAULT partition {default.qualified} of {node.qualified} holds about "
+        f"{_plural(rows, 'row')} ({_size(default.total_bytes)}); give them a partition of their own: every new "
         f"partition must scan the DEFAULT under an ACCESS EXCLUSIVE lock"
     )
     return [_finding(WARNING, "default_has_rows", message, node, [default])]
