@@ -299,8 +299,8 @@ def _default_has_rows(node: PartNode) -> list[Finding]:
         return []
     message = (
         f"DEFAULT partition {default.qualified} of {node.qualified} holds about "
-        f"{_plural(rows, 'row')} ({_size(default.total_bytes)}); give them a partition of their own: every new "
-        f"partition must scan the DEFAULT under an ACCESS EXCLUSIVE lock"
+        f"{_plural(rows, 'row')} ({_size(default.total_bytes)}); give them a partition of "
+        f"their own: every new partition must scan the DEFAULT under an ACCESS EXCLUSIVE lock"
     )
     return [_finding(WARNING, "default_has_rows", message, node, [default])]
 
