@@ -146,6 +146,24 @@ def test_unknown_and_malformed_table_names(awkward, capsys):
     assert_user_error(run_cli(capsys, "tree", "-d", awkward.dsn, "events"), "ambiguous")
 
 
+def test_exact_sizes_give_up_on_a_held_lock(db18, capsys):
+    """The default tree read ignores DDL locks; --exact-sizes waits at most lock_timeout."""
+    db18.execute("""
+        CREATE TABLE busy (k int) PARTITION BY RANGE (k);
+        CREATE TABLE busy_1 PARTITION OF busy FOR VALUES FROM (0) TO (10);
+    """)
+    holder = psycopg.connect(db18.dsn)
+    holder.execute("LOCK busy_1 IN ACCESS EXCLUSIVE MODE")
+    try:
+        status, out, _ = run_cli(capsys, "tree", "-d", db18.dsn)
+        assert status == 0 and "busy_1" in out
+        assert_user_error(run_cli(capsys, "tree", "-d", db18.dsn, "--exact-sizes"),
+                          "waited too long for a lock", "--exact-sizes")
+    finally:
+        holder.rollback()
+        holder.close()
+
+
 # -- check ---------------------------------------------------------------------------------------
 def test_check_exit_codes_and_output(db, capsys):
     """0: nothing to act on (info only), 1: warnings, 2: critical; on both servers."""
