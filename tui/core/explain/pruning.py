@@ -1,0 +1,309 @@
+"""Which partitions a plan really touches, per reference to a partitioned table.
+
+How pruning shows in EXPLAIN (FORMAT JSON, VERBOSE) (see the partition mechanics reference, §4):
+- plan time: pruned partitions are absent; one survivor means no Append at all;
+- executor start-up: absent too, counted by 'Subplans Removed' on the Append/Merge Append;
+- during execution (ANALYZE only): the scan stays but has 'Actual Loops' 0.
+Leaf scans are mapped back to their partitioned ancestors with the catalog (schema + name from
+VERBOSE). When a plan no longer names partitions (all removed at start-up, or a generic plan
+explained with NULL arguments) the locks the transaction holds name them: the planner locks every
+partition that survived plan-time pruning.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..catalog import Forest, PartNode
+from .plan import Plan, PlanNode
+
+_JOINS = frozenset({"Nested Loop", "Hash Join", "Merge Join"})
+_ALIAS_SUFFIX = re.compile(r"^(.*)_(\d+)$")
+
+
+@dataclass
+class ScannedPartition:
+    node: PartNode
+    bounds: str  # the bounds from below the reported table down to the leaf
+    executed: bool | None  # ANALYZE: False when every scan of it had Actual Loops 0
+    in_plan: bool = True  # False: known only from the generic plan's locks (PG < 16)
+
+
+@dataclass
+class TableReference:
+    """One reference to a partitioned table in the plan (a self-join has two)."""
+
+    table: PartNode
+    label: str
+    partitions_total: int
+    partitions: list[ScannedPartition]
+    pruned_at_startup: int
+    analyzed: bool
+    generic: bool
+    append_nodes: list[PlanNode] = field(default_factory=list)
+    scan_nodes: list[PlanNode] = field(default_factory=list)
+    startup_unattributed: bool = False  # removed subplans could not be named
+    notes: list[str] = field(default_factory=list)
+    advice: list = field(default_factory=list)  # list[Advice], filled by the report
+
+    @property
+    def partitions_scanned(self) -> int:
+        return len(self.partitions)
+
+    @property
+    def pruned_at_plan(self) -> int:
+        return max(self.partitions_total - self.partitions_scanned - self.pruned_at_startup, 0)
+
+    @property
+    def never_executed(self) -> int | None:
+        if not self.analyzed:
+            return None
+        return sum(1 for p in self.partitions if p.executed is False)
+
+    @property
+    def partitions_executed(self) -> int:
+        return self.partitions_scanned - (self.never_executed or 0)
+
+    @property
+    def leaf_oids(self) -> set[int]:
+        return {p.node.oid for p in self.partitions}
+
+    @property
+    def status(self) -> str:
+        """'empty' (no partitions), 'full' (every partition scanned) or 'pruned'."""
+        if self.partitions_total == 0:
+            return "empty"
+        if self.partitions_executed >= self.partitions_total:
+            return "full"
+        return "pruned"
+
+    @property
+    def verdict(self) -> str:
+        total = self.partitions_total
+        noun = "partition" if total == 1 else "partitions"
+        if total == 0:
+            return "has no partitions"
+        if self.generic:
+            if self.partitions_scanned >= total:
+                return f"no pruning: all {total} {noun} in the generic plan"
+            return (f"generic plan keeps {self.partitions_scanned} of {total} {noun}"
+                    " (start-up pruning with the values decides the rest)")
+        if self.status == "full":
+            return f"no pruning: all {total} {noun} scanned"
+        done = self.partitions_executed
+        text = f"scans {done} of {total} {noun}"
+        parts = []
+        if self.pruned_at_plan:
+            parts.append(f"{self.pruned_at_plan} pruned at plan time")
+        if self.pruned_at_startup:
+            parts.append(f"{self.pruned_at_startup} at executor start-up")
+        if self.never_executed:
+            parts.append(f"{self.never_executed} never executed (run-time pruning)")
+        if done == 0 and not parts:
+            parts.append("all pruned")
+        return f"{text} ({', '.join(parts)})" if parts else text
+
+
+def _bounds_below(forest: Forest, table: PartNode, leaf: PartNode) -> str:
+    """Bounds of each level from just below `table` to `leaf`, e.g. '2024-01-07 → … / hash 0/4'."""
+    parts: list[str] = []
+    start = leaf.path.index(table.oid) + 1 if table.oid in leaf.path else 1
+    for oid in leaf.path[start:]:
+        node = forest.nodes.get(oid)
+        if node is not None and node.bound is not None:
+            parts.append(node.bound.short())
+        elif node is not None and node.bound_text:
+            parts.append(node.bound_text)
+    return " / ".join(parts)
+
+
+def _is_boundary(node: PlanNode) -> bool:
+    """A subplan, initplan or CTE starts a separate reference to whatever it scans."""
+    return bool(node.subplan_name) or node.parent_relationship in ("SubPlan", "InitPlan")
+
+
+def _anchor(scan: PlanNode) -> PlanNode:
+    """The topmost Append/Merge Append that gathers this scan with its sibling partitions.
+
+    Climbing stops at subplan/CTE boundaries and at joins that are not themselves members of
+    an Append (a partition-wise join is; the two sides of an ordinary self-join are not).
+    """
+    candidate = scan
+    if _is_boundary(scan):
+        return candidate
+    node = scan.parent
+    while node is not None:
+        if node.is_append:
+            candidate = node
+        if _is_boundary(node):
+            break
+        if node.node_type in _JOINS and not (node.parent and node.parent.is_append):
+            break
+        node = node.parent
+    return candidate
+
+
+def _child_of(anchor: PlanNode, scan: PlanNode) -> PlanNode:
+    node = scan
+    while node.parent is not None and node.parent is not anchor:
+        node = node.parent
+    return node
+
+
+def _label(scans: list[PlanNode], table: PartNode) -> str:
+    aliases = {s.relation.alias for s in scans if s.relation and s.relation.alias}
+    under_append = any(a.is_append for s in scans for a in s.ancestors())
+    if len(aliases) == 1 and len(scans) == 1 and not under_append:
+        return next(iter(aliases))
+    bases = set()
+    for a in aliases:
+        m = _ALIAS_SUFFIX.match(a)
+        bases.add(m.group(1) if m else a)
+    return next(iter(bases)) if len(bases) == 1 else table.name
+
+
+def build_references(
+    plan: Plan,
+    forest: Forest,
+    *,
+    mentioned: set[int] | None = None,
+    locked: frozenset[int] | None = None,
+    generic: bool = False,
+) -> list[TableReference]:
+    """Every reference to a partitioned table in `plan`, with what it scans and what it pruned.
+
+    `mentioned`: forest oids the query text names; a scan is reported against the highest such
+    ancestor (a query on a sub-partitioned week reports that week), else against its root.
+    """
+    by_name = {(n.schema, n.name): n for n in forest.nodes.values()}
+    mentioned = mentioned or set()
+
+    def table_for(leaf: PartNode) -> PartNode | None:
+        for oid in leaf.path:
+            if oid in mentioned:
+                return forest.nodes[oid]
+        return forest.nodes.get(leaf.path[0])
+
+    groups: dict[tuple[int, int], list[tuple[PlanNode, PartNode]]] = {}
+    anchors: dict[int, PlanNode] = {}
+    for node in plan.walk():
+        if not node.is_scan or node.relation is None:
+            continue
+        leaf = by_name.get((node.relation.schema or "public", node.relation.name))
+        if leaf is None or leaf.is_partitioned:
+            continue
+        table = table_for(leaf)
+        if table is None or table.oid == leaf.oid:
+            continue  # the query names this partition itself: an ordinary table scan
+        anchor = _anchor(node)
+        anchors[id(anchor)] = anchor
+        groups.setdefault((id(anchor), table.oid), []).append((node, leaf))
+
+    # An Append that holds the same partition twice (UNION ALL of two queries on one table)
+    # is two references: split it by the Append's direct members.
+    split: dict[tuple[int, int, int], list[tuple[PlanNode, PartNode]]] = {}
+    for (anchor_id, table_oid), members in groups.items():
+        anchor = anchors[anchor_id]
+        oids = [leaf.oid for _, leaf in members]
+        if len(oids) != len(set(oids)) and anchor.is_append:
+            for scan, leaf in members:
+                child = _child_of(anchor, scan)
+                key = id(child) if child.is_append else 0
+                split.setdefault((anchor_id, table_oid, key), []).append((scan, leaf))
+        else:
+            split[(anchor_id, table_oid, 0)] = members
+
+    refs: list[TableReference] = []
+    for (anchor_id, table_oid, sub), members in split.items():
+        anchor = anchors[anchor_id]
+        root_of_ref = anchor
+        if sub:
+            root_of_ref = next(n for n in anchor.children if id(n) == sub)
+        table = forest.nodes[table_oid]
+        scans = [s for s, _ in members]
+        appends = [n for n in root_of_ref.walk() if n.is_append] if root_of_ref.is_append else []
+        parts: dict[int, ScannedPartition] = {}
+        for scan, leaf in members:
+            executed = None if scan.actual_loops is None else scan.actual_loops > 0
+            prev = parts.get(leaf.oid)
+            if prev is None:
+                parts[leaf.oid] = ScannedPartition(
+                    leaf, _bounds_below(forest, table, leaf), executed)
+            elif executed:
+                prev.executed = True
+        removed = sum(int(a.subplans_removed or 0) for a in appends)
+        refs.append(TableReference(
+            table=table, label=_label(scans, table),
+            partitions_total=table.leaf_count,
+            partitions=sorted(parts.values(), key=lambda p: p.node.path),
+            pruned_at_startup=removed, analyzed=plan.analyzed, generic=generic,
+            append_nodes=appends, scan_nodes=scans,
+        ))
+
+    _attach_orphans(plan, forest, refs, table_for, locked)
+    if locked is not None:
+        _name_removed(forest, refs, table_for, locked, generic)
+    return refs
+
+
+def _attach_orphans(plan, forest, refs, table_for, locked) -> None:
+    """Appends whose every subplan was removed at start-up name no partition: attribute them to
+    a table through the locks (the survivors of plan-time pruning are locked)."""
+    claimed = {id(a) for r in refs for a in r.append_nodes}
+    orphans = [n for n in plan.walk() if n.is_append and id(n) not in claimed
+               and n.subplans_removed and not any(c.is_scan for c in n.walk())]
+    if not orphans:
+        return
+    present = {oid for r in refs for oid in r.leaf_oids}
+    absent_by_table: dict[int, int] = {}
+    if locked:
+        for oid in locked:
+            leaf = forest.nodes.get(oid)
+            if leaf is None or leaf.is_partitioned or oid in present:
+                continue
+            table = table_for(leaf)
+            if table is not None and table.oid != leaf.oid:
+                absent_by_table[table.oid] = absent_by_table.get(table.oid, 0) + 1
+    for orphan in orphans:
+        removed = int(orphan.subplans_removed or 0)
+        pick = [t for t, n in absent_by_table.items() if n == removed] or list(absent_by_table)
+        if len(pick) != 1:
+            continue  # cannot tell which table; the report says nothing rather than guess
+        table = forest.nodes[pick[0]]
+        del absent_by_table[pick[0]]
+        refs.append(TableReference(
+            table=table, label=table.name, partitions_total=table.leaf_count, partitions=[],
+            pruned_at_startup=removed, analyzed=plan.analyzed, generic=False,
+            append_nodes=[n for n in orphan.walk() if n.is_append],
+        ))
+
+
+def _name_removed(forest, refs, table_for, locked, generic) -> None:
+    """Generic plans explained with NULL arguments (PG < 16): the partitions removed at start-up
+    are part of the generic plan; the locks say which they are."""
+    if not generic:
+        return
+    present = {oid for r in refs for oid in r.leaf_oids}
+    by_table: dict[int, list[PartNode]] = {}
+    for oid in locked:
+        leaf = forest.nodes.get(oid)
+        if leaf is None or leaf.is_partitioned or oid in present:
+            continue
+        table = table_for(leaf)
+        if table is not None and table.oid != leaf.oid:
+            by_table.setdefault(table.oid, []).append(leaf)
+    for table_oid, leaves in by_table.items():
+        mine = [r for r in refs if r.table.oid == table_oid]
+        if len(mine) != 1:
+            continue
+        ref = mine[0]
+        for leaf in leaves:
+            ref.partitions.append(ScannedPartition(
+                leaf, _bounds_below(forest, ref.table, leaf), None, in_plan=False))
+        ref.partitions.sort(key=lambda p: p.node.path)
+        ref.pruned_at_startup = 0
+    for ref in refs:
+        if ref.generic and ref.pruned_at_startup:
+            # removed only because the placeholder arguments were NULL
+            ref.startup_unattributed = True
