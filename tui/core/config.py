@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass, field
@@ -128,8 +129,13 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
     return sec
 
 
+# `password=` as a key=value option or a URI query parameter, but not `sslpassword=` (which
+# unlocks a client key and is not the login password)
+_PASSWORD_OPTION = re.compile(r"(?:^|[\s?&])password\s*=", re.IGNORECASE)
+
+
 def _dsn_has_password(dsn: str) -> bool:
-    if "password=" in dsn.replace(" ", ""):
+    if _PASSWORD_OPTION.search(dsn):
         return True
     # postgresql://user:secret@host/... carries a password between ':' and '@'
     if "://" in dsn:
