@@ -121,8 +121,8 @@ def _write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
 
 @pytest.mark.parametrize(
     "dsn",
-    ["host=db password=secret dbname=x", "host=db password = secret",
-     "postgresql://app:secret@db/x"],
+    ["host=db password=secret dbname=x", "host=db password = secret", "password=secret",
+     "postgresql://app:secret@db/x", "postgresql://app@db/x?sslmode=require&password=secret"],
 )
 def test_password_in_readable_file_warns(tmp_path, dsn):
     body = f'[profiles.p]\ndsn = "{dsn}"\n'
@@ -132,8 +132,11 @@ def test_password_in_readable_file_warns(tmp_path, dsn):
     assert load_config(_write(tmp_path, body, 0o600)).warnings == ()
 
 
-def test_no_warning_without_password(tmp_path):
-    body = '[profiles.p]\ndsn = "postgresql://app@db/x"\n'
+@pytest.mark.parametrize(
+    "dsn", ["postgresql://app@db/x", "host=db sslpassword=keypass sslkey=/k", "dbname=x"]
+)
+def test_no_warning_without_password(tmp_path, dsn):
+    body = f'[profiles.p]\ndsn = "{dsn}"\n'
     assert load_config(_write(tmp_path, body, 0o644)).warnings == ()
 
 
