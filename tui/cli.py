@@ -20,6 +20,7 @@ from .context import CliError, Context, add_connection_arguments
 COMMANDS: dict[str, tuple[str, str]] = {
     "tree": ("tui.commands.tree", "print the partition trees"),
     "check": ("tui.commands.check", "print findings; exit 0 ok, 1 warnings, 2 critical"),
+    "explain": ("tui.commands.explain", "EXPLAIN a query and report which partitions it scans"),
 }
 
 EXIT_USAGE = 2
