@@ -28,10 +28,12 @@ from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.worker import Worker, WorkerState
 
 from ..core.catalog import Forest, PartNode, exact_row_count, load_forest
 from ..core.config import Config
 from ..core.connection import ConnectError, Target, connect
+from ..core.findings import check_forest, findings_by_oid
 from .format import severity_rank
 from .messages import CatalogFailed, CatalogLoaded, RowCountDone
 from .registry import ConsoleCommand, action_name
@@ -78,8 +80,9 @@ class ConsoleCommands(Provider):
         app = self.app
         if not isinstance(app, PgpartsApp):
             return []
+        # self.screen is the screen the palette was opened from
         return [(c, app.command_enabled(c)) for c in app.console_commands if c.id != "palette"
-                if app.command_visible(c)]
+                if app.command_visible(c, self.screen)]
 
     def _display(self, cmd: ConsoleCommand, enabled: bool) -> tuple[str, str]:
         title = cmd.description.split(" (")[0]
@@ -145,6 +148,7 @@ class PgpartsApp(App[int]):
         self.connection_error: str | None = None
         self.ever_connected = False
         self.catalog_loading = False
+        self.catalog_loads = 0  # finished loads, successful or not (tests wait on it)
         self.last_load_seconds = 0.0
         self.exact_sizes = config.console.exact_sizes
         self.auto_refresh_seconds = config.console.auto_refresh_seconds
@@ -169,9 +173,6 @@ class PgpartsApp(App[int]):
         where = self.target.describe()
         return f"{where} · READ-ONLY" if self.read_only else where
 
-    def on_mount(self) -> None:
-        self.refresh_catalog()
-
     def on_unmount(self) -> None:
         conn, self._catalog_conn = self._catalog_conn, None
         if conn is not None:
@@ -190,10 +191,10 @@ class PgpartsApp(App[int]):
     def command_enabled(self, cmd: ConsoleCommand) -> bool:
         return not (cmd.writes and self.read_only)
 
-    def command_visible(self, cmd: ConsoleCommand) -> bool:
+    def command_visible(self, cmd: ConsoleCommand, screen: Screen | None = None) -> bool:
         from .main_screen import MainScreen
 
-        if cmd.main_only and not isinstance(self.screen, MainScreen):
+        if cmd.main_only and not isinstance(screen or self.screen, MainScreen):
             return False
         return not (cmd.id == "reconnect" and self.connection_error is None)
 
@@ -202,7 +203,7 @@ class PgpartsApp(App[int]):
         cmd = self._by_action.get((action, param)) or self._by_action.get((action, ""))
         if cmd is None:
             return True
-        if cmd.main_only and not self.command_visible(cmd):
+        if not self.command_visible(cmd):
             return False
         if not self.command_enabled(cmd):
             return None  # shown greyed out: the user learns the key exists but is refused
@@ -235,10 +236,13 @@ class PgpartsApp(App[int]):
 
     # -- the main screen's actions, dispatched from the app's bindings --------------------------
     def _main(self):
+        """The main screen, also while a modal (help, palette) is above it."""
         from .main_screen import MainScreen
 
-        screen = self.screen
-        return screen if isinstance(screen, MainScreen) else None
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, MainScreen):
+                return screen
+        return None
 
     def action_filter(self) -> None:
         if (main := self._main()) is not None:
@@ -339,17 +343,12 @@ class PgpartsApp(App[int]):
 
     def _check(self, forest: Forest) -> tuple[list[Any], str | None]:
         try:
-            from ..core.findings import check_forest
-        except ImportError:
-            return [], None
-        try:
             return list(check_forest(forest, self.config.findings)), None
         except Exception as exc:  # a faulty check must not hide the tree
             return [], f"health checks failed: {_first_line(exc)}"
 
     @on(CatalogLoaded)
     async def _catalog_loaded(self, message: CatalogLoaded) -> None:
-        self.catalog_loading = False
         self.ever_connected = True
         self.connection_error = None
         self.forest = message.forest
@@ -363,12 +362,16 @@ class PgpartsApp(App[int]):
             handler = getattr(screen, "catalog_loaded", None)
             if handler is not None:
                 await handler(message.forest)
+        # only now: the tree shows the new forest when waiters see the load as finished
+        self.catalog_loading = False
+        self.catalog_loads += 1
         self._update_status()
         self._after_load()
 
     @on(CatalogFailed)
     def _catalog_failed(self, message: CatalogFailed) -> None:
         self.catalog_loading = False
+        self.catalog_loads += 1
         if message.lost:
             self.connection_error = message.error
             self.refresh_bindings()
@@ -407,24 +410,37 @@ class PgpartsApp(App[int]):
 
     def _index_findings(self, findings: list[Any]) -> None:
         self.findings = findings
-        by_oid: dict[int, list[Any]] = {}
-        for f in findings:
-            oids = {getattr(f, "table_oid", None), *(getattr(f, "object_oids", ()) or ())}
-            for oid in oids:
-                if oid:
-                    by_oid.setdefault(int(oid), []).append(f)
-        self.findings_by_oid = by_oid
+        self.findings_by_oid = findings_by_oid(findings)
+        # per node: how many findings concern it or anything below it, and the worst of them
         subtree: dict[int, tuple[int, int]] = {}
         forest = self.forest
         if forest is not None:
-            for oid, items in by_oid.items():
-                rank = max(severity_rank(f.severity) for f in items)
-                node = forest.nodes.get(oid)
-                while node is not None:
-                    count, worst = subtree.get(node.oid, (0, -1))
-                    subtree[node.oid] = (count + len(items), max(worst, rank))
-                    node = forest.nodes.get(node.parent_oid) if node.parent_oid else None
+            for f in findings:
+                rank = severity_rank(f.severity)
+                touched: set[int] = set()
+                for oid in (f.table_oid, *f.object_oids):
+                    node = forest.nodes.get(oid)
+                    while node is not None and node.oid not in touched:
+                        touched.add(node.oid)
+                        node = forest.nodes.get(node.parent_oid) if node.parent_oid else None
+                for oid in touched:
+                    count, worst = subtree.get(oid, (0, -1))
+                    subtree[oid] = (count + 1, max(worst, rank))
         self.subtree_findings = subtree
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """A bug in a worker must not leave the console waiting forever: report it in the UI."""
+        worker = event.worker
+        if event.state != WorkerState.ERROR:
+            return
+        error = f"internal error: {_first_line(worker.error) if worker.error else 'unknown'}"
+        if worker.group == "catalog":
+            self.post_message(CatalogFailed(error, lost=False))
+        elif worker.group == "rows":
+            self.counting.clear()
+            self.notify(error, severity="error", timeout=8)
+            self._update_details()
 
     # -- exact row counts -----------------------------------------------------------------------
     @work(thread=True, group="rows", exit_on_error=False, description="count(*)")

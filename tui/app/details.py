@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -77,14 +78,13 @@ def render_details(
             + (" · has DEFAULT" if has_default else " · no DEFAULT"),
         )
     exact = forest.exact_sizes or node.exact_sizes
-    how = "exact" if exact else "estimate"
-    scope = "subtree, " if node.is_partitioned else ""
+    how = "exact" if exact else "estimate from relpages"
+    if node.is_partitioned:
+        how += f", sum over {thousands(node.leaf_count)} leaves"
     heap = node.total_table_bytes - node.total_toast_bytes
-    grid.add_row(f"size ({scope}{how})", Text.assemble(
-        (human_bytes(node.total_bytes), "bold"),
-        f"  table {human_bytes(heap)} · indexes {human_bytes(node.total_index_bytes)}"
-        f" · toast {human_bytes(node.total_toast_bytes)}",
-    ))
+    grid.add_row("size", Text.assemble((human_bytes(node.total_bytes), "bold"), f"  ({how})"))
+    grid.add_row("", f"table {human_bytes(heap)} · indexes {human_bytes(node.total_index_bytes)}"
+                     f" · toast {human_bytes(node.total_toast_bytes)}")
     rows_text = Text()
     if node.rows_known:
         rows_text.append(thousands(node.rows), style="bold")
@@ -113,10 +113,6 @@ def render_details(
     out.append(Text(""))
     out.append(Text(f"indexes ({len(node.indexes)})", style="bold"))
     if node.indexes:
-        ix = Table.grid(padding=(0, 2))
-        ix.add_column(no_wrap=True)
-        ix.add_column(no_wrap=True)
-        ix.add_column(justify="right", no_wrap=True)
         for info in sorted(node.indexes, key=lambda i: i.name):
             flags = []
             if info.is_primary:
@@ -125,14 +121,20 @@ def render_details(
                 flags.append("unique")
             if info.relkind == "I":
                 flags.append("partitioned")
-            if info.parent_index:
+            elif info.parent_index:
                 flags.append("attached")
-            state = Text("valid", style="green") if info.valid else Text("INVALID",
-                                                                       style="bold red")
-            state.append("  " + ", ".join(flags), style="dim")
-            ix.add_row(info.name, state, human_bytes(info.est_bytes) if info.relkind != "I"
-                       else "")
-        out.append(ix)
+            if info.relkind != "I":
+                flags.append(human_bytes(info.est_bytes))
+            line = Text()
+            if info.valid:
+                line.append("✓ ", style="green")
+                line.append(info.name)
+            else:
+                line.append("✗ ", style="bold red")
+                line.append(info.name)
+                line.append(" INVALID", style="bold red")
+            line.append(f"  {', '.join(flags)}", style="dim")
+            out.append(line)
     else:
         out.append(Text("none", style="dim"))
 
@@ -144,8 +146,8 @@ def render_details(
             line = Text()
             line.append(f"{SEVERITY_ICON[sev]} {sev}", style=SEVERITY_STYLE[sev])
             line.append(f"  {f.code}", style="bold")
-            line.append(f"  {f.message}")
             out.append(line)
+            out.append(Padding(Text(f.message), (0, 0, 0, 2)))
     else:
         out.append(Text("none", style="dim"))
     return Group(*out)

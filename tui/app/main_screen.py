@@ -34,12 +34,16 @@ class FilterInput(Input):
 class MainScreen(Screen):
     """Left: the live partition tree. Right: the selected relation. Bottom: status and keys."""
 
+    AUTO_FOCUS = "#tree"
+
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="panes"):
             with Vertical(id="left"):
-                yield FilterInput(placeholder="filter names (enter: keep, esc: clear)",
+                box = FilterInput(placeholder="filter names (enter: keep, esc: clear)",
                                   id="filter")
+                box.display = False
+                yield box
                 yield PartitionTree(id="tree")
             with VerticalScroll(id="details-pane"):
                 yield Static("", id="details")
@@ -61,6 +65,8 @@ class MainScreen(Screen):
         tree.focus()
         self._pre_filter_expanded: set[int] | None = None
         self.update_status()
+        # the first load starts once the widgets that show its result exist
+        self.papp.refresh_catalog()
 
     def _badges(self, oid: int) -> tuple[int, int, int, int]:
         app = self.papp
@@ -78,6 +84,8 @@ class MainScreen(Screen):
     async def catalog_loaded(self, forest: Forest) -> None:
         tree = self.tree
         tree.loading = False
+        if self.focused is None:
+            tree.focus()
         if tree.shown_oids is not None:
             visible, expand, _ = filter_forest(forest, self.query_one(FilterInput).value)
             tree.shown_oids = visible

@@ -16,7 +16,7 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from ..core.catalog import Forest, PartNode
+from ..core.catalog import Forest, PartNode, sql_ident_text
 from .format import SEVERITY_ICON, SEVERITY_ORDER, bar, fit, human_bytes, human_rows, sort_nodes
 
 CHUNK = 250  # nodes added per event-loop slice
@@ -39,15 +39,26 @@ class GroupLayout:
     name_width: int
     bound_width: int
     max_bytes: int
+    parent_schema: str | None
+    # the Tree draws an expand icon only on expandable nodes: pad the others so columns align
+    any_expandable: bool = False
 
 
-def group_layout(nodes: list[PartNode]) -> GroupLayout:
+def display_label(node: PartNode, parent_schema: str | None) -> str:
+    """The name, schema-qualified for a root outside public or a partition in another schema
+    than its parent's; quoted where SQL would need quotes."""
+    if parent_schema is None or node.schema != parent_schema:
+        return node.qualified
+    return sql_ident_text(node.name)
+
+
+def group_layout(nodes: list[PartNode], parent_schema: str | None) -> GroupLayout:
     if not nodes:
-        return GroupLayout(0, 0, 0)
-    name_width = min(max(len(n.name) for n in nodes), NAME_MAX)
+        return GroupLayout(0, 0, 0, None)
+    name_width = min(max(len(display_label(n, parent_schema)) for n in nodes), NAME_MAX)
     bounds = [len(n.bound.short()) if n.bound else 0 for n in nodes]
     return GroupLayout(name_width, min(max(bounds), BOUND_MAX),
-                       max(n.total_bytes for n in nodes))
+                       max(n.total_bytes for n in nodes), parent_schema)
 
 
 class PartitionTree(Tree[int]):
@@ -70,10 +81,13 @@ class PartitionTree(Tree[int]):
     # -- labels ---------------------------------------------------------------------------------
     def label_for(self, node: PartNode, layout: GroupLayout) -> Text:
         text = Text(no_wrap=True, end="")
+        if layout.any_expandable and not self._has_children(node):
+            text.append("  ")
         name_style = "bold" if node.is_partitioned else ""
         if node.is_default:
             name_style += " italic"
-        text.append(fit(node.name, layout.name_width), style=name_style.strip())
+        text.append(fit(display_label(node, layout.parent_schema), layout.name_width),
+                    style=name_style.strip())
         if layout.bound_width:
             bound = node.bound.short() if node.bound else ""
             text.append("  ")
@@ -128,7 +142,9 @@ class PartitionTree(Tree[int]):
 
     async def _sync(self, tree_node: TreeNode[int], oid: int | None, generation: int) -> None:
         wanted = self._children_of(oid)
-        layout = group_layout(wanted)
+        parent_schema = self.forest.nodes[oid].schema if oid is not None and self.forest else None
+        layout = group_layout(wanted, parent_schema)
+        layout.any_expandable = any(self._has_children(n) for n in wanted)
         current = [c.data for c in tree_node.children]
         if current == [n.oid for n in wanted]:
             for child, node in zip(list(tree_node.children), wanted, strict=True):

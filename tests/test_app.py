@@ -1,0 +1,343 @@
+"""The console against a real server: tree, details, keys, filter, refresh, connection loss."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+from textual.pilot import Pilot
+
+from tui.app.app import PgpartsApp
+from tui.app.format import human_bytes, human_rows, thousands
+from tui.app.help_screen import HelpScreen
+from tui.app.main_screen import MainScreen
+from tui.app.registry import ConsoleCommand
+from tui.app.tree_view import PartitionTree
+from tui.core.catalog import load_forest
+from tui.core.config import Config, ConsoleConfig
+from tui.core.connection import Target
+
+from .layouts import AWKWARD_SQL
+
+SIZE = (140, 40)
+
+
+@pytest.fixture
+def awkward(db18):
+    db18.execute(AWKWARD_SQL)
+    db18.execute(
+        "INSERT INTO events SELECT '2024-03-01'::timestamptz + i * interval '1 minute',"
+        " (ARRAY['dex_swap','lending',NULL,'xrd_holding'])[1 + i % 4], i, i"
+        " FROM generate_series(1, 4000) i;"
+        "INSERT INTO control.payment SELECT '2019-06-01'::timestamptz + i * interval '1 hour', i, 1"
+        " FROM generate_series(1, 3000) i;"
+        "ANALYZE;"
+    )
+    return db18
+
+
+def make_app(db, **config) -> PgpartsApp:
+    cfg = Config(console=ConsoleConfig(**config)) if config else Config()
+    return PgpartsApp(Target(db.dsn, label="test"), cfg, read_only=False)
+
+
+async def wait_until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the console")
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+async def wait_loads(pilot: Pilot, app: PgpartsApp, count: int = 1) -> None:
+    """Wait until `count` catalog loads have finished and the tree shows the result."""
+    await wait_until(pilot, lambda: app.catalog_loads >= count and not app.catalog_loading)
+
+
+def tree_of(app: PgpartsApp) -> PartitionTree:
+    return app.screen.query_one(PartitionTree)
+
+
+def widget_text(widget) -> str:
+    """What a widget shows, as plain text lines."""
+    return "\n".join(strip.text for strip in widget.render_lines(widget.region.reset_offset))
+
+
+def details_text(app: PgpartsApp) -> str:
+    return widget_text(app.screen.query_one("#details"))
+
+
+def status_text(app: PgpartsApp) -> str:
+    return widget_text(app.screen.query_one("#status"))
+
+
+async def move_to(pilot: Pilot, app: PgpartsApp, oid: int) -> None:
+    """Walk the cursor with the keyboard until it is on `oid` (it must be on screen)."""
+    tree = tree_of(app)
+    for _ in range(200):
+        if tree.cursor_oid() == oid:
+            await pilot.pause()
+            return
+        target = tree.node_for(oid)
+        _ = tree.last_line  # lay out the lines so line numbers are current
+        assert target is not None and target.line >= 0, "node not shown in the tree"
+        await pilot.press("down" if tree.cursor_line < target.line else "up")
+    raise AssertionError("could not reach the node")
+
+
+async def test_opens_with_roots_lazily_and_details(awkward):
+    with awkward.connect() as conn:
+        forest = load_forest(conn)
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        tree = tree_of(app)
+        shown = [n.data for n in tree.root.children]
+        assert set(shown) == {r.oid for r in forest.roots}
+        # children are added only when a node is expanded
+        assert all(len(n.children) == 0 for n in tree.root.children)
+        assert isinstance(app.screen, MainScreen)
+        events = forest.find("events")
+        await move_to(pilot, app, events.oid)
+        text = details_text(app)
+        assert "events" in text and 'RANGE (ts)' in text
+        assert human_bytes(events.total_bytes) in text
+        assert thousands(events.rows) in text
+        label = str(tree.node_for(events.oid).label)
+        assert human_bytes(events.total_bytes) in label and human_rows(events.rows) in label
+        assert "3 direct · 5 leaves · has DEFAULT" in text
+        assert "test" in app.sub_title and "READ-ONLY" not in app.sub_title
+
+
+async def test_expand_navigate_and_leaf_details(awkward):
+    with awkward.connect() as conn:
+        forest = load_forest(conn)
+    payment = forest.find("control.payment")
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        tree = tree_of(app)
+        await move_to(pilot, app, payment.oid)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(tree.node_for(payment.oid).children) == 4)
+        # bound order: MINVALUE first, DEFAULT last, whatever the creation order
+        order = [forest.nodes[c.data].name for c in tree.node_for(payment.oid).children]
+        assert order == ["payment_2000_2019", "payment_2020_2021", "payment_2022",
+                         "payment_default"]
+        await pilot.press("down")
+        old = forest.find("archive.payment_2000_2019")
+        assert tree.cursor_oid() == old.oid
+        label = str(tree.cursor_node.label)
+        assert "archive.payment_2000_2019" in label and "-∞ → 2020-01-01" in label
+        text = details_text(app)
+        assert "partition of control.payment" in text
+        bound = "FOR VALUES FROM (MINVALUE) TO ('2020-01-01 00:00:00+00')"
+        assert bound.replace(" ", "") in "".join(text.split())  # the pane may wrap it
+        assert thousands(old.rows) in text and "estimate" in text
+        assert human_bytes(old.total_bytes) in text
+        assert "last autovacuum" in text
+        # the primary key's partition index, valid
+        assert "✓ payment_2000_2019_pkey" in text and "primary key, attached" in text
+        await pilot.press("down", "down")
+        assert "unlogged" in details_text(app)
+        await pilot.press("shift+left")
+        assert tree.cursor_oid() == payment.oid
+
+
+async def test_filter_narrows_to_matches_and_their_ancestors(awkward):
+    with awkward.connect() as conn:
+        forest = load_forest(conn)
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        tree = tree_of(app)
+        await pilot.press("slash")
+        assert app.focused is app.screen.query_one("#filter")
+        await pilot.press(*"trade")
+        await pilot.pause()
+        assert [n.data for n in tree.root.children] == [forest.find("events").oid]
+        y2024 = tree.node_for(forest.find("events_2024").oid)
+        assert y2024 is not None and y2024.is_expanded
+        assert [c.data for c in y2024.children] == [forest.find("events_2024_trade").oid]
+        assert "filter: 'trade'" in status_text(app)
+        await pilot.press("enter")  # keep the filter, back to the tree
+        await pilot.pause()
+        assert app.focused is tree
+        await pilot.press("slash", "escape")
+        await pilot.pause()
+        assert {n.data for n in tree.root.children} == {r.oid for r in forest.roots}
+
+
+async def test_sort_cycles_bound_size_name(awkward):
+    with awkward.connect() as conn:
+        forest = load_forest(conn)
+    payment = forest.find("control.payment")
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        tree = tree_of(app)
+        await move_to(pilot, app, payment.oid)
+        await pilot.press("enter")
+        await pilot.pause()
+
+        def order() -> list[int]:
+            return [c.data for c in tree.node_for(payment.oid).children]
+
+        await pilot.press("s")
+        by_size = sorted(payment.children, key=lambda n: (-n.total_bytes, n.name))
+        assert order() == [n.oid for n in by_size]
+        await pilot.press("s")
+        assert order() == [n.oid for n in sorted(payment.children, key=lambda n: n.name)]
+        assert tree.cursor_oid() == payment.oid  # the cursor stays where it was
+        assert "sort: name" in status_text(app)
+
+
+async def test_refresh_keeps_expansion_and_cursor_and_shows_new_partition(awkward):
+    with awkward.connect() as conn:
+        forest = load_forest(conn)
+    payment = forest.find("control.payment")
+    p2022 = forest.find("control.payment_2022")
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        tree = tree_of(app)
+        await move_to(pilot, app, payment.oid)
+        await pilot.press("enter")
+        await pilot.pause()
+        await move_to(pilot, app, p2022.oid)
+        awkward.execute("CREATE TABLE control.payment_2023 PARTITION OF control.payment"
+                        " FOR VALUES FROM ('2023-01-01') TO ('2024-01-01')")
+        await pilot.press("r")
+        await wait_loads(pilot, app, 2)
+        names = [app.forest.nodes[c.data].name for c in tree.node_for(payment.oid).children]
+        assert names == ["payment_2000_2019", "payment_2020_2021", "payment_2022",
+                         "payment_2023", "payment_default"]
+        assert tree.node_for(payment.oid).is_expanded
+        assert tree.cursor_oid() == p2022.oid
+        # unchanged groups are relabelled in place: the same TreeNode objects
+        events_node = tree.node_for(forest.find("events").oid)
+        await pilot.press("r")
+        await wait_loads(pilot, app, 3)
+        assert tree.node_for(forest.find("events").oid) is events_node
+
+
+async def test_exact_row_count_from_the_palette_and_key(awkward):
+    with awkward.connect() as conn:
+        forest = load_forest(conn)
+    events = forest.find("events")
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        await move_to(pilot, app, events.oid)
+        await pilot.press("x")
+        await wait_until(pilot, lambda: events.oid in app.exact_rows)
+        assert app.exact_rows[events.oid][0] == 4000
+        assert "4,000 exact" in details_text(app)
+        # the same command through the palette, on another table
+        payment = forest.find("control.payment")
+        await move_to(pilot, app, payment.oid)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"count the rows")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: payment.oid in app.exact_rows)
+        assert app.exact_rows[payment.oid][0] == awkward.query(
+            "SELECT count(*) FROM control.payment")[0][0]
+
+
+async def test_connection_drop_then_reconnect(awkward):
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        killed = awkward.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'pgparts console' AND datname = current_database()")
+        assert killed == [(True,)]
+        await pilot.press("r")
+        await wait_loads(pilot, app, 2)
+        assert app.connection_error and "connection lost" in app.connection_error
+        assert "connection lost" in status_text(app) and "ctrl+r" in status_text(app)
+        assert app.forest is not None  # the last good tree stays on screen
+        awkward.execute("CREATE TABLE after_drop (a int) PARTITION BY LIST (a)")
+        await pilot.press("ctrl+r")
+        await wait_loads(pilot, app, 3)
+        assert app.connection_error is None
+        assert any(r.name == "after_drop" for r in app.forest.roots)
+        assert "connection lost" not in status_text(app)
+
+
+async def test_startup_failure_is_shown_and_quit_works(tmp_path):
+    target = Target(f"host={tmp_path} port=5999 dbname=nowhere", label="nowhere")
+    app = PgpartsApp(target, Config(), read_only=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        assert app.connection_error and "cannot connect" in app.connection_error
+        assert "Cannot read the catalog" in details_text(app)
+        await pilot.press("ctrl+r")  # retry: fails the same way, without a crash
+        await wait_loads(pilot, app, 2)
+        assert app.forest is None and app.connection_error
+        await pilot.press("q")
+        await pilot.pause()
+    assert not app.ever_connected
+
+
+async def test_help_lists_every_command_and_read_only_marks_writes(awkward):
+    app = PgpartsApp(Target(awkward.dsn, read_only=True, label="ro"), Config(), read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        assert app.sub_title.endswith("READ-ONLY")
+        assert "READ-ONLY" in status_text(app)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        shown = "\n".join(widget_text(w) for w in app.screen.query("Static"))
+        for cmd in app.console_commands:
+            assert cmd.description.split("(")[0].strip() in shown, cmd.id
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+        # a command that writes is refused in read-only mode, wherever it is triggered from
+        write = ConsoleCommand("drop-it", "D", "drop", "Drop something", action="refresh",
+                               writes=True)
+        assert not app.command_enabled(write)
+        assert app.command_enabled(replace(write, writes=False))
+
+
+async def test_auto_refresh_reloads_without_overlap(awkward):
+    app = make_app(awkward, auto_refresh_seconds=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app, 3)
+        assert "auto-refresh 0.2s" in status_text(app)
+        await pilot.press("a")  # off
+        seen = app.catalog_loads
+        await pilot.pause(0.6)
+        assert app.catalog_loads <= seen + 1  # at most the load already in flight
+
+
+async def test_console_entry_point_exit_status_without_server(tmp_path, monkeypatch):
+    """run_console reports 2 when it never reached the server (the user quit after an error)."""
+    from tui.app import run as run_module
+    from tui.context import Context
+
+    ctx = Context(Config(), Target(f"host={tmp_path} port=5999"), False)
+    original = PgpartsApp.run
+
+    def headless_run(self, **kwargs):
+        async def quit_when_failed(pilot: Pilot) -> None:
+            await wait_loads(pilot, self)
+            await pilot.press("q")
+
+        return original(self, headless=True, auto_pilot=quit_when_failed)
+
+    monkeypatch.setattr(PgpartsApp, "run", headless_run)
+    result: list[int] = []
+    # App.run starts its own event loop: run it on a thread of its own, as the CLI would
+    worker = threading.Thread(target=lambda: result.append(run_module.run_console(ctx)))
+    worker.start()
+    worker.join(30)
+    assert result == [2]
