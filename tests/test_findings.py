@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from tui.core.bounds import parse_bound
-from tui.core.catalog import Forest, PartNode, load_forest
+from tui.core.catalog import Forest, PartNode, _roll_up, load_forest
 from tui.core.config import FindingsConfig
 from tui.core.findings import (
     CODES,
@@ -389,9 +389,12 @@ def test_ten_thousand_partitions_are_checked_fast_and_aggregated():
         nodes[oid] = week
         oid += 1
         for r in range(4):
-            nodes[oid] = _node(oid, week, f"w{w}_h{r}",
+            # the first 1,000 weeks are analyzed and skewed (a hot key), the rest never analyzed
+            rows = (30_000 if r == 0 else 1_000) if w < 1000 else -1
+            nodes[oid] = _node(oid, week, f"w{w}_h{r}", reltuples=rows,
                                bound=f"FOR VALUES WITH (modulus 4, remainder {r})")
             oid += 1
+    _roll_up(root)  # totals as the loader computes them
     forest = Forest([root], nodes, {}, 180000, NOW)
     t0 = time.perf_counter()
     found = check_forest(forest, CONFIG, NOW)
@@ -401,7 +404,13 @@ def test_ten_thousand_partitions_are_checked_fast_and_aggregated():
     [gap] = _of(found, "range_gap")
     assert "1 gap" in gap.message and gap.objects == ("w999", "w1001")
     assert len(_of(found, "no_future_partition")) == 1
-    # 7,996 never-analyzed leaves: one finding for the tree, not one per leaf or per week
+    # 3,996 never-analyzed leaves: one finding for the tree, not one per leaf or per week
     [never] = _of(found, "never_analyzed")
-    assert len(never.objects) == 1999 * 4 and "and 7991 more" in never.message
-    assert len(found) == 3
+    assert len(never.objects) == 999 * 4 and "and 3991 more" in never.message
+    # 1,000 skewed weeks: one finding naming the first and counting the others
+    [skew] = _of(found, "skewed_siblings")
+    assert skew.table == "account_balances"
+    assert skew.message.startswith("hash partitions of w0 are skewed by rows: w0_h0 has 30,000")
+    assert "the same in 999 more tables under account_balances: w1, w2" in skew.message
+    assert len(skew.objects) == 3000  # every skewed week with its largest and smallest partition
+    assert len(found) == 4

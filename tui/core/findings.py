@@ -46,6 +46,8 @@ SKEW_MIN_ROWS = 10_000
 _INTERVAL_SAMPLE = 5
 # How many names a message lists before it says "and N more".
 _LIST_MAX = 5
+# More findings than this with one code in one tree are folded into one.
+COLLAPSE_OVER = 3
 
 
 @dataclass(frozen=True)
@@ -84,21 +86,57 @@ def check_forest(
         now = now.replace(tzinfo=timezone.utc)
     found: list[Finding] = []
     attached = _attached_index_tables(forest)
-    for node in forest.walk():
-        if node.is_partitioned:
-            found.extend(_range_gaps(node))
-            found.extend(_default_has_rows(node))
-            found.extend(_no_future_partition(forest, node, now, config))
-            found.extend(_skewed(forest, node, config))
+    for root in forest.roots:
+        in_tree: list[Finding] = []
+        for node in root.walk():
+            if not node.is_partitioned:
+                continue
+            in_tree.extend(_range_gaps(node))
+            in_tree.extend(_default_has_rows(node))
+            in_tree.extend(_no_future_partition(forest, node, now, config))
+            in_tree.extend(_skewed(forest, node, config))
             if node.is_root:  # per tree: these can concern thousands of leaves
-                found.extend(_oversized(node, config))
-                found.extend(_never_analyzed(node))
-            found.extend(_index_missing(node, attached))
-            found.extend(_index_invalid(node))
-            found.extend(_detach_pending(node))
+                in_tree.extend(_oversized(node, config))
+                in_tree.extend(_never_analyzed(node))
+            in_tree.extend(_index_missing(node, attached))
+            in_tree.extend(_index_invalid(node))
+            in_tree.extend(_detach_pending(node))
+        found.extend(_collapse(root, in_tree))
     order = {oid: i for i, oid in enumerate(n.oid for n in forest.walk())}
     found.sort(key=lambda f: (_RANK[f.severity], order.get(f.table_oid, 0)))
     return found
+
+
+def _collapse(root: PartNode, findings: list[Finding]) -> list[Finding]:
+    """Fold the same problem repeated under many tables of one tree into one finding.
+
+    A weekly tree whose every week has skewed hash partitions, or lacks the same index, should
+    read as one line naming the first case and counting the others, not as one line per week.
+    Pending detaches stay separate: each needs its own FINALIZE statement.
+    """
+    groups: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    for f in findings:
+        groups[(f.code, f.severity)].append(f)
+    out: list[Finding] = []
+    for (code, severity), group in groups.items():
+        if len(group) <= COLLAPSE_OVER or code == "detach_pending":
+            out.extend(group)
+            continue
+        first, rest = group[0], group[1:]
+        message = (
+            f"{first.message}; the same in {len(rest)} more tables under {root.qualified}: "
+            f"{_names([f.table for f in rest])}"
+        )
+        objects: dict[int, str] = {}
+        for f in group:
+            objects.setdefault(f.table_oid, f.table)
+            for oid, name in zip(f.object_oids, f.objects, strict=True):
+                objects.setdefault(oid, name)
+        out.append(Finding(
+            severity, code, message, root.qualified, tuple(objects.values()), root.oid,
+            tuple(objects),
+        ))
+    return out
 
 
 def findings_by_oid(findings: Iterable[Finding]) -> dict[int, list[Finding]]:
