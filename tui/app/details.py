@@ -83,8 +83,9 @@ def render_details(
         how += f", sum over {thousands(node.leaf_count)} leaves"
     heap = node.total_table_bytes - node.total_toast_bytes
     grid.add_row("size", Text.assemble((human_bytes(node.total_bytes), "bold"), f"  ({how})"))
-    grid.add_row("", f"table {human_bytes(heap)} · indexes {human_bytes(node.total_index_bytes)}"
-                     f" · toast {human_bytes(node.total_toast_bytes)}")
+    for label, value in (("  table", heap), ("  indexes", node.total_index_bytes),
+                         ("  toast", node.total_toast_bytes)):
+        grid.add_row(label, human_bytes(value))
     rows_text = Text()
     if node.rows_known:
         rows_text.append(thousands(node.rows), style="bold")

@@ -160,7 +160,8 @@ class MainScreen(Screen):
             value = self.query_one(FilterInput).value
             text.append(f" · filter: {value!r}", style="bold")
         if app.findings:
-            text.append(f" · {len(app.findings)} findings")
+            count = len(app.findings)
+            text.append(f" · {count} finding{'s' if count != 1 else ''}")
         if app.findings_error:
             text.append(f" · {app.findings_error}", style="red")
         if app.auto_refresh_on:

@@ -93,7 +93,7 @@ class PartitionTree(Tree[int]):
             text.append("  ")
             text.append(fit(bound, layout.bound_width), style="dim" if node.is_default else "")
         rows = human_rows(node.rows, node.rows_known)
-        text.append(f"  {human_bytes(node.total_bytes):>8} {rows:>6} ")
+        text.append(f" {human_bytes(node.total_bytes):>9} {rows:>6} ")
         text.append(bar(node.total_bytes, layout.max_bytes, BAR_WIDTH), style="green")
         if self.badge_source is not None:
             own, own_rank, below, below_rank = self.badge_source(node.oid)

@@ -1,0 +1,69 @@
+"""SVG snapshots of the console on fixed data (regenerate with --snapshot-update, then look).
+
+Async tests cannot use pytest-textual-snapshot's snap_compare (it starts its own event loop), so
+the SVG comes from App.export_screenshot() and syrupy's SVG extension compares it. The data is
+fixed (dates in 2024, deterministic rows, ANALYZE only, never vacuumed) and the status line hides
+the load time, so the picture does not depend on when the test runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+from syrupy.extensions.image import SVGImageSnapshotExtension
+
+from tui.app.app import PgpartsApp
+from tui.core.config import Config
+from tui.core.connection import Target
+
+from .test_app import move_to, wait_loads, wait_until
+
+LAYOUT = """
+CREATE TABLE measurements (ts date NOT NULL, station int NOT NULL, v numeric)
+  PARTITION BY RANGE (ts);
+CREATE TABLE measurements_2024_01 PARTITION OF measurements
+  FOR VALUES FROM ('2024-01-01') TO ('2024-02-01') PARTITION BY HASH (station);
+CREATE TABLE measurements_2024_01_h0 PARTITION OF measurements_2024_01
+  FOR VALUES WITH (modulus 4, remainder 0);
+CREATE TABLE measurements_2024_01_h1 PARTITION OF measurements_2024_01
+  FOR VALUES WITH (modulus 4, remainder 1);
+CREATE TABLE measurements_2024_01_h2 PARTITION OF measurements_2024_01
+  FOR VALUES WITH (modulus 4, remainder 2);
+CREATE TABLE measurements_2024_01_h3 PARTITION OF measurements_2024_01
+  FOR VALUES WITH (modulus 4, remainder 3);
+CREATE TABLE measurements_2024_02 PARTITION OF measurements
+  FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+CREATE TABLE measurements_default PARTITION OF measurements DEFAULT;
+CREATE INDEX ON measurements (station);
+CREATE TABLE regions (region text NOT NULL, n int) PARTITION BY LIST (region);
+CREATE TABLE regions_eu PARTITION OF regions FOR VALUES IN ('de', 'fr', 'nl');
+CREATE TABLE regions_us PARTITION OF regions FOR VALUES IN ('us');
+INSERT INTO measurements
+  SELECT date '2024-01-01' + (i % 60), i % 97, i FROM generate_series(1, 20000) i;
+INSERT INTO regions SELECT 'de', i FROM generate_series(1, 500) i;
+ANALYZE;
+"""
+
+
+@pytest.fixture
+def fixed(db18):
+    db18.execute(LAYOUT)
+    return db18
+
+
+async def test_tree_and_details_snapshot(fixed, snapshot):
+    app = PgpartsApp(Target(fixed.dsn, label="snapshot"), Config(), read_only=False)
+    app.show_load_time = False
+    async with app.run_test(size=(140, 36)) as pilot:
+        await wait_loads(pilot, app)
+        forest = app.forest
+        tree = app.screen.query_one("#tree")
+        root = forest.find("measurements")
+        month = forest.find("measurements_2024_01")
+        await move_to(pilot, app, root.oid)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: tree.node_for(month.oid) is not None)
+        await move_to(pilot, app, month.oid)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(tree.node_for(month.oid).children) == 4)
+        svg = app.export_screenshot(title="pgparts")
+    assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
