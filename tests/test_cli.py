@@ -89,6 +89,14 @@ def test_tree_text(awkward, capsys):
     assert any("control.payment_2022" in ln and "(unlogged)" in ln for ln in lines)
     assert lines[-1].startswith("21 relations, 13 leaf partitions; sizes estimated")
 
+    # a partition never analyzed makes the total a lower bound
+    awkward.execute("CREATE TABLE events_2026 PARTITION OF events"
+                    " FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+    out = run_cli(capsys, "tree", "-d", awkward.dsn, "events")[1]
+    lines = out.splitlines()
+    assert "≥4,000 rows" in lines[0]
+    assert any("events_2026 " in ln and "? rows" in ln for ln in lines)
+
 
 def test_tree_json_shape_and_subtree(awkward, capsys):
     status, out, _ = run_cli(capsys, "tree", "-d", awkward.dsn, "--json")

@@ -89,12 +89,15 @@ def _can_draw() -> bool:
 
 # -- formatting ----------------------------------------------------------------------------------
 def human_rows(node: PartNode) -> str:
-    if not node.rows_known:
-        return "? rows"
     n = node.rows
-    if n >= 1_000_000:
-        return f"{humanize.intword(n)} rows"
-    return f"{humanize.intcomma(n)} rows"
+    if not node.rows_known:
+        # some partitions were never analyzed: what is known is a lower bound
+        return f"≥{_count(n)} rows" if n > 0 else "? rows"
+    return f"{_count(n)} rows"
+
+
+def _count(n: int) -> str:
+    return humanize.intword(n) if n >= 1_000_000 else humanize.intcomma(n)
 
 
 def human_size(n: int) -> str:
@@ -134,9 +137,12 @@ def render_text(roots: list[PartNode], by_oid: dict[int, list[Finding]], exact: 
         label = _bound_label(node)
         if not fancy:
             label = label.replace("→", "->").replace("-∞", "MINVALUE").replace("+∞", "MAXVALUE")
+        rows_text = human_rows(node)
+        if not fancy:
+            rows_text = rows_text.replace("≥", ">=")
         rows.append((
             prefix + connector + node.qualified, label, human_size(node.total_bytes),
-            human_rows(node), _flags(node, by_oid.get(node.oid, [])),
+            rows_text, _flags(node, by_oid.get(node.oid, [])),
         ))
         child_prefix = prefix + ((blank if connector == last else pipe) if connector else "")
         for i, child in enumerate(node.children):

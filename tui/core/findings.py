@@ -549,9 +549,11 @@ def _index_invalid(node: PartNode) -> list[Finding]:
     bad_parent = [i for i in node.indexes if i.relkind == "I" and not i.valid]
     if bad_parent:
         names = _names([_index_name(node, i) for i in bad_parent])
+        one = len(bad_parent) == 1
         message = (
-            f"partitioned index {names} of {node.qualified} is not valid: it becomes valid "
-            f"once every partition has a valid index attached to it"
+            f"partitioned {'index' if one else 'indexes'} {names} of {node.qualified} "
+            f"{'is' if one else 'are'} not valid: a partitioned index becomes valid once every "
+            f"partition has a valid index attached to it"
         )
         out.append(_finding(WARNING, "index_invalid", message, node, [node]))
     bad_leaf = [
@@ -561,8 +563,9 @@ def _index_invalid(node: PartNode) -> list[Finding]:
         names = _names([f"{_index_name(c, i)} on {c.qualified}" for c, i in bad_leaf])
         message = (
             f"{_plural(len(bad_leaf), 'invalid index', 'invalid indexes')} on partitions of "
-            f"{node.qualified}: {names}; the planner ignores them: REINDEX INDEX CONCURRENTLY "
-            f"or drop and create again"
+            f"{node.qualified}: {names}; the planner ignores "
+            f"{'it' if len(bad_leaf) == 1 else 'them'}: REINDEX INDEX CONCURRENTLY or drop and "
+            f"create again"
         )
         objs = _unique(c for c, _i in bad_leaf)
         out.append(_finding(WARNING, "index_invalid", message, node, objs))
