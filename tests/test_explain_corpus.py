@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from psycopg import sql
 
 from tui.core.connection import connect
 from tui.core.explain import ExplainReport, ExplainSession
@@ -127,7 +126,8 @@ CASES = [
          "SELECT * FROM control.payment WHERE extract(year FROM pay_ts) = 2023",
          {PAY: (6, 6)}, {"key_wrapped"}),
     Case("stable_now", "s",
-         "SELECT * FROM control.payment WHERE pay_ts >= now() - (now() - '2024-03-01'::timestamptz)",
+         "SELECT * FROM control.payment"
+         " WHERE pay_ts >= now() - (now() - '2024-03-01'::timestamptz)",
          {PAY: (2, 6)}, {"stable_expression"}, startup={PAY: 4}),
     Case("stable_current_date", "s",
          "SELECT * FROM account_balances WHERE \"timestamp\" >= "
@@ -251,7 +251,8 @@ CASES = [
          "SELECT * FROM control.payment WHERE pay_ts < '2019-01-01'",
          {"control.payment": (1, 4)}, absent=NEG),
     Case("odd_names", "a",
-         "SELECT * FROM \"Odd Schema\".\"Activity \"\"Events\"\"; Ω\" WHERE activity_id = 'O''Brien'",
+         "SELECT * FROM \"Odd Schema\".\"Activity \"\"Events\"\"; Ω\""
+         " WHERE activity_id = 'O''Brien'",
          {'"Odd Schema"."Activity ""Events""; Ω"': (1, 2)}, absent=NEG),
     Case("expression_key_matched", "a",
          "SELECT * FROM expr_keyed WHERE (created AT TIME ZONE 'UTC')::date = '2024-01-15'",
@@ -279,7 +280,7 @@ def corpus_dbs(pg: Server) -> Iterator[dict[str, ExplainSession]]:
     scenario = _build(pg, SCENARIO_SQL)
     awkward = _build(pg, AWKWARD_SQL + AWKWARD_EXTRA)
     conns = [connect(scenario.target), connect(awkward.target)]
-    yield {"s": ExplainSession(conns[0]), "a": ExplainSession(conns[1]), "_dbs": [scenario, awkward]}
+    yield {"s": ExplainSession(conns[0]), "a": ExplainSession(conns[1])}
     for c in conns:
         c.close()
     drop_database(pg, scenario.name)
