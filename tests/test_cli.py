@@ -237,6 +237,28 @@ def test_check_uses_config_thresholds(db18, tmp_path, capsys):
     assert out.startswith("WARNING   big  1 partition of big over 100.0 KiB: big_1 (")
 
 
+def test_names_with_newlines_stay_on_one_line(db18, capsys):
+    db18.execute("""
+        CREATE TABLE "two
+lines" (k int NOT NULL) PARTITION BY RANGE (k);
+        CREATE TABLE "two
+lines_1" PARTITION OF "two
+lines" FOR VALUES FROM (0) TO (10);
+        CREATE TABLE "two
+lines_3" PARTITION OF "two
+lines" FOR VALUES FROM (20) TO (30);
+    """)
+    status, out, _ = run_cli(capsys, "check", "-d", db18.dsn)
+    assert status == 2
+    lines = out.splitlines()
+    assert len(lines) == 2  # the gap (critical) and never analyzed (info)
+    assert lines[0].startswith('CRITICAL  "two\\x0alines"  1 gap')
+    out = run_cli(capsys, "tree", "-d", db18.dsn)[1]
+    assert len(out.splitlines()) == 4
+    status, out, _ = run_cli(capsys, "tree", "-d", db18.dsn, "--json")
+    assert json.loads(out)[0]["name"] == "two\nlines"  # JSON keeps the real name
+
+
 # -- the real process ----------------------------------------------------------------------------
 def test_process_runs_and_errors_without_traceback(awkward, tmp_path):
     done = run_process("tree", "-d", awkward.dsn, "--json")

@@ -11,7 +11,7 @@ import json
 
 from ..context import Context
 from ..core.findings import CRITICAL, WARNING, check_forest, worst_severity
-from .tree import emit, load, select
+from .tree import emit, load, one_line, select
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         emit(json.dumps([f.as_dict() for f in findings], indent=2) + "\n")
     elif findings:
-        emit("".join(f"{f.severity.upper():<8}  {f.table}  {f.message}\n" for f in findings))
+        emit("".join(
+            one_line(f"{f.severity.upper():<8}  {f.table}  {f.message}") + "\n" for f in findings
+        ))
     else:
         trees = len(roots)
         emit(f"no findings in {trees} partition tree{'s' if trees != 1 else ''}\n")

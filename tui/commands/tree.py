@@ -79,6 +79,14 @@ def emit(text: str) -> None:
     sys.stdout.flush()
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)}
+
+
+def one_line(text: str) -> str:
+    """Escape control characters (quoted names may hold newlines) so one item stays one line."""
+    return text.translate(_CONTROL)
+
+
 def _can_draw() -> bool:
     try:
         "├─│└→∞".encode(getattr(sys.stdout, "encoding", None) or "utf-8")
@@ -141,8 +149,8 @@ def render_text(roots: list[PartNode], by_oid: dict[int, list[Finding]], exact: 
         if not fancy:
             rows_text = rows_text.replace("≥", ">=")
         rows.append((
-            prefix + connector + node.qualified, label, human_size(node.total_bytes),
-            rows_text, _flags(node, by_oid.get(node.oid, [])),
+            prefix + connector + one_line(node.qualified), one_line(label),
+            human_size(node.total_bytes), rows_text, _flags(node, by_oid.get(node.oid, [])),
         ))
         child_prefix = prefix + ((blank if connector == last else pipe) if connector else "")
         for i, child in enumerate(node.children):
