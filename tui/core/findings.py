@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 import humanize
@@ -199,6 +200,7 @@ _INF = datetime.max.replace(tzinfo=timezone.utc)
 _NEG_INF = datetime.min.replace(tzinfo=timezone.utc)
 
 
+@lru_cache(maxsize=65536)  # neighbouring bounds repeat each other's text
 def _as_time(text: str) -> datetime | None:
     low = text.strip().lower()
     if low == "infinity":
