@@ -114,6 +114,9 @@ def render_details(
     out.append(Text(""))
     out.append(Text(f"indexes ({len(node.indexes)})", style="bold"))
     if node.indexes:
+        ix = Table.grid(padding=(0, 1))
+        ix.add_column(no_wrap=True)
+        ix.add_column(overflow="fold")
         for info in sorted(node.indexes, key=lambda i: i.name):
             flags = []
             if info.is_primary:
@@ -126,16 +129,13 @@ def render_details(
                 flags.append("attached")
             if info.relkind != "I":
                 flags.append(human_bytes(info.est_bytes))
-            line = Text()
-            if info.valid:
-                line.append("✓ ", style="green")
-                line.append(info.name)
-            else:
-                line.append("✗ ", style="bold red")
-                line.append(info.name)
+            line = Text(info.name)
+            if not info.valid:
                 line.append(" INVALID", style="bold red")
             line.append(f"  {', '.join(flags)}", style="dim")
-            out.append(line)
+            icon = Text("✓", style="green") if info.valid else Text("✗", style="bold red")
+            ix.add_row(icon, line)
+        out.append(ix)
     else:
         out.append(Text("none", style="dim"))
 

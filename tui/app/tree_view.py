@@ -40,25 +40,47 @@ class GroupLayout:
     bound_width: int
     max_bytes: int
     parent_schema: str | None
+    elide: str = ""
     # the Tree draws an expand icon only on expandable nodes: pad the others so columns align
     any_expandable: bool = False
 
 
-def display_label(node: PartNode, parent_schema: str | None) -> str:
+def display_label(node: PartNode, parent_schema: str | None, elide: str = "") -> str:
     """The name, schema-qualified for a root outside public or a partition in another schema
-    than its parent's; quoted where SQL would need quotes."""
+    than its parent's; quoted where SQL would need quotes. With `elide` (the parent's name), a
+    child named parent_suffix shows as …_suffix when the full names do not fit."""
     if parent_schema is None or node.schema != parent_schema:
         return node.qualified
-    return sql_ident_text(node.name)
+    text = sql_ident_text(node.name)
+    if elide and node.name.startswith(elide) and len(node.name) > len(elide) + 1 \
+            and text == node.name:
+        return "…" + node.name[len(elide):]
+    return text
 
 
-def group_layout(nodes: list[PartNode], parent_schema: str | None) -> GroupLayout:
+# cells after the name: "  " bound " " size(9) " " rows(6) " " bar(8) badge(~4)
+FIXED_COLUMNS = 2 + 1 + 9 + 1 + 6 + 1 + BAR_WIDTH + 4
+
+
+def group_layout(
+    nodes: list[PartNode], parent: PartNode | None, budget: int | None = None
+) -> GroupLayout:
+    """Columns for one sibling group; `budget` is the width left for the name column."""
+    parent_schema = parent.schema if parent is not None else None
     if not nodes:
-        return GroupLayout(0, 0, 0, None)
-    name_width = min(max(len(display_label(n, parent_schema)) for n in nodes), NAME_MAX)
+        return GroupLayout(0, 0, 0, parent_schema)
     bounds = [len(n.bound.short()) if n.bound else 0 for n in nodes]
-    return GroupLayout(name_width, min(max(bounds), BOUND_MAX),
-                       max(n.total_bytes for n in nodes), parent_schema)
+    bound_width = min(max(bounds), BOUND_MAX)
+    name_width = min(max(len(display_label(n, parent_schema)) for n in nodes), NAME_MAX)
+    elide = ""
+    if budget is not None and parent is not None and name_width > budget - bound_width:
+        elide = parent.name
+        name_width = min(max(len(display_label(n, parent_schema, elide)) for n in nodes),
+                         NAME_MAX)
+    if budget is not None:
+        name_width = max(min(name_width, budget - bound_width), 12)
+    return GroupLayout(name_width, bound_width, max(n.total_bytes for n in nodes),
+                       parent_schema, elide=elide)
 
 
 class PartitionTree(Tree[int]):
@@ -86,7 +108,8 @@ class PartitionTree(Tree[int]):
         name_style = "bold" if node.is_partitioned else ""
         if node.is_default:
             name_style += " italic"
-        text.append(fit(display_label(node, layout.parent_schema), layout.name_width),
+        text.append(fit(display_label(node, layout.parent_schema, layout.elide),
+                        layout.name_width),
                     style=name_style.strip())
         if layout.bound_width:
             bound = node.bound.short() if node.bound else ""
@@ -104,6 +127,13 @@ class PartitionTree(Tree[int]):
                 sev = SEVERITY_ORDER[below_rank]
                 text.append(f" ({SEVERITY_ICON[sev]}{below})", style=f"dim {SEVERITY_STYLE[sev]}")
         return text
+
+    def _name_budget(self, parent: PartNode | None) -> int:
+        """Cells left for the name column of `parent`'s children, so a row fits the pane."""
+        width = self.scrollable_content_region.width or self.size.width or 80
+        depth = parent.level + 1 if parent is not None else 0
+        indent = depth * self.guide_depth + 2  # guides, then the expand icon
+        return width - indent - FIXED_COLUMNS - 1  # the vertical scrollbar
 
     # -- what to show ---------------------------------------------------------------------------
     def _children_of(self, oid: int | None) -> list[PartNode]:
@@ -142,8 +172,8 @@ class PartitionTree(Tree[int]):
 
     async def _sync(self, tree_node: TreeNode[int], oid: int | None, generation: int) -> None:
         wanted = self._children_of(oid)
-        parent_schema = self.forest.nodes[oid].schema if oid is not None and self.forest else None
-        layout = group_layout(wanted, parent_schema)
+        parent = self.forest.nodes[oid] if oid is not None and self.forest else None
+        layout = group_layout(wanted, parent, self._name_budget(parent))
         layout.any_expandable = any(self._has_children(n) for n in wanted)
         current = [c.data for c in tree_node.children]
         if current == [n.oid for n in wanted]:
