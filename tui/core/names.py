@@ -19,6 +19,16 @@ _RESERVED = frozenset(
     not null offset on only or order placing primary references returning select session_user
     some symmetric system_user table then to trailing true union unique user using variadic when
     where window with""".split()
+    # col_name and type_func_name keywords: quote_ident quotes these too
+    + """between bigint bit boolean char character coalesce dec decimal exists extract float
+    greatest grouping inout int integer interval json least national nchar none normalize nullif
+    numeric out overlay position precision real row setof smallint substring time timestamp treat
+    trim values varchar xmlattributes xmlconcat xmlelement xmlexists xmlforest xmlnamespaces
+    xmlparse xmlpi xmlroot xmlserialize xmltable authorization binary collation concurrently
+    cross current_schema freeze full ilike inner is isnull join left like natural notnull outer
+    overlaps right similar tablesample verbose json_array json_arrayagg json_exists json_object
+    json_objectagg json_query json_scalar json_serialize json_table json_value
+    merge_action""".split()
 )
 
 
