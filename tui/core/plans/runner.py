@@ -381,7 +381,7 @@ class PlanRunner:
                     self._emit(state="verifying", message=step.verify_note)
                     out.verification = step.verify(conn)
                 self._check_cancel()
-                self._call_hook("before_commit", i, len(step.statements))
+                self._call_hook("before_commit", i, 0)
             if hold_start is not None:
                 out.hold_seconds = time.monotonic() - hold_start
         except VerificationFailed as exc:
