@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tree": ("tui.commands.tree", "print the partition trees"),
     "check": ("tui.commands.check", "print findings; exit 0 ok, 1 warnings, 2 critical"),
     "explain": ("tui.commands.explain", "EXPLAIN a query and report which partitions it scans"),
+    "consolidate": ("tui.commands.consolidate", "status, preview and apply consolidation plans"),
 }
 
 EXIT_USAGE = 2
