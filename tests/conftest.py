@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -24,6 +25,7 @@ from tui.core.localserver import (
     LocalServerError,
     embedded_bindir,
 )
+from tui.core.seed import seed_scenarios
 
 _counter = itertools.count()
 
@@ -185,3 +187,57 @@ def make_db(pg: Server) -> Iterator[Callable[[], Database]]:
     yield _make
     for name in made:
         drop_database(pg, name)
+
+
+# -- scenario_db: a fresh copy of the seeded demo scenarios ---------------------------------------
+SCENARIO_NOW = datetime(2026, 11, 21, tzinfo=UTC)
+"""The 'now' the scenario template is laid out around: pass it to check_forest(now=...)."""
+SCENARIO_SCALE = 0.05
+
+_scenario_templates: dict[str, str] = {}
+
+
+def _scenario_template(server: Server) -> str:
+    """Seed the scenarios once per server into a template database; copies are then cheap."""
+    name = _scenario_templates.get(server.label)
+    if name is not None:
+        return name
+    name = f"scenarios_tpl_{os.getpid()}"
+    drop_database(server, name)
+    with server.admin() as c:
+        c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    with connect(Target(server.conninfo(name)), statement_timeout="0") as conn:
+        seed_scenarios(conn, scale=SCENARIO_SCALE, now=SCENARIO_NOW)
+    # No connections may stay on a template while it is copied (autovacuum included).
+    with server.admin() as c:
+        c.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
+                  .format(sql.Identifier(name)))
+    _scenario_templates[server.label] = name
+    return name
+
+
+def _scenario_copy(server: Server) -> str:
+    template = _scenario_template(server)
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    with server.admin() as c:
+        # FILE_COPY: a copy of the template's files, much faster than WAL-logging every block
+        c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+            sql.Identifier(name), sql.Identifier(template)))
+    return name
+
+
+@pytest.fixture
+def scenario_db(pg: Server) -> Iterator[Database]:
+    """A fresh copy of the demo scenarios (tui.core.seed at scale 0.05, now = SCENARIO_NOW) on
+    each server version."""
+    name = _scenario_copy(pg)
+    yield Database(pg, name)
+    drop_database(pg, name)
+
+
+@pytest.fixture
+def scenario_db18(pg18: Server) -> Iterator[Database]:
+    """scenario_db on PostgreSQL 18 only."""
+    name = _scenario_copy(pg18)
+    yield Database(pg18, name)
+    drop_database(pg18, name)

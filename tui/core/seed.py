@@ -52,7 +52,7 @@ SEED_VERSION = 1
 """Bumped whenever the layout changes, so an existing demo database is rebuilt."""
 
 WEEKS = 20  # weekly partitions of account_balances, the consolidated one included
-PAST_WEEKS = 18  # complete weeks before the current one
+PAST_WEEKS = 18  # complete weeks before the current one, the consolidated one included
 HASH_MODULUS = 4
 ACTIVITIES = ("xrd_holding", "lsu_holding", "dex_swap", "lending")
 SKEWED_WEEK_AGE = 3  # weeks before the current one
@@ -121,7 +121,7 @@ class Layout:
     @property
     def week_starts(self) -> list[date]:
         """Oldest (consolidated) first, the future week last."""
-        return [self.current_week + timedelta(weeks=k) for k in range(-PAST_WEEKS - 1, 1 + 1)]
+        return [self.current_week + timedelta(weeks=k) for k in range(-PAST_WEEKS, 2)]
 
     @property
     def consolidated_week(self) -> date:
@@ -887,28 +887,31 @@ def _interrupted_detach(conn: psycopg.Connection, layout: Layout) -> None:
 
     DETACH ... CONCURRENTLY marks the partition pending and commits, then waits for every
     transaction that has touched the parent; a reader holding one open keeps it waiting until
-    the statement timeout cancels it, and the partition stays pending.
+    the statement timeout cancels it, and the partition stays pending. The timeout starts
+    short and grows only if the first phase had not even committed (a very busy server).
     """
-    leaf = sql.Identifier(month_name("audit_log", layout.audit_pending_month))
-    with _connect_like(conn) as reader:
-        reader.autocommit = False
-        reader.execute("SELECT count(*) FROM audit_log")  # keeps its transaction open
-        try:
-            conn.execute("SET statement_timeout = '1s'")
-            _x(conn, "ALTER TABLE audit_log DETACH PARTITION {t} CONCURRENTLY", t=leaf)
-        except psycopg.errors.QueryCanceled:
-            pass
-        else:
-            raise SeedError("the concurrent detach should have waited for the open reader")
-        finally:
-            conn.execute("RESET statement_timeout")
-            reader.rollback()
-    row = conn.execute(
-        "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = %s::regclass",
-        (month_name("audit_log", layout.audit_pending_month),),
-    ).fetchone()
-    if not (row and row[0]):
-        raise SeedError("the audit_log partition did not stay pending detach")
+    name = month_name("audit_log", layout.audit_pending_month)
+    for timeout_ms in (250, 1000, 5000):
+        with _connect_like(conn) as reader:
+            reader.autocommit = False
+            reader.execute("SELECT count(*) FROM audit_log")  # keeps its transaction open
+            try:
+                _x(conn, "SET statement_timeout = {ms}", ms=sql.Literal(f"{timeout_ms}ms"))
+                _x(conn, "ALTER TABLE audit_log DETACH PARTITION {t} CONCURRENTLY",
+                   t=sql.Identifier(name))
+            except psycopg.errors.QueryCanceled:
+                pass
+            else:
+                raise SeedError("the concurrent detach should have waited for the open reader")
+            finally:
+                conn.execute("RESET statement_timeout")
+                reader.rollback()
+        row = conn.execute(
+            "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = %s::regclass", (name,)
+        ).fetchone()
+        if row and row[0]:
+            return
+    raise SeedError(f"the audit_log partition {name} did not stay pending detach")
 
 
 _PART_ACCOUNT_BALANCES = (_account_balances, _analyze_account_balances)
