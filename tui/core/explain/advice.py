@@ -22,6 +22,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from ..catalog import PartNode
+from ..names import quote_ident
 from .statement import DIALECT
 
 # plan-time < start-up < execution: how late a condition can prune
@@ -603,7 +604,7 @@ def _wrapped(cond: exp.Expression, keyside: exp.Expression, value: exp.Expressio
     if element.column is None:
         f.suggestion = f"compare the key expression exactly as it is declared: {element.label}"
         return f
-    ident = exp.to_identifier(col).sql(DIALECT)
+    ident = _sql_ident(col)
     inner = _strip(keyside)
     unit: str | None = None
     if isinstance(inner, exp.Cast) and inner.to.this == exp.DataType.Type.DATE \
@@ -638,6 +639,15 @@ def _wrapped(cond: exp.Expression, keyside: exp.Expression, value: exp.Expressio
     if f.suggestion is None:
         f.suggestion = f"compare the bare key column {ident} with a constant (or a range of them)"
     return f
+
+
+# type names that read as typed literals when bare (timestamp '2024-01-07'): always quote them
+_TYPE_WORDS = frozenset({"timestamp", "timestamptz", "date", "time", "timetz", "interval"})
+
+
+def _sql_ident(name: str) -> str:
+    ident = quote_ident(name)
+    return f'"{name}"' if ident == name and name in _TYPE_WORDS else ident
 
 
 def _propagate_equalities(scope: _Scope, src: _Source, levels: list[LevelAnalysis]) -> None:

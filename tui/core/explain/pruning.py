@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..bounds import parse_bound
 from ..catalog import Forest, PartNode
 from .plan import Plan, PlanNode
 
@@ -25,9 +26,19 @@ _ALIAS_SUFFIX = re.compile(r"^(.*)_(\d+)$")
 @dataclass
 class ScannedPartition:
     node: PartNode
-    bounds: str  # the bounds from below the reported table down to the leaf
-    executed: bool | None  # ANALYZE: False when every scan of it had Actual Loops 0
+    forest: Forest = field(repr=False)
+    table: PartNode = field(repr=False)
+    executed: bool | None = None  # ANALYZE: False when every scan of it had Actual Loops 0
     in_plan: bool = True  # False: known only from the generic plan's locks (PG < 16)
+    _bounds: str | None = field(default=None, repr=False)
+
+    @property
+    def bounds(self) -> str:
+        """The bounds from below the reported table down to the leaf (formatted on demand:
+        a plan over 10,000 partitions should not format 10,000 bounds nobody reads)."""
+        if self._bounds is None:
+            self._bounds = _bounds_below(self.forest, self.table, self.node)
+        return self._bounds
 
 
 @dataclass
@@ -111,10 +122,16 @@ def _bounds_below(forest: Forest, table: PartNode, leaf: PartNode) -> str:
     start = leaf.path.index(table.oid) + 1 if table.oid in leaf.path else 1
     for oid in leaf.path[start:]:
         node = forest.nodes.get(oid)
-        if node is not None and node.bound is not None:
+        if node is None:
+            continue
+        if node.bound is None and node.bound_text:
+            try:
+                node.bound = parse_bound(node.bound_text)
+            except ValueError:
+                parts.append(node.bound_text)
+                continue
+        if node.bound is not None:
             parts.append(node.bound.short())
-        elif node is not None and node.bound_text:
-            parts.append(node.bound_text)
     return " / ".join(parts)
 
 
@@ -228,8 +245,7 @@ def build_references(
             executed = None if scan.actual_loops is None else scan.actual_loops > 0
             prev = parts.get(leaf.oid)
             if prev is None:
-                parts[leaf.oid] = ScannedPartition(
-                    leaf, _bounds_below(forest, table, leaf), executed)
+                parts[leaf.oid] = ScannedPartition(leaf, forest, table, executed)
             elif executed:
                 prev.executed = True
         removed = sum(int(a.subplans_removed or 0) for a in appends)
@@ -299,8 +315,7 @@ def _name_removed(forest, refs, table_for, locked, generic) -> None:
             continue
         ref = mine[0]
         for leaf in leaves:
-            ref.partitions.append(ScannedPartition(
-                leaf, _bounds_below(forest, ref.table, leaf), None, in_plan=False))
+            ref.partitions.append(ScannedPartition(leaf, forest, ref.table, None, in_plan=False))
         ref.partitions.sort(key=lambda p: p.node.path)
         ref.pruned_at_startup = 0
     for ref in refs:
