@@ -54,8 +54,10 @@ async def wait_until(pilot: Pilot, predicate: Callable[[], bool], timeout: float
 
 
 async def wait_loads(pilot: Pilot, app: PgpartsApp, count: int = 1) -> None:
-    """Wait until `count` catalog loads have finished and the tree shows the result."""
-    await wait_until(pilot, lambda: app.catalog_loads >= count and not app.catalog_loading)
+    """Wait until `count` catalog loads have finished, the tree shows the result and the
+    findings computed on it have arrived."""
+    await wait_until(pilot, lambda: app.catalog_loads >= count and not app.catalog_loading
+                     and (app.forest is None or app.findings_loaded))
 
 
 def tree_of(app: PgpartsApp) -> PartitionTree:

@@ -35,7 +35,7 @@ from ..core.config import Config
 from ..core.connection import ConnectError, Target, connect
 from ..core.findings import check_forest, findings_by_oid
 from .format import severity_rank
-from .messages import CatalogFailed, CatalogLoaded, RowCountDone
+from .messages import CatalogFailed, CatalogLoaded, FindingsReady, RowCountDone
 from .registry import ConsoleCommand, action_name
 
 # The one table of commands. Footer, help screen (?), command palette (ctrl+p) and key bindings
@@ -142,6 +142,7 @@ class PgpartsApp(App[int]):
         self.findings: list[Any] = []
         self.findings_by_oid: dict[int, list[Any]] = {}
         self.findings_error: str | None = None
+        self.findings_loaded = False  # the findings match the current forest
         self.subtree_findings: dict[int, tuple[int, int]] = {}  # oid -> (count, worst rank)
         self.exact_rows: dict[int, tuple[int, float]] = {}  # oid -> (count, seconds)
         self.counting: set[int] = set()
@@ -337,9 +338,9 @@ class PgpartsApp(App[int]):
             self.post_message(CatalogFailed(f"catalog query failed: {_first_line(exc)}",
                                             lost=False))
             return
+        self.post_message(CatalogLoaded(forest, time.perf_counter() - started))
         findings, findings_error = self._check(forest)
-        self.post_message(CatalogLoaded(forest, findings, findings_error,
-                                        time.perf_counter() - started))
+        self.post_message(FindingsReady(forest, findings, findings_error))
 
     def _check(self, forest: Forest) -> tuple[list[Any], str | None]:
         try:
@@ -353,8 +354,7 @@ class PgpartsApp(App[int]):
         self.connection_error = None
         self.forest = message.forest
         self.last_load_seconds = message.seconds
-        self._index_findings(message.findings)
-        self.findings_error = message.findings_error
+        self.findings_loaded = False
         # an exact count belongs to the relation it was taken on: forget counts of dropped ones
         self.exact_rows = {o: v for o, v in self.exact_rows.items() if o in message.forest.nodes}
         self.refresh_bindings()
@@ -367,6 +367,18 @@ class PgpartsApp(App[int]):
         self.catalog_loads += 1
         self._update_status()
         self._after_load()
+
+    @on(FindingsReady)
+    def _findings_ready(self, message: FindingsReady) -> None:
+        if message.forest is not self.forest:
+            return  # computed on a forest that a newer load replaced
+        self._index_findings(message.findings)
+        self.findings_error = message.error
+        self.findings_loaded = True
+        main = self._main()
+        if main is not None:
+            main.findings_changed()
+        self._update_status()
 
     @on(CatalogFailed)
     def _catalog_failed(self, message: CatalogFailed) -> None:

@@ -102,6 +102,10 @@ class MainScreen(Screen):
                               ("\n\nctrl+r: retry    q: quit", "dim"))
             )
 
+    def findings_changed(self) -> None:
+        self.tree.relabel()
+        self.update_details()
+
     # -- tree events ----------------------------------------------------------------------------
     @on(Tree.NodeHighlighted)
     def _highlighted(self, event: Tree.NodeHighlighted[int]) -> None:

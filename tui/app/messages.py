@@ -12,10 +12,17 @@ from ..core.catalog import Forest
 
 @dataclass
 class CatalogLoaded(Message):
+    """The tree is read; the health checks follow in FindingsReady (the tree shows first)."""
+
     forest: Forest
-    findings: list[Any] = field(default_factory=list)
-    findings_error: str | None = None
     seconds: float = 0.0
+
+
+@dataclass
+class FindingsReady(Message):
+    forest: Forest  # the forest they were computed on: stale ones are dropped
+    findings: list[Any] = field(default_factory=list)
+    error: str | None = None
 
 
 @dataclass

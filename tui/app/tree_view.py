@@ -62,14 +62,24 @@ def display_label(node: PartNode, parent_schema: str | None, elide: str = "") ->
 FIXED_COLUMNS = 2 + 1 + 9 + 1 + 6 + 1 + BAR_WIDTH + 4
 
 
+def short_bound(node: PartNode, cache: dict[int, str] | None = None) -> str:
+    if cache is not None and node.oid in cache:
+        return cache[node.oid]
+    text = node.bound.short() if node.bound else ""
+    if cache is not None:
+        cache[node.oid] = text
+    return text
+
+
 def group_layout(
-    nodes: list[PartNode], parent: PartNode | None, budget: int | None = None
+    nodes: list[PartNode], parent: PartNode | None, budget: int | None = None,
+    shorts: dict[int, str] | None = None,
 ) -> GroupLayout:
     """Columns for one sibling group; `budget` is the width left for the name column."""
     parent_schema = parent.schema if parent is not None else None
     if not nodes:
         return GroupLayout(0, 0, 0, parent_schema)
-    bounds = [len(n.bound.short()) if n.bound else 0 for n in nodes]
+    bounds = [len(short_bound(n, shorts)) for n in nodes]
     bound_width = min(max(bounds), BOUND_MAX)
     name_width = min(max(len(display_label(n, parent_schema)) for n in nodes), NAME_MAX)
     elide = ""
@@ -98,6 +108,7 @@ class PartitionTree(Tree[int]):
         self.badge_source: Callable[[int], tuple[int, int, int, int]] | None = None
         self._populated: set[int] = set()
         self._by_oid: dict[int, TreeNode[int]] = {}
+        self._shorts: dict[int, str] = {}  # bound labels of the current forest, by oid
         self._generation = 0
 
     # -- labels ---------------------------------------------------------------------------------
@@ -112,7 +123,7 @@ class PartitionTree(Tree[int]):
                         layout.name_width),
                     style=name_style.strip())
         if layout.bound_width:
-            bound = node.bound.short() if node.bound else ""
+            bound = short_bound(node, self._shorts)
             text.append("  ")
             text.append(fit(bound, layout.bound_width), style="dim" if node.is_default else "")
         rows = human_rows(node.rows, node.rows_known)
@@ -160,6 +171,8 @@ class PartitionTree(Tree[int]):
         generation = self._generation
         cursor = keep_cursor if keep_cursor is not None else self.cursor_oid()
         old = self.forest
+        if forest is not old:
+            self._shorts = {}
         self.forest = forest
         self.expanded_oids &= set(forest.nodes)
         await self._sync(self.root, None, generation)
@@ -170,10 +183,28 @@ class PartitionTree(Tree[int]):
         elif self.cursor_node is None and self.root.children:
             self.move_cursor(self.root.children[0])
 
+    def relabel(self) -> None:
+        """New labels for every node on screen (e.g. when the findings arrive), in place."""
+        forest = self.forest
+        if forest is None:
+            return
+        for tree_node in [self.root, *self._by_oid.values()]:
+            if not tree_node.children:
+                continue
+            oid = tree_node.data
+            parent = forest.nodes.get(oid) if oid is not None else None
+            wanted = [forest.nodes[c.data] for c in tree_node.children if c.data in forest.nodes]
+            layout = group_layout(wanted, parent, self._name_budget(parent), self._shorts)
+            layout.any_expandable = any(self._has_children(n) for n in wanted)
+            for child in tree_node.children:
+                node = forest.nodes.get(child.data)
+                if node is not None:
+                    child.set_label(self.label_for(node, layout))
+
     async def _sync(self, tree_node: TreeNode[int], oid: int | None, generation: int) -> None:
         wanted = self._children_of(oid)
         parent = self.forest.nodes[oid] if oid is not None and self.forest else None
-        layout = group_layout(wanted, parent, self._name_budget(parent))
+        layout = group_layout(wanted, parent, self._name_budget(parent), self._shorts)
         layout.any_expandable = any(self._has_children(n) for n in wanted)
         current = [c.data for c in tree_node.children]
         if current == [n.oid for n in wanted]:

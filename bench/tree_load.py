@@ -1,0 +1,162 @@
+"""How fast the partition tree loads at 10,000 partitions: raw query, loader, CLI, console.
+
+    python bench/tree_load.py [--weeks 2500] [--hash 4]
+
+Creates account_balances-like weeks (RANGE by week, each HASH-partitioned into 4 leaves, one
+index) on a private throwaway server, then prints:
+
+- the catalog query alone through psql (\\timing, output discarded), median of 5;
+- load_forest() (query + Python objects, connection already open), median of 5;
+- `pgparts tree --json` end to end as a subprocess (start-up, connect, load, print), median of 3;
+- the console: from starting the app until the root rows are shown, and until the 2,500 weeks
+  of the expanded root are all in the tree, median of 3.
+
+Targets: loader within 1.5x of the raw query; tree visible within 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tui.app.app import PgpartsApp  # noqa: E402
+from tui.app.tree_view import PartitionTree  # noqa: E402
+from tui.core.catalog import load_forest, tree_query  # noqa: E402
+from tui.core.config import Config  # noqa: E402
+from tui.core.connection import Target, connect  # noqa: E402
+from tui.core.localserver import FAST_TEST_SETTINGS, embedded_bindir, temporary_server  # noqa: E402
+
+
+def create_layout(dsn: str, weeks: int, modulus: int, batch: int = 100) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE account_balances (timestamp timestamptz NOT NULL,"
+            " account_address varchar(255) NOT NULL, usd_value numeric(18,2) NOT NULL,"
+            " activity_id text NOT NULL) PARTITION BY RANGE (timestamp)"
+        )
+        conn.execute("CREATE INDEX ON account_balances (account_address, timestamp)")
+        start = date(2000, 1, 2)  # a Sunday
+        for first in range(0, weeks, batch):
+            with conn.transaction():
+                for w in range(first, min(first + batch, weeks)):
+                    lo = start + timedelta(weeks=w)
+                    hi = lo + timedelta(weeks=1)
+                    week = f"account_balances_{lo:%Y_%m_%d}"
+                    conn.execute(sql.SQL(
+                        "CREATE TABLE {} PARTITION OF account_balances"
+                        " FOR VALUES FROM ({}) TO ({}) PARTITION BY HASH (account_address)"
+                    ).format(sql.Identifier(week), sql.Literal(str(lo)), sql.Literal(str(hi))))
+                    for r in range(modulus):
+                        conn.execute(sql.SQL(
+                            "CREATE TABLE {} PARTITION OF {}"
+                            " FOR VALUES WITH (modulus {}, remainder {})"
+                        ).format(sql.Identifier(f"{week}_hash_{r}"), sql.Identifier(week),
+                                 sql.Literal(modulus), sql.Literal(r)))
+        conn.execute("ANALYZE")
+
+
+def raw_query_ms(dsn: str, runs: int = 5) -> float:
+    with connect(Target(dsn)) as conn:
+        query = tree_query(int(conn.info.server_version)).as_string(conn)
+    psql = embedded_bindir() / "psql"
+    env = dict(os.environ, PGOPTIONS="-c jit=off -c TimeZone=UTC -c DateStyle=ISO")
+    times = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [str(psql), "-X", "-q", "-d", dsn, "-o", "/dev/null", "-c", "\\timing on",
+             "-c", query],
+            capture_output=True, text=True, env=env, check=True,
+        ).stdout
+        times.append(float(re.findall(r"Time: ([\d.]+) ms", out)[-1]))
+    return statistics.median(times)
+
+
+def loader_ms(dsn: str, runs: int = 5) -> tuple[float, int]:
+    times = []
+    count = 0
+    with connect(Target(dsn), purpose="bench") as conn:
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            forest = load_forest(conn)
+            times.append((time.perf_counter() - t0) * 1000)
+            count = len(forest.nodes)
+    return statistics.median(times), count
+
+
+def cli_ms(dsn: str, runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "tui.cli", "tree", "--json", "-d", dsn],
+                       stdout=subprocess.DEVNULL, check=True,
+                       cwd=Path(__file__).resolve().parent.parent)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+async def _console_once(dsn: str) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    app = PgpartsApp(Target(dsn, label="bench"), Config(), read_only=False)
+    async with app.run_test(size=(140, 40)) as pilot:
+        tree = app.screen.query_one(PartitionTree)
+        while not tree.root.children:
+            await pilot.pause(0.005)
+        visible = time.perf_counter() - t0
+        root = tree.root.children[0]
+        expected = len(app.forest.roots[0].children)
+        t1 = time.perf_counter()
+        root.expand()
+        while len(root.children) < expected:
+            await pilot.pause(0.005)
+        await pilot.pause()
+        expanded = time.perf_counter() - t1
+        # keys still answer after the big expand
+        await pilot.press("end")
+    return visible * 1000, expanded * 1000
+
+
+def console_ms(dsn: str, runs: int = 3) -> tuple[float, float]:
+    results = [asyncio.run(_console_once(dsn)) for _ in range(runs)]
+    return (statistics.median(r[0] for r in results), statistics.median(r[1] for r in results))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weeks", type=int, default=2500)
+    parser.add_argument("--hash", type=int, default=4)
+    args = parser.parse_args()
+    settings = dict(FAST_TEST_SETTINGS, max_locks_per_transaction="2048",
+                    autovacuum="off")
+    with temporary_server(settings=settings) as server:
+        dsn = server.conninfo()
+        t0 = time.perf_counter()
+        create_layout(dsn, args.weeks, args.hash)
+        print(f"created {args.weeks} weeks x {args.hash} hash = {args.weeks * args.hash} leaf "
+              f"partitions in {time.perf_counter() - t0:.1f} s")
+        raw = raw_query_ms(dsn)
+        loader, count = loader_ms(dsn)
+        print(f"relations in the tree:             {count}")
+        print(f"raw catalog query (psql, median 5): {raw:8.0f} ms")
+        print(f"load_forest (median 5):             {loader:8.0f} ms  ({loader / raw:.2f}x raw)")
+        print(f"pgparts tree --json (median 3):     {cli_ms(dsn):8.0f} ms")
+        visible, expanded = console_ms(dsn)
+        print(f"console: roots visible (median 3):  {visible:8.0f} ms")
+        print(f"console: {args.weeks} weeks expanded:     {expanded:8.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
