@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -37,19 +38,25 @@ from .localserver import (
     _server_user,
     embedded_bindir,
 )
-from .seed import SEED_VERSION, demo_now_from_env, demo_scale_from_env, seed_scenarios
+from .seed import (
+    DEMO_NOW_ENV,
+    DEMO_SCALE_ENV,
+    SEED_VERSION,
+    demo_now_from_env,
+    demo_scale_from_env,
+    resolve_now,
+    seed_scenarios,
+)
 
 DEMO_DB = "pgparts_demo"
-_MARK_PREFIX = f"pgparts demo data, seed version {SEED_VERSION},"
+_MARK_PREFIX = f"pgparts demo data, seed version {SEED_VERSION};"
+_MARK_FIELDS = re.compile(r"scale=(?P<scale>[^;]*); now=(?P<now>[^;]*);")
 
 DEMO_SETTINGS = {
     "shared_buffers": "128MB",
     "max_connections": "40",
     "max_locks_per_transaction": "256",
-    # the demo is disposable (--demo-reset rebuilds it): favour a quick first seeding
-    "wal_level": "minimal",  # relations created and loaded in one transaction skip WAL
-    "max_wal_senders": "0",
-    "synchronous_commit": "off",
+    "synchronous_commit": "off",  # the demo is disposable: --demo-reset rebuilds it
     "log_min_messages": "warning",
 }
 
@@ -197,6 +204,9 @@ def _adopt_running(server: LocalServer) -> bool:
         # left by a crash (the pid is dead or now belongs to another program); pg_ctl would
         # refuse to start while it names a live process
         (server.datadir / "postmaster.pid").unlink(missing_ok=True)
+        old = info.socket_dir
+        if old is not None and old.parent == Path("/tmp") and old.name.startswith("pgparts-demo-"):
+            shutil.rmtree(old, ignore_errors=True)
         return False
     if info.socket_dir is not None and info.socket_dir.is_dir():
         server.socket_dir = info.socket_dir
@@ -208,9 +218,70 @@ def _adopt_running(server: LocalServer) -> bool:
     return False
 
 
-def _marker(scale: float) -> str:
+def _start(server: LocalServer) -> None:
+    """Start the server; after a crash, give the dead server's last processes time to exit.
+
+    A postmaster killed outright leaves children that notice within a moment and exit; until
+    they have, the new postmaster refuses to start ("pre-existing shared memory block is still
+    in use").
+    """
+    log = server.datadir / "server.log"
+    for attempt in range(6):
+        server.socket_dir = Path(tempfile.mkdtemp(prefix="pgparts-demo-", dir="/tmp"))
+        since = log.stat().st_size if log.exists() else 0
+        try:
+            server.start()
+            return
+        except LocalServerError as exc:
+            shutil.rmtree(server.socket_dir, ignore_errors=True)
+            server.socket_dir = None
+            reason = _last_log_error(log, since) or str(exc)
+            if attempt == 5 or "in use" not in reason:
+                raise DemoError(f"PostgreSQL did not start: {reason} (log: {log})") from None
+            time.sleep(0.5 * (attempt + 1))
+
+
+def _last_log_error(log: Path, since: int) -> str:
+    """The last FATAL/ERROR line the server logged after offset `since`: pg_ctl itself only
+    says 'examine the log output'."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(since, fh.seek(0, os.SEEK_END) - 8192))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        for tag in ("FATAL:", "PANIC:", "ERROR:"):
+            if tag in line:
+                return line.split(tag, 1)[1].strip()
+    return ""
+
+
+def _marker(scale: float, now: datetime) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{_MARK_PREFIX} scale {scale:g}, seeded {stamp}"
+    return f"{_MARK_PREFIX} scale={scale:g}; now={now.isoformat()}; seeded {stamp}"
+
+
+def _mismatch(comment: str) -> str | None:
+    """Why a complete demo database does not fit the environment, or None when it does.
+
+    $PGPARTS_DEMO_NOW and $PGPARTS_DEMO_SCALE, when set, must match what the data was seeded
+    with (screenshots and tests rely on it); unset, any complete seed is reused.
+    """
+    match = _MARK_FIELDS.search(comment)
+    if match is None:
+        return "an unreadable seed mark"
+    wanted_now = demo_now_from_env()
+    if wanted_now is not None and match["now"] != wanted_now.isoformat():
+        return f"{DEMO_NOW_ENV} changed"
+    if os.environ.get(DEMO_SCALE_ENV, "").strip():
+        try:
+            seeded_scale = float(match["scale"])
+        except ValueError:
+            return "an unreadable seed mark"
+        if seeded_scale != demo_scale_from_env():
+            return f"{DEMO_SCALE_ENV} changed"
+    return None
 
 
 def _ensure_database(server: LocalServer, reset: bool, say: Progress) -> None:
@@ -219,20 +290,28 @@ def _ensure_database(server: LocalServer, reset: bool, say: Progress) -> None:
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
             (DEMO_DB,),
         ).fetchone()
-        complete = row is not None and (row[0] or "").startswith(_MARK_PREFIX)
-        if complete and not reset:
+        comment = (row[0] or "") if row is not None else ""
+        complete = comment.startswith(_MARK_PREFIX)
+        mismatch = _mismatch(comment) if complete else None
+        if complete and not reset and mismatch is None:
             return
         db = sql.Identifier(DEMO_DB)
         if row is not None:
             # FORCE: a console still connected to a half-built or reset demo is disconnected
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(db))
-        say("rebuilding the demo data …" if complete else "seeding demo data (first run) …")
+        if not complete:  # never seeded, or a seed that did not finish
+            say("seeding demo data (first run) …")
+        elif mismatch and not reset:
+            say(f"rebuilding the demo data ({mismatch}) …")
+        else:
+            say("rebuilding the demo data …")
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(db))
         scale = demo_scale_from_env()
         with connect(Target(server.conninfo(DEMO_DB)), statement_timeout="0") as conn:
-            seed_scenarios(conn, scale=scale, now=demo_now_from_env())
+            now = resolve_now(conn, None)  # $PGPARTS_DEMO_NOW, else the server's clock
+            seed_scenarios(conn, scale=scale, now=now)
         admin.execute(
-            sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(_marker(scale)))
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(_marker(scale, now)))
         )
 
 
@@ -275,12 +354,7 @@ def open_demo(reset: bool = False, progress: Progress | None = None) -> DemoHand
         started = False
         if not _adopt_running(server):
             say("starting PostgreSQL 18 …")
-            server.socket_dir = Path(tempfile.mkdtemp(prefix="pgparts-demo-", dir="/tmp"))
-            try:
-                server.start()
-            except LocalServerError as exc:
-                shutil.rmtree(server.socket_dir, ignore_errors=True)
-                raise DemoError(f"{exc} (log: {server.datadir / 'server.log'})") from None
+            _start(server)
             started = True
         try:
             _ensure_database(server, reset, say)

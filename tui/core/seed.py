@@ -264,8 +264,7 @@ def _build(
     conn: psycopg.Connection, layout: Layout,
     steps: tuple[Callable[[psycopg.Connection, Layout], None], ...],
 ) -> None:
-    # One transaction per session: a half-built demo is never committed, and relations
-    # created and loaded in the same transaction skip WAL under wal_level=minimal.
+    # One transaction per session: a half-built part of the demo is never committed.
     with conn.transaction():
         conn.execute(
             "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0;"
