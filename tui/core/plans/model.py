@@ -76,9 +76,10 @@ class Statement:
     note: str = ""
     est_rows: int = 0
     est_bytes: int = 0
-    # For verification statements: receives the fetched row, returns a line for the journal,
-    # raises VerificationFailed to roll the step back. Runs before the statements after it.
-    check: Callable[[Any], str] | None = None
+    # For verification statements: receives the fetched row (and the connection, for a
+    # follow-up query in the same transaction), returns a line for the journal, raises
+    # VerificationFailed to roll the step back. Runs before the statements after it.
+    check: Callable[[Any, psycopg.Connection], str] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -428,7 +428,7 @@ class PlanRunner:
             if st.check is not None:
                 self._emit(state="verifying", message=st.note or "")
                 try:
-                    line = st.check(cur.fetchone())
+                    line = st.check(cur.fetchone(), conn)
                 except VerificationFailed as exc:
                     raise PlanError(f"verification failed: {exc}") from None
                 out.verification = f"{out.verification}; {line}" if out.verification else line
