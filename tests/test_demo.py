@@ -1,4 +1,8 @@
-"""The demo server's lifetime: seeded once, reused, shared between consoles, reset, recovered."""
+"""The demo server's lifetime: seeded once, reused, shared between consoles, reset, recovered.
+
+The module seeds one small demo (PGPARTS_DEMO_SCALE=0.02) in a temporary cache directory; every
+test starts and ends with that demo stopped and completely seeded.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,25 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tui.core.demo import DEMO_DB, DemoHandle, demo_root, open_demo
+from tui.core.demo import (
+    DEMO_DB,
+    DEMO_SETTINGS,
+    DemoError,
+    DemoHandle,
+    demo_root,
+    open_demo,
+)
+from tui.core.localserver import LocalServer, embedded_bindir
 from tui.core.seed import DEMO_NOW_ENV, DEMO_SCALE_ENV
 
 # Starting an existing cluster takes well under a second on an idle machine; the limit leaves
@@ -22,22 +37,32 @@ from tui.core.seed import DEMO_NOW_ENV, DEMO_SCALE_ENV
 REUSE_LIMIT_SECONDS = 5.0
 
 
-@pytest.fixture
-def demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A demo of its own in a temporary cache directory, small and dated, removed afterwards."""
-    monkeypatch.setenv("PGPARTS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv(DEMO_SCALE_ENV, "0.02")
-    monkeypatch.setenv(DEMO_NOW_ENV, "2026-11-21")
-    root = demo_root()
-    yield root
-    datadir = root / "data"
-    if (datadir / "postmaster.pid").exists():  # a failed test may leave it running
-        with contextlib.suppress(Exception):
-            from tui.core.demo import DEMO_SETTINGS
-            from tui.core.localserver import LocalServer, embedded_bindir
+@dataclass
+class FirstStart:
+    root: Path
+    messages: list[str]
+    started: bool
+    dsn: str
 
-            LocalServer(embedded_bindir(), datadir, dict(DEMO_SETTINGS)).stop("immediate")
-    shutil.rmtree(root, ignore_errors=True)
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstStart]:
+    """A demo of its own in a temporary cache directory, small and dated, removed afterwards."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PGPARTS_CACHE_DIR", str(tmp_path_factory.mktemp("demo-cache")))
+        mp.setenv(DEMO_SCALE_ENV, "0.02")
+        mp.setenv(DEMO_NOW_ENV, "2026-11-21")
+        root = demo_root()
+        try:
+            handle, messages, _ = _opened()
+            handle.stop()
+            yield FirstStart(root, messages, handle.started, handle.dsn)
+        finally:
+            datadir = root / "data"
+            if (datadir / "postmaster.pid").exists():  # a failed test may leave it running
+                with contextlib.suppress(Exception):
+                    LocalServer(embedded_bindir(), datadir, dict(DEMO_SETTINGS)).stop("immediate")
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _query(handle: DemoHandle, statement: str) -> list[tuple]:
@@ -60,13 +85,18 @@ def _postmaster_pid(root: Path) -> int | None:
         return None
 
 
-def test_first_start_seeds_then_reuse_share_stop_and_reset(demo_env):
-    first, messages, _ = _opened()
-    assert messages == ["starting PostgreSQL 18 …", "seeding demo data (first run) …"]
-    assert first.started and f"dbname={DEMO_DB}" in first.dsn
+def test_first_start_seeds(demo):
+    assert demo.messages == ["starting PostgreSQL 18 …", "seeding demo data (first run) …"]
+    assert demo.started and f"dbname={DEMO_DB}" in demo.dsn
+    assert _postmaster_pid(demo.root) is None  # stopped with its only console
+
+
+def test_later_starts_reuse_and_consoles_share_the_server(demo):
+    first, messages, elapsed = _opened()
+    assert messages == ["starting PostgreSQL 18 …"] and first.started  # no seeding
+    assert elapsed < REUSE_LIMIT_SECONDS, f"restarting the demo took {elapsed:.1f}s"
     assert _query(first, "SHOW server_version_num")[0][0].startswith("18")
     assert _query(first, "SELECT count(*) > 0 FROM account_balances") == [(True,)]
-    _query(first, "CREATE TABLE still_here (x int)")
 
     # a second console joins the running server and leaves it running for the first
     second, messages, elapsed = _opened()
@@ -74,55 +104,50 @@ def test_first_start_seeds_then_reuse_share_stop_and_reset(demo_env):
     assert elapsed < REUSE_LIMIT_SECONDS
     second.stop()
     assert _query(first, "SELECT 1") == [(1,)]
-    first.stop()
-    first.stop()  # idempotent
-    assert _postmaster_pid(demo_env) is None
-    with pytest.raises(psycopg.OperationalError):
-        _query(first, "SELECT 1")
-
-    # a later start reuses the seeded database: fast, and nothing is rebuilt
-    third, messages, elapsed = _opened()
-    assert messages == ["starting PostgreSQL 18 …"] and third.started
-    assert elapsed < REUSE_LIMIT_SECONDS, f"restarting the demo took {elapsed:.1f}s"
-    assert _query(third, "SELECT to_regclass('still_here') IS NOT NULL") == [(True,)]
-
-    # reset rebuilds the database from scratch, even while a console is connected to it
-    with psycopg.connect(third.dsn, autocommit=True) as connected:
-        fourth, messages, _ = _opened(reset=True)
-        with pytest.raises(psycopg.OperationalError):
-            connected.execute("SELECT 1")
-    assert messages == ["rebuilding the demo data …"]
-    assert _query(fourth, "SELECT to_regclass('still_here')") == [(None,)]
-    assert _query(fourth, "SELECT count(*) > 0 FROM control.payment_default") == [(True,)]
-    fourth.stop()
-    assert _postmaster_pid(demo_env) is not None  # the third console is still there
 
     # a console killed without stopping leaves its registration behind; it keeps nothing alive
     dead = subprocess.Popen(["true"])
     dead.wait()
-    (demo_env / "clients" / f"{dead.pid}-deadbeef").touch()
-    third.stop()
-    assert _postmaster_pid(demo_env) is None
-    assert list((demo_env / "clients").iterdir()) == []
+    (demo.root / "clients" / f"{dead.pid}-deadbeef").touch()
+    first.stop()
+    first.stop()  # idempotent
+    assert _postmaster_pid(demo.root) is None
+    assert list((demo.root / "clients").iterdir()) == []
+    with pytest.raises(psycopg.OperationalError):
+        _query(first, "SELECT 1")
 
 
-def test_crash_leftovers_do_not_break_start_up(demo_env):
+def test_reset_rebuilds_even_while_a_console_is_connected(demo):
+    first, _, _ = _opened()
+    _query(first, "CREATE TABLE added_by_hand (x int)")
+    with psycopg.connect(first.dsn, autocommit=True) as connected:
+        second, messages, _ = _opened(reset=True)
+        with pytest.raises(psycopg.OperationalError):
+            connected.execute("SELECT 1")
+    assert messages == ["rebuilding the demo data …"]
+    assert _query(second, "SELECT to_regclass('added_by_hand')") == [(None,)]
+    assert _query(second, "SELECT count(*) > 0 FROM control.payment_default") == [(True,)]
+    second.stop()
+    assert _postmaster_pid(demo.root) is not None  # the first console is still there
+    first.stop()
+    assert _postmaster_pid(demo.root) is None
+
+
+def test_crash_leftovers_do_not_break_start_up(demo):
     handle, _, _ = _opened()
     # a seed interrupted half-way leaves no completion mark: the next start rebuilds
-    _query(handle, f"COMMENT ON DATABASE {DEMO_DB} IS NULL")
-    pid = _postmaster_pid(demo_env)
+    # (synchronous_commit is off on the demo server: make sure this commit survives the crash)
+    _query(handle, f"SET synchronous_commit = on; COMMENT ON DATABASE {DEMO_DB} IS NULL")
+    pid = _postmaster_pid(demo.root)
     assert pid is not None
-    os.kill(pid, signal.SIGKILL)  # the machine or the server crashed
+    os.kill(pid, signal.SIGKILL)  # the server crashed, and the console with it
     for _ in range(100):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
         if not Path(f"/proc/{pid}").exists():
             break
         time.sleep(0.05)
-    assert (demo_env / "data" / "postmaster.pid").exists()  # stale
-    # the console that was using it is gone too: its registration must not keep anything alive
-    shutil.rmtree(demo_env / "clients")
-    (demo_env / "clients").mkdir()
+    assert (demo.root / "data" / "postmaster.pid").exists()  # stale
+    shutil.rmtree(demo.root / "clients")
+    (demo.root / "clients").mkdir()
 
     again, messages, _ = _opened()
     assert messages == ["starting PostgreSQL 18 …", "seeding demo data (first run) …"]
@@ -132,8 +157,8 @@ def test_crash_leftovers_do_not_break_start_up(demo_env):
     # a stale pid file naming a live process that is not PostgreSQL (the pid was reused)
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
-        pidfile = demo_env / "data" / "postmaster.pid"
-        pidfile.write_text(f"{sleeper.pid}\n{demo_env / 'data'}\n0\n5432\n/tmp\n\n\n")
+        pidfile = demo.root / "data" / "postmaster.pid"
+        pidfile.write_text(f"{sleeper.pid}\n{demo.root / 'data'}\n0\n5432\n/tmp\n\n\n")
         last, messages, elapsed = _opened()
         assert messages == ["starting PostgreSQL 18 …"]
         assert elapsed < REUSE_LIMIT_SECONDS
@@ -144,10 +169,44 @@ def test_crash_leftovers_do_not_break_start_up(demo_env):
         sleeper.wait()
 
 
+def test_a_cluster_that_no_longer_starts_is_rebuilt_by_reset(demo):
+    (demo.root / "data" / "global" / "pg_control").unlink()  # e.g. a power loss with fsync off
+    with pytest.raises(DemoError, match="pg_control.*--demo-reset rebuilds"):
+        open_demo()
+    handle, messages, _ = _opened(reset=True)
+    assert messages == [
+        "starting PostgreSQL 18 …",
+        "the demo server does not start: rebuilding it from scratch …",
+        "seeding demo data (first run) …",
+    ]
+    assert _query(handle, "SELECT count(*) > 0 FROM control.payment") == [(True,)]
+    handle.stop()
+
+
+def test_a_console_killed_outright_does_not_leave_the_server_running(demo):
+    """SIGKILL or a closed terminal skips stop(): the watchdog stops the server instead."""
+    console = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time\nfrom tui.core.demo import open_demo\n"
+         "open_demo()\nprint('ready', flush=True)\ntime.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert console.stdout is not None and console.stdout.readline() == "ready\n"
+        assert _postmaster_pid(demo.root) is not None
+        console.kill()
+        console.wait()
+        deadline = time.monotonic() + 20
+        while _postmaster_pid(demo.root) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _postmaster_pid(demo.root) is None, "the server outlived its last console"
+    finally:
+        console.kill()
+        console.wait()
+
+
 def test_a_seed_made_for_another_date_or_scale_is_rebuilt(monkeypatch):
     """$PGPARTS_DEMO_NOW / $PGPARTS_DEMO_SCALE, when set, must match the seeded data."""
-    from datetime import UTC, datetime
-
     from tui.core.demo import _marker, _mismatch
 
     mark = _marker(0.02, datetime(2026, 11, 21, tzinfo=UTC))

@@ -7,7 +7,8 @@ left half-built by a crash, or built by an older layout, is rebuilt.
 
 Several consoles may use the demo at once. Each registers itself in ``<root>/clients`` under a
 file lock; the server is stopped when the last live client leaves. A client that died without
-saying goodbye is recognised by its process id no longer running.
+saying goodbye is recognised by its process id no longer running, and a small watchdog process
+stops the server when every client has died that way.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -56,7 +59,10 @@ DEMO_SETTINGS = {
     "shared_buffers": "128MB",
     "max_connections": "40",
     "max_locks_per_transaction": "256",
-    "synchronous_commit": "off",  # the demo is disposable: --demo-reset rebuilds it
+    # The demo is disposable: durability is traded for a quick first seeding. After a power
+    # loss the cluster may not start again; --demo-reset then rebuilds it from scratch.
+    "fsync": "off",
+    "synchronous_commit": "off",
     "log_min_messages": "warning",
 }
 
@@ -354,7 +360,15 @@ def open_demo(reset: bool = False, progress: Progress | None = None) -> DemoHand
         started = False
         if not _adopt_running(server):
             say("starting PostgreSQL 18 …")
-            _start(server)
+            try:
+                _start(server)
+            except DemoError as exc:
+                if not reset:
+                    raise DemoError(f"{exc}; --demo-reset rebuilds the demo from scratch") from None
+                # a cluster that no longer starts (e.g. after a power loss with fsync off)
+                say("the demo server does not start: rebuilding it from scratch …")
+                shutil.rmtree(server.datadir, ignore_errors=True)
+                _start(server)
             started = True
         try:
             _ensure_database(server, reset, say)
@@ -365,4 +379,77 @@ def open_demo(reset: bool = False, progress: Progress | None = None) -> DemoHand
             raise
         token = root / "clients" / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         token.touch()
+        _ensure_watchdog(root)
     return DemoHandle(server.conninfo(DEMO_DB), server, root, started, token)
+
+
+# -- the watchdog ---------------------------------------------------------------------------------
+_WATCH_INTERVAL_SECONDS = 1.0
+
+
+def _ensure_watchdog(root: Path) -> None:
+    """Make sure a watchdog runs for the demo server (call with the demo lock held).
+
+    A console killed outright (SIGKILL, a closed terminal) never calls stop(); the watchdog, a
+    small detached process, stops the server once no registered client is alive any more.
+    """
+    pidfile = root / "watchdog.pid"
+    try:
+        pid = int(pidfile.read_text())
+        if _pid_alive(pid) and b"tui.core.demo" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return
+    except (OSError, ValueError):
+        pass
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.core.demo", "--watch", str(root)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True, cwd="/", env=env,
+    )
+    pidfile.write_text(str(proc.pid))
+
+
+def _watch(root: Path) -> None:
+    """The watchdog's loop: exit when the server is gone, stop it when its clients are."""
+    datadir = root / "data"
+    while True:
+        time.sleep(_WATCH_INTERVAL_SECONDS)
+        info = _read_pidfile(datadir)
+        if info is None or not _is_our_postmaster(info.pid, datadir):
+            return  # stopped (or crashed): nothing left to watch
+        with open(root / "demo.lock", "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a console is starting, seeding or stopping: look again later
+            try:
+                if _live_clients(root):
+                    continue
+                server = LocalServer(embedded_bindir(), datadir, dict(DEMO_SETTINGS))
+                server.socket_dir = info.socket_dir
+                server.stop("fast")
+                return
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _watch_main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "--watch":
+        print("usage: python -m tui.core.demo --watch ROOT", file=sys.stderr)
+        return 2
+    root = Path(argv[1])
+    try:
+        _watch(root)
+    except Exception:  # a watchdog has nobody to report to; the next console starts afresh
+        return 1
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if int((root / "watchdog.pid").read_text()) == os.getpid():
+                (root / "watchdog.pid").unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_watch_main(sys.argv[1:]))
