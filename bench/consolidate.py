@@ -6,7 +6,7 @@ A private PostgreSQL 18 server gets scenario 1's table: weekly RANGE partitions,
 PK (account_address, timestamp, activity_id) and five more indexes. One old week holds ROWS rows.
 Printed:
 - the floor: a raw INSERT ... SELECT of the week's rows into a plain table plus the same index
-  builds, run by psql in one transaction;
+  builds, run by psql in one transaction, under the same concurrent load (writer + sampler);
 - the consolidation's total time, per step;
 - the longest ACCESS EXCLUSIVE hold on the parent: the runner's DETACH-to-COMMIT time, and the
   longest run of pg_locks samples (every 2 ms) that showed the lock granted;
@@ -100,9 +100,9 @@ def floor_seconds(server, dsn_db: str) -> float:
 
 
 class Writer(threading.Thread):
-    def __init__(self, dsn: str, week_start: str) -> None:
+    def __init__(self, dsn: str, week_start: str, prefix: str) -> None:
         super().__init__(daemon=True)
-        self.dsn, self.week_start = dsn, week_start
+        self.dsn, self.week_start, self.prefix = dsn, week_start, prefix
         self.stop = threading.Event()
         self.count = 0
         self.max_stall = 0.0
@@ -115,7 +115,7 @@ class Writer(threading.Thread):
                 conn.execute(
                     "INSERT INTO account_balances VALUES (%s::timestamptz + make_interval("
                     "secs => %s), %s, 1, 'dex_swap', '{}')",
-                    (self.week_start, self.count % 600000, f"writer-{self.count}"))
+                    (self.week_start, self.count % 600000, f"{self.prefix}-{self.count}"))
                 self.max_stall = max(self.max_stall, time.monotonic() - t0)
                 time.sleep(0.001)
 
@@ -166,13 +166,21 @@ def main() -> None:
                 " AND c.relkind = 'r'").fetchone()[0]
         print(f"PostgreSQL 18, {n:,} rows in week {OLD} (4 hash partitions, PK + 5 indexes), "
               f"{size}; set up in {time.monotonic() - t0:.1f} s")
+        # the floor runs under the same concurrent load as the plan: the writer and the sampler
+        load = Writer(dsn, current, "floor"), LockSampler(dsn)
+        for t in load:
+            t.start()
         floor = floor_seconds(server, dsn)
-        print(f"floor (psql: INSERT ... SELECT + PK + 5 index builds): {floor:.2f} s")
+        for t in load:
+            t.stop.set()
+            t.join()
+        print(f"floor (psql: INSERT ... SELECT + PK + 5 index builds, same concurrent load): "
+              f"{floor:.2f} s")
         admin.execute("CHECKPOINT")
         with psycopg.connect(dsn, autocommit=True) as conn:
             plan = build_consolidation_plan(conn, "account_balances", weeks=[
                 f"account_balances_{OLD.replace('-', '_')}"])
-        writer, sampler = Writer(dsn, current), LockSampler(dsn)
+        writer, sampler = Writer(dsn, current, "writer"), LockSampler(dsn)
         writer.start()
         sampler.start()
         time.sleep(0.5)
