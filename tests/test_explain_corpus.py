@@ -205,6 +205,10 @@ CASES = [
          "SELECT * FROM account_balances WHERE \"timestamp\" >= '2024-01-28' UNION ALL"
          " SELECT * FROM account_balances WHERE \"timestamp\" >= '2024-01-21'"
          " AND account_address = 'rdx1q1'", {AB: (5, 18)}, refs=2, per_ref=[2, 4]),
+    Case("union_two_tables", "s",
+         "SELECT pay_ts FROM control.payment WHERE pay_ts >= '2024-01-01' UNION ALL"
+         " SELECT \"timestamp\" FROM account_balances WHERE \"timestamp\" >= '2024-01-28'",
+         {PAY: (2, 6), AB: (4, 18)}),
     Case("order_by_merge_append", "s",
          "SELECT * FROM account_balances ORDER BY \"timestamp\" LIMIT 5", {AB: (18, 18)},
          {"no_key_predicate"}, refs=1),

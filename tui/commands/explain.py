@@ -94,7 +94,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         session = ExplainSession(conn, timeout_seconds=ctx.config.explain.statement_timeout_seconds)
         try:
-            report = session.explain(text, analyze=args.analyze)
+            # text shows 20 partitions per table; JSON lists every one with its bounds
+            report = session.explain(text, analyze=args.analyze,
+                                     bounds_limit=None if args.json else 20)
         except StatementRefused as exc:
             raise CliError(str(exc)) from None
         except ExplainError as exc:

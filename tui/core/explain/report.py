@@ -77,6 +77,7 @@ class ExplainReport:
     references: list[TableReference]
     general: list[Advice] = field(default_factory=list)
     server_version: int = 0
+    forest: Forest | None = None
     catalog_seconds: float = 0.0
     report_seconds: float = 0.0
 
@@ -335,4 +336,4 @@ def build_report(
     if analysis.parsed is None and analysis.error:
         general.append(Advice("unparsed", f"{_cap(analysis.error)}; pruning counts come "
                               "from the plan only."))
-    return ExplainReport(raw.statement, raw, analysis, refs, general, server_version)
+    return ExplainReport(raw.statement, raw, analysis, refs, general, server_version, forest)

@@ -17,7 +17,7 @@ from .report import ExplainReport, build_report
 from .resolve import resolve_relations
 from .runner import ExplainRunner
 from .statement import check_statement
-from .tree import load_trees
+from .tree import fill_bounds, load_trees
 
 
 class ExplainSession:
@@ -29,8 +29,13 @@ class ExplainSession:
     def cancel(self) -> bool:
         return self.runner.cancel()
 
-    def explain(self, text: str, *, analyze: bool = False) -> ExplainReport:
-        """Raise StatementRefused (not explainable) or ExplainError (the server said no)."""
+    def explain(self, text: str, *, analyze: bool = False,
+                bounds_limit: int | None = None) -> ExplainReport:
+        """Raise StatementRefused (not explainable) or ExplainError (the server said no).
+
+        `bounds_limit`: read the bounds of at most this many scanned partitions per table
+        (a console shows a few; None reads them all, as --json needs).
+        """
         statement = check_statement(text)
         analysis = parse_query(statement.text)
         relations = resolve_relations(self.conn, analysis.table_names) \
@@ -38,17 +43,49 @@ class ExplainSession:
         raw = self.runner.explain(statement, analyze=analyze,
                                   timeout_seconds=self.timeout_seconds)
         started = time.perf_counter()
-        forest = load_trees(self.conn, {r.oid for r in relations.values()} | set(
-            raw.locked_oids or ()), plan_relations(raw.plan))
+        oids = {r.oid for r in relations.values()} | set(raw.locked_oids or ())
+        sample = plan_relations(raw.plan)
+        forest = load_trees(self.conn, oids, sample)
+        # a plan relation outside the loaded trees: a plain table, or (rarely) a partition of
+        # another tree flattened into the same Append; one more read settles it
+        loaded = {(n.schema, n.name) for n in forest.nodes.values()}
+        missing = {(n.relation.schema or "public", n.relation.name) for n in raw.plan.walk()
+                   if n.relation is not None} - loaded - sample
+        if missing:
+            forest = load_trees(self.conn, oids, sample | missing)
         catalog_seconds = time.perf_counter() - started
         t0 = time.perf_counter()
         analyse(analysis, relations, forest.nodes)
         report = build_report(raw, forest, analysis, self.runner.server_version)
-        report.catalog_seconds = catalog_seconds
         report.report_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self.fill_bounds(report, bounds_limit)
+        report.catalog_seconds = catalog_seconds + time.perf_counter() - t1
         return report
+
+    def fill_bounds(self, report: ExplainReport, limit: int | None = None) -> None:
+        assert report.forest is not None
+        wanted = []
+        for ref in report.references:
+            parts = ref.partitions if limit is None else ref.partitions[:limit]
+            for p in parts:
+                wanted.extend(report.forest.nodes[o] for o in p.node.path
+                              if o in report.forest.nodes)
+        fill_bounds(self.conn, wanted)
 
 
 def plan_relations(plan: Plan) -> set[tuple[str, str]]:
-    return {(n.relation.schema or "public", n.relation.name)
-            for n in plan.walk() if n.relation is not None}
+    """Enough relations of the plan to find its partition trees: the first scan under each
+    Append and every scan outside one (not 10,000 names for a plan over 10,000 partitions)."""
+    out: set[tuple[str, str]] = set()
+    seen_appends: set[int] = set()
+    for n in plan.walk():
+        if n.relation is None:
+            continue
+        parent = n.parent
+        if parent is not None and parent.is_append:
+            if id(parent) in seen_appends:
+                continue
+            seen_appends.add(id(parent))
+        out.add((n.relation.schema or "public", n.relation.name))
+    return out

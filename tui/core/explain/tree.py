@@ -32,14 +32,18 @@ WITH RECURSIVE seen AS (
     FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid
 )
 SELECT t.root, t.level, t.relid, t.parent, t.path, n.nspname, c.relname, c.relkind::text,
-       c.relpersistence::text, pg_get_expr(c.relpartbound, 0),
+       c.relpersistence::text,
+       -- leaves' bounds are read later, only for the partitions shown (fill_bounds)
+       CASE WHEN c.relkind = 'p' THEN pg_get_expr(c.relpartbound, 0) END,
        pp.partstrat::text, pt.partstrat::text,
+       CASE WHEN pt.partrelid IS NOT NULL THEN
        (SELECT array_agg(a.attname::text ORDER BY k.ord)
           FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
-          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum),
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) END,
+       CASE WHEN pt.partrelid IS NOT NULL THEN
        (SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
           FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
-          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum),
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) END,
        CASE WHEN pt.partexprs IS NOT NULL THEN pg_get_partkeydef(c.oid) END,
        nullif(pt.partdefid, 0)
 FROM tree t
@@ -88,3 +92,18 @@ def load_trees(
         if parent_node is not None:
             parent_node.leaf_count += node.leaf_count
     return Forest(roots, nodes, {}, int(conn.info.server_version), datetime.now(UTC))
+
+
+_BOUNDS_SQL = """
+SELECT c.oid, pg_get_expr(c.relpartbound, 0) FROM pg_class c WHERE c.oid = ANY(%s::oid[])
+"""
+
+
+def fill_bounds(conn: psycopg.Connection, nodes: list[PartNode]) -> None:
+    """Read the bounds of these partitions (one round trip; pg_get_expr(.., 0) takes no lock)."""
+    missing = [n for n in nodes if n.bound_text is None and n.parent_oid is not None]
+    if not missing:
+        return
+    by_oid = {n.oid: n for n in missing}
+    for oid, text in conn.execute(_BOUNDS_SQL, (list(by_oid),)).fetchall():
+        by_oid[oid].bound_text = text
