@@ -63,6 +63,12 @@ DEMO_SETTINGS = {
     # loss the cluster may not start again; --demo-reset then rebuilds it from scratch.
     "fsync": "off",
     "synchronous_commit": "off",
+    # keep pg_wal small: seeding writes ~200 MB of WAL that is of no use once checkpointed
+    "wal_level": "minimal",  # new relations loaded in their creating transaction skip WAL
+    "max_wal_senders": "0",
+    "wal_recycle": "off",
+    "min_wal_size": "32MB",
+    "max_wal_size": "256MB",
     "log_min_messages": "warning",
 }
 
