@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tui.cli import main
 from tui.core.plans import journal
@@ -154,9 +155,9 @@ def test_ctrl_c_cancels_on_the_server(db18, tmp_path):
             [sys.executable, "-m", "tui.cli", "consolidate", "account_balances", "--apply",
              "--yes", "-d", db18.dsn], cwd=REPO, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a loaded machine can be slow to start a process
         watch = psycopg.connect(db18.dsn, autocommit=True)  # activity is per-transaction cached
-        while time.monotonic() < deadline:  # until the plan waits for the lock
+        while time.monotonic() < deadline and proc.poll() is None:  # until the plan waits
             row = watch.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgparts plan'"
                 " AND wait_event_type = 'Lock'").fetchone()
@@ -164,7 +165,9 @@ def test_ctrl_c_cancels_on_the_server(db18, tmp_path):
                 break
             time.sleep(0.1)
         watch.close()
-        assert row[0], "the plan never waited for the lock"
+        if not row[0]:
+            proc.kill()
+            pytest.fail(f"the plan never waited for the lock: {proc.communicate()}")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
         writer.rollback()
