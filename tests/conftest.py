@@ -190,6 +190,33 @@ def make_db(pg: Server) -> Iterator[Callable[[], Database]]:
 
 
 # -- scenario_db: a fresh copy of the seeded demo scenarios ---------------------------------------
+@pytest.fixture(scope="session", autouse=True)
+def _small_demo(_isolated_dirs: None) -> Iterator[None]:
+    """A test that opens the demo gets a small one, removed (and stopped) after the session.
+
+    The demo may live outside the session's temporary cache (under /var/tmp when the tests run
+    as root), so it is removed explicitly.
+    """
+    saved = {k: os.environ.get(k) for k in ("PGPARTS_DEMO_SCALE", "PGPARTS_DEMO_NOW")}
+    os.environ["PGPARTS_DEMO_SCALE"] = "0.02"
+    os.environ["PGPARTS_DEMO_NOW"] = "2026-11-21"
+    from tui.core.demo import DEMO_SETTINGS, demo_root
+
+    root = demo_root()
+    yield
+    if (root / "data" / "postmaster.pid").exists():
+        try:
+            LocalServer(embedded_bindir(), root / "data", dict(DEMO_SETTINGS)).stop("immediate")
+        except LocalServerError:
+            pass
+    shutil.rmtree(root, ignore_errors=True)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 SCENARIO_NOW = datetime(2026, 11, 21, tzinfo=UTC)
 """The 'now' the scenario template is laid out around: pass it to check_forest(now=...)."""
 SCENARIO_SCALE = 0.05

@@ -104,12 +104,14 @@ def demo_root() -> Path:
 
 
 def _prepare_root(root: Path) -> None:
+    created = [p for p in (root, *root.parents) if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
     st = root.stat()
     if st.st_uid != os.geteuid():  # a shared /var/tmp: never adopt someone else's directory
         raise DemoError(f"{root} belongs to another user; remove it or set PGPARTS_CACHE_DIR")
     if _server_user() is not None:
-        root.chmod(0o755)  # the server user must get through to data/
+        for p in {root, *created}:  # the server user must get through to data/ (any umask)
+            p.chmod(0o755)
     (root / "clients").mkdir(exist_ok=True)
 
 
