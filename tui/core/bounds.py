@@ -7,8 +7,9 @@ as the literal's text (unquoted) so plans can re-emit them with sql.Literal, nev
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 _TOKEN = re.compile(r"\s*(?:'((?:[^']|'')*)'|([(),])|([^\s(),']+))")
@@ -46,7 +47,6 @@ class Bound:
     values: tuple[BoundValue, ...] = ()
     modulus: int = 0
     remainder: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_default(self) -> bool:
@@ -173,9 +173,32 @@ def _to_value(parts: list[tuple[str, str]]) -> BoundValue:
     return BoundValue("".join(p[1] for p in parts).split("::", 1)[0])
 
 
+# The two shapes that make up nearly every bound of a big tree (weekly ranges, hash leaves).
+_FAST_RANGE = re.compile(r"^FOR VALUES FROM \('((?:[^']|'')*)'\) TO \('((?:[^']|'')*)'\)$")
+_FAST_HASH = re.compile(r"^FOR VALUES WITH \(modulus (\d+), remainder (\d+)\)$")
+
+
 def parse_bound(text: str | None) -> Bound | None:
+    """Parse one bound; results are cached (bounds are immutable, and hash siblings of every
+    week share the same text), and the common shapes skip the tokenizer."""
     if text is None:
         return None
+    return _parse_bound_cached(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_bound_cached(text: str) -> Bound:
+    m = _FAST_RANGE.match(text)
+    if m:
+        lo, hi = (g.replace("''", "'") for g in m.groups())
+        return Bound("range", text, lower=(BoundValue(lo),), upper=(BoundValue(hi),))
+    m = _FAST_HASH.match(text)
+    if m:
+        return Bound("hash", text, modulus=int(m.group(1)), remainder=int(m.group(2)))
+    return _parse_bound_slow(text)
+
+
+def _parse_bound_slow(text: str) -> Bound:
     stripped = text.strip()
     if stripped.upper() == "DEFAULT":
         return Bound("default", stripped)
