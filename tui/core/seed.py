@@ -51,7 +51,7 @@ DEMO_SCALE_ENV = "PGPARTS_DEMO_SCALE"
 SEED_VERSION = 1
 """Bumped whenever the layout changes, so an existing demo database is rebuilt."""
 
-WEEKS = 20  # weekly partitions of account_balances, the consolidated one included
+WEEKS = 20  # weekly partitions of account_balances: the consolidated one, 17 hashed, now, next
 PAST_WEEKS = 18  # complete weeks before the current one, the consolidated one included
 HASH_MODULUS = 4
 ACTIVITIES = ("xrd_holding", "lsu_holding", "dex_swap", "lending")
@@ -122,6 +122,9 @@ class Layout:
     def week_starts(self) -> list[date]:
         """Oldest (consolidated) first, the future week last."""
         return [self.current_week + timedelta(weeks=k) for k in range(-PAST_WEEKS, 2)]
+
+    def __post_init__(self) -> None:
+        assert len(self.week_starts) == WEEKS
 
     @property
     def consolidated_week(self) -> date:
