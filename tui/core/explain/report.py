@@ -31,7 +31,8 @@ _MESSAGES = {
     "no_key_predicate": "no condition on the partition key {key}: every partition at this "
                         "level is scanned.",
     "key_wrapped": "the key column {col} is wrapped in a function, cast or expression "
-                   "({cond}), which does not match the partition key {key}: no pruning.",
+                   "({cond}), which does not match the partition key {key}: this level cannot "
+                   "be pruned.",
     "not_equal": "<> on the key ({cond}) cannot prune {strategy} partitions (only a LIST "
                  "partition holding nothing but the excluded value could go).",
     "not_in": "NOT IN on the key ({cond}) cannot prune {strategy} partitions (only LIST "
