@@ -3,7 +3,7 @@
 Registering a screen (EXPLAIN, consolidation, plans, ...): add one `ConsoleCommand` to
 `CONSOLE_COMMANDS` below with `screen="tui.app.your_module:factory"`. The module is imported the
 first time the key is pressed; `factory(app)` must return a Screen (a Screen class taking the app
-works). From the app a screen can read:
+works), or None after telling the user why not (app.notify). From the app a screen can read:
 
 - `app.target`, `app.config`, `app.read_only` (refuse writes when true; `writes=True` commands
   are already disabled then),
@@ -52,6 +52,11 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
     ConsoleCommand("exact-sizes", "X", "exact sizes", "Toggle exact sizes (pg_table_size; takes "
                    "a brief lock per partition) vs catalog estimates", action="toggle_exact_sizes",
                    main_only=True, footer=False),
+    ConsoleCommand("consolidate", "c", "consolidate", "Consolidate old weeks of the selected "
+                   "table: status, selection, plan preview, apply",
+                   screen="tui.app.consolidate_screen:open_consolidation", main_only=True),
+    ConsoleCommand("journal", "j", "journal", "History of applied plans (the journal)",
+                   screen="tui.app.journal_screen:JournalScreen"),
     ConsoleCommand("auto-refresh", "a", "auto", "Toggle periodic refresh "
                    "([console] auto_refresh, 30s if unset)", action="toggle_auto_refresh",
                    footer=False),
@@ -227,7 +232,9 @@ class PgpartsApp(App[int]):
         except (ImportError, AttributeError) as exc:
             self.notify(f"{cmd.title} is not available: {_first_line(exc)}", severity="error")
             return
-        await self.push_screen(factory(self))
+        screen = factory(self)
+        if screen is not None:  # None: the factory told the user why not (e.g. wrong node)
+            await self.push_screen(screen)
 
     def action_help(self) -> None:
         from .help_screen import HelpScreen

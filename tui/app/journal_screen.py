@@ -1,0 +1,198 @@
+"""The journal: every plan applied from this machine (console or CLI), newest first.
+
+Read from the JSON-lines journal in the user state dir (tui.core.plans.journal) in a thread
+worker; the highlighted entry's details (error, database state, steps, sizes) show below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..core.plans import journal
+from .format import human_bytes, thousands
+
+if TYPE_CHECKING:
+    from .app import PgpartsApp
+
+LIMIT = 500  # entries shown; the file keeps everything
+
+OUTCOME_STYLE = {"ok": "green", "failed": "bold red", "cancelled": "yellow", "busy": "yellow"}
+
+
+@dataclass
+class JournalRead(Message):
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
+
+
+def entry_details(entry: dict[str, Any]) -> Text:
+    """The details pane for one journal entry."""
+    t = Text()
+    t.append(f"{entry.get('title', entry.get('plan', '?'))}\n", style="bold")
+    t.append(f"on {entry.get('server', '?')} · started {entry.get('started', '?')} · finished "
+             f"{entry.get('finished', '?')} · {entry.get('seconds', 0)} s · by "
+             f"{entry.get('os_user', '?')} (database user {entry.get('db_user', '?')})\n",
+             style="dim")
+    outcome = str(entry.get("outcome", "?"))
+    t.append("outcome: ")
+    t.append(outcome, style=OUTCOME_STYLE.get(outcome, ""))
+    t.append(f" · rows copied {thousands(int(entry.get('rows_copied') or 0))}\n")
+    if entry.get("error"):
+        t.append("error: ", style="bold")
+        t.append(f"{entry['error']}\n", style="red")
+    if entry.get("state"):
+        t.append("database state then: ", style="bold")
+        t.append(f"{entry['state']}\n")
+    d = entry.get("details") or {}
+    if isinstance(d, dict):
+        before, after = d.get("bytes_before"), d.get("bytes_after")
+        if isinstance(before, int) and before:
+            t.append(f"size before {human_bytes(before)}")
+            if isinstance(after, int):
+                t.append(f", after {human_bytes(after)}")
+            t.append("\n")
+        for w in d.get("weeks") or []:
+            if isinstance(w, dict):
+                t.append(f"  {w.get('partition')} → {w.get('consolidated')}\n")
+    steps = entry.get("steps") or []
+    if steps:
+        t.append("steps:\n", style="bold")
+    for s in steps:
+        if not isinstance(s, dict):
+            continue
+        status = str(s.get("status", "?"))
+        t.append(f"  {s.get('index', '?'):>2}. ")
+        t.append(f"{status:<9}", style=OUTCOME_STYLE.get(
+            {"done": "ok", "skipped": "ok"}.get(status, status), "dim"))
+        t.append(f" {s.get('title', '')}")
+        extra = []
+        if s.get("seconds"):
+            extra.append(f"{s['seconds']} s")
+        if s.get("rows"):
+            extra.append(f"{thousands(int(s['rows']))} rows")
+        if s.get("lock_timeouts"):
+            extra.append(f"{s['lock_timeouts']} lock timeouts")
+        if s.get("hold_seconds") is not None:
+            extra.append(f"held the parent {float(s['hold_seconds']) * 1000:.0f} ms")
+        if extra:
+            t.append(f" ({', '.join(extra)})", style="dim")
+        t.append("\n")
+        if s.get("verification"):
+            t.append(f"      ✓ {s['verification']}\n", style="green")
+    return t
+
+
+class JournalScreen(Screen):
+    """History of applied plans; `escape` goes back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "back", show=True),
+        Binding("j", "back", "back", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    JournalScreen #journal-head {
+        height: auto;
+        padding: 0 1;
+    }
+    JournalScreen #journal-table {
+        height: 1fr;
+        border: round $panel-lighten-2;
+    }
+    JournalScreen #journal-table:focus {
+        border: round $accent;
+    }
+    JournalScreen #journal-details-pane {
+        height: 1fr;
+        border: round $panel-lighten-2;
+        padding: 0 1;
+    }
+    """
+
+    AUTO_FOCUS = "#journal-table"
+
+    def __init__(self, app: PgpartsApp | None = None) -> None:
+        super().__init__()
+        self.entries: list[dict[str, Any]] = []
+        self.loaded = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="journal-head")
+        yield DataTable(id="journal-table", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="journal-details-pane"):
+            yield Static("", id="journal-details")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "journal of applied plans"
+        table = self.query_one("#journal-table", DataTable)
+        for key, label in (("started", "started (UTC)"), ("outcome", "outcome"),
+                           ("plan", "plan"), ("target", "table"), ("rows", "rows copied"),
+                           ("seconds", "time"), ("user", "by"), ("server", "server")):
+            table.add_column(label, key=key)
+        self.query_one("#journal-head", Static).update(
+            Text(f"reading {journal.journal_path()}…", style="italic"))
+        self._read()
+
+    @work(thread=True, exclusive=True, group="journal", exit_on_error=False,
+          description="reading the journal")
+    def _read(self) -> None:
+        try:
+            entries = journal.read(limit=LIMIT)
+        except OSError as exc:
+            self.post_message(JournalRead([], f"cannot read the journal: {exc}"))
+            return
+        self.post_message(JournalRead(entries))
+
+    @on(JournalRead)
+    def _journal_read(self, message: JournalRead) -> None:
+        self.entries = message.entries
+        self.loaded = True
+        head = Text()
+        head.append(str(journal.journal_path()), style="bold")
+        if message.error:
+            head.append(f"\n{message.error}", style="red")
+        elif not self.entries:
+            head.append("\nNo plan has been applied from this machine yet.", style="dim")
+        else:
+            n = len(self.entries)
+            head.append(f"  {n} entr{'ies' if n != 1 else 'y'}, newest first"
+                        + (f" (the last {LIMIT})" if n >= LIMIT else ""), style="dim")
+        self.query_one("#journal-head", Static).update(head)
+        table = self.query_one("#journal-table", DataTable)
+        table.clear()
+        for i, e in enumerate(self.entries):
+            outcome = str(e.get("outcome", "?"))
+            table.add_row(
+                str(e.get("started", "")).replace("T", " ")[:19],
+                Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
+                str(e.get("plan", "")), str(e.get("target", "")),
+                Text(thousands(int(e.get("rows_copied") or 0)), justify="right"),
+                Text(f"{float(e.get('seconds') or 0):.1f} s", justify="right"),
+                str(e.get("os_user", "")), str(e.get("server", "")), key=str(i))
+        self._show(0)
+
+    @on(DataTable.RowHighlighted, "#journal-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show(event.cursor_row)
+
+    def _show(self, index: int) -> None:
+        static = self.query_one("#journal-details", Static)
+        if 0 <= index < len(self.entries):
+            static.update(entry_details(self.entries[index]))
+        else:
+            static.update("")
+
+    def action_back(self) -> None:
+        self.dismiss()
