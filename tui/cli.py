@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from .context import CliError, Context, add_connection_arguments
@@ -51,8 +53,16 @@ def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     return parser, module
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    # unwind through the `with Context` blocks, so a demo server we started is stopped
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _exit_on_signal)
     try:
         if args_list and args_list[0] in COMMANDS:
             parser, module = _command_parser(args_list[0])
