@@ -318,6 +318,7 @@ class ConsolidateScreen(Screen):
             if st.detached:
                 text.append(f" · {len(st.detached)} detached original(s) left",
                             style="yellow")
+            text.append("  (rows and sizes: catalog estimates)", style="dim")
         cfg = self.papp.config.plans
         sel = self.selected_weeks or []
         text.append("\n")
@@ -373,7 +374,7 @@ class ConsolidateScreen(Screen):
     def _render_preview(self) -> None:
         static = self.query_one("#cons-plan", Static)
         if self.preview is not None:
-            static.update(render_plan(self.preview))
+            static.update(render_plan(self.preview, self.status))
         elif self.status is not None and not self.selected_weeks:
             text = Text("No partition selected. ", style="bold")
             text.append("Select HASH_PARTITIONED or LIST_PARTITIONED weeks with space, or press "

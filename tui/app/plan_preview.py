@@ -13,6 +13,7 @@ import psycopg
 from rich.console import Group, RenderableType
 from rich.padding import Padding
 from rich.syntax import Syntax
+from rich.table import Table
 from rich.text import Text
 
 from ..core.plans import Plan
@@ -87,14 +88,22 @@ def consequence_lines(plan: Plan) -> list[str]:
     return out
 
 
-def render_plan(preview: PlanPreview) -> RenderableType:
-    """The preview pane: summary, estimated space saved, then each step with its SQL."""
+def render_plan(preview: PlanPreview, status: ConsolidationStatus | None = None
+                ) -> RenderableType:
+    """The preview pane: what changes, estimated space saved, then each step with its SQL."""
     plan = preview.plan
     parts: list[RenderableType] = []
+    parts.append(Text(f"Plan: {plan.title}", style="bold"))
+    changes = Table.grid(padding=(0, 1))  # wrapped lines stay indented under their bullet
+    changes.add_column(no_wrap=True)
+    changes.add_column()
+    lines = change_lines(plan, status) or plan.summary
+    if plan.details.get("keep_detached") and plan.details.get("weeks"):
+        lines = [*lines, "the original partitions are kept detached"]
+    for line in lines:
+        changes.add_row(" •", line)
+    parts.append(changes)
     head = Text()
-    head.append(f"Plan: {plan.title}\n", style="bold")
-    for line in plan.summary:
-        head.append(f"  {line}\n")
     d = plan.details
     if d.get("weeks"):
         before = int(d.get("bytes_before", 0))

@@ -131,7 +131,7 @@ class PlanProgressScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="progress-head")
-        table: DataTable = DataTable(id="progress-steps", cursor_type="row", zebra_stripes=True)
+        table: DataTable = DataTable(id="progress-steps", cursor_type="none", zebra_stripes=True)
         yield table
         with VerticalScroll(id="progress-outcome-pane"):
             yield Static("", id="progress-outcome")
@@ -142,10 +142,10 @@ class PlanProgressScreen(Screen):
         table = self.query_one("#progress-steps", DataTable)
         table.add_column("#", key="n")
         table.add_column("step", key="title")
-        table.add_column("status", key="status", width=18)
-        table.add_column("rows", key="rows", width=12)
-        table.add_column("time", key="time", width=10)
-        table.add_column("lock waits", key="locks", width=14)
+        table.add_column("status", key="status", width=16)
+        table.add_column("rows", key="rows", width=8)
+        table.add_column("time", key="time", width=8)
+        table.add_column("lock waits", key="locks", width=11)
         for i, step in enumerate(self.plan.steps, 1):
             table.add_row(str(i), step.title, Text("pending", style="dim"), "", "", "",
                           key=str(i))
@@ -190,6 +190,11 @@ class PlanProgressScreen(Screen):
         self.progress = p
         now = time.monotonic()
         i = p.step_index
+        if p.state == "waiting for lock":
+            if self._waiting_since is None:
+                self._waiting_since = now
+        else:
+            self._waiting_since = None
         if 1 <= i <= len(self.plan.steps):
             if i not in self._rows_at_start:
                 self._rows_at_start[i] = p.rows_done
@@ -210,11 +215,6 @@ class PlanProgressScreen(Screen):
                                                secs + p.lock_wait_seconds - self._lock_wait_seen)
                 self._lock_wait_seen = p.lock_wait_seconds
             self._update_row(i)
-        if p.state == "waiting for lock":
-            if self._waiting_since is None:
-                self._waiting_since = now
-        else:
-            self._waiting_since = None
         self._render_head()
 
     def _set_status(self, i: int, status: str) -> None:
@@ -237,7 +237,7 @@ class PlanProgressScreen(Screen):
         live = ""
         if self._waiting_since is not None and self.progress is not None \
                 and self.progress.step_index == i:
-            live = f"waiting {_seconds(time.monotonic() - self._waiting_since)}"
+            live = f"wait {_seconds(time.monotonic() - self._waiting_since)}"
         shown = f"{count}× {_seconds(waited)}" if count else ""
         table.update_cell(key, "locks", " ".join(x for x in (shown, live) if x))
 
@@ -297,7 +297,7 @@ class PlanProgressScreen(Screen):
                 text.append(f" (lock_timeout {self.papp.config.plans.lock_timeout_seconds:g} s)",
                             style="dim")
             text.append(f" · lock waits so far {_seconds(waits)}")
-            if p.message and p.state not in ("running",):
+            if p.message and p.state not in ("running",) and self.result is None:
                 text.append(f"\n{p.message}", style="dim")
         else:
             text.append(f"elapsed {_seconds(elapsed)}")
