@@ -53,7 +53,7 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
                    "a brief lock per partition) vs catalog estimates", action="toggle_exact_sizes",
                    main_only=True, footer=False),
     ConsoleCommand("consolidate", "c", "consolidate", "Consolidate old weeks of the selected "
-                   "table: status, selection, plan preview, apply",
+                   "table (status, selection, plan preview, apply)",
                    screen="tui.app.consolidate_screen:open_consolidation", main_only=True),
     ConsoleCommand("journal", "j", "journal", "History of applied plans (the journal)",
                    screen="tui.app.journal_screen:JournalScreen"),
