@@ -205,6 +205,9 @@ async def test_confirm_no_changes_nothing_then_yes_applies(balances):
         assert rows[f"{b.weeks[0]}_consolidated"] == CONSOLIDATED
         assert rows[b.weeks[0]] == "DETACHED"  # kept, detached
         assert any(n.name == f"{b.weeks[0]}_consolidated" for n in app.forest.nodes.values())
+        # the next batch is proposed
+        await wait_until(pilot, lambda: screen.selected_weeks == [b.weeks[1]]
+                         and not screen.planning)
     after = statuses(db)
     assert after[f"{b.weeks[0]}_consolidated"] == CONSOLIDATED
     assert after[b.weeks[1]] == HASH_PARTITIONED

@@ -520,7 +520,14 @@ class ConsolidateScreen(Screen):
     def _run(self, preview: PlanPreview) -> None:
         from .plan_progress import PlanProgressScreen
 
-        self.app.push_screen(PlanProgressScreen(preview.plan, hook=self.runner_hook))
+        progress = PlanProgressScreen(preview.plan, hook=self.runner_hook)
+
+        def done(_: object) -> None:
+            # after a successful run the next batch is what the operator wants to see
+            if progress.result is not None and progress.result.ok:
+                self.action_default_selection()
+
+        self.app.push_screen(progress, callback=done)
 
     def action_back(self) -> None:
         self.dismiss()

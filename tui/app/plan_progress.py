@@ -84,8 +84,8 @@ class PlanProgressScreen(Screen):
         Binding("c", "cancel_plan", "cancel", show=True, id="plan-cancel",
                 tooltip="cancel on the server; the running step rolls back"),
         Binding("escape", "back", "back", show=True),
-        # q would quit the console under a running plan: refuse it here until the plan ends
-        Binding("q", "back", "back", show=False),
+        # q would quit the console under a running plan: refused here until the plan ends
+        Binding("q", "quit_when_done", "quit", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -395,6 +395,12 @@ class PlanProgressScreen(Screen):
                         "is rolled back)", severity="warning")
             return
         self.dismiss()
+
+    def action_quit_when_done(self) -> None:
+        if self.running:
+            self.action_back()  # says why not
+            return
+        self.app.exit()
 
     def on_unmount(self) -> None:
         # the console is closing under a running plan: stop it cleanly rather than orphan it
