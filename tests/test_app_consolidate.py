@@ -113,6 +113,10 @@ async def test_preview_shows_steps_sql_locks_and_selection(balances):
         assert "verified before commit" in text
         head = content_text(screen, "#cons-head")
         assert "2 selected" in head and "dropped after verification" in head
+        # S copies the reviewable script, the same one `consolidate --sql` prints
+        await pilot.press("S")
+        assert app.clipboard == screen.preview.script
+        assert app.clipboard.startswith("-- pgparts plan: consolidate 2 partition(s)")
         # space on the third week adds it; the plan is rebuilt with it
         await press_and_replan(pilot, screen, "down", "down", "space")
         assert screen.selected_weeks == b.weeks

@@ -111,6 +111,8 @@ class ConsolidateScreen(Screen):
         # not "a": a refused apply would fall through to the app's auto-refresh key
         Binding("A", "apply", "apply", show=True, id="consolidate-apply",
                 tooltip="apply the plan (asks for confirmation)"),
+        Binding("S", "copy_sql", "copy SQL", show=False, id="consolidate-copy-sql",
+                tooltip="copy the plan as a reviewable .sql script to the clipboard"),
         Binding("escape", "back", "back", show=True),
     ]
 
@@ -528,6 +530,15 @@ class ConsolidateScreen(Screen):
                 self.action_default_selection()
 
         self.app.push_screen(progress, callback=done)
+
+    def action_copy_sql(self) -> None:
+        if self.preview is None:
+            self.notify("no plan to copy: select at least one week", severity="warning")
+            return
+        script = self.preview.script
+        self.app.copy_to_clipboard(script)
+        self.notify(f"the plan's SQL script ({script.count(chr(10)) + 1} lines) is on the "
+                    f"clipboard", timeout=4)
 
     def action_back(self) -> None:
         self.dismiss()
