@@ -34,7 +34,7 @@ from ..core.catalog import Forest, PartNode, exact_row_count, load_forest
 from ..core.config import Config
 from ..core.connection import ConnectError, Target, connect
 from ..core.findings import check_forest, findings_by_oid
-from .format import severity_rank
+from .format import postgres_version, severity_rank
 from .messages import CatalogFailed, CatalogLoaded, FindingsReady, RowCountDone
 from .registry import ConsoleCommand, action_name
 
@@ -176,8 +176,13 @@ class PgpartsApp(App[int]):
         return MainScreen()
 
     def _subtitle(self) -> str:
-        where = self.target.describe()
-        return f"{where} · READ-ONLY" if self.read_only else where
+        """'demo · PostgreSQL 18.1 · READ-ONLY': the target, its server once read, the mode."""
+        parts = [self.target.describe()]
+        if self.forest is not None:
+            parts.append(f"PostgreSQL {postgres_version(self.forest.server_version)}")
+        if self.read_only:
+            parts.append("READ-ONLY")
+        return " · ".join(parts)
 
     def on_unmount(self) -> None:
         conn, self._catalog_conn = self._catalog_conn, None
@@ -360,6 +365,7 @@ class PgpartsApp(App[int]):
         self.ever_connected = True
         self.connection_error = None
         self.forest = message.forest
+        self.sub_title = self._subtitle()
         self.last_load_seconds = message.seconds
         self.findings_loaded = False
         # an exact count belongs to the relation it was taken on: forget counts of dropped ones
