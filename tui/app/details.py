@@ -16,6 +16,7 @@ from .format import (
     human_bytes,
     severity_name,
     thousands,
+    unanalyzed_leaves,
 )
 from .tree_view import SEVERITY_STYLE
 
@@ -91,6 +92,15 @@ def render_details(
         rows_text.append(thousands(node.rows), style="bold")
         rows_text.append(" estimate (reltuples)" if node.is_leaf else
                          " estimate (sum of partitions' reltuples)")
+    elif node.is_partitioned and node.rows > 0:
+        # the analyzed partitions' estimates are a lower bound for the whole
+        missing = unanalyzed_leaves(node)
+        rows_text.append(f"at least {thousands(node.rows)}", style="bold")
+        rows_text.append(" estimate (sum of analyzed partitions' reltuples)")
+        rows_text.append(f"\n{thousands(missing)} of {thousands(node.leaf_count)} partitions "
+                         "never analyzed", style="yellow")
+    elif node.is_partitioned:
+        rows_text.append("unknown: no partition analyzed yet", style="yellow")
     else:
         rows_text.append("unknown: never analyzed", style="yellow")
     if counting:

@@ -32,9 +32,14 @@ def human_bytes(n: int) -> str:
 
 
 def human_rows(n: int, known: bool = True) -> str:
-    """'?' when never analyzed, else '950', '12k', '4.2M', '3.1G' (short for tree rows)."""
+    """'950', '12k', '4.2M', '3.1G' (short for tree rows). When some partitions were never
+    analyzed, what the others hold is a lower bound ('≥400k'); '?' when nothing is known."""
     if not known:
-        return "?"
+        return f"≥{_short_count(n)}" if n > 0 else "?"
+    return _short_count(n)
+
+
+def _short_count(n: int) -> str:
     if n < 1000:
         return str(n)
     value = float(n)
@@ -49,6 +54,16 @@ def human_rows(n: int, known: bool = True) -> str:
 
 def thousands(n: int) -> str:
     return f"{n:,}"
+
+
+def unanalyzed_leaves(node: PartNode) -> int:
+    """How many leaves under `node` (itself for a leaf) were never analyzed (rows unknown)."""
+    return sum(1 for leaf in node.leaves() if not leaf.rows_known)
+
+
+def postgres_version(server_version: int) -> str:
+    """180001 -> '18.1', 150013 -> '15.13' (server_version_num since PostgreSQL 10)."""
+    return f"{server_version // 10000}.{server_version % 10000}"
 
 
 def human_age(when: datetime | None, now: datetime) -> str:
