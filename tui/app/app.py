@@ -57,6 +57,8 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
                    screen="tui.app.consolidate_screen:open_consolidation", main_only=True),
     ConsoleCommand("journal", "j", "journal", "History of applied plans (the journal)",
                    screen="tui.app.journal_screen:JournalScreen"),
+    ConsoleCommand("explain", "e", "explain", "EXPLAIN a query: partitions it scans, why, "
+                   "and the plan", screen="tui.app.explain_screen:open_explain"),
     ConsoleCommand("auto-refresh", "a", "auto", "Toggle periodic refresh "
                    "([console] auto_refresh, 30s if unset)", action="toggle_auto_refresh",
                    footer=False),
