@@ -99,12 +99,19 @@ def test_keep_detached_then_drop_on_rerun(db):
         st = consolidation_status(conn, "account_balances")
         assert [d.name for d in st.detached] == [b.weeks[0]]
         assert week_checksums(conn, b, OLD_WEEKS[:1]) == before
+        # no helper stays on the live partition while the original waits to be dropped
+        assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgparts%'"
+                            ).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'pgparts%'"
+                            ).fetchone()[0] == 0
         # the detached original still holds its rows, with its hash partitions
         assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
             b.week_ident(b.weeks[0]))).fetchone()[0] == 240
         plan = build_consolidation_plan(conn, "account_balances", config=FAST)
         assert [s.title for s in plan.steps] == [f"Drop the detached {b.weeks[0]}"]
-    assert PlanRunner(db.target, plan, config=FAST).run().ok
+    result = PlanRunner(db.target, plan, config=FAST).run()
+    assert result.ok, result.error
+    assert "no change counter" in result.steps[0].verification  # compared in full
     with db.connect() as conn:
         assert consolidation_status(conn, "account_balances").detached == []
         assert b.weeks[0] not in user_tables(conn, "public")

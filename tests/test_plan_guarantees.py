@@ -49,8 +49,10 @@ def _no_leftovers(conn, b) -> None:
     assert not any("2024" in t and "_hash_" in t for t in tables), tables
     assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'pgparts%'"
                         ).fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'pgparts_mirror'"
+    assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgparts%'"
                         ).fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'pgparts%'"
+                        ).fetchone()[0] == 0  # the change counter's sequence
 
 
 class Writer(threading.Thread):

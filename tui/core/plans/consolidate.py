@@ -12,18 +12,37 @@ Per week, the steps are:
    that week only, and blocks new writes to that week (never to the parent or other weeks) until
    the copy commits; reads continue. Create the table (the parent's columns, defaults, CHECKs),
    a validated CHECK matching the week's bound (so ATTACH needs no scan), copy the rows leaf by
-   leaf, build the indexes the parent defines after the copy (faster than maintaining them row by
-   row, and ATTACH adopts them), add the parent's foreign keys (validated here, not under the
-   parent's lock), install a mirror trigger on the week, and mark the table with a comment. All
-   of it commits together or not at all, so a killed copy never leaves a half-filled table.
+   leaf, each copy returning the count and order-independent checksum of the rows it inserted
+   (`WITH moved AS (INSERT ... RETURNING hash) SELECT count(*), sum(hash)`: no second read of
+   the copy), compare them with the week's own count and checksum (the week cannot change under
+   the lock), build the indexes the parent defines after the copy (faster than maintaining them
+   row by row, and ATTACH adopts them), add the parent's foreign keys (validated here, not under
+   the parent's lock), install the mirror trigger and the change counter (below), and mark the
+   table with a comment holding a digest of both tables' catalog state. All of it commits
+   together or not at all, so a killed copy never leaves a half-filled table.
 2. Analyze the new table.
-3. Verify: in one REPEATABLE READ snapshot, row count and an order-independent checksum of every
+3. Verify: if nothing changed either table since the build verified them (counter and digest),
+   that is the proof; otherwise, in one REPEATABLE READ snapshot, row count and checksum of every
    row of the week and of the new table must be equal.
 4. Swap (one short transaction, retried as a whole on lock timeout): DETACH the week, ATTACH the
    new table (no scan: the CHECK implies the bound), drop the helper CHECK and the mirror
    trigger, mark the old week as the detached original.
-5. Drop the detached original after checking that every one of its rows is in the new partition
-   (skipped with keep_detached).
+5. Drop the detached original after checking that every one of its rows is in the new partition:
+   nothing changed either table since the build (counter and digest), or else equal checksums
+   or a multiset difference; then remove the counter (skipped with keep_detached, where the swap
+   removes the counter and the later drop compares in full).
+
+The change counter: a sequence bumped by BEFORE ROW triggers on the week (cloned to its
+partitions) and on the new table, ENABLE ALWAYS so that session_replication_role = replica
+(logical replication) does not skip them, SECURITY DEFINER so writers need no privilege on the
+sequence. nextval is never rolled back, so an aborted write still counts (a needless but safe
+full comparison). It only proves anything together with the digest, which catches what skips
+row triggers: TRUNCATE and table rewrites (relfilenode), partitions attached to or detached from
+the week, column changes, and triggers disabled even for a moment (the trigger's catalog row
+gets a new xmin). A write in flight when the counter is read has either bumped it already or is
+uncommitted, which a snapshot comparison would not see either. Its trigger stays on the new,
+live partition from the swap to the drop (writes to it after the swap must stay visible to the
+drop's check); removing it takes ACCESS EXCLUSIVE on that partition for milliseconds.
 
 Why a mirror trigger instead of holding the week's lock until the swap: a writer blocked on the
 week holds ROW EXCLUSIVE on the parent while it waits, so the swap's DETACH (ACCESS EXCLUSIVE on
@@ -59,6 +78,7 @@ from .model import Estimate, Lock, Plan, Statement, Step, VerificationFailed
 SUFFIX = "_consolidated"
 MARKER = "pgparts:"
 TRIGGER_NAME = "pgparts_mirror"
+COUNT_TRIGGER = "pgparts_changes"
 CHECK_NAME = "pgparts_bound_check"
 
 HASH_PARTITIONED = "HASH_PARTITIONED"
@@ -438,6 +458,147 @@ def _fast_hash_works(conn: psycopg.Connection, table: sql.Composable, cols: list
     return row is not None  # an empty table proves nothing: rows may arrive before verify
 
 
+# -- the change counter: proof that nothing changed since the copy was verified ----------------
+def _counter_name(week_oid: int) -> str:
+    return f"pgparts_changes_{week_oid}"
+
+
+def _counter_idents(schema: str, week_oid: int) -> tuple[sql.Identifier, sql.Identifier]:
+    """The counter sequence and its trigger function, named after the original week's oid
+    (kept by the detached original, so a re-run finds them)."""
+    return (sql.Identifier(schema, _counter_name(week_oid)),
+            sql.Identifier(schema, f"pgparts_count_{week_oid}"))
+
+
+def _rels_sql(old_oid: int, schema: str, new_name: str) -> sql.Composed:
+    """The original week, its partitions (recursively) and the copy, as a recursive CTE."""
+    return sql.SQL(
+        "WITH RECURSIVE rels(oid) AS ("
+        "SELECT {old}::pg_catalog.oid"
+        " UNION ALL SELECT c.oid FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = {schema} AND c.relname = {new}"
+        " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
+        " JOIN rels r ON i.inhparent = r.oid)").format(
+        old=sql.Literal(old_oid), schema=sql.Literal(schema), new=sql.Literal(new_name))
+
+
+def _digest_sql(old_oid: int, schema: str, new_name: str) -> sql.Composed:
+    """A digest of what can change rows without firing a row trigger, over the original week,
+    its partitions and the copy: each relation's file node (TRUNCATE, a rewrite by ALTER ...
+    TYPE, VACUUM FULL), the set of relations (a partition attached or detached), the columns,
+    and the counter triggers' catalog rows (DISABLE / ENABLE TRIGGER updates the row, so its
+    xmin changes). Our own swap (DETACH / ATTACH) and ANALYZE leave it unchanged."""
+    return sql.SQL(
+        "{rels} SELECT pg_catalog.md5(coalesce("
+        "pg_catalog.string_agg(x, ',' ORDER BY x COLLATE \"C\"), '')) FROM ("
+        " SELECT pg_catalog.concat_ws(':', 'r', c.oid, c.relkind, c.relfilenode)"
+        " FROM pg_catalog.pg_class c JOIN rels r ON r.oid = c.oid"
+        " UNION ALL SELECT pg_catalog.concat_ws(':', 'a', a.attrelid, a.attnum, a.attname,"
+        " a.atttypid, a.atttypmod, a.attcollation, a.attisdropped)"
+        " FROM pg_catalog.pg_attribute a JOIN rels r ON r.oid = a.attrelid WHERE a.attnum > 0"
+        " UNION ALL SELECT pg_catalog.concat_ws(':', 't', t.tgrelid, t.tgname, t.tgenabled,"
+        " t.xmin) FROM pg_catalog.pg_trigger t JOIN rels r ON r.oid = t.tgrelid"
+        " WHERE t.tgname = {trg}) d(x)").format(
+        rels=_rels_sql(old_oid, schema, new_name), trg=sql.Literal(COUNT_TRIGGER))
+
+
+def _evidence_sql(old_oid: int, schema: str, new_name: str) -> sql.Composed:
+    """(digest now, the copy's marker, whether the counter exists): read by _changes_since_copy."""
+    return sql.SQL(
+        "SELECT ({digest}),"
+        " (SELECT pg_catalog.obj_description(c.oid, 'pg_class') FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = {schema} AND c.relname = {new}),"
+        " EXISTS (SELECT FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = {schema} AND c.relname = {seq} AND c.relkind = 'S')").format(
+        digest=_digest_sql(old_oid, schema, new_name), schema=sql.Literal(schema),
+        new=sql.Literal(new_name), seq=sql.Literal(_counter_name(old_oid)))
+
+
+def _changes_since_copy(row: Any, conn: psycopg.Connection, seq: sql.Identifier) -> str:
+    """'' when nothing can have changed the week or the copy since the build verified them
+    equal, else why the tables must be compared again.
+
+    The build verified the copy against the week under a lock that kept every writer out, and
+    in the same transaction installed ALWAYS triggers (they fire under session_replication_role
+    = replica too) that bump the counter before any row of the week or the copy is inserted,
+    updated or deleted. The counter is a sequence: nextval is never rolled back, so a write that
+    aborted still counts (we compare again, needlessly but safely). What bypasses row triggers
+    shows in the digest. A write in flight when this is read either already bumped the counter
+    (BEFORE triggers), or is not committed, which a snapshot-based comparison would not see
+    either."""
+    digest, marker_text, has_counter = row
+    if not has_counter:
+        return "no change counter"
+    called, last = conn.execute(sql.SQL("SELECT is_called, last_value FROM {}").format(seq)
+                                ).fetchone()
+    if called:
+        return f"{last:,} row write(s) counted since the copy"
+    recorded = None
+    if marker_text and marker_text.startswith(MARKER):
+        try:
+            recorded = json.loads(marker_text[len(MARKER):]).get("digest")
+        except (ValueError, AttributeError):
+            recorded = None
+    if not recorded or recorded != digest:
+        return "files, partitions, columns or counter triggers changed since the copy"
+    return ""
+
+
+class _CopyTally:
+    """Rows and checksums that the copy statements returned, by leaf (a retried statement
+    replaces its entry), compared with the week's own checksum before the build commits."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, tuple[int, int]] = {}
+
+    def recorder(self, key: int) -> Any:
+        def record(row: Any) -> None:
+            self.parts[key] = (int(row[0]), int(row[1]))
+        return record
+
+    def total(self) -> tuple[int, int]:
+        return (sum(n for n, _ in self.parts.values()), sum(h for _, h in self.parts.values()))
+
+
+def _counter_cleanup_sql(conn: psycopg.Connection, schema: str, new_name: str,
+                         seq: sql.Identifier, count_fn: sql.Identifier) -> sql.Composed:
+    """Remove the counter's trigger from the copy (only if it is there: DROP TRIGGER takes
+    ACCESS EXCLUSIVE on the table even with IF EXISTS), its function and its sequence."""
+    body = sql.SQL(
+        "BEGIN\n"
+        "  IF EXISTS (SELECT FROM pg_catalog.pg_trigger t"
+        " JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = {schema} AND c.relname = {new_name} AND t.tgname = {trg_name}) THEN\n"
+        "    DROP TRIGGER {trg} ON {new};\n"
+        "  END IF;\n"
+        "  DROP FUNCTION IF EXISTS {fn}();\n"
+        "  DROP SEQUENCE IF EXISTS {seq};\n"
+        "END").format(
+        schema=sql.Literal(schema), new_name=sql.Literal(new_name),
+        trg_name=sql.Literal(COUNT_TRIGGER), trg=sql.Identifier(COUNT_TRIGGER),
+        new=sql.Identifier(schema, new_name), fn=count_fn, seq=seq)
+    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
+
+
+def _marker_statement(conn: psycopg.Connection, new: sql.Identifier, marker: str, old_oid: int,
+                      schema: str, new_name: str) -> Statement:
+    """COMMENT ON the copy: the marker, plus the digest taken at the end of the build (the
+    comment needs a literal, so a DO block builds the statement)."""
+    body = sql.SQL(
+        "BEGIN\n  EXECUTE {prefix} || pg_catalog.quote_literal({m} || ({j}::pg_catalog.jsonb"
+        " || pg_catalog.jsonb_build_object('digest', ({digest})))::text);\nEND").format(
+        prefix=sql.Literal(sql.SQL("COMMENT ON TABLE {} IS ").format(new).as_string(conn)),
+        m=sql.Literal(MARKER), j=sql.Literal(marker[len(MARKER):]),
+        digest=_digest_sql(old_oid, schema, new_name))
+    return Statement(sql.SQL("DO {}").format(sql.Literal(body.as_string(conn))),
+                     note="marks the copy complete (committed with it), with a digest of the "
+                          "tables' files, columns and counter triggers")
+
+
 @dataclass
 class WeekPlan:
     week: WeekStatus
@@ -668,6 +829,13 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
         "  RETURN NULL;\nEND"
     ).format(delete=delete, new=new, cols=ins_cols, vals=col_list("NEW", shape.insertable))
     body_text = body.as_string(conn)
+    fast = _fast_hash_works(conn, old, shape.columns)
+    seq, count_fn = _counter_idents(node.schema, node.oid)
+    count_body = sql.SQL(
+        "BEGIN\n  PERFORM pg_catalog.nextval({seq}::pg_catalog.regclass);\n"
+        "  IF TG_OP = 'DELETE' THEN\n    RETURN OLD;\n  END IF;\n  RETURN NEW;\nEND"
+    ).format(seq=sql.Literal(seq.as_string(conn))).as_string(conn)
+    evidence = _evidence_sql(node.oid, node.schema, new_name)
 
     def new_done(c: psycopg.Connection) -> bool:
         oid = _rel_exists(c, node.schema, new_name)
@@ -706,13 +874,32 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
             note="the partition bound as a CHECK: checked row by row during the copy, "
                  "so ATTACH needs no validation scan"),
     ]
-    for leaf in leaves:
+    tally = _CopyTally()
+    for k, leaf in enumerate(leaves):
         leaf_rows = leaf.rows
         leaf_bytes = int(nbytes * (leaf.total_bytes / week.bytes)) if week.bytes else 0
         stmts.append(Statement(
-            sql.SQL("INSERT INTO {new} ({cols}) SELECT {cols} FROM {leaf}").format(
-                new=new, cols=ins_cols, leaf=leaf.ident),
-            "copy", note=f"copy {leaf.qualified}", est_rows=leaf_rows, est_bytes=leaf_bytes))
+            sql.SQL(
+                "WITH moved AS (INSERT INTO {new} ({cols}) SELECT {cols} FROM {leaf}"
+                " RETURNING {h} AS h) SELECT count(*), coalesce(sum(h), 0) FROM moved").format(
+                new=new, cols=ins_cols, leaf=leaf.ident, h=_row_hash(shape.columns, fast)),
+            "copy", note=f"copy {leaf.qualified}, with the count and checksum of what went in",
+            est_rows=leaf_rows, est_bytes=leaf_bytes, rows_from_result=True,
+            on_result=tally.recorder(k)))
+
+    def check_copy(row: Any, _c: psycopg.Connection) -> str:
+        n_old, h_old = int(row[0]), int(row[1])
+        n_new, h_new = tally.total()
+        if (n_old, h_old) != (n_new, h_new):
+            raise VerificationFailed(
+                f"{old_disp} has {n_old:,} rows (checksum {h_old}) but {n_new:,} (checksum "
+                f"{h_new}) went into {new_disp}")
+        return f"{new_disp}: {n_new:,} rows copied, checksum {h_new} equal to {old_disp}"
+
+    stmts.append(Statement(
+        _checksum_sql(old, shape.columns, fast), "verify",
+        note="the week's count and checksum (it is locked against writes) must equal what the "
+             "copy inserted", check=check_copy))
     for ix in shape.indexes:
         stmts.append(Statement(ix.statement, note=f"like the parent's index {ix.name}"))
     for name, definition in shape.foreign_keys:
@@ -729,8 +916,30 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
             " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
             trg=sql.Identifier(TRIGGER_NAME), old=old, fn=fn),
             note="from this commit until the swap, writes to the week reach both tables"),
-        Statement(sql.SQL("COMMENT ON TABLE {} IS {}").format(new, sql.Literal(marker_new)),
-                  note="marks the copy complete (committed with it)"),
+        Statement(sql.SQL("CREATE SEQUENCE {}").format(seq),
+                  note="change counter: row writes to the week or the copy after this commit"),
+        Statement(sql.SQL(
+            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
+            " SET search_path = pg_catalog, pg_temp AS {body}").format(
+            fn=count_fn, body=sql.Literal(count_body)),
+            note="counts a write before it happens; runs as its owner, so writers need no "
+                 "privilege on the counter"),
+        Statement(sql.SQL(
+            "CREATE TRIGGER {trg} BEFORE INSERT OR UPDATE OR DELETE ON {old}"
+            " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
+            trg=sql.Identifier(COUNT_TRIGGER), old=old, fn=count_fn)),
+        Statement(sql.SQL(
+            "CREATE TRIGGER {trg} BEFORE INSERT OR UPDATE OR DELETE ON {new}"
+            " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
+            trg=sql.Identifier(COUNT_TRIGGER), new=new, fn=count_fn)),
+        Statement(sql.SQL(
+            "ALTER TABLE {old} ENABLE ALWAYS TRIGGER {mirror}, ENABLE ALWAYS TRIGGER {count}"
+        ).format(old=old, mirror=sql.Identifier(TRIGGER_NAME),
+                 count=sql.Identifier(COUNT_TRIGGER)),
+            note="fire under session_replication_role = replica too (logical replication)"),
+        Statement(sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(
+            new, sql.Identifier(COUNT_TRIGGER))),
+        _marker_statement(conn, new, marker_new, node.oid, node.schema, new_name),
     ]
     locks = [
         Lock("SHARE ROW EXCLUSIVE", old_disp,
@@ -758,8 +967,6 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
         group=old_disp)
 
     # -- step 3: verify ---------------------------------------------------------------------
-    fast = _fast_hash_works(conn, old, shape.columns)
-
     def check_equal(row: Any, _c: psycopg.Connection) -> str:
         n_old, h_old, n_new, h_new = row
         if (n_old, h_old) != (n_new, h_new):
@@ -770,14 +977,28 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
 
     verify_sql = sql.SQL("SELECT o.*, n.* FROM ({}) o, ({}) n").format(
         _checksum_sql(old, shape.columns, fast), _checksum_sql(new, shape.columns, fast))
+
+    def check_verify(row: Any, c: psycopg.Connection) -> str:
+        why = _changes_since_copy(row, c, seq)
+        if not why:
+            return (f"{old_disp} and {new_disp} unchanged since the build verified them equal "
+                    f"(no row write counted; same files, columns and counter triggers)")
+        # same REPEATABLE READ snapshot as the evidence: both tables as of one instant
+        return f"{check_equal(c.execute(verify_sql).fetchone(), c)} ({why})"
+
     verify = Step(
         title=f"Verify {new_disp}",
         explanation=(
-            f"In one snapshot, count the rows of {old_disp} and {new_disp} and compare a "
-            f"checksum of every row (sum of a 64-bit hash of each row's text, so order does not "
-            f"matter). Nothing is locked beyond plain reads."),
-        statements=[Statement(verify_sql, "verify", note="rows and checksum must be equal",
-                              check=check_equal)],
+            f"The build compared the copy with {old_disp} (row count and checksum) while writes "
+            f"to it were held. If no write reached either table since (a change counter kept "
+            f"by triggers) and nothing bypassed the triggers (files, partitions, columns and "
+            f"triggers unchanged), that still holds. Otherwise, in one snapshot, count the rows "
+            f"of both and compare a checksum of every row (sum of a 64-bit hash of each row, so "
+            f"order does not matter). Nothing is locked beyond plain reads."),
+        statements=[Statement(evidence, "verify",
+                              note="unchanged since the verified copy, or else rows and "
+                                   "checksum of both tables must be equal",
+                              check=check_verify)],
         locks=[Lock("ACCESS SHARE", f"{old_disp}, {new_disp}", "blocks nothing")],
         isolation="repeatable read", estimate=Estimate(0, 0, secs * 0.1), done=swapped,
         verify_note="row count and checksum of the week and the copy are equal", group=old_disp)
@@ -806,9 +1027,19 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
             new, sql.Identifier(CHECK_NAME)), note="the partition bound now enforces it"),
         Statement(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(TRIGGER_NAME), old)),
         Statement(sql.SQL("DROP FUNCTION {}()").format(fn)),
-        Statement(sql.SQL("COMMENT ON TABLE {} IS {}").format(old, sql.Literal(marker_old)),
-                  note="marks the detached original for status and resume"),
     ]
+    if keep:
+        # the drop comes later, if ever: no trigger stays on the live partition meanwhile, and
+        # that drop compares the tables in full
+        swap_stmts += [
+            Statement(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                sql.Identifier(COUNT_TRIGGER), t), note="the change counter")
+            for t in (new, old)]
+        swap_stmts += [Statement(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(count_fn)),
+                       Statement(sql.SQL("DROP SEQUENCE IF EXISTS {}").format(seq))]
+    swap_stmts.append(
+        Statement(sql.SQL("COMMENT ON TABLE {} IS {}").format(old, sql.Literal(marker_old)),
+                  note="marks the detached original for status and resume"))
 
     def check_attached(c: psycopg.Connection) -> str:
         oid = _rel_exists(c, node.schema, new_name)
@@ -836,8 +1067,8 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
         group=old_disp)
     steps = [build, analyze, verify, swap]
     if not keep:
-        steps.append(_drop_step(parent, old, old_disp, new, new_disp, shape.columns,
-                                nbytes, dropped, node.oid, fast))
+        steps.append(_drop_step(conn, old, old_disp, node.schema, new_name, new_disp,
+                                shape.columns, nbytes, dropped, node.oid, fast))
     # -- estimates ----------------------------------------------------------------------------
     index_bytes = sum(leaf.total_index_bytes for leaf in leaves)
     est_saved = int(index_bytes * (1 - REBUILT_INDEX_RATIO))
@@ -870,31 +1101,53 @@ def _subset_check(old: sql.Composable, new: sql.Composable, cols: list[str], fas
     return check
 
 
-def _drop_step(parent: PartNode, old: sql.Identifier, old_disp: str, new: sql.Identifier,
-               new_disp: str, cols: list[str], nbytes: int, done: Any, old_oid: int,
-               fast: bool) -> Step:
+def _drop_step(conn: psycopg.Connection, old: sql.Identifier, old_disp: str, schema: str,
+               new_name: str, new_disp: str, cols: list[str], nbytes: int, done: Any,
+               old_oid: int, fast: bool) -> Step:
+    new = sql.Identifier(schema, new_name)
+    seq, count_fn = _counter_idents(schema, old_oid)
+    full_sql = sql.SQL("SELECT o.*, n.* FROM ({}) o, ({}) n").format(
+        _checksum_sql(old, cols, fast), _checksum_sql(new, cols, fast))
+    subset = _subset_check(old, new, cols, fast, old_disp, new_disp)
+
+    def check(row: Any, c: psycopg.Connection) -> str:
+        why = _changes_since_copy(row, c, seq)
+        if not why:
+            return (f"{old_disp} and {new_disp} unchanged since the build verified them equal "
+                    f"(no row write counted; same files, columns and counter triggers): every "
+                    f"row of {old_disp} is in {new_disp}")
+        return f"{subset(c.execute(full_sql).fetchone(), c)} ({why})"
+
     return Step(
         title=f"Drop the detached {old_disp}",
         explanation=(
-            f"Check that every row of the detached original is in {new_disp} (equal count and "
-            f"checksum; if the live partition changed since the swap, a multiset difference of "
-            f"row hashes), then drop it with its partitions. The parent is not locked: the "
-            f"table is no longer a partition."),
+            f"Check that every row of the detached original is in {new_disp}: nothing written "
+            f"to either table since the build verified them equal (the change counter and the "
+            f"digest of files, columns and triggers), or else equal count and checksum, or if "
+            f"the live partition changed since the swap, a multiset difference of row hashes. "
+            f"Then drop it with its partitions and remove the change counter. The parent is "
+            f"not locked: the table is no longer a partition."),
         statements=[
             Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(old), "lock",
                       note="the detached original; the application no longer uses it"),
-            Statement(sql.SQL("SELECT o.*, n.* FROM ({}) o, ({}) n").format(
-                _checksum_sql(old, cols, fast), _checksum_sql(new, cols, fast)), "verify",
-                note="every row of the original must be in the consolidated partition: equal "
-                     "checksums, or else no row missing from a multiset difference",
-                check=_subset_check(old, new, cols, fast, old_disp, new_disp)),
+            Statement(_evidence_sql(old_oid, schema, new_name), "verify",
+                      note="every row of the original must be in the consolidated partition: "
+                           "nothing changed since the verified copy, or equal checksums, or "
+                           "no row missing from a multiset difference",
+                      check=check),
             Statement(sql.SQL("DROP TABLE {}").format(old)),
+            Statement(_counter_cleanup_sql(conn, schema, new_name, seq, count_fn),
+                      note="the change counter: its trigger on the live partition (if there), "
+                           "function and sequence"),
         ],
         locks=[Lock("ACCESS EXCLUSIVE", old_disp, "detached: blocks nothing of the parent"),
-               Lock("ACCESS SHARE", new_disp, "blocks nothing")],
+               Lock("ACCESS SHARE", new_disp, "blocks nothing"),
+               Lock("ACCESS EXCLUSIVE", new_disp,
+                    "only if the change counter's trigger is still on it: from removing it to "
+                    "COMMIT, milliseconds; reads and writes of this partition wait meanwhile")],
         estimate=Estimate(0, -nbytes if nbytes else 0, nbytes / EST_BYTES_PER_SECOND * 0.1),
         done=done, verify_note="no row of the original is missing from the new partition",
-        group=old_disp)
+        hold_from=4, group=old_disp)
 
 
 def _drop_leftover_step(conn: psycopg.Connection, parent: PartNode,
@@ -912,7 +1165,6 @@ def _drop_leftover_step(conn: psycopg.Connection, parent: PartNode,
         raise ConsolidationError(
             f"{old_disp} was detached by pgparts but no partition of {parent.qualified} has its "
             f"bound {marker.get('bound')}; check it and drop it by hand")
-    new = sql.Identifier(row[0], row[1])
     cols = [r[0] for r in conn.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0"
         " AND NOT attisdropped ORDER BY attnum", (parent.oid,)).fetchall()]
@@ -920,5 +1172,6 @@ def _drop_leftover_step(conn: psycopg.Connection, parent: PartNode,
     def done(c: psycopg.Connection) -> bool:
         return _rel_exists(c, orig.schema, orig.name) != orig.oid
 
-    return _drop_step(parent, old, old_disp, new, new_disp or display_name(row[0], row[1]),
-                      cols, orig.bytes, done, orig.oid, _fast_hash_works(conn, old, cols))
+    return _drop_step(conn, old, old_disp, row[0], row[1],
+                      new_disp or display_name(row[0], row[1]), cols, orig.bytes, done,
+                      orig.oid, _fast_hash_works(conn, old, cols))

@@ -425,15 +425,25 @@ class PlanRunner:
                 self._raise_for(exc, None)
             except psycopg.Error as exc:
                 raise PlanError(f"{_first_line(exc)}") from None
+            row = None
+            if st.check is not None or st.on_result is not None or st.rows_from_result:
+                row = cur.fetchone()
+            if st.on_result is not None:
+                st.on_result(row)
             if st.check is not None:
                 self._emit(state="verifying", message=st.note or "")
                 try:
-                    line = st.check(cur.fetchone(), conn)
+                    line = st.check(row, conn)
                 except VerificationFailed as exc:
                     raise PlanError(f"verification failed: {exc}") from None
-                out.verification = f"{out.verification}; {line}" if out.verification else line
+                if line:
+                    out.verification = (f"{out.verification}; {line}" if out.verification
+                                        else line)
             if st.kind == "copy":
-                moved = max(cur.rowcount, 0)
+                if st.rows_from_result:
+                    moved = int(row[0]) if row and row[0] is not None else 0
+                else:
+                    moved = max(cur.rowcount, 0)
                 self._rows_done += moved
                 out.rows += moved
                 if st.est_rows:

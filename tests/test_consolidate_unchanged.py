@@ -1,0 +1,226 @@
+"""The build verifies the copy; the verify and drop steps skip re-reading both tables only when
+nothing can have changed them since. Every way of changing a table after that point (a write
+through the parent after the swap, a write under session_replication_role = replica, TRUNCATE,
+triggers disabled for a while) must bring back the full comparison, which then decides."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tui.core.config import PlansConfig
+from tui.core.plans import PlanRunner
+from tui.core.plans.consolidate import (
+    CONSOLIDATED,
+    HASH_PARTITIONED,
+    build_consolidation_plan,
+    consolidation_status,
+)
+
+from .test_plan_support import OLD_WEEKS, build_balances, user_tables, week_checksums
+
+FAST = PlansConfig(lock_timeout_seconds=0.5, lock_retries=2)
+UNCHANGED = "unchanged since the build verified them equal"
+WEEK = OLD_WEEKS[0]
+
+
+def _run(db, plan, **kw):
+    return PlanRunner(db.target, plan, config=FAST, backoff_base=0.05, **kw).run()
+
+
+def _plan(db, **kw):
+    with db.connect() as conn:
+        return build_consolidation_plan(conn, "account_balances", config=FAST, **kw)
+
+
+def _helpers(conn) -> list[str]:
+    """pgparts' helper objects still in the database: functions, sequences, triggers."""
+    return [r[0] for r in conn.execute(
+        "SELECT proname::text FROM pg_proc WHERE proname LIKE 'pgparts%'"
+        " UNION ALL SELECT relname::text FROM pg_class WHERE relname LIKE 'pgparts%'"
+        " UNION ALL SELECT tgname::text FROM pg_trigger WHERE tgname LIKE 'pgparts%'").fetchall()]
+
+
+def _on_step(step: int, action):
+    def hook(event: str, i: int, stmt: int, runner: PlanRunner) -> None:
+        if (event, i) == ("step", step):
+            action()
+    return hook
+
+
+def test_untouched_week_is_verified_once_in_the_build(db):
+    with db.connect() as conn:
+        b = build_balances(conn, weeks=[WEEK], rows_per_week=200)
+        before = week_checksums(conn, b, [WEEK])
+        plan = build_consolidation_plan(conn, "account_balances", config=FAST)
+        script = plan.to_sql(conn)
+    assert "RETURNING hash_record_extended(ROW(" in script  # the copy checksums what it inserts
+    result = _run(db, plan)
+    assert result.ok, (result.error, result.state)
+    build, _analyze, verify, _swap, drop = result.steps
+    assert build.rows == 200
+    assert "200 rows copied, checksum" in build.verification
+    assert UNCHANGED in verify.verification
+    assert UNCHANGED in drop.verification and "every row of" in drop.verification
+    assert drop.hold_seconds is not None  # the counter's trigger left the live partition
+    with db.connect() as conn:
+        assert week_checksums(conn, b, [WEEK]) == before
+        assert _helpers(conn) == []
+        assert consolidation_status(conn, "account_balances").weeks[0].status == CONSOLIDATED
+
+
+@pytest.mark.parametrize("write, drops", [
+    ("INSERT INTO account_balances VALUES ('2024-01-08', 'late', 1, 'dex_swap', '{}')", True),
+    ("DELETE FROM account_balances WHERE account_address = 'rdx1q' || md5('7')", False),
+    ("UPDATE account_balances SET usd_value = usd_value + 1"
+     " WHERE account_address = 'rdx1q' || md5('8')", False),
+], ids=["insert", "delete", "update"])
+def test_write_to_the_live_partition_after_the_swap_brings_back_the_full_check(db, write, drops):
+    with db.connect() as conn:
+        b = build_balances(conn, weeks=[WEEK], rows_per_week=120)
+    # between the swap and the drop, an application writes to the consolidated week
+    result = _run(db, _plan(db), hook=_on_step(5, lambda: db.execute(write)))
+    drop = result.steps[4]
+    assert UNCHANGED in result.steps[2].verification
+    if drops:  # an insert keeps every row of the original in the partition
+        assert result.ok, (result.error, result.state)
+        assert "row write(s) counted since the copy" in drop.verification
+        assert "all 120 rows of" in drop.verification
+    else:
+        assert result.outcome == "failed" and drop.status == "failed"
+        assert "1 of the 120 rows" in result.error and "is kept" in result.error
+    with db.connect() as conn:
+        st = consolidation_status(conn, "account_balances")
+        assert [d.name for d in st.detached] == ([] if drops else [b.weeks[0]])
+        if not drops:  # the original is intact, and the counter still watches both tables
+            assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+                b.week_ident(b.weeks[0]))).fetchone()[0] == 120
+            assert f"pgparts_changes_{st.detached[0].oid}" in _helpers(conn)
+
+
+def test_delete_in_flight_on_the_live_partition_during_the_drop(db):
+    """A delete on the live partition, not yet committed while the drop runs: the drop waits
+    for it (removing the counter's trigger needs the partition to itself), gives up cleanly,
+    and once the delete commits the next run sees it and keeps the original."""
+    with db.connect() as conn:
+        b = build_balances(conn, weeks=[WEEK], rows_per_week=60)
+    other = psycopg.connect(db.dsn)
+    try:
+        def delete_uncommitted() -> None:
+            other.execute("DELETE FROM account_balances"
+                          " WHERE account_address = 'rdx1q' || md5('3')")
+
+        first = _run(db, _plan(db), hook=_on_step(5, delete_uncommitted))
+        assert first.outcome == "failed" and "lock not granted" in first.error
+        assert first.steps[4].status == "failed"
+        other.commit()
+    finally:
+        other.close()
+    with db.connect() as conn:
+        st = consolidation_status(conn, "account_balances")
+        assert [d.name for d in st.detached] == [b.weeks[0]]
+    second = _run(db, _plan(db))
+    assert second.outcome == "failed"
+    assert "1 of the 60 rows" in second.error and "is kept" in second.error
+    assert db.query(sql.SQL("SELECT count(*) FROM {}").format(
+        b.week_ident(b.weeks[0]))) == [(60,)]
+
+
+def _leaf(b) -> sql.Identifier:
+    return b.week_ident(f"{b.weeks[0]}_hash_0")
+
+
+def _copy(b) -> sql.Identifier:
+    return b.week_ident(f"{b.weeks[0]}_consolidated")
+
+
+@pytest.mark.parametrize("case", ["truncate leaf", "truncate copy", "triggers disabled"])
+def test_changes_that_bypass_row_triggers_are_caught_by_the_full_comparison(db, case):
+    with db.connect() as conn:
+        b = build_balances(conn, weeks=[WEEK], rows_per_week=80)
+        before = week_checksums(conn, b, [WEEK])
+
+    def tamper() -> None:  # after the build committed, before the verification
+        with psycopg.connect(db.dsn, autocommit=True) as c:
+            if case == "truncate leaf":
+                c.execute(sql.SQL("TRUNCATE {}").format(_leaf(b)))
+            elif case == "truncate copy":
+                c.execute(sql.SQL("TRUNCATE {}").format(_copy(b)))
+            else:  # a bulk fix with triggers off, then everything put back as it was
+                c.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(_leaf(b)))
+                c.execute(sql.SQL("DELETE FROM {} WHERE ctid = '(0,1)'").format(_leaf(b)))
+                c.execute(sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER pgparts_changes,"
+                                  " ENABLE ALWAYS TRIGGER pgparts_mirror").format(_leaf(b)))
+        with psycopg.connect(db.dsn, autocommit=True) as c:
+            assert c.execute("SELECT count(*) FROM pg_sequences WHERE sequencename LIKE"
+                             " 'pgparts_changes_%' AND last_value IS NOT NULL"
+                             ).fetchone()[0] == 0  # the counter saw nothing
+
+    result = _run(db, _plan(db), hook=_on_step(3, tamper))
+    assert result.outcome == "failed", result.steps[2].verification
+    assert "verification failed" in result.error and "checksum" in result.error
+    assert [o.status for o in result.steps] == ["done", "done", "failed", "pending", "pending"]
+    with db.connect() as conn:
+        st = consolidation_status(conn, "account_balances")
+        assert st.weeks[0].status == HASH_PARTITIONED and st.weeks[0].pending
+        if case == "truncate copy":  # the week itself was not touched
+            assert week_checksums(conn, b, [WEEK]) == before
+
+
+def test_replica_role_writes_are_mirrored_and_counted(db):
+    """session_replication_role = replica (logical replication's apply) skips ordinary
+    triggers; the mirror and the counter are ALWAYS triggers, on every partition."""
+    with db.connect() as conn:
+        b = build_balances(conn, weeks=[WEEK], rows_per_week=80)
+
+    def replica_write() -> None:
+        with psycopg.connect(db.dsn, autocommit=True) as c:
+            c.execute("SET session_replication_role = replica")
+            for i in range(4):  # lands in every hash partition sooner or later
+                c.execute("INSERT INTO account_balances VALUES"
+                          " ('2024-01-09', %s, 1, 'dex_swap', '{}')", (f"replica-{i}",))
+            c.execute("DELETE FROM account_balances WHERE account_address = 'rdx1q' || md5('5')")
+
+    with db.connect() as conn:
+        before_rows = conn.execute("SELECT count(*) FROM account_balances").fetchone()[0]
+    result = _run(db, _plan(db), hook=_on_step(3, replica_write))
+    assert result.ok, (result.error, result.state)
+    assert "row write(s) counted since the copy" in result.steps[2].verification
+    assert "83 rows, checksum" in result.steps[2].verification
+    with db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM account_balances").fetchone()[0] == \
+            before_rows + 3
+        assert conn.execute("SELECT count(*) FROM account_balances WHERE account_address"
+                            " LIKE 'replica-%'").fetchone()[0] == 4
+        assert _helpers(conn) == []
+        assert f"{b.weeks[0]}_consolidated" in user_tables(conn, "public")
+
+
+def test_writer_without_privileges_on_the_counter_is_not_refused(db):
+    """The counter's function runs as its owner: an application role that may write to the
+    parent, and nothing else, keeps writing to the consolidated week before the drop."""
+    role = f"pgparts_app_{uuid.uuid4().hex[:8]}"
+    with db.connect() as conn:
+        build_balances(conn, weeks=[WEEK], rows_per_week=40)
+        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT INSERT, SELECT ON account_balances TO {}").format(
+            sql.Identifier(role)))
+
+    def app_insert() -> None:
+        with psycopg.connect(db.dsn, autocommit=True) as c:
+            c.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+            c.execute("INSERT INTO account_balances VALUES"
+                      " ('2024-01-10', 'app', 1, 'dex_swap', '{}')")
+
+    try:
+        result = _run(db, _plan(db), hook=_on_step(5, app_insert))
+        assert result.ok, (result.error, result.state)
+        assert "1 row write(s) counted" in result.steps[4].verification
+        assert db.query("SELECT count(*) FROM account_balances WHERE account_address = 'app'"
+                        ) == [(1,)]
+    finally:
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
