@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -11,11 +12,11 @@ import pytest
 from textual.pilot import Pilot
 
 from tui.app.app import PgpartsApp
-from tui.app.format import human_bytes, human_rows, thousands
+from tui.app.format import human_bytes, human_rows, postgres_version, thousands
 from tui.app.help_screen import HelpScreen
 from tui.app.main_screen import MainScreen
 from tui.app.registry import ConsoleCommand
-from tui.app.tree_view import PartitionTree
+from tui.app.tree_view import PartitionTree, short_bound
 from tui.core.catalog import load_forest
 from tui.core.config import Config, ConsoleConfig
 from tui.core.connection import Target
@@ -113,6 +114,76 @@ async def test_opens_with_roots_lazily_and_details(awkward):
         assert human_bytes(events.total_bytes) in label and human_rows(events.rows) in label
         assert "3 direct · 5 leaves · has DEFAULT" in text
         assert "test" in app.sub_title and "READ-ONLY" not in app.sub_title
+
+
+def test_rows_and_version_formats():
+    assert [human_rows(0), human_rows(950), human_rows(12_345), human_rows(4_200_000)] == \
+        ["0", "950", "12k", "4.2M"]
+    # some partitions never analyzed: what the others hold is a lower bound
+    assert human_rows(400_000, known=False) == "≥400k"
+    assert human_rows(0, known=False) == "?"
+    assert postgres_version(180006) == "18.6" and postgres_version(150013) == "15.13"
+
+
+# a size then a row count: where the size column ends on a tree line
+SIZE_COLUMN = re.compile(r"\d+(?:\.\d)? (?:B|kB|MB|GB|TB)(?= +(?:≥?[\d.]+[kMGT]?|\?) )")
+
+
+def assert_columns_align(tree: PartitionTree) -> None:
+    """Bound and size columns start and end at one x on every line, whatever the depth, and no
+    line is wider than the pane."""
+    forest = tree.forest
+    size_ends, bound_starts = set(), set()
+    for y in range(tree.last_line + 1):
+        line = tree.render_line(y).text
+        node = forest.nodes[tree.get_node_at_line(y).data]
+        match = SIZE_COLUMN.search(line)
+        assert match is not None and match.group() == human_bytes(node.total_bytes), line
+        size_ends.add(match.end())
+        bound = short_bound(node)
+        if bound and len(bound) < tree._columns.bound_width:
+            bound_starts.add(line.index(bound))
+    assert len(size_ends) == 1 and len(bound_starts) == 1, "\n".join(tree.render_line(y).text for y in range(tree.last_line + 1)) 
+    assert tree.virtual_size.width <= tree.scrollable_content_region.width
+
+
+async def test_columns_align_at_every_depth_and_rows_show_lower_bounds(awkward):
+    awkward.execute(
+        "CREATE TABLE partial (k int) PARTITION BY LIST (k);"
+        "CREATE TABLE partial_1 PARTITION OF partial FOR VALUES IN (1);"
+        "INSERT INTO partial_1 SELECT 1 FROM generate_series(1, 1500);"
+        "ANALYZE partial_1;"
+        "CREATE TABLE partial_2 PARTITION OF partial FOR VALUES IN (2);"
+        "CREATE TABLE partial_3 PARTITION OF partial FOR VALUES IN (3);"
+        "CREATE TABLE blank (k int) PARTITION BY LIST (k);"
+        "CREATE TABLE blank_1 PARTITION OF blank FOR VALUES IN (1);"
+    )
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        forest, tree = app.forest, tree_of(app)
+        # three levels under events, a partition in another schema, the odd names
+        for name in ("events_2024_trade_h1", "archive.payment_2000_2019",
+                     '"Odd Schema"."Trading ""Active"" Ω"', "partial_1"):
+            await tree.reveal(forest.find(name).oid)
+        await pilot.pause()
+        assert tree.node_for(forest.find("events_2024_trade_h1").oid) is not None
+        assert_columns_align(tree)
+
+        partial, blank = forest.find("partial"), forest.find("blank")
+        assert " ≥1.5k " in str(tree.node_for(partial.oid).label)
+        assert " ? " in str(tree.node_for(blank.oid).label)
+        await move_to(pilot, app, partial.oid)
+        text = details_text(app)
+        assert "at least 1,500" in text and "2 of 3 partitions never analyzed" in text
+        await move_to(pilot, app, blank.oid)
+        assert "no partition analyzed yet" in details_text(app)
+
+        # collapsing and a narrower terminal move the columns; they still line up and fit
+        tree.node_for(forest.find("events_2024").oid).collapse()
+        await pilot.resize_terminal(100, 40)
+        await pilot.pause()
+        assert_columns_align(tree)
 
 
 async def test_expand_navigate_and_leaf_details(awkward):

@@ -4,6 +4,11 @@ Tree node data is the relation's oid; the catalog objects live in the app's Fore
 added when a node is first expanded, 250 per event-loop slice, so 10,000 partitions never block
 input. A refresh walks only what the tree already shows: a sibling group whose oids and order are
 unchanged gets new labels in place; a changed group is rebuilt, keeping expansion and cursor.
+
+Columns (bound, size, rows, bar, badge) line up across every row on screen whatever its depth: the
+name column ends at one x for all rows, each name padded by what its guides leave. The columns
+follow what is shown; when expanding, collapsing or resizing moves them, the groups on screen are
+relabelled, hidden ones when they are shown again. Labels are made only for nodes in the Tree.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -20,9 +26,17 @@ from ..core.catalog import Forest, PartNode, sql_ident_text
 from .format import SEVERITY_ICON, SEVERITY_ORDER, bar, fit, human_bytes, human_rows, sort_nodes
 
 CHUNK = 250  # nodes added per event-loop slice
-NAME_MAX = 44
 BOUND_MAX = 26
+SIZE_WIDTH = 8  # '1023 MB'
+ROWS_WIDTH = 6  # '≥1000k'
 BAR_WIDTH = 8
+BADGE_WIDTH = 6  # ' (▲12)'
+NAME_MIN = 10
+BOUND_MIN = 8
+ICON_WIDTH = 2  # the Tree's '▶ ' before an expandable node (a leaf among them gets 2 spaces)
+SCROLLBAR = 1
+# cells after the name column: '  ' bound ' ' size ' ' rows ' ' bar badge
+AFTER_BOUND = 1 + SIZE_WIDTH + 1 + ROWS_WIDTH + 1 + BAR_WIDTH + BADGE_WIDTH
 
 SEVERITY_STYLE = {
     "critical": "bold red",
@@ -31,24 +45,41 @@ SEVERITY_STYLE = {
     "info": "cyan",
 }
 
+GroupKey = int | None  # the parent's oid; None for the roots
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where the columns are, shared by every row on screen so they line up at any depth."""
+
+    name_end: int  # cells from the tree's left edge to the end of the name column
+    bound_width: int
+    elided: frozenset[GroupKey] = frozenset()  # groups showing children as …_suffix
+
 
 @dataclass
-class GroupLayout:
-    """Column widths and the bar scale shared by one group of siblings."""
+class Group:
+    """What one sibling group needs from the shared columns, and how it is labelled now."""
 
-    name_width: int
-    bound_width: int
-    max_bytes: int
+    depth: int
     parent_schema: str | None
-    elide: str = ""
-    # the Tree draws an expand icon only on expandable nodes: pad the others so columns align
-    any_expandable: bool = False
+    parent_name: str | None
+    any_expandable: bool  # the Tree draws an icon only on expandable nodes: pad the others
+    full_width: int  # widest name
+    elided_width: int  # widest name with the parent's name elided
+    bound_width: int
+    max_bytes: int  # the bar scale
+    labelled_with: Columns | None = None
+
+    def lead(self, guide_depth: int) -> int:
+        """Cells before a name: the guides of its depth, then the icon or its padding."""
+        return self.depth * guide_depth + (ICON_WIDTH if self.any_expandable else 0)
 
 
 def display_label(node: PartNode, parent_schema: str | None, elide: str = "") -> str:
     """The name, schema-qualified for a root outside public or a partition in another schema
     than its parent's; quoted where SQL would need quotes. With `elide` (the parent's name), a
-    child named parent_suffix shows as …_suffix when the full names do not fit."""
+    child named parent_suffix shows as …_suffix."""
     if parent_schema is None or node.schema != parent_schema:
         return node.qualified
     text = sql_ident_text(node.name)
@@ -58,39 +89,19 @@ def display_label(node: PartNode, parent_schema: str | None, elide: str = "") ->
     return text
 
 
-# cells after the name: "  " bound " " size(9) " " rows(6) " " bar(8) badge(~4)
-FIXED_COLUMNS = 2 + 1 + 9 + 1 + 6 + 1 + BAR_WIDTH + 4
-
-
 def short_bound(node: PartNode, cache: dict[int, str] | None = None) -> str:
+    """The bound column: the short bound of a partition, the partition key of a root."""
     if cache is not None and node.oid in cache:
         return cache[node.oid]
-    text = node.bound.short() if node.bound else ""
+    if node.is_root:
+        text = node.key
+    elif node.bound is not None:
+        text = node.bound.short()
+    else:
+        text = node.bound_text or ""
     if cache is not None:
         cache[node.oid] = text
     return text
-
-
-def group_layout(
-    nodes: list[PartNode], parent: PartNode | None, budget: int | None = None,
-    shorts: dict[int, str] | None = None,
-) -> GroupLayout:
-    """Columns for one sibling group; `budget` is the width left for the name column."""
-    parent_schema = parent.schema if parent is not None else None
-    if not nodes:
-        return GroupLayout(0, 0, 0, parent_schema)
-    bounds = [len(short_bound(n, shorts)) for n in nodes]
-    bound_width = min(max(bounds), BOUND_MAX)
-    name_width = min(max(len(display_label(n, parent_schema)) for n in nodes), NAME_MAX)
-    elide = ""
-    if budget is not None and parent is not None and name_width > budget - bound_width:
-        elide = parent.name
-        name_width = min(max(len(display_label(n, parent_schema, elide)) for n in nodes),
-                         NAME_MAX)
-    if budget is not None:
-        name_width = max(min(name_width, budget - bound_width), 12)
-    return GroupLayout(name_width, bound_width, max(n.total_bytes for n in nodes),
-                       parent_schema, elide=elide)
 
 
 class PartitionTree(Tree[int]):
@@ -109,26 +120,115 @@ class PartitionTree(Tree[int]):
         self._populated: set[int] = set()
         self._by_oid: dict[int, TreeNode[int]] = {}
         self._shorts: dict[int, str] = {}  # bound labels of the current forest, by oid
+        self._groups: dict[GroupKey, Group] = {}  # sibling groups in the Tree, by parent oid
+        self._columns = Columns(0, 0)
+        self._showing = False  # inside show(): one relabel at the end, not one per group
         self._generation = 0
 
+    # -- columns --------------------------------------------------------------------------------
+    def _content_width(self) -> int:
+        return self.scrollable_content_region.width or self.size.width or 80
+
+    def _group_for(self, nodes: list[PartNode], parent: PartNode | None) -> Group:
+        parent_schema = parent.schema if parent is not None else None
+        parent_name = parent.name if parent is not None else None
+        full = max((len(display_label(n, parent_schema)) for n in nodes), default=0)
+        elided = full
+        if parent_name is not None and nodes:
+            elided = max(len(display_label(n, parent_schema, parent_name)) for n in nodes)
+        return Group(
+            depth=parent.level + 1 if parent is not None else 0,
+            parent_schema=parent_schema,
+            parent_name=parent_name,
+            any_expandable=any(self._has_children(n) for n in nodes),
+            full_width=full,
+            elided_width=elided,
+            bound_width=max((len(short_bound(n, self._shorts)) for n in nodes), default=0),
+            max_bytes=max((n.total_bytes for n in nodes), default=0),
+        )
+
+    def _group_shown(self, key: GroupKey) -> bool:
+        if key is None:
+            return True
+        tree_node = self._by_oid.get(key)
+        return tree_node is not None and tree_node.is_expanded and self._is_shown(tree_node)
+
+    def compute_columns(self) -> Columns:
+        """Columns for the groups on screen: the name column as wide as the widest name needs
+        (its guides included), but never so wide that a row overflows the pane."""
+        shown = {k: g for k, g in self._groups.items() if self._group_shown(k)}
+        if not shown:
+            return Columns(0, 0)
+        # cells for the name and bound columns together; on a narrow pane the bound column
+        # gives way first, down to BOUND_MIN, so that names keep NAME_MIN cells
+        avail = self._content_width() - SCROLLBAR - 2 - AFTER_BOUND
+        deepest = max(g.lead(self.guide_depth) for g in shown.values())
+        bound_width = min(max(g.bound_width for g in shown.values()), BOUND_MAX)
+        if deepest + NAME_MIN + bound_width > avail:
+            bound_width = min(bound_width, max(avail - deepest - NAME_MIN, BOUND_MIN))
+        limit = avail - bound_width
+        need = 0
+        elided: set[GroupKey] = set()
+        for key, group in shown.items():
+            lead = group.lead(self.guide_depth)
+            width = group.full_width
+            if lead + width > limit and group.elided_width < width:
+                elided.add(key)
+                width = group.elided_width
+            need = max(need, lead + width)
+        return Columns(min(need, limit), bound_width, frozenset(elided))
+
+    def _apply_columns(self, labelling: GroupKey | int = -1) -> None:
+        """Recompute the columns and relabel the groups on screen made with other columns
+        (except `labelling`, which the caller labels); hidden groups are relabelled when they are
+        shown again."""
+        self._columns = self.compute_columns()
+        if self._showing:
+            return
+        for key, group in self._groups.items():
+            if key != labelling and group.labelled_with != self._columns \
+                    and self._group_shown(key):
+                self._relabel_group(key, group)
+
+    def _relabel_group(self, key: GroupKey, group: Group) -> None:
+        forest = self.forest
+        tree_node = self.root if key is None else self._by_oid.get(key)
+        if forest is None or tree_node is None:
+            return
+        for child in tree_node.children:
+            node = forest.nodes.get(child.data)  # type: ignore[arg-type]
+            if node is not None:
+                child.set_label(self.label_for(node, group, key))
+        group.labelled_with = self._columns
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.forest is not None and self._groups:
+            self._apply_columns()
+
+    def get_label_width(self, node: TreeNode[int]) -> int:
+        # Tree's default renders every label to measure it, on each rebuild of its lines
+        return node._label.cell_len + (ICON_WIDTH if node.allow_expand else 0)
+
     # -- labels ---------------------------------------------------------------------------------
-    def label_for(self, node: PartNode, layout: GroupLayout) -> Text:
+    def label_for(self, node: PartNode, group: Group, key: GroupKey) -> Text:
+        cols = self._columns
         text = Text(no_wrap=True, end="")
-        if layout.any_expandable and not self._has_children(node):
-            text.append("  ")
+        if group.any_expandable and not self._has_children(node):
+            text.append(" " * ICON_WIDTH)
         name_style = "bold" if node.is_partitioned else ""
         if node.is_default:
             name_style += " italic"
-        text.append(fit(display_label(node, layout.parent_schema, layout.elide),
-                        layout.name_width),
+        elide = (group.parent_name or "") if key in cols.elided else ""
+        name_width = max(cols.name_end - group.lead(self.guide_depth), NAME_MIN)
+        text.append(fit(display_label(node, group.parent_schema, elide), name_width),
                     style=name_style.strip())
-        if layout.bound_width:
-            bound = short_bound(node, self._shorts)
+        if cols.bound_width:
             text.append("  ")
-            text.append(fit(bound, layout.bound_width), style="dim" if node.is_default else "")
+            style = "dim" if node.is_default or node.is_root else ""
+            text.append(fit(short_bound(node, self._shorts), cols.bound_width), style=style)
         rows = human_rows(node.rows, node.rows_known)
-        text.append(f" {human_bytes(node.total_bytes):>9} {rows:>6} ")
-        text.append(bar(node.total_bytes, layout.max_bytes, BAR_WIDTH), style="green")
+        text.append(f" {human_bytes(node.total_bytes):>{SIZE_WIDTH}} {rows:>{ROWS_WIDTH}} ")
+        text.append(bar(node.total_bytes, group.max_bytes, BAR_WIDTH), style="green")
         if self.badge_source is not None:
             own, own_rank, below, below_rank = self.badge_source(node.oid)
             if own:
@@ -138,13 +238,6 @@ class PartitionTree(Tree[int]):
                 sev = SEVERITY_ORDER[below_rank]
                 text.append(f" ({SEVERITY_ICON[sev]}{below})", style=f"dim {SEVERITY_STYLE[sev]}")
         return text
-
-    def _name_budget(self, parent: PartNode | None) -> int:
-        """Cells left for the name column of `parent`'s children, so a row fits the pane."""
-        width = self.scrollable_content_region.width or self.size.width or 80
-        depth = parent.level + 1 if parent is not None else 0
-        indent = depth * self.guide_depth + 2  # guides, then the expand icon
-        return width - indent - FIXED_COLUMNS - 1  # the vertical scrollbar
 
     # -- what to show ---------------------------------------------------------------------------
     def _children_of(self, oid: int | None) -> list[PartNode]:
@@ -175,41 +268,41 @@ class PartitionTree(Tree[int]):
             self._shorts = {}
         self.forest = forest
         self.expanded_oids &= set(forest.nodes)
-        await self._sync(self.root, None, generation)
+        self._showing = True
+        try:
+            await self._sync(self.root, None, generation)
+        finally:
+            self._showing = False
         if generation != self._generation:
             return
+        self._apply_columns()  # groups labelled before a later group widened the columns
         if cursor is not None:
             self.move_to_oid(cursor, old)
         elif self.cursor_node is None and self.root.children:
             self.move_cursor(self.root.children[0])
 
     def relabel(self) -> None:
-        """New labels for every node on screen (e.g. when the findings arrive), in place."""
-        forest = self.forest
-        if forest is None:
+        """New labels for the nodes on screen (e.g. when the findings arrive), in place; hidden
+        groups get theirs when shown again."""
+        if self.forest is None:
             return
-        for tree_node in [self.root, *self._by_oid.values()]:
-            if not tree_node.children:
-                continue
-            oid = tree_node.data
-            parent = forest.nodes.get(oid) if oid is not None else None
-            wanted = [forest.nodes[c.data] for c in tree_node.children if c.data in forest.nodes]
-            layout = group_layout(wanted, parent, self._name_budget(parent), self._shorts)
-            layout.any_expandable = any(self._has_children(n) for n in wanted)
-            for child in tree_node.children:
-                node = forest.nodes.get(child.data)
-                if node is not None:
-                    child.set_label(self.label_for(node, layout))
+        for key, group in self._groups.items():
+            if self._group_shown(key):
+                self._relabel_group(key, group)
+            else:
+                group.labelled_with = None
 
     async def _sync(self, tree_node: TreeNode[int], oid: int | None, generation: int) -> None:
         wanted = self._children_of(oid)
         parent = self.forest.nodes[oid] if oid is not None and self.forest else None
-        layout = group_layout(wanted, parent, self._name_budget(parent), self._shorts)
-        layout.any_expandable = any(self._has_children(n) for n in wanted)
+        group = self._group_for(wanted, parent)
+        self._groups[oid] = group
+        self._apply_columns(labelling=oid)
+        group.labelled_with = self._columns
         current = [c.data for c in tree_node.children]
         if current == [n.oid for n in wanted]:
             for child, node in zip(list(tree_node.children), wanted, strict=True):
-                child.set_label(self.label_for(node, layout))
+                child.set_label(self.label_for(node, group, oid))
                 child.allow_expand = self._has_children(node)
                 await self._sync_below(child, node, generation)
             return
@@ -220,8 +313,8 @@ class PartitionTree(Tree[int]):
             if generation != self._generation:
                 return
             expand = node.oid in self.expanded_oids and self._has_children(node)
-            child = tree_node.add(self.label_for(node, layout), data=node.oid, expand=expand,
-                                  allow_expand=self._has_children(node))
+            child = tree_node.add(self.label_for(node, group, oid), data=node.oid,
+                                  expand=expand, allow_expand=self._has_children(node))
             self._by_oid[node.oid] = child
             if i % CHUNK == CHUNK - 1:
                 await asyncio.sleep(0)
@@ -240,19 +333,22 @@ class PartitionTree(Tree[int]):
                 self._forget(grandchild)
             child.remove_children()
             self._populated.discard(node.oid)
+            self._groups.pop(node.oid, None)
 
     def _forget(self, tree_node: TreeNode[int]) -> None:
         for child in tree_node.children:
             self._forget(child)
         if tree_node.data is not None and self._by_oid.get(tree_node.data) is tree_node:
             del self._by_oid[tree_node.data]
+            self._groups.pop(tree_node.data, None)
         self._populated.discard(tree_node.data)  # type: ignore[arg-type]
 
     async def populate(self, tree_node: TreeNode[int]) -> None:
         oid = tree_node.data
-        if oid is None or oid in self._populated or self.forest is None:
+        if oid is None or self.forest is None or oid not in self.forest.nodes:
             return
-        if oid not in self.forest.nodes:
+        if oid in self._populated:
+            self._apply_columns()  # shown again: align it (and the others) with what is shown
             return
         self._populated.add(oid)
         await self._sync(tree_node, oid, self._generation)
@@ -266,6 +362,8 @@ class PartitionTree(Tree[int]):
     def on_tree_node_collapsed(self, event: Tree.NodeCollapsed[int]) -> None:
         if event.node.data is not None:
             self.expanded_oids.discard(event.node.data)
+            if self.forest is not None:
+                self._apply_columns()  # what it showed no longer widens the columns
 
     # -- cursor ---------------------------------------------------------------------------------
     def cursor_oid(self) -> int | None:
