@@ -143,7 +143,8 @@ def assert_columns_align(tree: PartitionTree) -> None:
         bound = short_bound(node)
         if bound and len(bound) < tree._columns.bound_width:
             bound_starts.add(line.index(bound))
-    assert len(size_ends) == 1 and len(bound_starts) == 1, "\n".join(tree.render_line(y).text for y in range(tree.last_line + 1)) 
+    shown = "\n".join(tree.render_line(y).text for y in range(tree.last_line + 1))
+    assert len(size_ends) == 1 and len(bound_starts) == 1, shown
     assert tree.virtual_size.width <= tree.scrollable_content_region.width
 
 
