@@ -1,0 +1,303 @@
+"""The EXPLAIN screen against a real PostgreSQL 18: type and run, the verdict and its colour, an
+Append expanded on demand, history, a syntax error that moves the cursor, refusals, ANALYZE
+behind a confirmation (both answers), cancelling a slow ANALYZE on the server, read-only mode."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from rich.console import Console, Group
+from rich.text import Text
+from textual.pilot import Pilot
+from textual.widgets import Static, TextArea, Tree
+from textual.widgets.tree import TreeNode
+
+from tui.app.app import PgpartsApp
+from tui.app.confirm import ConfirmModal
+from tui.app.explain_render import PARTIAL, PRUNED, pruning_state
+from tui.app.explain_screen import ExplainScreen
+from tui.app.main_screen import MainScreen
+from tui.core.config import Config
+from tui.core.connection import Target
+
+from .test_app import move_to, wait_loads, wait_until
+
+SIZE = (140, 40)
+
+SMALL_SQL = """
+CREATE TABLE m (k int NOT NULL, v int) PARTITION BY RANGE (k);
+CREATE TABLE m_0 PARTITION OF m FOR VALUES FROM (0) TO (100);
+CREATE TABLE m_1 PARTITION OF m FOR VALUES FROM (100) TO (200);
+CREATE TABLE m_2 PARTITION OF m FOR VALUES FROM (200) TO (300);
+INSERT INTO m SELECT i, i FROM generate_series(0, 299) i;
+CREATE SEQUENCE probe;
+ANALYZE m;
+"""
+
+
+@pytest.fixture
+def small(db18):
+    db18.execute(SMALL_SQL)
+    return db18
+
+
+def make_app(db, read_only: bool = False) -> PgpartsApp:
+    return PgpartsApp(Target(db.dsn, read_only=read_only, label="test"), Config(),
+                      read_only=read_only)
+
+
+def plain(renderable, width: int = 200) -> str:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def report_text(screen: ExplainScreen) -> str:
+    return plain(screen.query_one("#explain-report", Static).content)
+
+
+def status_text(screen: ExplainScreen) -> str:
+    return plain(screen.query_one("#explain-status", Static).content)
+
+
+def verdict_style(screen: ExplainScreen, index: int = 0) -> str:
+    """The style the verdict of the index-th table is drawn in."""
+    ref = screen.report.references[index]
+    content = screen.query_one("#explain-report", Static).content
+    assert isinstance(content, Group)
+    tables = [r for r in content.renderables if isinstance(r, Group)]
+    head = tables[index].renderables[0]
+    assert isinstance(head, Text)
+    start = head.plain.index(ref.verdict)
+    styles = {str(s.style) for s in head.spans if s.start <= start < s.end}
+    assert len(styles) == 1, styles
+    return styles.pop()
+
+
+def label_of(node: TreeNode) -> str:
+    return node.label.plain
+
+
+def walk(node: TreeNode):
+    for child in node.children:
+        yield child
+        yield from walk(child)
+
+
+async def open_explain(pilot: Pilot, app: PgpartsApp) -> ExplainScreen:
+    await wait_loads(pilot, app)
+    await pilot.press("e")
+    await wait_until(pilot, lambda: isinstance(app.screen, ExplainScreen))
+    return app.screen  # type: ignore[return-value]
+
+
+async def run(pilot: Pilot, screen: ExplainScreen, text: str | None = None, key: str = "f5",
+              timeout: float = 15) -> None:
+    """Put `text` in the editor (if given), press `key` and wait for the run to end."""
+    if text is not None:
+        screen.query_one("#explain-editor", TextArea).text = text
+    before = screen.runs
+    await pilot.press(key)
+    await wait_until(pilot, lambda: screen.runs > before, timeout=timeout)
+
+
+async def test_type_run_verdict_expand_append_and_history(scenario_db18):
+    app = make_app(scenario_db18)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        balances = app.forest.find("account_balances")
+        await move_to(pilot, app, balances.oid)
+        screen = await open_explain(pilot, app)
+        editor = screen.query_one("#explain-editor", TextArea)
+        # starts from the selected table, constrained to its newest range partition with rows
+        assert editor.text.startswith('SELECT *\nFROM "public"."account_balances"\nWHERE')
+        assert '"timestamp" >= ' in editor.text
+        assert app.screen.focused is editor
+
+        # a query that prunes the weeks but not their HASH partitions (its end typed: a key
+        # press is slow under Pilot)
+        first = ("select * from account_balances where timestamp >= '2026-11-08' "
+                 "and timestamp < '2026-11-15'")
+        editor.text = first[:-12]
+        editor.move_cursor(editor.document.end)
+        await pilot.press(*first[-12:])
+        assert editor.text == first
+        await run(pilot, screen)
+        ref = screen.report.references[0]
+        total = balances.leaf_count
+        assert ref.table.oid == balances.oid and total > 40
+        assert ref.verdict == f"scans 4 of {total} partitions ({total - 4} pruned at plan time)"
+        assert pruning_state(ref) == PARTIAL and verdict_style(screen) == "bold yellow"
+        report = report_text(screen)
+        assert "nothing pruned at HASH (account_address)" in report
+        assert "No condition on the partition key HASH (account_address)" in report
+        assert "…_2026_11_08_hash_0  2026-11-08 → 2026-11-15 / hash 0/4" in report
+        assert "EXPLAIN · planning" in status_text(screen)
+
+        # the plan: one collapsed line for the Append, expanded on demand
+        plan = screen.query_one("#explain-plan", Tree)
+        title = f"Append over 4 of {total} partitions of account_balances"
+        append = next(n for n in walk(plan.root) if label_of(n).startswith(title))
+        assert not append.is_expanded and not append.children
+        assert "cost " in label_of(append) and "rows " in label_of(append)
+        plan.focus()
+        plan.move_cursor(append)
+        await pilot.press("space")
+        await wait_until(pilot, lambda: append.is_expanded and len(append.children) == 4)
+        members = [label_of(c) for c in append.children]
+        assert all("on …_2026_11_08_hash_" in m and "cost " in m for m in members), members
+        assert not any("actual" in m for m in members)  # EXPLAIN without ANALYZE
+
+        # time range and account: every level pruned, green
+        second = ("SELECT * FROM account_balances WHERE timestamp >= '2026-11-08' "
+                  "AND timestamp < '2026-11-15' AND account_address = 'rdx1qsp0000000001'")
+        await run(pilot, screen, second)
+        ref = screen.report.references[0]
+        assert ref.verdict == f"scans 1 of {total} partitions ({total - 1} pruned at plan time)"
+        assert pruning_state(ref) == PRUNED and verdict_style(screen) == "bold green"
+        scan = next(n for n in walk(plan.root) if "…_2026_11_08_hash_" in label_of(n))
+        assert f"1 of {total} partitions of account_balances" in label_of(scan)
+
+        # history: ctrl+up walks back past the query shown, ctrl+down returns
+        editor.focus()
+        await pilot.press("ctrl+up")
+        assert editor.text == first
+        await pilot.press("ctrl+down")
+        assert editor.text == second
+
+        # escape goes back; the text is still there when the screen is opened again
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExplainScreen))
+        assert app.screen.query_one("#explain-editor", TextArea).text == second
+
+
+async def test_syntax_error_moves_the_cursor_and_refusals_send_nothing(small):
+    app = make_app(small)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_explain(pilot, app)
+        editor = screen.query_one("#explain-editor", TextArea)
+        await run(pilot, screen, "SELECT *\nFROM m\nWHERE k = 1 AND AND v = 2")
+        assert screen.last.kind == "error" and screen.report is None
+        assert 'syntax error at or near "AND" (line 3, column 17)' in report_text(screen)
+        assert "PostgreSQL said" in status_text(screen)
+        assert editor.cursor_location == (2, 16)
+        assert app.screen.focused is editor
+
+        # an error that is not a syntax error but has a position: the unknown column
+        editor.move_cursor((0, 0))
+        await run(pilot, screen, "SELECT nope\nFROM m")
+        assert 'column "nope" does not exist' in report_text(screen)
+        assert editor.cursor_location == (0, 7)
+
+        # refused before anything is sent: the table is still there
+        await pilot.press("f5")  # a refusal is immediate; no run starts
+        editor.text = "DROP TABLE m"
+        await pilot.press("f5")
+        await pilot.pause()
+        assert screen.last.kind == "refused" and not screen.running
+        assert "DROP cannot be explained" in report_text(screen)
+        editor.text = "SELECT 1; SELECT 2"
+        await pilot.press("f5")
+        await pilot.pause()
+        assert "one statement at a time" in report_text(screen)
+        assert small.query("SELECT count(*) FROM m") == [(300,)]
+
+
+async def test_analyze_asks_first_no_runs_nothing_yes_runs_and_rolls_back(small):
+    def probe() -> tuple:
+        return small.query("SELECT last_value, is_called FROM probe")[0]
+
+    app = make_app(small)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_explain(pilot, app)
+        editor = screen.query_one("#explain-editor", TextArea)
+        editor.text = "SELECT nextval('probe'), v FROM m WHERE k < 150"
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        body = plain(app.screen.query_one("#confirm-body", Static).content)
+        assert "EXPLAIN ANALYZE RUNS THE QUERY for real" in body
+        assert "always rolled back" in body and "Statement timeout 30 s" in body
+        await pilot.press("n")
+        await wait_until(pilot, lambda: app.screen is screen)
+        await pilot.pause(0.2)
+        assert screen.runs == 0 and not screen.running and screen.report is None
+        assert probe() == (1, False)  # nextval never ran
+
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        before = screen.runs
+        await pilot.press("y")
+        await wait_until(pilot, lambda: screen.runs > before)
+        assert screen.report is not None and screen.report.raw.analyze
+        assert probe() == (150, True)  # it really ran (sequences are not rolled back)
+        ref = screen.report.references[0]
+        assert ref.verdict == "scans 2 of 3 partitions (1 pruned at plan time)"
+        assert "never executed 0" in report_text(screen)
+        assert status_text(screen).startswith("EXPLAIN ANALYZE · planning")
+        plan = screen.query_one("#explain-plan", Tree)
+        append = next(n for n in walk(plan.root)
+                      if label_of(n).startswith("Append over 2 of 3 partitions of m"))
+        assert "actual " in label_of(append) and "rows 150" in label_of(append)
+
+        # a DELETE under ANALYZE is rolled back
+        editor.text = "DELETE FROM m WHERE k < 250"
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        body = plain(app.screen.query_one("#confirm-body", Static).content)
+        assert "RUNS THIS DELETE" in body and "the rows it changes are put back" in body
+        before = screen.runs
+        await pilot.press("y")
+        await wait_until(pilot, lambda: screen.runs > before)
+        assert screen.report is not None and screen.report.raw.analyze
+        assert small.query("SELECT count(*) FROM m") == [(300,)]
+
+
+async def test_cancel_a_slow_analyze_on_the_server(small):
+    app = make_app(small)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_explain(pilot, app)
+        screen.query_one("#explain-editor", TextArea).text = \
+            "SELECT pg_sleep(30), v FROM m WHERE k = 1"
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
+        active = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                  "'pgparts explain' AND state = 'active' AND query LIKE '%pg_sleep%'")
+        deadline = time.monotonic() + 10
+        while small.query(active) != [(1,)]:
+            assert time.monotonic() < deadline, "the EXPLAIN ANALYZE never started"
+            await pilot.pause(0.05)
+        assert screen.running and "escape cancels it" in status_text(screen)
+        started = time.monotonic()
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not screen.running, timeout=10)
+        assert time.monotonic() - started < 5
+        assert screen.last.kind == "cancelled"
+        assert "cancelled" in report_text(screen) and isinstance(app.screen, ExplainScreen)
+        assert small.query(active) == [(0,)]
+        # the screen (and its connection) is usable again
+        await run(pilot, screen, "SELECT * FROM m WHERE k = 1")
+        assert screen.report.references[0].verdict.startswith("scans 1 of 3")
+
+
+async def test_read_only_allows_explain_and_the_server_refuses_writes(small):
+    app = make_app(small, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_explain(pilot, app)
+        assert "READ-ONLY" in status_text(screen)
+        await run(pilot, screen, "SELECT * FROM m WHERE k >= 100")
+        assert screen.report.references[0].verdict == \
+            "scans 2 of 3 partitions (1 pruned at plan time)"
+        screen.query_one("#explain-editor", TextArea).text = "DELETE FROM m WHERE k < 10"
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert "Read-only session" in plain(app.screen.query_one("#confirm-body", Static)
+                                            .content)
+        before = screen.runs
+        await pilot.press("y")
+        await wait_until(pilot, lambda: screen.runs > before)
+        assert "cannot execute DELETE in a read-only transaction" in report_text(screen)
+        assert small.query("SELECT count(*) FROM m") == [(300,)]
