@@ -218,7 +218,7 @@ async def test_analyze_asks_first_no_runs_nothing_yes_runs_and_rolls_back(small)
         await pilot.press("f6")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         body = plain(app.screen.query_one("#confirm-body", Static).content)
-        assert "EXPLAIN ANALYZE RUNS THE QUERY for real" in body
+        assert "EXPLAIN ANALYZE will run the query for real" in body
         assert "always rolled back" in body and "Statement timeout 30 s" in body
         await pilot.press("n")
         await wait_until(pilot, lambda: app.screen is screen)
@@ -247,7 +247,8 @@ async def test_analyze_asks_first_no_runs_nothing_yes_runs_and_rolls_back(small)
         await pilot.press("f6")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         body = plain(app.screen.query_one("#confirm-body", Static).content)
-        assert "RUNS THIS DELETE" in body and "the rows it changes are put back" in body
+        assert "will run this DELETE for real" in body
+        assert "the rows it changes are put back" in body
         before = screen.runs
         await pilot.press("y")
         await wait_until(pilot, lambda: screen.runs > before)

@@ -281,10 +281,11 @@ def append_title(node: PlanNode, info: AppendInfo) -> Text:
     return text
 
 
-def plan_label(node: PlanNode, table: PartNode | None = None) -> str:
+def plan_label(node: PlanNode, ref: TableReference | None = None) -> str:
     """Like PlanNode.label() but shorter for narrow panes: no 'public.', a partition's name
-    elided under its table's (…_2026_11_08_hash_2), PostgreSQL's own partition aliases
-    (account_balances_1, _2, ...) left out."""
+    elided under its table's (…_2026_11_08_hash_2), the aliases PostgreSQL gives each
+    partition of one reference (account_balances_1, a_2, ...) left out."""
+    table = ref.table if ref is not None else None
     rel = node.relation
     if rel is None or node.node_type == "ModifyTable":
         return node.label()
@@ -296,28 +297,26 @@ def plan_label(node: PlanNode, table: PartNode | None = None) -> str:
         name = f"{rel.schema}.{rel.name}"
     text += f" on {name}"
     alias = rel.alias
-    if alias and alias != rel.name and not (table is not None and _auto_alias(alias, table)):
+    if alias and alias != rel.name and not (ref is not None and _auto_alias(alias, ref)):
         text += f" {alias}"
     if node.subplan_name:
         text = f"{node.subplan_name}: {text}"
     return text
 
 
-def _auto_alias(alias: str, table: PartNode) -> bool:
-    if alias == table.name:
+def _auto_alias(alias: str, ref: TableReference) -> bool:
+    names = {ref.table.name, ref.label}
+    if alias in names:
         return True
     base, _, digits = alias.rpartition("_")
-    return base == table.name and digits.isdigit()
+    return base in names and digits.isdigit()
 
 
 def node_label(node: PlanNode, info: AppendInfo | None = None,
                ref: TableReference | None = None) -> Text:
     """The tree line of a plan node: what it does, then its figures. `info`: the node is an
     Append over partitions; `ref`: the node scans a partition of that reference."""
-    if info is not None:
-        text = append_title(node, info)
-    else:
-        text = Text(plan_label(node, ref.table if ref is not None else None))
+    text = append_title(node, info) if info is not None else Text(plan_label(node, ref))
     if ref is not None and not ref.append_nodes:
         text.append(f"  1 of {thousands(ref.partitions_total)} partitions of "
                     f"{ref.table.name}", style="green")

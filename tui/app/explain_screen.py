@@ -283,8 +283,8 @@ class ExplainScreen(Screen):
         kind = statement.kind
         what = f"this {kind} " if kind in _WRITES else "the query "
         lines = [
-            f"EXPLAIN ANALYZE RUNS {what.upper().strip()} for real, to measure the actual rows "
-            "and times of every plan node.",
+            f"EXPLAIN ANALYZE will run {what.strip()} for real, to measure the actual rows and "
+            "times of every plan node.",
             "It runs inside a transaction that is always rolled back: "
             + ("the rows it changes are put back." if kind in _WRITES or kind == "WITH"
                else "nothing it does is kept."),
