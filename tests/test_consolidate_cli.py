@@ -78,7 +78,8 @@ def test_dry_run_sql_and_json_change_nothing(db18, capsys):
     assert f'"{b.weeks[1]}_consolidated"' in script and b.weeks[0] not in script
     lines = script.splitlines()
     begins = [ln for ln in lines if ln.startswith("BEGIN")]
-    assert len(begins) == lines.count("COMMIT;") == 4  # build, verify, swap, drop
+    # build, verify, swap, drop, removal of the change counter
+    assert len(begins) == lines.count("COMMIT;") == 5
     assert begins[1] == "BEGIN ISOLATION LEVEL REPEATABLE READ;"
     status, out, _ = run_cli(capsys, "consolidate", "account_balances", "--dry-run", "--json",
                              "--keep-detached", "-d", db18.dsn)
@@ -113,7 +114,7 @@ def test_apply_yes_and_terminal_answers(db18, capsys, monkeypatch):
     assert status == 0, err
     assert f"{b.weeks[0]} -> {b.weeks[0]}_consolidated" in out
     assert "size before" in out and "longest ACCESS EXCLUSIVE hold" in out
-    assert "[1/5] Build" in err  # progress on stderr
+    assert "[1/6] Build" in err  # progress on stderr
     # --yes: the rest, oldest first
     status, out, err = run_cli(capsys, "consolidate", "account_balances", "--apply", "--yes",
                                "-d", db18.dsn)

@@ -60,12 +60,13 @@ def test_untouched_week_is_verified_once_in_the_build(db):
     assert "RETURNING hash_record_extended(ROW(" in script  # the copy checksums what it inserts
     result = _run(db, plan)
     assert result.ok, (result.error, result.state)
-    build, _analyze, verify, _swap, drop = result.steps
+    build, _analyze, verify, _swap, drop, removal = result.steps
     assert build.rows == 200
     assert "200 rows copied, checksum" in build.verification
     assert UNCHANGED in verify.verification
     assert UNCHANGED in drop.verification and "every row of" in drop.verification
-    assert drop.hold_seconds is not None  # the counter's trigger left the live partition
+    assert removal.status == "done"
+    assert all(o.hold_seconds is None for o in result.steps if o is not _swap)  # parent only
     with db.connect() as conn:
         assert week_checksums(conn, b, [WEEK]) == before
         assert _helpers(conn) == []
@@ -102,9 +103,10 @@ def test_write_to_the_live_partition_after_the_swap_brings_back_the_full_check(d
 
 
 def test_delete_in_flight_on_the_live_partition_during_the_drop(db):
-    """A delete on the live partition, not yet committed while the drop runs: the drop waits
-    for it (removing the counter's trigger needs the partition to itself), gives up cleanly,
-    and once the delete commits the next run sees it and keeps the original."""
+    """A delete on the live partition, not yet committed while the drop checks: its BEFORE
+    trigger counted it already, so the drop compares in full, and like any snapshot it sees
+    the row still there (as the comparison did before the counter existed). Removing the
+    counter then waits for that writer, gives up cleanly, and the next run finishes it."""
     with db.connect() as conn:
         b = build_balances(conn, weeks=[WEEK], rows_per_week=60)
     other = psycopg.connect(db.dsn)
@@ -114,19 +116,24 @@ def test_delete_in_flight_on_the_live_partition_during_the_drop(db):
                           " WHERE account_address = 'rdx1q' || md5('3')")
 
         first = _run(db, _plan(db), hook=_on_step(5, delete_uncommitted))
-        assert first.outcome == "failed" and "lock not granted" in first.error
-        assert first.steps[4].status == "failed"
+        drop, removal = first.steps[4:]
+        assert drop.status == "done"
+        assert "1 row write(s) counted" in drop.verification and UNCHANGED not in \
+            drop.verification
+        assert first.outcome == "failed" and removal.status == "failed"
+        assert "could not get ACCESS EXCLUSIVE" in first.error
         other.commit()
     finally:
         other.close()
     with db.connect() as conn:
-        st = consolidation_status(conn, "account_balances")
-        assert [d.name for d in st.detached] == [b.weeks[0]]
-    second = _run(db, _plan(db))
-    assert second.outcome == "failed"
-    assert "1 of the 60 rows" in second.error and "is kept" in second.error
-    assert db.query(sql.SQL("SELECT count(*) FROM {}").format(
-        b.week_ident(b.weeks[0]))) == [(60,)]
+        assert _helpers(conn)  # still on the live partition
+        plan = build_consolidation_plan(conn, "account_balances", config=FAST)
+    assert [s.title for s in plan.steps] == [
+        f"Remove the change counter from {b.weeks[0]}_consolidated"]
+    assert _run(db, plan).ok
+    with db.connect() as conn:
+        assert _helpers(conn) == []
+        assert conn.execute("SELECT count(*) FROM account_balances").fetchone()[0] == 59
 
 
 def _leaf(b) -> sql.Identifier:
@@ -162,7 +169,8 @@ def test_changes_that_bypass_row_triggers_are_caught_by_the_full_comparison(db, 
     result = _run(db, _plan(db), hook=_on_step(3, tamper))
     assert result.outcome == "failed", result.steps[2].verification
     assert "verification failed" in result.error and "checksum" in result.error
-    assert [o.status for o in result.steps] == ["done", "done", "failed", "pending", "pending"]
+    assert [o.status for o in result.steps] == ["done", "done", "failed", "pending", "pending",
+                                                "pending"]
     with db.connect() as conn:
         st = consolidation_status(conn, "account_balances")
         assert st.weeks[0].status == HASH_PARTITIONED and st.weeks[0].pending

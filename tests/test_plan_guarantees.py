@@ -189,6 +189,7 @@ KILL_POINTS = [
     ("before_commit", 4, 0),  # swap done, not committed
     ("statement", 5, 2),  # during the drop's verification
     ("before_commit", 5, 0),  # dropped, not committed
+    ("before_commit", 6, 0),  # change counter removed, not committed
 ]
 
 
@@ -199,7 +200,7 @@ def test_killed_connection_then_rerun_finishes(db, point):
         b = build_balances(conn, weeks=[week], rows_per_week=120)
         before = week_checksums(conn, b, [week])
         plan = _plan(db)
-    assert len(plan.steps) == 5
+    assert len(plan.steps) == 6
 
     def hook(event: str, step: int, stmt: int, runner: PlanRunner) -> None:
         if (event, step, stmt) == point:
@@ -310,7 +311,8 @@ def test_failed_verification_rolls_back_and_keeps_the_week(db):
     result = _run(db, plan, hook=hook, progress=progress.append)
     assert result.outcome == "failed"
     assert "verification failed" in result.error and "39 (checksum" in result.error
-    assert [o.status for o in result.steps] == ["done", "done", "failed", "pending", "pending"]
+    assert [o.status for o in result.steps] == ["done", "done", "failed", "pending", "pending",
+                                                "pending"]
     assert any(p.state == "verifying" for p in progress)
     copied = [p for p in progress if p.rows_done]
     assert copied and copied[-1].rows_done == 40 and copied[-1].rate_rows > 0

@@ -668,7 +668,15 @@ def build_consolidation_plan(
         week_plans.append(wp)
         steps += week_steps
     for orig in leftovers:
-        steps.append(_drop_leftover_step(conn, parent, orig))
+        steps += _drop_leftover_steps(conn, parent, orig)
+    if not keep:
+        # a counter left on a live partition whose original is gone (dropped by hand after a
+        # drop step refused): nothing left for it to prove
+        handled = {orig.oid for orig in leftovers}
+        for schema, name, week_oid in _orphan_counters(conn, parent):
+            if week_oid not in handled:
+                steps.append(_counter_removal_step(conn, schema, name,
+                                                   display_name(schema, name), week_oid, ""))
     before = sum(wp.exact_bytes for wp in week_plans)
     saved = sum(wp.est_saved for wp in week_plans)
     rows = sum(wp.week.rows for wp in week_plans)
@@ -1069,6 +1077,8 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     if not keep:
         steps.append(_drop_step(conn, old, old_disp, node.schema, new_name, new_disp,
                                 shape.columns, nbytes, dropped, node.oid, fast))
+        steps.append(_counter_removal_step(conn, node.schema, new_name, new_disp, node.oid,
+                                           old_disp))
     # -- estimates ----------------------------------------------------------------------------
     index_bytes = sum(leaf.total_index_bytes for leaf in leaves)
     est_saved = int(index_bytes * (1 - REBUILT_INDEX_RATIO))
@@ -1136,22 +1146,72 @@ def _drop_step(conn: psycopg.Connection, old: sql.Identifier, old_disp: str, sch
                            "no row missing from a multiset difference",
                       check=check),
             Statement(sql.SQL("DROP TABLE {}").format(old)),
-            Statement(_counter_cleanup_sql(conn, schema, new_name, seq, count_fn),
-                      note="the change counter: its trigger on the live partition (if there), "
-                           "function and sequence"),
         ],
         locks=[Lock("ACCESS EXCLUSIVE", old_disp, "detached: blocks nothing of the parent"),
-               Lock("ACCESS SHARE", new_disp, "blocks nothing"),
-               Lock("ACCESS EXCLUSIVE", new_disp,
-                    "only if the change counter's trigger is still on it: from removing it to "
-                    "COMMIT, milliseconds; reads and writes of this partition wait meanwhile")],
+               Lock("ACCESS SHARE", new_disp, "blocks nothing")],
         estimate=Estimate(0, -nbytes if nbytes else 0, nbytes / EST_BYTES_PER_SECOND * 0.1),
         done=done, verify_note="no row of the original is missing from the new partition",
-        hold_from=4, group=old_disp)
+        group=old_disp)
 
 
-def _drop_leftover_step(conn: psycopg.Connection, parent: PartNode,
-                        orig: DetachedOriginal) -> Step:
+def _counter_exists_sql(schema: str, new_name: str, week_oid: int) -> sql.Composed:
+    seq, fn = _counter_name(week_oid), f"pgparts_count_{week_oid}"
+    return sql.SQL(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = {schema} AND c.relname = {seq})"
+        " OR EXISTS (SELECT FROM pg_catalog.pg_proc p"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = {schema} AND p.proname = {fn})"
+        " OR EXISTS (SELECT FROM pg_catalog.pg_trigger t"
+        " JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = {schema} AND c.relname = {new} AND t.tgname = {trg})").format(
+        schema=sql.Literal(schema), seq=sql.Literal(seq), fn=sql.Literal(fn),
+        new=sql.Literal(new_name), trg=sql.Literal(COUNT_TRIGGER))
+
+
+def _counter_removal_step(conn: psycopg.Connection, schema: str, new_name: str, new_disp: str,
+                          week_oid: int, group: str) -> Step:
+    """Its own short transaction after the drop's: the drop's COMMIT unlinks the original's
+    files (a fraction of a second for a large week), and the live partition must not stay
+    locked meanwhile."""
+    seq, count_fn = _counter_idents(schema, week_oid)
+    exists = _counter_exists_sql(schema, new_name, week_oid)
+
+    def removed(c: psycopg.Connection) -> bool:
+        row = c.execute(exists).fetchone()
+        return not (row and row[0])
+
+    return Step(
+        title=f"Remove the change counter from {new_disp}",
+        explanation=(
+            f"Drop the counter's trigger from {new_disp}, its function and its sequence. "
+            f"Dropping a trigger takes ACCESS EXCLUSIVE on the table: reads and writes of this "
+            f"partition wait from then to COMMIT, milliseconds (a lock timeout retries the "
+            f"transaction after a pause)."),
+        statements=[Statement(_counter_cleanup_sql(conn, schema, new_name, seq, count_fn),
+                              "lock", note="trigger (if there), function and sequence")],
+        locks=[Lock("ACCESS EXCLUSIVE", new_disp,
+                    "reads and writes of this partition wait, milliseconds")],
+        retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.01),
+        done=removed, group=group)
+
+
+def _orphan_counters(conn: psycopg.Connection, parent: PartNode) -> list[tuple[str, str, int]]:
+    """(schema, partition, original week oid) of change-counter triggers on the parent's
+    partitions, found by their function's name."""
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname, p.proname FROM pg_inherits i"
+        " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_trigger t ON t.tgrelid = c.oid JOIN pg_proc p ON p.oid = t.tgfoid"
+        " WHERE i.inhparent = %s AND t.tgname = %s AND p.proname ~ '^pgparts_count_[0-9]+$'",
+        (parent.oid, COUNT_TRIGGER)).fetchall()
+    return [(schema, name, int(fn.rsplit("_", 1)[1])) for schema, name, fn in rows]
+
+
+def _drop_leftover_steps(conn: psycopg.Connection, parent: PartNode,
+                         orig: DetachedOriginal) -> list[Step]:
     old = sql.Identifier(orig.schema, orig.name)
     old_disp = display_name(orig.schema, orig.name)
     marker = _marker_of(conn, orig.oid) or {}
@@ -1172,6 +1232,10 @@ def _drop_leftover_step(conn: psycopg.Connection, parent: PartNode,
     def done(c: psycopg.Connection) -> bool:
         return _rel_exists(c, orig.schema, orig.name) != orig.oid
 
-    return _drop_step(conn, old, old_disp, row[0], row[1],
-                      new_disp or display_name(row[0], row[1]), cols, orig.bytes, done,
-                      orig.oid, _fast_hash_works(conn, old, cols))
+    new_disp = new_disp or display_name(row[0], row[1])
+    steps = [_drop_step(conn, old, old_disp, row[0], row[1], new_disp, cols, orig.bytes, done,
+                        orig.oid, _fast_hash_works(conn, old, cols))]
+    removal = _counter_removal_step(conn, row[0], row[1], new_disp, orig.oid, old_disp)
+    if not removal.is_done(conn):
+        steps.append(removal)
+    return steps
