@@ -1,12 +1,13 @@
 """How fast the partition tree loads at 10,000 partitions: raw query, loader, CLI, console.
 
-    python bench/tree_load.py [--weeks 2500] [--hash 4]
+    python bench/tree_load.py [--weeks 2500] [--hash 4] [--dsn DSN]
 
 Creates account_balances-like weeks (RANGE by week, each HASH-partitioned into 4 leaves, one
 index) on a private throwaway server, then prints:
 
-- the catalog query alone through psql (\\timing, output discarded), median of 5;
-- load_forest() (query + Python objects, connection already open), median of 5;
+- the catalog query alone through psql (\\timing, output discarded) and load_forest() (query +
+  Python objects, connection already open), five of each run in alternation so that both see
+  the same load on the machine: their medians and the median ratio;
 - `pgparts tree --json` end to end as a subprocess (start-up, connect, load, print), median of 3;
 - the console: from starting the app until the root rows are shown (and how much of that the
   worker spent connecting and in load_forest), and until the 2,500 weeks of the expanded root
@@ -70,32 +71,32 @@ def create_layout(dsn: str, weeks: int, modulus: int, batch: int = 100) -> None:
         conn.execute("ANALYZE")
 
 
-def raw_query_ms(dsn: str, runs: int = 5) -> float:
-    with connect(Target(dsn)) as conn:
-        query = tree_query(int(conn.info.server_version)).as_string(conn)
+def _psql_ms(psql: Path, dsn: str, query: str, env: dict[str, str]) -> float:
+    out = subprocess.run(
+        [str(psql), "-X", "-q", "-d", dsn, "-o", "/dev/null", "-c", "\\timing on", "-c", query],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout
+    return float(re.findall(r"Time: ([\d.]+) ms", out)[-1])
+
+
+def raw_and_loader_ms(dsn: str, runs: int = 5) -> tuple[float, float, float, int]:
+    """Medians of the raw query through psql and of load_forest, run in alternation so that
+    both see the same load on the machine; also the median of the per-pair ratios."""
     psql = embedded_bindir() / "psql"
     env = dict(os.environ, PGOPTIONS="-c jit=off -c TimeZone=UTC -c DateStyle=ISO")
-    times = []
-    for _ in range(runs):
-        out = subprocess.run(
-            [str(psql), "-X", "-q", "-d", dsn, "-o", "/dev/null", "-c", "\\timing on",
-             "-c", query],
-            capture_output=True, text=True, env=env, check=True,
-        ).stdout
-        times.append(float(re.findall(r"Time: ([\d.]+) ms", out)[-1]))
-    return statistics.median(times)
-
-
-def loader_ms(dsn: str, runs: int = 5) -> tuple[float, int]:
-    times = []
+    raw, loader = [], []
     count = 0
     with connect(Target(dsn), purpose="bench") as conn:
+        query = tree_query(int(conn.info.server_version)).as_string(conn)
+        load_forest(conn)  # warm the catalog caches of this backend
         for _ in range(runs):
+            raw.append(_psql_ms(psql, dsn, query, env))
             t0 = time.perf_counter()
             forest = load_forest(conn)
-            times.append((time.perf_counter() - t0) * 1000)
+            loader.append((time.perf_counter() - t0) * 1000)
             count = len(forest.nodes)
-    return statistics.median(times), count
+    ratio = statistics.median(b / a for a, b in zip(raw, loader, strict=True))
+    return statistics.median(raw), statistics.median(loader), ratio, count
 
 
 def cli_ms(dsn: str, runs: int = 3) -> float:
@@ -141,31 +142,40 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def measure(dsn: str, weeks: int) -> None:
+    print(f"load average before measuring (1, 5, 15 min): {load_average()}")
+    raw, loader, ratio, count = raw_and_loader_ms(dsn)
+    print(f"relations in the tree:             {count}")
+    print(f"raw catalog query (psql, median 5): {raw:8.0f} ms")
+    print(f"load_forest (median 5):             {loader:8.0f} ms  ({ratio:.2f}x raw, "
+          "median of pairs run in alternation)")
+    print(f"pgparts tree --json (median 3):     {cli_ms(dsn):8.0f} ms")
+    visible, expanded, worker = console_ms(dsn)
+    print(f"console: roots visible (median 3):  {visible:8.0f} ms")
+    print(f"  of which connect + load_forest:   {worker:8.0f} ms  (in the worker thread)")
+    print(f"console: {weeks} weeks expanded:     {expanded:8.0f} ms")
+    print(f"load average after (1, 5, 15 min): {load_average()}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weeks", type=int, default=2500)
     parser.add_argument("--hash", type=int, default=4)
+    parser.add_argument("--dsn", help="measure this database, which already holds the layout "
+                        "(created by this script's create_layout), instead of a new server")
     args = parser.parse_args()
+    if args.dsn:
+        measure(args.dsn, args.weeks)
+        return 0
     settings = dict(FAST_TEST_SETTINGS, max_locks_per_transaction="2048",
                     autovacuum="off")
     with temporary_server(settings=settings) as server:
         dsn = server.conninfo()
-        print(f"load average before (1, 5, 15 min): {load_average()}")
         t0 = time.perf_counter()
         create_layout(dsn, args.weeks, args.hash)
         print(f"created {args.weeks} weeks x {args.hash} hash = {args.weeks * args.hash} leaf "
               f"partitions in {time.perf_counter() - t0:.1f} s")
-        raw = raw_query_ms(dsn)
-        loader, count = loader_ms(dsn)
-        print(f"relations in the tree:             {count}")
-        print(f"raw catalog query (psql, median 5): {raw:8.0f} ms")
-        print(f"load_forest (median 5):             {loader:8.0f} ms  ({loader / raw:.2f}x raw)")
-        print(f"pgparts tree --json (median 3):     {cli_ms(dsn):8.0f} ms")
-        visible, expanded, worker = console_ms(dsn)
-        print(f"console: roots visible (median 3):  {visible:8.0f} ms")
-        print(f"  of which connect + load_forest:   {worker:8.0f} ms  (in the worker thread)")
-        print(f"console: {args.weeks} weeks expanded:     {expanded:8.0f} ms")
-        print(f"load average (1, 5, 15 min): {load_average()}")
+        measure(dsn, args.weeks)
     return 0
 
 
