@@ -7,7 +7,7 @@ Starts (or joins) the demo server with its data laid out around a fixed date
 on account_balances, presses e and saves:
 
 - explain.svg: a query with a time range and an account, pruned on both levels (the week and
-  its HASH partition); the Append over the partitions scanned is expanded;
+  its HASH partition); the Append over the partitions scanned and its members are expanded;
 - explain_unpruned.svg: the same table filtered on `timestamp::date`, which no level can prune,
   with the advice and its rewrite.
 
@@ -87,13 +87,15 @@ async def shoot(dsn: str) -> None:
 
         await _explain(pilot, screen, PRUNED)
         plan = screen.query_one("#explain-plan", Tree)
-        # open the Append over the partitions scanned: its members and their conditions
-        stack = list(plan.root.children)
-        while stack:
-            node = stack.pop()
-            if getattr(node.data, "is_append", False) and not node.is_expanded:
-                node.expand()
-            stack.extend(node.children)
+        # open the Append over the partitions scanned, then its members: their conditions
+        for _ in range(2):
+            stack = list(plan.root.children)
+            while stack:
+                node = stack.pop()
+                if node.allow_expand and not node.is_expanded:
+                    node.expand()
+                stack.extend(node.children)
+            await pilot.pause(0.2)
         await pilot.pause(0.3)
         app.save_screenshot(FILES[0], path=str(HERE))
 

@@ -93,13 +93,16 @@ async def open_explain(pilot: Pilot, app: PgpartsApp) -> ExplainScreen:
 
 
 async def run(pilot: Pilot, screen: ExplainScreen, text: str | None = None, key: str = "f5",
-              timeout: float = 15) -> None:
-    """Put `text` in the editor (if given), press `key` and wait for the run to end."""
+              timeout: float = 15, ok: bool = True) -> None:
+    """Put `text` in the editor (if given), press `key` and wait for the run to end; with `ok`,
+    it must have produced a report."""
     if text is not None:
         screen.query_one("#explain-editor", TextArea).text = text
     before = screen.runs
     await pilot.press(key)
     await wait_until(pilot, lambda: screen.runs > before, timeout=timeout)
+    if ok:
+        assert screen.report is not None, f"{screen.last.kind}: {screen.last.error}"
 
 
 async def test_type_run_verdict_expand_append_and_history(scenario_db18):
@@ -179,7 +182,7 @@ async def test_syntax_error_moves_the_cursor_and_refusals_send_nothing(small):
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_explain(pilot, app)
         editor = screen.query_one("#explain-editor", TextArea)
-        await run(pilot, screen, "SELECT *\nFROM m\nWHERE k = 1 AND AND v = 2")
+        await run(pilot, screen, "SELECT *\nFROM m\nWHERE k = 1 AND AND v = 2", ok=False)
         assert screen.last.kind == "error" and screen.report is None
         assert 'syntax error at or near "AND" (line 3, column 17)' in report_text(screen)
         assert "PostgreSQL said" in status_text(screen)
@@ -188,15 +191,16 @@ async def test_syntax_error_moves_the_cursor_and_refusals_send_nothing(small):
 
         # an error that is not a syntax error but has a position: the unknown column
         editor.move_cursor((0, 0))
-        await run(pilot, screen, "SELECT nope\nFROM m")
+        await run(pilot, screen, "SELECT nope\nFROM m", ok=False)
         assert 'column "nope" does not exist' in report_text(screen)
         assert editor.cursor_location == (0, 7)
 
-        # refused before anything is sent: the table is still there
-        await pilot.press("f5")  # a refusal is immediate; no run starts
+        # refused before anything is sent (no run starts): the table is still there
+        runs = screen.runs
         editor.text = "DROP TABLE m"
         await pilot.press("f5")
         await pilot.pause()
+        assert screen.runs == runs
         assert screen.last.kind == "refused" and not screen.running
         assert "DROP cannot be explained" in report_text(screen)
         editor.text = "SELECT 1; SELECT 2"
@@ -231,7 +235,8 @@ async def test_analyze_asks_first_no_runs_nothing_yes_runs_and_rolls_back(small)
         before = screen.runs
         await pilot.press("y")
         await wait_until(pilot, lambda: screen.runs > before)
-        assert screen.report is not None and screen.report.raw.analyze
+        assert screen.report is not None, screen.last.error
+        assert screen.report.raw.analyze
         assert probe() == (150, True)  # it really ran (sequences are not rolled back)
         ref = screen.report.references[0]
         assert ref.verdict == "scans 2 of 3 partitions (1 pruned at plan time)"
@@ -252,7 +257,8 @@ async def test_analyze_asks_first_no_runs_nothing_yes_runs_and_rolls_back(small)
         before = screen.runs
         await pilot.press("y")
         await wait_until(pilot, lambda: screen.runs > before)
-        assert screen.report is not None and screen.report.raw.analyze
+        assert screen.report is not None, screen.last.error
+        assert screen.report.raw.analyze
         assert small.query("SELECT count(*) FROM m") == [(300,)]
 
 

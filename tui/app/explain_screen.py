@@ -483,14 +483,18 @@ class ExplainScreen(Screen):
         tree.root.expand()
         tree.move_cursor(tree.root.children[0] if tree.root.children else None)
 
-    def _add(self, parent: TreeNode, node: PlanNode) -> TreeNode:
+    def _add(self, parent: TreeNode, node: PlanNode, lazy: bool = False) -> TreeNode:
+        """One plan node. An Append over partitions stays one collapsed line, and so does each
+        of its members once it is expanded: what is below comes on demand (10,000 partitions
+        are 10,000 lines, not 30,000)."""
         info = self._appends.get(id(node))
         label = node_label(node, info, self._scans.get(id(node)))
         expandable = bool(node.children or node.conditions)
-        item = parent.add(label, data=node, expand=info is None, allow_expand=expandable)
-        if info is None:
+        folded = lazy or info is not None
+        item = parent.add(label, data=node, expand=not folded and expandable,
+                          allow_expand=expandable)
+        if not folded:
             self._fill(item, node)
-        # an Append over partitions stays one collapsed line; its members come on expand
         return item
 
     def _fill(self, item: TreeNode, node: PlanNode) -> None:
@@ -509,8 +513,9 @@ class ExplainScreen(Screen):
         self._filled.add(id(item))
         for name, value in node.conditions.items():
             item.add_leaf(condition_label(name, value))
+        members = node.is_append  # the partitions of an Append: one line each
         for i, child in enumerate(node.children, 1):
-            self._add(item, child)
+            self._add(item, child, lazy=members)
             if i % CHUNK == 0:
                 await asyncio.sleep(0)  # thousands of partitions: keep the console responsive
 
