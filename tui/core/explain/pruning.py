@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 
 from ..bounds import parse_bound
 from ..catalog import Forest, PartNode
-from .plan import Plan, PlanNode
+from .plan import SCAN_TYPES, Plan, PlanNode
 
 _JOINS = frozenset({"Nested Loop", "Hash Join", "Merge Join"})
-_ALIAS_SUFFIX = re.compile(r"^(.*)_(\d+)$")
 
 
 @dataclass
@@ -125,6 +124,10 @@ def _bounds_below(forest: Forest, table: PartNode, leaf: PartNode) -> str:
         if node is None:
             continue
         if node.bound is None and node.bound_text:
+            fast = _short_day_range(node.bound_text)
+            if fast is not None:
+                parts.append(fast)
+                continue
             try:
                 node.bound = parse_bound(node.bound_text)
             except ValueError:
@@ -133,6 +136,20 @@ def _bounds_below(forest: Forest, table: PartNode, leaf: PartNode) -> str:
         if node.bound is not None:
             parts.append(node.bound.short())
     return " / ".join(parts)
+
+
+# A range of whole days, as the server prints date and timestamp(tz) bounds at midnight UTC:
+# FROM ('2024-01-07 00:00:00+00') TO ('2024-01-08 00:00:00+00'). Bound.short() shows these as
+# '2024-01-07 → 2024-01-08' after parsing both values into datetimes; --json lists every scanned
+# partition (10,000 of them in a full scan), so this shape is formatted straight from the text.
+_DAY = r"([1-9]\d{3}-[01]\d-[0-3]\d)(?: 00:00:00(?:\+00)?)?"
+_DAY_RANGE = re.compile(rf"^FOR VALUES FROM \('{_DAY}'\) TO \('{_DAY}'\)$")
+
+
+def _short_day_range(text: str) -> str | None:
+    """Bound.short() of a whole-day range bound, without parsing it; None for other shapes."""
+    m = _DAY_RANGE.match(text)
+    return f"{m.group(1)} → {m.group(2)}" if m else None
 
 
 def _is_boundary(node: PlanNode) -> bool:
@@ -146,10 +163,16 @@ def _anchor(scan: PlanNode) -> PlanNode:
     Climbing stops at subplan/CTE boundaries and at joins that are not themselves members of
     an Append (a partition-wise join is; the two sides of an ordinary self-join are not).
     """
-    candidate = scan
-    if _is_boundary(scan):
-        return candidate
-    node = scan.parent
+    if _is_boundary(scan) or scan.parent is None:
+        return scan
+    above = _append_above(scan.parent)
+    return above if above is not None else scan
+
+
+def _append_above(start: PlanNode) -> PlanNode | None:
+    """The topmost Append at or above `start` within the climbing limits of _anchor."""
+    candidate = None
+    node: PlanNode | None = start
     while node is not None:
         if node.is_append:
             candidate = node
@@ -173,10 +196,13 @@ def _label(scans: list[PlanNode], table: PartNode) -> str:
     under_append = any(a.is_append for s in scans for a in s.ancestors())
     if len(aliases) == 1 and len(scans) == 1 and not under_append:
         return next(iter(aliases))
+    # PostgreSQL names the partitions of one reference alias_1, alias_2, ...
     bases = set()
     for a in aliases:
-        m = _ALIAS_SUFFIX.match(a)
-        bases.add(m.group(1) if m else a)
+        base, _, number = a.rpartition("_")
+        bases.add(base if number.isdecimal() and _ else a)
+        if len(bases) > 1:
+            return table.name
     return next(iter(bases)) if len(bases) == 1 else table.name
 
 
@@ -195,25 +221,47 @@ def build_references(
     """
     by_name = {(n.schema, n.name): n for n in forest.nodes.values()}
     mentioned = mentioned or set()
+    nodes = forest.nodes
 
     def table_for(leaf: PartNode) -> PartNode | None:
         for oid in leaf.path:
             if oid in mentioned:
-                return forest.nodes[oid]
-        return forest.nodes.get(leaf.path[0])
+                return nodes[oid]
+        return nodes.get(leaf.path[0])
 
+    # A plan over 10,000 partitions has 10,000 scans under one Append: the table a leaf is
+    # reported against depends only on its parent (unless the query names the leaf itself), and
+    # the anchor of a scan (not itself a subplan) only on its parent: both computed once per
+    # parent.
+    table_by_parent: dict[int | None, PartNode | None] = {}
+    anchor_by_parent: dict[int, PlanNode | None] = {}
     groups: dict[tuple[int, int], list[tuple[PlanNode, PartNode]]] = {}
     anchors: dict[int, PlanNode] = {}
     for node in plan.walk():
-        if not node.is_scan or node.relation is None:
+        relation = node.relation
+        if relation is None or node.node_type not in SCAN_TYPES:
             continue
-        leaf = by_name.get((node.relation.schema or "public", node.relation.name))
-        if leaf is None or leaf.is_partitioned:
+        leaf = by_name.get((relation.schema or "public", relation.name))
+        if leaf is None or leaf.relkind == "p":
             continue
-        table = table_for(leaf)
+        if leaf.oid in mentioned:
+            table = table_for(leaf)
+        elif leaf.parent_oid in table_by_parent:
+            table = table_by_parent[leaf.parent_oid]
+        else:
+            table = table_by_parent[leaf.parent_oid] = table_for(leaf)
         if table is None or table.oid == leaf.oid:
             continue  # the query names this partition itself: an ordinary table scan
-        anchor = _anchor(node)
+        parent = node.parent
+        if parent is None or _is_boundary(node):
+            anchor = _anchor(node)
+        else:
+            key = id(parent)
+            if key in anchor_by_parent:
+                above = anchor_by_parent[key]
+            else:
+                above = anchor_by_parent[key] = _append_above(parent)
+            anchor = above if above is not None else node
         anchors[id(anchor)] = anchor
         groups.setdefault((id(anchor), table.oid), []).append((node, leaf))
 

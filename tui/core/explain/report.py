@@ -306,21 +306,29 @@ def zero_scan_references(
     plan: Plan, forest: Forest, analysis: QueryAnalysis, refs: list[TableReference]
 ) -> list[TableReference]:
     """Partitioned tables the query reads but the plan never scans (e.g. a contradiction)."""
-    covered: set[int] = set()
+    # covered: the reported tables, their ancestors and (through the path) their descendants;
+    # checked per candidate instead of walking every reported tree (10,000 nodes)
+    reported: set[int] = set()
+    above: set[int] = set()
+
+    def covered(node: PartNode) -> bool:
+        return node.oid in above or any(o in reported for o in node.path)
+
     for r in refs:
-        covered.update(r.table.path)
-        covered.update(n.oid for n in r.table.walk())
+        reported.add(r.table.oid)
+        above.update(r.table.path)
     out = []
     for oid in sorted(analysis.read_oids):
         node: PartNode | None = forest.nodes.get(oid)
-        if node is None or not node.is_partitioned or oid in covered:
+        if node is None or not node.is_partitioned or covered(node):
             continue
         if any(a in analysis.read_oids for a in node.path[:-1]):
             continue  # reported against the ancestor the query also names
         out.append(TableReference(
             table=node, label=node.name, partitions_total=node.leaf_count, partitions=[],
             pruned_at_startup=0, analyzed=plan.analyzed, generic=False))
-        covered.update(n.oid for n in node.walk())
+        reported.add(node.oid)
+        above.update(node.path)
     return out
 
 

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from .gcpause import paused_gc
 from .plan import Plan, parse_plan
 from .statement import Statement
 
@@ -173,11 +174,13 @@ class ExplainRunner:
                     query = prefix + sql.SQL(statement.text)  # type: ignore[operator]
                 started = time.perf_counter()
                 cur.execute(query)
-                row = cur.fetchone()
+                with paused_gc():
+                    # psycopg decodes the json column itself; a str only if a loader says so
+                    row = cur.fetchone()
+                    document = row[0] if row else None
+                    if isinstance(document, str):
+                        document = json.loads(document)
                 elapsed = time.perf_counter() - started
-                document = row[0] if row else None
-                if isinstance(document, str):
-                    document = json.loads(document)
                 if prepared is not None or _needs_locks(document):
                     locked = frozenset(r[0] for r in cur.execute(_LOCKS_SQL).fetchall())
         except pg_errors.QueryCanceled as exc:
@@ -191,7 +194,8 @@ class ExplainRunner:
                 sqlstate=exc.sqlstate) from None
         except psycopg.Error as exc:
             raise self._error(exc, prefix, statement) from None
-        plan = parse_plan(document)
+        with paused_gc():
+            plan = parse_plan(document)
         return RawExplain(statement, document, plan, analyze, prepared is not None
                           or native_generic, elapsed, locked)
 

@@ -11,11 +11,12 @@ import time
 
 import psycopg
 
-from .advice import analyse, parse_query
+from .advice import QueryAnalysis, RelationInfo, analyse, parse_query
+from .gcpause import paused_gc
 from .plan import Plan
 from .report import ExplainReport, build_report
 from .resolve import resolve_relations
-from .runner import ExplainRunner
+from .runner import ExplainRunner, RawExplain
 from .statement import check_statement
 from .tree import fill_bounds, load_trees
 
@@ -42,6 +43,12 @@ class ExplainSession:
             if analysis.parsed is not None else {}
         raw = self.runner.explain(statement, analyze=analyze,
                                   timeout_seconds=self.timeout_seconds)
+        with paused_gc():  # some 50,000 objects for a plan over 10,000 partitions
+            return self._report(raw, analysis, relations, bounds_limit)
+
+    def _report(self, raw: RawExplain, analysis: QueryAnalysis,
+                relations: dict[tuple[str | None, str], RelationInfo],
+                bounds_limit: int | None) -> ExplainReport:
         started = time.perf_counter()
         oids = {r.oid for r in relations.values()} | set(raw.locked_oids or ())
         sample = plan_relations(raw.plan)
