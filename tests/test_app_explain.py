@@ -18,7 +18,7 @@ from tui.app.confirm import ConfirmModal
 from tui.app.explain_render import PARTIAL, PRUNED, pruning_state
 from tui.app.explain_screen import ExplainScreen
 from tui.app.main_screen import MainScreen
-from tui.core.config import Config
+from tui.core.config import Config, ExplainConfig
 from tui.core.connection import Target
 
 from .test_app import move_to, wait_loads, wait_until
@@ -308,3 +308,23 @@ async def test_read_only_allows_explain_and_the_server_refuses_writes(small):
         await wait_until(pilot, lambda: screen.runs > before)
         assert "cannot execute DELETE in a read-only transaction" in report_text(screen)
         assert small.query("SELECT count(*) FROM m") == [(300,)]
+
+
+async def test_analyze_runs_under_the_configured_statement_timeout(small):
+    config = Config(explain=ExplainConfig(statement_timeout_seconds=0.5))
+    app = PgpartsApp(Target(small.dsn, label="test"), config, read_only=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_explain(pilot, app)
+        screen.query_one("#explain-editor", TextArea).text = \
+            "SELECT pg_sleep(5), v FROM m WHERE k = 1"
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert "Statement timeout 0.5 s" in plain(app.screen.query_one("#confirm-body", Static)
+                                                  .content)
+        started = time.monotonic()
+        await pilot.press("y")
+        await wait_until(pilot, lambda: screen.runs == 1, timeout=10)
+        assert time.monotonic() - started < 4
+        assert screen.last.kind == "timeout"
+        assert "the EXPLAIN statement timeout is 0.5 s" in report_text(screen)
+        assert "timed out" in status_text(screen)
