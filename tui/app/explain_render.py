@@ -182,8 +182,9 @@ def render_report(report: ExplainReport, bounds_limit: int | None) -> Group:
     return Group(*parts)
 
 
-def summary_line(report: ExplainReport, seconds: float) -> Text:
-    """The status line after a run: mode, timings, one mark per table."""
+def summary_line(report: ExplainReport, seconds: float, timings: bool = True) -> Text:
+    """The status line after a run: mode, timings (left out for reproducible screenshots), one
+    mark per table."""
     raw = report.raw
     text = Text()
     mode = "EXPLAIN ANALYZE" if raw.analyze else "EXPLAIN"
@@ -191,11 +192,12 @@ def summary_line(report: ExplainReport, seconds: float) -> Text:
         mode += " (generic plan)"
     text.append(mode, style="bold")
     plan = report.plan
-    if plan.planning_ms is not None:
+    if timings and plan.planning_ms is not None:
         text.append(f" · planning {plan.planning_ms:.1f} ms")
-    if plan.execution_ms is not None:
+    if timings and plan.execution_ms is not None:
         text.append(f" · execution {plan.execution_ms:.1f} ms")
-    text.append(f" · {seconds:.2f} s in all", style="dim")
+    if timings:
+        text.append(f" · {seconds:.2f} s in all", style="dim")
     if raw.analyze:
         text.append(" · rolled back", style="dim")
     for ref in report.references:

@@ -462,7 +462,8 @@ class ExplainScreen(Screen):
                 text.append("escape cancels it on the server", style="dim")
             text.append(f"  {elapsed:.1f} s", style="dim")
         elif self.last is not None and self.last.report is not None:
-            text.append_text(summary_line(self.last.report, self.last.seconds))
+            text.append_text(summary_line(self.last.report, self.last.seconds,
+                                          timings=self.papp.show_load_time))
         elif self.last is not None:
             style = "bold yellow" if self.last.kind in ("cancelled", "timeout") else "bold red"
             text.append(_KIND_TITLE.get(self.last.kind, "error") + ": ", style=style)
