@@ -229,14 +229,13 @@ def build_references(
                 return nodes[oid]
         return nodes.get(leaf.path[0])
 
-    # A plan over 10,000 partitions has 10,000 scans under one Append: the table a leaf is
-    # reported against depends only on its parent (unless the query names the leaf itself), and
-    # the anchor of a scan (not itself a subplan) only on its parent: both computed once per
-    # parent.
-    table_by_parent: dict[int | None, PartNode | None] = {}
-    anchor_by_parent: dict[int, PlanNode | None] = {}
+    # A plan over 10,000 partitions has 10,000 scans under one Append. The table a leaf is
+    # reported against depends only on the leaf's parent (unless the query names the leaf
+    # itself), and the Append gathering a scan that is not itself a subplan only on its plan
+    # parent: scans sharing both go straight to the group the first of them found.
     groups: dict[tuple[int, int], list[tuple[PlanNode, PartNode]]] = {}
     anchors: dict[int, PlanNode] = {}
+    shortcut: dict[tuple[int, int | None], list[tuple[PlanNode, PartNode]]] = {}
     for node in plan.walk():
         relation = node.relation
         if relation is None or node.node_type not in SCAN_TYPES:
@@ -244,26 +243,22 @@ def build_references(
         leaf = by_name.get((relation.schema or "public", relation.name))
         if leaf is None or leaf.relkind == "p":
             continue
-        if leaf.oid in mentioned:
-            table = table_for(leaf)
-        elif leaf.parent_oid in table_by_parent:
-            table = table_by_parent[leaf.parent_oid]
-        else:
-            table = table_by_parent[leaf.parent_oid] = table_for(leaf)
+        parent = node.parent
+        plain = parent is not None and leaf.oid not in mentioned and not _is_boundary(node)
+        if plain:
+            same = shortcut.get((id(parent), leaf.parent_oid))
+            if same is not None:
+                same.append((node, leaf))
+                continue
+        table = table_for(leaf)
         if table is None or table.oid == leaf.oid:
             continue  # the query names this partition itself: an ordinary table scan
-        parent = node.parent
-        if parent is None or _is_boundary(node):
-            anchor = _anchor(node)
-        else:
-            key = id(parent)
-            if key in anchor_by_parent:
-                above = anchor_by_parent[key]
-            else:
-                above = anchor_by_parent[key] = _append_above(parent)
-            anchor = above if above is not None else node
+        anchor = _anchor(node)
         anchors[id(anchor)] = anchor
-        groups.setdefault((id(anchor), table.oid), []).append((node, leaf))
+        group = groups.setdefault((id(anchor), table.oid), [])
+        group.append((node, leaf))
+        if plain and anchor is not node:  # gathered by an Append, not a scan on its own
+            shortcut[(id(parent), leaf.parent_oid)] = group
 
     # An Append that holds the same partition twice (UNION ALL of two queries on one table)
     # is two references: split it by the Append's direct members.
