@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from ..bounds import parse_bound
 from ..catalog import Forest, PartNode
 from .plan import SCAN_TYPES, Plan, PlanNode
 
 _JOINS = frozenset({"Nested Loop", "Hash Join", "Merge Join"})
+_BY_PATH = attrgetter("node.path")
 
 
 @dataclass
@@ -263,10 +265,14 @@ def build_references(
     # An Append that holds the same partition twice (UNION ALL of two queries on one table)
     # is two references: split it by the Append's direct members.
     split: dict[tuple[int, int, int], list[tuple[PlanNode, PartNode]]] = {}
+    distinct: set[tuple[int, int, int]] = set()  # no partition scanned twice
     for (anchor_id, table_oid), members in groups.items():
         anchor = anchors[anchor_id]
-        oids = [leaf.oid for _, leaf in members]
-        if len(oids) != len(set(oids)) and anchor.is_append:
+        oids = {leaf.oid for _, leaf in members}
+        if len(oids) == len(members):
+            distinct.add((anchor_id, table_oid, 0))
+            split[(anchor_id, table_oid, 0)] = members
+        elif anchor.is_append:
             for scan, leaf in members:
                 child = _child_of(anchor, scan)
                 key = id(child) if child.is_append else 0
@@ -283,19 +289,26 @@ def build_references(
         table = forest.nodes[table_oid]
         scans = [s for s, _ in members]
         appends = [n for n in root_of_ref.walk() if n.is_append] if root_of_ref.is_append else []
-        parts: dict[int, ScannedPartition] = {}
-        for scan, leaf in members:
-            executed = None if scan.actual_loops is None else scan.actual_loops > 0
-            prev = parts.get(leaf.oid)
-            if prev is None:
-                parts[leaf.oid] = ScannedPartition(leaf, forest, table, executed)
-            elif executed:
-                prev.executed = True
+        if (anchor_id, table_oid, sub) in distinct:
+            partitions = [ScannedPartition(leaf, forest, table, None if scan.actual_loops is None
+                                           else scan.actual_loops > 0)
+                          for scan, leaf in members]
+        else:
+            parts: dict[int, ScannedPartition] = {}
+            for scan, leaf in members:
+                executed = None if scan.actual_loops is None else scan.actual_loops > 0
+                prev = parts.get(leaf.oid)
+                if prev is None:
+                    parts[leaf.oid] = ScannedPartition(leaf, forest, table, executed)
+                elif executed:
+                    prev.executed = True
+            partitions = list(parts.values())
+        partitions.sort(key=_BY_PATH)
         removed = sum(int(a.subplans_removed or 0) for a in appends)
         refs.append(TableReference(
             table=table, label=_label(scans, table),
             partitions_total=table.leaf_count,
-            partitions=sorted(parts.values(), key=lambda p: p.node.path),
+            partitions=partitions,
             pruned_at_startup=removed, analyzed=plan.analyzed, generic=generic,
             append_nodes=appends, scan_nodes=scans,
         ))
