@@ -12,12 +12,11 @@ Per week, the steps are:
    that week only, and blocks new writes to that week (never to the parent or other weeks) until
    the copy commits; reads continue. Create the table (the parent's columns, defaults, CHECKs),
    a validated CHECK matching the week's bound (so ATTACH needs no scan), copy the rows leaf by
-   leaf, each copy returning the count and order-independent checksum of the rows it inserted
-   (`WITH moved AS (INSERT ... RETURNING hash) SELECT count(*), sum(hash)`: no second read of
-   the copy), compare them with the week's own count and checksum (the week cannot change under
-   the lock), build the indexes the parent defines after the copy (faster than maintaining them
-   row by row, and ATTACH adopts them), add the parent's foreign keys (validated here, not under
-   the parent's lock), install the mirror trigger and the change counter (below), and mark the
+   leaf, compare the row count and an order-independent checksum of the week and of the copy in
+   the same transaction (the week cannot change under the lock: an exact comparison), build the
+   indexes the parent defines after the copy (faster than maintaining them row by row, and
+   ATTACH adopts them), add the parent's foreign keys (validated here, not under the parent's
+   lock), install the mirror trigger and the change counter (below), and mark the
    table with a comment holding a digest of both tables' catalog state. All of it commits
    together or not at all, so a killed copy never leaves a half-filled table.
 2. Analyze the new table.
@@ -29,8 +28,11 @@ Per week, the steps are:
    trigger, mark the old week as the detached original.
 5. Drop the detached original after checking that every one of its rows is in the new partition:
    nothing changed either table since the build (counter and digest), or else equal checksums
-   or a multiset difference; then remove the counter (skipped with keep_detached, where the swap
-   removes the counter and the later drop compares in full).
+   or a multiset difference (skipped with keep_detached, where the swap removes the counter and
+   the later drop compares in full).
+6. Remove the change counter: its trigger on the new partition, function and sequence, in a
+   transaction of its own (dropping a trigger takes ACCESS EXCLUSIVE on the live partition, which
+   must not wait for the drop's COMMIT to unlink the original's files).
 
 The change counter: a sequence bumped by BEFORE ROW triggers on the week (cloned to its
 partitions) and on the new table, ENABLE ALWAYS so that session_replication_role = replica
@@ -41,8 +43,8 @@ row triggers: TRUNCATE and table rewrites (relfilenode), partitions attached to 
 the week, column changes, and triggers disabled even for a moment (the trigger's catalog row
 gets a new xmin). A write in flight when the counter is read has either bumped it already or is
 uncommitted, which a snapshot comparison would not see either. Its trigger stays on the new,
-live partition from the swap to the drop (writes to it after the swap must stay visible to the
-drop's check); removing it takes ACCESS EXCLUSIVE on that partition for milliseconds.
+live partition from the swap to the drop, because writes to it after the swap must stay visible
+to the drop's check (a row deleted from the live week since the swap keeps the original).
 
 Why a mirror trigger instead of holding the week's lock until the swap: a writer blocked on the
 week holds ROW EXCLUSIVE on the parent while it waits, so the swap's DETACH (ACCESS EXCLUSIVE on
@@ -547,22 +549,6 @@ def _changes_since_copy(row: Any, conn: psycopg.Connection, seq: sql.Identifier)
     return ""
 
 
-class _CopyTally:
-    """Rows and checksums that the copy statements returned, by leaf (a retried statement
-    replaces its entry), compared with the week's own checksum before the build commits."""
-
-    def __init__(self) -> None:
-        self.parts: dict[int, tuple[int, int]] = {}
-
-    def recorder(self, key: int) -> Any:
-        def record(row: Any) -> None:
-            self.parts[key] = (int(row[0]), int(row[1]))
-        return record
-
-    def total(self) -> tuple[int, int]:
-        return (sum(n for n, _ in self.parts.values()), sum(h for _, h in self.parts.values()))
-
-
 def _counter_cleanup_sql(conn: psycopg.Connection, schema: str, new_name: str,
                          seq: sql.Identifier, count_fn: sql.Identifier) -> sql.Composed:
     """Remove the counter's trigger from the copy (only if it is there: DROP TRIGGER takes
@@ -882,32 +868,32 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
             note="the partition bound as a CHECK: checked row by row during the copy, "
                  "so ATTACH needs no validation scan"),
     ]
-    tally = _CopyTally()
-    for k, leaf in enumerate(leaves):
+    for leaf in leaves:
         leaf_rows = leaf.rows
         leaf_bytes = int(nbytes * (leaf.total_bytes / week.bytes)) if week.bytes else 0
         stmts.append(Statement(
-            sql.SQL(
-                "WITH moved AS (INSERT INTO {new} ({cols}) SELECT {cols} FROM {leaf}"
-                " RETURNING {h} AS h) SELECT count(*), coalesce(sum(h), 0) FROM moved").format(
-                new=new, cols=ins_cols, leaf=leaf.ident, h=_row_hash(shape.columns, fast)),
-            "copy", note=f"copy {leaf.qualified}, with the count and checksum of what went in",
-            est_rows=leaf_rows, est_bytes=leaf_bytes, rows_from_result=True,
-            on_result=tally.recorder(k)))
+            sql.SQL("INSERT INTO {new} ({cols}) SELECT {cols} FROM {leaf}").format(
+                new=new, cols=ins_cols, leaf=leaf.ident),
+            "copy", note=f"copy {leaf.qualified}", est_rows=leaf_rows, est_bytes=leaf_bytes))
 
     def check_copy(row: Any, _c: psycopg.Connection) -> str:
-        n_old, h_old = int(row[0]), int(row[1])
-        n_new, h_new = tally.total()
+        n_old, h_old, n_new, h_new = row
         if (n_old, h_old) != (n_new, h_new):
             raise VerificationFailed(
                 f"{old_disp} has {n_old:,} rows (checksum {h_old}) but {n_new:,} (checksum "
                 f"{h_new}) went into {new_disp}")
         return f"{new_disp}: {n_new:,} rows copied, checksum {h_new} equal to {old_disp}"
 
+    # Both checksums right after the copy, in its transaction: the week cannot change under the
+    # lock and the copy is invisible to others, so this compares them exactly. Two scans that
+    # PostgreSQL runs in parallel; measured faster than hashing each row as the copy inserts
+    # it (INSERT ... RETURNING into an aggregate runs serially in the copy's process).
+    verify_sql = sql.SQL("SELECT o.*, n.* FROM ({}) o, ({}) n").format(
+        _checksum_sql(old, shape.columns, fast), _checksum_sql(new, shape.columns, fast))
     stmts.append(Statement(
-        _checksum_sql(old, shape.columns, fast), "verify",
-        note="the week's count and checksum (it is locked against writes) must equal what the "
-             "copy inserted", check=check_copy))
+        verify_sql, "verify",
+        note="count and checksum of the week (locked against writes) and of the copy must be "
+             "equal", check=check_copy))
     for ix in shape.indexes:
         stmts.append(Statement(ix.statement, note=f"like the parent's index {ix.name}"))
     for name, definition in shape.foreign_keys:
@@ -982,9 +968,6 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
                 f"{old_disp} has {n_old:,} rows (checksum {h_old}) but {new_disp} has "
                 f"{n_new:,} (checksum {h_new})")
         return f"{new_disp}: {n_new:,} rows, checksum {h_new} equal to {old_disp}"
-
-    verify_sql = sql.SQL("SELECT o.*, n.* FROM ({}) o, ({}) n").format(
-        _checksum_sql(old, shape.columns, fast), _checksum_sql(new, shape.columns, fast))
 
     def check_verify(row: Any, c: psycopg.Connection) -> str:
         why = _changes_since_copy(row, c, seq)

@@ -80,13 +80,6 @@ class Statement:
     # follow-up query in the same transaction), returns a line for the journal, raises
     # VerificationFailed to roll the step back. Runs before the statements after it.
     check: Callable[[Any, psycopg.Connection], str] | None = None
-    # For copy statements that return (rows moved, ...) instead of a row count, e.g. a CTE
-    # around INSERT ... RETURNING that also checksums what it inserted: the runner counts the
-    # rows from the first column of the returned row.
-    rows_from_result: bool = False
-    # Receives the returned row of a statement that is not itself a verification (e.g. a copy's
-    # count and checksum, compared by a later statement of the same step).
-    on_result: Callable[[Any], None] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -425,25 +425,15 @@ class PlanRunner:
                 self._raise_for(exc, None)
             except psycopg.Error as exc:
                 raise PlanError(f"{_first_line(exc)}") from None
-            row = None
-            if st.check is not None or st.on_result is not None or st.rows_from_result:
-                row = cur.fetchone()
-            if st.on_result is not None:
-                st.on_result(row)
             if st.check is not None:
                 self._emit(state="verifying", message=st.note or "")
                 try:
-                    line = st.check(row, conn)
+                    line = st.check(cur.fetchone(), conn)
                 except VerificationFailed as exc:
                     raise PlanError(f"verification failed: {exc}") from None
-                if line:
-                    out.verification = (f"{out.verification}; {line}" if out.verification
-                                        else line)
+                out.verification = f"{out.verification}; {line}" if out.verification else line
             if st.kind == "copy":
-                if st.rows_from_result:
-                    moved = int(row[0]) if row and row[0] is not None else 0
-                else:
-                    moved = max(cur.rowcount, 0)
+                moved = max(cur.rowcount, 0)
                 self._rows_done += moved
                 out.rows += moved
                 if st.est_rows:
