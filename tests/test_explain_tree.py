@@ -15,7 +15,7 @@ import pytest
 from tui.core.bounds import parse_bound
 from tui.core.catalog import load_forest
 from tui.core.connection import connect
-from tui.core.explain import tree
+from tui.core.explain import ExplainSession, tree
 from tui.core.explain.gcpause import paused_gc
 from tui.core.explain.plan import parse_plan
 from tui.core.explain.pruning import _short_day_range
@@ -173,3 +173,28 @@ def test_gc_pause_nests_across_threads_and_restores() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("limit", [None, 2])
+def test_bounds_read_for_the_partitions_shown(awkward: Database, limit: int | None) -> None:
+    """All bounds (--json: read while the report is built) or only the first few per table
+    (the console), each level's bound as the catalog has it."""
+    with connect(awkward.target) as conn:
+        full = load_forest(conn)
+        report = ExplainSession(conn).explain(
+            "SELECT * FROM events e JOIN control.payment p ON p.pdm_id = e.acct",
+            bounds_limit=limit)
+    assert {r.table.name for r in report.references} == {"events", "payment"}
+    for ref in report.references:
+        assert ref.status == "full"
+        for i, p in enumerate(ref.partitions):
+            shown = limit is None or i < limit
+            levels = [report.forest.nodes[o] for o in p.node.path[1:]]  # type: ignore[union-attr]
+            for level in levels:
+                expected = full.nodes[level.oid].bound_text
+                assert level.bound_text == expected if shown or level.is_partitioned \
+                    else level.bound_text is None
+            if shown:
+                assert p.bounds == " / ".join(
+                    parse_bound(full.nodes[n.oid].bound_text).short()  # type: ignore[union-attr]
+                    for n in levels)
