@@ -119,25 +119,30 @@ class TableReference:
 
 def _bounds_below(forest: Forest, table: PartNode, leaf: PartNode) -> str:
     """Bounds of each level from just below `table` to `leaf`, e.g. '2024-01-07 → … / hash 0/4'."""
+    if leaf.parent_oid == table.oid:
+        return _level_bound(leaf)  # a partition of the reported table itself: the usual case
     parts: list[str] = []
     start = leaf.path.index(table.oid) + 1 if table.oid in leaf.path else 1
     for oid in leaf.path[start:]:
         node = forest.nodes.get(oid)
-        if node is None:
-            continue
-        if node.bound is None and node.bound_text:
-            fast = _short_day_range(node.bound_text)
-            if fast is not None:
-                parts.append(fast)
-                continue
-            try:
-                node.bound = parse_bound(node.bound_text)
-            except ValueError:
-                parts.append(node.bound_text)
-                continue
-        if node.bound is not None:
-            parts.append(node.bound.short())
+        if node is not None:
+            text = _level_bound(node)
+            if text:
+                parts.append(text)
     return " / ".join(parts)
+
+
+def _level_bound(node: PartNode) -> str:
+    """One level's bound, short; '' when it was not read."""
+    if node.bound is None and node.bound_text:
+        fast = _short_day_range(node.bound_text)
+        if fast is not None:
+            return fast
+        try:
+            node.bound = parse_bound(node.bound_text)
+        except ValueError:
+            return node.bound_text
+    return node.bound.short() if node.bound is not None else ""
 
 
 # A range of whole days, as the server prints date and timestamp(tz) bounds at midnight UTC:
