@@ -177,7 +177,7 @@ def test_gc_pause_nests_across_threads_and_restores() -> None:
 
 @pytest.mark.parametrize("limit", [None, 2])
 def test_bounds_read_for_the_partitions_shown(awkward: Database, limit: int | None) -> None:
-    """All bounds (--json: read while the report is built) or only the first few per table
+    """All bounds (--json) or only the first few per table
     (the console), each level's bound as the catalog has it."""
     with connect(awkward.target) as conn:
         full = load_forest(conn)

@@ -18,7 +18,7 @@ from .report import ExplainReport, build_report
 from .resolve import resolve_relations
 from .runner import ExplainRunner, RawExplain
 from .statement import check_statement
-from .tree import bounds_meanwhile, fill_bounds, load_trees
+from .tree import fill_bounds, load_trees
 
 
 class ExplainSession:
@@ -55,23 +55,17 @@ class ExplainSession:
         forest = load_trees(self.conn, oids, sample)
         # a plan relation outside the loaded trees: a plain table, or (rarely) a partition of
         # another tree flattened into the same Append; one more read settles it
-        by_name = {(n.schema, n.name): n for n in forest.nodes.values()}
-        in_plan = {(n.relation.schema or "public", n.relation.name) for n in raw.plan.walk()
-                   if n.relation is not None}
-        missing = in_plan - by_name.keys() - sample
+        loaded = {(n.schema, n.name) for n in forest.nodes.values()}
+        missing = {(n.relation.schema or "public", n.relation.name) for n in raw.plan.walk()
+                   if n.relation is not None} - loaded - sample
         if missing:
             forest = load_trees(self.conn, oids, sample | missing)
-            by_name = {(n.schema, n.name): n for n in forest.nodes.values()}
-        # every bound will be shown: read those of the partitions the plan names while the
-        # report is built (fill_bounds below then reads only what the plan did not name)
-        early = [by_name[k] for k in in_plan if k in by_name] if bounds_limit is None else []
         catalog_seconds = time.perf_counter() - started
         t0 = time.perf_counter()
-        with bounds_meanwhile(self.conn, early):
-            analyse(analysis, relations, forest.nodes)
-            report = build_report(raw, forest, analysis, self.runner.server_version)
-            report.report_seconds = time.perf_counter() - t0
-            t1 = time.perf_counter()  # what is left of the bounds read counts as catalog
+        analyse(analysis, relations, forest.nodes)
+        report = build_report(raw, forest, analysis, self.runner.server_version)
+        report.report_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
         self.fill_bounds(report, bounds_limit)
         report.catalog_seconds = catalog_seconds + time.perf_counter() - t1
         return report

@@ -9,8 +9,7 @@ relations it sees, with bounds and keys, so it reads those: one round trip, lock
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
@@ -170,27 +169,12 @@ SELECT c.oid, pg_get_expr(c.relpartbound, 0) FROM pg_class c WHERE c.oid = ANY(%
 
 def fill_bounds(conn: psycopg.Connection, nodes: Iterable[PartNode]) -> None:
     """Read the bounds of these partitions (one round trip; pg_get_expr(.., 0) takes no lock)."""
-    with bounds_meanwhile(conn, nodes):
-        pass
-
-
-@contextmanager
-def bounds_meanwhile(conn: psycopg.Connection, nodes: Iterable[PartNode]) -> Iterator[None]:
-    """Read the bounds of these partitions while the caller's block runs: the query is sent
-    first (pipeline mode) and its rows are taken after the block, so that the server deparses
-    10,000 bounds (about 50 ms) while the client builds the report. The block must not use the
-    connection."""
     by_oid = {n.oid: n for n in nodes if n.bound_text is None and n.parent_oid is not None}
     if not by_oid:
-        yield
         return
-    with conn.pipeline() as pipeline, conn.cursor(binary=True) as cur:
-        cur.execute(_BOUNDS_SQL, (oid_array(by_oid),))
-        pipeline.sync()  # on its way now
-        yield
-        rows = cur.fetchall()
-    for oid, text in rows:
-        by_oid[oid].bound_text = text
+    with conn.cursor(binary=True) as cur:
+        for oid, text in cur.execute(_BOUNDS_SQL, (oid_array(by_oid),)).fetchall():
+            by_oid[oid].bound_text = text
 
 
 def oid_array(oids: Iterable[int]) -> str:
