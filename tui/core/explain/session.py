@@ -11,6 +11,7 @@ import time
 
 import psycopg
 
+from ..catalog import PartNode
 from .advice import QueryAnalysis, RelationInfo, analyse, parse_query
 from .gcpause import paused_gc
 from .plan import Plan
@@ -71,14 +72,19 @@ class ExplainSession:
         return report
 
     def fill_bounds(self, report: ExplainReport, limit: int | None = None) -> None:
+        """Read the bounds of the first `limit` scanned partitions per table (None: all). The
+        partitioned levels above them came with the tree; their bounds are already there."""
         assert report.forest is not None
-        wanted = []
+        nodes = report.forest.nodes
+        wanted: dict[int, PartNode] = {}
         for ref in report.references:
-            parts = ref.partitions if limit is None else ref.partitions[:limit]
-            for p in parts:
-                wanted.extend(report.forest.nodes[o] for o in p.node.path
-                              if o in report.forest.nodes)
-        fill_bounds(self.conn, wanted)
+            for p in ref.partitions if limit is None else ref.partitions[:limit]:
+                wanted[p.node.oid] = p.node
+                if p.node.level > 1 and p.node.parent_oid not in wanted:
+                    for oid in p.node.path[1:-1]:  # middle levels (normally read already)
+                        if oid in nodes:
+                            wanted[oid] = nodes[oid]
+        fill_bounds(self.conn, wanted.values())
 
 
 def plan_relations(plan: Plan) -> set[tuple[str, str]]:
