@@ -7,7 +7,8 @@ PK (account_address, timestamp, activity_id) and five more indexes. One old week
 Printed:
 - the floor: a raw INSERT ... SELECT of the week's rows into a plain table plus the same index
   builds, run by psql in one transaction, under the same concurrent load (writer + sampler),
-  measured twice (the ratio uses their mean: on a shared machine one run is noisy);
+  measured before the consolidation and again after it (from the consolidated partition); the
+  ratio uses their mean, so a load that changes during the run weighs on both sides;
 - the consolidation's total time, per step, and how each verification was done;
 - the longest ACCESS EXCLUSIVE hold on the parent: the runner's DETACH-to-COMMIT time, and the
   longest run of pg_locks samples (every 2 ms) that showed the lock granted; and the time of the
@@ -80,9 +81,8 @@ def setup(conn: psycopg.Connection, rows: int, current: str) -> None:
     conn.execute("CHECKPOINT")
 
 
-def floor_seconds(server, dsn_db: str) -> float:
+def floor_seconds(server, dsn_db: str, week: str) -> float:
     """psql: INSERT ... SELECT into a plain table and the same index builds, one transaction."""
-    week = f"account_balances_{OLD.replace('-', '_')}"
     ddl = [
         "BEGIN;",
         "CREATE TABLE floor_copy (LIKE account_balances INCLUDING DEFAULTS);",
@@ -173,13 +173,11 @@ def main() -> None:
         load = Writer(dsn, current, "floor"), LockSampler(dsn)
         for t in load:
             t.start()
-        floors = [floor_seconds(server, dsn) for _ in range(2)]
-        floor = sum(floors) / len(floors)
+        week = f"account_balances_{OLD.replace('-', '_')}"
+        floors = [floor_seconds(server, dsn, week)]
         for t in load:
             t.stop.set()
             t.join()
-        print(f"floor (psql: INSERT ... SELECT + PK + 5 index builds, same concurrent load): "
-              f"{floors[0]:.2f} s, {floors[1]:.2f} s; mean {floor:.2f} s")
         admin.execute("CHECKPOINT")
         with psycopg.connect(dsn, autocommit=True) as conn:
             plan = build_consolidation_plan(conn, "account_balances", weeks=[
@@ -199,6 +197,16 @@ def main() -> None:
         if not result.ok:
             print(f"FAILED: {result.error}\n{result.state}")
             sys.exit(1)
+        load = Writer(dsn, current, "floor2"), LockSampler(dsn)
+        for t in load:
+            t.start()
+        floors.append(floor_seconds(server, dsn, f"{week}_consolidated"))
+        for t in load:
+            t.stop.set()
+            t.join()
+        floor = sum(floors) / len(floors)
+        print(f"floor (psql: INSERT ... SELECT + PK + 5 index builds, same concurrent load): "
+              f"{floors[0]:.2f} s before, {floors[1]:.2f} s after; mean {floor:.2f} s")
         for o in result.steps:
             print(f"  step {o.index}: {o.title}: {o.seconds:.2f} s")
             if o.verification:
