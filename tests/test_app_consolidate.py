@@ -191,9 +191,12 @@ async def test_confirm_no_changes_nothing_then_yes_applies(balances):
         await pilot.press("y")
         progress = await run_to_end(pilot, app)
         assert progress.result.ok, (progress.result.error, progress.result.state)
-        assert progress.step_status == ["done"] * 4
+        # keep_detached: no drop step, so nothing after the swap touches the original
+        assert not any("Drop" in step.title for step in progress.plan.steps)
+        n = len(progress.plan.steps)
+        assert progress.step_status == ["done"] * n
         steps = progress.query_one("#progress-steps", DataTable)
-        assert [str(steps.get_cell(str(i), "status")) for i in range(1, 5)] == ["done"] * 4
+        assert [str(steps.get_cell(str(i), "status")) for i in range(1, n + 1)] == ["done"] * n
         assert str(steps.get_cell("1", "rows")) == "120"
         head = content_text(progress, "#progress-head")
         assert "done after" in head and "rows copied 120 of ~120" in head
@@ -255,7 +258,8 @@ async def test_dropping_originals_asks_for_the_table_name(balances):
         await pilot.press("enter")
         progress = await run_to_end(pilot, app)
         assert progress.result.ok, (progress.result.error, progress.result.state)
-        assert progress.step_status == ["done"] * 5
+        assert any("Drop" in step.title for step in progress.plan.steps)
+        assert progress.step_status == ["done"] * len(progress.plan.steps)
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.screen is screen)
         # the journal view shows the run
