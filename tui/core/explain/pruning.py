@@ -117,6 +117,11 @@ class TableReference:
         return f"{text} ({', '.join(parts)})" if parts else text
 
 
+def names_index(forest: Forest) -> dict[tuple[str, str], PartNode]:
+    """The forest's relations by (schema, name), the way VERBOSE plans name them."""
+    return {(n.schema, n.name): n for n in forest.nodes.values()}
+
+
 def _bounds_below(forest: Forest, table: PartNode, leaf: PartNode) -> str:
     """Bounds of each level from just below `table` to `leaf`, e.g. '2024-01-07 → … / hash 0/4'."""
     if leaf.parent_oid == table.oid:
@@ -220,13 +225,16 @@ def build_references(
     mentioned: set[int] | None = None,
     locked: frozenset[int] | None = None,
     generic: bool = False,
+    by_name: dict[tuple[str, str], PartNode] | None = None,
 ) -> list[TableReference]:
     """Every reference to a partitioned table in `plan`, with what it scans and what it pruned.
 
     `mentioned`: forest oids the query text names; a scan is reported against the highest such
     ancestor (a query on a sub-partitioned week reports that week), else against its root.
+    `by_name`: the forest's nodes by (schema, name), when the caller has it already.
     """
-    by_name = {(n.schema, n.name): n for n in forest.nodes.values()}
+    if by_name is None:
+        by_name = names_index(forest)
     mentioned = mentioned or set()
     nodes = forest.nodes
 

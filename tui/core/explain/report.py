@@ -333,10 +333,11 @@ def zero_scan_references(
 
 
 def build_report(
-    raw: RawExplain, forest: Forest, analysis: QueryAnalysis, server_version: int
+    raw: RawExplain, forest: Forest, analysis: QueryAnalysis, server_version: int,
+    by_name: dict[tuple[str, str], PartNode] | None = None,
 ) -> ExplainReport:
     refs = build_references(raw.plan, forest, mentioned=analysis.mentioned_oids,
-                            locked=raw.locked_oids, generic=raw.generic)
+                            locked=raw.locked_oids, generic=raw.generic, by_name=by_name)
     refs += zero_scan_references(raw.plan, forest, analysis, refs)
     for ref in refs:
         ref.generic = raw.generic

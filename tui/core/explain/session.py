@@ -15,6 +15,7 @@ from ..catalog import PartNode
 from .advice import QueryAnalysis, RelationInfo, analyse, parse_query
 from .gcpause import paused_gc
 from .plan import Plan
+from .pruning import names_index
 from .report import ExplainReport, build_report
 from .resolve import resolve_relations
 from .runner import ExplainRunner, RawExplain
@@ -56,15 +57,17 @@ class ExplainSession:
         forest = load_trees(self.conn, oids, sample)
         # a plan relation outside the loaded trees: a plain table, or (rarely) a partition of
         # another tree flattened into the same Append; one more read settles it
-        loaded = {(n.schema, n.name) for n in forest.nodes.values()}
-        missing = {(n.relation.schema or "public", n.relation.name) for n in raw.plan.walk()
-                   if n.relation is not None} - loaded - sample
+        by_name = names_index(forest)
+        missing = {key for n in raw.plan.walk() if n.relation is not None
+                   and (key := (n.relation.schema or "public", n.relation.name)) not in by_name
+                   and key not in sample}
         if missing:
             forest = load_trees(self.conn, oids, sample | missing)
+            by_name = names_index(forest)
         catalog_seconds = time.perf_counter() - started
         t0 = time.perf_counter()
         analyse(analysis, relations, forest.nodes)
-        report = build_report(raw, forest, analysis, self.runner.server_version)
+        report = build_report(raw, forest, analysis, self.runner.server_version, by_name)
         report.report_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         self.fill_bounds(report, bounds_limit)
