@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 import time
@@ -235,18 +236,24 @@ def _apply(plan: Plan, ctx: Context) -> int:
         finally:
             finished.set()
 
-    # An Event, not Thread.join: a join interrupted by Ctrl-C can return early on CPython.
+    # Ctrl-C only sets a flag: a KeyboardInterrupt raised inside Event.wait can leave the
+    # event's internal lock held, and the runner's finished.set() would then hang forever.
+    interrupted: list[bool] = []
+    main = threading.current_thread() is threading.main_thread()
+    previous = (signal.signal(signal.SIGINT, lambda _sig, _frame: interrupted.append(True))
+                if main else None)
     threading.Thread(target=work, name="plan-runner", daemon=True).start()
     cancelling = False
-    while not finished.is_set():
-        try:
-            finished.wait(0.2)
-        except KeyboardInterrupt:
-            if not cancelling:
+    try:
+        while not finished.wait(0.2):
+            if interrupted and not cancelling:
                 cancelling = True
                 print("pgparts: cancelling: the running statement is cancelled on the server "
                       "and its step rolled back", file=sys.stderr, flush=True)
                 threading.Thread(target=runner.cancel, daemon=True).start()
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
     result = box.get("r")
     if result is None:  # the runner thread died: a bug, not a user error
         raise CliError("the plan runner stopped unexpectedly", status=1)
