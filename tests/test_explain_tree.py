@@ -16,9 +16,9 @@ from tui.core.bounds import parse_bound
 from tui.core.catalog import load_forest
 from tui.core.connection import connect
 from tui.core.explain import ExplainSession, tree
-from tui.core.explain.gcpause import paused_gc
 from tui.core.explain.plan import parse_plan
 from tui.core.explain.pruning import _short_day_range
+from tui.core.gcpause import paused_gc
 
 from .conftest import Database, Server, create_database, drop_database
 from .layouts import AWKWARD_SQL

@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from .bounds import Bound, parse_bound
+from .gcpause import paused_gc
 from .names import display_name, parse_qualified_name
 
 STRATEGIES = {"r": "range", "l": "list", "h": "hash"}
@@ -348,6 +349,11 @@ def load_forest(conn: psycopg.Connection, *, exact_sizes: bool = False) -> Fores
     """Load every partition tree: one round trip (a pipeline of three reads) whatever the
     partition count. The server runs the index query while the tree rows become objects."""
     version = int(conn.info.server_version)
+    with paused_gc():
+        return _load_forest(conn, version, exact_sizes)
+
+
+def _load_forest(conn: psycopg.Connection, version: int, exact_sizes: bool) -> Forest:
     with conn.pipeline():
         clock = conn.cursor()
         clock.execute("SELECT now()")

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from .gcpause import paused_gc
+from ..gcpause import paused_gc
 from .plan import Plan, parse_plan
 from .statement import Statement
 

@@ -12,8 +12,8 @@ import time
 import psycopg
 
 from ..catalog import PartNode
+from ..gcpause import paused_gc
 from .advice import QueryAnalysis, RelationInfo, analyse, parse_query
-from .gcpause import paused_gc
 from .plan import Plan
 from .pruning import names_index
 from .report import ExplainReport, build_report
