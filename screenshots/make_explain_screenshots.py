@@ -16,26 +16,14 @@ Plain EXPLAIN only: nothing is run.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import sys
-import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-os.environ.setdefault("PGPARTS_DEMO_NOW", "2026-11-21")
-
+from demo_shots import HERE, console, run, settle
 from textual.widgets import TextArea, Tree  # noqa: E402
 
-from tui.app.app import PgpartsApp  # noqa: E402
 from tui.app.explain_screen import ExplainScreen  # noqa: E402
 from tui.app.tree_view import PartitionTree  # noqa: E402
-from tui.core.config import Config  # noqa: E402
-from tui.core.connection import Target  # noqa: E402
-from tui.core.demo import open_demo  # noqa: E402
 
-SIZE = (140, 40)
 FILES = ("explain.svg", "explain_unpruned.svg")
 
 PRUNED = """SELECT "timestamp", activity_id, usd_value
@@ -50,38 +38,25 @@ WHERE "timestamp"::date = '2026-11-10'
 GROUP BY activity_id"""
 
 
-async def _settle(pilot, predicate, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit("the console did not get there in time")
-        await pilot.pause(0.05)
-    await pilot.pause()
-
-
 async def _explain(pilot, screen: ExplainScreen, text: str) -> None:
     editor = screen.query_one("#explain-editor", TextArea)
     editor.text = text
     editor.move_cursor(editor.document.end)
     before = screen.runs
     await pilot.press("f5")
-    await _settle(pilot, lambda: screen.runs > before)
+    await settle(pilot, lambda: screen.runs > before)
     if screen.report is None:
         raise SystemExit(f"EXPLAIN failed: {screen.last.error if screen.last else '?'}")
 
 
 async def shoot(dsn: str) -> None:
-    app = PgpartsApp(Target(dsn, label="demo"), Config(), read_only=False)
-    app.show_load_time = False
-    async with app.run_test(size=SIZE) as pilot:
-        await _settle(pilot, lambda: app.catalog_loads >= 1 and not app.catalog_loading)
+    async with console(dsn) as (app, pilot):
         forest = app.forest
-        assert forest is not None
         tree = app.screen.query_one(PartitionTree)
         await tree.reveal(forest.find("account_balances").oid)
         await pilot.pause()
         await pilot.press("e")
-        await _settle(pilot, lambda: isinstance(app.screen, ExplainScreen))
+        await settle(pilot, lambda: isinstance(app.screen, ExplainScreen))
         screen = app.screen
         assert isinstance(screen, ExplainScreen)
 
@@ -104,16 +79,5 @@ async def shoot(dsn: str) -> None:
         app.save_screenshot(FILES[1], path=str(HERE))
 
 
-def main() -> int:
-    handle = open_demo(progress=lambda msg: print(f"demo: {msg}", file=sys.stderr))
-    try:
-        asyncio.run(shoot(handle.dsn))
-    finally:
-        handle.stop()
-    for name in FILES:
-        print(HERE / name)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(shoot, FILES))

@@ -9,32 +9,11 @@ so that two runs on the same data give the same pictures.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import sys
-import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-os.environ.setdefault("PGPARTS_DEMO_NOW", "2026-11-21")
+from demo_shots import HERE, console, run, settle
 
-from tui.app.app import PgpartsApp  # noqa: E402
 from tui.app.tree_view import PartitionTree  # noqa: E402
-from tui.core.config import Config  # noqa: E402
-from tui.core.connection import Target  # noqa: E402
-from tui.core.demo import open_demo  # noqa: E402
-
-SIZE = (140, 40)
-
-
-async def _settle(pilot, predicate, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit("the console did not get there in time")
-        await pilot.pause(0.05)
-    await pilot.pause()
 
 
 async def _goto(pilot, tree: PartitionTree, oid: int) -> None:
@@ -43,12 +22,8 @@ async def _goto(pilot, tree: PartitionTree, oid: int) -> None:
 
 
 async def shoot(dsn: str) -> None:
-    app = PgpartsApp(Target(dsn, label="demo"), Config(), read_only=False)
-    app.show_load_time = False
-    async with app.run_test(size=SIZE) as pilot:
-        await _settle(pilot, lambda: app.catalog_loads >= 1 and not app.catalog_loading)
+    async with console(dsn) as (app, pilot):
         forest = app.forest
-        assert forest is not None
         tree = app.screen.query_one(PartitionTree)
         balances = forest.find("account_balances")
         weeks = sorted(balances.children, key=lambda n: n.name)
@@ -58,7 +33,7 @@ async def shoot(dsn: str) -> None:
         node = tree.node_for(week.oid)
         if node is not None and not node.is_expanded:
             node.expand()
-        await _settle(pilot, lambda: tree.node_for(week.oid) is not None
+        await settle(pilot, lambda: tree.node_for(week.oid) is not None
                       and len(tree.node_for(week.oid).children) == len(week.children))
         await _goto(pilot, tree, week.children[0].oid)
         await pilot.pause(0.2)
@@ -82,16 +57,5 @@ async def shoot(dsn: str) -> None:
         app.save_screenshot("details.svg", path=str(HERE))
 
 
-def main() -> int:
-    handle = open_demo(progress=lambda msg: print(f"demo: {msg}", file=sys.stderr))
-    try:
-        asyncio.run(shoot(handle.dsn))
-    finally:
-        handle.stop()
-    for name in ("tree.svg", "details.svg"):
-        print(HERE / name)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(shoot, ("tree.svg", "details.svg")))
