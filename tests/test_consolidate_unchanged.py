@@ -235,3 +235,42 @@ def test_writer_without_privileges_on_the_counter_is_not_refused(db):
     finally:
         db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_writer_with_privileges_on_the_parent_only_keeps_writing_to_the_week(db):
+    """Between the build and the swap the mirror trigger writes to the new table with the
+    writer's privileges: the new table gets the parent's and the week's grants, so an
+    application role allowed on the parent only is not refused, and after the swap the new
+    partition carries the same privileges for direct access."""
+    role = f"pgparts_app_{uuid.uuid4().hex[:8]}"
+    with db.connect() as conn:
+        b = build_balances(conn, weeks=[WEEK], rows_per_week=40)
+        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON account_balances TO {}")
+                     .format(sql.Identifier(role)))
+
+    def app_writes() -> None:  # after the build committed, before the swap
+        with psycopg.connect(db.dsn, autocommit=True) as c:
+            c.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+            c.execute("INSERT INTO account_balances VALUES"
+                      " ('2024-01-10', 'app', 1, 'dex_swap', '{}')")
+            c.execute("UPDATE account_balances SET usd_value = 2 WHERE account_address = 'app'")
+            c.execute("DELETE FROM account_balances WHERE account_address = 'rdx1q' || md5('3')")
+
+    plan = _plan(db)
+    with db.connect() as conn:
+        assert any("GRANT" in st.render(conn) for st in plan.steps[0].statements)
+        before = conn.execute("SELECT count(*) FROM account_balances").fetchone()[0]
+    try:
+        result = _run(db, plan, hook=_on_step(2, app_writes))
+        assert result.ok, (result.error, result.state)
+        assert db.query("SELECT usd_value FROM account_balances WHERE account_address = 'app'"
+                        ) == [(2,)]
+        assert db.query("SELECT count(*) FROM account_balances") == [(before,)]  # +1 -1
+        privileges = db.query(
+            "SELECT has_table_privilege(%s, %s, 'INSERT'), has_table_privilege(%s, %s, 'DELETE')",
+            (role, f"{b.weeks[0]}_consolidated", role, f"{b.weeks[0]}_consolidated"))
+        assert privileges == [(True, True)]
+    finally:
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

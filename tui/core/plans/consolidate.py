@@ -325,6 +325,36 @@ class _ParentShape:
     referencing: list[str]  # display names of tables whose FKs reference the parent
 
 
+_TABLE_PRIVILEGES = frozenset(
+    ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"))
+
+
+def _grant_statements(conn: psycopg.Connection, oids: list[int], new: sql.Identifier
+                      ) -> list[Statement]:
+    """GRANTs giving the new table the privileges granted on the parent or on the week.
+
+    The mirror trigger writes to the new table with the writer's own privileges, and after the
+    swap it is the week's partition: whoever may write the week (through the parent or directly)
+    must be able to write its copy, or their writes would fail until the swap.
+    """
+    rows = conn.execute(
+        "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN NULL"
+        " ELSE pg_get_userbyid(a.grantee)::text END AS grantee, a.privilege_type"
+        " FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = ANY(%s)"
+        " ORDER BY 1 NULLS FIRST, 2", (oids,)).fetchall()
+    by_role: dict[str | None, list[str]] = {}
+    for grantee, privilege in rows:
+        if privilege in _TABLE_PRIVILEGES:  # only known keywords become SQL
+            by_role.setdefault(grantee, []).append(privilege)
+    return [
+        Statement(sql.SQL("GRANT {privs} ON TABLE {new} TO {role}").format(
+            privs=sql.SQL(", ").join(sql.SQL(p) for p in privs), new=new,
+            role=sql.SQL("PUBLIC") if role is None else sql.Identifier(role)),
+            note="the privileges granted on the parent and the week")
+        for role, privs in by_role.items()
+    ]
+
+
 def _parent_shape(conn: psycopg.Connection, parent: PartNode, new_ident: sql.Identifier
                   ) -> _ParentShape:
     version = int(conn.info.server_version)
@@ -867,6 +897,7 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
             new, sql.Identifier(CHECK_NAME), check_expr),
             note="the partition bound as a CHECK: checked row by row during the copy, "
                  "so ATTACH needs no validation scan"),
+        *_grant_statements(conn, [parent.oid, node.oid], new),
     ]
     for leaf in leaves:
         leaf_rows = leaf.rows
