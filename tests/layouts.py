@@ -48,3 +48,43 @@ CREATE TABLE multi_col_1 PARTITION OF multi_col FOR VALUES FROM (0, 0) TO (10, 0
 -- a partitioned table with no partitions
 CREATE TABLE lonely (id int) PARTITION BY HASH (id);
 """
+
+
+def leave_detach_pending(dsn: str, parent: str, partition: str) -> None:
+    """Interrupt a DETACH ... CONCURRENTLY while it waits for an older transaction that read the
+    parent: the partition stays marked detach-pending (pg_inherits.inhdetachpending)."""
+    import threading
+    import time
+
+    import psycopg
+    from psycopg import sql
+
+    blocker = psycopg.connect(dsn)
+    blocker.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(parent)))
+    detacher = psycopg.connect(dsn, autocommit=True)
+    pid = detacher.info.backend_pid
+    errors: list[Exception] = []
+
+    def detach() -> None:
+        try:
+            detacher.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
+                sql.Identifier(parent), sql.Identifier(partition)))
+        except psycopg.Error as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=detach)
+    t.start()
+    with psycopg.connect(dsn, autocommit=True) as c:
+        for _ in range(200):
+            row = c.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+            if row and row[0] == "Lock":
+                break
+            time.sleep(0.025)
+        c.execute("SELECT pg_cancel_backend(%s)", (pid,))
+    t.join(10)
+    blocker.rollback()
+    blocker.close()
+    detacher.close()
+    assert errors, "the detach should have been cancelled"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import psycopg
@@ -11,7 +10,7 @@ import pytest
 from tui.core.catalog import exact_row_count, load_forest
 from tui.core.connection import connect
 
-from .layouts import AWKWARD_SQL
+from .layouts import AWKWARD_SQL, leave_detach_pending
 
 
 @pytest.fixture
@@ -123,34 +122,7 @@ def test_detach_pending_partition_is_reported(awkward):
         "CREATE TABLE m1 PARTITION OF m FOR VALUES FROM (0) TO (10);"
         "CREATE TABLE m2 PARTITION OF m FOR VALUES FROM (10) TO (20);"
     )
-    blocker = psycopg.connect(awkward.dsn)
-    blocker.execute("SELECT * FROM m")  # an open transaction that read the parent
-    detacher = psycopg.connect(awkward.dsn, autocommit=True)
-    pid = detacher.info.backend_pid
-    errors: list[Exception] = []
-
-    def detach() -> None:
-        try:
-            detacher.execute("ALTER TABLE m DETACH PARTITION m1 CONCURRENTLY")
-        except psycopg.Error as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=detach)
-    t.start()
-    with psycopg.connect(awkward.dsn, autocommit=True) as c:
-        for _ in range(100):
-            waiting = c.execute(
-                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
-            ).fetchone()
-            if waiting and waiting[0] == "Lock":
-                break
-            time.sleep(0.05)
-        c.execute("SELECT pg_cancel_backend(%s)", (pid,))
-    t.join(10)
-    blocker.rollback()
-    blocker.close()
-    detacher.close()
-    assert errors, "the detach should have been cancelled"
+    leave_detach_pending(awkward.dsn, "m", "m1")
     with connect(awkward.target) as conn:
         forest = load_forest(conn)
     assert forest.find("m1").detach_pending

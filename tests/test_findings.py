@@ -3,7 +3,6 @@ on a sound one. The clock is passed in so time-based checks do not depend on tod
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -21,7 +20,7 @@ from tui.core.findings import (
     worst_severity,
 )
 
-from .layouts import AWKWARD_SQL
+from .layouts import AWKWARD_SQL, leave_detach_pending
 
 CONFIG = FindingsConfig()
 NOW = datetime(2030, 1, 20, 12, 0, tzinfo=timezone.utc)
@@ -281,38 +280,6 @@ def test_index_missing_and_invalid(db):
     assert [f.table for f in _of(found, "index_invalid")] == ["ok"]
 
 
-def _leave_detach_pending(db, parent: str, partition: str) -> None:
-    """Cancel a DETACH ... CONCURRENTLY while it waits for an older transaction."""
-    blocker = psycopg.connect(db.dsn)
-    blocker.execute(f"SELECT * FROM {parent}")  # noqa: S608 - fixed test names
-    detacher = psycopg.connect(db.dsn, autocommit=True)
-    pid = detacher.info.backend_pid
-    errors: list[Exception] = []
-
-    def detach() -> None:
-        try:
-            detacher.execute(f"ALTER TABLE {parent} DETACH PARTITION {partition} CONCURRENTLY")
-        except psycopg.Error as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=detach)
-    t.start()
-    with psycopg.connect(db.dsn, autocommit=True) as c:
-        for _ in range(200):
-            row = c.execute(
-                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
-            ).fetchone()
-            if row and row[0] == "Lock":
-                break
-            time.sleep(0.025)
-        c.execute("SELECT pg_cancel_backend(%s)", (pid,))
-    t.join(10)
-    blocker.rollback()
-    blocker.close()
-    detacher.close()
-    assert errors, "the detach should have been cancelled"
-
-
 def test_detach_pending(db):
     db.execute("""
         CREATE TABLE m (k int) PARTITION BY RANGE (k);
@@ -320,7 +287,7 @@ def test_detach_pending(db):
         CREATE TABLE m2 PARTITION OF m FOR VALUES FROM (10) TO (20);
     """)
     assert not _of(check_forest(_forest(db), CONFIG, NOW), "detach_pending")
-    _leave_detach_pending(db, "m", "m1")
+    leave_detach_pending(db.dsn, "m", "m1")
     found = check_forest(_forest(db), CONFIG, NOW)
     [f] = _of(found, "detach_pending")
     assert (f.severity, f.table, f.objects) == ("critical", "m", ("m1",))
