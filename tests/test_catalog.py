@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import psycopg
 import pytest
 
-from tui.core.catalog import exact_row_count, load_forest
+from tui.core.catalog import PartNode, exact_row_count, load_forest, load_indexes
+from tui.core.config import FindingsConfig
 from tui.core.connection import connect
+from tui.core.findings import check_forest
 
 from .layouts import AWKWARD_SQL, leave_detach_pending
 
@@ -85,6 +88,57 @@ def test_rows_and_sizes_roll_up(awkward):
     assert ex_payment.exact_sizes
     # exact sizes also count the FSM/VM forks, which the estimate misses
     assert ex_payment.total_bytes >= payment.total_bytes > 0
+
+
+def test_every_level_sums_its_partitions(awkward):
+    """Totals at every partitioned level, not just the root: the node's own figures plus its
+    direct partitions' totals; and loaded nodes are whole PartNodes (built without __init__)."""
+    with awkward.connect() as conn:
+        forest = load_forest(conn)
+    fields = {f.name for f in dataclasses.fields(PartNode)}
+    checked = 0
+    for node in forest.walk():
+        assert set(vars(node)) == fields, node.qualified
+        assert dataclasses.replace(node) == node
+        if node.is_leaf:
+            assert (node.leaf_count, node.rows) == (1, node.own_rows_estimate)
+            continue
+        kids = node.children
+        assert node.leaf_count == sum(1 for _ in node.leaves())
+        assert node.rows == sum(c.rows for c in kids)
+        assert node.total_table_bytes == node.table_bytes + sum(c.total_table_bytes for c in kids)
+        assert node.total_index_bytes == node.index_bytes + sum(c.total_index_bytes for c in kids)
+        assert node.total_toast_bytes == node.toast_bytes + sum(c.total_toast_bytes for c in kids)
+        assert node.rows_known == all(c.rows_known for c in kids)
+        checked += 1
+    assert checked >= 8  # roots, sub-partitioned years and lists, the empty parent
+
+
+def test_tree_first_then_its_indexes(awkward):
+    """The console shows the tree before reading indexes; the health checks refuse a forest
+    without them rather than report no index problem."""
+    with awkward.connect() as conn:
+        full = load_forest(conn)
+        light = load_forest(conn, indexes=False)
+        assert not light.indexes_loaded and light.indexes == {}
+        assert all(n.indexes == [] for n in light.walk())
+        with pytest.raises(ValueError, match="indexes were not read"):
+            check_forest(light, FindingsConfig())
+        load_indexes(conn, light)
+    assert light.indexes_loaded and full.indexes_loaded
+    assert light.indexes == full.indexes
+    for node in full.walk():
+        mine = sorted(i.name for i in light.nodes[node.oid].indexes)
+        assert mine == sorted(i.name for i in node.indexes)
+    payment = light.find("control.payment")
+    assert [(i.relkind, i.is_primary) for i in payment.indexes] == [("I", True)]
+    # every partition's primary key index is attached to the parent's
+    leaves = list(payment.leaves())
+    attached = {i.table_oid for i in light.indexes.values()
+                if i.parent_index == payment.indexes[0].oid}
+    assert {leaf.oid for leaf in leaves if leaf.parent_oid == payment.oid} <= attached
+    assert [f.code for f in check_forest(light, FindingsConfig())] == \
+        [f.code for f in check_forest(full, FindingsConfig())]
 
 
 def test_find_reports_ambiguity_and_absence(awkward):

@@ -30,7 +30,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from ..core.catalog import Forest, PartNode, exact_row_count, load_forest
+from ..core.catalog import Forest, PartNode, exact_row_count, load_forest, load_indexes
 from ..core.config import Config
 from ..core.connection import ConnectError, Target, connect
 from ..core.findings import check_forest, findings_by_oid
@@ -337,7 +337,8 @@ class PgpartsApp(App[int]):
             if conn is None:
                 conn = connect(self.target, purpose="console")
                 self._catalog_conn = conn
-            forest = load_forest(conn, exact_sizes=exact_sizes)
+            # the tree first: its indexes are read once it is on screen
+            forest = load_forest(conn, exact_sizes=exact_sizes, indexes=False)
         except ConnectError as exc:
             self.post_message(CatalogFailed(str(exc), lost=True))
             return
@@ -353,6 +354,15 @@ class PgpartsApp(App[int]):
                                             lost=False))
             return
         self.post_message(CatalogLoaded(forest, time.perf_counter() - started))
+        try:
+            load_indexes(conn, forest)
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError):
+                self._catalog_conn = None
+                conn.close()
+            self.post_message(FindingsReady(
+                forest, [], f"reading the indexes failed: {_first_line(exc)}"))
+            return
         findings, findings_error = self._check(forest)
         self.post_message(FindingsReady(forest, findings, findings_error))
 

@@ -122,7 +122,10 @@ def render_details(
     out.append(grid)
 
     out.append(Text(""))
-    out.append(Text(f"indexes ({len(node.indexes)})", style="bold"))
+    if not forest.indexes_loaded:
+        out.append(Text("indexes (reading…)", style="bold"))
+    else:
+        out.append(Text(f"indexes ({len(node.indexes)})", style="bold"))
     if node.indexes:
         ix = Table.grid(padding=(0, 1))
         ix.add_column(no_wrap=True)

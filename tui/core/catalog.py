@@ -8,9 +8,10 @@ Sizes default to the relpages estimates (no locks); exact sizes are an explicit,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -236,6 +237,8 @@ class Forest:
     server_version: int
     loaded_at: datetime
     exact_sizes: bool = False
+    # False until load_indexes() ran: the tree can be shown before its indexes are read
+    indexes_loaded: bool = True
 
     def walk(self) -> Iterator[PartNode]:
         for root in self.roots:
@@ -262,81 +265,106 @@ class Forest:
         return hits[0]
 
 
-def _row_to_node(row: tuple, exact: bool, parent: PartNode | None) -> PartNode:
-    """One row of the tree query (read by position: dict rows cost a tenth of the load)."""
-    (root, level, relid, parent_oid, schema, name, relkind, persistence, bound_text,
-     parent_strategy, strategy, key_columns, key_types, key_expressions, default_partition,
-     detach_pending, heap, toast, index, reltuples, n_live_tup, n_dead_tup, last_vacuum,
-     last_autovacuum, last_analyze, last_autoanalyze) = row[:26]
-    try:
-        bound = parse_bound(bound_text)
-    except ValueError:
-        bound = None
-    if exact:
-        table_bytes, index_bytes, toast_bytes = row[26:29]
-        toast = toast_bytes or 0
-        heap = max((table_bytes or 0) - toast, 0)
-        index = index_bytes or 0
-    return PartNode(
-        oid=relid,
-        root_oid=root,
-        parent_oid=parent_oid or None,
-        level=level,
+def _new_node(state: dict[str, Any]) -> PartNode:
+    """A PartNode from all its field values, without the generated __init__: it takes as long
+    as everything else done per partition (PartNode is a plain dataclass: no slots, no
+    __post_init__; a test checks that loaded nodes carry exactly its fields)."""
+    node = _new(PartNode)
+    node.__dict__ = state
+    return node
+
+
+_new = object.__new__
+
+
+def _build_nodes(rows: list[tuple], exact: bool) -> tuple[dict[int, PartNode], list[PartNode]]:
+    """The nodes of the tree query's rows (read by position: dict rows cost a tenth of the load),
+    linked to their parents, with sizes and rows rolled up."""
+    nodes: dict[int, PartNode] = {}
+    roots: list[PartNode] = []
+    get = nodes.get
+    strategy_of = STRATEGIES.get
+    for row in rows:
+        (root, level, relid, parent_oid, schema, name, relkind, persistence, bound_text,
+         parent_strategy, strategy, key_columns, key_types, key_expressions, default_partition,
+         detach_pending, heap, toast, index, reltuples, n_live_tup, n_dead_tup, last_vacuum,
+         last_autovacuum, last_analyze, last_autoanalyze) = row[:26]
+        try:
+            bound = parse_bound(bound_text)
+        except ValueError:
+            bound = None
+        if exact:
+            table_bytes, index_bytes, toast_bytes = row[26:29]
+            toast = toast_bytes or 0
+            heap = max((table_bytes or 0) - toast, 0)
+            index = index_bytes or 0
+        n_live_tup = n_live_tup or 0
         # rows come in path order, so the parent (and its path) is already built
-        path=(*parent.path, relid) if parent is not None else (relid,),
-        schema=schema,
-        name=name,
-        relkind=relkind,
-        persistence=persistence,
-        bound_text=bound_text,
-        bound=bound,
-        parent_strategy=STRATEGIES.get(parent_strategy or ""),
-        strategy=STRATEGIES.get(strategy or ""),
-        key_columns=tuple(key_columns or ()),
-        key_types=tuple(key_types or ()),
-        key_expressions=key_expressions,
-        default_partition_oid=default_partition,
-        detach_pending=bool(detach_pending),
-        heap_bytes=int(heap),
-        toast_bytes=int(toast),
-        index_bytes=int(index),
-        exact_sizes=exact,
-        reltuples=int(reltuples),
-        n_live_tup=int(n_live_tup or 0),
-        n_dead_tup=int(n_dead_tup or 0),
-        last_vacuum=last_vacuum,
-        last_autovacuum=last_autovacuum,
-        last_analyze=last_analyze,
-        last_autoanalyze=last_autoanalyze,
-    )
+        parent = get(parent_oid) if parent_oid else None
+        leaf = relkind != "p"
+        node = _new_node({
+            "oid": relid, "root_oid": root, "parent_oid": parent_oid or None, "level": level,
+            "path": (*parent.path, relid) if parent is not None else (relid,),
+            "schema": schema, "name": name, "relkind": relkind, "persistence": persistence,
+            "bound_text": bound_text, "bound": bound,
+            "parent_strategy": strategy_of(parent_strategy),
+            "strategy": strategy_of(strategy),
+            "key_columns": tuple(key_columns) if key_columns else (),
+            "key_types": tuple(key_types) if key_types else (),
+            "key_expressions": key_expressions, "default_partition_oid": default_partition,
+            "detach_pending": bool(detach_pending),
+            "heap_bytes": heap, "toast_bytes": toast, "index_bytes": index,
+            "exact_sizes": exact, "reltuples": reltuples,
+            "n_live_tup": n_live_tup, "n_dead_tup": n_dead_tup or 0,
+            "last_vacuum": last_vacuum, "last_autovacuum": last_autovacuum,
+            "last_analyze": last_analyze, "last_autoanalyze": last_autoanalyze,
+            "children": [], "indexes": [],
+            # the node's own figures; _roll_up_all adds the partitions' to a partitioned table
+            "total_table_bytes": heap + toast, "total_index_bytes": index,
+            "total_toast_bytes": toast,
+            "rows": (reltuples if reltuples >= 0 else max(n_live_tup, 0)) if leaf else 0,
+            "rows_known": (reltuples >= 0 or n_live_tup > 0) if leaf else True,
+            "leaf_count": 1 if leaf else 0,
+        })
+        nodes[relid] = node
+        if parent is not None:
+            parent.children.append(node)
+        elif not parent_oid:
+            roots.append(node)
+    _roll_up_all(nodes.values(), get)
+    return nodes, roots
 
 
-def _roll_up(node: PartNode) -> None:
-    """Sizes and rows of a partitioned table are the sums over its partitions.
+def _roll_up_all(preorder: Iterable[PartNode], get: Callable[[int], PartNode | None]) -> None:
+    """Add each node's totals to its parent's, children first (reversed preorder).
 
     PostgreSQL reports 0 bytes for a partitioned table and -1 reltuples unless its parent was
-    analyzed by hand, so a parent's own figures are not used.
+    analyzed by hand, so a partitioned table's rows come from its partitions only.
     """
-    if node.is_leaf:
+    for node in reversed(list(preorder)):
+        parent = get(node.parent_oid) if node.parent_oid else None
+        if parent is None:
+            continue
+        parent.total_table_bytes += node.total_table_bytes
+        parent.total_toast_bytes += node.total_toast_bytes
+        parent.total_index_bytes += node.total_index_bytes
+        parent.rows += node.rows
+        parent.rows_known = parent.rows_known and node.rows_known
+        parent.leaf_count += node.leaf_count
+
+
+def _roll_up(root: PartNode) -> None:
+    """Totals of a tree built by hand (the loader does this as it builds)."""
+    nodes = {n.oid: n for n in root.walk()}
+    for node in nodes.values():
+        leaf = node.is_leaf
         node.total_table_bytes = node.table_bytes
         node.total_toast_bytes = node.toast_bytes
         node.total_index_bytes = node.index_bytes
-        node.rows = node.own_rows_estimate
-        node.rows_known = node.reltuples >= 0 or node.n_live_tup > 0
-        node.leaf_count = 1
-        return
-    node.total_table_bytes = node.table_bytes
-    node.total_toast_bytes = node.toast_bytes
-    node.total_index_bytes = node.index_bytes
-    node.rows, node.rows_known, node.leaf_count = 0, True, 0
-    for child in node.children:
-        _roll_up(child)
-        node.total_table_bytes += child.total_table_bytes
-        node.total_toast_bytes += child.total_toast_bytes
-        node.total_index_bytes += child.total_index_bytes
-        node.rows += child.rows
-        node.rows_known = node.rows_known and child.rows_known
-        node.leaf_count += child.leaf_count
+        node.rows = node.own_rows_estimate if leaf else 0
+        node.rows_known = (node.reltuples >= 0 or node.n_live_tup > 0) if leaf else True
+        node.leaf_count = 1 if leaf else 0
+    _roll_up_all(nodes.values(), nodes.get)
 
 
 def tree_query(server_version_num: int, exact_sizes: bool = False) -> sql.Composed:
@@ -345,48 +373,67 @@ def tree_query(server_version_num: int, exact_sizes: bool = False) -> sql.Compos
     return sql.SQL(_TREE_SQL).format(detach=detach, exact=exact)
 
 
-def load_forest(conn: psycopg.Connection, *, exact_sizes: bool = False) -> Forest:
-    """Load every partition tree: one round trip (a pipeline of three reads) whatever the
-    partition count. The server runs the index query while the tree rows become objects."""
+def load_forest(
+    conn: psycopg.Connection, *, exact_sizes: bool = False, indexes: bool = True
+) -> Forest:
+    """Load every partition tree: one round trip (a pipeline) whatever the partition count.
+
+    With indexes=False the forest holds only what the tree query reads, for showing the tree
+    sooner; load_indexes() adds the indexes (the health checks and the details need them).
+    """
     version = int(conn.info.server_version)
     with paused_gc():
-        return _load_forest(conn, version, exact_sizes)
+        return _load_forest(conn, version, exact_sizes, indexes)
 
 
-def _load_forest(conn: psycopg.Connection, version: int, exact_sizes: bool) -> Forest:
+def _load_forest(
+    conn: psycopg.Connection, version: int, exact_sizes: bool, indexes: bool
+) -> Forest:
+    index_cur = None
     with conn.pipeline():
         clock = conn.cursor()
         clock.execute("SELECT now()")
         tree = conn.cursor(binary=True)
         tree.execute(tree_query(version, exact_sizes))
-        index_cur = conn.cursor(binary=True)
-        index_cur.execute(_INDEX_SQL)
+        if indexes:
+            # the server runs it while the tree rows become objects
+            index_cur = conn.cursor(binary=True)
+            index_cur.execute(_INDEX_SQL)
         now_row = clock.fetchone()
-        rows = tree.fetchall()
-        nodes: dict[int, PartNode] = {}
-        roots: list[PartNode] = []
-        for row in rows:
-            parent = nodes.get(row[3]) if row[3] else None
-            node = _row_to_node(row, exact_sizes, parent)
-            nodes[node.oid] = node
-            if node.parent_oid is None:
-                roots.append(node)
-            elif parent is not None:
-                parent.children.append(node)
-        index_rows = index_cur.fetchall()
+        nodes, roots = _build_nodes(tree.fetchall(), exact_sizes)
+        index_rows = index_cur.fetchall() if index_cur is not None else []
     now = now_row[0]  # type: ignore[index]
+    forest = Forest(roots, nodes, {}, version, now, exact_sizes, indexes_loaded=False)
+    if indexes:
+        _attach_indexes(forest, index_rows)
+    return forest
+
+
+def load_indexes(conn: psycopg.Connection, forest: Forest) -> None:
+    """Read the indexes of every table of `forest` into it (one query, no locks).
+
+    Safe while another thread shows the forest: each node gets a complete list at once, and
+    `indexes_loaded` turns true only after the last one.
+    """
+    with paused_gc(), conn.cursor(binary=True) as cur:
+        rows = cur.execute(_INDEX_SQL).fetchall()
+        _attach_indexes(forest, rows)
+
+
+def _attach_indexes(forest: Forest, rows: list[tuple]) -> None:
     indexes: dict[int, IndexInfo] = {}
-    for oid, table_oid, name, relkind, valid, is_unique, is_primary, est_bytes, parent_index \
-            in index_rows:
-        info = IndexInfo(oid, table_oid, name, relkind, valid, is_unique, is_primary,
-                         int(est_bytes), parent_index)
-        indexes[oid] = info
-        owner = nodes.get(table_oid)
-        if owner is not None:
-            owner.indexes.append(info)
-    for root in roots:
-        _roll_up(root)
-    return Forest(roots, nodes, indexes, version, now, exact_sizes)
+    per_table: dict[int, list[IndexInfo]] = {}
+    get = forest.nodes.get
+    for row in rows:
+        info = IndexInfo(*row)
+        if get(info.table_oid) is None:
+            continue  # a table created after the tree was read
+        indexes[info.oid] = info
+        per_table.setdefault(info.table_oid, []).append(info)
+    for oid, node in forest.nodes.items():
+        node.indexes = per_table.get(oid, [])
+    forest.indexes = indexes
+    forest.indexes_loaded = True
 
 
 def exact_row_count(

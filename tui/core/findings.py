@@ -81,6 +81,9 @@ def check_forest(
     `now` defaults to the server's clock at load time, so the future-partition check agrees with
     what the server would do with a row inserted now.
     """
+    if not forest.indexes_loaded:
+        # without them the index checks would pass on nothing: refuse rather than say all is well
+        raise ValueError("the forest's indexes were not read: load_indexes() first")
     if now is None:
         now = forest.loaded_at
     if now.tzinfo is None:

@@ -159,7 +159,8 @@ def load_trees(
             up = get(node.parent_oid)
             if up is not None:
                 up.leaf_count += node.leaf_count
-    return Forest(roots, nodes, {}, int(conn.info.server_version), datetime.now(UTC))
+    return Forest(roots, nodes, {}, int(conn.info.server_version), datetime.now(UTC),
+                  indexes_loaded=False)
 
 
 _BOUNDS_SQL = """
