@@ -6,8 +6,9 @@ Creates account_balances-like weeks (RANGE by week, each HASH-partitioned into 4
 index) on a private throwaway server, then prints:
 
 - the catalog query alone through psql (\\timing, output discarded) and load_forest() (query +
-  Python objects, connection already open), five of each run in alternation so that both see
-  the same load on the machine: their medians and the median ratio;
+  Python objects, connection already open) reading the same (indexes=False, as the console does
+  to show the tree) and with the indexes too (as `tree` and `check` do), five of each run in
+  alternation so that all see the same load on the machine: their medians and median ratios;
 - `pgparts tree --json` end to end as a subprocess (start-up, connect, load, print), median of 3;
 - the console: from starting the app until the root rows are shown (and how much of that the
   worker spent connecting and in load_forest), and until the 2,500 weeks of the expanded root
@@ -27,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -79,12 +81,23 @@ def _psql_ms(psql: Path, dsn: str, query: str, env: dict[str, str]) -> float:
     return float(re.findall(r"Time: ([\d.]+) ms", out)[-1])
 
 
-def raw_and_loader_ms(dsn: str, runs: int = 5) -> tuple[float, float, float, int]:
-    """Medians of the raw query through psql and of load_forest, run in alternation so that
-    both see the same load on the machine; also the median of the per-pair ratios."""
+@dataclass
+class LoaderFigures:
+    raw_ms: float  # the tree query through psql
+    tree_ms: float  # load_forest(indexes=False): what the console needs to show the tree
+    full_ms: float  # load_forest(): the tree and its indexes, as `tree` and `check` read them
+    tree_ratio: float
+    full_ratio: float
+    relations: int
+
+
+def raw_and_loader_ms(dsn: str, runs: int = 5) -> LoaderFigures:
+    """Medians of the raw query through psql and of load_forest without and with indexes, run
+    in alternation so that all see the same load on the machine; also the medians of the
+    per-round ratios."""
     psql = embedded_bindir() / "psql"
     env = dict(os.environ, PGOPTIONS="-c jit=off -c TimeZone=UTC -c DateStyle=ISO")
-    raw, loader = [], []
+    raw, tree, full = [], [], []
     count = 0
     with connect(Target(dsn), purpose="bench") as conn:
         query = tree_query(int(conn.info.server_version)).as_string(conn)
@@ -92,11 +105,18 @@ def raw_and_loader_ms(dsn: str, runs: int = 5) -> tuple[float, float, float, int
         for _ in range(runs):
             raw.append(_psql_ms(psql, dsn, query, env))
             t0 = time.perf_counter()
-            forest = load_forest(conn)
-            loader.append((time.perf_counter() - t0) * 1000)
+            forest = load_forest(conn, indexes=False)
+            tree.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            load_forest(conn)
+            full.append((time.perf_counter() - t0) * 1000)
             count = len(forest.nodes)
-    ratio = statistics.median(b / a for a, b in zip(raw, loader, strict=True))
-    return statistics.median(raw), statistics.median(loader), ratio, count
+    return LoaderFigures(
+        statistics.median(raw), statistics.median(tree), statistics.median(full),
+        statistics.median(b / a for a, b in zip(raw, tree, strict=True)),
+        statistics.median(b / a for a, b in zip(raw, full, strict=True)),
+        count,
+    )
 
 
 def cli_ms(dsn: str, runs: int = 3) -> float:
@@ -144,11 +164,12 @@ def load_average() -> str:
 
 def measure(dsn: str, weeks: int) -> None:
     print(f"load average before measuring (1, 5, 15 min): {load_average()}")
-    raw, loader, ratio, count = raw_and_loader_ms(dsn)
-    print(f"relations in the tree:             {count}")
-    print(f"raw catalog query (psql, median 5): {raw:8.0f} ms")
-    print(f"load_forest (median 5):             {loader:8.0f} ms  ({ratio:.2f}x raw, "
-          "median of pairs run in alternation)")
+    f = raw_and_loader_ms(dsn)
+    print(f"relations in the tree:             {f.relations}")
+    print(f"raw catalog query (psql, median 5): {f.raw_ms:8.0f} ms")
+    print(f"load_forest, tree (median 5):       {f.tree_ms:8.0f} ms  ({f.tree_ratio:.2f}x raw, "
+          "median of rounds run in alternation)")
+    print(f"load_forest + indexes (median 5):   {f.full_ms:8.0f} ms  ({f.full_ratio:.2f}x raw)")
     print(f"pgparts tree --json (median 3):     {cli_ms(dsn):8.0f} ms")
     visible, expanded, worker = console_ms(dsn)
     print(f"console: roots visible (median 3):  {visible:8.0f} ms")

@@ -103,6 +103,10 @@ def test_tree_json_shape_and_subtree(awkward, capsys):
     assert status == 0
     nodes = json.loads(out)
     assert len(nodes) == 21
+    # one relation per line, for grep and line-by-line readers
+    lines = out.splitlines()
+    assert lines[0] == "[" and lines[-1] == "]"
+    assert [json.loads(line.rstrip(",")) for line in lines[1:-1]] == nodes
     for node in nodes:
         assert set(node) >= NODE_KEYS, NODE_KEYS - set(node)
     seen: set[str] = set()

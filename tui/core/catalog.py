@@ -212,9 +212,15 @@ class PartNode:
         return max(times) if times else None
 
     def walk(self) -> Iterator[PartNode]:
-        yield self
-        for child in self.children:
-            yield from child.walk()
+        """This node and its descendants in tree order (a stack: nested generators cost a
+        step per level for every node)."""
+        stack = [self]
+        pop, push = stack.pop, stack.extend
+        while stack:
+            node = pop()
+            yield node
+            if node.children:
+                push(reversed(node.children))
 
     def leaves(self) -> Iterator[PartNode]:
         for node in self.walk():
