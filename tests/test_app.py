@@ -113,6 +113,10 @@ async def test_opens_with_roots_lazily_and_details(awkward):
         label = str(tree.node_for(events.oid).label)
         assert human_bytes(events.total_bytes) in label and human_rows(events.rows) in label
         assert "3 direct · 5 leaves · has DEFAULT" in text
+        # read after the tree was shown, in time for the health checks
+        assert app.forest.indexes_loaded
+        [index] = events.indexes
+        assert "indexes (1)" in text and index.name in text
         assert "test" in app.sub_title and "READ-ONLY" not in app.sub_title
 
 
