@@ -19,6 +19,7 @@ from psycopg import sql
 from .bounds import Bound, parse_bound
 from .gcpause import paused_gc
 from .names import display_name, parse_qualified_name
+from .preorder import preorder
 
 STRATEGIES = {"r": "range", "l": "list", "h": "hash"}
 
@@ -212,15 +213,8 @@ class PartNode:
         return max(times) if times else None
 
     def walk(self) -> Iterator[PartNode]:
-        """This node and its descendants in tree order (a stack: nested generators cost a
-        step per level for every node)."""
-        stack = [self]
-        pop, push = stack.pop, stack.extend
-        while stack:
-            node = pop()
-            yield node
-            if node.children:
-                push(reversed(node.children))
+        """This node and its descendants in tree order."""
+        return preorder(self)
 
     def leaves(self) -> Iterator[PartNode]:
         for node in self.walk():

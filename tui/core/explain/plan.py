@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ..preorder import preorder
+
 # Nodes that carry the relation they read in 'Relation Name' (a Bitmap Index Scan does not: its
 # Bitmap Heap Scan parent does).
 SCAN_TYPES = frozenset({
@@ -67,17 +69,8 @@ class PlanNode:
         return self.actual_loops == 0
 
     def walk(self) -> Iterator[PlanNode]:
-        """This node and every node below it, depth first, parents before children.
-
-        Iterative: a recursive generator costs one generator per level per node, which adds up
-        to a third of a second on a plan over 10,000 partitions."""
-        stack = [self]
-        pop, extend = stack.pop, stack.extend
-        while stack:
-            node = pop()
-            yield node
-            if node.children:
-                extend(reversed(node.children))
+        """This node and every node below it, depth first, parents before children."""
+        return preorder(self)
 
     def ancestors(self) -> Iterator[PlanNode]:
         node = self.parent
