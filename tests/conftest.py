@@ -260,11 +260,3 @@ def scenario_db(pg: Server) -> Iterator[Database]:
     name = _scenario_copy(pg)
     yield Database(pg, name)
     drop_database(pg, name)
-
-
-@pytest.fixture
-def scenario_db18(pg18: Server) -> Iterator[Database]:
-    """scenario_db on PostgreSQL 18 only."""
-    name = _scenario_copy(pg18)
-    yield Database(pg18, name)
-    drop_database(pg18, name)

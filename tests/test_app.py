@@ -27,9 +27,9 @@ SIZE = (140, 40)
 
 
 @pytest.fixture
-def awkward(db18):
-    db18.execute(AWKWARD_SQL)
-    db18.execute(
+def awkward(db):
+    db.execute(AWKWARD_SQL)
+    db.execute(
         "INSERT INTO events SELECT '2024-03-01'::timestamptz + i * interval '1 minute',"
         " (ARRAY['dex_swap','lending',NULL,'xrd_holding'])[1 + i % 4], i, i"
         " FROM generate_series(1, 4000) i;"
@@ -37,7 +37,7 @@ def awkward(db18):
         " FROM generate_series(1, 3000) i;"
         "ANALYZE;"
     )
-    return db18
+    return db
 
 
 def make_app(db, **config) -> PgpartsApp:

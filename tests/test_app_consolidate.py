@@ -35,10 +35,10 @@ def make_app(db, read_only: bool = False, **plans) -> PgpartsApp:
 
 
 @pytest.fixture
-def balances(db18):
-    with db18.connect() as conn:
+def balances(db):
+    with db.connect() as conn:
         b = build_balances(conn, rows_per_week=120)
-    return db18, b
+    return db, b
 
 
 def plain(renderable, width: int = 250) -> str:

@@ -37,9 +37,9 @@ ANALYZE m;
 
 
 @pytest.fixture
-def small(db18):
-    db18.execute(SMALL_SQL)
-    return db18
+def small(db):
+    db.execute(SMALL_SQL)
+    return db
 
 
 def make_app(db, read_only: bool = False) -> PgpartsApp:
@@ -105,8 +105,8 @@ async def run(pilot: Pilot, screen: ExplainScreen, text: str | None = None, key:
         assert screen.report is not None, f"{screen.last.kind}: {screen.last.error}"
 
 
-async def test_type_run_verdict_expand_append_and_history(scenario_db18):
-    app = make_app(scenario_db18)
+async def test_type_run_verdict_expand_append_and_history(scenario_db):
+    app = make_app(scenario_db)
     async with app.run_test(size=SIZE) as pilot:
         await wait_loads(pilot, app)
         balances = app.forest.find("account_balances")
