@@ -350,6 +350,38 @@ async def test_connection_drop_then_reconnect(awkward):
         assert "connection lost" not in status_text(app)
 
 
+async def test_connection_lost_between_tree_and_indexes(awkward, monkeypatch):
+    """The tree is on screen when the server ends the session before the indexes are read:
+    the tree stays, the status says the checks failed, the details say the indexes were not
+    read, and the next refresh reads everything on a new connection."""
+    import tui.app.app as app_module
+
+    real = app_module.load_indexes
+    kills = []
+
+    def killed_first(conn, forest):
+        if not kills:  # the real server ends the session, once
+            kills.append(awkward.query("SELECT pg_terminate_backend(%s)",
+                                       (conn.info.backend_pid,)))
+        return real(conn, forest)
+
+    monkeypatch.setattr(app_module, "load_indexes", killed_first)
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        assert kills == [[(True,)]]
+        assert app.forest is not None and not app.forest.indexes_loaded
+        assert "reading the indexes failed" in status_text(app)
+        events = app.forest.find("events")
+        await move_to(pilot, app, events.oid)
+        assert "indexes (not read)" in details_text(app)
+        await pilot.press("r")
+        await wait_loads(pilot, app, 2)
+        assert app.forest.indexes_loaded and app.findings_error is None
+        assert "indexes (1)" in details_text(app)
+        assert "failed" not in status_text(app)
+
+
 async def test_startup_failure_is_shown_and_quit_works(tmp_path):
     target = Target(f"host={tmp_path} port=5999 dbname=nowhere", label="nowhere")
     app = PgpartsApp(target, Config(), read_only=False)

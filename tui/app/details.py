@@ -58,7 +58,9 @@ def render_details(
     findings: list[Any],
     exact_rows: tuple[int, float] | None,
     counting: bool,
+    checked: bool = True,
 ) -> RenderableType:
+    """`checked`: the health checks have finished (or failed) for this forest."""
     out: list[RenderableType] = []
     title = Text(node.qualified, style="bold")
     out.append(title)
@@ -123,7 +125,8 @@ def render_details(
 
     out.append(Text(""))
     if not forest.indexes_loaded:
-        out.append(Text("indexes (reading…)", style="bold"))
+        # reading them follows the tree; if that failed, the status line says why
+        out.append(Text("indexes (not read)" if checked else "indexes (reading…)", style="bold"))
     else:
         out.append(Text(f"indexes ({len(node.indexes)})", style="bold"))
     if node.indexes:

@@ -131,6 +131,7 @@ class MainScreen(Screen):
         static.update(render_details(
             node, forest, findings=app.findings_by_oid.get(oid, []),
             exact_rows=app.exact_rows.get(oid), counting=oid in app.counting,
+            checked=app.findings_loaded,
         ))
 
     def update_status(self) -> None:
