@@ -1,5 +1,11 @@
 """Awkward but legal partition layouts, shared by the catalog, findings and EXPLAIN tests."""
 
+import threading
+import time
+
+import psycopg
+from psycopg import sql
+
 AWKWARD_SQL = r"""
 CREATE SCHEMA control;
 CREATE SCHEMA archive;
@@ -50,15 +56,24 @@ CREATE TABLE lonely (id int) PARTITION BY HASH (id);
 """
 
 
+def build_awkward(database, *, events: int = 4000, payments: int = 0) -> None:
+    """AWKWARD_SQL with `events` rows spread over its sub-partitioned years and `payments` rows
+    in control.payment, analyzed (so that row estimates are known)."""
+    database.execute(AWKWARD_SQL)
+    with psycopg.connect(database.dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO events SELECT '2024-03-01'::timestamptz + i * interval '1 minute',"
+            " (ARRAY['dex_swap','lending',NULL,'xrd_holding'])[1 + i %% 4], i, i"
+            " FROM generate_series(1, %s) i", (events,))
+        conn.execute(
+            "INSERT INTO control.payment SELECT '2019-06-01'::timestamptz + i * interval '1 hour',"
+            " i, 1 FROM generate_series(1, %s) i", (payments,))
+        conn.execute("ANALYZE")
+
+
 def leave_detach_pending(dsn: str, parent: str, partition: str) -> None:
     """Interrupt a DETACH ... CONCURRENTLY while it waits for an older transaction that read the
     parent: the partition stays marked detach-pending (pg_inherits.inhdetachpending)."""
-    import threading
-    import time
-
-    import psycopg
-    from psycopg import sql
-
     blocker = psycopg.connect(dsn)
     blocker.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(parent)))
     detacher = psycopg.connect(dsn, autocommit=True)

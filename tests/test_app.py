@@ -21,22 +21,14 @@ from tui.core.catalog import load_forest
 from tui.core.config import Config, ConsoleConfig
 from tui.core.connection import Target
 
-from .layouts import AWKWARD_SQL
+from .layouts import build_awkward
 
 SIZE = (140, 40)
 
 
 @pytest.fixture
 def awkward(db):
-    db.execute(AWKWARD_SQL)
-    db.execute(
-        "INSERT INTO events SELECT '2024-03-01'::timestamptz + i * interval '1 minute',"
-        " (ARRAY['dex_swap','lending',NULL,'xrd_holding'])[1 + i % 4], i, i"
-        " FROM generate_series(1, 4000) i;"
-        "INSERT INTO control.payment SELECT '2019-06-01'::timestamptz + i * interval '1 hour', i, 1"
-        " FROM generate_series(1, 3000) i;"
-        "ANALYZE;"
-    )
+    build_awkward(db, payments=3000)
     return db
 
 

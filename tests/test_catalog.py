@@ -13,20 +13,12 @@ from tui.core.config import FindingsConfig
 from tui.core.connection import connect
 from tui.core.findings import check_forest
 
-from .layouts import AWKWARD_SQL, leave_detach_pending
+from .layouts import build_awkward, leave_detach_pending
 
 
 @pytest.fixture
 def awkward(db):
-    db.execute(AWKWARD_SQL)
-    db.execute(
-        "INSERT INTO events SELECT '2024-03-01'::timestamptz + i * interval '1 minute',"
-        " (ARRAY['dex_swap','lending',NULL,'xrd_holding'])[1 + i % 4], i, i"
-        " FROM generate_series(1, 4000) i;"
-        "INSERT INTO control.payment SELECT '2019-06-01'::timestamptz + i * interval '1 hour', i, 1"
-        " FROM generate_series(1, 1000) i;"
-        "ANALYZE;"
-    )
+    build_awkward(db, payments=1000)
     return db
 
 

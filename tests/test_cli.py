@@ -23,7 +23,7 @@ from tui.cli import main
 from tui.context import CliError, Context
 from tui.core.localserver import FAST_TEST_SETTINGS, LocalServer, embedded_bindir
 
-from .layouts import AWKWARD_SQL
+from .layouts import build_awkward
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_KEYS = {
@@ -61,13 +61,7 @@ def run_process(*argv: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def awkward(db18):
-    db18.execute(AWKWARD_SQL)
-    db18.execute(
-        "INSERT INTO events SELECT '2024-03-01'::timestamptz + i * interval '1 minute',"
-        " (ARRAY['dex_swap','lending',NULL,'xrd_holding'])[1 + i % 4], i, i"
-        " FROM generate_series(1, 4000) i;"
-        "ANALYZE;"
-    )
+    build_awkward(db18)
     return db18
 
 
