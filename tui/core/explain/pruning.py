@@ -332,6 +332,20 @@ def build_references(
     return refs
 
 
+def _locked_leaves_not_shown(forest, refs, table_for, locked) -> dict[int, list[PartNode]]:
+    """Leaf partitions the plan locked but no reference shows, by the table they belong to."""
+    present = {oid for r in refs for oid in r.leaf_oids}
+    by_table: dict[int, list[PartNode]] = {}
+    for oid in locked or ():
+        leaf = forest.nodes.get(oid)
+        if leaf is None or leaf.is_partitioned or oid in present:
+            continue
+        table = table_for(leaf)
+        if table is not None and table.oid != leaf.oid:
+            by_table.setdefault(table.oid, []).append(leaf)
+    return by_table
+
+
 def _attach_orphans(plan, forest, refs, table_for, locked) -> None:
     """Appends whose every subplan was removed at start-up name no partition: attribute them to
     a table through the locks (the survivors of plan-time pruning are locked)."""
@@ -340,16 +354,8 @@ def _attach_orphans(plan, forest, refs, table_for, locked) -> None:
                and n.subplans_removed and not any(c.is_scan for c in n.walk())]
     if not orphans:
         return
-    present = {oid for r in refs for oid in r.leaf_oids}
-    absent_by_table: dict[int, int] = {}
-    if locked:
-        for oid in locked:
-            leaf = forest.nodes.get(oid)
-            if leaf is None or leaf.is_partitioned or oid in present:
-                continue
-            table = table_for(leaf)
-            if table is not None and table.oid != leaf.oid:
-                absent_by_table[table.oid] = absent_by_table.get(table.oid, 0) + 1
+    absent_by_table = {t: len(leaves) for t, leaves
+                       in _locked_leaves_not_shown(forest, refs, table_for, locked).items()}
     for orphan in orphans:
         removed = int(orphan.subplans_removed or 0)
         pick = [t for t, n in absent_by_table.items() if n == removed] or list(absent_by_table)
@@ -369,15 +375,7 @@ def _name_removed(forest, refs, table_for, locked, generic) -> None:
     are part of the generic plan; the locks say which they are."""
     if not generic:
         return
-    present = {oid for r in refs for oid in r.leaf_oids}
-    by_table: dict[int, list[PartNode]] = {}
-    for oid in locked:
-        leaf = forest.nodes.get(oid)
-        if leaf is None or leaf.is_partitioned or oid in present:
-            continue
-        table = table_for(leaf)
-        if table is not None and table.oid != leaf.oid:
-            by_table.setdefault(table.oid, []).append(leaf)
+    by_table = _locked_leaves_not_shown(forest, refs, table_for, locked)
     for table_oid, leaves in by_table.items():
         mine = [r for r in refs if r.table.oid == table_oid]
         if len(mine) != 1:
