@@ -17,7 +17,7 @@ from tui.app.help_screen import HelpScreen
 from tui.app.main_screen import MainScreen
 from tui.app.registry import ConsoleCommand
 from tui.app.tree_view import PartitionTree, short_bound
-from tui.core.catalog import load_forest
+from tui.core.catalog import load_forest, load_indexes
 from tui.core.config import Config, ConsoleConfig
 from tui.core.connection import Target
 
@@ -346,18 +346,15 @@ async def test_connection_lost_between_tree_and_indexes(awkward, monkeypatch):
     """The tree is on screen when the server ends the session before the indexes are read:
     the tree stays, the status says the checks failed, the details say the indexes were not
     read, and the next refresh reads everything on a new connection."""
-    import tui.app.app as app_module
-
-    real = app_module.load_indexes
     kills = []
 
     def killed_first(conn, forest):
         if not kills:  # the real server ends the session, once
             kills.append(awkward.query("SELECT pg_terminate_backend(%s)",
                                        (conn.info.backend_pid,)))
-        return real(conn, forest)
+        return load_indexes(conn, forest)
 
-    monkeypatch.setattr(app_module, "load_indexes", killed_first)
+    monkeypatch.setattr("tui.app.app.load_indexes", killed_first)
     app = make_app(awkward)
     async with app.run_test(size=SIZE) as pilot:
         await wait_loads(pilot, app)

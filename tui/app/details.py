@@ -58,7 +58,7 @@ def render_details(
     findings: list[Any],
     exact_rows: tuple[int, float] | None,
     counting: bool,
-    checked: bool = True,
+    checked: bool,
 ) -> RenderableType:
     """`checked`: the health checks have finished (or failed) for this forest."""
     out: list[RenderableType] = []

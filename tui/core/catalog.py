@@ -8,7 +8,7 @@ Sizes default to the relpages estimates (no locks); exact sizes are an explicit,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -265,16 +265,16 @@ class Forest:
         return hits[0]
 
 
-def _new_node(state: dict[str, Any]) -> PartNode:
+_new = object.__new__
+
+
+def new_node(state: dict[str, Any]) -> PartNode:
     """A PartNode from all its field values, without the generated __init__: it takes as long
     as everything else done per partition (PartNode is a plain dataclass: no slots, no
     __post_init__; a test checks that loaded nodes carry exactly its fields)."""
     node = _new(PartNode)
     node.__dict__ = state
     return node
-
-
-_new = object.__new__
 
 
 def _build_nodes(rows: list[tuple], exact: bool) -> tuple[dict[int, PartNode], list[PartNode]]:
@@ -302,7 +302,7 @@ def _build_nodes(rows: list[tuple], exact: bool) -> tuple[dict[int, PartNode], l
         # rows come in path order, so the parent (and its path) is already built
         parent = get(parent_oid) if parent_oid else None
         leaf = relkind != "p"
-        node = _new_node({
+        node = new_node({
             "oid": relid, "root_oid": root, "parent_oid": parent_oid or None, "level": level,
             "path": (*parent.path, relid) if parent is not None else (relid,),
             "schema": schema, "name": name, "relkind": relkind, "persistence": persistence,
@@ -331,17 +331,19 @@ def _build_nodes(rows: list[tuple], exact: bool) -> tuple[dict[int, PartNode], l
             parent.children.append(node)
         elif not parent_oid:
             roots.append(node)
-    _roll_up_all(nodes.values(), get)
+    _roll_up_all(nodes)
     return nodes, roots
 
 
-def _roll_up_all(preorder: Iterable[PartNode], get: Callable[[int], PartNode | None]) -> None:
-    """Add each node's totals to its parent's, children first (reversed preorder).
+def _roll_up_all(nodes: dict[int, PartNode]) -> None:
+    """Add each node's totals to its parent's, children first (`nodes` in tree order, walked
+    backwards).
 
     PostgreSQL reports 0 bytes for a partitioned table and -1 reltuples unless its parent was
     analyzed by hand, so a partitioned table's rows come from its partitions only.
     """
-    for node in reversed(list(preorder)):
+    get = nodes.get
+    for node in reversed(nodes.values()):
         parent = get(node.parent_oid) if node.parent_oid else None
         if parent is None:
             continue
@@ -364,7 +366,7 @@ def _roll_up(root: PartNode) -> None:
         node.rows = node.own_rows_estimate if leaf else 0
         node.rows_known = (node.reltuples >= 0 or node.n_live_tup > 0) if leaf else True
         node.leaf_count = 1 if leaf else 0
-    _roll_up_all(nodes.values(), nodes.get)
+    _roll_up_all(nodes)
 
 
 def tree_query(server_version_num: int, exact_sizes: bool = False) -> sql.Composed:

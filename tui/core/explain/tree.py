@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from ..catalog import STRATEGIES, Forest, PartNode
+from ..catalog import STRATEGIES, Forest, PartNode, new_node
 
 # The recursion carries each relation's few pg_class columns, looked up by oid through a LATERAL
 # subquery (OFFSET 0 keeps it a per-row index probe): joining pg_class after the recursion made
@@ -106,13 +106,10 @@ _LIST_FIELDS = tuple(f.name for f in dataclasses.fields(PartNode)
 def _part_node(values: dict[str, Any]) -> PartNode:
     if _TEMPLATE is None:
         return PartNode(**values, **_NOT_READ)
-    node = object.__new__(PartNode)
-    state = node.__dict__
-    state.update(_TEMPLATE)
-    state.update(values)
+    state = {**_TEMPLATE, **values}
     for name in _LIST_FIELDS:
         state[name] = []
-    return node
+    return new_node(state)
 
 
 def load_trees(
