@@ -17,6 +17,7 @@ sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("PGPARTS_DEMO_NOW", "2026-11-21")
 
 from tui.app.app import PgpartsApp  # noqa: E402
+from tui.app.tree_view import PartitionTree  # noqa: E402
 from tui.core.config import Config  # noqa: E402
 from tui.core.connection import Target  # noqa: E402
 from tui.core.demo import open_demo  # noqa: E402
@@ -39,9 +40,20 @@ async def console(dsn: str) -> AsyncIterator[tuple[PgpartsApp, object]]:
     app = PgpartsApp(Target(dsn, label="demo"), Config(), read_only=False)
     app.show_load_time = False
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, lambda: app.catalog_loads >= 1 and not app.catalog_loading)
+        # the health checks too: their badges and the indexes are read after the tree
+        await settle(pilot, lambda: app.catalog_loads >= 1 and not app.catalog_loading
+                     and app.findings_loaded)
         assert app.forest is not None
         yield app, pilot
+
+
+async def open_on(app: PgpartsApp, pilot, table: str, key: str, screen: type) -> None:
+    """Put the tree's cursor on `table`, press `key`, and wait until `screen` is shown."""
+    assert app.forest is not None
+    await app.screen.query_one(PartitionTree).reveal(app.forest.find(table).oid)
+    await pilot.pause()
+    await pilot.press(key)
+    await settle(pilot, lambda: isinstance(app.screen, screen))
 
 
 def run(shoot: Callable[[str], Awaitable[None]], files: Iterable[str]) -> int:

@@ -13,23 +13,17 @@ from __future__ import annotations
 
 import sys
 
-from demo_shots import HERE, console, run, settle
+from demo_shots import HERE, console, open_on, run, settle
 
 from tui.app.confirm import ConfirmModal  # noqa: E402
 from tui.app.consolidate_screen import ConsolidateScreen  # noqa: E402
-from tui.app.tree_view import PartitionTree  # noqa: E402
 
 FILES = ("consolidate.svg", "consolidate-confirm.svg")
 
 
 async def shoot(dsn: str) -> None:
     async with console(dsn) as (app, pilot):
-        forest = app.forest
-        tree = app.screen.query_one(PartitionTree)
-        await tree.reveal(forest.find("account_balances").oid)
-        await pilot.pause()
-        await pilot.press("c")
-        await settle(pilot, lambda: isinstance(app.screen, ConsolidateScreen))
+        await open_on(app, pilot, "account_balances", "c", ConsolidateScreen)
         screen = app.screen
         await settle(pilot, lambda: screen.loads >= 1 and not screen.planning)
         await pilot.pause(0.3)

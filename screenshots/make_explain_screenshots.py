@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import sys
 
-from demo_shots import HERE, console, run, settle
+from demo_shots import HERE, console, open_on, run, settle
 from textual.widgets import TextArea, Tree  # noqa: E402
 
 from tui.app.explain_screen import ExplainScreen  # noqa: E402
-from tui.app.tree_view import PartitionTree  # noqa: E402
 
 FILES = ("explain.svg", "explain_unpruned.svg")
 
@@ -51,12 +50,7 @@ async def _explain(pilot, screen: ExplainScreen, text: str) -> None:
 
 async def shoot(dsn: str) -> None:
     async with console(dsn) as (app, pilot):
-        forest = app.forest
-        tree = app.screen.query_one(PartitionTree)
-        await tree.reveal(forest.find("account_balances").oid)
-        await pilot.pause()
-        await pilot.press("e")
-        await settle(pilot, lambda: isinstance(app.screen, ExplainScreen))
+        await open_on(app, pilot, "account_balances", "e", ExplainScreen)
         screen = app.screen
         assert isinstance(screen, ExplainScreen)
 
