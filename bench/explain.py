@@ -75,7 +75,7 @@ def prepare(dsn: str, partitions: int) -> None:
 
 
 def run(dsn: str, args: argparse.Namespace) -> None:
-    conn = connect(Target(dsn), statement_timeout="300s")
+    conn = connect(Target(dsn), statement_timeout="300s", user_search_path=True)
     session = ExplainSession(conn, timeout_seconds=300)
     print(f"PostgreSQL {conn.info.server_version}, {args.partitions} partitions,"
           f" median of {args.runs} runs (after one warm-up), load average"

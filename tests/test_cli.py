@@ -384,10 +384,21 @@ def test_session_settings(db18):
             assert _show(conn, "lock_timeout") == "2s"
             assert _show(conn, "work_mem") == "7MB"  # the user's own options are kept
             assert _show(conn, "default_transaction_read_only") == "off"
+            # CVE-2018-1058: nothing a user created can shadow a catalog function or operator
+            assert _show(conn, "search_path") == "pg_catalog, pg_temp"
             assert conn.autocommit
-            conn.execute("CREATE TABLE writable (k int)")
+            conn.execute("CREATE TABLE public.writable (k int)")
         finally:
             conn.close()
+
+
+def test_pgoptions_from_the_environment_are_kept(db18, monkeypatch):
+    """libpq ignores PGOPTIONS once a connection string has options; pgparts passes its own,
+    so it merges the user's in first (ours still win)."""
+    monkeypatch.setenv("PGOPTIONS", "-c work_mem=9MB -c TimeZone=Asia/Tokyo")
+    with _context(dsn=db18.dsn) as ctx, ctx.connect() as conn:
+        assert _show(conn, "work_mem") == "9MB"
+        assert _show(conn, "TimeZone") == "UTC"
 
 
 def test_read_only_mode(db18, tmp_path):

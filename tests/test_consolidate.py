@@ -79,7 +79,7 @@ def test_consolidates_hash_weeks_keeping_every_row(db):
                             "'pgparts_bound_check'").fetchone()[0] == 0
         assert conn.execute(
             "SELECT pg_stat_get_last_analyze_time(%s::regclass) IS NOT NULL",
-            (f"{b.weeks[0]}_consolidated",)).fetchone()[0]
+            (f"public.{b.weeks[0]}_consolidated",)).fetchone()[0]
     assert result.details["bytes_after"] > 0
     entry = journal.read(limit=1)[0]
     assert entry["outcome"] == "ok" and entry["plan"] == "consolidate"

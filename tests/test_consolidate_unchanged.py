@@ -77,9 +77,10 @@ def test_untouched_week_is_verified_once_in_the_build(db):
 
 
 @pytest.mark.parametrize("write, drops", [
-    ("INSERT INTO account_balances VALUES ('2024-01-08', 'late', 1, 'dex_swap', '{}')", True),
-    ("DELETE FROM account_balances WHERE account_address = 'rdx1q' || md5('7')", False),
-    ("UPDATE account_balances SET usd_value = usd_value + 1"
+    ("INSERT INTO public.account_balances VALUES"
+     " ('2024-01-08', 'late', 1, 'dex_swap', '{}')", True),
+    ("DELETE FROM public.account_balances WHERE account_address = 'rdx1q' || md5('7')", False),
+    ("UPDATE public.account_balances SET usd_value = usd_value + 1"
      " WHERE account_address = 'rdx1q' || md5('8')", False),
 ], ids=["insert", "delete", "update"])
 def test_write_to_the_live_partition_after_the_swap_brings_back_the_full_check(db, write, drops):
@@ -115,7 +116,7 @@ def test_delete_in_flight_on_the_live_partition_during_the_drop(db):
     other = psycopg.connect(db.dsn)
     try:
         def delete_uncommitted() -> None:
-            other.execute("DELETE FROM account_balances"
+            other.execute("DELETE FROM public.account_balances"
                           " WHERE account_address = 'rdx1q' || md5('3')")
 
         first = _run(db, _plan(db), hook=_on_step(5, delete_uncommitted))
@@ -136,7 +137,7 @@ def test_delete_in_flight_on_the_live_partition_during_the_drop(db):
     assert _run(db, plan).ok
     with db.connect() as conn:
         assert _helpers(conn) == []
-        assert conn.execute("SELECT count(*) FROM account_balances").fetchone()[0] == 59
+        assert conn.execute("SELECT count(*) FROM public.account_balances").fetchone()[0] == 59
 
 
 def _leaf(b) -> sql.Identifier:
@@ -191,20 +192,21 @@ def test_replica_role_writes_are_mirrored_and_counted(db):
         with psycopg.connect(db.dsn, autocommit=True) as c:
             c.execute("SET session_replication_role = replica")
             for i in range(4):  # lands in every hash partition sooner or later
-                c.execute("INSERT INTO account_balances VALUES"
+                c.execute("INSERT INTO public.account_balances VALUES"
                           " ('2024-01-09', %s, 1, 'dex_swap', '{}')", (f"replica-{i}",))
-            c.execute("DELETE FROM account_balances WHERE account_address = 'rdx1q' || md5('5')")
+            c.execute("DELETE FROM public.account_balances"
+                      " WHERE account_address = 'rdx1q' || md5('5')")
 
     with db.connect() as conn:
-        before_rows = conn.execute("SELECT count(*) FROM account_balances").fetchone()[0]
+        before_rows = conn.execute("SELECT count(*) FROM public.account_balances").fetchone()[0]
     result = _run(db, _plan(db), hook=_on_step(3, replica_write))
     assert result.ok, (result.error, result.state)
     assert "row write(s) counted since the copy" in result.steps[2].verification
     assert "83 rows, checksum" in result.steps[2].verification
     with db.connect() as conn:
-        assert conn.execute("SELECT count(*) FROM account_balances").fetchone()[0] == \
+        assert conn.execute("SELECT count(*) FROM public.account_balances").fetchone()[0] == \
             before_rows + 3
-        assert conn.execute("SELECT count(*) FROM account_balances WHERE account_address"
+        assert conn.execute("SELECT count(*) FROM public.account_balances WHERE account_address"
                             " LIKE 'replica-%'").fetchone()[0] == 4
         assert _helpers(conn) == []
         assert f"{b.weeks[0]}_consolidated" in user_tables(conn, "public")
@@ -217,20 +219,20 @@ def test_writer_without_privileges_on_the_counter_is_not_refused(db):
     with db.connect() as conn:
         build_balances(conn, weeks=[WEEK], rows_per_week=40)
         conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT INSERT, SELECT ON account_balances TO {}").format(
+        conn.execute(sql.SQL("GRANT INSERT, SELECT ON public.account_balances TO {}").format(
             sql.Identifier(role)))
 
     def app_insert() -> None:
         with psycopg.connect(db.dsn, autocommit=True) as c:
             c.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
-            c.execute("INSERT INTO account_balances VALUES"
+            c.execute("INSERT INTO public.account_balances VALUES"
                       " ('2024-01-10', 'app', 1, 'dex_swap', '{}')")
 
     try:
         result = _run(db, _plan(db), hook=_on_step(5, app_insert))
         assert result.ok, (result.error, result.state)
         assert "1 row write(s) counted" in result.steps[4].verification
-        assert db.query("SELECT count(*) FROM account_balances WHERE account_address = 'app'"
+        assert db.query("SELECT count(*) FROM public.account_balances WHERE account_address = 'app'"
                         ) == [(1,)]
     finally:
         db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
@@ -246,27 +248,30 @@ def test_writer_with_privileges_on_the_parent_only_keeps_writing_to_the_week(db)
     with db.connect() as conn:
         b = build_balances(conn, weeks=[WEEK], rows_per_week=40)
         conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON account_balances TO {}")
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE"
+                             " ON public.account_balances TO {}")
                      .format(sql.Identifier(role)))
 
     def app_writes() -> None:  # after the build committed, before the swap
         with psycopg.connect(db.dsn, autocommit=True) as c:
             c.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
-            c.execute("INSERT INTO account_balances VALUES"
+            c.execute("INSERT INTO public.account_balances VALUES"
                       " ('2024-01-10', 'app', 1, 'dex_swap', '{}')")
-            c.execute("UPDATE account_balances SET usd_value = 2 WHERE account_address = 'app'")
-            c.execute("DELETE FROM account_balances WHERE account_address = 'rdx1q' || md5('3')")
+            c.execute("UPDATE public.account_balances SET usd_value = 2"
+                      " WHERE account_address = 'app'")
+            c.execute("DELETE FROM public.account_balances"
+                      " WHERE account_address = 'rdx1q' || md5('3')")
 
     plan = _plan(db)
     with db.connect() as conn:
         assert any("GRANT" in st.render(conn) for st in plan.steps[0].statements)
-        before = conn.execute("SELECT count(*) FROM account_balances").fetchone()[0]
+        before = conn.execute("SELECT count(*) FROM public.account_balances").fetchone()[0]
     try:
         result = _run(db, plan, hook=_on_step(2, app_writes))
         assert result.ok, (result.error, result.state)
-        assert db.query("SELECT usd_value FROM account_balances WHERE account_address = 'app'"
-                        ) == [(2,)]
-        assert db.query("SELECT count(*) FROM account_balances") == [(before,)]  # +1 -1
+        assert db.query("SELECT usd_value FROM public.account_balances"
+                        " WHERE account_address = 'app'") == [(2,)]
+        assert db.query("SELECT count(*) FROM public.account_balances") == [(before,)]  # +1 -1
         privileges = db.query(
             "SELECT has_table_privilege(%s, %s, 'INSERT'), has_table_privilege(%s, %s, 'DELETE')",
             (role, f"{b.weeks[0]}_consolidated", role, f"{b.weeks[0]}_consolidated"))

@@ -283,7 +283,7 @@ def _build(server: Server, script: str) -> Database:
 def corpus_dbs(pg: Server) -> Iterator[dict[str, ExplainSession]]:
     scenario = _build(pg, SCENARIO_SQL)
     awkward = _build(pg, AWKWARD_SQL + AWKWARD_EXTRA)
-    conns = [connect(scenario.target), connect(awkward.target)]
+    conns = [connect(t, user_search_path=True) for t in (scenario.target, awkward.target)]
     yield {"s": ExplainSession(conns[0]), "a": ExplainSession(conns[1])}
     for c in conns:
         c.close()
@@ -296,7 +296,8 @@ def _plan_leaves(document, conn, table: str) -> set[tuple[str, str]]:
     rows = conn.execute(
         "SELECT n.nspname, c.relname FROM pg_partition_tree(%s::regclass) t"
         " JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE t.isleaf AND t.level > 0", (table,)).fetchall()
+        " WHERE t.isleaf AND t.level > 0",
+        (table if "." in table else f"public.{table}",)).fetchall()  # pgparts' safe search_path
     leaves = {(s, n) for s, n in rows}
     named: set[tuple[str, str]] = set()
     stack = [document[0]["Plan"]]

@@ -50,7 +50,7 @@ def payments(pg: Server) -> Iterator[Database]:
 
 @pytest.fixture
 def session(payments: Database) -> Iterator[ExplainSession]:
-    conn = connect(payments.target)
+    conn = connect(payments.target, user_search_path=True)
     yield ExplainSession(conn)
     conn.close()
 
@@ -152,7 +152,7 @@ def test_cancel_a_slow_analyze_from_another_thread(session: ExplainSession,
 
 
 def test_statement_timeout(payments: Database) -> None:
-    with connect(payments.target) as conn:
+    with connect(payments.target, user_search_path=True) as conn:
         session = ExplainSession(conn, timeout_seconds=0.3)
         started = time.monotonic()
         with pytest.raises(ExplainTimeout, match="statement_timeout"):
@@ -164,7 +164,7 @@ def test_statement_timeout(payments: Database) -> None:
 
 
 def test_read_only_session(payments: Database) -> None:
-    with connect(Target(payments.dsn, read_only=True)) as conn:
+    with connect(Target(payments.dsn, read_only=True), user_search_path=True) as conn:
         session = ExplainSession(conn)
         # plain EXPLAIN of an UPDATE is fine in a read-only session ...
         report = session.explain("UPDATE control.payment SET amount = 2"

@@ -179,7 +179,7 @@ def test_gc_pause_nests_across_threads_and_restores() -> None:
 def test_bounds_read_for_the_partitions_shown(awkward: Database, limit: int | None) -> None:
     """All bounds (--json) or only the first few per table
     (the console), each level's bound as the catalog has it."""
-    with connect(awkward.target) as conn:
+    with connect(awkward.target, user_search_path=True) as conn:
         full = load_forest(conn)
         report = ExplainSession(conn).explain(
             "SELECT * FROM events e JOIN control.payment p ON p.pdm_id = e.acct",

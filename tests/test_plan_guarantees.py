@@ -89,21 +89,21 @@ class Writer(threading.Thread):
 
     def _write(self, conn: psycopg.Connection, i: int, key: str) -> None:
         ts = f"{self.week_start.isoformat()} 00:00:00+00"
-        targets = ["account_balances"] + (["shadow"] if self.shadow else [])
+        targets = [("public", "account_balances")] + ([("public", "shadow")] if self.shadow else [])
         mix = self.mix  # read once: both tables get the same changes
         for t in targets:
             conn.execute(sql.SQL(
                 "INSERT INTO {} VALUES ({}::timestamptz + make_interval(secs => {}), {}, 1,"
                 " 'dex_swap', '{{}}')").format(
-                sql.Identifier(t), sql.Literal(ts), sql.Literal(i), sql.Literal(key)))
+                sql.Identifier(*t), sql.Literal(ts), sql.Literal(i), sql.Literal(key)))
             if mix and i % 5 == 0:  # update and delete rows that existed before the run
                 conn.execute(sql.SQL(
                     "UPDATE {} SET usd_value = usd_value + 1 WHERE account_address ="
-                    " 'rdx1q' || md5({}::text)").format(sql.Identifier(t), sql.Literal(i)))
+                    " 'rdx1q' || md5({}::text)").format(sql.Identifier(*t), sql.Literal(i)))
             if mix and i % 7 == 0:
                 conn.execute(sql.SQL(
                     "DELETE FROM {} WHERE account_address = 'rdx1q' || md5({}::text)").format(
-                    sql.Identifier(t), sql.Literal(i + 100)))
+                    sql.Identifier(*t), sql.Literal(i + 100)))
 
 
 def test_writer_to_current_week_loses_nothing_and_never_stalls(db):
@@ -127,7 +127,7 @@ def test_writer_to_current_week_loses_nothing_and_never_stalls(db):
     assert max(writer.stalls) < FAST.lock_timeout_seconds + 0.5
     with db.connect() as conn:
         assert week_checksums(conn, b, OLD_WEEKS) == before
-        rows = conn.execute("SELECT account_address FROM account_balances"
+        rows = conn.execute("SELECT account_address FROM public.account_balances"
                             " WHERE account_address LIKE 'writer-%'").fetchall()
     assert sorted(r[0] for r in rows) == sorted(writer.committed)
     swaps = [o for o in result.steps if o.title.startswith("Swap")]
@@ -138,8 +138,8 @@ def test_writer_to_the_week_being_consolidated_loses_nothing(db):
     week = OLD_WEEKS[0]
     with db.connect() as conn:
         b = build_balances(conn, weeks=[week])
-        conn.execute("CREATE TABLE shadow (LIKE account_balances INCLUDING ALL)")
-        conn.execute("INSERT INTO shadow SELECT * FROM account_balances")
+        conn.execute("CREATE TABLE public.shadow (LIKE public.account_balances INCLUDING ALL)")
+        conn.execute("INSERT INTO public.shadow SELECT * FROM public.account_balances")
         plan = build_consolidation_plan(conn, "account_balances", config=FAST)
     writer = Writer(db.dsn, week, shadow=True, mix=True)
     seen: list[int] = []
@@ -170,10 +170,10 @@ def test_writer_to_the_week_being_consolidated_loses_nothing(db):
     assert seen == sorted(seen) and seen[-1] - seen[0] >= 20
     with db.connect() as conn:
         got = conn.execute(
-            "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM account_balances t"
+            "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM public.account_balances t"
             " WHERE \"timestamp\" < '2024-01-14'").fetchone()
         want = conn.execute(
-            "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM shadow t").fetchone()
+            "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM public.shadow t").fetchone()
         assert got == want
         st = consolidation_status(conn, "account_balances")
         assert st.weeks[0].name == f"{b.weeks[0]}_consolidated"
@@ -231,7 +231,7 @@ def test_lock_held_on_parent_times_out_retries_and_gives_up_cleanly(db):
         before = week_checksums(conn, b, [week])
     plan = _plan(db)
     with psycopg.connect(db.dsn) as blocker:  # a long report reading the parent
-        blocker.execute("SELECT count(*) FROM account_balances")
+        blocker.execute("SELECT count(*) FROM public.account_balances")
         t0 = time.monotonic()
         result = _run(db, plan)
         took = time.monotonic() - t0
@@ -260,7 +260,7 @@ def test_lock_held_on_parent_times_out_retries_and_gives_up_cleanly(db):
 def test_advisory_lock_refuses_a_second_runner(db):
     with db.connect() as conn:
         build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=8)
-        oid = conn.execute("SELECT 'account_balances'::regclass::oid").fetchone()[0]
+        oid = conn.execute("SELECT 'public.account_balances'::regclass::oid").fetchone()[0]
     plan = _plan(db)
     with psycopg.connect(db.dsn, autocommit=True, application_name="other console") as other:
         other.execute("SELECT pg_advisory_lock(%s)", (advisory_key(oid),))
@@ -278,7 +278,7 @@ def test_cancel_during_a_lock_wait_cancels_on_the_server(db):
     config = PlansConfig(lock_timeout_seconds=30, lock_retries=1)
     runner = PlanRunner(db.target, plan, config=config, progress=lambda p: None)
     with psycopg.connect(db.dsn) as writer:  # an open transaction that wrote to the week
-        writer.execute("INSERT INTO account_balances VALUES"
+        writer.execute("INSERT INTO public.account_balances VALUES"
                        " ('2024-01-08', 'x', 1, 'a', '{}')")
         timer = threading.Timer(0.5, runner.cancel)
         timer.start()

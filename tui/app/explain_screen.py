@@ -363,7 +363,7 @@ class ExplainScreen(Screen):
         session = self._session
         if session is not None and not session.conn.closed and not session.conn.broken:
             return session
-        conn = connect(self.papp.target, purpose="explain")
+        conn = connect(self.papp.target, purpose="explain", user_search_path=True)
         session = ExplainSession(
             conn, timeout_seconds=self.papp.config.explain.statement_timeout_seconds)
         self._session = session

@@ -90,7 +90,7 @@ def render_text(report: ExplainReport) -> str:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     text = _read_query(args)
-    conn = ctx.connect(purpose="explain")
+    conn = ctx.connect(purpose="explain", user_search_path=True)
     try:
         session = ExplainSession(conn, timeout_seconds=ctx.config.explain.statement_timeout_seconds)
         try:

@@ -4,16 +4,30 @@ Every connection: application_name=pgparts (visible in pg_stat_activity), TimeZo
 DateStyle=ISO (partition bounds are printed in the session time zone), jit=off (JIT costs more than
 the catalog query itself on PG 15), a lock_timeout so a read never queues behind DDL for long, and
 autocommit, so the console never sits on locks that DDL such as DETACH CONCURRENTLY would wait for.
+
+Every session also runs with `search_path = pg_catalog, pg_temp` (CVE-2018-1058): a database or
+role whose own search_path puts a schema before pg_catalog would otherwise let whoever can create
+objects there shadow `pg_get_expr`, `=` or `count` and run code with the operator's rights on
+pgparts' every catalog read. The EXPLAIN session needs the user's own search_path for the user's
+query: `connect(..., user_search_path=True)` reads it (SHOW, which resolves nothing) before
+switching to the safe one, and `user_search_path(conn)` returns it for a `SET LOCAL` around that
+one statement.
 """
 
 from __future__ import annotations
 
+import os
+import weakref
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
 
 APPLICATION_NAME = "pgparts"
+# pg_temp named last: otherwise it is searched first for relations (never for functions or
+# operators); listed explicitly the way PostgreSQL's documentation advises for definer code
+SAFE_SEARCH_PATH = "pg_catalog, pg_temp"
+_user_paths: weakref.WeakKeyDictionary[psycopg.Connection, str] = weakref.WeakKeyDictionary()
 
 
 class ConnectError(Exception):
@@ -46,6 +60,7 @@ def session_options(
     lock_timeout: str = "2s",
     statement_timeout: str = "60s",
     extra: str = "",
+    safe_search_path: bool = True,
 ) -> str:
     opts = [
         "-c jit=off",
@@ -54,6 +69,8 @@ def session_options(
         f"-c lock_timeout={lock_timeout}",
         f"-c statement_timeout={statement_timeout}",
     ]
+    if safe_search_path:
+        opts.append("-c search_path=" + SAFE_SEARCH_PATH.replace(" ", ""))
     if read_only:
         opts.append("-c default_transaction_read_only=on")
     if extra:
@@ -87,27 +104,53 @@ def connect(
     statement_timeout: str = "60s",
     purpose: str = "",
     connect_timeout: int = 10,
+    user_search_path: bool = False,
 ) -> psycopg.Connection:
     """Open a connection to `target` with pgparts' session settings.
 
-    The caller's own `options` in the DSN are kept and ours are appended, so ours win.
+    The caller's own `options` (in the DSN, else PGOPTIONS, which libpq would ignore once we
+    pass options of our own) are kept and ours are appended, so ours win. `user_search_path`:
+    remember the search_path the user's settings give (see `user_search_path()`).
     """
     validate_dsn(target.dsn)
     params = pg_conninfo.conninfo_to_dict(target.dsn)
     ours = session_options(
-        read_only=target.read_only, lock_timeout=lock_timeout, statement_timeout=statement_timeout
+        read_only=target.read_only, lock_timeout=lock_timeout, statement_timeout=statement_timeout,
+        safe_search_path=not user_search_path,
     )
-    params["options"] = f"{params['options']} {ours}" if params.get("options") else ours
+    theirs = params.get("options") or os.environ.get("PGOPTIONS", "").strip()
+    params["options"] = f"{theirs} {ours}" if theirs else ours
     params["application_name"] = (
         f"{APPLICATION_NAME} {purpose}".strip() if purpose else APPLICATION_NAME
     )
     params.setdefault("connect_timeout", str(connect_timeout))
     try:
-        return psycopg.connect(pg_conninfo.make_conninfo(**params), autocommit=autocommit)
+        conn = psycopg.connect(pg_conninfo.make_conninfo(**params), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise ConnectError(f"cannot connect to {target.describe()}: {_first_line(exc)}") from None
     except psycopg.ProgrammingError as exc:
         raise ConnectError(f"malformed connection string: {_first_line(exc)}") from None
+    if user_search_path:
+        try:
+            _user_paths[conn] = _switch_to_safe_search_path(conn)
+        except psycopg.Error as exc:
+            conn.close()
+            raise ConnectError(f"cannot set up the session: {_first_line(exc)}") from None
+    return conn
+
+
+def _switch_to_safe_search_path(conn: psycopg.Connection) -> str:
+    """Read the user's search_path (SHOW runs no user code), then make the session safe."""
+    with conn.transaction():
+        row = conn.execute("SHOW search_path").fetchone()
+        conn.execute("SET SESSION search_path = " + SAFE_SEARCH_PATH)
+    return str(row[0]) if row else ""
+
+
+def user_search_path(conn: psycopg.Connection) -> str | None:
+    """The search_path the user's own settings gave `conn` (None unless it was connected with
+    user_search_path=True). For the user's own statements only, under SET LOCAL."""
+    return _user_paths.get(conn)
 
 
 def server_version_num(conn: psycopg.Connection) -> int:

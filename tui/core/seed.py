@@ -231,6 +231,9 @@ def seed_scenarios(
     layout = Layout(now, scale)
     saved_autocommit = conn.autocommit
     conn.autocommit = True
+    # pgparts sessions search pg_catalog only; the seed is our own DDL in a private database
+    # and names its public tables unqualified
+    conn.execute(_SEED_SEARCH_PATH)
     try:
         say("building account_balances, control.payment, legacy.payment …")
         with _connect_like(conn) as other, ThreadPoolExecutor(1) as pool:
@@ -260,7 +263,12 @@ def _connect_like(conn: psycopg.Connection) -> psycopg.Connection:
     params = dict(conn.info.get_parameters())
     if conn.info.password:
         params["password"] = conn.info.password
-    return psycopg.connect(conninfo.make_conninfo(**params), autocommit=True)
+    other = psycopg.connect(conninfo.make_conninfo(**params), autocommit=True)
+    other.execute(_SEED_SEARCH_PATH)
+    return other
+
+
+_SEED_SEARCH_PATH = "SET search_path TO public"
 
 
 def _build(

@@ -1,22 +1,29 @@
-"""Resolving the table names a query mentions the way the server would (search_path applied),
-in one round trip and without locks (to_regclass opens nothing)."""
+"""Resolving the table names a query mentions the way the server would (the user's search_path
+applied), in one round trip and without locks (to_regclass opens nothing).
+
+Only `pg_catalog.to_regclass` runs under the user's search_path, with its argument quoted here:
+no operator or unqualified function is resolved there (CVE-2018-1058). The catalog is then read
+under the session's safe search_path.
+"""
 
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
+from ..connection import SAFE_SEARCH_PATH, user_search_path
 from .advice import RelationInfo
 
-_RESOLVE_SQL = """
-SELECT x.s, x.n, c.oid, c.relkind::text, ns.nspname, c.relname,
+_REGCLASS_SQL = sql.SQL(
+    "SELECT pg_catalog.to_regclass(x)::pg_catalog.oid"
+    " FROM pg_catalog.unnest({}::pg_catalog.text[]) WITH ORDINALITY AS u(x, i) ORDER BY i")
+_DESCRIBE_SQL = """
+SELECT c.oid, c.relkind::text, ns.nspname, c.relname,
        ARRAY(SELECT a.attname::text FROM pg_attribute a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
              ORDER BY a.attnum)
-FROM unnest(%s::text[], %s::text[]) AS x(s, n)
-JOIN pg_class c ON c.oid = to_regclass(
-       CASE WHEN x.s IS NULL THEN quote_ident(x.n)
-            ELSE quote_ident(x.s) || '.' || quote_ident(x.n) END)
-JOIN pg_namespace ns ON ns.oid = c.relnamespace
+FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
+WHERE c.oid = ANY(%s::oid[])
 """
 
 
@@ -25,10 +32,22 @@ def resolve_relations(
 ) -> dict[tuple[str | None, str], RelationInfo]:
     if not names:
         return {}
-    schemas = [s for s, _ in names]
-    rels = [n for _, n in names]
-    rows = conn.execute(_RESOLVE_SQL, (schemas, rels)).fetchall()
-    return {
-        (s, n): RelationInfo(int(oid), kind, schema, name, tuple(cols or ()))
-        for s, n, oid, kind, schema, name, cols in rows
-    }
+    texts = [sql.Identifier(*(p for p in (s, n) if p is not None)).as_string(conn)
+             for s, n in names]
+    with conn.transaction():
+        path = user_search_path(conn)
+        if path is not None:
+            conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (path,))
+        oids = [r[0] for r in conn.execute(
+            _REGCLASS_SQL.format(sql.Literal(texts))).fetchall()]
+        if path is not None:
+            conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
+                         (SAFE_SEARCH_PATH,))
+        rows = {r[0]: r for r in conn.execute(
+            _DESCRIBE_SQL, ([o for o in oids if o is not None],)).fetchall()}
+    out: dict[tuple[str | None, str], RelationInfo] = {}
+    for key, oid in zip(names, oids, strict=True):
+        if oid in rows:
+            _oid, kind, schema, name, cols = rows[oid]
+            out[key] = RelationInfo(int(oid), kind, schema, name, tuple(cols or ()))
+    return out

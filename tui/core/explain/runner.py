@@ -22,6 +22,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from ..connection import SAFE_SEARCH_PATH, user_search_path
 from ..gcpause import paused_gc
 from .plan import Plan, parse_plan
 from .statement import Statement
@@ -84,9 +85,10 @@ def _needs_locks(document: Any) -> bool:
 
 
 _LOCKS_SQL = sql.SQL(
-    "SELECT relation FROM pg_locks WHERE locktype = 'relation' AND pid = pg_backend_pid()"
-    " AND relation IS NOT NULL"
+    "SELECT relation FROM pg_catalog.pg_locks WHERE locktype = 'relation'"
+    " AND pid = pg_catalog.pg_backend_pid() AND relation IS NOT NULL"
 )
+_SET_PATH = sql.SQL("SELECT pg_catalog.set_config('search_path', {}, true)")
 
 
 class ExplainRunner:
@@ -161,6 +163,11 @@ class ExplainRunner:
             with conn.transaction(force_rollback=True), conn.cursor() as cur:
                 cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
                     sql.Literal(f"{timeout_ms}ms")))
+                # the user's query is planned the way their application's would be; nothing
+                # of pgparts' own runs under that search_path
+                path = user_search_path(conn)
+                if path is not None:
+                    cur.execute(_SET_PATH.format(sql.Literal(path)))
                 if prepared is not None:
                     cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
                     prefix = sql.SQL("PREPARE {} AS ").format(prepared)
@@ -181,6 +188,8 @@ class ExplainRunner:
                     if isinstance(document, str):
                         document = json.loads(document)
                 elapsed = time.perf_counter() - started
+                if path is not None:
+                    cur.execute(_SET_PATH.format(sql.Literal(SAFE_SEARCH_PATH)))
                 if prepared is not None or _needs_locks(document):
                     locked = frozenset(r[0] for r in cur.execute(_LOCKS_SQL).fetchall())
         except pg_errors.QueryCanceled as exc:
