@@ -385,7 +385,7 @@ def test_session_settings(db18):
             assert _show(conn, "work_mem") == "7MB"  # the user's own options are kept
             assert _show(conn, "default_transaction_read_only") == "off"
             # CVE-2018-1058: nothing a user created can shadow a catalog function or operator
-            assert _show(conn, "search_path") == "pg_catalog, pg_temp"
+            assert _show(conn, "search_path") == "pg_catalog,pg_temp"
             assert conn.autocommit
             conn.execute("CREATE TABLE public.writable (k int)")
         finally:
