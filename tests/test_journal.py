@@ -221,3 +221,38 @@ def test_journal_view_shows_an_interrupted_run_and_already_done_steps(tmp_path):
     assert "outcome: interrupted · rows copied 0" in text and "not finished" in text
     assert "interrupted at step 2 (state unknown: re-run to resume)" in text
     assert " 1. already done" in text and " 2. interrupted" in text
+
+
+def test_sigterm_cancels_like_ctrl_c_and_is_journaled(db18, tmp_path):
+    with db18.connect() as conn:
+        b = build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=5)
+    config = tmp_path / "config.toml"
+    config.write_text('[plans]\nlock_timeout = "60s"\n')
+    env = {**os.environ, "PGPARTS_CONFIG": str(config)}
+    with psycopg.connect(db18.dsn) as writer:  # an open write on the week: the build waits
+        writer.execute("INSERT INTO account_balances VALUES ('2024-01-08', 'x', 1, 'a', '{}')")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "consolidate", "account_balances", "--apply",
+             "--yes", "-d", db18.dsn], cwd=REPO, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        waiting = 0
+        with psycopg.connect(db18.dsn, autocommit=True) as watch:
+            while time.monotonic() < deadline and proc.poll() is None and not waiting:
+                waiting = watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                    " 'pgparts plan' AND wait_event_type = 'Lock'").fetchone()[0]
+                time.sleep(0.1)
+        if not waiting:
+            proc.kill()
+            pytest.fail(f"the plan never waited for the lock: {proc.communicate()}")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+        writer.rollback()
+    assert proc.returncode == 143, err
+    assert "consolidation cancelled" in err and "Traceback" not in err
+    entry = journal.read(limit=1)[0]
+    assert entry["outcome"] == "cancelled" and entry["finished"]
+    assert entry["steps"][0]["status"] == "cancelled" and entry["rows_copied"] == 0
+    with db18.connect() as conn:
+        assert f"{b.weeks[0]}_consolidated" not in user_tables(conn, "public")

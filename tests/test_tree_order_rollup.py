@@ -98,7 +98,7 @@ async def test_console_tree_has_the_cli_order(db):
         for name, order in (("ord", ORD), ("wk", WK)):
             node = tree.node_for(forest.find(name).oid)
             node.expand()
-            await wait_until(pilot, lambda node=node: len(node.children) == len(order))
+            await wait_until(pilot, lambda node=node, order=order: len(node.children) == len(order))
             assert [forest.nodes[c.data].name for c in node.children] == order
 
 

@@ -5,8 +5,9 @@
                               (--dry-run [--json] | --sql | --apply [--yes]) [--keep-detached]
 
 --apply asks for confirmation on the terminal unless --yes is given; without a terminal it
-refuses. Progress goes to stderr. Ctrl-C cancels on the server and rolls the running step back;
-what is committed stays consistent and a re-run resumes.
+refuses. Progress goes to stderr. Ctrl-C or SIGTERM cancels on the server and rolls the running
+step back; what is committed stays consistent and a re-run resumes. Every run is journaled from
+its start (tui.core.plans.journal); without a writable journal the plan does not start.
 """
 
 from __future__ import annotations
@@ -249,12 +250,14 @@ def _apply(plan: Plan, ctx: Context) -> int:
         finally:
             finished.set()
 
-    # Ctrl-C only sets a flag: a KeyboardInterrupt raised inside Event.wait can leave the
-    # event's internal lock held, and the runner's finished.set() would then hang forever.
-    interrupted: list[bool] = []
+    # Ctrl-C (and SIGTERM, from a service manager or `kill`) only sets a flag: a
+    # KeyboardInterrupt raised inside Event.wait can leave the event's internal lock held, and
+    # the runner's finished.set() would then hang forever. Both stop the run the same orderly
+    # way: cancel on the server, roll the running step back, journal the outcome.
+    interrupted: list[int] = []
     main = threading.current_thread() is threading.main_thread()
-    previous = (signal.signal(signal.SIGINT, lambda _sig, _frame: interrupted.append(True))
-                if main else None)
+    previous = {sig: signal.signal(sig, lambda num, _frame: interrupted.append(num))
+                for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     threading.Thread(target=work, name="plan-runner", daemon=True).start()
     cancelling = False
     try:
@@ -265,12 +268,15 @@ def _apply(plan: Plan, ctx: Context) -> int:
                       "and its step rolled back", file=sys.stderr, flush=True)
                 threading.Thread(target=runner.cancel, daemon=True).start()
     finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     result = box.get("r")
     if result is None:  # the runner thread died: a bug, not a user error
         raise CliError("the plan runner stopped unexpectedly", status=1)
-    return report(result, plan)
+    status = report(result, plan)
+    if result.outcome == Outcome.CANCELLED and interrupted[:1] == [signal.SIGTERM]:
+        return 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+    return status
 
 
 def _weeks_done(result: RunResult, plan: Plan) -> tuple[list[dict], list[dict]]:
