@@ -27,7 +27,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from ..core.plans import Outcome, Plan, PlanRunner, Progress, RunResult, RunState, StepStatus
-from ..core.plans.runner import Hook
+from ..core.plans.runner import Hook, step_label
 from .format import bar, human_bytes, thousands
 
 if TYPE_CHECKING:
@@ -225,7 +225,8 @@ class PlanProgressScreen(Screen):
         table = self.query_one("#progress-steps", DataTable)
         status = self.step_status[i - 1]
         key = str(i)
-        table.update_cell(key, "status", Text(status, style=STATUS_STYLE.get(status, "")))
+        table.update_cell(key, "status", Text(step_label(status),
+                                              style=STATUS_STYLE.get(status, "")))
         rows = self.step_rows[i - 1]
         table.update_cell(key, "rows", thousands(rows) if rows else "")
         secs = self._step_seconds.get(i)
@@ -333,7 +334,8 @@ class PlanProgressScreen(Screen):
     def _outcome_text(self, result: RunResult) -> Group:
         parts = []
         if result.ok:
-            t = Text("Applied.", style="bold green")
+            t = Text("Applied." if result.done_steps else
+                     "Nothing to do: every step was already done.", style="bold green")
             d = result.details
             before, after = d.get("bytes_before"), d.get("bytes_after")
             if before is not None and after is not None:
