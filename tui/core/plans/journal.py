@@ -62,13 +62,6 @@ def check_writable(path: Path | None = None) -> Path:
     return path
 
 
-def append(entry: dict[str, Any], path: Path | None = None) -> Path:
-    """Append one whole entry (a run recorded at once)."""
-    path = check_writable(path)
-    _write(entry, path)
-    return path
-
-
 class RunRecord:
     """The journal records of one run: start() once, step() as steps move, end() once."""
 
