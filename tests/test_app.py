@@ -122,7 +122,7 @@ def test_rows_and_version_formats():
 
 
 # a size then a row count: where the size column ends on a tree line
-SIZE_COLUMN = re.compile(r"\d+(?:\.\d)? (?:B|kB|MB|GB|TB)(?= +(?:≥?[\d.]+[kMGT]?|\?) )")
+SIZE_COLUMN = re.compile(r"\d+(?:\.\d)? (?:B|KiB|MiB|GiB|TiB)(?= +(?:≥?[\d.]+[kMGT]?|\?) )")
 
 
 def assert_columns_align(tree: PartitionTree) -> None:

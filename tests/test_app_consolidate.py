@@ -345,3 +345,25 @@ async def test_read_only_shows_apply_disabled_with_the_reason(balances):
         await pilot.pause(0.2)
         assert app.screen is screen
     assert statuses(db)[b.weeks[0]] == HASH_PARTITIONED
+
+
+async def test_a_rerun_of_done_steps_shows_them_already_done(balances):
+    from tui.core.plans import PlanRunner
+    from tui.core.plans.consolidate import build_consolidation_plan
+
+    db, _b = balances
+    with db.connect() as conn:
+        plan = build_consolidation_plan(conn, "account_balances",
+                                        config=PlansConfig(batch=1))
+    assert PlanRunner(db.target, plan).run().ok
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        app.push_screen(PlanProgressScreen(plan))
+        progress = await run_to_end(pilot, app)
+        assert progress.result.ok and not progress.result.done_steps
+        table = progress.query_one("#progress-steps", DataTable)
+        cells = [str(table.get_cell(str(i), "status")) for i in range(1, len(plan.steps) + 1)]
+        assert cells == ["already done"] * len(plan.steps)
+        assert content_text(progress, "#progress-outcome").startswith(
+            "Nothing to do: every step was already done.")

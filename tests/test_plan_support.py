@@ -155,7 +155,7 @@ def test_sql_export_has_boundaries_locks_and_estimates(db):
         text = _toy_plan().to_sql(conn)
     assert "-- Step 1/2: Create" in text
     assert "--   lock: ACCESS EXCLUSIVE on \"Odd Schema\".\"we\"\"ird\" (new table)" in text
-    assert "--   estimate: 10 rows, 8,192 bytes, ~0.5 s" in text
+    assert "--   estimate: 10 rows, 8.0 KiB, ~0.5 s" in text
     body = [ln for ln in text.splitlines() if ln and not ln.startswith("--")]
     assert body == [
         "SET lock_timeout = '2s';",

@@ -33,8 +33,8 @@ from textual.worker import Worker, WorkerState
 from ..core.catalog import Forest, PartNode, exact_row_count, load_forest, load_indexes
 from ..core.config import Config
 from ..core.connection import ConnectError, Target, connect
-from ..core.findings import check_forest, findings_by_oid
-from .format import postgres_version, severity_rank
+from ..core.findings import FindingCounts, check_forest, findings_by_oid, subtree_counts
+from .format import postgres_version
 from .messages import CatalogFailed, CatalogLoaded, FindingsReady, RowCountDone
 from .registry import ConsoleCommand, action_name
 
@@ -150,7 +150,7 @@ class PgpartsApp(App[int]):
         self.findings_by_oid: dict[int, list[Any]] = {}
         self.findings_error: str | None = None
         self.findings_loaded = False  # the findings match the current forest
-        self.subtree_findings: dict[int, tuple[int, int]] = {}  # oid -> (count, worst rank)
+        self.subtree_findings: dict[int, FindingCounts] = {}
         self.exact_rows: dict[int, tuple[int, float]] = {}  # oid -> (count, seconds)
         self.counting: set[int] = set()
         self.connection_error: str | None = None
@@ -448,22 +448,9 @@ class PgpartsApp(App[int]):
     def _index_findings(self, findings: list[Any]) -> None:
         self.findings = findings
         self.findings_by_oid = findings_by_oid(findings)
-        # per node: how many findings concern it or anything below it, and the worst of them
-        subtree: dict[int, tuple[int, int]] = {}
+        # per node: the findings that concern it or anything below it, per severity
         forest = self.forest
-        if forest is not None:
-            for f in findings:
-                rank = severity_rank(f.severity)
-                touched: set[int] = set()
-                for oid in (f.table_oid, *f.object_oids):
-                    node = forest.nodes.get(oid)
-                    while node is not None and node.oid not in touched:
-                        touched.add(node.oid)
-                        node = forest.nodes.get(node.parent_oid) if node.parent_oid else None
-                for oid in touched:
-                    count, worst = subtree.get(oid, (0, -1))
-                    subtree[oid] = (count + 1, max(worst, rank))
-        self.subtree_findings = subtree
+        self.subtree_findings = subtree_counts(forest, findings) if forest is not None else {}
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:

@@ -27,6 +27,7 @@ from textual.worker import Worker, WorkerState
 
 from ..core.catalog import Forest, PartNode
 from ..core.connection import ConnectError, connect
+from ..core.humanfmt import plural
 from ..core.plans.consolidate import (
     CONSOLIDATED,
     HASH_PARTITIONED,
@@ -315,10 +316,10 @@ class ConsolidateScreen(Screen):
             counts: dict[str, int] = {}
             for w in st.weeks:
                 counts[w.status] = counts.get(w.status, 0) + 1
-            text.append(f"  {len(st.weeks)} partitions: ")
+            text.append(f"  {plural(len(st.weeks), 'partition')}: ")
             text.append(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
             if st.detached:
-                text.append(f" · {len(st.detached)} detached original(s) left",
+                text.append(f" · {plural(len(st.detached), 'detached original')} left",
                             style="yellow")
             text.append("  (rows and sizes: catalog estimates)", style="dim")
         cfg = self.papp.config.plans
@@ -509,7 +510,7 @@ class ConsolidateScreen(Screen):
                 preview.plan.details.get("dropped_leftovers", []))
             self.app.push_screen(
                 TypeNameModal(
-                    f"Drop {originals} original partition(s) of {parent.qualified}?",
+                    f"Drop {plural(originals, 'original partition')} of {parent.qualified}?",
                     "After the swap and a check that every row of each original is in its "
                     "consolidated partition, the detached originals are dropped: this cannot "
                     "be undone. Press escape and k to keep them detached instead.",

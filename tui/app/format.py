@@ -1,5 +1,7 @@
 """Pure formatting for the console: sizes, row counts, ages, bars, sort keys, filtering.
 
+Sizes and counts come from tui.core.humanfmt, which the command line uses too.
+
 No Textual here and no SQL: these take numbers and catalog objects and return text, so they are
 unit-testable and the widgets stay free of PostgreSQL knowledge.
 """
@@ -11,49 +13,24 @@ from datetime import datetime, timezone
 
 import humanize
 
-from ..core.bounds import Bound, BoundValue
-from ..core.catalog import Forest, PartNode
-
-_SIZE_UNITS = ("kB", "MB", "GB", "TB", "PB")
+from ..core import humanfmt
+from ..core.catalog import Forest, PartNode, in_tree_order
 
 
 def human_bytes(n: int) -> str:
-    """Like pg_size_pretty but with one decimal under 10: '0 B', '8 kB', '1.2 GB', '310 MB'."""
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    unit = _SIZE_UNITS[-1]
-    for candidate in _SIZE_UNITS:
-        value /= 1024
-        if value < 1024:
-            unit = candidate
-            break
-    return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    """The one size style of pgparts (tui.core.humanfmt): '0 B', '8.0 KiB', '1.2 GiB'."""
+    return humanfmt.size(n)
 
 
 def human_rows(n: int, known: bool = True) -> str:
     """'950', '12k', '4.2M', '3.1G' (short for tree rows). When some partitions were never
     analyzed, what the others hold is a lower bound ('≥400k'); '?' when nothing is known."""
     if not known:
-        return f"≥{_short_count(n)}" if n > 0 else "?"
-    return _short_count(n)
+        return f"≥{humanfmt.short_count(n)}" if n > 0 else "?"
+    return humanfmt.short_count(n)
 
 
-def _short_count(n: int) -> str:
-    if n < 1000:
-        return str(n)
-    value = float(n)
-    unit = "T"
-    for candidate in ("k", "M", "G", "T"):
-        value /= 1000
-        if value < 1000:
-            unit = candidate
-            break
-    return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
-
-
-def thousands(n: int) -> str:
-    return f"{n:,}"
+thousands = humanfmt.count
 
 
 def unanalyzed_leaves(node: PartNode) -> int:
@@ -105,47 +82,14 @@ def fit(text: str, width: int) -> str:
 SORTS = ("bound", "size", "name")
 
 
-def _value_key(v: BoundValue) -> tuple:
-    if v.special == "MINVALUE":
-        return (0,)
-    if v.special == "MAXVALUE":
-        return (3,)
-    if v.special == "NULL":
-        return (2,)
-    text = str(v.text)
-    ts = v.as_datetime()
-    if ts is not None:
-        return (1, 0, ts.timestamp(), text)
-    try:
-        return (1, 1, float(text), text)
-    except ValueError:
-        return (1, 2, 0.0, text)
-
-
-def bound_key(bound: Bound | None) -> tuple:
-    """Orders siblings as PostgreSQL does for their bounds; DEFAULT and unknown bounds last."""
-    if bound is None:
-        return (9,)
-    if bound.kind == "default":
-        return (8,)
-    if bound.kind == "hash":
-        return (0, bound.remainder)
-    if bound.kind == "list":
-        return (0, tuple(sorted(_value_key(v) for v in bound.values)))
-    return (0, tuple(_value_key(v) for v in bound.lower))
-
-
 def sort_nodes(nodes: Iterable[PartNode], how: str) -> list[PartNode]:
     items = list(nodes)
     if how == "size":
         return sorted(items, key=lambda n: (-n.total_bytes, n.name))
     if how == "name":
         return sorted(items, key=lambda n: (n.name, n.schema))
-    # Mixed value kinds under one parent cannot happen (one key column type); guard anyway.
-    try:
-        return sorted(items, key=lambda n: (bound_key(n.bound), n.name))
-    except TypeError:
-        return sorted(items, key=lambda n: n.name)
+    # the order `pgparts tree` prints: partitions by bound, tables by name
+    return in_tree_order(items)
 
 
 # -- filtering ----------------------------------------------------------------------------------

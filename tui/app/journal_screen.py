@@ -1,7 +1,9 @@
 """The journal: every plan applied from this machine (console or CLI), newest first.
 
-Read from the JSON-lines journal in the user state dir (tui.core.plans.journal) in a thread
-worker; the highlighted entry's details (error, database state, steps, sizes) show below.
+Read from the JSON-lines journal in the user state dir (tui.core.plans.journal, one entry per
+run folded from its records) in a thread worker; the highlighted entry's details (error,
+database state, steps, sizes) show below. A run still going shows as running, one whose process
+died as interrupted, with the steps it committed.
 """
 
 from __future__ import annotations
@@ -18,15 +20,21 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ..core.plans import journal
-from .format import human_bytes, thousands
+from ..core.humanfmt import count, plural, size
+from ..core.plans import Outcome, StepStatus, journal
+from ..core.plans.runner import step_label
 
 if TYPE_CHECKING:
     from .app import PgpartsApp
 
 LIMIT = 500  # entries shown; the file keeps everything
 
-OUTCOME_STYLE = {"ok": "green", "failed": "bold red", "cancelled": "yellow", "busy": "yellow"}
+OUTCOME_STYLE = {Outcome.OK: "green", Outcome.FAILED: "bold red", Outcome.CANCELLED: "yellow",
+                 Outcome.BUSY: "yellow", Outcome.RUNNING: "bold cyan",
+                 Outcome.INTERRUPTED: "bold red"}
+STEP_STYLE = {StepStatus.DONE: "green", StepStatus.SKIPPED: "green dim",
+              StepStatus.FAILED: "bold red", StepStatus.CANCELLED: "yellow",
+              StepStatus.RUNNING: "bold cyan", StepStatus.INTERRUPTED: "bold red"}
 
 
 @dataclass
@@ -39,14 +47,16 @@ def entry_details(entry: dict[str, Any]) -> Text:
     """The details pane for one journal entry."""
     t = Text()
     t.append(f"{entry.get('title', entry.get('plan', '?'))}\n", style="bold")
-    t.append(f"on {entry.get('server', '?')} · started {entry.get('started', '?')} · finished "
-             f"{entry.get('finished', '?')} · {entry.get('seconds', 0)} s · by "
+    finished = f"finished {entry['finished']} · {entry.get('seconds', 0)} s" \
+        if entry.get("finished") else "not finished"
+    t.append(f"on {entry.get('server', '?')} · started {entry.get('started', '?')} · "
+             f"{finished} · by "
              f"{entry.get('os_user', '?')} (database user {entry.get('db_user', '?')})\n",
              style="dim")
     outcome = str(entry.get("outcome", "?"))
     t.append("outcome: ")
     t.append(outcome, style=OUTCOME_STYLE.get(outcome, ""))
-    t.append(f" · rows copied {thousands(int(entry.get('rows_copied') or 0))}\n")
+    t.append(f" · rows copied {count(int(entry.get('rows_copied') or 0))}\n")
     if entry.get("error"):
         t.append("error: ", style="bold")
         t.append(f"{entry['error']}\n", style="red")
@@ -57,9 +67,9 @@ def entry_details(entry: dict[str, Any]) -> Text:
     if isinstance(d, dict):
         before, after = d.get("bytes_before"), d.get("bytes_after")
         if isinstance(before, int) and before:
-            t.append(f"size before {human_bytes(before)}")
+            t.append(f"size before {size(before)}")
             if isinstance(after, int):
-                t.append(f", after {human_bytes(after)}")
+                t.append(f", after {size(after)}")
             t.append("\n")
         for w in d.get("weeks") or []:
             if isinstance(w, dict):
@@ -72,16 +82,15 @@ def entry_details(entry: dict[str, Any]) -> Text:
             continue
         status = str(s.get("status", "?"))
         t.append(f"  {s.get('index', '?'):>2}. ")
-        t.append(f"{status:<9}", style=OUTCOME_STYLE.get(
-            {"done": "ok", "skipped": "ok"}.get(status, status), "dim"))
+        t.append(f"{step_label(status):<12}", style=STEP_STYLE.get(status, "dim"))
         t.append(f" {s.get('title', '')}")
         extra = []
         if s.get("seconds"):
             extra.append(f"{s['seconds']} s")
         if s.get("rows"):
-            extra.append(f"{thousands(int(s['rows']))} rows")
+            extra.append(plural(int(s["rows"]), "row"))
         if s.get("lock_timeouts"):
-            extra.append(f"{s['lock_timeouts']} lock timeouts")
+            extra.append(plural(int(s["lock_timeouts"]), "lock timeout"))
         if s.get("hold_seconds") is not None:
             extra.append(f"held the parent {float(s['hold_seconds']) * 1000:.0f} ms")
         if extra:
@@ -167,7 +176,7 @@ class JournalScreen(Screen):
             head.append("\nNo plan has been applied from this machine yet.", style="dim")
         else:
             n = len(self.entries)
-            head.append(f"  {n} entr{'ies' if n != 1 else 'y'}, newest first"
+            head.append(f"  {plural(n, 'entry', 'entries')}, newest first"
                         + (f" (the last {LIMIT})" if n >= LIMIT else ""), style="dim")
         self.query_one("#journal-head", Static).update(head)
         table = self.query_one("#journal-table", DataTable)
@@ -178,7 +187,7 @@ class JournalScreen(Screen):
                 str(e.get("started", "")).replace("T", " ")[:19],
                 Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
                 str(e.get("plan", "")), str(e.get("target", "")),
-                Text(thousands(int(e.get("rows_copied") or 0)), justify="right"),
+                Text(count(int(e.get("rows_copied") or 0)), justify="right"),
                 Text(f"{float(e.get('seconds') or 0):.1f} s", justify="right"),
                 str(e.get("os_user", "")), str(e.get("server", "")), key=str(i))
         self._show(0)

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, Tree
 
 from ..core.catalog import Forest
+from ..core.findings import FindingCounts
 from .details import render_details
 from .format import SORTS, ancestors, filter_forest, human_bytes, thousands
 from .messages import CatalogFailed
@@ -68,14 +69,13 @@ class MainScreen(Screen):
         # the first load starts once the widgets that show its result exist
         self.papp.refresh_catalog()
 
-    def _badges(self, oid: int) -> tuple[int, int, int, int]:
+    def _badges(self, oid: int) -> tuple[int, int, FindingCounts | None]:
         app = self.papp
         own = app.findings_by_oid.get(oid, [])
         from .format import severity_rank
 
         own_rank = max((severity_rank(f.severity) for f in own), default=0)
-        below, below_rank = app.subtree_findings.get(oid, (0, 0))
-        return len(own), own_rank, below, max(below_rank, 0)
+        return len(own), own_rank, app.subtree_findings.get(oid)
 
     def cursor_oid(self) -> int | None:
         return self.tree.cursor_oid()

@@ -16,6 +16,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from ..core.humanfmt import plural
 from ..core.plans import Plan
 from ..core.plans.consolidate import ConsolidationStatus, WeekStatus
 from .format import human_bytes, thousands
@@ -58,14 +59,14 @@ def change_lines(plan: Plan, status: ConsolidationStatus | None) -> list[str]:
     for w in weeks:
         week = by_name.get(w["partition"])
         lines.append(
-            f"{w['partition']}: replace {w['subpartitions']} partitions holding "
-            f"{thousands(w['rows'])} rows, {human_bytes(w['bytes_before'])}, of "
+            f"{w['partition']}: replace {plural(w['subpartitions'], 'partition')} holding "
+            f"{plural(w['rows'], 'row')}, {human_bytes(w['bytes_before'])}, of "
             f"{week_label(week, w['partition'])} with one partition {w['consolidated']}")
     if len(weeks) > 1:
         rows = sum(w["rows"] for w in weeks)
         parts = sum(w["subpartitions"] for w in weeks)
         lines.append(
-            f"in all: {len(weeks)} weeks, {parts} partitions, {thousands(rows)} rows, "
+            f"in all: {len(weeks)} weeks, {plural(parts, 'partition')}, {thousands(rows)} rows, "
             f"{human_bytes(plan.details.get('bytes_before', 0))} become {len(weeks)} partitions")
     for d in plan.details.get("dropped_leftovers", []):
         lines.append(f"drop {d['table']} ({human_bytes(d['bytes'])}), detached by an earlier "

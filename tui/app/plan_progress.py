@@ -26,8 +26,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
-from ..core.plans import Plan, PlanRunner, Progress, RunResult
-from ..core.plans.runner import Hook
+from ..core.plans import Outcome, Plan, PlanRunner, Progress, RunResult, RunState, StepStatus
+from ..core.plans.runner import Hook, step_label
 from .format import bar, human_bytes, thousands
 
 if TYPE_CHECKING:
@@ -46,15 +46,15 @@ class PlanFinished(Message):
 
 # What a step shows for the runner's states while it is the current step.
 _RUNNING_STATES = {
-    "checking": "checking",
-    "running": "running",
-    "waiting for lock": "waiting for lock",
-    "retrying": "retrying",
-    "verifying": "verifying",
-    "step done": "done",
-    "skipped": "skipped",
-    "failed": "failed",
-    "cancelled": "cancelled",
+    RunState.CHECKING: "checking",
+    RunState.RUNNING: "running",
+    RunState.WAITING: "waiting for lock",
+    RunState.RETRYING: "retrying",
+    RunState.VERIFYING: "verifying",
+    RunState.STEP_DONE: StepStatus.DONE,
+    RunState.SKIPPED: StepStatus.SKIPPED,
+    RunState.FAILED: StepStatus.FAILED,
+    RunState.CANCELLED: StepStatus.CANCELLED,
 }
 STATUS_STYLE = {
     "pending": "dim",
@@ -176,7 +176,7 @@ class PlanProgressScreen(Screen):
         error = event.worker.error
         text = str(error).strip().splitlines()[0] if error and str(error).strip() else \
             type(error).__name__
-        self._finish(RunResult("failed", list(self.runner.outcomes) if self.runner else [],
+        self._finish(RunResult(Outcome.FAILED, list(self.runner.outcomes) if self.runner else [],
                                time.monotonic() - self._started,
                                f"internal error: {text}",
                                "unknown: check the consolidation status before re-running"))
@@ -190,7 +190,7 @@ class PlanProgressScreen(Screen):
         self.progress = p
         now = time.monotonic()
         i = p.step_index
-        if p.state == "waiting for lock":
+        if p.state == RunState.WAITING:
             if self._waiting_since is None:
                 self._waiting_since = now
         else:
@@ -225,7 +225,8 @@ class PlanProgressScreen(Screen):
         table = self.query_one("#progress-steps", DataTable)
         status = self.step_status[i - 1]
         key = str(i)
-        table.update_cell(key, "status", Text(status, style=STATUS_STYLE.get(status, "")))
+        table.update_cell(key, "status", Text(step_label(status),
+                                              style=STATUS_STYLE.get(status, "")))
         rows = self.step_rows[i - 1]
         table.update_cell(key, "rows", thousands(rows) if rows else "")
         secs = self._step_seconds.get(i)
@@ -255,8 +256,9 @@ class PlanProgressScreen(Screen):
         elapsed = time.monotonic() - self._started if self.running else (
             self.result.seconds if self.result else 0.0)
         if self.result is not None:
-            outcome = {"ok": ("done", "bold green"), "cancelled": ("cancelled", "bold yellow"),
-                       "busy": ("not started", "bold yellow")}.get(
+            outcome = {Outcome.OK: ("done", "bold green"),
+                       Outcome.CANCELLED: ("cancelled", "bold yellow"),
+                       Outcome.BUSY: ("not started", "bold yellow")}.get(
                 self.result.outcome, ("failed", "bold red"))
             text.append(outcome[0], style=outcome[1])
             text.append(f" after {_seconds(elapsed)}\n")
@@ -297,7 +299,7 @@ class PlanProgressScreen(Screen):
                 text.append(f" (lock_timeout {self.papp.config.plans.lock_timeout_seconds:g} s)",
                             style="dim")
             text.append(f" · lock waits so far {_seconds(waits)}")
-            if p.message and p.state not in ("running",) and self.result is None:
+            if p.message and p.state != RunState.RUNNING and self.result is None:
                 text.append(f"\n{p.message}", style="dim")
         else:
             text.append(f"elapsed {_seconds(elapsed)}")
@@ -332,7 +334,8 @@ class PlanProgressScreen(Screen):
     def _outcome_text(self, result: RunResult) -> Group:
         parts = []
         if result.ok:
-            t = Text("Applied.", style="bold green")
+            t = Text("Applied." if result.done_steps else
+                     "Nothing to do: every step was already done.", style="bold green")
             d = result.details
             before, after = d.get("bytes_before"), d.get("bytes_after")
             if before is not None and after is not None:
@@ -351,18 +354,20 @@ class PlanProgressScreen(Screen):
             t.append("\n\nescape: back to the consolidation status", style="dim")
             parts.append(t)
             return Group(*parts)
-        label = {"cancelled": "Cancelled", "busy": "Not started"}.get(result.outcome, "Failed")
-        t = Text(f"{label}: ", style="bold red" if result.outcome == "failed" else "bold yellow")
+        label = {Outcome.CANCELLED: "Cancelled",
+                 Outcome.BUSY: "Not started"}.get(result.outcome, "Failed")
+        failed = result.outcome == Outcome.FAILED
+        t = Text(f"{label}: ", style="bold red" if failed else "bold yellow")
         t.append(result.error or "no reason given")
         parts.append(t)
         state = Text("\nDatabase state: ", style="bold")
         state.append(result.state or "unknown")
         parts.append(state)
         nxt = Text("\nWhat to do next: ", style="bold")
-        if result.outcome == "busy":
+        if result.outcome == Outcome.BUSY:
             nxt.append("wait for the other plan to finish (see the journal, key j), then apply "
                        "again.")
-        elif result.outcome == "cancelled":
+        elif result.outcome == Outcome.CANCELLED:
             nxt.append("nothing half-done is committed. Apply the same selection again to "
                        "resume from the first step that is not done.")
         else:

@@ -23,14 +23,15 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from ..core.catalog import Forest, PartNode, sql_ident_text
+from ..core.findings import FindingCounts
 from .format import SEVERITY_ICON, SEVERITY_ORDER, bar, fit, human_bytes, human_rows, sort_nodes
 
 CHUNK = 250  # nodes added per event-loop slice
 BOUND_MAX = 26
-SIZE_WIDTH = 8  # '1023 MB'
+SIZE_WIDTH = 8  # '1023 MiB', '99.9 KiB' (humanfmt.SIZE_CELLS)
 ROWS_WIDTH = 6  # '≥1000k'
 BAR_WIDTH = 8
-BADGE_WIDTH = 6  # ' (▲12)'
+BADGE_WIDTH = 6  # ' ▲12●3'
 NAME_MIN = 10
 BOUND_MIN = 8
 ICON_WIDTH = 2  # the Tree's '▶ ' before an expandable node (a leaf among them gets 2 spaces)
@@ -118,8 +119,8 @@ class PartitionTree(Tree[int]):
         self.sort = "bound"
         self.shown_oids: set[int] | None = None  # None: no filter
         self.expanded_oids: set[int] = set()
-        # oid -> (own findings count, worst own rank); oid -> (subtree count, worst rank)
-        self.badge_source: Callable[[int], tuple[int, int, int, int]] | None = None
+        # oid -> (own findings count, worst own rank, findings of its subtree per severity)
+        self.badge_source: Callable[[int], tuple[int, int, FindingCounts | None]] | None = None
         self._populated: set[int] = set()
         self._by_oid: dict[int, TreeNode[int]] = {}
         self._shorts: dict[int, str] = {}  # bound labels of the current forest, by oid
@@ -255,16 +256,24 @@ class PartitionTree(Tree[int]):
         return Text("".join(parts), no_wrap=True, end="", spans=spans)
 
     def _badge(self, node: PartNode) -> tuple[str, str] | None:
-        """' ▲2' for a node's own findings, ' (●1)' for those below a partitioned one."""
+        """' ▲2' for a leaf's own findings; for a partitioned table, its whole subtree's per
+        severity, most severe first (' ▲1●2'), so a collapsed parent never hides a warning.
+        Dim when none of them is the table's own."""
         if self.badge_source is None:
             return None
-        own, own_rank, below, below_rank = self.badge_source(node.oid)
+        own, own_rank, below = self.badge_source(node.oid)
+        if node.is_partitioned and below is not None and below.total:
+            text = ""
+            for sev, n in below.by_severity():
+                part = f"{SEVERITY_ICON[sev]}{n}"
+                if text and len(text) + len(part) + 1 > BADGE_WIDTH:
+                    break  # narrow column: the most severe always shows, the rest if they fit
+                text += part
+            style = SEVERITY_STYLE[below.worst or "info"]
+            return f" {text}", style if own else f"dim {style}"
         if own:
             sev = SEVERITY_ORDER[own_rank]
             return f" {SEVERITY_ICON[sev]}{own}", SEVERITY_STYLE[sev]
-        if below and node.is_partitioned:
-            sev = SEVERITY_ORDER[below_rank]
-            return f" ({SEVERITY_ICON[sev]}{below})", f"dim {SEVERITY_STYLE[sev]}"
         return None
 
     # -- what to show ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import json
 
 from ..context import Context
 from ..core.findings import CRITICAL, WARNING, check_forest, worst_severity
+from ..core.humanfmt import plural
 from .tree import emit, load, one_line, select
 
 
@@ -44,8 +45,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             one_line(f"{f.severity.upper():<8}  {f.table}  {f.message}") + "\n" for f in findings
         ))
     else:
-        trees = len(roots)
-        emit(f"no findings in {trees} partition tree{'s' if trees != 1 else ''}\n")
+        emit(f"no findings in {plural(len(roots), 'partition tree')}\n")
     worst = worst_severity(findings)
     if worst == CRITICAL:
         return 2

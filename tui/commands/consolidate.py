@@ -5,8 +5,9 @@
                               (--dry-run [--json] | --sql | --apply [--yes]) [--keep-detached]
 
 --apply asks for confirmation on the terminal unless --yes is given; without a terminal it
-refuses. Progress goes to stderr. Ctrl-C cancels on the server and rolls the running step back;
-what is committed stays consistent and a re-run resumes.
+refuses. Progress goes to stderr. Ctrl-C or SIGTERM cancels on the server and rolls the running
+step back; what is committed stays consistent and a re-run resumes. Every run is journaled from
+its start (tui.core.plans.journal); without a writable journal the plan does not start.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import sys
 import threading
 import time
 
-import humanize
 import psycopg
 
 from ..context import CliError, Context
-from ..core.plans import Plan, PlanRunner, Progress, RunResult
+from ..core.humanfmt import count, plural, seconds, size
+from ..core.plans import Outcome, Plan, PlanRunner, Progress, RunResult, RunState, journal
 from ..core.plans.consolidate import (
     ConsolidationError,
     ConsolidationStatus,
@@ -63,8 +64,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _size(n: int) -> str:
-    return humanize.naturalsize(n, binary=True)
+_size = size
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -138,7 +138,7 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
 def status_text(st: ConsolidationStatus) -> str:
     rows = [("partition", "status", "parts", "rows", "size", "bound", "")]
     for w in st.weeks:
-        rows.append((w.node.qualified, w.status, str(w.subpartitions or ""), f"{w.rows:,}",
+        rows.append((w.node.qualified, w.status, str(w.subpartitions or ""), count(w.rows),
                      _size(w.bytes), w.bound, w.pending))
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = []
@@ -146,7 +146,7 @@ def status_text(st: ConsolidationStatus) -> str:
         cells = [r[i].ljust(widths[i]) if i not in (2, 3, 4) else r[i].rjust(widths[i])
                  for i in range(6)]
         lines.append("  ".join(cells + ([r[6]] if r[6] else [])).rstrip())
-    out = [f"{st.parent.qualified}: {len(st.weeks)} partitions"
+    out = [f"{st.parent.qualified}: {plural(len(st.weeks), 'partition')}"
            " (rows and sizes are the catalog's estimates)", *lines]
     for d in st.detached:
         out.append(f"detached original {d.to_json()['table']} ({_size(d.bytes)}), replaced by "
@@ -162,7 +162,8 @@ def _preview(plan: Plan, conn: psycopg.Connection) -> str:
     if d.get("weeks"):
         out += ["", "Partitions:"]
         for w in d["weeks"]:
-            out.append(f"  {w['partition']}: {w['subpartitions']} partitions, ~{w['rows']:,} "
+            out.append(f"  {w['partition']}: {plural(w['subpartitions'], 'partition')}, "
+                       f"~{count(w['rows'])} "
                        f"rows, {_size(w['bytes_before'])} -> {w['consolidated']} "
                        f"(estimated {_size(w['est_bytes_after'])})")
         out.append(
@@ -180,7 +181,7 @@ def _preview(plan: Plan, conn: psycopg.Connection) -> str:
             out.append(f"     lock: {lock.describe()}")
         e = step.estimate
         if e.rows or e.seconds:
-            out.append(f"     estimate: ~{e.rows:,} rows, {_size(max(e.bytes, 0))}, "
+            out.append(f"     estimate: ~{plural(e.rows, 'row')}, {_size(max(e.bytes, 0))}, "
                        f"~{e.seconds:.1f} s")
         if step.verify_note:
             out.append(f"     verified before commit: {step.verify_note}")
@@ -190,7 +191,7 @@ def _preview(plan: Plan, conn: psycopg.Connection) -> str:
 
 def _confirm(plan: Plan) -> bool:
     print("\n".join(plan.summary), file=sys.stderr)
-    print(f"{len(plan.steps)} steps; review them with --dry-run.", file=sys.stderr)
+    print(f"{plural(len(plan.steps), 'step')}; review them with --dry-run.", file=sys.stderr)
     try:
         answer = input(f"Apply to {plan.target}? Type 'yes' to go on: ")
     except EOFError:
@@ -211,21 +212,34 @@ class _StderrProgress:
         now = time.monotonic()
         if key != self._last_key:
             self._last_key = key
-            if p.state in ("checking",):
+            if p.state == RunState.CHECKING:
+                return
+            if p.state == RunState.SKIPPED:
+                print(f"pgparts: [{p.step_index}/{p.step_count}] {p.step_title}: already done",
+                      file=sys.stderr, flush=True)
                 return
             text = f"[{p.step_index}/{p.step_count}] {p.step_title}: {p.state}"
-            if p.message and p.state not in ("running",):
+            if p.state == RunState.STEP_DONE:
+                text = f"[{p.step_index}/{p.step_count}] {p.step_title}: done"
+            elif p.message and p.state != RunState.RUNNING:
                 text += f" ({p.message})"
             print(f"pgparts: {text}", file=sys.stderr, flush=True)
         elif p.state == "running" and p.rows_done and now - self._last_rows_at >= 2:
             self._last_rows_at = now
             eta = f", ETA {p.eta_seconds:.0f} s" if p.eta_seconds is not None else ""
-            print(f"pgparts:   {p.rows_done:,}/{p.rows_total:,} rows, "
+            print(f"pgparts:   {count(p.rows_done)}/{count(p.rows_total)} rows, "
                   f"{p.rate_rows:,.0f} rows/s{eta}, {p.elapsed:.0f} s elapsed", file=sys.stderr,
                   flush=True)
 
 
 def _apply(plan: Plan, ctx: Context) -> int:
+    # a plan that cannot be journaled does not start: if it were killed, nothing would tell
+    # what it had changed
+    try:
+        journal.check_writable()
+    except journal.JournalError as exc:
+        raise CliError(f"{exc}; nothing was applied (set PGPARTS_STATE_DIR to a writable "
+                       f"directory)") from None
     runner = PlanRunner(ctx.target, plan, config=ctx.config.plans, progress=_StderrProgress())
     box: dict[str, RunResult] = {}
     finished = threading.Event()
@@ -236,12 +250,14 @@ def _apply(plan: Plan, ctx: Context) -> int:
         finally:
             finished.set()
 
-    # Ctrl-C only sets a flag: a KeyboardInterrupt raised inside Event.wait can leave the
-    # event's internal lock held, and the runner's finished.set() would then hang forever.
-    interrupted: list[bool] = []
+    # Ctrl-C (and SIGTERM, from a service manager or `kill`) only sets a flag: a
+    # KeyboardInterrupt raised inside Event.wait can leave the event's internal lock held, and
+    # the runner's finished.set() would then hang forever. Both stop the run the same orderly
+    # way: cancel on the server, roll the running step back, journal the outcome.
+    interrupted: list[int] = []
     main = threading.current_thread() is threading.main_thread()
-    previous = (signal.signal(signal.SIGINT, lambda _sig, _frame: interrupted.append(True))
-                if main else None)
+    previous = {sig: signal.signal(sig, lambda num, _frame: interrupted.append(num))
+                for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     threading.Thread(target=work, name="plan-runner", daemon=True).start()
     cancelling = False
     try:
@@ -252,24 +268,57 @@ def _apply(plan: Plan, ctx: Context) -> int:
                       "and its step rolled back", file=sys.stderr, flush=True)
                 threading.Thread(target=runner.cancel, daemon=True).start()
     finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     result = box.get("r")
     if result is None:  # the runner thread died: a bug, not a user error
         raise CliError("the plan runner stopped unexpectedly", status=1)
-    return report(result, plan)
+    status = report(result, plan)
+    if result.outcome == Outcome.CANCELLED and interrupted[:1] == [signal.SIGTERM]:
+        return 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+    return status
+
+
+def _weeks_done(result: RunResult, plan: Plan) -> tuple[list[dict], list[dict]]:
+    """The plan's weeks split into those this run changed and those an earlier run had done
+    (every step of the week skipped). Steps name their week in `group`."""
+    changed: set[str] = set()
+    seen: set[str] = set()
+    for step, out in zip(plan.steps, result.steps, strict=True):
+        if step.group:
+            seen.add(step.group)
+            if out.status != "skipped":
+                changed.add(step.group)
+    weeks = plan.details.get("weeks", [])
+    done = [w for w in weeks if w["partition"] in changed or w["partition"] not in seen]
+    return done, [w for w in weeks if w not in done]
 
 
 def report(result: RunResult, plan: Plan) -> int:
-    if result.outcome == "busy":
+    if result.journal_error:
+        print(f"pgparts: warning: {result.journal_error}; the journal entry of this run is "
+              f"incomplete", file=sys.stderr)
+    if result.outcome == Outcome.BUSY:
         raise CliError(result.error)
     if result.ok:
         d = result.details
+        if not result.done_steps:
+            print(f"nothing to do: every step was already done ({plural(len(result.steps), 'step')}"
+                  f" of {plan.target})")
+            return 0
         before, after = d.get("bytes_before", 0), d.get("bytes_after")
-        print(f"consolidated {len(d.get('weeks', []))} partition(s) of {plan.target} in "
-              f"{result.seconds:.1f} s")
-        for w in d.get("weeks", []):
+        done, earlier = _weeks_done(result, plan)
+        print(f"consolidated {plural(len(done), 'partition')} of {plan.target} in "
+              f"{seconds(result.seconds)}"
+              + (f"; {plural(len(earlier), 'partition')} already done" if earlier else ""))
+        for w in done:
             print(f"  {w['partition']} -> {w['consolidated']}")
+        for w in earlier:
+            print(f"  {w['partition']} -> {w['consolidated']} (already done)")
+        skipped = len(result.already_done_steps)
+        print(f"  {plural(len(result.done_steps), 'step')} done by this run"
+              + (f", {skipped} already done" if skipped else "")
+              + f"; {plural(result.rows_copied, 'row')} copied")
         if after is not None:
             print(f"  size before {_size(before)}, after {_size(after)}"
                   + (" (originals kept detached)" if d.get("keep_detached") else ""))
@@ -278,8 +327,8 @@ def report(result: RunResult, plan: Plan) -> int:
             print(f"  longest ACCESS EXCLUSIVE hold on {plan.target}: "
                   f"{max(holds) * 1000:.0f} ms")
         return 0
-    label = "cancelled" if result.outcome == "cancelled" else "failed"
+    label = "cancelled" if result.outcome == Outcome.CANCELLED else "failed"
     print(f"pgparts: consolidation {label}: {result.error}", file=sys.stderr)
     if result.state:
         print(f"pgparts: database state: {result.state}", file=sys.stderr)
-    return 130 if result.outcome == "cancelled" else 1
+    return 130 if result.outcome == Outcome.CANCELLED else 1

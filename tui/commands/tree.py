@@ -10,15 +10,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import humanize
 import psycopg
 
 from ..context import CliError, Context
-from ..core.catalog import Forest, PartNode, load_forest
-from ..core.findings import Finding, check_forest, findings_by_oid, worst_severity
+from ..core.catalog import Forest, PartNode, in_tree_order, load_forest
+from ..core.findings import (
+    Finding,
+    FindingCounts,
+    check_forest,
+    findings_by_oid,
+    subtree_counts,
+    worst_severity,
+)
+from ..core.humanfmt import count, plural, size
 
 _MARK = {"critical": "!!", "warning": "!", "info": "i"}
 
@@ -61,7 +69,7 @@ def load(ctx: Context, *, exact_sizes: bool = False, purpose: str = "cli") -> Fo
 def select(forest: Forest, table: str | None) -> list[PartNode]:
     """The roots to show: every tree, or the subtree of TABLE."""
     if table is None:
-        return list(forest.roots)
+        return in_tree_order(forest.roots)
     try:
         return [forest.find(table)]
     except (LookupError, ValueError) as exc:
@@ -104,12 +112,8 @@ def human_rows(node: PartNode) -> str:
     return f"{_count(n)} rows"
 
 
-def _count(n: int) -> str:
-    return humanize.intword(n) if n >= 1_000_000 else humanize.intcomma(n)
-
-
-def human_size(n: int) -> str:
-    return humanize.naturalsize(n, binary=True)
+_count = count
+human_size = size
 
 
 def _bound_label(node: PartNode) -> str:
@@ -121,7 +125,10 @@ def _bound_label(node: PartNode) -> str:
     return label
 
 
-def _flags(node: PartNode, findings: list[Finding]) -> str:
+def _flags(node: PartNode, findings: list[Finding], below: FindingCounts | None = None) -> str:
+    """Markers, then the findings: the node's own, or on a tree's top line everything found in
+    the tree (the most severe mark, the count per severity and the codes), so the first line
+    says what the rest holds."""
     parts: list[str] = []
     if node.detach_pending:
         parts.append("(detach pending)")
@@ -129,6 +136,8 @@ def _flags(node: PartNode, findings: list[Finding]) -> str:
         parts.append("(foreign)")
     if node.persistence == "u":
         parts.append("(unlogged)")
+    if below is not None and below.worst is not None and below.total > len(findings):
+        parts.append(f"{_MARK[below.worst]} {below.describe()} in this tree")
     worst = worst_severity(findings)
     if worst is not None:
         codes = ", ".join(dict.fromkeys(f.code for f in findings))
@@ -136,7 +145,10 @@ def _flags(node: PartNode, findings: list[Finding]) -> str:
     return "  ".join(parts)
 
 
-def render_text(roots: list[PartNode], by_oid: dict[int, list[Finding]], exact: bool) -> str:
+def render_text(roots: list[PartNode], by_oid: dict[int, list[Finding]], exact: bool,
+                counts: dict[int, FindingCounts] | None = None) -> str:
+    """The trees under `roots`, siblings in tree order (by bound); each top line also sums up
+    the findings below it (`counts`: findings.subtree_counts)."""
     fancy = _can_draw()
     tee, last, pipe, blank = ("├─ ", "└─ ", "│  ", "   ") if fancy else ("|- ", "`- ", "|  ", "   ")
     rows: list[tuple[str, str, str, str, str]] = []
@@ -148,13 +160,16 @@ def render_text(roots: list[PartNode], by_oid: dict[int, list[Finding]], exact: 
         rows_text = human_rows(node)
         if not fancy:
             rows_text = rows_text.replace("≥", ">=")
+        below = counts.get(node.oid) if counts is not None and not prefix + connector else None
         rows.append((
             prefix + connector + one_line(node.qualified), one_line(label),
-            human_size(node.total_bytes), rows_text, _flags(node, by_oid.get(node.oid, [])),
+            human_size(node.total_bytes), rows_text,
+            _flags(node, by_oid.get(node.oid, []), below),
         ))
         child_prefix = prefix + ((blank if connector == last else pipe) if connector else "")
-        for i, child in enumerate(node.children):
-            visit(child, child_prefix, last if i == len(node.children) - 1 else tee)
+        children = in_tree_order(node.children)
+        for i, child in enumerate(children):
+            visit(child, child_prefix, last if i == len(children) - 1 else tee)
 
     for root in roots:
         visit(root, "", "")
@@ -171,7 +186,7 @@ def render_text(roots: list[PartNode], by_oid: dict[int, list[Finding]], exact: 
     relations = sum(1 for root in roots for _ in root.walk())
     leaves = sum(root.leaf_count for root in roots)
     how = "exact sizes" if exact else "sizes estimated as of the last VACUUM/ANALYZE"
-    lines.append(f"{relations} relations, {leaves} leaf partitions; {how}")
+    lines.append(f"{plural(relations, 'relation')}, {plural(leaves, 'leaf partition')}; {how}")
     return "\n".join(lines) + "\n"
 
 
@@ -208,6 +223,13 @@ def node_dict(forest: Forest, node: PartNode, findings: list[Finding]) -> dict[s
     }
 
 
+def _walk_in_order(node: PartNode) -> Iterator[PartNode]:
+    """Depth first, siblings in tree order: the JSON lists relations as the text shows them."""
+    yield node
+    for child in in_tree_order(node.children):
+        yield from _walk_in_order(child)
+
+
 def json_lines(items: list[dict[str, Any]]) -> str:
     """A JSON array with one object per line: grep-able, and written by json's C encoder
     (indent= falls back to the pure-Python one, 5x slower on 10,000 partitions)."""
@@ -219,13 +241,14 @@ def json_lines(items: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     forest = load(ctx, exact_sizes=args.exact_sizes, purpose="tree")
     roots = select(forest, args.table)
-    by_oid = findings_by_oid(check_forest(forest, ctx.config.findings))
+    findings = check_forest(forest, ctx.config.findings)
+    by_oid = findings_by_oid(findings)
     if args.json:
         out = [
             node_dict(forest, node, by_oid.get(node.oid, []))
-            for root in roots for node in root.walk()
+            for root in roots for node in _walk_in_order(root)
         ]
         emit(json_lines(out))
     else:
-        emit(render_text(roots, by_oid, forest.exact_sizes))
+        emit(render_text(roots, by_oid, forest.exact_sizes, subtree_counts(forest, findings)))
     return 0

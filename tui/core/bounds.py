@@ -66,6 +66,38 @@ class Bound:
         return f"{lo} → {hi}"
 
 
+
+def _value_key(v: BoundValue) -> tuple:
+    if v.special == "MINVALUE":
+        return (0,)
+    if v.special == "MAXVALUE":
+        return (3,)
+    if v.special == "NULL":
+        return (2,)
+    text = str(v.text)
+    ts = v.as_datetime()
+    if ts is not None:
+        return (1, 0, ts.timestamp(), text)
+    try:
+        return (1, 1, float(text), text)
+    except ValueError:
+        return (1, 2, 0.0, text)
+
+
+def bound_sort_key(bound: Bound | None) -> tuple:
+    """Orders sibling partitions as PostgreSQL orders their bounds: MINVALUE first, by value,
+    hash partitions by remainder, the DEFAULT partition and unknown bounds last. The values are
+    compared as the times or numbers they read as (one key column type per parent)."""
+    if bound is None:
+        return (9,)
+    if bound.kind == "default":
+        return (8,)
+    if bound.kind == "hash":
+        return (0, bound.remainder)
+    if bound.kind == "list":
+        return (0, tuple(sorted(_value_key(v) for v in bound.values)))
+    return (0, tuple(_value_key(v) for v in bound.lower))
+
 def _short_value(v: BoundValue) -> str:
     if v.special == "MINVALUE":
         return "-∞"

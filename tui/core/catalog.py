@@ -8,7 +8,7 @@ Sizes default to the relpages estimates (no locks); exact sizes are an explicit,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .bounds import Bound, parse_bound
+from .bounds import Bound, bound_sort_key, parse_bound
 from .gcpause import paused_gc
 from .names import display_name, parse_qualified_name
 from .preorder import preorder
@@ -263,6 +263,22 @@ class Forest:
             where = ", ".join(sorted(h.qualified for h in hits))
             raise LookupError(f"{spec!r} is ambiguous: {where}; qualify it with a schema")
         return hits[0]
+
+
+
+def in_tree_order(nodes: Iterable[PartNode]) -> list[PartNode]:
+    """Siblings in the order pgparts shows them everywhere (the CLI's tree, the console's):
+    partitions by bound (MINVALUE first, DEFAULT last), top-level tables by name, then schema.
+
+    The catalog returns partitions in creation order, so a partition created after its
+    neighbours (a consolidated week, a back-filled year) would otherwise sort last.
+    """
+    items = list(nodes)
+    try:
+        # a root has no bound: the roots compare by (name, schema) alone
+        return sorted(items, key=lambda n: (bound_sort_key(n.bound), n.name, n.schema))
+    except TypeError:  # values of mixed kinds cannot happen under one key; stay total anyway
+        return sorted(items, key=lambda n: (n.name, n.schema))
 
 
 _new = object.__new__

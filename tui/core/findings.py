@@ -22,6 +22,7 @@ import humanize
 from .bounds import Bound, BoundValue, parse_timestamp
 from .catalog import Forest, IndexInfo, PartNode
 from .config import FindingsConfig
+from .humanfmt import count, plural, size
 from .names import display_name
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
@@ -160,6 +161,51 @@ def worst_severity(findings: Iterable[Finding]) -> str | None:
     return worst
 
 
+
+@dataclass(frozen=True)
+class FindingCounts:
+    """How many findings concern a relation or anything below it, per severity."""
+
+    critical: int = 0
+    warning: int = 0
+    info: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.critical + self.warning + self.info
+
+    @property
+    def worst(self) -> str | None:
+        return next((sev for sev, n in self.by_severity() if n), None)
+
+    def by_severity(self) -> list[tuple[str, int]]:
+        """(severity, count) for the severities present, most severe first."""
+        return [(sev, n) for sev in SEVERITIES if (n := getattr(self, sev))]
+
+    def describe(self) -> str:
+        """'1 critical, 2 warnings, 1 info' ('info' has no plural)."""
+        words = {CRITICAL: ("critical", "critical"), WARNING: ("warning", "warnings"),
+                 INFO: ("info", "info")}
+        return ", ".join(plural(n, *words[sev]) for sev, n in self.by_severity())
+
+
+def subtree_counts(forest: Forest, findings: Iterable[Finding]) -> dict[int, FindingCounts]:
+    """Per relation: the findings that concern it or any relation below it, counted once each,
+    so a collapsed parent can show the most severe problem in its subtree."""
+    tally: dict[int, dict[str, int]] = {}
+    nodes = forest.nodes
+    for f in findings:
+        touched: set[int] = set()
+        for oid in (f.table_oid, *f.object_oids):
+            node = nodes.get(oid)
+            while node is not None and node.oid not in touched:
+                touched.add(node.oid)
+                node = nodes.get(node.parent_oid) if node.parent_oid else None
+        for oid in touched:
+            per = tally.setdefault(oid, {})
+            per[f.severity] = per.get(f.severity, 0) + 1
+    return {oid: FindingCounts(**per) for oid, per in tally.items()}
+
 # -- helpers -------------------------------------------------------------------------------------
 def _finding(
     severity: str, code: str, message: str, table: PartNode, objects: Iterable[PartNode]
@@ -182,16 +228,9 @@ def _names(items: list[str]) -> str:
     return ", ".join(items[:_LIST_MAX]) + f" and {len(items) - _LIST_MAX} more"
 
 
-def _size(n: int) -> str:
-    return humanize.naturalsize(n, binary=True)
-
-
-def _rows(n: int) -> str:
-    return humanize.intcomma(n)
-
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{humanize.intcomma(n)} {word if n == 1 else (plural or word + 's')}"
+_size = size
+_rows = count
+_plural = plural
 
 
 # -- typed comparison of range bounds ------------------------------------------------------------

@@ -3,17 +3,20 @@
 from .model import Estimate, Lock, Plan, Statement, Step, VerificationFailed
 from .runner import (
     LockGaveUp,
+    Outcome,
     PlanBusy,
     PlanCancelled,
     PlanError,
     PlanRunner,
     Progress,
     RunResult,
+    RunState,
     StepOutcome,
+    StepStatus,
 )
 
 __all__ = [
-    "Estimate", "Lock", "LockGaveUp", "Plan", "PlanBusy", "PlanCancelled", "PlanError",
-    "PlanRunner", "Progress", "RunResult", "Statement", "Step", "StepOutcome",
-    "VerificationFailed",
+    "Estimate", "Lock", "LockGaveUp", "Outcome", "Plan", "PlanBusy", "PlanCancelled",
+    "PlanError", "PlanRunner", "Progress", "RunResult", "RunState", "Statement", "Step",
+    "StepOutcome", "StepStatus", "VerificationFailed",
 ]

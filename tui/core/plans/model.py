@@ -18,6 +18,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..humanfmt import plural, size
+
 # Lock modes in PostgreSQL's order of strength; the names are the ones pg_locks and the docs use.
 LOCK_MODES = (
     "ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE",
@@ -182,7 +184,8 @@ class Plan:
             est = step.estimate
             if est.rows or est.bytes or est.seconds:
                 out.append(
-                    f"--   estimate: {est.rows:,} rows, {est.bytes:,} bytes, ~{est.seconds:.1f} s"
+                    f"--   estimate: {plural(est.rows, 'row')}, {size(est.bytes)}, "
+                    f"~{est.seconds:.1f} s"
                 )
             if step.verify_note:
                 out.append(f"--   verified before commit: {step.verify_note}")

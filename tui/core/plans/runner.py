@@ -13,7 +13,9 @@
 - A session-level advisory lock on the plan's target table keeps two consoles from running plans
   on the same table at once.
 - Steps whose done() check is true are skipped, so re-running an interrupted plan resumes it.
-- Every run is journaled (journal.py).
+- Every run is journaled (journal.py): a record when it starts, one per step as it starts and
+  ends, one at the end, so a killed run leaves a true record. A plan whose journal cannot be
+  written does not start.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -38,6 +41,53 @@ from .model import Plan, Step, VerificationFailed
 
 # High 32 bits of the advisory lock key: 'pgps'. The low 32 bits are the target table's oid.
 ADVISORY_CLASS = 0x70677073
+
+
+class RunState(StrEnum):
+    """What the runner is doing (Progress.state). str-valued: compares and serializes as text."""
+
+    STARTING = "starting"
+    CHECKING = "checking"
+    RUNNING = "running"
+    WAITING = "waiting for lock"
+    RETRYING = "retrying"
+    VERIFYING = "verifying"
+    STEP_DONE = "step done"
+    SKIPPED = "skipped"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(StrEnum):
+    """A step's outcome (StepOutcome.status, the journal's steps[].status)."""
+
+    PENDING = "pending"
+    RUNNING = "running"  # in the journal while the step runs; a killed run stops here
+    DONE = "done"  # committed by this run
+    SKIPPED = "skipped"  # its done-check passed: already done by an earlier run
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # the journal's reading of a step whose run was killed
+
+
+class Outcome(StrEnum):
+    """How a run ended (RunResult.outcome, the journal's outcome)."""
+
+    RUNNING = "running"  # in the journal until the run ends
+    OK = "ok"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    BUSY = "busy"  # another plan held the table: nothing was done
+    INTERRUPTED = "interrupted"  # the journal's reading of a run whose process died
+
+
+# How each step status reads for people (CLI progress, journal, console)
+STEP_LABEL = {StepStatus.SKIPPED: "already done"}
+
+
+def step_label(status: str) -> str:
+    return STEP_LABEL.get(status, str(status))  # type: ignore[call-overload]
 
 
 class PlanError(Exception):
@@ -67,7 +117,7 @@ class Progress:
     step_index: int  # 1-based; 0 before the first step
     step_count: int
     step_title: str
-    state: str  # running, waiting for lock, retrying, verifying, done, skipped, failed, cancelled
+    state: RunState
     rows_done: int = 0
     rows_total: int = 0
     bytes_done: int = 0
@@ -84,9 +134,9 @@ class Progress:
 class StepOutcome:
     index: int
     title: str
-    status: str = "pending"  # pending, done, skipped, failed, cancelled
+    status: StepStatus = StepStatus.PENDING
     seconds: float = 0.0
-    rows: int = 0
+    rows: int = 0  # rows copied and committed (0 when the step rolled back)
     attempts: int = 0
     lock_timeouts: int = 0
     lock_wait_seconds: float = 0.0
@@ -106,16 +156,31 @@ class StepOutcome:
 
 @dataclass
 class RunResult:
-    outcome: str  # ok, failed, cancelled, busy
+    outcome: Outcome
     steps: list[StepOutcome]
     seconds: float
     error: str = ""
     state: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    journal_error: str = ""  # the journal could not be completed (the run itself went on)
 
     @property
     def ok(self) -> bool:
-        return self.outcome == "ok"
+        return self.outcome == Outcome.OK
+
+    @property
+    def done_steps(self) -> list[StepOutcome]:
+        """The steps this run committed."""
+        return [o for o in self.steps if o.status == StepStatus.DONE]
+
+    @property
+    def already_done_steps(self) -> list[StepOutcome]:
+        """The steps an earlier run had done (skipped by this one)."""
+        return [o for o in self.steps if o.status == StepStatus.SKIPPED]
+
+    @property
+    def rows_copied(self) -> int:
+        return sum(o.rows for o in self.done_steps)
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -163,7 +228,8 @@ class PlanRunner:
         self._rows_done = 0
         self._bytes_done = 0
         self._lock_wait = 0.0
-        self._current = Progress(0, len(plan.steps), "", "starting")
+        self._current = Progress(0, len(plan.steps), "", RunState.STARTING)
+        self._record: journal.RunRecord | None = None
         self._rows_total = sum(
             st.est_rows for s in plan.steps for st in s.statements if st.kind == "copy"
         )
@@ -215,6 +281,18 @@ class PlanRunner:
         result: RunResult
         db_user = ""
         monitor: _Monitor | None = None
+        if self._write_journal:
+            record = journal.RunRecord()
+            try:
+                record.start(self._journal_start(started_at))
+            except journal.JournalError as exc:
+                # a plan that cannot be journaled does not start: a killed run would leave no
+                # trace of what it changed
+                result = RunResult(Outcome.FAILED, self.outcomes, 0.0,
+                                   f"{exc}; the plan was not started", "nothing was changed")
+                self._emit(state=RunState.FAILED, message=result.error)
+                return result
+            self._record = record
         try:
             try:
                 conn = connect(
@@ -243,26 +321,28 @@ class PlanRunner:
                     conn.close()
                 with self._lock:
                     self._conn = None
-            result = RunResult("ok", self.outcomes, time.monotonic() - self._started,
+            result = RunResult(Outcome.OK, self.outcomes, time.monotonic() - self._started,
                                details=dict(self.plan.details))
-            self._emit(state="done", message="plan complete")
+            self._emit(state=RunState.DONE, message="plan complete")
         except PlanBusy as exc:
-            result = RunResult("busy", self.outcomes, time.monotonic() - self._started,
+            result = RunResult(Outcome.BUSY, self.outcomes, time.monotonic() - self._started,
                                str(exc), exc.state)
         except PlanCancelled as exc:
-            result = RunResult("cancelled", self.outcomes, time.monotonic() - self._started,
+            result = RunResult(Outcome.CANCELLED, self.outcomes,
+                               time.monotonic() - self._started,
                                str(exc), self._state_after_failure())
-            self._emit(state="cancelled", message=str(exc))
+            self._emit(state=RunState.CANCELLED, message=str(exc))
         except PlanError as exc:
-            result = RunResult("failed", self.outcomes, time.monotonic() - self._started,
+            result = RunResult(Outcome.FAILED, self.outcomes, time.monotonic() - self._started,
                                str(exc), exc.state or self._state_after_failure())
-            self._emit(state="failed", message=str(exc))
+            self._emit(state=RunState.FAILED, message=str(exc))
         finally:
             if monitor is not None:
                 monitor.stop()
         result.details = {**self.plan.details, **result.details}
-        if self._write_journal and result.outcome != "busy":
-            journal.append(self._journal_entry(result, started_at, db_user))
+        if self._record is not None:
+            self._record.end(self._journal_end(result, db_user))
+            result.journal_error = self._record.error
         return result
 
     def _take_advisory_lock(self, conn: psycopg.Connection) -> None:
@@ -291,28 +371,41 @@ class PlanRunner:
         for i, step in enumerate(self.plan.steps, 1):
             outcome = self.outcomes[i - 1]
             self._check_cancel()
-            self._emit(step_index=i, step_count=n, step_title=step.title, state="checking",
-                       attempt=1, message="")
+            self._emit(step_index=i, step_count=n, step_title=step.title,
+                       state=RunState.CHECKING, attempt=1, message="")
             try:
                 already = step.is_done(conn)
             except psycopg.OperationalError as exc:
                 raise PlanError(f"lost the connection: {_first_line(exc)}") from None
             if already:
-                outcome.status = "skipped"
-                self._emit(state="skipped", message="already done")
+                outcome.status = StepStatus.SKIPPED
+                self._journal_step(outcome)
+                self._emit(state=RunState.SKIPPED, message="already done")
                 continue
+            outcome.status = StepStatus.RUNNING
+            self._journal_step(outcome)
             self._call_hook("step", i, 0)
             t0 = time.monotonic()
             try:
                 self._run_step(conn, i, step, outcome)
             except PlanError:
-                outcome.status = "cancelled" if self.cancelled else "failed"
+                outcome.status = StepStatus.CANCELLED if self.cancelled else StepStatus.FAILED
                 outcome.seconds = time.monotonic() - t0
+                if step.transactional:
+                    # rolled back: the rows it copied are gone with it
+                    self._rows_done -= outcome.rows
+                    outcome.rows = 0
+                self._journal_step(outcome)
                 raise
             outcome.seconds = time.monotonic() - t0
-            outcome.status = "done"
-            self._emit(state="step done", message=f"{step.title}: done")
+            outcome.status = StepStatus.DONE
+            self._journal_step(outcome)
+            self._emit(state=RunState.STEP_DONE, message=f"{step.title}: done")
             self._call_hook("step_done", i, 0)
+
+    def _journal_step(self, outcome: StepOutcome) -> None:
+        if self._record is not None:
+            self._record.step(outcome.to_json())
 
     def _check_cancel(self) -> None:
         if self.cancelled:
@@ -332,7 +425,7 @@ class PlanRunner:
         while True:
             attempt += 1
             out.attempts = attempt
-            self._emit(state="running", attempt=attempt)
+            self._emit(state=RunState.RUNNING, attempt=attempt)
             rows_before, bytes_before = self._rows_done, self._bytes_done
             try:
                 if step.transactional:
@@ -347,7 +440,7 @@ class PlanRunner:
                 out.rows = 0
                 if attempt > retries:
                     raise LockGaveUp(self._gave_up_message(step, exc.waited, attempt)) from None
-                self._emit(state="retrying",
+                self._emit(state=RunState.RETRYING,
                            message=f"lock not granted within the lock timeout; retry {attempt}")
                 self._backoff(attempt)
 
@@ -378,7 +471,7 @@ class PlanRunner:
                                         savepoint=step.retry == "statement")
                 if step.verify is not None:
                     self._check_cancel()
-                    self._emit(state="verifying", message=step.verify_note)
+                    self._emit(state=RunState.VERIFYING, message=step.verify_note)
                     out.verification = step.verify(conn)
                 self._check_cancel()
                 self._call_hook("before_commit", i, 0)
@@ -399,7 +492,7 @@ class PlanRunner:
             attempt += 1
             if st.kind == "copy" and self._copy_started is None:
                 self._copy_started = time.monotonic()
-            self._emit(state="running", message=st.note or "")
+            self._emit(state=RunState.RUNNING, message=st.note or "")
             t0 = time.monotonic()
             try:
                 if savepoint:
@@ -417,7 +510,7 @@ class PlanRunner:
                     raise _StepLockTimeout(waited) from exc
                 if attempt > retries:
                     raise LockGaveUp(self._gave_up_message_stmt(st, attempt)) from None
-                self._emit(state="retrying",
+                self._emit(state=RunState.RETRYING,
                            message=f"lock not granted within the lock timeout; retry {attempt}")
                 self._backoff(attempt)
                 continue
@@ -426,7 +519,7 @@ class PlanRunner:
             except psycopg.Error as exc:
                 raise PlanError(f"{_first_line(exc)}") from None
             if st.check is not None:
-                self._emit(state="verifying", message=st.note or "")
+                self._emit(state=RunState.VERIFYING, message=st.note or "")
                 try:
                     line = st.check(cur.fetchone(), conn)
                 except VerificationFailed as exc:
@@ -440,7 +533,7 @@ class PlanRunner:
                     self._bytes_done += int(st.est_bytes * min(moved / st.est_rows, 1.0))
                 else:
                     self._bytes_done += st.est_bytes
-                self._emit(state="running", message=st.note or "")
+                self._emit(state=RunState.RUNNING, message=st.note or "")
             return
 
     def _gave_up_message_stmt(self, st: Any, attempts: int) -> str:
@@ -486,7 +579,7 @@ class PlanRunner:
             f"back; run the same plan again to resume"
         )
 
-    def _journal_entry(self, result: RunResult, started_at: datetime, db_user: str) -> dict:
+    def _journal_start(self, started_at: datetime) -> dict[str, Any]:
         try:
             os_user = getpass.getuser()
         except Exception:  # no passwd entry in some containers
@@ -497,14 +590,27 @@ class PlanRunner:
             "target": self.plan.target,
             "server": self.target.describe(),
             "started": started_at.isoformat(timespec="seconds"),
+            "finished": None,
+            "seconds": 0.0,
+            "os_user": os_user,
+            "db_user": "",
+            "outcome": Outcome.RUNNING,
+            "error": "",
+            "state": "",
+            "rows_copied": 0,
+            "steps": [o.to_json() for o in self.outcomes],
+            "details": dict(self.plan.details),
+        }
+
+    def _journal_end(self, result: RunResult, db_user: str) -> dict[str, Any]:
+        return {
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(result.seconds, 3),
-            "os_user": os_user,
             "db_user": db_user,
             "outcome": result.outcome,
             "error": result.error,
             "state": result.state,
-            "rows_copied": self._rows_done,
+            "rows_copied": result.rows_copied,
             "steps": [o.to_json() for o in result.steps],
             "details": result.details,
         }
@@ -547,10 +653,10 @@ class _Monitor:
                     " WHERE pid = %s", (pid,)
                 ).fetchone()
                 current = self.runner._current
-                if row and row[0] == "Lock" and current.state == "running":
-                    self.runner._emit(state="waiting for lock")
-                elif row and row[0] != "Lock" and current.state == "waiting for lock":
-                    self.runner._emit(state="running")
+                if row and row[0] == "Lock" and current.state == RunState.RUNNING:
+                    self.runner._emit(state=RunState.WAITING)
+                elif row and row[0] != "Lock" and current.state == RunState.WAITING:
+                    self.runner._emit(state=RunState.RUNNING)
                 else:
                     self.runner._emit()
         except psycopg.Error:
