@@ -92,7 +92,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     text = _read_query(args)
     conn = ctx.connect(purpose="explain", user_search_path=True)
     try:
-        session = ExplainSession(conn, timeout_seconds=ctx.config.explain.statement_timeout_seconds)
+        session = ExplainSession(conn, timeout_seconds=ctx.config.explain.statement_timeout_seconds,
+                                 read_only=ctx.read_only)
         try:
             # text shows 20 partitions per table; JSON lists every one with its bounds
             report = session.explain(text, analyze=args.analyze,
