@@ -3,7 +3,9 @@
 Prints, for every partitioned table the query touches, how many partitions it scans and why it
 does (not) prune. --require-pruning exits 1 when some partitioned table is scanned in full, so
 teams can lint application queries in CI. EXPLAIN ANALYZE runs the query inside a transaction
-that is always rolled back, under [explain] statement_timeout.
+that is always rolled back, under [explain] statement_timeout; with --read-only (and for plain
+EXPLAIN always) that transaction is READ ONLY (tui/core/explain/runner.py says what a rollback
+cannot undo).
 """
 
 from __future__ import annotations
