@@ -37,6 +37,7 @@ from tui.core.explain import (
     ExplainSession,
     Statement,
     StatementRefused,
+    check_statement,
 )
 from tui.core.explain.runner import _send_extended
 
@@ -176,6 +177,22 @@ def test_the_reported_command_line_exits_2(guarded: Guarded, tmp_path) -> None:
         capture_output=True, text=True, timeout=60, cwd=REPO)
     _one_line_error(done.returncode, done.stdout, done.stderr)
     assert guarded.state() == BEFORE
+
+
+# -- the check itself (no server) ----------------------------------------------------------------
+def test_check_keeps_positions_and_reads_like_postgresql() -> None:
+    # leading comments stay in the text sent, so the server's positions are the editor's
+    assert check_statement("-- why\nSELECT 1;  -- done\n").text == "-- why\nSELECT 1"
+    # a syntax error is PostgreSQL's parser's, at a character (not byte) offset; nothing is sent
+    text = "SELECT 'Ω', 'é' AND AND 1"
+    st = check_statement(text)
+    assert st.syntax_error == ('syntax error at or near "AND"', text.index("AND AND") + 4)
+    # $n inside strings, dollar quotes and comments are not parameters
+    assert check_statement("SELECT '$9', $q$ $8 $q$, $2 /* $7 */").param_count == 2
+    with pytest.raises(StatementRefused, match="SELECT INTO"):
+        check_statement("SELECT 1 INTO public.z UNION SELECT 2")
+    with pytest.raises(StatementRefused, match="found 2 statements"):
+        check_statement("SELECT 1 AS \"a\u00a0\"; DELETE FROM public.y")
 
 
 # -- the server refuses several statements, whatever the check said ----------------------------
