@@ -463,3 +463,36 @@ def test_planted_functions_never_run_for_pgparts(make_db, capsys) -> None:
             c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(db.name)))
             c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+# -- the console's EXPLAIN screen: the same checks and the same session code ---------------------
+async def test_console_refuses_the_bypass_and_releases_advisory_locks(db: Database) -> None:
+    from tui.app.confirm import ConfirmModal
+
+    from .test_app import wait_until
+    from .test_app_explain import SIZE, SMALL_SQL, make_app, open_explain, report_text
+
+    db.execute(SMALL_SQL)
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_explain(pilot, app)
+        editor = screen.query_one("#explain-editor")
+        for key in ("f5", "f6"):
+            editor.text = _evil("\u00a0", "delete from public.m")
+            await pilot.press(key)
+            await pilot.pause()
+            assert screen.last.kind == "refused" and not screen.running
+            assert "U+00A0 NO-BREAK SPACE" in report_text(screen)
+        assert db.query("SELECT count(*) FROM public.m") == [(300,)]
+
+        editor.text = "SELECT pg_advisory_lock(77), v FROM m WHERE k = 1"
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        before = screen.runs
+        await pilot.press("y")
+        await wait_until(pilot, lambda: screen.runs > before)
+        assert screen.report is not None, screen.last.error
+        assert db.query("SELECT count(*) FROM pg_catalog.pg_locks l"
+                        " JOIN pg_catalog.pg_stat_activity a USING (pid)"
+                        " WHERE l.locktype = 'advisory'"
+                        " AND a.application_name = 'pgparts explain'") == [(0,)]
