@@ -260,11 +260,9 @@ class ExplainRunner:
                     _send_extended(cur, sql.SQL("EXPLAIN ({}) EXECUTE {}({})").format(
                         self._options(analyze, False), prepared, args))
                 elif native_generic:
+                    prefix = _CHECK_PREFIX  # for the positions of its errors
+                    _check_one_statement(conn, statement.text)
                     prefix = sql.SQL("EXPLAIN ({}) ").format(self._options(analyze, True))
-                    try:
-                        _check_one_statement(conn, statement.text)
-                    except psycopg.Error as exc:
-                        raise self._error(exc, _CHECK_PREFIX, statement, False) from None
                     # a simple query: $n stay the generic plan's own
                     cur.execute(prefix + sql.SQL(statement.text))  # type: ignore[operator]
                 else:
