@@ -224,6 +224,9 @@ async def test_analyze_asks_first_no_runs_nothing_yes_runs_and_rolls_back(small)
         body = plain(app.screen.query_one("#confirm-body", Static).content)
         assert "EXPLAIN ANALYZE will run the query for real" in body
         assert "always rolled back" in body and "Statement timeout 30 s" in body
+        # what a rollback cannot undo is said before anything runs
+        assert "sequences advanced by nextval(), setval()" in body
+        assert "dblink_exec" in body and "pg_reload_conf()" in body and "TO PROGRAM" in body
         await pilot.press("n")
         await wait_until(pilot, lambda: app.screen is screen)
         await pilot.pause(0.2)
@@ -283,6 +286,8 @@ async def test_cancel_a_slow_analyze_on_the_server(small):
         await wait_until(pilot, lambda: not screen.running, timeout=10)
         assert time.monotonic() - started < 5
         assert screen.last.kind == "cancelled"
+        # the status line says "cancelled" once (the title), not "cancelled: cancelled: ..."
+        assert status_text(screen).count("cancelled") == 1, status_text(screen)
         assert "cancelled" in report_text(screen) and isinstance(app.screen, ExplainScreen)
         assert small.query(active) == [(0,)]
         # the screen (and its connection) is usable again
@@ -301,8 +306,8 @@ async def test_read_only_allows_explain_and_the_server_refuses_writes(small):
         screen.query_one("#explain-editor", TextArea).text = "DELETE FROM m WHERE k < 10"
         await pilot.press("f6")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
-        assert "Read-only session" in plain(app.screen.query_one("#confirm-body", Static)
-                                            .content)
+        body = plain(app.screen.query_one("#confirm-body", Static).content)
+        assert "Read-only session: the transaction is READ ONLY" in body
         before = screen.runs
         await pilot.press("y")
         await wait_until(pilot, lambda: screen.runs > before)

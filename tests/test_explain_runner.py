@@ -144,6 +144,8 @@ def test_cancel_a_slow_analyze_from_another_thread(session: ExplainSession,
     assert not worker.is_alive()
     assert time.monotonic() - started < 8
     assert isinstance(outcome.get("error"), ExplainCancelled)
+    # the console puts "cancelled: " in front of it: the message does not say it again
+    assert outcome["error"].message == "the server stopped the query"
     # the connection is usable afterwards, outside any transaction
     assert session.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     report = session.explain("SELECT * FROM control.payment WHERE pay_ts >= '2024-01-01'")

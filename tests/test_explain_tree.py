@@ -26,7 +26,7 @@ from .layouts import AWKWARD_SQL
 # fields the light read fills; sizes and statistics are left unknown on purpose
 SAME = ("oid", "root_oid", "parent_oid", "level", "path", "schema", "name", "relkind",
         "persistence", "parent_strategy", "strategy", "key_columns", "key_types",
-        "key_expressions", "default_partition_oid", "leaf_count")
+        "key_expressions", "default_partition_oid", "leaf_count", "detach_pending")
 
 
 @pytest.fixture(scope="module")

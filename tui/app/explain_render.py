@@ -60,7 +60,8 @@ def unpruned_levels(ref: TableReference) -> list[PartNode]:
             node = p.forest.nodes.get(oid)
             if node is None or not node.is_partitioned:
                 continue
-            populated = [c for c in node.children if c.is_leaf or c.leaf_count > 0]
+            populated = [c for c in node.children
+                         if (c.is_leaf or c.leaf_count > 0) and not c.detach_pending]
             if len(populated) > 1 and all(c.oid in alive for c in populated):
                 out.append(node)
     return out

@@ -291,11 +291,17 @@ class ExplainScreen(Screen):
             f"Statement timeout {timeout:g} s ([explain] statement_timeout); escape cancels it "
             "on the server.",
         ]
-        notes = ["Until the rollback it holds the locks it takes (a write locks its rows). "
-                 "Effects outside the transaction stay: sequences advanced by nextval(), "
-                 "dblink, and the like."]
+        notes = ["Until the rollback it holds the locks it takes (a write locks its rows).",
+                 "A rollback does not undo everything: sequences advanced by nextval(), "
+                 "setval() or serial and identity defaults stay advanced; what a function does "
+                 "outside this transaction stays done (dblink_exec on another connection, "
+                 "pg_cancel_backend() or pg_terminate_backend() of other sessions, "
+                 "pg_reload_conf(), COPY ... TO PROGRAM or to a file). Advisory locks are "
+                 "released afterwards; NOTIFY is sent only at commit, so never."]
         if self.papp.read_only:
-            notes.append("Read-only session: PostgreSQL refuses to run a write.")
+            notes.append("Read-only session: the transaction is READ ONLY, so PostgreSQL "
+                         "refuses writes, nextval() and setval(); dblink, signals to other "
+                         "sessions and COPY ... TO PROGRAM are not writes and are not refused.")
         self.app.push_screen(
             ConfirmModal(f"Run the query on {self.papp.target.describe()}?", lines, notes,
                          yes_label="Run EXPLAIN ANALYZE"),
@@ -351,7 +357,7 @@ class ExplainScreen(Screen):
             return failed("connection", _first_line(exc))
         except pg_errors.QueryCanceled:
             # the cancel reached the catalog read that follows the EXPLAIN
-            return failed("cancelled", "cancelled: the server stopped the query")
+            return failed("cancelled", "the server stopped the query")
         except psycopg.OperationalError as exc:
             self._close_session()  # the next run reconnects
             return failed("connection", f"connection lost: {_first_line(exc)}")

@@ -3,7 +3,9 @@
 Prints, for every partitioned table the query touches, how many partitions it scans and why it
 does (not) prune. --require-pruning exits 1 when some partitioned table is scanned in full, so
 teams can lint application queries in CI. EXPLAIN ANALYZE runs the query inside a transaction
-that is always rolled back, under [explain] statement_timeout.
+that is always rolled back, under [explain] statement_timeout; with --read-only (and for plain
+EXPLAIN always) that transaction is READ ONLY (tui/core/explain/runner.py says what a rollback
+cannot undo).
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     text = _read_query(args)
     conn = ctx.connect(purpose="explain", user_search_path=True)
     try:
-        session = ExplainSession(conn, timeout_seconds=ctx.config.explain.statement_timeout_seconds)
+        session = ExplainSession(conn, timeout_seconds=ctx.config.explain.statement_timeout_seconds,
+                                 read_only=ctx.read_only)
         try:
             # text shows 20 partitions per table; JSON lists every one with its bounds
             report = session.explain(text, analyze=args.analyze,

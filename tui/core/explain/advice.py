@@ -13,6 +13,7 @@ This module only reads the text. What PostgreSQL actually pruned comes from the 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +25,10 @@ from sqlglot.errors import SqlglotError
 
 from ..catalog import PartNode
 from ..names import quote_ident
-from .statement import DIALECT
+
+DIALECT = "postgres"
+# sqlglot warns on stderr when it falls back to a generic Command; the advice copes without it
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 # plan-time < start-up < execution: how late a condition can prune
 PLAN, STARTUP, EXECUTION = "plan", "startup", "execution"

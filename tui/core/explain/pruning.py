@@ -56,6 +56,9 @@ class TableReference:
     append_nodes: list[PlanNode] = field(default_factory=list)
     scan_nodes: list[PlanNode] = field(default_factory=list)
     startup_unattributed: bool = False  # removed subplans could not be named
+    # partitions below the table left detach-pending by an interrupted DETACH ... CONCURRENTLY:
+    # PostgreSQL no longer plans them, so they are not in partitions_total (nor prunable)
+    detach_pending: int = 0
     notes: list[str] = field(default_factory=list)
     advice: list = field(default_factory=list)  # list[Advice], filled by the report
 
@@ -92,6 +95,12 @@ class TableReference:
 
     @property
     def verdict(self) -> str:
+        if not self.detach_pending:
+            return self._verdict()
+        noun = "partition" if self.detach_pending == 1 else "partitions"
+        return f"{self._verdict()}; {self.detach_pending} {noun} detach-pending, not counted"
+
+    def _verdict(self) -> str:
         total = self.partitions_total
         noun = "partition" if total == 1 else "partitions"
         if total == 0:
@@ -115,6 +124,17 @@ class TableReference:
         if done == 0 and not parts:
             parts.append("all pruned")
         return f"{text} ({', '.join(parts)})" if parts else text
+
+
+def count_detach_pending(forest: Forest, refs: list[TableReference]) -> None:
+    """Set each reference's detach_pending: the marked partitions below its table (rare: the
+    forest is scanned once, and only the few marked nodes are matched to tables)."""
+    pending = [n for n in forest.nodes.values() if n.detach_pending]
+    if not pending:
+        return
+    for ref in refs:
+        oid = ref.table.oid
+        ref.detach_pending = sum(1 for n in pending if oid in n.path[:-1])
 
 
 def names_index(forest: Forest) -> dict[tuple[str, str], PartNode]:
@@ -338,7 +358,7 @@ def _locked_leaves_not_shown(forest, refs, table_for, locked) -> dict[int, list[
     by_table: dict[int, list[PartNode]] = {}
     for oid in locked or ():
         leaf = forest.nodes.get(oid)
-        if leaf is None or leaf.is_partitioned or oid in present:
+        if leaf is None or leaf.is_partitioned or oid in present or leaf.detach_pending:
             continue
         table = table_for(leaf)
         if table is not None and table.oid != leaf.oid:

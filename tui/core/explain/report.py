@@ -23,7 +23,7 @@ from .advice import (
     ReferenceAnalysis,
 )
 from .plan import Plan
-from .pruning import TableReference, build_references
+from .pruning import TableReference, build_references, count_detach_pending
 from .runner import RawExplain
 from .statement import Statement
 
@@ -108,6 +108,7 @@ def reference_json(r: TableReference) -> dict[str, Any]:
         "table": r.table.qualified,
         "reference": r.label,
         "partitions_total": r.partitions_total,
+        "detach_pending": r.detach_pending,
         "partitions_scanned": r.partitions_scanned,
         "pruned_at_plan": r.pruned_at_plan,
         "pruned_at_startup": r.pruned_at_startup,
@@ -144,7 +145,8 @@ def _level_state(level: LevelAnalysis, alive: set[int]) -> tuple[bool, bool]:
     for node in level.nodes:
         if node.oid not in alive:
             continue
-        populated = [c for c in node.children if c.leaf_count > 0 or c.is_leaf]
+        populated = [c for c in node.children
+                     if (c.leaf_count > 0 or c.is_leaf) and not c.detach_pending]
         if len(populated) > 1:
             relevant = True
         if any(c.oid not in alive for c in populated):
@@ -285,10 +287,22 @@ def advise(ref: TableReference, analysis: QueryAnalysis, forest: Forest) -> list
         if not blockers:
             missing = _missing(level, oks)
             out.append(Advice("no_key_predicate", _cap(_MESSAGES["no_key_predicate"].format(
-                key=level.key)) + missing,
-                f"add a condition on {level.elements[0].label if level.elements else 'the key'}"
-                " (e.g. a range of constants)", level.key))
+                key=level.key)) + missing, _key_condition_hint(level, oks), level.key))
     return out
+
+
+def _key_condition_hint(level: LevelAnalysis, oks: list[Finding]) -> str:
+    """What to add so that this level can prune: HASH needs = or IN on every key column (a
+    range never prunes it), LIST prunes best on its values, RANGE on its first column."""
+    labels = [e.label for e in level.elements]
+    if level.strategy == "hash":
+        have = {f.column for f in oks if f.equality}
+        need = [c for c in labels if c not in have] or labels or ["the key"]
+        return f"add an equality (or IN list) on {', '.join(need)}"
+    first = labels[0] if labels else "the key"
+    if level.strategy == "list":
+        return f"add a condition on {first} (e.g. = or IN with constants)"
+    return f"add a condition on {first} (e.g. a range of constants)"
 
 
 def _missing(level: LevelAnalysis, oks: list[Finding]) -> str:
@@ -339,6 +353,7 @@ def build_report(
     refs = build_references(raw.plan, forest, mentioned=analysis.mentioned_oids,
                             locked=raw.locked_oids, generic=raw.generic, by_name=by_name)
     refs += zero_scan_references(raw.plan, forest, analysis, refs)
+    count_detach_pending(forest, refs)
     for ref in refs:
         ref.generic = raw.generic
         ref.advice = advise(ref, analysis, forest)

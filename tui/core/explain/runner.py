@@ -1,12 +1,30 @@
-"""Running EXPLAIN safely: always inside a transaction that is rolled back, under a statement
-timeout, cancellable from another thread, one statement at a time.
+"""Running EXPLAIN safely: one statement, as PostgreSQL reads it, inside a transaction that is
+rolled back, under a statement timeout, cancellable from another thread.
 
-EXPLAIN ANALYZE executes the statement; the rollback means an UPDATE or DELETE leaves no trace.
+- One statement: the user's text goes to the server with the extended query protocol (one Parse
+  message), and the server itself refuses a text that holds several statements ("cannot insert
+  multiple commands into a prepared statement"), whatever a client-side parser made of it.
+  psycopg uses the simple protocol, which runs every statement of a string, for a query without
+  parameters unless it is asked for binary results: `_send_extended` asks for them.
+- Rolled back, and READ ONLY unless the statement is analyzed in a session that may write:
+  plain EXPLAIN never needs to write (planning a function that lies about its volatility could),
+  and in a read-only session PostgreSQL refuses to ANALYZE a write, nextval() or setval().
+- What a rollback does not undo: EXPLAIN ANALYZE executes the statement, and a function it
+  calls can advance a sequence, take a session-level advisory lock, reach another server
+  (dblink) or signal other backends. Advisory locks and prepared statements are released after
+  every EXPLAIN (`_reset_session`); the rest the documentation and the console's ANALYZE dialog
+  spell out.
+- Search path: only the user's statement runs under the user's own search_path (SET LOCAL, and
+  set back before anything else runs); pgparts' own reads run under pg_catalog, pg_temp.
+
 Queries with $n parameters are explained as a generic plan: EXPLAIN (GENERIC_PLAN) on 16+, and on
 older servers PREPARE + plan_cache_mode = force_generic_plan + EXPLAIN EXECUTE with NULL
 arguments. With NULL arguments start-up pruning removes everything, so on those servers the
 partitions of the generic plan are read from the locks it took (a generic plan locks every
-partition that survived plan-time pruning).
+partition that survived plan-time pruning). EXPLAIN (GENERIC_PLAN) cannot be bound through the
+extended protocol (its $n would become the EXPLAIN's own parameters, and bound values are folded
+into a custom plan): the server's grammar first confirms that the text is one statement (a Parse
+message that nothing executes, `_check_one_statement`), then the EXPLAIN goes as a simple query.
 """
 
 from __future__ import annotations
@@ -89,13 +107,45 @@ _LOCKS_SQL = sql.SQL(
     " AND pid = pg_catalog.pg_backend_pid() AND relation IS NOT NULL"
 )
 _SET_PATH = sql.SQL("SELECT pg_catalog.set_config('search_path', {}, true)")
+_CHECK_PREFIX = sql.SQL("PREPARE pgparts_check AS ")
+# session state that survives the rollback of what the user's statement did (set_config(),
+# SET and temporary objects roll back with the transaction; these do not)
+_RESET_SESSION = (
+    sql.SQL("SELECT pg_catalog.pg_advisory_unlock_all()"),
+    sql.SQL("DEALLOCATE ALL"),
+)
+
+
+def _send_extended(cur: psycopg.Cursor[Any], query: sql.Composable) -> None:
+    """Execute `query` with the extended query protocol: a Parse message holds one statement
+    only, so the server refuses a text that holds more (psycopg sends a query without
+    parameters as a simple query, which runs them all, unless binary results are asked for)."""
+    cur.execute(query, binary=True)
+
+
+def _check_one_statement(conn: psycopg.Connection, text: str) -> None:
+    """Have the server's grammar confirm that `text` is one preparable statement: a Parse
+    message (nothing is bound or run) of `PREPARE pgparts_check AS <text>`, which the server
+    refuses when the text holds several statements. A utility statement is not analysed at
+    Parse, so untyped $n pass as they do in EXPLAIN (GENERIC_PLAN) (a Parse of the EXPLAIN
+    itself would insist on their types). A preparable statement holds no ';' token, so the
+    EXPLAIN of the same text, sent as a simple query, is one statement too."""
+    query = (_CHECK_PREFIX + sql.SQL(text)).as_bytes(conn)  # type: ignore[operator]
+    result = conn.pgconn.prepare(b"", query)
+    if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+        raise pg_errors.error_from_result(result, encoding=conn.info.encoding)
 
 
 class ExplainRunner:
-    """Runs EXPLAIN on one connection (autocommit), cancellable from another thread."""
+    """Runs EXPLAIN on one connection (autocommit), cancellable from another thread.
 
-    def __init__(self, conn: psycopg.Connection) -> None:
+    `read_only`: the session may not write (pgparts' --read-only); a session whose server-side
+    default_transaction_read_only is on counts as read-only as well.
+    """
+
+    def __init__(self, conn: psycopg.Connection, *, read_only: bool = False) -> None:
         self.conn = conn
+        self.read_only = read_only
         self._lock = threading.Lock()
         self._running = False
         self._cancel_requested = False
@@ -103,6 +153,12 @@ class ExplainRunner:
     @property
     def server_version(self) -> int:
         return int(self.conn.info.server_version)
+
+    @property
+    def session_read_only(self) -> bool:
+        # reported by the server on every change (PostgreSQL 14+): no round trip
+        reported = self.conn.info.parameter_status("default_transaction_read_only")
+        return self.read_only or reported == "on"
 
     def cancel(self) -> bool:
         """Ask the server to stop the running statement; True when there was one to stop."""
@@ -126,6 +182,10 @@ class ExplainRunner:
     def explain(
         self, statement: Statement, *, analyze: bool = False, timeout_seconds: float = 30.0
     ) -> RawExplain:
+        if statement.syntax_error is not None:
+            # PostgreSQL's own parser said so (statement.py): nothing is sent
+            message, offset = statement.syntax_error
+            raise ExplainError(message, sqlstate="42601", offset=offset, text=statement.text)
         generic = statement.has_params
         if generic and analyze:
             raise ExplainError(
@@ -144,11 +204,24 @@ class ExplainRunner:
         finally:
             with self._lock:
                 self._running = False
-            if prepared is not None and not self.conn.closed:
-                try:
-                    self.conn.execute(sql.SQL("DEALLOCATE {}").format(prepared))
-                except psycopg.Error:
-                    pass  # the PREPARE itself failed: nothing to deallocate
+            self._reset_session()
+
+    def _reset_session(self) -> None:
+        """Release what the statement may have left on the session beyond its transaction: a
+        session-level advisory lock (pg_advisory_lock() survives a rollback) and prepared
+        statements (ours on PostgreSQL 15, or any a function made with EXECUTE 'PREPARE')."""
+        conn = self.conn
+        for _attempt in range(2):
+            if conn.closed or conn.broken:
+                return
+            try:
+                for statement in _RESET_SESSION:
+                    conn.execute(statement)
+                return
+            except pg_errors.QueryCanceled:
+                continue  # a cancel request that arrived after the EXPLAIN ended: once more
+            except psycopg.Error:
+                return
 
     def _run(
         self, statement: Statement, analyze: bool, timeout_seconds: float,
@@ -156,31 +229,45 @@ class ExplainRunner:
     ) -> RawExplain:
         conn = self.conn
         timeout_ms = max(int(timeout_seconds * 1000), 1)
+        # READ ONLY unless a write is analyzed where writing is allowed: PostgreSQL then refuses
+        # whatever the statement (or a function it calls) would write
+        setup = [sql.SQL("SET TRANSACTION READ ONLY")] \
+            if self.session_read_only or not analyze else []
+        setup.append(sql.SQL("SET LOCAL statement_timeout = {}").format(
+            sql.Literal(f"{timeout_ms}ms")))
+        # the server then reads backslashes in '...' the way the check's parser did
+        setup.append(sql.SQL("SET LOCAL standard_conforming_strings = on"))
+        if prepared is not None:
+            setup.append(sql.SQL("SET LOCAL plan_cache_mode = force_generic_plan"))
         prefix: sql.Composable | None = None
         locked: frozenset[int] | None = None
         try:
             # force_rollback: even EXPLAIN ANALYZE of an UPDATE/DELETE leaves nothing behind
             with conn.transaction(force_rollback=True), conn.cursor() as cur:
-                cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                    sql.Literal(f"{timeout_ms}ms")))
+                cur.execute(sql.SQL("; ").join(setup))  # our own text: one round trip
                 # the user's query is planned the way their application's would be; nothing
                 # of pgparts' own runs under that search_path
                 path = user_search_path(conn)
                 if path is not None:
                     cur.execute(_SET_PATH.format(sql.Literal(path)))
                 if prepared is not None:
-                    cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
                     prefix = sql.SQL("PREPARE {} AS ").format(prepared)
-                    cur.execute(prefix + sql.SQL(statement.text))  # type: ignore[operator]
+                    _send_extended(cur, prefix + sql.SQL(statement.text))  # type: ignore[operator]
                     args = sql.SQL(", ").join([sql.NULL] * statement.param_count)
-                    query = sql.SQL("EXPLAIN ({}) EXECUTE {}({})").format(
-                        self._options(analyze, False), prepared, args)
-                else:
-                    prefix = sql.SQL("EXPLAIN ({}) ").format(
-                        self._options(analyze, native_generic))
-                    query = prefix + sql.SQL(statement.text)  # type: ignore[operator]
+                    prefix = None  # positions in errors from here on are not the user's
                 started = time.perf_counter()
-                cur.execute(query)
+                if prepared is not None:
+                    _send_extended(cur, sql.SQL("EXPLAIN ({}) EXECUTE {}({})").format(
+                        self._options(analyze, False), prepared, args))
+                elif native_generic:
+                    prefix = _CHECK_PREFIX  # for the positions of its errors
+                    _check_one_statement(conn, statement.text)
+                    prefix = sql.SQL("EXPLAIN ({}) ").format(self._options(analyze, True))
+                    # a simple query: $n stay the generic plan's own
+                    cur.execute(prefix + sql.SQL(statement.text))  # type: ignore[operator]
+                else:
+                    prefix = sql.SQL("EXPLAIN ({}) ").format(self._options(analyze, False))
+                    _send_extended(cur, prefix + sql.SQL(statement.text))  # type: ignore[operator]
                 with paused_gc():
                     # psycopg decodes the json column itself; a str only if a loader says so
                     row = cur.fetchone()
@@ -195,21 +282,23 @@ class ExplainRunner:
         except pg_errors.QueryCanceled as exc:
             msg = _message(exc)
             if self._cancel_requested:
-                raise ExplainCancelled("cancelled: the server stopped the query",
+                # the console prefixes "cancelled: " itself
+                raise ExplainCancelled("the server stopped the query",
                                        sqlstate=exc.sqlstate) from None
             raise ExplainTimeout(
                 f"{msg} (the EXPLAIN statement timeout is {timeout_seconds:g} s;"
                 " set [explain] statement_timeout in the config to change it)",
                 sqlstate=exc.sqlstate) from None
         except psycopg.Error as exc:
-            raise self._error(exc, prefix, statement) from None
+            raise self._error(exc, prefix, statement, prepared is not None) from None
         with paused_gc():
             plan = parse_plan(document)
         return RawExplain(statement, document, plan, analyze, prepared is not None
                           or native_generic, elapsed, locked)
 
     def _error(
-        self, exc: psycopg.Error, prefix: sql.Composable | None, statement: Statement
+        self, exc: psycopg.Error, prefix: sql.Composable | None, statement: Statement,
+        prepared: bool,
     ) -> ExplainError:
         msg = _message(exc)
         offset: int | None = None
@@ -220,7 +309,7 @@ class ExplainRunner:
             candidate = int(pos) - 1 - start
             if 0 <= candidate <= len(statement.text):
                 offset = candidate
-        if exc.sqlstate == "42P18" and prefix is not None:  # PREPARE could not type a $n
+        if exc.sqlstate == "42P18" and prepared:  # PREPARE could not type a $n
             msg += (
                 "; this server (before PostgreSQL 16) must PREPARE a parameterized query to"
                 " show its generic plan: add a cast such as $1::timestamptz, or use"

@@ -24,9 +24,10 @@ from .tree import fill_bounds, load_trees
 
 
 class ExplainSession:
-    def __init__(self, conn: psycopg.Connection, *, timeout_seconds: float = 30.0) -> None:
+    def __init__(self, conn: psycopg.Connection, *, timeout_seconds: float = 30.0,
+                 read_only: bool = False) -> None:
         self.conn = conn
-        self.runner = ExplainRunner(conn)
+        self.runner = ExplainRunner(conn, read_only=read_only)
         self.timeout_seconds = timeout_seconds
 
     def cancel(self) -> bool:

@@ -4,6 +4,11 @@ The full catalog loader also reads sizes, statistics and indexes of every tree i
 which costs most of a second at 10,000 partitions. The pruning report needs only the trees of the
 relations it sees, with bounds and keys, so it reads those: one round trip, lock-free
 (pg_partition_root and pg_get_expr(relpartbound, 0) open no relation).
+
+Its `leaf_count` counts the partitions PostgreSQL plans: a detach-pending partition (an
+interrupted DETACH ... CONCURRENTLY) stays in the tree, marked, but is not counted above itself.
+The SQL here runs under the session's safe search_path (pg_catalog, pg_temp), never under the
+user's: its unqualified pg_get_expr, quote_ident and `=` are pg_catalog's.
 """
 
 from __future__ import annotations
@@ -35,11 +40,11 @@ WITH RECURSIVE seen AS (
     WHERE c.relkind IN ('r', 'p', 'f') AND (c.relkind = 'p' OR c.relispartition)
 ), tree AS (
     SELECT c.oid AS relid, 0::oid AS parent, 0 AS level, c.relname, c.relnamespace, c.relkind,
-           c.relpersistence, NULL::text COLLATE "C" AS bound
+           c.relpersistence, NULL::text COLLATE "C" AS bound, false AS pending
     FROM roots JOIN pg_class c ON c.oid = roots.r
   UNION ALL
     SELECT i.inhrelid, i.inhparent, t.level + 1, c.relname, c.relnamespace, c.relkind,
-           c.relpersistence, c.bound
+           c.relpersistence, c.bound, i.inhdetachpending
     FROM tree t
     JOIN pg_inherits i ON i.inhparent = t.relid
     CROSS JOIN LATERAL (
@@ -59,7 +64,7 @@ SELECT t.level, t.relid, t.parent, n.nspname, t.relname, t.relkind::text, t.relp
           FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
           JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = k.attnum) END,
        CASE WHEN pt.partexprs IS NOT NULL THEN pg_get_partkeydef(t.relid) END,
-       nullif(pt.partdefid, 0)
+       nullif(pt.partdefid, 0), t.pending
 FROM tree t
 JOIN pg_namespace n ON n.oid = t.relnamespace
 LEFT JOIN pg_partitioned_table pt ON pt.partrelid = t.relid
@@ -69,14 +74,14 @@ LEFT JOIN pg_partitioned_table pt ON pt.partrelid = t.relid
 # What the pruning report does not read: sizes, statistics and indexes stay at "unknown".
 _NOT_READ: dict[str, Any] = {
     "bound": None,  # parsed on demand (pruning._bounds_below)
-    "detach_pending": False, "heap_bytes": 0, "toast_bytes": 0, "index_bytes": 0,
+    "heap_bytes": 0, "toast_bytes": 0, "index_bytes": 0,
     "exact_sizes": False, "reltuples": -1, "n_live_tup": 0, "n_dead_tup": 0,
     "last_vacuum": None, "last_autovacuum": None, "last_analyze": None, "last_autoanalyze": None,
 }
 _PER_ROW = frozenset({
     "oid", "root_oid", "parent_oid", "level", "path", "schema", "name", "relkind", "persistence",
     "bound_text", "parent_strategy", "strategy", "key_columns", "key_types", "key_expressions",
-    "default_partition_oid",
+    "default_partition_oid", "detach_pending",
 })
 
 
@@ -128,7 +133,7 @@ def load_trees(
     roots: list[PartNode] = []
     get = nodes.get
     for (level, relid, parent, schema, name, relkind, persistence, bound_text,
-         strategy, key_columns, key_types, key_expressions, default) in rows:
+         strategy, key_columns, key_types, key_expressions, default, pending) in rows:
         up = get(parent) if parent else None
         partitioned = relkind == "p"
         node = _part_node({
@@ -142,6 +147,7 @@ def load_trees(
             "key_columns": tuple(key_columns) if key_columns else (),
             "key_types": tuple(key_types) if key_types else (),
             "key_expressions": key_expressions, "default_partition_oid": default,
+            "detach_pending": pending,
         })
         if not partitioned:
             node.leaf_count = 1
@@ -150,9 +156,11 @@ def load_trees(
             up.children.append(node)
         elif not parent:
             roots.append(node)
-    # leaf counts bottom-up: rows come by level, so reversed order visits children first
+    # leaf counts bottom-up: rows come by level, so reversed order visits children first. A
+    # partition whose DETACH ... CONCURRENTLY was interrupted is no longer planned by
+    # PostgreSQL, so it can be neither scanned nor pruned: its leaves are not counted above it
     for node in reversed(list(nodes.values())):
-        if node.leaf_count and node.parent_oid is not None:
+        if node.leaf_count and node.parent_oid is not None and not node.detach_pending:
             up = get(node.parent_oid)
             if up is not None:
                 up.leaf_count += node.leaf_count
