@@ -103,6 +103,16 @@ def demo_root() -> Path:
     return base / f"pgparts-demo-{os.geteuid()}-{tag}"
 
 
+def _moved_note(root: Path) -> str | None:
+    """One line saying where the cluster lives when it is not in the cache directory."""
+    preferred = cache_dir() / "demo"
+    if root == preferred:
+        return None
+    user = _server_user()
+    who = f"the server's OS user {user.pw_name}" if user is not None else "the server"
+    return f"the demo cluster lives in {root} ({who} cannot reach {preferred})"
+
+
 def _prepare_root(root: Path) -> None:
     created = [p for p in (root, *root.parents) if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
@@ -224,8 +234,14 @@ def _adopt_running(server: LocalServer) -> bool:
         return False
     if info.socket_dir is not None and info.socket_dir.is_dir():
         server.socket_dir = info.socket_dir
-        if _answers(server, timeout=15):
-            return True
+        try:
+            # a server started by an older pgparts may admit every local user: tighten it
+            server.enforce_access()
+        except (LocalServerError, OSError):
+            pass  # not ours to fix in place: restarted below
+        else:
+            if _answers(server, timeout=15):
+                return True
     # alive but unreachable (its socket directory was cleaned away): restart it
     with contextlib.suppress(LocalServerError):
         server.stop("fast")
@@ -367,6 +383,9 @@ def open_demo(reset: bool = False, progress: Progress | None = None) -> DemoHand
     with _locked(root, say):
         started = False
         if not _adopt_running(server):
+            note = _moved_note(root)
+            if note is not None:
+                say(note)
             say("starting PostgreSQL 18 …")
             try:
                 _start(server)
