@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,6 +94,17 @@ def _opened(**kw) -> tuple[DemoHandle, list[str], float]:
     return handle, messages, time.monotonic() - t0
 
 
+def _gone(root: Path, timeout: float = 20) -> bool:
+    """Whether the demo server has exited, waiting for it: stop() returns once the server took
+    the request, and its shutdown finishes in the background."""
+    deadline = time.monotonic() + timeout
+    while _postmaster_pid(root) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _postmaster_pid(root: Path) -> int | None:
     try:
         return int((root / "data" / "postmaster.pid").read_text().split("\n", 1)[0])
@@ -103,7 +115,7 @@ def _postmaster_pid(root: Path) -> int | None:
 def test_first_start_seeds(demo):
     assert demo.messages == [*demo.starting, "seeding demo data (first run) …"]
     assert demo.started and f"dbname={DEMO_DB}" in demo.dsn
-    assert _postmaster_pid(demo.root) is None  # stopped with its only console
+    assert _gone(demo.root)  # stopped with its only console
 
 
 def test_later_starts_reuse_and_consoles_share_the_server(demo):
@@ -126,7 +138,7 @@ def test_later_starts_reuse_and_consoles_share_the_server(demo):
     (demo.root / "clients" / f"{dead.pid}-deadbeef").touch()
     first.stop()
     first.stop()  # idempotent
-    assert _postmaster_pid(demo.root) is None
+    assert _gone(demo.root)
     assert list((demo.root / "clients").iterdir()) == []
     with pytest.raises(psycopg.OperationalError):
         _query(first, "SELECT 1")
@@ -145,7 +157,7 @@ def test_reset_rebuilds_even_while_a_console_is_connected(demo):
     second.stop()
     assert _postmaster_pid(demo.root) is not None  # the first console is still there
     first.stop()
-    assert _postmaster_pid(demo.root) is None
+    assert _gone(demo.root)
 
 
 def test_crash_leftovers_do_not_break_start_up(demo):
@@ -184,7 +196,33 @@ def test_crash_leftovers_do_not_break_start_up(demo):
         sleeper.wait()
 
 
+def test_leaving_does_not_wait_for_the_shutdown_and_a_quick_restart_does(demo):
+    first, _, _ = _opened()
+    # a checkpointer held still keeps the server in its shutdown as long as the test wants
+    checkpointer = _query(
+        first, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")[0][0]
+    os.kill(checkpointer, signal.SIGSTOP)
+    try:
+        first.stop()
+        assert first.server.status() == "stopping" and _postmaster_pid(demo.root) is not None
+        with pytest.raises(psycopg.OperationalError):  # it took the request: nobody gets in
+            _query(first, "SELECT 1")
+        released = threading.Timer(1.0, os.kill, (checkpointer, signal.SIGCONT))
+        released.start()
+        again, messages, elapsed = _opened()  # waits for the old server, then starts afresh
+        released.join()
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # released already, and gone
+            os.kill(checkpointer, signal.SIGCONT)
+    assert messages == demo.starting and again.started
+    assert 1.0 <= elapsed < 1.0 + REUSE_LIMIT_SECONDS
+    assert _query(again, "SELECT 1") == [(1,)]
+    again.stop()
+    assert _gone(demo.root)
+
+
 def test_a_cluster_that_no_longer_starts_is_rebuilt_by_reset(demo):
+    assert _gone(demo.root)
     (demo.root / "data" / "global" / "pg_control").unlink()  # e.g. a power loss with fsync off
     with pytest.raises(DemoError, match="pg_control.*--demo-reset rebuilds"):
         open_demo()
@@ -307,4 +345,4 @@ def test_a_trusting_cluster_from_an_older_pgparts_is_tightened(demo, monkeypatch
     finally:
         second.stop()
         handle.stop()
-    assert _postmaster_pid(demo.root) is None
+    assert _gone(demo.root)

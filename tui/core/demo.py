@@ -232,6 +232,13 @@ def _adopt_running(server: LocalServer) -> bool:
         if old is not None and old.parent == Path("/tmp") and old.name.startswith("pgparts-demo-"):
             shutil.rmtree(old, ignore_errors=True)
         return False
+    if server.status() == "stopping":
+        # the last console of a moment ago left it shutting down in the background
+        try:
+            server.wait_stopped()
+        except LocalServerError as exc:
+            raise DemoError(str(exc)) from None
+        return False
     if info.socket_dir is not None and info.socket_dir.is_dir():
         server.socket_dir = info.socket_dir
         try:
@@ -357,14 +364,19 @@ class DemoHandle:
     _stopped: bool = field(default=False, repr=False)
 
     def stop(self) -> None:
-        """Leave the demo; the server stops (fast mode) when no other live client uses it."""
+        """Leave the demo; the server stops (fast mode) when no other live client uses it.
+
+        Returns as soon as the server has taken the request: its shutdown checkpoint and exit
+        finish in the background, so quitting the console does not wait for them (the next
+        start waits instead, when it comes that soon).
+        """
         if self._stopped:
             return
         self._stopped = True
         with _locked(self.root, lambda _m: None):
             self._token.unlink(missing_ok=True)
             if not _live_clients(self.root):
-                self.server.stop("fast")
+                self.server.request_stop("fast")
 
 
 def open_demo(reset: bool = False, progress: Progress | None = None) -> DemoHandle:
@@ -441,11 +453,14 @@ def _ensure_watchdog(root: Path) -> None:
 def _watch(root: Path) -> None:
     """The watchdog's loop: exit when the server is gone, stop it when its clients are."""
     datadir = root / "data"
+    server = LocalServer(embedded_bindir(), datadir, dict(DEMO_SETTINGS))
     while True:
         time.sleep(_WATCH_INTERVAL_SECONDS)
         info = _read_pidfile(datadir)
         if info is None or not _is_our_postmaster(info.pid, datadir):
             return  # stopped (or crashed): nothing left to watch
+        if server.status() == "stopping":
+            continue  # its last console asked it to stop: gone in a moment
         with open(root / "demo.lock", "a+") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -454,7 +469,6 @@ def _watch(root: Path) -> None:
             try:
                 if _live_clients(root):
                     continue
-                server = LocalServer(embedded_bindir(), datadir, dict(DEMO_SETTINGS))
                 server.socket_dir = info.socket_dir
                 server.stop("fast")
                 return

@@ -23,6 +23,7 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -34,6 +35,8 @@ from pathlib import Path
 PG15_BINDIR = Path("/usr/lib/postgresql/15/bin")
 _SERVER_USER_CANDIDATES = ("postgres", "pgparts")
 IDENT_MAP = "pgparts"
+# what `pg_ctl stop -m MODE` sends the postmaster
+_SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 PRIVATE_MODE = 0o700
 
 
@@ -286,8 +289,56 @@ class LocalServer:
     def stop(self, mode: str = "fast") -> None:
         if self.running:
             self._run(["pg_ctl", "-D", str(self.datadir), "-w", "-m", mode, "stop"], timeout=60)
+        self._remove_socket_dir()
+
+    def request_stop(self, mode: str = "fast", timeout: float = 5) -> None:
+        """Begin shutting the server down and return without waiting for it to finish.
+
+        Returns once the postmaster has taken the request (its pid file says "stopping", or is
+        gone): from then on it accepts no connection, and `stopping` tells a newcomer to wait.
+        The shutdown checkpoint and the processes' exit go on in the background.
+        """
+        pid = self._postmaster_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, _SHUTDOWN_SIGNALS[mode])
+                deadline = time.monotonic() + timeout
+                while self.status() not in (None, "stopping") and time.monotonic() < deadline:
+                    time.sleep(0.005)
+        self._remove_socket_dir()
+
+    def _remove_socket_dir(self) -> None:
         if self.socket_dir is not None and self.socket_dir.name.startswith("pgparts-"):
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def _pid_file_lines(self) -> list[str]:
+        try:
+            return (self.datadir / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return []
+
+    def _postmaster_pid(self) -> int | None:
+        lines = self._pid_file_lines()
+        try:
+            return int(lines[0])
+        except (ValueError, IndexError):
+            return None
+
+    def status(self) -> str | None:
+        """The postmaster's own word on its state ("starting", "ready", "stopping"), from its
+        pid file; None when there is no pid file."""
+        lines = self._pid_file_lines()
+        if not lines:
+            return None
+        return lines[7].strip() if len(lines) > 7 else ""
+
+    def wait_stopped(self, timeout: float = 60) -> None:
+        """Wait until the postmaster (one that was asked to stop) has exited."""
+        deadline = time.monotonic() + timeout
+        while self.running:
+            if time.monotonic() > deadline:
+                raise LocalServerError(f"the server did not stop within {timeout:.0f}s")
+            time.sleep(0.02)
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
