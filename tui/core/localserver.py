@@ -251,6 +251,7 @@ class LocalServer:
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
                 "--no-instructions",
+                "--no-sync",  # private, throwaway clusters: not worth waiting for the disk
             ]
         )
 
