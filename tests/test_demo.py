@@ -295,6 +295,8 @@ def test_only_the_starting_user_reaches_the_demo(demo):
         assert socket_dir.stat().st_mode & 0o777 == 0o700
         assert (socket_dir / ".s.PGSQL.5432").stat().st_mode & 0o777 == 0o700
         assert "trust" not in (demo.root / "data" / "pg_hba.conf").read_text()
+        assert (demo.root / "data").stat().st_mode & 0o777 == 0o700
+        assert (demo.root / "data" / "server.log").stat().st_mode & 0o077 == 0
         assert _query(handle, "SELECT current_user") == [("postgres",)]
         if os.geteuid() == 0:
             from tests.test_private_servers import psql_as
