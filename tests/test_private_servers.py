@@ -162,3 +162,12 @@ def test_access_rules_quote_names_and_refuse_unquotable_ones():
     assert 'local all "postgres" peer map=pgparts' in rules["pg_hba.conf"].splitlines()
     with pytest.raises(LocalServerError, match="unusable name"):
         access_rules('post"gres', None)
+
+
+def test_stopping_through_a_fresh_handle_removes_the_socket_directory(pg: Server):
+    """Fixtures stop a server with a new LocalServer that never knew its socket directory."""
+    with temporary_server(pg.local.bindir, dict(FAST_TEST_SETTINGS)) as server:
+        socket_dir = server.socket_dir
+        assert socket_dir is not None and socket_dir.is_dir()
+        LocalServer(server.bindir, server.datadir).stop("immediate")
+        assert not server.running and not socket_dir.exists()

@@ -288,6 +288,7 @@ class LocalServer:
         return True
 
     def stop(self, mode: str = "fast") -> None:
+        self._adopt_socket_dir()
         if self.running:
             self._run(["pg_ctl", "-D", str(self.datadir), "-w", "-m", mode, "stop"], timeout=60)
         self._remove_socket_dir()
@@ -299,6 +300,7 @@ class LocalServer:
         gone): from then on it accepts no connection, and `stopping` tells a newcomer to wait.
         The shutdown checkpoint and the processes' exit go on in the background.
         """
+        self._adopt_socket_dir()
         pid = self._postmaster_pid()
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -311,6 +313,13 @@ class LocalServer:
     def _remove_socket_dir(self) -> None:
         if self.socket_dir is not None and self.socket_dir.name.startswith("pgparts-"):
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def _adopt_socket_dir(self) -> None:
+        """Learn the socket directory of a running server from its pid file, so that a
+        server stopped through a fresh LocalServer leaves no empty directory behind."""
+        lines = self._pid_file_lines()
+        if self.socket_dir is None and len(lines) > 4 and lines[4].strip():
+            self.socket_dir = Path(lines[4].strip())
 
     def _pid_file_lines(self) -> list[str]:
         try:
