@@ -302,7 +302,7 @@ class LocalServer:
         """
         self._adopt_socket_dir()
         pid = self._postmaster_pid()
-        if pid is not None:
+        if pid is not None and self._is_postmaster(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, _SHUTDOWN_SIGNALS[mode])
                 deadline = time.monotonic() + timeout
@@ -333,6 +333,16 @@ class LocalServer:
             return int(lines[0])
         except (ValueError, IndexError):
             return None
+
+    def _is_postmaster(self, pid: int) -> bool:
+        """Whether `pid` is our postmaster: after a crash the pid file's pid may be reused."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            return not Path("/proc/self").exists()  # gone; or no procfs: trust the pid file
+        except OSError:
+            return True
+        return str(self.datadir).encode() in cmdline
 
     def status(self) -> str | None:
         """The postmaster's own word on its state ("starting", "ready", "stopping"), from its
