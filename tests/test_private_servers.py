@@ -162,6 +162,13 @@ def test_access_rules_quote_names_and_refuse_unquotable_ones():
     assert 'local all "postgres" peer map=pgparts' in rules["pg_hba.conf"].splitlines()
     with pytest.raises(LocalServerError, match="unusable name"):
         access_rules('post"gres', None)
+    # run as root, the server's own OS user is mapped too (once, when it is ourselves)
+    other = pwd.getpwnam("nobody")
+    ident = [line for line in access_rules("postgres", other)["pg_ident.conf"].splitlines()
+             if not line.startswith("#")]
+    assert ident == [f'{IDENT_MAP} "{me}" "postgres"', f'{IDENT_MAP} "nobody" "postgres"']
+    mine = pwd.getpwuid(os.geteuid())
+    assert len(access_rules("postgres", mine)["pg_ident.conf"].splitlines()) == 2
 
 
 def test_stopping_through_a_fresh_handle_removes_the_socket_directory(pg: Server):
