@@ -34,6 +34,8 @@ from tui.core.demo import (
 from tui.core.localserver import LocalServer, embedded_bindir
 from tui.core.seed import DEMO_NOW_ENV, DEMO_SCALE_ENV
 
+from .test_private_servers import psql_as
+
 # Starting an existing cluster takes well under a second on an idle machine; the limit leaves
 # room for a test run sharing two cores with other test processes.
 REUSE_LIMIT_SECONDS = 5.0
@@ -298,9 +300,7 @@ def test_only_the_starting_user_reaches_the_demo(demo):
         assert (demo.root / "data").stat().st_mode & 0o777 == 0o700
         assert (demo.root / "data" / "server.log").stat().st_mode & 0o077 == 0
         assert _query(handle, "SELECT current_user") == [("postgres",)]
-        if os.geteuid() == 0:
-            from tests.test_private_servers import psql_as
-
+        if os.geteuid() == 0:  # another OS user to try
             done = psql_as("nobody", handle.server.bindir, socket_dir)
             assert done.returncode != 0 and "Permission denied" in done.stderr, done.stderr
     finally:
