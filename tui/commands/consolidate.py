@@ -148,9 +148,16 @@ def status_text(st: ConsolidationStatus) -> str:
         lines.append("  ".join(cells + ([r[6]] if r[6] else [])).rstrip())
     out = [f"{st.parent.qualified}: {len(st.weeks)} partitions"
            " (rows and sizes are the catalog's estimates)", *lines]
+    if st.note:
+        out.append(st.note)
     for d in st.detached:
-        out.append(f"detached original {d.to_json()['table']} ({_size(d.bytes)}), replaced by "
+        out.append(f"detached original {d.display} ({_size(d.bytes)}), replaced by "
                    f"{d.replacement}: dropped by the next --apply unless --keep-detached")
+    for d in st.kept:
+        out.append(f"kept original {d.display} ({_size(d.bytes)}): {d.refused}; compare it "
+                   f"with {d.replacement} and drop it by hand, or verify again and drop it: "
+                   f"pgparts consolidate {st.parent.qualified} --drop-kept {d.display} --apply")
+    out += st.ignored
     return "\n".join(out) + "\n"
 
 
