@@ -512,7 +512,7 @@ def _grant_statements(conn: psycopg.Connection, oids: list[int], new: sql.Identi
         Statement(sql.SQL("GRANT {privs} ON TABLE {new} TO {role}").format(
             privs=sql.SQL(", ").join(sql.SQL(p) for p in privs), new=new,
             role=sql.SQL("PUBLIC") if role is None else sql.Identifier(role)),
-            note="the privileges granted on the parent and the week")
+            note="the privileges granted on the parent and the partition")
         for role, privs in by_role.items()
     ]
 
@@ -1195,14 +1195,15 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
         Statement(sql.SQL(
             "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS {body}").format(
             fn=fn, body=sql.Literal(body_text)),
-            note="mirror function: applies writes to the week to the new table"),
+            note=f"mirror function: applies writes to the {unit} to the new table"),
         Statement(sql.SQL(
             "CREATE TRIGGER {trg} AFTER INSERT OR UPDATE OR DELETE ON {old}"
             " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
             trg=sql.Identifier(TRIGGER_NAME), old=old, fn=fn),
-            note="from this commit until the swap, writes to the week reach both tables"),
+            note=f"from this commit until the swap, writes to the {unit} reach both tables"),
         Statement(sql.SQL("CREATE SEQUENCE {}").format(seq),
-                  note="change counter: row writes to the week or the copy after this commit"),
+                  note=f"change counter: row writes to the {unit} or the copy after this "
+                       f"commit"),
         Statement(sql.SQL(
             "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
             " SET search_path = pg_catalog, pg_temp AS {body}").format(
@@ -1264,7 +1265,7 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
         explanation=(
             f"Copy the {week.subpartitions} partitions of {old_disp} (~{rows:,} rows) into a new "
             f"plain table with the parent's columns, defaults, constraints and indexes, and a "
-            f"CHECK matching the bound. Writers to this week wait during the copy; everyone "
+            f"CHECK matching the bound. Writers to this {unit} wait during the copy; everyone "
             f"else carries on. A trigger then keeps the copy in sync until the swap."),
         statements=stmts, locks=locks, retry="statement",
         estimate=Estimate(rows, nbytes, secs * 0.8), done=new_done, group=old_disp)
