@@ -16,20 +16,27 @@ Per week, the steps are:
    the same transaction (the week cannot change under the lock: an exact comparison), build the
    indexes the parent defines after the copy (faster than maintaining them row by row, and
    ATTACH adopts them), add the parent's foreign keys (validated here, not under the parent's
-   lock), install the mirror trigger and the change counter (below), and mark the
-   table with a comment holding a digest of both tables' catalog state. All of it commits
-   together or not at all, so a killed copy never leaves a half-filled table.
+   lock), install the mirror trigger and the change counter (below), and record the copy, the
+   week, the counter's function and sequence, and a digest of both tables' catalog state in
+   pgparts' registry (markers.py; the schema `pgparts` is created on first use). All of it
+   commits together or not at all, so a killed copy never leaves a half-filled table.
 2. Analyze the new table.
 3. Verify: if nothing changed either table since the build verified them (counter and digest),
    that is the proof; otherwise, in one REPEATABLE READ snapshot, row count and checksum of every
    row of the week and of the new table must be equal.
+   With a plain DEFAULT partition, two more steps before the swap: add a CHECK to the DEFAULT
+   excluding the week's bound, NOT VALID (an instant of ACCESS EXCLUSIVE on the DEFAULT), then
+   VALIDATE it (SHARE UPDATE EXCLUSIVE: writers carry on), so the swap's ATTACH does not scan
+   the DEFAULT under the parent's lock; a step after the swap drops that CHECK again.
 4. Swap (one short transaction, retried as a whole on lock timeout): DETACH the week, ATTACH the
    new table (no scan: the CHECK implies the bound), drop the helper CHECK and the mirror
-   trigger, mark the old week as the detached original.
+   trigger. The week is now the detached original the registry recorded in step 1.
 5. Drop the detached original after checking that every one of its rows is in the new partition:
    nothing changed either table since the build (counter and digest), or else equal checksums
    or a multiset difference (skipped with keep_detached, where the swap removes the counter and
-   the later drop compares in full).
+   the later drop compares in full). When rows are missing the original is kept and recorded
+   as such ('refused'): later runs report it once, with `--drop-kept` as the remedy, instead of
+   failing on it again.
 6. Remove the change counter: its trigger on the new partition, function and sequence, in a
    transaction of its own (dropping a trigger takes ACCESS EXCLUSIVE on the live partition, which
    must not wait for the drop's COMMIT to unlink the original's files).
@@ -55,8 +62,15 @@ Verification therefore runs before the swap, not under the parent's lock, where 
 copies of a week would hold the lock for seconds. Writes to the week between copy and swap are
 never lost. (TRUNCATE of a week leaf is not mirrored; the verification would catch it.)
 
-Resuming: each step's done() reads the catalog (tables, attachment, the pgparts comments), so a
-re-run after a killed connection skips what committed and finishes the rest.
+Resuming: each step's done() reads the catalog and the registry, so a re-run after a killed
+connection skips what committed and finishes the rest. A plan first finishes what the registry
+says earlier runs left (originals to drop, counters to remove), whatever weeks it was given.
+
+Trust: only the registry says what pgparts built or detached, and only when its schema and table
+are controlled by the operator alone; every entry is cross-checked against the catalog (oid,
+name, kind, owner, attachment, bound) before anything reads from or drops the relation.
+Comments are notes for people. Planning (status, dry run, --sql) reads the catalog only: it
+never reads a row, so it never runs code that a table, a view or a type could carry.
 """
 
 from __future__ import annotations
