@@ -318,8 +318,8 @@ def _unregistered_counters(conn: psycopg.Connection, parent: PartNode,
         " JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid"
         " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
         " JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid"
-        " WHERE i.inhparent = %s AND t.tgname IN (%s, %s)",
-        (parent.oid, COUNT_TRIGGER, TRIGGER_NAME)).fetchall()
+        " WHERE i.inhparent = %s AND t.tgname = %s AND t.tgparentid = 0",
+        (parent.oid, COUNT_TRIGGER)).fetchall()
     return [f"ignored the trigger on {display_name(s, n)}: named like pgparts' but its "
             f"function is not in pgparts' registry; never dropped by pgparts"
             for s, n, fn in rows if int(fn) not in known]
