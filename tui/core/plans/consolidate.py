@@ -75,10 +75,8 @@ never reads a row, so it never runs code that a table, a view or a type could ca
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -89,25 +87,51 @@ from psycopg.rows import dict_row
 from ..bounds import BoundValue
 from ..catalog import Forest, PartNode, load_forest
 from ..config import PlansConfig
-from ..names import check_identifier_length, display_name, parse_qualified_name
+from ..names import check_identifier_length, display_name
 from . import markers
-from .hashing import checksum_sql, extended_hash_supported, row_hash
-from .markers import Registry
+from .consolidate_status import (
+    CANDIDATE_STATUSES,
+    CONSOLIDATED,
+    HASH_PARTITIONED,
+    LIST_PARTITIONED,
+    OTHER,
+    PLAIN,
+    SUFFIX,
+    ConsolidationError,
+    ConsolidationStatus,
+    DetachedOriginal,
+    WeekStatus,
+    consolidation_status,
+    name_matches,
+    relation_bytes,
+    select_weeks,
+)
+from .evidence import (
+    COUNT_TRIGGER,
+    changes_since_copy,
+    compare_sql,
+    counter_cleanup_sql,
+    counter_idents,
+    counter_name,
+    digest_sql,
+    evidence_sql,
+    raise_unless_attached,
+    raise_unless_contained,
+    raise_unless_equal,
+)
+from .hashing import extended_hash_supported, row_hash
 from .model import Estimate, Lock, Plan, Statement, Step, VerificationFailed
 
-SUFFIX = "_consolidated"
-MARKER = "pgparts:"  # comment prefix of earlier versions' markers: reported, never trusted
+__all__ = [
+    "CANDIDATE_STATUSES", "CONSOLIDATED", "HASH_PARTITIONED", "LIST_PARTITIONED", "OTHER",
+    "PLAIN", "SUFFIX", "ConsolidationError", "ConsolidationStatus", "DetachedOriginal",
+    "WeekPlan", "WeekStatus", "build_consolidation_plan", "consolidation_status",
+    "select_weeks",
+]
+
 TRIGGER_NAME = "pgparts_mirror"
-COUNT_TRIGGER = "pgparts_changes"
 CHECK_NAME = "pgparts_bound_check"
 DEFAULT_CHECK_PREFIX = "pgparts_excl_"
-
-HASH_PARTITIONED = "HASH_PARTITIONED"
-LIST_PARTITIONED = "LIST_PARTITIONED"
-CONSOLIDATED = "CONSOLIDATED"  # a plain partition pgparts built (in its registry)
-PLAIN = "PLAIN"  # a plain partition pgparts did not build: nothing to consolidate
-OTHER = "OTHER"
-CANDIDATE_STATUSES = (HASH_PARTITIONED, LIST_PARTITIONED)
 
 # Rough throughput for time estimates (measured by bench/consolidate.py on a 2-core machine:
 # copy + index builds + analyze + verification of the account_balances shape).
@@ -121,366 +145,6 @@ PER_LEAF_OVERHEAD_PAGES = 4
 PER_INDEX_OVERHEAD_PAGES = 2
 # The swap's estimate: DETACH + ATTACH without scans + catalog updates, on an idle server.
 SWAP_SECONDS = 0.05
-
-
-class ConsolidationError(ValueError):
-    """The request cannot be planned (unknown table, wrong shape, name too long...)."""
-
-
-# -- status ----------------------------------------------------------------------------------
-@dataclass
-class WeekStatus:
-    node: PartNode
-    status: str
-    subpartitions: int
-    rows: int
-    bytes: int
-    lower: datetime | None
-    upper: datetime | None
-    pending: str = ""  # "copy built, swap pending" when a run stopped between build and swap
-
-    @property
-    def name(self) -> str:
-        return self.node.name
-
-    @property
-    def bound(self) -> str:
-        return self.node.bound.short() if self.node.bound else (self.node.bound_text or "")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "partition": self.node.qualified,
-            "status": self.status,
-            "subpartitions": self.subpartitions,
-            "rows": self.rows,
-            "bytes": self.bytes,
-            "bound": self.node.bound_text,
-            "lower": self.lower.isoformat() if self.lower else None,
-            "upper": self.upper.isoformat() if self.upper else None,
-            "pending": self.pending,
-        }
-
-
-@dataclass
-class DetachedOriginal:
-    """A week detached by a swap and kept (keep_detached, a run that stopped before the drop,
-    or a drop that refused: `refused` then says why), as recorded in pgparts' registry and
-    cross-checked against the catalog."""
-
-    oid: int
-    schema: str
-    name: str
-    replacement: str
-    bytes: int
-    refused: str = ""
-    new_schema: str = ""
-    new_name: str = ""
-
-    @property
-    def display(self) -> str:
-        return display_name(self.schema, self.name)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"table": display_name(self.schema, self.name), "replaced_by": self.replacement,
-                "bytes": self.bytes, "refused": self.refused}
-
-
-@dataclass
-class ConsolidationStatus:
-    parent: PartNode
-    weeks: list[WeekStatus]
-    detached: list[DetachedOriginal] = field(default_factory=list)  # to drop on the next apply
-    kept: list[DetachedOriginal] = field(default_factory=list)  # a drop refused: by hand
-    ignored: list[str] = field(default_factory=list)  # "ignored X: not provably pgparts' own"
-    counters: list[int] = field(default_factory=list)  # weeks whose change counter is left
-    registry: Registry = field(default_factory=lambda: Registry(False))
-    unit: str = "partition"  # "week" when every bounded partition spans seven days
-
-    @property
-    def note(self) -> str:
-        """What the table offers, when it is not the usual case: nothing to consolidate."""
-        if any(w.status in CANDIDATE_STATUSES for w in self.weeks):
-            return ""
-        n = len(self.weeks)
-        done = sum(1 for w in self.weeks if w.status == CONSOLIDATED)
-        if done:
-            return (f"nothing left to consolidate: {done} of the {n} partitions of "
-                    f"{self.parent.qualified} were consolidated by pgparts and none is "
-                    f"sub-partitioned")
-        return (f"nothing to consolidate: none of the {n} partitions of "
-                f"{self.parent.qualified} is sub-partitioned (consolidation replaces a "
-                f"HASH or LIST sub-partitioned partition by one plain partition)")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "parent": self.parent.qualified,
-            "partitions": [w.to_json() for w in self.weeks],
-            "detached_originals": [d.to_json() for d in self.detached],
-            "kept_originals": [d.to_json() for d in self.kept],
-            "ignored": list(self.ignored),
-            "note": self.note,
-        }
-
-
-def _find_parent(forest: Forest, table: str) -> PartNode:
-    try:
-        node = forest.find(table)
-    except (LookupError, ValueError) as exc:
-        raise ConsolidationError(str(exc)) from None
-    if not node.is_partitioned:
-        raise ConsolidationError(f"{node.qualified} is not a partitioned table")
-    if node.strategy != "range":
-        raise ConsolidationError(
-            f"{node.qualified} is partitioned by {node.strategy}; consolidation works on a "
-            f"RANGE-partitioned table whose partitions are sub-partitioned"
-        )
-    if len(node.key_columns) != 1 or node.key_expressions:
-        raise ConsolidationError(
-            f"{node.qualified} has key {node.key}; consolidation needs a single-column range key"
-        )
-    return node
-
-
-def _classify(node: PartNode, built: set[int]) -> str:
-    if node.is_partitioned:
-        return {"hash": HASH_PARTITIONED, "list": LIST_PARTITIONED}.get(node.strategy or "",
-                                                                         OTHER)
-    if node.relkind == "r" and not node.is_default:
-        return CONSOLIDATED if node.oid in built else PLAIN
-    return OTHER
-
-
-def _week_order(w: WeekStatus) -> tuple:
-    """Oldest first: MINVALUE lower bounds first, then by lower bound, the DEFAULT last."""
-    if w.node.is_default:
-        return (2, 0.0, w.name)
-    if w.lower is None:
-        return (0, 0.0, w.name)
-    return (1, w.lower.timestamp(), w.name)
-
-
-def _comment_markers(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    """Relations carrying a pgparts comment marker (earlier versions, or forged): only to say
-    that they are ignored. Catalog reads only."""
-    rows = conn.execute(
-        "SELECT c.oid, d.description FROM pg_catalog.pg_description d"
-        " JOIN pg_catalog.pg_class c ON c.oid = d.objoid"
-        " WHERE d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0"
-        " AND d.description LIKE 'pgparts:{%'").fetchall()
-    out = []
-    for oid, text in rows:
-        try:
-            data = json.loads(text[len(MARKER):])
-        except ValueError:
-            continue
-        if isinstance(data, dict):
-            out.append({**data, "oid": int(oid)})
-    return out
-
-
-def _exact_bytes(conn: psycopg.Connection, oids: Iterable[int]) -> dict[int, int]:
-    """pg_total_relation_size per relation (sums leaves for a partitioned one), under the
-    connection's lock_timeout. Only for partitions of the parent and cross-checked originals:
-    it reads file sizes, never rows."""
-    ids = list(oids)
-    if not ids:
-        return {}
-    rows = conn.execute(
-        "WITH RECURSIVE t(root, relid) AS ("
-        "  SELECT x, x FROM pg_catalog.unnest(%s::pg_catalog.oid[]) x"
-        "  UNION ALL SELECT t.root, i.inhrelid FROM t"
-        "  JOIN pg_catalog.pg_inherits i ON i.inhparent = t.relid)"
-        " SELECT root, pg_catalog.sum(pg_catalog.pg_total_relation_size(relid))::bigint"
-        " FROM t GROUP BY root",
-        (ids,),
-    ).fetchall()
-    return {r[0]: int(r[1] or 0) for r in rows}
-
-
-def _is_weekly(children: list[PartNode]) -> bool:
-    spans = []
-    for c in children:
-        b = c.bound
-        if b is None or b.kind != "range" or not b.lower or not b.upper:
-            continue
-        lo, hi = b.lower[0].as_datetime(), b.upper[0].as_datetime()
-        if lo is None or hi is None:
-            continue
-        spans.append(hi - lo)
-    return bool(spans) and all(s == timedelta(days=7) for s in spans)
-
-
-def _unregistered_counters(conn: psycopg.Connection, parent: PartNode,
-                           known: set[int]) -> list[str]:
-    """Change-counter-like triggers on the parent's partitions that pgparts did not record."""
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname, t.tgfoid FROM pg_catalog.pg_inherits i"
-        " JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid"
-        " WHERE i.inhparent = %s AND t.tgname = %s AND t.tgparentid = 0",
-        (parent.oid, COUNT_TRIGGER)).fetchall()
-    return [f"ignored the trigger on {display_name(s, n)}: named like pgparts' but its "
-            f"function is not in pgparts' registry; never dropped by pgparts"
-            for s, n, fn in rows if int(fn) not in known]
-
-
-def consolidation_status(conn: psycopg.Connection, table: str,
-                         forest: Forest | None = None) -> ConsolidationStatus:
-    """Per partition of `table`: its status, and what earlier runs left, from pgparts' registry
-    cross-checked against the catalog. Catalog reads only: nothing here reads a row."""
-    forest = forest or load_forest(conn)
-    parent = _find_parent(forest, table)
-    registry = markers.read_registry(conn)
-    ignored: list[str] = []
-    if registry.problem:
-        ignored.append(f"pgparts' registry (schema pgparts) is not used: {registry.problem}; "
-                       f"nothing recorded there is trusted")
-    entries = [e for e in registry.entries if e.parent_oid == parent.oid]
-    comments = [m for m in _comment_markers(conn) if m.get("parent_oid") == parent.oid]
-    facts = markers.relation_facts(conn, sorted(
-        {e.objid for e in entries if e.role in (markers.CONSOLIDATED_ROLE,
-                                                 markers.ORIGINAL_ROLE)}
-        | {m["oid"] for m in comments}))
-    children_by_bound = {c.bound_text: c for c in parent.children}
-    built: set[int] = set()
-    pending: set[int] = set()
-    for e in registry.of(markers.CONSOLIDATED_ROLE, parent.oid):
-        why = markers.mismatch(e, facts.get(e.objid))
-        f = facts.get(e.objid)
-        if not why and f and f["relkind"] != "r":
-            why = "not a plain table"
-        if not why and f and f["attached_to"] not in (None, parent.oid):
-            why = "attached elsewhere"
-        if why:
-            if why != "gone":
-                ignored.append(f"ignored {display_name(e.schema, e.name)}: not provably "
-                               f"pgparts' own ({why})")
-            continue
-        if f and f["attached_to"] == parent.oid:
-            built.add(e.objid)
-        else:
-            pending.add(e.source_oid)
-    detached: list[DetachedOriginal] = []
-    kept: list[DetachedOriginal] = []
-    trusted: set[int] = set(built)
-    for e in registry.of(markers.ORIGINAL_ROLE, parent.oid):
-        f = facts.get(e.objid)
-        why = markers.mismatch(e, f)
-        repl = children_by_bound.get(e.bound)
-        if not why and f and f["attached_to"] == parent.oid:
-            continue  # recorded by a build: the week, not swapped yet
-        if not why and f and f["attached_to"] is not None:
-            why = "attached to a table"
-        if not why and (repl is None or repl.oid not in built):
-            why = f"no partition pgparts built has its bound {e.bound}"
-        if why:
-            if why != "gone":
-                owner = f" (owner {f['owner_name']})" if f else ""
-                ignored.append(f"ignored {display_name(e.schema, e.name)}: not provably "
-                               f"pgparts' own: {why}{owner}")
-            continue
-        assert repl is not None
-        trusted.add(e.objid)
-        orig = DetachedOriginal(e.objid, e.schema, e.name, e.replacement or repl.qualified, 0,
-                                e.note if e.state == markers.REFUSED else "",
-                                repl.schema, repl.name)
-        (kept if e.state == markers.REFUSED else detached).append(orig)
-    sizes = _exact_bytes(conn, [d.oid for d in detached + kept])
-    for d in detached + kept:
-        d.bytes = sizes.get(d.oid, 0)
-    for m in comments:
-        if m["oid"] in trusted:
-            continue
-        f = facts.get(m["oid"])
-        if f is None:
-            continue
-        ignored.append(f"ignored {display_name(f['schema'], f['name'])}: not provably pgparts' "
-                       f"own (owner {f['owner_name']}; its comment marker is not trusted)")
-    fn_oids = {e.objid for e in registry.of(markers.COUNTER_FUNCTION_ROLE, parent.oid)}
-    ignored += _unregistered_counters(conn, parent, fn_oids)
-    # a counter whose work is over: its original dropped (or refused) after the swap
-    live_originals = {d.oid for d in detached}
-    built_sources = {e.source_oid for e in registry.of(markers.CONSOLIDATED_ROLE, parent.oid)
-                     if e.objid in built}
-    counters = sorted({e.source_oid for e in registry.of(markers.COUNTER_FUNCTION_ROLE,
-                                                          parent.oid)
-                       if e.source_oid in built_sources and e.source_oid not in live_originals})
-    weeks: list[WeekStatus] = []
-    for child in parent.children:
-        status = _classify(child, built)
-        lower = upper = None
-        if child.bound is not None and child.bound.kind == "range":
-            lower = child.bound.lower[0].as_datetime() if child.bound.lower else None
-            upper = child.bound.upper[0].as_datetime() if child.bound.upper else None
-        weeks.append(WeekStatus(
-            node=child, status=status,
-            subpartitions=sum(1 for _ in child.leaves()) if child.is_partitioned else 0,
-            rows=child.rows, bytes=child.total_bytes, lower=lower, upper=upper,
-            pending="copy built, swap pending" if child.oid in pending else "",
-        ))
-    weeks.sort(key=_week_order)
-    unit = "week" if _is_weekly(parent.children) else "partition"
-    return ConsolidationStatus(parent, weeks, detached, kept, ignored, counters, registry, unit)
-
-
-# -- selection -------------------------------------------------------------------------------
-def _matches(spec: str, schema: str, name: str) -> bool:
-    try:
-        want_schema, want = parse_qualified_name(spec)
-    except ValueError:
-        return False
-    return want == name and (want_schema is None or want_schema == schema)
-
-
-def select_weeks(status: ConsolidationStatus, *, now: datetime,
-                 older_than: timedelta | None = None, batch: int = 5,
-                 names: list[str] | None = None) -> list[WeekStatus]:
-    """What to consolidate: explicit names, else sub-partitioned weeks whose upper bound is older
-    than `older_than`, oldest first, `batch` of them. Weeks a stopped run left half way (copy
-    built, swap pending) always come first, so a re-run finishes them.
-
-    Names are read the way `tree` reads them ('name', 'schema.name', quoted forms). A name of a
-    week an earlier run already swapped (now detached, or consolidated) is skipped: the plan
-    finishes that run's work anyway. A week that has not begun yet is refused: its rows are
-    still to come, and they would land in one plain partition instead of the sub-partitions."""
-    candidates = [w for w in status.weeks if w.status in CANDIDATE_STATUSES]
-    if names:
-        chosen: list[WeekStatus] = []
-        finished = [(d.schema, d.name) for d in status.detached + status.kept]
-        finished += [(w.node.schema, w.name[:-len(SUFFIX)]) for w in status.weeks
-                     if w.status == CONSOLIDATED and w.name.endswith(SUFFIX)]
-        for name in names:
-            hits = [w for w in status.weeks if _matches(name, w.node.schema, w.name)]
-            if not hits:
-                if any(_matches(name, s, n) for s, n in finished):
-                    continue  # swapped by an earlier run; its leftovers are finished below
-                raise ConsolidationError(
-                    f"{status.parent.qualified} has no partition named {name!r}")
-            if len(hits) > 1:
-                raise ConsolidationError(
-                    f"{name!r} is ambiguous: "
-                    f"{', '.join(sorted(w.node.qualified for w in hits))}; qualify it")
-            week = hits[0]
-            if week not in candidates:
-                raise ConsolidationError(
-                    f"{week.node.qualified} is {week.status}; only HASH_PARTITIONED or "
-                    f"LIST_PARTITIONED partitions can be consolidated")
-            if week.lower is not None and week.lower > now and not week.pending:
-                raise ConsolidationError(
-                    f"{week.node.qualified} starts in the future ({week.bound}): its rows are "
-                    f"still to come and would go into one plain partition instead of its "
-                    f"sub-partitions; consolidate a {status.unit} once it is over")
-            if week not in chosen:
-                chosen.append(week)
-        return sorted(chosen, key=lambda w: (w.lower is None, w.lower or now))
-    pending = [w for w in candidates if w.pending]
-    if older_than is None:
-        older_than = PlansConfig().older_than
-    cutoff = now - older_than
-    old = [w for w in candidates if not w.pending and w.upper is not None and w.upper <= cutoff]
-    old.sort(key=lambda w: w.upper or now)
-    return pending + old[:max(batch - len(pending), 0)]
 
 
 # -- plan building ---------------------------------------------------------------------------
@@ -637,191 +301,6 @@ def _bound_sql(v: BoundValue) -> sql.Composable:
     return sql.Literal(v.text)
 
 
-# -- the change counter: proof that nothing changed since the copy was verified ----------------
-def _counter_name(week_oid: int) -> str:
-    return f"pgparts_changes_{week_oid}"
-
-
-def _counter_idents(schema: str, week_oid: int) -> tuple[sql.Identifier, sql.Identifier]:
-    """The counter sequence and its trigger function, named after the original week's oid
-    (kept by the detached original, so a re-run finds them)."""
-    return (sql.Identifier(schema, _counter_name(week_oid)),
-            sql.Identifier(schema, f"pgparts_count_{week_oid}"))
-
-
-def _rels_sql(old_oid: int, schema: str, new_name: str) -> sql.Composed:
-    """The original week, its partitions (recursively) and the copy, as a recursive CTE."""
-    return sql.SQL(
-        "WITH RECURSIVE rels(oid) AS ("
-        "SELECT {old}::pg_catalog.oid"
-        " UNION ALL SELECT c.oid FROM pg_catalog.pg_class c"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = {schema} AND c.relname = {new}"
-        " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
-        " JOIN rels r ON i.inhparent = r.oid)").format(
-        old=sql.Literal(old_oid), schema=sql.Literal(schema), new=sql.Literal(new_name))
-
-
-def _digest_sql(old_oid: int, schema: str, new_name: str) -> sql.Composed:
-    """A digest of what can change rows without firing a row trigger, over the original week,
-    its partitions and the copy: each relation's file node (TRUNCATE, a rewrite by ALTER ...
-    TYPE, VACUUM FULL), the set of relations (a partition attached or detached), the columns,
-    and the counter triggers' catalog rows (DISABLE / ENABLE TRIGGER updates the row, so its
-    xmin changes). Our own swap (DETACH / ATTACH) and ANALYZE leave it unchanged."""
-    return sql.SQL(
-        "{rels} SELECT pg_catalog.md5(coalesce("
-        "pg_catalog.string_agg(x, ',' ORDER BY x COLLATE \"C\"), '')) FROM ("
-        " SELECT pg_catalog.concat_ws(':', 'r', c.oid, c.relkind, c.relfilenode)"
-        " FROM pg_catalog.pg_class c JOIN rels r ON r.oid = c.oid"
-        " UNION ALL SELECT pg_catalog.concat_ws(':', 'a', a.attrelid, a.attnum, a.attname,"
-        " a.atttypid, a.atttypmod, a.attcollation, a.attisdropped)"
-        " FROM pg_catalog.pg_attribute a JOIN rels r ON r.oid = a.attrelid WHERE a.attnum > 0"
-        " UNION ALL SELECT pg_catalog.concat_ws(':', 't', t.tgrelid, t.tgname, t.tgenabled,"
-        " t.xmin) FROM pg_catalog.pg_trigger t JOIN rels r ON r.oid = t.tgrelid"
-        " WHERE t.tgname = {trg}) d(x)").format(
-        rels=_rels_sql(old_oid, schema, new_name), trg=sql.Literal(COUNT_TRIGGER))
-
-
-def _registered_sql(role: str, source_oid: int) -> sql.Composed:
-    """The oid pgparts recorded for a role of the week's consolidation (NULL when none)."""
-    return sql.SQL(
-        "(SELECT r.objid FROM {reg} r WHERE r.role = {role} AND r.source_oid = {src}"
-        " ORDER BY r.created_at DESC LIMIT 1)").format(
-        reg=markers.REGISTRY, role=sql.Literal(role), src=sql.Literal(source_oid))
-
-
-def _evidence_sql(old_oid: int, schema: str, new_name: str) -> sql.Composed:
-    """(digest now, the digest recorded by the build, whether the counter pgparts recorded
-    exists): read by _changes_since_copy. Only the registry is believed, never a comment."""
-    new_oid = sql.SQL(
-        "(SELECT c.oid FROM pg_catalog.pg_class c"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = {schema} AND c.relname = {new})").format(
-        schema=sql.Literal(schema), new=sql.Literal(new_name))
-    return sql.SQL(
-        "SELECT ({digest}),"
-        " (SELECT r.digest FROM {reg} r WHERE r.role = {role} AND r.source_oid = {old}"
-        "  AND r.objid = {new_oid}),"
-        " EXISTS (SELECT FROM pg_catalog.pg_class c"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = {schema} AND c.relname = {seq} AND c.relkind = 'S'"
-        " AND c.oid = {seq_oid})").format(
-        digest=_digest_sql(old_oid, schema, new_name), reg=markers.REGISTRY,
-        role=sql.Literal(markers.CONSOLIDATED_ROLE), old=sql.Literal(old_oid), new_oid=new_oid,
-        schema=sql.Literal(schema), seq=sql.Literal(_counter_name(old_oid)),
-        seq_oid=_registered_sql(markers.COUNTER_SEQUENCE_ROLE, old_oid))
-
-
-def _changes_since_copy(row: Any, conn: psycopg.Connection, seq: sql.Identifier) -> str:
-    """'' when nothing can have changed the week or the copy since the build verified them
-    equal, else why the tables must be compared again.
-
-    The build verified the copy against the week under a lock that kept every writer out, and
-    in the same transaction installed ALWAYS triggers (they fire under session_replication_role
-    = replica too) that bump the counter before any row of the week or the copy is inserted,
-    updated or deleted. The counter is a sequence: nextval is never rolled back, so a write that
-    aborted still counts (we compare again, needlessly but safely). What bypasses row triggers
-    shows in the digest, recorded in pgparts' registry by the build. A write in flight when this
-    is read either already bumped the counter (BEFORE triggers), or is not committed, which a
-    snapshot-based comparison would not see either."""
-    digest, recorded, has_counter = row
-    if not has_counter:
-        return "no change counter"
-    called, last = conn.execute(sql.SQL("SELECT is_called, last_value FROM {}").format(seq)
-                                ).fetchone()
-    if called:
-        return f"{last:,} row write(s) counted since the copy"
-    if not recorded or recorded != digest:
-        return "files, partitions, columns or counter triggers changed since the copy"
-    return ""
-
-
-def _counter_cleanup_sql(conn: psycopg.Connection, schema: str, new_name: str,
-                         week_oid: int) -> sql.Composed:
-    """Remove the change counter pgparts recorded for the week: its trigger from the copy (only
-    if it is there: DROP TRIGGER takes ACCESS EXCLUSIVE on the table even with IF EXISTS) and
-    from a kept original, its function and its sequence, each only when it is the object the
-    registry names (same oid), then the registry's rows. A look-alike is never touched."""
-    seq, count_fn = _counter_idents(schema, week_oid)
-    body = sql.SQL(
-        "DECLARE\n  fn pg_catalog.oid := {fn_oid};\n  sq pg_catalog.oid := {seq_oid};\n"
-        "BEGIN\n"
-        "  IF EXISTS (SELECT FROM pg_catalog.pg_trigger t"
-        " JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = {schema} AND c.relname = {new_name} AND t.tgname = {trg_name}"
-        " AND t.tgfoid = fn) THEN\n"
-        "    DROP TRIGGER {trg} ON {new};\n"
-        "  END IF;\n"
-        "  IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = {week}"
-        " AND t.tgname = {trg_name} AND t.tgfoid = fn AND t.tgparentid = 0) THEN\n"
-        "    EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', {trg_name},"
-        " {week}::pg_catalog.regclass);\n"
-        "  END IF;\n"
-        "  IF EXISTS (SELECT FROM pg_catalog.pg_proc p"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-        " WHERE p.oid = fn AND n.nspname = {schema} AND p.proname = {fn_name}) THEN\n"
-        "    DROP FUNCTION {fn}();\n"
-        "  END IF;\n"
-        "  IF EXISTS (SELECT FROM pg_catalog.pg_class c"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.oid = sq AND n.nspname = {schema} AND c.relname = {seq_name}"
-        " AND c.relkind = 'S') THEN\n"
-        "    DROP SEQUENCE {seq};\n"
-        "  END IF;\n"
-        "  DELETE FROM {reg} WHERE role IN ({fn_role}, {seq_role}) AND source_oid = {week};\n"
-        "END").format(
-        fn_oid=_registered_sql(markers.COUNTER_FUNCTION_ROLE, week_oid),
-        seq_oid=_registered_sql(markers.COUNTER_SEQUENCE_ROLE, week_oid),
-        schema=sql.Literal(schema), new_name=sql.Literal(new_name),
-        trg_name=sql.Literal(COUNT_TRIGGER), trg=sql.Identifier(COUNT_TRIGGER),
-        new=sql.Identifier(schema, new_name), week=sql.Literal(week_oid),
-        fn_name=sql.Literal(f"pgparts_count_{week_oid}"), fn=count_fn,
-        seq_name=sql.Literal(_counter_name(week_oid)), seq=seq, reg=markers.REGISTRY,
-        fn_role=sql.Literal(markers.COUNTER_FUNCTION_ROLE),
-        seq_role=sql.Literal(markers.COUNTER_SEQUENCE_ROLE))
-    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
-
-
-def _compare_sql(old: sql.Composable, new: sql.Composable, cols: list[str],
-                 fast: bool) -> sql.Composed:
-    """(rows, checksum) of both tables, in one row."""
-    return sql.SQL("SELECT o.n, o.h, c.n, c.h FROM ({}) o(n, h), ({}) c(n, h)").format(
-        checksum_sql(old, cols, fast), checksum_sql(new, cols, fast))
-
-
-def _raise_unless_equal(conn: psycopg.Connection, compare: sql.Composed, old_disp: str,
-                        new_disp: str) -> sql.Composed:
-    """The exported script's check: a DO block that raises unless both tables hold as many rows
-    with the same checksum (psql -v ON_ERROR_STOP=1 then stops)."""
-    body = sql.SQL(
-        "DECLARE\n  r record;\nBEGIN\n"
-        "  SELECT * INTO r FROM ({q}) x(n_old, h_old, n_new, h_new);\n"
-        "  IF r.n_old IS DISTINCT FROM r.n_new OR r.h_old IS DISTINCT FROM r.h_new THEN\n"
-        "    RAISE EXCEPTION 'pgparts: % has % rows (checksum %) but % has % (checksum %)',\n"
-        "      {old}, r.n_old, r.h_old, {new}, r.n_new, r.h_new;\n"
-        "  END IF;\nEND").format(q=compare, old=sql.Literal(old_disp),
-                                  new=sql.Literal(new_disp))
-    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
-
-
-def _raise_unless_contained(conn: psycopg.Connection, old: sql.Composable, new: sql.Composable,
-                            cols: list[str], fast: bool, old_disp: str,
-                            new_disp: str) -> sql.Composed:
-    """The exported script's drop check: every row of the original is in the new partition (a
-    multiset difference of row hashes), else raise before the DROP."""
-    body = sql.SQL(
-        "DECLARE\n  missing pg_catalog.int8;\nBEGIN\n"
-        "  missing := (SELECT pg_catalog.count(*) FROM (SELECT {h} FROM {old}"
-        " EXCEPT ALL SELECT {h} FROM {new}) d);\n"
-        "  IF missing > 0 THEN\n"
-        "    RAISE EXCEPTION 'pgparts: % rows of % are not in %; % is kept', missing, {o}, {n},"
-        " {o};\n"
-        "  END IF;\nEND").format(h=row_hash(cols, fast), old=old, new=new,
-                                  o=sql.Literal(old_disp), n=sql.Literal(new_disp))
-    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
-
-
 @dataclass
 class WeekPlan:
     week: WeekStatus
@@ -894,7 +373,7 @@ def build_consolidation_plan(
     plan_id = uuid.uuid4().hex
     steps: list[Step] = []
     week_plans: list[WeekPlan] = []
-    sizes = _exact_bytes(conn, [w.node.oid for w in chosen])
+    sizes = relation_bytes(conn, [w.node.oid for w in chosen])
     # originals left detached by an earlier run that stopped before its drop step
     leftovers = ([] if keep else list(status.detached)) + kept
     refusals: dict[int, tuple[str, str, str]] = {}  # oid: (why, original, replacement)
@@ -983,7 +462,7 @@ def build_consolidation_plan(
 
     def after(c: psycopg.Connection) -> dict[str, Any]:
         oids = [o for o in (_rel_exists(c, s, n) for s, n in news + olds) if o]
-        total = sum(_exact_bytes(c, oids).values())
+        total = sum(relation_bytes(c, oids).values())
         return {"bytes_after": total}
 
     def describe(c: psycopg.Connection) -> str:
@@ -1011,7 +490,7 @@ def _kept_line(parent: PartNode, d: DetachedOriginal, display: str = "") -> str:
 
 def _find_kept(status: ConsolidationStatus, name: str) -> DetachedOriginal:
     for d in status.kept + status.detached:
-        if _matches(name, d.schema, d.name):
+        if name_matches(name, d.schema, d.name):
             return d
     raise ConsolidationError(
         f"{name!r} is not an original of {status.parent.qualified} that pgparts detached and "
@@ -1128,12 +607,12 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     ).format(delete=delete, new=new, cols=ins_cols, vals=col_list("NEW", shape.insertable))
     body_text = body.as_string(conn)
     fast = extended_hash_supported(conn, _column_types(conn, parent.oid))
-    seq, count_fn = _counter_idents(node.schema, node.oid)
+    seq, count_fn = counter_idents(node.schema, node.oid)
     count_body = sql.SQL(
         "BEGIN\n  PERFORM pg_catalog.nextval({seq}::pg_catalog.regclass);\n"
         "  IF TG_OP = 'DELETE' THEN\n    RETURN OLD;\n  END IF;\n  RETURN NEW;\nEND"
     ).format(seq=sql.Literal(seq.as_string(conn))).as_string(conn)
-    evidence = _evidence_sql(node.oid, node.schema, new_name)
+    evidence = evidence_sql(node.oid, node.schema, new_name)
 
     def new_done(c: psycopg.Connection) -> bool:
         return _registered(c, markers.CONSOLIDATED_ROLE, _rel_exists(c, node.schema, new_name),
@@ -1193,8 +672,8 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     # lock and the copy is invisible to others, so this compares them exactly. Two scans that
     # PostgreSQL runs in parallel; measured faster than hashing each row as the copy inserts
     # it (INSERT ... RETURNING into an aggregate runs serially in the copy's process).
-    verify_sql = _compare_sql(old, new, shape.columns, fast)
-    script_equal = _raise_unless_equal(conn, verify_sql, old_disp, new_disp)
+    verify_sql = compare_sql(old, new, shape.columns, fast)
+    script_equal = raise_unless_equal(conn, verify_sql, old_disp, new_disp)
     stmts.append(Statement(
         verify_sql, "verify",
         note=f"count and checksum of the {unit} (locked against writes) and of the copy must "
@@ -1256,14 +735,14 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
             source_oid=node.oid, plan_id=plan_id)),
         Statement(markers.register_relation_sql(
             role=markers.COUNTER_SEQUENCE_ROLE, schema=node.schema,
-            name=_counter_name(node.oid), parent_oid=parent.oid, source_oid=node.oid,
+            name=counter_name(node.oid), parent_oid=parent.oid, source_oid=node.oid,
             source_name=node.name, bound=None, plan_id=plan_id, relkinds="S")),
         Statement(sql.SQL("COMMENT ON TABLE {} IS {}").format(new, sql.Literal(
             f"pgparts: consolidated copy of {old_disp} (a note for people; pgparts trusts "
             f"only its registry, pgparts.plan_objects)"))),
         Statement(sql.SQL("UPDATE {reg} SET digest = ({digest}) WHERE role = {role}"
                           " AND source_oid = {src}").format(
-            reg=markers.REGISTRY, digest=_digest_sql(node.oid, node.schema, new_name),
+            reg=markers.REGISTRY, digest=digest_sql(node.oid, node.schema, new_name),
             role=sql.Literal(markers.CONSOLIDATED_ROLE), src=sql.Literal(node.oid)),
             note="a digest of both tables' files, columns and counter triggers, taken last"),
     ]
@@ -1302,7 +781,7 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
         return f"{new_disp}: {n_new:,} rows, checksum {h_new} equal to {old_disp}"
 
     def check_verify(row: Any, c: psycopg.Connection) -> str:
-        why = _changes_since_copy(row, c, seq)
+        why = changes_since_copy(row, c, seq)
         if not why:
             return (f"{old_disp} and {new_disp} unchanged since the build verified them equal "
                     f"(no row write counted; same files, columns and counter triggers)")
@@ -1399,7 +878,7 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
         estimate=Estimate(0, 0, SWAP_SECONDS), done=swapped, verify=check_attached,
         verify_note=f"the new table is attached with the {unit}'s bound", hold_from=1,
         group=old_disp,
-        script_verify=_raise_unless_attached(conn, parent.oid, node.oid, node.schema, new_name,
+        script_verify=raise_unless_attached(conn, parent.oid, node.oid, node.schema, new_name,
                                              node.bound_text or "", new_disp))
     steps = [build, analyze, verify, *helper[:2], swap, *helper[2:]]
     if not keep:
@@ -1424,24 +903,6 @@ def _column_types(conn: psycopg.Connection, oid: int) -> list[int]:
     return [int(r[0]) for r in conn.execute(
         "SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attnum > 0"
         " AND NOT attisdropped", (oid,)).fetchall()]
-
-
-def _raise_unless_attached(conn: psycopg.Connection, parent_oid: int, old_oid: int,
-                           schema: str, new_name: str, bound: str,
-                           new_disp: str) -> sql.Composed:
-    body = sql.SQL(
-        "BEGIN\n"
-        "  IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = {parent}"
-        " WHERE n.nspname = {schema} AND c.relname = {new}"
-        " AND pg_catalog.pg_get_expr(c.relpartbound, 0) = {bound})"
-        " OR EXISTS (SELECT FROM pg_catalog.pg_inherits i WHERE i.inhrelid = {old}) THEN\n"
-        "    RAISE EXCEPTION 'pgparts: % is not attached with %', {disp}, {bound};\n"
-        "  END IF;\nEND").format(
-        parent=sql.Literal(parent_oid), schema=sql.Literal(schema), new=sql.Literal(new_name),
-        bound=sql.Literal(bound), old=sql.Literal(old_oid), disp=sql.Literal(new_disp))
-    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
 
 
 def _default_helper(conn: psycopg.Connection, parent: PartNode, default: PartNode | None,
@@ -1538,12 +999,12 @@ def _drop_step(conn: psycopg.Connection, old: sql.Identifier, old_disp: str, sch
                new_name: str, new_disp: str, cols: list[str], nbytes: int, done: Any,
                old_oid: int, fast: bool, refusals: dict[int, tuple[str, str, str]]) -> Step:
     new = sql.Identifier(schema, new_name)
-    seq, count_fn = _counter_idents(schema, old_oid)
-    full_sql = _compare_sql(old, new, cols, fast)
+    seq, count_fn = counter_idents(schema, old_oid)
+    full_sql = compare_sql(old, new, cols, fast)
     subset = _subset_check(old, new, cols, fast, old_disp, new_disp, old_oid, refusals)
 
     def check(row: Any, c: psycopg.Connection) -> str:
-        why = _changes_since_copy(row, c, seq)
+        why = changes_since_copy(row, c, seq)
         if not why:
             return (f"{old_disp} and {new_disp} unchanged since the build verified them equal "
                     f"(no row write counted; same files, columns and counter triggers): every "
@@ -1562,13 +1023,13 @@ def _drop_step(conn: psycopg.Connection, old: sql.Identifier, old_disp: str, sch
         statements=[
             Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(old), "lock",
                       note="the detached original; the application no longer uses it"),
-            Statement(_evidence_sql(old_oid, schema, new_name), "verify",
+            Statement(evidence_sql(old_oid, schema, new_name), "verify",
                       note="every row of the original must be in the consolidated partition: "
                            "nothing changed since the verified copy, or equal checksums, or "
                            "no row missing from a multiset difference (the script always "
                            "computes the difference)",
                       check=check,
-                      script=_raise_unless_contained(conn, old, new, cols, fast, old_disp,
+                      script=raise_unless_contained(conn, old, new, cols, fast, old_disp,
                                                      new_disp)),
             Statement(markers.guard_sql(conn, create=False),
                       note="pgparts' registry is still only yours"),
@@ -1610,7 +1071,7 @@ def _counter_removal_step(conn: psycopg.Connection, schema: str, new_name: str, 
             f"transaction after a pause)."),
         statements=[Statement(markers.guard_sql(conn, create=False),
                               note="pgparts' registry is still only yours"),
-                    Statement(_counter_cleanup_sql(conn, schema, new_name, week_oid),
+                    Statement(counter_cleanup_sql(conn, schema, new_name, week_oid),
                               "lock", note="trigger (if there), function and sequence")],
         locks=[Lock("ACCESS EXCLUSIVE", new_disp,
                     "reads and writes of this partition wait, milliseconds")],
