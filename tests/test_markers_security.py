@@ -279,3 +279,21 @@ def test_hash_choice_from_the_catalog_matches_what_the_server_does(db):
             except psycopg.errors.UndefinedFunction:
                 works = False
             assert extended_hash_supported(conn, [oid]) == works, t
+
+
+def test_status_and_dry_run_read_no_row(db, capsys):
+    """Planning reads the catalog only: no scan of any user table (sequential or index) by the
+    status, the dry run or the SQL export, with a detached original and a kept copy around."""
+    with db.connect() as conn:
+        b = build_balances(conn, weeks=OLD_WEEKS[:2], rows_per_week=20, default_partition=True)
+    d = ("-d", db.dsn)
+    assert cli(capsys, "consolidate", "account_balances", "--apply", "--yes", "--keep-detached",
+               "--weeks", b.weeks[0], *d)[0] == 0
+    # pgparts' own registry is read (a trusted table); nothing else is
+    count = ("SELECT schemaname || '.' || relname, seq_scan + coalesce(idx_scan, 0)"
+             " FROM pg_stat_user_tables WHERE schemaname <> 'pgparts' ORDER BY 1")
+    before = db.query(count)
+    for argv in (["status"], ["--dry-run"], ["--sql"], ["--dry-run", "--json"]):
+        assert cli(capsys, "consolidate", "account_balances", *argv, *d)[0] == 0
+    # each CLI backend flushed its statistics when it ended; a fresh session reads them
+    assert db.query(count) == before

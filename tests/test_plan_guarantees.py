@@ -181,7 +181,7 @@ def test_writer_to_the_week_being_consolidated_loses_nothing(db):
 
 KILL_POINTS = [
     ("step", 1, 0),  # before the build
-    ("statement", 1, 5),  # in the middle of the copy
+    ("statement", 1, 6),  # in the middle of the copy (statement 1 is the registry guard)
     ("before_commit", 1, 0),  # copy done, not committed
     ("step", 2, 0),  # before ANALYZE
     ("statement", 3, 1),  # during verification

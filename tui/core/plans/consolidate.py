@@ -908,13 +908,14 @@ def _column_types(conn: psycopg.Connection, oid: int) -> list[int]:
 def _default_helper(conn: psycopg.Connection, parent: PartNode, default: PartNode | None,
                     node: PartNode, key: str, bound: Any, old_disp: str,
                     swapped: Any) -> list[Step]:
-    """Steps that spare the swap's ATTACH a scan of the DEFAULT partition (under the parent's
-    ACCESS EXCLUSIVE lock: 412 ms for 4 million rows). ATTACH skips it when the DEFAULT's
-    constraints imply it holds no row of the new bound: a CHECK stating exactly that, added
-    NOT VALID (ACCESS EXCLUSIVE on the DEFAULT for an instant), then validated (SHARE UPDATE
-    EXCLUSIVE: writers carry on while it scans), each in its own transaction before the swap;
-    removed after the swap in a short transaction of its own. A partitioned DEFAULT is left
-    alone (the CHECK would have to be proven on each of its partitions)."""
+    """Steps that spare the swap's ATTACH a scan of the DEFAULT partition under the parent's
+    ACCESS EXCLUSIVE lock (with 1 million rows in it: 58-93 ms measured, 2-9 ms with these
+    steps). ATTACH skips the scan when the DEFAULT's constraints imply it holds no row of the
+    new bound: a CHECK stating exactly that, added NOT VALID (ACCESS EXCLUSIVE on the DEFAULT
+    for an instant), then validated (SHARE UPDATE EXCLUSIVE: writers carry on while it scans),
+    each in its own transaction before the swap; removed after the swap in a short transaction
+    of its own. A partitioned DEFAULT is left alone (the CHECK would have to be proven on each
+    of its partitions)."""
     if default is None or default.relkind != "r":
         return []
     name = f"{DEFAULT_CHECK_PREFIX}{node.oid}"
