@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tui.core.connection import redact
+
 from .layouts import build_awkward
 from .test_plan_support import OLD_WEEKS, build_balances
 
@@ -183,7 +185,36 @@ def test_explain_with_closed_stdin(db18):
                    "standard input is closed")
 
 
-def test_console_needs_a_terminal(db18):
+def test_console_needs_a_terminal(db18, tmp_path):
     done = pgparts(db18.dsn)  # stdin from /dev/null, stdout a pipe
     one_line_error(done, "needs a terminal")
     assert done.stdout == b""  # nothing drawn into the pipe
+    # --demo is refused before it starts a server
+    dirs = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "XDG_STATE_HOME": str(tmp_path / "state")}
+    one_line_error(pgparts("--demo", env=dirs), "needs a terminal")
+    assert not (tmp_path / "cache").exists()
+
+
+# -- redact() itself -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "dsn", "expected"),
+    [
+        ("host=db password=hunter22 dbname=x", "", "host=db password=*** dbname=x"),
+        ("host=db password = 'two words' x", "", "host=db password = *** x"),
+        ("dbname='x'password=hunter22", "", "dbname='x'password=***"),
+        ('in URI: "postgresql://al:hunter22@[::1/db"', "", 'in URI: "postgresql://al:***@[::1/db"'),
+        ("x?sslmode=require&password=hunter22&a=b", "", "x?sslmode=require&password=***&a=b"),
+        ("sslpassword=keypass sslkey=/k", "", "sslpassword=*** sslkey=/k"),
+        ('missing "=" after "hunter22" in connection info string', "host=x hunter22",
+         'missing "=" after "***" in connection info string'),
+        ('missing "=" after "dbname" in connection info string', "host=x dbname",
+         'missing "=" after "dbname" in connection info string'),
+        ('invalid percent-encoded token: "hunter22%zz"', "postgresql://al:hunter22%zz@h/db",
+         'invalid percent-encoded token: "***"'),
+        ('invalid connection option "colour"', "host=x password=pw colour=blue",
+         'invalid connection option "colour"'),
+        ('cannot connect to x@h: password authentication failed for user "x"', "", None),
+    ],
+)
+def test_redact(text, dsn, expected):
+    assert redact(text, dsn) == (text if expected is None else expected)

@@ -117,6 +117,13 @@ def _silence_stdout() -> None:
         pass
 
 
+def _require_terminal() -> None:
+    # without one the console would draw its escape sequences into a pipe or file
+    if not (sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CliError("the console needs a terminal (stdin and stdout); for scripts use "
+                       "'pgparts tree', 'check', 'explain' or 'consolidate'")
+
+
 def _run(args_list: list[str]) -> int:
     if args_list and args_list[0] in COMMANDS:
         parser, module = _command_parser(args_list[0])
@@ -127,11 +134,10 @@ def _run(args_list: list[str]) -> int:
             return status
     parser = _console_parser()
     args = parser.parse_args(args_list)
-    with Context.from_args(args) as ctx:
-        # without a terminal the console would draw its escape sequences into a pipe or file
-        if not (sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()):
-            raise CliError("the console needs a terminal (stdin and stdout); for scripts use "
-                           "'pgparts tree', 'check', 'explain' or 'consolidate'")
+    if args.demo or args.demo_reset:
+        _require_terminal()  # before starting a server for nothing
+    with Context.from_args(args) as ctx:  # a bad DSN or config is reported first
+        _require_terminal()
         from .app.run import run_console  # Textual is imported only for the console
 
         return run_console(ctx)
