@@ -7,6 +7,7 @@ terminals only behave for real in a process of their own.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -218,3 +219,15 @@ def test_console_needs_a_terminal(db18, tmp_path):
 )
 def test_redact(text, dsn, expected):
     assert redact(text, dsn) == (text if expected is None else expected)
+
+
+def test_json_on_an_ascii_stdout_stays_exact(db18):
+    """Letters the output encoding lacks become JSON escapes: the names survive intact."""
+    with db18.connect() as conn:
+        b = build_balances(conn, parent="soldés", weeks=OLD_WEEKS[:1], rows_per_week=5)
+    done = pgparts("consolidate", "soldés", "status", "--json", "-d", db18.dsn,
+                   env={"PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 0, done.stderr.decode()
+    data = json.loads(done.stdout.decode("ascii"))
+    assert data["parent"] == '"soldés"'  # quoted as PostgreSQL would need it
+    assert data["partitions"][0]["partition"] == f'"{b.weeks[0]}"'

@@ -34,7 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXIT_USAGE = 2
 
 # What an output encoding that cannot show them (latin-1, ASCII) gets instead of the characters
-# pgparts itself prints; anything else becomes '?'
+# pgparts itself prints; anything else (a letter of a table name) becomes a \uXXXX escape, which
+# loses nothing and keeps JSON output valid JSON
 _ASCII_FALLBACK = {
     "→": "->", "←": "<-", "∞": "inf", "≥": ">=", "≤": "<=", "…": "...", "–": "-", "—": "-",
     "├": "|", "└": "`", "│": "|", "─": "-", "×": "x", "·": ".", "✓": "ok", "✗": "x",
@@ -45,7 +46,15 @@ def _ascii_fallback(exc: UnicodeError) -> tuple[str, int]:
     if not isinstance(exc, UnicodeEncodeError):
         raise exc
     bad = exc.object[exc.start:exc.end]
-    return "".join(_ASCII_FALLBACK.get(ch, "?") for ch in bad), exc.end
+    return "".join(_ASCII_FALLBACK.get(ch) or _json_escape(ch) for ch in bad), exc.end
+
+
+def _json_escape(ch: str) -> str:
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # beyond the BMP: a UTF-16 surrogate pair, as JSON spells it
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 codecs.register_error("pgparts-ascii", _ascii_fallback)
