@@ -172,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EBADF, errno.EFBIG, errno.EDQUOT):
             raise
+        if exc.filename is not None:  # a file of ours, not the output
+            print(f"pgparts: cannot write {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
         _silence_stdout()
         print(f"pgparts: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
