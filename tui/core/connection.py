@@ -83,8 +83,8 @@ def session_options(
 # -- keeping passwords out of messages ------------------------------------------------------------
 REDACTED = "***"
 # `password = value` as a key=value option (value quoted, maybe unterminated, or bare) or a URI
-# query parameter; not `sslpassword`, which unlocks a client key (redacted all the same: the
-# lookbehind only keeps `sslpassword=` itself readable)
+# query parameter. `sslpassword` (it unlocks a client key) has a pattern of its own: the
+# lookbehind keeps the first from matching inside it.
 _PASSWORD_VALUE = re.compile(
     r"(?<![\w])(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&'\"]+)", re.IGNORECASE)
 _SSLPASSWORD_VALUE = re.compile(
