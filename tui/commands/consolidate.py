@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.batch is not None and args.batch < 1:
         raise CliError("--batch must be at least 1")
     try:
-        older = parse_age(args.older_than) if args.older_than else None
+        older = parse_age(args.older_than) if args.older_than is not None else None
     except ValueError as exc:
         raise CliError(f"--older-than: {exc}") from None
     conn = ctx.connect(purpose="cli")
