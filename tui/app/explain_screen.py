@@ -47,7 +47,7 @@ from ..core.explain import (
     TableReference,
     check_statement,
 )
-from ..core.explain.plan import PlanNode
+from ..core.explain.plan_tree import PlanNode
 from .explain_render import (
     AppendInfo,
     append_index,

@@ -42,7 +42,7 @@ from psycopg import sql
 
 from ..connection import SAFE_SEARCH_PATH, user_search_path
 from ..gcpause import paused_gc
-from .plan import Plan, parse_plan
+from .plan_tree import PlanTree, parse_plan
 from .statement import Statement
 
 GENERIC_PLAN_VERSION = 160000
@@ -84,7 +84,7 @@ class ExplainTimeout(ExplainError):
 class RawExplain:
     statement: Statement
     document: Any
-    plan: Plan
+    plan: PlanTree
     analyze: bool
     generic: bool  # a generic plan of a parameterized query
     server_seconds: float  # wall time of the EXPLAIN round trip
