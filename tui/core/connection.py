@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import conninfo as pg_conninfo
 
+from .errors import first_line
+
 APPLICATION_NAME = "pgparts"
 # pg_temp named last: otherwise it is searched first for relations (never for functions or
 # operators); listed explicitly the way PostgreSQL's documentation advises for definer code
@@ -82,17 +84,15 @@ def validate_dsn(dsn: str) -> None:
     try:
         pg_conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise ConnectError(f"malformed connection string: {_first_line(exc)}") from None
+        raise ConnectError(f"malformed connection string: {_libpq_reason(exc)}") from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    # libpq prefixes messages with the address tried; the last line is the reason
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    reason = lines[0] if lines else text
-    for ln in lines:
+def _libpq_reason(exc: BaseException) -> str:
+    """first_line(), but where libpq names the address tried first, the reason comes last."""
+    reason = first_line(exc)
+    for ln in str(exc).splitlines():
         if "FATAL" in ln or "failed:" in ln:
-            reason = ln
+            reason = ln.strip()
     return reason.replace("FATAL:  ", "").replace("FATAL: ", "")
 
 
@@ -127,15 +127,15 @@ def connect(
     try:
         conn = psycopg.connect(pg_conninfo.make_conninfo(**params), autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise ConnectError(f"cannot connect to {target.describe()}: {_first_line(exc)}") from None
+        raise ConnectError(f"cannot connect to {target.describe()}: {_libpq_reason(exc)}") from None
     except psycopg.ProgrammingError as exc:
-        raise ConnectError(f"malformed connection string: {_first_line(exc)}") from None
+        raise ConnectError(f"malformed connection string: {_libpq_reason(exc)}") from None
     if user_search_path:
         try:
             _user_paths[conn] = _switch_to_safe_search_path(conn)
         except psycopg.Error as exc:
             conn.close()
-            raise ConnectError(f"cannot set up the session: {_first_line(exc)}") from None
+            raise ConnectError(f"cannot set up the session: {_libpq_reason(exc)}") from None
     return conn
 
 

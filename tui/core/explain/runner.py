@@ -41,6 +41,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from ..connection import SAFE_SEARCH_PATH, user_search_path
+from ..errors import first_line
 from ..gcpause import paused_gc
 from .plan_tree import PlanTree, parse_plan
 from .statement import Statement
@@ -321,5 +322,4 @@ class ExplainRunner:
 def _message(exc: psycopg.Error) -> str:
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag else None
-    text = primary or str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return str(text)
+    return str(primary or first_line(exc))
