@@ -20,7 +20,7 @@ from tui.app.app import PgpartsApp  # noqa: E402
 from tui.app.tree_view import PartitionTree  # noqa: E402
 from tui.core.config import Config  # noqa: E402
 from tui.core.connection import Target  # noqa: E402
-from tui.core.demo import open_demo  # noqa: E402
+from tui.demo.server import open_demo  # noqa: E402
 
 SIZE = (140, 40)
 

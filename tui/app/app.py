@@ -33,6 +33,7 @@ from textual.worker import Worker, WorkerState
 from ..core.catalog import Forest, PartNode, exact_row_count, load_forest, load_indexes
 from ..core.config import Config
 from ..core.connection import ConnectError, Target, connect
+from ..core.errors import first_line as _first_line
 from ..core.findings import FindingCounts, check_forest, findings_by_oid, subtree_counts
 from .format import postgres_version
 from .messages import CatalogFailed, CatalogLoaded, FindingsReady, RowCountDone
@@ -72,11 +73,6 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
 ]
 
 DEFAULT_AUTO_REFRESH_SECONDS = 30.0
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
 
 
 class ConsoleCommands(Provider):

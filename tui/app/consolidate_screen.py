@@ -27,6 +27,7 @@ from textual.worker import Worker, WorkerState
 
 from ..core.catalog import Forest, PartNode
 from ..core.connection import ConnectError, connect
+from ..core.errors import first_line as _first_line
 from ..core.humanfmt import plural
 from ..core.plans.consolidate import (
     CONSOLIDATED,
@@ -564,8 +565,3 @@ def _age(delta) -> str:
         weeks = days // 7
         return f"{weeks} week{'s' if weeks != 1 else ''}"
     return f"{days} day{'s' if days != 1 else ''}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0]

@@ -37,6 +37,7 @@ from textual.widgets.tree import TreeNode
 from textual.worker import Worker, WorkerState
 
 from ..core.connection import ConnectError, connect
+from ..core.errors import first_line as _first_line
 from ..core.explain import (
     ExplainCancelled,
     ExplainError,
@@ -47,7 +48,7 @@ from ..core.explain import (
     TableReference,
     check_statement,
 )
-from ..core.explain.plan import PlanNode
+from ..core.explain.plan_tree import PlanNode
 from .explain_render import (
     AppendInfo,
     append_index,
@@ -619,8 +620,3 @@ def _intro() -> Text:
     text.append("The plan (right) folds each Append over partitions into one line; enter or "
                 "space expands it.", style="dim")
     return text
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0]

@@ -26,6 +26,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
+from ..core.errors import first_line as _first_line
 from ..core.plans import Outcome, Plan, PlanRunner, Progress, RunResult, RunState, StepStatus
 from ..core.plans.runner import Hook, step_label
 from .format import bar, human_bytes, thousands
@@ -174,8 +175,7 @@ class PlanProgressScreen(Screen):
             return
         # a bug in the runner: show it like a failed run; the runner rolled back what it could
         error = event.worker.error
-        text = str(error).strip().splitlines()[0] if error and str(error).strip() else \
-            type(error).__name__
+        text = _first_line(error) if error else "unknown"
         self._finish(RunResult(Outcome.FAILED, list(self.runner.outcomes) if self.runner else [],
                                time.monotonic() - self._started,
                                f"internal error: {text}",

@@ -18,6 +18,7 @@ import psycopg
 
 from ..context import CliError, Context
 from ..core.catalog import Forest, PartNode, in_tree_order, load_forest
+from ..core.errors import first_line as _first_line
 from ..core.findings import (
     Finding,
     FindingCounts,
@@ -45,11 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # -- shared with `check` -------------------------------------------------------------------------
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0]
-
-
 def load(ctx: Context, *, exact_sizes: bool = False, purpose: str = "cli") -> Forest:
     """Connect, read the forest, close; database errors become one-line CliErrors."""
     conn = ctx.connect(purpose=purpose)

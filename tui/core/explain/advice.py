@@ -24,6 +24,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from ..catalog import PartNode
+from ..errors import first_line
 from ..names import quote_ident
 
 DIALECT = "postgres"
@@ -169,7 +170,7 @@ def parse_query(text: str) -> QueryAnalysis:
     try:
         parsed = sqlglot.parse_one(text, read=DIALECT)
     except (SqlglotError, ValueError, RecursionError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         return QueryAnalysis(None, f"could not read the query text ({reason})", [])
     names: list[tuple[str | None, str]] = []
     ctes = {(_alias(c) or "") for c in parsed.find_all(exp.CTE)}

@@ -22,7 +22,7 @@ from .advice import (
     QueryAnalysis,
     ReferenceAnalysis,
 )
-from .plan import Plan
+from .plan_tree import PlanTree
 from .pruning import TableReference, build_references, count_detach_pending
 from .runner import RawExplain
 from .statement import Statement
@@ -83,7 +83,7 @@ class ExplainReport:
     report_seconds: float = 0.0
 
     @property
-    def plan(self) -> Plan:
+    def plan(self) -> PlanTree:
         return self.raw.plan
 
     def full_scans(self) -> list[TableReference]:
@@ -317,7 +317,7 @@ def _missing(level: LevelAnalysis, oks: list[Finding]) -> str:
 
 
 def zero_scan_references(
-    plan: Plan, forest: Forest, analysis: QueryAnalysis, refs: list[TableReference]
+    plan: PlanTree, forest: Forest, analysis: QueryAnalysis, refs: list[TableReference]
 ) -> list[TableReference]:
     """Partitioned tables the query reads but the plan never scans (e.g. a contradiction)."""
     # covered: the reported tables, their ancestors and (through the path) their descendants;
