@@ -818,7 +818,7 @@ def _classify(cond: exp.Expression, scope: _Scope, src: _Source, element: KeyEle
             return Finding("same_row", None, col, text)
         if op is exp.NullSafeEQ:
             # IS NOT DISTINCT FROM is not an operator of the key's operator class
-            return Finding("key_wrapped", None, col, text, suggestion=(
+            return Finding("unsupported_operator", None, col, text, suggestion=(
                 f"use {_sql_ident(col)} = <value> (or {_sql_ident(col)} IS NULL)"))
         if strategy == "hash" and not equality:
             return Finding("hash_non_equality", None, col, text)
@@ -828,7 +828,25 @@ def _classify(cond: exp.Expression, scope: _Scope, src: _Source, element: KeyEle
         if not equality:
             f = _list_range(f, strategy)
         return _late(f)
+    if isinstance(cond, exp.Operator):
+        # OPERATOR(pg_catalog.>=): the ordinary comparison, spelled out
+        name = str(cond.args.get("operator") or "").split(".")[-1].strip()
+        known = _OPERATORS.get(name)
+        if known is not None:
+            spelled = known(this=cond.this.copy(), expression=cond.expression.copy())
+            found = _classify(spelled, scope, src, element, strategy, key_type)
+            found.condition = text
+            return found
+    if isinstance(cond, exp.Binary):
+        # @>, <@, &&, IS DISTINCT FROM, ...: not an operator of a partitioning operator class
+        return Finding("unsupported_operator", None, col, text)
     return Finding("key_wrapped", None, col, text)
+
+
+_OPERATORS: dict[str, type[exp.Expression]] = {
+    "=": exp.EQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE, "<>": exp.NEQ,
+    "!=": exp.NEQ,
+}
 
 
 def _list_range(f: Finding, strategy: str) -> Finding:

@@ -48,6 +48,9 @@ _MESSAGES = {
                 "them).",
     "always_true": "the condition on {col} ({cond}) holds for every value of the key (at most "
                    "NULL aside), so no partition can be ruled out.",
+    "unsupported_operator": "{cond}: PostgreSQL prunes {key} only with =, <, <=, >, >=, "
+                            "BETWEEN, IN / = ANY, IS NULL and (on a boolean key) IS TRUE / "
+                            "IS FALSE; this comparison is none of them.",
     "join_key": "the key {col} is compared with another table's column ({cond}): PostgreSQL can "
                 "prune only at run time, in a parameterized nested loop, if at all.",
 }
@@ -66,6 +69,8 @@ def _advice_for_blocker(f: Finding, level: LevelAnalysis) -> Advice:
         suggestion = f"list the wanted values instead: {f.column} IN (...)"
     if f.code == "like_on_key" and not suggestion:
         suggestion = f"use = / IN, or a range ({f.column} >= 'abc' AND {f.column} < 'abd')"
+    if f.code == "unsupported_operator" and not suggestion:
+        suggestion = f"compare {f.column} with =, IN or a range"
     if f.code == "same_row" and not suggestion:
         suggestion = f"compare {f.column} with constants (or a range of them)"
     if f.code == "always_true" and not suggestion:
