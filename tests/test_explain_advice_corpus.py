@@ -21,7 +21,7 @@ import pytest
 from tui.core.connection import connect
 from tui.core.explain import ExplainReport, ExplainSession
 
-from .conftest import Database, Server, create_database, drop_database
+from .conftest import Database, Server, _scenario_copy, create_database, drop_database
 from .layouts import AWKWARD_SQL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,8 +56,8 @@ INSERT INTO account_balances
          (ARRAY['xrd_holding','lsu_holding','dex_swap','lending'])[1 + i % 4]
   FROM generate_series(0, 119) i;
 CREATE SCHEMA control;
-CREATE TABLE control.payment (pay_ts timestamptz NOT NULL, pdm_id int NOT NULL,
-  amount numeric, PRIMARY KEY (pay_ts, pdm_id)) PARTITION BY RANGE (pay_ts);
+CREATE TABLE control.payment (pay_ts timestamp(0) with time zone NOT NULL,
+  pdm_id int NOT NULL, amount numeric, PRIMARY KEY (pay_ts, pdm_id)) PARTITION BY RANGE (pay_ts);
 CREATE TABLE control.payment_2000_2019 PARTITION OF control.payment
   FOR VALUES FROM (MINVALUE) TO ('2020-01-01');
 CREATE TABLE control.payment_2020_2021 PARTITION OF control.payment
@@ -709,3 +709,49 @@ def test_every_code_in_corpus_and_readme() -> None:
     assert emitted <= in_corpus, emitted - in_corpus
     assert _readme_codes() == emitted
     assert len(CASES) >= 150
+
+
+# -- the seeded demo itself (tui/core/seed.py at the test scale) --------------------------------
+DEMO_WEEK = "\"timestamp\" >= '2026-11-08' AND \"timestamp\" < '2026-11-09'"
+DEMO_CASES = [
+    (f"SELECT * FROM account_balances WHERE {DEMO_WEEK} AND account_address = 'rdx1q1'",
+     AB, False, ""),
+    (f"SELECT * FROM account_balances WHERE {DEMO_WEEK}", AB, False, NKH),
+    (f"SELECT * FROM account_balances WHERE {DEMO_WEEK} AND account_address <> 'x'", AB, False,
+     "not_equal@hash"),
+    (f"SELECT * FROM account_balances WHERE {DEMO_WEEK} AND account_address in($1,$2)", AB,
+     False, "generic_plan@hash"),
+    ("SELECT * FROM account_balances WHERE \"timestamp\"::date = '2026-11-10'", AB, True,
+     f"key_wrapped@range {NKH}"),
+    ("SELECT * FROM (SELECT * FROM account_balances UNION ALL SELECT * FROM account_balances) u"
+     " WHERE \"timestamp\" = $1::timestamptz", AB, True, f"combined generic_plan@range {NKH}"),
+    ("SELECT * FROM control.payment WHERE extract(year FROM pay_ts) = 2023", PAY, True,
+     "key_wrapped@range"),
+    ("SELECT * FROM control.payment WHERE pay_ts >= $1::timestamptz", PAY, True,
+     "generic_plan@range"),
+    ("SELECT * FROM control.payment WHERE pay_ts::date = '2024-01-01' OR pdm_id = 3", PAY, True,
+     "or_across_columns@range"),
+    ("SELECT * FROM control.payment WHERE pay_ts >= '2024-01-01' AND pay_ts < '2024-02-01'", PAY,
+     False, ""),
+]
+
+
+@pytest.fixture(scope="module")
+def demo(pg: Server) -> Iterator[ExplainSession]:
+    name = _scenario_copy(pg)
+    conn = connect(Database(pg, name).target, user_search_path=True)
+    yield ExplainSession(conn)
+    conn.close()
+    drop_database(pg, name)
+
+
+def test_advice_on_the_demo(demo: ExplainSession) -> None:
+    for query, table, full, advice in DEMO_CASES:
+        report = demo.explain(query)
+        refs = [r for r in report.references if r.table.qualified == table]
+        assert refs, report.to_json()
+        assert all(r.status == "full" for r in refs) == full, (query, report.to_json())
+        assert _codes(refs) == set(advice.split()), (query, report.to_json())
+        for r in refs:
+            pruned = _pruned_levels(r)
+            assert not any(a.level in pruned and a.code in BLOCKERS for a in r.advice)
