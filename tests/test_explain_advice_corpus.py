@@ -711,6 +711,23 @@ def test_every_code_in_corpus_and_readme() -> None:
     assert len(CASES) >= 150
 
 
+def test_is_not_true_rewrite_prunes(sessions) -> None:
+    s = sessions["a"]
+    (ref,) = s.explain("SELECT * FROM flags2 WHERE f IS NOT TRUE").references
+    (advice,) = ref.advice
+    assert (advice.code, advice.suggestion) == ("not_equal", "f IS FALSE OR f IS NULL")
+    assert "IS NOT NULL" not in advice.message
+    (better,) = s.explain(f"SELECT * FROM flags WHERE {advice.suggestion}").references
+    assert better.status == "pruned" and better.partitions_scanned == 2
+
+
+def test_or_on_one_column_is_not_across_columns(sessions) -> None:
+    (ref,) = sessions["a"].explain("SELECT * FROM flags WHERE f IS TRUE OR f IS NOT TRUE") \
+        .references
+    (advice,) = ref.advice
+    assert advice.code == "always_true" and "different columns" not in advice.message
+
+
 # -- the seeded demo itself (tui/core/seed.py at the test scale) --------------------------------
 DEMO_WEEK = "\"timestamp\" >= '2026-11-08' AND \"timestamp\" < '2026-11-09'"
 DEMO_CASES = [

@@ -761,15 +761,16 @@ def _classify(cond: exp.Expression, scope: _Scope, src: _Source, element: KeyEle
         if isinstance(inner, exp.Is) and isinstance(_strip(inner.expression), exp.Null):
             return Finding("not_null", None, col, text)
         # IS NOT TRUE / IS NOT FALSE, NOT BETWEEN, NOT (k = v): a negation, like <>
-        return Finding("not_equal", None, col, text)
+        return Finding("not_equal", None, col, text, suggestion=_boolean_rewrite(inner, col))
     if isinstance(cond, exp.NEQ | exp.NullSafeNEQ):
         return Finding("not_equal", None, col, text)
     if isinstance(cond, _PATTERN_NODES):
         return Finding("like_on_key", None, col, text)
     if isinstance(cond, exp.Is):
         if cond.args.get("negate"):  # IS NOT NULL / IS NOT TRUE as sqlglot may read them
-            code = "not_null" if isinstance(_strip(cond.expression), exp.Null) else "not_equal"
-            return Finding(code, None, col, text)
+            if isinstance(_strip(cond.expression), exp.Null):
+                return Finding("not_null", None, col, text)
+            return Finding("not_equal", None, col, text, suggestion=_boolean_rewrite(cond, col))
         if _is_bare(cond.this, scope, src, element, key_type):
             return ok(None, True)
         return Finding("key_wrapped", None, col, text)
@@ -847,6 +848,16 @@ _OPERATORS: dict[str, type[exp.Expression]] = {
     "=": exp.EQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE, "<>": exp.NEQ,
     "!=": exp.NEQ,
 }
+
+
+def _boolean_rewrite(test: exp.Expression, col: str) -> str | None:
+    """k IS NOT TRUE keeps false and NULL: IS FALSE OR IS NULL say the same and prune."""
+    value = _strip(test.expression) if isinstance(test, exp.Is) else None
+    if not isinstance(value, exp.Boolean):
+        return None
+    other = "FALSE" if value.this else "TRUE"
+    ident = _sql_ident(col)
+    return f"{ident} IS {other} OR {ident} IS NULL"
 
 
 def _list_range(f: Finding, strategy: str) -> Finding:
