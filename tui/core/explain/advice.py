@@ -674,7 +674,7 @@ def _classify_or(cond: exp.Expression, scope: _Scope, src: _Source, element: Key
     """An OR prunes when every arm does. An arm that does not mention the key makes it an OR
     across columns; an arm that mentions it unusably (a IS NOT TRUE) blocks with its own code,
     and arms that together cover every value (a IS TRUE OR a IS NOT TRUE) are always true."""
-    text = cond.sql(DIALECT)
+    text = _sql_text(cond)
     col = element.label
     arms = _disjuncts(cond)
     results: list[list[Finding]] = []
@@ -740,7 +740,7 @@ def _findings(scope: _Scope, src: _Source, element: KeyElement, strategy: str) -
 
 def _classify(cond: exp.Expression, scope: _Scope, src: _Source, element: KeyElement,
               strategy: str, key_type: str | None) -> Finding:
-    text = cond.sql(DIALECT)
+    text = _sql_text(cond)
     col = element.label
     cond = _strip(cond)
 
@@ -850,6 +850,17 @@ _OPERATORS: dict[str, type[exp.Expression]] = {
 }
 
 
+def _sql_text(cond: exp.Expression) -> str:
+    """The condition as advice quotes it: `f IS NOT TRUE`, not sqlglot's `NOT f IS TRUE`."""
+    def spell(n: exp.Expression) -> exp.Expression:
+        if isinstance(n, exp.Not) and isinstance(n.this, exp.Is) and not n.this.args.get("negate"):
+            test = n.this.copy()
+            test.set("negate", True)
+            return test
+        return n
+    return cond.transform(spell).sql(DIALECT)
+
+
 def _boolean_rewrite(test: exp.Expression, col: str) -> str | None:
     """k IS NOT TRUE keeps false and NULL: IS FALSE OR IS NULL say the same and prune."""
     value = _strip(test.expression) if isinstance(test, exp.Is) else None
@@ -903,7 +914,7 @@ def _add_unit(d: date, unit: str) -> date | None:
 def _wrapped(cond: exp.Expression, keyside: exp.Expression, value: exp.Expression | None,
              element: KeyElement, op: type | None = None) -> Finding:
     col = element.label
-    text = cond.sql(DIALECT)
+    text = _sql_text(cond)
     f = Finding("key_wrapped", None, col, text)
     if element.column is None:
         f.suggestion = f"compare the key expression exactly as it is declared: {element.label}"

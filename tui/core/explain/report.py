@@ -48,9 +48,9 @@ _MESSAGES = {
                 "them).",
     "always_true": "the condition on {col} ({cond}) holds for every value of the key (at most "
                    "NULL aside), so no partition can be ruled out.",
-    "unsupported_operator": "{cond}: PostgreSQL prunes {key} only with =, <, <=, >, >=, "
-                            "BETWEEN, IN / = ANY, IS NULL and (on a boolean key) IS TRUE / "
-                            "IS FALSE; this comparison is none of them.",
+    "unsupported_operator": "the comparison {cond} is not one PostgreSQL prunes with: {key} "
+                            "prunes only with =, <, <=, >, >=, BETWEEN, IN / = ANY, IS NULL "
+                            "and (on a boolean key) IS TRUE / IS FALSE.",
     "join_key": "the key {col} is compared with another table's column ({cond}): PostgreSQL can "
                 "prune only at run time, in a parameterized nested loop, if at all.",
 }
