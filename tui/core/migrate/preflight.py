@@ -151,8 +151,13 @@ def _estimate(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn,
                 rows[i] += share * max(0.0, overlap) / (hi - lo)
                 i += 1
     per_row = heap_bytes / reltuples if reltuples > 0 else 0.0
-    out = [PeriodRows(s, e, round(r), round(r * per_row)) for (s, e), r in zip(spans, rows,
-                                                                                 strict=True)]
+    # rounded cumulatively: quiet periods hold fractions of a row that must add up, not vanish
+    out, cum, done = [], 0.0, 0
+    for (s, e), r in zip(spans, rows, strict=True):
+        cum += r
+        n = round(cum) - done
+        done += n
+        out.append(PeriodRows(s, e, n, round(n * per_row)))
     return RowsPerPeriod(kind, step, False, out, round(null_frac * reltuples),
                          round(reltuples), per_row,
                          note="estimated from the planner's statistics")
