@@ -70,17 +70,24 @@ def test_target_rows_merges_quiet_years(db, tmp_path):
         # the layout file, both formats, read back and validated by the server
         for suffix in ("toml", "json"):
             path = tmp_path / f"layout.{suffix}"
-            write_layout(path, parts, COLUMN)
+            write_layout(path, parts, pc)
             column, back = read_layout(path)
             assert column == COLUMN
             assert [(p.name, p.rows, p.default) for p in back] == [
                 (p.name, p.rows, p.default) for p in parts]
-            check = validate_layout(conn, back, pc, now=NOW)
+            check = validate_layout(conn, back, pc, now=NOW, counts=months)
             assert check.ok and check.warnings == [], check.problems
-            assert [(p.name, p.lo, p.hi) for p in check.partitions] == [
-                (p.name, p.lo, p.hi) for p in parts]
+            assert [(p.name, p.lo, p.hi, p.rows) for p in check.partitions] == [
+                (p.name, p.lo, p.hi, p.rows) for p in parts]
         assert json.loads((tmp_path / "layout.json").read_text())["partitions"][0]["from"] == \
             "2000-01-01 00:00:00+00:00"
+        # an edited layout: the old years left out fall into the default partition
+        edited = validate_layout(conn, parts[1:], pc, now=NOW, counts=months)
+        assert edited.ok and edited.partitions[-1].rows == 40
+        assert edited.warnings == ["about 40 row(s) fall outside every range: they would go to "
+                                   "the default partition"]
+        no_default = validate_layout(conn, parts[1:-1], pc, now=NOW, counts=months)
+        assert [p for p in no_default.problems if "the copy would fail" in p]
 
 
 def test_intervals_and_refusals(db):
@@ -175,6 +182,12 @@ default = true
         assert "gap between t_2021 and t_2030" in text
         assert [p.name for p in check.partitions] == ["t_old", "t_2020", "t_2021", "t_2030", "d1"]
         assert check.partitions[1].lo == date(2020, 1, 1)
+        # bounds of a date column are written as dates
+        write_layout(path, [Partition("t_2020", datetime(2020, 1, 1, tzinfo=UTC),
+                                      datetime(2021, 1, 1, tzinfo=UTC)),
+                            Partition("t_default", default=True)], pc)
+        assert 'from = "2020-01-01"' in path.read_text()
+        assert validate_layout(conn, read_layout(path)[1], pc, now=datetime(2019, 1, 1)).ok
         fine = validate_layout(conn, [Partition("t_all", "MINVALUE", "2020-01-01")], pc, now=NOW)
         assert fine.ok and len(fine.warnings) == 2  # no default, nothing in the future
         for content, message in (("partitions = 3", "list of partitions"),

@@ -60,6 +60,9 @@ def test_rows_without_statistics_and_other_column_types(db):
         table = load_table(conn, "public", "t")
         nostats = rows_per_period(conn, table, partition_column(table, "ts"), "month")
         assert nostats.periods == [] and "ANALYZE" in nostats.note
+        conn.execute("CREATE TABLE public.empty (ts date NOT NULL); ANALYZE public.empty")
+        empty = load_table(conn, "public", "empty")
+        assert "empty" in rows_per_period(conn, empty, partition_column(empty, "ts")).note
         ints = rows_per_period(conn, table, partition_column(table, "id"), exact=True, step=100)
         assert ints.period == "range" and ints.step == 100
         assert [(p.start, p.end, p.rows) for p in ints.periods[:2]] == [(-100, 0, 1), (0, 100, 100)]

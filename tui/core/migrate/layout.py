@@ -172,13 +172,16 @@ def _propose_ranges(counts: RowsPerPeriod, prefix: str, interval: str | None,
 
 
 # -- the layout file ------------------------------------------------------------------------------
-def bound_text(value: Value | None) -> str | int | None:
-    """A bound as the layout file holds it."""
+def bound_text(value: Value | None, kind: str = "timestamptz") -> str | int | None:
+    """A bound as the layout file holds it, written for a column of `kind` (source.KINDS)."""
     if value is None or isinstance(value, int | str):
         return value
     if isinstance(value, datetime):
-        return (as_utc(value).isoformat(sep=" ") if value.tzinfo is not None
-                else value.isoformat(sep=" "))
+        if kind == "date" and value.time() == datetime.min.time():
+            return value.date().isoformat()
+        if kind == "timestamp" or value.tzinfo is None:
+            return value.replace(tzinfo=None).isoformat(sep=" ")
+        return as_utc(value).isoformat(sep=" ")
     return value.isoformat()
 
 
@@ -195,28 +198,28 @@ def _toml_value(value: str | int | bool) -> str:
     return _toml_string(value)
 
 
-def layout_document(partitions: list[Partition], column: str) -> dict[str, Any]:
+def layout_document(partitions: list[Partition], pc: PartitionColumn) -> dict[str, Any]:
     items: list[dict[str, Any]] = []
     for p in partitions:
         item: dict[str, Any] = {"name": p.name}
         if p.default:
             item["default"] = True
         else:
-            item["from"] = bound_text(p.lo)
-            item["to"] = bound_text(p.hi)
+            item["from"] = bound_text(p.lo, pc.kind)
+            item["to"] = bound_text(p.hi, pc.kind)
         if p.rows is not None:
             item["rows"] = p.rows
         items.append(item)
-    return {"column": column, "partitions": items}
+    return {"column": pc.name, "partitions": items}
 
 
-def write_layout(path: Path, partitions: list[Partition], column: str) -> None:
-    doc = layout_document(partitions, column)
+def write_layout(path: Path, partitions: list[Partition], pc: PartitionColumn) -> None:
+    doc = layout_document(partitions, pc)
     if path.suffix.lower() == ".json":
         path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return
     lines = ["# pgparts partition layout: bounds in UTC, `to` excluded",
-             f"column = {_toml_string(column)}"]
+             f"column = {_toml_string(pc.name)}"]
     for item in doc["partitions"]:
         lines.append("")
         lines.append("[[partitions]]")
@@ -311,9 +314,40 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (1, value)
 
 
+def _comparable(value: Any) -> Any:
+    return as_utc(value) if isinstance(value, datetime | date) else value
+
+
+def _contains(p: Partition, value: Any) -> bool:
+    v = _comparable(value)
+    return ((p.lo == "MINVALUE" or _comparable(p.lo) <= v)
+            and (p.hi == "MAXVALUE" or v < _comparable(p.hi)))
+
+
+def assign_rows(partitions: list[Partition], counts: RowsPerPeriod,
+                ) -> tuple[list[Partition], int]:
+    """The partitions (bounds parsed) with the rows of the counted periods they hold, and the
+    rows no range holds (the DEFAULT partition's). A period is given to the partition holding
+    its start: counts per finer periods give closer figures."""
+    ranged = [p for p in partitions if not p.default]
+    rows = [0] * len(ranged)
+    outside = counts.null_rows
+    for period in counts.periods:
+        i = next((i for i, p in enumerate(ranged) if _contains(p, period.start)), None)
+        if i is None:
+            outside += period.rows
+        else:
+            rows[i] += period.rows
+    out = [Partition(p.name, p.lo, p.hi, n) for p, n in zip(ranged, rows, strict=True)]
+    return out + [Partition(p.name, rows=outside, default=True) for p in partitions
+                  if p.default], outside
+
+
 def validate_layout(conn: psycopg.Connection, partitions: list[Partition],
-                    pc: PartitionColumn, *, now: datetime | None = None) -> LayoutCheck:
-    """Names, bounds (cast to the column's type by the server), overlaps and gaps."""
+                    pc: PartitionColumn, *, now: datetime | None = None,
+                    counts: RowsPerPeriod | None = None) -> LayoutCheck:
+    """Names, bounds (cast to the column's type by the server), overlaps and gaps. With
+    `counts`, each partition gets its rows, and rows no range holds are reported."""
     problems: list[str] = []
     warnings: list[str] = []
     seen: set[str] = set()
@@ -347,7 +381,8 @@ def validate_layout(conn: psycopg.Connection, partitions: list[Partition],
         if lo is None or hi is None:
             continue
         if _sort_key(lo) >= _sort_key(hi):
-            problems.append(f"{p.name}: from {bound_text(lo)} is not before to {bound_text(hi)}")
+            problems.append(f"{p.name}: from {bound_text(lo, pc.kind)} is not before to "
+                            f"{bound_text(hi, pc.kind)}")
             continue
         out.append(Partition(p.name, lo, hi, p.rows))
     out.sort(key=lambda p: _sort_key(p.lo))
@@ -355,14 +390,24 @@ def validate_layout(conn: psycopg.Connection, partitions: list[Partition],
         if _sort_key(b.lo) < _sort_key(a.hi):
             problems.append(f"{a.name} and {b.name} overlap")
         elif _sort_key(b.lo) > _sort_key(a.hi):
-            problems.append(f"gap between {a.name} and {b.name}: rows from {bound_text(a.hi)} "
-                            f"to {bound_text(b.lo)} would go to the default partition")
+            problems.append(f"gap between {a.name} and {b.name}: rows from "
+                            f"{bound_text(a.hi, pc.kind)} to {bound_text(b.lo, pc.kind)} would "
+                            "go to the default partition")
     if not defaults:
         warnings.append("no DEFAULT partition: a row outside every range would be refused")
     if pc.is_time and out and not problems:
-        moment = now or datetime.now(UTC)
+        moment = as_utc(now) if now is not None else datetime.now(UTC)
         if not any(p.lo == "MAXVALUE" or (p.lo != "MINVALUE" and as_utc(p.lo) > moment)
                    for p in out):
             warnings.append("no partition lies entirely in the future: new rows would go to "
                             "the default partition")
-    return LayoutCheck(out + defaults[:1], problems, warnings)
+    parts = out + defaults[:1]
+    if counts is not None and not problems:
+        parts, outside = assign_rows(parts, counts)
+        if outside and defaults:
+            warnings.append(f"about {outside} row(s) fall outside every range: they would go "
+                            "to the default partition")
+        elif outside:
+            problems.append(f"about {outside} row(s) fall outside every range and there is no "
+                            "DEFAULT partition: the copy would fail")
+    return LayoutCheck(parts, problems, warnings)

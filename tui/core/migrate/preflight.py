@@ -122,6 +122,9 @@ def _estimate(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn,
     assert row is not None
     reltuples, heap_bytes, null_frac, hist, mcv, mcf = row
     kind = "range" if step is not None or not pc.is_time else period
+    if reltuples == 0:
+        return RowsPerPeriod(kind, step, False, [], 0, 0, 0.0,
+                             note="the table is empty, according to its statistics")
     if reltuples < 0 or null_frac is None or (not hist and not mcv):
         return RowsPerPeriod(kind, step, False, [], 0, 0, 0.0,
                              note="no statistics on this column: run ANALYZE on the table, or "
