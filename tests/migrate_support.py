@@ -69,7 +69,7 @@ def build_legacy(conn: psycopg.Connection, n: Names = PLAIN, rows: int = 1500,
         SELECT i, p.pdm, CASE WHEN p.pdm % 5 = 2 THEN date_trunc('minute', t, 'UTC') ELSE t END
                          AS ts, 0 AS copy_no, 'T' || lpad(i::text, 6, '0') AS tracer
         FROM generate_series(0, {rows} - 1) i
-        CROSS JOIN LATERAL (SELECT 1 + (i * 7919) % 25 AS pdm) p
+        CROSS JOIN LATERAL (SELECT (1 + (i::bigint * 7919) % 25)::int AS pdm) p
         CROSS JOIN LATERAL (SELECT {lo}::timestamptz + make_interval(
             secs => i::bigint * {step} + (i::bigint * 7919) % {step}) AS t) tt;
         -- collisions by design: same machine and timestamp, another tracer

@@ -82,9 +82,10 @@ def _minute(s: _Shape, alias: str) -> sql.Composable:
     return sql.SQL("pg_catalog.date_trunc('minute', {c})").format(c=sql.Identifier(alias, s.ts))
 
 
-def _ranked(s: _Shape) -> sql.Composed:
-    """Every row of a (prefix, minute) group holding a collision: k1..kn (the prefix), m (the
-    minute), old_ts, tb, rk (rank by tie-break), size (ranks in the group), new_ts, row_ctid."""
+def _ranked(s: _Shape, first_groups: int | None = None) -> sql.Composed:
+    """Every row of a (prefix, minute) group holding a collision (of the first `first_groups`
+    groups only, when given): k1..kn (the prefix), m (the minute), old_ts, tb, rk (rank by
+    tie-break), size (ranks in the group), new_ts, row_ctid."""
     ks = [sql.Identifier(f"k{i}") for i in range(1, len(s.prefix) + 1)]
     prefix = [sql.Identifier(c) for c in s.prefix]
     by_key = sql.SQL(", ").join([*prefix, sql.Identifier(s.ts)])
@@ -98,7 +99,8 @@ def _ranked(s: _Shape) -> sql.Composed:
     return sql.SQL("""
         WITH g AS (
             SELECT DISTINCT {k_select}{minute_k} AS m FROM {t} AS k
-            GROUP BY {by_key} HAVING pg_catalog.count(DISTINCT {tb}) > 1
+            WHERE {ts} IS NOT NULL
+            GROUP BY {by_key} HAVING pg_catalog.count(DISTINCT {tb}) > 1{limit}
         ), r AS (
             SELECT x.ctid AS row_ctid, {x_keys}g.m, x.{ts} AS old_ts, x.{tb} AS tb,
                    pg_catalog.dense_rank() OVER (PARTITION BY {part}g.m ORDER BY x.{tb}) AS rk
@@ -109,35 +111,41 @@ def _ranked(s: _Shape) -> sql.Composed:
         FROM r""").format(
         k_select=k_select, minute_k=_minute(s, "k"), t=s.table.ident, by_key=by_key,
         tb=sql.Identifier(s.tiebreak), x_keys=x_keys, ts=sql.Identifier(s.ts), part=part,
-        join_on=join_on, minute_x=_minute(s, "x"))
+        join_on=join_on, minute_x=_minute(s, "x"),
+        limit=sql.SQL("") if first_groups is None else sql.SQL(
+            " ORDER BY {part}m LIMIT {n}").format(part=part, n=sql.Literal(first_groups)))
 
 
 def find_collisions(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn,
                     key: tuple[str, ...], tiebreak: str, *, sample_groups: int = 10,
                     timeout: str = "10min") -> CollisionReport:
     """The (prefix, minute) groups to renumber, the rows that change, the groups that cannot
-    be fixed, and a sample of rewrites."""
+    be fixed, and the rewrites of the fixable ones among the first `sample_groups` groups."""
     s = _shape(table, pc, key, tiebreak)
     ks = sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(f"k{i}"))
                           for i in range(1, len(s.prefix) + 1))
     n = len(s.prefix)
     limit = sql.Literal(MAX_PER_MINUTE)
     with statement_timeout(conn, timeout):
-        groups, rewritten = conn.execute(sql.SQL(
-            "SELECT pg_catalog.count(DISTINCT ({ks}m)) FILTER (WHERE size <= {lim}),"
-            " pg_catalog.count(*) FILTER (WHERE size <= {lim} AND old_ts <> new_ts)"
-            " FROM ({ranked}) AS s").format(ks=ks, lim=limit, ranked=_ranked(s))).fetchone()
-        unfixable = [CollisionGroup(tuple(r[:n]), r[n], r[n + 1]) for r in conn.execute(sql.SQL(
-            "SELECT DISTINCT {ks}m, size FROM ({ranked}) AS s WHERE size > {lim}"
-            " ORDER BY {ks}m").format(ks=ks, lim=limit, ranked=_ranked(s))).fetchall()]
+        # one pass for the totals and the groups that cannot be fixed (the first row)
+        summary = conn.execute(sql.SQL(
+            "WITH s AS ({ranked}), g AS (SELECT {ks}m, size, pg_catalog.count(*) FILTER"
+            " (WHERE old_ts <> new_ts) AS changed FROM s GROUP BY {ks}m, size)"
+            " SELECT true, {nulls}NULL, pg_catalog.count(*), coalesce(pg_catalog.sum(changed),"
+            " 0) FROM g WHERE size <= {lim}"
+            " UNION ALL (SELECT false, {ks}m, size, changed FROM g WHERE size > {lim}"
+            " ORDER BY {ks}m)").format(
+            ranked=_ranked(s), ks=ks, lim=limit,
+            nulls=sql.SQL("NULL, " * n))).fetchall()
+        # the sample ranks the rows of the first groups only
         rows = conn.execute(sql.SQL(
-            "WITH s AS ({ranked}), first AS (SELECT DISTINCT {ks}m, size FROM s"
-            " WHERE size <= {lim} ORDER BY {ks}m LIMIT {n})"
-            " SELECT {s_ks}s.m, s.size, s.old_ts, s.new_ts, s.tb FROM s"
-            " JOIN first USING ({ks}m, size) ORDER BY {s_ks}s.m, s.rk, s.old_ts").format(
-            ranked=_ranked(s), ks=ks, lim=limit, n=sql.Literal(sample_groups),
-            s_ks=sql.SQL("").join(sql.SQL("s.{}, ").format(sql.Identifier(f"k{i}"))
-                                  for i in range(1, n + 1)))).fetchall()
+            "SELECT {ks}m, size, old_ts, new_ts, tb FROM ({ranked}) AS s WHERE size <= {lim}"
+            " ORDER BY {ks}m, rk, old_ts").format(
+            ranked=_ranked(s, sample_groups), ks=ks, lim=limit)).fetchall()
+    totals = next(r for r in summary if r[0])
+    groups, rewritten = int(totals[n + 2]), int(totals[n + 3])
+    unfixable = [CollisionGroup(tuple(r[1:n + 1]), r[n + 1], r[n + 2])
+                 for r in summary if not r[0]]
     sample: list[tuple[CollisionGroup, list[Rewrite]]] = []
     for r in rows:
         group = CollisionGroup(tuple(r[:n]), r[n], r[n + 1])

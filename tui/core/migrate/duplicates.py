@@ -77,10 +77,16 @@ def find_duplicates(conn: psycopg.Connection, table: SourceTable, key: tuple[str
     grouped = sql.SQL("FROM {t} GROUP BY {cols} HAVING pg_catalog.count(*) > 1").format(
         t=table.ident, cols=_cols(columns))
     repointable, blocking = _split(referencing, surrogate)
+    # one pass over the drop set for the totals and every foreign key's referencing rows
+    per_fk = [sql.SQL(", (SELECT pg_catalog.count(*) FROM {r} AS r JOIN d ON r.{c} = d.drop_id)")
+              .format(r=sql.Identifier(fk.schema, fk.table), c=sql.Identifier(fk.columns[0]))
+              for fk in repointable]
     with statement_timeout(conn, timeout):
-        groups, extra = conn.execute(sql.SQL(
-            "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum(n - 1), 0)::bigint"
-            " FROM (SELECT pg_catalog.count(*) AS n {g}) AS d").format(g=grouped)).fetchone()
+        found = conn.execute(sql.SQL(
+            "WITH d AS MATERIALIZED ({d}) SELECT (SELECT pg_catalog.count(DISTINCT keep_id)"
+            " FROM d), (SELECT pg_catalog.count(*) FROM d){per_fk}").format(
+            d=drop_set(table, columns, surrogate), per_fk=sql.SQL("").join(per_fk))).fetchone()
+        groups, extra = found[0], found[1]
         heads = conn.execute(sql.SQL(
             "SELECT {cols}, pg_catalog.array_agg({s} ORDER BY {s}) {g} ORDER BY {cols}"
             " LIMIT {n}").format(cols=_cols(columns), s=sql.Identifier(surrogate), g=grouped,
@@ -90,14 +96,7 @@ def find_duplicates(conn: psycopg.Connection, table: SourceTable, key: tuple[str
             rows = {r[surrogate]: r for r in cur.execute(sql.SQL(
                 "SELECT * FROM {t} WHERE {s} = ANY({ids})").format(
                 t=table.ident, s=sql.Identifier(surrogate), ids=sql.Literal(ids)))}
-        counts = []
-        for fk in repointable:
-            n = conn.execute(sql.SQL(
-                "SELECT pg_catalog.count(*) FROM {r} AS r JOIN ({d}) AS d"
-                " ON r.{c} = d.drop_id").format(
-                r=sql.Identifier(fk.schema, fk.table), d=drop_set(table, columns, surrogate),
-                c=sql.Identifier(fk.columns[0]))).fetchone()[0]
-            counts.append(Repoint(fk, n))
+    counts = [Repoint(fk, n) for fk, n in zip(repointable, found[2:], strict=True)]
     sample = [DuplicateGroup(tuple(h[:-1]), [rows[i] for i in h[-1] if i in rows])
               for h in heads]
     return DuplicateReport(columns, surrogate, groups, extra, sample, counts,
