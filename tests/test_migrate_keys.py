@@ -67,6 +67,11 @@ def test_unique_proposal_and_probe_timeout(db):
             assert is_unique(conn, table, ("d",), timeout="200ms") is None
             locker.rollback()
         assert is_unique(conn, table, ("d",)) is True
+        # inside the caller's transaction, the caller's own timeout comes back afterwards
+        with conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = '42s'")
+            assert is_unique(conn, table, ("d",), timeout="5s") is True
+            assert conn.execute("SHOW statement_timeout").fetchone()[0] == "42s"
         ties = propose_tiebreak(conn, table, ("d",), deps)
         assert [t.column for t in ties] == ["code", "note"]  # identity left out
         assert ties[0].reason == "no statistics"

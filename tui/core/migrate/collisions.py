@@ -136,7 +136,7 @@ def find_collisions(conn: psycopg.Connection, table: SourceTable, pc: PartitionC
             " UNION ALL (SELECT false, {ks}m, size, changed FROM g WHERE size > {lim}"
             " ORDER BY {ks}m)").format(
             ranked=_ranked(s), ks=ks, lim=limit,
-            nulls=sql.SQL("NULL, " * n))).fetchall()
+            nulls=sql.SQL("").join([sql.SQL("NULL, ")] * n))).fetchall()
         # the sample ranks the rows of the first groups only
         rows = conn.execute(sql.SQL(
             "SELECT {ks}m, size, old_ts, new_ts, tb FROM ({ranked}) AS s WHERE size <= {lim}"

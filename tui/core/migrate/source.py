@@ -112,7 +112,14 @@ def partition_column(table: SourceTable, name: str) -> PartitionColumn:
 @contextmanager
 def statement_timeout(conn: psycopg.Connection, timeout: str) -> Iterator[None]:
     """A transaction whose statements stop after `timeout` (e.g. '30s'): for the analyses that
-    read rows, which the operator asks for and which must not run for an hour unnoticed."""
+    read rows, which the operator asks for and which must not run for an hour unnoticed.
+
+    Inside the caller's own transaction this is a savepoint, and SET LOCAL would outlive it:
+    the previous value is put back (an error rolls the savepoint back, and the setting with it).
+    """
+    before = conn.execute("SHOW statement_timeout").fetchone()
     with conn.transaction():
         conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout)))
         yield
+        if before is not None:
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (before[0],))
