@@ -23,7 +23,7 @@ NOW = datetime(2026, 11, 21, tzinfo=UTC)
 # scenario 2's shape: little old data, then busier years
 PER_YEAR = {**{y: 2 for y in range(2000, 2020)}, 2020: 70, 2021: 25, 2022: 90, 2023: 100,
             2024: 80, 2025: 95, 2026: 60}
-SCHEMA, TABLE, COLUMN = 'Ctl "x"', 'Pay;ment Ω', 'Pay "TS"'
+SCHEMA, TABLE, COLUMN = 'Ctl "x"', 'Pay;"ment" Ω', 'Pay "TS"'
 
 
 def _build(db) -> None:
