@@ -3,13 +3,14 @@ catalog, disk space, sessions using the table."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
 from psycopg import sql
 
 from tui.core.migrate import MigrateError
-from tui.core.migrate.preflight import preflight, rows_per_period
+from tui.core.migrate.preflight import preflight, rows_per_period, wait_for_writers
 from tui.core.migrate.source import load_table, partition_column
 
 from .migrate_support import HOSTILE, PLAIN, Names, build_legacy
@@ -173,7 +174,14 @@ def test_sessions_using_the_table(db):
             assert by_app["pgparts writer"].pid == writer.info.backend_pid
             assert any("writing" in w and str(writer.info.backend_pid) in w for w in pf.warnings)
             reader.rollback()
-            writer.rollback()
+            assert [w.pid for w in wait_for_writers(conn, pf.table, 0.3, poll=0.1)] == [
+                writer.info.backend_pid]
+            timer = threading.Timer(0.3, writer.rollback)
+            timer.start()
+            try:
+                assert wait_for_writers(conn, pf.table, 20, poll=0.1) == []
+            finally:
+                timer.join()
         # our own backend, reading the table in an open transaction, is not listed
         with conn.transaction():
             conn.execute("SELECT count(*) FROM legacy.payment")

@@ -8,7 +8,8 @@
   oid) takes the table's AccessShareLock for a moment, as a SELECT would; nothing else locks.
 - Disk space: what the copy needs (table + indexes, x1.1). Free space is not visible through SQL
   without superuser file functions, so it is reported unknown, never guessed.
-- Sessions holding a lock on the table (pg_locks + pg_stat_activity, our backend excluded). A
+- Sessions holding a lock on the table (pg_locks + pg_stat_activity, our backend excluded), and
+  waiting for the writers among them to finish (`wait_for_writers`, for "offer to wait"). A
   session that will write later but holds no lock now (idle, outside a transaction) cannot be
   seen this way: the operator still has to stop the writers.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -576,6 +578,19 @@ def sessions_using(conn: psycopg.Connection, table: SourceTable) -> list[TableSe
     """Other sessions (and prepared transactions) holding or awaiting a lock on the table."""
     rows = conn.execute(_SESSIONS_SQL, {"oid": table.oid, "write": WRITE_LOCK}).fetchall()
     return [TableSession(r[0], r[1], r[2], r[3], r[4], tuple(r[5]), r[6], r[7]) for r in rows]
+
+
+def wait_for_writers(conn: psycopg.Connection, table: SourceTable, timeout: float, *,
+                     poll: float = 1.0) -> list[TableSession]:
+    """Wait up to `timeout` seconds for the sessions writing to the table to finish their
+    transactions; returns the writers still there (empty: none left). Reads pg_locks only."""
+    deadline = time.monotonic() + timeout
+    while True:
+        writers = [s for s in sessions_using(conn, table) if s.writes]
+        left = deadline - time.monotonic()
+        if not writers or left <= 0:
+            return writers
+        time.sleep(min(poll, left))
 
 
 # -- all of it ------------------------------------------------------------------------------------
