@@ -5,7 +5,7 @@
   exactly when asked, under a statement timeout.
 - Everything that depends on the table, from the catalog only: the Build and Dependencies stages
   recreate it, abort restores it. Deparsing a policy expression (pg_get_expr with the table's
-  oid) takes the table's AccessShareLock for a moment, as a SELECT would; nothing else locks.
+  oid) may open the table, with an AccessShareLock released at once; nothing else locks.
 - Disk space: what the copy needs (table + indexes, x1.1). Free space is not visible through SQL
   without superuser file functions, so it is reported unknown, never guessed.
 - Sessions holding a lock on the table (pg_locks + pg_stat_activity, our backend excluded), and
