@@ -27,6 +27,7 @@ from ..core.findings import (
     worst_severity,
 )
 from ..core.humanfmt import count, plural, size
+from ..core.policy import resolve_policies
 
 _MARK = {"critical": "!!", "warning": "!", "info": "i"}
 
@@ -64,6 +65,15 @@ def load(ctx: Context, *, exact_sizes: bool = False, purpose: str = "cli") -> Fo
         raise CliError(f"reading the partition catalog failed: {_first_line(exc)}") from None
     finally:
         conn.close()
+
+
+def warn_policy_problems(forest: Forest, ctx: Context) -> None:
+    """Say on stderr which [policy] sections match no table here: they would silently do
+    nothing."""
+    if not ctx.config.policies:
+        return
+    for problem in resolve_policies(forest, ctx.config.policies).problems:
+        print(one_line(f"pgparts: warning: {problem}"), file=sys.stderr)
 
 
 def select(forest: Forest, table: str | None) -> list[PartNode]:
@@ -241,7 +251,8 @@ def json_lines(items: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     forest = load(ctx, exact_sizes=args.exact_sizes, purpose="tree")
     roots = select(forest, args.table)
-    findings = check_forest(forest, ctx.config.findings)
+    warn_policy_problems(forest, ctx)
+    findings = check_forest(forest, ctx.config.findings, policies=ctx.config.policies)
     by_oid = findings_by_oid(findings)
     if args.json:
         out = [

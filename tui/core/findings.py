@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -21,9 +21,10 @@ import humanize
 
 from .bounds import Bound, BoundValue, parse_timestamp
 from .catalog import Forest, IndexInfo, PartNode
-from .config import FindingsConfig
+from .config import FindingsConfig, TablePolicy
 from .humanfmt import count, plural, size
 from .names import display_name
+from .policy import resolve_policies, thresholds_by_oid
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
 SEVERITIES = (CRITICAL, WARNING, INFO)
@@ -75,12 +76,14 @@ class Finding:
 
 
 def check_forest(
-    forest: Forest, config: FindingsConfig, now: datetime | None = None
+    forest: Forest, config: FindingsConfig, now: datetime | None = None,
+    policies: Mapping[str, TablePolicy] | None = None,
 ) -> list[Finding]:
     """Every finding for the forest, most severe first, then in tree order.
 
     `now` defaults to the server's clock at load time, so the future-partition check agrees with
-    what the server would do with a row inserted now.
+    what the server would do with a row inserted now. `policies` (the config's [policy] sections)
+    override the thresholds of `config` for their tables and what lies below them.
     """
     if not forest.indexes_loaded:
         # without them the index checks would pass on nothing: refuse rather than say all is well
@@ -91,17 +94,21 @@ def check_forest(
         now = now.replace(tzinfo=timezone.utc)
     found: list[Finding] = []
     attached = _attached_index_tables(forest)
+    per_table: dict[int, FindingsConfig] = {}
+    if policies:
+        per_table = thresholds_by_oid(forest, config, resolve_policies(forest, policies).by_oid)
     for root in forest.roots:
         in_tree: list[Finding] = []
         for node in root.walk():
             if not node.is_partitioned:
                 continue
+            here = per_table.get(node.oid, config)
             in_tree.extend(_range_gaps(node))
             in_tree.extend(_default_has_rows(node))
-            in_tree.extend(_no_future_partition(forest, node, now, config))
-            in_tree.extend(_skewed(forest, node, config))
+            in_tree.extend(_no_future_partition(forest, node, now, here))
+            in_tree.extend(_skewed(forest, node, here))
             if node.is_root:  # per tree: these can concern thousands of leaves
-                in_tree.extend(_oversized(node, config))
+                in_tree.extend(_oversized(node, here, per_table))
                 in_tree.extend(_never_analyzed(node))
             in_tree.extend(_index_missing(node, attached))
             in_tree.extend(_index_invalid(node))
@@ -476,15 +483,40 @@ def _no_future_partition(
 
 
 # -- oversized_partition -------------------------------------------------------------------------
-def _oversized(root: PartNode, config: FindingsConfig) -> list[Finding]:
-    big = [c for c in root.leaves() if c is not root and c.total_bytes > config.oversized_bytes]
+def _leaf_limits(
+    root: PartNode, config: FindingsConfig, per_table: Mapping[int, FindingsConfig]
+) -> dict[int, int]:
+    """Each leaf's size limit: the threshold of the table it is a partition of."""
+    limits: dict[int, int] = {}
+    for node in root.walk():
+        if node.is_partitioned:
+            limit = per_table.get(node.oid, config).oversized_bytes
+            for child in node.children:
+                if child.is_leaf:
+                    limits[child.oid] = limit
+    return limits
+
+
+def _oversized(
+    root: PartNode, config: FindingsConfig, per_table: Mapping[int, FindingsConfig]
+) -> list[Finding]:
+    limits = _leaf_limits(root, config, per_table)
+    big = [c for c in root.leaves()
+           if c is not root and c.total_bytes > limits.get(c.oid, config.oversized_bytes)]
     if not big:
         return []
     big.sort(key=lambda c: c.total_bytes, reverse=True)
-    listed = _names([f"{c.qualified} ({_size(c.total_bytes)})" for c in big])
+    used = {limits[c.oid] for c in big}
+    if len(used) == 1:
+        listed = _names([f"{c.qualified} ({_size(c.total_bytes)})" for c in big])
+        over = f"over {_size(used.pop())}"
+    else:  # policies set different limits in this tree: say each one
+        listed = _names([f"{c.qualified} ({_size(c.total_bytes)}, limit "
+                         f"{_size(limits[c.oid])})" for c in big])
+        over = "over their limit"
     message = (
-        f"{_plural(len(big), 'partition')} of {root.qualified} over "
-        f"{_size(config.oversized_bytes)}: {listed}; consider splitting or a finer interval"
+        f"{_plural(len(big), 'partition')} of {root.qualified} {over}: {listed}; "
+        f"consider splitting or a finer interval"
     )
     return [_finding(WARNING, "oversized_partition", message, root, big)]
 
