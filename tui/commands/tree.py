@@ -26,8 +26,10 @@ from ..core.findings import (
     subtree_counts,
     worst_severity,
 )
+from ..core.growth import growth_dict, growth_of, is_time_partitioned
 from ..core.humanfmt import count, plural, size
-from ..core.policy import resolve_policies
+from ..core.policy import resolve_policies, thresholds_by_oid
+from .growth_chart import render_growth
 
 _MARK = {"critical": "!!", "warning": "!", "info": "i"}
 
@@ -42,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--exact-sizes", action="store_true",
         help="measure sizes with pg_table_size/pg_indexes_size (takes brief locks) "
         "instead of the estimates from the last VACUUM/ANALYZE",
+    )
+    parser.add_argument(
+        "--growth", action="store_true",
+        help="for TABLE, range partitioned by time: rows and size per partition, the growth "
+        "rate and the runway (with --json: one object)",
     )
 
 
@@ -248,9 +255,36 @@ def json_lines(items: list[dict[str, Any]]) -> str:
     return "[\n" + ",\n".join(json.dumps(item) for item in items) + "\n]\n"
 
 
+def _growth(args: argparse.Namespace, ctx: Context, forest: Forest, node: PartNode) -> int:
+    if not is_time_partitioned(node):
+        raise CliError(
+            f"{node.qualified} is not range partitioned by a timestamp or date; "
+            f"--growth needs such a table"
+        )
+    policies = resolve_policies(forest, ctx.config.policies).by_oid
+    limits = thresholds_by_oid(forest, ctx.config.findings, policies)
+    limit = limits.get(node.oid, ctx.config.findings).oversized_bytes
+    growth = growth_of(forest, node, limit_bytes=limit)
+    assert growth is not None  # time partitioned, checked above
+    if args.json:
+        emit(json.dumps(growth_dict(growth), indent=2) + "\n")
+    else:
+        emit(one_line_each(render_growth(growth, fancy=_can_draw())))
+    return 0
+
+
+def one_line_each(text: str) -> str:
+    return "".join(one_line(line) + "\n" for line in text.splitlines())
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    if args.growth and args.table is None:
+        raise CliError("--growth needs a TABLE: pgparts tree TABLE --growth")
     forest = load(ctx, exact_sizes=args.exact_sizes, purpose="tree")
     roots = select(forest, args.table)
+    if args.growth:
+        warn_policy_problems(forest, ctx)
+        return _growth(args, ctx, forest, roots[0])
     warn_policy_problems(forest, ctx)
     findings = check_forest(forest, ctx.config.findings, policies=ctx.config.policies)
     by_oid = findings_by_oid(findings)

@@ -22,6 +22,7 @@ import humanize
 from .bounds import Bound, BoundValue, parse_timestamp
 from .catalog import Forest, IndexInfo, PartNode
 from .config import FindingsConfig, TablePolicy
+from .growth import Growth, fill_text, growth_of, rate_text
 from .humanfmt import count, plural, size
 from .names import display_name
 from .policy import resolve_policies, thresholds_by_oid
@@ -99,16 +100,24 @@ def check_forest(
         per_table = thresholds_by_oid(forest, config, resolve_policies(forest, policies).by_oid)
     for root in forest.roots:
         in_tree: list[Finding] = []
+        # the same forecast feeds no_future_partition and oversized_partition
+        growths: dict[int, Growth] = {}
+        for node in root.walk():
+            if node.is_partitioned:
+                limit = per_table.get(node.oid, config).oversized_bytes
+                growth = growth_of(forest, node, limit_bytes=limit, now=now)
+                if growth is not None:
+                    growths[node.oid] = growth
         for node in root.walk():
             if not node.is_partitioned:
                 continue
             here = per_table.get(node.oid, config)
             in_tree.extend(_range_gaps(node))
             in_tree.extend(_default_has_rows(node))
-            in_tree.extend(_no_future_partition(forest, node, now, here))
+            in_tree.extend(_no_future_partition(forest, node, now, here, growths.get(node.oid)))
             in_tree.extend(_skewed(forest, node, here))
             if node.is_root:  # per tree: these can concern thousands of leaves
-                in_tree.extend(_oversized(node, here, per_table))
+                in_tree.extend(_oversized(node, here, per_table, list(growths.values())))
                 in_tree.extend(_never_analyzed(node))
             in_tree.extend(_index_missing(node, attached))
             in_tree.extend(_index_invalid(node))
@@ -410,8 +419,19 @@ def _first_time(values: tuple[BoundValue, ...]) -> datetime | None:
     return _as_time(str(values[0].text))
 
 
+def _forecast(growth: Growth | None) -> str:
+    """'; at about 1.2M rows (1.1 GiB) per week, partition X will pass 1 GiB in about 9 days',
+    or as much of it as the history supports ('' without a meaningful rate)."""
+    if growth is None or not growth.meaningful:
+        return ""
+    rate = rate_text(growth)
+    fill = fill_text(growth)
+    return f"; at {rate}, {fill}" if fill else f"; rows arrive at {rate}"
+
+
 def _no_future_partition(
-    forest: Forest, node: PartNode, now: datetime, config: FindingsConfig
+    forest: Forest, node: PartNode, now: datetime, config: FindingsConfig,
+    growth: Growth | None = None,
 ) -> list[Finding]:
     if node.strategy != "range":
         return []
@@ -470,14 +490,14 @@ def _no_future_partition(
             where = "inserting a row for a later time fails: no partition accepts it"
         message = (
             f"no partition of {node.qualified} covers the present: the newest, "
-            f"{newest.qualified}, ends at {end}; {where}"
+            f"{newest.qualified}, ends at {end}; {where}{_forecast(growth)}"
         )
         return [_finding(CRITICAL, "no_future_partition", message, node, objects)]
     ahead = humanize.naturaldelta(newest_hi - now)
     message = (
         f"{node.qualified} is covered only until {end} ({ahead} ahead, by {newest.qualified}); "
         f"wanted: {config.runway_intervals:g} × the typical interval of "
-        f"{humanize.naturaldelta(typical)}; create the next partition"
+        f"{humanize.naturaldelta(typical)}; create the next partition{_forecast(growth)}"
     )
     return [_finding(WARNING, "no_future_partition", message, node, objects)]
 
@@ -498,13 +518,26 @@ def _leaf_limits(
 
 
 def _oversized(
-    root: PartNode, config: FindingsConfig, per_table: Mapping[int, FindingsConfig]
+    root: PartNode, config: FindingsConfig, per_table: Mapping[int, FindingsConfig],
+    growths: list[Growth],
 ) -> list[Finding]:
     limits = _leaf_limits(root, config, per_table)
     big = [c for c in root.leaves()
            if c is not root and c.total_bytes > limits.get(c.oid, config.oversized_bytes)]
+    # the partitions filling now that will pass their limit before their interval ends
+    coming = [(g, text) for g in growths if (text := fill_text(g))]
     if not big:
-        return []
+        if not coming:
+            return []
+        growth, text = coming[0]
+        current = growth.current
+        assert current is not None  # fill_text() says nothing without one
+        more = f" (and {len(coming) - 1} more tables in this tree)" if len(coming) > 1 else ""
+        message = (
+            f"{text}{more}: {growth.table.qualified} grows by {rate_text(growth)}; "
+            f"consider a finer interval for the partitions to come"
+        )
+        return [_finding(INFO, "oversized_partition", message, growth.table, [current.node])]
     big.sort(key=lambda c: c.total_bytes, reverse=True)
     used = {limits[c.oid] for c in big}
     if len(used) == 1:
@@ -514,9 +547,10 @@ def _oversized(
         listed = _names([f"{c.qualified} ({_size(c.total_bytes)}, limit "
                          f"{_size(limits[c.oid])})" for c in big])
         over = "over their limit"
+    soon = "".join(f"; at {rate_text(g)}, {text}" for g, text in coming[:1])
     message = (
         f"{_plural(len(big), 'partition')} of {root.qualified} {over}: {listed}; "
-        f"consider splitting or a finer interval"
+        f"consider splitting or a finer interval{soon}"
     )
     return [_finding(WARNING, "oversized_partition", message, root, big)]
 
