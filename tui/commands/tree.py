@@ -28,6 +28,7 @@ from ..core.findings import (
 )
 from ..core.growth import growth_dict, growth_of, is_time_partitioned
 from ..core.humanfmt import count, plural, size
+from ..core.partman import PartmanConfig, PartmanState, read_partman
 from ..core.policy import resolve_policies, thresholds_by_oid
 from .growth_chart import render_growth
 
@@ -60,9 +61,17 @@ def _first_line(exc: BaseException) -> str:
 
 def load(ctx: Context, *, exact_sizes: bool = False, purpose: str = "cli") -> Forest:
     """Connect, read the forest, close; database errors become one-line CliErrors."""
+    return _load(ctx, exact_sizes, purpose, partman=False)[0]
+
+
+def _load(
+    ctx: Context, exact_sizes: bool, purpose: str, *, partman: bool
+) -> tuple[Forest, PartmanState]:
+    """The forest and, when asked, pg_partman's configuration, over one connection."""
     conn = ctx.connect(purpose=purpose)
     try:
-        return load_forest(conn, exact_sizes=exact_sizes)
+        forest = load_forest(conn, exact_sizes=exact_sizes)
+        return forest, (read_partman(conn) if partman else PartmanState())
     except psycopg.errors.LockNotAvailable:
         raise CliError(
             "measuring exact sizes waited too long for a lock that another session holds; "
@@ -211,7 +220,9 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t is not None else None
 
 
-def node_dict(forest: Forest, node: PartNode, findings: list[Finding]) -> dict[str, Any]:
+def node_dict(
+    forest: Forest, node: PartNode, findings: list[Finding], partman: PartmanConfig | None = None
+) -> dict[str, Any]:
     parent = forest.parent(node)
     return {
         "oid": node.oid,
@@ -237,6 +248,8 @@ def node_dict(forest: Forest, node: PartNode, findings: list[Finding]) -> dict[s
         "last_analyze": _iso(node.last_analyzed),
         "last_vacuum": _iso(node.last_vacuumed),
         "findings": sorted({f.code for f in findings}) if findings else [],
+        # pg_partman's part_config row when it manages this table (read-only)
+        "partman": partman.as_dict() if partman is not None else None,
     }
 
 
@@ -280,7 +293,7 @@ def one_line_each(text: str) -> str:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.growth and args.table is None:
         raise CliError("--growth needs a TABLE: pgparts tree TABLE --growth")
-    forest = load(ctx, exact_sizes=args.exact_sizes, purpose="tree")
+    forest, partman = _load(ctx, args.exact_sizes, "tree", partman=not args.growth)
     roots = select(forest, args.table)
     if args.growth:
         warn_policy_problems(forest, ctx)
@@ -290,10 +303,26 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     by_oid = findings_by_oid(findings)
     if args.json:
         out = [
-            node_dict(forest, node, by_oid.get(node.oid, []))
+            node_dict(forest, node, by_oid.get(node.oid, []), partman.configs.get(node.oid))
             for root in roots for node in _walk_in_order(root)
         ]
         emit(json_lines(out))
     else:
         emit(render_text(roots, by_oid, forest.exact_sizes, subtree_counts(forest, findings)))
+        emit("".join(one_line(line) + "\n" for line in partman_lines(roots, partman)))
     return 0
+
+
+def partman_lines(roots: list[PartNode], partman: PartmanState) -> list[str]:
+    """What pg_partman says about the shown tables: one line per managed table."""
+    if not partman.installed:
+        return []
+    shown = {node.oid: node for root in roots for node in root.walk()}
+    lines = [
+        f"pg_partman {partman.version} manages {shown[oid].qualified}: {config.describe()}"
+        for oid, config in partman.configs.items() if oid in shown
+    ]
+    if partman.problem is not None:
+        version = f" {partman.version}" if partman.version else ""
+        lines.append(f"pg_partman{version} is installed, but {partman.problem}")
+    return lines
