@@ -94,12 +94,16 @@ def _summary(growth: Growth, unit: str) -> list[str]:
         out.append("fills: no partition holds the present")
     elif growth.meaningful and growth.bytes_per_interval is not None:
         held = growth.current_bytes() or 0
-        per_leaf_limit = growth.limit_bytes * growth.leaves_per_partition
-        if held > per_leaf_limit:
-            out.append(f"fills: {current.node.qualified} is already over {limit}")
+        n = growth.leaves_per_partition
+        # the limit holds per leaf: a week of 4 hash partitions may hold 4 times as much
+        what = (f"the {n} partitions of {current.node.qualified}" if n > 1
+                else current.node.qualified)
+        each = " each" if n > 1 else ""
+        if held > growth.limit_bytes * n:
+            out.append(f"fills: {what} {'are' if n > 1 else 'is'} already over {limit}{each}")
         else:
-            out.append(f"fills: {current.node.qualified} stays under {limit} until it ends "
-                       f"at {_end(current.upper)} at this rate")
+            out.append(f"fills: {what} {'stay' if n > 1 else 'stays'} under {limit}{each} "
+                       f"until {_end(current.upper)} at this rate")
     if growth.covered_until is None:
         out.append("runway: open-ended (a partition reaches MAXVALUE)")
     else:
