@@ -164,3 +164,45 @@ def test_tree_growth_cli(db, capsys):
         assert main(argv) == 2
         _, err = capsys.readouterr()
         assert len(err.strip().splitlines()) == 1 and "--growth" in err
+
+
+def test_sub_partitioned_weeks_and_policy_limit(db, tmp_path, capsys):
+    """Weeks split into 2 hash partitions: rows and sizes are the week's, the size limit holds
+    per leaf (so the week passes it at twice the limit), and `--growth` takes the limit from the
+    table's policy."""
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(weeks=4, days=3)
+    db.execute("CREATE TABLE public.hw (ts timestamptz NOT NULL, k int NOT NULL, pad text) "
+               "PARTITION BY RANGE (ts)")
+    for week in range(6):
+        lo, hi = start + timedelta(weeks=week), start + timedelta(weeks=week + 1)
+        db.execute(f"CREATE TABLE public.hw_{week} PARTITION OF public.hw FOR VALUES FROM "
+                   f"('{lo.isoformat()}') TO ('{hi.isoformat()}') PARTITION BY HASH (k)")
+        for r in range(2):
+            db.execute(f"CREATE TABLE public.hw_{week}_h{r} PARTITION OF public.hw_{week} "
+                       f"FOR VALUES WITH (modulus 2, remainder {r})")
+        rows = 2000 if week < 4 else (1000 if week == 4 else 0)
+        if rows:
+            db.execute(f"INSERT INTO public.hw SELECT '{lo.isoformat()}', g, repeat('x', 200) "
+                       f"FROM generate_series(1, {rows}) g")
+    db.execute("ANALYZE public.hw")
+    with db.connect() as conn:
+        forest = load_forest(conn)
+    week_bytes = forest.find("hw_1").total_bytes
+    assert forest.find("hw_1").rows == 2000
+    # per leaf: a quarter of a week more than the current week's leaves hold now
+    held = forest.find("hw_4").total_bytes
+    limit = (held + week_bytes // 4) // 2
+    growth = growth_of(forest, forest.find("hw"), limit_bytes=limit)
+    assert growth is not None and growth.leaves_per_partition == 2
+    assert growth.rows_per_interval == pytest.approx(2000)
+    assert growth.fills_at is not None
+    expected = growth.now + timedelta(weeks=(2 * limit - held) / week_bytes)
+    assert abs((growth.fills_at - expected).total_seconds()) < 60
+    assert fill_text(growth).startswith(f"the 2 partitions of hw_4 will pass {_size(limit)} each")
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[policy."public.hw"]\noversized = {limit}\n')
+    assert main(["tree", "-d", db.dsn, "hw", "--growth", "--config", str(config)]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # a long line wraps at 80 columns
+    assert f"fills: the 2 partitions of hw_4 will pass {_size(limit)} each in about " in out

@@ -16,6 +16,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 import humanize
@@ -127,7 +128,12 @@ class Growth:
 def _time(value: BoundValue) -> datetime | None:
     if not value.is_literal or value.text is None:
         return None
-    return parse_timestamp(str(value.text))  # 'infinity' is not a timestamp: None
+    return _parse_time(str(value.text))
+
+
+@lru_cache(maxsize=65536)  # each bound is the next partition's lower bound too
+def _parse_time(text: str) -> datetime | None:
+    return parse_timestamp(text)  # 'infinity' is not a timestamp: None
 
 
 def is_time_partitioned(node: PartNode) -> bool:
@@ -143,9 +149,22 @@ def is_time_partitioned(node: PartNode) -> bool:
     return bool(literals) and all(_time(v) is not None for v in literals)
 
 
-def _analyzed(node: PartNode, exact: bool) -> bool:
-    # reltuples is -1 until the first VACUUM/ANALYZE, and relpages 0: both estimates read 0
-    return all(leaf.reltuples >= 0 for leaf in node.leaves()) and (exact or node.leaf_count > 0)
+def _analyzed(node: PartNode) -> bool:
+    """Whether every leaf was ever analyzed: reltuples is -1 until the first VACUUM/ANALYZE,
+    and relpages 0, so both estimates read 0 (a loop, not walk(): it runs per partition)."""
+    if node.is_leaf:
+        return node.reltuples >= 0
+    stack = list(node.children)
+    if not stack:
+        return False  # no leaf holds anything
+    while stack:
+        n = stack.pop()
+        if n.is_leaf:
+            if n.reltuples < 0:
+                return False
+        else:
+            stack.extend(n.children)
+    return True
 
 
 def growth_of(
@@ -176,7 +195,7 @@ def growth_of(
             continue
         state = "past" if hi <= now else ("current" if lo <= now else "future")
         points.append(GrowthPoint(child, lo, hi, child.rows, child.total_bytes,
-                                  _analyzed(child, forest.exact_sizes), state))
+                                  _analyzed(child), state))
     points.sort(key=lambda p: p.lower)
     widths = [p.width for p in points[-RATE_SAMPLE:]]
     interval = statistics.median(widths) if widths else timedelta(0)
