@@ -95,3 +95,21 @@ def test_pgparts_never_calls_partman(partman_db, capsys):
         main([argv[0], "-d", partman_db.dsn, *argv[1:]])
     capsys.readouterr()
     assert calls() == before
+
+
+def test_part_config_not_read_when_not_plain_or_not_readable(partman_db, capsys):
+    partman_db.execute("CREATE ROLE partman_reader NOLOGIN")
+    with partman_db.connect() as conn:
+        conn.execute("SET ROLE partman_reader")
+        state = read_partman(conn)
+    assert state.installed and state.configs == {}
+    assert state.problem == "no SELECT privilege on partman.part_config"
+
+    # row-level security would run policy expressions: not read, and tree says so
+    partman_db.execute("ALTER TABLE partman.part_config ENABLE ROW LEVEL SECURITY")
+    with partman_db.connect() as conn:
+        state = read_partman(conn)
+    assert state.configs == {} and "not the extension's own plain table" in state.problem
+    assert main(["tree", "-d", partman_db.dsn, '"Odd".events']) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("pg_partman 4.7") and "is installed, but partman.part_config" in last
