@@ -159,6 +159,17 @@ def test_tree_growth_cli(db, capsys):
     assert data["rate"]["samples"] >= 1 and data["default"]["partition"] == "ev_default"
     assert data["forecast"]["limit_bytes"] == 1024**3
 
+    # time partitioned, but no partition yet; and one reaching MAXVALUE
+    db.execute("CREATE TABLE public.bare (ts date NOT NULL) PARTITION BY RANGE (ts); "
+               "CREATE TABLE public.open (ts date NOT NULL) PARTITION BY RANGE (ts); "
+               "CREATE TABLE public.open_1 PARTITION OF public.open "
+               "FOR VALUES FROM ('2020-01-01') TO (MAXVALUE)")
+    assert main(["tree", "-d", db.dsn, "bare", "--growth"]) == 0
+    out = capsys.readouterr().out
+    assert "no partitions with time bounds" in out and "runway: none" in out
+    assert main(["tree", "-d", db.dsn, "open", "--growth"]) == 0
+    assert "runway: open-ended" in capsys.readouterr().out
+
     db.execute("CREATE TABLE public.num (k int NOT NULL) PARTITION BY RANGE (k)")
     for argv in (["tree", "-d", db.dsn, "num", "--growth"], ["tree", "-d", db.dsn, "--growth"]):
         assert main(argv) == 2

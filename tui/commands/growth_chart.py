@@ -104,8 +104,10 @@ def _summary(growth: Growth, unit: str) -> list[str]:
         else:
             out.append(f"fills: {what} {'stay' if n > 1 else 'stays'} under {limit}{each} "
                        f"until {_end(current.upper)} at this rate")
-    if growth.covered_until is None:
+    if growth.open_ended:
         out.append("runway: open-ended (a partition reaches MAXVALUE)")
+    elif growth.covered_until is None:
+        out.append("runway: none (no partition with time bounds)")
     else:
         left = growth.covered_until - growth.now
         if left.total_seconds() <= 0:

@@ -60,8 +60,9 @@ class Growth:
     rows_per_interval: float | None  # None: no finished partition was ever analyzed
     bytes_per_interval: float | None
     limit_bytes: int  # findings.oversized of the table (its policy's, if it sets one)
-    covered_until: datetime | None  # the last upper bound; None: open-ended (MAXVALUE)
+    covered_until: datetime | None  # the last upper bound; None: open-ended or no partition
     premade: int  # partitions entirely in the future
+    open_ended: bool = False  # a partition reaches MAXVALUE: the future is always covered
 
     # -- the series, for charts ------------------------------------------------------------
     def rows_series(self) -> list[float]:
@@ -119,7 +120,7 @@ class Growth:
 
     @property
     def runway(self) -> timedelta | None:
-        """Time left until the last upper bound; None when open-ended."""
+        """Time left until the last upper bound; None when open-ended or without partitions."""
         if self.covered_until is None:
             return None
         return self.covered_until - self.now
@@ -211,7 +212,7 @@ def growth_of(
         table=node, now=now, points=tuple(points), default=default, interval=interval,
         samples=len(sample), rows_per_interval=rows_rate, bytes_per_interval=bytes_rate,
         limit_bytes=limit_bytes, covered_until=covered,
-        premade=sum(1 for p in points if p.state == "future"),
+        premade=sum(1 for p in points if p.state == "future"), open_ended=open_ended,
     )
 
 
@@ -304,6 +305,7 @@ def growth_dict(growth: Growth) -> dict[str, Any]:
             "current_bytes": growth.current_bytes(),
             "fills_at": _iso(growth.fills_at),
             "covered_until": _iso(growth.covered_until),
+            "open_ended": growth.open_ended,
             "runway_seconds": runway.total_seconds() if runway is not None else None,
             "premade": growth.premade,
         },
