@@ -364,7 +364,8 @@ class PgpartsApp(App[int]):
 
     def _check(self, forest: Forest) -> tuple[list[Any], str | None]:
         try:
-            return list(check_forest(forest, self.config.findings)), None
+            return list(check_forest(forest, self.config.findings,
+                                     policies=self.config.policies)), None
         except Exception as exc:  # a faulty check must not hide the tree
             return [], f"health checks failed: {_first_line(exc)}"
 
