@@ -26,7 +26,7 @@ from .layouts import AWKWARD_SQL
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# account_balances as in the demo (tui/core/seed.py): 2 consolidated weeks, then 4 weeks each
+# account_balances as in the demo (tui/demo/seed.py): 2 consolidated weeks, then 4 weeks each
 # HASH (account_address) modulus 4 = 18 leaves. control.payment: yearly RANGE + DEFAULT = 6.
 SCENARIO_SQL = r"""
 CREATE TABLE account_balances ("timestamp" timestamptz NOT NULL,
@@ -728,7 +728,7 @@ def test_or_on_one_column_is_not_across_columns(sessions) -> None:
     assert advice.code == "always_true" and "different columns" not in advice.message
 
 
-# -- the seeded demo itself (tui/core/seed.py at the test scale) --------------------------------
+# -- the seeded demo itself (tui/demo/seed.py at the test scale) --------------------------------
 DEMO_WEEK = "\"timestamp\" >= '2026-11-08' AND \"timestamp\" < '2026-11-09'"
 DEMO_CASES = [
     (f"SELECT * FROM account_balances WHERE {DEMO_WEEK} AND account_address = 'rdx1q1'",
