@@ -139,7 +139,10 @@ class PgpartsApp(App[int]):
     # Show the load time in the status line; off for reproducible screenshots and snapshots.
     show_load_time: bool = True
 
-    def __init__(self, target: Target, config: Config, read_only: bool) -> None:
+    def __init__(self, target: Target, config: Config, read_only: bool,
+                 connection: psycopg.Connection | None = None) -> None:
+        """`connection`: an open connection for the catalog worker (run_console connects before
+        the app takes the terminal); without it the first load connects."""
         super().__init__()
         self.console_commands = list(CONSOLE_COMMANDS)
         self.target = target
@@ -164,7 +167,7 @@ class PgpartsApp(App[int]):
         self._reload_wanted = False
         self._reconnect_wanted = False
         self._auto_timer: Timer | None = None
-        self._catalog_conn: psycopg.Connection | None = None
+        self._catalog_conn: psycopg.Connection | None = connection
         self._by_action: dict[tuple[str, str], ConsoleCommand] = {}
         for cmd in self.console_commands:
             params = cmd.id if cmd.screen else ""
