@@ -46,9 +46,10 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
     ConsoleCommand("refresh", "r", "refresh", "Re-read the catalog; keeps expansion and cursor",
                    action="refresh"),
     ConsoleCommand("sort", "s", "sort", "Sort partitions by bound, then size, then name",
-                   action="cycle_sort", main_only=True),
+                   action="cycle_sort", main_only=True, footer=False),
     ConsoleCommand("count-rows", "x", "count", "Count the rows of the selected node exactly "
-                   "(count(*), under a statement timeout)", action="count_rows", main_only=True),
+                   "(count(*), under a statement timeout)", action="count_rows", main_only=True,
+                   footer=False),
     ConsoleCommand("exact-sizes", "X", "exact sizes", "Toggle exact sizes (pg_table_size; takes "
                    "a brief lock per partition) vs catalog estimates", action="toggle_exact_sizes",
                    main_only=True, footer=False),
@@ -250,7 +251,7 @@ class PgpartsApp(App[int]):
         from .help_screen import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.screen))
 
     # -- the main screen's actions, dispatched from the app's bindings --------------------------
     def _main(self):
@@ -503,7 +504,9 @@ class PgpartsApp(App[int]):
             self.notify(f"count(*) failed: {message.error}", severity="error", timeout=8)
         else:
             self.exact_rows[message.oid] = (message.count, message.seconds)
-        self._update_details()
+        main = self._main()
+        if main is not None:
+            main.row_counted(message.oid)
 
     # -- status ---------------------------------------------------------------------------------
     def _update_status(self) -> None:

@@ -36,6 +36,10 @@ _CSS = """
 {cls} Input {{
     margin-top: 1;
 }}
+{cls} #typename-error {{
+    height: auto;
+    color: $warning;
+}}
 {cls} .confirm-buttons {{
     height: auto;
     margin-top: 1;
@@ -123,6 +127,7 @@ class TypeNameModal(ModalScreen[bool]):
             body.append(" to confirm:")
             yield Static(body, id="typename-body")
             yield Input(placeholder=self.expected, id="typename-input")
+            yield Static("", id="typename-error")
             with Horizontal(classes="confirm-buttons"):
                 yield Button(self.yes_label, variant="error", id="typename-yes", disabled=True)
                 yield Button("Cancel (esc)", variant="primary", id="typename-no")
@@ -136,13 +141,18 @@ class TypeNameModal(ModalScreen[bool]):
     @on(Input.Changed, "#typename-input")
     def _changed(self, event: Input.Changed) -> None:
         self.query_one("#typename-yes", Button).disabled = not self.matches(event.value)
+        self.query_one("#typename-error", Static).update("")
 
     @on(Input.Submitted, "#typename-input")
     def _submitted(self, event: Input.Submitted) -> None:
         if self.matches(event.value):
             self._answer(True)
-        else:
-            self.notify(f"type {self.expected} exactly, or press escape", severity="warning")
+            return
+        # said in the dialog, not in a toast: a toast outlives the dialog and the run after it
+        said = "nothing was typed" if not event.value.strip() else \
+            f"{event.value.strip()!r} is not the table's name"
+        self.query_one("#typename-error", Static).update(
+            Text(f"{said}: type {self.expected} exactly, or press escape"))
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

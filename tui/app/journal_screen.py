@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..core.plans import journal
+from .footer_keys import FooterKeys
 from .format import human_bytes, thousands
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def entry_details(entry: dict[str, Any]) -> Text:
     return t
 
 
-class JournalScreen(Screen):
+class JournalScreen(FooterKeys, Screen):
     """History of applied plans; `escape` goes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -28,6 +28,7 @@ from textual.worker import Worker, WorkerState
 
 from ..core.plans import Plan, PlanRunner, Progress, RunResult
 from ..core.plans.runner import Hook
+from .footer_keys import FooterKeys
 from .format import bar, human_bytes, thousands
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def _seconds(s: float) -> str:
     return f"{m} min {sec:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
-class PlanProgressScreen(Screen):
+class PlanProgressScreen(FooterKeys, Screen):
     """Runs `plan` once when shown; escape goes back when it has finished."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -376,7 +377,9 @@ class PlanProgressScreen(Screen):
     # -- keys ----------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_plan":
-            return True if self.running and not self.cancelling else None
+            if not self.running:
+                return False  # finished: nothing to cancel, the key leaves the footer
+            return None if self.cancelling else True
         return True
 
     def action_cancel_plan(self) -> None:
