@@ -85,9 +85,11 @@ class HelpScreen(ModalScreen[None]):
                 table.add_row(key, Text(what))
             table.add_row("", "")
             table.add_row(Text("console", style="bold underline"), "")
+        from .main_screen import MainScreen
+
         for cmd in app.console_commands:
-            if not app.command_visible(cmd, origin):
-                continue
+            if cmd.main_only and not isinstance(origin, MainScreen):
+                continue  # acts on the tree: not from this screen
             description = Text(cmd.description)
             if not app.command_enabled(cmd):
                 description.append("  (disabled: read-only)", style="yellow")

@@ -36,6 +36,7 @@ ROWS_WIDTH = 6  # '≥1000k'
 BAR_WIDTH = 8
 BADGE_WIDTH = 6  # ' (▲12)'
 NAME_MIN = 10
+NAME_KEEP = 28  # a name is kept whole up to this many cells before an optional column goes
 BOUND_MIN = 8
 ICON_WIDTH = 2  # the Tree's '▶ ' before an expandable node (a leaf among them gets 2 spaces)
 SCROLLBAR = 1
@@ -217,7 +218,7 @@ class PartitionTree(Tree[int]):
                 # keep NAME_MIN cells
                 bound_width = min(bound_width, max(avail - deepest - NAME_MIN, BOUND_MIN))
             limit = avail - bound_width
-            need = 0
+            need = kept = 0
             elided: set[GroupKey] = set()
             for key, group in shown.items():
                 lead = group.lead(self.guide_depth)
@@ -226,7 +227,8 @@ class PartitionTree(Tree[int]):
                     elided.add(key)
                     width = group.elided_width
                 need = max(need, lead + width)
-            if need <= limit or last:
+                kept = max(kept, lead + min(width, NAME_KEEP))
+            if kept <= limit or last:
                 return Columns(min(need, limit), bound_width, frozenset(elided), compact, rows,
                                bar_, badge)
         raise AssertionError("unreachable: the last layout always returns")
