@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from datetime import datetime
 from typing import Any, ClassVar
 
 import psycopg
@@ -139,6 +140,9 @@ class PgpartsApp(App[int]):
 
     # Show the load time in the status line; off for reproducible screenshots and snapshots.
     show_load_time: bool = True
+    # The time the catalog is read "as of" (health checks, ages, the weeks old enough to
+    # consolidate); None: the server's clock. Set for snapshots of data laid out around a date.
+    fixed_now: datetime | None = None
 
     def __init__(self, target: Target, config: Config, read_only: bool,
                  connection: psycopg.Connection | None = None) -> None:
@@ -343,6 +347,8 @@ class PgpartsApp(App[int]):
                 self._catalog_conn = conn
             # the tree first: its indexes are read once it is on screen
             forest = load_forest(conn, exact_sizes=exact_sizes, indexes=False)
+            if self.fixed_now is not None:
+                forest.loaded_at = self.fixed_now
         except ConnectError as exc:
             self.post_message(CatalogFailed(str(exc), lost=True))
             return

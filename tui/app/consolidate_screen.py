@@ -287,7 +287,8 @@ class ConsolidateScreen(FooterKeys, Screen):
                             for w in status.weeks):
                         selection = [preselect]
                     else:
-                        chosen = select_weeks(status, now=_loaded_at(conn),
+                        now = app.fixed_now or _loaded_at(conn)
+                        chosen = select_weeks(status, now=now,
                                               older_than=config.older_than, batch=config.batch)
                         selection = [w.node.qualified for w in chosen]
                 known = {w.node.qualified for w in status.weeks if w.status in CANDIDATES}
