@@ -31,6 +31,15 @@ def awkward(db):
     return db
 
 
+@pytest.fixture
+def balances_db(db):
+    from .test_plan_support import build_balances
+
+    with db.connect() as conn:
+        build_balances(conn, rows_per_week=40)
+    return db
+
+
 def make_app(db, **config) -> PgpartsApp:
     cfg = Config(console=ConsoleConfig(**config)) if config else Config()
     return PgpartsApp(Target(db.dsn, label="test"), cfg, read_only=False)
@@ -245,6 +254,33 @@ async def test_filter_narrows_to_matches_and_their_ancestors(awkward):
         assert {n.data for n in tree.root.children} == {r.oid for r in forest.roots}
 
 
+async def test_escape_clears_a_kept_filter_and_no_match_says_so(awkward):
+    with awkward.connect() as conn:
+        forest = load_forest(conn)
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        tree = tree_of(app)
+        await pilot.press("slash", *"trade", "enter")  # keep the filter, back to the tree
+        await pilot.pause()
+        assert app.focused is tree and [n.data for n in tree.root.children] == \
+            [forest.find("events").oid]
+        await pilot.press("escape")  # from the tree: the README says escape clears it
+        await pilot.pause()
+        assert {n.data for n in tree.root.children} == {r.oid for r in forest.roots}
+        assert "filter:" not in status_text(app)
+        assert not app.screen.query_one("#filter").display
+        # a filter that matches nothing says so instead of two empty panes
+        await pilot.press("slash", *"no-such-name", "enter")
+        await pilot.pause()
+        assert not tree.root.children
+        assert "No table or partition name contains 'no-such-name'" in details_text(app)
+        assert "escape clears the filter" in details_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert {n.data for n in tree.root.children} == {r.oid for r in forest.roots}
+
+
 async def test_sort_cycles_bound_size_name(awkward):
     with awkward.connect() as conn:
         forest = load_forest(conn)
@@ -310,6 +346,10 @@ async def test_exact_row_count_from_the_palette_and_key(awkward):
         await wait_until(pilot, lambda: events.oid in app.exact_rows)
         assert app.exact_rows[events.oid][0] == 4000
         assert "4,000 exact" in details_text(app)
+        # the tree row shows the count too (the estimate may differ: here it is cleared first)
+        app.forest.nodes[events.oid].rows = 1
+        tree_of(app).relabel_node(events.oid)
+        assert " 4.0k " in str(tree_of(app).node_for(events.oid).label)
         # the same command through the palette, on another table
         payment = forest.find("control.payment")
         await move_to(pilot, app, payment.oid)
@@ -408,6 +448,84 @@ async def test_help_lists_every_command_and_read_only_marks_writes(awkward):
                                writes=True)
         assert not app.command_enabled(write)
         assert app.command_enabled(replace(write, writes=False))
+
+
+async def test_help_shows_the_keys_of_the_screen_it_was_opened_from(balances_db):
+    from tui.app.consolidate_screen import ConsolidateScreen
+    from tui.app.explain_screen import ExplainScreen
+
+    app = make_app(balances_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        shown = "\n".join(widget_text(w) for w in app.screen.query("Static"))
+        # the tree's keys, read from its bindings
+        assert "cursor to parent" in shown and "expand or collapse all" in shown
+        assert "clear the name filter" in shown
+        await pilot.press("escape")
+        await move_to(pilot, app, app.forest.find("account_balances").oid)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConsolidateScreen))
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        shown = "\n".join(widget_text(w) for w in app.screen.query("Static"))
+        for key, what in (("A", "apply the plan"), ("S", "copy the plan"),
+                          ("W", "write the plan's .sql script"), ("k", "keep the original"),
+                          ("o", "select the weeks older than [plans] older_than")):
+            assert re.search(rf"^\s*{key}\s+{re.escape(what)}", shown, re.M), (key, shown)
+        assert "Filter the tree" not in shown  # a tree command: not from this screen
+        await pilot.press("escape", "escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExplainScreen))
+        app.action_help()
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        shown = "\n".join(widget_text(w) for w in app.screen.query("Static"))
+        assert re.search(r"^\s*f5\s+EXPLAIN the query", shown, re.M), shown
+        assert re.search(r"^\s*f6\s+EXPLAIN ANALYZE", shown, re.M), shown
+
+
+async def test_narrow_terminal_details_below_and_columns_by_priority(balances_db):
+    app = make_app(balances_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loads(pilot, app)
+        tree = tree_of(app)
+        parent = app.forest.find("account_balances")
+        week = sorted(parent.children, key=lambda n: n.name)[0]
+        await tree.reveal(week.oid)
+        await pilot.pause()
+        screen = app.screen
+        assert screen.has_class("narrow")
+        left, details = screen.query_one("#left"), screen.query_one("#details-pane")
+        assert details.region.y >= left.region.bottom and details.region.width >= 76
+        line = str(tree.node_for(week.oid).label)
+        # the tree has the full width: name, bound, size, rows and bar all fit
+        assert line.startswith("…_2024_01_07") and "2024-01-07 → 2024-01-14" in line
+        assert human_bytes(week.total_bytes) in line and "█" in line
+        assert tree.virtual_size.width <= tree.scrollable_content_region.width
+        # narrower still: the bound takes its short form and the bar goes, the name stays whole
+        await pilot.resize_terminal(60, 24)
+        await pilot.pause()
+        line = str(tree.node_for(week.oid).label)
+        assert line.startswith("…_2024_01_07 ") and "2024-01-07 +1w" in line, line
+        assert human_bytes(week.total_bytes) in line and "█" not in line
+        assert tree.virtual_size.width <= tree.scrollable_content_region.width
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        status = status_text(app)
+        assert "partitions" in status and not status.rstrip().endswith("…")
+        footer = {f"{k.key_display} {k.description}" for k in screen.query("FooterKey")
+                  if k.region.right <= 80}
+        for key in ("? help", "q quit", "c consolidate", "e explain", "/ filter"):
+            assert key in footer, footer
+        await pilot.press("d")  # details hidden: the tree has the height
+        await pilot.pause()
+        assert not details.display or details.region.height == 0
+        await pilot.resize_terminal(160, 45)
+        await pilot.pause()
+        assert not screen.has_class("narrow")
+        assert "→" in str(tree.node_for(week.oid).label)
 
 
 async def test_auto_refresh_reloads_without_overlap(awkward):

@@ -45,18 +45,19 @@ def screen_keys(app, screen: Screen) -> list[tuple[str, str]]:
         bindings.extend(b for b in PartitionTree.BINDINGS if isinstance(b, Binding))
     bindings.extend(b for b in type(screen).BINDINGS if isinstance(b, Binding))
     rows: list[tuple[str, str]] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, bool]] = {}  # action -> (row, its key_display names all)
     for b in bindings:
         what = (b.tooltip or b.description or b.action).strip()
-        what = what[:1].lower() + what[1:]
+        if what[1:2].islower():  # 'Cursor to parent' -> 'cursor to parent'; not 'EXPLAIN'
+            what = what[:1].lower() + what[1:]
         action = b.action.split("(")[0]
         if action in seen and b.key_display is None:
-            i = seen[action]
+            i, shown_by_display = seen[action]
             key, text = rows[i]
-            if key_text(app, b) not in key:
+            if not shown_by_display and key_text(app, b) not in key:
                 rows[i] = (f"{key} / {key_text(app, b)}", text)
             continue
-        seen[action] = len(rows)
+        seen[action] = (len(rows), b.key_display is not None)
         rows.append((key_text(app, b), what))
     return rows
 
