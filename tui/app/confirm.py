@@ -13,7 +13,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
@@ -32,6 +32,10 @@ _CSS = """
 }}
 {cls} .confirm-title {{
     margin-bottom: 1;
+}}
+{cls} .confirm-scroll {{
+    height: auto;
+    max-height: 50vh;
 }}
 {cls} Input {{
     margin-top: 1;
@@ -80,10 +84,13 @@ class ConfirmModal(ModalScreen[bool]):
             body.append("\n" + note, style="dim")
         with Vertical(classes="confirm-box"):
             yield Static(Text(self.title_text, style="bold"), classes="confirm-title")
-            yield Static(body, id="confirm-body")
+            # a long list of changes scrolls; the buttons stay on screen at 80x24
+            with VerticalScroll(classes="confirm-scroll"):
+                yield Static(body, id="confirm-body")
             with Horizontal(classes="confirm-buttons"):
-                yield Button(f"{self.yes_label} (y)", variant="warning", id="confirm-yes")
-                yield Button("Cancel (n)", variant="primary", id="confirm-no")
+                yield Button(f"{self.yes_label} (y)", variant="warning", id="confirm-yes",
+                             compact=True)
+                yield Button("Cancel (n)", variant="primary", id="confirm-no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#confirm-no", Button).focus()  # the safe answer has the focus
@@ -129,8 +136,9 @@ class TypeNameModal(ModalScreen[bool]):
             yield Input(placeholder=self.expected, id="typename-input")
             yield Static("", id="typename-error")
             with Horizontal(classes="confirm-buttons"):
-                yield Button(self.yes_label, variant="error", id="typename-yes", disabled=True)
-                yield Button("Cancel (esc)", variant="primary", id="typename-no")
+                yield Button(self.yes_label, variant="error", id="typename-yes", disabled=True,
+                             compact=True)
+                yield Button("Cancel (esc)", variant="primary", id="typename-no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#typename-input", Input).focus()

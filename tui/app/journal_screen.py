@@ -138,9 +138,10 @@ class JournalScreen(FooterKeys, Screen):
     def on_mount(self) -> None:
         self.sub_title = "journal of applied plans"
         table = self.query_one("#journal-table", DataTable)
+        # what tells runs apart first: at 80 columns the plan kind, user and server are cut
         for key, label in (("started", "started (UTC)"), ("outcome", "outcome"),
-                           ("plan", "plan"), ("target", "table"), ("rows", "rows copied"),
-                           ("seconds", "time"), ("user", "by"), ("server", "server")):
+                           ("target", "table"), ("rows", "rows copied"), ("seconds", "time"),
+                           ("plan", "plan"), ("user", "by"), ("server", "server")):
             table.add_column(label, key=key)
         self.query_one("#journal-head", Static).update(
             Text(f"reading {journal.journal_path()}…", style="italic"))
@@ -178,10 +179,11 @@ class JournalScreen(FooterKeys, Screen):
             table.add_row(
                 str(e.get("started", "")).replace("T", " ")[:19],
                 Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
-                str(e.get("plan", "")), str(e.get("target", "")),
+                str(e.get("target", "")),
                 Text(thousands(int(e.get("rows_copied") or 0)), justify="right"),
                 Text(f"{float(e.get('seconds') or 0):.1f} s", justify="right"),
-                str(e.get("os_user", "")), str(e.get("server", "")), key=str(i))
+                str(e.get("plan", "")), str(e.get("os_user", "")), str(e.get("server", "")),
+                key=str(i))
         self._show(0)
 
     @on(DataTable.RowHighlighted, "#journal-table")

@@ -95,12 +95,13 @@ class PlanProgressScreen(FooterKeys, Screen):
         padding: 0 1;
     }
     PlanProgressScreen #progress-steps {
-        height: auto;
-        max-height: 1fr;
+        height: 1fr;
+        min-height: 5;
         border: round $panel-lighten-2;
     }
     PlanProgressScreen #progress-outcome-pane {
-        height: 1fr;
+        height: auto;
+        max-height: 50%;
         padding: 0 1;
     }
     """
@@ -141,14 +142,15 @@ class PlanProgressScreen(FooterKeys, Screen):
     def on_mount(self) -> None:
         self.sub_title = f"applying: {self.plan.title}"
         table = self.query_one("#progress-steps", DataTable)
+        # the step's title last: at 80 columns it is cut, the status and counts are not
         table.add_column("#", key="n")
-        table.add_column("step", key="title")
         table.add_column("status", key="status", width=16)
         table.add_column("rows", key="rows", width=8)
         table.add_column("time", key="time", width=8)
         table.add_column("lock waits", key="locks", width=11)
+        table.add_column("step", key="title")
         for i, step in enumerate(self.plan.steps, 1):
-            table.add_row(str(i), step.title, Text("pending", style="dim"), "", "", "",
+            table.add_row(str(i), Text("pending", style="dim"), "", "", "", step.title,
                           key=str(i))
         self.runner = PlanRunner(self.papp.target, self.plan, config=self.papp.config.plans,
                                  progress=self._on_progress, hook=self.hook)
