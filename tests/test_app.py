@@ -488,7 +488,7 @@ async def test_help_shows_the_keys_of_the_screen_it_was_opened_from(balances_db)
 
 async def test_narrow_terminal_details_below_and_columns_by_priority(balances_db):
     app = make_app(balances_db)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await wait_loads(pilot, app)
         tree = tree_of(app)
         parent = app.forest.find("account_balances")
@@ -519,6 +519,15 @@ async def test_narrow_terminal_details_below_and_columns_by_priority(balances_db
                   if k.region.right <= 80}
         for key in ("? help", "q quit", "c consolidate", "e explain", "/ filter"):
             assert key in footer, footer
+        # a notice does not cover the status line ('as of') or the footer
+        app.notify("a notice")
+        await pilot.pause(0.3)
+        from textual.widgets._toast import ToastRack
+
+        rack = screen.get_child_by_type(ToastRack)
+        toasts = [w for w in rack.walk_children() if type(w).__name__ == "Toast"]
+        assert toasts and all(t.region.bottom <= screen.query_one("#status").region.y
+                              for t in toasts), [t.region for t in toasts]
         await pilot.press("d")  # details hidden: the tree has the height
         await pilot.pause()
         assert not details.display or details.region.height == 0
