@@ -8,9 +8,9 @@ unchanged gets new labels in place; a changed group is rebuilt, keeping expansio
 Columns (bound, size, rows, bar, badge) line up across every row on screen whatever its depth: the
 name column ends at one x for all rows, each name padded by what its guides leave. On a narrow
 pane the columns give way by priority (name, bound and size stay): first the bound takes its
-short form ('2026-08-02 +1w'), then the bar goes, then the row count, then the badge; only then
-are names and bounds cut. The columns
-follow what is shown; when expanding, collapsing or resizing moves them, the groups on screen are
+short form ('2026-08-02 +1w'), then the bar halves and goes, then the row count, then the
+badge; only then are names (beyond NAME_KEEP cells) and bounds cut. The columns follow what is
+shown; when expanding, collapsing or resizing moves them, the groups on screen are
 relabelled, hidden ones when they are shown again. Labels are made only for nodes in the Tree.
 """
 
@@ -41,23 +41,24 @@ BOUND_MIN = 8
 ICON_WIDTH = 2  # the Tree's '▶ ' before an expandable node (a leaf among them gets 2 spaces)
 SCROLLBAR = 1
 
-# What the optional columns cost: (compact bound, rows, bar, badge), most shown first.
+# The optional columns, most shown first: (compact bound, rows, bar width, badge).
 LAYOUTS = (
-    (False, True, True, True),
-    (True, True, True, True),
-    (True, True, False, True),
-    (True, False, False, True),
-    (True, False, False, False),
+    (False, True, BAR_WIDTH, True),
+    (True, True, BAR_WIDTH, True),
+    (True, True, BAR_WIDTH // 2, True),
+    (True, True, 0, True),
+    (True, False, 0, True),
+    (True, False, 0, False),
 )
 
 
-def after_bound(rows: bool, bar: bool, badge: bool) -> int:
+def after_bound(rows: bool, bar_width: int, badge: bool) -> int:
     """Cells after the bound column: ' ' size [' ' rows] [' ' bar] [badge]."""
-    return 1 + SIZE_WIDTH + (1 + ROWS_WIDTH if rows else 0) + (1 + BAR_WIDTH if bar else 0) \
-        + (BADGE_WIDTH if badge else 0)
+    return 1 + SIZE_WIDTH + (1 + ROWS_WIDTH if rows else 0) + \
+        (1 + bar_width if bar_width else 0) + (BADGE_WIDTH if badge else 0)
 
 
-AFTER_BOUND = after_bound(True, True, True)
+AFTER_BOUND = after_bound(True, BAR_WIDTH, True)
 
 SEVERITY_STYLE = {
     "critical": "bold red",
@@ -81,7 +82,7 @@ class Columns:
     elided: frozenset[GroupKey] = frozenset()  # groups showing children as …_suffix
     compact: bool = False  # bounds as start and span
     rows: bool = True
-    bar: bool = True
+    bar: int = BAR_WIDTH  # cells; 0: no bar
     badge: bool = True
 
 
@@ -305,9 +306,9 @@ class PartitionTree(Tree[int]):
                 spans.append(Span(pos + 1, pos + 1 + ROWS_WIDTH, "bold"))
             pos += 1 + ROWS_WIDTH
         if cols.bar:
-            parts.append(" " + bar(node.total_bytes, group.max_bytes, BAR_WIDTH))
-            spans.append(Span(pos + 1, pos + 1 + BAR_WIDTH, "green"))
-            pos += 1 + BAR_WIDTH
+            parts.append(" " + bar(node.total_bytes, group.max_bytes, cols.bar))
+            spans.append(Span(pos + 1, pos + 1 + cols.bar, "green"))
+            pos += 1 + cols.bar
         badge = self._badges[node.oid] = self._badge(node)
         if badge is not None and cols.badge:
             parts.append(badge[0])
