@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.text import Span, Text
 from textual import events
+from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -146,6 +148,19 @@ def short_bound(node: PartNode, cache: dict[int, str] | None = None) -> str:
 
 class PartitionTree(Tree[int]):
     """Partitioned tables and their partitions at any depth."""
+
+    # Tree's own keys, described for this tree (the help screen lists these)
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor_up", "move up", show=False),
+        Binding("down", "cursor_down", "move down", show=False),
+        Binding("enter", "select_cursor", "expand or collapse", show=False),
+        Binding("space", "toggle_node", "expand or collapse", show=False),
+        Binding("shift+left", "cursor_parent", "to the parent", show=False),
+        Binding("shift+right", "cursor_parent_next_sibling", "to the parent's next sibling",
+                show=False),
+        Binding("shift+up", "cursor_previous_sibling", "previous sibling", show=False),
+        Binding("shift+down", "cursor_next_sibling", "next sibling", show=False),
+    ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__("partitioned tables", **kwargs)
