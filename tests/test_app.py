@@ -559,3 +559,28 @@ def test_console_entry_point_refuses_before_taking_the_terminal(tmp_path):
     with pytest.raises(CliError) as raised:
         run_module.run_console(ctx)
     assert raised.value.status == 2 and "cannot connect" in str(raised.value)
+
+
+def test_compact_bound_forms():
+    from datetime import datetime, timezone
+
+    from tui.app.compact import compact_bound, span_text
+    from tui.core.bounds import parse_bound
+
+    def short(text: str) -> str:
+        bound = parse_bound(text)
+        return compact_bound(bound, bound.short())
+
+    utc = timezone.utc
+    assert short("FOR VALUES FROM ('2026-08-02 00:00:00+00') TO ('2026-08-09 00:00:00+00')") \
+        == "2026-08-02 +1w"
+    assert short("FOR VALUES FROM ('2026-08-01') TO ('2026-09-01')") == "2026-08-01 +1mo"
+    assert short("FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')") == "2024-01-01 +1y"
+    assert short("FOR VALUES FROM ('2026-08-02 06:00:00+00') TO ('2026-08-02 12:00:00+00')") \
+        == "2026-08-02 06:00 +6h"
+    # no whole span, or not a date: the full form without the spaces around the arrow
+    assert short("FOR VALUES FROM (MINVALUE) TO ('2020-01-01 00:00:00+00')") == "-∞→2020-01-01"
+    assert short("FOR VALUES FROM (0) TO (1000)") == "0→1000"
+    assert short("FOR VALUES IN ('de', 'fr')") == "IN (de, fr)"
+    assert span_text(datetime(2026, 1, 1, tzinfo=utc), datetime(2026, 1, 4, tzinfo=utc)) == "+3d"
+    assert span_text(datetime(2026, 1, 1, tzinfo=utc), datetime(2026, 1, 1, tzinfo=utc)) is None
