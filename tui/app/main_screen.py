@@ -256,7 +256,8 @@ class MainScreen(FooterKeys, Screen):
     def open_filter(self) -> None:
         box = self.query_one(FilterInput)
         box.display = True
-        box.focus()
+        # now, not after a refresh (Widget.focus): keys typed right after / go to the box
+        self.set_focus(box)
         self.refresh_bindings()
 
     @on(Input.Changed, "#filter")
