@@ -584,3 +584,24 @@ def test_compact_bound_forms():
     assert short("FOR VALUES IN ('de', 'fr')") == "IN (de, fr)"
     assert span_text(datetime(2026, 1, 1, tzinfo=utc), datetime(2026, 1, 4, tzinfo=utc)) == "+3d"
     assert span_text(datetime(2026, 1, 1, tzinfo=utc), datetime(2026, 1, 1, tzinfo=utc)) is None
+
+
+async def test_quitting_does_not_wait_for_a_count(awkward, monkeypatch):
+    from tui.app import app as app_module
+
+    def slow_count(conn, node, timeout_seconds):
+        conn.execute("SELECT pg_sleep(30)")  # count(*) of a very big table
+        return 0
+
+    monkeypatch.setattr(app_module, "exact_row_count", slow_count)
+    counting = ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND application_name = 'pgparts count' AND query LIKE '%pg_sleep%'")
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        await pilot.press("x")
+        await wait_until(pilot, lambda: awkward.query(counting) == [(1,)], timeout=10)
+        started = time.monotonic()
+        await pilot.press("q")
+    assert time.monotonic() - started < 5
+    assert awkward.query(counting) == [(0,)]

@@ -159,6 +159,39 @@ async def test_planning_is_shown_while_the_plan_is_rebuilt(balances):
         assert f"Build {b.weeks[2]}_consolidated" in content_text(screen, "#cons-plan")
 
 
+async def test_leaving_or_quitting_does_not_wait_for_a_plan_being_built(balances, monkeypatch):
+    from tui.app import consolidate_screen
+
+    db, b = balances
+    build = consolidate_screen.build_consolidation_plan
+
+    def slow_build(conn, *args, **kwargs):
+        conn.execute("SELECT pg_sleep(30)")  # a big catalog, a slow server
+        return build(conn, *args, **kwargs)
+
+    monkeypatch.setattr(consolidate_screen, "build_consolidation_plan", slow_build)
+    sleeping = ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND application_name = 'pgparts consolidate-preview' "
+                "AND query LIKE '%pg_sleep%'")
+    app = make_app(db)
+    started = None
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        await move_to(pilot, app, app.forest.find("account_balances").oid)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: db.query(sleeping) == [(1,)], timeout=10)
+        # leaving the screen cancels the build on the server
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: db.query(sleeping) == [(0,)], timeout=5)
+        # and quitting while a build runs does not wait for it
+        await pilot.press("c")
+        await wait_until(pilot, lambda: db.query(sleeping) == [(1,)], timeout=10)
+        started = time.monotonic()
+        await pilot.press("q")
+    assert time.monotonic() - started < 5
+    assert db.query(sleeping) == [(0,)]
+
+
 async def test_consolidation_at_80_columns_uses_the_short_forms(balances):
     db, b = balances
     app = make_app(db, batch=2)

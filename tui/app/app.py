@@ -36,6 +36,7 @@ from ..core.config import Config
 from ..core.connection import ConnectError, Target, connect
 from ..core.findings import check_forest, findings_by_oid
 from .format import postgres_version, severity_rank
+from .inflight import InFlight
 from .messages import CatalogFailed, CatalogLoaded, FindingsReady, RowCountDone
 from .registry import ConsoleCommand, action_name
 
@@ -174,6 +175,7 @@ class PgpartsApp(App[int]):
         self._auto_timer: Timer | None = None
         self._catalog_conn: psycopg.Connection | None = connection
         self._by_action: dict[tuple[str, str], ConsoleCommand] = {}
+        self._inflight = InFlight()  # count(*) queries, cancelled when the console quits
         for cmd in self.console_commands:
             params = cmd.id if cmd.screen else ""
             self._by_action[(action_name(cmd.app_action), params)] = cmd
@@ -195,6 +197,7 @@ class PgpartsApp(App[int]):
         return " · ".join(parts)
 
     def on_unmount(self) -> None:
+        self._inflight.cancel_all()  # quitting does not wait for a count(*) to finish
         conn, self._catalog_conn = self._catalog_conn, None
         if conn is not None:
             try:
@@ -494,7 +497,7 @@ class PgpartsApp(App[int]):
     def _count_rows(self, node: PartNode) -> None:
         started = time.perf_counter()
         try:
-            with connect(self.target, purpose="count") as conn:
+            with connect(self.target, purpose="count") as conn, self._inflight.track(conn):
                 count = exact_row_count(
                     conn, node, timeout_seconds=self.config.explain.statement_timeout_seconds
                 )

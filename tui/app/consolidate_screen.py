@@ -47,6 +47,7 @@ from ..core.plans.runner import Hook
 from .compact import start_and_span
 from .footer_keys import FooterKeys
 from .format import human_bytes, human_rows, thousands
+from .inflight import InFlight
 from .plan_preview import PlanPreview, change_lines, consequence_lines, render_plan
 
 if TYPE_CHECKING:
@@ -186,6 +187,7 @@ class ConsolidateScreen(FooterKeys, Screen):
         # passed to the PlanRunner of the next apply (tests slow a run down with it)
         self.runner_hook: Hook | None = None
         self.narrow = False
+        self._inflight = InFlight()  # the status/plan query, cancelled when the screen goes
 
     @property
     def papp(self) -> PgpartsApp:
@@ -279,7 +281,8 @@ class ConsolidateScreen(FooterKeys, Screen):
         started = time.perf_counter()
         config = app.config.plans
         try:
-            with connect(app.target, purpose="consolidate-preview") as conn:
+            with connect(app.target, purpose="consolidate-preview") as conn, \
+                    self._inflight.track(conn):
                 status = consolidation_status(conn, self.table_name)
                 if selection is None:
                     if preselect is not None and any(
@@ -631,6 +634,8 @@ class ConsolidateScreen(FooterKeys, Screen):
     def on_unmount(self) -> None:
         if self._debounce is not None:
             self._debounce.stop()
+        # leaving or quitting while a plan is built: the build is not waited for
+        self._inflight.cancel_all()
 
 
 def save_script(script: str, table: str, directory: Path | None = None) -> Path:
