@@ -285,7 +285,8 @@ class ConsolidateScreen(FooterKeys, Screen):
         try:
             with connect(app.target, purpose="consolidate-preview") as conn, \
                     self._inflight.track(conn):
-                status = consolidation_status(conn, self.table_name)
+                # the catalog the console already read: no second load per preview
+                status = consolidation_status(conn, self.table_name, forest)
                 if selection is None:
                     if preselect is not None and any(
                             w.node.qualified == preselect and w.status in CANDIDATES
@@ -300,9 +301,9 @@ class ConsolidateScreen(FooterKeys, Screen):
                 selection = [s for s in selection if s in known]
                 preview = None
                 if selection:
-                    # `forest`: the catalog the console already read, for the builder to reuse
                     plan = build_consolidation_plan(conn, self.table_name, config=config,
-                                                    weeks=selection, keep_detached=keep)
+                                                    weeks=selection, keep_detached=keep,
+                                                    forest=forest)
                     preview = PlanPreview.build(plan, conn)
         except (ConsolidationError, ConnectError) as exc:
             self.post_message(ConsolidationLoaded(generation, None, selection or [], None,
