@@ -38,6 +38,8 @@ IDENT_MAP = "pgparts"
 # what `pg_ctl stop -m MODE` sends the postmaster
 _SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 PRIVATE_MODE = 0o700
+# every private server's socket directory is a fresh pgparts-* directory here
+SOCKET_PARENT = "/tmp"
 
 
 class LocalServerError(RuntimeError):
@@ -208,9 +210,14 @@ class LocalServer:
                 if path.read_text() == text:
                     continue
             tmp = path.with_name(f".{name}.{os.getpid()}")
-            tmp.write_text(text)
-            tmp.chmod(0o600)
-            self._own(tmp)
+            # the data directory belongs to the server's OS user: when we are root, a link it
+            # planted under this name is removed, never written through
+            tmp.unlink(missing_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                if self._user is not None:
+                    os.fchown(fd, self._user.pw_uid, self._user.pw_gid)
+                f.write(text)
             tmp.rename(path)
             changed = True
         return changed
@@ -218,10 +225,27 @@ class LocalServer:
     def _private_socket_dir(self) -> Path:
         if self.socket_dir is None:
             # unix socket paths are limited to ~107 bytes: keep the directory short
-            self.socket_dir = Path(tempfile.mkdtemp(prefix="pgparts-", dir="/tmp"))
-        self._own(self.socket_dir)
-        self.socket_dir.chmod(PRIVATE_MODE)
-        return self.socket_dir
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="pgparts-", dir=SOCKET_PARENT))
+        path = self.socket_dir
+        # The path may come from the pid file, which the server's OS user can write: when we
+        # are root, change the owner and mode of one of our own socket directories only (in
+        # /tmp, named pgparts-*, owned by us or the server user), never through a link.
+        if path.parent != Path(SOCKET_PARENT) or not path.name.startswith("pgparts-"):
+            raise LocalServerError(f"{path} is not a pgparts socket directory")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise LocalServerError(f"{path}: not a directory of ours ({exc.strerror})") from None
+        try:
+            owners = {os.geteuid()} | ({self._user.pw_uid} if self._user is not None else set())
+            if os.fstat(fd).st_uid not in owners:
+                raise LocalServerError(f"{path} belongs to another user")
+            if self._user is not None:
+                os.fchown(fd, self._user.pw_uid, self._user.pw_gid)
+            os.fchmod(fd, PRIVATE_MODE)
+        finally:
+            os.close(fd)
+        return path
 
     def enforce_access(self) -> None:
         """Apply the access rules to a server already running at `socket_dir` (one started by
