@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.core.connection import redact
+from tui.core.connection import Target, redact
 
 from .layouts import build_awkward
 from .test_plan_support import OLD_WEEKS, build_balances
@@ -231,3 +231,14 @@ def test_json_on_an_ascii_stdout_stays_exact(db18):
     data = json.loads(done.stdout.decode("ascii"))
     assert data["parent"] == '"soldés"'  # quoted as PostgreSQL would need it
     assert data["partitions"][0]["partition"] == f'"{b.weeks[0]}"'
+
+
+@pytest.mark.parametrize("dsn", [f"postgresql://alice:{SECRET[:4]}@{SECRET[4:]}@h/db",
+                                 f"postgresql://alice:{SECRET[:5]}@{SECRET[5:8]}@[::1/db"])
+def test_a_password_with_an_unencoded_at_sign_stays_hidden(dsn, tmp_path):
+    """libpq ends the password at its first '@' and reads the rest as part of the host name,
+    which every connection message names (and the journal's server field)."""
+    rest = dsn.split("@")[1]
+    line = one_line_error(pgparts("tree", "-d", dsn), "cannot connect to")
+    assert SECRET[:4] not in line and rest not in line, line
+    assert rest not in Target(dsn).describe()
