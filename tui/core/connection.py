@@ -25,6 +25,7 @@ from urllib.parse import unquote
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
+from psycopg import sql
 
 from .errors import first_line
 
@@ -230,7 +231,8 @@ def _switch_to_safe_search_path(conn: psycopg.Connection) -> str:
     """Read the user's search_path (SHOW runs no user code), then make the session safe."""
     with conn.transaction():
         row = conn.execute("SHOW search_path").fetchone()
-        conn.execute("SET SESSION search_path = " + SAFE_SEARCH_PATH)
+        conn.execute(sql.SQL("SELECT pg_catalog.set_config('search_path', {}, false)").format(
+            sql.Literal(SAFE_SEARCH_PATH)))
     return str(row[0]) if row else ""
 
 
