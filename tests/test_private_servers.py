@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -23,7 +24,9 @@ from tui.demo.localserver import (
     LocalServer,
     LocalServerError,
     access_rules,
+    install_copy_dir,
     temporary_server,
+    usable_bindir,
 )
 
 from .conftest import Server
@@ -226,3 +229,27 @@ def test_the_access_rules_are_never_written_through_a_planted_link(opened_up: Lo
     assert (victim.stat().st_uid, _mode(victim)) == (os.geteuid(), 0o644)
     assert "scram-sha-256" in (opened_up.datadir / "pg_hba.conf").read_text()
     assert not planted.exists() and not planted.is_symlink()
+
+
+@needs_root
+def test_a_planted_copy_of_the_binaries_is_refused(tmp_path: Path):
+    """As root, binaries the server user cannot reach are copied to a predictable directory in
+    /tmp and run from there as the server user: another user's tree planted under that name
+    (with its own `postgres`) must be refused, not run."""
+    tmp_path.chmod(0o700)  # unreachable for the server user: usable_bindir() copies
+    bindir = tmp_path / "site" / "pkg" / "pginstall" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "postgres").write_text("#!/bin/sh\n")
+    target = install_copy_dir(bindir.parent)
+    planted = target / "pkg" / "pginstall" / "bin"
+    planted.mkdir(parents=True)
+    (planted / "postgres").write_text("#!/bin/sh\ntouch /tmp/pwned\n")
+    nobody = pwd.getpwnam("nobody")
+    try:
+        for root, dirs, files in os.walk(target):
+            for name in (*dirs, *files, "."):
+                os.chown(os.path.join(root, name), nobody.pw_uid, nobody.pw_gid)
+        with pytest.raises(LocalServerError, match="another user"):
+            usable_bindir(bindir)
+    finally:
+        shutil.rmtree(target)

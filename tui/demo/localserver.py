@@ -130,8 +130,7 @@ def usable_bindir(bindir: Path) -> Path:
     if _server_user() is None or _reachable_by_others(bindir):
         return bindir
     prefix = bindir.parent
-    stamp = hashlib.sha1(str(prefix.resolve()).encode()).hexdigest()[:10]
-    target = Path(tempfile.gettempdir()) / f"pgparts-pginstall-{stamp}"
+    target = install_copy_dir(prefix)
     # The wheel's binaries find its bundled libpq through $ORIGIN/../../../<pkg>.libs: keep
     # that layout (site-packages/<pkg>/pginstall/bin and site-packages/<pkg>.libs) in the copy.
     libs = prefix.parent.parent / f"{prefix.parent.name}.libs"
@@ -146,12 +145,42 @@ def usable_bindir(bindir: Path) -> Path:
             for name in files:
                 p = Path(root) / name
                 if not p.is_symlink():
-                    p.chmod(p.stat().st_mode | 0o444)
+                    p.chmod((p.stat().st_mode | 0o444) & ~0o022)
         try:
             tmp.rename(target)
         except OSError:  # another process won the race; its copy is as good as ours
             shutil.rmtree(tmp, ignore_errors=True)
+    # The name is predictable, in a world-writable directory: the server's binaries run from
+    # here, so every entry must be ours and writable by no one else (a planted tree would run
+    # another user's programs as the server user)
+    foreign = _not_ours_only(target)
+    if foreign is not None:
+        raise LocalServerError(
+            f"{foreign} belongs to another user or is writable by others; remove {target}")
     return install / "bin"
+
+
+def install_copy_dir(prefix: Path) -> Path:
+    """Where usable_bindir() copies the install tree `prefix`."""
+    stamp = hashlib.sha1(str(prefix.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"pgparts-pginstall-{stamp}"
+
+
+def _not_ours_only(top: Path) -> Path | None:
+    """The first entry of the tree `top` (links not followed) that is not owned by us or that
+    others may write to (a link's own mode means nothing), or None."""
+    def bad(path: str) -> bool:
+        st = os.lstat(path)
+        writable = not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o022
+        return st.st_uid != os.geteuid() or bool(writable)
+
+    if bad(str(top)) or not stat.S_ISDIR(os.lstat(top).st_mode):
+        return top
+    for root, dirs, files in os.walk(top):
+        for name in (*dirs, *files):
+            if bad(os.path.join(root, name)):
+                return Path(root) / name
+    return None
 
 
 @dataclass
