@@ -91,10 +91,6 @@ _CREATE_TABLE = sql.SQL(
     " PRIMARY KEY (role, objid))").format(t=REGISTRY)
 
 
-class RegistryUntrusted(Exception):
-    """The schema `pgparts` exists but someone other than the operator controls it."""
-
-
 @dataclass
 class Entry:
     objid: int
