@@ -13,13 +13,14 @@ import uuid
 import psycopg
 from psycopg import sql
 
-from tui.core.config import PlansConfig
 from tui.core.plans import PlanRunner
 from tui.core.plans.consolidate import build_consolidation_plan
 
-from .test_plan_support import OLD_WEEKS, build_balances
-
-FAST = PlansConfig(lock_timeout_seconds=0.5, lock_retries=2)
+from .test_plan_support import (
+    FAST_PLANS,
+    OLD_WEEKS,
+    build_balances,
+)
 
 _TRAP = """
 BEGIN
@@ -54,10 +55,10 @@ def test_a_writer_during_consolidation_never_runs_a_planted_operator(db):
             app.execute("CREATE OPERATOR public.= (LEFTARG = varchar, RIGHTARG = varchar,"
                         " FUNCTION = public.trap_eq)")
         with db.connect() as conn:
-            plan = build_consolidation_plan(conn, "account_balances", config=FAST,
+            plan = build_consolidation_plan(conn, "account_balances", config=FAST_PLANS,
                                             weeks=[b.weeks[0]])
         build_only = dataclasses.replace(plan, steps=plan.steps[:1])
-        result = PlanRunner(db.target, build_only, config=FAST, backoff_base=0.05).run()
+        result = PlanRunner(db.target, build_only, config=FAST_PLANS, backoff_base=0.05).run()
         assert result.ok, result
         # a superuser with PostgreSQL's default search_path writes to the week: the mirror
         # trigger deletes the row from the copy by its primary key
