@@ -364,8 +364,11 @@ class LocalServer:
         self._remove_socket_dir()
 
     def _remove_socket_dir(self) -> None:
-        if self.socket_dir is not None and self.socket_dir.name.startswith("pgparts-"):
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        # the path may come from the pid file: only ever one of our socket directories
+        path = self.socket_dir
+        if path is not None and path.parent == Path(SOCKET_PARENT) \
+                and path.name.startswith("pgparts-"):
+            shutil.rmtree(path, ignore_errors=True)
 
     def _adopt_socket_dir(self) -> None:
         """Learn the socket directory of a running server from its pid file, so that a
