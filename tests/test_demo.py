@@ -30,6 +30,7 @@ from tui.demo.server import (
     DEMO_SETTINGS,
     DemoError,
     DemoHandle,
+    _prepare_root,
     demo_root,
     open_demo,
 )
@@ -348,3 +349,27 @@ def test_a_trusting_cluster_from_an_older_pgparts_is_tightened(demo, monkeypatch
         second.stop()
         handle.stop()
     assert _gone(demo.root)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the demo moves to /var/tmp only for root")
+def test_a_link_planted_where_the_demo_lives_is_refused(tmp_path, monkeypatch):
+    """As root, the demo lives in /var/tmp under a predictable name (world-writable, and links
+    there are followed unless fs.protected_symlinks is on): another user's link to a directory
+    of root's must not make pgparts chmod that directory 0755 and fill it with the cluster."""
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    tmp_path.chmod(0o700)  # the server user cannot get through: the demo moves to /var/tmp
+    monkeypatch.setenv("PGPARTS_CACHE_DIR", str(cache))
+    root = demo_root()
+    assert not str(root).startswith(str(cache)), root
+    victim = tmp_path / "roots-own"
+    victim.mkdir(mode=0o700)
+    victim.chmod(0o700)
+    root.symlink_to(victim)
+    try:
+        with pytest.raises(DemoError, match="link"):
+            _prepare_root(root)
+        assert (victim.stat().st_mode & 0o777) == 0o700
+        assert list(victim.iterdir()) == []
+    finally:
+        root.unlink()

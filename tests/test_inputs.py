@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.core.connection import redact
+from tui.core.connection import Target, redact
 
 from .layouts import build_awkward
 from .test_plan_support import OLD_WEEKS, build_balances
@@ -171,6 +171,24 @@ def test_client_encoding_from_the_environment_is_overridden(db18):
         assert done.stdout == plain.stdout and "événements_1" in done.stdout.decode()
 
 
+@pytest.mark.parametrize("query", [
+    " UNION ALL ".join(["SELECT 1"] * 30000),  # passes PostgreSQL's depth check
+    "SELECT " + " + ".join(["1"] * 50000),  # refused by it
+], ids=["union-30000", "plus-50000"])
+def test_explain_of_a_very_deep_statement_is_one_line(db18, query, tmp_path):
+    """pglast builds its Python tree recursively: a deep statement overflowed the C stack and
+    killed the process (SIGSEGV) instead of a one-line answer. A CI job explaining query files
+    from pull requests must get one line and exit 2 at worst."""
+    path = tmp_path / "deep.sql"
+    path.write_text(query)
+    done = pgparts("explain", "-f", str(path), "-d", db18.dsn)
+    err = done.stderr.decode("utf-8", "replace")
+    assert done.returncode in (0, 2), (done.returncode, err[-300:])
+    assert "Traceback" not in err
+    if done.returncode == 2:
+        assert len(err.strip().splitlines()) == 1, err[-300:]
+
+
 @pytest.mark.parametrize("data", [b"SELECT \xff\xfe 1", b"\x00\x01\x02SELECT 1", b"\x89PNG\r\n"])
 def test_explain_refuses_binary_input(db18, data, tmp_path):
     line = one_line_error(pgparts("explain", "-f", "-", "-d", db18.dsn, input=data),
@@ -231,3 +249,14 @@ def test_json_on_an_ascii_stdout_stays_exact(db18):
     data = json.loads(done.stdout.decode("ascii"))
     assert data["parent"] == '"soldés"'  # quoted as PostgreSQL would need it
     assert data["partitions"][0]["partition"] == f'"{b.weeks[0]}"'
+
+
+@pytest.mark.parametrize("dsn", [f"postgresql://alice:{SECRET[:4]}@{SECRET[4:]}@h/db",
+                                 f"postgresql://alice:{SECRET[:5]}@{SECRET[5:8]}@[::1/db"])
+def test_a_password_with_an_unencoded_at_sign_stays_hidden(dsn, tmp_path):
+    """libpq ends the password at its first '@' and reads the rest as part of the host name,
+    which every connection message names (and the journal's server field)."""
+    rest = dsn.split("@")[1]
+    line = one_line_error(pgparts("tree", "-d", dsn), "cannot connect to")
+    assert SECRET[:4] not in line and rest not in line, line
+    assert rest not in Target(dsn).describe()

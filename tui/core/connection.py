@@ -16,6 +16,7 @@ one statement.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import weakref
@@ -24,6 +25,7 @@ from urllib.parse import unquote
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
+from psycopg import sql
 
 from .errors import first_line
 
@@ -54,6 +56,9 @@ class Target:
         except psycopg.ProgrammingError:
             return "?"
         host = params.get("host") or params.get("service") or "local"
+        # a password holding an unencoded '@' ends at its first one for libpq: the rest would
+        # show as part of the host name
+        host = ",".join(h.rsplit("@", 1)[-1] for h in str(host).split(","))
         db = params.get("dbname") or params.get("user") or ""
         return f"{db}@{host}" if db else str(host)
 
@@ -116,6 +121,14 @@ def _secret_candidates(dsn: str) -> tuple[set[str], set[str]]:
     for m in _URI_USERINFO.finditer(dsn):
         secrets.add(m.group(2))
     secrets |= {unquote(c) for c in secrets}
+    if "://" in dsn:
+        # `postgresql://u:pa@ss@host`: libpq takes `pa` for the password and `ss@host` for the
+        # host, so the password's rest is in every message naming the host
+        with contextlib.suppress(psycopg.ProgrammingError):
+            hosts = pg_conninfo.conninfo_to_dict(dsn).get("host") or ""
+            for h in str(hosts).split(","):
+                if "@" in h:
+                    secrets.update((h, h.rsplit("@", 1)[0]))
     words: set[str] = {dsn.strip()}
     if "://" not in dsn:
         unquoted = re.sub(r"'(?:[^'\\]|\\.)*'?", " ", dsn)
@@ -133,7 +146,7 @@ def redact(text: str, dsn: str = "") -> str:
     if dsn:
         secrets, words = _secret_candidates(dsn)
         for secret in sorted(secrets, key=len, reverse=True):
-            if len(secret) >= _SHORT_SECRET:
+            if len(secret) >= _SHORT_SECRET or "@" in secret:
                 text = text.replace(secret, REDACTED)
             else:
                 text = text.replace(f'"{secret}"', f'"{REDACTED}"')
@@ -218,7 +231,8 @@ def _switch_to_safe_search_path(conn: psycopg.Connection) -> str:
     """Read the user's search_path (SHOW runs no user code), then make the session safe."""
     with conn.transaction():
         row = conn.execute("SHOW search_path").fetchone()
-        conn.execute("SET SESSION search_path = " + SAFE_SEARCH_PATH)
+        conn.execute(sql.SQL("SELECT pg_catalog.set_config('search_path', {}, false)").format(
+            sql.Literal(SAFE_SEARCH_PATH)))
     return str(row[0]) if row else ""
 
 

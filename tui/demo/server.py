@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -115,8 +116,14 @@ def _moved_note(root: Path) -> str | None:
 
 def _prepare_root(root: Path) -> None:
     created = [p for p in (root, *root.parents) if not p.exists()]
-    root.mkdir(parents=True, exist_ok=True)
-    st = root.stat()
+    with contextlib.suppress(FileExistsError):  # a dangling link: refused below
+        root.mkdir(parents=True, exist_ok=True)
+    # lstat: in a shared /var/tmp, another user's link to a directory of ours (followed unless
+    # fs.protected_symlinks is on) would have us chmod that directory and fill it
+    st = root.lstat()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise DemoError(f"{root} is a link or not a directory; remove it or set "
+                        f"PGPARTS_CACHE_DIR")
     if st.st_uid != os.geteuid():  # a shared /var/tmp: never adopt someone else's directory
         raise DemoError(f"{root} belongs to another user; remove it or set PGPARTS_CACHE_DIR")
     if _server_user() is not None:

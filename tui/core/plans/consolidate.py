@@ -160,6 +160,9 @@ class _ParentShape:
     columns: list[str]  # every column, in order
     insertable: list[str]  # without generated columns
     pk: list[str]
+    # the btree equality operator of each primary key column's operator class (schema, name):
+    # the mirror trigger names it, so that it never resolves through a writer's search_path
+    pk_equality: list[tuple[str, str]]
     indexes: list[_IndexDef]
     foreign_keys: list[tuple[str, str]]  # (name, definition as deparsed by the server)
     referencing: list[str]  # display names of tables whose FKs reference the parent
@@ -227,6 +230,7 @@ def _parent_shape(conn: psycopg.Connection, parent: PartNode, new_ident: sql.Ide
         " JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid = ANY(%s)",
         ([c for r in idx_rows for c in r["colls"] if c],)).fetchall()}
     pk: list[str] = []
+    pk_equality: list[tuple[str, str]] = []
     indexes: list[_IndexDef] = []
     for r in idx_rows:
         if r["contype"] == "x":
@@ -268,6 +272,7 @@ def _parent_shape(conn: psycopg.Connection, parent: PartNode, new_ident: sql.Ide
         if r["contype"] in ("p", "u"):
             if r["contype"] == "p":
                 pk = plain_cols
+                pk_equality = _equality_operators(conn, r["classes"][:r["indnkeyatts"]])
             kind = sql.SQL("PRIMARY KEY" if r["contype"] == "p" else
                            ("UNIQUE NULLS NOT DISTINCT" if r["nnd"] else "UNIQUE"))
             stmt = sql.SQL("ALTER TABLE {} ADD {} ({}){}").format(
@@ -291,7 +296,32 @@ def _parent_shape(conn: psycopg.Connection, parent: PartNode, new_ident: sql.Ide
         " ORDER BY 1, 2", (parent.oid,)).fetchall()]
     names = [c["attname"] for c in cols]
     return _ParentShape(names, [c["attname"] for c in cols if not c["generated"]], pk,
-                        indexes, fks, referencing)
+                        pk_equality, indexes, fks, referencing)
+
+
+_OPERATOR_CHARS = frozenset("+-*/<>=~!@#%^&|`?")
+
+
+def _equality_operators(conn: psycopg.Connection, opclasses: list[int]
+                        ) -> list[tuple[str, str]]:
+    """(schema, name) of the btree equality operator (strategy 3) of each operator class, in
+    order. Operator classes are made by superusers only, so these operators are trusted code."""
+    rows = {int(r[0]): (str(r[1]), str(r[2])) for r in conn.execute(
+        "SELECT oc.oid, n.nspname, o.oprname FROM pg_catalog.pg_opclass oc"
+        " JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily"
+        "  AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype"
+        "  AND ao.amopstrategy = 3 AND ao.amopmethod = oc.opcmethod"
+        " JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace"
+        " WHERE oc.oid = ANY(%s)", (list(opclasses),)).fetchall()}
+    out = []
+    for opc in opclasses:
+        found = rows.get(int(opc))
+        if found is None or not set(found[1]) <= _OPERATOR_CHARS:
+            raise ConsolidationError(
+                "the primary key's operator class has no usable equality operator")
+        out.append(found)
+    return out
 
 
 def _bound_sql(v: BoundValue) -> sql.Composable:
@@ -590,7 +620,10 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
 
     if shape.pk:
         match = sql.SQL(" AND ").join(
-            sql.SQL("{c} = OLD.{c}").format(c=sql.Identifier(c)) for c in shape.pk)
+            sql.SQL("{c} OPERATOR({ns}.{op}) OLD.{c}").format(
+                c=sql.Identifier(c), ns=sql.Identifier(ns),
+                op=sql.SQL(op))  # operator characters only (_equality_operators)
+            for c, (ns, op) in zip(shape.pk, shape.pk_equality, strict=True))
         delete = sql.SQL("DELETE FROM {new} WHERE {match};").format(new=new, match=match)
     else:
         match = sql.SQL("ROW({}) ::text IS NOT DISTINCT FROM ROW({})::text").format(
@@ -686,9 +719,11 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
             note="the parent's foreign key, validated now rather than under the parent's lock"))
     stmts += [
         Statement(sql.SQL(
-            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS {body}").format(
+            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql"
+            " SET search_path = pg_catalog, pg_temp AS {body}").format(
             fn=fn, body=sql.Literal(body_text)),
-            note=f"mirror function: applies writes to the {unit} to the new table"),
+            note=f"mirror function: applies writes to the {unit} to the new table; it runs in "
+                 f"the writers' sessions, never under their search_path"),
         Statement(sql.SQL(
             "CREATE TRIGGER {trg} AFTER INSERT OR UPDATE OR DELETE ON {old}"
             " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
