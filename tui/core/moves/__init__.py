@@ -1,0 +1,1 @@
+"""Moving rows between partitions online (placeholder docstring, rewritten below)."""
