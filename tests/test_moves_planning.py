@@ -137,7 +137,9 @@ def test_drain_default_clips_to_free_space_and_avoids_names() -> None:
     # named by the pattern (payment_%Y), which gives an existing name: suffixed
     assert props[0].name == "payment_2024_2"
     props = propose_partitions(existing, [_year(2030)], "payment", taken_names=["payment_2029"])
-    assert [(p.name, p.lower) for p in props] == [("payment_2029_2", d(2029, 7))]
+    # the year 2030 straddles two cells of the mid-year grid
+    assert [(p.name, p.lower) for p in props] == [("payment_2029_2", d(2029, 7)),
+                                                  ("payment_2030", d(2030, 7))]
 
 
 def test_drain_default_weeks_and_integers() -> None:
