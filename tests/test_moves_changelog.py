@@ -174,6 +174,9 @@ def test_split_under_concurrent_writes(db) -> None:
         for _ in range(4):
             time.sleep(0.2)
             replayed += cl.catch_up(conn, cap, _targets(), limit=50, small=50)
+        # exact, in one snapshot, while the writer goes on
+        checked = cl.verify_online(conn, cap, _targets(), limit=30)
+        assert sum(n for n, _ in checked) > 1000
         ops_before_swap = writer.ops
         # the swap: lock the source against writers (the writer waits), replay the rest
         with conn.transaction():
@@ -364,3 +367,7 @@ def test_refusals(db) -> None:
         assert not cl.copied(conn, cap)  # rolled back: the first target is empty again
         assert cl.checksum(conn, _targets()[0].table, COLS) == (0, 0)
         assert cl.copy(conn, cap, _targets()) is not None
+        # a row lost from a target (not through the source) is found by the online check
+        db.execute(sql.SQL("DELETE FROM {} WHERE pdm_id = 3").format(_targets()[1].table))
+        with pytest.raises(MoveError, match="h2 holds"):
+            cl.verify_online(conn, cap, _targets())

@@ -518,3 +518,35 @@ def checksum(conn: psycopg.Connection, relation: sql.Composable, cols: Sequence[
         "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({h}), 0) FROM {rel}{where}").format(
         h=row_hash(cols), rel=relation, where=where)).fetchone()
     return int(row[0]), int(row[1])
+
+
+def verify_online(conn: psycopg.Connection, cap: Capture, targets: Sequence[Target],
+                  limit: int = 10_000) -> list[tuple[int, int]]:
+    """An exact comparison while writers carry on: in one REPEATABLE READ snapshot, replay every
+    entry that snapshot sees (then the targets, as this transaction sees them, hold the rows
+    the source holds in the snapshot: module docstring, 2. to 4.), and compare row count and
+    checksum per target with the source's rows of its bound. Commits the replay; raises
+    MoveError on a difference. Returns (count, checksum) per target."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise MoveError("verify_online() needs its own transaction: the connection is in one")
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        _lock_log(conn, cap)
+        if not copied(conn, cap):
+            raise MoveError("verification before the copy committed")
+        while _apply(conn, cap, targets, limit):
+            pass
+        out = []
+        for t in targets:
+            src = checksum(conn, cap.source, cap.columns, t.predicate)
+            dst = checksum(conn, t.table, cap.columns)
+            if src != dst:
+                raise MoveError(
+                    f"{t.label or t.table.as_string(conn)} holds {dst[0]:,} rows (checksum "
+                    f"{dst[1]}), the source {src[0]:,} of its bound (checksum {src[1]})")
+            out.append(dst)
+        total = checksum(conn, cap.source, cap.columns)[0]
+        if sum(n for n, _ in out) != total:
+            raise MoveError(f"the targets hold {sum(n for n, _ in out):,} of the source's "
+                            f"{total:,} rows")
+    return out
