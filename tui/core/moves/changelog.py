@@ -59,6 +59,11 @@ Protocol and why nothing is lost or applied twice:
    committed and visible, and replaying them all leaves each target equal to the source's rows
    of its bound. It checks that the lock is held and that the log ends empty.
 
+Measured (2 cores, the tests' servers, two targets, 3.3k-row source): the last replay of 200
+entries took 3 ms, of 2,000 entries 7 ms, of 6,700 entries 19-22 ms (PG 18 / 15); the trigger
+made 3,000 single-row inserts in one transaction take 99 ms instead of 81 (PG 18), 179 instead
+of 97 (PG 15). catch_up's `small` bounds what the swap replays under the parent's lock.
+
 Limits: one key column set with a unique immediate index whose columns are NOT NULL, no
 expressions, no predicate; source columns named `pgparts_seq`, `pgparts_xid` or `pgparts_old`
 are refused. Key equality and the predicates use the operators visible from pg_catalog (the
