@@ -143,3 +143,37 @@ def test_list_move_with_null_through_the_change_log(db) -> None:
                     cl.checksum(conn, target.table, ["id", "c"])
         assert conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE c IS NULL").format(
             t("moved"))).fetchone()[0] > 90
+
+
+@pytest.mark.parametrize("type_sql", ["timestamp(0) with time zone", "bigint"])
+def test_checks_from_predicates_spare_attach_its_scans(db, type_sql: str) -> None:
+    """A target whose CHECK is range_predicate, and a DEFAULT whose CHECK is
+    exclusion_predicate: ATTACH scans neither (the DEBUG1 messages of reference §2.3)."""
+    db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(S)))
+    db.execute(sql.SQL("CREATE TABLE {} (k {} NOT NULL, v text) PARTITION BY RANGE (k)").format(
+        t("p"), sql.SQL(type_sql)))
+    db.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(t("p_def"), t("p")))
+    with db.connect() as conn:
+        key = keys.describe_key(conn, _oid(conn, "p"))
+        texts = ["2023-07-01", "2024-01-01"] if key.category == "time" else ["100", "200"]
+        lo, hi = keys.type_values(conn, key, texts)
+        conn.execute(sql.SQL("INSERT INTO {} VALUES ({}::{}, 'stays')").format(
+            t("p"), sql.Literal(hi.text), key.type))
+        conn.execute(sql.SQL("CREATE TABLE {} (LIKE {})").format(t("new"), t("p")))
+        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT c CHECK ({})").format(
+            t("new"), keys.range_predicate(key, lo, hi)))
+        conn.execute(sql.SQL("INSERT INTO {} VALUES ({}::{}, 'moved')").format(
+            t("new"), sql.Literal(lo.text), key.type))
+        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT x CHECK ({}) NOT VALID").format(
+            t("p_def"), keys.exclusion_predicate(key, lo, hi)))
+        conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT x").format(t("p_def")))
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.execute("SET client_min_messages = debug1")
+        conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})"
+                             ).format(t("p"), t("new"), sql.Literal(lo.text),
+                                      sql.Literal(hi.text)))
+        conn.execute("SET client_min_messages = notice")
+        assert not [n for n in notices if n.startswith("verifying table")], notices
+        assert any("new" in n and "implied by existing constraints" in n for n in notices)
+        assert any("p_def" in n and "implied by existing constraints" in n for n in notices)

@@ -180,6 +180,18 @@ def range_predicate(key: Key, lower: Any, upper: Any) -> sql.Composed:
     return sql.SQL(" AND ").join(parts)
 
 
+def exclusion_predicate(key: Key, lower: Any, upper: Any) -> sql.Composed:
+    """What the DEFAULT's helper CHECK states: no row of [lower, upper). The negation in the form
+    PostgreSQL derives when it checks the DEFAULT for a new partition (`key IS NULL OR key <
+    lower OR key >= upper`), so the implication is proven and ATTACH skips the scan."""
+    parts: list[sql.Composable] = [sql.SQL("{} IS NULL").format(key.ident)]
+    if lower is not MINVALUE:
+        parts.append(sql.SQL("{} < {}::{}").format(key.ident, _literal(lower), key.type))
+    if upper is not MAXVALUE:
+        parts.append(sql.SQL("{} >= {}::{}").format(key.ident, _literal(upper), key.type))
+    return sql.SQL(" OR ").join(parts)
+
+
 def list_predicate(key: Key, values: Sequence[KeyValue]) -> sql.Composed:
     """The rows of a list bound: `key IN (...)`, `OR key IS NULL` when NULL is one of them."""
     lits = [v for v in values if v.text is not None]
