@@ -380,3 +380,22 @@ def test_refusals(db) -> None:
         db.execute(sql.SQL("DELETE FROM {} WHERE pdm_id = 3").format(_targets()[1].table))
         with pytest.raises(MoveError, match="h2 holds"):
             cl.verify_online(conn, cap, _targets())
+
+
+def test_install_behind_a_long_writer_times_out_and_leaves_nothing(db) -> None:
+    _setup(db, rows=50)
+    with db.connect() as conn, psycopg.connect(db.dsn, autocommit=True) as w:
+        cap = cl.describe_source(conn, SCHEMA, SOURCE, LOG_SCHEMA)
+        w.execute("BEGIN")
+        w.execute(sql.SQL("UPDATE {} SET note = 'long' WHERE pdm_id = 1").format(ident(PARENT)))
+        conn.execute("SET lock_timeout = '200ms'")
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            cl.install(conn, cap)
+        assert time.monotonic() - started < 2
+        assert not cl.installed(conn, cap)
+        assert conn.execute("SELECT count(*) FROM pg_catalog.pg_trigger"
+                            " WHERE tgname LIKE 'pgparts%%'").fetchone()[0] == 0
+        w.execute("COMMIT")  # the writer was never disturbed
+        cl.install(conn, cap)
+        assert cl.capture_problems(conn, cap) == []
