@@ -376,6 +376,11 @@ def test_refusals(db) -> None:
         assert not cl.copied(conn, cap)  # rolled back: the first target is empty again
         assert cl.checksum(conn, _targets()[0].table, COLS) == (0, 0)
         assert cl.copy(conn, cap, _targets()) is not None
+        # a capture trigger without its log (another move's, or left behind) is refused
+        other = cl.Capture(cap.source_oid, SCHEMA, SOURCE, cap.leaves, cap.columns,
+                           cap.insertable, cap.key, SCHEMA)
+        with pytest.raises(MoveError, match="already has a trigger named pgparts_capture"):
+            cl.install(conn, other)
         # a row lost from a target (not through the source) is found by the online check
         db.execute(sql.SQL("DELETE FROM {} WHERE pdm_id = 3").format(_targets()[1].table))
         with pytest.raises(MoveError, match="h2 holds"):

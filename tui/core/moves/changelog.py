@@ -98,7 +98,7 @@ class MoveError(Exception):
 class Target:
     """A table receiving the source's rows for which `predicate` is true.
 
-    The predicate is an expression over the source's column names, unqualified (planning.py
+    The predicate is an expression over the source's column names, unqualified (keys.py
     builds them from bounds); the targets' predicates must not overlap and must together
     accept every row of the source."""
 
@@ -284,6 +284,14 @@ def install(conn: psycopg.Connection, cap: Capture) -> None:
     with conn.transaction():
         if installed(conn, cap):
             return
+        clash = conn.execute(
+            "SELECT c.relname, t.tgname FROM pg_catalog.pg_trigger t"
+            " JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
+            " WHERE t.tgrelid = ANY(%s) AND t.tgname IN (%s, %s) LIMIT 1",
+            (list(cap.leaves), TRIGGER, TRIGGER + "_truncate")).fetchone()
+        if clash:
+            raise MoveError(f"{display_name(None, clash[0])} already has a trigger named "
+                            f"{clash[1]} (another move's capture?); remove it first")
         for stmt in install_sql(conn, cap):
             conn.execute(stmt)
 
