@@ -404,3 +404,79 @@ def test_install_behind_a_long_writer_times_out_and_leaves_nothing(db) -> None:
         w.execute("COMMIT")  # the writer was never disturbed
         cl.install(conn, cap)
         assert cl.capture_problems(conn, cap) == []
+
+
+def test_composed_split_with_swap_default_check_and_foreign_key(db) -> None:
+    """The composition the package docstring describes, end to end, while a writer goes on:
+    capture, copy, catch up, verify online, the DEFAULT's helper CHECK, then one short swap
+    (lock, last replay, FK dropped, DETACH, ATTACH without scans, FK re-created NOT VALID),
+    then VALIDATE. No referencing row is lost; the writer never waits long."""
+    from tui.core.moves import keys
+
+    _setup(db)
+    ref = ident("payment_bonus")
+    db.execute(sql.SQL("INSERT INTO {p} SELECT {t} + g * interval '1 day', 1000, 0, 'ref'"
+                       " FROM generate_series(0, 300) g").format(
+        p=ident(PARENT), t=sql.Literal(Y2023)))
+    db.execute(sql.SQL("CREATE TABLE {r} (pay_ts timestamptz, pdm_id int, CONSTRAINT fk"
+                       " FOREIGN KEY (pay_ts, pdm_id) REFERENCES {p} ON DELETE CASCADE)").format(
+        r=ref, p=ident(PARENT)))
+    db.execute(sql.SQL("INSERT INTO {r} SELECT pay_ts, pdm_id FROM {p} WHERE pdm_id = 1000"
+                       ).format(r=ref, p=ident(PARENT)))
+    writer = Writer(db.dsn, 3)
+    writer.start()
+    with db.connect() as conn:
+        parent_oid = int(conn.execute(sql.SQL("SELECT {}::pg_catalog.regclass::pg_catalog.oid")
+                                      .format(sql.Literal(ident(PARENT).as_string(conn))))
+                         .fetchone()[0])
+        key = keys.describe_key(conn, parent_oid)
+        lo, hi = keys.type_values(conn, key, [Y2023.isoformat(), Y2024.isoformat()])
+        cap = cl.describe_source(conn, SCHEMA, SOURCE, LOG_SCHEMA)
+        cl.install(conn, cap)
+        cl.copy(conn, cap, _targets())
+        time.sleep(0.2)
+        cl.catch_up(conn, cap, _targets(), small=100)
+        cl.verify_online(conn, cap, _targets())
+        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT helper CHECK ({}) NOT VALID").format(
+            ident("payment_default"), keys.exclusion_predicate(key, lo, hi)))
+        conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT helper").format(
+            ident("payment_default")))
+        time.sleep(0.2)
+        swap_from = time.monotonic()
+        with conn.transaction():
+            conn.execute(sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(
+                ident(PARENT)))
+            conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
+                ident(SOURCE)))
+            cl.replay_pending(conn, cap, _targets())
+            conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT fk").format(ref))
+            conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                ident(PARENT), ident(SOURCE)))
+            for target, (a, b) in zip(_targets(), ((Y2023, SPLIT), (SPLIT, Y2024)), strict=True):
+                conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {}"
+                                     " FOR VALUES FROM ({}) TO ({})").format(
+                    ident(PARENT), target.table, sql.Literal(a), sql.Literal(b)))
+            conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT fk FOREIGN KEY (pay_ts, pdm_id)"
+                                 " REFERENCES {} ON DELETE CASCADE NOT VALID").format(
+                ref, ident(PARENT)))
+            conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT helper").format(
+                ident("payment_default")))
+            cl.remove(conn, cap)
+            old = cl.checksum(conn, ident(SOURCE), COLS)
+            new = [cl.checksum(conn, t.table, COLS) for t in _targets()]
+            assert old == (sum(n for n, _ in new), sum(h for _, h in new))
+        swap_to = time.monotonic()
+        conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT fk").format(ref))
+        time.sleep(0.2)
+        writer.stop.set()
+        writer.join(10)
+        assert writer.error is None, writer.error
+        assert swap_to - swap_from < 1.0
+        waits = [d for s, d in writer.stalls if s < swap_to and s + d > swap_from]
+        assert waits and max(waits) < 1.0
+        assert writer.ops > 50 and any(s > swap_to for s, _ in writer.stalls)
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ref)).fetchone()[0] == 301
+        assert conn.execute("SELECT count(*) FROM pg_catalog.pg_constraint WHERE conname = 'fk'"
+                            " AND NOT convalidated").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_catalog.pg_trigger"
+                            " WHERE tgname LIKE 'pgparts%%'").fetchone()[0] == 0
