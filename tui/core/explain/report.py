@@ -24,6 +24,7 @@ from .advice import (
 )
 from .plan import Plan
 from .pruning import TableReference, build_references, count_detach_pending
+from .relations import Mentions
 from .runner import RawExplain
 from .statement import Statement
 
@@ -174,9 +175,21 @@ def _merge_levels(refs: list[ReferenceAnalysis]) -> list[LevelAnalysis]:
     return list(merged.values())
 
 
-def advise(ref: TableReference, analysis: QueryAnalysis, forest: Forest) -> list[Advice]:
+PRUNING_OFF = Advice(
+    "pruning_disabled",
+    "enable_partition_pruning is off in this session (EXPLAIN SETTINGS shows it): PostgreSQL "
+    "prunes no partition, whatever the conditions.",
+    "SET enable_partition_pruning = on (look for ALTER DATABASE / ALTER ROLE ... SET, "
+    "PGOPTIONS or the server's configuration)")
+
+
+def advise(ref: TableReference, analysis: QueryAnalysis, forest: Forest,
+           settings: dict[str, str] | None = None) -> list[Advice]:
     if ref.partitions_total == 0:
         return []
+    if (settings or {}).get("enable_partition_pruning") == "off" \
+            and ref.partitions_scanned >= ref.partitions_total:
+        return [PRUNING_OFF]  # the reason, whatever the text's conditions would allow
     out: list[Advice] = []
     matched = _pick(ref, analysis)
     if not matched:
@@ -317,7 +330,7 @@ def _missing(level: LevelAnalysis, oks: list[Finding]) -> str:
 
 
 def zero_scan_references(
-    plan: Plan, forest: Forest, analysis: QueryAnalysis, refs: list[TableReference]
+    plan: Plan, forest: Forest, read_oids: set[int], refs: list[TableReference]
 ) -> list[TableReference]:
     """Partitioned tables the query reads but the plan never scans (e.g. a contradiction)."""
     # covered: the reported tables, their ancestors and (through the path) their descendants;
@@ -332,11 +345,11 @@ def zero_scan_references(
         reported.add(r.table.oid)
         above.update(r.table.path)
     out = []
-    for oid in sorted(analysis.read_oids):
+    for oid in sorted(read_oids):
         node: PartNode | None = forest.nodes.get(oid)
         if node is None or not node.is_partitioned or covered(node):
             continue
-        if any(a in analysis.read_oids for a in node.path[:-1]):
+        if any(a in read_oids for a in node.path[:-1]):
             continue  # reported against the ancestor the query also names
         out.append(TableReference(
             table=node, label=node.name, partitions_total=node.leaf_count, partitions=[],
@@ -349,14 +362,21 @@ def zero_scan_references(
 def build_report(
     raw: RawExplain, forest: Forest, analysis: QueryAnalysis, server_version: int,
     by_name: dict[tuple[str, str], PartNode] | None = None,
+    named: Mentions | None = None,
 ) -> ExplainReport:
-    refs = build_references(raw.plan, forest, mentioned=analysis.mentioned_oids,
+    """`named`: the relations the query names, read with PostgreSQL's grammar (relations.py):
+    the counts come from the plan and the catalog, whether or not the advice's parser read the
+    text (without it, sqlglot's reading is used)."""
+    if named is None:
+        named = Mentions(dict.fromkeys(analysis.mentioned_oids, frozenset()),
+                         set(analysis.read_oids))
+    refs = build_references(raw.plan, forest, mentioned=named.refnames,
                             locked=raw.locked_oids, generic=raw.generic, by_name=by_name)
-    refs += zero_scan_references(raw.plan, forest, analysis, refs)
+    refs += zero_scan_references(raw.plan, forest, named.read, refs)
     count_detach_pending(forest, refs)
     for ref in refs:
         ref.generic = raw.generic
-        ref.advice = advise(ref, analysis, forest)
+        ref.advice = advise(ref, analysis, forest, raw.plan.settings)
     general: list[Advice] = []
     if analysis.parsed is None and analysis.error:
         general.append(Advice("unparsed", f"{_cap(analysis.error)}; pruning counts come "

@@ -16,6 +16,7 @@ from ..gcpause import paused_gc
 from .advice import QueryAnalysis, RelationInfo, analyse, parse_query
 from .plan import Plan
 from .pruning import names_index
+from .relations import NamedRelation, mentions, named_relations
 from .report import ExplainReport, build_report
 from .resolve import resolve_relations
 from .runner import ExplainRunner, RawExplain
@@ -42,16 +43,19 @@ class ExplainSession:
         """
         statement = check_statement(text)
         analysis = parse_query(statement.text)
-        relations = resolve_relations(self.conn, analysis.table_names) \
-            if analysis.parsed is not None else {}
+        # the counts rest on PostgreSQL's reading of the names, the advice on sqlglot's
+        named = named_relations(statement.text) if statement.syntax_error is None else []
+        keys = list(dict.fromkeys([(n.schema, n.name) for n in named]
+                                  + (analysis.table_names if analysis.parsed is not None else [])))
+        relations = resolve_relations(self.conn, keys)
         raw = self.runner.explain(statement, analyze=analyze,
                                   timeout_seconds=self.timeout_seconds)
         with paused_gc():  # some 50,000 objects for a plan over 10,000 partitions
-            return self._report(raw, analysis, relations, bounds_limit)
+            return self._report(raw, analysis, relations, named, bounds_limit)
 
     def _report(self, raw: RawExplain, analysis: QueryAnalysis,
                 relations: dict[tuple[str | None, str], RelationInfo],
-                bounds_limit: int | None) -> ExplainReport:
+                named: list[NamedRelation], bounds_limit: int | None) -> ExplainReport:
         started = time.perf_counter()
         oids = {r.oid for r in relations.values()} | set(raw.locked_oids or ())
         sample = plan_relations(raw.plan)
@@ -68,7 +72,8 @@ class ExplainSession:
         catalog_seconds = time.perf_counter() - started
         t0 = time.perf_counter()
         analyse(analysis, relations, forest.nodes)
-        report = build_report(raw, forest, analysis, self.runner.server_version, by_name)
+        names = mentions(named, {k: r.oid for k, r in relations.items()}, forest.nodes)
+        report = build_report(raw, forest, analysis, self.runner.server_version, by_name, names)
         report.report_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         self.fill_bounds(report, bounds_limit)
