@@ -1,0 +1,93 @@
+"""Benchmark: `pgparts explain` on one query, the whole process, against psql doing the EXPLAIN.
+
+Starts a private PostgreSQL 18 (or uses --dsn), creates a small partitioned table, then runs
+`pgparts explain -d DSN QUERY` and `psql -d DSN -c "EXPLAIN ..."` alternately, --runs times each
+(process start to exit, output discarded), and prints the medians and their ratio. Alternating
+keeps both under the same machine load.
+
+    python bench/explain_startup.py [--runs 10] [--dsn DSN] [--query SQL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from tui.core.localserver import FAST_TEST_SETTINGS, temporary_server
+
+SETUP = """
+DROP TABLE IF EXISTS bench_startup;
+CREATE TABLE bench_startup (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts);
+CREATE TABLE bench_startup_2024 PARTITION OF bench_startup
+  FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE bench_startup_2025 PARTITION OF bench_startup
+  FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE bench_startup_2026 PARTITION OF bench_startup
+  FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+"""
+QUERY = "SELECT * FROM bench_startup WHERE ts >= '2025-03-01' AND ts < '2025-04-01'"
+
+
+def _time(cmd: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                          check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{cmd[0]} failed: {done.stderr.decode(errors='replace').strip()}")
+    return elapsed
+
+
+def measure(dsn: str, runs: int, query: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SETUP)
+    pgparts = shutil.which("pgparts", path=str(Path(sys.executable).parent)) or "pgparts"
+    psql = shutil.which("psql")
+    if psql is None:
+        raise SystemExit("psql is not installed")
+    home = tempfile.mkdtemp(prefix="pgparts-bench-")
+    # no user config, nothing cached: what a CI job's first run sees
+    env = {k: v for k, v in os.environ.items() if k != "PGPARTS_CONFIG"}
+    env.update(XDG_CONFIG_HOME=home, XDG_CACHE_HOME=home, XDG_STATE_HOME=home)
+    ours_cmd = [pgparts, "explain", "-d", dsn, query]
+    psql_cmd = [psql, "-X", "-q", "-d", dsn, "-c", f"EXPLAIN {query}"]
+    _time(ours_cmd, env)  # warm the file cache for both
+    _time(psql_cmd, env)
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(runs):
+        ours.append(_time(ours_cmd, env))
+        theirs.append(_time(psql_cmd, env))
+    shutil.rmtree(home, ignore_errors=True)
+    a, b = statistics.median(ours), statistics.median(theirs)
+    print(f"pgparts explain: median {a * 1000:.0f} ms (min {min(ours) * 1000:.0f},"
+          f" max {max(ours) * 1000:.0f}) over {runs} runs")
+    print(f"psql EXPLAIN:    median {b * 1000:.0f} ms (min {min(theirs) * 1000:.0f},"
+          f" max {max(theirs) * 1000:.0f})")
+    print(f"ratio: {a / b:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--dsn", help="use this database instead of a private server")
+    parser.add_argument("--query", default=QUERY)
+    args = parser.parse_args()
+    if args.dsn:
+        measure(args.dsn, args.runs, args.query)
+        return
+    with temporary_server(settings=dict(FAST_TEST_SETTINGS)) as server:
+        measure(server.conninfo(), args.runs, args.query)
+
+
+if __name__ == "__main__":
+    main()
