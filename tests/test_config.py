@@ -103,6 +103,29 @@ def test_values_are_converted():
         ({"findings": {"oversize": "1GB"}}, "findings.oversize"),
         ({"findings": 3}, "findings"),
         ({"colour": "blue"}, "colour"),
+        # PostgreSQL reads a lock_timeout of 0 (or under 1 ms, rounded down) as "wait forever"
+        ({"plans": {"lock_timeout": 0}}, "plans.lock_timeout"),
+        ({"plans": {"lock_timeout": "0s"}}, "plans.lock_timeout"),
+        ({"plans": {"lock_timeout": "0.5ms"}}, "plans.lock_timeout"),
+        ({"plans": {"lock_timeout": 0.0001}}, "plans.lock_timeout"),
+        ({"plans": {"lock_timeout": float("nan")}}, "plans.lock_timeout"),
+        ({"plans": {"lock_timeout": float("inf")}}, "plans.lock_timeout"),
+        ({"plans": {"lock_timeout": "30 days"}}, "plans.lock_timeout"),
+        ({"explain": {"statement_timeout": 0}}, "explain.statement_timeout"),
+        ({"explain": {"statement_timeout": float("inf")}}, "explain.statement_timeout"),
+        ({"plans": {"older_than": "99999999999 years"}}, "plans.older_than"),
+        ({"plans": {"older_than": "0 days"}}, "plans.older_than"),
+        ({"findings": {"oversized": float("inf")}}, "findings.oversized"),
+        ({"findings": {"oversized": float("nan")}}, "findings.oversized"),
+        ({"findings": {"oversized": 0}}, "findings.oversized"),
+        ({"findings": {"oversized": "99999999999999999999TB"}}, "findings.oversized"),
+        ({"findings": {"runway_intervals": float("nan")}}, "findings.runway_intervals"),
+        ({"findings": {"runway_intervals": float("inf")}}, "findings.runway_intervals"),
+        ({"findings": {"skew_factor": float("nan")}}, "findings.skew_factor"),
+        ({"findings": {"skew_factor": float("inf")}}, "findings.skew_factor"),
+        ({"console": {"auto_refresh": float("nan")}}, "console.auto_refresh"),
+        ({"console": {"auto_refresh": float("inf")}}, "console.auto_refresh"),
+        ({"console": {"auto_refresh": "10ms"}}, "console.auto_refresh"),
     ],
 )
 def test_bad_values_name_the_key(raw, named):
@@ -122,6 +145,7 @@ def _write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
 @pytest.mark.parametrize(
     "dsn",
     ["host=db password=secret dbname=x", "host=db password = secret", "password=secret",
+     "dbname='x'password=secret", "host=db password=secret colour=blue",
      "postgresql://app:secret@db/x", "postgresql://app@db/x?sslmode=require&password=secret"],
 )
 def test_password_in_readable_file_warns(tmp_path, dsn):
@@ -165,3 +189,39 @@ def test_load_config_sources_and_file_errors(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as info:
         load_config(_write(tmp_path, '[findings]\noversized = "huge"\n'))
     assert str(path) in str(info.value) and "'findings.oversized'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ("[plans]\nlock_timeout = 0\n", "'plans.lock_timeout'"),
+        ("[plans]\nlock_timeout = nan\n", "'plans.lock_timeout'"),
+        ("[findings]\noversized = 1e400\n", "'findings.oversized'"),
+        ("[findings]\nrunway_intervals = nan\n", "'findings.runway_intervals'"),
+        ("[findings]\nskew_factor = inf\n", "'findings.skew_factor'"),
+        ("[console]\nauto_refresh = -inf\n", "'console.auto_refresh'"),
+        ('[plans]\nolder_than = "99999999999 years"\n', "'plans.older_than'"),
+        ("x = " + "[" * 100_000 + "]" * 100_000 + "\n", "nests arrays or tables too deeply"),
+    ],
+)
+def test_file_values_toml_reads_as_special_floats(tmp_path, body, named):
+    """TOML's nan, inf and 1e400 (read as inf), a huge age and absurd nesting: one message."""
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, body))
+    assert named in str(info.value) and "\n" not in str(info.value)
+
+
+def test_allowed_edges():
+    c = parse_config({"plans": {"lock_timeout": "1ms", "older_than": "1000 years"},
+                      "console": {"auto_refresh": 0}, "explain": {"statement_timeout": "1 day"},
+                      "findings": {"oversized": 1, "skew_factor": 1, "runway_intervals": 1}})
+    assert c.plans.lock_timeout_seconds == 0.001
+    assert c.plans.older_than == timedelta(days=365_000)
+    assert c.console.auto_refresh_seconds == 0.0
+    assert c.findings.oversized_bytes == 1
+
+
+def test_bad_dsn_value_is_redacted():
+    with pytest.raises(ConfigError) as info:
+        parse_config({"profiles": {"p": {"dsn": ["host=db password=hunter22"]}}})
+    assert "'profiles.p.dsn'" in str(info.value) and "hunter22" not in str(info.value)

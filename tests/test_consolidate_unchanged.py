@@ -59,8 +59,8 @@ def test_untouched_week_is_verified_once_in_the_build(db):
         script = plan.to_sql(conn)
     # the build compares both checksums after the copy, before the index builds
     build_sql = script.split("-- Step 2/")[0]
-    assert build_sql.index("SELECT o.*, n.* FROM (SELECT count(*)") < build_sql.index(
-        "ADD PRIMARY KEY")
+    compare = "SELECT o.n, o.h, c.n, c.h FROM (SELECT pg_catalog.count(*)"
+    assert build_sql.index(compare) < build_sql.index("ADD PRIMARY KEY")
     result = _run(db, plan)
     assert result.ok, (result.error, result.state)
     build, _analyze, verify, _swap, drop, removal = result.steps
@@ -99,11 +99,25 @@ def test_write_to_the_live_partition_after_the_swap_brings_back_the_full_check(d
         assert "1 of the 120 rows" in result.error and "is kept" in result.error
     with db.connect() as conn:
         st = consolidation_status(conn, "account_balances")
-        assert [d.name for d in st.detached] == ([] if drops else [b.weeks[0]])
-        if not drops:  # the original is intact, and the counter still watches both tables
+        assert st.detached == []
+        assert [d.name for d in st.kept] == ([] if drops else [b.weeks[0]])
+        if not drops:  # the original is intact and reported as kept, with why
+            assert "1 of the 120 rows" in st.kept[0].refused
             assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
                 b.week_ident(b.weeks[0]))).fetchone()[0] == 120
-            assert f"pgparts_changes_{st.detached[0].oid}" in _helpers(conn)
+            assert f"pgparts_changes_{st.kept[0].oid}" in _helpers(conn)
+    if not drops:
+        # the next apply does not fail on it again: it only removes the counter, whose proof
+        # is no longer needed (a later --drop-kept compares in full)
+        plan = _plan(db)
+        assert [s.title.split()[0] for s in plan.steps] == ["Remove"]
+        assert any("kept " + b.weeks[0] in line and "--drop-kept" in line
+                   for line in plan.summary)
+        assert _run(db, plan).ok
+        with db.connect() as conn:
+            assert _helpers(conn) == []
+            assert [d.name for d in consolidation_status(conn, "account_balances").kept] == [
+                b.weeks[0]]
 
 
 def test_delete_in_flight_on_the_live_partition_during_the_drop(db):

@@ -181,7 +181,7 @@ def test_writer_to_the_week_being_consolidated_loses_nothing(db):
 
 KILL_POINTS = [
     ("step", 1, 0),  # before the build
-    ("statement", 1, 5),  # in the middle of the copy
+    ("statement", 1, 6),  # in the middle of the copy (statement 1 is the registry guard)
     ("before_commit", 1, 0),  # copy done, not committed
     ("step", 2, 0),  # before ANALYZE
     ("statement", 3, 1),  # during verification
@@ -248,6 +248,7 @@ def test_lock_held_on_parent_times_out_retries_and_gives_up_cleanly(db):
         st = consolidation_status(conn, "account_balances")
         assert st.weeks[0].status == HASH_PARTITIONED
         assert st.weeks[0].pending == "copy built, swap pending"
+        assert st.ignored == []  # its own mirror and counter triggers are not look-alikes
     # the copy was kept and is finished by the next run (which skips the build)
     result = _run(db, _plan(db, older_than=timedelta(days=3650)))  # selected: pending first
     assert result.ok, result.error
@@ -319,3 +320,24 @@ def test_failed_verification_rolls_back_and_keeps_the_week(db):
     with db.connect() as conn:
         assert week_checksums(conn, b, OLD_WEEKS[:1]) == before
         assert consolidation_status(conn, "account_balances").weeks[0].status == HASH_PARTITIONED
+
+
+def test_build_lock_on_a_busy_week_is_bounded_by_the_lock_timeout(db):
+    """The build's LOCK ... IN SHARE ROW EXCLUSIVE MODE waits for writers of the week: only for
+    lock_timeout per attempt, then gives up cleanly with nothing built."""
+    with db.connect() as conn:
+        b = build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=8)
+    plan = _plan(db)
+    with psycopg.connect(db.dsn) as writer:  # an open write on the week
+        writer.execute("INSERT INTO public.account_balances VALUES"
+                       " ('2024-01-08', 'x', 1, 'a', '{}')")
+        t0 = time.monotonic()
+        result = _run(db, plan)
+        took = time.monotonic() - t0
+        writer.rollback()
+    assert result.outcome == "failed"
+    assert "lock not granted within 0.5 s after 3 attempts" in result.error
+    assert result.steps[0].lock_timeouts == 3
+    assert took < 3 * (FAST.lock_timeout_seconds + 0.6) + 2
+    with db.connect() as conn:
+        assert f"{b.weeks[0]}_consolidated" not in user_tables(conn, "public")

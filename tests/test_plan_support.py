@@ -158,7 +158,7 @@ def test_sql_export_has_boundaries_locks_and_estimates(db):
     assert "--   estimate: 10 rows, 8.0 KiB, ~0.5 s" in text
     body = [ln for ln in text.splitlines() if ln and not ln.startswith("--")]
     assert body == [
-        "SET lock_timeout = '2s';",
+        "SET search_path = pg_catalog, pg_temp;", "SET lock_timeout = '2000ms';",
         "BEGIN;", 'CREATE TABLE "Odd Schema"."we""ird" (a int);', "COMMIT;",
         'ANALYZE "Odd Schema"."we""ird";',
     ]

@@ -3,6 +3,7 @@
     pgparts consolidate TABLE status [--json]
     pgparts consolidate TABLE [--older-than 3months] [--batch 5] [--weeks NAME ...]
                               (--dry-run [--json] | --sql | --apply [--yes]) [--keep-detached]
+    pgparts consolidate TABLE --drop-kept NAME ... (--dry-run | --sql | --apply [--yes])
 
 --apply asks for confirmation on the terminal unless --yes is given; without a terminal it
 refuses. Progress goes to stderr. Ctrl-C or SIGTERM cancels on the server and rolls the running
@@ -37,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", help="the RANGE-partitioned parent ('name' or 'schema.name')")
     parser.add_argument("action", nargs="?", choices=["status"],
                         help="'status': one line per partition: HASH_PARTITIONED, "
-                             "LIST_PARTITIONED, CONSOLIDATED or OTHER")
+                             "LIST_PARTITIONED, CONSOLIDATED (built by pgparts), PLAIN or "
+                             "OTHER")
     parser.add_argument("--json", action="store_true",
                         help="with status or --dry-run: JSON instead of text")
     parser.add_argument("--older-than", metavar="AGE",
@@ -47,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="at most N partitions, oldest first (default: [plans] batch, 5)")
     parser.add_argument("--weeks", nargs="+", metavar="NAME",
                         help="exactly these partitions instead of --older-than/--batch")
+    parser.add_argument("--drop-kept", nargs="+", metavar="NAME",
+                        help="verify again and drop originals an earlier run kept because "
+                             "rows were missing from their replacement (see status)")
     parser.add_argument("--keep-detached", action="store_true", default=None,
                         help="keep the original partitions detached instead of dropping them")
     mode = parser.add_mutually_exclusive_group()
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.batch is not None and args.batch < 1:
         raise CliError("--batch must be at least 1")
     try:
-        older = parse_age(args.older_than) if args.older_than else None
+        older = parse_age(args.older_than) if args.older_than is not None else None
     except ValueError as exc:
         raise CliError(f"--older-than: {exc}") from None
     conn = ctx.connect(purpose="cli")
@@ -92,7 +97,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         try:
             plan = build_consolidation_plan(
                 conn, args.table, config=ctx.config.plans, older_than=older, batch=args.batch,
-                weeks=args.weeks, keep_detached=args.keep_detached)
+                weeks=args.weeks, keep_detached=args.keep_detached, drop_kept=args.drop_kept)
         except ConsolidationError as exc:
             raise CliError(str(exc)) from None
         except psycopg.Error as exc:
@@ -110,6 +115,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         conn.close()
     if not plan.steps:
         print(f"nothing to consolidate in {plan.target}", file=sys.stderr)
+        for line in plan.summary:
+            if line != "nothing to consolidate":
+                print(f"pgparts: {line}", file=sys.stderr)
         return 0
     if not args.yes and not _confirm(plan):
         print("pgparts: not applied", file=sys.stderr)
@@ -148,9 +156,16 @@ def status_text(st: ConsolidationStatus) -> str:
         lines.append("  ".join(cells + ([r[6]] if r[6] else [])).rstrip())
     out = [f"{st.parent.qualified}: {plural(len(st.weeks), 'partition')}"
            " (rows and sizes are the catalog's estimates)", *lines]
+    if st.note:
+        out.append(st.note)
     for d in st.detached:
-        out.append(f"detached original {d.to_json()['table']} ({_size(d.bytes)}), replaced by "
+        out.append(f"detached original {d.display} ({_size(d.bytes)}), replaced by "
                    f"{d.replacement}: dropped by the next --apply unless --keep-detached")
+    for d in st.kept:
+        out.append(f"kept original {d.display} ({_size(d.bytes)}): {d.refused}; compare it "
+                   f"with {d.replacement} and drop it by hand, or verify again and drop it: "
+                   f"pgparts consolidate {st.parent.qualified} --drop-kept {d.display} --apply")
+    out += st.ignored
     return "\n".join(out) + "\n"
 
 
@@ -324,8 +339,13 @@ def report(result: RunResult, plan: Plan) -> int:
                   + (" (originals kept detached)" if d.get("keep_detached") else ""))
         holds = [o.hold_seconds for o in result.steps if o.hold_seconds is not None]
         if holds:
+            est = d.get("est_hold_seconds")
             print(f"  longest ACCESS EXCLUSIVE hold on {plan.target}: "
-                  f"{max(holds) * 1000:.0f} ms")
+                  f"{max(holds) * 1000:.0f} ms"
+                  + (f" (estimated ~{est * 1000:.0f} ms)" if est else ""))
+        for line in plan.summary:
+            if line.startswith(("kept ", "ignored ", "pgparts' registry")):
+                print(f"  {line}")
         return 0
     label = "cancelled" if result.outcome == Outcome.CANCELLED else "failed"
     print(f"pgparts: consolidation {label}: {result.error}", file=sys.stderr)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+import psycopg
+from psycopg import conninfo as pg_conninfo
 
+from .connection import redact
 from .units import parse_age, parse_seconds, parse_size
 
 
@@ -93,8 +96,9 @@ def _get(section: dict[str, Any], key: str, where: str, conv, default):
         return default
     try:
         return conv(section[key])
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"bad value for '{where}{key}': {exc}") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # a profile's DSN may be echoed in the reason
+        raise ConfigError(redact(f"bad value for '{where}{key}': {exc}")) from None
 
 
 def _as_bool(v: Any) -> bool:
@@ -116,9 +120,35 @@ def _as_pos_int(v: Any) -> int:
 
 
 def _as_factor(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 1:
-        raise ValueError(f"expected a number of at least 1, got {v!r}")
+    # `not v >= 1` also refuses NaN, which compares false with everything
+    if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 1 or math.isinf(v):
+        raise ValueError(f"expected a finite number of at least 1, got {v!r}")
     return float(v)
+
+
+def _as_size(v: Any) -> int:
+    size = parse_size(v)
+    if size < 1:
+        raise ValueError(f"expected a size of at least 1 byte, got {v!r}")
+    return size
+
+
+MAX_DURATION = 86400.0  # a day: far above any useful timeout, far below PostgreSQL's INT_MAX ms
+
+
+def _as_timeout(v: Any) -> float:
+    """A lock or statement timeout: PostgreSQL counts milliseconds and reads 0 as 'no limit'."""
+    seconds = parse_seconds(v)
+    if not 0.001 <= seconds <= MAX_DURATION:
+        raise ValueError(f"expected a duration from 1ms to 1 day, got {v!r}")
+    return seconds
+
+
+def _as_refresh(v: Any) -> float:
+    seconds = parse_seconds(v)
+    if seconds != 0 and not 1 <= seconds <= MAX_DURATION:
+        raise ValueError(f"expected 0 (off) or a duration from 1s to 1 day, got {v!r}")
+    return seconds
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
@@ -128,19 +158,13 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
     return sec
 
 
-# `password=` as a key=value option or a URI query parameter, but not `sslpassword=` (which
-# unlocks a client key and is not the login password)
-_PASSWORD_OPTION = re.compile(r"(?:^|[\s?&])password\s*=", re.IGNORECASE)
-
-
 def _dsn_has_password(dsn: str) -> bool:
-    if _PASSWORD_OPTION.search(dsn):
-        return True
-    # postgresql://user:secret@host/... carries a password between ':' and '@'
-    if "://" in dsn:
-        netloc = dsn.split("://", 1)[1].split("/", 1)[0]
-        return "@" in netloc and ":" in netloc.rsplit("@", 1)[0]
-    return False
+    """Whether libpq would read a password from `dsn` (key=value, URI user info or query); a
+    string libpq cannot parse is judged by its text: it may still hold one."""
+    try:
+        return bool(pg_conninfo.conninfo_to_dict(dsn).get("password"))
+    except psycopg.ProgrammingError:
+        return redact(dsn) != dsn
 
 
 def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
@@ -170,14 +194,14 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     f = _section(raw, "findings")
     _check_keys(f, {"oversized", "skew_factor", "runway_intervals"}, "findings.")
     findings = FindingsConfig(
-        oversized_bytes=_get(f, "oversized", "findings.", parse_size, 1024**3),
+        oversized_bytes=_get(f, "oversized", "findings.", _as_size, 1024**3),
         skew_factor=_get(f, "skew_factor", "findings.", _as_factor, 1.5),
         runway_intervals=_get(f, "runway_intervals", "findings.", _as_factor, 1.0),
     )
     c = _section(raw, "console")
     _check_keys(c, {"auto_refresh", "exact_sizes"}, "console.")
     console = ConsoleConfig(
-        auto_refresh_seconds=_get(c, "auto_refresh", "console.", parse_seconds, 0.0),
+        auto_refresh_seconds=_get(c, "auto_refresh", "console.", _as_refresh, 0.0),
         exact_sizes=_get(c, "exact_sizes", "console.", _as_bool, False),
     )
     p = _section(raw, "plans")
@@ -185,7 +209,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         p, {"lock_timeout", "lock_retries", "older_than", "batch", "keep_detached"}, "plans."
     )
     plans = PlansConfig(
-        lock_timeout_seconds=_get(p, "lock_timeout", "plans.", parse_seconds, 2.0),
+        lock_timeout_seconds=_get(p, "lock_timeout", "plans.", _as_timeout, 2.0),
         lock_retries=_get(p, "lock_retries", "plans.", _as_pos_int, 5),
         older_than=_get(p, "older_than", "plans.", parse_age, timedelta(days=90)),
         batch=_get(p, "batch", "plans.", _as_pos_int, 5),
@@ -194,7 +218,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     e = _section(raw, "explain")
     _check_keys(e, {"statement_timeout"}, "explain.")
     explain = ExplainConfig(
-        statement_timeout_seconds=_get(e, "statement_timeout", "explain.", parse_seconds, 30.0)
+        statement_timeout_seconds=_get(e, "statement_timeout", "explain.", _as_timeout, 30.0)
     )
     return Config(path, default_profile, profiles, findings, console, plans, explain,
                   tuple(warnings))
@@ -222,6 +246,8 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"config file {path} nests arrays or tables too deeply") from None
     try:
         return parse_config(raw, path)
     except ConfigError as exc:

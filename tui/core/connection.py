@@ -17,8 +17,10 @@ one statement.
 from __future__ import annotations
 
 import os
+import re
 import weakref
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
@@ -78,11 +80,72 @@ def session_options(
     return " ".join(opts)
 
 
+# -- keeping passwords out of messages ------------------------------------------------------------
+REDACTED = "***"
+# `password = value` as a key=value option (value quoted, maybe unterminated, or bare) or a URI
+# query parameter. `sslpassword` (it unlocks a client key) has a pattern of its own: the
+# lookbehind keeps the first from matching inside it.
+_PASSWORD_VALUE = re.compile(
+    r"(?<![\w])(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&'\"]+)", re.IGNORECASE)
+_SSLPASSWORD_VALUE = re.compile(
+    r"(sslpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&'\"]+)", re.IGNORECASE)
+# scheme://user:password@ (any scheme: a misspelt one is still somebody's URI)
+_URI_USERINFO = re.compile(r"([A-Za-z][\w+.-]*://[^\s/@:\"]*:)([^\s@\"]*)@")
+_SHORT_SECRET = 4  # shorter secrets are redacted only where a message quotes them whole
+
+
+def _libpq_keywords() -> frozenset[str]:
+    return frozenset(
+        o.keyword.decode() for o in psycopg.pq.Conninfo.get_defaults() if o.keyword)
+
+
+def _secret_candidates(dsn: str) -> tuple[set[str], set[str]]:
+    """What in `dsn` may be a password, however malformed `dsn` is.
+
+    Returns (secrets, words): secrets are password values and the URI's user-info password,
+    redacted wherever they appear; words are what libpq may quote back from a string it cannot
+    parse (a bare word such as `host=x S3cret`, or the second word of an unquoted
+    `password=two words`; a malformed URI whole), redacted where a message quotes them.
+    """
+    secrets: set[str] = set()
+    for pattern in (_PASSWORD_VALUE, _SSLPASSWORD_VALUE):
+        for m in pattern.finditer(dsn):
+            secrets.update((m.group(2), m.group(2).strip("'")))
+    for m in _URI_USERINFO.finditer(dsn):
+        secrets.add(m.group(2))
+    secrets |= {unquote(c) for c in secrets}
+    words: set[str] = {dsn.strip()}
+    if "://" not in dsn:
+        unquoted = re.sub(r"'(?:[^'\\]|\\.)*'?", " ", dsn)
+        keywords = _libpq_keywords()
+        words.update(w for w in unquoted.split() if "=" not in w and w not in keywords)
+    return {c for c in secrets if c}, {w for w in words if w}
+
+
+def redact(text: str, dsn: str = "") -> str:
+    """`text` (a message, maybe quoting a connection string or libpq's words about one) with
+    every password in it replaced by ***. With `dsn`, also whatever in it may be a password."""
+    text = _PASSWORD_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _SSLPASSWORD_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _URI_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
+    if dsn:
+        secrets, words = _secret_candidates(dsn)
+        for secret in sorted(secrets, key=len, reverse=True):
+            if len(secret) >= _SHORT_SECRET:
+                text = text.replace(secret, REDACTED)
+            else:
+                text = text.replace(f'"{secret}"', f'"{REDACTED}"')
+        for word in sorted(words, key=len, reverse=True):
+            text = text.replace(f'"{word}"', f'"{REDACTED}"')
+    return text
+
+
 def validate_dsn(dsn: str) -> None:
     try:
         pg_conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise ConnectError(f"malformed connection string: {_first_line(exc)}") from None
+        raise ConnectError(
+            redact(f"malformed connection string: {_first_line(exc)}", dsn)) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -124,18 +187,30 @@ def connect(
         f"{APPLICATION_NAME} {purpose}".strip() if purpose else APPLICATION_NAME
     )
     params.setdefault("connect_timeout", str(connect_timeout))
+    # pgparts reads and prints text: PGCLIENTENCODING=SQL_ASCII (or LATIN1) would hand it bytes
+    # or refuse the database's names
+    params["client_encoding"] = "UTF8"
     try:
         conn = psycopg.connect(pg_conninfo.make_conninfo(**params), autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise ConnectError(f"cannot connect to {target.describe()}: {_first_line(exc)}") from None
+        raise ConnectError(redact(
+            f"cannot connect to {target.describe()}: {_first_line(exc)}", target.dsn)) from None
     except psycopg.ProgrammingError as exc:
-        raise ConnectError(f"malformed connection string: {_first_line(exc)}") from None
+        raise ConnectError(
+            redact(f"malformed connection string: {_first_line(exc)}", target.dsn)) from None
+    except UnicodeError as exc:
+        # the resolver's IDNA encoding refuses an empty label or one over 63 characters
+        reason = _first_line(exc.__cause__ or exc)
+        raise ConnectError(redact(
+            f"cannot connect to {target.describe()}: not a valid host name ({reason})",
+            target.dsn)) from None
     if user_search_path:
         try:
             _user_paths[conn] = _switch_to_safe_search_path(conn)
         except psycopg.Error as exc:
             conn.close()
-            raise ConnectError(f"cannot set up the session: {_first_line(exc)}") from None
+            raise ConnectError(
+                redact(f"cannot set up the session: {_first_line(exc)}", target.dsn)) from None
     return conn
 
 

@@ -103,6 +103,16 @@ def demo_root() -> Path:
     return base / f"pgparts-demo-{os.geteuid()}-{tag}"
 
 
+def _moved_note(root: Path) -> str | None:
+    """One line saying where the cluster lives when it is not in the cache directory."""
+    preferred = cache_dir() / "demo"
+    if root == preferred:
+        return None
+    user = _server_user()
+    who = f"the server's OS user {user.pw_name}" if user is not None else "the server"
+    return f"the demo cluster lives in {root} ({who} cannot reach {preferred})"
+
+
 def _prepare_root(root: Path) -> None:
     created = [p for p in (root, *root.parents) if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
@@ -222,10 +232,23 @@ def _adopt_running(server: LocalServer) -> bool:
         if old is not None and old.parent == Path("/tmp") and old.name.startswith("pgparts-demo-"):
             shutil.rmtree(old, ignore_errors=True)
         return False
+    if server.status() == "stopping":
+        # the last console of a moment ago left it shutting down in the background
+        try:
+            server.wait_stopped()
+        except LocalServerError as exc:
+            raise DemoError(str(exc)) from None
+        return False
     if info.socket_dir is not None and info.socket_dir.is_dir():
         server.socket_dir = info.socket_dir
-        if _answers(server, timeout=15):
-            return True
+        try:
+            # a server started by an older pgparts may admit every local user: tighten it
+            server.enforce_access()
+        except (LocalServerError, OSError):
+            pass  # not ours to fix in place: restarted below
+        else:
+            if _answers(server, timeout=15):
+                return True
     # alive but unreachable (its socket directory was cleaned away): restart it
     with contextlib.suppress(LocalServerError):
         server.stop("fast")
@@ -341,14 +364,19 @@ class DemoHandle:
     _stopped: bool = field(default=False, repr=False)
 
     def stop(self) -> None:
-        """Leave the demo; the server stops (fast mode) when no other live client uses it."""
+        """Leave the demo; the server stops (fast mode) when no other live client uses it.
+
+        Returns as soon as the server has taken the request: its shutdown checkpoint and exit
+        finish in the background, so quitting the console does not wait for them (the next
+        start waits instead, when it comes that soon).
+        """
         if self._stopped:
             return
         self._stopped = True
         with _locked(self.root, lambda _m: None):
             self._token.unlink(missing_ok=True)
             if not _live_clients(self.root):
-                self.server.stop("fast")
+                self.server.request_stop("fast")
 
 
 def open_demo(reset: bool = False, progress: Progress | None = None) -> DemoHandle:
@@ -367,6 +395,9 @@ def open_demo(reset: bool = False, progress: Progress | None = None) -> DemoHand
     with _locked(root, say):
         started = False
         if not _adopt_running(server):
+            note = _moved_note(root)
+            if note is not None:
+                say(note)
             say("starting PostgreSQL 18 …")
             try:
                 _start(server)
@@ -422,11 +453,14 @@ def _ensure_watchdog(root: Path) -> None:
 def _watch(root: Path) -> None:
     """The watchdog's loop: exit when the server is gone, stop it when its clients are."""
     datadir = root / "data"
+    server = LocalServer(embedded_bindir(), datadir, dict(DEMO_SETTINGS))
     while True:
         time.sleep(_WATCH_INTERVAL_SECONDS)
         info = _read_pidfile(datadir)
         if info is None or not _is_our_postmaster(info.pid, datadir):
             return  # stopped (or crashed): nothing left to watch
+        if server.status() == "stopping":
+            continue  # its last console asked it to stop: gone in a moment
         with open(root / "demo.lock", "a+") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -435,7 +469,6 @@ def _watch(root: Path) -> None:
             try:
                 if _live_clients(root):
                     continue
-                server = LocalServer(embedded_bindir(), datadir, dict(DEMO_SETTINGS))
                 server.socket_dir = info.socket_dir
                 server.stop("fast")
                 return

@@ -3,6 +3,16 @@
 A server listens only on a unix socket in a short private directory, so several can run side by
 side without port clashes and nothing is reachable from the network. PostgreSQL refuses to run as
 root; when we are root the server runs as an unprivileged system user instead.
+
+Only the user who started a server gets in (and, when that is root, the server's own OS user):
+
+- the socket directory is mode 0700, owned by the server's OS user (root reaches it anyway), and
+  the socket itself is 0700 (``unix_socket_permissions``);
+- ``pg_hba.conf`` admits the superuser by peer authentication, through an ident map naming just
+  those OS users; every other role needs a password (scram-sha-256). No ``trust`` line, no TCP.
+
+Both files are rewritten at every start (and a running server is reloaded when they changed), so
+a cluster made by an older pgparts with ``trust`` authentication is tightened on its next use.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -23,6 +34,10 @@ from pathlib import Path
 
 PG15_BINDIR = Path("/usr/lib/postgresql/15/bin")
 _SERVER_USER_CANDIDATES = ("postgres", "pgparts")
+IDENT_MAP = "pgparts"
+# what `pg_ctl stop -m MODE` sends the postmaster
+_SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+PRIVATE_MODE = 0o700
 
 
 class LocalServerError(RuntimeError):
@@ -53,6 +68,44 @@ def _server_user() -> pwd.struct_passwd | None:
         capture_output=True,
     )
     return pwd.getpwnam("pgparts")
+
+
+def _hba_token(value: str) -> str:
+    """`value` quoted for pg_hba.conf / pg_ident.conf, where quotes have no escape."""
+    if not value or any(c in value for c in '"\n\r\0'):
+        raise LocalServerError(f"unusable name for pg_hba.conf: {value!r}")
+    return f'"{value}"'
+
+
+def _os_user_names(server_user: pwd.struct_passwd | None) -> list[str]:
+    """The OS users that may connect as the superuser: we, and the server's own user."""
+    try:
+        names = [pwd.getpwuid(os.geteuid()).pw_name]
+    except KeyError:  # PostgreSQL itself cannot run for a user without a name either
+        raise LocalServerError(f"user id {os.geteuid()} has no user name") from None
+    if server_user is not None and server_user.pw_name not in names:
+        names.append(server_user.pw_name)
+    return names
+
+
+def access_rules(superuser: str, server_user: pwd.struct_passwd | None) -> dict[str, str]:
+    """The contents of pg_hba.conf and pg_ident.conf for a private server.
+
+    The ident map names each OS user and the one database role it may become (PostgreSQL 15's
+    pg_ident.conf has no `all` for the role column, 16+ does: a plain pair works on both).
+    """
+    su = _hba_token(superuser)
+    hba = (
+        "# Written by pgparts at every start of this private server: edits are replaced.\n"
+        "# The superuser: only the OS users of pg_ident.conf's map, by peer authentication.\n"
+        f"local all {su} peer map={IDENT_MAP}\n"
+        "# Every other role: a password.\n"
+        "local all all scram-sha-256\n"
+    )
+    ident = "# Written by pgparts: the OS users that may connect as the superuser.\n" + "".join(
+        f"{IDENT_MAP} {_hba_token(name)} {su}\n" for name in _os_user_names(server_user)
+    )
+    return {"pg_hba.conf": hba, "pg_ident.conf": ident}
 
 
 def _reachable_by_others(path: Path) -> bool:
@@ -146,6 +199,38 @@ class LocalServer:
         if self._user is not None:
             os.chown(path, self._user.pw_uid, self._user.pw_gid)
 
+    def _write_access_rules(self) -> bool:
+        """(Re)write pg_hba.conf and pg_ident.conf; True when either changed."""
+        changed = False
+        for name, text in access_rules(self.superuser, self._user).items():
+            path = self.datadir / name
+            with contextlib.suppress(OSError):
+                if path.read_text() == text:
+                    continue
+            tmp = path.with_name(f".{name}.{os.getpid()}")
+            tmp.write_text(text)
+            tmp.chmod(0o600)
+            self._own(tmp)
+            tmp.rename(path)
+            changed = True
+        return changed
+
+    def _private_socket_dir(self) -> Path:
+        if self.socket_dir is None:
+            # unix socket paths are limited to ~107 bytes: keep the directory short
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="pgparts-", dir="/tmp"))
+        self._own(self.socket_dir)
+        self.socket_dir.chmod(PRIVATE_MODE)
+        return self.socket_dir
+
+    def enforce_access(self) -> None:
+        """Apply the access rules to a server already running at `socket_dir` (one started by
+        an older pgparts may trust every local user): private socket directory, rules reloaded.
+        """
+        self._private_socket_dir()
+        if self._write_access_rules() and self.running:
+            self._run(["pg_ctl", "-D", str(self.datadir), "reload"])
+
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def initialised(self) -> bool:
@@ -161,23 +246,24 @@ class LocalServer:
                 "initdb",
                 "-D", str(self.datadir),
                 "-U", self.superuser,
-                "--auth=trust",
+                "--auth-local=peer",
+                "--auth-host=reject",
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
                 "--no-instructions",
+                "--no-sync",  # private, throwaway clusters: not worth waiting for the disk
             ]
         )
 
     def start(self) -> None:
         self.init()
-        if self.socket_dir is None:
-            # unix socket paths are limited to ~107 bytes: keep the directory short
-            self.socket_dir = Path(tempfile.mkdtemp(prefix="pgparts-", dir="/tmp"))
-        self.socket_dir.chmod(0o755)
-        self._own(self.socket_dir)
         if self.running:
+            self.enforce_access()
             return
-        opts = ["-h", "''", "-k", str(self.socket_dir)]
+        self._write_access_rules()
+        socket_dir = self._private_socket_dir()
+        opts = ["-h", "''", "-k", str(socket_dir),
+                "-c", f"unix_socket_permissions=0{PRIVATE_MODE:o}"]
         for name, value in self.settings.items():
             opts += ["-c", f"{name}={value}"]
         log = self.datadir / "server.log"
@@ -202,10 +288,77 @@ class LocalServer:
         return True
 
     def stop(self, mode: str = "fast") -> None:
+        self._adopt_socket_dir()
         if self.running:
             self._run(["pg_ctl", "-D", str(self.datadir), "-w", "-m", mode, "stop"], timeout=60)
+        self._remove_socket_dir()
+
+    def request_stop(self, mode: str = "fast", timeout: float = 5) -> None:
+        """Begin shutting the server down and return without waiting for it to finish.
+
+        Returns once the postmaster has taken the request (its pid file says "stopping", or is
+        gone): from then on it accepts no connection, and `stopping` tells a newcomer to wait.
+        The shutdown checkpoint and the processes' exit go on in the background.
+        """
+        self._adopt_socket_dir()
+        pid = self._postmaster_pid()
+        if pid is not None and self._is_postmaster(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, _SHUTDOWN_SIGNALS[mode])
+                deadline = time.monotonic() + timeout
+                while self.status() not in (None, "stopping") and time.monotonic() < deadline:
+                    time.sleep(0.005)
+        self._remove_socket_dir()
+
+    def _remove_socket_dir(self) -> None:
         if self.socket_dir is not None and self.socket_dir.name.startswith("pgparts-"):
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def _adopt_socket_dir(self) -> None:
+        """Learn the socket directory of a running server from its pid file, so that a
+        server stopped through a fresh LocalServer leaves no empty directory behind."""
+        lines = self._pid_file_lines()
+        if self.socket_dir is None and len(lines) > 4 and lines[4].strip():
+            self.socket_dir = Path(lines[4].strip())
+
+    def _pid_file_lines(self) -> list[str]:
+        try:
+            return (self.datadir / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return []
+
+    def _postmaster_pid(self) -> int | None:
+        lines = self._pid_file_lines()
+        try:
+            return int(lines[0])
+        except (ValueError, IndexError):
+            return None
+
+    def _is_postmaster(self, pid: int) -> bool:
+        """Whether `pid` is our postmaster: after a crash the pid file's pid may be reused."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            return not Path("/proc/self").exists()  # gone; or no procfs: trust the pid file
+        except OSError:
+            return True
+        return str(self.datadir).encode() in cmdline
+
+    def status(self) -> str | None:
+        """The postmaster's own word on its state ("starting", "ready", "stopping"), from its
+        pid file; None when there is no pid file."""
+        lines = self._pid_file_lines()
+        if not lines:
+            return None
+        return lines[7].strip() if len(lines) > 7 else ""
+
+    def wait_stopped(self, timeout: float = 60) -> None:
+        """Wait until the postmaster (one that was asked to stop) has exited."""
+        deadline = time.monotonic() + timeout
+        while self.running:
+            if time.monotonic() > deadline:
+                raise LocalServerError(f"the server did not stop within {timeout:.0f}s")
+            time.sleep(0.02)
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

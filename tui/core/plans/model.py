@@ -82,6 +82,9 @@ class Statement:
     # follow-up query in the same transaction), returns a line for the journal, raises
     # VerificationFailed to roll the step back. Runs before the statements after it.
     check: Callable[[Any, psycopg.Connection], str] | None = None
+    # What the exported script runs instead (for a checked statement: a DO block that raises
+    # when the check fails, so `psql -v ON_ERROR_STOP=1` stops before anything destructive).
+    script: sql.Composable | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -121,6 +124,8 @@ class Step:
     # 1-based statement index from which the runner times the hold until COMMIT (e.g. the
     # DETACH that takes ACCESS EXCLUSIVE on the parent); reported as StepOutcome.hold_seconds.
     hold_from: int | None = None
+    # The exported script's form of `verify` (a DO block that raises), run before COMMIT.
+    script_verify: sql.Composable | None = None
 
     def __post_init__(self) -> None:
         if self.retry not in ("statement", "step"):
@@ -146,6 +151,7 @@ class Plan:
     after: Callable[[psycopg.Connection], dict[str, Any]] | None = None
     # After a failure: what the database holds now and what to do next, in plain words.
     describe_state: Callable[[psycopg.Connection], str] | None = None
+    lock_timeout_seconds: float = 2.0  # [plans] lock_timeout, for the exported script
 
     @property
     def estimate(self) -> Estimate:
@@ -160,8 +166,13 @@ class Plan:
         """A reviewable script: comments give titles, locks, estimates; BEGIN/COMMIT are explicit.
 
         The script is what the runner executes, minus what only a program can do: lock-timeout
-        retries, progress, verification queries (listed as comments) and skipping done steps.
+        retries, progress and skipping done steps. Its verifications are DO blocks that raise,
+        so under `psql -v ON_ERROR_STOP=1` a failed check stops the script (its transaction
+        rolls back) before any statement after it; they always compare in full where the
+        runner may use its change counter. It sets search_path to pg_catalog, pg_temp: the
+        statements qualify every table and were deparsed under that path.
         """
+        lock_ms = max(int(round(self.lock_timeout_seconds * 1000)), 1)
         out = [
             f"-- pgparts plan: {self.title}",
             f"-- target: {self.target}",
@@ -169,11 +180,13 @@ class Plan:
         ]
         out += [f"-- {line}" for line in self.summary]
         out += [
-            "-- Run with psql -v ON_ERROR_STOP=1. pgparts --apply adds what a script cannot:",
-            "-- lock_timeout retries with backoff, progress, cancellation, verification before",
-            "-- commit, resuming after an interruption, and a journal entry.",
+            "-- Run with psql -v ON_ERROR_STOP=1: every verification raises an error when it",
+            "-- fails, which stops the script before the statements after it. pgparts --apply",
+            "-- adds lock_timeout retries with backoff, progress, cancellation, resuming after",
+            "-- an interruption, and a journal entry.",
             "",
-            "SET lock_timeout = '2s';",
+            "SET search_path = pg_catalog, pg_temp;",
+            f"SET lock_timeout = '{lock_ms}ms';",
             "",
         ]
         for i, step in enumerate(self.steps, 1):
@@ -187,17 +200,28 @@ class Plan:
                     f"--   estimate: {plural(est.rows, 'row')}, {size(est.bytes)}, "
                     f"~{est.seconds:.1f} s"
                 )
+            checked = all(st.script is not None for st in step.statements if st.check) and (
+                step.verify is None or step.script_verify is not None)
             if step.verify_note:
-                out.append(f"--   verified before commit: {step.verify_note}")
+                label = "verified before commit" if checked else \
+                    "verified before commit by pgparts --apply only"
+                out.append(f"--   {label}: {step.verify_note}")
             if step.transactional:
                 begin = "BEGIN"
                 if step.isolation != "read committed":
                     begin += f" ISOLATION LEVEL {step.isolation.upper()}"
                 out.append(begin + ";")
+                if step.statement_timeout_seconds is not None:
+                    ms = int(step.statement_timeout_seconds * 1000)
+                    out.append(f"SET LOCAL statement_timeout = '{ms}ms';")
             for st in step.statements:
                 if st.note:
                     out.append(f"-- {st.note}")
-                out.append(st.render(conn).rstrip().rstrip(";") + ";")
+                text = st.script.as_string(conn) if st.script is not None else st.render(conn)
+                out.append(text.rstrip().rstrip(";") + ";")
+            if step.script_verify is not None:
+                out.append(f"-- check: {step.verify_note}")
+                out.append(step.script_verify.as_string(conn).rstrip().rstrip(";") + ";")
             if step.transactional:
                 out.append("COMMIT;")
             out.append("")
