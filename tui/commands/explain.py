@@ -260,7 +260,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             scans = report.full_scans()
             if scans:
                 full += 1
-                full_names.extend(f"{query.where()} {r.table.qualified}".strip() for r in scans)
+                at = f" ({query.where()})" if query.file is not None else ""
+                full_names.extend(f"{r.table.qualified}{at}" for r in scans)
     finally:
         conn.close()
     if many and len(queries) > 1:

@@ -270,10 +270,11 @@ def _references_in(
     reference: there EXPLAIN's numbering, which follows the planner's expansion of one
     reference after the other, gives the order."""
     paths = [_down_path(anchor, scan) for scan, _ in members]
+    keys = [_alias_key(scan) for scan, _ in members]
     parallel = any(n.is_append and n.raw.get("Parallel Aware") for p in paths for n in p[:-1])
     order = list(range(len(members)))
     if parallel:
-        order.sort(key=lambda i: _alias_key(members[i][0]))
+        order.sort(key=keys.__getitem__)
     positions: dict[int, dict[int, int]] = {}
 
     def position(parent: PlanNode, child: PlanNode) -> int:
@@ -289,7 +290,7 @@ def _references_in(
         scan, leaf = members[i]
         cut = previous is None or leaf.oid in seen
         if not cut and previous is not None:
-            name, prev_name = _alias_key(scan)[0], _alias_key(members[previous][0])[0]
+            name, prev_name = keys[i][0], keys[previous][0]
             cut = not _same_name(name, prev_name)
             if not cut and not parallel:
                 a, b = paths[previous], paths[i]
@@ -411,7 +412,10 @@ def build_references(
         if leaf is None or leaf.relkind == "p":
             continue
         parent = node.parent
-        plain = parent is not None and leaf.oid not in refnames and not _is_boundary(node)
+        # the shortcut holds when the table does not depend on the scan's name: the query
+        # names at most one relation on the leaf's path
+        plain = parent is not None and leaf.oid not in refnames and not _is_boundary(node) \
+            and sum(1 for oid in leaf.path if oid in refnames) <= 1
         if plain:
             same = shortcut.get((id(parent), leaf.parent_oid))
             if same is not None:
