@@ -154,3 +154,18 @@ def test_split_by_the_servers_grammar() -> None:
     # a text the parser rejects is split by the lexer; no statement is dropped
     assert [s.text for s in split_statements("SELECT 1; 42; SELECT FROM FROM; SELECT 2")] == \
         ["SELECT 1", "42", "SELECT FROM FROM", "SELECT 2"]
+
+
+def test_the_advice_parser_is_imported_only_when_advice_is_needed(layout) -> None:
+    """A query pruned at plan time at every level has nothing to explain: sqlglot, the largest
+    import of the command, stays out of the process; a full scan needs the advice."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom tui.cli import main\nstatus = main(sys.argv[1:])\n"
+            "print('sqlglot' in sys.modules, 'textual' in sys.modules, status)\n")
+    for query, expected in ((PRUNED, "False False 0"), (FULL, "True False 0"),
+                            ("SELECT 1", "False False 0")):
+        done = subprocess.run([sys.executable, "-c", code, "explain", "-d", layout.dsn, query],
+                              capture_output=True, text=True, timeout=60, check=True)
+        assert done.stdout.strip().splitlines()[-1] == expected, done.stdout
