@@ -161,6 +161,8 @@ def render_text(report: ExplainReport) -> str:
             lines.append(f"    {p.node.qualified:<48} {p.bounds}{flag}")
         if len(ref.partitions) > len(shown):
             lines.append(f"    ... and {len(ref.partitions) - len(shown)} more")
+        for note in ref.notes:
+            lines.append(f"  note: {note}")
         for a in ref.advice:
             lines.append(f"  - [{a.code}] {a.message}")
             if a.suggestion:

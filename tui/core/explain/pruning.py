@@ -542,7 +542,7 @@ def _split_shared_removed(forest, refs, shared, table_for, locked) -> None:
     locks say which: the planner locks every partition that survived plan-time pruning, so a
     locked partition no reference shows was removed at start-up. Split when the locks account
     for exactly the removed count, one reference per table; otherwise the count is not
-    attributed (the report says so) rather than counted once per reference."""
+    attributed (a note on each reference says so) rather than counted once per reference."""
     if not shared:
         return
     absent = _locked_leaves_not_shown(forest, refs, table_for, locked) \
@@ -560,6 +560,9 @@ def _split_shared_removed(forest, refs, shared, table_for, locked) -> None:
             continue
         for ref in mine:
             ref.startup_unattributed = True
+            ref.notes.append(f"{removed} subplans of an Append shared with another reference "
+                             "were removed at executor start-up; which were this table's "
+                             "could not be told (counted as pruned at plan time)")
 
 
 def _attach_orphans(plan, forest, refs, table_for, locked) -> None:
