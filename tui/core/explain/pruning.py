@@ -246,8 +246,11 @@ def _alias_key(scan: PlanNode) -> tuple[str, int]:
 
 
 def _same_name(a: str, b: str) -> bool:
-    # EXPLAIN cuts a long name to keep its _N within 63 bytes: a prefix is the same name
-    return a.startswith(b) or b.startswith(a)
+    if a == b:
+        return True
+    # EXPLAIN cuts a long name to keep its _N within 63 bytes: there a prefix is the same name
+    long = max(len(a.encode()), len(b.encode())) >= 48
+    return long and (a.startswith(b) or b.startswith(a))
 
 
 def _down_path(anchor: PlanNode, scan: PlanNode) -> list[PlanNode]:
@@ -272,8 +275,8 @@ def _references_in(
     reference: there EXPLAIN's numbering, which follows the planner's expansion of one
     reference after the other, gives the order."""
     keys = [_alias_key(scan) for scan, _ in members]
-    if not anchor.raw.get("Parallel Aware") and all(scan.parent is anchor for scan, _ in members):
-        return _flat_references(anchor, members, keys)
+    if all(scan.parent is anchor for scan, _ in members):
+        return _flat_references(anchor, members, keys, bool(anchor.raw.get("Parallel Aware")))
     paths = [_down_path(anchor, scan) for scan, _ in members]
     parallel = any(n.is_append and n.raw.get("Parallel Aware") for p in paths for n in p[:-1])
     order = list(range(len(members)))
@@ -313,27 +316,33 @@ def _references_in(
         runs[-1].append((scan, leaf))
         seen.add(leaf.oid)
         previous = i
-    for run in runs:
-        if parallel:
-            run.sort(key=lambda m: _alias_key(m[0])[1])
     return runs
 
 
 def _flat_references(
-    anchor: PlanNode, members: list[tuple[PlanNode, PartNode]], keys: list[tuple[str, int]]
+    anchor: PlanNode, members: list[tuple[PlanNode, PartNode]], keys: list[tuple[str, int]],
+    parallel: bool,
 ) -> list[list[tuple[PlanNode, PartNode]]]:
     """_references_in for the usual shape, every scan a member of the Append itself (a plan
     over 10,000 partitions): the same cuts (a partition again, another member in between, a
     change of EXPLAIN's name) without the walk up from each scan."""
+    if parallel and len(set(keys)) == len(keys) and len({k[0] for k in keys}) == 1 \
+            and len({leaf.oid for _, leaf in members}) == len(members):
+        return [members]  # one name, no partition twice: one reference, whatever the order
+    order = range(len(members))
+    if parallel:
+        order = sorted(order, key=keys.__getitem__)
     position = {id(child): i for i, child in enumerate(anchor.children)}
     runs: list[list[tuple[PlanNode, PartNode]]] = []
     seen: set[int] = set()
     last_position = -2
     last_name: str | None = None
-    for (scan, leaf), (name, _number) in zip(members, keys, strict=True):
+    for i in order:
+        scan, leaf = members[i]
+        name = keys[i][0]
         here = position[id(scan)]
-        if last_name is None or leaf.oid in seen or here - last_position > 1 \
-                or not _same_name(name, last_name):
+        gap = not parallel and here - last_position > 1
+        if last_name is None or leaf.oid in seen or gap or not _same_name(name, last_name):
             runs.append([])
             seen = set()
         runs[-1].append((scan, leaf))
