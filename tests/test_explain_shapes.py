@@ -211,3 +211,27 @@ def test_partition_pruning_off(db: Database) -> None:
     assert [a.code for a in ref.advice] == ["pruning_disabled"]
     assert "enable_partition_pruning" in ref.advice[0].message
     sessions.close()
+
+
+SUBPARTITIONED = """
+CREATE TABLE public.m (a int, b text) PARTITION BY RANGE (a);
+CREATE TABLE public.m_1 PARTITION OF public.m FOR VALUES FROM (0) TO (10) PARTITION BY LIST (b);
+CREATE TABLE public.m_1_x PARTITION OF public.m_1 FOR VALUES IN ('x');
+CREATE TABLE public.m_1_y PARTITION OF public.m_1 FOR VALUES IN ('y');
+CREATE TABLE public.m_2 PARTITION OF public.m FOR VALUES FROM (10) TO (20);
+"""
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT * FROM m_1 WHERE b = 'y' UNION ALL SELECT * FROM m",
+    "SELECT * FROM m UNION ALL SELECT * FROM m_1 WHERE b = 'y'",
+    "SELECT * FROM m_1 JOIN m USING (a) WHERE m_1.b = 'y'",
+])
+def test_a_mid_level_partition_and_its_root(db: Database, session: ExplainSession,
+                                            query: str) -> None:
+    # EXPLAIN names m's scans m, m_1, m_2: m_1 is also the partition's own name
+    db.execute(SUBPARTITIONED)
+    report = session.explain(query)
+    assert _counts(report, "m") == [(3, 0, 0, 3)]
+    assert _counts(report, "m_1") == [(1, 1, 0, 2)]
+    assert [p.node.name for p in _refs(report, "m_1")[0].partitions] == ["m_1_y"]
