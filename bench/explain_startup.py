@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 
-from tui.core.localserver import FAST_TEST_SETTINGS, temporary_server
+from tui.demo.localserver import FAST_TEST_SETTINGS, temporary_server
 
 SETUP = """
 DROP TABLE IF EXISTS bench_startup;

@@ -38,6 +38,8 @@ def test_example_documents_every_key_and_parses():
         assert set(raw[section]) == _known_keys({section: {"zz_unknown": 1}}), section
     profile_keys = _known_keys({"profiles": {"p": {"zz_unknown": 1}}})
     assert set().union(*(set(p) for p in raw["profiles"].values())) == profile_keys
+    policy_keys = _known_keys({"policy": {"t": {"zz_unknown": 1}}})
+    assert set().union(*(set(p) for p in raw["policy"].values())) == policy_keys
 
     config = parse_config(raw, EXAMPLE)
     assert config.default_profile == "local"
@@ -48,10 +50,12 @@ def test_example_documents_every_key_and_parses():
     assert config.plans == PlansConfig()
     assert config.explain == ExplainConfig()
     assert config.warnings == ()  # the example holds no password
+    [policy] = config.policies.values()
+    assert (policy.schema, policy.name, policy.retention_action) == ("public", "events", "detach")
     text = EXAMPLE.read_text(encoding="utf-8")
     for key in ("oversized", "skew_factor", "runway_intervals", "auto_refresh", "exact_sizes",
                 "lock_timeout", "lock_retries", "older_than", "batch", "keep_detached",
-                "statement_timeout", "read_only", "dsn", "default_profile"):
+                "statement_timeout", "read_only", "dsn", "default_profile", *policy_keys):
         # each key has a comment right above it
         line = text.index(f"\n{key} = ")
         assert text[:line].rstrip().splitlines()[-1].startswith("#"), key
@@ -225,3 +229,82 @@ def test_bad_dsn_value_is_redacted():
     with pytest.raises(ConfigError) as info:
         parse_config({"profiles": {"p": {"dsn": ["host=db password=hunter22"]}}})
     assert "'profiles.p.dsn'" in str(info.value) and "hunter22" not in str(info.value)
+
+
+# -- [policy."schema.table"] ---------------------------------------------------------------------
+def test_policy_values_and_names():
+    config = parse_config({"policy": {
+        "sales.orders": {"premake": 8, "retention": "12 weeks", "oversized": "5GB",
+                         "consolidate_older_than": "3 months", "consolidate_batch": 2},
+        '"Odd Schema"."Mixed Case"': {"retention": "1 year", "retention_action": "drop"},
+        "events": {"skew_factor": 3},
+    }})
+    orders = config.policies["sales.orders"]
+    assert (orders.schema, orders.name, orders.premake) == ("sales", "orders", 8)
+    assert orders.retention == timedelta(weeks=12)
+    assert orders.retention_action == "detach"  # retention without an action: detach
+    assert orders.retention_schema is None
+    assert orders.consolidate_older_than == timedelta(days=90)
+    assert orders.consolidate_batch == 2
+    assert orders.thresholds(FindingsConfig()) == FindingsConfig(oversized_bytes=5 * 1024**3)
+    odd = config.policies['"Odd Schema"."Mixed Case"']
+    assert (odd.schema, odd.name, odd.retention_action) == ("Odd Schema", "Mixed Case", "drop")
+    events = config.policies["events"]
+    assert (events.schema, events.name) == (None, "events")
+    # absent keys do nothing: no premake, no retention, the global thresholds but one
+    assert events.premake is events.retention is events.retention_action is None
+    assert events.consolidate_older_than is events.consolidate_batch is None
+    assert events.thresholds(FindingsConfig(oversized_bytes=7)) == FindingsConfig(7, 3.0, 1.0)
+    schema = parse_config({"policy": {"t": {"retention": "1w", "retention_schema": '"Arch"'}}})
+    assert schema.policies["t"].retention_schema == "Arch"
+
+
+@pytest.mark.parametrize(
+    ("policy", "named"),
+    [
+        ({"premake": 0}, 'policy."s.t".premake'),
+        ({"premake": 1001}, 'policy."s.t".premake'),
+        ({"premake": "4"}, 'policy."s.t".premake'),
+        ({"retention": "soon"}, 'policy."s.t".retention'),
+        ({"retention": "0 days"}, 'policy."s.t".retention'),
+        ({"retention": "1w", "retention_action": "archive"}, 'policy."s.t".retention_action'),
+        ({"retention_action": "drop"}, 'policy."s.t".retention_action'),
+        ({"retention_schema": "arch"}, 'policy."s.t".retention_schema'),
+        ({"retention": "1w", "retention_schema": "a.b"}, 'policy."s.t".retention_schema'),
+        ({"retention": "1w", "retention_schema": "a" * 64}, 'policy."s.t".retention_schema'),
+        ({"retention": "1w", "retention_action": "drop", "retention_schema": "arch"},
+         'policy."s.t".retention_schema'),
+        ({"consolidate_older_than": 5}, 'policy."s.t".consolidate_older_than'),
+        ({"consolidate_batch": 2}, 'policy."s.t".consolidate_batch'),
+        ({"consolidate_older_than": "1w", "consolidate_batch": 0},
+         'policy."s.t".consolidate_batch'),
+        ({"oversized": "huge"}, 'policy."s.t".oversized'),
+        ({"skew_factor": 0.5}, 'policy."s.t".skew_factor'),
+        ({"runway_intervals": float("nan")}, 'policy."s.t".runway_intervals'),
+        ({"premak": 4}, 'policy."s.t".premak'),
+    ],
+)
+def test_bad_policy_names_the_key(policy, named):
+    with pytest.raises(ConfigError) as info:
+        parse_config({"policy": {"s.t": policy}})
+    assert f"'{named}'" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("policies", "named"),
+    [
+        ({"a.b.c": {}}, 'policy."a.b.c"'),
+        ({'"open': {}}, 'policy."\\"open"'),
+        ({"s." + "x" * 64: {}}, "policy."),
+        ({"t": 3}, "policy.t"),
+        ({"orders": {}, "ORDERS": {}}, "policy.ORDERS"),
+    ],
+)
+def test_bad_policy_tables_are_refused(policies, named):
+    with pytest.raises(ConfigError) as info:
+        parse_config({"policy": policies})
+    assert f"'{named}" in str(info.value)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="'policy' must be a table"):
+        parse_config({"policy": 5})

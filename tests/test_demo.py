@@ -23,7 +23,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tui.core.demo import (
+from tui.demo.localserver import LocalServer, embedded_bindir
+from tui.demo.seed import DEMO_NOW_ENV, DEMO_SCALE_ENV
+from tui.demo.server import (
     DEMO_DB,
     DEMO_SETTINGS,
     DemoError,
@@ -31,8 +33,6 @@ from tui.core.demo import (
     demo_root,
     open_demo,
 )
-from tui.core.localserver import LocalServer, embedded_bindir
-from tui.core.seed import DEMO_NOW_ENV, DEMO_SCALE_ENV
 
 from .test_private_servers import psql_as
 
@@ -242,7 +242,7 @@ def test_a_console_killed_outright_does_not_leave_the_server_running(demo):
     """SIGKILL or a closed terminal skips stop(): the watchdog stops the server instead."""
     console = subprocess.Popen(
         [sys.executable, "-c",
-         "import time\nfrom tui.core.demo import open_demo\n"
+         "import time\nfrom tui.demo.server import open_demo\n"
          "open_demo()\nprint('ready', flush=True)\ntime.sleep(120)"],
         stdout=subprocess.PIPE, text=True,
     )
@@ -262,7 +262,7 @@ def test_a_console_killed_outright_does_not_leave_the_server_running(demo):
 
 def test_a_seed_made_for_another_date_or_scale_is_rebuilt(monkeypatch):
     """$PGPARTS_DEMO_NOW / $PGPARTS_DEMO_SCALE, when set, must match the seeded data."""
-    from tui.core.demo import _marker, _mismatch
+    from tui.demo.server import _marker, _mismatch
 
     mark = _marker(0.02, datetime(2026, 11, 21, tzinfo=UTC))
     monkeypatch.delenv(DEMO_NOW_ENV, raising=False)

@@ -445,7 +445,9 @@ def test_planted_functions_never_run_for_pgparts(make_db, capsys) -> None:
     db = make_db()
     role = f"trojan_app_{os.getpid()}_{next(_roles)}"
     try:
-        db.execute(sql.SQL("CREATE ROLE {} NOSUPERUSER LOGIN").format(sql.Identifier(role)))
+        # private servers ask every role but the superuser for a password
+        db.execute(sql.SQL("CREATE ROLE {} NOSUPERUSER LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(role)))
         db.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role)))
         db.execute(sql.SQL("ALTER DATABASE {} SET search_path = public, pg_catalog").format(
             sql.Identifier(db.name)))

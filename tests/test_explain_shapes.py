@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 
 from tui.core.explain import ExplainReport, ExplainSession
-from tui.core.explain.plan import PlanNode
+from tui.core.explain.plan_tree import PlanNode
 
 from .conftest import Database
 

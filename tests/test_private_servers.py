@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tui.core.localserver import (
+from tui.demo.localserver import (
     FAST_TEST_SETTINGS,
     IDENT_MAP,
     LocalServer,

@@ -68,7 +68,7 @@ class Context:
         if demo and (dsn or profile_name):
             raise CliError("--demo starts its own server; do not give a DSN or --profile with it")
         if demo:
-            from .core.demo import open_demo
+            from .demo.server import open_demo
 
             try:
                 handle = open_demo(reset=bool(getattr(args, "demo_reset", False)),

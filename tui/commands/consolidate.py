@@ -23,6 +23,7 @@ import time
 import psycopg
 
 from ..context import CliError, Context
+from ..core.errors import first_line as _first_line
 from ..core.humanfmt import count, plural, seconds, size
 from ..core.plans import Outcome, Plan, PlanRunner, Progress, RunResult, RunState, journal
 from ..core.plans.consolidate import (
@@ -62,11 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--apply", action="store_true", help="run the plan")
     parser.add_argument("--yes", action="store_true",
                         help="with --apply: do not ask for confirmation")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0]
 
 
 _size = size

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 
 from .connection import redact
+from .names import check_identifier_length, parse_qualified_name
 from .units import parse_age, parse_seconds, parse_size
 
 
@@ -57,6 +60,42 @@ class ExplainConfig:
 
 
 @dataclass(frozen=True)
+class TablePolicy:
+    """`[policy."schema.table"]`: what pgparts should keep true of one partitioned table.
+
+    None means the key is absent: that part of the policy does nothing. `findings` holds only the
+    thresholds the policy sets; `thresholds()` lays them over the global [findings].
+    """
+
+    key: str  # as written in the file, for messages
+    schema: str | None  # None: the name alone, resolved like `pgparts tree NAME`
+    name: str
+    premake: int | None = None
+    retention: timedelta | None = None
+    retention_action: str | None = None  # "detach" | "drop" (retention given: "detach")
+    retention_schema: str | None = None
+    consolidate_older_than: timedelta | None = None
+    consolidate_batch: int | None = None
+    oversized_bytes: int | None = None
+    skew_factor: float | None = None
+    runway_intervals: float | None = None
+
+    def thresholds(self, base: FindingsConfig) -> FindingsConfig:
+        return FindingsConfig(
+            oversized_bytes=self.oversized_bytes if self.oversized_bytes is not None
+            else base.oversized_bytes,
+            skew_factor=self.skew_factor if self.skew_factor is not None else base.skew_factor,
+            runway_intervals=self.runway_intervals if self.runway_intervals is not None
+            else base.runway_intervals,
+        )
+
+    @property
+    def has_thresholds(self) -> bool:
+        return any(v is not None for v in
+                   (self.oversized_bytes, self.skew_factor, self.runway_intervals))
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     default_profile: str | None = None
@@ -66,6 +105,8 @@ class Config:
     plans: PlansConfig = field(default_factory=PlansConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     warnings: tuple[str, ...] = ()
+    # keyed by the policy's table name as written in the file
+    policies: dict[str, TablePolicy] = field(default_factory=dict)
 
 
 def default_config_path() -> Path:
@@ -151,6 +192,107 @@ def _as_refresh(v: Any) -> float:
     return seconds
 
 
+MAX_PREMAKE = 1000  # partitions created ahead; far beyond any useful runway
+
+
+def _as_premake(v: Any) -> int:
+    n = _as_pos_int(v)
+    if n > MAX_PREMAKE:
+        raise ValueError(f"expected at most {MAX_PREMAKE} partitions, got {v!r}")
+    return n
+
+
+def _as_action(v: Any) -> str:
+    if v not in ("detach", "drop"):
+        raise ValueError(f"expected 'detach' or 'drop', got {v!r}")
+    return v
+
+
+def _as_schema_name(v: Any) -> str:
+    """A schema name as typed in SQL: unquoted folds to lower case, quoted keeps its case."""
+    schema, name = parse_qualified_name(_as_str(v))
+    if schema is not None:
+        raise ValueError(f"expected a schema name, got {v!r}")
+    check_identifier_length(name)
+    return name
+
+
+_POLICY_KEYS = {
+    "premake", "retention", "retention_action", "retention_schema", "consolidate_older_than",
+    "consolidate_batch", "oversized", "skew_factor", "runway_intervals",
+}
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    """A key as TOML needs it written: 'sales.orders' must be quoted to stay one key."""
+    if _BARE_KEY.match(key):
+        return key
+    return json.dumps(key, ensure_ascii=False)  # a TOML basic string escapes like JSON
+
+
+def _parse_policy(key: str, body: Any) -> TablePolicy:
+    table = f"policy.{_toml_key(key)}"
+    where = f"{table}."
+    if not isinstance(body, dict):
+        raise ConfigError(f"'{table}' must be a table ([{table}])")
+    try:
+        schema, name = parse_qualified_name(key)
+        for part in (schema, name):
+            if part is not None:
+                check_identifier_length(part)
+    except ValueError as exc:
+        raise ConfigError(f"bad table name in '{table}': {exc}") from None
+    _check_keys(body, _POLICY_KEYS, where)
+    policy = TablePolicy(
+        key, schema, name,
+        premake=_get(body, "premake", where, _as_premake, None),
+        retention=_get(body, "retention", where, parse_age, None),
+        retention_action=_get(body, "retention_action", where, _as_action, None),
+        retention_schema=_get(body, "retention_schema", where, _as_schema_name, None),
+        consolidate_older_than=_get(body, "consolidate_older_than", where, parse_age, None),
+        consolidate_batch=_get(body, "consolidate_batch", where, _as_pos_int, None),
+        oversized_bytes=_get(body, "oversized", where, _as_size, None),
+        skew_factor=_get(body, "skew_factor", where, _as_factor, None),
+        runway_intervals=_get(body, "runway_intervals", where, _as_factor, None),
+    )
+    # keys that could only act together with another one: alone they would silently do nothing
+    if policy.retention is None:
+        for lonely in ("retention_action", "retention_schema"):
+            if lonely in body:
+                raise ConfigError(f"'{where}{lonely}' needs '{where}retention' (how old)")
+    elif policy.retention_action is None:
+        policy = replace(policy, retention_action="detach")
+    if policy.retention_schema is not None and policy.retention_action == "drop":
+        raise ConfigError(
+            f"'{where}retention_schema' moves detached partitions, but "
+            f"'{where}retention_action' is 'drop'"
+        )
+    if policy.consolidate_batch is not None and policy.consolidate_older_than is None:
+        raise ConfigError(
+            f"'{where}consolidate_batch' needs '{where}consolidate_older_than' (how old)"
+        )
+    return policy
+
+
+def _parse_policies(raw: dict[str, Any]) -> dict[str, TablePolicy]:
+    policies: dict[str, TablePolicy] = {}
+    seen: dict[tuple[str | None, str], str] = {}
+    for key, body in _section(raw, "policy").items():
+        policy = _parse_policy(key, body)
+        ident = (policy.schema, policy.name)
+        if ident in seen:  # e.g. [policy.orders] and [policy.ORDERS]: both fold to orders
+            raise ConfigError(
+                f"'policy.{_toml_key(key)}' names the same table as "
+                f"'policy.{_toml_key(seen[ident])}'"
+            )
+        seen[ident] = key
+        policies[key] = policy
+    return policies
+
+
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
     sec = raw.get(name, {})
     if not isinstance(sec, dict):
@@ -169,7 +311,8 @@ def _dsn_has_password(dsn: str) -> bool:
 
 def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     _check_keys(
-        raw, {"default_profile", "profiles", "findings", "console", "plans", "explain"}, ""
+        raw,
+        {"default_profile", "profiles", "findings", "console", "plans", "explain", "policy"}, "",
     )
     profiles: dict[str, Profile] = {}
     warnings: list[str] = []
@@ -220,8 +363,9 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     explain = ExplainConfig(
         statement_timeout_seconds=_get(e, "statement_timeout", "explain.", _as_timeout, 30.0)
     )
+    policies = _parse_policies(raw)
     return Config(path, default_profile, profiles, findings, console, plans, explain,
-                  tuple(warnings))
+                  tuple(warnings), policies)
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:

@@ -25,6 +25,8 @@ from urllib.parse import unquote
 import psycopg
 from psycopg import conninfo as pg_conninfo
 
+from .errors import first_line
+
 APPLICATION_NAME = "pgparts"
 # pg_temp named last: otherwise it is searched first for relations (never for functions or
 # operators); listed explicitly the way PostgreSQL's documentation advises for definer code
@@ -145,17 +147,15 @@ def validate_dsn(dsn: str) -> None:
         pg_conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         raise ConnectError(
-            redact(f"malformed connection string: {_first_line(exc)}", dsn)) from None
+            redact(f"malformed connection string: {_libpq_reason(exc)}", dsn)) from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    # libpq prefixes messages with the address tried; the last line is the reason
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    reason = lines[0] if lines else text
-    for ln in lines:
+def _libpq_reason(exc: BaseException) -> str:
+    """first_line(), but where libpq names the address tried first, the reason comes last."""
+    reason = first_line(exc)
+    for ln in str(exc).splitlines():
         if "FATAL" in ln or "failed:" in ln:
-            reason = ln
+            reason = ln.strip()
     return reason.replace("FATAL:  ", "").replace("FATAL: ", "")
 
 
@@ -194,13 +194,13 @@ def connect(
         conn = psycopg.connect(pg_conninfo.make_conninfo(**params), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise ConnectError(redact(
-            f"cannot connect to {target.describe()}: {_first_line(exc)}", target.dsn)) from None
+            f"cannot connect to {target.describe()}: {_libpq_reason(exc)}", target.dsn)) from None
     except psycopg.ProgrammingError as exc:
         raise ConnectError(
-            redact(f"malformed connection string: {_first_line(exc)}", target.dsn)) from None
+            redact(f"malformed connection string: {_libpq_reason(exc)}", target.dsn)) from None
     except UnicodeError as exc:
         # the resolver's IDNA encoding refuses an empty label or one over 63 characters
-        reason = _first_line(exc.__cause__ or exc)
+        reason = first_line(exc.__cause__ or exc)
         raise ConnectError(redact(
             f"cannot connect to {target.describe()}: not a valid host name ({reason})",
             target.dsn)) from None
@@ -210,7 +210,7 @@ def connect(
         except psycopg.Error as exc:
             conn.close()
             raise ConnectError(
-                redact(f"cannot set up the session: {_first_line(exc)}", target.dsn)) from None
+                redact(f"cannot set up the session: {_libpq_reason(exc)}", target.dsn)) from None
     return conn
 
 

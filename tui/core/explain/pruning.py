@@ -19,7 +19,7 @@ from operator import attrgetter
 
 from ..bounds import parse_bound
 from ..catalog import Forest, PartNode
-from .plan import SCAN_TYPES, Plan, PlanNode
+from .plan_tree import SCAN_TYPES, PlanNode, PlanTree
 
 _JOINS = frozenset({"Nested Loop", "Hash Join", "Merge Join"})
 _BY_PATH = attrgetter("node.path")
@@ -393,7 +393,7 @@ def _label(scans: list[PlanNode], table: PartNode) -> str:
 
 
 def build_references(
-    plan: Plan,
+    plan: PlanTree,
     forest: Forest,
     *,
     mentioned: Mapping[int, Collection[str]] | Collection[int] | None = None,
@@ -525,7 +525,7 @@ def build_references(
         ))
 
     _split_shared_removed(forest, refs, shared, table_for, locked)
-    _attach_orphans(plan, forest, refs, table_for, locked)
+    _attach_orphans(plan, forest, refs, table_for, locked, by_name)
     if locked is not None:
         _name_removed(forest, refs, table_for, locked, generic)
     return refs
@@ -574,12 +574,19 @@ def _split_shared_removed(forest, refs, shared, table_for, locked) -> None:
                              "could not be told (counted as pruned at plan time)")
 
 
-def _attach_orphans(plan, forest, refs, table_for, locked) -> None:
-    """Appends whose every subplan was removed at start-up name no partition: attribute them to
-    a table through the locks (the survivors of plan-time pruning are locked)."""
+def _attach_orphans(plan, forest, refs, table_for, locked, by_name) -> None:
+    """Appends whose every partition was removed at start-up name no partition: attribute them
+    to a table through the locks (the survivors of plan-time pruning are locked). Such an Append
+    may still scan an ordinary table (`SELECT ... FROM t UNION ALL SELECT ... FROM probe` under
+    an outer condition gathers both arms in one Append)."""
+    def partition_scan(node: PlanNode) -> bool:
+        rel = node.relation
+        return node.is_scan and rel is not None \
+            and (rel.schema or "public", rel.name) in by_name
+
     claimed = {id(a) for r in refs for a in r.append_nodes}
     orphans = [n for n in plan.walk() if n.is_append and id(n) not in claimed
-               and n.subplans_removed and not any(c.is_scan for c in n.walk())]
+               and n.subplans_removed and not any(partition_scan(c) for c in n.walk())]
     if not orphans:
         return
     absent_by_table = {t: len(leaves) for t, leaves

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..catalog import Forest, PartNode
-from .plan import Plan
+from .plan_tree import PlanTree
 from .pruning import TableReference, build_references, count_detach_pending
 from .relations import Mentions
 from .runner import RawExplain
@@ -36,7 +36,7 @@ class ExplainReport:
     report_seconds: float = 0.0
 
     @property
-    def plan(self) -> Plan:
+    def plan(self) -> PlanTree:
         return self.raw.plan
 
     def full_scans(self) -> list[TableReference]:
@@ -129,7 +129,7 @@ def needs_advice(ref: TableReference, settings: dict[str, str]) -> bool:
 
 
 def zero_scan_references(
-    plan: Plan, forest: Forest, read_oids: set[int], refs: list[TableReference]
+    plan: PlanTree, forest: Forest, read_oids: set[int], refs: list[TableReference]
 ) -> list[TableReference]:
     """Partitioned tables the query reads but the plan never scans (e.g. a contradiction)."""
     # covered: the reported tables, their ancestors and (through the path) their descendants;

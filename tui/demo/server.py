@@ -32,8 +32,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .config import cache_dir
-from .connection import Target, connect
+from ..core.config import cache_dir
+from ..core.connection import Target, connect
 from .localserver import (
     LocalServer,
     LocalServerError,
@@ -424,6 +424,7 @@ def open_demo(reset: bool = False, progress: Progress | None = None) -> DemoHand
 
 # -- the watchdog ---------------------------------------------------------------------------------
 _WATCH_INTERVAL_SECONDS = 1.0
+_WATCHDOG_MODULE = "tui.demo.server"  # run with -m; its command line tells our watchdog apart
 
 
 def _ensure_watchdog(root: Path) -> None:
@@ -435,7 +436,8 @@ def _ensure_watchdog(root: Path) -> None:
     pidfile = root / "watchdog.pid"
     try:
         pid = int(pidfile.read_text())
-        if _pid_alive(pid) and b"tui.core.demo" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if _pid_alive(pid) else b""
+        if _WATCHDOG_MODULE.encode() in cmdline:
             return
     except (OSError, ValueError):
         pass
@@ -443,7 +445,7 @@ def _ensure_watchdog(root: Path) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tui.core.demo", "--watch", str(root)],
+        [sys.executable, "-m", _WATCHDOG_MODULE, "--watch", str(root)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True, cwd="/", env=env,
     )
@@ -478,7 +480,7 @@ def _watch(root: Path) -> None:
 
 def _watch_main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] != "--watch":
-        print("usage: python -m tui.core.demo --watch ROOT", file=sys.stderr)
+        print(f"usage: python -m {_WATCHDOG_MODULE} --watch ROOT", file=sys.stderr)
         return 2
     root = Path(argv[1])
     try:
