@@ -7,7 +7,6 @@ import math
 import os
 import re
 import stat
-import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -381,6 +380,8 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
         if required:
             raise ConfigError(f"config file {path} does not exist")
         return Config()
+    import tomllib  # only when there is a file: most runs of a command have none
+
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

@@ -8,11 +8,25 @@ under the session's safe search_path.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import psycopg
 from psycopg import sql
 
 from ..connection import SAFE_SEARCH_PATH, user_search_path
-from .advice import RelationInfo
+
+
+@dataclass(frozen=True)
+class RelationInfo:
+    """A relation the query names, resolved by the server (search_path applied). The same
+    fields as advice.RelationInfo, defined here so that resolving names does not import the
+    advice's parser (sqlglot)."""
+
+    oid: int
+    relkind: str
+    schema: str
+    name: str
+    columns: tuple[str, ...]
 
 _REGCLASS_SQL = sql.SQL(
     "SELECT pg_catalog.to_regclass(x)::pg_catalog.oid"

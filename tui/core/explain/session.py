@@ -13,11 +13,11 @@ import psycopg
 
 from ..catalog import PartNode
 from ..gcpause import paused_gc
-from .advice import QueryAnalysis, RelationInfo, analyse, parse_query
 from .plan_tree import PlanTree
 from .pruning import names_index
-from .report import ExplainReport, build_report
-from .resolve import resolve_relations
+from .relations import NamedRelation, mentions, named_relations
+from .report import ExplainReport, build_report, needs_advice
+from .resolve import RelationInfo, resolve_relations
 from .runner import ExplainRunner, RawExplain
 from .statement import check_statement
 from .tree import fill_bounds, load_trees
@@ -41,17 +41,18 @@ class ExplainSession:
         (a console shows a few; None reads them all, as --json needs).
         """
         statement = check_statement(text)
-        analysis = parse_query(statement.text)
-        relations = resolve_relations(self.conn, analysis.table_names) \
-            if analysis.parsed is not None else {}
+        # the counts rest on PostgreSQL's reading of the names; the advice (sqlglot) comes
+        # later, and only when some reference needs it
+        named = named_relations(statement.text) if statement.syntax_error is None else []
+        relations = resolve_relations(
+            self.conn, list(dict.fromkeys((n.schema, n.name) for n in named)))
         raw = self.runner.explain(statement, analyze=analyze,
                                   timeout_seconds=self.timeout_seconds)
         with paused_gc():  # some 50,000 objects for a plan over 10,000 partitions
-            return self._report(raw, analysis, relations, bounds_limit)
+            return self._report(raw, relations, named, bounds_limit)
 
-    def _report(self, raw: RawExplain, analysis: QueryAnalysis,
-                relations: dict[tuple[str | None, str], RelationInfo],
-                bounds_limit: int | None) -> ExplainReport:
+    def _report(self, raw: RawExplain, relations: dict[tuple[str | None, str], RelationInfo],
+                named: list[NamedRelation], bounds_limit: int | None) -> ExplainReport:
         started = time.perf_counter()
         oids = {r.oid for r in relations.values()} | set(raw.locked_oids or ())
         sample = plan_relations(raw.plan)
@@ -67,13 +68,30 @@ class ExplainSession:
             by_name = names_index(forest)
         catalog_seconds = time.perf_counter() - started
         t0 = time.perf_counter()
-        analyse(analysis, relations, forest.nodes)
-        report = build_report(raw, forest, analysis, self.runner.server_version, by_name)
+        names = mentions(named, {k: r.oid for k, r in relations.items()}, forest.nodes)
+        report = build_report(raw, forest, names, self.runner.server_version, by_name)
+        settings = raw.plan.settings
+        if any(needs_advice(r, settings) for r in report.references):
+            self._advise(report, relations)
         report.report_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         self.fill_bounds(report, bounds_limit)
         report.catalog_seconds = catalog_seconds + time.perf_counter() - t1
         return report
+
+    def _advise(self, report: ExplainReport,
+                relations: dict[tuple[str | None, str], RelationInfo]) -> None:
+        from .advice import analyse, parse_query  # sqlglot: only when advice is needed
+        from .reconcile import advise_report
+
+        analysis = parse_query(report.statement.text)
+        if analysis.parsed is not None:
+            unresolved = [k for k in analysis.table_names if k not in relations]
+            if unresolved:  # sqlglot named something PostgreSQL's grammar did not
+                relations = {**relations, **resolve_relations(self.conn, unresolved)}
+        assert report.forest is not None
+        analyse(analysis, relations, report.forest.nodes)  # type: ignore[arg-type]
+        advise_report(report, analysis)
 
     def fill_bounds(self, report: ExplainReport, limit: int | None = None) -> None:
         """Read the bounds of the first `limit` scanned partitions per table (None: all). The
