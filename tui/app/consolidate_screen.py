@@ -38,7 +38,7 @@ from ..core.plans.consolidate import (
     consolidation_status,
     select_weeks,
 )
-from ..core.plans.runner import Hook
+from ..core.plans.engine.runner import Hook
 from .format import human_bytes, thousands
 from .plan_preview import PlanPreview, change_lines, consequence_lines, render_plan
 

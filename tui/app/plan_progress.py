@@ -27,7 +27,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from ..core.plans import Outcome, Plan, PlanRunner, Progress, RunResult, RunState, StepStatus
-from ..core.plans.runner import Hook, step_label
+from ..core.plans.engine.runner import Hook, step_label
 from .format import bar, human_bytes, thousands
 
 if TYPE_CHECKING:

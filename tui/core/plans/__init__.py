@@ -1,7 +1,7 @@
 """The plan engine (model, runner, journal) and the plans built on it (consolidation)."""
 
-from .model import Estimate, Lock, Plan, Statement, Step, VerificationFailed
-from .runner import (
+from .engine.model import Estimate, Lock, Plan, Statement, Step, VerificationFailed
+from .engine.runner import (
     LockGaveUp,
     Outcome,
     PlanBusy,

@@ -87,6 +87,7 @@ from psycopg.rows import dict_row
 from ..bounds import BoundValue
 from ..catalog import Forest, PartNode, load_forest
 from ..config import PlansConfig
+from ..humanfmt import count, plural, size
 from ..names import check_identifier_length, display_name
 from . import markers
 from .consolidate_status import (
@@ -106,6 +107,17 @@ from .consolidate_status import (
     relation_bytes,
     select_weeks,
 )
+from .engine.model import (
+    Destroyed,
+    Estimate,
+    Figure,
+    Lock,
+    Plan,
+    PlanFacts,
+    Statement,
+    Step,
+    VerificationFailed,
+)
 from .evidence import (
     COUNT_TRIGGER,
     changes_since_copy,
@@ -120,7 +132,7 @@ from .evidence import (
     raise_unless_equal,
 )
 from .hashing import extended_hash_supported, row_hash
-from .model import Estimate, Lock, Plan, Statement, Step, VerificationFailed
+from .steps.shape import grant_statements, index_shapes
 
 __all__ = [
     "CANDIDATE_STATUSES", "CONSOLIDATED", "HASH_PARTITIONED", "LIST_PARTITIONED", "OTHER",
@@ -165,121 +177,29 @@ class _ParentShape:
     referencing: list[str]  # display names of tables whose FKs reference the parent
 
 
-_TABLE_PRIVILEGES = frozenset(
-    ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"))
-
-
-def _grant_statements(conn: psycopg.Connection, oids: list[int], new: sql.Identifier
-                      ) -> list[Statement]:
-    """GRANTs giving the new table the privileges granted on the parent or on the week.
-
-    The mirror trigger writes to the new table with the writer's own privileges, and after the
-    swap it is the week's partition: whoever may write the week (through the parent or directly)
-    must be able to write its copy, or their writes would fail until the swap.
-    """
-    rows = conn.execute(
-        "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN NULL"
-        " ELSE pg_get_userbyid(a.grantee)::text END AS grantee, a.privilege_type"
-        " FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = ANY(%s)"
-        " ORDER BY 1 NULLS FIRST, 2", (oids,)).fetchall()
-    by_role: dict[str | None, list[str]] = {}
-    for grantee, privilege in rows:
-        if privilege in _TABLE_PRIVILEGES:  # only known keywords become SQL
-            by_role.setdefault(grantee, []).append(privilege)
-    return [
-        Statement(sql.SQL("GRANT {privs} ON TABLE {new} TO {role}").format(
-            privs=sql.SQL(", ").join(sql.SQL(p) for p in privs), new=new,
-            role=sql.SQL("PUBLIC") if role is None else sql.Identifier(role)),
-            note="the privileges granted on the parent and the partition")
-        for role, privs in by_role.items()
-    ]
+_grant_statements = grant_statements
 
 
 def _parent_shape(conn: psycopg.Connection, parent: PartNode, new_ident: sql.Identifier
                   ) -> _ParentShape:
-    version = int(conn.info.server_version)
     cur = conn.cursor(row_factory=dict_row)
     cols = cur.execute(
         "SELECT attnum, attname, attgenerated <> '' AS generated, attcollation"
         " FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped"
         " ORDER BY attnum", (parent.oid,)).fetchall()
-    by_num = {c["attnum"]: c for c in cols}
-    nnd = sql.SQL("x.indnullsnotdistinct" if version >= 150000 else "false")
-    idx_rows = cur.execute(sql.SQL(
-        "SELECT x.indexrelid, ic.relname, am.amname, x.indisunique, x.indnkeyatts, x.indnatts,"
-        " x.indkey::int2[] AS keys, x.indclass::oid[] AS classes,"
-        " x.indcollation::oid[] AS colls, x.indoption::int2[] AS opts,"
-        " pg_get_expr(x.indpred, x.indrelid) AS pred, con.contype, {nnd} AS nnd,"
-        " ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, false)"
-        "       FROM generate_series(1, x.indnatts) k ORDER BY k) AS coldefs"
-        " FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid"
-        " JOIN pg_am am ON am.oid = ic.relam"
-        " LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid"
-        "   AND con.conrelid = x.indrelid AND con.contype IN ('p', 'u', 'x')"
-        " WHERE x.indrelid = %s ORDER BY x.indexrelid").format(nnd=nnd), (parent.oid,)).fetchall()
-    opclasses = {r["oid"]: r for r in cur.execute(
-        "SELECT o.oid, n.nspname, o.opcname, o.opcdefault FROM pg_opclass o"
-        " JOIN pg_namespace n ON n.oid = o.opcnamespace"
-        " WHERE o.oid = ANY(%s)",
-        ([c for r in idx_rows for c in r["classes"]],)).fetchall()}
-    collations = {r["oid"]: r for r in cur.execute(
-        "SELECT c.oid, n.nspname, c.collname FROM pg_collation c"
-        " JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid = ANY(%s)",
-        ([c for r in idx_rows for c in r["colls"] if c],)).fetchall()}
     pk: list[str] = []
     indexes: list[_IndexDef] = []
-    for r in idx_rows:
-        if r["contype"] == "x":
+    for shape in index_shapes(conn, parent.oid):
+        if shape.contype == "x":
             raise ConsolidationError(
-                f"{parent.qualified} has an exclusion constraint ({r['relname']}); "
+                f"{parent.qualified} has an exclusion constraint ({shape.name}); "
                 f"consolidation does not handle those yet")
-        key_parts: list[sql.Composable] = []
-        include: list[sql.Composable] = []
-        plain_cols: list[str] = []
-        for k in range(r["indnatts"]):
-            attnum = r["keys"][k]
-            if k >= r["indnkeyatts"]:
-                include.append(sql.Identifier(by_num[attnum]["attname"]))
-                continue
-            if attnum:
-                col = by_num[attnum]
-                plain_cols.append(col["attname"])
-                part: sql.Composable = sql.Identifier(col["attname"])
-            else:
-                # an expression, as PostgreSQL's own deparser prints it
-                part = sql.SQL("({})").format(sql.SQL(r["coldefs"][k]))
-            extras: list[sql.Composable] = [part]
-            coll = r["colls"][k]
-            if coll and (not attnum or coll != by_num[attnum]["attcollation"]):
-                c = collations[coll]
-                extras.append(sql.SQL("COLLATE {}").format(sql.Identifier(c["nspname"],
-                                                                           c["collname"])))
-            opc = opclasses.get(r["classes"][k])
-            if opc is not None and not opc["opcdefault"]:
-                extras.append(sql.Identifier(opc["nspname"], opc["opcname"]))
-            opt = r["opts"][k]
-            if opt & 1:
-                extras.append(sql.SQL("DESC" if opt & 2 else "DESC NULLS LAST"))
-            elif opt & 2:
-                extras.append(sql.SQL("NULLS FIRST"))
-            key_parts.append(sql.SQL(" ").join(extras))
-        inc = sql.SQL(" INCLUDE ({})").format(sql.SQL(", ").join(include)) if include \
-            else sql.SQL("")
-        if r["contype"] in ("p", "u"):
-            if r["contype"] == "p":
-                pk = plain_cols
-            kind = sql.SQL("PRIMARY KEY" if r["contype"] == "p" else
-                           ("UNIQUE NULLS NOT DISTINCT" if r["nnd"] else "UNIQUE"))
-            stmt = sql.SQL("ALTER TABLE {} ADD {} ({}){}").format(
-                new_ident, kind, sql.SQL(", ").join(sql.Identifier(c) for c in plain_cols), inc)
-            indexes.append(_IndexDef(r["relname"], stmt, True))
+        if shape.contype in ("p", "u"):
+            if shape.contype == "p":
+                pk = shape.plain_cols
+            indexes.append(_IndexDef(shape.name, shape.constraint_sql(new_ident), True))
             continue
-        where = sql.SQL(" WHERE {}").format(sql.SQL(r["pred"])) if r["pred"] else sql.SQL("")
-        stmt = sql.SQL("CREATE {unique}INDEX ON {t} USING {am} ({keys}){inc}{nnd}{where}").format(
-            unique=sql.SQL("UNIQUE " if r["indisunique"] else ""), t=new_ident,
-            am=sql.Identifier(r["amname"]), keys=sql.SQL(", ").join(key_parts), inc=inc,
-            nnd=sql.SQL(" NULLS NOT DISTINCT" if r["nnd"] else ""), where=where)
-        indexes.append(_IndexDef(r["relname"], stmt, False))
+        indexes.append(_IndexDef(shape.name, shape.create_sql(new_ident), False))
     fks = [(row["conname"], row["def"]) for row in cur.execute(
         "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint"
         " WHERE conrelid = %s AND contype = 'f' AND conparentid = 0 ORDER BY conname",
@@ -349,6 +269,7 @@ def build_consolidation_plan(
     now: datetime | None = None,
     forest: Forest | None = None,
     drop_kept: list[str] | None = None,
+    status: ConsolidationStatus | None = None,
 ) -> Plan:
     """The plan for `table`. It first finishes what earlier runs left (pgparts' registry says
     what: originals to drop, change counters to remove), whatever the selection. With
@@ -356,7 +277,7 @@ def build_consolidation_plan(
     originals whose drop refused, to verify again and drop. Planning reads the catalog only."""
     config = config or PlansConfig()
     forest = forest or load_forest(conn)
-    status = consolidation_status(conn, table, forest)
+    status = status or consolidation_status(conn, table, forest)
     parent = status.parent
     keep = config.keep_detached if keep_detached is None else keep_detached
     if drop_kept:
@@ -456,6 +377,7 @@ def build_consolidation_plan(
             "plan_id": plan_id,
         },
         lock_timeout_seconds=config.lock_timeout_seconds,
+        facts=_facts(week_plans, leftovers, keep, before, saved),
     )
     news = [(wp.week.node.schema, wp.new_name) for wp in week_plans]
     olds = [(wp.week.node.schema, wp.week.node.name) for wp in week_plans]
@@ -479,6 +401,28 @@ def build_consolidation_plan(
     plan.after = after
     plan.describe_state = describe
     return plan
+
+
+def _facts(week_plans: list[WeekPlan], leftovers: list[DetachedOriginal], keep: bool,
+           before: int, saved: int) -> PlanFacts:
+    changes = [
+        f"{wp.week.node.qualified}: {plural(wp.week.subpartitions, 'partition')}, "
+        f"~{count(wp.week.rows)} rows, {size(wp.exact_bytes)} -> "
+        f"{display_name(wp.week.node.schema, wp.new_name)} "
+        f"(estimated {size(wp.est_bytes_after)})"
+        for wp in week_plans]
+    # every drop checks first that the original's rows are in its replacement
+    destroys = [] if keep else [Destroyed("table", wp.week.node.qualified, verified=True)
+                                for wp in week_plans]
+    destroys += [Destroyed("table", d.display, verified=True) for d in leftovers]
+    figures = [Figure("bytes", before, before - saved, "bytes")] if week_plans else []
+    notes = [
+        f"estimated space saved: {size(saved)} of {size(before)}. How: the new indexes are "
+        f"built by sorting, packed to their fillfactor (90%) where indexes grown by inserts "
+        f"sit near 70%; each leaf beyond the first also had its own free-space/visibility "
+        f"maps and index meta pages; dead rows are not copied. Heap size is otherwise "
+        f"unchanged."] if week_plans else []
+    return PlanFacts(changes=changes, destroys=destroys, figures=figures, notes=notes)
 
 
 def _kept_line(parent: PartNode, d: DetachedOriginal, display: str = "") -> str:

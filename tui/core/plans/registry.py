@@ -1,0 +1,17 @@
+"""The registered plan kinds. Front ends reach kinds only through here: a new kind is one
+module in plans/kinds/ plus one line below, and gets its subcommand (and `pgparts fix`, when it
+fixes findings) without new command-line code."""
+
+from __future__ import annotations
+
+from .kind import PlanKind
+from .kinds.consolidate import Consolidate
+
+PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(),)
+
+
+def kind_named(name: str) -> PlanKind:
+    for kind in PLAN_KINDS:
+        if kind.name == name:
+            return kind
+    raise LookupError(f"no plan kind {name!r}")
