@@ -77,7 +77,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return _status(kind, args, ctx)
     check_mode(args, ctx, "status" if kind.has_status else "")
     try:
-        request = kind.request({o.name: getattr(args, o.name) for o in kind.options})
+        request = kind.request({o.name: getattr(args, o.name) for o in kind.options},
+                               args.table)
     except PlanKindError as exc:
         raise CliError(str(exc)) from None
     conn = ctx.connect(purpose="cli")
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 def build(kind: PlanKind, conn: psycopg.Connection, table: str, request: Request,
           ctx: Context, forest: Forest | None = None) -> Plan:
+    request.target = table
     """Load the catalog once, read the kind's status, build the plan; user errors as CliError."""
     try:
         forest = forest or load_forest(conn)

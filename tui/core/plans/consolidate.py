@@ -89,7 +89,6 @@ from ..catalog import Forest, PartNode, load_forest
 from ..config import PlansConfig
 from ..humanfmt import count, plural, size
 from ..names import check_identifier_length, display_name
-from . import markers
 from .consolidate_status import (
     CANDIDATE_STATUSES,
     CONSOLIDATED,
@@ -132,6 +131,7 @@ from .evidence import (
     raise_unless_equal,
 )
 from .hashing import extended_hash_supported, row_hash
+from .steps import markers
 from .steps.shape import grant_statements, index_shapes
 
 __all__ = [

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import markers
 from .hashing import checksum_sql, row_hash
+from .steps import markers
 
 COUNT_TRIGGER = "pgparts_changes"
 

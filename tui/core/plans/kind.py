@@ -101,9 +101,11 @@ class Option:
 
 @dataclass
 class Request:
-    """What the operator asked for: option values by name (None: not chosen)."""
+    """What the operator asked for: the target table and option values by name (None: not
+    chosen)."""
 
     values: dict[str, Any] = field(default_factory=dict)
+    target: str = ""
 
     def get(self, name: str, default: Any = None) -> Any:
         value = self.values.get(name)
@@ -136,11 +138,11 @@ class PlanKind:
         raise NotImplementedError
 
     def default_request(self, forest: Forest, target: str, config: Config) -> Request:
-        return Request({o.name: o.default for o in self.options})
+        return Request({o.name: o.default for o in self.options}, target)
 
-    def request(self, values: dict[str, Any]) -> Request:
+    def request(self, values: dict[str, Any], target: str = "") -> Request:
         """A request from raw front-end values, every option parsed and validated."""
-        return Request({o.name: o.convert(values.get(o.name)) for o in self.options})
+        return Request({o.name: o.convert(values.get(o.name)) for o in self.options}, target)
 
     def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
               config: Config) -> Plan:

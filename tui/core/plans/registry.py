@@ -5,9 +5,12 @@ fixes findings) without new command-line code."""
 from __future__ import annotations
 
 from .kind import PlanKind
+from .kinds.analyze import Analyze
 from .kinds.consolidate import Consolidate
+from .kinds.finalize_detach import FinalizeDetach
+from .kinds.index_fix import IndexFix
 
-PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(),)
+PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(), Analyze(), FinalizeDetach(), IndexFix())
 
 
 def kind_named(name: str) -> PlanKind:

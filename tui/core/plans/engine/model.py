@@ -103,7 +103,8 @@ class Step:
     `retry` says what a lock timeout retries: "statement" rolls back to a savepoint taken just
     before the waiting statement (completed copy work in the same transaction is kept); "step"
     rolls back the whole transaction and starts it again, for short swaps where sitting on the
-    locks already taken during the backoff would block the application.
+    locks already taken during the backoff would block the application. A non-transactional
+    step with "step" retry starts again from its first statement.
     """
 
     title: str

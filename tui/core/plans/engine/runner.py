@@ -432,7 +432,8 @@ class PlanRunner:
                     self._run_transaction(conn, i, step, out)
                 else:
                     for j, st in enumerate(step.statements, 1):
-                        self._run_statement(conn, i, j, st, out, savepoint=False)
+                        self._run_statement(conn, i, j, st, out, savepoint=False,
+                                            restart_step=step.retry == "step")
                 return
             except _StepLockTimeout as exc:
                 # "step" retry: the whole transaction was rolled back; copy progress with it
@@ -483,7 +484,8 @@ class PlanRunner:
             self._raise_for(exc, step)
 
     def _run_statement(self, conn: psycopg.Connection, i: int, j: int, st: Any,
-                       out: StepOutcome, *, savepoint: bool) -> None:
+                       out: StepOutcome, *, savepoint: bool, restart_step: bool = False
+                       ) -> None:
         retries = self.config.lock_retries
         attempt = 0
         while True:
@@ -505,8 +507,11 @@ class PlanRunner:
                 self._lock_wait += waited
                 out.lock_wait_seconds += waited
                 out.lock_timeouts += 1
-                if not savepoint and conn.info.transaction_status != 0:
-                    # inside a transaction without a savepoint: only the whole step can retry
+                if not savepoint and (conn.info.transaction_status != 0 or restart_step):
+                    # inside a transaction without a savepoint: only the whole step can retry;
+                    # a non-transactional step with retry "step" starts again from its first
+                    # statement (e.g. dropping what an interrupted CREATE INDEX CONCURRENTLY
+                    # left before building again)
                     raise _StepLockTimeout(waited) from exc
                 if attempt > retries:
                     raise LockGaveUp(self._gave_up_message_stmt(st, attempt)) from None

@@ -69,11 +69,11 @@ class Consolidate(PlanKind):
 
     def default_request(self, forest: Forest, target: str, config: Config) -> Request:
         return Request({"older_than": config.plans.older_than, "batch": config.plans.batch,
-                        "keep_detached": config.plans.keep_detached})
+                        "keep_detached": config.plans.keep_detached}, target)
 
     def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
               config: Config) -> Plan:
-        target = status.parent.qualified if status is not None else ""
+        target = status.parent.qualified if status is not None else request.target
         try:
             return build_consolidation_plan(
                 conn, target, config=config.plans, older_than=request.get("older_than"),
