@@ -491,6 +491,7 @@ class PlanRunner:
         while True:
             self._check_cancel()
             self._call_hook("statement", i, j)
+            self._check_cancel()  # a cancel that came while the hook ran (the console's)
             attempt += 1
             if st.kind == "copy" and self._copy_started is None:
                 self._copy_started = time.monotonic()
