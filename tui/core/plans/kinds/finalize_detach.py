@@ -2,9 +2,10 @@
 
 A partition whose concurrent detach was cancelled or killed stays "detach pending": invisible
 through its parent, and inserts for its range fail. `ALTER TABLE parent DETACH PARTITION
-partition FINALIZE` completes it; like the concurrent detach it cannot run in a transaction
-block, so each step is one autocommit statement, retried when its lock is not granted within
-the lock timeout. Done once pg_inherits no longer links the two.
+partition FINALIZE` completes it, taking SHARE UPDATE EXCLUSIVE on the parent and ACCESS
+EXCLUSIVE on the partition (tested on 15 and 18); each step is that one statement in autocommit,
+retried when its lock is not granted within the lock timeout. Done once pg_inherits no longer
+links the two.
 """
 
 from __future__ import annotations
