@@ -46,7 +46,7 @@ def add_mode_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     kind = kind_named(parser.get_default("command"))
-    parser.add_argument("table", help="the partitioned table ('name' or 'schema.name')")
+    parser.add_argument("table", help=kind.table_help)
     if kind.has_status:
         parser.add_argument("action", nargs="?", choices=["status"],
                             help=getattr(kind, "status_help", "'status': what the kind sees"))

@@ -84,7 +84,6 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ..bounds import BoundValue
 from ..catalog import Forest, PartNode, load_forest
 from ..config import PlansConfig
 from ..humanfmt import count, plural, size
@@ -121,18 +120,21 @@ from .evidence import (
     COUNT_TRIGGER,
     changes_since_copy,
     compare_sql,
-    counter_cleanup_sql,
     counter_idents,
     counter_name,
     digest_sql,
     evidence_sql,
     raise_unless_attached,
-    raise_unless_contained,
     raise_unless_equal,
 )
-from .hashing import extended_hash_supported, row_hash
+from .hashing import extended_hash_supported
 from .steps import markers
+from .steps.shadow import counter_removal_step as _counter_removal_step
 from .steps.shape import grant_statements, index_shapes
+from .steps.swap import CHECK_NAME, EST_BYTES_PER_SECOND
+from .steps.swap import bound_sql as _bound_sql
+from .steps.swap import default_helper_steps as _default_helper
+from .steps.swap import drop_detached_step as _drop_step
 
 __all__ = [
     "CANDIDATE_STATUSES", "CONSOLIDATED", "HASH_PARTITIONED", "LIST_PARTITIONED", "OTHER",
@@ -142,12 +144,7 @@ __all__ = [
 ]
 
 TRIGGER_NAME = "pgparts_mirror"
-CHECK_NAME = "pgparts_bound_check"
-DEFAULT_CHECK_PREFIX = "pgparts_excl_"
 
-# Rough throughput for time estimates (measured by bench/consolidate.py on a 2-core machine:
-# copy + index builds + analyze + verification of the account_balances shape).
-EST_BYTES_PER_SECOND = 60 * 1024**2
 # A b-tree built by sorting is packed to its fillfactor (90%); one grown by random inserts
 # settles near 70% full (Yao's 69% for random splits). Rebuilt indexes shrink by about that.
 REBUILT_INDEX_RATIO = 0.70 / 0.90
@@ -212,13 +209,6 @@ def _parent_shape(conn: psycopg.Connection, parent: PartNode, new_ident: sql.Ide
     names = [c["attname"] for c in cols]
     return _ParentShape(names, [c["attname"] for c in cols if not c["generated"]], pk,
                         indexes, fks, referencing)
-
-
-def _bound_sql(v: BoundValue) -> sql.Composable:
-    if v.special in ("MINVALUE", "MAXVALUE"):
-        return sql.SQL(v.special)
-    # bound text is what the server printed; re-emit it as a literal, never pasted
-    return sql.Literal(v.text)
 
 
 @dataclass
@@ -847,181 +837,6 @@ def _column_types(conn: psycopg.Connection, oid: int) -> list[int]:
     return [int(r[0]) for r in conn.execute(
         "SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attnum > 0"
         " AND NOT attisdropped", (oid,)).fetchall()]
-
-
-def _default_helper(conn: psycopg.Connection, parent: PartNode, default: PartNode | None,
-                    node: PartNode, key: str, bound: Any, old_disp: str,
-                    swapped: Any) -> list[Step]:
-    """Steps that spare the swap's ATTACH a scan of the DEFAULT partition under the parent's
-    ACCESS EXCLUSIVE lock (with 1 million rows in it: 58-93 ms measured, 2-9 ms with these
-    steps). ATTACH skips the scan when the DEFAULT's constraints imply it holds no row of the
-    new bound: a CHECK stating exactly that, added NOT VALID (ACCESS EXCLUSIVE on the DEFAULT
-    for an instant), then validated (SHARE UPDATE EXCLUSIVE: writers carry on while it scans),
-    each in its own transaction before the swap; removed after the swap in a short transaction
-    of its own. A partitioned DEFAULT is left alone (the CHECK would have to be proven on each
-    of its partitions)."""
-    if default is None or default.relkind != "r":
-        return []
-    name = f"{DEFAULT_CHECK_PREFIX}{node.oid}"
-    ident = sql.Identifier(name)
-    col = sql.Identifier(key)
-    # the negation of the new partition's constraint, in the form PostgreSQL derives when it
-    # checks the DEFAULT (so the implication is proven by plain matching)
-    arms: list[sql.Composable] = [sql.SQL("{} IS NULL").format(col)]
-    if bound.lower and bound.lower[0].special != "MINVALUE":
-        arms.append(sql.SQL("{} < {}").format(col, _bound_sql(bound.lower[0])))
-    if bound.upper and bound.upper[0].special != "MAXVALUE":
-        arms.append(sql.SQL("{} >= {}").format(col, _bound_sql(bound.upper[0])))
-    expr = sql.SQL(" OR ").join(arms)
-    disp = default.qualified
-    oid = default.oid
-
-    def state(c: psycopg.Connection) -> bool | None:
-        row = c.execute("SELECT convalidated FROM pg_catalog.pg_constraint"
-                        " WHERE conrelid = %s AND conname = %s AND contype = 'c'",
-                        (oid, name)).fetchone()
-        return None if row is None else bool(row[0])
-
-    add = Step(
-        title=f"Exclude {old_disp}'s range from {disp}",
-        explanation=(
-            f"Add a CHECK to the DEFAULT partition saying it holds no row of this bound, NOT "
-            f"VALID: no scan, an instant of ACCESS EXCLUSIVE on {disp} (under lock_timeout, "
-            f"retried). With it validated, the swap's ATTACH does not scan {disp} under the "
-            f"parent's lock."),
-        statements=[Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({}) NOT VALID")
-                              .format(default.ident, ident, expr), "lock")],
-        locks=[Lock("ACCESS EXCLUSIVE", disp, "an instant: no scan")],
-        retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.01),
-        done=lambda c: state(c) is not None or swapped(c), group=old_disp)
-    validate = Step(
-        title=f"Validate the CHECK on {disp}",
-        explanation=(
-            f"Scan {disp} once to validate the CHECK, under SHARE UPDATE EXCLUSIVE: reads and "
-            f"writes of the DEFAULT continue (its rows of this range would be routed to the "
-            f"{old_disp} partition anyway, so this cannot fail)."),
-        statements=[Statement(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-            default.ident, ident), "maintenance")],
-        locks=[Lock("SHARE UPDATE EXCLUSIVE", disp, "blocks no reader or writer")],
-        estimate=Estimate(0, 0, default.total_bytes / EST_BYTES_PER_SECOND),
-        done=lambda c: bool(state(c)) or swapped(c), group=old_disp)
-    remove = Step(
-        title=f"Remove the helper CHECK from {disp}",
-        explanation=(
-            f"The partition bound now keeps these rows out of {disp}. Dropping the CHECK takes "
-            f"ACCESS EXCLUSIVE on {disp} for an instant (a lock timeout retries it)."),
-        statements=[Statement(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
-            default.ident, ident), "lock")],
-        locks=[Lock("ACCESS EXCLUSIVE", disp, "an instant")],
-        retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.01),
-        done=lambda c: state(c) is None and swapped(c), group=old_disp)
-    return [add, validate, remove]
-
-
-def _subset_check(old: sql.Composable, new: sql.Composable, cols: list[str], fast: bool,
-                  old_disp: str, new_disp: str, old_oid: int,
-                  refusals: dict[int, tuple[str, str, str]]) -> Any:
-    def check(row: Any, conn: psycopg.Connection) -> str:
-        n_old, h_old, n_new, h_new = row
-        if (n_old, h_old) == (n_new, h_new):
-            return f"{old_disp} and {new_disp} hold the same {n_new:,} rows (checksum {h_new})"
-        # the new partition changed since the swap (it is live): every row of the original
-        # must still be in it; a multiset difference of row hashes finds any that is not
-        missing = conn.execute(sql.SQL(
-            "SELECT pg_catalog.count(*) FROM (SELECT {h} FROM {old} EXCEPT ALL"
-            " SELECT {h} FROM {new}) d").format(h=row_hash(cols, fast), old=old, new=new)
-        ).fetchone()[0]
-        if missing:
-            why = (f"{missing:,} of the {n_old:,} rows of {old_disp} are not in {new_disp} "
-                   f"(changed since the swap?)")
-            refusals[old_oid] = (why, old_disp, new_disp)
-            raise VerificationFailed(f"{why}; {old_disp} is kept")
-        return f"all {n_old:,} rows of {old_disp} are in {new_disp}"
-    return check
-
-
-def _drop_step(conn: psycopg.Connection, old: sql.Identifier, old_disp: str, schema: str,
-               new_name: str, new_disp: str, cols: list[str], nbytes: int, done: Any,
-               old_oid: int, fast: bool, refusals: dict[int, tuple[str, str, str]]) -> Step:
-    new = sql.Identifier(schema, new_name)
-    seq, count_fn = counter_idents(schema, old_oid)
-    full_sql = compare_sql(old, new, cols, fast)
-    subset = _subset_check(old, new, cols, fast, old_disp, new_disp, old_oid, refusals)
-
-    def check(row: Any, c: psycopg.Connection) -> str:
-        why = changes_since_copy(row, c, seq)
-        if not why:
-            return (f"{old_disp} and {new_disp} unchanged since the build verified them equal "
-                    f"(no row write counted; same files, columns and counter triggers): every "
-                    f"row of {old_disp} is in {new_disp}")
-        return f"{subset(c.execute(full_sql).fetchone(), c)} ({why})"
-
-    return Step(
-        title=f"Drop the detached {old_disp}",
-        explanation=(
-            f"Check that every row of the detached original is in {new_disp}: nothing written "
-            f"to either table since the build verified them equal (the change counter and the "
-            f"digest of files, columns and triggers), or else equal count and checksum, or if "
-            f"the live partition changed since the swap, a multiset difference of row hashes. "
-            f"Then drop it. The parent is not locked: the table is no longer a partition. If "
-            f"rows are missing, it is kept and reported (once) with what to do."),
-        statements=[
-            Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(old), "lock",
-                      note="the detached original; the application no longer uses it"),
-            Statement(evidence_sql(old_oid, schema, new_name), "verify",
-                      note="every row of the original must be in the consolidated partition: "
-                           "nothing changed since the verified copy, or equal checksums, or "
-                           "no row missing from a multiset difference (the script always "
-                           "computes the difference)",
-                      check=check,
-                      script=raise_unless_contained(conn, old, new, cols, fast, old_disp,
-                                                     new_disp)),
-            Statement(markers.guard_sql(conn, create=False),
-                      note="pgparts' registry is still only yours"),
-            Statement(sql.SQL("DROP TABLE {}").format(old)),
-            Statement(sql.SQL("DELETE FROM {} WHERE role = {} AND objid = {}").format(
-                markers.REGISTRY, sql.Literal(markers.ORIGINAL_ROLE), sql.Literal(old_oid))),
-        ],
-        locks=[Lock("ACCESS EXCLUSIVE", old_disp, "detached: blocks nothing of the parent"),
-               Lock("ACCESS SHARE", new_disp, "blocks nothing")],
-        estimate=Estimate(0, -nbytes if nbytes else 0, nbytes / EST_BYTES_PER_SECOND * 0.1),
-        done=done, verify_note="no row of the original is missing from the new partition",
-        group=old_disp)
-
-
-def _counter_removal_step(conn: psycopg.Connection, schema: str, new_name: str, new_disp: str,
-                          week_oid: int, group: str) -> Step:
-    """Its own short transaction after the drop's: the drop's COMMIT unlinks the original's
-    files (a fraction of a second for a large week), and the live partition must not stay
-    locked meanwhile."""
-
-    def removed(c: psycopg.Connection) -> bool:
-        if markers.trust_problem(c):
-            return False  # the step's guard says why
-        row = c.execute(sql.SQL(
-            "SELECT pg_catalog.to_regclass({q}) IS NULL OR NOT EXISTS (SELECT FROM {reg}"
-            " WHERE role IN ({f}, {s}) AND source_oid = {w})").format(
-            q=sql.Literal(markers.REGISTRY.as_string(c)), reg=markers.REGISTRY,
-            f=sql.Literal(markers.COUNTER_FUNCTION_ROLE),
-            s=sql.Literal(markers.COUNTER_SEQUENCE_ROLE), w=sql.Literal(week_oid))).fetchone()
-        return bool(row and row[0])
-
-    return Step(
-        title=f"Remove the change counter from {new_disp}",
-        explanation=(
-            f"Drop the counter's trigger from {new_disp}, its function and its sequence, each "
-            f"only if it is the object pgparts' registry recorded. "
-            f"Dropping a trigger takes ACCESS EXCLUSIVE on the table: reads and writes of this "
-            f"partition wait from then to COMMIT, milliseconds (a lock timeout retries the "
-            f"transaction after a pause)."),
-        statements=[Statement(markers.guard_sql(conn, create=False),
-                              note="pgparts' registry is still only yours"),
-                    Statement(counter_cleanup_sql(conn, schema, new_name, week_oid),
-                              "lock", note="trigger (if there), function and sequence")],
-        locks=[Lock("ACCESS EXCLUSIVE", new_disp,
-                    "reads and writes of this partition wait, milliseconds")],
-        retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.01),
-        done=removed, group=group)
 
 
 def _drop_leftover_steps(conn: psycopg.Connection, parent: PartNode, orig: DetachedOriginal,

@@ -121,6 +121,7 @@ class PlanKind:
     noun: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
     has_status: ClassVar[bool] = False
+    table_help: ClassVar[str] = "the partitioned table ('name' or 'schema.name')"
     # the findings (tui.core.findings codes) a plan of this kind removes
     fixes: ClassVar[tuple[str, ...]] = ()
 

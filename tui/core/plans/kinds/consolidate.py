@@ -33,6 +33,7 @@ class Consolidate(PlanKind):
     summary = "status, preview and apply consolidation plans"
     noun = "consolidation"
     has_status = True
+    table_help = "the RANGE-partitioned parent ('name' or 'schema.name')"
     options = (
         Option("older_than", "str", metavar="AGE", parse=parse_age,
                help="partitions whose upper bound is older than AGE, e.g. 3months "
