@@ -77,3 +77,28 @@ def test_confirmation_types_the_name_only_when_data_goes_for_good(monkeypatch, c
     assert confirm(lost)
     err = capsys.readouterr().err
     assert "drops table s.x: its data is kept nowhere else" in err
+
+
+def test_the_engine_imports_no_kind_and_commands_reach_kinds_through_the_registry():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "tui"
+
+    def imports(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text())
+        out: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                out.add("." * node.level + (node.module or ""))
+            elif isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+        return out
+
+    for path in (root / "core" / "plans" / "engine").glob("*.py"):
+        bad = {m for m in imports(path) if "kind" in m or "consolidat" in m
+               or "registry" in m or "steps" in m}
+        assert not bad, (path.name, bad)
+    for name in ("plan.py", "apply.py", "fix.py"):
+        bad = {m for m in imports(root / "commands" / name) if ".kinds" in m}
+        assert not bad, (name, bad)
