@@ -96,7 +96,10 @@ def _run(db, plan, **kw):
 
 
 def _finish(db, kind_name: str, rows_before: str) -> None:
-    result = _run(db, _plan(db, kind_name))
+    plan = _plan(db, kind_name)
+    titles = [s.title for s in plan.steps]
+    assert len(titles) == len(set(titles)), titles  # the re-run plans nothing twice
+    result = _run(db, plan)
     assert result.ok, (result.error, result.state)
     with db.connect() as conn:
         assert CONTRACTS[kind_name].fixed(conn)

@@ -127,6 +127,8 @@ class _Ctx:
     names: _Names
     intents: dict[tuple[int, int], markers.Entry]  # (table oid, parent index oid) -> entry
     changes: list[str]
+    index_oids: dict[tuple[int, str], int]  # (table oid, index name) -> oid, from the forest
+    attached: dict[int, set[int]]  # index oid -> the tables with an index attached to it
 
 
 def _estimate(node: PartNode) -> Estimate:
@@ -183,9 +185,12 @@ def _missing_steps(cx: _Ctx, table: PartNode, parent: ParentIndex, parent_oid: i
                 _index_row(c, s, n) is not None or _attached(c, t, p)),
             group=group)]
         here = ParentIndex(table.schema, name, shape.contype)
+        here_oid = cx.index_oids.get((table.oid, name))  # made by an interrupted earlier run
+        done = cx.attached.get(here_oid, set()) if here_oid is not None else set()
         for child in table.children:
-            if child.relkind != "f":  # foreign tables hold no indexes
-                steps += _missing_steps(cx, child, here, None, shape)
+            # foreign tables hold no indexes; a partition an earlier run finished has its own
+            if child.relkind != "f" and child.oid not in done:
+                steps += _missing_steps(cx, child, here, here_oid, shape)
         return steps + [attach]
     cx.changes.append(f"create {display} on {table.qualified} (CONCURRENTLY), attach it to "
                       f"{parent.display}")
@@ -354,11 +359,16 @@ class IndexWork:
     untouched: list[str]  # what it leaves alone, and why
 
 
-def index_work(forest: Forest, root: PartNode) -> IndexWork:
+def _attached_map(forest: Forest) -> dict[int, set[int]]:
     attached: dict[int, set[int]] = {}
     for info in forest.indexes.values():
         if info.parent_index:
             attached.setdefault(info.parent_index, set()).add(info.table_oid)
+    return attached
+
+
+def index_work(forest: Forest, root: PartNode) -> IndexWork:
+    attached = _attached_map(forest)
     missing: list[tuple[PartNode, PartNode, IndexInfo]] = []
     invalid: list[tuple[PartNode, IndexInfo]] = []
     untouched: list[str] = []
@@ -416,7 +426,8 @@ class IndexFix(PlanKind):
             " WHERE n.nspname = ANY(%s)", (schemas,)).fetchall()}
         cx = _Ctx(conn, uuid.uuid4().hex, _Names(taken),
                   {(e.parent_oid, e.source_oid): e for e in entries if e.state == "create"},
-                  [])
+                  [], {(i.table_oid, i.name): i.oid for i in forest.indexes.values()},
+                  _attached_map(forest))
         steps: list[Step] = []
         building = {(e.parent_oid, e.name) for e in entries if e.state == "create"}
         pending = {(t.oid, i.oid) for t, _p, i in work.missing}
@@ -431,8 +442,14 @@ class IndexFix(PlanKind):
                                             for t, i in work.invalid):
                 continue  # rebuilt below, leftovers dropped by the next run
             steps += _drop_leftover_steps(cx, subtree[e.parent_oid], e, names)
+        # a sub-partitioned partition whose index an interrupted run made ON ONLY it: its
+        # partitions are handled under it (below), not as pairs of their own
+        under = {(t.oid, cx.intents[(t.oid, i.oid)].name) for t, _p, i in work.missing
+                 if t.is_partitioned and (t.oid, i.oid) in cx.intents}
         shapes: dict[int, IndexShape] = {}
         for table, parent, info in work.missing:
+            if (parent.oid, info.name) in under:
+                continue
             if info.oid not in shapes:
                 shapes[info.oid] = index_shapes(conn, parent.oid, [info.oid])[0]
             shape = shapes[info.oid]
