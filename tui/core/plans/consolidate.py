@@ -129,6 +129,12 @@ from .evidence import (
 )
 from .hashing import extended_hash_supported
 from .steps import markers
+from .steps.shadow import (
+    TRIGGER_NAME,
+    counter_function_body,
+    mirror_function_body,
+    shadow_statements,
+)
 from .steps.shadow import counter_removal_step as _counter_removal_step
 from .steps.shape import grant_statements, index_shapes
 from .steps.swap import CHECK_NAME, EST_BYTES_PER_SECOND
@@ -143,7 +149,6 @@ __all__ = [
     "select_weeks",
 ]
 
-TRIGGER_NAME = "pgparts_mirror"
 
 # A b-tree built by sorting is packed to its fillfactor (90%); one grown by random inserts
 # settles near 70% full (Yao's 69% for random splits). Rebuilt indexes shrink by about that.
@@ -518,34 +523,10 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     unit = status.unit
 
     # -- mirror trigger: keeps the new table equal to the week between copy and swap -----------
-    def col_list(prefix: str, cols: list[str]) -> sql.Composable:
-        return sql.SQL(", ").join(
-            sql.SQL("{}.{}").format(sql.SQL(prefix), sql.Identifier(c)) for c in cols)
-
-    if shape.pk:
-        match = sql.SQL(" AND ").join(
-            sql.SQL("{c} = OLD.{c}").format(c=sql.Identifier(c)) for c in shape.pk)
-        delete = sql.SQL("DELETE FROM {new} WHERE {match};").format(new=new, match=match)
-    else:
-        match = sql.SQL("ROW({}) ::text IS NOT DISTINCT FROM ROW({})::text").format(
-            col_list("s", shape.columns), col_list("OLD", shape.columns))
-        delete = sql.SQL(
-            "DELETE FROM {new} WHERE ctid = (SELECT s.ctid FROM {new} s WHERE {match} LIMIT 1);"
-        ).format(new=new, match=match)
-    body = sql.SQL(
-        "BEGIN\n"
-        "  IF TG_OP IN ('DELETE', 'UPDATE') THEN\n    {delete}\n  END IF;\n"
-        "  IF TG_OP IN ('INSERT', 'UPDATE') THEN\n"
-        "    INSERT INTO {new} ({cols}) VALUES ({vals});\n  END IF;\n"
-        "  RETURN NULL;\nEND"
-    ).format(delete=delete, new=new, cols=ins_cols, vals=col_list("NEW", shape.insertable))
-    body_text = body.as_string(conn)
+    body_text = mirror_function_body(conn, new, shape.columns, shape.insertable, shape.pk)
     fast = extended_hash_supported(conn, _column_types(conn, parent.oid))
     seq, count_fn = counter_idents(node.schema, node.oid)
-    count_body = sql.SQL(
-        "BEGIN\n  PERFORM pg_catalog.nextval({seq}::pg_catalog.regclass);\n"
-        "  IF TG_OP = 'DELETE' THEN\n    RETURN OLD;\n  END IF;\n  RETURN NEW;\nEND"
-    ).format(seq=sql.Literal(seq.as_string(conn))).as_string(conn)
+    count_body = counter_function_body(conn, seq)
     evidence = evidence_sql(node.oid, node.schema, new_name)
 
     def new_done(c: psycopg.Connection) -> bool:
@@ -619,39 +600,8 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
             new, sql.Identifier(name), sql.SQL(definition)),
             note="the parent's foreign key, validated now rather than under the parent's lock"))
     stmts += [
-        Statement(sql.SQL(
-            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS {body}").format(
-            fn=fn, body=sql.Literal(body_text)),
-            note=f"mirror function: applies writes to the {unit} to the new table"),
-        Statement(sql.SQL(
-            "CREATE TRIGGER {trg} AFTER INSERT OR UPDATE OR DELETE ON {old}"
-            " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
-            trg=sql.Identifier(TRIGGER_NAME), old=old, fn=fn),
-            note=f"from this commit until the swap, writes to the {unit} reach both tables"),
-        Statement(sql.SQL("CREATE SEQUENCE {}").format(seq),
-                  note=f"change counter: row writes to the {unit} or the copy after this "
-                       f"commit"),
-        Statement(sql.SQL(
-            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
-            " SET search_path = pg_catalog, pg_temp AS {body}").format(
-            fn=count_fn, body=sql.Literal(count_body)),
-            note="counts a write before it happens; runs as its owner, so writers need no "
-                 "privilege on the counter"),
-        Statement(sql.SQL(
-            "CREATE TRIGGER {trg} BEFORE INSERT OR UPDATE OR DELETE ON {old}"
-            " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
-            trg=sql.Identifier(COUNT_TRIGGER), old=old, fn=count_fn)),
-        Statement(sql.SQL(
-            "CREATE TRIGGER {trg} BEFORE INSERT OR UPDATE OR DELETE ON {new}"
-            " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
-            trg=sql.Identifier(COUNT_TRIGGER), new=new, fn=count_fn)),
-        Statement(sql.SQL(
-            "ALTER TABLE {old} ENABLE ALWAYS TRIGGER {mirror}, ENABLE ALWAYS TRIGGER {count}"
-        ).format(old=old, mirror=sql.Identifier(TRIGGER_NAME),
-                 count=sql.Identifier(COUNT_TRIGGER)),
-            note="fire under session_replication_role = replica too (logical replication)"),
-        Statement(sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(
-            new, sql.Identifier(COUNT_TRIGGER))),
+        *shadow_statements(old=old, new=new, mirror_fn=fn, mirror_body=body_text, seq=seq,
+                           count_fn=count_fn, count_body=count_body, unit=unit),
         Statement(markers.register_relation_sql(
             role=markers.CONSOLIDATED_ROLE, schema=node.schema, name=new_name,
             parent_oid=parent.oid, source_oid=node.oid, source_name=node.name,

@@ -14,6 +14,7 @@ from ..engine.model import Estimate, Lock, Statement, Step
 from . import markers
 
 COUNT_TRIGGER = "pgparts_changes"
+TRIGGER_NAME = "pgparts_mirror"
 
 
 # -- the change counter: proof that nothing changed since the copy was verified ----------------
@@ -160,6 +161,90 @@ def counter_cleanup_sql(conn: psycopg.Connection, schema: str, new_name: str,
         fn_role=sql.Literal(markers.COUNTER_FUNCTION_ROLE),
         seq_role=sql.Literal(markers.COUNTER_SEQUENCE_ROLE))
     return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
+
+
+def mirror_function_body(conn: psycopg.Connection, new: sql.Identifier, columns: list[str],
+                         insertable: list[str], pk: list[str]) -> str:
+    """The mirror trigger function's body: applies every insert, update and delete of the live
+    table to `new` in the writer's own transaction, so the two stay equal at every snapshot
+    (rows matched by the primary key, or by the whole row without one)."""
+
+    def col_list(prefix: str, cols: list[str]) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.SQL(prefix), sql.Identifier(c)) for c in cols)
+
+    if pk:
+        match = sql.SQL(" AND ").join(
+            sql.SQL("{c} = OLD.{c}").format(c=sql.Identifier(c)) for c in pk)
+        delete = sql.SQL("DELETE FROM {new} WHERE {match};").format(new=new, match=match)
+    else:
+        match = sql.SQL("ROW({}) ::text IS NOT DISTINCT FROM ROW({})::text").format(
+            col_list("s", columns), col_list("OLD", columns))
+        delete = sql.SQL(
+            "DELETE FROM {new} WHERE ctid = (SELECT s.ctid FROM {new} s WHERE {match} LIMIT 1);"
+        ).format(new=new, match=match)
+    body = sql.SQL(
+        "BEGIN\n"
+        "  IF TG_OP IN ('DELETE', 'UPDATE') THEN\n    {delete}\n  END IF;\n"
+        "  IF TG_OP IN ('INSERT', 'UPDATE') THEN\n"
+        "    INSERT INTO {new} ({cols}) VALUES ({vals});\n  END IF;\n"
+        "  RETURN NULL;\nEND"
+    ).format(delete=delete, new=new,
+             cols=sql.SQL(", ").join(sql.Identifier(c) for c in insertable),
+             vals=col_list("NEW", insertable))
+    return body.as_string(conn)
+
+
+def counter_function_body(conn: psycopg.Connection, seq: sql.Identifier) -> str:
+    """The change counter's trigger function: bumps `seq` before every row write."""
+    return sql.SQL(
+        "BEGIN\n  PERFORM pg_catalog.nextval({seq}::pg_catalog.regclass);\n"
+        "  IF TG_OP = 'DELETE' THEN\n    RETURN OLD;\n  END IF;\n  RETURN NEW;\nEND"
+    ).format(seq=sql.Literal(seq.as_string(conn))).as_string(conn)
+
+
+def shadow_statements(*, old: sql.Identifier, new: sql.Identifier, mirror_fn: sql.Identifier,
+                      mirror_body: str, seq: sql.Identifier, count_fn: sql.Identifier,
+                      count_body: str, unit: str) -> list[Statement]:
+    """The mirror trigger on the live table and the change counter on both, committed with the
+    copy: from then until the swap, writes reach both tables and are counted."""
+    fn = mirror_fn
+    body_text = mirror_body
+    return [
+        Statement(sql.SQL(
+            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS {body}").format(
+            fn=fn, body=sql.Literal(body_text)),
+            note=f"mirror function: applies writes to the {unit} to the new table"),
+        Statement(sql.SQL(
+            "CREATE TRIGGER {trg} AFTER INSERT OR UPDATE OR DELETE ON {old}"
+            " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
+            trg=sql.Identifier(TRIGGER_NAME), old=old, fn=fn),
+            note=f"from this commit until the swap, writes to the {unit} reach both tables"),
+        Statement(sql.SQL("CREATE SEQUENCE {}").format(seq),
+                  note=f"change counter: row writes to the {unit} or the copy after this "
+                       f"commit"),
+        Statement(sql.SQL(
+            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
+            " SET search_path = pg_catalog, pg_temp AS {body}").format(
+            fn=count_fn, body=sql.Literal(count_body)),
+            note="counts a write before it happens; runs as its owner, so writers need no "
+                 "privilege on the counter"),
+        Statement(sql.SQL(
+            "CREATE TRIGGER {trg} BEFORE INSERT OR UPDATE OR DELETE ON {old}"
+            " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
+            trg=sql.Identifier(COUNT_TRIGGER), old=old, fn=count_fn)),
+        Statement(sql.SQL(
+            "CREATE TRIGGER {trg} BEFORE INSERT OR UPDATE OR DELETE ON {new}"
+            " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
+            trg=sql.Identifier(COUNT_TRIGGER), new=new, fn=count_fn)),
+        Statement(sql.SQL(
+            "ALTER TABLE {old} ENABLE ALWAYS TRIGGER {mirror}, ENABLE ALWAYS TRIGGER {count}"
+        ).format(old=old, mirror=sql.Identifier(TRIGGER_NAME),
+                 count=sql.Identifier(COUNT_TRIGGER)),
+            note="fire under session_replication_role = replica too (logical replication)"),
+        Statement(sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(
+            new, sql.Identifier(COUNT_TRIGGER))),
+    ]
 
 
 def counter_removal_step(conn: psycopg.Connection, schema: str, new_name: str, new_disp: str,
