@@ -117,27 +117,24 @@ from .engine.model import (
     VerificationFailed,
 )
 from .evidence import (
-    COUNT_TRIGGER,
     changes_since_copy,
     compare_sql,
     counter_idents,
     counter_name,
     digest_sql,
     evidence_sql,
-    raise_unless_attached,
     raise_unless_equal,
 )
 from .hashing import extended_hash_supported
 from .steps import markers
 from .steps.shadow import (
-    TRIGGER_NAME,
     counter_function_body,
     mirror_function_body,
     shadow_statements,
 )
 from .steps.shadow import counter_removal_step as _counter_removal_step
 from .steps.shape import grant_statements, index_shapes
-from .steps.swap import CHECK_NAME, EST_BYTES_PER_SECOND
+from .steps.swap import CHECK_NAME, EST_BYTES_PER_SECOND, swap_step
 from .steps.swap import bound_sql as _bound_sql
 from .steps.swap import default_helper_steps as _default_helper
 from .steps.swap import drop_detached_step as _drop_step
@@ -497,7 +494,6 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     assert bound is not None and bound.kind == "range"
     new_disp = display_name(node.schema, new_name)
     old_disp = node.qualified
-    parent_disp = parent.qualified
     fn = sql.Identifier(node.schema, f"pgparts_mirror_{node.oid}")
     rows, nbytes = week.rows, exact_bytes
 
@@ -694,76 +690,11 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     # -- the DEFAULT partition: a validated CHECK excluding the bound, so ATTACH does not scan it
     helper = _default_helper(conn, parent, default, node, key, bound, old_disp, swapped)
     # -- step 4: swap -----------------------------------------------------------------------
-    swap_locks = [
-        Lock("ACCESS EXCLUSIVE", parent_disp,
-             "every read and write of the table waits: from DETACH to COMMIT, milliseconds"),
-        Lock("ACCESS EXCLUSIVE", old_disp, "detached"),
-        Lock("ACCESS EXCLUSIVE", new_disp, "attached"),
-    ]
-    if default is not None:
-        swap_locks.append(Lock(
-            "ACCESS EXCLUSIVE", default.qualified,
-            "the DEFAULT partition; not scanned: its validated CHECK excludes this range"
-            if helper else "the DEFAULT partition; ATTACH scans it (partitioned DEFAULT)"))
-    for ref in shape.referencing:
-        swap_locks.append(Lock("ACCESS EXCLUSIVE", ref,
-                               "references the parent: DETACH drops its per-partition FK"))
-    swap_stmts = [
-        Statement(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent.ident, old),
-                  "lock", note="ACCESS EXCLUSIVE on the parent from here to COMMIT"),
-        Statement(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
-            parent.ident, new, for_values), "lock",
-            note="no validation scan: the CHECK implies the bound; the indexes are adopted"
-                 + ("; the DEFAULT's CHECK excludes the bound" if helper else "")),
-        Statement(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-            new, sql.Identifier(CHECK_NAME)), note="the partition bound now enforces it"),
-        Statement(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(TRIGGER_NAME), old)),
-        Statement(sql.SQL("DROP FUNCTION {}()").format(fn)),
-    ]
-    if keep:
-        # the drop comes later, if ever: no trigger stays on the live partition meanwhile, and
-        # that drop compares the tables in full
-        swap_stmts += [
-            Statement(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
-                sql.Identifier(COUNT_TRIGGER), t), note="the change counter")
-            for t in (new, old)]
-        swap_stmts += [Statement(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(count_fn)),
-                       Statement(sql.SQL("DROP SEQUENCE IF EXISTS {}").format(seq)),
-                       Statement(sql.SQL(
-                           "DELETE FROM {} WHERE role IN ({}, {}) AND source_oid = {}").format(
-                           markers.REGISTRY, sql.Literal(markers.COUNTER_FUNCTION_ROLE),
-                           sql.Literal(markers.COUNTER_SEQUENCE_ROLE), sql.Literal(node.oid)))]
-    swap_stmts.append(
-        Statement(sql.SQL("COMMENT ON TABLE {} IS {}").format(old, sql.Literal(
-            f"pgparts: detached original, replaced by {new_disp} (a note for people; pgparts "
-            f"trusts only its registry)"))))
-
-    def check_attached(c: psycopg.Connection) -> str:
-        oid = _rel_exists(c, node.schema, new_name)
-        row = c.execute(
-            "SELECT pg_get_expr(n.relpartbound, 0),"
-            " EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = %s),"
-            " EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = n.oid AND i.inhparent = %s)"
-            " FROM pg_class n WHERE n.oid = %s",
-            (node.oid, parent.oid, oid)).fetchone()
-        if not row or row[0] != node.bound_text or row[1] or not row[2]:
-            raise VerificationFailed(f"{new_disp} is not attached with {node.bound_text}")
-        return f"{new_disp} attached {node.bound_text}; {old_disp} detached"
-
-    swap = Step(
-        title=f"Swap {old_disp} for {new_disp}",
-        explanation=(
-            f"In one short transaction: detach {old_disp}, attach {new_disp} with the same "
-            f"bound, drop the helper CHECK and the mirror trigger. The parent is locked from "
-            f"DETACH to COMMIT only. On a lock timeout the whole transaction is rolled back "
-            f"and retried after a pause, so no lock is held while waiting."),
-        statements=swap_stmts, locks=swap_locks, retry="step",
-        statement_timeout_seconds=max(10.0, config.lock_timeout_seconds * 3),
-        estimate=Estimate(0, 0, SWAP_SECONDS), done=swapped, verify=check_attached,
-        verify_note=f"the new table is attached with the {unit}'s bound", hold_from=1,
-        group=old_disp,
-        script_verify=raise_unless_attached(conn, parent.oid, node.oid, node.schema, new_name,
-                                             node.bound_text or "", new_disp))
+    swap = swap_step(conn, parent=parent, node=node, new_name=new_name, for_values=for_values,
+                     mirror_fn=fn, seq=seq, count_fn=count_fn, keep=keep, default=default,
+                     default_checked=bool(helper), referencing=shape.referencing,
+                     lock_timeout_seconds=config.lock_timeout_seconds, done=swapped,
+                     unit=unit, seconds=SWAP_SECONDS)
     steps = [build, analyze, verify, *helper[:2], swap, *helper[2:]]
     if not keep:
         steps.append(_drop_step(conn, old, old_disp, node.schema, new_name, new_disp,

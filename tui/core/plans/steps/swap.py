@@ -12,10 +12,11 @@ from psycopg import sql
 
 from ...bounds import BoundValue
 from ...catalog import PartNode
-from ..engine.model import Estimate, Lock, Statement, Step
+from ...names import display_name
+from ..engine.model import Estimate, Lock, Statement, Step, VerificationFailed
 from . import markers
-from .shadow import changes_since_copy, counter_idents, evidence_sql
-from .verify import compare_sql, raise_unless_contained, subset_check
+from .shadow import COUNT_TRIGGER, TRIGGER_NAME, changes_since_copy, counter_idents, evidence_sql
+from .verify import compare_sql, raise_unless_attached, raise_unless_contained, subset_check
 
 CHECK_NAME = "pgparts_bound_check"
 DEFAULT_CHECK_PREFIX = "pgparts_excl_"
@@ -147,3 +148,98 @@ def drop_detached_step(conn: psycopg.Connection, old: sql.Identifier, old_disp: 
         estimate=Estimate(0, -nbytes if nbytes else 0, nbytes / EST_BYTES_PER_SECOND * 0.1),
         done=done, verify_note="no row of the original is missing from the new partition",
         group=old_disp)
+
+
+def _rel_oid(conn: psycopg.Connection, schema: str, name: str) -> int | None:
+    row = conn.execute(
+        "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s", (schema, name)).fetchone()
+    return int(row[0]) if row else None
+
+
+def swap_step(conn: psycopg.Connection, *, parent: PartNode, node: PartNode, new_name: str,
+              for_values: sql.Composable, mirror_fn: sql.Identifier, seq: sql.Identifier,
+              count_fn: sql.Identifier, keep: bool, default: PartNode | None,
+              default_checked: bool, referencing: list[str], lock_timeout_seconds: float,
+              done: Any, unit: str, seconds: float) -> Step:
+    """DETACH `node`, ATTACH `new_name` with the same bound in one short transaction (no scan:
+    a validated CHECK implies the bound, and with `default_checked` the DEFAULT's helper CHECK
+    excludes it), then drop the bound CHECK and the mirror trigger; with `keep`, also the
+    change counter (a later drop compares in full). Retried as a whole on a lock timeout."""
+    parent_disp = parent.qualified
+    old_disp = node.qualified
+    old = node.ident
+    new = sql.Identifier(node.schema, new_name)
+    new_disp = display_name(node.schema, new_name)
+    fn = mirror_fn
+    swap_locks = [
+        Lock("ACCESS EXCLUSIVE", parent_disp,
+             "every read and write of the table waits: from DETACH to COMMIT, milliseconds"),
+        Lock("ACCESS EXCLUSIVE", old_disp, "detached"),
+        Lock("ACCESS EXCLUSIVE", new_disp, "attached"),
+    ]
+    if default is not None:
+        swap_locks.append(Lock(
+            "ACCESS EXCLUSIVE", default.qualified,
+            "the DEFAULT partition; not scanned: its validated CHECK excludes this range"
+            if default_checked else "the DEFAULT partition; ATTACH scans it (partitioned DEFAULT)"))
+    for ref in referencing:
+        swap_locks.append(Lock("ACCESS EXCLUSIVE", ref,
+                               "references the parent: DETACH drops its per-partition FK"))
+    swap_stmts = [
+        Statement(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent.ident, old),
+                  "lock", note="ACCESS EXCLUSIVE on the parent from here to COMMIT"),
+        Statement(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
+            parent.ident, new, for_values), "lock",
+            note="no validation scan: the CHECK implies the bound; the indexes are adopted"
+                 + ("; the DEFAULT's CHECK excludes the bound" if default_checked else "")),
+        Statement(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+            new, sql.Identifier(CHECK_NAME)), note="the partition bound now enforces it"),
+        Statement(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(TRIGGER_NAME), old)),
+        Statement(sql.SQL("DROP FUNCTION {}()").format(fn)),
+    ]
+    if keep:
+        # the drop comes later, if ever: no trigger stays on the live partition meanwhile, and
+        # that drop compares the tables in full
+        swap_stmts += [
+            Statement(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                sql.Identifier(COUNT_TRIGGER), t), note="the change counter")
+            for t in (new, old)]
+        swap_stmts += [Statement(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(count_fn)),
+                       Statement(sql.SQL("DROP SEQUENCE IF EXISTS {}").format(seq)),
+                       Statement(sql.SQL(
+                           "DELETE FROM {} WHERE role IN ({}, {}) AND source_oid = {}").format(
+                           markers.REGISTRY, sql.Literal(markers.COUNTER_FUNCTION_ROLE),
+                           sql.Literal(markers.COUNTER_SEQUENCE_ROLE), sql.Literal(node.oid)))]
+    swap_stmts.append(
+        Statement(sql.SQL("COMMENT ON TABLE {} IS {}").format(old, sql.Literal(
+            f"pgparts: detached original, replaced by {new_disp} (a note for people; pgparts "
+            f"trusts only its registry)"))))
+
+    def check_attached(c: psycopg.Connection) -> str:
+        oid = _rel_oid(c, node.schema, new_name)
+        row = c.execute(
+            "SELECT pg_get_expr(n.relpartbound, 0),"
+            " EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = %s),"
+            " EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = n.oid AND i.inhparent = %s)"
+            " FROM pg_class n WHERE n.oid = %s",
+            (node.oid, parent.oid, oid)).fetchone()
+        if not row or row[0] != node.bound_text or row[1] or not row[2]:
+            raise VerificationFailed(f"{new_disp} is not attached with {node.bound_text}")
+        return f"{new_disp} attached {node.bound_text}; {old_disp} detached"
+
+    swap = Step(
+        title=f"Swap {old_disp} for {new_disp}",
+        explanation=(
+            f"In one short transaction: detach {old_disp}, attach {new_disp} with the same "
+            f"bound, drop the helper CHECK and the mirror trigger. The parent is locked from "
+            f"DETACH to COMMIT only. On a lock timeout the whole transaction is rolled back "
+            f"and retried after a pause, so no lock is held while waiting."),
+        statements=swap_stmts, locks=swap_locks, retry="step",
+        statement_timeout_seconds=max(10.0, lock_timeout_seconds * 3),
+        estimate=Estimate(0, 0, seconds), done=done, verify=check_attached,
+        verify_note=f"the new table is attached with the {unit}'s bound", hold_from=1,
+        group=old_disp,
+        script_verify=raise_unless_attached(conn, parent.oid, node.oid, node.schema, new_name,
+                                             node.bound_text or "", new_disp))
+    return swap
