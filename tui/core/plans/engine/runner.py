@@ -317,6 +317,13 @@ class PlanRunner:
                     with contextlib.suppress(psycopg.Error):
                         self.plan.details.update(self.plan.after(conn))
             finally:
+                # release the table's advisory lock before closing: a closed connection's
+                # backend may live on for a moment, and the next plan on the table (pgparts fix
+                # runs them back to back) would find the lock still held
+                with contextlib.suppress(Exception):
+                    if conn.info.transaction_status == 0:  # idle: not inside a failed step
+                        conn.execute("SELECT pg_advisory_unlock(%s)",
+                                     (advisory_key(self.plan.target_oid),))
                 with contextlib.suppress(Exception):
                     conn.close()
                 with self._lock:
