@@ -21,7 +21,7 @@ never imports a concrete one) and its AbstractOption (one declaration, two front
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -169,7 +169,3 @@ def find_table(forest: Forest, table: str) -> PartNode:
     if not node.is_partitioned:
         raise PlanKindError(f"{node.qualified} is not a partitioned table")
     return node
-
-
-def option_names(options: Sequence[Option]) -> list[str]:
-    return [o.name for o in options]
