@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tui.core.config import PlansConfig  # noqa: E402
 from tui.core.connection import Target  # noqa: E402
-from tui.core.localserver import FAST_TEST_SETTINGS, embedded_bindir, temporary_server  # noqa: E402
 from tui.core.plans import PlanRunner  # noqa: E402
 from tui.core.plans.consolidate import build_consolidation_plan  # noqa: E402
+from tui.demo.localserver import FAST_TEST_SETTINGS, embedded_bindir, temporary_server  # noqa: E402
 
 SETTINGS = {**FAST_TEST_SETTINGS, "shared_buffers": "768MB", "max_wal_size": "4GB",
             "autovacuum": "off"}

@@ -19,7 +19,7 @@ import psycopg
 
 from tui.core.connection import Target, connect
 from tui.core.explain import ExplainSession
-from tui.core.localserver import FAST_TEST_SETTINGS, temporary_server
+from tui.demo.localserver import FAST_TEST_SETTINGS, temporary_server
 
 CREATE = """
 CREATE TABLE bench_events (ts timestamptz NOT NULL, kind text, v int) PARTITION BY RANGE (ts);

@@ -42,7 +42,7 @@ from tui.app.tree_view import PartitionTree  # noqa: E402
 from tui.core.catalog import load_forest, tree_query  # noqa: E402
 from tui.core.config import Config  # noqa: E402
 from tui.core.connection import Target, connect  # noqa: E402
-from tui.core.localserver import FAST_TEST_SETTINGS, embedded_bindir, temporary_server  # noqa: E402
+from tui.demo.localserver import FAST_TEST_SETTINGS, embedded_bindir, temporary_server  # noqa: E402
 
 
 def create_layout(dsn: str, weeks: int, modulus: int, batch: int = 100) -> None:

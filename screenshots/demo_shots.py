@@ -20,7 +20,7 @@ from tui.app.app import PgpartsApp  # noqa: E402
 from tui.app.tree_view import PartitionTree  # noqa: E402
 from tui.core.config import Config  # noqa: E402
 from tui.core.connection import Target  # noqa: E402
-from tui.core.demo import open_demo  # noqa: E402
+from tui.demo.server import open_demo  # noqa: E402
 
 SIZE = (140, 40)
 
@@ -35,11 +35,12 @@ async def settle(pilot, predicate: Callable[[], bool], timeout: float = 60) -> N
 
 
 @asynccontextmanager
-async def console(dsn: str) -> AsyncIterator[tuple[PgpartsApp, object]]:
+async def console(dsn: str, size: tuple[int, int] = SIZE
+                  ) -> AsyncIterator[tuple[PgpartsApp, object]]:
     """The console on the demo, its catalog loaded; load times hidden for stable pictures."""
     app = PgpartsApp(Target(dsn, label="demo"), Config(), read_only=False)
     app.show_load_time = False
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         # the health checks too: their badges and the indexes are read after the tree
         await settle(pilot, lambda: app.catalog_loads >= 1 and not app.catalog_loading
                      and app.findings_loaded)

@@ -3,7 +3,8 @@
     python screenshots/make_screenshots.py
 
 Starts (or joins) the demo server with its data laid out around a fixed date, drives the console
-headless at 140x40 and saves tree.svg and details.svg next to this script. The load time is hidden
+headless at 140x40 and saves tree.svg and details.svg next to this script, then tree-80x24.svg:
+the same tree on an 80x24 terminal. The load time is hidden
 so that two runs on the same data give the same pictures.
 """
 
@@ -56,6 +57,15 @@ async def shoot(dsn: str) -> None:
             await pilot.pause(0.2)
         app.save_screenshot("details.svg", path=str(HERE))
 
+    async with console(dsn, size=(80, 24)) as (app, pilot):
+        tree = app.screen.query_one(PartitionTree)
+        balances = app.forest.find("account_balances")
+        weeks = sorted(balances.children, key=lambda n: n.name)
+        week = next((w for w in reversed(weeks) if w.is_partitioned and w.children), weeks[-1])
+        await _goto(pilot, tree, week.oid)
+        await pilot.pause(0.2)
+        app.save_screenshot("tree-80x24.svg", path=str(HERE))
+
 
 if __name__ == "__main__":
-    sys.exit(run(shoot, ("tree.svg", "details.svg")))
+    sys.exit(run(shoot, ("tree.svg", "details.svg", "tree-80x24.svg")))

@@ -18,14 +18,14 @@ import pytest
 from psycopg import sql
 
 from tui.core.connection import Target, connect
-from tui.core.localserver import (
+from tui.demo.localserver import (
     FAST_TEST_SETTINGS,
     PG15_BINDIR,
     LocalServer,
     LocalServerError,
     embedded_bindir,
 )
-from tui.core.seed import seed_scenarios
+from tui.demo.seed import seed_scenarios
 
 _counter = itertools.count()
 
@@ -200,7 +200,7 @@ def _small_demo(_isolated_dirs: None) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in ("PGPARTS_DEMO_SCALE", "PGPARTS_DEMO_NOW")}
     os.environ["PGPARTS_DEMO_SCALE"] = "0.02"
     os.environ["PGPARTS_DEMO_NOW"] = "2026-11-21"
-    from tui.core.demo import DEMO_SETTINGS, demo_root
+    from tui.demo.server import DEMO_SETTINGS, demo_root
 
     root = demo_root()
     yield
@@ -255,7 +255,7 @@ def _scenario_copy(server: Server) -> str:
 
 @pytest.fixture
 def scenario_db(pg: Server) -> Iterator[Database]:
-    """A fresh copy of the demo scenarios (tui.core.seed at scale 0.05, now = SCENARIO_NOW) on
+    """A fresh copy of the demo scenarios (tui.demo.seed at scale 0.05, now = SCENARIO_NOW) on
     each server version."""
     name = _scenario_copy(pg)
     yield Database(pg, name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -16,7 +15,7 @@ from tui.app.format import human_bytes, human_rows, postgres_version, thousands
 from tui.app.help_screen import HelpScreen
 from tui.app.main_screen import MainScreen
 from tui.app.registry import ConsoleCommand
-from tui.app.tree_view import PartitionTree, short_bound
+from tui.app.tree_view import PartitionTree, compact_short_bound, short_bound
 from tui.core.catalog import load_forest, load_indexes
 from tui.core.config import Config, ConsoleConfig
 from tui.core.connection import Target
@@ -29,6 +28,15 @@ SIZE = (140, 40)
 @pytest.fixture
 def awkward(db):
     build_awkward(db, payments=3000)
+    return db
+
+
+@pytest.fixture
+def balances_db(db):
+    from .test_plan_support import build_balances
+
+    with db.connect() as conn:
+        build_balances(conn, rows_per_week=40)
     return db
 
 
@@ -122,7 +130,8 @@ def test_rows_and_version_formats():
 
 
 # a size then a row count: where the size column ends on a tree line
-SIZE_COLUMN = re.compile(r"\d+(?:\.\d)? (?:B|KiB|MiB|GiB|TiB)(?= +(?:≥?[\d.]+[kMGT]?|\?) )")
+SIZE_COLUMN = re.compile(
+    r"\d+(?:\.\d)? (?:B|KiB|MiB|GiB|TiB)(?= +(?:≥?[\d.]+[kMGT]?|\?)(?: |$)| *$)")
 
 
 def assert_columns_align(tree: PartitionTree) -> None:
@@ -136,7 +145,7 @@ def assert_columns_align(tree: PartitionTree) -> None:
         match = SIZE_COLUMN.search(line)
         assert match is not None and match.group() == human_bytes(node.total_bytes), line
         size_ends.add(match.end())
-        bound = short_bound(node)
+        bound = compact_short_bound(node) if tree._columns.compact else short_bound(node)
         if bound and len(bound) < tree._columns.bound_width:
             bound_starts.add(line.index(bound))
     shown = "\n".join(tree.render_line(y).text for y in range(tree.last_line + 1))
@@ -202,7 +211,9 @@ async def test_expand_navigate_and_leaf_details(awkward):
         old = forest.find("archive.payment_2000_2019")
         assert tree.cursor_oid() == old.oid
         label = str(tree.cursor_node.label)
-        assert label.startswith("archive.payment_") and "-∞ → 2020-01-01" in label
+        # the full bound, or its narrow form when the pane is short of room
+        bound = "-∞→2020-01-01" if tree._columns.compact else "-∞ → 2020-01-01"
+        assert label.startswith("archive.payment_") and bound in label
         assert "archive.payment_2000_2019" in details_text(app)
         text = details_text(app)
         assert "partition of control.payment" in text
@@ -239,6 +250,33 @@ async def test_filter_narrows_to_matches_and_their_ancestors(awkward):
         await pilot.pause()
         assert app.focused is tree
         await pilot.press("slash", "escape")
+        await pilot.pause()
+        assert {n.data for n in tree.root.children} == {r.oid for r in forest.roots}
+
+
+async def test_escape_clears_a_kept_filter_and_no_match_says_so(awkward):
+    with awkward.connect() as conn:
+        forest = load_forest(conn)
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        tree = tree_of(app)
+        await pilot.press("slash", *"trade", "enter")  # keep the filter, back to the tree
+        await pilot.pause()
+        assert app.focused is tree and [n.data for n in tree.root.children] == \
+            [forest.find("events").oid]
+        await pilot.press("escape")  # from the tree: the README says escape clears it
+        await pilot.pause()
+        assert {n.data for n in tree.root.children} == {r.oid for r in forest.roots}
+        assert "filter:" not in status_text(app)
+        assert not app.screen.query_one("#filter").display
+        # a filter that matches nothing says so instead of two empty panes
+        await pilot.press("slash", *"no-such-name", "enter")
+        await pilot.pause()
+        assert not tree.root.children
+        assert "No table or partition name contains 'no-such-name'" in details_text(app)
+        assert "escape clears the filter" in details_text(app)
+        await pilot.press("escape")
         await pilot.pause()
         assert {n.data for n in tree.root.children} == {r.oid for r in forest.roots}
 
@@ -308,6 +346,10 @@ async def test_exact_row_count_from_the_palette_and_key(awkward):
         await wait_until(pilot, lambda: events.oid in app.exact_rows)
         assert app.exact_rows[events.oid][0] == 4000
         assert "4,000 exact" in details_text(app)
+        # the tree row shows the count too (the estimate may differ: here it is cleared first)
+        app.forest.nodes[events.oid].rows = 1
+        tree_of(app).relabel_node(events.oid)
+        assert " 4.0k " in str(tree_of(app).node_for(events.oid).label)
         # the same command through the palette, on another table
         payment = forest.find("control.payment")
         await move_to(pilot, app, payment.oid)
@@ -408,6 +450,94 @@ async def test_help_lists_every_command_and_read_only_marks_writes(awkward):
         assert app.command_enabled(replace(write, writes=False))
 
 
+async def test_help_shows_the_keys_of_the_screen_it_was_opened_from(balances_db):
+    from tui.app.consolidate_screen import ConsolidateScreen
+    from tui.app.explain_screen import ExplainScreen
+
+    app = make_app(balances_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        shown = "\n".join(widget_text(w) for w in app.screen.query("Static"))
+        # the tree's keys, read from its bindings
+        assert re.search(r"^\s*shift\+←\s+to the parent", shown, re.M), shown
+        assert re.search(r"^\s*enter\s+expand or collapse", shown, re.M), shown
+        assert "clear the name filter" in shown
+        await pilot.press("escape")
+        await move_to(pilot, app, app.forest.find("account_balances").oid)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConsolidateScreen))
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        shown = "\n".join(widget_text(w) for w in app.screen.query("Static"))
+        for key, what in (("A", "apply the plan"), ("S", "copy the plan"),
+                          ("W", "write the plan's .sql script"), ("k", "keep the original"),
+                          ("o", "select the weeks older than [plans] older_than")):
+            assert re.search(rf"^\s*{key}\s+{re.escape(what)}", shown, re.M), (key, shown)
+        assert "Filter the tree" not in shown  # a tree command: not from this screen
+        await pilot.press("escape", "escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExplainScreen))
+        app.action_help()
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        shown = "\n".join(widget_text(w) for w in app.screen.query("Static"))
+        assert re.search(r"^\s*f5\s+EXPLAIN the query", shown, re.M), shown
+        assert re.search(r"^\s*f6\s+EXPLAIN ANALYZE", shown, re.M), shown
+
+
+async def test_narrow_terminal_details_below_and_columns_by_priority(balances_db):
+    app = make_app(balances_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_loads(pilot, app)
+        tree = tree_of(app)
+        parent = app.forest.find("account_balances")
+        week = sorted(parent.children, key=lambda n: n.name)[0]
+        await tree.reveal(week.oid)
+        await pilot.pause()
+        screen = app.screen
+        assert screen.has_class("narrow")
+        left, details = screen.query_one("#left"), screen.query_one("#details-pane")
+        assert details.region.y >= left.region.bottom and details.region.width >= 76
+        line = str(tree.node_for(week.oid).label)
+        # the tree has the full width: name, bound, size, rows and bar all fit
+        assert line.startswith("…_2024_01_07") and "2024-01-07 → 2024-01-14" in line
+        assert human_bytes(week.total_bytes) in line and "█" in line
+        assert tree.virtual_size.width <= tree.scrollable_content_region.width
+        # narrower still: the bound takes its short form and the bar goes, the name stays whole
+        await pilot.resize_terminal(60, 24)
+        await pilot.pause()
+        line = str(tree.node_for(week.oid).label)
+        assert line.startswith("…_2024_01_07 ") and "2024-01-07 +1w" in line, line
+        assert human_bytes(week.total_bytes) in line and "█" not in line
+        assert tree.virtual_size.width <= tree.scrollable_content_region.width
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        status = status_text(app)
+        assert "partitions" in status and not status.rstrip().endswith("…")
+        footer = {f"{k.key_display} {k.description}" for k in screen.query("FooterKey")
+                  if k.region.right <= 80}
+        for key in ("? help", "q quit", "c consolidate", "e explain", "/ filter"):
+            assert key in footer, footer
+        # a notice does not cover the status line ('as of') or the footer
+        app.notify("a notice")
+        await pilot.pause(0.3)
+        from textual.widgets._toast import ToastRack
+
+        rack = screen.get_child_by_type(ToastRack)
+        toasts = [w for w in rack.walk_children() if type(w).__name__ == "Toast"]
+        assert toasts and all(t.region.bottom <= screen.query_one("#status").region.y
+                              for t in toasts), [t.region for t in toasts]
+        await pilot.press("d")  # details hidden: the tree has the height
+        await pilot.pause()
+        assert not details.display or details.region.height == 0
+        await pilot.resize_terminal(160, 45)
+        await pilot.pause()
+        assert not screen.has_class("narrow")
+        assert "→" in str(tree.node_for(week.oid).label)
+
+
 async def test_auto_refresh_reloads_without_overlap(awkward):
     app = make_app(awkward, auto_refresh_seconds=0.2)
     async with app.run_test(size=SIZE) as pilot:
@@ -419,25 +549,59 @@ async def test_auto_refresh_reloads_without_overlap(awkward):
         assert app.catalog_loads <= seen + 1  # at most the load already in flight
 
 
-async def test_console_entry_point_exit_status_without_server(tmp_path, monkeypatch):
-    """run_console reports 2 when it never reached the server (the user quit after an error)."""
+def test_console_entry_point_refuses_before_taking_the_terminal(tmp_path):
+    """run_console connects before the app starts: no server is a CliError (exit 2), not a
+    full-screen app saying it cannot read the catalog."""
     from tui.app import run as run_module
-    from tui.context import Context
+    from tui.context import CliError, Context
 
     ctx = Context(Config(), Target(f"host={tmp_path} port=5999"), False)
-    original = PgpartsApp.run
+    with pytest.raises(CliError) as raised:
+        run_module.run_console(ctx)
+    assert raised.value.status == 2 and "cannot connect" in str(raised.value)
 
-    def headless_run(self, **kwargs):
-        async def quit_when_failed(pilot: Pilot) -> None:
-            await wait_loads(pilot, self)
-            await pilot.press("q")
 
-        return original(self, headless=True, auto_pilot=quit_when_failed)
+def test_compact_bound_forms():
+    from datetime import datetime, timezone
 
-    monkeypatch.setattr(PgpartsApp, "run", headless_run)
-    result: list[int] = []
-    # App.run starts its own event loop: run it on a thread of its own, as the CLI would
-    worker = threading.Thread(target=lambda: result.append(run_module.run_console(ctx)))
-    worker.start()
-    worker.join(30)
-    assert result == [2]
+    from tui.app.compact import compact_bound, span_text
+    from tui.core.bounds import parse_bound
+
+    def short(text: str) -> str:
+        bound = parse_bound(text)
+        return compact_bound(bound, bound.short())
+
+    utc = timezone.utc
+    assert short("FOR VALUES FROM ('2026-08-02 00:00:00+00') TO ('2026-08-09 00:00:00+00')") \
+        == "2026-08-02 +1w"
+    assert short("FOR VALUES FROM ('2026-08-01') TO ('2026-09-01')") == "2026-08-01 +1mo"
+    assert short("FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')") == "2024-01-01 +1y"
+    assert short("FOR VALUES FROM ('2026-08-02 06:00:00+00') TO ('2026-08-02 12:00:00+00')") \
+        == "2026-08-02 06:00 +6h"
+    # no whole span, or not a date: the full form without the spaces around the arrow
+    assert short("FOR VALUES FROM (MINVALUE) TO ('2020-01-01 00:00:00+00')") == "-∞→2020-01-01"
+    assert short("FOR VALUES FROM (0) TO (1000)") == "0→1000"
+    assert short("FOR VALUES IN ('de', 'fr')") == "IN (de, fr)"
+    assert span_text(datetime(2026, 1, 1, tzinfo=utc), datetime(2026, 1, 4, tzinfo=utc)) == "+3d"
+    assert span_text(datetime(2026, 1, 1, tzinfo=utc), datetime(2026, 1, 1, tzinfo=utc)) is None
+
+
+async def test_quitting_does_not_wait_for_a_count(awkward, monkeypatch):
+    from tui.app import app as app_module
+
+    def slow_count(conn, node, timeout_seconds):
+        conn.execute("SELECT pg_sleep(30)")  # count(*) of a very big table
+        return 0
+
+    monkeypatch.setattr(app_module, "exact_row_count", slow_count)
+    counting = ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND application_name = 'pgparts count' AND query LIKE '%pg_sleep%'")
+    app = make_app(awkward)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        await pilot.press("x")
+        await wait_until(pilot, lambda: awkward.query(counting) == [(1,)], timeout=10)
+        started = time.monotonic()
+        await pilot.press("q")
+    assert time.monotonic() - started < 5
+    assert awkward.query(counting) == [(0,)]

@@ -17,7 +17,7 @@ from tui.app.consolidate_screen import ConsolidateScreen
 from tui.app.journal_screen import JournalScreen
 from tui.app.main_screen import MainScreen
 from tui.app.plan_progress import PlanProgressScreen
-from tui.core.config import Config, PlansConfig
+from tui.core.config import Config, PlansConfig, state_dir
 from tui.core.connection import Target
 from tui.core.plans import journal
 from tui.core.plans.consolidate import CONSOLIDATED, HASH_PARTITIONED, consolidation_status
@@ -117,6 +117,14 @@ async def test_preview_shows_steps_sql_locks_and_selection(balances):
         await pilot.press("S")
         assert app.clipboard == screen.preview.script
         assert app.clipboard.startswith("-- pgparts plan: consolidate 2 partition(s)")
+        # the terminal may drop the clipboard sequence (tmux): W writes it to a file instead
+        scripts = state_dir() / "scripts"
+        before = set(scripts.glob("*.sql")) if scripts.exists() else set()
+        await pilot.press("W")
+        await pilot.pause()
+        saved = sorted(set(scripts.glob("pgparts-account_balances-*.sql")) - before)
+        assert len(saved) == 1 and saved[0].read_text() == screen.preview.script
+        assert any(str(saved[0]) in n.message for n in app._notifications)
         # space on the third week adds it; the plan is rebuilt with it
         await press_and_replan(pilot, screen, "down", "down", "space")
         assert screen.selected_weeks == b.weeks
@@ -132,6 +140,76 @@ async def test_preview_shows_steps_sql_locks_and_selection(balances):
         # escape goes back to the tree
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
+async def test_planning_is_shown_while_the_plan_is_rebuilt(balances):
+    db, b = balances
+    app = make_app(db, batch=2)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_consolidation(pilot, app)
+        before = screen.loads
+        table = screen.query_one("#cons-status", DataTable)
+        table.move_cursor(row=2, animate=False)
+        await pilot.pause()
+        await pilot.press("space")  # a third week: the plan is rebuilt
+        # until the new plan is there: 'planning…', never 'nothing to apply'
+        assert screen.selected_weeks == b.weeks and screen.planning
+        assert "planning…" in content_text(screen, "#cons-plan")
+        reason = content_text(screen, "#cons-reason")
+        assert "planning…" in reason and "nothing to apply" not in reason
+        await wait_until(pilot, lambda: screen.loads > before and not screen.planning,
+                         timeout=30)
+        assert "planning…" not in content_text(screen, "#cons-plan")
+        assert f"Build {b.weeks[2]}_consolidated" in content_text(screen, "#cons-plan")
+
+
+async def test_leaving_or_quitting_does_not_wait_for_a_plan_being_built(balances, monkeypatch):
+    from tui.app import consolidate_screen
+
+    db, b = balances
+    build = consolidate_screen.build_consolidation_plan
+
+    def slow_build(conn, *args, **kwargs):
+        conn.execute("SELECT pg_sleep(30)")  # a big catalog, a slow server
+        return build(conn, *args, **kwargs)
+
+    monkeypatch.setattr(consolidate_screen, "build_consolidation_plan", slow_build)
+    sleeping = ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND application_name = 'pgparts consolidate-preview' "
+                "AND query LIKE '%pg_sleep%'")
+    app = make_app(db)
+    started = None
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        await move_to(pilot, app, app.forest.find("account_balances").oid)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: db.query(sleeping) == [(1,)], timeout=10)
+        # leaving the screen cancels the build on the server
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: db.query(sleeping) == [(0,)], timeout=5)
+        # and quitting while a build runs does not wait for it
+        await pilot.press("c")
+        await wait_until(pilot, lambda: db.query(sleeping) == [(1,)], timeout=10)
+        started = time.monotonic()
+        await pilot.press("q")
+    assert time.monotonic() - started < 5
+    assert db.query(sleeping) == [(0,)]
+
+
+async def test_consolidation_at_80_columns_uses_the_short_forms(balances):
+    db, b = balances
+    app = make_app(db, batch=2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_consolidation(pilot, app)
+        assert screen.narrow
+        table = screen.query_one("#cons-status", DataTable)
+        rows = status_rows(screen)
+        assert rows[0][1:3] == ["…" + b.weeks[0][len("account_balances"):], "hash ×4"]
+        assert rows[0][-2] == "2024-01-07 +1w"
+        # every column is on screen: no horizontal scrolling
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        keys = {k.description for k in screen.query("FooterKey") if k.region.right <= 80}
+        assert {"select", "apply", "back", "help", "quit"} <= keys, keys
 
 
 async def test_the_selected_week_is_preselected(balances):
@@ -237,12 +315,17 @@ async def test_dropping_originals_asks_for_the_table_name(balances):
         modal = app.screen
         yes = modal.query_one("#typename-yes", Button)
         assert yes.disabled
+        await pilot.press("enter")  # nothing typed: said in the dialog
+        await pilot.pause()
+        assert app.screen is modal
+        assert "nothing was typed" in content_text(modal, "#typename-error")
         await pilot.press(*"account_bal")
         assert modal.query_one("#typename-input", Input).value == "account_bal"
         assert yes.disabled
         await pilot.press("enter")  # a wrong name does not confirm
         await pilot.pause()
         assert app.screen is modal
+        assert "'account_bal' is not the table's name" in content_text(modal, "#typename-error")
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.screen is screen)
         await pilot.pause(0.2)
@@ -260,6 +343,11 @@ async def test_dropping_originals_asks_for_the_table_name(balances):
         assert progress.result.ok, (progress.result.error, progress.result.state)
         assert any("Drop" in step.title for step in progress.plan.steps)
         assert progress.step_status == ["done"] * len(progress.plan.steps)
+        # finished: no cancel key in the footer, no leftover notice from the name dialog
+        await pilot.pause()
+        keys = {k.description for k in progress.query("FooterKey")}
+        assert "cancel" not in keys and "back" in keys
+        assert not any("type account_balances" in n.message for n in app._notifications)
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.screen is screen)
         # the journal view shows the run

@@ -289,6 +289,8 @@ async def test_cancel_a_slow_analyze_on_the_server(small):
         # the status line says "cancelled" once (the title), not "cancelled: cancelled: ..."
         assert status_text(screen).count("cancelled") == 1, status_text(screen)
         assert "cancelled" in report_text(screen) and isinstance(app.screen, ExplainScreen)
+        # one 'cancelled', whatever the message already says
+        assert "cancelled: cancelled" not in status_text(screen).lower()
         assert small.query(active) == [(0,)]
         # the screen (and its connection) is usable again
         await run(pilot, screen, "SELECT * FROM m WHERE k = 1")

@@ -15,6 +15,7 @@ from tui.app.app import PgpartsApp
 from tui.core.config import Config
 from tui.core.connection import Target
 
+from .conftest import SCENARIO_NOW
 from .test_app import move_to, wait_loads, wait_until
 
 LAYOUT = """
@@ -65,5 +66,75 @@ async def test_tree_and_details_snapshot(fixed, snapshot):
         await move_to(pilot, app, month.oid)
         await pilot.press("enter")
         await wait_until(pilot, lambda: len(tree.node_for(month.oid).children) == 4)
+        svg = app.export_screenshot(title="pgparts")
+    assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
+
+
+# -- the demo scenarios at 80x24 and 160x45 -----------------------------------------------------
+# The seeded scenarios (tui.core.seed, laid out around SCENARIO_NOW) with the console's clock
+# fixed at that date: findings, ages and the default selection do not move with the calendar.
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 45), id="160x45")]
+
+
+def scenario_app(db) -> PgpartsApp:
+    if db.server.label != "pg18":
+        pytest.skip("pictures are taken on PostgreSQL 18 (sizes differ between versions)")
+    app = PgpartsApp(Target(db.dsn, label="snapshot"), Config(), read_only=False)
+    app.show_load_time = False
+    app.fixed_now = SCENARIO_NOW
+    return app
+
+
+async def show_balances(pilot, app: PgpartsApp) -> None:
+    """The tree with account_balances open and the cursor on one of its hash-partitioned weeks."""
+    await wait_loads(pilot, app)
+    tree = app.screen.query_one("#tree")
+    balances = app.forest.find("account_balances")
+    weeks = sorted(balances.children, key=lambda n: n.name)
+    week = next(w for w in weeks if w.is_partitioned)
+    await tree.reveal(week.oid)
+    await wait_until(pilot, lambda: tree.cursor_oid() == week.oid)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_tree_snapshot(scenario_db, snapshot, size):
+    app = scenario_app(scenario_db)
+    async with app.run_test(size=size) as pilot:
+        await show_balances(pilot, app)
+        await pilot.pause(0.1)
+        svg = app.export_screenshot(title="pgparts")
+    assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_consolidation_snapshot(scenario_db, snapshot, size):
+    from tui.app.consolidate_screen import ConsolidateScreen
+
+    app = scenario_app(scenario_db)
+    async with app.run_test(size=size) as pilot:
+        await show_balances(pilot, app)
+        await move_to(pilot, app, app.forest.find("account_balances").oid)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConsolidateScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning, timeout=30)
+        await pilot.pause(0.1)
+        svg = app.export_screenshot(title="pgparts")
+    assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_explain_snapshot(scenario_db, snapshot, size):
+    from tui.app.explain_screen import ExplainScreen
+
+    app = scenario_app(scenario_db)
+    async with app.run_test(size=size) as pilot:
+        await show_balances(pilot, app)
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExplainScreen))
+        screen = app.screen
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: screen.runs >= 1, timeout=30)
+        await pilot.pause(0.1)
         svg = app.export_screenshot(title="pgparts")
     assert svg == snapshot(extension_class=SVGImageSnapshotExtension)

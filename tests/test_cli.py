@@ -21,7 +21,7 @@ import pytest
 
 from tui.cli import main
 from tui.context import CliError, Context
-from tui.core.localserver import FAST_TEST_SETTINGS, LocalServer, embedded_bindir
+from tui.demo.localserver import FAST_TEST_SETTINGS, LocalServer, embedded_bindir
 
 from .layouts import build_awkward
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from psycopg import sql
 
-from tui.core.config import PlansConfig
 from tui.core.plans import PlanRunner, journal
 from tui.core.plans.consolidate import (
     CONSOLIDATED,
@@ -18,9 +17,13 @@ from tui.core.plans.consolidate import (
     consolidation_status,
 )
 
-from .test_plan_support import OLD_WEEKS, build_balances, user_tables, week_checksums
-
-FAST = PlansConfig(lock_timeout_seconds=0.5, lock_retries=2)
+from .test_plan_support import (
+    FAST_PLANS,
+    OLD_WEEKS,
+    build_balances,
+    user_tables,
+    week_checksums,
+)
 
 
 def _parent_index_adoption(conn, schema: str, table: str) -> tuple[int, int]:
@@ -42,7 +45,7 @@ def test_status_and_selection(db):
         assert {w.status for w in st.weeks} == {HASH_PARTITIONED}
         assert all(w.subpartitions == 4 for w in st.weeks)
         assert st.weeks[0].rows == 240
-        plan = build_consolidation_plan(conn, "account_balances", config=FAST, batch=2)
+        plan = build_consolidation_plan(conn, "account_balances", config=FAST_PLANS, batch=2)
         assert [w["partition"] for w in plan.details["weeks"]] == b.weeks[:2]
         # the current week is never old enough
         plan = build_consolidation_plan(conn, "account_balances", batch=10,
@@ -58,8 +61,8 @@ def test_consolidates_hash_weeks_keeping_every_row(db):
     with db.connect() as conn:
         b = build_balances(conn)
         before = week_checksums(conn, b, OLD_WEEKS)
-        plan = build_consolidation_plan(conn, "account_balances", config=FAST)
-    result = PlanRunner(db.target, plan, config=FAST).run()
+        plan = build_consolidation_plan(conn, "account_balances", config=FAST_PLANS)
+    result = PlanRunner(db.target, plan, config=FAST_PLANS).run()
     assert result.ok, (result.error, result.state)
     with db.connect() as conn:
         assert week_checksums(conn, b, OLD_WEEKS) == before
@@ -92,9 +95,9 @@ def test_keep_detached_then_drop_on_rerun(db):
     with db.connect() as conn:
         b = build_balances(conn, weeks=OLD_WEEKS[:1], default_partition=True)
         before = week_checksums(conn, b, OLD_WEEKS[:1])
-        plan = build_consolidation_plan(conn, "account_balances", config=FAST,
+        plan = build_consolidation_plan(conn, "account_balances", config=FAST_PLANS,
                                         keep_detached=True)
-    assert PlanRunner(db.target, plan, config=FAST).run().ok
+    assert PlanRunner(db.target, plan, config=FAST_PLANS).run().ok
     with db.connect() as conn:
         st = consolidation_status(conn, "account_balances")
         assert [d.name for d in st.detached] == [b.weeks[0]]
@@ -107,9 +110,9 @@ def test_keep_detached_then_drop_on_rerun(db):
         # the detached original still holds its rows, with its hash partitions
         assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
             b.week_ident(b.weeks[0]))).fetchone()[0] == 240
-        plan = build_consolidation_plan(conn, "account_balances", config=FAST)
+        plan = build_consolidation_plan(conn, "account_balances", config=FAST_PLANS)
         assert [s.title for s in plan.steps] == [f"Drop the detached {b.weeks[0]}"]
-    result = PlanRunner(db.target, plan, config=FAST).run()
+    result = PlanRunner(db.target, plan, config=FAST_PLANS).run()
     assert result.ok, result.error
     assert "no change counter" in result.steps[0].verification  # compared in full
     with db.connect() as conn:
@@ -125,10 +128,10 @@ def test_list_partitioned_weeks_and_weird_names(db):
         st = consolidation_status(conn, b.spec)
         assert st.weeks[0].status == LIST_PARTITIONED and st.weeks[0].subpartitions == 2
         before = week_checksums(conn, b, OLD_WEEKS[:2])
-        plan = build_consolidation_plan(conn, b.spec, config=FAST)
+        plan = build_consolidation_plan(conn, b.spec, config=FAST_PLANS)
         script = plan.to_sql(conn)
     assert 'LOCK TABLE "Ödd ""Schema"""."Account Balances; ""Ω""_2024_01_07"' in script
-    result = PlanRunner(db.target, plan, config=FAST).run()
+    result = PlanRunner(db.target, plan, config=FAST_PLANS).run()
     assert result.ok, (result.error, result.state)
     with db.connect() as conn:
         assert week_checksums(conn, b, OLD_WEEKS[:2]) == before

@@ -13,7 +13,6 @@ import pytest
 from psycopg import sql
 
 from tui.core.catalog import load_forest
-from tui.core.config import PlansConfig
 from tui.core.plans import PlanRunner
 from tui.core.plans import consolidate as consolidate_module
 from tui.core.plans.consolidate import (
@@ -24,30 +23,16 @@ from tui.core.plans.consolidate import (
 )
 
 from .test_plan_support import (
+    FAST_PLANS,
     OLD_WEEKS,
     build_balances,
+    consolidation_plan,
     current_week_start,
+    helper_objects,
+    run_plan,
     user_tables,
     week_checksums,
 )
-
-FAST = PlansConfig(lock_timeout_seconds=0.5, lock_retries=2)
-
-
-def _run(db, plan, **kw):
-    return PlanRunner(db.target, plan, config=FAST, backoff_base=0.05, **kw).run()
-
-
-def _plan(db, **kw):
-    with db.connect() as conn:
-        return build_consolidation_plan(conn, "account_balances", config=FAST, **kw)
-
-
-def _helpers(conn) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "SELECT proname::text FROM pg_proc WHERE proname LIKE 'pgparts%'"
-        " UNION ALL SELECT relname::text FROM pg_class WHERE relname LIKE 'pgparts%'"
-        " UNION ALL SELECT tgname::text FROM pg_trigger WHERE tgname LIKE 'pgparts%'").fetchall()]
 
 
 def _kill_at(db, point):
@@ -68,16 +53,16 @@ def test_same_weeks_again_after_the_swap_committed_finishes(db, point):
     with db.connect() as conn:
         b = build_balances(conn, weeks=OLD_WEEKS[:2], rows_per_week=60)
         before = week_checksums(conn, b, OLD_WEEKS[:2])
-    first = _run(db, _plan(db, weeks=[b.weeks[0]]), hook=_kill_at(db, point))
+    first = run_plan(db, consolidation_plan(db, weeks=[b.weeks[0]]), hook=_kill_at(db, point))
     assert first.outcome == "failed" and "resume" in first.state
     # the very same selection, although the week is now detached (or gone)
-    plan = _plan(db, weeks=[b.weeks[0]])
+    plan = consolidation_plan(db, weeks=[b.weeks[0]])
     assert plan.details["weeks"] == []
-    second = _run(db, plan)
+    second = run_plan(db, plan)
     assert second.ok, (second.error, second.state)
     with db.connect() as conn:
         assert week_checksums(conn, b, OLD_WEEKS[:2]) == before
-        assert _helpers(conn) == []
+        assert helper_objects(conn) == []
         assert b.weeks[0] not in user_tables(conn, "public")
         st = consolidation_status(conn, "account_balances")
         assert st.detached == [] and st.kept == [] and st.counters == []
@@ -95,11 +80,11 @@ def test_a_refused_drop_is_reported_once_and_fails_no_later_run(db):
         if (event, step) == ("step", 5):
             delete_one()
 
-    first = _run(db, _plan(db, weeks=[b.weeks[0]]), hook=hook)
+    first = run_plan(db, consolidation_plan(db, weeks=[b.weeks[0]]), hook=hook)
     assert first.outcome == "failed" and "1 of the 60 rows" in first.error
     assert f"kept {b.weeks[0]}" in first.state and "--drop-kept" in first.state
     # the next run on another week succeeds and does not retry the refused drop
-    second = _run(db, _plan(db, weeks=[b.weeks[1]]))
+    second = run_plan(db, consolidation_plan(db, weeks=[b.weeks[1]]))
     assert second.ok, (second.error, second.state)
     assert not any(o.title.startswith("Drop the detached " + b.weeks[0])
                    for o in second.steps)
@@ -107,21 +92,21 @@ def test_a_refused_drop_is_reported_once_and_fails_no_later_run(db):
         st = consolidation_status(conn, "account_balances")
         assert [d.name for d in st.kept] == [b.weeks[0]] and st.detached == []
         assert "1 of the 60 rows" in st.kept[0].refused
-        assert _helpers(conn) == []  # its change counter was removed by the second run
+        assert helper_objects(conn) == []  # its change counter was removed by the second run
     # --drop-kept verifies again: still missing, still kept
-    again = _run(db, _plan(db, drop_kept=[b.weeks[0]]))
+    again = run_plan(db, consolidation_plan(db, drop_kept=[b.weeks[0]]))
     assert again.outcome == "failed" and "1 of the 60 rows" in again.error
     # once the row is back, it drops
     db.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} EXCEPT SELECT * FROM {}").format(
         new, sql.Identifier("public", b.weeks[0]), new))
-    plan = _plan(db, drop_kept=[f'public."{b.weeks[0]}"'])
+    plan = consolidation_plan(db, drop_kept=[f'public."{b.weeks[0]}"'])
     assert [s.title for s in plan.steps] == [f"Drop the detached {b.weeks[0]}"]
-    assert _run(db, plan).ok
+    assert run_plan(db, plan).ok
     with db.connect() as conn:
         assert b.weeks[0] not in user_tables(conn, "public")
         assert consolidation_status(conn, "account_balances").kept == []
     with pytest.raises(ConsolidationError, match="not an original"):
-        _plan(db, drop_kept=["nope"])
+        consolidation_plan(db, drop_kept=["nope"])
 
 
 def test_week_names_are_read_like_tree_reads_them(db):
@@ -129,12 +114,12 @@ def test_week_names_are_read_like_tree_reads_them(db):
         b = build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=4)
     for spec in (b.weeks[0], f'"{b.weeks[0]}"', b.weeks[0].upper(),
                  f"public.{b.weeks[0]}", f'"public"."{b.weeks[0]}"'):
-        plan = _plan(db, weeks=[spec])
+        plan = consolidation_plan(db, weeks=[spec])
         assert [w["partition"] for w in plan.details["weeks"]] == [b.weeks[0]], spec
     with pytest.raises(ConsolidationError, match="no partition named"):
-        _plan(db, weeks=[f'"{b.weeks[0].upper()}"'])  # quoted: the case is kept
+        consolidation_plan(db, weeks=[f'"{b.weeks[0].upper()}"'])  # quoted: the case is kept
     with pytest.raises(ConsolidationError, match="no partition named"):
-        _plan(db, weeks=[f"other.{b.weeks[0]}"])
+        consolidation_plan(db, weeks=[f"other.{b.weeks[0]}"])
 
 
 def test_a_future_week_is_refused(db):
@@ -151,9 +136,9 @@ def test_a_future_week_is_refused(db):
                              " remainder 0)").format(sql.Identifier("public", name + "_h"),
                                                      sql.Identifier("public", name)))
     with pytest.raises(ConsolidationError, match="starts in the future"):
-        _plan(db, weeks=[name])
+        consolidation_plan(db, weeks=[name])
     # the current week is allowed, with a warning in the summary
-    plan = _plan(db, weeks=[b.current])
+    plan = consolidation_plan(db, weeks=[b.current])
     assert any("is not over yet" in line for line in plan.summary)
 
 
@@ -182,7 +167,7 @@ def test_swap_does_not_scan_the_default_partition(db):
                      " + i * interval '1 minute', 'd' || i, 1, 'x', '{}'"
                      " FROM generate_series(1, 2000) i")  # rows in the DEFAULT
         before = week_checksums(conn, b, OLD_WEEKS[:1])
-    plan = _plan(db)
+    plan = consolidation_plan(db)
     titles = [s.title for s in plan.steps]
     assert titles[3].startswith("Exclude") and titles[4].startswith("Validate")
     assert titles[5].startswith("Swap") and titles[6].startswith("Remove the helper CHECK")
@@ -195,7 +180,7 @@ def test_swap_does_not_scan_the_default_partition(db):
         if (event, step, stmt) in (("statement", 6, 1), ("before_commit", 6, 0)):
             scans.append(runner._conn.execute(count).fetchone()[0])
 
-    result = _run(db, plan, hook=hook)
+    result = run_plan(db, plan, hook=hook)
     assert result.ok, (result.error, result.state)
     assert len(scans) == 2 and scans[1] == scans[0]  # no scan of the DEFAULT
     with db.connect() as conn:
@@ -228,5 +213,5 @@ def test_plan_from_a_loaded_forest_does_not_load_the_catalog_again(db, monkeypat
             raise AssertionError("the catalog was loaded again")
 
         monkeypatch.setattr(consolidate_module, "load_forest", refuse)
-        plan = build_consolidation_plan(conn, "account_balances", config=FAST, forest=forest)
+        plan = build_consolidation_plan(conn, "account_balances", config=FAST_PLANS, forest=forest)
     assert [w["partition"] for w in plan.details["weeks"]] == [b.weeks[0]]

@@ -11,7 +11,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tui.core.config import PlansConfig
 from tui.core.plans import PlanRunner
 from tui.core.plans.consolidate import (
     CONSOLIDATED,
@@ -20,28 +19,19 @@ from tui.core.plans.consolidate import (
     consolidation_status,
 )
 
-from .test_plan_support import OLD_WEEKS, build_balances, user_tables, week_checksums
+from .test_plan_support import (
+    FAST_PLANS,
+    OLD_WEEKS,
+    build_balances,
+    consolidation_plan,
+    helper_objects,
+    run_plan,
+    user_tables,
+    week_checksums,
+)
 
-FAST = PlansConfig(lock_timeout_seconds=0.5, lock_retries=2)
 UNCHANGED = "unchanged since the build verified them equal"
 WEEK = OLD_WEEKS[0]
-
-
-def _run(db, plan, **kw):
-    return PlanRunner(db.target, plan, config=FAST, backoff_base=0.05, **kw).run()
-
-
-def _plan(db, **kw):
-    with db.connect() as conn:
-        return build_consolidation_plan(conn, "account_balances", config=FAST, **kw)
-
-
-def _helpers(conn) -> list[str]:
-    """pgparts' helper objects still in the database: functions, sequences, triggers."""
-    return [r[0] for r in conn.execute(
-        "SELECT proname::text FROM pg_proc WHERE proname LIKE 'pgparts%'"
-        " UNION ALL SELECT relname::text FROM pg_class WHERE relname LIKE 'pgparts%'"
-        " UNION ALL SELECT tgname::text FROM pg_trigger WHERE tgname LIKE 'pgparts%'").fetchall()]
 
 
 def _on_step(step: int, action):
@@ -55,13 +45,13 @@ def test_untouched_week_is_verified_once_in_the_build(db):
     with db.connect() as conn:
         b = build_balances(conn, weeks=[WEEK], rows_per_week=200)
         before = week_checksums(conn, b, [WEEK])
-        plan = build_consolidation_plan(conn, "account_balances", config=FAST)
+        plan = build_consolidation_plan(conn, "account_balances", config=FAST_PLANS)
         script = plan.to_sql(conn)
     # the build compares both checksums after the copy, before the index builds
     build_sql = script.split("-- Step 2/")[0]
     compare = "SELECT o.n, o.h, c.n, c.h FROM (SELECT pg_catalog.count(*)"
     assert build_sql.index(compare) < build_sql.index("ADD PRIMARY KEY")
-    result = _run(db, plan)
+    result = run_plan(db, plan)
     assert result.ok, (result.error, result.state)
     build, _analyze, verify, _swap, drop, removal = result.steps
     assert build.rows == 200
@@ -72,7 +62,7 @@ def test_untouched_week_is_verified_once_in_the_build(db):
     assert all(o.hold_seconds is None for o in result.steps if o is not _swap)  # parent only
     with db.connect() as conn:
         assert week_checksums(conn, b, [WEEK]) == before
-        assert _helpers(conn) == []
+        assert helper_objects(conn) == []
         assert consolidation_status(conn, "account_balances").weeks[0].status == CONSOLIDATED
 
 
@@ -87,7 +77,7 @@ def test_write_to_the_live_partition_after_the_swap_brings_back_the_full_check(d
     with db.connect() as conn:
         b = build_balances(conn, weeks=[WEEK], rows_per_week=120)
     # between the swap and the drop, an application writes to the consolidated week
-    result = _run(db, _plan(db), hook=_on_step(5, lambda: db.execute(write)))
+    result = run_plan(db, consolidation_plan(db), hook=_on_step(5, lambda: db.execute(write)))
     drop = result.steps[4]
     assert UNCHANGED in result.steps[2].verification
     if drops:  # an insert keeps every row of the original in the partition
@@ -105,17 +95,17 @@ def test_write_to_the_live_partition_after_the_swap_brings_back_the_full_check(d
             assert "1 of the 120 rows" in st.kept[0].refused
             assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
                 b.week_ident(b.weeks[0]))).fetchone()[0] == 120
-            assert f"pgparts_changes_{st.kept[0].oid}" in _helpers(conn)
+            assert f"pgparts_changes_{st.kept[0].oid}" in helper_objects(conn)
     if not drops:
         # the next apply does not fail on it again: it only removes the counter, whose proof
         # is no longer needed (a later --drop-kept compares in full)
-        plan = _plan(db)
+        plan = consolidation_plan(db)
         assert [s.title.split()[0] for s in plan.steps] == ["Remove"]
         assert any("kept " + b.weeks[0] in line and "--drop-kept" in line
                    for line in plan.summary)
-        assert _run(db, plan).ok
+        assert run_plan(db, plan).ok
         with db.connect() as conn:
-            assert _helpers(conn) == []
+            assert helper_objects(conn) == []
             assert [d.name for d in consolidation_status(conn, "account_balances").kept] == [
                 b.weeks[0]]
 
@@ -133,7 +123,7 @@ def test_delete_in_flight_on_the_live_partition_during_the_drop(db):
             other.execute("DELETE FROM public.account_balances"
                           " WHERE account_address = 'rdx1q' || md5('3')")
 
-        first = _run(db, _plan(db), hook=_on_step(5, delete_uncommitted))
+        first = run_plan(db, consolidation_plan(db), hook=_on_step(5, delete_uncommitted))
         drop, removal = first.steps[4:]
         assert drop.status == "done"
         assert "1 row write(s) counted" in drop.verification and UNCHANGED not in \
@@ -144,13 +134,13 @@ def test_delete_in_flight_on_the_live_partition_during_the_drop(db):
     finally:
         other.close()
     with db.connect() as conn:
-        assert _helpers(conn)  # still on the live partition
-        plan = build_consolidation_plan(conn, "account_balances", config=FAST)
+        assert helper_objects(conn)  # still on the live partition
+        plan = build_consolidation_plan(conn, "account_balances", config=FAST_PLANS)
     assert [s.title for s in plan.steps] == [
         f"Remove the change counter from {b.weeks[0]}_consolidated"]
-    assert _run(db, plan).ok
+    assert run_plan(db, plan).ok
     with db.connect() as conn:
-        assert _helpers(conn) == []
+        assert helper_objects(conn) == []
         assert conn.execute("SELECT count(*) FROM public.account_balances").fetchone()[0] == 59
 
 
@@ -184,7 +174,7 @@ def test_changes_that_bypass_row_triggers_are_caught_by_the_full_comparison(db, 
                              " 'pgparts_changes_%' AND last_value IS NOT NULL"
                              ).fetchone()[0] == 0  # the counter saw nothing
 
-    result = _run(db, _plan(db), hook=_on_step(3, tamper))
+    result = run_plan(db, consolidation_plan(db), hook=_on_step(3, tamper))
     assert result.outcome == "failed", result.steps[2].verification
     assert "verification failed" in result.error and "checksum" in result.error
     assert [o.status for o in result.steps] == ["done", "done", "failed", "pending", "pending",
@@ -213,7 +203,7 @@ def test_replica_role_writes_are_mirrored_and_counted(db):
 
     with db.connect() as conn:
         before_rows = conn.execute("SELECT count(*) FROM public.account_balances").fetchone()[0]
-    result = _run(db, _plan(db), hook=_on_step(3, replica_write))
+    result = run_plan(db, consolidation_plan(db), hook=_on_step(3, replica_write))
     assert result.ok, (result.error, result.state)
     assert "row write(s) counted since the copy" in result.steps[2].verification
     assert "83 rows, checksum" in result.steps[2].verification
@@ -222,7 +212,7 @@ def test_replica_role_writes_are_mirrored_and_counted(db):
             before_rows + 3
         assert conn.execute("SELECT count(*) FROM public.account_balances WHERE account_address"
                             " LIKE 'replica-%'").fetchone()[0] == 4
-        assert _helpers(conn) == []
+        assert helper_objects(conn) == []
         assert f"{b.weeks[0]}_consolidated" in user_tables(conn, "public")
 
 
@@ -243,7 +233,7 @@ def test_writer_without_privileges_on_the_counter_is_not_refused(db):
                       " ('2024-01-10', 'app', 1, 'dex_swap', '{}')")
 
     try:
-        result = _run(db, _plan(db), hook=_on_step(5, app_insert))
+        result = run_plan(db, consolidation_plan(db), hook=_on_step(5, app_insert))
         assert result.ok, (result.error, result.state)
         assert "1 row write(s) counted" in result.steps[4].verification
         assert db.query("SELECT count(*) FROM public.account_balances WHERE account_address = 'app'"
@@ -276,12 +266,12 @@ def test_writer_with_privileges_on_the_parent_only_keeps_writing_to_the_week(db)
             c.execute("DELETE FROM public.account_balances"
                       " WHERE account_address = 'rdx1q' || md5('3')")
 
-    plan = _plan(db)
+    plan = consolidation_plan(db)
     with db.connect() as conn:
         assert any("GRANT" in st.render(conn) for st in plan.steps[0].statements)
         before = conn.execute("SELECT count(*) FROM public.account_balances").fetchone()[0]
     try:
-        result = _run(db, plan, hook=_on_step(2, app_writes))
+        result = run_plan(db, plan, hook=_on_step(2, app_writes))
         assert result.ok, (result.error, result.state)
         assert db.query("SELECT usd_value FROM public.account_balances"
                         " WHERE account_address = 'app'") == [(2,)]

@@ -23,16 +23,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tui.core.demo import (
+from tui.demo.localserver import LocalServer, embedded_bindir
+from tui.demo.seed import DEMO_NOW_ENV, DEMO_SCALE_ENV
+from tui.demo.server import (
     DEMO_DB,
     DEMO_SETTINGS,
     DemoError,
     DemoHandle,
+    _prepare_root,
     demo_root,
     open_demo,
 )
-from tui.core.localserver import LocalServer, embedded_bindir
-from tui.core.seed import DEMO_NOW_ENV, DEMO_SCALE_ENV
 
 from .test_private_servers import psql_as
 
@@ -242,7 +243,7 @@ def test_a_console_killed_outright_does_not_leave_the_server_running(demo):
     """SIGKILL or a closed terminal skips stop(): the watchdog stops the server instead."""
     console = subprocess.Popen(
         [sys.executable, "-c",
-         "import time\nfrom tui.core.demo import open_demo\n"
+         "import time\nfrom tui.demo.server import open_demo\n"
          "open_demo()\nprint('ready', flush=True)\ntime.sleep(120)"],
         stdout=subprocess.PIPE, text=True,
     )
@@ -262,7 +263,7 @@ def test_a_console_killed_outright_does_not_leave_the_server_running(demo):
 
 def test_a_seed_made_for_another_date_or_scale_is_rebuilt(monkeypatch):
     """$PGPARTS_DEMO_NOW / $PGPARTS_DEMO_SCALE, when set, must match the seeded data."""
-    from tui.core.demo import _marker, _mismatch
+    from tui.demo.server import _marker, _mismatch
 
     mark = _marker(0.02, datetime(2026, 11, 21, tzinfo=UTC))
     monkeypatch.delenv(DEMO_NOW_ENV, raising=False)
@@ -348,3 +349,27 @@ def test_a_trusting_cluster_from_an_older_pgparts_is_tightened(demo, monkeypatch
         second.stop()
         handle.stop()
     assert _gone(demo.root)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the demo moves to /var/tmp only for root")
+def test_a_link_planted_where_the_demo_lives_is_refused(tmp_path, monkeypatch):
+    """As root, the demo lives in /var/tmp under a predictable name (world-writable, and links
+    there are followed unless fs.protected_symlinks is on): another user's link to a directory
+    of root's must not make pgparts chmod that directory 0755 and fill it with the cluster."""
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    tmp_path.chmod(0o700)  # the server user cannot get through: the demo moves to /var/tmp
+    monkeypatch.setenv("PGPARTS_CACHE_DIR", str(cache))
+    root = demo_root()
+    assert not str(root).startswith(str(cache)), root
+    victim = tmp_path / "roots-own"
+    victim.mkdir(mode=0o700)
+    victim.chmod(0o700)
+    root.symlink_to(victim)
+    try:
+        with pytest.raises(DemoError, match="link"):
+            _prepare_root(root)
+        assert (victim.stat().st_mode & 0o777) == 0o700
+        assert list(victim.iterdir()) == []
+    finally:
+        root.unlink()

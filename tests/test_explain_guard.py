@@ -425,11 +425,15 @@ def test_planted_functions_never_run_for_pgparts(make_db, capsys) -> None:
     db = make_db()
     role = f"trojan_app_{os.getpid()}_{next(_roles)}"
     try:
-        db.execute(sql.SQL("CREATE ROLE {} NOSUPERUSER LOGIN").format(sql.Identifier(role)))
+        # private servers ask every role but the superuser for a password
+        db.execute(sql.SQL("CREATE ROLE {} NOSUPERUSER LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(role)))
         db.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role)))
         db.execute(sql.SQL("ALTER DATABASE {} SET search_path = public, pg_catalog").format(
             sql.Identifier(db.name)))
-        with psycopg.connect(db.dsn, user=role, autocommit=True) as app:
+        # private servers ask other roles for a password: plant as the role via SET ROLE
+        with psycopg.connect(db.dsn, autocommit=True) as app:
+            app.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
             app.execute(sql.SQL(TROJANS).format(role=sql.Literal(role)))
 
         def superuser() -> bool:

@@ -16,7 +16,7 @@ from tui.core.bounds import parse_bound
 from tui.core.catalog import load_forest
 from tui.core.connection import connect
 from tui.core.explain import ExplainSession, tree
-from tui.core.explain.plan import parse_plan
+from tui.core.explain.plan_tree import parse_plan
 from tui.core.explain.pruning import _short_day_range
 from tui.core.gcpause import paused_gc
 

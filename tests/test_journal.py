@@ -21,19 +21,17 @@ from psycopg import sql
 
 from tui.cli import main
 from tui.commands.consolidate import report
-from tui.core.config import PlansConfig
 from tui.core.plans import Outcome, PlanError, PlanRunner, RunState, StepStatus, journal
-from tui.core.plans.consolidate import build_consolidation_plan
 
-from .test_plan_support import OLD_WEEKS, build_balances, user_tables
+from .test_plan_support import (
+    FAST_PLANS,
+    OLD_WEEKS,
+    build_balances,
+    consolidation_plan,
+    user_tables,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-FAST = PlansConfig(lock_timeout_seconds=0.5, lock_retries=2)
-
-
-def _plan(db):
-    with db.connect() as conn:
-        return build_consolidation_plan(conn, "account_balances", config=FAST)
 
 
 def _dead_pid() -> int:
@@ -133,10 +131,10 @@ def test_sigkill_after_a_swap_leaves_an_interrupted_entry_with_its_committed_ste
     status = main(["consolidate", "account_balances", "--apply", "--yes", "-d", db18.dsn])
     out, err = capsys.readouterr()
     assert status == 0, err
-    assert f"[1/7] Build {b.weeks[1]}_consolidated: already done" in err
-    assert f"[4/7] Swap {b.weeks[1]} for {b.weeks[1]}_consolidated: done\n" in err
+    assert f"[1/6] Build {b.weeks[1]}_consolidated: already done" in err
+    assert f"[4/6] Swap {b.weeks[1]} for {b.weeks[1]}_consolidated: done\n" in err
     assert out.splitlines()[0].startswith("consolidated 1 partition of account_balances in ")
-    assert "4 steps done by this run, 3 already done; 0 rows copied" in out
+    assert "4 steps done by this run, 2 already done; 0 rows copied" in out
     rerun = journal.read(limit=1)[0]
     assert rerun["outcome"] == "ok" and rerun["rows_copied"] == 0
     assert journal.read(limit=2)[1]["outcome"] == "interrupted"
@@ -146,7 +144,7 @@ def test_sigkill_after_a_swap_leaves_an_interrupted_entry_with_its_committed_ste
 def test_failed_build_counts_no_rows_and_a_rerun_of_done_steps_says_so(db):
     with db.connect() as conn:
         build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=40)
-    plan = _plan(db)
+    plan = consolidation_plan(db)
     seen = []
 
     def hook(event: str, step: int, stmt: int, runner: PlanRunner) -> None:
@@ -154,7 +152,7 @@ def test_failed_build_counts_no_rows_and_a_rerun_of_done_steps_says_so(db):
             seen.append(runner.outcomes[0].rows)
             raise PlanError("the build failed before its commit")
 
-    result = PlanRunner(db.target, plan, config=FAST, hook=hook).run()
+    result = PlanRunner(db.target, plan, config=FAST_PLANS, hook=hook).run()
     assert seen == [40]  # the copy had run
     assert result.outcome == Outcome.FAILED and result.steps[0].status == StepStatus.FAILED
     assert result.steps[0].rows == 0 and result.rows_copied == 0
@@ -163,11 +161,11 @@ def test_failed_build_counts_no_rows_and_a_rerun_of_done_steps_says_so(db):
     assert entry["steps"][0]["status"] == "failed" and entry["steps"][0]["rows"] == 0
     assert "nothing" in entry["state"] or "no step" in entry["state"]
 
-    done = PlanRunner(db.target, plan, config=FAST).run()
+    done = PlanRunner(db.target, plan, config=FAST_PLANS).run()
     assert done.ok and done.rows_copied == 40 and journal.read(limit=1)[0]["rows_copied"] == 40
     # the same plan again: every step was done by the run before
     progress = []
-    again = PlanRunner(db.target, plan, config=FAST, progress=progress.append).run()
+    again = PlanRunner(db.target, plan, config=FAST_PLANS, progress=progress.append).run()
     assert again.ok and not again.done_steps and len(again.already_done_steps) == 6
     assert any(p.state == RunState.SKIPPED and p.message == "already done" for p in progress)
     out = io.StringIO()
@@ -194,7 +192,7 @@ def test_unwritable_journal_refuses_before_starting(db18, tmp_path, capsys, monk
     assert len(lines) == 1 and lines[0].startswith("pgparts: cannot write the journal "), err
     assert "nothing was applied" in lines[0] and "PGPARTS_STATE_DIR" in lines[0]
     # the runner itself (the console's path) does not start either
-    result = PlanRunner(db18.target, _plan(db18), config=FAST).run()
+    result = PlanRunner(db18.target, consolidation_plan(db18), config=FAST_PLANS).run()
     assert result.outcome == Outcome.FAILED and "cannot write the journal" in result.error
     assert "not started" in result.error and result.state == "nothing was changed"
     assert all(o.status == StepStatus.PENDING for o in result.steps)

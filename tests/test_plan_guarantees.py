@@ -22,25 +22,15 @@ from tui.core.plans.consolidate import (
 from tui.core.plans.runner import advisory_key
 
 from .test_plan_support import (
+    FAST_PLANS,
     OLD_WEEKS,
     build_balances,
+    consolidation_plan,
     current_week_start,
+    run_plan,
     user_tables,
     week_checksums,
 )
-
-FAST = PlansConfig(lock_timeout_seconds=0.5, lock_retries=2)
-
-
-def _run(db, plan, **kw):
-    kw.setdefault("config", FAST)
-    kw.setdefault("backoff_base", 0.05)
-    return PlanRunner(db.target, plan, **kw).run()
-
-
-def _plan(db, **kw):
-    with db.connect() as conn:
-        return build_consolidation_plan(conn, "account_balances", config=FAST, **kw)
 
 
 def _no_leftovers(conn, b) -> None:
@@ -110,12 +100,12 @@ def test_writer_to_current_week_loses_nothing_and_never_stalls(db):
     with db.connect() as conn:
         b = build_balances(conn)
         before = week_checksums(conn, b, OLD_WEEKS)
-        plan = build_consolidation_plan(conn, "account_balances", config=FAST)
+        plan = build_consolidation_plan(conn, "account_balances", config=FAST_PLANS)
     writer = Writer(db.dsn, current_week_start())
     writer.start()
     try:
         time.sleep(0.1)
-        result = _run(db, plan)
+        result = run_plan(db, plan)
         time.sleep(0.1)
     finally:
         writer.stop.set()
@@ -124,7 +114,7 @@ def test_writer_to_current_week_loses_nothing_and_never_stalls(db):
     assert writer.errors == []
     assert len(writer.committed) > 20
     # never blocked longer than the plan's lock timeout (plus scheduling noise)
-    assert max(writer.stalls) < FAST.lock_timeout_seconds + 0.5
+    assert max(writer.stalls) < FAST_PLANS.lock_timeout_seconds + 0.5
     with db.connect() as conn:
         assert week_checksums(conn, b, OLD_WEEKS) == before
         rows = conn.execute("SELECT account_address FROM public.account_balances"
@@ -140,7 +130,7 @@ def test_writer_to_the_week_being_consolidated_loses_nothing(db):
         b = build_balances(conn, weeks=[week])
         conn.execute("CREATE TABLE public.shadow (LIKE public.account_balances INCLUDING ALL)")
         conn.execute("INSERT INTO public.shadow SELECT * FROM public.account_balances")
-        plan = build_consolidation_plan(conn, "account_balances", config=FAST)
+        plan = build_consolidation_plan(conn, "account_balances", config=FAST_PLANS)
     writer = Writer(db.dsn, week, shadow=True, mix=True)
     seen: list[int] = []
 
@@ -160,7 +150,7 @@ def test_writer_to_the_week_being_consolidated_loses_nothing(db):
 
     writer.start()
     try:
-        result = _run(db, plan, hook=hook)
+        result = run_plan(db, plan, hook=hook)
         time.sleep(0.05)
     finally:
         writer.stop.set()
@@ -199,7 +189,7 @@ def test_killed_connection_then_rerun_finishes(db, point):
     with db.connect() as conn:
         b = build_balances(conn, weeks=[week], rows_per_week=120)
         before = week_checksums(conn, b, [week])
-        plan = _plan(db)
+        plan = consolidation_plan(db)
     assert len(plan.steps) == 6
 
     def hook(event: str, step: int, stmt: int, runner: PlanRunner) -> None:
@@ -210,12 +200,12 @@ def test_killed_connection_then_rerun_finishes(db, point):
                                     (runner.backend_pid,)).fetchone():
                     time.sleep(0.01)
 
-    first = _run(db, plan, hook=hook)
+    first = run_plan(db, plan, hook=hook)
     assert first.outcome == "failed" and "connection" in first.error
     assert first.state and "resume" in first.state
     with db.connect() as conn:  # consistent at every point: same rows through the parent
         assert week_checksums(conn, b, [week]) == before
-    second = _run(db, _plan(db))
+    second = run_plan(db, consolidation_plan(db))
     assert second.ok, (second.error, second.state)
     with db.connect() as conn:
         assert week_checksums(conn, b, [week]) == before
@@ -229,11 +219,11 @@ def test_lock_held_on_parent_times_out_retries_and_gives_up_cleanly(db):
     with db.connect() as conn:
         b = build_balances(conn, weeks=[week], rows_per_week=120)
         before = week_checksums(conn, b, [week])
-    plan = _plan(db)
+    plan = consolidation_plan(db)
     with psycopg.connect(db.dsn) as blocker:  # a long report reading the parent
         blocker.execute("SELECT count(*) FROM public.account_balances")
         t0 = time.monotonic()
-        result = _run(db, plan)
+        result = run_plan(db, plan)
         took = time.monotonic() - t0
         blocker.rollback()
     assert result.outcome == "failed"
@@ -241,7 +231,7 @@ def test_lock_held_on_parent_times_out_retries_and_gives_up_cleanly(db):
     assert "after 3 attempts" in result.error
     swap = next(o for o in result.steps if o.title.startswith("Swap"))
     assert swap.lock_timeouts == 3 and swap.status == "failed"
-    assert took < 3 * (FAST.lock_timeout_seconds + 0.6) + 2
+    assert took < 3 * (FAST_PLANS.lock_timeout_seconds + 0.6) + 2
     assert "not yet swapped in" in result.state
     with db.connect() as conn:
         assert week_checksums(conn, b, [week]) == before
@@ -250,7 +240,8 @@ def test_lock_held_on_parent_times_out_retries_and_gives_up_cleanly(db):
         assert st.weeks[0].pending == "copy built, swap pending"
         assert st.ignored == []  # its own mirror and counter triggers are not look-alikes
     # the copy was kept and is finished by the next run (which skips the build)
-    result = _run(db, _plan(db, older_than=timedelta(days=3650)))  # selected: pending first
+    # selected: pending first
+    result = run_plan(db, consolidation_plan(db, older_than=timedelta(days=3650)))
     assert result.ok, result.error
     assert [o.status for o in result.steps][:3] == ["skipped", "skipped", "done"]
     with db.connect() as conn:
@@ -262,10 +253,10 @@ def test_advisory_lock_refuses_a_second_runner(db):
     with db.connect() as conn:
         build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=8)
         oid = conn.execute("SELECT 'public.account_balances'::regclass::oid").fetchone()[0]
-    plan = _plan(db)
+    plan = consolidation_plan(db)
     with psycopg.connect(db.dsn, autocommit=True, application_name="other console") as other:
         other.execute("SELECT pg_advisory_lock(%s)", (advisory_key(oid),))
-        result = _run(db, plan)
+        result = run_plan(db, plan)
     assert result.outcome == "busy"
     assert "another plan is running on account_balances" in result.error
     assert "other console" in result.error
@@ -275,7 +266,7 @@ def test_advisory_lock_refuses_a_second_runner(db):
 def test_cancel_during_a_lock_wait_cancels_on_the_server(db):
     with db.connect() as conn:
         b = build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=8)
-    plan = _plan(db)
+    plan = consolidation_plan(db)
     config = PlansConfig(lock_timeout_seconds=30, lock_retries=1)
     runner = PlanRunner(db.target, plan, config=config, progress=lambda p: None)
     with psycopg.connect(db.dsn) as writer:  # an open transaction that wrote to the week
@@ -300,7 +291,7 @@ def test_failed_verification_rolls_back_and_keeps_the_week(db):
     with db.connect() as conn:
         b = build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=40)
         before = week_checksums(conn, b, OLD_WEEKS[:1])
-    plan = _plan(db)
+    plan = consolidation_plan(db)
 
     def hook(event: str, step: int, stmt: int, runner: PlanRunner) -> None:
         if (event, step) == ("step", 3):  # damage the copy behind the mirror's back
@@ -309,7 +300,7 @@ def test_failed_verification_rolls_back_and_keeps_the_week(db):
                     sql.Identifier(f"{b.weeks[0]}_consolidated")))
 
     progress = []
-    result = _run(db, plan, hook=hook, progress=progress.append)
+    result = run_plan(db, plan, hook=hook, progress=progress.append)
     assert result.outcome == "failed"
     assert "verification failed" in result.error and "39 (checksum" in result.error
     assert [o.status for o in result.steps] == ["done", "done", "failed", "pending", "pending",
@@ -327,17 +318,17 @@ def test_build_lock_on_a_busy_week_is_bounded_by_the_lock_timeout(db):
     lock_timeout per attempt, then gives up cleanly with nothing built."""
     with db.connect() as conn:
         b = build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=8)
-    plan = _plan(db)
+    plan = consolidation_plan(db)
     with psycopg.connect(db.dsn) as writer:  # an open write on the week
         writer.execute("INSERT INTO public.account_balances VALUES"
                        " ('2024-01-08', 'x', 1, 'a', '{}')")
         t0 = time.monotonic()
-        result = _run(db, plan)
+        result = run_plan(db, plan)
         took = time.monotonic() - t0
         writer.rollback()
     assert result.outcome == "failed"
     assert "lock not granted within 0.5 s after 3 attempts" in result.error
     assert result.steps[0].lock_timeouts == 3
-    assert took < 3 * (FAST.lock_timeout_seconds + 0.6) + 2
+    assert took < 3 * (FAST_PLANS.lock_timeout_seconds + 0.6) + 2
     with db.connect() as conn:
         assert f"{b.weeks[0]}_consolidated" not in user_tables(conn, "public")

@@ -9,9 +9,34 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from tui.core.plans import Estimate, Lock, Plan, Statement, Step
+from tui.core.config import PlansConfig
+from tui.core.plans import Estimate, Lock, Plan, PlanRunner, Statement, Step
+from tui.core.plans.consolidate import build_consolidation_plan
 
 OLD_WEEKS = [date(2024, 1, 7), date(2024, 1, 14), date(2024, 1, 21)]
+# short lock timeouts and few retries: the tests' plans never wait long
+FAST_PLANS = PlansConfig(lock_timeout_seconds=0.5, lock_retries=2)
+
+
+def run_plan(db, plan: Plan, **kw):
+    """Run `plan` on `db` with FAST_PLANS and a short backoff (either may be overridden)."""
+    kw.setdefault("config", FAST_PLANS)
+    kw.setdefault("backoff_base", 0.05)
+    return PlanRunner(db.target, plan, **kw).run()
+
+
+def consolidation_plan(db, **kw) -> Plan:
+    """The consolidation plan of account_balances, with FAST_PLANS."""
+    with db.connect() as conn:
+        return build_consolidation_plan(conn, "account_balances", config=FAST_PLANS, **kw)
+
+
+def helper_objects(conn: psycopg.Connection) -> list[str]:
+    """pgparts' helper objects still in the database: functions, sequences, triggers."""
+    return [r[0] for r in conn.execute(
+        "SELECT proname::text FROM pg_proc WHERE proname LIKE 'pgparts%'"
+        " UNION ALL SELECT relname::text FROM pg_class WHERE relname LIKE 'pgparts%'"
+        " UNION ALL SELECT tgname::text FROM pg_trigger WHERE tgname LIKE 'pgparts%'").fetchall()]
 
 
 def current_week_start(today: date | None = None) -> date:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -17,13 +18,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tui.core.localserver import (
+from tui.demo.localserver import (
     FAST_TEST_SETTINGS,
     IDENT_MAP,
     LocalServer,
     LocalServerError,
     access_rules,
+    install_copy_dir,
     temporary_server,
+    usable_bindir,
 )
 
 from .conftest import Server
@@ -178,3 +181,75 @@ def test_stopping_through_a_fresh_handle_removes_the_socket_directory(pg: Server
         assert socket_dir is not None and socket_dir.is_dir()
         LocalServer(server.bindir, server.datadir).stop("immediate")
         assert not server.running and not socket_dir.exists()
+
+
+def _forge_pid_file_socket_dir(datadir: Path, socket_dir: Path) -> None:
+    """What the server's OS user can do: its data directory, its pid file."""
+    pidfile = datadir / "postmaster.pid"
+    lines = pidfile.read_text().splitlines()
+    lines[4] = str(socket_dir)
+    pidfile.write_text("\n".join(lines) + "\n")
+
+
+def test_a_socket_directory_named_by_the_pid_file_is_only_ever_ours(opened_up: LocalServer,
+                                                                     tmp_path: Path):
+    """The pid file (writable by the server's OS user) names the socket directory that a later
+    start tightens: a directory elsewhere, or a link to one, keeps its owner and mode."""
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o755)
+    victim.chmod(0o755)
+    link = Path("/tmp") / f"pgparts-link-{os.getpid()}"
+    link.symlink_to(victim)
+    try:
+        for forged in (victim, link):
+            _forge_pid_file_socket_dir(opened_up.datadir, forged)
+            handle = LocalServer(opened_up.bindir, opened_up.datadir)
+            handle._adopt_socket_dir()
+            assert handle.socket_dir == forged
+            with pytest.raises(LocalServerError):
+                handle.enforce_access()
+            st = victim.stat()
+            assert (st.st_uid, _mode(victim)) == (os.geteuid(), 0o755), forged
+    finally:
+        link.unlink()
+
+
+def test_the_access_rules_are_never_written_through_a_planted_link(opened_up: LocalServer,
+                                                                    tmp_path: Path):
+    """pg_hba.conf is written to a temporary file in the data directory, which the server's OS
+    user owns: a link it planted under that name must not make us write (as root) elsewhere."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    (opened_up.datadir / "pg_hba.conf").write_text("# edited\n")  # so the rules get rewritten
+    planted = opened_up.datadir / f".pg_hba.conf.{os.getpid()}"
+    planted.symlink_to(victim)
+    opened_up.enforce_access()
+    assert victim.read_text() == "precious\n"
+    assert (victim.stat().st_uid, _mode(victim)) == (os.geteuid(), 0o644)
+    assert "scram-sha-256" in (opened_up.datadir / "pg_hba.conf").read_text()
+    assert not planted.exists() and not planted.is_symlink()
+
+
+@needs_root
+def test_a_planted_copy_of_the_binaries_is_refused(tmp_path: Path):
+    """As root, binaries the server user cannot reach are copied to a predictable directory in
+    /tmp and run from there as the server user: another user's tree planted under that name
+    (with its own `postgres`) must be refused, not run."""
+    tmp_path.chmod(0o700)  # unreachable for the server user: usable_bindir() copies
+    bindir = tmp_path / "site" / "pkg" / "pginstall" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "postgres").write_text("#!/bin/sh\n")
+    target = install_copy_dir(bindir.parent)
+    planted = target / "pkg" / "pginstall" / "bin"
+    planted.mkdir(parents=True)
+    (planted / "postgres").write_text("#!/bin/sh\ntouch /tmp/pwned\n")
+    nobody = pwd.getpwnam("nobody")
+    try:
+        for root, dirs, files in os.walk(target):
+            for name in (*dirs, *files, "."):
+                os.chown(os.path.join(root, name), nobody.pw_uid, nobody.pw_gid)
+        with pytest.raises(LocalServerError, match="another user"):
+            usable_bindir(bindir)
+    finally:
+        shutil.rmtree(target)

@@ -11,7 +11,7 @@ from psycopg import sql
 from tui.core.catalog import load_forest
 from tui.core.config import FindingsConfig
 from tui.core.findings import CODES, check_forest
-from tui.core.seed import (
+from tui.demo.seed import (
     DEMO_NOW_ENV,
     OVER_60_COUNT,
     Layout,

@@ -11,13 +11,18 @@ on stderr and exit with status 2; nothing prints a traceback.
 from __future__ import annotations
 
 import argparse
+import codecs
+import errno
 import importlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from importlib import metadata
 
 from .context import CliError, Context, add_connection_arguments
+from .core.connection import redact
 from .core.plans.registry import PLAN_KINDS
 
 # name -> module in tui.commands; each module has add_arguments(parser) and run(args, ctx) -> int
@@ -32,9 +37,49 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 EXIT_USAGE = 2
 
+# What an output encoding that cannot show them (latin-1, ASCII) gets instead of the characters
+# pgparts itself prints; anything else (a letter of a table name) becomes a \uXXXX escape, which
+# loses nothing and keeps JSON output valid JSON
+_ASCII_FALLBACK = {
+    "→": "->", "←": "<-", "∞": "inf", "≥": ">=", "≤": "<=", "…": "...", "–": "-", "—": "-",
+    "├": "|", "└": "`", "│": "|", "─": "-", "×": "x", "·": ".", "✓": "ok", "✗": "x",
+}
+
+
+def _ascii_fallback(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    bad = exc.object[exc.start:exc.end]
+    return "".join(_ASCII_FALLBACK.get(ch) or _json_escape(ch) for ch in bad), exc.end
+
+
+def _json_escape(ch: str) -> str:
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # beyond the BMP: a UTF-16 surrogate pair, as JSON spells it
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+codecs.register_error("pgparts-ascii", _ascii_fallback)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, keeping a password given in a stray argument out of its error message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        super().error(redact(message))
+
+
+def _version() -> str:
+    try:
+        return metadata.version("pgparts")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
 
 def _console_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pgparts",
         description="A terminal console for PostgreSQL declarative partitioning.",
         epilog="commands: " + ", ".join(f"{n} ({h})" for n, (_, h) in COMMANDS.items())
@@ -44,6 +89,7 @@ def _console_parser() -> argparse.ArgumentParser:
         "dsn", nargs="?", default=None,
         help="libpq connection string or URI; default: the profile, else the PG* environment",
     )
+    parser.add_argument("--version", action="version", version=f"pgparts {_version()}")
     add_connection_arguments(parser, with_dsn_option=False)
     return parser
 
@@ -51,7 +97,7 @@ def _console_parser() -> argparse.ArgumentParser:
 def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"pgparts {name}", description=help_text)
+    parser = _Parser(prog=f"pgparts {name}", description=help_text)
     parser.set_defaults(command=name)
     add_connection_arguments(parser, with_dsn_option=True)
     module.add_arguments(parser)  # type: ignore[attr-defined]
@@ -63,31 +109,80 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _prepare_stdout() -> None:
+    """Refuse a closed stdout; let one that cannot encode pgparts' arrows and tree lines show
+    ASCII ones instead of failing halfway through the output."""
+    if sys.stdout is None:  # started with `>&-`
+        raise CliError("standard output is closed; redirect it to a file or /dev/null")
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    encoding = (getattr(sys.stdout, "encoding", None) or "utf-8").lower().replace("-", "")
+    if reconfigure is not None and encoding not in ("utf8", "utf_8"):
+        reconfigure(errors="pgparts-ascii")
+
+
+def _silence_stdout() -> None:
+    """After a failed write: point stdout at /dev/null, so the interpreter's final flush of what
+    is still buffered neither fails again nor prints 'Exception ignored'."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _require_terminal() -> None:
+    # without one the console would draw its escape sequences into a pipe or file
+    if not (sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CliError("the console needs a terminal (stdin and stdout); for scripts use "
+                       "'pgparts tree', 'check', 'explain' or 'consolidate'")
+
+
+def _run(args_list: list[str]) -> int:
+    if args_list and args_list[0] in COMMANDS:
+        parser, module = _command_parser(args_list[0])
+        args = parser.parse_args(args_list[1:])
+        with Context.from_args(args) as ctx:
+            status = int(module.run(args, ctx))  # type: ignore[attr-defined]
+            sys.stdout.flush()  # a full disk or a closed pipe is reported here, not at exit
+            return status
+    parser = _console_parser()
+    args = parser.parse_args(args_list)
+    if args.demo or args.demo_reset:
+        _require_terminal()  # before starting a server for nothing
+    with Context.from_args(args) as ctx:  # a bad DSN or config is reported first
+        _require_terminal()
+        from .app.run import run_console  # Textual is imported only for the console
+
+        return run_console(ctx)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _exit_on_signal)
     try:
-        if args_list and args_list[0] in COMMANDS:
-            parser, module = _command_parser(args_list[0])
-            args = parser.parse_args(args_list[1:])
-            with Context.from_args(args) as ctx:
-                return int(module.run(args, ctx))  # type: ignore[attr-defined]
-        parser = _console_parser()
-        args = parser.parse_args(args_list)
-        with Context.from_args(args) as ctx:
-            from .app.run import run_console  # Textual is imported only for the console
-
-            return run_console(ctx)
+        _prepare_stdout()
+        return _run(args_list)
     except CliError as exc:
-        print(f"pgparts: {exc}", file=sys.stderr)
+        print(f"pgparts: {redact(str(exc))}", file=sys.stderr)
         return exc.status
     except KeyboardInterrupt:
         print("pgparts: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `pgparts tree | head`
+    except BrokenPipeError:  # e.g. `pgparts tree | head`: the reader has what it wanted
+        _silence_stdout()
         return 0
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EBADF, errno.EFBIG, errno.EDQUOT):
+            raise
+        if exc.filename is not None:  # a file of ours, not the output
+            print(f"pgparts: cannot write {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
+        _silence_stdout()
+        print(f"pgparts: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def entry() -> None:

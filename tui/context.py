@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from .core.config import Config, ConfigError, load_config
-from .core.connection import ConnectError, Target, connect, validate_dsn
+from .core.connection import ConnectError, Target, connect, redact, validate_dsn
 
 
 class CliError(Exception):
@@ -57,7 +57,7 @@ class Context:
         try:
             config = load_config(getattr(args, "config", None))
         except ConfigError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(redact(str(exc))) from None
         for warning in config.warnings:
             print(f"pgparts: warning: {warning}", file=sys.stderr)
         stack = ExitStack()
@@ -68,7 +68,7 @@ class Context:
         if demo and (dsn or profile_name):
             raise CliError("--demo starts its own server; do not give a DSN or --profile with it")
         if demo:
-            from .core.demo import open_demo
+            from .demo.server import open_demo
 
             try:
                 handle = open_demo(reset=bool(getattr(args, "demo_reset", False)),
@@ -89,6 +89,11 @@ class Context:
                 dsn = profile.dsn
                 read_only = read_only or profile.read_only
                 label = name
+                where = f" in {config.path}" if config.path else ""
+                try:
+                    validate_dsn(dsn)
+                except ConnectError as exc:
+                    raise CliError(f"profile {name!r}{where}: {exc}") from None
             else:
                 dsn, label = "", ""
         else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from datetime import datetime
 from typing import Any, ClassVar
 
 import psycopg
@@ -33,8 +34,10 @@ from textual.worker import Worker, WorkerState
 from ..core.catalog import Forest, PartNode, exact_row_count, load_forest, load_indexes
 from ..core.config import Config
 from ..core.connection import ConnectError, Target, connect
+from ..core.errors import first_line as _first_line
 from ..core.findings import FindingCounts, check_forest, findings_by_oid, subtree_counts
 from .format import postgres_version
+from .inflight import InFlight
 from .messages import CatalogFailed, CatalogLoaded, FindingsReady, RowCountDone
 from .registry import ConsoleCommand, action_name
 
@@ -46,9 +49,10 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
     ConsoleCommand("refresh", "r", "refresh", "Re-read the catalog; keeps expansion and cursor",
                    action="refresh"),
     ConsoleCommand("sort", "s", "sort", "Sort partitions by bound, then size, then name",
-                   action="cycle_sort", main_only=True),
+                   action="cycle_sort", main_only=True, footer=False),
     ConsoleCommand("count-rows", "x", "count", "Count the rows of the selected node exactly "
-                   "(count(*), under a statement timeout)", action="count_rows", main_only=True),
+                   "(count(*), under a statement timeout)", action="count_rows", main_only=True,
+                   footer=False),
     ConsoleCommand("exact-sizes", "X", "exact sizes", "Toggle exact sizes (pg_table_size; takes "
                    "a brief lock per partition) vs catalog estimates", action="toggle_exact_sizes",
                    main_only=True, footer=False),
@@ -72,11 +76,6 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
 ]
 
 DEFAULT_AUTO_REFRESH_SECONDS = 30.0
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
 
 
 class ConsoleCommands(Provider):
@@ -138,8 +137,14 @@ class PgpartsApp(App[int]):
 
     # Show the load time in the status line; off for reproducible screenshots and snapshots.
     show_load_time: bool = True
+    # The time the catalog is read "as of" (health checks, ages, the weeks old enough to
+    # consolidate); None: the server's clock. Set for snapshots of data laid out around a date.
+    fixed_now: datetime | None = None
 
-    def __init__(self, target: Target, config: Config, read_only: bool) -> None:
+    def __init__(self, target: Target, config: Config, read_only: bool,
+                 connection: psycopg.Connection | None = None) -> None:
+        """`connection`: an open connection for the catalog worker (run_console connects before
+        the app takes the terminal); without it the first load connects."""
         super().__init__()
         self.console_commands = list(CONSOLE_COMMANDS)
         self.target = target
@@ -164,8 +169,9 @@ class PgpartsApp(App[int]):
         self._reload_wanted = False
         self._reconnect_wanted = False
         self._auto_timer: Timer | None = None
-        self._catalog_conn: psycopg.Connection | None = None
+        self._catalog_conn: psycopg.Connection | None = connection
         self._by_action: dict[tuple[str, str], ConsoleCommand] = {}
+        self._inflight = InFlight()  # count(*) queries, cancelled when the console quits
         for cmd in self.console_commands:
             params = cmd.id if cmd.screen else ""
             self._by_action[(action_name(cmd.app_action), params)] = cmd
@@ -187,6 +193,7 @@ class PgpartsApp(App[int]):
         return " · ".join(parts)
 
     def on_unmount(self) -> None:
+        self._inflight.cancel_all()  # quitting does not wait for a count(*) to finish
         conn, self._catalog_conn = self._catalog_conn, None
         if conn is not None:
             try:
@@ -247,7 +254,7 @@ class PgpartsApp(App[int]):
         from .help_screen import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.screen))
 
     # -- the main screen's actions, dispatched from the app's bindings --------------------------
     def _main(self):
@@ -339,6 +346,8 @@ class PgpartsApp(App[int]):
                 self._catalog_conn = conn
             # the tree first: its indexes are read once it is on screen
             forest = load_forest(conn, exact_sizes=exact_sizes, indexes=False)
+            if self.fixed_now is not None:
+                forest.loaded_at = self.fixed_now
         except ConnectError as exc:
             self.post_message(CatalogFailed(str(exc), lost=True))
             return
@@ -368,7 +377,8 @@ class PgpartsApp(App[int]):
 
     def _check(self, forest: Forest) -> tuple[list[Any], str | None]:
         try:
-            return list(check_forest(forest, self.config.findings)), None
+            return list(check_forest(forest, self.config.findings,
+                                     policies=self.config.policies)), None
         except Exception as exc:  # a faulty check must not hide the tree
             return [], f"health checks failed: {_first_line(exc)}"
 
@@ -471,7 +481,7 @@ class PgpartsApp(App[int]):
     def _count_rows(self, node: PartNode) -> None:
         started = time.perf_counter()
         try:
-            with connect(self.target, purpose="count") as conn:
+            with connect(self.target, purpose="count") as conn, self._inflight.track(conn):
                 count = exact_row_count(
                     conn, node, timeout_seconds=self.config.explain.statement_timeout_seconds
                 )
@@ -487,7 +497,9 @@ class PgpartsApp(App[int]):
             self.notify(f"count(*) failed: {message.error}", severity="error", timeout=8)
         else:
             self.exact_rows[message.oid] = (message.count, message.seconds)
-        self._update_details()
+        main = self._main()
+        if main is not None:
+            main.row_counted(message.oid)
 
     # -- status ---------------------------------------------------------------------------------
     def _update_status(self) -> None:

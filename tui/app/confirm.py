@@ -13,7 +13,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
@@ -33,8 +33,16 @@ _CSS = """
 {cls} .confirm-title {{
     margin-bottom: 1;
 }}
+{cls} .confirm-scroll {{
+    height: auto;
+    max-height: 50vh;
+}}
 {cls} Input {{
     margin-top: 1;
+}}
+{cls} #typename-error {{
+    height: auto;
+    color: $warning;
 }}
 {cls} .confirm-buttons {{
     height: auto;
@@ -76,10 +84,13 @@ class ConfirmModal(ModalScreen[bool]):
             body.append("\n" + note, style="dim")
         with Vertical(classes="confirm-box"):
             yield Static(Text(self.title_text, style="bold"), classes="confirm-title")
-            yield Static(body, id="confirm-body")
+            # a long list of changes scrolls; the buttons stay on screen at 80x24
+            with VerticalScroll(classes="confirm-scroll"):
+                yield Static(body, id="confirm-body")
             with Horizontal(classes="confirm-buttons"):
-                yield Button(f"{self.yes_label} (y)", variant="warning", id="confirm-yes")
-                yield Button("Cancel (n)", variant="primary", id="confirm-no")
+                yield Button(f"{self.yes_label} (y)", variant="warning", id="confirm-yes",
+                             compact=True)
+                yield Button("Cancel (n)", variant="primary", id="confirm-no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#confirm-no", Button).focus()  # the safe answer has the focus
@@ -123,9 +134,11 @@ class TypeNameModal(ModalScreen[bool]):
             body.append(" to confirm:")
             yield Static(body, id="typename-body")
             yield Input(placeholder=self.expected, id="typename-input")
+            yield Static("", id="typename-error")
             with Horizontal(classes="confirm-buttons"):
-                yield Button(self.yes_label, variant="error", id="typename-yes", disabled=True)
-                yield Button("Cancel (esc)", variant="primary", id="typename-no")
+                yield Button(self.yes_label, variant="error", id="typename-yes", disabled=True,
+                             compact=True)
+                yield Button("Cancel (esc)", variant="primary", id="typename-no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#typename-input", Input).focus()
@@ -136,13 +149,18 @@ class TypeNameModal(ModalScreen[bool]):
     @on(Input.Changed, "#typename-input")
     def _changed(self, event: Input.Changed) -> None:
         self.query_one("#typename-yes", Button).disabled = not self.matches(event.value)
+        self.query_one("#typename-error", Static).update("")
 
     @on(Input.Submitted, "#typename-input")
     def _submitted(self, event: Input.Submitted) -> None:
         if self.matches(event.value):
             self._answer(True)
-        else:
-            self.notify(f"type {self.expected} exactly, or press escape", severity="warning")
+            return
+        # said in the dialog, not in a toast: a toast outlives the dialog and the run after it
+        said = "nothing was typed" if not event.value.strip() else \
+            f"{event.value.strip()!r} is not the table's name"
+        self.query_one("#typename-error", Static).update(
+            Text(f"{said}: type {self.expected} exactly, or press escape"))
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

@@ -5,17 +5,22 @@ status and the plan are read in a thread worker on a connection of its own; the 
 rebuilt (debounced) whenever the selection changes. Apply asks for confirmation (what will
 change, in plain words), then for the table's name when the plan drops the detached originals,
 then shows the progress screen. In read-only mode apply is shown disabled, with the reason.
+
+Below `NARROW_BELOW` columns the head takes two lines and the table its short forms: names
+without the parent's prefix ('…_2026_08_02'), 'hash ×4' for a status and its partitions, rows in
+thousands, bounds as start and span ('2026-08-02 +1w').
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import psycopg
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -26,7 +31,9 @@ from textual.widgets import Button, DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from ..core.catalog import Forest, PartNode
+from ..core.config import state_dir
 from ..core.connection import ConnectError, connect
+from ..core.errors import first_line as _first_line
 from ..core.humanfmt import plural
 from ..core.plans.consolidate import (
     CONSOLIDATED,
@@ -39,7 +46,10 @@ from ..core.plans.consolidate import (
     select_weeks,
 )
 from ..core.plans.engine.runner import Hook
-from .format import human_bytes, thousands
+from .compact import start_and_span
+from .footer_keys import FooterKeys
+from .format import human_bytes, human_rows, thousands
+from .inflight import InFlight
 from .plan_preview import PlanPreview, change_lines, consequence_lines, render_plan
 
 if TYPE_CHECKING:
@@ -52,6 +62,7 @@ STATUS_STYLE = {
     CONSOLIDATED: "green",
 }
 DEBOUNCE_SECONDS = 0.25
+NARROW_BELOW = 120  # columns
 
 
 def consolidation_target(forest: Forest, node: PartNode) -> tuple[PartNode, PartNode | None] | None:
@@ -98,7 +109,7 @@ class ConsolidationLoaded(Message):
     seconds: float = 0.0
 
 
-class ConsolidateScreen(Screen):
+class ConsolidateScreen(FooterKeys, Screen):
     """Status, selection and plan preview for one parent table."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -107,13 +118,15 @@ class ConsolidateScreen(Screen):
         Binding("o", "default_selection", "old weeks", show=True, id="consolidate-default",
                 tooltip="select the weeks older than [plans] older_than, oldest first, "
                         "[plans] batch of them"),
-        Binding("k", "toggle_keep", "keep originals", show=True, id="consolidate-keep",
+        Binding("k", "toggle_keep", "keep", show=True, id="consolidate-keep",
                 tooltip="keep the original partitions detached instead of dropping them"),
         # not "a": a refused apply would fall through to the app's auto-refresh key
         Binding("A", "apply", "apply", show=True, id="consolidate-apply",
                 tooltip="apply the plan (asks for confirmation)"),
         Binding("S", "copy_sql", "copy SQL", show=False, id="consolidate-copy-sql",
                 tooltip="copy the plan as a reviewable .sql script to the clipboard"),
+        Binding("W", "save_sql", "save SQL", show=False, id="consolidate-save-sql",
+                tooltip="write the plan's .sql script to a file (the path is shown)"),
         Binding("escape", "back", "back", show=True),
     ]
 
@@ -148,7 +161,12 @@ class ConsolidateScreen(Screen):
     }
     ConsolidateScreen #cons-reason {
         width: 1fr;
-        padding: 1 0 0 0;
+    }
+    ConsolidateScreen.narrow #cons-status {
+        min-height: 4;
+    }
+    ConsolidateScreen.narrow #cons-preview-pane {
+        height: 1fr;
     }
     """
 
@@ -170,6 +188,8 @@ class ConsolidateScreen(Screen):
         self._debounce: Timer | None = None
         # passed to the PlanRunner of the next apply (tests slow a run down with it)
         self.runner_hook: Hook | None = None
+        self.narrow = False
+        self._inflight = InFlight()  # the status/plan query, cancelled when the screen goes
 
     @property
     def papp(self) -> PgpartsApp:
@@ -189,25 +209,40 @@ class ConsolidateScreen(Screen):
         with VerticalScroll(id="cons-preview-pane"):
             yield Static("", id="cons-plan")
         with Horizontal(id="cons-actions"):
-            yield Button("Apply…", id="cons-apply", variant="warning", disabled=True)
+            yield Button("Apply…", id="cons-apply", variant="warning", disabled=True,
+                         compact=True)
             yield Static("", id="cons-reason")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = f"consolidation · {self.table_name}"
-        table = self.query_one("#cons-status", DataTable)
-        table.add_column(" ", key="sel", width=1)
-        table.add_column("partition", key="partition")
-        table.add_column("status", key="status")
-        table.add_column("parts", key="parts")
-        table.add_column("rows", key="rows")
-        table.add_column("size", key="size")
-        table.add_column("bound", key="bound")
-        table.add_column("", key="note")
+        self._add_columns()
         self.query_one("#cons-preview-pane").border_title = "plan preview"
         self._render_head()
         self._render_actions()
         self.reload()
+
+    def _add_columns(self) -> None:
+        table = self.query_one("#cons-status", DataTable)
+        table.clear(columns=True)
+        table.add_column(" ", key="sel", width=1)
+        table.add_column("partition", key="partition")
+        table.add_column("status", key="status")
+        if not self.narrow:  # narrow: the count is in the status ('hash ×4')
+            table.add_column("parts", key="parts")
+        table.add_column("rows", key="rows")
+        table.add_column("size", key="size")
+        table.add_column("bound", key="bound")
+        table.add_column("", key="note")
+
+    def on_resize(self, event: events.Resize) -> None:
+        narrow = event.size.width < NARROW_BELOW
+        if narrow != self.narrow:
+            self.narrow = narrow
+            self.set_class(narrow, "narrow")
+            self._add_columns()
+            self._render_head()
+            self._render_table()
 
     # -- loading ---------------------------------------------------------------------------------
     def reload(self) -> None:
@@ -215,7 +250,10 @@ class ConsolidateScreen(Screen):
         self._generation += 1
         self.planning = True
         self._render_head()
-        self._load(self._generation, self.selected_weeks, self.keep, self.preselect)
+        self._render_preview()
+        self._render_actions()
+        self._load(self._generation, self.selected_weeks, self.keep, self.preselect,
+                   self.papp.forest)
 
     def _reload_soon(self) -> None:
         """Debounced: several toggles in a row build one plan."""
@@ -223,7 +261,6 @@ class ConsolidateScreen(Screen):
             self._debounce.stop()
         self._generation += 1  # results of a load already running are stale now
         self.planning = True
-        self._render_head()
         self._debounce = self.set_timer(DEBOUNCE_SECONDS, self._debounced)
 
     def _debounced(self) -> None:
@@ -241,20 +278,23 @@ class ConsolidateScreen(Screen):
     @work(thread=True, exclusive=True, group="consolidate-plan", exit_on_error=False,
           description="reading the consolidation status and planning")
     def _load(self, generation: int, selection: list[str] | None, keep: bool,
-              preselect: str | None) -> None:
+              preselect: str | None, forest: Forest | None) -> None:
         app = self.papp
         started = time.perf_counter()
         config = app.config.plans
         try:
-            with connect(app.target, purpose="consolidate-preview") as conn:
-                status = consolidation_status(conn, self.table_name)
+            with connect(app.target, purpose="consolidate-preview") as conn, \
+                    self._inflight.track(conn):
+                # the catalog the console already read: no second load per preview
+                status = consolidation_status(conn, self.table_name, forest)
                 if selection is None:
                     if preselect is not None and any(
                             w.node.qualified == preselect and w.status in CANDIDATES
                             for w in status.weeks):
                         selection = [preselect]
                     else:
-                        chosen = select_weeks(status, now=_loaded_at(conn),
+                        now = app.fixed_now or _loaded_at(conn)
+                        chosen = select_weeks(status, now=now,
                                               older_than=config.older_than, batch=config.batch)
                         selection = [w.node.qualified for w in chosen]
                 known = {w.node.qualified for w in status.weeks if w.status in CANDIDATES}
@@ -262,7 +302,8 @@ class ConsolidateScreen(Screen):
                 preview = None
                 if selection:
                     plan = build_consolidation_plan(conn, self.table_name, config=config,
-                                                    weeks=selection, keep_detached=keep)
+                                                    weeks=selection, keep_detached=keep,
+                                                    forest=forest)
                     preview = PlanPreview.build(plan, conn)
         except (ConsolidationError, ConnectError) as exc:
             self.post_message(ConsolidationLoaded(generation, None, selection or [], None,
@@ -309,8 +350,9 @@ class ConsolidateScreen(Screen):
         self.refresh_bindings()
 
     def _render_head(self) -> None:
-        text = Text(no_wrap=False)
-        text.append(f"Consolidation of {self.table_name}", style="bold")
+        text = Text(no_wrap=self.narrow, overflow="ellipsis")
+        text.append(self.table_name if self.narrow else f"Consolidation of {self.table_name}",
+                    style="bold")
         st = self.status
         if st is not None:
             counts: dict[str, int] = {}
@@ -321,21 +363,32 @@ class ConsolidateScreen(Screen):
             if st.detached:
                 text.append(f" · {plural(len(st.detached), 'detached original')} left",
                             style="yellow")
-            text.append("  (rows and sizes: catalog estimates)", style="dim")
+            if not self.narrow:
+                text.append("  (rows and sizes: catalog estimates)", style="dim")
         cfg = self.papp.config.plans
         sel = self.selected_weeks or []
         text.append("\n")
         text.append(f"{len(sel)} selected", style="bold")
-        text.append(f" (space: toggle · o: weeks older than {_age(cfg.older_than)}, "
-                    f"oldest first, batch of {cfg.batch}) · originals: ")
+        if not self.narrow:
+            text.append(f" (space: toggle · o: weeks older than {_age(cfg.older_than)}, "
+                        f"oldest first, batch of {cfg.batch})")
+        text.append(" · originals: ")
         text.append("kept detached" if self.keep else "dropped after verification",
                     style="bold")
         text.append(" (k)")
         if self.planning:
-            text.append("  · planning…", style="italic")
+            text.append(" · planning…", style="italic")
         if self.error:
             text.append(f"\n{self.error}", style="bold red")
+        for warning in self._plan_warnings():
+            text.append(f"\n{warning}", style="yellow")
         self.query_one("#cons-head", Static).update(text)
+
+    def _plan_warnings(self) -> list[str]:
+        """What the plan builder warns about (e.g. a selected week that holds no rows yet)."""
+        if self.preview is None:
+            return []
+        return [str(w) for w in self.preview.plan.details.get("warnings", [])]
 
     def _render_table(self) -> None:
         st = self.status
@@ -350,23 +403,42 @@ class ConsolidateScreen(Screen):
         if st is None:
             return
         selected = set(self.selected_weeks or [])
+        narrow = self.narrow
+        prefix = st.parent.name
         for w in st.weeks:
             name = w.node.qualified
             mark = Text("✓", style="bold green") if name in selected else Text(" ")
             note = w.pending
-            table.add_row(
-                mark, Text(name, style="bold" if name in selected else ""),
-                Text(w.status, style=STATUS_STYLE.get(w.status, "dim")),
-                Text(str(w.subpartitions) if w.subpartitions else "", justify="right"),
-                Text(thousands(w.rows), justify="right"),
+            shown = name
+            if narrow and w.node.schema == st.parent.schema and w.name.startswith(prefix) \
+                    and len(w.name) > len(prefix) + 1 and shown == w.name:
+                shown = "…" + w.name[len(prefix):]
+            status = w.status
+            parts = str(w.subpartitions) if w.subpartitions else ""
+            if narrow:
+                status = _short_status(w.status, w.subpartitions)
+                parts = ""
+            bound = w.bound
+            if narrow and w.lower is not None and w.upper is not None:
+                bound = start_and_span(w.lower, w.upper) or bound
+            cells = [
+                mark, Text(shown, style="bold" if name in selected else ""),
+                Text(status, style=STATUS_STYLE.get(w.status, "dim")),
+                Text(parts, justify="right"),
+                Text(human_rows(w.rows) if narrow else thousands(w.rows), justify="right"),
                 Text(human_bytes(w.bytes), justify="right"),
-                w.bound, Text(note, style="yellow"), key=name)
+                bound, Text(note, style="yellow")]
+            if narrow:
+                del cells[3]
+            table.add_row(*cells, key=name)
         for d in st.detached:
-            table.add_row(Text(" "), Text(d.to_json()["table"], style="dim"),
-                          Text("DETACHED", style="dim"), "", "", Text(human_bytes(d.bytes),
-                                                                      justify="right"),
-                          "", Text(f"original of {d.replacement}", style="dim"),
-                          key=f"detached:{d.oid}")
+            cells = [Text(" "), Text(d.to_json()["table"], style="dim"),
+                     Text("detached" if narrow else "DETACHED", style="dim"), "", "",
+                     Text(human_bytes(d.bytes), justify="right"), "",
+                     Text(f"original of {d.replacement}", style="dim")]
+            if narrow:
+                del cells[3]
+            table.add_row(*cells, key=f"detached:{d.oid}")
         target = cursor_key or (self.selected_weeks[0] if self.selected_weeks else None)
         if target is not None:
             try:
@@ -376,7 +448,11 @@ class ConsolidateScreen(Screen):
 
     def _render_preview(self) -> None:
         static = self.query_one("#cons-plan", Static)
-        if self.preview is not None:
+        if self.planning and self.status is not None:
+            weeks = len(self.selected_weeks or [])
+            static.update(Text(f"planning… ({weeks} selected)" if weeks else "planning…",
+                               style="italic"))
+        elif self.preview is not None:
             static.update(render_plan(self.preview, self.status))
         elif self.status is not None and not self.selected_weeks:
             text = Text("No partition selected. ", style="bold")
@@ -451,8 +527,8 @@ class ConsolidateScreen(Screen):
         order = {w.node.qualified: i for i, w in enumerate(st.weeks)}
         self.selected_weeks = sorted(sel, key=lambda s: order.get(s, 0))
         self.preview = None
-        self._render_all()
         self._reload_soon()
+        self._render_all()
 
     @on(DataTable.RowSelected, "#cons-status")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -462,14 +538,14 @@ class ConsolidateScreen(Screen):
         self.selected_weeks = None
         self.preselect = None
         self.preview = None
-        self._render_all()
         self._reload_soon()
+        self._render_all()
 
     def action_toggle_keep(self) -> None:
         self.keep_detached = not self.keep
         self.preview = None
-        self._render_all()
         self._reload_soon()
+        self._render_all()
 
     @on(Button.Pressed, "#cons-apply")
     def _apply_pressed(self, event: Button.Pressed) -> None:
@@ -538,8 +614,22 @@ class ConsolidateScreen(Screen):
             return
         script = self.preview.script
         self.app.copy_to_clipboard(script)
-        self.notify(f"the plan's SQL script ({script.count(chr(10)) + 1} lines) is on the "
-                    f"clipboard", timeout=4)
+        # OSC 52: the terminal may ignore it (tmux without set-clipboard, many terminals by
+        # default) and nobody can tell; W writes the same script to a file
+        self.notify(f"the plan's SQL script ({script.count(chr(10)) + 1} lines) was sent to "
+                    f"the terminal's clipboard; if it did not arrive, W saves it to a file",
+                    timeout=6)
+
+    def action_save_sql(self) -> None:
+        if self.preview is None:
+            self.notify("no plan to save: select at least one week", severity="warning")
+            return
+        try:
+            path = save_script(self.preview.script, self.parent_node.name)
+        except OSError as exc:
+            self.notify(f"could not save the script: {exc}", severity="error", timeout=8)
+            return
+        self.notify(f"the plan's SQL script is in {path}", timeout=10)
 
     def action_back(self) -> None:
         self.dismiss()
@@ -547,6 +637,33 @@ class ConsolidateScreen(Screen):
     def on_unmount(self) -> None:
         if self._debounce is not None:
             self._debounce.stop()
+        # leaving or quitting while a plan is built: the build is not waited for
+        self._inflight.cancel_all()
+
+
+def save_script(script: str, table: str, directory: Path | None = None) -> Path:
+    """Write `script` to <state dir>/scripts/pgparts-<table>-<UTC time>.sql; returns the path.
+    The table name is reduced to letters, digits, '-' and '_' for the file name."""
+    directory = directory or state_dir() / "scripts"
+    directory.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in table)[:60] or "table"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path = directory / f"pgparts-{safe}-{stamp}.sql"
+    n = 1
+    while path.exists():
+        n += 1
+        path = directory / f"pgparts-{safe}-{stamp}-{n}.sql"
+    path.write_text(script, encoding="utf-8")
+    return path
+
+
+def _short_status(status: str, parts: int) -> str:
+    """'hash ×4', 'list ×3', 'consolidated': the status column at 80 columns."""
+    if status == HASH_PARTITIONED:
+        return f"hash ×{parts}"
+    if status == LIST_PARTITIONED:
+        return f"list ×{parts}"
+    return status.lower()
 
 
 def _loaded_at(conn: psycopg.Connection):
@@ -564,8 +681,3 @@ def _age(delta) -> str:
         weeks = days // 7
         return f"{weeks} week{'s' if weeks != 1 else ''}"
     return f"{days} day{'s' if days != 1 else ''}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0]

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from ..core.catalog import Forest, PartNode
 from ..core.explain import ExplainReport, TableReference
-from ..core.explain.plan import PlanNode
+from ..core.explain.plan_tree import PlanNode
 from .format import fit, sort_nodes, thousands
 
 PRUNED, PARTIAL, NONE, EMPTY = "pruned", "partial", "none", "empty"

@@ -25,7 +25,7 @@ from weakref import WeakKeyDictionary
 import psycopg
 from psycopg import errors as pg_errors
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -37,6 +37,7 @@ from textual.widgets.tree import TreeNode
 from textual.worker import Worker, WorkerState
 
 from ..core.connection import ConnectError, connect
+from ..core.errors import first_line as _first_line
 from ..core.explain import (
     ExplainCancelled,
     ExplainError,
@@ -47,7 +48,7 @@ from ..core.explain import (
     TableReference,
     check_statement,
 )
-from ..core.explain.plan import PlanNode
+from ..core.explain.plan_tree import PlanNode
 from .explain_render import (
     AppendInfo,
     append_index,
@@ -58,12 +59,14 @@ from .explain_render import (
     starting_query,
     summary_line,
 )
+from .footer_keys import FooterKeys
 
 if TYPE_CHECKING:
     from .app import PgpartsApp
 
 # Scanned partitions listed (with bounds) per table; `pgparts explain --json` lists them all.
 BOUNDS_LIMIT = 20
+NARROW_BELOW = 120  # columns: below, the pruning report and the plan are stacked
 HISTORY_MAX = 100
 CHUNK = 250  # plan nodes added per event-loop slice when an Append over thousands is expanded
 _WRITES = {"INSERT", "UPDATE", "DELETE", "MERGE"}
@@ -122,7 +125,7 @@ class ExplainFinished(Message):
     seconds: float = 0.0
 
 
-class ExplainScreen(Screen):
+class ExplainScreen(FooterKeys, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         # priority: the keys work while the editor has the focus
         Binding("f5", "explain", "explain", priority=True, id="explain-run",
@@ -172,6 +175,17 @@ class ExplainScreen(Screen):
     }
     ExplainScreen #explain-plan:focus {
         border: round $accent;
+    }
+    /* below NARROW_BELOW columns: the pruning report above the plan, each the full width */
+    ExplainScreen.narrow #explain-editor {
+        height: 6;
+    }
+    ExplainScreen.narrow #explain-results {
+        layout: vertical;
+    }
+    ExplainScreen.narrow #explain-report-pane, ExplainScreen.narrow #explain-plan {
+        width: 1fr;
+        height: 1fr;
     }
     """
 
@@ -236,6 +250,9 @@ class ExplainScreen(Screen):
         self.editor.move_cursor(self.editor.document.end)
         self._render_status()
         self.query_one("#explain-report", Static).update(_intro())
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < NARROW_BELOW, "narrow")
 
     def focus_editor(self) -> None:
         self.editor.focus()
@@ -472,7 +489,9 @@ class ExplainScreen(Screen):
                                           timings=self.papp.show_load_time))
         elif self.last is not None:
             style = "bold yellow" if self.last.kind in ("cancelled", "timeout") else "bold red"
-            text.append(_KIND_TITLE.get(self.last.kind, "error") + ": ", style=style)
+            title = _KIND_TITLE.get(self.last.kind, "error")
+            if not self.last.error.lower().startswith(title.lower()):  # no 'cancelled: cancelled'
+                text.append(title + ": ", style=style)
             text.append(self.last.error)
         else:
             text.append("F5 explains the query (planned, not run) · F6 runs EXPLAIN ANALYZE "
@@ -619,8 +638,3 @@ def _intro() -> Text:
     text.append("The plan (right) folds each Append over partitions into one line; enter or "
                 "space expands it.", style="dim")
     return text
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0]

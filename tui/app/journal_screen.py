@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from ..core.humanfmt import count, plural, size
 from ..core.plans import Outcome, StepStatus, journal
 from ..core.plans.engine.runner import step_label
+from .footer_keys import FooterKeys
 
 if TYPE_CHECKING:
     from .app import PgpartsApp
@@ -101,7 +102,7 @@ def entry_details(entry: dict[str, Any]) -> Text:
     return t
 
 
-class JournalScreen(Screen):
+class JournalScreen(FooterKeys, Screen):
     """History of applied plans; `escape` goes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -146,9 +147,10 @@ class JournalScreen(Screen):
     def on_mount(self) -> None:
         self.sub_title = "journal of applied plans"
         table = self.query_one("#journal-table", DataTable)
+        # what tells runs apart first: at 80 columns the plan kind, user and server are cut
         for key, label in (("started", "started (UTC)"), ("outcome", "outcome"),
-                           ("plan", "plan"), ("target", "table"), ("rows", "rows copied"),
-                           ("seconds", "time"), ("user", "by"), ("server", "server")):
+                           ("target", "table"), ("rows", "rows copied"), ("seconds", "time"),
+                           ("plan", "plan"), ("user", "by"), ("server", "server")):
             table.add_column(label, key=key)
         self.query_one("#journal-head", Static).update(
             Text(f"reading {journal.journal_path()}…", style="italic"))
@@ -186,10 +188,11 @@ class JournalScreen(Screen):
             table.add_row(
                 str(e.get("started", "")).replace("T", " ")[:19],
                 Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
-                str(e.get("plan", "")), str(e.get("target", "")),
+                str(e.get("target", "")),
                 Text(count(int(e.get("rows_copied") or 0)), justify="right"),
                 Text(f"{float(e.get('seconds') or 0):.1f} s", justify="right"),
-                str(e.get("os_user", "")), str(e.get("server", "")), key=str(i))
+                str(e.get("plan", "")), str(e.get("os_user", "")), str(e.get("server", "")),
+                key=str(i))
         self._show(0)
 
     @on(DataTable.RowHighlighted, "#journal-table")

@@ -1,13 +1,17 @@
-"""The main screen: the partition tree on the left, details of the selected node on the right."""
+"""The main screen: the partition tree, details of the selected node, a status line.
+
+Side by side from `NARROW_BELOW` columns on; on a narrower terminal the details go below the
+tree, which then has the full width for its columns. `d` hides or shows the details.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import Screen
@@ -16,6 +20,7 @@ from textual.widgets import Footer, Header, Input, Static, Tree
 from ..core.catalog import Forest
 from ..core.findings import FindingCounts
 from .details import render_details
+from .footer_keys import FooterKeys
 from .format import SORTS, ancestors, filter_forest, human_bytes, thousands
 from .messages import CatalogFailed
 from .tree_view import PartitionTree
@@ -32,8 +37,20 @@ class FilterInput(Input):
         self.post_message(self.Submitted(self, ""))
 
 
-class MainScreen(Screen):
+NARROW_BELOW = 120  # columns: below, the details go under the tree
+
+
+class MainScreen(FooterKeys, Screen):
     """Left: the live partition tree. Right: the selected relation. Bottom: status and keys."""
+
+    FOOTER_APP_COMMANDS = None  # the console's footer=True commands: this is their screen
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # the filter box is hidden once enter kept the filter: escape clears it from the tree
+        Binding("escape", "clear_filter", "clear filter", show=True, id="filter-clear",
+                tooltip="clear the name filter"),
+        Binding("d", "toggle_details", "details", show=False, id="toggle-details",
+                tooltip="hide or show the details pane"),
+    ]
 
     AUTO_FOCUS = "#tree"
 
@@ -62,6 +79,7 @@ class MainScreen(Screen):
     def on_mount(self) -> None:
         tree = self.tree
         tree.badge_source = self._badges
+        tree.rows_source = self._exact_rows
         tree.loading = True
         tree.focus()
         self._pre_filter_expanded: set[int] | None = None
@@ -77,8 +95,39 @@ class MainScreen(Screen):
         own_rank = max((severity_rank(f.severity) for f in own), default=0)
         return len(own), own_rank, app.subtree_findings.get(oid)
 
+    def _exact_rows(self, oid: int) -> int | None:
+        counted = self.papp.exact_rows.get(oid)
+        return counted[0] if counted is not None else None
+
     def cursor_oid(self) -> int | None:
         return self.tree.cursor_oid()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < NARROW_BELOW, "narrow")
+        self.update_status()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            return self.tree.shown_oids is not None or self.query_one(FilterInput).display
+        return True
+
+    async def action_clear_filter(self) -> None:
+        box = self.query_one(FilterInput)
+        box.display = False
+        if box.value:
+            box.value = ""  # Input.Changed re-applies the (empty) filter
+        else:
+            await self.apply_filter("")
+        self.tree.focus()
+        self.refresh_bindings()
+
+    def action_toggle_details(self) -> None:
+        self.toggle_class("no-details")
+
+    def row_counted(self, oid: int) -> None:
+        """An exact count arrived (or failed): the row and the details show it."""
+        self.tree.relabel_node(oid)
+        self.update_details()
 
     # -- catalog events (called by the app) -----------------------------------------------------
     async def catalog_loaded(self, forest: Forest) -> None:
@@ -124,6 +173,11 @@ class MainScreen(Screen):
         if oid is None or oid not in forest.nodes:
             if not forest.roots:
                 static.update(Text("No partitioned tables in this database.", style="dim"))
+            elif self.tree.shown_oids is not None and not self.tree.shown_oids:
+                value = self.query_one(FilterInput).value.strip()
+                static.update(Text.assemble(
+                    ("No table or partition name contains ", "bold"), (repr(value), "bold"),
+                    ("\n\nescape clears the filter", "dim")))
             else:
                 static.update("")
             return
@@ -154,13 +208,32 @@ class MainScreen(Screen):
             text.append("reading the catalog…", style="italic")
             status.update(text)
             return
+        start = len(text)
+        self._status_parts(text, short=False)
+        # the padding of the line takes 2 cells
+        if text.cell_len > status.size.width - 2 and status.size.width:
+            text.right_crop(len(text) - start)
+            self._status_parts(text, short=True)
+        status.update(text)
+
+    def _status_parts(self, text: Text, short: bool) -> None:
+        """The status line after the mode; `short`: the form that fits 80 columns (no sort
+        unless changed, no load time, shorter words; 'as of' stays: it dates what is shown)."""
+        app = self.papp
+        forest = app.forest
+        assert forest is not None
         roots = len(forest.roots)
         parts = len(forest.nodes) - roots
         total = sum(r.total_bytes for r in forest.roots)
-        text.append(f"{thousands(roots)} partitioned tables · {thousands(parts)} partitions · "
+        tables = "tables" if short else "partitioned tables"
+        text.append(f"{thousands(roots)} {tables} · {thousands(parts)} partitions · "
                     f"{human_bytes(total)}")
-        text.append(f" ({'exact' if forest.exact_sizes else 'estimated'})", style="dim")
-        text.append(f" · sort: {self.tree.sort}")
+        if short:
+            text.append(" exact" if forest.exact_sizes else " est.", style="dim")
+        else:
+            text.append(f" ({'exact' if forest.exact_sizes else 'estimated'})", style="dim")
+        if not short or self.tree.sort != SORTS[0]:
+            text.append(f" · sort: {self.tree.sort}")
         if self.tree.shown_oids is not None:
             value = self.query_one(FilterInput).value
             text.append(f" · filter: {value!r}", style="bold")
@@ -170,19 +243,22 @@ class MainScreen(Screen):
         if app.findings_error:
             text.append(f" · {app.findings_error}", style="red")
         if app.auto_refresh_on:
-            text.append(f" · auto-refresh {app.auto_refresh_seconds:g}s")
+            text.append(f" · auto {app.auto_refresh_seconds:g}s" if short else
+                        f" · auto-refresh {app.auto_refresh_seconds:g}s")
         if app.catalog_loading:
             text.append(" · refreshing…", style="italic")
         elif app.show_load_time:
-            text.append(f" · as of {forest.loaded_at:%H:%M:%S} UTC"
-                        f" ({app.last_load_seconds:.2f}s)", style="dim")
-        status.update(text)
+            text.append(f" · as of {forest.loaded_at:%H:%M:%S} UTC", style="dim")
+            if not short:
+                text.append(f" ({app.last_load_seconds:.2f}s)", style="dim")
 
     # -- filter ---------------------------------------------------------------------------------
     def open_filter(self) -> None:
         box = self.query_one(FilterInput)
         box.display = True
-        box.focus()
+        # now, not after a refresh (Widget.focus): keys typed right after / go to the box
+        self.set_focus(box)
+        self.refresh_bindings()
 
     @on(Input.Changed, "#filter")
     async def _filter_changed(self, event: Input.Changed) -> None:
@@ -194,6 +270,7 @@ class MainScreen(Screen):
         if not event.value:
             box.display = False
         self.tree.focus()
+        self.refresh_bindings()
 
     async def apply_filter(self, value: str) -> None:
         tree = self.tree

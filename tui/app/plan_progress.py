@@ -26,8 +26,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
+from ..core.errors import first_line as _first_line
 from ..core.plans import Outcome, Plan, PlanRunner, Progress, RunResult, RunState, StepStatus
 from ..core.plans.engine.runner import Hook, step_label
+from .footer_keys import FooterKeys
 from .format import bar, human_bytes, thousands
 
 if TYPE_CHECKING:
@@ -77,7 +79,7 @@ def _seconds(s: float) -> str:
     return f"{m} min {sec:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
-class PlanProgressScreen(Screen):
+class PlanProgressScreen(FooterKeys, Screen):
     """Runs `plan` once when shown; escape goes back when it has finished."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -94,12 +96,13 @@ class PlanProgressScreen(Screen):
         padding: 0 1;
     }
     PlanProgressScreen #progress-steps {
-        height: auto;
-        max-height: 1fr;
+        height: 1fr;
+        min-height: 5;
         border: round $panel-lighten-2;
     }
     PlanProgressScreen #progress-outcome-pane {
-        height: 1fr;
+        height: auto;
+        max-height: 50%;
         padding: 0 1;
     }
     """
@@ -140,14 +143,15 @@ class PlanProgressScreen(Screen):
     def on_mount(self) -> None:
         self.sub_title = f"applying: {self.plan.title}"
         table = self.query_one("#progress-steps", DataTable)
+        # the step's title last: at 80 columns it is cut, the status and counts are not
         table.add_column("#", key="n")
-        table.add_column("step", key="title")
         table.add_column("status", key="status", width=16)
         table.add_column("rows", key="rows", width=8)
         table.add_column("time", key="time", width=8)
         table.add_column("lock waits", key="locks", width=11)
+        table.add_column("step", key="title")
         for i, step in enumerate(self.plan.steps, 1):
-            table.add_row(str(i), step.title, Text("pending", style="dim"), "", "", "",
+            table.add_row(str(i), Text("pending", style="dim"), "", "", "", step.title,
                           key=str(i))
         self.runner = PlanRunner(self.papp.target, self.plan, config=self.papp.config.plans,
                                  progress=self._on_progress, hook=self.hook)
@@ -174,8 +178,7 @@ class PlanProgressScreen(Screen):
             return
         # a bug in the runner: show it like a failed run; the runner rolled back what it could
         error = event.worker.error
-        text = str(error).strip().splitlines()[0] if error and str(error).strip() else \
-            type(error).__name__
+        text = _first_line(error) if error else "unknown"
         self._finish(RunResult(Outcome.FAILED, list(self.runner.outcomes) if self.runner else [],
                                time.monotonic() - self._started,
                                f"internal error: {text}",
@@ -381,7 +384,9 @@ class PlanProgressScreen(Screen):
     # -- keys ----------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_plan":
-            return True if self.running and not self.cancelling else None
+            if not self.running:
+                return False  # finished: nothing to cancel, the key leaves the footer
+            return None if self.cancelling else True
         return True
 
     def action_cancel_plan(self) -> None:

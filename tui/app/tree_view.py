@@ -6,8 +6,11 @@ input. A refresh walks only what the tree already shows: a sibling group whose o
 unchanged gets new labels in place; a changed group is rebuilt, keeping expansion and cursor.
 
 Columns (bound, size, rows, bar, badge) line up across every row on screen whatever its depth: the
-name column ends at one x for all rows, each name padded by what its guides leave. The columns
-follow what is shown; when expanding, collapsing or resizing moves them, the groups on screen are
+name column ends at one x for all rows, each name padded by what its guides leave. On a narrow
+pane the columns give way by priority (name, bound and size stay): first the bound takes its
+short form ('2026-08-02 +1w'), then the bar halves and goes, then the row count, then the
+badge; only then are names (beyond NAME_KEEP cells) and bounds cut. The columns follow what is
+shown; when expanding, collapsing or resizing moves them, the groups on screen are
 relabelled, hidden ones when they are shown again. Labels are made only for nodes in the Tree.
 """
 
@@ -16,14 +19,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.text import Span, Text
 from textual import events
+from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from ..core.catalog import Forest, PartNode, sql_ident_text
 from ..core.findings import FindingCounts
+from .compact import compact_bound
 from .format import SEVERITY_ICON, SEVERITY_ORDER, bar, fit, human_bytes, human_rows, sort_nodes
 
 CHUNK = 250  # nodes added per event-loop slice
@@ -33,11 +39,29 @@ ROWS_WIDTH = 6  # '≥1000k'
 BAR_WIDTH = 8
 BADGE_WIDTH = 6  # ' ▲12●3'
 NAME_MIN = 10
+NAME_KEEP = 28  # a name is kept whole up to this many cells before an optional column goes
 BOUND_MIN = 8
 ICON_WIDTH = 2  # the Tree's '▶ ' before an expandable node (a leaf among them gets 2 spaces)
 SCROLLBAR = 1
-# cells after the name column: '  ' bound ' ' size ' ' rows ' ' bar badge
-AFTER_BOUND = 1 + SIZE_WIDTH + 1 + ROWS_WIDTH + 1 + BAR_WIDTH + BADGE_WIDTH
+
+# The optional columns, most shown first: (compact bound, rows, bar width, badge).
+LAYOUTS = (
+    (False, True, BAR_WIDTH, True),
+    (True, True, BAR_WIDTH, True),
+    (True, True, BAR_WIDTH // 2, True),
+    (True, True, 0, True),
+    (True, False, 0, True),
+    (True, False, 0, False),
+)
+
+
+def after_bound(rows: bool, bar_width: int, badge: bool) -> int:
+    """Cells after the bound column: ' ' size [' ' rows] [' ' bar] [badge]."""
+    return 1 + SIZE_WIDTH + (1 + ROWS_WIDTH if rows else 0) + \
+        (1 + bar_width if bar_width else 0) + (BADGE_WIDTH if badge else 0)
+
+
+AFTER_BOUND = after_bound(True, BAR_WIDTH, True)
 
 SEVERITY_STYLE = {
     "critical": "bold red",
@@ -59,6 +83,10 @@ class Columns:
     name_end: int  # cells from the tree's left edge to the end of the name column
     bound_width: int
     elided: frozenset[GroupKey] = frozenset()  # groups showing children as …_suffix
+    compact: bool = False  # bounds as start and span
+    rows: bool = True
+    bar: int = BAR_WIDTH  # cells; 0: no bar
+    badge: bool = True
 
 
 @dataclass
@@ -72,6 +100,7 @@ class Group:
     full_width: int  # widest name
     elided_width: int  # widest name with the parent's name elided
     bound_width: int
+    compact_width: int  # widest bound in its short form
     max_bytes: int  # the bar scale
     labelled_with: Columns | None = None
 
@@ -93,6 +122,16 @@ def display_label(node: PartNode, parent_schema: str | None, elide: str = "") ->
     return text
 
 
+def compact_short_bound(node: PartNode, cache: dict[int, str] | None = None) -> str:
+    """The bound column on a narrow pane: '2026-08-02 +1w' for '2026-08-02 → 2026-08-09'."""
+    if cache is not None and node.oid in cache:
+        return cache[node.oid]
+    text = short_bound(node) if node.is_root else compact_bound(node.bound, short_bound(node))
+    if cache is not None:
+        cache[node.oid] = text
+    return text
+
+
 def short_bound(node: PartNode, cache: dict[int, str] | None = None) -> str:
     """The bound column: the short bound of a partition, the partition key of a root."""
     if cache is not None and node.oid in cache:
@@ -111,6 +150,19 @@ def short_bound(node: PartNode, cache: dict[int, str] | None = None) -> str:
 class PartitionTree(Tree[int]):
     """Partitioned tables and their partitions at any depth."""
 
+    # Tree's own keys, described for this tree (the help screen lists these)
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor_up", "move up", show=False),
+        Binding("down", "cursor_down", "move down", show=False),
+        Binding("enter", "select_cursor", "expand or collapse", show=False),
+        Binding("space", "toggle_node", "expand or collapse", show=False),
+        Binding("shift+left", "cursor_parent", "to the parent", show=False),
+        Binding("shift+right", "cursor_parent_next_sibling", "to the parent's next sibling",
+                show=False),
+        Binding("shift+up", "cursor_previous_sibling", "previous sibling", show=False),
+        Binding("shift+down", "cursor_next_sibling", "next sibling", show=False),
+    ]
+
     def __init__(self, **kwargs) -> None:
         super().__init__("partitioned tables", **kwargs)
         self.show_root = False
@@ -124,6 +176,9 @@ class PartitionTree(Tree[int]):
         self._populated: set[int] = set()
         self._by_oid: dict[int, TreeNode[int]] = {}
         self._shorts: dict[int, str] = {}  # bound labels of the current forest, by oid
+        self._compacts: dict[int, str] = {}  # their short forms
+        # oid -> an exact count(*) taken with `x`, shown instead of the estimate
+        self.rows_source: Callable[[int], int | None] | None = None
         self._groups: dict[GroupKey, Group] = {}  # sibling groups in the Tree, by parent oid
         self._columns = Columns(0, 0)
         self._badges: dict[int, tuple[str, str] | None] = {}  # the badge each label shows
@@ -149,6 +204,8 @@ class PartitionTree(Tree[int]):
             full_width=full,
             elided_width=elided,
             bound_width=max((len(short_bound(n, self._shorts)) for n in nodes), default=0),
+            compact_width=max((len(compact_short_bound(n, self._compacts)) for n in nodes),
+                              default=0),
             max_bytes=max((n.total_bytes for n in nodes), default=0),
         )
 
@@ -164,24 +221,34 @@ class PartitionTree(Tree[int]):
         shown = {k: g for k, g in self._groups.items() if self._group_shown(k)}
         if not shown:
             return Columns(0, 0)
-        # cells for the name and bound columns together; on a narrow pane the bound column
-        # gives way first, down to BOUND_MIN, so that names keep NAME_MIN cells
-        avail = self._content_width() - SCROLLBAR - 2 - AFTER_BOUND
         deepest = max(g.lead(self.guide_depth) for g in shown.values())
-        bound_width = min(max(g.bound_width for g in shown.values()), BOUND_MAX)
-        if deepest + NAME_MIN + bound_width > avail:
-            bound_width = min(bound_width, max(avail - deepest - NAME_MIN, BOUND_MIN))
-        limit = avail - bound_width
-        need = 0
-        elided: set[GroupKey] = set()
-        for key, group in shown.items():
-            lead = group.lead(self.guide_depth)
-            width = group.full_width
-            if lead + width > limit and group.elided_width < width:
-                elided.add(key)
-                width = group.elided_width
-            need = max(need, lead + width)
-        return Columns(min(need, limit), bound_width, frozenset(elided))
+        for i, (compact, rows, bar_, badge) in enumerate(LAYOUTS):
+            # cells for the name and bound columns together
+            avail = self._content_width() - SCROLLBAR - 2 - after_bound(rows, bar_, badge)
+            widest = max(g.compact_width if compact else g.bound_width for g in shown.values())
+            bound_width = min(widest, BOUND_MAX)
+            last = i == len(LAYOUTS) - 1
+            if deepest + NAME_MIN + bound_width > avail:
+                if not last:
+                    continue
+                # nothing left to drop: the bound gives way, down to BOUND_MIN, so that names
+                # keep NAME_MIN cells
+                bound_width = min(bound_width, max(avail - deepest - NAME_MIN, BOUND_MIN))
+            limit = avail - bound_width
+            need = kept = 0
+            elided: set[GroupKey] = set()
+            for key, group in shown.items():
+                lead = group.lead(self.guide_depth)
+                width = group.full_width
+                if lead + width > limit and group.elided_width < width:
+                    elided.add(key)
+                    width = group.elided_width
+                need = max(need, lead + width)
+                kept = max(kept, lead + min(width, NAME_KEEP))
+            if kept <= limit or last:
+                return Columns(min(need, limit), bound_width, frozenset(elided), compact, rows,
+                               bar_, badge)
+        raise AssertionError("unreachable: the last layout always returns")
 
     def _apply_columns(self, labelling: GroupKey | int = -1) -> None:
         """Recompute the columns and relabel the groups on screen made with other columns
@@ -236,21 +303,30 @@ class PartitionTree(Tree[int]):
             spans.append(Span(pos, pos + len(name), style))
         pos += len(name)
         if cols.bound_width:
-            bound = fit(short_bound(node, self._shorts).translate(_CONTROL), cols.bound_width)
+            text = compact_short_bound(node, self._compacts) if cols.compact else \
+                short_bound(node, self._shorts)
+            bound = fit(text.translate(_CONTROL), cols.bound_width)
             parts.append("  ")
             parts.append(bound)
             if node.is_default or node.is_root:
                 spans.append(Span(pos + 2, pos + 2 + len(bound), "dim"))
             pos += 2 + len(bound)
-        rows = human_rows(node.rows, node.rows_known)
-        middle = f" {human_bytes(node.total_bytes):>{SIZE_WIDTH}} {rows:>{ROWS_WIDTH}} "
-        parts.append(middle)
-        pos += len(middle)
-        parts.append(bar(node.total_bytes, group.max_bytes, BAR_WIDTH))
-        spans.append(Span(pos, pos + BAR_WIDTH, "green"))
-        pos += BAR_WIDTH
+        size = f" {human_bytes(node.total_bytes):>{SIZE_WIDTH}}"
+        parts.append(size)
+        pos += len(size)
+        if cols.rows:
+            exact = self.rows_source(node.oid) if self.rows_source is not None else None
+            rows = human_rows(node.rows, node.rows_known) if exact is None else human_rows(exact)
+            parts.append(f" {rows:>{ROWS_WIDTH}}")
+            if exact is not None:  # counted with x: bold, the estimates stay plain
+                spans.append(Span(pos + 1, pos + 1 + ROWS_WIDTH, "bold"))
+            pos += 1 + ROWS_WIDTH
+        if cols.bar:
+            parts.append(" " + bar(node.total_bytes, group.max_bytes, cols.bar))
+            spans.append(Span(pos + 1, pos + 1 + cols.bar, "green"))
+            pos += 1 + cols.bar
         badge = self._badges[node.oid] = self._badge(node)
-        if badge is not None:
+        if badge is not None and cols.badge:
             parts.append(badge[0])
             spans.append(Span(pos, pos + len(badge[0]), badge[1]))
         return Text("".join(parts), no_wrap=True, end="", spans=spans)
@@ -303,6 +379,7 @@ class PartitionTree(Tree[int]):
         old = self.forest
         if forest is not old:
             self._shorts = {}
+            self._compacts = {}
         self.forest = forest
         self.expanded_oids &= set(forest.nodes)
         self._showing = True
@@ -336,6 +413,18 @@ class PartitionTree(Tree[int]):
                     node = forest.nodes.get(child.data)  # type: ignore[arg-type]
                     if node is not None and self._badge(node) != self._badges.get(node.oid):
                         child.set_label(self.label_for(node, group, key))
+
+    def relabel_node(self, oid: int) -> None:
+        """A new label for one row (its exact row count arrived), if it is in the tree."""
+        tree_node = self._by_oid.get(oid)
+        forest = self.forest
+        if tree_node is None or forest is None or oid not in forest.nodes:
+            return
+        parent = tree_node.parent
+        key = parent.data if parent is not None and not parent.is_root else None
+        group = self._groups.get(key)
+        if group is not None:
+            tree_node.set_label(self.label_for(forest.nodes[oid], group, key))
 
     async def _sync(self, tree_node: TreeNode[int], oid: int | None, generation: int) -> None:
         wanted = self._children_of(oid)

@@ -12,7 +12,7 @@ import json
 from ..context import Context
 from ..core.findings import CRITICAL, WARNING, check_forest, worst_severity
 from ..core.humanfmt import plural
-from .tree import emit, load, one_line, select
+from .tree import emit, load, one_line, select, warn_policy_problems
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     forest = load(ctx, exact_sizes=args.exact_sizes, purpose="check")
     roots = select(forest, args.table)
-    findings = check_forest(forest, ctx.config.findings)
+    warn_policy_problems(forest, ctx)
+    findings = check_forest(forest, ctx.config.findings, policies=ctx.config.policies)
     if args.table is not None:
         # keep what concerns the chosen subtree: found on a table in it or naming a relation in it
         oids = {node.oid for root in roots for node in root.walk()}

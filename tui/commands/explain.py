@@ -40,14 +40,25 @@ def _read_query(args: argparse.Namespace) -> str:
     if args.sql is not None and args.file is not None:
         raise CliError("give the query either as an argument or with -f, not both")
     if args.file is not None:
-        if args.file == "-":
-            return sys.stdin.read()
+        where = "standard input" if args.file == "-" else args.file
         try:
-            return Path(args.file).read_text(encoding="utf-8")
+            if args.file == "-":
+                if sys.stdin is None:
+                    raise CliError("standard input is closed; nothing to read with -f -")
+                # bytes, so that binary input is refused instead of decoded by the locale
+                binary = getattr(sys.stdin, "buffer", None)
+                data = binary.read() if binary is not None else sys.stdin.read().encode()
+            else:
+                data = Path(args.file).read_bytes()
         except OSError as exc:
-            raise CliError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+            raise CliError(f"cannot read {where}: {exc.strerror or exc}") from None
+        try:
+            text = data.decode("utf-8")
         except UnicodeDecodeError:
-            raise CliError(f"{args.file} is not UTF-8 text") from None
+            raise CliError(f"{where} is not UTF-8 text") from None
+        if "\x00" in text:  # binary data that happens to decode; never echo it back
+            raise CliError(f"{where} is not UTF-8 text (it holds NUL bytes)")
+        return text
     if args.sql is None:
         raise CliError("no query: give SQL as an argument or use -f FILE (-f - for stdin)")
     return str(args.sql)

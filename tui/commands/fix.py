@@ -14,6 +14,7 @@ import psycopg
 
 from ..context import CliError, Context
 from ..core.catalog import load_forest
+from ..core.errors import first_line
 from ..core.findings import CODES, check_forest
 from ..core.plans import Plan
 from ..core.plans.engine.describe import describe, render_text
@@ -48,7 +49,7 @@ def plans_for(conn: psycopg.Connection, ctx: Context, table: str | None,
     """The plans fixing the current findings (one per kind and table, nested tables folded
     into their ancestor's plan), and lines about findings pgparts cannot fix yet."""
     forest = load_forest(conn)
-    findings = check_forest(forest, ctx.config.findings)
+    findings = check_forest(forest, ctx.config.findings, policies=ctx.config.policies)
     if table is not None:
         try:
             top = forest.find(table)
@@ -99,8 +100,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         try:
             plans, notes = plans_for(conn, ctx, args.table, only)
         except psycopg.Error as exc:
-            text = (str(exc).strip() or exc.__class__.__name__).splitlines()[0]
-            raise CliError(f"planning failed: {text}") from None
+            raise CliError(f"planning failed: {first_line(exc)}") from None
         for line in notes:
             print(f"pgparts: {line}", file=sys.stderr)
         if args.sql:

@@ -18,16 +18,12 @@ import psycopg
 
 from ..context import CliError, Context
 from ..core.catalog import Forest, load_forest
+from ..core.errors import first_line
 from ..core.plans import Plan
 from ..core.plans.engine.describe import describe, render_text
 from ..core.plans.kind import PlanKind, PlanKindError, Request, find_table
 from ..core.plans.registry import kind_named
 from .apply import apply_plan, confirm
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0]
 
 
 def add_mode_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,7 +106,7 @@ def build(kind: PlanKind, conn: psycopg.Connection, table: str, request: Request
     except PlanKindError as exc:
         raise CliError(str(exc)) from None
     except psycopg.Error as exc:
-        raise CliError(f"planning failed: {_first_line(exc)}") from None
+        raise CliError(f"planning failed: {first_line(exc)}") from None
 
 
 def show(plan: Plan, conn: psycopg.Connection, args: argparse.Namespace) -> bool:
@@ -143,7 +139,7 @@ def _status(kind: PlanKind, args: argparse.Namespace, ctx: Context) -> int:
     except PlanKindError as exc:
         raise CliError(str(exc)) from None
     except psycopg.Error as exc:
-        raise CliError(f"reading the catalog failed: {_first_line(exc)}") from None
+        raise CliError(f"reading the catalog failed: {first_line(exc)}") from None
     finally:
         conn.close()
     if args.json:

@@ -18,6 +18,7 @@ import psycopg
 
 from ..context import CliError, Context
 from ..core.catalog import Forest, PartNode, in_tree_order, load_forest
+from ..core.errors import first_line as _first_line
 from ..core.findings import (
     Finding,
     FindingCounts,
@@ -26,7 +27,11 @@ from ..core.findings import (
     subtree_counts,
     worst_severity,
 )
+from ..core.growth import growth_dict, growth_of, is_time_partitioned
 from ..core.humanfmt import count, plural, size
+from ..core.partman import PartmanConfig, PartmanState, read_partman
+from ..core.policy import resolve_policies, thresholds_by_oid
+from .growth_chart import render_growth
 
 _MARK = {"critical": "!!", "warning": "!", "info": "i"}
 
@@ -42,19 +47,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="measure sizes with pg_table_size/pg_indexes_size (takes brief locks) "
         "instead of the estimates from the last VACUUM/ANALYZE",
     )
+    parser.add_argument(
+        "--growth", action="store_true",
+        help="for TABLE, range partitioned by time: rows and size per partition, the growth "
+        "rate and the runway (with --json: one object)",
+    )
 
 
 # -- shared with `check` -------------------------------------------------------------------------
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0]
-
-
 def load(ctx: Context, *, exact_sizes: bool = False, purpose: str = "cli") -> Forest:
     """Connect, read the forest, close; database errors become one-line CliErrors."""
+    return _load(ctx, exact_sizes, purpose, partman=False)[0]
+
+
+def _load(
+    ctx: Context, exact_sizes: bool, purpose: str, *, partman: bool
+) -> tuple[Forest, PartmanState]:
+    """The forest and, when asked, pg_partman's configuration, over one connection."""
     conn = ctx.connect(purpose=purpose)
     try:
-        return load_forest(conn, exact_sizes=exact_sizes)
+        forest = load_forest(conn, exact_sizes=exact_sizes)
+        return forest, (read_partman(conn) if partman else PartmanState())
     except psycopg.errors.LockNotAvailable:
         raise CliError(
             "measuring exact sizes waited too long for a lock that another session holds; "
@@ -64,6 +77,15 @@ def load(ctx: Context, *, exact_sizes: bool = False, purpose: str = "cli") -> Fo
         raise CliError(f"reading the partition catalog failed: {_first_line(exc)}") from None
     finally:
         conn.close()
+
+
+def warn_policy_problems(forest: Forest, ctx: Context) -> None:
+    """Say on stderr which [policy] sections match no table here: they would silently do
+    nothing."""
+    if not ctx.config.policies:
+        return
+    for problem in resolve_policies(forest, ctx.config.policies).problems:
+        print(one_line(f"pgparts: warning: {problem}"), file=sys.stderr)
 
 
 def select(forest: Forest, table: str | None) -> list[PartNode]:
@@ -194,7 +216,9 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t is not None else None
 
 
-def node_dict(forest: Forest, node: PartNode, findings: list[Finding]) -> dict[str, Any]:
+def node_dict(
+    forest: Forest, node: PartNode, findings: list[Finding], partman: PartmanConfig | None = None
+) -> dict[str, Any]:
     parent = forest.parent(node)
     return {
         "oid": node.oid,
@@ -220,6 +244,8 @@ def node_dict(forest: Forest, node: PartNode, findings: list[Finding]) -> dict[s
         "last_analyze": _iso(node.last_analyzed),
         "last_vacuum": _iso(node.last_vacuumed),
         "findings": sorted({f.code for f in findings}) if findings else [],
+        # pg_partman's part_config row when it manages this table (read-only)
+        "partman": partman.as_dict() if partman is not None else None,
     }
 
 
@@ -238,17 +264,61 @@ def json_lines(items: list[dict[str, Any]]) -> str:
     return "[\n" + ",\n".join(json.dumps(item) for item in items) + "\n]\n"
 
 
+def _growth(args: argparse.Namespace, ctx: Context, forest: Forest, node: PartNode) -> int:
+    if not is_time_partitioned(node):
+        raise CliError(
+            f"{node.qualified} is not range partitioned by a timestamp or date; "
+            f"--growth needs such a table"
+        )
+    policies = resolve_policies(forest, ctx.config.policies).by_oid
+    limits = thresholds_by_oid(forest, ctx.config.findings, policies)
+    limit = limits.get(node.oid, ctx.config.findings).oversized_bytes
+    growth = growth_of(forest, node, limit_bytes=limit)
+    assert growth is not None  # time partitioned, checked above
+    if args.json:
+        emit(json.dumps(growth_dict(growth), indent=2) + "\n")
+    else:
+        emit(one_line_each(render_growth(growth, fancy=_can_draw())))
+    return 0
+
+
+def one_line_each(text: str) -> str:
+    return "".join(one_line(line) + "\n" for line in text.splitlines())
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    forest = load(ctx, exact_sizes=args.exact_sizes, purpose="tree")
+    if args.growth and args.table is None:
+        raise CliError("--growth needs a TABLE: pgparts tree TABLE --growth")
+    forest, partman = _load(ctx, args.exact_sizes, "tree", partman=not args.growth)
     roots = select(forest, args.table)
-    findings = check_forest(forest, ctx.config.findings)
+    if args.growth:
+        warn_policy_problems(forest, ctx)
+        return _growth(args, ctx, forest, roots[0])
+    warn_policy_problems(forest, ctx)
+    findings = check_forest(forest, ctx.config.findings, policies=ctx.config.policies)
     by_oid = findings_by_oid(findings)
     if args.json:
         out = [
-            node_dict(forest, node, by_oid.get(node.oid, []))
+            node_dict(forest, node, by_oid.get(node.oid, []), partman.configs.get(node.oid))
             for root in roots for node in _walk_in_order(root)
         ]
         emit(json_lines(out))
     else:
         emit(render_text(roots, by_oid, forest.exact_sizes, subtree_counts(forest, findings)))
+        emit("".join(one_line(line) + "\n" for line in partman_lines(roots, partman)))
     return 0
+
+
+def partman_lines(roots: list[PartNode], partman: PartmanState) -> list[str]:
+    """What pg_partman says about the shown tables: one line per managed table."""
+    if not partman.installed:
+        return []
+    shown = {node.oid: node for root in roots for node in root.walk()}
+    lines = [
+        f"pg_partman {partman.version} manages {shown[oid].qualified}: {config.describe()}"
+        for oid, config in partman.configs.items() if oid in shown
+    ]
+    if partman.problem is not None:
+        version = f" {partman.version}" if partman.version else ""
+        lines.append(f"pg_partman{version} is installed, but {partman.problem}")
+    return lines

@@ -23,6 +23,10 @@ from .preorder import preorder
 
 STRATEGIES = {"r": "range", "l": "list", "h": "hash"}
 
+# The catalog queries below name functions and operators unqualified: they run only on
+# connections from connection.connect(), whose search_path is pg_catalog, pg_temp, so nothing a
+# user created can shadow them (tests/test_trojans.py). Qualifying them would change nothing
+# there; SQL that pgparts hands to others to run is qualified where it is generated.
 _TREE_SQL = """
 WITH RECURSIVE tree AS (
     SELECT c.oid AS relid, c.oid AS root, 0::oid AS parent, 0 AS level,

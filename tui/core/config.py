@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import stat
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import platformdirs
+import psycopg
+from psycopg import conninfo as pg_conninfo
 
+from .connection import redact
+from .names import check_identifier_length, parse_qualified_name
 from .units import parse_age, parse_seconds, parse_size
 
 
@@ -55,6 +61,42 @@ class ExplainConfig:
 
 
 @dataclass(frozen=True)
+class TablePolicy:
+    """`[policy."schema.table"]`: what pgparts should keep true of one partitioned table.
+
+    None means the key is absent: that part of the policy does nothing. `findings` holds only the
+    thresholds the policy sets; `thresholds()` lays them over the global [findings].
+    """
+
+    key: str  # as written in the file, for messages
+    schema: str | None  # None: the name alone, resolved like `pgparts tree NAME`
+    name: str
+    premake: int | None = None
+    retention: timedelta | None = None
+    retention_action: str | None = None  # "detach" | "drop" (retention given: "detach")
+    retention_schema: str | None = None
+    consolidate_older_than: timedelta | None = None
+    consolidate_batch: int | None = None
+    oversized_bytes: int | None = None
+    skew_factor: float | None = None
+    runway_intervals: float | None = None
+
+    def thresholds(self, base: FindingsConfig) -> FindingsConfig:
+        return FindingsConfig(
+            oversized_bytes=self.oversized_bytes if self.oversized_bytes is not None
+            else base.oversized_bytes,
+            skew_factor=self.skew_factor if self.skew_factor is not None else base.skew_factor,
+            runway_intervals=self.runway_intervals if self.runway_intervals is not None
+            else base.runway_intervals,
+        )
+
+    @property
+    def has_thresholds(self) -> bool:
+        return any(v is not None for v in
+                   (self.oversized_bytes, self.skew_factor, self.runway_intervals))
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     default_profile: str | None = None
@@ -64,6 +106,8 @@ class Config:
     plans: PlansConfig = field(default_factory=PlansConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     warnings: tuple[str, ...] = ()
+    # keyed by the policy's table name as written in the file
+    policies: dict[str, TablePolicy] = field(default_factory=dict)
 
 
 def default_config_path() -> Path:
@@ -94,8 +138,9 @@ def _get(section: dict[str, Any], key: str, where: str, conv, default):
         return default
     try:
         return conv(section[key])
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"bad value for '{where}{key}': {exc}") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # a profile's DSN may be echoed in the reason
+        raise ConfigError(redact(f"bad value for '{where}{key}': {exc}")) from None
 
 
 def _as_bool(v: Any) -> bool:
@@ -117,9 +162,136 @@ def _as_pos_int(v: Any) -> int:
 
 
 def _as_factor(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 1:
-        raise ValueError(f"expected a number of at least 1, got {v!r}")
+    # `not v >= 1` also refuses NaN, which compares false with everything
+    if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 1 or math.isinf(v):
+        raise ValueError(f"expected a finite number of at least 1, got {v!r}")
     return float(v)
+
+
+def _as_size(v: Any) -> int:
+    size = parse_size(v)
+    if size < 1:
+        raise ValueError(f"expected a size of at least 1 byte, got {v!r}")
+    return size
+
+
+MAX_DURATION = 86400.0  # a day: far above any useful timeout, far below PostgreSQL's INT_MAX ms
+
+
+def _as_timeout(v: Any) -> float:
+    """A lock or statement timeout: PostgreSQL counts milliseconds and reads 0 as 'no limit'."""
+    seconds = parse_seconds(v)
+    if not 0.001 <= seconds <= MAX_DURATION:
+        raise ValueError(f"expected a duration from 1ms to 1 day, got {v!r}")
+    return seconds
+
+
+def _as_refresh(v: Any) -> float:
+    seconds = parse_seconds(v)
+    if seconds != 0 and not 1 <= seconds <= MAX_DURATION:
+        raise ValueError(f"expected 0 (off) or a duration from 1s to 1 day, got {v!r}")
+    return seconds
+
+
+MAX_PREMAKE = 1000  # partitions created ahead; far beyond any useful runway
+
+
+def _as_premake(v: Any) -> int:
+    n = _as_pos_int(v)
+    if n > MAX_PREMAKE:
+        raise ValueError(f"expected at most {MAX_PREMAKE} partitions, got {v!r}")
+    return n
+
+
+def _as_action(v: Any) -> str:
+    if v not in ("detach", "drop"):
+        raise ValueError(f"expected 'detach' or 'drop', got {v!r}")
+    return v
+
+
+def _as_schema_name(v: Any) -> str:
+    """A schema name as typed in SQL: unquoted folds to lower case, quoted keeps its case."""
+    schema, name = parse_qualified_name(_as_str(v))
+    if schema is not None:
+        raise ValueError(f"expected a schema name, got {v!r}")
+    check_identifier_length(name)
+    return name
+
+
+_POLICY_KEYS = {
+    "premake", "retention", "retention_action", "retention_schema", "consolidate_older_than",
+    "consolidate_batch", "oversized", "skew_factor", "runway_intervals",
+}
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    """A key as TOML needs it written: 'sales.orders' must be quoted to stay one key."""
+    if _BARE_KEY.match(key):
+        return key
+    return json.dumps(key, ensure_ascii=False)  # a TOML basic string escapes like JSON
+
+
+def _parse_policy(key: str, body: Any) -> TablePolicy:
+    table = f"policy.{_toml_key(key)}"
+    where = f"{table}."
+    if not isinstance(body, dict):
+        raise ConfigError(f"'{table}' must be a table ([{table}])")
+    try:
+        schema, name = parse_qualified_name(key)
+        for part in (schema, name):
+            if part is not None:
+                check_identifier_length(part)
+    except ValueError as exc:
+        raise ConfigError(f"bad table name in '{table}': {exc}") from None
+    _check_keys(body, _POLICY_KEYS, where)
+    policy = TablePolicy(
+        key, schema, name,
+        premake=_get(body, "premake", where, _as_premake, None),
+        retention=_get(body, "retention", where, parse_age, None),
+        retention_action=_get(body, "retention_action", where, _as_action, None),
+        retention_schema=_get(body, "retention_schema", where, _as_schema_name, None),
+        consolidate_older_than=_get(body, "consolidate_older_than", where, parse_age, None),
+        consolidate_batch=_get(body, "consolidate_batch", where, _as_pos_int, None),
+        oversized_bytes=_get(body, "oversized", where, _as_size, None),
+        skew_factor=_get(body, "skew_factor", where, _as_factor, None),
+        runway_intervals=_get(body, "runway_intervals", where, _as_factor, None),
+    )
+    # keys that could only act together with another one: alone they would silently do nothing
+    if policy.retention is None:
+        for lonely in ("retention_action", "retention_schema"):
+            if lonely in body:
+                raise ConfigError(f"'{where}{lonely}' needs '{where}retention' (how old)")
+    elif policy.retention_action is None:
+        policy = replace(policy, retention_action="detach")
+    if policy.retention_schema is not None and policy.retention_action == "drop":
+        raise ConfigError(
+            f"'{where}retention_schema' moves detached partitions, but "
+            f"'{where}retention_action' is 'drop'"
+        )
+    if policy.consolidate_batch is not None and policy.consolidate_older_than is None:
+        raise ConfigError(
+            f"'{where}consolidate_batch' needs '{where}consolidate_older_than' (how old)"
+        )
+    return policy
+
+
+def _parse_policies(raw: dict[str, Any]) -> dict[str, TablePolicy]:
+    policies: dict[str, TablePolicy] = {}
+    seen: dict[tuple[str | None, str], str] = {}
+    for key, body in _section(raw, "policy").items():
+        policy = _parse_policy(key, body)
+        ident = (policy.schema, policy.name)
+        if ident in seen:  # e.g. [policy.orders] and [policy.ORDERS]: both fold to orders
+            raise ConfigError(
+                f"'policy.{_toml_key(key)}' names the same table as "
+                f"'policy.{_toml_key(seen[ident])}'"
+            )
+        seen[ident] = key
+        policies[key] = policy
+    return policies
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
@@ -129,24 +301,19 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
     return sec
 
 
-# `password=` as a key=value option or a URI query parameter, but not `sslpassword=` (which
-# unlocks a client key and is not the login password)
-_PASSWORD_OPTION = re.compile(r"(?:^|[\s?&])password\s*=", re.IGNORECASE)
-
-
 def _dsn_has_password(dsn: str) -> bool:
-    if _PASSWORD_OPTION.search(dsn):
-        return True
-    # postgresql://user:secret@host/... carries a password between ':' and '@'
-    if "://" in dsn:
-        netloc = dsn.split("://", 1)[1].split("/", 1)[0]
-        return "@" in netloc and ":" in netloc.rsplit("@", 1)[0]
-    return False
+    """Whether libpq would read a password from `dsn` (key=value, URI user info or query); a
+    string libpq cannot parse is judged by its text: it may still hold one."""
+    try:
+        return bool(pg_conninfo.conninfo_to_dict(dsn).get("password"))
+    except psycopg.ProgrammingError:
+        return redact(dsn) != dsn
 
 
 def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     _check_keys(
-        raw, {"default_profile", "profiles", "findings", "console", "plans", "explain"}, ""
+        raw,
+        {"default_profile", "profiles", "findings", "console", "plans", "explain", "policy"}, "",
     )
     profiles: dict[str, Profile] = {}
     warnings: list[str] = []
@@ -171,14 +338,14 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     f = _section(raw, "findings")
     _check_keys(f, {"oversized", "skew_factor", "runway_intervals"}, "findings.")
     findings = FindingsConfig(
-        oversized_bytes=_get(f, "oversized", "findings.", parse_size, 1024**3),
+        oversized_bytes=_get(f, "oversized", "findings.", _as_size, 1024**3),
         skew_factor=_get(f, "skew_factor", "findings.", _as_factor, 1.5),
         runway_intervals=_get(f, "runway_intervals", "findings.", _as_factor, 1.0),
     )
     c = _section(raw, "console")
     _check_keys(c, {"auto_refresh", "exact_sizes"}, "console.")
     console = ConsoleConfig(
-        auto_refresh_seconds=_get(c, "auto_refresh", "console.", parse_seconds, 0.0),
+        auto_refresh_seconds=_get(c, "auto_refresh", "console.", _as_refresh, 0.0),
         exact_sizes=_get(c, "exact_sizes", "console.", _as_bool, False),
     )
     p = _section(raw, "plans")
@@ -186,7 +353,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         p, {"lock_timeout", "lock_retries", "older_than", "batch", "keep_detached"}, "plans."
     )
     plans = PlansConfig(
-        lock_timeout_seconds=_get(p, "lock_timeout", "plans.", parse_seconds, 2.0),
+        lock_timeout_seconds=_get(p, "lock_timeout", "plans.", _as_timeout, 2.0),
         lock_retries=_get(p, "lock_retries", "plans.", _as_pos_int, 5),
         older_than=_get(p, "older_than", "plans.", parse_age, timedelta(days=90)),
         batch=_get(p, "batch", "plans.", _as_pos_int, 5),
@@ -195,10 +362,11 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     e = _section(raw, "explain")
     _check_keys(e, {"statement_timeout"}, "explain.")
     explain = ExplainConfig(
-        statement_timeout_seconds=_get(e, "statement_timeout", "explain.", parse_seconds, 30.0)
+        statement_timeout_seconds=_get(e, "statement_timeout", "explain.", _as_timeout, 30.0)
     )
+    policies = _parse_policies(raw)
     return Config(path, default_profile, profiles, findings, console, plans, explain,
-                  tuple(warnings))
+                  tuple(warnings), policies)
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
@@ -221,6 +389,8 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"config file {path} nests arrays or tables too deeply") from None
     try:
         return parse_config(raw, path)
     except ConfigError as exc:

@@ -16,12 +16,18 @@ one statement.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import weakref
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
+from psycopg import sql
+
+from .errors import first_line
 
 APPLICATION_NAME = "pgparts"
 # pg_temp named last: otherwise it is searched first for relations (never for functions or
@@ -50,6 +56,9 @@ class Target:
         except psycopg.ProgrammingError:
             return "?"
         host = params.get("host") or params.get("service") or "local"
+        # a password holding an unencoded '@' ends at its first one for libpq: the rest would
+        # show as part of the host name
+        host = ",".join(h.rsplit("@", 1)[-1] for h in str(host).split(","))
         db = params.get("dbname") or params.get("user") or ""
         return f"{db}@{host}" if db else str(host)
 
@@ -78,21 +87,88 @@ def session_options(
     return " ".join(opts)
 
 
+# -- keeping passwords out of messages ------------------------------------------------------------
+REDACTED = "***"
+# `password = value` as a key=value option (value quoted, maybe unterminated, or bare) or a URI
+# query parameter. `sslpassword` (it unlocks a client key) has a pattern of its own: the
+# lookbehind keeps the first from matching inside it.
+_PASSWORD_VALUE = re.compile(
+    r"(?<![\w])(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&'\"]+)", re.IGNORECASE)
+_SSLPASSWORD_VALUE = re.compile(
+    r"(sslpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&'\"]+)", re.IGNORECASE)
+# scheme://user:password@ (any scheme: a misspelt one is still somebody's URI)
+_URI_USERINFO = re.compile(r"([A-Za-z][\w+.-]*://[^\s/@:\"]*:)([^\s@\"]*)@")
+_SHORT_SECRET = 4  # shorter secrets are redacted only where a message quotes them whole
+
+
+def _libpq_keywords() -> frozenset[str]:
+    return frozenset(
+        o.keyword.decode() for o in psycopg.pq.Conninfo.get_defaults() if o.keyword)
+
+
+def _secret_candidates(dsn: str) -> tuple[set[str], set[str]]:
+    """What in `dsn` may be a password, however malformed `dsn` is.
+
+    Returns (secrets, words): secrets are password values and the URI's user-info password,
+    redacted wherever they appear; words are what libpq may quote back from a string it cannot
+    parse (a bare word such as `host=x S3cret`, or the second word of an unquoted
+    `password=two words`; a malformed URI whole), redacted where a message quotes them.
+    """
+    secrets: set[str] = set()
+    for pattern in (_PASSWORD_VALUE, _SSLPASSWORD_VALUE):
+        for m in pattern.finditer(dsn):
+            secrets.update((m.group(2), m.group(2).strip("'")))
+    for m in _URI_USERINFO.finditer(dsn):
+        secrets.add(m.group(2))
+    secrets |= {unquote(c) for c in secrets}
+    if "://" in dsn:
+        # `postgresql://u:pa@ss@host`: libpq takes `pa` for the password and `ss@host` for the
+        # host, so the password's rest is in every message naming the host
+        with contextlib.suppress(psycopg.ProgrammingError):
+            hosts = pg_conninfo.conninfo_to_dict(dsn).get("host") or ""
+            for h in str(hosts).split(","):
+                if "@" in h:
+                    secrets.update((h, h.rsplit("@", 1)[0]))
+    words: set[str] = {dsn.strip()}
+    if "://" not in dsn:
+        unquoted = re.sub(r"'(?:[^'\\]|\\.)*'?", " ", dsn)
+        keywords = _libpq_keywords()
+        words.update(w for w in unquoted.split() if "=" not in w and w not in keywords)
+    return {c for c in secrets if c}, {w for w in words if w}
+
+
+def redact(text: str, dsn: str = "") -> str:
+    """`text` (a message, maybe quoting a connection string or libpq's words about one) with
+    every password in it replaced by ***. With `dsn`, also whatever in it may be a password."""
+    text = _PASSWORD_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _SSLPASSWORD_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _URI_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
+    if dsn:
+        secrets, words = _secret_candidates(dsn)
+        for secret in sorted(secrets, key=len, reverse=True):
+            if len(secret) >= _SHORT_SECRET or "@" in secret:
+                text = text.replace(secret, REDACTED)
+            else:
+                text = text.replace(f'"{secret}"', f'"{REDACTED}"')
+        for word in sorted(words, key=len, reverse=True):
+            text = text.replace(f'"{word}"', f'"{REDACTED}"')
+    return text
+
+
 def validate_dsn(dsn: str) -> None:
     try:
         pg_conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise ConnectError(f"malformed connection string: {_first_line(exc)}") from None
+        raise ConnectError(
+            redact(f"malformed connection string: {_libpq_reason(exc)}", dsn)) from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    # libpq prefixes messages with the address tried; the last line is the reason
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    reason = lines[0] if lines else text
-    for ln in lines:
+def _libpq_reason(exc: BaseException) -> str:
+    """first_line(), but where libpq names the address tried first, the reason comes last."""
+    reason = first_line(exc)
+    for ln in str(exc).splitlines():
         if "FATAL" in ln or "failed:" in ln:
-            reason = ln
+            reason = ln.strip()
     return reason.replace("FATAL:  ", "").replace("FATAL: ", "")
 
 
@@ -124,18 +200,30 @@ def connect(
         f"{APPLICATION_NAME} {purpose}".strip() if purpose else APPLICATION_NAME
     )
     params.setdefault("connect_timeout", str(connect_timeout))
+    # pgparts reads and prints text: PGCLIENTENCODING=SQL_ASCII (or LATIN1) would hand it bytes
+    # or refuse the database's names
+    params["client_encoding"] = "UTF8"
     try:
         conn = psycopg.connect(pg_conninfo.make_conninfo(**params), autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise ConnectError(f"cannot connect to {target.describe()}: {_first_line(exc)}") from None
+        raise ConnectError(redact(
+            f"cannot connect to {target.describe()}: {_libpq_reason(exc)}", target.dsn)) from None
     except psycopg.ProgrammingError as exc:
-        raise ConnectError(f"malformed connection string: {_first_line(exc)}") from None
+        raise ConnectError(
+            redact(f"malformed connection string: {_libpq_reason(exc)}", target.dsn)) from None
+    except UnicodeError as exc:
+        # the resolver's IDNA encoding refuses an empty label or one over 63 characters
+        reason = first_line(exc.__cause__ or exc)
+        raise ConnectError(redact(
+            f"cannot connect to {target.describe()}: not a valid host name ({reason})",
+            target.dsn)) from None
     if user_search_path:
         try:
             _user_paths[conn] = _switch_to_safe_search_path(conn)
         except psycopg.Error as exc:
             conn.close()
-            raise ConnectError(f"cannot set up the session: {_first_line(exc)}") from None
+            raise ConnectError(
+                redact(f"cannot set up the session: {_libpq_reason(exc)}", target.dsn)) from None
     return conn
 
 
@@ -143,7 +231,8 @@ def _switch_to_safe_search_path(conn: psycopg.Connection) -> str:
     """Read the user's search_path (SHOW runs no user code), then make the session safe."""
     with conn.transaction():
         row = conn.execute("SHOW search_path").fetchone()
-        conn.execute("SET SESSION search_path = " + SAFE_SEARCH_PATH)
+        conn.execute(sql.SQL("SELECT pg_catalog.set_config('search_path', {}, false)").format(
+            sql.Literal(SAFE_SEARCH_PATH)))
     return str(row[0]) if row else ""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -21,9 +21,11 @@ import humanize
 
 from .bounds import Bound, BoundValue, parse_timestamp
 from .catalog import Forest, IndexInfo, PartNode
-from .config import FindingsConfig
+from .config import FindingsConfig, TablePolicy
+from .growth import Growth, fill_text, growth_of, rate_text
 from .humanfmt import count, plural, size
 from .names import display_name
+from .policy import resolve_policies, thresholds_by_oid
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
 SEVERITIES = (CRITICAL, WARNING, INFO)
@@ -75,12 +77,14 @@ class Finding:
 
 
 def check_forest(
-    forest: Forest, config: FindingsConfig, now: datetime | None = None
+    forest: Forest, config: FindingsConfig, now: datetime | None = None,
+    policies: Mapping[str, TablePolicy] | None = None,
 ) -> list[Finding]:
     """Every finding for the forest, most severe first, then in tree order.
 
     `now` defaults to the server's clock at load time, so the future-partition check agrees with
-    what the server would do with a row inserted now.
+    what the server would do with a row inserted now. `policies` (the config's [policy] sections)
+    override the thresholds of `config` for their tables and what lies below them.
     """
     if not forest.indexes_loaded:
         # without them the index checks would pass on nothing: refuse rather than say all is well
@@ -91,17 +95,29 @@ def check_forest(
         now = now.replace(tzinfo=timezone.utc)
     found: list[Finding] = []
     attached = _attached_index_tables(forest)
+    per_table: dict[int, FindingsConfig] = {}
+    if policies:
+        per_table = thresholds_by_oid(forest, config, resolve_policies(forest, policies).by_oid)
     for root in forest.roots:
         in_tree: list[Finding] = []
+        # the same forecast feeds no_future_partition and oversized_partition
+        growths: dict[int, Growth] = {}
+        for node in root.walk():
+            if node.is_partitioned:
+                limit = per_table.get(node.oid, config).oversized_bytes
+                growth = growth_of(forest, node, limit_bytes=limit, now=now)
+                if growth is not None:
+                    growths[node.oid] = growth
         for node in root.walk():
             if not node.is_partitioned:
                 continue
+            here = per_table.get(node.oid, config)
             in_tree.extend(_range_gaps(node))
             in_tree.extend(_default_has_rows(node))
-            in_tree.extend(_no_future_partition(forest, node, now, config))
-            in_tree.extend(_skewed(forest, node, config))
+            in_tree.extend(_no_future_partition(forest, node, now, here, growths.get(node.oid)))
+            in_tree.extend(_skewed(forest, node, here))
             if node.is_root:  # per tree: these can concern thousands of leaves
-                in_tree.extend(_oversized(node, config))
+                in_tree.extend(_oversized(node, here, per_table, list(growths.values())))
                 in_tree.extend(_never_analyzed(node))
             in_tree.extend(_index_missing(node, attached))
             in_tree.extend(_index_invalid(node))
@@ -403,8 +419,19 @@ def _first_time(values: tuple[BoundValue, ...]) -> datetime | None:
     return _as_time(str(values[0].text))
 
 
+def _forecast(growth: Growth | None) -> str:
+    """'; at about 1.2M rows (1.1 GiB) per week, partition X will pass 1 GiB in about 9 days',
+    or as much of it as the history supports ('' without a meaningful rate)."""
+    if growth is None or not growth.meaningful:
+        return ""
+    rate = rate_text(growth)
+    fill = fill_text(growth)
+    return f"; at {rate}, {fill}" if fill else f"; rows arrive at {rate}"
+
+
 def _no_future_partition(
-    forest: Forest, node: PartNode, now: datetime, config: FindingsConfig
+    forest: Forest, node: PartNode, now: datetime, config: FindingsConfig,
+    growth: Growth | None = None,
 ) -> list[Finding]:
     if node.strategy != "range":
         return []
@@ -463,28 +490,67 @@ def _no_future_partition(
             where = "inserting a row for a later time fails: no partition accepts it"
         message = (
             f"no partition of {node.qualified} covers the present: the newest, "
-            f"{newest.qualified}, ends at {end}; {where}"
+            f"{newest.qualified}, ends at {end}; {where}{_forecast(growth)}"
         )
         return [_finding(CRITICAL, "no_future_partition", message, node, objects)]
     ahead = humanize.naturaldelta(newest_hi - now)
     message = (
         f"{node.qualified} is covered only until {end} ({ahead} ahead, by {newest.qualified}); "
         f"wanted: {config.runway_intervals:g} × the typical interval of "
-        f"{humanize.naturaldelta(typical)}; create the next partition"
+        f"{humanize.naturaldelta(typical)}; create the next partition{_forecast(growth)}"
     )
     return [_finding(WARNING, "no_future_partition", message, node, objects)]
 
 
 # -- oversized_partition -------------------------------------------------------------------------
-def _oversized(root: PartNode, config: FindingsConfig) -> list[Finding]:
-    big = [c for c in root.leaves() if c is not root and c.total_bytes > config.oversized_bytes]
+def _leaf_limits(
+    root: PartNode, config: FindingsConfig, per_table: Mapping[int, FindingsConfig]
+) -> dict[int, int]:
+    """Each leaf's size limit: the threshold of the table it is a partition of."""
+    limits: dict[int, int] = {}
+    for node in root.walk():
+        if node.is_partitioned:
+            limit = per_table.get(node.oid, config).oversized_bytes
+            for child in node.children:
+                if child.is_leaf:
+                    limits[child.oid] = limit
+    return limits
+
+
+def _oversized(
+    root: PartNode, config: FindingsConfig, per_table: Mapping[int, FindingsConfig],
+    growths: list[Growth],
+) -> list[Finding]:
+    limits = _leaf_limits(root, config, per_table)
+    big = [c for c in root.leaves()
+           if c is not root and c.total_bytes > limits.get(c.oid, config.oversized_bytes)]
+    # the partitions filling now that will pass their limit before their interval ends
+    coming = [(g, text) for g in growths if (text := fill_text(g))]
     if not big:
-        return []
+        if not coming:
+            return []
+        growth, text = coming[0]
+        current = growth.current
+        assert current is not None  # fill_text() says nothing without one
+        more = f" (and {len(coming) - 1} more tables in this tree)" if len(coming) > 1 else ""
+        message = (
+            f"{text}{more}: {growth.table.qualified} grows by {rate_text(growth)}; "
+            f"consider a finer interval for the partitions to come"
+        )
+        return [_finding(INFO, "oversized_partition", message, growth.table, [current.node])]
     big.sort(key=lambda c: c.total_bytes, reverse=True)
-    listed = _names([f"{c.qualified} ({_size(c.total_bytes)})" for c in big])
+    used = {limits[c.oid] for c in big}
+    if len(used) == 1:
+        listed = _names([f"{c.qualified} ({_size(c.total_bytes)})" for c in big])
+        over = f"over {_size(used.pop())}"
+    else:  # policies set different limits in this tree: say each one
+        listed = _names([f"{c.qualified} ({_size(c.total_bytes)}, limit "
+                         f"{_size(limits[c.oid])})" for c in big])
+        over = "over their limit"
+    soon = "".join(f"; at {rate_text(g)}, {text}" for g, text in coming[:1])
     message = (
-        f"{_plural(len(big), 'partition')} of {root.qualified} over "
-        f"{_size(config.oversized_bytes)}: {listed}; consider splitting or a finer interval"
+        f"{_plural(len(big), 'partition')} of {root.qualified} {over}: {listed}; "
+        f"consider splitting or a finer interval{soon}"
     )
     return [_finding(WARNING, "oversized_partition", message, root, big)]
 

@@ -24,6 +24,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from ..catalog import PartNode
+from ..errors import first_line
 from ..names import quote_ident
 
 DIALECT = "postgres"
@@ -72,7 +73,8 @@ class Finding:
     condition: str
     equality: bool = False  # '=' / IN / IS NULL (what hash pruning needs)
     suggestion: str | None = None
-    note: str | None = None
+    note: str | None = None  # for 'ok': what makes the value known (const, param, stable, ...)
+    list_range: bool = False  # a range on a LIST key: prunes only partitions wholly outside
 
 
 @dataclass
@@ -165,11 +167,59 @@ def _alias(t: exp.Expression) -> str | None:
 
 
 # -- parsing -------------------------------------------------------------------------------
+def _space_params(text: str) -> str:
+    """`in($1,$2)`: sqlglot's tokenizer reads `$2,$` as the start of a dollar-quoted string.
+    Spaces around each $n outside literals, quoted names, comments and dollar-quoted strings
+    keep the parse (and so the advice) the same as for `in ($1, $2)`."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "'\"":
+            j = i + 1
+            while j < n:
+                if text[j] == ch:
+                    if j + 1 < n and text[j + 1] == ch:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out.append(text[i:j + 1])
+            i = j + 1
+        elif text.startswith("--", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            out.append(text[i:j])
+            i = j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append(text[i:j])
+            i = j
+        elif ch == "$" and (m := _PARAM_AT.match(text, i)):
+            out.append(f" {m.group(0)} ")
+            i = m.end()
+        elif ch == "$" and (m := _DOLLAR_TAG.match(text, i)) \
+                and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")):
+            end = text.find(m.group(0), m.end())
+            j = n if end < 0 else end + len(m.group(0))
+            out.append(text[i:j])
+            i = j
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+_PARAM_AT = re.compile(r"\$\d+")
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\uffff][\w\x80-\uffff]*)?\$")
+
+
 def parse_query(text: str) -> QueryAnalysis:
     try:
-        parsed = sqlglot.parse_one(text, read=DIALECT)
+        parsed = sqlglot.parse_one(_space_params(text), read=DIALECT)
     except (SqlglotError, ValueError, RecursionError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         return QueryAnalysis(None, f"could not read the query text ({reason})", [])
     names: list[tuple[str | None, str]] = []
     ctes = {(_alias(c) or "") for c in parsed.find_all(exp.CTE)}
@@ -272,6 +322,8 @@ class _Source:
     alias: str
     info: RelationInfo | None
     table: PartNode | None
+    body: exp.Expression | None = None  # a subquery or inlined CTE the planner pushes into
+    column_aliases: list[str] = field(default_factory=list)  # AS s(x, y)
 
 
 @dataclass
@@ -353,8 +405,10 @@ def analyse(
                 analysis.read_oids.add(info.oid)
         if info.relkind in ("v", "m"):
             analysis.views.append(f"{info.schema}.{info.name}")
-    ctes = {(_alias(c) or "") for c in analysis.parsed.find_all(exp.CTE)}
+    cte_nodes = {(_alias(c) or ""): c for c in analysis.parsed.find_all(exp.CTE)}
+    inlined = _inlined_ctes(analysis.parsed, cte_nodes)
     scope_types = (exp.Select, exp.Update, exp.Delete, exp.Merge)
+    scopes: list[_Scope] = []
     for node in analysis.parsed.find_all(*scope_types):
         items, conds = _scope_tables(node)
         sources: dict[str, _Source] = {}
@@ -362,18 +416,26 @@ def analyse(
             if isinstance(item, exp.Table):
                 key = _table_name(item)
                 alias = _alias(item) or key[1]
-                if key[0] is None and key[1] in ctes:
-                    sources[alias] = _Source(alias, None, None)
+                if key[0] is None and key[1] in cte_nodes:
+                    body = cte_nodes[key[1]].this if key[1] in inlined else None
+                    sources[alias] = _Source(alias, None, None, body,
+                                             _column_aliases(cte_nodes[key[1]]))
                     continue
                 info = relations.get(key)
                 table = forest_nodes.get(info.oid) if info else None
                 if table is not None and not table.is_partitioned:
                     table = None  # a partition named directly: an ordinary table here
                 sources[alias] = _Source(alias, info, table)
-            elif isinstance(item, exp.Subquery | exp.Lateral):
+            elif isinstance(item, exp.Subquery):
+                alias = _alias(item) or ""
+                sources[alias] = _Source(alias, None, None, item.this, _column_aliases(item))
+            elif isinstance(item, exp.Lateral):
                 alias = _alias(item) or ""
                 sources[alias] = _Source(alias, None, None)
-        scope = _Scope(node, sources, [c for cond in conds for c in _conjuncts(cond)])
+        scopes.append(_Scope(node, sources, [c for cond in conds for c in _conjuncts(cond)]))
+    _push_down(scopes)
+    for scope in scopes:
+        sources = scope.sources
         for src in sources.values():
             if src.table is None:
                 continue
@@ -385,6 +447,144 @@ def analyse(
                 levels.append(level)
             _propagate_equalities(scope, src, levels)
             analysis.references.append(ReferenceAnalysis(src.alias, src.table, levels))
+
+
+# -- conditions pushed into subqueries ---------------------------------------------------------
+def _column_aliases(node: exp.Expression) -> list[str]:
+    alias = node.args.get("alias")
+    if isinstance(alias, exp.TableAlias):
+        return [_ident(c) or "" for c in alias.columns]
+    return []
+
+
+def _inlined_ctes(parsed: exp.Expression, ctes: dict[str, exp.CTE]) -> set[str]:
+    """CTEs PostgreSQL (12+) plans as subqueries: not MATERIALIZED, not recursive, a query, and
+    read once (or NOT MATERIALIZED). Conditions on them are pushed in like a subquery's."""
+    uses: dict[str, int] = {}
+    for t in parsed.find_all(exp.Table):
+        key = _table_name(t)
+        if key[0] is None and key[1] in ctes:
+            uses[key[1]] = uses.get(key[1], 0) + 1
+    out = set()
+    for name, cte in ctes.items():
+        with_ = cte.parent
+        if isinstance(with_, exp.With) and with_.args.get("recursive"):
+            continue
+        materialized = cte.args.get("materialized")
+        if materialized or not isinstance(cte.this, exp.Query):
+            continue
+        if materialized is False or uses.get(name, 0) == 1:
+            out.add(name)
+    return out
+
+
+def _arms(body: exp.Expression) -> list[exp.Select] | None:
+    """The SELECTs a pushed condition reaches (every arm of a UNION), or None when the planner
+    would not push (LIMIT / OFFSET, DISTINCT ON, a VALUES list)."""
+    while isinstance(body, exp.Subquery | exp.Paren):
+        body = body.this
+    if isinstance(body, exp.SetOperation):
+        if body.args.get("limit") or body.args.get("offset"):
+            return None
+        left, right = _arms(body.this), _arms(body.expression)
+        return None if left is None or right is None else left + right
+    if not isinstance(body, exp.Select):
+        return None
+    distinct = body.args.get("distinct")
+    if body.args.get("limit") or body.args.get("offset") or \
+            (distinct is not None and distinct.args.get("on") is not None):
+        return None
+    return [body]
+
+
+def _output(arm: exp.Select, index: int) -> exp.Expression | None:
+    items = arm.expressions
+    if index >= len(items) or any(isinstance(i, exp.Star) for i in items[:index + 1]):
+        return None
+    item = items[index]
+    return item.this if isinstance(item, exp.Alias) else item
+
+
+def _translate(cond: exp.Expression, src: _Source, arms: list[exp.Select]) \
+        -> list[tuple[exp.Select, exp.Expression]]:
+    first = arms[0]
+    names = [i.alias_or_name.lower() if not isinstance(i, exp.Star) else "*"
+             for i in first.expressions]
+    if src.column_aliases:
+        names = src.column_aliases + names[len(src.column_aliases):]
+    star = "*" in names or any(isinstance(i, exp.Column) and isinstance(i.this, exp.Star)
+                               for i in first.expressions)
+    out = []
+    for arm in arms:
+        mapping: dict[str, exp.Expression] = {}
+        for col in _columns(cond):
+            name = _ident(col.this) or ""
+            index = names.index(name) if name in names else None
+            target = _output(arm, index) if index is not None else None
+            if target is None:
+                if not star:
+                    return []  # not an output we can follow (window function, ...)
+                target = exp.column(col.this.copy())  # SELECT *: the same name inside
+            if target.find(exp.Window, exp.AggFunc) or not _window_safe(arm, target):
+                return []
+            mapping[name] = target
+        out.append((arm, _substitute(cond, mapping)))
+    return out
+
+
+def _window_safe(arm: exp.Select, target: exp.Expression) -> bool:
+    """Below a window function the planner pushes a condition only on a column every window
+    partitions by (filtering other rows first would change the window's result)."""
+    wanted = _normalize(target)
+    for window in arm.find_all(exp.Window):
+        if _enclosing_select(window) is not arm:
+            continue
+        if wanted not in {_normalize(p) for p in window.args.get("partition_by") or []}:
+            return False
+    return True
+
+
+def _enclosing_select(node: exp.Expression) -> exp.Expression | None:
+    parent = node.parent
+    while parent is not None and not isinstance(parent, exp.Select):
+        parent = parent.parent
+    return parent
+
+
+def _substitute(cond: exp.Expression, mapping: dict[str, exp.Expression]) -> exp.Expression:
+    def swap(n: exp.Expression) -> exp.Expression:
+        if isinstance(n, exp.Column) and (_ident(n.this) or "") in mapping:
+            return mapping[_ident(n.this) or ""].copy()
+        return n
+    return cond.transform(swap)
+
+
+def _push_down(scopes: list[_Scope]) -> None:
+    """SELECT ... FROM (SELECT ... UNION ALL SELECT ...) u WHERE u.k = $1: PostgreSQL pushes the
+    outer condition into every arm, so each arm's scan is analysed with it."""
+    by_node = {id(s.node): s for s in scopes}
+    seen: set[tuple[int, str]] = set()
+    for _ in range(4):  # an inlined CTE's body may be listed before the scope reading it
+        changed = False
+        for scope in scopes:
+            for src in scope.sources.values():
+                arms = _arms(src.body) if src.body is not None else None
+                if not arms:
+                    continue
+                for cond in list(scope.conditions):
+                    if cond.find(exp.Select, exp.Subquery) or not _columns(cond) or \
+                            any(_owner(c, scope) != src.alias for c in _columns(cond)):
+                        continue
+                    for arm, pushed in _translate(cond, src, arms):
+                        inner = by_node.get(id(arm))
+                        key = (id(arm), pushed.sql(DIALECT))
+                        if inner is None or key in seen:
+                            continue
+                        seen.add(key)
+                        inner.conditions.append(pushed)
+                        changed = True
+        if not changed:
+            break
 
 
 # -- classification ------------------------------------------------------------------------
@@ -466,6 +666,64 @@ def _value_stage(value: exp.Expression, scope: _Scope, src: _Source) -> tuple[st
 
 
 _RANGE_OPS = (exp.GT, exp.GTE, exp.LT, exp.LTE)
+_PATTERN_NODES = (exp.Like, exp.ILike, exp.SimilarTo, exp.RegexpLike, exp.RegexpILike)
+
+
+def _own_columns(value: exp.Expression, scope: _Scope, src: _Source) -> bool:
+    """Whether a comparison value reads a column of the same table (the same row)."""
+    return any(_owner(c, scope) == src.alias for c in _columns(value))
+
+
+def _classify_or(cond: exp.Expression, scope: _Scope, src: _Source, element: KeyElement,
+                 strategy: str, key_type: str | None) -> Finding:
+    """An OR prunes when every arm does. An arm that does not mention the key makes it an OR
+    across columns; an arm that mentions it unusably (a IS NOT TRUE) blocks with its own code,
+    and arms that together cover every value (a IS TRUE OR a IS NOT TRUE) are always true."""
+    text = _sql_text(cond)
+    col = element.label
+    arms = _disjuncts(cond)
+    results: list[list[Finding]] = []
+    for arm in arms:
+        results.append([_classify(c, scope, src, element, strategy, key_type)
+                        for c in _conjuncts(arm) if _mentions(c, scope, src, element)])
+    if any(not r for r in results):
+        return Finding("or_across_columns", None, col, text)
+    if _complementary(arms):
+        return Finding("always_true", None, col, text)
+    good = [[f for f in r if f.code == "ok"] for r in results]
+    if all(good):
+        stage = max((_ORDER[f.when or PLAN] for r in good for f in r), default=0)
+        eq = all(any(f.equality for f in r) for r in good)
+        f = Finding("ok", _STAGES[stage], col, text, equality=eq)
+        f.note = next((x.note for r in good for x in r if _ORDER[x.when or PLAN] == stage),
+                      "or")
+        f.list_range = any(x.list_range for r in good for x in r)
+        return f
+    blocked = next(r for r, g in zip(results, good, strict=True) if not g)
+    return blocked[0]
+
+
+def _complementary(arms: list[exp.Expression]) -> bool:
+    """Two arms of which one is the negation of the other: X OR NOT X (IS TRUE / IS NOT TRUE,
+    IS NULL / IS NOT NULL, = / <>, IN / NOT IN, < / >=). Always true, or true but for NULL."""
+    def norm(e: exp.Expression) -> str:
+        return _strip(e).sql(DIALECT).lower()
+
+    negations = set()
+    for arm in arms:
+        arm = _strip(arm)
+        if isinstance(arm, exp.Not):
+            negations.add(norm(arm.this))
+        elif isinstance(arm, exp.Is) and arm.args.get("negate"):
+            positive = arm.copy()
+            positive.set("negate", None)
+            negations.add(norm(positive))
+        elif isinstance(arm, exp.NEQ):
+            negations.add(norm(exp.EQ(this=arm.this, expression=arm.expression)))
+        elif isinstance(arm, (exp.GTE, exp.GT)):
+            flip = exp.LT if isinstance(arm, exp.GTE) else exp.LTE
+            negations.add(norm(flip(this=arm.this, expression=arm.expression)))
+    return any(norm(a) in negations for a in arms)
 _FLIP = {exp.GT: exp.LT, exp.LT: exp.GT, exp.GTE: exp.LTE, exp.LTE: exp.GTE}
 
 
@@ -487,7 +745,7 @@ def _findings(scope: _Scope, src: _Source, element: KeyElement, strategy: str) -
 
 def _classify(cond: exp.Expression, scope: _Scope, src: _Source, element: KeyElement,
               strategy: str, key_type: str | None) -> Finding:
-    text = cond.sql(DIALECT)
+    text = _sql_text(cond)
     col = element.label
     cond = _strip(cond)
 
@@ -498,32 +756,26 @@ def _classify(cond: exp.Expression, scope: _Scope, src: _Source, element: KeyEle
         return f
 
     if isinstance(cond, exp.Or):
-        arms = _disjuncts(cond)
-        results = []
-        for arm in arms:
-            sub = [_classify(c, scope, src, element, strategy, key_type)
-                   for c in _conjuncts(arm) if _mentions(c, scope, src, element)]
-            good = [f for f in sub if f.code == "ok"]
-            results.append(good)
-        if all(results):
-            stage = max((_ORDER[f.when or PLAN] for r in results for f in r), default=0)
-            eq = all(any(f.equality for f in r) for r in results)
-            f = Finding("ok", _STAGES[stage], col, text, equality=eq)
-            f.note = "or"
-            return f
-        return Finding("or_across_columns", None, col, text)
+        return _classify_or(cond, scope, src, element, strategy, key_type)
     if isinstance(cond, exp.Not):
         inner = _strip(cond.this)
         if isinstance(inner, exp.In):
             return Finding("not_in", None, col, text)
-        if isinstance(inner, exp.Is):
+        if isinstance(inner, _PATTERN_NODES):
+            return Finding("like_on_key", None, col, text)  # NOT LIKE, !~, !~ ALL (...)
+        if isinstance(inner, exp.Is) and isinstance(_strip(inner.expression), exp.Null):
             return Finding("not_null", None, col, text)
+        # IS NOT TRUE / IS NOT FALSE, NOT BETWEEN, NOT (k = v): a negation, like <>
+        return Finding("not_equal", None, col, text, suggestion=_boolean_rewrite(inner, col))
+    if isinstance(cond, exp.NEQ | exp.NullSafeNEQ):
         return Finding("not_equal", None, col, text)
-    if isinstance(cond, exp.NEQ):
-        return Finding("not_equal", None, col, text)
-    if isinstance(cond, exp.Like | exp.ILike | exp.SimilarTo | exp.RegexpLike):
+    if isinstance(cond, _PATTERN_NODES):
         return Finding("like_on_key", None, col, text)
     if isinstance(cond, exp.Is):
+        if cond.args.get("negate"):  # IS NOT NULL / IS NOT TRUE as sqlglot may read them
+            if isinstance(_strip(cond.expression), exp.Null):
+                return Finding("not_null", None, col, text)
+            return Finding("not_equal", None, col, text, suggestion=_boolean_rewrite(cond, col))
         if _is_bare(cond.this, scope, src, element, key_type):
             return ok(None, True)
         return Finding("key_wrapped", None, col, text)
@@ -533,6 +785,8 @@ def _classify(cond: exp.Expression, scope: _Scope, src: _Source, element: KeyEle
         if cond.args.get("query") is not None:
             return Finding("join_key", None, col, text, note="subquery")
         values = cond.expressions
+        if any(_own_columns(v, scope, src) for v in values):
+            return Finding("same_row", None, col, text)
         stages = [_value_stage(v, scope, src) for v in values]
         worst = max((_ORDER[s] for s, _ in stages), default=0)
         f = Finding("ok", _STAGES[worst], col, text, equality=True)
@@ -541,6 +795,9 @@ def _classify(cond: exp.Expression, scope: _Scope, src: _Source, element: KeyEle
     if isinstance(cond, exp.Between):
         if not _is_bare(cond.this, scope, src, element, key_type):
             return _wrapped(cond, cond.this, None, element)
+        if any(_own_columns(v, scope, src) for v in (cond.args.get("low"), cond.args.get("high"))
+               if v is not None):
+            return Finding("same_row", None, col, text)
         if strategy == "hash":
             return Finding("hash_non_equality", None, col, text)
         a = ok(cond.args.get("low"), False)
@@ -548,12 +805,12 @@ def _classify(cond: exp.Expression, scope: _Scope, src: _Source, element: KeyEle
         worse = a if _ORDER[a.when or PLAN] >= _ORDER[b.when or PLAN] else b
         worse.condition = text
         return _late(_list_range(worse, strategy))
-    if isinstance(cond, exp.EQ | exp.NEQ | exp.GT | exp.GTE | exp.LT | exp.LTE):
+    if isinstance(cond, exp.EQ | exp.NullSafeEQ | exp.GT | exp.GTE | exp.LT | exp.LTE):
         left, right = cond.this, cond.expression
         left_is = _mentions(left, scope, src, element)
         right_is = _mentions(right, scope, src, element)
         if left_is and right_is:
-            return Finding("key_wrapped", None, col, text)
+            return Finding("same_row", None, col, text)  # k = f(k): no value before the scan
         op = type(cond)
         keyside, value = (left, right) if left_is else (right, left)
         if not left_is and op in _FLIP:
@@ -562,7 +819,13 @@ def _classify(cond: exp.Expression, scope: _Scope, src: _Source, element: KeyEle
             value = _strip(value).this
         if not _is_bare(keyside, scope, src, element, key_type):
             return _wrapped(cond, keyside, value, element, op)
-        equality = op is exp.EQ
+        equality = op in (exp.EQ, exp.NullSafeEQ)
+        if _own_columns(value, scope, src):
+            return Finding("same_row", None, col, text)
+        if op is exp.NullSafeEQ:
+            # IS NOT DISTINCT FROM is not an operator of the key's operator class
+            return Finding("unsupported_operator", None, col, text, suggestion=(
+                f"use {_sql_ident(col)} = <value> (or {_sql_ident(col)} IS NULL)"))
         if strategy == "hash" and not equality:
             return Finding("hash_non_equality", None, col, text)
         stage, kind = _value_stage(value, scope, src)
@@ -571,12 +834,52 @@ def _classify(cond: exp.Expression, scope: _Scope, src: _Source, element: KeyEle
         if not equality:
             f = _list_range(f, strategy)
         return _late(f)
+    if isinstance(cond, exp.Operator):
+        # OPERATOR(pg_catalog.>=): the ordinary comparison, spelled out
+        name = str(cond.args.get("operator") or "").split(".")[-1].strip()
+        known = _OPERATORS.get(name)
+        if known is not None:
+            spelled = known(this=cond.this.copy(), expression=cond.expression.copy())
+            found = _classify(spelled, scope, src, element, strategy, key_type)
+            found.condition = text
+            return found
+    if isinstance(cond, exp.Binary):
+        # @>, <@, &&, IS DISTINCT FROM, ...: not an operator of a partitioning operator class
+        return Finding("unsupported_operator", None, col, text)
     return Finding("key_wrapped", None, col, text)
 
 
+_OPERATORS: dict[str, type[exp.Expression]] = {
+    "=": exp.EQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE, "<>": exp.NEQ,
+    "!=": exp.NEQ,
+}
+
+
+def _sql_text(cond: exp.Expression) -> str:
+    """The condition as advice quotes it: `f IS NOT TRUE`, not sqlglot's `NOT f IS TRUE`."""
+    def spell(n: exp.Expression) -> exp.Expression:
+        if isinstance(n, exp.Not) and isinstance(n.this, exp.Is) and not n.this.args.get("negate"):
+            test = n.this.copy()
+            test.set("negate", True)
+            return test
+        return n
+    return cond.transform(spell).sql(DIALECT)
+
+
+def _boolean_rewrite(test: exp.Expression, col: str) -> str | None:
+    """k IS NOT TRUE keeps false and NULL: IS FALSE OR IS NULL say the same and prune."""
+    value = _strip(test.expression) if isinstance(test, exp.Is) else None
+    if not isinstance(value, exp.Boolean):
+        return None
+    other = "FALSE" if value.this else "TRUE"
+    ident = _sql_ident(col)
+    return f"{ident} IS {other} OR {ident} IS NULL"
+
+
 def _list_range(f: Finding, strategy: str) -> Finding:
+    # a flag, not a suffix of note: the report matches note exactly ('param' of a generic plan)
     if strategy == "list" and f.code == "ok":
-        f.note = (f.note or "") + "+list_range"
+        f.list_range = True
     return f
 
 
@@ -616,7 +919,7 @@ def _add_unit(d: date, unit: str) -> date | None:
 def _wrapped(cond: exp.Expression, keyside: exp.Expression, value: exp.Expression | None,
              element: KeyElement, op: type | None = None) -> Finding:
     col = element.label
-    text = cond.sql(DIALECT)
+    text = _sql_text(cond)
     f = Finding("key_wrapped", None, col, text)
     if element.column is None:
         f.suggestion = f"compare the key expression exactly as it is declared: {element.label}"

@@ -18,7 +18,7 @@ from operator import attrgetter
 
 from ..bounds import parse_bound
 from ..catalog import Forest, PartNode
-from .plan import SCAN_TYPES, Plan, PlanNode
+from .plan_tree import SCAN_TYPES, PlanNode, PlanTree
 
 _JOINS = frozenset({"Nested Loop", "Hash Join", "Merge Join"})
 _BY_PATH = attrgetter("node.path")
@@ -239,7 +239,7 @@ def _label(scans: list[PlanNode], table: PartNode) -> str:
 
 
 def build_references(
-    plan: Plan,
+    plan: PlanTree,
     forest: Forest,
     *,
     mentioned: set[int] | None = None,

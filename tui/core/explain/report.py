@@ -22,7 +22,7 @@ from .advice import (
     QueryAnalysis,
     ReferenceAnalysis,
 )
-from .plan import Plan
+from .plan_tree import PlanTree
 from .pruning import TableReference, build_references, count_detach_pending
 from .runner import RawExplain
 from .statement import Statement
@@ -33,8 +33,8 @@ _MESSAGES = {
     "key_wrapped": "the key column {col} is wrapped in a function, cast or expression "
                    "({cond}), which does not match the partition key {key}: this level cannot "
                    "be pruned.",
-    "not_equal": "<> on the key ({cond}) cannot prune {strategy} partitions (only a LIST "
-                 "partition holding nothing but the excluded value could go).",
+    "not_equal": "<> or a negation on the key ({cond}) cannot prune {strategy} partitions "
+                 "(only a LIST partition holding nothing but the excluded value could go).",
     "not_in": "NOT IN on the key ({cond}) cannot prune {strategy} partitions (only LIST "
               "partitions holding nothing but excluded values could go).",
     "not_null": "IS NOT NULL on the key ({cond}) prunes nothing but a NULL-only partition.",
@@ -43,6 +43,14 @@ _MESSAGES = {
                          "a range or inequality ({cond}) cannot.",
     "or_across_columns": "OR across different columns ({cond}): one arm does not constrain "
                          "{col}, so no partition can be ruled out.",
+    "same_row": "the key {col} is compared with a value of the same row ({cond}): pruning "
+                "needs a value known before the scan (a constant, a parameter, a function of "
+                "them).",
+    "always_true": "the condition on {col} ({cond}) holds for every value of the key (at most "
+                   "NULL aside), so no partition can be ruled out.",
+    "unsupported_operator": "the comparison {cond} is not one PostgreSQL prunes with: {key} "
+                            "prunes only with =, <, <=, >, >=, BETWEEN, IN / = ANY, IS NULL "
+                            "and (on a boolean key) IS TRUE / IS FALSE.",
     "join_key": "the key {col} is compared with another table's column ({cond}): PostgreSQL can "
                 "prune only at run time, in a parameterized nested loop, if at all.",
 }
@@ -61,6 +69,12 @@ def _advice_for_blocker(f: Finding, level: LevelAnalysis) -> Advice:
         suggestion = f"list the wanted values instead: {f.column} IN (...)"
     if f.code == "like_on_key" and not suggestion:
         suggestion = f"use = / IN, or a range ({f.column} >= 'abc' AND {f.column} < 'abd')"
+    if f.code == "unsupported_operator" and not suggestion:
+        suggestion = f"compare {f.column} with =, IN or a range"
+    if f.code == "same_row" and not suggestion:
+        suggestion = f"compare {f.column} with constants (or a range of them)"
+    if f.code == "always_true" and not suggestion:
+        suggestion = f"drop the condition, or keep only the values of {f.column} wanted"
     if f.code == "hash_non_equality" and not suggestion:
         suggestion = f"use {f.column} = ... or {f.column} IN (...)"
     return Advice(f.code, _cap(msg), suggestion, level.key)
@@ -83,7 +97,7 @@ class ExplainReport:
     report_seconds: float = 0.0
 
     @property
-    def plan(self) -> Plan:
+    def plan(self) -> PlanTree:
         return self.raw.plan
 
     def full_scans(self) -> list[TableReference]:
@@ -166,11 +180,18 @@ def _merge_levels(refs: list[ReferenceAnalysis]) -> list[LevelAnalysis]:
     if len(refs) == 1:
         return refs[0].levels
     merged: dict[str, LevelAnalysis] = {}
+    blocked: dict[str, list[Finding]] = {}
     for ra in refs:
         for lv in ra.levels:
             if lv.key not in merged:
                 merged[lv.key] = LevelAnalysis(lv.strategy, lv.key, lv.nodes, lv.elements, [])
             merged[lv.key].findings.extend(lv.findings)
+            if lv.usable() is None:
+                blocked.setdefault(lv.key, []).extend(lv.findings)
+    # one reference that cannot prune a level keeps it whole: its conditions explain why,
+    # not another reference's constants
+    for key, findings in blocked.items():
+        merged[key].findings = [f for f in findings if f.code != "ok"]
     return list(merged.values())
 
 
@@ -263,7 +284,7 @@ def advise(ref: TableReference, analysis: QueryAnalysis, forest: Forest) -> list
                     "partition at this level (the range covers all of them).", None, level.key))
             continue
         if usable == PLAN:
-            if level.strategy == "list" and any("list_range" in (f.note or "") for f in oks):
+            if level.strategy == "list" and any(f.list_range for f in oks):
                 out.append(Advice(
                     "list_range", f"A range on the LIST key {level.key} prunes only partitions "
                     "whose values all fall outside it; here every partition kept some value in "
@@ -317,7 +338,7 @@ def _missing(level: LevelAnalysis, oks: list[Finding]) -> str:
 
 
 def zero_scan_references(
-    plan: Plan, forest: Forest, analysis: QueryAnalysis, refs: list[TableReference]
+    plan: PlanTree, forest: Forest, analysis: QueryAnalysis, refs: list[TableReference]
 ) -> list[TableReference]:
     """Partitioned tables the query reads but the plan never scans (e.g. a contradiction)."""
     # covered: the reported tables, their ancestors and (through the path) their descendants;

@@ -41,8 +41,9 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from ..connection import SAFE_SEARCH_PATH, user_search_path
+from ..errors import first_line
 from ..gcpause import paused_gc
-from .plan import Plan, parse_plan
+from .plan_tree import PlanTree, parse_plan
 from .statement import Statement
 
 GENERIC_PLAN_VERSION = 160000
@@ -84,7 +85,7 @@ class ExplainTimeout(ExplainError):
 class RawExplain:
     statement: Statement
     document: Any
-    plan: Plan
+    plan: PlanTree
     analyze: bool
     generic: bool  # a generic plan of a parameterized query
     server_seconds: float  # wall time of the EXPLAIN round trip
@@ -321,5 +322,4 @@ class ExplainRunner:
 def _message(exc: psycopg.Error) -> str:
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag else None
-    text = primary or str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return str(text)
+    return str(primary or first_line(exc))

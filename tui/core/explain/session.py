@@ -14,7 +14,7 @@ import psycopg
 from ..catalog import PartNode
 from ..gcpause import paused_gc
 from .advice import QueryAnalysis, RelationInfo, analyse, parse_query
-from .plan import Plan
+from .plan_tree import PlanTree
 from .pruning import names_index
 from .report import ExplainReport, build_report
 from .resolve import resolve_relations
@@ -91,7 +91,7 @@ class ExplainSession:
         fill_bounds(self.conn, wanted.values())
 
 
-def plan_relations(plan: Plan) -> set[tuple[str, str]]:
+def plan_relations(plan: PlanTree) -> set[tuple[str, str]]:
     """Enough relations of the plan to find its partition trees: the first scan under each
     Append and every scan outside one (not 10,000 names for a plan over 10,000 partitions)."""
     out: set[tuple[str, str]] = set()

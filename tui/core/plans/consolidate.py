@@ -129,6 +129,7 @@ from .hashing import extended_hash_supported
 from .steps import markers
 from .steps.shadow import (
     counter_function_body,
+    equality_operators,
     mirror_function_body,
     shadow_statements,
 )
@@ -171,6 +172,9 @@ class _ParentShape:
     columns: list[str]  # every column, in order
     insertable: list[str]  # without generated columns
     pk: list[str]
+    # the btree equality operator of each primary key column's operator class (schema, name):
+    # the mirror trigger names it, so that it never resolves through a writer's search_path
+    pk_equality: list[tuple[str, str]]
     indexes: list[_IndexDef]
     foreign_keys: list[tuple[str, str]]  # (name, definition as deparsed by the server)
     referencing: list[str]  # display names of tables whose FKs reference the parent
@@ -187,6 +191,7 @@ def _parent_shape(conn: psycopg.Connection, parent: PartNode, new_ident: sql.Ide
         " FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped"
         " ORDER BY attnum", (parent.oid,)).fetchall()
     pk: list[str] = []
+    pk_equality: list[tuple[str, str]] = []
     indexes: list[_IndexDef] = []
     for shape in index_shapes(conn, parent.oid):
         if shape.contype == "x":
@@ -196,6 +201,7 @@ def _parent_shape(conn: psycopg.Connection, parent: PartNode, new_ident: sql.Ide
         if shape.contype in ("p", "u"):
             if shape.contype == "p":
                 pk = shape.plain_cols
+                pk_equality = _equality_operators(conn, shape.key_opclasses)
             indexes.append(_IndexDef(shape.name, shape.constraint_sql(new_ident), True))
             continue
         indexes.append(_IndexDef(shape.name, shape.create_sql(new_ident), False))
@@ -210,7 +216,16 @@ def _parent_shape(conn: psycopg.Connection, parent: PartNode, new_ident: sql.Ide
         " ORDER BY 1, 2", (parent.oid,)).fetchall()]
     names = [c["attname"] for c in cols]
     return _ParentShape(names, [c["attname"] for c in cols if not c["generated"]], pk,
-                        indexes, fks, referencing)
+                        pk_equality, indexes, fks, referencing)
+
+
+def _equality_operators(conn: psycopg.Connection, opclasses: list[int]
+                        ) -> list[tuple[str, str]]:
+    found = equality_operators(conn, opclasses)
+    if found is None:
+        raise ConsolidationError(
+            "the primary key's operator class has no usable equality operator")
+    return found
 
 
 @dataclass
@@ -519,7 +534,8 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     unit = status.unit
 
     # -- mirror trigger: keeps the new table equal to the week between copy and swap -----------
-    body_text = mirror_function_body(conn, new, shape.columns, shape.insertable, shape.pk)
+    body_text = mirror_function_body(conn, new, shape.columns, shape.insertable, shape.pk,
+                                     shape.pk_equality)
     fast = extended_hash_supported(conn, _column_types(conn, parent.oid))
     seq, count_fn = counter_idents(node.schema, node.oid)
     count_body = counter_function_body(conn, seq)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg import sql
 
 from ...humanfmt import plural, size
 from .model import Plan
@@ -126,7 +127,7 @@ def render_sql(plan: Plan, conn: psycopg.Connection) -> str:
         "-- an interruption, and a journal entry.",
         "",
         "SET search_path = pg_catalog, pg_temp;",
-        f"SET lock_timeout = '{lock_ms}ms';",
+        sql.SQL("SET lock_timeout = {};").format(sql.Literal(f"{lock_ms}ms")).as_string(conn),
         "",
     ]
     for i, step in enumerate(plan.steps, 1):
@@ -147,13 +148,15 @@ def render_sql(plan: Plan, conn: psycopg.Connection) -> str:
                 "verified before commit by pgparts --apply only"
             out.append(f"--   {label}: {step.verify_note}")
         if step.transactional:
-            begin = "BEGIN"
+            begin = sql.SQL("BEGIN")
             if step.isolation != "read committed":
-                begin += f" ISOLATION LEVEL {step.isolation.upper()}"
-            out.append(begin + ";")
+                begin = sql.SQL("BEGIN ISOLATION LEVEL {}").format(
+                    sql.SQL(step.isolation.upper()))
+            out.append(begin.as_string(conn) + ";")
             if step.statement_timeout_seconds is not None:
                 ms = int(step.statement_timeout_seconds * 1000)
-                out.append(f"SET LOCAL statement_timeout = '{ms}ms';")
+                out.append(sql.SQL("SET LOCAL statement_timeout = {};").format(
+                    sql.Literal(f"{ms}ms")).as_string(conn))
         for st in step.statements:
             if st.note:
                 out.append(f"-- {st.note}")

@@ -36,6 +36,7 @@ from psycopg import errors, sql
 
 from ...config import PlansConfig
 from ...connection import ConnectError, Target, connect
+from ...errors import first_line
 from . import journal
 from .model import Plan, Step, VerificationFailed
 
@@ -383,7 +384,7 @@ class PlanRunner:
             try:
                 already = step.is_done(conn)
             except psycopg.OperationalError as exc:
-                raise PlanError(f"lost the connection: {_first_line(exc)}") from None
+                raise PlanError(f"lost the connection: {first_line(exc)}") from None
             if already:
                 outcome.status = StepStatus.SKIPPED
                 self._journal_step(outcome)
@@ -530,7 +531,7 @@ class PlanRunner:
             except (psycopg.errors.QueryCanceled, psycopg.OperationalError) as exc:
                 self._raise_for(exc, None)
             except psycopg.Error as exc:
-                raise PlanError(f"{_first_line(exc)}") from None
+                raise PlanError(f"{first_line(exc)}") from None
             if st.check is not None:
                 self._emit(state=RunState.VERIFYING, message=st.note or "")
                 try:
@@ -563,8 +564,8 @@ class PlanRunner:
             raise PlanCancelled("cancelled by the operator; the running step was rolled back") \
                 from None
         if isinstance(exc, psycopg.errors.QueryCanceled):
-            raise PlanError(f"statement timeout: {_first_line(exc)}") from None
-        raise PlanError(f"lost the connection to the server: {_first_line(exc)}") from None
+            raise PlanError(f"statement timeout: {first_line(exc)}") from None
+        raise PlanError(f"lost the connection to the server: {first_line(exc)}") from None
 
     # -- after a failure -------------------------------------------------------------------------
     def _state_after_failure(self) -> str:
@@ -676,11 +677,6 @@ class _Monitor:
             pass
         finally:
             conn.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0]
 
 
 def _ranges(nums: list[int]) -> str:

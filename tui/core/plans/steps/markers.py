@@ -110,10 +110,6 @@ _WIDEN_CHECK = sql.SQL(
     check=_ROLE_CHECK)
 
 
-class RegistryUntrusted(Exception):
-    """The schema `pgparts` exists but someone other than the operator controls it."""
-
-
 @dataclass
 class Entry:
     objid: int
@@ -181,12 +177,13 @@ def read_registry(conn: psycopg.Connection) -> Registry:
 def guard_sql(conn: psycopg.Connection, *, create: bool) -> sql.Composed:
     """A DO block that stops the transaction when the registry is not trusted, and (create)
     creates it, owned by the current role with no grants, when it does not exist yet."""
-    body = sql.SQL(
-        "DECLARE\n  problem pg_catalog.text := ({trust});\nBEGIN\n"
+    check = sql.SQL(
+        "  problem := ({trust});\n"
         "  IF problem <> '' THEN\n"
         "    RAISE EXCEPTION 'pgparts refuses to use its registry: %', problem\n"
         "      USING HINT = 'drop or fix the schema pgparts (see README, Security)';\n"
         "  END IF;\n").format(trust=TRUST_SQL)
+    body = sql.SQL("DECLARE\n  problem pg_catalog.text;\nBEGIN\n") + check
     if create:
         body += sql.SQL(
             "  IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = {s}) THEN\n"
@@ -196,6 +193,9 @@ def guard_sql(conn: psycopg.Connection, *, create: bool) -> sql.Composed:
         ).format(s=sql.Literal(SCHEMA), si=sql.Identifier(SCHEMA),
                  q=sql.Literal(REGISTRY.as_string(conn)), create=_CREATE_TABLE,
                  widen=_WIDEN_CHECK)
+        # Again: each statement here reads the catalog anew (READ COMMITTED), so a schema
+        # another role committed after the first check would otherwise be used as found
+        body += check
     body += sql.SQL("END")
     return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
 

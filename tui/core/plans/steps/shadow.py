@@ -163,11 +163,38 @@ def counter_cleanup_sql(conn: psycopg.Connection, schema: str, new_name: str,
     return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
 
 
+_OPERATOR_CHARS = frozenset("+-*/<>=~!@#%^&|`?")
+
+
+def equality_operators(conn: psycopg.Connection, opclasses: list[int]
+                       ) -> list[tuple[str, str]] | None:
+    """(schema, name) of the btree equality operator (strategy 3) of each operator class, in
+    order, or None when one has no usable operator. Operator classes are made by superusers
+    only, so these operators are trusted code."""
+    rows = {int(r[0]): (str(r[1]), str(r[2])) for r in conn.execute(
+        "SELECT oc.oid, n.nspname, o.oprname FROM pg_catalog.pg_opclass oc"
+        " JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily"
+        "  AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype"
+        "  AND ao.amopstrategy = 3 AND ao.amopmethod = oc.opcmethod"
+        " JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace"
+        " WHERE oc.oid = ANY(%s)", (list(opclasses),)).fetchall()}
+    out = []
+    for opc in opclasses:
+        found = rows.get(int(opc))
+        if found is None or not set(found[1]) <= _OPERATOR_CHARS:
+            return None
+        out.append(found)
+    return out
+
+
 def mirror_function_body(conn: psycopg.Connection, new: sql.Identifier, columns: list[str],
-                         insertable: list[str], pk: list[str]) -> str:
+                         insertable: list[str], pk: list[str],
+                         pk_equality: list[tuple[str, str]]) -> str:
     """The mirror trigger function's body: applies every insert, update and delete of the live
     table to `new` in the writer's own transaction, so the two stay equal at every snapshot
-    (rows matched by the primary key, or by the whole row without one)."""
+    (rows matched by the primary key, with each key column's own equality operator named in
+    full (`pk_equality`, from equality_operators), or by the whole row without one)."""
 
     def col_list(prefix: str, cols: list[str]) -> sql.Composable:
         return sql.SQL(", ").join(
@@ -175,7 +202,10 @@ def mirror_function_body(conn: psycopg.Connection, new: sql.Identifier, columns:
 
     if pk:
         match = sql.SQL(" AND ").join(
-            sql.SQL("{c} = OLD.{c}").format(c=sql.Identifier(c)) for c in pk)
+            sql.SQL("{c} OPERATOR({ns}.{op}) OLD.{c}").format(
+                c=sql.Identifier(c), ns=sql.Identifier(ns),
+                op=sql.SQL(op))  # operator characters only (equality_operators)
+            for c, (ns, op) in zip(pk, pk_equality, strict=True))
         delete = sql.SQL("DELETE FROM {new} WHERE {match};").format(new=new, match=match)
     else:
         match = sql.SQL("ROW({}) ::text IS NOT DISTINCT FROM ROW({})::text").format(
@@ -212,9 +242,11 @@ def shadow_statements(*, old: sql.Identifier, new: sql.Identifier, mirror_fn: sq
     body_text = mirror_body
     return [
         Statement(sql.SQL(
-            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS {body}").format(
+            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql"
+            " SET search_path = pg_catalog, pg_temp AS {body}").format(
             fn=fn, body=sql.Literal(body_text)),
-            note=f"mirror function: applies writes to the {unit} to the new table"),
+            note=f"mirror function: applies writes to the {unit} to the new table; it runs in "
+                 f"the writers' sessions, never under their search_path"),
         Statement(sql.SQL(
             "CREATE TRIGGER {trg} AFTER INSERT OR UPDATE OR DELETE ON {old}"
             " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(

@@ -4,7 +4,7 @@ beside a week, and by index_fix to build a parent's index on a partition."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
@@ -27,6 +27,7 @@ class IndexShape:
     include: list[sql.Composable]
     plain_cols: list[str]  # the key columns that are plain columns, in order
     predicate: str | None  # deparsed by the server
+    key_opclasses: list[int] = field(default_factory=list)  # pg_opclass oid per key column
 
     def create_sql(self, table: sql.Composable, *, name: sql.Composable | None = None,
                    concurrently: bool = False, only: bool = False) -> sql.Composed:
@@ -121,7 +122,8 @@ def index_shapes(conn: psycopg.Connection, table_oid: int,
             key_parts.append(sql.SQL(" ").join(extras))
         out.append(IndexShape(int(r["indexrelid"]), r["relname"], r["contype"],
                               bool(r["indisunique"]), bool(r["nnd"]), r["amname"], key_parts,
-                              include, plain_cols, r["pred"]))
+                              include, plain_cols, r["pred"],
+                              [int(c) for c in r["classes"][:r["indnkeyatts"]]]))
     return out
 
 

@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -32,8 +33,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .config import cache_dir
-from .connection import Target, connect
+from ..core.config import cache_dir
+from ..core.connection import Target, connect
 from .localserver import (
     LocalServer,
     LocalServerError,
@@ -115,8 +116,14 @@ def _moved_note(root: Path) -> str | None:
 
 def _prepare_root(root: Path) -> None:
     created = [p for p in (root, *root.parents) if not p.exists()]
-    root.mkdir(parents=True, exist_ok=True)
-    st = root.stat()
+    with contextlib.suppress(FileExistsError):  # a dangling link: refused below
+        root.mkdir(parents=True, exist_ok=True)
+    # lstat: in a shared /var/tmp, another user's link to a directory of ours (followed unless
+    # fs.protected_symlinks is on) would have us chmod that directory and fill it
+    st = root.lstat()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise DemoError(f"{root} is a link or not a directory; remove it or set "
+                        f"PGPARTS_CACHE_DIR")
     if st.st_uid != os.geteuid():  # a shared /var/tmp: never adopt someone else's directory
         raise DemoError(f"{root} belongs to another user; remove it or set PGPARTS_CACHE_DIR")
     if _server_user() is not None:
@@ -424,6 +431,7 @@ def open_demo(reset: bool = False, progress: Progress | None = None) -> DemoHand
 
 # -- the watchdog ---------------------------------------------------------------------------------
 _WATCH_INTERVAL_SECONDS = 1.0
+_WATCHDOG_MODULE = "tui.demo.server"  # run with -m; its command line tells our watchdog apart
 
 
 def _ensure_watchdog(root: Path) -> None:
@@ -435,7 +443,8 @@ def _ensure_watchdog(root: Path) -> None:
     pidfile = root / "watchdog.pid"
     try:
         pid = int(pidfile.read_text())
-        if _pid_alive(pid) and b"tui.core.demo" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if _pid_alive(pid) else b""
+        if _WATCHDOG_MODULE.encode() in cmdline:
             return
     except (OSError, ValueError):
         pass
@@ -443,7 +452,7 @@ def _ensure_watchdog(root: Path) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tui.core.demo", "--watch", str(root)],
+        [sys.executable, "-m", _WATCHDOG_MODULE, "--watch", str(root)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True, cwd="/", env=env,
     )
@@ -478,7 +487,7 @@ def _watch(root: Path) -> None:
 
 def _watch_main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] != "--watch":
-        print("usage: python -m tui.core.demo --watch ROOT", file=sys.stderr)
+        print(f"usage: python -m {_WATCHDOG_MODULE} --watch ROOT", file=sys.stderr)
         return 2
     root = Path(argv[1])
     try:

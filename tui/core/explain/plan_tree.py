@@ -1,5 +1,7 @@
 """EXPLAIN (FORMAT JSON) output as a tree of PlanNode.
 
+"Plan" here is PostgreSQL's query plan; the layout changes pgparts runs are `tui.core.plans`.
+
 Version differences handled here: 'Actual Rows' is a float on 18 (integer 0 for nodes never
 executed), and ModifyTable lists its partitions under 'Target Tables' (PG 14+).
 """
@@ -97,7 +99,7 @@ class PlanNode:
 
 
 @dataclass
-class Plan:
+class PlanTree:
     root: PlanNode
     planning_ms: float | None
     execution_ms: float | None
@@ -173,7 +175,7 @@ def parse_node(raw: dict[str, Any], parent: PlanNode | None = None) -> PlanNode:
     return top
 
 
-def parse_plan(document: Any) -> Plan:
+def parse_plan(document: Any) -> PlanTree:
     """Parse what EXPLAIN (FORMAT JSON) returned: a list holding one object with 'Plan'."""
     top = document[0] if isinstance(document, list) else document
     if not isinstance(top, dict) or "Plan" not in top:
@@ -182,7 +184,7 @@ def parse_plan(document: Any) -> Plan:
     nodes = list(root.walk())
     settings = top.get("Settings") or {}
     analyzed = any(n.actual_loops is not None for n in nodes)
-    return Plan(
+    return PlanTree(
         root=root,
         planning_ms=_num(top.get("Planning Time")),
         execution_ms=_num(top.get("Execution Time")),

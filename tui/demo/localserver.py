@@ -38,6 +38,8 @@ IDENT_MAP = "pgparts"
 # what `pg_ctl stop -m MODE` sends the postmaster
 _SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 PRIVATE_MODE = 0o700
+# every private server's socket directory is a fresh pgparts-* directory here
+SOCKET_PARENT = "/tmp"
 
 
 class LocalServerError(RuntimeError):
@@ -128,8 +130,7 @@ def usable_bindir(bindir: Path) -> Path:
     if _server_user() is None or _reachable_by_others(bindir):
         return bindir
     prefix = bindir.parent
-    stamp = hashlib.sha1(str(prefix.resolve()).encode()).hexdigest()[:10]
-    target = Path(tempfile.gettempdir()) / f"pgparts-pginstall-{stamp}"
+    target = install_copy_dir(prefix)
     # The wheel's binaries find its bundled libpq through $ORIGIN/../../../<pkg>.libs: keep
     # that layout (site-packages/<pkg>/pginstall/bin and site-packages/<pkg>.libs) in the copy.
     libs = prefix.parent.parent / f"{prefix.parent.name}.libs"
@@ -144,12 +145,42 @@ def usable_bindir(bindir: Path) -> Path:
             for name in files:
                 p = Path(root) / name
                 if not p.is_symlink():
-                    p.chmod(p.stat().st_mode | 0o444)
+                    p.chmod((p.stat().st_mode | 0o444) & ~0o022)
         try:
             tmp.rename(target)
         except OSError:  # another process won the race; its copy is as good as ours
             shutil.rmtree(tmp, ignore_errors=True)
+    # The name is predictable, in a world-writable directory: the server's binaries run from
+    # here, so every entry must be ours and writable by no one else (a planted tree would run
+    # another user's programs as the server user)
+    foreign = _not_ours_only(target)
+    if foreign is not None:
+        raise LocalServerError(
+            f"{foreign} belongs to another user or is writable by others; remove {target}")
     return install / "bin"
+
+
+def install_copy_dir(prefix: Path) -> Path:
+    """Where usable_bindir() copies the install tree `prefix`."""
+    stamp = hashlib.sha1(str(prefix.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"pgparts-pginstall-{stamp}"
+
+
+def _not_ours_only(top: Path) -> Path | None:
+    """The first entry of the tree `top` (links not followed) that is not owned by us or that
+    others may write to (a link's own mode means nothing), or None."""
+    def bad(path: str) -> bool:
+        st = os.lstat(path)
+        writable = not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o022
+        return st.st_uid != os.geteuid() or bool(writable)
+
+    if bad(str(top)) or not stat.S_ISDIR(os.lstat(top).st_mode):
+        return top
+    for root, dirs, files in os.walk(top):
+        for name in (*dirs, *files):
+            if bad(os.path.join(root, name)):
+                return Path(root) / name
+    return None
 
 
 @dataclass
@@ -208,9 +239,14 @@ class LocalServer:
                 if path.read_text() == text:
                     continue
             tmp = path.with_name(f".{name}.{os.getpid()}")
-            tmp.write_text(text)
-            tmp.chmod(0o600)
-            self._own(tmp)
+            # the data directory belongs to the server's OS user: when we are root, a link it
+            # planted under this name is removed, never written through
+            tmp.unlink(missing_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                if self._user is not None:
+                    os.fchown(fd, self._user.pw_uid, self._user.pw_gid)
+                f.write(text)
             tmp.rename(path)
             changed = True
         return changed
@@ -218,10 +254,27 @@ class LocalServer:
     def _private_socket_dir(self) -> Path:
         if self.socket_dir is None:
             # unix socket paths are limited to ~107 bytes: keep the directory short
-            self.socket_dir = Path(tempfile.mkdtemp(prefix="pgparts-", dir="/tmp"))
-        self._own(self.socket_dir)
-        self.socket_dir.chmod(PRIVATE_MODE)
-        return self.socket_dir
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="pgparts-", dir=SOCKET_PARENT))
+        path = self.socket_dir
+        # The path may come from the pid file, which the server's OS user can write: when we
+        # are root, change the owner and mode of one of our own socket directories only (in
+        # /tmp, named pgparts-*, owned by us or the server user), never through a link.
+        if path.parent != Path(SOCKET_PARENT) or not path.name.startswith("pgparts-"):
+            raise LocalServerError(f"{path} is not a pgparts socket directory")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise LocalServerError(f"{path}: not a directory of ours ({exc.strerror})") from None
+        try:
+            owners = {os.geteuid()} | ({self._user.pw_uid} if self._user is not None else set())
+            if os.fstat(fd).st_uid not in owners:
+                raise LocalServerError(f"{path} belongs to another user")
+            if self._user is not None:
+                os.fchown(fd, self._user.pw_uid, self._user.pw_gid)
+            os.fchmod(fd, PRIVATE_MODE)
+        finally:
+            os.close(fd)
+        return path
 
     def enforce_access(self) -> None:
         """Apply the access rules to a server already running at `socket_dir` (one started by
@@ -311,8 +364,11 @@ class LocalServer:
         self._remove_socket_dir()
 
     def _remove_socket_dir(self) -> None:
-        if self.socket_dir is not None and self.socket_dir.name.startswith("pgparts-"):
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        # the path may come from the pid file: only ever one of our socket directories
+        path = self.socket_dir
+        if path is not None and path.parent == Path(SOCKET_PARENT) \
+                and path.name.startswith("pgparts-"):
+            shutil.rmtree(path, ignore_errors=True)
 
     def _adopt_socket_dir(self) -> None:
         """Learn the socket directory of a running server from its pid file, so that a

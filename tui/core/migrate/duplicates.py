@@ -1,0 +1,131 @@
+"""Duplicates by error: rows equal on (new key + tie-break), the same payment stored twice.
+
+The dedupe stage keeps the oldest row of each group (lowest surrogate id) and deletes the
+others; rows of other tables pointing at a row it deletes are first re-pointed to the kept row,
+never cascaded away. This module reports what that stage would do (reading rows, under a
+statement timeout) and composes its statements; it runs none of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from . import MigrateError
+from .preflight import ForeignKey
+from .source import SourceTable, statement_timeout
+
+WORK_TABLE = sql.Identifier("pg_temp", "pgparts_dedupe")
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    values: tuple[Any, ...]  # of the key + tie-break columns
+    rows: list[dict[str, Any]]  # every row of the group, oldest (kept) first
+
+
+@dataclass(frozen=True)
+class Repoint:
+    fk: ForeignKey
+    rows: int  # referencing rows pointing at a row the dedupe deletes
+
+
+@dataclass
+class DuplicateReport:
+    columns: tuple[str, ...]  # key + tie-break
+    surrogate: str
+    groups: int
+    rows_to_delete: int
+    sample: list[DuplicateGroup]
+    repoint: list[Repoint]  # foreign keys on the surrogate id: their rows are re-pointed
+    blocking: list[ForeignKey]  # other foreign keys pointing at the table: cannot re-point
+
+
+def _cols(columns: tuple[str, ...], alias: str | None = None) -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.Identifier(alias, c) if alias else sql.Identifier(c) for c in columns)
+
+
+def drop_set(table: SourceTable, columns: tuple[str, ...], surrogate: str) -> sql.Composed:
+    """SELECT drop_id, keep_id: each row to delete and the oldest row of its group.
+    PARTITION BY groups NULLs together, as GROUP BY does."""
+    return sql.SQL(
+        "SELECT x.{s} AS drop_id, x.keep_id FROM (SELECT {s}, pg_catalog.min({s}) OVER"
+        " (PARTITION BY {cols}) AS keep_id FROM {t}) AS x WHERE x.{s} <> x.keep_id").format(
+        s=sql.Identifier(surrogate), cols=_cols(columns), t=table.ident)
+
+
+def _split(fks: list[ForeignKey], surrogate: str) -> tuple[list[ForeignKey], list[ForeignKey]]:
+    ok = [f for f in fks if f.ref_columns == (surrogate,)]
+    return ok, [f for f in fks if f.ref_columns != (surrogate,)]
+
+
+def find_duplicates(conn: psycopg.Connection, table: SourceTable, key: tuple[str, ...],
+                    tiebreak: str | None, surrogate: str, referencing: list[ForeignKey], *,
+                    sample_groups: int = 10, timeout: str = "10min") -> DuplicateReport:
+    """Count the duplicate groups on key + tie-break, take a sample, and count the referencing
+    rows the dedupe would re-point (per foreign key)."""
+    columns = (*key, tiebreak) if tiebreak and tiebreak not in key else tuple(key)
+    for c in (*columns, surrogate):
+        table.column(c)
+    if surrogate in columns:
+        raise MigrateError("the surrogate id cannot be part of the duplicate test")
+    grouped = sql.SQL("FROM {t} GROUP BY {cols} HAVING pg_catalog.count(*) > 1").format(
+        t=table.ident, cols=_cols(columns))
+    repointable, blocking = _split(referencing, surrogate)
+    # one pass over the drop set for the totals and every foreign key's referencing rows
+    per_fk = [sql.SQL(", (SELECT pg_catalog.count(*) FROM {r} AS r JOIN d ON r.{c} = d.drop_id)")
+              .format(r=sql.Identifier(fk.schema, fk.table), c=sql.Identifier(fk.columns[0]))
+              for fk in repointable]
+    with statement_timeout(conn, timeout):
+        found = conn.execute(sql.SQL(
+            "WITH d AS MATERIALIZED ({d}) SELECT (SELECT pg_catalog.count(DISTINCT keep_id)"
+            " FROM d), (SELECT pg_catalog.count(*) FROM d){per_fk}").format(
+            d=drop_set(table, columns, surrogate), per_fk=sql.SQL("").join(per_fk))).fetchone()
+        groups, extra = found[0], found[1]
+        heads = conn.execute(sql.SQL(
+            "SELECT {cols}, pg_catalog.array_agg({s} ORDER BY {s}) {g} ORDER BY {cols}"
+            " LIMIT {n}").format(cols=_cols(columns), s=sql.Identifier(surrogate), g=grouped,
+                                 n=sql.Literal(sample_groups))).fetchall()
+        ids = [i for h in heads for i in h[-1]]
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = {r[surrogate]: r for r in cur.execute(sql.SQL(
+                "SELECT * FROM {t} WHERE {s} = ANY({ids})").format(
+                t=table.ident, s=sql.Identifier(surrogate), ids=sql.Literal(ids)))}
+    counts = [Repoint(fk, n) for fk, n in zip(repointable, found[2:], strict=True)]
+    sample = [DuplicateGroup(tuple(h[:-1]), [rows[i] for i in h[-1] if i in rows])
+              for h in heads]
+    return DuplicateReport(columns, surrogate, groups, extra, sample, counts,
+                           blocking if groups else [])
+
+
+def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: str,
+                      referencing: list[ForeignKey]) -> list[sql.Composed]:
+    """The dedupe stage's statements, to run in this order in one transaction: the rows to
+    delete with the row each one's references move to; every referencing foreign key
+    re-pointed to the kept row; the delete. MigrateError when a foreign key points at other
+    columns than the surrogate id (its rows cannot be re-pointed by id)."""
+    repointable, blocking = _split(referencing, surrogate)
+    if blocking:
+        raise MigrateError("foreign key(s) " + ", ".join(f.name for f in blocking)
+                           + " do not reference the surrogate id: re-point them by hand first")
+    out = [
+        sql.SQL("DROP TABLE IF EXISTS {w}").format(w=WORK_TABLE),
+        sql.SQL("CREATE TEMP TABLE {w} AS {d}").format(
+            w=WORK_TABLE, d=drop_set(table, columns, surrogate)),
+        sql.SQL("CREATE INDEX ON {w} (drop_id)").format(w=WORK_TABLE),
+        sql.SQL("ANALYZE {w}").format(w=WORK_TABLE),
+    ]
+    for fk in repointable:
+        out.append(sql.SQL(
+            "UPDATE {r} AS r SET {c} = d.keep_id FROM {w} AS d WHERE r.{c} = d.drop_id").format(
+            r=sql.Identifier(fk.schema, fk.table), c=sql.Identifier(fk.columns[0]),
+            w=WORK_TABLE))
+    out.append(sql.SQL("DELETE FROM {t} AS x USING {w} AS d WHERE x.{s} = d.drop_id").format(
+        t=table.ident, w=WORK_TABLE, s=sql.Identifier(surrogate)))
+    out.append(sql.SQL("DROP TABLE {w}").format(w=WORK_TABLE))
+    return out
