@@ -1,7 +1,8 @@
 """The `pgparts` command: the console by default, or a scriptable subcommand.
 
     pgparts [DSN] [--profile NAME] [--read-only] [--demo]      open the console
-    pgparts tree|check|explain|consolidate ... [-d DSN]         print, for scripts and cron
+    pgparts tree|check|explain|fix ... [-d DSN]                 print, for scripts and cron
+    pgparts KIND TABLE ... [-d DSN]                             a plan kind: consolidate, ...
 
 Errors a user can cause (bad DSN, unreachable server, bad config, unknown table) print one line
 on stderr and exit with status 2; nothing prints a traceback.
@@ -22,13 +23,16 @@ from importlib import metadata
 
 from .context import CliError, Context, add_connection_arguments
 from .core.connection import redact
+from .core.plans.registry import PLAN_KINDS
 
 # name -> module in tui.commands; each module has add_arguments(parser) and run(args, ctx) -> int
 COMMANDS: dict[str, tuple[str, str]] = {
     "tree": ("tui.commands.tree", "print the partition trees"),
     "check": ("tui.commands.check", "print findings; exit 0 ok, 1 warnings, 2 critical"),
     "explain": ("tui.commands.explain", "EXPLAIN a query and report which partitions it scans"),
-    "consolidate": ("tui.commands.consolidate", "status, preview and apply consolidation plans"),
+    "fix": ("tui.commands.fix", "plan and apply the fixes pgparts knows for the findings"),
+    # one subcommand per plan kind, generated from its declaration
+    **{kind.name: ("tui.commands.plan", kind.summary) for kind in PLAN_KINDS},
 }
 
 EXIT_USAGE = 2
@@ -94,6 +98,7 @@ def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
     parser = _Parser(prog=f"pgparts {name}", description=help_text)
+    parser.set_defaults(command=name)
     add_connection_arguments(parser, with_dsn_option=True)
     module.add_arguments(parser)  # type: ignore[attr-defined]
     return parser, module

@@ -45,7 +45,7 @@ from ..core.plans.consolidate import (
     consolidation_status,
     select_weeks,
 )
-from ..core.plans.runner import Hook
+from ..core.plans.engine.runner import Hook
 from .compact import start_and_span
 from .footer_keys import FooterKeys
 from .format import human_bytes, human_rows, thousands

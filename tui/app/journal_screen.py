@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from ..core.humanfmt import count, plural, size
 from ..core.plans import Outcome, StepStatus, journal
-from ..core.plans.runner import step_label
+from ..core.plans.engine.runner import step_label
 from .footer_keys import FooterKeys
 
 if TYPE_CHECKING:

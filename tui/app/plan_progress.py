@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 
 from ..core.errors import first_line as _first_line
 from ..core.plans import Outcome, Plan, PlanRunner, Progress, RunResult, RunState, StepStatus
-from ..core.plans.runner import Hook, step_label
+from ..core.plans.engine.runner import Hook, step_label
 from .footer_keys import FooterKeys
 from .format import bar, human_bytes, thousands
 

@@ -1,7 +1,9 @@
-"""The plan engine (model, runner, journal) and the plans built on it (consolidation)."""
+"""Layout changes as plans: the engine (engine/: model, runner, journal, describe), the
+plan-kind protocol (kind.py) and its registry (registry.py), the steps kinds share (steps/), the
+kinds (kinds/: consolidate, analyze, finalize_detach, index_fix) and the findings' remedies."""
 
-from .model import Estimate, Lock, Plan, Statement, Step, VerificationFailed
-from .runner import (
+from .engine.model import Estimate, Lock, Plan, Statement, Step, VerificationFailed
+from .engine.runner import (
     LockGaveUp,
     Outcome,
     PlanBusy,

@@ -84,11 +84,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ..bounds import BoundValue
 from ..catalog import Forest, PartNode, load_forest
 from ..config import PlansConfig
+from ..humanfmt import count, plural, size
 from ..names import check_identifier_length, display_name
-from . import markers
 from .consolidate_status import (
     CANDIDATE_STATUSES,
     CONSOLIDATED,
@@ -106,21 +105,40 @@ from .consolidate_status import (
     relation_bytes,
     select_weeks,
 )
+from .engine.model import (
+    Destroyed,
+    Estimate,
+    Figure,
+    Lock,
+    Plan,
+    PlanFacts,
+    Statement,
+    Step,
+    VerificationFailed,
+)
 from .evidence import (
-    COUNT_TRIGGER,
     changes_since_copy,
     compare_sql,
-    counter_cleanup_sql,
     counter_idents,
     counter_name,
     digest_sql,
     evidence_sql,
-    raise_unless_attached,
-    raise_unless_contained,
     raise_unless_equal,
 )
-from .hashing import extended_hash_supported, row_hash
-from .model import Estimate, Lock, Plan, Statement, Step, VerificationFailed
+from .hashing import extended_hash_supported
+from .steps import markers
+from .steps.shadow import (
+    counter_function_body,
+    equality_operators,
+    mirror_function_body,
+    shadow_statements,
+)
+from .steps.shadow import counter_removal_step as _counter_removal_step
+from .steps.shape import grant_statements, index_shapes
+from .steps.swap import CHECK_NAME, EST_BYTES_PER_SECOND, swap_step
+from .steps.swap import bound_sql as _bound_sql
+from .steps.swap import default_helper_steps as _default_helper
+from .steps.swap import drop_detached_step as _drop_step
 
 __all__ = [
     "CANDIDATE_STATUSES", "CONSOLIDATED", "HASH_PARTITIONED", "LIST_PARTITIONED", "OTHER",
@@ -129,13 +147,7 @@ __all__ = [
     "select_weeks",
 ]
 
-TRIGGER_NAME = "pgparts_mirror"
-CHECK_NAME = "pgparts_bound_check"
-DEFAULT_CHECK_PREFIX = "pgparts_excl_"
 
-# Rough throughput for time estimates (measured by bench/consolidate.py on a 2-core machine:
-# copy + index builds + analyze + verification of the account_balances shape).
-EST_BYTES_PER_SECOND = 60 * 1024**2
 # A b-tree built by sorting is packed to its fillfactor (90%); one grown by random inserts
 # settles near 70% full (Yao's 69% for random splits). Rebuilt indexes shrink by about that.
 REBUILT_INDEX_RATIO = 0.70 / 0.90
@@ -168,123 +180,31 @@ class _ParentShape:
     referencing: list[str]  # display names of tables whose FKs reference the parent
 
 
-_TABLE_PRIVILEGES = frozenset(
-    ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"))
-
-
-def _grant_statements(conn: psycopg.Connection, oids: list[int], new: sql.Identifier
-                      ) -> list[Statement]:
-    """GRANTs giving the new table the privileges granted on the parent or on the week.
-
-    The mirror trigger writes to the new table with the writer's own privileges, and after the
-    swap it is the week's partition: whoever may write the week (through the parent or directly)
-    must be able to write its copy, or their writes would fail until the swap.
-    """
-    rows = conn.execute(
-        "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN NULL"
-        " ELSE pg_get_userbyid(a.grantee)::text END AS grantee, a.privilege_type"
-        " FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = ANY(%s)"
-        " ORDER BY 1 NULLS FIRST, 2", (oids,)).fetchall()
-    by_role: dict[str | None, list[str]] = {}
-    for grantee, privilege in rows:
-        if privilege in _TABLE_PRIVILEGES:  # only known keywords become SQL
-            by_role.setdefault(grantee, []).append(privilege)
-    return [
-        Statement(sql.SQL("GRANT {privs} ON TABLE {new} TO {role}").format(
-            privs=sql.SQL(", ").join(sql.SQL(p) for p in privs), new=new,
-            role=sql.SQL("PUBLIC") if role is None else sql.Identifier(role)),
-            note="the privileges granted on the parent and the partition")
-        for role, privs in by_role.items()
-    ]
+_grant_statements = grant_statements
 
 
 def _parent_shape(conn: psycopg.Connection, parent: PartNode, new_ident: sql.Identifier
                   ) -> _ParentShape:
-    version = int(conn.info.server_version)
     cur = conn.cursor(row_factory=dict_row)
     cols = cur.execute(
         "SELECT attnum, attname, attgenerated <> '' AS generated, attcollation"
         " FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped"
         " ORDER BY attnum", (parent.oid,)).fetchall()
-    by_num = {c["attnum"]: c for c in cols}
-    nnd = sql.SQL("x.indnullsnotdistinct" if version >= 150000 else "false")
-    idx_rows = cur.execute(sql.SQL(
-        "SELECT x.indexrelid, ic.relname, am.amname, x.indisunique, x.indnkeyatts, x.indnatts,"
-        " x.indkey::int2[] AS keys, x.indclass::oid[] AS classes,"
-        " x.indcollation::oid[] AS colls, x.indoption::int2[] AS opts,"
-        " pg_get_expr(x.indpred, x.indrelid) AS pred, con.contype, {nnd} AS nnd,"
-        " ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, false)"
-        "       FROM generate_series(1, x.indnatts) k ORDER BY k) AS coldefs"
-        " FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid"
-        " JOIN pg_am am ON am.oid = ic.relam"
-        " LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid"
-        "   AND con.conrelid = x.indrelid AND con.contype IN ('p', 'u', 'x')"
-        " WHERE x.indrelid = %s ORDER BY x.indexrelid").format(nnd=nnd), (parent.oid,)).fetchall()
-    opclasses = {r["oid"]: r for r in cur.execute(
-        "SELECT o.oid, n.nspname, o.opcname, o.opcdefault FROM pg_opclass o"
-        " JOIN pg_namespace n ON n.oid = o.opcnamespace"
-        " WHERE o.oid = ANY(%s)",
-        ([c for r in idx_rows for c in r["classes"]],)).fetchall()}
-    collations = {r["oid"]: r for r in cur.execute(
-        "SELECT c.oid, n.nspname, c.collname FROM pg_collation c"
-        " JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid = ANY(%s)",
-        ([c for r in idx_rows for c in r["colls"] if c],)).fetchall()}
     pk: list[str] = []
     pk_equality: list[tuple[str, str]] = []
     indexes: list[_IndexDef] = []
-    for r in idx_rows:
-        if r["contype"] == "x":
+    for shape in index_shapes(conn, parent.oid):
+        if shape.contype == "x":
             raise ConsolidationError(
-                f"{parent.qualified} has an exclusion constraint ({r['relname']}); "
+                f"{parent.qualified} has an exclusion constraint ({shape.name}); "
                 f"consolidation does not handle those yet")
-        key_parts: list[sql.Composable] = []
-        include: list[sql.Composable] = []
-        plain_cols: list[str] = []
-        for k in range(r["indnatts"]):
-            attnum = r["keys"][k]
-            if k >= r["indnkeyatts"]:
-                include.append(sql.Identifier(by_num[attnum]["attname"]))
-                continue
-            if attnum:
-                col = by_num[attnum]
-                plain_cols.append(col["attname"])
-                part: sql.Composable = sql.Identifier(col["attname"])
-            else:
-                # an expression, as PostgreSQL's own deparser prints it
-                part = sql.SQL("({})").format(sql.SQL(r["coldefs"][k]))
-            extras: list[sql.Composable] = [part]
-            coll = r["colls"][k]
-            if coll and (not attnum or coll != by_num[attnum]["attcollation"]):
-                c = collations[coll]
-                extras.append(sql.SQL("COLLATE {}").format(sql.Identifier(c["nspname"],
-                                                                           c["collname"])))
-            opc = opclasses.get(r["classes"][k])
-            if opc is not None and not opc["opcdefault"]:
-                extras.append(sql.Identifier(opc["nspname"], opc["opcname"]))
-            opt = r["opts"][k]
-            if opt & 1:
-                extras.append(sql.SQL("DESC" if opt & 2 else "DESC NULLS LAST"))
-            elif opt & 2:
-                extras.append(sql.SQL("NULLS FIRST"))
-            key_parts.append(sql.SQL(" ").join(extras))
-        inc = sql.SQL(" INCLUDE ({})").format(sql.SQL(", ").join(include)) if include \
-            else sql.SQL("")
-        if r["contype"] in ("p", "u"):
-            if r["contype"] == "p":
-                pk = plain_cols
-                pk_equality = _equality_operators(conn, r["classes"][:r["indnkeyatts"]])
-            kind = sql.SQL("PRIMARY KEY" if r["contype"] == "p" else
-                           ("UNIQUE NULLS NOT DISTINCT" if r["nnd"] else "UNIQUE"))
-            stmt = sql.SQL("ALTER TABLE {} ADD {} ({}){}").format(
-                new_ident, kind, sql.SQL(", ").join(sql.Identifier(c) for c in plain_cols), inc)
-            indexes.append(_IndexDef(r["relname"], stmt, True))
+        if shape.contype in ("p", "u"):
+            if shape.contype == "p":
+                pk = shape.plain_cols
+                pk_equality = _equality_operators(conn, shape.key_opclasses)
+            indexes.append(_IndexDef(shape.name, shape.constraint_sql(new_ident), True))
             continue
-        where = sql.SQL(" WHERE {}").format(sql.SQL(r["pred"])) if r["pred"] else sql.SQL("")
-        stmt = sql.SQL("CREATE {unique}INDEX ON {t} USING {am} ({keys}){inc}{nnd}{where}").format(
-            unique=sql.SQL("UNIQUE " if r["indisunique"] else ""), t=new_ident,
-            am=sql.Identifier(r["amname"]), keys=sql.SQL(", ").join(key_parts), inc=inc,
-            nnd=sql.SQL(" NULLS NOT DISTINCT" if r["nnd"] else ""), where=where)
-        indexes.append(_IndexDef(r["relname"], stmt, False))
+        indexes.append(_IndexDef(shape.name, shape.create_sql(new_ident), False))
     fks = [(row["conname"], row["def"]) for row in cur.execute(
         "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint"
         " WHERE conrelid = %s AND contype = 'f' AND conparentid = 0 ORDER BY conname",
@@ -299,36 +219,13 @@ def _parent_shape(conn: psycopg.Connection, parent: PartNode, new_ident: sql.Ide
                         pk_equality, indexes, fks, referencing)
 
 
-_OPERATOR_CHARS = frozenset("+-*/<>=~!@#%^&|`?")
-
-
 def _equality_operators(conn: psycopg.Connection, opclasses: list[int]
                         ) -> list[tuple[str, str]]:
-    """(schema, name) of the btree equality operator (strategy 3) of each operator class, in
-    order. Operator classes are made by superusers only, so these operators are trusted code."""
-    rows = {int(r[0]): (str(r[1]), str(r[2])) for r in conn.execute(
-        "SELECT oc.oid, n.nspname, o.oprname FROM pg_catalog.pg_opclass oc"
-        " JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily"
-        "  AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype"
-        "  AND ao.amopstrategy = 3 AND ao.amopmethod = oc.opcmethod"
-        " JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace"
-        " WHERE oc.oid = ANY(%s)", (list(opclasses),)).fetchall()}
-    out = []
-    for opc in opclasses:
-        found = rows.get(int(opc))
-        if found is None or not set(found[1]) <= _OPERATOR_CHARS:
-            raise ConsolidationError(
-                "the primary key's operator class has no usable equality operator")
-        out.append(found)
-    return out
-
-
-def _bound_sql(v: BoundValue) -> sql.Composable:
-    if v.special in ("MINVALUE", "MAXVALUE"):
-        return sql.SQL(v.special)
-    # bound text is what the server printed; re-emit it as a literal, never pasted
-    return sql.Literal(v.text)
+    found = equality_operators(conn, opclasses)
+    if found is None:
+        raise ConsolidationError(
+            "the primary key's operator class has no usable equality operator")
+    return found
 
 
 @dataclass
@@ -379,6 +276,7 @@ def build_consolidation_plan(
     now: datetime | None = None,
     forest: Forest | None = None,
     drop_kept: list[str] | None = None,
+    status: ConsolidationStatus | None = None,
 ) -> Plan:
     """The plan for `table`. It first finishes what earlier runs left (pgparts' registry says
     what: originals to drop, change counters to remove), whatever the selection. With
@@ -386,7 +284,7 @@ def build_consolidation_plan(
     originals whose drop refused, to verify again and drop. Planning reads the catalog only."""
     config = config or PlansConfig()
     forest = forest or load_forest(conn)
-    status = consolidation_status(conn, table, forest)
+    status = status or consolidation_status(conn, table, forest)
     parent = status.parent
     keep = config.keep_detached if keep_detached is None else keep_detached
     if drop_kept:
@@ -486,6 +384,7 @@ def build_consolidation_plan(
             "plan_id": plan_id,
         },
         lock_timeout_seconds=config.lock_timeout_seconds,
+        facts=_facts(week_plans, leftovers, keep, before, saved),
     )
     news = [(wp.week.node.schema, wp.new_name) for wp in week_plans]
     olds = [(wp.week.node.schema, wp.week.node.name) for wp in week_plans]
@@ -509,6 +408,28 @@ def build_consolidation_plan(
     plan.after = after
     plan.describe_state = describe
     return plan
+
+
+def _facts(week_plans: list[WeekPlan], leftovers: list[DetachedOriginal], keep: bool,
+           before: int, saved: int) -> PlanFacts:
+    changes = [
+        f"{wp.week.node.qualified}: {plural(wp.week.subpartitions, 'partition')}, "
+        f"~{count(wp.week.rows)} rows, {size(wp.exact_bytes)} -> "
+        f"{display_name(wp.week.node.schema, wp.new_name)} "
+        f"(estimated {size(wp.est_bytes_after)})"
+        for wp in week_plans]
+    # every drop checks first that the original's rows are in its replacement
+    destroys = [] if keep else [Destroyed("table", wp.week.node.qualified, verified=True)
+                                for wp in week_plans]
+    destroys += [Destroyed("table", d.display, verified=True) for d in leftovers]
+    figures = [Figure("bytes", before, before - saved, "bytes")] if week_plans else []
+    notes = [
+        f"estimated space saved: {size(saved)} of {size(before)}. How: the new indexes are "
+        f"built by sorting, packed to their fillfactor (90%) where indexes grown by inserts "
+        f"sit near 70%; each leaf beyond the first also had its own free-space/visibility "
+        f"maps and index meta pages; dead rows are not copied. Heap size is otherwise "
+        f"unchanged."] if week_plans else []
+    return PlanFacts(changes=changes, destroys=destroys, figures=figures, notes=notes)
 
 
 def _kept_line(parent: PartNode, d: DetachedOriginal, display: str = "") -> str:
@@ -588,7 +509,6 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     assert bound is not None and bound.kind == "range"
     new_disp = display_name(node.schema, new_name)
     old_disp = node.qualified
-    parent_disp = parent.qualified
     fn = sql.Identifier(node.schema, f"pgparts_mirror_{node.oid}")
     rows, nbytes = week.rows, exact_bytes
 
@@ -614,37 +534,11 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     unit = status.unit
 
     # -- mirror trigger: keeps the new table equal to the week between copy and swap -----------
-    def col_list(prefix: str, cols: list[str]) -> sql.Composable:
-        return sql.SQL(", ").join(
-            sql.SQL("{}.{}").format(sql.SQL(prefix), sql.Identifier(c)) for c in cols)
-
-    if shape.pk:
-        match = sql.SQL(" AND ").join(
-            sql.SQL("{c} OPERATOR({ns}.{op}) OLD.{c}").format(
-                c=sql.Identifier(c), ns=sql.Identifier(ns),
-                op=sql.SQL(op))  # operator characters only (_equality_operators)
-            for c, (ns, op) in zip(shape.pk, shape.pk_equality, strict=True))
-        delete = sql.SQL("DELETE FROM {new} WHERE {match};").format(new=new, match=match)
-    else:
-        match = sql.SQL("ROW({}) ::text IS NOT DISTINCT FROM ROW({})::text").format(
-            col_list("s", shape.columns), col_list("OLD", shape.columns))
-        delete = sql.SQL(
-            "DELETE FROM {new} WHERE ctid = (SELECT s.ctid FROM {new} s WHERE {match} LIMIT 1);"
-        ).format(new=new, match=match)
-    body = sql.SQL(
-        "BEGIN\n"
-        "  IF TG_OP IN ('DELETE', 'UPDATE') THEN\n    {delete}\n  END IF;\n"
-        "  IF TG_OP IN ('INSERT', 'UPDATE') THEN\n"
-        "    INSERT INTO {new} ({cols}) VALUES ({vals});\n  END IF;\n"
-        "  RETURN NULL;\nEND"
-    ).format(delete=delete, new=new, cols=ins_cols, vals=col_list("NEW", shape.insertable))
-    body_text = body.as_string(conn)
+    body_text = mirror_function_body(conn, new, shape.columns, shape.insertable, shape.pk,
+                                     shape.pk_equality)
     fast = extended_hash_supported(conn, _column_types(conn, parent.oid))
     seq, count_fn = counter_idents(node.schema, node.oid)
-    count_body = sql.SQL(
-        "BEGIN\n  PERFORM pg_catalog.nextval({seq}::pg_catalog.regclass);\n"
-        "  IF TG_OP = 'DELETE' THEN\n    RETURN OLD;\n  END IF;\n  RETURN NEW;\nEND"
-    ).format(seq=sql.Literal(seq.as_string(conn))).as_string(conn)
+    count_body = counter_function_body(conn, seq)
     evidence = evidence_sql(node.oid, node.schema, new_name)
 
     def new_done(c: psycopg.Connection) -> bool:
@@ -718,41 +612,8 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
             new, sql.Identifier(name), sql.SQL(definition)),
             note="the parent's foreign key, validated now rather than under the parent's lock"))
     stmts += [
-        Statement(sql.SQL(
-            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql"
-            " SET search_path = pg_catalog, pg_temp AS {body}").format(
-            fn=fn, body=sql.Literal(body_text)),
-            note=f"mirror function: applies writes to the {unit} to the new table; it runs in "
-                 f"the writers' sessions, never under their search_path"),
-        Statement(sql.SQL(
-            "CREATE TRIGGER {trg} AFTER INSERT OR UPDATE OR DELETE ON {old}"
-            " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
-            trg=sql.Identifier(TRIGGER_NAME), old=old, fn=fn),
-            note=f"from this commit until the swap, writes to the {unit} reach both tables"),
-        Statement(sql.SQL("CREATE SEQUENCE {}").format(seq),
-                  note=f"change counter: row writes to the {unit} or the copy after this "
-                       f"commit"),
-        Statement(sql.SQL(
-            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
-            " SET search_path = pg_catalog, pg_temp AS {body}").format(
-            fn=count_fn, body=sql.Literal(count_body)),
-            note="counts a write before it happens; runs as its owner, so writers need no "
-                 "privilege on the counter"),
-        Statement(sql.SQL(
-            "CREATE TRIGGER {trg} BEFORE INSERT OR UPDATE OR DELETE ON {old}"
-            " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
-            trg=sql.Identifier(COUNT_TRIGGER), old=old, fn=count_fn)),
-        Statement(sql.SQL(
-            "CREATE TRIGGER {trg} BEFORE INSERT OR UPDATE OR DELETE ON {new}"
-            " FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
-            trg=sql.Identifier(COUNT_TRIGGER), new=new, fn=count_fn)),
-        Statement(sql.SQL(
-            "ALTER TABLE {old} ENABLE ALWAYS TRIGGER {mirror}, ENABLE ALWAYS TRIGGER {count}"
-        ).format(old=old, mirror=sql.Identifier(TRIGGER_NAME),
-                 count=sql.Identifier(COUNT_TRIGGER)),
-            note="fire under session_replication_role = replica too (logical replication)"),
-        Statement(sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(
-            new, sql.Identifier(COUNT_TRIGGER))),
+        *shadow_statements(old=old, new=new, mirror_fn=fn, mirror_body=body_text, seq=seq,
+                           count_fn=count_fn, count_body=count_body, unit=unit),
         Statement(markers.register_relation_sql(
             role=markers.CONSOLIDATED_ROLE, schema=node.schema, name=new_name,
             parent_oid=parent.oid, source_oid=node.oid, source_name=node.name,
@@ -845,76 +706,11 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     # -- the DEFAULT partition: a validated CHECK excluding the bound, so ATTACH does not scan it
     helper = _default_helper(conn, parent, default, node, key, bound, old_disp, swapped)
     # -- step 4: swap -----------------------------------------------------------------------
-    swap_locks = [
-        Lock("ACCESS EXCLUSIVE", parent_disp,
-             "every read and write of the table waits: from DETACH to COMMIT, milliseconds"),
-        Lock("ACCESS EXCLUSIVE", old_disp, "detached"),
-        Lock("ACCESS EXCLUSIVE", new_disp, "attached"),
-    ]
-    if default is not None:
-        swap_locks.append(Lock(
-            "ACCESS EXCLUSIVE", default.qualified,
-            "the DEFAULT partition; not scanned: its validated CHECK excludes this range"
-            if helper else "the DEFAULT partition; ATTACH scans it (partitioned DEFAULT)"))
-    for ref in shape.referencing:
-        swap_locks.append(Lock("ACCESS EXCLUSIVE", ref,
-                               "references the parent: DETACH drops its per-partition FK"))
-    swap_stmts = [
-        Statement(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent.ident, old),
-                  "lock", note="ACCESS EXCLUSIVE on the parent from here to COMMIT"),
-        Statement(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
-            parent.ident, new, for_values), "lock",
-            note="no validation scan: the CHECK implies the bound; the indexes are adopted"
-                 + ("; the DEFAULT's CHECK excludes the bound" if helper else "")),
-        Statement(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-            new, sql.Identifier(CHECK_NAME)), note="the partition bound now enforces it"),
-        Statement(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(TRIGGER_NAME), old)),
-        Statement(sql.SQL("DROP FUNCTION {}()").format(fn)),
-    ]
-    if keep:
-        # the drop comes later, if ever: no trigger stays on the live partition meanwhile, and
-        # that drop compares the tables in full
-        swap_stmts += [
-            Statement(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
-                sql.Identifier(COUNT_TRIGGER), t), note="the change counter")
-            for t in (new, old)]
-        swap_stmts += [Statement(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(count_fn)),
-                       Statement(sql.SQL("DROP SEQUENCE IF EXISTS {}").format(seq)),
-                       Statement(sql.SQL(
-                           "DELETE FROM {} WHERE role IN ({}, {}) AND source_oid = {}").format(
-                           markers.REGISTRY, sql.Literal(markers.COUNTER_FUNCTION_ROLE),
-                           sql.Literal(markers.COUNTER_SEQUENCE_ROLE), sql.Literal(node.oid)))]
-    swap_stmts.append(
-        Statement(sql.SQL("COMMENT ON TABLE {} IS {}").format(old, sql.Literal(
-            f"pgparts: detached original, replaced by {new_disp} (a note for people; pgparts "
-            f"trusts only its registry)"))))
-
-    def check_attached(c: psycopg.Connection) -> str:
-        oid = _rel_exists(c, node.schema, new_name)
-        row = c.execute(
-            "SELECT pg_get_expr(n.relpartbound, 0),"
-            " EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = %s),"
-            " EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = n.oid AND i.inhparent = %s)"
-            " FROM pg_class n WHERE n.oid = %s",
-            (node.oid, parent.oid, oid)).fetchone()
-        if not row or row[0] != node.bound_text or row[1] or not row[2]:
-            raise VerificationFailed(f"{new_disp} is not attached with {node.bound_text}")
-        return f"{new_disp} attached {node.bound_text}; {old_disp} detached"
-
-    swap = Step(
-        title=f"Swap {old_disp} for {new_disp}",
-        explanation=(
-            f"In one short transaction: detach {old_disp}, attach {new_disp} with the same "
-            f"bound, drop the helper CHECK and the mirror trigger. The parent is locked from "
-            f"DETACH to COMMIT only. On a lock timeout the whole transaction is rolled back "
-            f"and retried after a pause, so no lock is held while waiting."),
-        statements=swap_stmts, locks=swap_locks, retry="step",
-        statement_timeout_seconds=max(10.0, config.lock_timeout_seconds * 3),
-        estimate=Estimate(0, 0, SWAP_SECONDS), done=swapped, verify=check_attached,
-        verify_note=f"the new table is attached with the {unit}'s bound", hold_from=1,
-        group=old_disp,
-        script_verify=raise_unless_attached(conn, parent.oid, node.oid, node.schema, new_name,
-                                             node.bound_text or "", new_disp))
+    swap = swap_step(conn, parent=parent, node=node, new_name=new_name, for_values=for_values,
+                     mirror_fn=fn, seq=seq, count_fn=count_fn, keep=keep, default=default,
+                     default_checked=bool(helper), referencing=shape.referencing,
+                     lock_timeout_seconds=config.lock_timeout_seconds, done=swapped,
+                     unit=unit, seconds=SWAP_SECONDS)
     steps = [build, analyze, verify, *helper[:2], swap, *helper[2:]]
     if not keep:
         steps.append(_drop_step(conn, old, old_disp, node.schema, new_name, new_disp,
@@ -938,181 +734,6 @@ def _column_types(conn: psycopg.Connection, oid: int) -> list[int]:
     return [int(r[0]) for r in conn.execute(
         "SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attnum > 0"
         " AND NOT attisdropped", (oid,)).fetchall()]
-
-
-def _default_helper(conn: psycopg.Connection, parent: PartNode, default: PartNode | None,
-                    node: PartNode, key: str, bound: Any, old_disp: str,
-                    swapped: Any) -> list[Step]:
-    """Steps that spare the swap's ATTACH a scan of the DEFAULT partition under the parent's
-    ACCESS EXCLUSIVE lock (with 1 million rows in it: 58-93 ms measured, 2-9 ms with these
-    steps). ATTACH skips the scan when the DEFAULT's constraints imply it holds no row of the
-    new bound: a CHECK stating exactly that, added NOT VALID (ACCESS EXCLUSIVE on the DEFAULT
-    for an instant), then validated (SHARE UPDATE EXCLUSIVE: writers carry on while it scans),
-    each in its own transaction before the swap; removed after the swap in a short transaction
-    of its own. A partitioned DEFAULT is left alone (the CHECK would have to be proven on each
-    of its partitions)."""
-    if default is None or default.relkind != "r":
-        return []
-    name = f"{DEFAULT_CHECK_PREFIX}{node.oid}"
-    ident = sql.Identifier(name)
-    col = sql.Identifier(key)
-    # the negation of the new partition's constraint, in the form PostgreSQL derives when it
-    # checks the DEFAULT (so the implication is proven by plain matching)
-    arms: list[sql.Composable] = [sql.SQL("{} IS NULL").format(col)]
-    if bound.lower and bound.lower[0].special != "MINVALUE":
-        arms.append(sql.SQL("{} < {}").format(col, _bound_sql(bound.lower[0])))
-    if bound.upper and bound.upper[0].special != "MAXVALUE":
-        arms.append(sql.SQL("{} >= {}").format(col, _bound_sql(bound.upper[0])))
-    expr = sql.SQL(" OR ").join(arms)
-    disp = default.qualified
-    oid = default.oid
-
-    def state(c: psycopg.Connection) -> bool | None:
-        row = c.execute("SELECT convalidated FROM pg_catalog.pg_constraint"
-                        " WHERE conrelid = %s AND conname = %s AND contype = 'c'",
-                        (oid, name)).fetchone()
-        return None if row is None else bool(row[0])
-
-    add = Step(
-        title=f"Exclude {old_disp}'s range from {disp}",
-        explanation=(
-            f"Add a CHECK to the DEFAULT partition saying it holds no row of this bound, NOT "
-            f"VALID: no scan, an instant of ACCESS EXCLUSIVE on {disp} (under lock_timeout, "
-            f"retried). With it validated, the swap's ATTACH does not scan {disp} under the "
-            f"parent's lock."),
-        statements=[Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({}) NOT VALID")
-                              .format(default.ident, ident, expr), "lock")],
-        locks=[Lock("ACCESS EXCLUSIVE", disp, "an instant: no scan")],
-        retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.01),
-        done=lambda c: state(c) is not None or swapped(c), group=old_disp)
-    validate = Step(
-        title=f"Validate the CHECK on {disp}",
-        explanation=(
-            f"Scan {disp} once to validate the CHECK, under SHARE UPDATE EXCLUSIVE: reads and "
-            f"writes of the DEFAULT continue (its rows of this range would be routed to the "
-            f"{old_disp} partition anyway, so this cannot fail)."),
-        statements=[Statement(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-            default.ident, ident), "maintenance")],
-        locks=[Lock("SHARE UPDATE EXCLUSIVE", disp, "blocks no reader or writer")],
-        estimate=Estimate(0, 0, default.total_bytes / EST_BYTES_PER_SECOND),
-        done=lambda c: bool(state(c)) or swapped(c), group=old_disp)
-    remove = Step(
-        title=f"Remove the helper CHECK from {disp}",
-        explanation=(
-            f"The partition bound now keeps these rows out of {disp}. Dropping the CHECK takes "
-            f"ACCESS EXCLUSIVE on {disp} for an instant (a lock timeout retries it)."),
-        statements=[Statement(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
-            default.ident, ident), "lock")],
-        locks=[Lock("ACCESS EXCLUSIVE", disp, "an instant")],
-        retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.01),
-        done=lambda c: state(c) is None and swapped(c), group=old_disp)
-    return [add, validate, remove]
-
-
-def _subset_check(old: sql.Composable, new: sql.Composable, cols: list[str], fast: bool,
-                  old_disp: str, new_disp: str, old_oid: int,
-                  refusals: dict[int, tuple[str, str, str]]) -> Any:
-    def check(row: Any, conn: psycopg.Connection) -> str:
-        n_old, h_old, n_new, h_new = row
-        if (n_old, h_old) == (n_new, h_new):
-            return f"{old_disp} and {new_disp} hold the same {n_new:,} rows (checksum {h_new})"
-        # the new partition changed since the swap (it is live): every row of the original
-        # must still be in it; a multiset difference of row hashes finds any that is not
-        missing = conn.execute(sql.SQL(
-            "SELECT pg_catalog.count(*) FROM (SELECT {h} FROM {old} EXCEPT ALL"
-            " SELECT {h} FROM {new}) d").format(h=row_hash(cols, fast), old=old, new=new)
-        ).fetchone()[0]
-        if missing:
-            why = (f"{missing:,} of the {n_old:,} rows of {old_disp} are not in {new_disp} "
-                   f"(changed since the swap?)")
-            refusals[old_oid] = (why, old_disp, new_disp)
-            raise VerificationFailed(f"{why}; {old_disp} is kept")
-        return f"all {n_old:,} rows of {old_disp} are in {new_disp}"
-    return check
-
-
-def _drop_step(conn: psycopg.Connection, old: sql.Identifier, old_disp: str, schema: str,
-               new_name: str, new_disp: str, cols: list[str], nbytes: int, done: Any,
-               old_oid: int, fast: bool, refusals: dict[int, tuple[str, str, str]]) -> Step:
-    new = sql.Identifier(schema, new_name)
-    seq, count_fn = counter_idents(schema, old_oid)
-    full_sql = compare_sql(old, new, cols, fast)
-    subset = _subset_check(old, new, cols, fast, old_disp, new_disp, old_oid, refusals)
-
-    def check(row: Any, c: psycopg.Connection) -> str:
-        why = changes_since_copy(row, c, seq)
-        if not why:
-            return (f"{old_disp} and {new_disp} unchanged since the build verified them equal "
-                    f"(no row write counted; same files, columns and counter triggers): every "
-                    f"row of {old_disp} is in {new_disp}")
-        return f"{subset(c.execute(full_sql).fetchone(), c)} ({why})"
-
-    return Step(
-        title=f"Drop the detached {old_disp}",
-        explanation=(
-            f"Check that every row of the detached original is in {new_disp}: nothing written "
-            f"to either table since the build verified them equal (the change counter and the "
-            f"digest of files, columns and triggers), or else equal count and checksum, or if "
-            f"the live partition changed since the swap, a multiset difference of row hashes. "
-            f"Then drop it. The parent is not locked: the table is no longer a partition. If "
-            f"rows are missing, it is kept and reported (once) with what to do."),
-        statements=[
-            Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(old), "lock",
-                      note="the detached original; the application no longer uses it"),
-            Statement(evidence_sql(old_oid, schema, new_name), "verify",
-                      note="every row of the original must be in the consolidated partition: "
-                           "nothing changed since the verified copy, or equal checksums, or "
-                           "no row missing from a multiset difference (the script always "
-                           "computes the difference)",
-                      check=check,
-                      script=raise_unless_contained(conn, old, new, cols, fast, old_disp,
-                                                     new_disp)),
-            Statement(markers.guard_sql(conn, create=False),
-                      note="pgparts' registry is still only yours"),
-            Statement(sql.SQL("DROP TABLE {}").format(old)),
-            Statement(sql.SQL("DELETE FROM {} WHERE role = {} AND objid = {}").format(
-                markers.REGISTRY, sql.Literal(markers.ORIGINAL_ROLE), sql.Literal(old_oid))),
-        ],
-        locks=[Lock("ACCESS EXCLUSIVE", old_disp, "detached: blocks nothing of the parent"),
-               Lock("ACCESS SHARE", new_disp, "blocks nothing")],
-        estimate=Estimate(0, -nbytes if nbytes else 0, nbytes / EST_BYTES_PER_SECOND * 0.1),
-        done=done, verify_note="no row of the original is missing from the new partition",
-        group=old_disp)
-
-
-def _counter_removal_step(conn: psycopg.Connection, schema: str, new_name: str, new_disp: str,
-                          week_oid: int, group: str) -> Step:
-    """Its own short transaction after the drop's: the drop's COMMIT unlinks the original's
-    files (a fraction of a second for a large week), and the live partition must not stay
-    locked meanwhile."""
-
-    def removed(c: psycopg.Connection) -> bool:
-        if markers.trust_problem(c):
-            return False  # the step's guard says why
-        row = c.execute(sql.SQL(
-            "SELECT pg_catalog.to_regclass({q}) IS NULL OR NOT EXISTS (SELECT FROM {reg}"
-            " WHERE role IN ({f}, {s}) AND source_oid = {w})").format(
-            q=sql.Literal(markers.REGISTRY.as_string(c)), reg=markers.REGISTRY,
-            f=sql.Literal(markers.COUNTER_FUNCTION_ROLE),
-            s=sql.Literal(markers.COUNTER_SEQUENCE_ROLE), w=sql.Literal(week_oid))).fetchone()
-        return bool(row and row[0])
-
-    return Step(
-        title=f"Remove the change counter from {new_disp}",
-        explanation=(
-            f"Drop the counter's trigger from {new_disp}, its function and its sequence, each "
-            f"only if it is the object pgparts' registry recorded. "
-            f"Dropping a trigger takes ACCESS EXCLUSIVE on the table: reads and writes of this "
-            f"partition wait from then to COMMIT, milliseconds (a lock timeout retries the "
-            f"transaction after a pause)."),
-        statements=[Statement(markers.guard_sql(conn, create=False),
-                              note="pgparts' registry is still only yours"),
-                    Statement(counter_cleanup_sql(conn, schema, new_name, week_oid),
-                              "lock", note="trigger (if there), function and sequence")],
-        locks=[Lock("ACCESS EXCLUSIVE", new_disp,
-                    "reads and writes of this partition wait, milliseconds")],
-        retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.01),
-        done=removed, group=group)
 
 
 def _drop_leftover_steps(conn: psycopg.Connection, parent: PartNode, orig: DetachedOriginal,

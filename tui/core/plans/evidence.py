@@ -1,219 +1,26 @@
-"""SQL for the proof that a week and its copy hold the same rows: the change counter, the digest
-of what bypasses row triggers, the registry's records of both, and the exported script's checks
-(DO blocks that raise, so `psql -v ON_ERROR_STOP=1` stops before anything destructive).
-Every catalog object is qualified: the script may run under any search_path."""
+"""Consolidation's proof that a week and its copy hold the same rows: the change counter and
+digest (steps/shadow.py) and the comparisons (steps/verify.py), under their earlier import path."""
 
-from __future__ import annotations
+from .steps.shadow import (
+    COUNT_TRIGGER,
+    changes_since_copy,
+    counter_cleanup_sql,
+    counter_idents,
+    counter_name,
+    digest_sql,
+    evidence_sql,
+    registered_sql,
+    rels_sql,
+)
+from .steps.verify import (
+    compare_sql,
+    raise_unless_attached,
+    raise_unless_contained,
+    raise_unless_equal,
+)
 
-from typing import Any
-
-import psycopg
-from psycopg import sql
-
-from . import markers
-from .hashing import checksum_sql, row_hash
-
-COUNT_TRIGGER = "pgparts_changes"
-
-
-# -- the change counter: proof that nothing changed since the copy was verified ----------------
-def counter_name(week_oid: int) -> str:
-    return f"pgparts_changes_{week_oid}"
-
-
-def counter_idents(schema: str, week_oid: int) -> tuple[sql.Identifier, sql.Identifier]:
-    """The counter sequence and its trigger function, named after the original week's oid
-    (kept by the detached original, so a re-run finds them)."""
-    return (sql.Identifier(schema, counter_name(week_oid)),
-            sql.Identifier(schema, f"pgparts_count_{week_oid}"))
-
-
-def rels_sql(old_oid: int, schema: str, new_name: str) -> sql.Composed:
-    """The original week, its partitions (recursively) and the copy, as a recursive CTE."""
-    return sql.SQL(
-        "WITH RECURSIVE rels(oid) AS ("
-        "SELECT {old}::pg_catalog.oid"
-        " UNION ALL SELECT c.oid FROM pg_catalog.pg_class c"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = {schema} AND c.relname = {new}"
-        " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
-        " JOIN rels r ON i.inhparent = r.oid)").format(
-        old=sql.Literal(old_oid), schema=sql.Literal(schema), new=sql.Literal(new_name))
-
-
-def digest_sql(old_oid: int, schema: str, new_name: str) -> sql.Composed:
-    """A digest of what can change rows without firing a row trigger, over the original week,
-    its partitions and the copy: each relation's file node (TRUNCATE, a rewrite by ALTER ...
-    TYPE, VACUUM FULL), the set of relations (a partition attached or detached), the columns,
-    and the counter triggers' catalog rows (DISABLE / ENABLE TRIGGER updates the row, so its
-    xmin changes). Our own swap (DETACH / ATTACH) and ANALYZE leave it unchanged."""
-    return sql.SQL(
-        "{rels} SELECT pg_catalog.md5(coalesce("
-        "pg_catalog.string_agg(x, ',' ORDER BY x COLLATE \"C\"), '')) FROM ("
-        " SELECT pg_catalog.concat_ws(':', 'r', c.oid, c.relkind, c.relfilenode)"
-        " FROM pg_catalog.pg_class c JOIN rels r ON r.oid = c.oid"
-        " UNION ALL SELECT pg_catalog.concat_ws(':', 'a', a.attrelid, a.attnum, a.attname,"
-        " a.atttypid, a.atttypmod, a.attcollation, a.attisdropped)"
-        " FROM pg_catalog.pg_attribute a JOIN rels r ON r.oid = a.attrelid WHERE a.attnum > 0"
-        " UNION ALL SELECT pg_catalog.concat_ws(':', 't', t.tgrelid, t.tgname, t.tgenabled,"
-        " t.xmin) FROM pg_catalog.pg_trigger t JOIN rels r ON r.oid = t.tgrelid"
-        " WHERE t.tgname = {trg}) d(x)").format(
-        rels=rels_sql(old_oid, schema, new_name), trg=sql.Literal(COUNT_TRIGGER))
-
-
-def registered_sql(role: str, source_oid: int) -> sql.Composed:
-    """The oid pgparts recorded for a role of the week's consolidation (NULL when none)."""
-    return sql.SQL(
-        "(SELECT r.objid FROM {reg} r WHERE r.role = {role} AND r.source_oid = {src}"
-        " ORDER BY r.created_at DESC LIMIT 1)").format(
-        reg=markers.REGISTRY, role=sql.Literal(role), src=sql.Literal(source_oid))
-
-
-def evidence_sql(old_oid: int, schema: str, new_name: str) -> sql.Composed:
-    """(digest now, the digest recorded by the build, whether the counter pgparts recorded
-    exists): read by changes_since_copy. Only the registry is believed, never a comment."""
-    new_oid = sql.SQL(
-        "(SELECT c.oid FROM pg_catalog.pg_class c"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = {schema} AND c.relname = {new})").format(
-        schema=sql.Literal(schema), new=sql.Literal(new_name))
-    return sql.SQL(
-        "SELECT ({digest}),"
-        " (SELECT r.digest FROM {reg} r WHERE r.role = {role} AND r.source_oid = {old}"
-        "  AND r.objid = {new_oid}),"
-        " EXISTS (SELECT FROM pg_catalog.pg_class c"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = {schema} AND c.relname = {seq} AND c.relkind = 'S'"
-        " AND c.oid = {seq_oid})").format(
-        digest=digest_sql(old_oid, schema, new_name), reg=markers.REGISTRY,
-        role=sql.Literal(markers.CONSOLIDATED_ROLE), old=sql.Literal(old_oid), new_oid=new_oid,
-        schema=sql.Literal(schema), seq=sql.Literal(counter_name(old_oid)),
-        seq_oid=registered_sql(markers.COUNTER_SEQUENCE_ROLE, old_oid))
-
-
-def changes_since_copy(row: Any, conn: psycopg.Connection, seq: sql.Identifier) -> str:
-    """'' when nothing can have changed the week or the copy since the build verified them
-    equal, else why the tables must be compared again.
-
-    The build verified the copy against the week under a lock that kept every writer out, and
-    in the same transaction installed ALWAYS triggers (they fire under session_replication_role
-    = replica too) that bump the counter before any row of the week or the copy is inserted,
-    updated or deleted. The counter is a sequence: nextval is never rolled back, so a write that
-    aborted still counts (we compare again, needlessly but safely). What bypasses row triggers
-    shows in the digest, recorded in pgparts' registry by the build. A write in flight when this
-    is read either already bumped the counter (BEFORE triggers), or is not committed, which a
-    snapshot-based comparison would not see either."""
-    digest, recorded, has_counter = row
-    if not has_counter:
-        return "no change counter"
-    called, last = conn.execute(sql.SQL("SELECT is_called, last_value FROM {}").format(seq)
-                                ).fetchone()
-    if called:
-        return f"{last:,} row write(s) counted since the copy"
-    if not recorded or recorded != digest:
-        return "files, partitions, columns or counter triggers changed since the copy"
-    return ""
-
-
-def counter_cleanup_sql(conn: psycopg.Connection, schema: str, new_name: str,
-                         week_oid: int) -> sql.Composed:
-    """Remove the change counter pgparts recorded for the week: its trigger from the copy (only
-    if it is there: DROP TRIGGER takes ACCESS EXCLUSIVE on the table even with IF EXISTS) and
-    from a kept original, its function and its sequence, each only when it is the object the
-    registry names (same oid), then the registry's rows. A look-alike is never touched."""
-    seq, count_fn = counter_idents(schema, week_oid)
-    body = sql.SQL(
-        "DECLARE\n  fn pg_catalog.oid := {fn_oid};\n  sq pg_catalog.oid := {seq_oid};\n"
-        "BEGIN\n"
-        "  IF EXISTS (SELECT FROM pg_catalog.pg_trigger t"
-        " JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = {schema} AND c.relname = {new_name} AND t.tgname = {trg_name}"
-        " AND t.tgfoid = fn) THEN\n"
-        "    DROP TRIGGER {trg} ON {new};\n"
-        "  END IF;\n"
-        "  IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = {week}"
-        " AND t.tgname = {trg_name} AND t.tgfoid = fn AND t.tgparentid = 0) THEN\n"
-        "    EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', {trg_name},"
-        " {week}::pg_catalog.regclass);\n"
-        "  END IF;\n"
-        "  IF EXISTS (SELECT FROM pg_catalog.pg_proc p"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-        " WHERE p.oid = fn AND n.nspname = {schema} AND p.proname = {fn_name}) THEN\n"
-        "    DROP FUNCTION {fn}();\n"
-        "  END IF;\n"
-        "  IF EXISTS (SELECT FROM pg_catalog.pg_class c"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.oid = sq AND n.nspname = {schema} AND c.relname = {seq_name}"
-        " AND c.relkind = 'S') THEN\n"
-        "    DROP SEQUENCE {seq};\n"
-        "  END IF;\n"
-        "  DELETE FROM {reg} WHERE role IN ({fn_role}, {seq_role}) AND source_oid = {week};\n"
-        "END").format(
-        fn_oid=registered_sql(markers.COUNTER_FUNCTION_ROLE, week_oid),
-        seq_oid=registered_sql(markers.COUNTER_SEQUENCE_ROLE, week_oid),
-        schema=sql.Literal(schema), new_name=sql.Literal(new_name),
-        trg_name=sql.Literal(COUNT_TRIGGER), trg=sql.Identifier(COUNT_TRIGGER),
-        new=sql.Identifier(schema, new_name), week=sql.Literal(week_oid),
-        fn_name=sql.Literal(f"pgparts_count_{week_oid}"), fn=count_fn,
-        seq_name=sql.Literal(counter_name(week_oid)), seq=seq, reg=markers.REGISTRY,
-        fn_role=sql.Literal(markers.COUNTER_FUNCTION_ROLE),
-        seq_role=sql.Literal(markers.COUNTER_SEQUENCE_ROLE))
-    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
-
-
-def compare_sql(old: sql.Composable, new: sql.Composable, cols: list[str],
-                 fast: bool) -> sql.Composed:
-    """(rows, checksum) of both tables, in one row."""
-    return sql.SQL("SELECT o.n, o.h, c.n, c.h FROM ({}) o(n, h), ({}) c(n, h)").format(
-        checksum_sql(old, cols, fast), checksum_sql(new, cols, fast))
-
-
-def raise_unless_equal(conn: psycopg.Connection, compare: sql.Composed, old_disp: str,
-                        new_disp: str) -> sql.Composed:
-    """The exported script's check: a DO block that raises unless both tables hold as many rows
-    with the same checksum (psql -v ON_ERROR_STOP=1 then stops)."""
-    body = sql.SQL(
-        "DECLARE\n  r record;\nBEGIN\n"
-        "  SELECT * INTO r FROM ({q}) x(n_old, h_old, n_new, h_new);\n"
-        "  IF r.n_old IS DISTINCT FROM r.n_new OR r.h_old IS DISTINCT FROM r.h_new THEN\n"
-        "    RAISE EXCEPTION 'pgparts: % has % rows (checksum %) but % has % (checksum %)',\n"
-        "      {old}, r.n_old, r.h_old, {new}, r.n_new, r.h_new;\n"
-        "  END IF;\nEND").format(q=compare, old=sql.Literal(old_disp),
-                                  new=sql.Literal(new_disp))
-    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
-
-
-def raise_unless_contained(conn: psycopg.Connection, old: sql.Composable, new: sql.Composable,
-                            cols: list[str], fast: bool, old_disp: str,
-                            new_disp: str) -> sql.Composed:
-    """The exported script's drop check: every row of the original is in the new partition (a
-    multiset difference of row hashes), else raise before the DROP."""
-    body = sql.SQL(
-        "DECLARE\n  missing pg_catalog.int8;\nBEGIN\n"
-        "  missing := (SELECT pg_catalog.count(*) FROM (SELECT {h} FROM {old}"
-        " EXCEPT ALL SELECT {h} FROM {new}) d);\n"
-        "  IF missing > 0 THEN\n"
-        "    RAISE EXCEPTION 'pgparts: % rows of % are not in %; % is kept', missing, {o}, {n},"
-        " {o};\n"
-        "  END IF;\nEND").format(h=row_hash(cols, fast), old=old, new=new,
-                                  o=sql.Literal(old_disp), n=sql.Literal(new_disp))
-    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
-
-
-def raise_unless_attached(conn: psycopg.Connection, parent_oid: int, old_oid: int,
-                           schema: str, new_name: str, bound: str,
-                           new_disp: str) -> sql.Composed:
-    body = sql.SQL(
-        "BEGIN\n"
-        "  IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = {parent}"
-        " WHERE n.nspname = {schema} AND c.relname = {new}"
-        " AND pg_catalog.pg_get_expr(c.relpartbound, 0) = {bound})"
-        " OR EXISTS (SELECT FROM pg_catalog.pg_inherits i WHERE i.inhrelid = {old}) THEN\n"
-        "    RAISE EXCEPTION 'pgparts: % is not attached with %', {disp}, {bound};\n"
-        "  END IF;\nEND").format(
-        parent=sql.Literal(parent_oid), schema=sql.Literal(schema), new=sql.Literal(new_name),
-        bound=sql.Literal(bound), old=sql.Literal(old_oid), disp=sql.Literal(new_disp))
-    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
+__all__ = [
+    "COUNT_TRIGGER", "changes_since_copy", "compare_sql", "counter_cleanup_sql",
+    "counter_idents", "counter_name", "digest_sql", "evidence_sql", "raise_unless_attached",
+    "raise_unless_contained", "raise_unless_equal", "registered_sql", "rels_sql",
+]

@@ -1,0 +1,153 @@
+"""Small fixture scenarios for the plan kinds (hundreds of rows), with hostile names: quotes,
+spaces, semicolons and non-ASCII letters in the schema, the table, partitions and indexes.
+
+`SCENARIOS[kind]` builds the problem the kind fixes on a connection and returns the target
+table's display spec; `fixed(conn)` says whether the problem is gone (per `pgparts check`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from tui.core.catalog import load_forest
+from tui.core.config import FindingsConfig
+from tui.core.findings import check_forest
+from tui.core.names import display_name
+
+SCHEMA = 'sé "q; x'
+TABLE = 'Meß "t; 1"'
+LEAVES = ['part ";0é', 'part ";1é', 'hash ";0é', 'hash ";1é']
+MID = 'part ";2é'
+INDEX = 'ix ";é v'
+ROWS = 300
+
+
+def ident(name: str) -> sql.Identifier:
+    return sql.Identifier(SCHEMA, name)
+
+
+def spec() -> str:
+    return display_name(SCHEMA, TABLE)
+
+
+def reset(conn: psycopg.Connection) -> None:
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
+    conn.execute("DROP SCHEMA IF EXISTS pgparts CASCADE")
+
+
+def base(conn: psycopg.Connection, *, index_everywhere: bool = True) -> None:
+    """t (id, k, v) RANGE on k: two plain partitions and one HASH-partitioned (two leaves),
+    autovacuum off on the leaves so none is analyzed behind the test's back, ROWS rows."""
+    reset(conn)
+    t = ident(TABLE)
+    off = sql.SQL(" WITH (autovacuum_enabled = false)")
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(SCHEMA)))
+    conn.execute(sql.SQL("CREATE TABLE {} (id int NOT NULL, k int NOT NULL, v text,"
+                         " PRIMARY KEY (id, k)) PARTITION BY RANGE (k)").format(t))
+    for i, name in enumerate(LEAVES[:2]):
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({}){}")
+                     .format(ident(name), t, sql.Literal(i * 100), sql.Literal(i * 100 + 100),
+                             off))
+    conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM (200) TO (300)"
+                         " PARTITION BY HASH (id)").format(ident(MID), t))
+    for r, name in enumerate(LEAVES[2:]):
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES WITH (MODULUS 2,"
+                             " REMAINDER {}){}").format(ident(name), ident(MID),
+                                                       sql.Literal(r), off))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT g, g, 'v' || g FROM generate_series(0, {}) g")
+                 .format(t, sql.Literal(ROWS - 1)))
+
+
+def codes(conn: psycopg.Connection) -> set[str]:
+    forest = load_forest(conn)
+    root = forest.find(spec())
+    oids = {n.oid for n in root.walk()}
+    return {f.code for f in check_forest(forest, FindingsConfig())
+            if f.table_oid in oids or any(o in oids for o in f.object_oids)}
+
+
+def count_rows(conn: psycopg.Connection) -> int:
+    return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(TABLE)))
+               .fetchone()[0])
+
+
+# -- the problems ---------------------------------------------------------------------------
+def never_analyzed(conn: psycopg.Connection, dsn: str) -> None:
+    base(conn)
+
+
+def index_problems(conn: psycopg.Connection, dsn: str) -> None:
+    """An index created ON ONLY the parent (missing on every partition, the sub-partitioned one
+    included) and an invalid index on a leaf (a unique build that failed on duplicates that
+    are gone since)."""
+    base(conn)
+    conn.execute(sql.SQL("CREATE INDEX {} ON ONLY {} (v)").format(
+        sql.Identifier(INDEX), ident(TABLE)))
+    conn.execute(sql.SQL("INSERT INTO {} VALUES (1000, 0, 'v0')").format(ident(TABLE)))
+    with psycopg.connect(dsn, autocommit=True) as c:
+        try:
+            c.execute(sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY {} ON {} (v)").format(
+                sql.Identifier('bad ";é'), ident(LEAVES[0])))
+        except psycopg.errors.UniqueViolation:
+            pass
+    conn.execute(sql.SQL("DELETE FROM {} WHERE id = 1000").format(ident(TABLE)))
+
+
+def unique_missing(conn: psycopg.Connection, dsn: str) -> None:
+    """A unique constraint added ON ONLY the parent: its index is missing on every partition."""
+    base(conn)
+    conn.execute(sql.SQL("ALTER TABLE ONLY {} ADD CONSTRAINT {} UNIQUE (k, id)").format(
+        ident(TABLE), sql.Identifier('uq ";é')))
+
+
+def detach_pending(conn: psycopg.Connection, dsn: str) -> None:
+    """p1's DETACH ... CONCURRENTLY cancelled while it waited for an older transaction."""
+    base(conn)
+    holder = psycopg.connect(dsn)
+    holder.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(TABLE)))  # keeps a snapshot
+    box: dict[str, BaseException] = {}
+
+    def detach() -> None:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("SET application_name = 'pgparts-test-detach'")
+            try:
+                c.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
+                    ident(TABLE), ident(LEAVES[1])))
+            except psycopg.Error as exc:
+                box["e"] = exc
+
+    th = threading.Thread(target=detach)
+    th.start()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as watch:
+            for _ in range(200):
+                row = watch.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name ="
+                    " 'pgparts-test-detach' AND wait_event_type IS NOT NULL"
+                    " AND state = 'active'").fetchone()
+                if row:
+                    watch.execute("SELECT pg_cancel_backend(%s)", (row[0],))
+                    break
+                time.sleep(0.05)
+        th.join(10)
+    finally:
+        holder.close()
+    assert isinstance(box.get("e"), psycopg.errors.QueryCanceled), box
+
+
+@dataclass(frozen=True)
+class Scenario:
+    build: Callable[[psycopg.Connection, str], None]
+    codes: frozenset[str]  # the findings it raises, which the kind's plan removes
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "analyze": Scenario(never_analyzed, frozenset({"never_analyzed"})),
+    "finalize_detach": Scenario(detach_pending, frozenset({"detach_pending"})),
+    "index_fix": Scenario(index_problems, frozenset({"index_missing", "index_invalid"})),
+}

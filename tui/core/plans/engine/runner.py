@@ -1,0 +1,692 @@
+"""Executing a plan on a connection of its own, safely for a production table.
+
+- Every statement runs under `lock_timeout` (config, default 2 s). A lock timeout or a deadlock is
+  retried with backoff, a bounded number of times: within a transaction the statement is wrapped
+  in a SAVEPOINT so completed copy work is kept ("statement" retry), or the whole short transaction
+  is rolled back and started again ("step" retry) so no lock is held while backing off.
+- `statement_timeout` per step (swaps get a few seconds: an ATTACH that unexpectedly scans must
+  not sit on the parent's lock), none for copies.
+- cancel() from another thread cancels the running statement on the server (libpq cancel
+  request) and stops before the next statement; the open transaction rolls back.
+- Progress (rows, bytes, rate, ETA, lock waits) goes to a callback; a monitor connection tells
+  "waiting for a lock" from "working" while a statement runs.
+- A session-level advisory lock on the plan's target table keeps two consoles from running plans
+  on the same table at once.
+- Steps whose done() check is true are skipped, so re-running an interrupted plan resumes it.
+- Every run is journaled (journal.py): a record when it starts, one per step as it starts and
+  ends, one at the end, so a killed run leaves a true record. A plan whose journal cannot be
+  written does not start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+from psycopg import errors, sql
+
+from ...config import PlansConfig
+from ...connection import ConnectError, Target, connect
+from ...errors import first_line
+from . import journal
+from .model import Plan, Step, VerificationFailed
+
+# High 32 bits of the advisory lock key: 'pgps'. The low 32 bits are the target table's oid.
+ADVISORY_CLASS = 0x70677073
+
+
+class RunState(StrEnum):
+    """What the runner is doing (Progress.state). str-valued: compares and serializes as text."""
+
+    STARTING = "starting"
+    CHECKING = "checking"
+    RUNNING = "running"
+    WAITING = "waiting for lock"
+    RETRYING = "retrying"
+    VERIFYING = "verifying"
+    STEP_DONE = "step done"
+    SKIPPED = "skipped"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(StrEnum):
+    """A step's outcome (StepOutcome.status, the journal's steps[].status)."""
+
+    PENDING = "pending"
+    RUNNING = "running"  # in the journal while the step runs; a killed run stops here
+    DONE = "done"  # committed by this run
+    SKIPPED = "skipped"  # its done-check passed: already done by an earlier run
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # the journal's reading of a step whose run was killed
+
+
+class Outcome(StrEnum):
+    """How a run ended (RunResult.outcome, the journal's outcome)."""
+
+    RUNNING = "running"  # in the journal until the run ends
+    OK = "ok"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    BUSY = "busy"  # another plan held the table: nothing was done
+    INTERRUPTED = "interrupted"  # the journal's reading of a run whose process died
+
+
+# How each step status reads for people (CLI progress, journal, console)
+STEP_LABEL = {StepStatus.SKIPPED: "already done"}
+
+
+def step_label(status: str) -> str:
+    return STEP_LABEL.get(status, str(status))  # type: ignore[call-overload]
+
+
+class PlanError(Exception):
+    """A plan stopped. `state` says what the database holds now and what to do next."""
+
+    def __init__(self, message: str, state: str = "") -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class PlanBusy(PlanError):
+    """Another session runs a plan on the same table."""
+
+
+class PlanCancelled(PlanError):
+    """The operator cancelled."""
+
+
+class LockGaveUp(PlanError):
+    """A lock could not be had within lock_timeout after every retry."""
+
+
+@dataclass
+class Progress:
+    """A snapshot for the progress display."""
+
+    step_index: int  # 1-based; 0 before the first step
+    step_count: int
+    step_title: str
+    state: RunState
+    rows_done: int = 0
+    rows_total: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    elapsed: float = 0.0
+    rate_rows: float = 0.0  # rows per second while copying
+    eta_seconds: float | None = None
+    lock_wait_seconds: float = 0.0  # waited on locks so far (all steps)
+    attempt: int = 1
+    message: str = ""
+
+
+@dataclass
+class StepOutcome:
+    index: int
+    title: str
+    status: StepStatus = StepStatus.PENDING
+    seconds: float = 0.0
+    rows: int = 0  # rows copied and committed (0 when the step rolled back)
+    attempts: int = 0
+    lock_timeouts: int = 0
+    lock_wait_seconds: float = 0.0
+    verification: str = ""
+    hold_seconds: float | None = None  # from the step's hold_from statement to COMMIT
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "title": self.title, "status": self.status,
+            "seconds": round(self.seconds, 3), "rows": self.rows, "attempts": self.attempts,
+            "lock_timeouts": self.lock_timeouts,
+            "lock_wait_seconds": round(self.lock_wait_seconds, 3),
+            "verification": self.verification,
+            "hold_seconds": None if self.hold_seconds is None else round(self.hold_seconds, 4),
+        }
+
+
+@dataclass
+class RunResult:
+    outcome: Outcome
+    steps: list[StepOutcome]
+    seconds: float
+    error: str = ""
+    state: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    journal_error: str = ""  # the journal could not be completed (the run itself went on)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == Outcome.OK
+
+    @property
+    def done_steps(self) -> list[StepOutcome]:
+        """The steps this run committed."""
+        return [o for o in self.steps if o.status == StepStatus.DONE]
+
+    @property
+    def already_done_steps(self) -> list[StepOutcome]:
+        """The steps an earlier run had done (skipped by this one)."""
+        return [o for o in self.steps if o.status == StepStatus.SKIPPED]
+
+    @property
+    def rows_copied(self) -> int:
+        return sum(o.rows for o in self.done_steps)
+
+
+ProgressCallback = Callable[[Progress], None]
+# Test and UI hook: (event, step_index, statement_index, runner). Events: "step", "statement",
+# "before_commit", "step_done".
+Hook = Callable[[str, int, int, "PlanRunner"], None]
+
+_RETRYABLE = (errors.LockNotAvailable, errors.DeadlockDetected)
+
+
+def advisory_key(oid: int) -> int:
+    return (ADVISORY_CLASS << 32) | (oid & 0xFFFFFFFF)
+
+
+class PlanRunner:
+    """Runs one plan. Create it, call run() (blocking); cancel() may come from another thread."""
+
+    def __init__(
+        self,
+        target: Target,
+        plan: Plan,
+        *,
+        config: PlansConfig | None = None,
+        progress: ProgressCallback | None = None,
+        hook: Hook | None = None,
+        write_journal: bool = True,
+        monitor: bool = True,
+        backoff_base: float = 0.25,
+    ) -> None:
+        self.target = target
+        self.plan = plan
+        self.config = config or PlansConfig()
+        self._progress_cb = progress
+        self._hook = hook
+        self._write_journal = write_journal
+        self._monitor_enabled = monitor and progress is not None
+        self._backoff_base = backoff_base
+        self._cancel = threading.Event()
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+        self.backend_pid: int | None = None
+        self.outcomes = [StepOutcome(i, s.title) for i, s in enumerate(plan.steps, 1)]
+        self._started = 0.0
+        self._copy_started: float | None = None
+        self._rows_done = 0
+        self._bytes_done = 0
+        self._lock_wait = 0.0
+        self._current = Progress(0, len(plan.steps), "", RunState.STARTING)
+        self._record: journal.RunRecord | None = None
+        self._rows_total = sum(
+            st.est_rows for s in plan.steps for st in s.statements if st.kind == "copy"
+        )
+        self._bytes_total = sum(
+            st.est_bytes for s in plan.steps for st in s.statements if st.kind == "copy"
+        )
+
+    # -- control from other threads ------------------------------------------------------------
+    def cancel(self) -> None:
+        """Stop: cancel the running statement on the server, then roll back."""
+        self._cancel.set()
+        with self._lock:
+            conn = self._conn
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(Exception):
+                conn.cancel_safe(timeout=10.0)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    # -- progress --------------------------------------------------------------------------------
+    def _emit(self, **changes: Any) -> None:
+        p = self._current
+        for k, v in changes.items():
+            setattr(p, k, v)
+        p.elapsed = time.monotonic() - self._started if self._started else 0.0
+        p.rows_done, p.rows_total = self._rows_done, self._rows_total
+        p.bytes_done, p.bytes_total = self._bytes_done, self._bytes_total
+        p.lock_wait_seconds = self._lock_wait
+        if self._copy_started is not None and self._rows_done:
+            spent = max(time.monotonic() - self._copy_started, 1e-6)
+            p.rate_rows = self._rows_done / spent
+            left = max(self._rows_total - self._rows_done, 0)
+            p.eta_seconds = left / p.rate_rows if p.rate_rows else None
+        if self._progress_cb is not None:
+            snapshot = Progress(**vars(p))
+            with contextlib.suppress(Exception):  # a display error must not break the plan
+                self._progress_cb(snapshot)
+
+    def _call_hook(self, event: str, step: int, stmt: int) -> None:
+        if self._hook is not None:
+            self._hook(event, step, stmt, self)
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        started_at = datetime.now(UTC)
+        self._started = time.monotonic()
+        result: RunResult
+        db_user = ""
+        monitor: _Monitor | None = None
+        if self._write_journal:
+            record = journal.RunRecord()
+            try:
+                record.start(self._journal_start(started_at))
+            except journal.JournalError as exc:
+                # a plan that cannot be journaled does not start: a killed run would leave no
+                # trace of what it changed
+                result = RunResult(Outcome.FAILED, self.outcomes, 0.0,
+                                   f"{exc}; the plan was not started", "nothing was changed")
+                self._emit(state=RunState.FAILED, message=result.error)
+                return result
+            self._record = record
+        try:
+            try:
+                conn = connect(
+                    self.target,
+                    lock_timeout=f"{int(self.config.lock_timeout_seconds * 1000)}ms",
+                    statement_timeout="0",
+                    purpose="plan",
+                )
+            except ConnectError as exc:
+                raise PlanError(str(exc), "nothing was changed") from None
+            with self._lock:
+                self._conn = conn
+            self.backend_pid = conn.info.backend_pid
+            db_user = conn.info.user
+            try:
+                self._take_advisory_lock(conn)
+                if self._monitor_enabled:
+                    monitor = _Monitor(self)
+                    monitor.start()
+                self._run_steps(conn)
+                if self.plan.after is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        self.plan.details.update(self.plan.after(conn))
+            finally:
+                # release the table's advisory lock before closing: a closed connection's
+                # backend may live on for a moment, and the next plan on the table (pgparts fix
+                # runs them back to back) would find the lock still held
+                with contextlib.suppress(Exception):
+                    if conn.info.transaction_status == 0:  # idle: not inside a failed step
+                        conn.execute("SELECT pg_advisory_unlock(%s)",
+                                     (advisory_key(self.plan.target_oid),))
+                with contextlib.suppress(Exception):
+                    conn.close()
+                with self._lock:
+                    self._conn = None
+            result = RunResult(Outcome.OK, self.outcomes, time.monotonic() - self._started,
+                               details=dict(self.plan.details))
+            self._emit(state=RunState.DONE, message="plan complete")
+        except PlanBusy as exc:
+            result = RunResult(Outcome.BUSY, self.outcomes, time.monotonic() - self._started,
+                               str(exc), exc.state)
+        except PlanCancelled as exc:
+            result = RunResult(Outcome.CANCELLED, self.outcomes,
+                               time.monotonic() - self._started,
+                               str(exc), self._state_after_failure())
+            self._emit(state=RunState.CANCELLED, message=str(exc))
+        except PlanError as exc:
+            result = RunResult(Outcome.FAILED, self.outcomes, time.monotonic() - self._started,
+                               str(exc), exc.state or self._state_after_failure())
+            self._emit(state=RunState.FAILED, message=str(exc))
+        finally:
+            if monitor is not None:
+                monitor.stop()
+        result.details = {**self.plan.details, **result.details}
+        if self._record is not None:
+            self._record.end(self._journal_end(result, db_user))
+            result.journal_error = self._record.error
+        return result
+
+    def _take_advisory_lock(self, conn: psycopg.Connection) -> None:
+        key = advisory_key(self.plan.target_oid)
+        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        if got and got[0]:
+            return
+        holder = conn.execute(
+            "SELECT a.pid, a.application_name, a.usename, a.backend_start"
+            " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s"
+            " AND l.granted LIMIT 1",
+            (ADVISORY_CLASS, self.plan.target_oid & 0xFFFFFFFF),
+        ).fetchone()
+        who = (
+            f" (backend pid {holder[0]}, {holder[1] or 'unknown application'}, user {holder[2]})"
+            if holder else ""
+        )
+        raise PlanBusy(
+            f"another plan is running on {self.plan.target}{who}; wait for it to finish",
+            "nothing was changed",
+        )
+
+    def _run_steps(self, conn: psycopg.Connection) -> None:
+        n = len(self.plan.steps)
+        for i, step in enumerate(self.plan.steps, 1):
+            outcome = self.outcomes[i - 1]
+            self._check_cancel()
+            self._emit(step_index=i, step_count=n, step_title=step.title,
+                       state=RunState.CHECKING, attempt=1, message="")
+            try:
+                already = step.is_done(conn)
+            except psycopg.OperationalError as exc:
+                raise PlanError(f"lost the connection: {first_line(exc)}") from None
+            if already:
+                outcome.status = StepStatus.SKIPPED
+                self._journal_step(outcome)
+                self._emit(state=RunState.SKIPPED, message="already done")
+                continue
+            outcome.status = StepStatus.RUNNING
+            self._journal_step(outcome)
+            self._call_hook("step", i, 0)
+            t0 = time.monotonic()
+            try:
+                self._run_step(conn, i, step, outcome)
+            except PlanError:
+                outcome.status = StepStatus.CANCELLED if self.cancelled else StepStatus.FAILED
+                outcome.seconds = time.monotonic() - t0
+                if step.transactional:
+                    # rolled back: the rows it copied are gone with it
+                    self._rows_done -= outcome.rows
+                    outcome.rows = 0
+                self._journal_step(outcome)
+                raise
+            outcome.seconds = time.monotonic() - t0
+            outcome.status = StepStatus.DONE
+            self._journal_step(outcome)
+            self._emit(state=RunState.STEP_DONE, message=f"{step.title}: done")
+            self._call_hook("step_done", i, 0)
+
+    def _journal_step(self, outcome: StepOutcome) -> None:
+        if self._record is not None:
+            self._record.step(outcome.to_json())
+
+    def _check_cancel(self) -> None:
+        if self.cancelled:
+            raise PlanCancelled("cancelled by the operator")
+
+    def _backoff(self, attempt: int) -> None:
+        delay = min(self._backoff_base * (2 ** (attempt - 1)), 5.0)
+        delay *= 0.75 + random.random() * 0.5  # jitter: two waiting consoles do not lock-step
+        end = time.monotonic() + delay
+        while time.monotonic() < end:
+            self._check_cancel()
+            time.sleep(min(0.05, max(end - time.monotonic(), 0)))
+
+    def _run_step(self, conn: psycopg.Connection, i: int, step: Step, out: StepOutcome) -> None:
+        retries = self.config.lock_retries
+        attempt = 0
+        while True:
+            attempt += 1
+            out.attempts = attempt
+            self._emit(state=RunState.RUNNING, attempt=attempt)
+            rows_before, bytes_before = self._rows_done, self._bytes_done
+            try:
+                if step.transactional:
+                    self._run_transaction(conn, i, step, out)
+                else:
+                    for j, st in enumerate(step.statements, 1):
+                        self._run_statement(conn, i, j, st, out, savepoint=False,
+                                            restart_step=step.retry == "step")
+                return
+            except _StepLockTimeout as exc:
+                # "step" retry: the whole transaction was rolled back; copy progress with it
+                self._rows_done, self._bytes_done = rows_before, bytes_before
+                out.rows = 0
+                if attempt > retries:
+                    raise LockGaveUp(self._gave_up_message(step, exc.waited, attempt)) from None
+                self._emit(state=RunState.RETRYING,
+                           message=f"lock not granted within the lock timeout; retry {attempt}")
+                self._backoff(attempt)
+
+    def _gave_up_message(self, step: Step, waited: float, attempts: int) -> str:
+        locks = "; ".join(lk.describe() for lk in step.locks[:3]) or "its locks"
+        return (
+            f"step '{step.title}' could not get {locks} within "
+            f"{self.config.lock_timeout_seconds:g} s after {attempts} attempts; another "
+            f"session holds a conflicting lock (see pg_locks / pg_stat_activity)"
+        )
+
+    def _run_transaction(self, conn: psycopg.Connection, i: int, step: Step,
+                         out: StepOutcome) -> None:
+        hold_start: float | None = None
+        try:
+            with conn.transaction():
+                if step.isolation != "read committed":
+                    # must be the first statement of the transaction
+                    conn.execute(sql.SQL("SET TRANSACTION ISOLATION LEVEL {}").format(
+                        sql.SQL(step.isolation.upper())))
+                if step.statement_timeout_seconds is not None:
+                    conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                        sql.Literal(f"{int(step.statement_timeout_seconds * 1000)}ms")))
+                for j, st in enumerate(step.statements, 1):
+                    if step.hold_from == j:
+                        hold_start = time.monotonic()
+                    self._run_statement(conn, i, j, st, out,
+                                        savepoint=step.retry == "statement")
+                if step.verify is not None:
+                    self._check_cancel()
+                    self._emit(state=RunState.VERIFYING, message=step.verify_note)
+                    out.verification = step.verify(conn)
+                self._check_cancel()
+                self._call_hook("before_commit", i, 0)
+            if hold_start is not None:
+                out.hold_seconds = time.monotonic() - hold_start
+        except VerificationFailed as exc:
+            raise PlanError(f"verification failed in step '{step.title}': {exc}") from None
+        except (psycopg.errors.QueryCanceled, psycopg.OperationalError) as exc:
+            self._raise_for(exc, step)
+
+    def _run_statement(self, conn: psycopg.Connection, i: int, j: int, st: Any,
+                       out: StepOutcome, *, savepoint: bool, restart_step: bool = False
+                       ) -> None:
+        retries = self.config.lock_retries
+        attempt = 0
+        while True:
+            self._check_cancel()
+            self._call_hook("statement", i, j)
+            self._check_cancel()  # a cancel that came while the hook ran (the console's)
+            attempt += 1
+            if st.kind == "copy" and self._copy_started is None:
+                self._copy_started = time.monotonic()
+            self._emit(state=RunState.RUNNING, message=st.note or "")
+            t0 = time.monotonic()
+            try:
+                if savepoint:
+                    with conn.transaction():
+                        cur = conn.execute(st.sql)
+                else:
+                    cur = conn.execute(st.sql)
+            except _RETRYABLE as exc:
+                waited = time.monotonic() - t0
+                self._lock_wait += waited
+                out.lock_wait_seconds += waited
+                out.lock_timeouts += 1
+                if not savepoint and (conn.info.transaction_status != 0 or restart_step):
+                    # inside a transaction without a savepoint: only the whole step can retry;
+                    # a non-transactional step with retry "step" starts again from its first
+                    # statement (e.g. dropping what an interrupted CREATE INDEX CONCURRENTLY
+                    # left before building again)
+                    raise _StepLockTimeout(waited) from exc
+                if attempt > retries:
+                    raise LockGaveUp(self._gave_up_message_stmt(st, attempt)) from None
+                self._emit(state=RunState.RETRYING,
+                           message=f"lock not granted within the lock timeout; retry {attempt}")
+                self._backoff(attempt)
+                continue
+            except (psycopg.errors.QueryCanceled, psycopg.OperationalError) as exc:
+                self._raise_for(exc, None)
+            except psycopg.Error as exc:
+                raise PlanError(f"{first_line(exc)}") from None
+            if st.check is not None:
+                self._emit(state=RunState.VERIFYING, message=st.note or "")
+                try:
+                    line = st.check(cur.fetchone(), conn)
+                except VerificationFailed as exc:
+                    raise PlanError(f"verification failed: {exc}") from None
+                out.verification = f"{out.verification}; {line}" if out.verification else line
+            if st.kind == "copy":
+                moved = max(cur.rowcount, 0)
+                self._rows_done += moved
+                out.rows += moved
+                if st.est_rows:
+                    self._bytes_done += int(st.est_bytes * min(moved / st.est_rows, 1.0))
+                else:
+                    self._bytes_done += st.est_bytes
+                self._emit(state=RunState.RUNNING, message=st.note or "")
+            return
+
+    def _gave_up_message_stmt(self, st: Any, attempts: int) -> str:
+        text = st.note or "a statement"
+        return (
+            f"{text}: lock not granted within {self.config.lock_timeout_seconds:g} s after "
+            f"{attempts} attempts; another session holds a conflicting lock"
+        )
+
+    def _raise_for(self, exc: BaseException, step: Step | None) -> None:
+        if isinstance(exc, _StepLockTimeout):
+            raise exc
+        if self.cancelled:
+            raise PlanCancelled("cancelled by the operator; the running step was rolled back") \
+                from None
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            raise PlanError(f"statement timeout: {first_line(exc)}") from None
+        raise PlanError(f"lost the connection to the server: {first_line(exc)}") from None
+
+    # -- after a failure -------------------------------------------------------------------------
+    def _state_after_failure(self) -> str:
+        """Ask a fresh connection which steps are done: the runner's own may be dead."""
+        try:
+            conn = connect(self.target, purpose="plan-check")
+        except ConnectError as exc:
+            return f"could not check the database state: {exc}"
+        try:
+            done: list[int] = []
+            for i, step in enumerate(self.plan.steps, 1):
+                with contextlib.suppress(psycopg.Error):
+                    if step.is_done(conn):
+                        done.append(i)
+            if self.plan.describe_state is not None:
+                with contextlib.suppress(psycopg.Error):
+                    return self.plan.describe_state(conn)
+        finally:
+            conn.close()
+        total = len(self.plan.steps)
+        if not done:
+            return f"no step of the plan is committed ({total} to go); nothing was changed"
+        return (
+            f"steps {_ranges(done)} of {total} are committed, the interrupted step was rolled "
+            f"back; run the same plan again to resume"
+        )
+
+    def _journal_start(self, started_at: datetime) -> dict[str, Any]:
+        try:
+            os_user = getpass.getuser()
+        except Exception:  # no passwd entry in some containers
+            os_user = "?"
+        return {
+            "plan": self.plan.kind,
+            "title": self.plan.title,
+            "target": self.plan.target,
+            "server": self.target.describe(),
+            "started": started_at.isoformat(timespec="seconds"),
+            "finished": None,
+            "seconds": 0.0,
+            "os_user": os_user,
+            "db_user": "",
+            "outcome": Outcome.RUNNING,
+            "error": "",
+            "state": "",
+            "rows_copied": 0,
+            "steps": [o.to_json() for o in self.outcomes],
+            "details": dict(self.plan.details),
+        }
+
+    def _journal_end(self, result: RunResult, db_user: str) -> dict[str, Any]:
+        return {
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(result.seconds, 3),
+            "db_user": db_user,
+            "outcome": result.outcome,
+            "error": result.error,
+            "state": result.state,
+            "rows_copied": result.rows_copied,
+            "steps": [o.to_json() for o in result.steps],
+            "details": result.details,
+        }
+
+
+class _StepLockTimeout(Exception):
+    def __init__(self, waited: float) -> None:
+        super().__init__("lock timeout")
+        self.waited = waited
+
+
+class _Monitor:
+    """Watches the plan's backend from a second connection: lock waits and ticking elapsed time."""
+
+    def __init__(self, runner: PlanRunner, interval: float = 0.5) -> None:
+        self.runner = runner
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="plan-monitor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        try:
+            conn = connect(self.runner.target, purpose="plan-monitor")
+        except ConnectError:
+            return
+        try:
+            while not self._stop.wait(self.interval):
+                pid = self.runner.backend_pid
+                if pid is None:
+                    continue
+                row = conn.execute(
+                    "SELECT wait_event_type, now() - query_start FROM pg_stat_activity"
+                    " WHERE pid = %s", (pid,)
+                ).fetchone()
+                current = self.runner._current
+                if row and row[0] == "Lock" and current.state == RunState.RUNNING:
+                    self.runner._emit(state=RunState.WAITING)
+                elif row and row[0] != "Lock" and current.state == RunState.WAITING:
+                    self.runner._emit(state=RunState.RUNNING)
+                else:
+                    self.runner._emit()
+        except psycopg.Error:
+            pass
+        finally:
+            conn.close()
+
+
+def _ranges(nums: list[int]) -> str:
+    parts: list[str] = []
+    start = prev = nums[0]
+    for n in nums[1:] + [None]:  # type: ignore[list-item]
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)

@@ -1,0 +1,171 @@
+"""The plan-kind protocol: what every layout change declares, so that each front end (the
+command line today, the console's plan screen next) is generated from the declaration.
+
+A kind is a class with class-level declarations and three methods; it is registered in
+registry.py and reached only through it:
+
+    name, title, summary     'analyze', 'analyze never-analyzed partitions', one line for --help
+    noun                     how reports name a run ('consolidation', 'analyze')
+    options                  Option declarations: each one is a command-line flag and (later) a
+                             field on the plan screen, parsed and validated by the same code
+    has_status               whether `pgparts KIND TABLE status` exists (status_text/status_json)
+    applies_to(forest, node) whether the kind can act on that tree node
+    status(conn, forest, target)            what the kind sees on the target (catalog reads)
+    default_request(forest, target, config) the options' values when nobody chose any
+    build(conn, forest, status, request)    the Plan, from the already loaded forest
+
+Modelled on Harlequin's adapters (class variables declare options and capabilities; the app
+never imports a concrete one) and its AbstractOption (one declaration, two front ends).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import psycopg
+
+from ..catalog import Forest, PartNode
+from ..config import Config
+from .engine.model import Plan
+from .engine.runner import RunResult
+
+
+class PlanKindError(ValueError):
+    """A request the kind cannot plan (unknown table, wrong layout, bad option): one line."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a kind, declared once.
+
+    `type`: "str", "int", "flag" (true when given), "list" (one or more values), or "choice"
+    (one of `choices`). `parse` turns the text into the value (e.g. an age) and raises
+    ValueError with a message for people; `validate` checks the parsed value the same way.
+    `default` None means "the kind's default_request decides" (often from the config).
+    """
+
+    name: str  # the request key; the flag is --name with '_' as '-'
+    type: str = "str"
+    default: Any = None
+    help: str = ""
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    parse: Callable[[str], Any] | None = None
+    validate: Callable[[Any], None] | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        """The command-line form."""
+        if self.type == "flag":
+            parser.add_argument(self.flag, dest=self.name, action="store_true", default=None,
+                                help=self.help)
+            return
+        kwargs: dict[str, Any] = {"dest": self.name, "default": None, "help": self.help,
+                                  "metavar": self.metavar}
+        if self.type == "list":
+            kwargs["nargs"] = "+"
+        if self.type == "choice":
+            kwargs["choices"] = list(self.choices)
+            kwargs.pop("metavar")
+        parser.add_argument(self.flag, **kwargs)
+
+    def convert(self, raw: Any) -> Any:
+        """The value from what a front end read (text, list of texts, bool, or None)."""
+        if raw is None:
+            return None
+        try:
+            if self.type == "int":
+                value: Any = int(raw)
+            elif self.type == "list":
+                value = [str(v) for v in (raw if isinstance(raw, list | tuple) else [raw])]
+                if self.parse is not None:
+                    value = [self.parse(v) for v in value]
+            elif self.type == "flag":
+                value = bool(raw)
+            else:
+                value = self.parse(raw) if self.parse is not None else raw
+                if self.type == "choice" and value not in self.choices:
+                    raise ValueError(f"one of {', '.join(self.choices)}")
+            if self.validate is not None:
+                self.validate(value)
+        except ValueError as exc:
+            raise PlanKindError(f"{self.flag}: {exc}") from None
+        return value
+
+
+@dataclass
+class Request:
+    """What the operator asked for: the target table and option values by name (None: not
+    chosen)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    target: str = ""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self.values.get(name)
+        return default if value is None else value
+
+
+class PlanKind:
+    """Base class of every plan kind; see the module docstring."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    noun: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+    has_status: ClassVar[bool] = False
+    table_help: ClassVar[str] = "the partitioned table ('name' or 'schema.name')"
+    # the findings (tui.core.findings codes) a plan of this kind removes
+    fixes: ClassVar[tuple[str, ...]] = ()
+
+    def applies_to(self, forest: Forest, node: PartNode) -> bool:
+        return node.relkind == "p"
+
+    def status(self, conn: psycopg.Connection, forest: Forest, target: str) -> Any:
+        """What the kind sees on `target` (catalog reads only); None when it has no status."""
+        return None
+
+    def status_text(self, status: Any) -> str:
+        raise NotImplementedError
+
+    def status_json(self, status: Any) -> Any:
+        raise NotImplementedError
+
+    def default_request(self, forest: Forest, target: str, config: Config) -> Request:
+        return Request({o.name: o.default for o in self.options}, target)
+
+    def request(self, values: dict[str, Any], target: str = "") -> Request:
+        """A request from raw front-end values, every option parsed and validated."""
+        return Request({o.name: o.convert(values.get(o.name)) for o in self.options}, target)
+
+    def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
+              config: Config) -> Plan:
+        raise NotImplementedError
+
+    def report(self, result: RunResult, plan: Plan) -> list[str]:
+        """The lines printed after a successful run (the steps it did are said by default)."""
+        done = len(result.done_steps)
+        skipped = len(result.already_done_steps)
+        lines = [f"{self.noun or self.name}: {plan.title} done in {result.seconds:.1f} s"]
+        lines += [f"  {c}" for c in plan.facts.changes]
+        lines.append(f"  {done} step(s) done by this run"
+                     + (f", {skipped} already done" if skipped else ""))
+        return lines
+
+
+def find_table(forest: Forest, table: str) -> PartNode:
+    """The partitioned table `table` ('name' or 'schema.name', as in the other commands)."""
+    try:
+        node = forest.find(table)
+    except (LookupError, ValueError) as exc:
+        raise PlanKindError(str(exc)) from None
+    if not node.is_partitioned:
+        raise PlanKindError(f"{node.qualified} is not a partitioned table")
+    return node

@@ -1,0 +1,1 @@
+"""The plan kinds: each module declares one kind (policy) and composes the shared steps."""

@@ -1,0 +1,20 @@
+"""The registered plan kinds. Front ends reach kinds only through here: a new kind is one
+module in plans/kinds/ plus one line below, and gets its subcommand (and `pgparts fix`, when it
+fixes findings) without new command-line code."""
+
+from __future__ import annotations
+
+from .kind import PlanKind
+from .kinds.analyze import Analyze
+from .kinds.consolidate import Consolidate
+from .kinds.finalize_detach import FinalizeDetach
+from .kinds.index_fix import IndexFix
+
+PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(), Analyze(), FinalizeDetach(), IndexFix())
+
+
+def kind_named(name: str) -> PlanKind:
+    for kind in PLAN_KINDS:
+        if kind.name == name:
+            return kind
+    raise LookupError(f"no plan kind {name!r}")

@@ -1,0 +1,53 @@
+"""Findings that offer their fix: each finding code maps to the plan kind (and request) that
+removes it, or says which command will once it exists. Front ends read this, never a kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..findings import CODES, Finding
+
+
+@dataclass(frozen=True)
+class Remedy:
+    kind: str  # a registered plan kind
+    values: dict[str, Any] = field(default_factory=dict)  # the kind's options
+
+    def command(self, table: str) -> str:
+        flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in self.values.items())
+        return f"pgparts {self.kind} {table}{flags} --dry-run"
+
+
+REMEDIES: dict[str, Remedy] = {
+    "never_analyzed": Remedy("analyze"),
+    "detach_pending": Remedy("finalize_detach"),
+    "index_missing": Remedy("index_fix", {"only": "missing"}),
+    "index_invalid": Remedy("index_fix", {"only": "invalid"}),
+}
+
+# Findings whose fix is a plan kind not built yet: what will fix them, said as not available.
+LATER: dict[str, str] = {
+    "default_has_rows": "moving the rows out of the DEFAULT partition (a drain_default plan "
+                        "kind, not available yet)",
+    "range_gap": "creating the missing range partitions (a fill_gaps plan kind, not available "
+                 "yet)",
+    "no_future_partition": "creating partitions ahead (a create_ahead plan kind, not available "
+                           "yet)",
+}
+
+assert set(REMEDIES) | set(LATER) <= set(CODES)
+
+
+def remedy_for(finding: Finding) -> Remedy | None:
+    return REMEDIES.get(finding.code)
+
+
+def remedy_text(finding: Finding) -> str:
+    """One line for people: the command that fixes it, what later will, or ''."""
+    remedy = remedy_for(finding)
+    if remedy is not None:
+        return f"fix: pgparts fix {finding.table} --only {finding.code} " \
+               f"(or {remedy.command(finding.table)})"
+    later = LATER.get(finding.code)
+    return f"no fix in pgparts yet: {later}" if later else ""
