@@ -14,7 +14,9 @@ from collections.abc import Container
 from dataclasses import dataclass
 
 from pglast import ast
-from pglast.parser import ParseError, parse_sql
+from pglast.parser import ParseError
+
+from .pgparse import parse
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def named_relations(text: str) -> list[NamedRelation]:
     is taken as the CTE (a rare clash is at worst a name too many: it is only used when a plan
     scans the relation)."""
     try:
-        tree = parse_sql(text)
+        tree = parse(text)
     except ParseError:
         return []
     found, ctes = _walk(tree)

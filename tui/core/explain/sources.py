@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pglast.parser import ParseError, scan, split
+from pglast.parser import ParseError, scan
+
+from .pgparse import split_slices
 
 _COMMENTS = frozenset({"SQL_COMMENT", "C_COMMENT"})
 _SEMICOLON = "ASCII_59"
@@ -29,7 +31,7 @@ def split_statements(text: str) -> list[SourceStatement]:
     text the lexer itself rejects (an unterminated quote) is one statement: the EXPLAIN check
     reports the error with its position."""
     try:
-        slices = split(text, with_parser=True, only_slices=True)
+        slices = split_slices(text)
     except ParseError:
         try:
             slices = _lexer_split(text)

@@ -16,13 +16,13 @@ A syntax error is not sent at all: the parser's message and position are Postgre
 
 from __future__ import annotations
 
-import threading
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
 
 from pglast import ast
-from pglast.parser import ParseError, Token, parse_sql, parse_sql_json, scan
+from pglast.parser import ParseError, Token, scan
+
+from .pgparse import parse
 
 ALLOWED = "SELECT, INSERT, UPDATE, DELETE, MERGE, WITH, VALUES and TABLE"
 # the statement's first keyword (after any opening parentheses) that each statement type may have
@@ -40,7 +40,6 @@ _SEMICOLON = "ASCII_59"
 _INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 # The stack of the thread that turns a parse tree into Python objects (see _parse): virtual
 # memory, touched only as deep as the tree goes (about 0.6 kB per level)
-_PARSE_STACK_BYTES = 256 * 1024 * 1024
 
 
 class StatementRefused(ValueError):
@@ -78,7 +77,7 @@ def check_statement(text: str) -> Statement:
         return _syntax_error(text, exc)
     _refuse_spaces_in_names(text, tokens)
     try:
-        stmts = _parse(text)
+        stmts = parse(text)
     except ParseError as exc:
         return _syntax_error(text, exc)
     if not stmts:
@@ -101,37 +100,6 @@ def check_statement(text: str) -> Statement:
     params = [int(text[t.start + 1:t.end + 1]) for t in tokens
               if t.name == "PARAM" and start <= t.start < end]
     return Statement(body, kind, max(params, default=0))
-
-
-def _parse(text: str) -> list[Any]:
-    """parse_sql(text), safely for any depth of nesting.
-
-    pglast turns PostgreSQL's parse tree into Python objects recursively, with no depth check:
-    a deep statement (`SELECT 1 + 1 + ...` or `SELECT 1 UNION ALL SELECT 1 ...`, some 25,000
-    levels) overflowed the 8 MB C stack and killed the process. PostgreSQL's own depth check,
-    which parse_sql_json() runs, refuses the deepest trees first ("stack depth limit exceeded",
-    as the server would); the rest (measured: under 100,000 levels) are converted on a thread
-    whose stack holds several times that.
-    """
-    parse_sql_json(text)
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            result["stmts"] = parse_sql(text)
-        except ParseError as exc:
-            result["error"] = exc
-
-    previous = threading.stack_size(_PARSE_STACK_BYTES)
-    try:
-        worker = threading.Thread(target=run, name="pgparts-parse", daemon=True)
-        worker.start()
-    finally:
-        threading.stack_size(previous)
-    worker.join()
-    if "error" in result:
-        raise result["error"]
-    return list(result["stmts"])
 
 
 def _syntax_error(text: str, exc: ParseError) -> Statement:
