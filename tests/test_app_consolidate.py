@@ -3,6 +3,7 @@ type-the-name dialog, progress to the end, cancel during a lock wait, read-only,
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -142,8 +143,20 @@ async def test_preview_shows_steps_sql_locks_and_selection(balances):
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
 
 
-async def test_planning_is_shown_while_the_plan_is_rebuilt(balances):
+async def test_planning_is_shown_while_the_plan_is_rebuilt(balances, monkeypatch):
+    from tui.app import consolidate_screen
+
     db, b = balances
+    build = consolidate_screen.build_consolidation_plan
+    release = threading.Event()
+    held = threading.Event()
+
+    def held_build(*args, **kwargs):
+        if held.is_set():  # the rebuild waits until the screen has been looked at
+            release.wait(30)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(consolidate_screen, "build_consolidation_plan", held_build)
     app = make_app(db, batch=2)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_consolidation(pilot, app)
@@ -151,12 +164,15 @@ async def test_planning_is_shown_while_the_plan_is_rebuilt(balances):
         table = screen.query_one("#cons-status", DataTable)
         table.move_cursor(row=2, animate=False)
         await pilot.pause()
+        held.set()
         await pilot.press("space")  # a third week: the plan is rebuilt
         # until the new plan is there: 'planning…', never 'nothing to apply'
-        assert screen.selected_weeks == b.weeks and screen.planning
+        await wait_until(pilot, lambda: screen.selected_weeks == b.weeks, timeout=10)
+        assert screen.planning
         assert "planning…" in content_text(screen, "#cons-plan")
         reason = content_text(screen, "#cons-reason")
         assert "planning…" in reason and "nothing to apply" not in reason
+        release.set()
         await wait_until(pilot, lambda: screen.loads > before and not screen.planning,
                          timeout=30)
         assert "planning…" not in content_text(screen, "#cons-plan")
