@@ -59,6 +59,16 @@ def test_status_text_and_json(db18, capsys):
     assert first["lower"].startswith("2024-01-07") and first["bytes"] >= 0
 
 
+def test_status_after_options(db18, capsys):
+    """Options may come between TABLE and `status`, as in `consolidate TABLE --demo status`."""
+    with db18.connect() as conn:
+        b = build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=10)
+    status, out, err = run_cli(capsys, "consolidate", "account_balances", "-d", db18.dsn,
+                               "status")
+    assert status == 0, err
+    assert out.splitlines()[2].split()[:2] == [b.weeks[0], "HASH_PARTITIONED"]
+
+
 def test_dry_run_sql_and_json_change_nothing(db18, capsys):
     with db18.connect() as conn:
         b = build_balances(conn, weeks=OLD_WEEKS[:2], rows_per_week=50)
