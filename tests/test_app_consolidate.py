@@ -116,7 +116,7 @@ async def test_preview_shows_steps_sql_locks_and_selection(balances):
         # S copies the reviewable script, the same one `consolidate --sql` prints
         await pilot.press("S")
         assert app.clipboard == screen.preview.script
-        assert app.clipboard.startswith("-- pgparts plan: consolidate 2 partition(s)")
+        assert app.clipboard.startswith("-- pgparts plan: consolidate 2 partitions")
         # the terminal may drop the clipboard sequence (tmux): W writes it to a file instead
         scripts = state_dir() / "scripts"
         before = set(scripts.glob("*.sql")) if scripts.exists() else set()

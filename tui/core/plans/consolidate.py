@@ -463,7 +463,8 @@ def build_consolidation_plan(
     summary += status.ignored
     plan = Plan(
         kind="consolidate",
-        title=f"consolidate {len(week_plans)} partition(s) of {parent.qualified}",
+        title=f"consolidate {len(week_plans)} partition{'' if len(week_plans) == 1 else 's'} "
+              f"of {parent.qualified}",
         target=parent.qualified,
         target_oid=parent.oid,
         steps=steps,
