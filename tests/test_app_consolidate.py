@@ -455,3 +455,30 @@ async def test_a_rerun_of_done_steps_shows_them_already_done(balances):
         assert cells == ["already done"] * len(plan.steps)
         assert content_text(progress, "#progress-outcome").startswith(
             "Nothing to do: every step was already done.")
+
+
+async def test_progress_at_80_columns_names_the_week_of_each_step(balances):
+    from tui.core.plans.consolidate import build_consolidation_plan
+
+    db, b = balances
+    with db.connect() as conn:
+        plan = build_consolidation_plan(conn, "account_balances", config=PlansConfig(batch=1))
+    app = make_app(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loads(pilot, app)
+        app.push_screen(PlanProgressScreen(plan))
+        progress = await run_to_end(pilot, app)
+        assert progress.result.ok
+        table = progress.query_one("#progress-steps", DataTable)
+        suffix = b.weeks[0][len("account_balances"):]
+        title = str(table.get_cell("1", "title"))
+        assert title == f"Build …{suffix}_consolidated", title
+        # the rows line keeps its bytes on the same line: a 10-cell bar leaves room for
+        # copies of millions of rows (a 20-cell one wrapped at 37 MiB)
+        head = plain(progress.query_one("#progress-head", Static).content, width=78)
+        rows_line = next(line for line in head.splitlines() if line.startswith("rows copied"))
+        assert rows_line.rstrip().endswith("B)"), head
+        assert sum(rows_line.count(c) for c in "█▉▊▋▌▍▎▏") <= 10, rows_line
+        await pilot.resize_terminal(160, 45)
+        await pilot.pause()
+        assert str(table.get_cell("1", "title")) == f"Build {b.weeks[0]}_consolidated"
