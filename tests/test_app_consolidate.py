@@ -401,6 +401,9 @@ async def test_cancel_while_waiting_for_a_lock_cancels_on_the_server(balances):
             outcome = content_text(progress, "#progress-outcome")
             assert "Cancelled:" in outcome and "Database state:" in outcome
             assert f"{b.weeks[0]}: unchanged" in outcome and "What to do next" in outcome
+            # said once, and in the console's words (no command to run here)
+            assert outcome.count("nothing half-done is committed") == 1, outcome
+            assert "command" not in outcome and "apply the same selection again" in outcome
             # nothing of the plan is still waiting on the server
             assert db.query(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%plan%'"

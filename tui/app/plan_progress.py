@@ -400,8 +400,8 @@ class PlanProgressScreen(FooterKeys, Screen):
             nxt.append("wait for the other plan to finish (see the journal, key j), then apply "
                        "again.")
         elif result.outcome == Outcome.CANCELLED:
-            nxt.append("nothing half-done is committed. Apply the same selection again to "
-                       "resume from the first step that is not done.")
+            nxt.append("apply the same selection again to resume from the first step that "
+                       "is not done.")
         else:
             nxt.append("fix the cause above (e.g. end the session holding the lock), then apply "
                        "the same selection again: steps already done are skipped. Every run is "
