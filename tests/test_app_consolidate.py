@@ -485,3 +485,32 @@ async def test_progress_at_80_columns_names_the_week_of_each_step(balances):
         await pilot.resize_terminal(160, 45)
         await pilot.pause()
         assert str(table.get_cell("1", "title")) == f"Build {b.weeks[0]}_consolidated"
+
+
+async def test_a_table_without_sub_partitions_says_there_is_nothing_to_consolidate(db):
+    db.execute("""
+        CREATE TABLE public.plainweeks (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts);
+        CREATE TABLE public.plainweeks_1 PARTITION OF public.plainweeks
+          FOR VALUES FROM ('2024-01-07') TO ('2024-01-14');
+        CREATE TABLE public.plainweeks_2 PARTITION OF public.plainweeks
+          FOR VALUES FROM ('2024-01-14') TO ('2024-01-21');
+        CREATE TABLE public.oneweek (ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
+        CREATE TABLE public.oneweek_1 PARTITION OF public.oneweek
+          FOR VALUES FROM ('2024-01-07') TO ('2024-01-14');
+    """)
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        for name, said in (("plainweeks", "none of the 2 partitions of plainweeks is "
+                                          "sub-partitioned"),
+                           ("oneweek", "the one partition of oneweek is not sub-partitioned")):
+            await move_to(pilot, app, app.forest.find(name).oid)
+            await pilot.press("c")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConsolidateScreen))
+            screen = app.screen
+            await wait_until(pilot, lambda s=screen: s.loads >= 1 and not s.planning)
+            text = content_text(screen, "#cons-plan")
+            assert text.startswith("Nothing to consolidate: ") and said in text, text
+            assert "Select HASH_PARTITIONED" not in text
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))

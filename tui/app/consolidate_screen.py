@@ -455,9 +455,13 @@ class ConsolidateScreen(FooterKeys, Screen):
         elif self.preview is not None:
             static.update(render_plan(self.preview, self.status))
         elif self.status is not None and not self.selected_weeks:
-            text = Text("No partition selected. ", style="bold")
-            text.append("Select HASH_PARTITIONED or LIST_PARTITIONED weeks with space, or press "
-                        "o for the weeks older than the threshold.")
+            if self.status.note:  # nothing to select: say why rather than ask to select
+                text = Text(self.status.note[:1].upper() + self.status.note[1:] + ".",
+                            style="bold")
+            else:
+                text = Text("No partition selected. ", style="bold")
+                text.append("Select HASH_PARTITIONED or LIST_PARTITIONED weeks with space, or "
+                            "press o for the weeks older than the threshold.")
             if self.status.detached:
                 text.append("\nDetached originals left by an earlier run are dropped by the "
                             "next applied plan unless originals are kept (k).", style="yellow")
