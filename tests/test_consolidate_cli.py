@@ -138,6 +138,22 @@ def test_apply_yes_and_terminal_answers(db18, capsys, monkeypatch):
     assert status == 0 and "nothing to consolidate" in err
 
 
+def test_dry_run_with_nothing_to_consolidate_says_so(db18, capsys):
+    db18.execute("""
+        CREATE TABLE public.plainweeks (ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
+        CREATE TABLE public.plainweeks_1 PARTITION OF public.plainweeks
+          FOR VALUES FROM ('2024-01-07') TO ('2024-01-14');
+        CREATE TABLE public.plainweeks_2 PARTITION OF public.plainweeks
+          FOR VALUES FROM ('2024-01-14') TO ('2024-01-21');
+    """)
+    status, out, err = run_cli(capsys, "consolidate", "plainweeks", "--dry-run", "-d", db18.dsn)
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "Plan: consolidate 0 partitions of plainweeks"
+    assert "nothing to consolidate: none of the 2 partitions of plainweeks" in out
+    assert lines[-1] == "Steps: none, nothing would run." and "SQL:" not in out
+
+
 def test_user_errors(db18, capsys):
     with db18.connect() as conn:
         build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=5)

@@ -183,6 +183,9 @@ def _preview(plan: Plan, conn: psycopg.Connection) -> str:
             f"to their fillfactor (90%) where indexes grown by inserts sit near 70%; each "
             f"leaf beyond the first also had its own free-space/visibility maps and index "
             f"meta pages; dead rows are not copied. Heap size is otherwise unchanged.")
+    if not plan.steps:  # empty 'Steps:' and 'SQL:' headings read like a cut output
+        out += ["", "Steps: none, nothing would run."]
+        return "\n".join(out)
     out += ["", "Steps:"]
     for i, step in enumerate(plan.steps, 1):
         kind = "one transaction" if step.transactional else "no transaction"
