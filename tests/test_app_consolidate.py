@@ -205,7 +205,7 @@ async def test_consolidation_at_80_columns_uses_the_short_forms(balances):
         table = screen.query_one("#cons-status", DataTable)
         rows = status_rows(screen)
         assert rows[0][1:3] == ["…" + b.weeks[0][len("account_balances"):], "hash ×4"]
-        assert rows[0][-2] == "2024-01-07 +1w"
+        assert rows[0][5] == "2024-01-07 +1w"  # no note column: no row has a note
         # every column is on screen: no horizontal scrolling
         assert table.virtual_size.width <= table.scrollable_content_region.width
         keys = {k.description for k in screen.query("FooterKey") if k.region.right <= 80}
@@ -514,3 +514,40 @@ async def test_a_table_without_sub_partitions_says_there_is_nothing_to_consolida
             assert "Select HASH_PARTITIONED" not in text
             await pilot.press("escape")
             await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
+async def test_consolidated_weeks_at_80_columns_need_no_horizontal_scrolling(balances):
+    from tui.core.plans import PlanRunner
+    from tui.core.plans.consolidate import build_consolidation_plan
+
+    db, b = balances
+    with db.connect() as conn:
+        plan = build_consolidation_plan(conn, "account_balances", config=PlansConfig(batch=1))
+    assert PlanRunner(db.target, plan).run().ok
+    app = make_app(db, batch=2)
+    async with app.run_test(size=(80, 12)) as pilot:  # low: the table scrolls vertically
+        screen = await open_consolidation(pilot, app)
+        table = screen.query_one("#cons-status", DataTable)
+        rows = status_rows(screen)
+        assert rows[0][1:3] == [f"…{b.weeks[0][len('account_balances'):]}_consolidated",
+                                "consolidated"]
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+
+
+async def test_detached_originals_bring_back_the_note_column(balances):
+    from tui.core.plans import PlanRunner
+    from tui.core.plans.consolidate import build_consolidation_plan
+
+    db, b = balances
+    with db.connect() as conn:
+        plan = build_consolidation_plan(conn, "account_balances",
+                                        config=PlansConfig(batch=1, keep_detached=True))
+    assert PlanRunner(db.target, plan).run().ok
+    app = make_app(db, batch=1, keep_detached=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_consolidation(pilot, app)
+        table = screen.query_one("#cons-status", DataTable)
+        assert "note" in {c.key.value for c in table.columns.values()}
+        detached = [r for r in status_rows(screen) if r[2] == "detached"]
+        assert detached and detached[0][-1] == f"original of {b.weeks[0]}_consolidated", \
+            status_rows(screen)
