@@ -357,3 +357,21 @@ async def test_analyze_confirmation_at_80x24_says_there_is_more_and_scrolls_to_i
         await pilot.press("n")
         await wait_until(pilot, lambda: app.screen is screen)
         assert screen.runs == 0
+
+
+async def test_footer_keeps_f5_before_f6_whatever_has_the_focus(small):
+    app = make_app(small)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_explain(pilot, app)
+
+        def order() -> list[str]:
+            keys = sorted(screen.query("FooterKey"), key=lambda k: k.region.x)
+            return [k.key_display for k in keys if k.key_display in ("f5", "f6")]
+
+        assert app.focused is screen.query_one("#explain-editor", TextArea)
+        await pilot.pause()
+        assert order() == ["f5", "f6"], order()
+        await pilot.press("tab")
+        await pilot.pause()
+        assert app.focused is not screen.query_one("#explain-editor", TextArea)
+        assert order() == ["f5", "f6"], order()
