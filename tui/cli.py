@@ -141,7 +141,8 @@ def _require_terminal() -> None:
 def _run(args_list: list[str]) -> int:
     if args_list and args_list[0] in COMMANDS:
         parser, module = _command_parser(args_list[0])
-        args = parser.parse_args(args_list[1:])
+        # intermixed: `consolidate TABLE --demo status` reads as `consolidate TABLE status --demo`
+        args = parser.parse_intermixed_args(args_list[1:])
         with Context.from_args(args) as ctx:
             status = int(module.run(args, ctx))  # type: ignore[attr-defined]
             sys.stdout.flush()  # a full disk or a closed pipe is reported here, not at exit

@@ -189,6 +189,7 @@ class ConsolidateScreen(FooterKeys, Screen):
         # passed to the PlanRunner of the next apply (tests slow a run down with it)
         self.runner_hook: Hook | None = None
         self.narrow = False
+        self._with_notes = True  # the note column: only when a row has a note
         self._inflight = InFlight()  # the status/plan query, cancelled when the screen goes
 
     @property
@@ -233,7 +234,8 @@ class ConsolidateScreen(FooterKeys, Screen):
         table.add_column("rows", key="rows")
         table.add_column("size", key="size")
         table.add_column("bound", key="bound")
-        table.add_column("", key="note")
+        if self._with_notes:
+            table.add_column("", key="note")
 
     def on_resize(self, event: events.Resize) -> None:
         narrow = event.size.width < NARROW_BELOW
@@ -402,6 +404,12 @@ class ConsolidateScreen(FooterKeys, Screen):
         table.clear()
         if st is None:
             return
+        # an empty note column still takes its padding: at 80 columns, with 'consolidated'
+        # in the status column, those two cells brought in a horizontal scrollbar
+        with_notes = any(w.pending for w in st.weeks) or bool(st.detached)
+        if with_notes != self._with_notes:
+            self._with_notes = with_notes
+            self._add_columns()
         selected = set(self.selected_weeks or [])
         narrow = self.narrow
         prefix = st.parent.name
@@ -430,6 +438,8 @@ class ConsolidateScreen(FooterKeys, Screen):
                 bound, Text(note, style="yellow")]
             if narrow:
                 del cells[3]
+            if not with_notes:
+                del cells[-1]
             table.add_row(*cells, key=name)
         for d in st.detached:
             cells = [Text(" "), Text(d.to_json()["table"], style="dim"),
@@ -455,9 +465,13 @@ class ConsolidateScreen(FooterKeys, Screen):
         elif self.preview is not None:
             static.update(render_plan(self.preview, self.status))
         elif self.status is not None and not self.selected_weeks:
-            text = Text("No partition selected. ", style="bold")
-            text.append("Select HASH_PARTITIONED or LIST_PARTITIONED weeks with space, or press "
-                        "o for the weeks older than the threshold.")
+            if self.status.note:  # nothing to select: say why rather than ask to select
+                text = Text(self.status.note[:1].upper() + self.status.note[1:] + ".",
+                            style="bold")
+            else:
+                text = Text("No partition selected. ", style="bold")
+                text.append("Select HASH_PARTITIONED or LIST_PARTITIONED weeks with space, or "
+                            "press o for the weeks older than the threshold.")
             if self.status.detached:
                 text.append("\nDetached originals left by an earlier run are dropped by the "
                             "next applied plan unless originals are kept (k).", style="yellow")
