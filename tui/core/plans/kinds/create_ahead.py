@@ -53,7 +53,7 @@ from ..engine.model import Estimate, Lock, Plan, PlanFacts, Statement, Step, Ver
 from ..kind import Option, PlanKind, PlanKindError, Request, find_table
 from ..steps.shape import grant_statements
 from ..steps.swap import bound_sql, default_helper_steps
-from .lifecycle import key_of, literal, now_utc, policy_of, ranged_children, show
+from .lifecycle import key_of, literal, literal_text, now_utc, policy_of, ranged_children, show
 
 DEFAULT_COUNT = 4
 CHECK_TIMEOUT_SECONDS = 60.0  # the DEFAULT's EXISTS check: an index or a small DEFAULT answers
@@ -319,8 +319,8 @@ class CreateAhead(PlanKind):
             done=_exists(schema, name), group=disp))
         helpers: list[Step] = []
         if default is not None:
-            bound = Bound("range", "", lower=(BoundValue(lo_sql.obj),),
-                          upper=(BoundValue(hi_sql.obj),))
+            bound = Bound("range", "", lower=(BoundValue(literal_text(lo, ktype)),),
+                          upper=(BoundValue(literal_text(hi, ktype)),))
             # the helper CHECK's name comes from an oid; the new table has none yet
             stand_in = SimpleNamespace(oid=zlib.crc32(f"{schema}.{name}".encode()))
             helpers = default_helper_steps(conn, root, default, stand_in,  # type: ignore[arg-type]

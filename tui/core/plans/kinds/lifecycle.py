@@ -56,14 +56,18 @@ def ranged_children(root: PartNode) -> list[Ranged]:
     return sorted(out, key=lambda r: r.lower)
 
 
-def literal(value: datetime, ktype: str) -> sql.Literal:
-    """A bound value as SQL text that means the same instant in every time zone."""
+def literal_text(value: datetime, ktype: str) -> str:
+    """A bound value as text that means the same instant in every time zone."""
     value = value.astimezone(UTC)
     if ktype == "date":
-        return sql.Literal(value.date().isoformat())
+        return value.date().isoformat()
     if ktype == "timestamp without time zone":
-        return sql.Literal(value.replace(tzinfo=None).isoformat(sep=" "))
-    return sql.Literal(value.isoformat(sep=" "))
+        return value.replace(tzinfo=None).isoformat(sep=" ")
+    return value.isoformat(sep=" ")
+
+
+def literal(value: datetime, ktype: str) -> sql.Literal:
+    return sql.Literal(literal_text(value, ktype))
 
 
 def now_utc() -> datetime:

@@ -263,7 +263,7 @@ class Retention(PlanKind):
         return Plan(kind=self.name, title=f"{verb} {plural(len(expired), 'partition')} of "
                                           f"{root.qualified}",
                     target=root.qualified, target_oid=root.oid, steps=steps,
-                    summary=summary + notes,
+                    summary=summary,
                     facts=PlanFacts(changes=changes, destroys=destroys, notes=notes,
                                     extra={"cutoff": cutoff.isoformat(), "action": action,
                                            "archive_schema": archive,
