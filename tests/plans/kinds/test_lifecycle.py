@@ -119,7 +119,8 @@ def test_create_ahead_refuses_a_week_the_default_holds_rows_of(db, capsys):
         in_default = conn.execute(
             "SELECT count(*) FROM public.account_balances_default").fetchone()[0]
         helper = conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid ="
-                              " 'public.account_balances_default'::regclass AND conname LIKE 'pgparts%'").fetchone()[0]
+                              " 'public.account_balances_default'::regclass"
+                              " AND conname LIKE 'pgparts%'").fetchone()[0]
     assert after == before and in_default == 1 and helper == 0
     assert not [w for w in weeks(db) if w[1].date() >= nxt]
 
@@ -133,7 +134,8 @@ def test_create_ahead_with_a_default_partition_attaches_without_scanning(db):
     assert result.ok, result.error
     with db.connect() as conn:
         helper = conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid ="
-                              " 'public.account_balances_default'::regclass AND conname LIKE 'pgparts%'").fetchone()[0]
+                              " 'public.account_balances_default'::regclass"
+                              " AND conname LIKE 'pgparts%'").fetchone()[0]
     assert helper == 0  # the helper CHECKs are gone again
     assert len([w for w in weeks(db) if w[1].date() > current_week_start()]) == 2
 
