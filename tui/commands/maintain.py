@@ -32,6 +32,7 @@ from ..core.catalog import Forest, PartNode, load_forest
 from ..core.config import TablePolicy
 from ..core.errors import first_line
 from ..core.humanfmt import plural
+from ..core.names import quote_ident
 from ..core.partman import load_partman_config
 from ..core.plans import Outcome, Plan, PlanRunner, journal
 from ..core.plans.kind import PlanKindError
@@ -160,22 +161,25 @@ def _table(conn: psycopg.Connection, args: argparse.Namespace, ctx: Context, nod
            policy: TablePolicy, actions: list[Action]) -> int:
     """Every action of one table's policy; the worst exit status among them."""
     table = node.qualified
+    spec = f"{quote_ident(node.schema)}.{quote_ident(node.name)}"  # never ambiguous
     worst = 0
     created: list[str] = []
     for kind_name, values in _requests(policy):
-        status, made = _one(conn, args, ctx, table, kind_name, values, actions)
+        status, made = _one(conn, args, ctx, table, spec, kind_name, values, actions)
         created += made
         worst = max(worst, status)
         if status:  # skipped or failed: the table's later actions wait for the next run
             break
     if created and not args.dry_run and worst == 0:
-        status, _ = _one(conn, args, ctx, table, "analyze", {"partitions": created}, actions)
+        status, _ = _one(conn, args, ctx, table, spec, "analyze", {"partitions": created},
+                         actions)
         worst = max(worst, status)
     return worst
 
 
 def _one(conn: psycopg.Connection, args: argparse.Namespace, ctx: Context, table: str,
-         kind_name: str, values: dict[str, Any], actions: list[Action]) -> tuple[int, list[str]]:
+         spec: str, kind_name: str, values: dict[str, Any], actions: list[Action]
+         ) -> tuple[int, list[str]]:
     """Plan and (unless --dry-run) run one kind on one table: (exit status, leaves created)."""
     kind = kind_named(kind_name)
     forest = load_forest(conn)  # what the previous action changed
@@ -184,9 +188,9 @@ def _one(conn: psycopg.Connection, args: argparse.Namespace, ctx: Context, table
             values = {"partitions": _never_analyzed_leaves(forest, values["partitions"])}
             if not values["partitions"]:
                 return 0, []
-        request = kind.default_request(forest, table, ctx.config)
+        request = kind.default_request(forest, spec, ctx.config)
         request.values.update({k: v for k, v in values.items() if v is not None})
-        plan = kind.build(conn, forest, kind.status(conn, forest, table), request, ctx.config)
+        plan = kind.build(conn, forest, kind.status(conn, forest, spec), request, ctx.config)
     except PlanKindError as exc:
         _emit(args, actions, Action(table, kind_name, FAILED, str(exc)))
         return 2, []
@@ -218,7 +222,7 @@ def _one(conn: psycopg.Connection, args: argparse.Namespace, ctx: Context, table
 
 def _skipped(error: str) -> bool:
     """A lock not granted after the retries, or a partition refused: nothing broke."""
-    return "lock not granted within" in error or "refused " in error
+    return "another session holds a conflicting lock" in error or "refused " in error
 
 
 def _created_leaves(plan: Plan) -> list[str]:
@@ -233,7 +237,8 @@ def _never_analyzed_leaves(forest: Forest, created: list[str]) -> list[str]:
             node = forest.find(spec)
         except (LookupError, ValueError):
             continue
-        out += [leaf.qualified for leaf in node.leaves() if leaf.relkind == "r"
+        out += [f"{quote_ident(leaf.schema)}.{quote_ident(leaf.name)}"
+                for leaf in node.leaves() if leaf.relkind == "r"
                 and leaf.reltuples < 0 and leaf.last_analyze is None
                 and leaf.last_autoanalyze is None]
     return out

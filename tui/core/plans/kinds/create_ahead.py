@@ -48,7 +48,7 @@ from ...moves.planning import (
     infer_interval,
     infer_name_pattern,
 )
-from ...names import check_identifier_length, display_name
+from ...names import check_identifier_length, display_name, quote_ident
 from ..engine.model import Estimate, Lock, Plan, PlanFacts, Statement, Step, VerificationFailed
 from ..kind import Option, PlanKind, PlanKindError, Request, find_table
 from ..steps.shape import grant_statements
@@ -212,6 +212,7 @@ class CreateAhead(PlanKind):
         owner = row[0] if row and row[1] else None
         steps: list[Step] = []
         created: list[str] = []
+        specs: list[str] = []  # schema-qualified always: never ambiguous for a later lookup
         notes: list[str] = []
         covered = 0
         for k in range(k_now, k_now + count + 1):
@@ -228,6 +229,7 @@ class CreateAhead(PlanKind):
             steps += self._partition_steps(conn, root, newest.node, default, key, ktype, lo,
                                            hi, name, owner)
             created.append(display_name(root.schema, name))
+            specs.append(f"{quote_ident(root.schema)}.{quote_ident(name)}")
         interval_text = _interval_text(interval)
         summary = ([f"create {plural(len(created), 'partition')} of {root.qualified} ahead "
                     f"({interval_text}, shaped like {newest.node.qualified}), keeping {count} "
@@ -244,7 +246,7 @@ class CreateAhead(PlanKind):
                     facts=PlanFacts(changes=[f"new partition {c}" for c in created],
                                     notes=notes,
                                     extra={"created": created, "count": count}),
-                    details={"plan_id": uuid.uuid4().hex, "created": created},
+                    details={"plan_id": uuid.uuid4().hex, "created": specs},
                     lock_timeout_seconds=config.plans.lock_timeout_seconds)
 
     def _free_name(self, conn: psycopg.Connection, root: PartNode, base: str,

@@ -233,18 +233,22 @@ class Retention(PlanKind):
             changes.append(f"{p.qualified} detached ({range_text})"
                            + (f", moved to schema {archive}" if archive else ""))
             if archive is not None and archive != p.schema:
-                if conn.execute(
-                        "SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-                        " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-                        (archive, p.name)).fetchone() is not None:
-                    raise PlanKindError(f"{archive} already has a relation named {p.name}; "
-                                        f"cannot move {p.qualified} there")
+                moved = [n for n in p.walk() if n.schema != archive]
+                for n in moved:
+                    if conn.execute(
+                            "SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+                            " ON n.oid = c.relnamespace WHERE n.nspname = %s"
+                            " AND c.relname = %s", (archive, n.name)).fetchone() is not None:
+                        raise PlanKindError(f"{archive} already has a relation named {n.name}; "
+                                            f"cannot move {n.qualified} there")
                 steps.append(Step(
                     title=f"Move {p.qualified} to {archive}",
-                    explanation=f"ALTER TABLE ... SET SCHEMA {archive}: the detached table "
-                                f"(and its sub-partitions stay where they are)",
+                    explanation=f"ALTER TABLE ... SET SCHEMA {archive} for the detached table"
+                                + (f" and its {plural(len(moved) - 1, 'sub-partition')}"
+                                   if len(moved) > 1 else ""),
                     statements=[Statement(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
-                        p.ident, sql.Identifier(archive)), note="archive")],
+                        n.ident, sql.Identifier(archive)), note=f"archive {n.qualified}")
+                        for n in moved],
                     locks=[Lock("ACCESS EXCLUSIVE", p.qualified, "it is detached: nobody "
                                                                  "reaches it through the parent")],
                     retry="step", statement_timeout_seconds=10.0,
