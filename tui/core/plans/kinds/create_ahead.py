@@ -327,6 +327,8 @@ class CreateAhead(PlanKind):
             stand_in = SimpleNamespace(oid=zlib.crc32(f"{schema}.{name}".encode()))
             helpers = default_helper_steps(conn, root, default, stand_in,  # type: ignore[arg-type]
                                            key, bound, disp, attached)
+            for helper in helpers[1:]:  # their titles name only the DEFAULT
+                helper.title = f"{helper.title} (for {disp})"
             steps += helpers[:2]
         steps.append(Step(
             title=f"Attach {disp}",
