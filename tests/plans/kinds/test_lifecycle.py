@@ -221,3 +221,18 @@ def test_policy_gives_the_defaults(db, tmp_path):
         forest = load_forest(conn)
         plan = kind.build(conn, forest, None, Request({}, "account_balances"), config)
     assert len(plan.facts.destroys) == 3
+
+
+def test_fix_plans_create_ahead_for_no_future_partition(db, capsys):
+    from ..scenarios import SCENARIOS, codes, spec
+
+    with db.connect() as conn:
+        SCENARIOS["create_ahead"].build(conn, db.dsn)
+        assert "no_future_partition" in codes(conn)
+    status, out, err = cli(capsys, "check", "-d", db.dsn)
+    assert "pgparts fix" in out and "not available yet" not in out, out
+    status, out, err = cli(capsys, "fix", spec(), "--only", "no_future_partition", "--apply",
+                           "--yes", "-d", db.dsn)
+    assert status == 0, err
+    with db.connect() as conn:
+        assert "no_future_partition" not in codes(conn)
