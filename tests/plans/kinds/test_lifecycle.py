@@ -11,9 +11,11 @@ from psycopg import sql
 
 from tui.cli import main
 from tui.core.catalog import load_forest
-from tui.core.config import Config
+from tui.core.config import Config, FindingsConfig
+from tui.core.findings import check_forest
 from tui.core.plans.kind import Request
 from tui.core.plans.registry import kind_named
+from tui.core.plans.remedies import remedy_text
 
 from ...test_plan_support import FAST_PLANS, build_balances, current_week_start, run_plan
 
@@ -229,8 +231,11 @@ def test_fix_plans_create_ahead_for_no_future_partition(db, capsys):
     with db.connect() as conn:
         SCENARIOS["create_ahead"].build(conn, db.dsn)
         assert "no_future_partition" in codes(conn)
-    status, out, err = cli(capsys, "check", "-d", db.dsn)
-    assert "pgparts fix" in out and "not available yet" not in out, out
+    with db.connect() as conn:
+        found = [f for f in check_forest(load_forest(conn), FindingsConfig())
+                 if f.code == "no_future_partition"]
+    assert remedy_text(found[0]).startswith("fix: pgparts fix ")
+    assert "pgparts create_ahead " in remedy_text(found[0])
     status, out, err = cli(capsys, "fix", spec(), "--only", "no_future_partition", "--apply",
                            "--yes", "-d", db.dsn)
     assert status == 0, err
