@@ -28,7 +28,7 @@ from psycopg import sql
 from ...catalog import Forest, PartNode
 from ...config import Config
 from ...humanfmt import plural
-from ...names import display_name
+from ...names import check_identifier_length, display_name, parse_qualified_name
 from ...units import parse_age
 from ..engine.model import (
     Destroyed,
@@ -112,6 +112,16 @@ def _fk_statements(fks: list[dict[str, Any]], part: PartNode) -> list[Statement]
     return out
 
 
+def _schema_name(text: str) -> str:
+    """As typed in SQL (and as [policy] retention_schema reads it): unquoted folds to lower
+    case, quoted keeps its case."""
+    schema, name = parse_qualified_name(text)
+    if schema is not None:
+        raise ValueError(f"expected a schema name, got {text!r}")
+    check_identifier_length(name)
+    return name
+
+
 class Retention(PlanKind):
     name = "retention"
     title = "Retention"
@@ -124,7 +134,7 @@ class Retention(PlanKind):
                     "the table's [policy] retention)"),
         Option("action", "choice", choices=("detach", "drop"),
                help="detach (default: the policy's retention_action, else detach) or drop"),
-        Option("archive_schema", "str", metavar="SCHEMA",
+        Option("archive_schema", "str", metavar="SCHEMA", parse=_schema_name,
                help="move detached partitions to this schema (default: the policy's "
                     "retention_schema)"),
     )
