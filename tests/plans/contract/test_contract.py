@@ -69,7 +69,8 @@ CONTRACTS: dict[str, Contract] = {
     "retention": Contract(expired_weeks, spec(), SCHEMA, retention_done),
 }
 # request values a kind needs beyond its defaults
-VALUES = {"retention": {"older_than": RETENTION}}
+# (create_ahead: one partition ahead, six steps with the DEFAULT's: each one is a kill point)
+VALUES = {"retention": {"older_than": RETENTION}, "create_ahead": {"count": 1}}
 
 
 def test_every_kind_has_a_scenario():
