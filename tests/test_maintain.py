@@ -99,6 +99,7 @@ def test_a_locked_table_is_skipped_with_exit_1_and_the_others_still_run(db, caps
     assert status == 1, (out, err)
     assert "other.account_balances: create_ahead: ok" in out, out
     assert "account_balances: create_ahead: skipped:" in out and "conflicting lock" in out, out
+    assert "after 3 attempts" in out, out  # lock_retries = 2: waited, retried twice, gave up
     # waited at most the lock timeout per attempt (3 attempts of 0.3 s, plus backoff)
     assert elapsed < 8, elapsed
     status, out, err = cli(capsys, "maintain", "--config", cfg, "-d", db.dsn)

@@ -241,3 +241,19 @@ def test_fix_plans_create_ahead_for_no_future_partition(db, capsys):
     assert status == 0, err
     with db.connect() as conn:
         assert "no_future_partition" not in codes(conn)
+
+
+def test_create_ahead_copies_list_groups(db):
+    with db.connect() as conn:
+        build_balances(conn, rows_per_week=10, sub="list")
+    assert run_plan(db, plan_for(db, "create_ahead", count=1)).ok
+    nxt = current_week_start() + timedelta(days=7)
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass"
+            " ORDER BY 1", (f"public.account_balances_{nxt:%Y_%m_%d}",)).fetchall()
+    assert rows == [
+        (f"account_balances_{nxt:%Y_%m_%d}_holding",
+         "FOR VALUES IN ('xrd_holding', 'lsu_holding')"),
+        (f"account_balances_{nxt:%Y_%m_%d}_trading", "DEFAULT")]
