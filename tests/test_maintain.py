@@ -3,7 +3,10 @@ skipped with exit 1 while the others run, one run at a time, pg_partman's tables
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from psycopg import sql
 
 from tui.cli import main
 from tui.commands.maintain import MAINTAIN_LOCK
+from tui.demo.localserver import FAST_TEST_SETTINGS, LocalServer, LocalServerError, embedded_bindir
 
 from .test_partman import partman_db  # noqa: F401  (the fixture)
 from .test_plan_support import build_balances, current_week_start
@@ -139,3 +143,22 @@ def test_unknown_table_and_read_only(db, capsys, tmp_path):
     assert status == 2 and "t has no [policy]" in err
     status, out, err = cli(capsys, "maintain", "--read-only", "--config", cfg, "-d", db.dsn)
     assert status == 2 and "read-only" in err
+
+
+def test_a_standby_is_left_alone(tmp_path, capsys):
+    """A cluster started with standby.signal is in recovery (hot standby, no upstream)."""
+    root = Path(tempfile.mkdtemp(prefix="pgparts-standby-"))
+    root.chmod(0o755)
+    server = LocalServer(embedded_bindir(), root / "data", dict(FAST_TEST_SETTINGS))
+    try:
+        server.init()
+        (server.datadir / "standby.signal").touch()
+        server.start()
+        cfg = config(tmp_path, '[policy."account_balances"]\npremake = 1\n')
+        status, out, err = cli(capsys, "maintain", "--config", cfg, "-d", server.conninfo())
+    finally:
+        with contextlib.suppress(LocalServerError):
+            server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+    assert status == 0, err
+    assert "the server is a standby (in recovery): nothing to do here" in out, out
