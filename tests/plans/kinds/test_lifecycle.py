@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from tui.cli import main
@@ -111,6 +112,12 @@ def test_create_ahead_refuses_a_week_the_default_holds_rows_of(db, capsys):
     status, out, err = cli(capsys, "create_ahead", "account_balances", "--dry-run",
                            "-d", db.dsn)
     assert status == 0 and "checks that the DEFAULT partition" in out, out
+    # the exported script refuses the same way (a DO block that raises)
+    status, script, err = cli(capsys, "create_ahead", "account_balances", "--sql", "-d", db.dsn)
+    assert status == 0
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.RaiseException, match="pgparts: refused"):
+            conn.execute(script)
     status, out, err = cli(capsys, "create_ahead", "account_balances", "--apply", "--yes",
                            "-d", db.dsn)
     assert status == 1

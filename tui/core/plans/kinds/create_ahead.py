@@ -53,7 +53,16 @@ from ..engine.model import Estimate, Lock, Plan, PlanFacts, Statement, Step, Ver
 from ..kind import Option, PlanKind, PlanKindError, Request, find_table
 from ..steps.shape import grant_statements
 from ..steps.swap import bound_sql, default_helper_steps
-from .lifecycle import key_of, literal, literal_text, now_utc, policy_of, ranged_children, show
+from .lifecycle import (
+    key_of,
+    literal,
+    literal_text,
+    now_utc,
+    policy_of,
+    ranged_children,
+    refuse_script,
+    show,
+)
 
 DEFAULT_COUNT = 4
 CHECK_TIMEOUT_SECONDS = 60.0  # the DEFAULT's EXISTS check: an index or a small DEFAULT answers
@@ -289,16 +298,17 @@ class CreateAhead(PlanKind):
                     raise VerificationFailed(refusal)
                 return f"the DEFAULT holds no row of {range_text}"
 
+            exists = sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {} >= {} AND {} < {})").format(
+                default.ident, col, lo_sql, col, hi_sql)
+
             steps.append(Step(
                 title=f"Check the DEFAULT for rows of {disp}",
                 explanation=f"EXISTS on {default.qualified} for {key} in {range_text}, under a "
                             f"statement timeout: rows there would make the ATTACH fail, so "
                             f"the plan refuses this partition instead",
-                statements=[Statement(sql.SQL(
-                    "SELECT EXISTS (SELECT FROM {} WHERE {} >= {} AND {} < {})").format(
-                    default.ident, col, lo_sql, col, hi_sql), "verify",
+                statements=[Statement(exists, "verify",
                     note="refuse the partition if the DEFAULT holds rows of its range",
-                    check=check)],
+                    check=check, script=refuse_script(conn, exists, refusal))],
                 locks=[Lock("ACCESS SHARE", default.qualified, "blocks no reader or writer")],
                 statement_timeout_seconds=CHECK_TIMEOUT_SECONDS, done=attached,
                 verify_note="the DEFAULT holds no row of the new range", group=disp))

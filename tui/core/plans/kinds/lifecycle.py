@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+import psycopg
 from psycopg import sql
 
 from ...catalog import Forest, PartNode
@@ -85,3 +86,12 @@ def policy_of(forest: Forest, node: PartNode, config: Config) -> TablePolicy | N
 
 def as_date(value: datetime) -> date:
     return value.astimezone(UTC).date()
+
+
+def refuse_script(conn: psycopg.Connection, exists: sql.Composable, message: str
+                  ) -> sql.Composed:
+    """The exported script's form of a refusal check: a DO block that raises `message` when the
+    EXISTS query is true (psql -v ON_ERROR_STOP=1 then stops before the change)."""
+    body = sql.SQL("BEGIN\n  IF ({q}) THEN\n    RAISE EXCEPTION '%', {m};\n  END IF;\nEND").format(
+        q=exists, m=sql.Literal(f"pgparts: {message}"))
+    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))

@@ -41,7 +41,7 @@ from ..engine.model import (
     VerificationFailed,
 )
 from ..kind import Option, PlanKind, PlanKindError, Request, find_table
-from .lifecycle import key_of, now_utc, policy_of, ranged_children, show
+from .lifecycle import key_of, now_utc, policy_of, ranged_children, refuse_script, show
 
 
 def _gone_or_detached(parent_oid: int, oid: int) -> Any:
@@ -89,7 +89,8 @@ def referencing_fks(conn: psycopg.Connection, root: PartNode) -> list[dict[str, 
              "ref_columns": list(r[4])} for r in rows]
 
 
-def _fk_statements(fks: list[dict[str, Any]], part: PartNode) -> list[Statement]:
+def _fk_statements(conn: psycopg.Connection, fks: list[dict[str, Any]], part: PartNode
+                   ) -> list[Statement]:
     out = []
     for fk in fks:
         table = display_name(fk['schema'], fk['table'])
@@ -104,11 +105,12 @@ def _fk_statements(fks: list[dict[str, Any]], part: PartNode) -> list[Statement]
         match = sql.SQL(" AND ").join(
             sql.SQL("r.{} = p.{}").format(sql.Identifier(a), sql.Identifier(b))
             for a, b in zip(fk["columns"], fk["ref_columns"], strict=True))
-        out.append(Statement(sql.SQL(
-            "SELECT EXISTS (SELECT FROM {} r JOIN {} p ON {})").format(
-            sql.Identifier(fk["schema"], fk["table"]), part.ident, match), "verify",
+        exists = sql.SQL("SELECT EXISTS (SELECT FROM {} r JOIN {} p ON {})").format(
+            sql.Identifier(fk["schema"], fk["table"]), part.ident, match)
+        out.append(Statement(
+            exists, "verify",
             note=f"refuse if rows of {table} reference {part.qualified} ({fk['name']})",
-            check=check))
+            check=check, script=refuse_script(conn, exists, refusal)))
     return out
 
 
@@ -168,7 +170,9 @@ class Retention(PlanKind):
             raise PlanKindError(f"the archive schema {archive} does not exist; create it first")
         now = now or now_utc()
         cutoff = now - older
-        expired = [r for r in ranged_children(root) if r.upper <= cutoff]
+        # an interrupted concurrent detach first: another one waits for it to be finalized
+        expired = sorted((r for r in ranged_children(root) if r.upper <= cutoff),
+                         key=lambda r: (not r.node.detach_pending, r.lower))
         fks = referencing_fks(conn, root)
         concurrent = (root.default_partition_oid is None
                       and conn.info.server_version >= 140000)
@@ -179,7 +183,7 @@ class Retention(PlanKind):
             p = r.node
             group = p.qualified
             range_text = f"[{show(r.lower)}, {show(r.upper)})"
-            checks = _fk_statements(fks, p)
+            checks = _fk_statements(conn, fks, p)
             if action == "drop":
                 steps.append(Step(
                     title=f"Drop {p.qualified}",
