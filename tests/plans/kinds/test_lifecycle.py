@@ -4,6 +4,8 @@ expired weeks, foreign keys pointing into a week."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -115,9 +117,9 @@ def test_create_ahead_refuses_a_week_the_default_holds_rows_of(db, capsys):
     # the exported script refuses the same way (a DO block that raises)
     status, script, err = cli(capsys, "create_ahead", "account_balances", "--sql", "-d", db.dsn)
     assert status == 0
-    with psycopg.connect(db.dsn, autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.RaiseException, match="pgparts: refused"):
-            conn.execute(script)
+    with (psycopg.connect(db.dsn, autocommit=True) as conn,
+          pytest.raises(psycopg.errors.RaiseException, match="pgparts: refused")):
+        conn.execute(script)
     status, out, err = cli(capsys, "create_ahead", "account_balances", "--apply", "--yes",
                            "-d", db.dsn)
     assert status == 1
@@ -264,3 +266,61 @@ def test_create_ahead_copies_list_groups(db):
         (f"account_balances_{nxt:%Y_%m_%d}_holding",
          "FOR VALUES IN ('xrd_holding', 'lsu_holding')"),
         (f"account_balances_{nxt:%Y_%m_%d}_trading", "DEFAULT")]
+
+
+def _pending_detach(db, table: str, partition: str) -> None:
+    """`partition`'s DETACH ... CONCURRENTLY cancelled while it waited for an older snapshot."""
+    holder = psycopg.connect(db.dsn)
+    holder.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("public", table)))
+    box: dict[str, BaseException] = {}
+
+    def detach() -> None:
+        with psycopg.connect(db.dsn, autocommit=True) as c:
+            c.execute("SET application_name = 'pgparts-test-detach'")
+            try:
+                c.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
+                    sql.Identifier("public", table), sql.Identifier("public", partition)))
+            except psycopg.Error as exc:
+                box["e"] = exc
+
+    th = threading.Thread(target=detach)
+    th.start()
+    try:
+        with psycopg.connect(db.dsn, autocommit=True) as watch:
+            for _ in range(200):
+                row = watch.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name ="
+                    " 'pgparts-test-detach' AND wait_event_type IS NOT NULL"
+                    " AND state = 'active'").fetchone()
+                if row:
+                    watch.execute("SELECT pg_cancel_backend(%s)", (row[0],))
+                    break
+                time.sleep(0.05)
+        th.join(10)
+    finally:
+        holder.close()
+    assert isinstance(box.get("e"), psycopg.errors.QueryCanceled), box
+
+
+def test_retention_concurrently_finalizes_an_interrupted_detach(db):
+    with db.connect() as conn:
+        b = build_balances(conn, rows_per_week=10)
+    _pending_detach(db, "account_balances", b.weeks[1])
+    plan = plan_for(db, "retention", older_than="30 days")
+    assert [s.title.split(" ")[0] for s in plan.steps] == ["Finish", "Detach", "Detach"]
+    assert not any(s.transactional for s in plan.steps)  # CONCURRENTLY, FINALIZE
+    assert run_plan(db, plan).ok
+    assert [w[0] for w in weeks(db)] == [b.current]
+    with db.connect() as conn:
+        pending = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhdetachpending"
+                               ).fetchone()[0]
+    assert pending == 0
+
+
+def test_retention_with_a_default_partition_detaches_plainly(db):
+    with db.connect() as conn:
+        build_balances(conn, rows_per_week=10, default_partition=True)
+    plan = plan_for(db, "retention", older_than="30 days")
+    assert len(plan.steps) == 3 and all(s.transactional for s in plan.steps)
+    assert all(s.locks[0].mode == "ACCESS EXCLUSIVE" for s in plan.steps)
+    assert run_plan(db, plan).ok
