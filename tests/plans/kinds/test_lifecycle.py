@@ -56,7 +56,9 @@ def weeks(db, parent: str = "account_balances") -> list[tuple[str, datetime, dat
     return sorted(out, key=lambda w: w[1])
 
 
-def test_create_ahead_makes_sunday_weeks_in_utc_whatever_the_time_zones(db, capsys):
+def test_create_ahead_makes_sunday_weeks_in_utc_whatever_the_time_zones(db, capsys,
+                                                                        monkeypatch):
+    monkeypatch.setenv("PGTZ", "Pacific/Chatham")  # the client's session default, +13:45
     with db.connect() as conn:
         b = build_balances(conn, rows_per_week=20)
         conn.execute(sql.SQL("GRANT SELECT ON {} TO PUBLIC").format(b.ident))

@@ -126,7 +126,7 @@ def _schema_name(text: str) -> str:
 
 class Retention(PlanKind):
     name = "retention"
-    title = "Retention"
+    title = "Detach or drop expired partitions"
     summary = "detach or drop the partitions older than the retention period"
     noun = "retention"
     table_help = "the table RANGE partitioned by time ('name' or 'schema.name')"
