@@ -58,10 +58,10 @@ def weeks(db, parent: str = "account_balances") -> list[tuple[str, datetime, dat
 
 def test_create_ahead_makes_sunday_weeks_in_utc_whatever_the_time_zones(db, capsys,
                                                                         monkeypatch):
-    monkeypatch.setenv("PGTZ", "Pacific/Chatham")  # the client's session default, +13:45
     with db.connect() as conn:
         b = build_balances(conn, rows_per_week=20)
         conn.execute(sql.SQL("GRANT SELECT ON {} TO PUBLIC").format(b.ident))
+    monkeypatch.setenv("PGTZ", "Pacific/Chatham")  # the client's session default, +13:45
     dbname = db.query("SELECT current_database()")[0][0]
     db.execute(sql.SQL("ALTER DATABASE {} SET TimeZone = 'America/New_York'").format(
         sql.Identifier(dbname)))
