@@ -326,3 +326,13 @@ def test_retention_with_a_default_partition_detaches_plainly(db):
     assert len(plan.steps) == 3 and all(s.transactional for s in plan.steps)
     assert all(s.locks[0].mode == "ACCESS EXCLUSIVE" for s in plan.steps)
     assert run_plan(db, plan).ok
+
+
+def test_create_ahead_leaves_an_open_ended_table_alone(db):
+    db.execute("CREATE TABLE public.ev (ts timestamptz NOT NULL) PARTITION BY RANGE (ts);"
+               " CREATE TABLE public.ev_2026_01 PARTITION OF public.ev"
+               "  FOR VALUES FROM ('2026-01-01 00:00+00') TO ('2026-02-01 00:00+00');"
+               " CREATE TABLE public.ev_rest PARTITION OF public.ev"
+               "  FOR VALUES FROM ('2026-02-01 00:00+00') TO (MAXVALUE)")
+    plan = plan_for(db, "create_ahead", table="ev")
+    assert not plan.steps and "already has partitions" in plan.summary[0]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from datetime import datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -68,9 +68,9 @@ DEFAULT_COUNT = 4
 CHECK_TIMEOUT_SECONDS = 60.0  # the DEFAULT's EXISTS check: an index or a small DEFAULT answers
 
 
-def _at_least_one(n: int) -> None:
-    if n < 1:
-        raise ValueError("must be at least 1")
+def _count(n: int) -> None:
+    if not 1 <= n <= 1000:  # as the policy's premake
+        raise ValueError("must be from 1 to 1000")
 
 
 def _relation(conn: psycopg.Connection, schema: str, name: str) -> dict[str, Any] | None:
@@ -176,7 +176,7 @@ class CreateAhead(PlanKind):
     fixes = ("no_future_partition",)
     table_help = "the table RANGE partitioned by time ('name' or 'schema.name')"
     options = (
-        Option("count", "int", metavar="N", validate=_at_least_one,
+        Option("count", "int", metavar="N", validate=_count,
                help=f"keep N partitions beyond the one holding now (default: the table's "
                     f"[policy] premake, else {DEFAULT_COUNT})"),
     )
@@ -211,7 +211,7 @@ class CreateAhead(PlanKind):
         now = now or now_utc()
         anchor = newest.lower
         k_now = cell_of(anchor, interval, now)
-        taken = [(r.lower, r.upper) for r in ranged]
+        taken = [(r.lower, r.upper) for r in ranged] + _unbounded(root)
         default = forest.nodes.get(root.default_partition_oid) \
             if root.default_partition_oid else None
         row = conn.execute(
@@ -223,13 +223,11 @@ class CreateAhead(PlanKind):
         created: list[str] = []
         specs: list[str] = []  # schema-qualified always: never ambiguous for a later lookup
         notes: list[str] = []
-        covered = 0
         for k in range(k_now, k_now + count + 1):
             lo = grid_start(anchor, interval, k)
             hi = grid_start(anchor, interval, k + 1)
             overlap = [t for t in taken if t[0] < hi and lo < t[1]]
             if overlap:
-                covered += 1
                 if not any(t == (lo, hi) for t in overlap):
                     notes.append(f"{show(lo)} to {show(hi)} is partly covered by an existing "
                                  f"partition; left alone")
@@ -357,6 +355,23 @@ class CreateAhead(PlanKind):
             done=attached, group=disp))
         steps += helpers[2:]
         return steps
+
+
+def _unbounded(root: PartNode) -> list[tuple[datetime, datetime]]:
+    """Ranges with a MINVALUE or MAXVALUE end, as far as datetimes go: nothing is created
+    where they reach (an open-ended last partition covers the whole future)."""
+    lowest = datetime.min.replace(tzinfo=UTC)
+    highest = datetime.max.replace(tzinfo=UTC)
+    out = []
+    for c in root.children:
+        b = c.bound
+        if b is None or b.kind != "range" or not b.lower or not b.upper:
+            continue
+        lo = lowest if b.lower[0].special == "MINVALUE" else b.lower[0].as_datetime()
+        hi = highest if b.upper[0].special == "MAXVALUE" else b.upper[0].as_datetime()
+        if lo is not None and hi is not None and (lo == lowest or hi == highest):
+            out.append((lo, hi))
+    return out
 
 
 def _interval_text(interval: Interval) -> str:
