@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("tui.commands.check", "print findings; exit 0 ok, 1 warnings, 2 critical"),
     "explain": ("tui.commands.explain", "EXPLAIN a query and report which partitions it scans"),
     "fix": ("tui.commands.fix", "plan and apply the fixes pgparts knows for the findings"),
+    "maintain": ("tui.commands.maintain", "apply every [policy] of the config in one run "
+                 "(for cron); exit 0 ok, 1 skipped, 2 failed"),
     # one subcommand per plan kind, generated from its declaration
     **{kind.name: ("tui.commands.plan", kind.summary) for kind in PLAN_KINDS},
 }

@@ -29,7 +29,7 @@ def test_every_kind_is_a_command_with_its_options():
         flags = {a.dest for a in parser._actions}
         assert {o.name for o in kind.options} <= flags
         assert {"dry_run", "sql", "apply", "yes", "json", "table"} <= flags
-        assert ("action" in flags) == kind.has_status
+        assert ("status_action" in flags) == kind.has_status
 
 
 def test_options_parse_and_validate_once_for_every_front_end():

@@ -25,7 +25,15 @@ from tui.core.plans.consolidate import CANDIDATE_STATUSES, consolidation_status
 from tui.core.plans.registry import PLAN_KINDS, kind_named
 
 from ...test_plan_support import OLD_WEEKS, build_balances
-from ..scenarios import SCENARIOS, SCHEMA, codes, spec
+from ..scenarios import (
+    RETENTION,
+    SCENARIOS,
+    SCHEMA,
+    codes,
+    expired_weeks,
+    retention_done,
+    spec,
+)
 
 FAST = PlansConfig(lock_timeout_seconds=0.3, lock_retries=1)
 
@@ -58,7 +66,11 @@ def _consolidated(conn: psycopg.Connection) -> bool:
 CONTRACTS: dict[str, Contract] = {
     "consolidate": Contract(_balances, "account_balances", "public", _consolidated),
     **{k: _remedy(k) for k in SCENARIOS},
+    "retention": Contract(expired_weeks, spec(), SCHEMA, retention_done),
 }
+# request values a kind needs beyond its defaults
+# (create_ahead: one partition ahead, six steps with the DEFAULT's: each one is a kill point)
+VALUES = {"retention": {"older_than": RETENTION}, "create_ahead": {"count": 1}}
 
 
 def test_every_kind_has_a_scenario():
@@ -73,6 +85,7 @@ def _plan(db, kind_name: str):
         request = kind.default_request(forest, c.target, Config(plans=FAST))
         if kind_name == "consolidate":
             request.values["weeks"] = [OLD_WEEKS[0].strftime("account_balances_%Y_%m_%d")]
+        request.values.update(VALUES.get(kind_name, {}))
         return kind.build(conn, forest, kind.status(conn, forest, c.target), request,
                           Config(plans=FAST))
 

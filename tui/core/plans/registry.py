@@ -7,10 +7,13 @@ from __future__ import annotations
 from .kind import PlanKind
 from .kinds.analyze import Analyze
 from .kinds.consolidate import Consolidate
+from .kinds.create_ahead import CreateAhead
 from .kinds.finalize_detach import FinalizeDetach
 from .kinds.index_fix import IndexFix
+from .kinds.retention import Retention
 
-PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(), Analyze(), FinalizeDetach(), IndexFix())
+PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(), Analyze(), FinalizeDetach(), IndexFix(),
+                                    CreateAhead(), Retention())
 
 
 def kind_named(name: str) -> PlanKind:

@@ -24,6 +24,7 @@ REMEDIES: dict[str, Remedy] = {
     "detach_pending": Remedy("finalize_detach"),
     "index_missing": Remedy("index_fix", {"only": "missing"}),
     "index_invalid": Remedy("index_fix", {"only": "invalid"}),
+    "no_future_partition": Remedy("create_ahead"),
 }
 
 # Findings whose fix is a plan kind not built yet: what will fix them, said as not available.
@@ -32,8 +33,6 @@ LATER: dict[str, str] = {
                         "kind, not available yet)",
     "range_gap": "creating the missing range partitions (a fill_gaps plan kind, not available "
                  "yet)",
-    "no_future_partition": "creating partitions ahead (a create_ahead plan kind, not available "
-                           "yet)",
 }
 
 assert set(REMEDIES) | set(LATER) <= set(CODES)
