@@ -246,7 +246,7 @@ def test_fix_plans_create_ahead_for_no_future_partition(db, capsys):
         found = [f for f in check_forest(load_forest(conn), FindingsConfig())
                  if f.code == "no_future_partition"]
     assert remedy_text(found[0]).startswith("fix: pgparts fix ")
-    assert "pgparts create_ahead " in remedy_text(found[0])
+    assert "pgparts create-ahead " in remedy_text(found[0])
     status, out, err = cli(capsys, "fix", spec(), "--only", "no_future_partition", "--apply",
                            "--yes", "-d", db.dsn)
     assert status == 0, err

@@ -17,6 +17,9 @@ PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(), Analyze(), FinalizeDetach(), 
 
 
 def kind_named(name: str) -> PlanKind:
+    """The kind called `name`, spelt as the kind does (create_ahead) or as its command
+    (create-ahead)."""
+    name = name.replace("-", "_")
     for kind in PLAN_KINDS:
         if kind.name == name:
             return kind

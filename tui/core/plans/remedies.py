@@ -16,7 +16,7 @@ class Remedy:
 
     def command(self, table: str) -> str:
         flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in self.values.items())
-        return f"pgparts {self.kind} {table}{flags} --dry-run"
+        return f"pgparts {self.kind.replace('_', '-')} {table}{flags} --dry-run"
 
 
 REMEDIES: dict[str, Remedy] = {
