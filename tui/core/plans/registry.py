@@ -7,10 +7,13 @@ from __future__ import annotations
 from .kind import PlanKind
 from .kinds.analyze import Analyze
 from .kinds.consolidate import Consolidate
+from .kinds.drain_default import DrainDefault
 from .kinds.finalize_detach import FinalizeDetach
 from .kinds.index_fix import IndexFix
+from .kinds.split import Split
 
-PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(), Analyze(), FinalizeDetach(), IndexFix())
+PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(), Analyze(), FinalizeDetach(), IndexFix(),
+                                   Split(), DrainDefault())
 
 
 def kind_named(name: str) -> PlanKind:

@@ -24,12 +24,11 @@ REMEDIES: dict[str, Remedy] = {
     "detach_pending": Remedy("finalize_detach"),
     "index_missing": Remedy("index_fix", {"only": "missing"}),
     "index_invalid": Remedy("index_fix", {"only": "invalid"}),
+    "default_has_rows": Remedy("drain-default"),
 }
 
 # Findings whose fix is a plan kind not built yet: what will fix them, said as not available.
 LATER: dict[str, str] = {
-    "default_has_rows": "moving the rows out of the DEFAULT partition (a drain_default plan "
-                        "kind, not available yet)",
     "range_gap": "creating the missing range partitions (a fill_gaps plan kind, not available "
                  "yet)",
     "no_future_partition": "creating partitions ahead (a create_ahead plan kind, not available "

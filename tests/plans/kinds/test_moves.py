@@ -1,0 +1,314 @@
+"""The move kinds (split, drain-default) on real servers: content identical per bound before
+and after, a split while a writer inserts, updates and deletes in both halves and rows
+reference the table, a DEFAULT drained of rows before the first partition and after the last,
+input refused before any SQL, hostile names throughout, and a lock held on the parent making
+the swap time out, retry and give up with the database untouched."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tui.core.catalog import load_forest
+from tui.core.config import Config, PlansConfig
+from tui.core.plans import Outcome, PlanRunner
+from tui.core.plans.kind import PlanKindError
+from tui.core.plans.registry import kind_named
+
+from ..scenarios import (
+    DEFAULT,
+    LEAVES,
+    MOVE_SCENARIOS,
+    REF,
+    SCHEMA,
+    SPLIT_NEW,
+    SPLIT_SOURCE,
+    TABLE,
+    codes,
+    ident,
+    spec,
+)
+from .test_remedies import cli
+
+FAST = PlansConfig(lock_timeout_seconds=0.3, lock_retries=2)
+
+
+def plan_for(db, kind_name: str, values: dict):
+    kind = kind_named(kind_name)
+    with db.connect() as conn:
+        forest = load_forest(conn)
+        return kind.build(conn, forest, kind.status(conn, forest, spec()),
+                          kind.request(values, spec()), Config(plans=FAST))
+
+
+def run(db, plan, **kw):
+    return PlanRunner(db.target, plan, config=FAST, backoff_base=0.02, **kw).run()
+
+
+def per_bound(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
+    """Count and order-independent digest of the table's rows per range of 50 keys (NULL keys
+    apart): equal before and after a move whatever partitions hold them."""
+    rows = conn.execute(sql.SQL(
+        "SELECT floor(k / 50.0)::int, count(*), md5(string_agg(md5(t::text), '' ORDER BY"
+        " md5(t::text))) FROM {} t GROUP BY 1").format(ident(TABLE))).fetchall()
+    return {str(b): (int(n), h) for b, n, h in rows}
+
+
+def leftovers(conn: psycopg.Connection) -> list[str]:
+    """Anything a move leaves behind: triggers, logs, helper CHECKs, NOT VALID keys, detached
+    sources, registry entries."""
+    out = [r[0] for r in conn.execute(
+        "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgparts%'").fetchall()]
+    out += [r[0] for r in conn.execute(
+        "SELECT relname FROM pg_class WHERE relname LIKE 'pgparts\\_%' AND relkind = 'r'"
+        " AND relnamespace <> 'pgparts'::regnamespace OR relname LIKE 'pgparts_log%'"
+        " OR relname LIKE 'pgparts_copied%'").fetchall()]
+    out += [r[0] for r in conn.execute(
+        "SELECT conname FROM pg_constraint WHERE conname LIKE 'pgparts%' OR NOT convalidated"
+    ).fetchall()]
+    if conn.execute("SELECT to_regclass('pgparts.plan_objects') IS NOT NULL").fetchone()[0]:
+        out += [r[0] for r in conn.execute(
+            "SELECT role FROM pgparts.plan_objects WHERE role LIKE 'move%'").fetchall()]
+    return out
+
+
+def test_split_keeps_every_row_per_bound_and_the_references(db, capsys):
+    scenario = MOVE_SCENARIOS["split"]
+    with db.connect() as conn:
+        scenario.build(conn, db.dsn)
+        before = per_bound(conn)
+        refs = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(REF))).fetchone()[0]
+    status, out, err = cli(capsys, "split", spec(), SPLIT_SOURCE, "--at", "150", "--name",
+                           SPLIT_NEW, "--dry-run", "-d", db.dsn)
+    assert status == 0, err
+    assert "ACCESS EXCLUSIVE" in out and "NOT VALID" in out and "VALIDATE" in out, out
+    status, out, err = cli(capsys, "split", spec(), SPLIT_SOURCE, "--at", "150", "--name",
+                           SPLIT_NEW, "--apply", "--yes", "-d", db.dsn)
+    assert status == 0, err
+    with db.connect() as conn:
+        assert scenario.fixed(conn)
+        assert per_bound(conn) == before
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(REF))
+                            ).fetchone()[0] == refs
+        assert leftovers(conn) == []
+
+
+def test_drain_default_before_first_and_after_last(db, capsys):
+    scenario = MOVE_SCENARIOS["drain-default"]
+    with db.connect() as conn:
+        scenario.build(conn, db.dsn)
+        assert "default_has_rows" in codes(conn)
+        before = per_bound(conn)
+    status, out, err = cli(capsys, "fix", spec(), "--only", "default_has_rows", "--dry-run",
+                           "-d", db.dsn)
+    assert status == 0 and "drain" in out, (out, err)
+    status, out, err = cli(capsys, "drain-default", spec(), "--dry-run", "-d", db.dsn)
+    assert status == 0, err
+    assert "one aggregate query" in out, out
+    status, out, err = cli(capsys, "drain-default", spec(), "--apply", "--yes", "-d", db.dsn)
+    assert status == 0, err
+    with db.connect() as conn:
+        assert scenario.fixed(conn)
+        assert per_bound(conn) == before
+        forest = load_forest(conn)
+        root = forest.find(spec())
+        bounds = sorted(c.bound_text for c in root.children)
+        assert "FOR VALUES FROM ('-300') TO ('-200')" in bounds or \
+            "FOR VALUES FROM (-300) TO (-200)" in bounds, bounds
+        assert "FOR VALUES FROM (500) TO (600)" in bounds, bounds
+        assert any(c.name == DEFAULT and c.bound_text == "DEFAULT" for c in root.children)
+        assert leftovers(conn) == []
+        conn.execute(sql.SQL("ANALYZE {}").format(ident(TABLE)))
+        assert "default_has_rows" not in codes(conn)
+    status, out, err = cli(capsys, "check", spec(), "-d", db.dsn)
+    assert "default_has_rows" not in out
+
+
+def test_input_refused_before_any_sql(db):
+    with db.connect() as conn:
+        MOVE_SCENARIOS["split"].build(conn, db.dsn)
+        conn.execute(sql.SQL("CREATE TABLE {} (k int) PARTITION BY RANGE (k)").format(
+            ident("other")))
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM (0) TO (9)")
+                     .format(ident("other_p"), ident("other")))
+    cases = [
+        ({"partition": SPLIT_SOURCE, "at": ["250"]}, "not inside"),
+        ({"partition": SPLIT_SOURCE, "at": ["170", "150"]}, "increase"),
+        ({"partition": SPLIT_SOURCE, "at": ["abc"]}, "not a valid integer"),
+        ({"partition": SPLIT_SOURCE, "at": ["150"], "name": [SPLIT_SOURCE]}, "given twice"),
+        ({"partition": SPLIT_SOURCE, "at": ["150"], "name": [LEAVES[0]]}, "exists already"),
+        ({"partition": SPLIT_SOURCE, "at": ["150"], "name": [REF]}, "exists already"),
+        ({"partition": "other_p", "at": ["5"]}, "is a partition of"),
+        ({"partition": DEFAULT, "at": ["5"]}, "drain-default"),
+        ({"partition": SPLIT_SOURCE, "at": ["150"], "name": ["a", "b", "c"]}, "--name"),
+    ]
+    for values, words in cases:
+        try:
+            plan_for(db, "split", values)
+        except PlanKindError as exc:
+            assert words in str(exc) and "\n" not in str(exc), (values, str(exc))
+        else:
+            raise AssertionError(f"{values} was accepted")
+    with db.connect() as conn:  # nothing was created
+        assert conn.execute("SELECT to_regnamespace('pgparts')").fetchone()[0] is None
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'pgparts%'"
+                            ).fetchone()[0] == 0
+
+
+class Writer(threading.Thread):
+    """Inserts, updates (also across the split point) and deletes rows of the partition being
+    split, through the parent, and inserts and deletes referencing rows; lock timeouts and
+    conflicts are retried. Keeps what it committed, to check nothing is lost."""
+
+    def __init__(self, dsn: str, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.rng = dsn, random.Random(seed)
+        self.stop = threading.Event()
+        self.ops = 0
+        self.error: BaseException | None = None
+        self.longest = 0.0
+
+    def run(self) -> None:
+        t, r = ident(TABLE), ident(REF)
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as c:
+                c.execute("SET lock_timeout = '5s'")
+                n = 0
+                while not self.stop.is_set():
+                    n += 1
+                    k = self.rng.randrange(100, 200)
+                    op = self.rng.randrange(5)
+                    started = time.monotonic()
+                    try:
+                        with c.transaction():
+                            if op == 0:
+                                c.execute(sql.SQL("INSERT INTO {} VALUES ({}, {}, 'w')"
+                                                  " ON CONFLICT DO NOTHING").format(
+                                    t, sql.Literal(5000 + n), sql.Literal(k)))
+                            elif op == 1:  # across the split point, both ways
+                                c.execute(sql.SQL(
+                                    "UPDATE {} SET k = 299 - k, v = 'moved' WHERE k = {}"
+                                    " AND NOT EXISTS (SELECT FROM {} x WHERE x.k = {})"
+                                ).format(t, sql.Literal(k), r, sql.Literal(k)))
+                            elif op == 2:
+                                c.execute(sql.SQL("DELETE FROM {} WHERE k = {} AND id >= 5000"
+                                                  ).format(t, sql.Literal(k)))
+                            elif op == 3:
+                                c.execute(sql.SQL(
+                                    "INSERT INTO {} SELECT {}, id, k FROM {} WHERE k = {}"
+                                    " LIMIT 1 ON CONFLICT DO NOTHING").format(
+                                    r, sql.Literal(100000 + n), t, sql.Literal(k)))
+                            else:
+                                c.execute(sql.SQL("DELETE FROM {} WHERE rid >= 100000 AND k = {}"
+                                                  ).format(r, sql.Literal(k)))
+                        self.ops += 1
+                    except (psycopg.errors.LockNotAvailable, psycopg.errors.UniqueViolation,
+                            psycopg.errors.DeadlockDetected,
+                            psycopg.errors.ForeignKeyViolation):
+                        pass
+                    self.longest = max(self.longest, time.monotonic() - started)
+                    time.sleep(0.002)
+        except BaseException as exc:  # surfaced by the test
+            self.error = exc
+
+
+def _all(conn: psycopg.Connection) -> tuple[list, list]:
+    return (conn.execute(sql.SQL("SELECT id, k, v FROM {} ORDER BY 1, 2").format(
+        ident(TABLE))).fetchall(),
+        conn.execute(sql.SQL("SELECT rid, id, k FROM {} ORDER BY 1").format(ident(REF)))
+        .fetchall())
+
+
+def test_split_under_a_concurrent_writer_with_references(db):
+    scenario = MOVE_SCENARIOS["split"]
+    with db.connect() as conn:
+        scenario.build(conn, db.dsn)
+    plan = plan_for(db, "split", scenario.values)
+    writer = Writer(db.dsn, 11)
+    writer.start()
+    time.sleep(0.2)
+    result = run(db, plan)
+    time.sleep(0.2)
+    writer.stop.set()
+    writer.join(10)
+    assert writer.error is None, writer.error
+    assert result.ok, (result.error, result.state)
+    assert writer.ops > 20
+    assert writer.longest < 2.0, writer.longest
+    with db.connect() as conn:
+        assert scenario.fixed(conn)
+        assert leftovers(conn) == []
+        rows, refs = _all(conn)
+        # every referencing row still points at a row (the key is VALID: PostgreSQL checked
+        # it), and the table equals what the writer and the seed left, partition by partition
+        assert all(k < 150 for _i, k, _v in conn.execute(sql.SQL("SELECT * FROM {}").format(
+            ident(SPLIT_SOURCE))).fetchall())
+        assert all(150 <= k < 200 for _i, k, _v in conn.execute(sql.SQL(
+            "SELECT * FROM {}").format(ident(SPLIT_NEW))).fetchall())
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {} r WHERE NOT EXISTS (SELECT FROM"
+                                    " {} t WHERE t.id = r.id AND t.k = r.k)").format(
+            ident(REF), ident(TABLE))).fetchone()[0] == 0
+        assert len(refs) >= 1
+
+
+def test_lock_on_the_parent_times_out_the_swap_then_gives_up_cleanly(db):
+    scenario = MOVE_SCENARIOS["split"]
+    with db.connect() as conn:
+        scenario.build(conn, db.dsn)
+        before = per_bound(conn)
+    plan = plan_for(db, "split", scenario.values)
+    swap = next(i for i, s in enumerate(plan.steps, 1) if s.title.startswith("Swap"))
+    holder = psycopg.connect(db.dsn)
+
+    def hook(event: str, step: int, stmt: int, runner: PlanRunner) -> None:
+        if (event, step, stmt) == ("step", swap, 0) and not holder.info.transaction_status:
+            holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(ident(TABLE)))
+
+    try:
+        result = run(db, plan, hook=hook)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert result.outcome == Outcome.FAILED
+    assert "lock" in result.error, result.error
+    assert result.steps[swap - 1].lock_timeouts >= 2
+    with db.connect() as conn:
+        forest = load_forest(conn)
+        names = {c.name: c.bound_text for c in forest.find(spec()).children}
+        assert names[SPLIT_SOURCE] == "FOR VALUES FROM (100) TO (200)"  # untouched
+        assert SPLIT_NEW not in names
+        assert per_bound(conn) == before
+    result = run(db, plan_for(db, "split", scenario.values))
+    assert result.ok, result.error
+    with db.connect() as conn:
+        assert scenario.fixed(conn) and per_bound(conn) == before and leftovers(conn) == []
+
+
+def test_hostile_names_everywhere(db):
+    """The scenario's schema, table, partitions, DEFAULT and referencing table all carry
+    quotes, semicolons, spaces and non-ASCII letters; the new partition too."""
+    assert all(any(ch in n for ch in '";') for n in (SCHEMA, TABLE, SPLIT_NEW, DEFAULT, REF))
+    scenario = MOVE_SCENARIOS["split"]
+    with db.connect() as conn:
+        scenario.build(conn, db.dsn)
+    values = {"partition": SPLIT_SOURCE, "at": ["130", "160"],
+              "name": ["a \"b\"; c", "ü ' x"]}
+    result = run(db, plan_for(db, "split", values))
+    assert result.ok, result.error
+    with db.connect() as conn:
+        children = {c.name: c.bound_text for c in load_forest(conn).find(spec()).children}
+        assert children["a \"b\"; c"] == "FOR VALUES FROM (130) TO (160)"
+        assert children["ü ' x"] == "FOR VALUES FROM (160) TO (200)"
+        assert leftovers(conn) == []
+
+
+def test_request_shape_is_generated(capsys):
+    with pytest.raises(SystemExit):
+        cli(capsys, "split", "--help")
+    out = capsys.readouterr().out
+    assert "PARTITION" in out and "--at VALUE" in out and "--name NEW" in out
