@@ -179,6 +179,24 @@ def with_default_and_ref(conn: psycopg.Connection, dsn: str) -> None:
     conn.execute(sql.SQL("ANALYZE {}").format(t))
 
 
+def leftovers(conn: psycopg.Connection) -> list[str]:
+    """Anything a move leaves behind: triggers, logs, helper CHECKs, NOT VALID keys, detached
+    sources, registry entries."""
+    out = [r[0] for r in conn.execute(
+        "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgparts%'").fetchall()]
+    out += [r[0] for r in conn.execute(
+        "SELECT relname FROM pg_class WHERE relname LIKE 'pgparts\\_%' AND relkind = 'r'"
+        " AND relnamespace <> 'pgparts'::regnamespace OR relname LIKE 'pgparts_log%'"
+        " OR relname LIKE 'pgparts_copied%'").fetchall()]
+    out += [r[0] for r in conn.execute(
+        "SELECT conname FROM pg_constraint WHERE conname LIKE 'pgparts%' OR NOT convalidated"
+    ).fetchall()]
+    if conn.execute("SELECT to_regclass('pgparts.plan_objects') IS NOT NULL").fetchone()[0]:
+        out += [r[0] for r in conn.execute(
+            "SELECT role FROM pgparts.plan_objects WHERE role LIKE 'move%'").fetchall()]
+    return out
+
+
 @dataclass(frozen=True)
 class MoveScenario:
     build: Callable[[psycopg.Connection, str], None]

@@ -31,6 +31,7 @@ from ..scenarios import (
     TABLE,
     codes,
     ident,
+    leftovers,
     spec,
 )
 from .test_remedies import cli
@@ -57,24 +58,6 @@ def per_bound(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
         "SELECT floor(k / 50.0)::int, count(*), md5(string_agg(md5(t::text), '' ORDER BY"
         " md5(t::text))) FROM {} t GROUP BY 1").format(ident(TABLE))).fetchall()
     return {str(b): (int(n), h) for b, n, h in rows}
-
-
-def leftovers(conn: psycopg.Connection) -> list[str]:
-    """Anything a move leaves behind: triggers, logs, helper CHECKs, NOT VALID keys, detached
-    sources, registry entries."""
-    out = [r[0] for r in conn.execute(
-        "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgparts%'").fetchall()]
-    out += [r[0] for r in conn.execute(
-        "SELECT relname FROM pg_class WHERE relname LIKE 'pgparts\\_%' AND relkind = 'r'"
-        " AND relnamespace <> 'pgparts'::regnamespace OR relname LIKE 'pgparts_log%'"
-        " OR relname LIKE 'pgparts_copied%'").fetchall()]
-    out += [r[0] for r in conn.execute(
-        "SELECT conname FROM pg_constraint WHERE conname LIKE 'pgparts%' OR NOT convalidated"
-    ).fetchall()]
-    if conn.execute("SELECT to_regclass('pgparts.plan_objects') IS NOT NULL").fetchone()[0]:
-        out += [r[0] for r in conn.execute(
-            "SELECT role FROM pgparts.plan_objects WHERE role LIKE 'move%'").fetchall()]
-    return out
 
 
 def test_split_keeps_every_row_per_bound_and_the_references(db, capsys):
