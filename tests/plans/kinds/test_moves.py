@@ -295,3 +295,22 @@ def test_request_shape_is_generated(capsys):
         cli(capsys, "split", "--help")
     out = capsys.readouterr().out
     assert "PARTITION" in out and "--at VALUE" in out and "--name NEW" in out
+
+
+def test_exported_script_runs_under_psql(db, tmp_path):
+    """`--sql` is what the runner runs: psql -v ON_ERROR_STOP=1 splits the partition with the
+    same result, every verification a DO block that would raise."""
+    from ...test_consolidate_script import PSQL, _psql
+
+    if PSQL is None:
+        pytest.skip("psql is not installed")
+    scenario = MOVE_SCENARIOS["split"]
+    with db.connect() as conn:
+        scenario.build(conn, db.dsn)
+        before = per_bound(conn)
+        script = plan_for(db, "split", scenario.values).to_sql(conn)
+    assert "by pgparts --apply only" not in script
+    done = _psql(db, tmp_path, script)
+    assert done.returncode == 0, done.stderr
+    with db.connect() as conn:
+        assert scenario.fixed(conn) and per_bound(conn) == before and leftovers(conn) == []

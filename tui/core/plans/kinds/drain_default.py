@@ -19,7 +19,7 @@ from ...names import display_name
 from ..engine.model import Plan, PlanFacts
 from ..kind import PlanKind, PlanKindError, Request
 from ..steps import moves
-from .split import default_partition, range_parent, range_partition
+from .split import default_partition, move_key, range_parent, range_partition
 
 
 class DrainDefault(PlanKind):
@@ -53,7 +53,7 @@ class DrainDefault(PlanKind):
         if default.is_partitioned:
             raise PlanKindError(f"the DEFAULT partition {default.qualified} is itself "
                                 f"partitioned: draining it is not supported yet")
-        key = keys.describe_key(conn, parent.oid)
+        key = move_key(conn, parent)
         ranges = [c for c in parent.children if c.bound is not None and c.bound.kind == "range"]
         texts = [v.text for c in ranges for v in (c.bound.lower[0], c.bound.upper[0])
                  if v.special is None]

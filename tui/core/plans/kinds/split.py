@@ -54,6 +54,20 @@ def range_parent(forest: Forest, target: str) -> PartNode:
     return parent
 
 
+def move_key(conn: psycopg.Connection, parent: PartNode) -> keys.Key:
+    """The partition key, refused unless its type is built in: typing a value runs the type's
+    input function, and planning never runs code a table (or its types) could carry."""
+    key = keys.describe_key(conn, parent.oid)
+    row = conn.execute(
+        "SELECT t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace"
+        " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+        " WHERE a.attrelid = %s AND a.attname = %s", (parent.oid, key.column)).fetchone()
+    if not (row and row[0]):
+        raise PlanKindError(f"moving rows supports partition keys of built-in types only, "
+                            f"not {key.type_sql}")
+    return key
+
+
 def check_new_names(conn: psycopg.Connection, schema: str, names: list[str],
                     allowed: set[str]) -> None:
     taken = moves.existing_names(conn, schema) - allowed
@@ -163,7 +177,7 @@ class Split(PlanKind):
         ats = request.get("at")
         if not ats:
             raise PlanKindError("give at least one --at VALUE")
-        key = keys.describe_key(conn, parent.oid)
+        key = move_key(conn, parent)
         lo, hi, at = bound_values(conn, key, source, ats)
         split_range((_value(lo), _value(hi)), [v.value for v in at])
         edges = [lo, *at, hi]

@@ -280,6 +280,15 @@ def replay_statements(move: Move, targets: list[cl.Target]) -> list[Statement]:
     return out
 
 
+def raise_unless(conn: psycopg.Connection, cond: sql.Composable, message: str
+                 ) -> sql.Composed:
+    """The exported script's form of a check: a DO block that raises unless `cond` holds, so
+    `psql -v ON_ERROR_STOP=1` stops there."""
+    body = sql.SQL("BEGIN\n  IF NOT coalesce(({c}), false) THEN\n    RAISE EXCEPTION '%', {m};\n"
+                   "  END IF;\nEND").format(c=cond, m=sql.Literal("pgparts: " + message))
+    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
+
+
 def _checksum_sql(rel: sql.Composable, cols: list[str], pred: sql.Composable | None = None
                   ) -> sql.Composed:
     where = sql.SQL("") if pred is None else sql.SQL(" WHERE ({}) IS TRUE").format(pred)
@@ -292,7 +301,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
     parent, source, cap = move.parent, move.source, move.cap
     pdisp, sdisp = parent.qualified, source.qualified
     temps = move.cl_targets()
-    tnames = ", ".join(display_name(source.schema, t.name) for t in move.targets)
+    tnames = "new " + ", ".join(display_name(source.schema, t.name) for t in move.targets)
     est = Estimate(rows=source.rows, bytes=source.total_table_bytes)
     version = int(conn.info.server_version)
 
@@ -367,7 +376,13 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
     copy = [Statement(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(cap.log),
                       "lock", note="no replay during the copy; writers appending go on"),
             Statement(sql.SQL("SELECT 1"), "verify", note="the capture triggers are in place",
-                      check=capture_ok)]
+                      check=capture_ok, script=raise_unless(conn, sql.SQL(
+                          "SELECT pg_catalog.count(*) = {n} FROM pg_catalog.pg_trigger"
+                          " WHERE tgrelid = ANY({l}::pg_catalog.oid[]) AND tgenabled = 'A'"
+                          " AND tgname IN ({a}, {b})").format(
+                          n=sql.Literal(2 * len(cap.leaves)), l=sql.Literal(list(cap.leaves)),
+                          a=sql.Literal(cl.TRIGGER), b=sql.Literal(cl.TRIGGER + "_truncate")),
+                          "the change capture is not in place"))]
     for t in temps:
         copy.append(Statement(sql.SQL(
             "INSERT INTO {t} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM {s}"
@@ -386,7 +401,9 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
     copy += [
         Statement(sql.SQL("SELECT (SELECT pg_catalog.count(*) FROM {}), {}").format(
             cap.source, parts), "verify", note="every row went to exactly one new partition",
-            check=all_copied),
+            check=all_copied, script=raise_unless(conn, sql.SQL(
+                "SELECT (SELECT pg_catalog.count(*) FROM {}) = {}").format(cap.source, parts),
+                "the new partitions' bounds do not take every row of the source exactly once")),
         Statement(sql.SQL(
             "DELETE FROM {} WHERE pg_catalog.pg_visible_in_snapshot(pgparts_xid,"
             " pg_catalog.pg_current_snapshot())").format(cap.log),
@@ -493,11 +510,15 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                     f"{src[0]:,} of its bound (checksum {src[1]})")
             return f"{label}: {dst[0]:,} rows, checksum {dst[1]}, equal to {sdisp}'s"
 
+        src_sum = _checksum_sql(cap.source, list(cap.columns), t.predicate)
+        dst_sum = _checksum_sql(t.table, list(cap.columns))
         verify.append(Statement(sql.SQL("SELECT s.*, t.* FROM ({}) s, ({}) t").format(
-            _checksum_sql(cap.source, list(cap.columns), t.predicate),
-            _checksum_sql(t.table, list(cap.columns))), "verify",
+            src_sum, dst_sum), "verify",
             note=f"count and checksum of {t.label} against {sdisp}'s rows of its bound",
-            check=same))
+            check=same, script=raise_unless(conn, sql.SQL(
+                "SELECT (SELECT s::pg_catalog.text FROM ({}) s)"
+                " = (SELECT t::pg_catalog.text FROM ({}) t)").format(src_sum, dst_sum),
+                f"{t.label} differs from the source's rows of its bound")))
     steps.append(Step(
         title=f"Verify {tnames} against {sdisp}",
         explanation=("In one REPEATABLE READ snapshot, writers carrying on: replay what the "
@@ -534,7 +555,9 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
                   "lock", note="no write to the source is in flight or can start"),
         *replay_statements(move, temps),
         Statement(sql.SQL("SELECT pg_catalog.count(*) FROM {}").format(cap.log), "verify",
-                  note="the log is empty", check=log_empty),
+                  note="the log is empty", check=log_empty, script=raise_unless(
+                      conn, sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(cap.log),
+                      "the change log is not empty after the last replay")),
         *[Statement(s, note="the capture is no longer needed")
           for s in cl.remove_sql(conn, cap)],
         *[Statement(fk.drop_sql(), note=f"{fk.table_disp}: its key would stop the DETACH "
@@ -680,11 +703,21 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oid: int, sc
                 sql.Literal(schema), sql.Literal(VERIFIED), sql.Literal(old.as_string(conn))),
                 "verify",
                 note="the registry proves the detached table is this move's",
-                check=registered),
+                check=registered, script=raise_unless(conn, sql.SQL(
+                    "SELECT EXISTS (SELECT FROM {} WHERE role = {} AND name = {}"
+                    " AND schema_name = {} AND state = {}"
+                    " AND objid = {}::pg_catalog.regclass)").format(
+                    markers.REGISTRY, sql.Literal(markers.MOVE_SOURCE_ROLE),
+                    sql.Literal(detached), sql.Literal(schema), sql.Literal(VERIFIED),
+                    sql.Literal(old.as_string(conn))),
+                    f"the registry does not record {old_disp} as verified; it is kept")),
             Statement(sql.SQL("SELECT o.n, o.h, {nc}, {ns} FROM (SELECT pg_catalog.count(*) AS n,"
                               " coalesce(pg_catalog.sum({h}), 0) AS h FROM {o}) o").format(
                 nc=new_counts, ns=new_sums, h=cl.row_hash(cols), o=old), "verify",
-                note="count and checksum, then containment if they differ", check=contained),
+                note="count and checksum, then containment if they differ", check=contained,
+                script=sql.SQL("SELECT o.n, o.h, {nc}, {ns} FROM (SELECT pg_catalog.count(*)"
+                               " AS n, coalesce(pg_catalog.sum({h}), 0) AS h FROM {o}) o").format(
+                    nc=new_counts, ns=new_sums, h=cl.row_hash(cols), o=old)),
             Statement(sql.SQL("DROP TABLE {}").format(old),
                       note="only after the verification above passed"),
             Statement(sql.SQL("DELETE FROM {} WHERE role IN ({}, {}) AND source_oid = {}").format(
@@ -773,7 +806,7 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
             + ") are re-created NOT VALID in the swap and validated after it; no referencing "
               "row is deleted")
     return Plan(kind=kind, title=title, target=parent.qualified, target_oid=parent.oid,
-                steps=steps, summary=list(changes), facts=facts,
+                steps=steps, summary=[], facts=facts,
                 details={"source": source.qualified,
                          "targets": [{"name": t.name, "bound": t.bound_text} for t in targets]})
 
