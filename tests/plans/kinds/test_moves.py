@@ -314,3 +314,72 @@ def test_exported_script_runs_under_psql(db, tmp_path):
     assert done.returncode == 0, done.stderr
     with db.connect() as conn:
         assert scenario.fixed(conn) and per_bound(conn) == before and leftovers(conn) == []
+
+
+def _payments(conn: psycopg.Connection) -> None:
+    """Scenario 2's shape with hostile names: payments by year on a timestamptz key, a
+    DEFAULT holding rows of 2019, 2020 (before the first partition) and 2025, 2026 (after the
+    last)."""
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(SCHEMA)))
+    p = ident("pay ment")
+    conn.execute(sql.SQL("CREATE TABLE {} (pay_ts timestamptz NOT NULL, pdm_id int NOT NULL,"
+                         " amount numeric(10,2), PRIMARY KEY (pay_ts, pdm_id))"
+                         " PARTITION BY RANGE (pay_ts)").format(p))
+    for y in (2021, 2022, 2023, 2024):
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})")
+                     .format(ident(f"payment_{y}"), p, sql.Literal(f"{y}-01-01 00:00+00"),
+                             sql.Literal(f"{y + 1}-01-01 00:00+00")))
+    conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(
+        ident("payment_default"), p))
+    conn.execute(sql.SQL(
+        "INSERT INTO {} SELECT timestamptz '2019-01-01 00:00+00' + g * interval '61 hours',"
+        " g % 7, g FROM generate_series(0, 1200) g WHERE g * 61 < 24 * 365 * 2"
+        " OR g * 61 >= 24 * (365 * 6 + 2)").format(p))
+    conn.execute(sql.SQL("ANALYZE {}").format(p))
+
+
+def _payment_bounds(conn: psycopg.Connection) -> dict[str, str]:
+    return {c.name: c.bound_text for c in load_forest(conn).find(
+        f"{spec().split('.')[0]}.\"pay ment\"").children}
+
+
+def test_drain_years_and_split_a_year_on_a_time_key(db):
+    with db.connect() as conn:
+        _payments(conn)
+        conn.execute("SET TIME ZONE 'UTC'")
+        rows = conn.execute(sql.SQL("SELECT count(*), sum(hashtext(t::text)) FROM {} t").format(
+            ident("pay ment"))).fetchone()
+        in_default = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+            ident("payment_default"))).fetchone()[0]
+        assert in_default > 100
+    table = f"{spec().split('.')[0]}.\"pay ment\""
+    kind = kind_named("drain-default")
+    with db.connect() as conn:
+        forest = load_forest(conn)
+        plan = kind.build(conn, forest, None, kind.request({}, table), Config(plans=FAST))
+    assert run(db, plan).ok
+    with db.connect() as conn:
+        bounds = _payment_bounds(conn)
+        for y in (2019, 2020, 2025, 2026):
+            assert f"payment_{y}" in bounds, bounds
+        assert "payment_2018" not in bounds
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+            ident("payment_default"))).fetchone()[0] == 0
+        assert conn.execute(sql.SQL("SELECT count(*), sum(hashtext(t::text)) FROM {} t").format(
+            ident("pay ment"))).fetchone() == rows
+        assert leftovers(conn) == []
+    kind = kind_named("split")
+    with db.connect() as conn:
+        forest = load_forest(conn)
+        plan = kind.build(conn, forest, None, kind.request(
+            {"partition": "payment_2020", "at": ["2020-07-01 00:00+00"],
+             "name": ["payment_2020_h2"]}, table), Config(plans=FAST))
+    assert run(db, plan).ok
+    with db.connect() as conn:
+        bounds = _payment_bounds(conn)
+        assert "2020-07-01" in bounds["payment_2020"] and "2020-07-01" in bounds[
+            "payment_2020_h2"], bounds
+        assert conn.execute(sql.SQL("SELECT count(*), sum(hashtext(t::text)) FROM {} t").format(
+            ident("pay ment"))).fetchone() == rows
+        assert leftovers(conn) == []
