@@ -189,7 +189,8 @@ def leftovers(conn: psycopg.Connection) -> list[str]:
         " AND relnamespace <> 'pgparts'::regnamespace OR relname LIKE 'pgparts_log%'"
         " OR relname LIKE 'pgparts_copied%'").fetchall()]
     out += [r[0] for r in conn.execute(
-        "SELECT conname FROM pg_constraint WHERE conname LIKE 'pgparts%' OR NOT convalidated"
+        "SELECT conname FROM pg_constraint WHERE conname LIKE 'pgparts%'"
+        " OR NOT convalidated AND conparentid = 0"
     ).fetchall()]
     if conn.execute("SELECT to_regclass('pgparts.plan_objects') IS NOT NULL").fetchone()[0]:
         out += [r[0] for r in conn.execute(
