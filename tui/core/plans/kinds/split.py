@@ -196,7 +196,8 @@ class Split(PlanKind):
         default = default_partition(parent, forest)
         changes = [f"split {source.qualified} ({source.bound_text}) into:"] + [
             f"  {display_name(source.schema, t.name)} {t.bound_text}" for t in targets]
-        notes = []
+        notes = [f"planning cast the --at values to the key's type ({key.type_sql}, built "
+                 f"in) on the server; no row was read"]
         if default is not None and default.relkind == "r":
             notes.append(f"{default.qualified} (the DEFAULT) gets CHECKs excluding the new "
                          f"bounds before the swap (validated without blocking writers), so "
