@@ -73,6 +73,7 @@ def test_split_keeps_every_row_per_bound_and_the_references(db, capsys):
     status, out, err = cli(capsys, "split", spec(), SPLIT_SOURCE, "--at", "150", "--name",
                            SPLIT_NEW, "--apply", "--yes", "-d", db.dsn)
     assert status == 0, err
+    assert "held" in out + err and "(the swap)" in out + err, (out, err)
     with db.connect() as conn:
         assert scenario.fixed(conn)
         assert per_bound(conn) == before

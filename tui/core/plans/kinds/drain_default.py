@@ -17,6 +17,7 @@ from ...moves.changelog import MoveError
 from ...moves.planning import Existing, PlanningError, infer_interval, propose_partitions
 from ...names import display_name
 from ..engine.model import Plan, PlanFacts
+from ..engine.runner import RunResult
 from ..kind import PlanKind, PlanKindError, Request
 from ..steps import moves
 from .split import default_partition, move_key, range_parent, range_partition
@@ -97,6 +98,9 @@ class DrainDefault(PlanKind):
             f"takes the rows none of these take, e.g. NULL keys)"]
         return moves.move_plan(conn, self.name, f"drain {default.qualified}", parent, default,
                                targets, None, changes, [read_note])
+
+    def report(self, result: RunResult, plan: Plan) -> list[str]:
+        return super().report(result, plan) + moves.hold_line(result, plan)
 
 
 __all__ = ["DrainDefault"]

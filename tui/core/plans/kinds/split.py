@@ -17,6 +17,7 @@ from ...moves.changelog import MoveError
 from ...moves.planning import MAXVALUE, MINVALUE, PlanningError, split_range
 from ...names import check_identifier_length, display_name, parse_qualified_name
 from ..engine.model import Plan
+from ..engine.runner import RunResult
 from ..kind import Option, PlanKind, PlanKindError, Request, find_table
 from ..steps import moves
 
@@ -198,12 +199,18 @@ class Split(PlanKind):
             f"  {display_name(source.schema, t.name)} {t.bound_text}" for t in targets]
         notes = [f"planning cast the --at values to the key's type ({key.type_sql}, built "
                  f"in) on the server; no row was read"]
+        if default is not None and default.relkind != "r":
+            notes.append(f"{default.qualified} (the DEFAULT) is sub-partitioned: the swap's "
+                         f"ATTACH scans it under the parent's lock")
         if default is not None and default.relkind == "r":
             notes.append(f"{default.qualified} (the DEFAULT) gets CHECKs excluding the new "
                          f"bounds before the swap (validated without blocking writers), so "
                          f"ATTACH does not scan it")
         return moves.move_plan(conn, self.name, f"split {source.qualified}", parent, source,
                                targets, default, changes, notes)
+
+    def report(self, result: RunResult, plan: Plan) -> list[str]:
+        return super().report(result, plan) + moves.hold_line(result, plan)
 
 
 __all__ = ["Split"]

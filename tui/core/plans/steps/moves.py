@@ -827,3 +827,11 @@ def finish_plan(conn: psycopg.Connection, kind: str, parent: PartNode, u: Unfini
                 summary=[line, "the values given now are not used: the earlier move comes first"],
                 facts=PlanFacts(changes=[line], destroys=[Destroyed(
                     "table", display_name(u.schema, u.detached), verified=True)]))
+
+
+def hold_line(result: Any, plan: Plan) -> list[str]:
+    """The swap's hold of the parent's ACCESS EXCLUSIVE lock, as the runner timed it."""
+    holds = [o.hold_seconds for o in result.steps if o.hold_seconds is not None]
+    if not holds:
+        return []
+    return [f"  ACCESS EXCLUSIVE on {plan.target} held {max(holds) * 1000:.0f} ms (the swap)"]
