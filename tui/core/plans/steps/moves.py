@@ -614,8 +614,8 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
     if move.default is not None:
         locks.append(Lock("ACCESS EXCLUSIVE", move.default.qualified, "DETACH and ATTACH take "
                           "it; no scan"))
-    locks += [Lock("ACCESS EXCLUSIVE", fk.table_disp, "its readers and writers, for the "
-                   "swap (DROP CONSTRAINT)") for fk in move.fkeys]
+    locks += [Lock("ACCESS EXCLUSIVE", disp, "its readers and writers, for the swap (DROP "
+                   "CONSTRAINT)") for disp in dict.fromkeys(fk.table_disp for fk in move.fkeys)]
     return Step(
         title=f"Swap {sdisp} for {', '.join(t.name for t in move.targets)}",
         explanation=("One short transaction under lock_timeout, retried as a whole: the last "
