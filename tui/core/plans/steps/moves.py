@@ -548,9 +548,18 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
             raise VerificationFailed(f"{row[0]:,} log entries left after the last replay")
         return "change log fully replayed"
 
+    # The referencing tables first: their writers lock them, then (the key's check) the parent;
+    # a swap holding the parent while waiting for one of them would deadlock with such a
+    # writer until lock_timeout, every attempt. (A cascading delete locks the other way round,
+    # rarer: that attempt times out and is retried.)
+    refs = list(dict.fromkeys((fk.table_disp, fk.table.as_string(conn)) for fk in move.fkeys))
     stmts = [
+        Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(q)), "lock",
+                  note=f"{disp}: its key on the table is dropped and re-created below")
+        for disp, q in refs]
+    stmts += [
         Statement(sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(parent.ident),
-                  "lock", note="first the parent, in the order writers lock"),
+                  "lock", note="then the parent, in the order writers lock"),
         Statement(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(source.ident),
                   "lock", note="no write to the source is in flight or can start"),
         *replay_statements(move, temps),
@@ -631,8 +640,12 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oid: int, sc
                  detached: str, targets: list[str], fkeys: list[ForeignKey],
                  columns: tuple[str, ...] | list[str]) -> list[Step]:
     """8. and 9.: validate the re-created keys, verify the detached source's rows are in the
-    new partitions, drop it."""
+    new partitions, drop it. Neither is done before the swap."""
     steps: list[Step] = []
+
+    def after_swap(c: psycopg.Connection) -> bool:
+        return _attached_to(c, source_oid) != parent.oid
+
     for fk in fkeys:
         # Before PostgreSQL 18, VALIDATE marks only the key itself: its entries for each
         # referenced partition (conparentid set) keep convalidated = false although every
@@ -642,7 +655,7 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oid: int, sc
             row = c.execute("SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid"
                             " = %s AND conname = %s AND contype = 'f'",
                             (fk.table_oid, fk.name)).fetchone()
-            return row is None or bool(row[0])
+            return after_swap(c) and (row is None or bool(row[0]))
 
         steps.append(Step(
             title=f"Validate {fk.name} on {fk.table_disp}",
@@ -688,7 +701,7 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oid: int, sc
         return f"{old_disp} is recorded as this move's detached source"
 
     def dropped(c: psycopg.Connection) -> bool:
-        return _rel_oid(c, schema, detached) is None
+        return after_swap(c) and _rel_oid(c, schema, detached) is None
 
     steps.append(Step(
         title=f"Verify and drop {old_disp}",
