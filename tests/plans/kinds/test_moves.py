@@ -142,6 +142,17 @@ def test_input_refused_before_any_sql(db):
         assert conn.execute("SELECT to_regnamespace('pgparts')").fetchone()[0] is None
         assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'pgparts%'"
                             ).fetchone()[0] == 0
+        conn.execute(sql.SQL("CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS"
+                             " 'BEGIN RETURN NEW; END'").format(ident("tf")))
+        conn.execute(sql.SQL("CREATE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW EXECUTE"
+                             " FUNCTION {}()").format(sql.Identifier('own "t'),
+                                                      ident(SPLIT_SOURCE), ident("tf")))
+    try:
+        plan_for(db, "split", {"partition": SPLIT_SOURCE, "at": ["150"]})
+    except PlanKindError as exc:
+        assert "trigger of its own" in str(exc), str(exc)
+    else:
+        raise AssertionError("a partition with its own trigger was accepted")
 
 
 class Writer(threading.Thread):

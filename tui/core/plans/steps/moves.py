@@ -788,6 +788,35 @@ def unfinished(conn: psycopg.Connection, parent: PartNode) -> Unfinished | None:
 
 
 # -- plans -------------------------------------------------------------------------------------
+def own_shape_notes(conn: psycopg.Connection, source: PartNode) -> list[str]:
+    """What the source has of its own, beyond the parent's shape: its own triggers refuse the
+    move (they would not follow the rows, and would not fire on the replay); its own indexes
+    and CHECK constraints are not rebuilt on the new partitions, which the preview says."""
+    trig = conn.execute(
+        "SELECT tgname FROM pg_catalog.pg_trigger WHERE tgrelid = %s AND NOT tgisinternal"
+        " AND tgparentid = 0 AND tgname NOT LIKE 'pgparts%%' ORDER BY 1 LIMIT 1",
+        (source.oid,)).fetchone()
+    if trig:
+        raise cl.MoveError(f"{source.qualified} has a trigger of its own ({trig[0]}), not the "
+                           f"parent's: the new partitions would not have it")
+    out = []
+    idx = [r[0] for r in conn.execute(
+        "SELECT c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c"
+        " ON c.oid = i.indexrelid WHERE i.indrelid = %s AND NOT EXISTS (SELECT FROM"
+        " pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid) ORDER BY 1",
+        (source.oid,)).fetchall()]
+    if idx:
+        out.append(f"{source.qualified}'s own indexes ({', '.join(idx)}), not the parent's, are "
+                   f"not built on the new partitions")
+    checks = [r[0] for r in conn.execute(
+        "SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid = %s AND contype = 'c'"
+        " AND conislocal AND coninhcount = 0 ORDER BY 1", (source.oid,)).fetchall()]
+    if checks:
+        out.append(f"{source.qualified}'s own CHECK constraints ({', '.join(checks)}) are not "
+                   f"copied to the new partitions")
+    return out
+
+
 def existing_names(conn: psycopg.Connection, schema: str) -> set[str]:
     return {r[0] for r in conn.execute(
         "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
@@ -806,6 +835,7 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
             f"{', '.join(f'{n} ({b})' for _, n, b in prior)} was started earlier: run it again "
             f"with the same values to finish it")
     cap = cl.describe_source(conn, source.schema, source.name, LOG_SCHEMA)
+    notes = notes + own_shape_notes(conn, source)
     move = Move(kind, parent, source, describe_key(conn, parent.oid), cap, targets,
                 default, referencing_keys(conn, parent.oid), uuid.uuid4().hex)
     steps = move_steps(conn, move)
