@@ -219,3 +219,77 @@ SCENARIOS: dict[str, Scenario] = {
     "index_fix": Scenario(index_problems, frozenset({"index_missing", "index_invalid"})),
     "create_ahead": Scenario(no_future, frozenset({"no_future_partition"})),
 }
+
+
+# -- moves: split and drain-default ------------------------------------------------------------
+SPLIT_SOURCE = LEAVES[1]  # [100, 200)
+SPLIT_NEW = 'part ";1é b'
+DEFAULT = 'dé f "x'
+REF = 'ré f; "y'
+
+
+def with_default_and_ref(conn: psycopg.Connection, dsn: str) -> None:
+    """base() plus a DEFAULT partition holding rows (k from -250 to -1, 300 to 549, NULL keys
+    cannot exist: k is NOT NULL) and a table referencing the parent's key (ON DELETE CASCADE,
+    so a row deleted by a move would take its referencing rows along)."""
+    base(conn)
+    t = ident(TABLE)
+    conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(ident(DEFAULT), t))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT g + 1000, g, 'd' || g FROM"
+                         " generate_series(-250, -1) g").format(t))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT g + 1000, g, 'd' || g FROM"
+                         " generate_series(300, 549) g").format(t))
+    conn.execute(sql.SQL("CREATE TABLE {} (rid int PRIMARY KEY, id int, k int, CONSTRAINT {}"
+                         " FOREIGN KEY (id, k) REFERENCES {} ON DELETE CASCADE)").format(
+        ident(REF), sql.Identifier('fk ";é'), t))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT row_number() OVER (ORDER BY k), id, k FROM {}"
+                         " WHERE k % 3 = 0").format(ident(REF), t))
+    conn.execute(sql.SQL("ANALYZE {}").format(t))
+
+
+def leftovers(conn: psycopg.Connection) -> list[str]:
+    """Anything a move leaves behind: triggers, logs, helper CHECKs, NOT VALID keys, detached
+    sources, registry entries."""
+    out = [r[0] for r in conn.execute(
+        "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgparts%'").fetchall()]
+    out += [r[0] for r in conn.execute(
+        "SELECT relname FROM pg_class WHERE relname LIKE 'pgparts\\_%' AND relkind = 'r'"
+        " AND relnamespace <> 'pgparts'::regnamespace OR relname LIKE 'pgparts_log%'"
+        " OR relname LIKE 'pgparts_copied%'").fetchall()]
+    out += [r[0] for r in conn.execute(
+        "SELECT conname FROM pg_constraint WHERE conname LIKE 'pgparts%'"
+        " OR NOT convalidated AND conparentid = 0"
+    ).fetchall()]
+    if conn.execute("SELECT to_regclass('pgparts.plan_objects') IS NOT NULL").fetchone()[0]:
+        out += [r[0] for r in conn.execute(
+            "SELECT role FROM pgparts.plan_objects WHERE role LIKE 'move%'").fetchall()]
+    return out
+
+
+@dataclass(frozen=True)
+class MoveScenario:
+    build: Callable[[psycopg.Connection, str], None]
+    values: dict  # the kind's request
+    fixed: Callable[[psycopg.Connection], bool]
+
+
+def _split_done(conn: psycopg.Connection) -> bool:
+    forest = load_forest(conn)
+    root = forest.find(spec())
+    bounds = {c.name: c.bound_text for c in root.children}
+    return (bounds.get(SPLIT_SOURCE) == "FOR VALUES FROM (100) TO (150)"
+            and bounds.get(SPLIT_NEW) == "FOR VALUES FROM (150) TO (200)")
+
+
+def default_rows(conn: psycopg.Connection) -> int:
+    return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(DEFAULT)))
+               .fetchone()[0])
+
+
+MOVE_SCENARIOS: dict[str, MoveScenario] = {
+    "split": MoveScenario(with_default_and_ref,
+                          {"partition": SPLIT_SOURCE, "at": ["150"], "name": [SPLIT_NEW]},
+                          _split_done),
+    "drain_default": MoveScenario(with_default_and_ref, {},
+                                  lambda conn: default_rows(conn) == 0),
+}

@@ -41,10 +41,13 @@ class PlanKindError(ValueError):
 class Option:
     """One option of a kind, declared once.
 
-    `type`: "str", "int", "flag" (true when given), "list" (one or more values), or "choice"
-    (one of `choices`). `parse` turns the text into the value (e.g. an age) and raises
-    ValueError with a message for people; `validate` checks the parsed value the same way.
-    `default` None means "the kind's default_request decides" (often from the config).
+    `type`: "str", "int", "flag" (true when given), "list" (one or more values after the flag),
+    "repeat" (the flag given once per value, `--at A --at B`: a list), or "choice" (one of
+    `choices`). `positional`: an argument after TABLE instead of a flag (`pgparts split TABLE
+    PARTITION`), required, in declaration order. `parse` turns the text into the value (e.g.
+    an age) and raises ValueError with a message for people; `validate` checks the parsed
+    value the same way. `default` None means "the kind's default_request decides" (often
+    from the config).
     """
 
     name: str  # the request key; the flag is --name with '_' as '-'
@@ -55,13 +58,17 @@ class Option:
     metavar: str | None = None
     parse: Callable[[str], Any] | None = None
     validate: Callable[[Any], None] | None = None
+    positional: bool = False
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return self.name.upper() if self.positional else "--" + self.name.replace("_", "-")
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         """The command-line form."""
+        if self.positional:
+            parser.add_argument(self.name, help=self.help, metavar=self.metavar)
+            return
         if self.type == "flag":
             parser.add_argument(self.flag, dest=self.name, action="store_true", default=None,
                                 help=self.help)
@@ -70,6 +77,8 @@ class Option:
                                   "metavar": self.metavar}
         if self.type == "list":
             kwargs["nargs"] = "+"
+        if self.type == "repeat":
+            kwargs["action"] = "append"
         if self.type == "choice":
             kwargs["choices"] = list(self.choices)
             kwargs.pop("metavar")
@@ -82,7 +91,7 @@ class Option:
         try:
             if self.type == "int":
                 value: Any = int(raw)
-            elif self.type == "list":
+            elif self.type in ("list", "repeat"):
                 value = [str(v) for v in (raw if isinstance(raw, list | tuple) else [raw])]
                 if self.parse is not None:
                     value = [self.parse(v) for v in value]

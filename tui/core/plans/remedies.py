@@ -25,12 +25,11 @@ REMEDIES: dict[str, Remedy] = {
     "index_missing": Remedy("index_fix", {"only": "missing"}),
     "index_invalid": Remedy("index_fix", {"only": "invalid"}),
     "no_future_partition": Remedy("create_ahead"),
+    "default_has_rows": Remedy("drain_default"),
 }
 
 # Findings whose fix is a plan kind not built yet: what will fix them, said as not available.
 LATER: dict[str, str] = {
-    "default_has_rows": "moving the rows out of the DEFAULT partition (a drain_default plan "
-                        "kind, not available yet)",
     "range_gap": "creating the missing range partitions (a fill_gaps plan kind, not available "
                  "yet)",
 }
