@@ -36,10 +36,11 @@ from ..core.config import Config
 from ..core.connection import ConnectError, Target, connect
 from ..core.errors import first_line as _first_line
 from ..core.findings import FindingCounts, check_forest, findings_by_oid, subtree_counts
+from ..core.plans.registry import kind_named
 from .format import postgres_version
 from .inflight import InFlight
 from .messages import CatalogFailed, CatalogLoaded, FindingsReady, RowCountDone
-from .registry import ConsoleCommand, action_name
+from .registry import ConsoleCommand, action_name, plan_commands
 
 # The one table of commands. Footer, help screen (?), command palette (ctrl+p) and key bindings
 # are all derived from it; keep ids stable (user keymaps refer to them).
@@ -56,9 +57,10 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
     ConsoleCommand("exact-sizes", "X", "exact sizes", "Toggle exact sizes (pg_table_size; takes "
                    "a brief lock per partition) vs catalog estimates", action="toggle_exact_sizes",
                    main_only=True, footer=False),
-    ConsoleCommand("consolidate", "c", "consolidate", "Consolidate old weeks of the selected "
-                   "table (status, selection, plan preview, apply)",
-                   screen="tui.app.consolidate_screen:open_consolidation", main_only=True),
+    *plan_commands(),
+    ConsoleCommand("fix", "f", "fix", "Fix the selected table's findings: preview the plan of "
+                   "their remedy (analyze, finalize detach, index fix), then apply",
+                   screen="tui.app.fixes:open_fix", main_only=True),
     ConsoleCommand("journal", "j", "journal", "History of applied plans (the journal)",
                    screen="tui.app.journal_screen:JournalScreen"),
     ConsoleCommand("explain", "e", "explain", "EXPLAIN a query: partitions it scans, why, "
@@ -92,7 +94,16 @@ class ConsoleCommands(Provider):
 
     def _display(self, cmd: ConsoleCommand, enabled: bool) -> tuple[str, str]:
         title = cmd.description.split(" (")[0]
-        help_text = f"key {cmd.shown_key}"
+        help_text = f"key {cmd.shown_key}" if cmd.key else "from the palette"
+        if cmd.plan_kind:
+            app = self.app
+            node = app.selected_node if isinstance(app, PgpartsApp) else None
+            forest = app.forest if isinstance(app, PgpartsApp) else None
+            kind = kind_named(cmd.plan_kind)
+            if node is not None and forest is not None:
+                found = kind.target_for(forest, node)
+                help_text += (f" · on {found[0].qualified}" if found is not None
+                              else f" · does not apply to {node.qualified}")
         if not enabled:
             help_text += " · disabled in read-only mode"
         return title, help_text
@@ -132,7 +143,7 @@ class PgpartsApp(App[int]):
         Binding(c.key, c.app_action, c.title, show=c.footer, key_display=c.shown_key, id=c.id,
                 priority=c.priority)
         for c in CONSOLE_COMMANDS
-        if c.id != "palette"
+        if c.id != "palette" and c.key
     ]
 
     # Show the load time in the status line; off for reproducible screenshots and snapshots.
@@ -246,7 +257,7 @@ class PgpartsApp(App[int]):
         except (ImportError, AttributeError) as exc:
             self.notify(f"{cmd.title} is not available: {_first_line(exc)}", severity="error")
             return
-        screen = factory(self)
+        screen = factory(self, *cmd.args)
         if screen is not None:  # None: the factory told the user why not (e.g. wrong node)
             await self.push_screen(screen)
 

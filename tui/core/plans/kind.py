@@ -55,6 +55,10 @@ class Option:
     metavar: str | None = None
     parse: Callable[[str], Any] | None = None
     validate: Callable[[Any], None] | None = None
+    # the console's key for a "flag" (toggles it) or a "choice" (cycles through the choices);
+    # other options are fields of the plan screen, and the kind's `selection` list option is
+    # the status table's selection
+    key: str = ""
 
     @property
     def flag(self) -> str:
@@ -99,6 +103,44 @@ class Option:
         return value
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a kind's status table, as data: the console formats `value` by `format`
+    ("text", "count", "rows", "bytes", or "bound" with value (lower, upper, text)); `short` is
+    the text at 80 columns; `tone` is "", "good", "warn" or "dim"."""
+
+    value: Any = ""
+    format: str = "text"
+    tone: str = ""
+    short: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusColumn:
+    key: str
+    title: str
+    right: bool = False  # right-aligned (numbers)
+    wide_only: bool = False  # left out at 80 columns
+
+
+@dataclass
+class StatusRow:
+    key: str  # the value the selection option takes for this row
+    cells: dict[str, Cell]
+    selectable: bool = True
+    refusal: str = ""  # why it cannot be selected, for people
+
+
+@dataclass
+class StatusTable:
+    """What a kind's status looks like as a table: one row per thing it can act on."""
+
+    columns: list[StatusColumn]
+    rows: list[StatusRow]
+    headline: list[tuple[str, str]] = field(default_factory=list)  # (text, tone) pieces
+    empty: str = ""  # what to say when nothing is selected
+
+
 @dataclass
 class Request:
     """What the operator asked for: the target table and option values by name (None: not
@@ -124,6 +166,10 @@ class PlanKind:
     table_help: ClassVar[str] = "the partitioned table ('name' or 'schema.name')"
     # the findings (tui.core.findings codes) a plan of this kind removes
     fixes: ClassVar[tuple[str, ...]] = ()
+    # the "list" option whose values are rows of the status table (the console's selection)
+    selection: ClassVar[str | None] = None
+    # the option the console keeps when the selection goes back to the default ('o')
+    reset_with_selection: ClassVar[tuple[str, ...]] = ()
 
     def applies_to(self, forest: Forest, node: PartNode) -> bool:
         return node.relkind == "p"
@@ -137,6 +183,36 @@ class PlanKind:
 
     def status_json(self, status: Any) -> Any:
         raise NotImplementedError
+
+    def status_table(self, status: Any) -> StatusTable | None:
+        """The status as a table for the console; None when the kind has none."""
+        return None
+
+    def target_for(self, forest: Forest, node: PartNode) -> tuple[PartNode, list[str]] | None:
+        """The table a plan for tree node `node` acts on, and the rows to preselect: the nearest
+        table at or above `node` this kind applies to."""
+        current: PartNode | None = node
+        while current is not None:
+            if self.applies_to(forest, current):
+                return current, []
+            current = forest.nodes.get(current.parent_oid) if current.parent_oid else None
+        return None
+
+    def selected(self, plan: Plan) -> list[str]:
+        """The selection's values a plan acts on (the status rows it covers), in plan order."""
+        seen: list[str] = []
+        for step in plan.steps:
+            if step.group and step.group not in seen:
+                seen.append(step.group)
+        return seen
+
+    def consequences(self, plan: Plan) -> list[str]:
+        """What the application notices while the plan runs, in plain words (confirmation)."""
+        locks = sorted({lk.mode for s in plan.steps for lk in s.locks})
+        if not locks:
+            return []
+        return [f"Locks taken, one step at a time, each under the lock timeout: "
+                f"{', '.join(locks)}."]
 
     def default_request(self, forest: Forest, target: str, config: Config) -> Request:
         return Request({o.name: o.default for o in self.options}, target)
