@@ -90,9 +90,7 @@ def plan_screen_class(kind: PlanKind) -> type[PlanScreen]:
                 Binding("space", "toggle_row", "select", show=True, id="plan-toggle",
                         tooltip="add or remove the row under the cursor"),
                 Binding("o", "default_selection", "default", show=True, id="plan-default",
-                        tooltip="go back to the kind's default selection (for consolidation: "
-                                "the weeks older than [plans] older_than, oldest first, "
-                                "[plans] batch of them)"),
+                        tooltip=kind.default_selection_help),
                 *extra]
         cls = type(f"PlanScreen_{kind.name}", (PlanScreen,),
                    {"BINDINGS": [*extra, *PlanScreen.BINDINGS]})

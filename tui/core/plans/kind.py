@@ -170,6 +170,8 @@ class PlanKind:
     selection: ClassVar[str | None] = None
     # the option the console keeps when the selection goes back to the default ('o')
     reset_with_selection: ClassVar[tuple[str, ...]] = ()
+    # what the default selection is, for the console's help ('o')
+    default_selection_help: ClassVar[str] = "go back to the default selection"
 
     def applies_to(self, forest: Forest, node: PartNode) -> bool:
         return node.relkind == "p"

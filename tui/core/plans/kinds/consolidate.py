@@ -62,6 +62,8 @@ class Consolidate(PlanKind):
     )
     selection = "weeks"
     reset_with_selection = ("older_than", "batch")
+    default_selection_help = ("select the weeks older than [plans] older_than, oldest first, "
+                              "[plans] batch of them")
     status_help = ("'status': one line per partition: HASH_PARTITIONED, LIST_PARTITIONED, "
                    "CONSOLIDATED (built by pgparts), PLAIN or OTHER")
 
