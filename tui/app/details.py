@@ -171,7 +171,7 @@ def render_details(
                 fixable = remedy_for(f) is not None
                 hint = Text(remedy, style="green" if fixable else "dim")
                 if fixable:
-                    hint.append("  · key f previews the fix here", style="bold green")
+                    hint.append(" · f: preview it", style="bold green")
                 out.append(Padding(hint, (0, 0, 0, 2)))
     else:
         out.append(Text("none", style="dim"))

@@ -78,7 +78,7 @@ def render_plan(preview: PlanPreview, consequences: list[str] | None = None) -> 
             head.append(f"{rest}\n", style="dim")
         else:
             head.append(f"  {line}\n", style="dim")
-    head.append(f"  {len(d.steps)} steps · ~{thousands(d.rows)} rows to copy · "
+    head.append(f"  {len(d.steps)} steps · ~{thousands(d.rows)} rows · "
                 f"~{d.seconds:.1f} s estimated", style="dim")
     parts.append(head)
     for step in d.steps:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -82,7 +83,7 @@ def plan_screen_class(kind: PlanKind) -> type[PlanScreen]:
     cls = _CLASSES.get(kind.name)
     if cls is None:
         extra: list[BindingType] = [
-            Binding(o.key, f"option_key({o.name!r})", o.name.replace("_", " "), show=True,
+            Binding(o.key, f"option_key({o.name!r})", o.shown_label, show=True,
                     id=f"plan-{kind.name}-{o.name}".replace("_", "-"), tooltip=o.help)
             for o in kind.options if o.key and o.type in ("flag", "choice")]
         if kind.selection:
@@ -222,8 +223,8 @@ class PlanScreen(FooterKeys, Screen):
         if fields:
             with Horizontal(id="plan-options"):
                 for o in fields:
-                    yield Label(o.name.replace("_", " "))
-                    yield Input(placeholder="default", id=f"plan-option-{o.name}",
+                    yield Label(o.shown_label)
+                    yield Input(placeholder=self._default_text(o), id=f"plan-option-{o.name}",
                                 tooltip=o.help, compact=True)
         if self.kind.has_status:
             yield DataTable(id="plan-status", cursor_type="row", zebra_stripes=True)
@@ -408,7 +409,7 @@ class PlanScreen(FooterKeys, Screen):
             value = self._option_value(o)
             if line:
                 line.append(" · ")
-            line.append(f"{o.name.replace('_', ' ')}: ")
+            line.append(f"{o.shown_label}: ")
             line.append(self._option_text(o, value), style="bold")
             line.append(f" ({o.key})")
         if self.planning:
@@ -430,12 +431,19 @@ class PlanScreen(FooterKeys, Screen):
                                               self.papp.config).values.get(option.name)
         return value
 
+    def _default_text(self, option: Option) -> str:
+        """The placeholder of a field: the value the kind's default request gives it."""
+        value = self._option_value(option)
+        if value is None or value == []:
+            return "all" if option.type == "list" else "default"
+        if isinstance(value, timedelta):
+            return _age(value)
+        return str(value)
+
     def _option_text(self, option: Option, value: Any) -> str:
         if option.type == "flag":
-            if option.name == "keep_detached":  # the consolidation's wording, kept
-                return "originals kept detached" if value else \
-                    "originals dropped after verification"
-            return "on" if value else "off"
+            off, on_ = option.states or ("off", "on")
+            return on_ if value else off
         return str(value) if value else "all"
 
     def _render_table(self, columns: bool = False) -> None:
@@ -451,6 +459,17 @@ class PlanScreen(FooterKeys, Screen):
                 for c in st.columns:
                     if not (self.narrow and c.wide_only):
                         widget.add_column(c.title, key=c.key)
+                # rows added in the same frame as their columns are drawn with the header's
+                # widths (a stale line cache): fill them once the columns are laid out
+                self.call_after_refresh(self._fill_rows)
+            return
+        self._fill_rows()
+
+    def _fill_rows(self) -> None:
+        widget = self._status_widget()
+        st = self.table
+        if widget is None:
+            return
         cursor_key = None
         if widget.row_count and widget.cursor_row >= 0:
             try:
@@ -738,3 +757,13 @@ def save_script(script: str, table: str, directory: Path | None = None) -> Path:
         path = directory / f"pgparts-{safe}-{stamp}-{n}.sql"
     path.write_text(script, encoding="utf-8")
     return path
+
+
+def _age(delta: timedelta) -> str:
+    """'3months', '2weeks', '10days': an age in the form the option's parser reads."""
+    days = delta.days
+    if days % 30 == 0 and days >= 30:
+        return f"{days // 30}months"
+    if days % 7 == 0 and days >= 7:
+        return f"{days // 7}weeks"
+    return f"{days}days"

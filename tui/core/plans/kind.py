@@ -59,6 +59,12 @@ class Option:
     # other options are fields of the plan screen, and the kind's `selection` list option is
     # the status table's selection
     key: str = ""
+    label: str = ""  # the console's name for it (default: the name with spaces)
+    states: tuple[str, ...] = ()  # a flag's (off, on) wording in the console
+
+    @property
+    def shown_label(self) -> str:
+        return self.label or self.name.replace("_", " ")
 
     @property
     def flag(self) -> str:

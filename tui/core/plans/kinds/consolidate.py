@@ -57,7 +57,8 @@ class Consolidate(PlanKind):
         Option("drop_kept", "list", metavar="NAME",
                help="verify again and drop originals an earlier run kept because rows were "
                     "missing from their replacement (see status)"),
-        Option("keep_detached", "flag", key="k",
+        Option("keep_detached", "flag", key="k", label="originals",
+               states=("dropped after verification", "kept detached"),
                help="keep the original partitions detached instead of dropping them"),
     )
     selection = "weeks"
