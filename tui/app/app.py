@@ -60,7 +60,10 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
     *plan_commands(),
     ConsoleCommand("fix", "f", "fix", "Fix the selected table's findings: preview the plan of "
                    "their remedy (analyze, finalize detach, index fix), then apply",
-                   screen="tui.app.fixes:open_fix", main_only=True),
+                   screen="tui.app.fixes:open_fix", main_only=True,
+                   # the details pane names the key beside each finding it fixes; the footer
+                   # keeps its room for quit at 80 columns
+                   footer=False),
     ConsoleCommand("journal", "j", "journal", "History of applied plans (the journal)",
                    screen="tui.app.journal_screen:JournalScreen"),
     ConsoleCommand("explain", "e", "explain", "EXPLAIN a query: partitions it scans, why, "
