@@ -1,13 +1,13 @@
 """The plan-kind protocol: what every layout change declares, so that each front end (the
-command line today, the console's plan screen next) is generated from the declaration.
+command line, the console's plan screen) is generated from the declaration.
 
 A kind is a class with class-level declarations and three methods; it is registered in
 registry.py and reached only through it:
 
     name, title, summary     'analyze', 'analyze never-analyzed partitions', one line for --help
     noun                     how reports name a run ('consolidation', 'analyze')
-    options                  Option declarations: each one is a command-line flag and (later) a
-                             field on the plan screen, parsed and validated by the same code
+    options                  Option declarations: each one is a command-line flag and a key or
+                             field of the plan screen, parsed and validated by the same code
     has_status               whether `pgparts KIND TABLE status` exists (status_text/status_json)
     applies_to(forest, node) whether the kind can act on that tree node
     status(conn, forest, target)            what the kind sees on the target (catalog reads)
