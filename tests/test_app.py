@@ -451,8 +451,8 @@ async def test_help_lists_every_command_and_read_only_marks_writes(awkward):
 
 
 async def test_help_shows_the_keys_of_the_screen_it_was_opened_from(balances_db):
-    from tui.app.plan_screen import PlanScreen
     from tui.app.explain_screen import ExplainScreen
+    from tui.app.plan_screen import PlanScreen
 
     app = make_app(balances_db)
     async with app.run_test(size=SIZE) as pilot:

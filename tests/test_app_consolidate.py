@@ -14,10 +14,10 @@ from textual.widgets import Button, DataTable, Input, Static
 
 from tui.app.app import PgpartsApp
 from tui.app.confirm import ConfirmModal, TypeNameModal
-from tui.app.plan_screen import PlanScreen
 from tui.app.journal_screen import JournalScreen
 from tui.app.main_screen import MainScreen
 from tui.app.plan_progress import PlanProgressScreen
+from tui.app.plan_screen import PlanScreen
 from tui.core.config import Config, PlansConfig, state_dir
 from tui.core.connection import Target
 from tui.core.plans import journal
@@ -380,7 +380,9 @@ async def test_dropping_originals_asks_for_the_table_name(balances):
         table = journal_screen.query_one("#journal-table", DataTable)
         assert str(table.get_row_at(0)[1]) == "ok"
         details = content_text(journal_screen, "#journal-details")
-        assert f"{b.weeks[0]} → {b.weeks[0]}_consolidated" in details
+        assert (f"{b.weeks[0]}: replace 4 partitions holding 120 rows" in details
+                and f"with one partition {b.weeks[0]}_consolidated" in details)
+        assert f"drop table {b.weeks[0]}" in details
         assert "held the parent" in details
     assert b.weeks[0] not in user_tables(db.connect(), "public")
 
