@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from textual.widgets import Static
 
 from tui.app.app import PgpartsApp
@@ -22,6 +23,8 @@ from tui.core.connection import Target
 from .plans import scenarios
 from .test_app import move_to, wait_loads, wait_until, widget_text
 from .test_app_consolidate import content_text
+from .test_app_consolidate import make_app as make_balances_app
+from .test_plan_support import build_balances
 
 SIZE = (140, 40)
 
@@ -153,3 +156,34 @@ async def test_an_unknown_keymap_id_is_reported_and_the_rest_applies(db):
         assert any("no-such-action" in n.message for n in app._notifications)
         await pilot.press("J")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "JournalScreen")
+
+
+@pytest.fixture
+def balances(db):
+    with db.connect() as conn:
+        b = build_balances(conn, rows_per_week=120)
+    return db, b
+
+
+async def test_option_fields_replan_and_say_what_is_wrong(balances):
+    """consolidate's int option `batch` is a field: a value replans with the default selection
+    it gives; a value its parser refuses is said under the field's name, apply is refused."""
+    db, b = balances
+    app = make_balances_app(db, batch=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        await move_to(pilot, app, app.forest.find("account_balances").oid)
+        screen = await open_and_plan(pilot, app, "c")
+        assert screen.selection == b.weeks
+        field = screen.query_one("#plan-option-batch")
+        assert field.placeholder == "5"  # the [plans] default
+        before = screen.loads
+        field.focus()
+        await pilot.press("1")
+        await wait_until(pilot, lambda: screen.loads > before and not screen.planning)
+        assert screen.selection == b.weeks[:1]
+        before = screen.loads
+        await pilot.press("x")
+        await wait_until(pilot, lambda: screen.loads > before and not screen.planning)
+        assert "batch: expected a whole number, got '1x'" in content_text(screen, "#plan-head")
+        assert "apply is disabled" in content_text(screen, "#plan-reason")

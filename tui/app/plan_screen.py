@@ -332,8 +332,11 @@ class PlanScreen(FooterKeys, Screen):
                     selection = kind.selected(plan)
                     preview = PlanPreview.build(plan, conn)
         except (PlanKindError, ConnectError) as exc:
-            self.post_message(PlanLoaded(generation, None, None, selection, None,
-                                         _first_line(exc)))
+            message = _first_line(exc)
+            for o in kind.options:  # '--batch: ...' names the field as the screen does
+                if message.startswith(f"{o.flag}: "):
+                    message = f"{o.shown_label}: {message[len(o.flag) + 2:]}"
+            self.post_message(PlanLoaded(generation, None, None, selection, None, message))
             return
         except psycopg.Error as exc:
             self.post_message(PlanLoaded(generation, None, None, selection, None,

@@ -29,7 +29,7 @@ import psycopg
 
 from ..catalog import Forest, PartNode
 from ..config import Config
-from .engine.model import Plan
+from .engine.model import LOCK_MODES, Plan
 from .engine.runner import RunResult
 
 
@@ -91,7 +91,10 @@ class Option:
             return None
         try:
             if self.type == "int":
-                value: Any = int(raw)
+                try:
+                    value: Any = int(raw)
+                except ValueError:
+                    raise ValueError(f"expected a whole number, got {raw!r}") from None
             elif self.type == "list":
                 value = [str(v) for v in (raw if isinstance(raw, list | tuple) else [raw])]
                 if self.parse is not None:
@@ -216,7 +219,8 @@ class PlanKind:
 
     def consequences(self, plan: Plan) -> list[str]:
         """What the application notices while the plan runs, in plain words (confirmation)."""
-        locks = sorted({lk.mode for s in plan.steps for lk in s.locks})
+        taken = {lk.mode for s in plan.steps for lk in s.locks}
+        locks = [m for m in LOCK_MODES if m in taken]  # weakest first
         if not locks:
             return []
         return [f"Locks taken, one step at a time, each under the lock timeout: "
