@@ -605,3 +605,33 @@ async def test_quitting_does_not_wait_for_a_count(awkward, monkeypatch):
         await pilot.press("q")
     assert time.monotonic() - started < 5
     assert awkward.query(counting) == [(0,)]
+
+
+async def test_narrow_status_and_footer_fit_with_a_filter_sort_and_auto_refresh(balances_db):
+    """At 80 columns a kept filter, a changed sort and auto-refresh still leave the load time
+    on the status line and help and quit in the footer."""
+    app = make_app(balances_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loads(pilot, app)
+        screen = app.screen
+
+        def footer() -> set[str]:
+            return {f"{k.key_display} {k.description}" for k in screen.query("FooterKey")
+                    if k.region.right <= 80 and k.region.width}
+
+        assert "r refresh" in footer() and "/ filter" in footer()
+        await pilot.press("slash", *"account", "enter")
+        await wait_until(pilot, lambda: "filter: 'account'" in status_text(app))
+        status = status_text(app).rstrip()
+        assert status.startswith(" 1 table · ") and status.endswith(" UTC"), status
+        shown = footer()
+        for key in ("esc clear filter", "c consolidate", "e explain", "? help", "q quit"):
+            assert key in shown, shown
+        await pilot.press("s", "a")
+        await wait_until(pilot, lambda: "by size" in status_text(app))
+        status = status_text(app).rstrip()
+        assert "auto" in status and status.endswith(" UTC"), status
+        await pilot.press("escape")  # the filter goes, and so does the key that clears it
+        await wait_until(pilot, lambda: "filter" not in status_text(app))
+        shown = footer()
+        assert "r refresh" in shown and "/ filter" in shown and "esc clear filter" not in shown

@@ -117,7 +117,7 @@ async def test_preview_shows_steps_sql_locks_and_selection(balances):
         # S copies the reviewable script, the same one `consolidate --sql` prints
         await pilot.press("S")
         assert app.clipboard == screen.preview.script
-        assert app.clipboard.startswith("-- pgparts plan: consolidate 2 partition(s)")
+        assert app.clipboard.startswith("-- pgparts plan: consolidate 2 partitions")
         # the terminal may drop the clipboard sequence (tmux): W writes it to a file instead
         scripts = state_dir() / "scripts"
         before = set(scripts.glob("*.sql")) if scripts.exists() else set()
@@ -223,7 +223,7 @@ async def test_consolidation_at_80_columns_uses_the_short_forms(balances):
         table = screen.query_one("#plan-status", DataTable)
         rows = status_rows(screen)
         assert rows[0][1:3] == ["…" + b.weeks[0][len("account_balances"):], "hash ×4"]
-        assert rows[0][-2] == "2024-01-07 +1w"
+        assert rows[0][5] == "2024-01-07 +1w"  # no note column: no row has a note
         # every column is on screen: no horizontal scrolling
         assert table.virtual_size.width <= table.scrollable_content_region.width
         keys = {k.description for k in screen.query("FooterKey") if k.region.right <= 80}
@@ -421,6 +421,9 @@ async def test_cancel_while_waiting_for_a_lock_cancels_on_the_server(balances):
             outcome = content_text(progress, "#progress-outcome")
             assert "Cancelled:" in outcome and "Database state:" in outcome
             assert f"{b.weeks[0]}: unchanged" in outcome and "What to do next" in outcome
+            # said once, and in the console's words (no command to run here)
+            assert outcome.count("nothing half-done is committed") == 1, outcome
+            assert "command" not in outcome and "apply the same selection again" in outcome
             # nothing of the plan is still waiting on the server
             assert db.query(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%plan%'"
@@ -475,3 +478,96 @@ async def test_a_rerun_of_done_steps_shows_them_already_done(balances):
         assert cells == ["already done"] * len(plan.steps)
         assert content_text(progress, "#progress-outcome").startswith(
             "Nothing to do: every step was already done.")
+
+
+async def test_progress_at_80_columns_names_the_week_of_each_step(balances):
+    from tui.core.plans.consolidate import build_consolidation_plan
+
+    db, b = balances
+    with db.connect() as conn:
+        plan = build_consolidation_plan(conn, "account_balances", config=PlansConfig(batch=1))
+    app = make_app(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loads(pilot, app)
+        app.push_screen(PlanProgressScreen(plan))
+        progress = await run_to_end(pilot, app)
+        assert progress.result.ok
+        table = progress.query_one("#progress-steps", DataTable)
+        suffix = b.weeks[0][len("account_balances"):]
+        title = str(table.get_cell("1", "title"))
+        assert title == f"Build …{suffix}_consolidated", title
+        # the rows line keeps its bytes on the same line: a 10-cell bar leaves room for
+        # copies of millions of rows (a 20-cell one wrapped at 37 MiB)
+        head = plain(progress.query_one("#progress-head", Static).content, width=78)
+        rows_line = next(line for line in head.splitlines() if line.startswith("rows copied"))
+        assert rows_line.rstrip().endswith("B)"), head
+        assert sum(rows_line.count(c) for c in "█▉▊▋▌▍▎▏") <= 10, rows_line
+        await pilot.resize_terminal(160, 45)
+        await pilot.pause()
+        assert str(table.get_cell("1", "title")) == f"Build {b.weeks[0]}_consolidated"
+
+
+async def test_a_table_without_sub_partitions_says_there_is_nothing_to_consolidate(db):
+    db.execute("""
+        CREATE TABLE public.plainweeks (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts);
+        CREATE TABLE public.plainweeks_1 PARTITION OF public.plainweeks
+          FOR VALUES FROM ('2024-01-07') TO ('2024-01-14');
+        CREATE TABLE public.plainweeks_2 PARTITION OF public.plainweeks
+          FOR VALUES FROM ('2024-01-14') TO ('2024-01-21');
+        CREATE TABLE public.oneweek (ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
+        CREATE TABLE public.oneweek_1 PARTITION OF public.oneweek
+          FOR VALUES FROM ('2024-01-07') TO ('2024-01-14');
+    """)
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        for name, said in (("plainweeks", "none of the 2 partitions of plainweeks is "
+                                          "sub-partitioned"),
+                           ("oneweek", "the one partition of oneweek is not sub-partitioned")):
+            await move_to(pilot, app, app.forest.find(name).oid)
+            await pilot.press("c")
+            await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
+            screen = app.screen
+            await wait_until(pilot, lambda s=screen: s.loads >= 1 and not s.planning)
+            text = content_text(screen, "#plan-preview")
+            assert text.startswith("Nothing to consolidate: ") and said in text, text
+            assert "Select HASH_PARTITIONED" not in text
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
+async def test_consolidated_weeks_at_80_columns_need_no_horizontal_scrolling(balances):
+    from tui.core.plans import PlanRunner
+    from tui.core.plans.consolidate import build_consolidation_plan
+
+    db, b = balances
+    with db.connect() as conn:
+        plan = build_consolidation_plan(conn, "account_balances", config=PlansConfig(batch=1))
+    assert PlanRunner(db.target, plan).run().ok
+    app = make_app(db, batch=2)
+    async with app.run_test(size=(80, 12)) as pilot:  # low: the table scrolls vertically
+        screen = await open_consolidation(pilot, app)
+        table = screen.query_one("#plan-status", DataTable)
+        rows = status_rows(screen)
+        assert rows[0][1:3] == [f"…{b.weeks[0][len('account_balances'):]}_consolidated",
+                                "consolidated"]
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+
+
+async def test_detached_originals_bring_back_the_note_column(balances):
+    from tui.core.plans import PlanRunner
+    from tui.core.plans.consolidate import build_consolidation_plan
+
+    db, b = balances
+    with db.connect() as conn:
+        plan = build_consolidation_plan(conn, "account_balances",
+                                        config=PlansConfig(batch=1, keep_detached=True))
+    assert PlanRunner(db.target, plan).run().ok
+    app = make_app(db, batch=1, keep_detached=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_consolidation(pilot, app)
+        table = screen.query_one("#plan-status", DataTable)
+        assert "note" in {c.key.value for c in table.columns.values()}
+        detached = [r for r in status_rows(screen) if r[2] == "detached"]
+        assert detached and detached[0][-1] == f"original of {b.weeks[0]}_consolidated", \
+            status_rows(screen)

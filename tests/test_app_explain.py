@@ -335,3 +335,43 @@ async def test_analyze_runs_under_the_configured_statement_timeout(small):
         assert screen.last.kind == "timeout"
         assert "the EXPLAIN statement timeout is 0.5 s" in report_text(screen)
         assert "timed out" in status_text(screen)
+
+
+async def test_analyze_confirmation_at_80x24_says_there_is_more_and_scrolls_to_it(small):
+    """At 80x24 the confirmation's last paragraph (what a rollback cannot undo) is below the
+    fold: the box says so and the arrow keys reach it while the focus stays on Cancel."""
+    app = make_app(small)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_explain(pilot, app)
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        modal = app.screen
+        scroll = modal.query_one(".confirm-scroll")
+        box = modal.query_one(".confirm-box")
+        await wait_until(pilot, lambda: scroll.max_scroll_y > 0)
+        await wait_until(pilot, lambda: "more below" in str(box.border_subtitle))
+        await pilot.press("pagedown", "down", "down", "down")
+        await wait_until(pilot, lambda: scroll.scroll_y == scroll.max_scroll_y)
+        await wait_until(pilot, lambda: not box.border_subtitle)
+        assert app.focused is modal.query_one("#confirm-no")
+        await pilot.press("n")
+        await wait_until(pilot, lambda: app.screen is screen)
+        assert screen.runs == 0
+
+
+async def test_footer_keeps_f5_before_f6_whatever_has_the_focus(small):
+    app = make_app(small)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_explain(pilot, app)
+
+        def order() -> list[str]:
+            keys = sorted(screen.query("FooterKey"), key=lambda k: k.region.x)
+            return [k.key_display for k in keys if k.key_display in ("f5", "f6")]
+
+        assert app.focused is screen.query_one("#explain-editor", TextArea)
+        await pilot.pause()
+        assert order() == ["f5", "f6"], order()
+        await pilot.press("tab")
+        await pilot.pause()
+        assert app.focused is not screen.query_one("#explain-editor", TextArea)
+        assert order() == ["f5", "f6"], order()

@@ -404,6 +404,15 @@ def test_pgoptions_from_the_environment_are_kept(db18, monkeypatch):
         assert _show(conn, "TimeZone") == "UTC"
 
 
+def test_pgtz_and_pgdatestyle_do_not_change_the_session(db18, monkeypatch):
+    """libpq sends PGTZ/PGDATESTYLE after the connection's options; pgparts' UTC and ISO stay."""
+    monkeypatch.setenv("PGTZ", "Pacific/Chatham")
+    monkeypatch.setenv("PGDATESTYLE", "German")
+    with _context(dsn=db18.dsn) as ctx, ctx.connect() as conn:
+        assert _show(conn, "TimeZone") == "UTC"
+        assert _show(conn, "DateStyle").startswith("ISO")
+
+
 def test_read_only_mode(db18, tmp_path):
     with _context(dsn=db18.dsn, read_only=True) as ctx:
         conn = ctx.connect()

@@ -59,6 +59,16 @@ def test_status_text_and_json(db18, capsys):
     assert first["lower"].startswith("2024-01-07") and first["bytes"] >= 0
 
 
+def test_status_after_options(db18, capsys):
+    """Options may come between TABLE and `status`, as in `consolidate TABLE --demo status`."""
+    with db18.connect() as conn:
+        b = build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=10)
+    status, out, err = run_cli(capsys, "consolidate", "account_balances", "-d", db18.dsn,
+                               "status")
+    assert status == 0, err
+    assert out.splitlines()[2].split()[:2] == [b.weeks[0], "HASH_PARTITIONED"]
+
+
 def test_dry_run_sql_and_json_change_nothing(db18, capsys):
     with db18.connect() as conn:
         b = build_balances(conn, weeks=OLD_WEEKS[:2], rows_per_week=50)
@@ -74,7 +84,7 @@ def test_dry_run_sql_and_json_change_nothing(db18, capsys):
         in out
     status, script, _ = run_cli(capsys, "consolidate", "account_balances", "--weeks",
                                 b.weeks[1], "--sql", "-d", db18.dsn)
-    assert status == 0 and script.startswith("-- pgparts plan: consolidate 1 partition(s)")
+    assert status == 0 and script.startswith("-- pgparts plan: consolidate 1 partition ")
     assert f'"{b.weeks[1]}_consolidated"' in script and b.weeks[0] not in script
     lines = script.splitlines()
     begins = [ln for ln in lines if ln.startswith("BEGIN") and ln.endswith(";")]
@@ -126,6 +136,22 @@ def test_apply_yes_and_terminal_answers(db18, capsys, monkeypatch):
     status, out, err = run_cli(capsys, "consolidate", "account_balances", "--apply", "--yes",
                                "-d", db18.dsn)
     assert status == 0 and "nothing to consolidate" in err
+
+
+def test_dry_run_with_nothing_to_consolidate_says_so(db18, capsys):
+    db18.execute("""
+        CREATE TABLE public.plainweeks (ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
+        CREATE TABLE public.plainweeks_1 PARTITION OF public.plainweeks
+          FOR VALUES FROM ('2024-01-07') TO ('2024-01-14');
+        CREATE TABLE public.plainweeks_2 PARTITION OF public.plainweeks
+          FOR VALUES FROM ('2024-01-14') TO ('2024-01-21');
+    """)
+    status, out, err = run_cli(capsys, "consolidate", "plainweeks", "--dry-run", "-d", db18.dsn)
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "Plan: consolidate 0 partitions of plainweeks"
+    assert "nothing to consolidate: none of the 2 partitions of plainweeks" in out
+    assert lines[-1] == "Steps: none, nothing would run." and "SQL:" not in out
 
 
 def test_user_errors(db18, capsys):

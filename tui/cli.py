@@ -31,8 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("tui.commands.check", "print findings; exit 0 ok, 1 warnings, 2 critical"),
     "explain": ("tui.commands.explain", "EXPLAIN a query and report which partitions it scans"),
     "fix": ("tui.commands.fix", "plan and apply the fixes pgparts knows for the findings"),
+    "maintain": ("tui.commands.maintain", "apply every [policy] of the config in one run "
+                 "(for cron); exit 0 ok, 1 skipped, 2 failed"),
     # one subcommand per plan kind, generated from its declaration
-    **{kind.name: ("tui.commands.plan", kind.summary) for kind in PLAN_KINDS},
+    # (`create-ahead` for the kind create_ahead: commands are spelt with hyphens)
+    **{kind.name.replace("_", "-"): ("tui.commands.plan", kind.summary) for kind in PLAN_KINDS},
 }
 
 EXIT_USAGE = 2
@@ -139,9 +142,12 @@ def _require_terminal() -> None:
 
 
 def _run(args_list: list[str]) -> int:
+    if args_list and "_" in args_list[0] and args_list[0].replace("_", "-") in COMMANDS:
+        args_list[0] = args_list[0].replace("_", "-")  # the kind's own name works too
     if args_list and args_list[0] in COMMANDS:
         parser, module = _command_parser(args_list[0])
-        args = parser.parse_args(args_list[1:])
+        # intermixed: `consolidate TABLE --demo status` reads as `consolidate TABLE status --demo`
+        args = parser.parse_intermixed_args(args_list[1:])
         with Context.from_args(args) as ctx:
             status = int(module.run(args, ctx))  # type: ignore[attr-defined]
             sys.stdout.flush()  # a full disk or a closed pipe is reported here, not at exit

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from psycopg import sql
@@ -140,6 +141,72 @@ def detach_pending(conn: psycopg.Connection, dsn: str) -> None:
     assert isinstance(box.get("e"), psycopg.errors.QueryCanceled), box
 
 
+def week_start(today: date | None = None) -> date:
+    today = today or datetime.now(UTC).date()
+    return today - timedelta(days=(today.weekday() + 1) % 7)  # Sunday to Sunday, UTC
+
+
+WEEK = 'wk ";é_'
+OLD_WEEKS_AGO = (20, 19, 14, 2)  # with 12 weeks of retention: the first three expire
+RETENTION = timedelta(weeks=12)
+
+
+def time_base(conn: psycopg.Connection, *, default: bool) -> None:
+    """t (id, ts, v) RANGE on ts by week (Sunday to Sunday, UTC): four old plain weeks and the
+    current week HASH-partitioned by id (two leaves), optionally a DEFAULT holding rows from
+    before the first week; ROWS rows."""
+    reset(conn)
+    t = ident(TABLE)
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(SCHEMA)))
+    conn.execute(sql.SQL("CREATE TABLE {} (id int NOT NULL, ts timestamptz NOT NULL, v text,"
+                         " PRIMARY KEY (id, ts)) PARTITION BY RANGE (ts)").format(t))
+    conn.execute(sql.SQL("CREATE INDEX {} ON {} (v)").format(sql.Identifier(INDEX), t))
+    current = week_start()
+    starts = [current - timedelta(weeks=n) for n in OLD_WEEKS_AGO] + [current]
+    for start in starts:
+        name = f"{WEEK}{start:%Y_%m_%d}"
+        by = sql.SQL(" PARTITION BY HASH (id)") if start == current else sql.SQL("")
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({}){}")
+                     .format(ident(name), t, sql.Literal(f"{start} 00:00+00"),
+                             sql.Literal(f"{start + timedelta(days=7)} 00:00+00"), by))
+        if start == current:
+            for r in range(2):
+                conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES WITH"
+                                     " (MODULUS 2, REMAINDER {})").format(
+                    ident(f"{name}_h{r}"), ident(name), sql.Literal(r)))
+    if default:
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(
+            ident('dé f"ault'), t))
+    # rows in every week (the current one from its Sunday, in the past), and when there is a
+    # DEFAULT, a tenth of them in it (weeks before the first partition)
+    homes = [*starts, *([starts[0] - timedelta(weeks=4)] if default else [])]
+    with conn.cursor() as cur:
+        cur.executemany(sql.SQL("INSERT INTO {} VALUES (%s, %s, %s)").format(t), [
+            (g, datetime(h.year, h.month, h.day, tzinfo=UTC) + timedelta(minutes=g),
+             f"v{g}")
+            for g in range(ROWS) for h in [homes[g % len(homes)]]])
+
+
+def no_future(conn: psycopg.Connection, dsn: str) -> None:
+    time_base(conn, default=True)
+
+
+def expired_weeks(conn: psycopg.Connection, dsn: str) -> None:
+    time_base(conn, default=False)
+
+
+def retention_done(conn: psycopg.Connection) -> bool:
+    """No attached partition of t ends before the retention cutoff."""
+    root = load_forest(conn).find(spec())
+    cutoff = datetime.now(UTC) - RETENTION
+    for c in root.children:
+        if c.bound is not None and c.bound.kind == "range":
+            hi = c.bound.upper[0].as_datetime()
+            if hi is not None and hi <= cutoff:
+                return False
+    return True
+
+
 @dataclass(frozen=True)
 class Scenario:
     build: Callable[[psycopg.Connection, str], None]
@@ -150,4 +217,79 @@ SCENARIOS: dict[str, Scenario] = {
     "analyze": Scenario(never_analyzed, frozenset({"never_analyzed"})),
     "finalize_detach": Scenario(detach_pending, frozenset({"detach_pending"})),
     "index_fix": Scenario(index_problems, frozenset({"index_missing", "index_invalid"})),
+    "create_ahead": Scenario(no_future, frozenset({"no_future_partition"})),
+}
+
+
+# -- moves: split and drain-default ------------------------------------------------------------
+SPLIT_SOURCE = LEAVES[1]  # [100, 200)
+SPLIT_NEW = 'part ";1é b'
+DEFAULT = 'dé f "x'
+REF = 'ré f; "y'
+
+
+def with_default_and_ref(conn: psycopg.Connection, dsn: str) -> None:
+    """base() plus a DEFAULT partition holding rows (k from -250 to -1, 300 to 549, NULL keys
+    cannot exist: k is NOT NULL) and a table referencing the parent's key (ON DELETE CASCADE,
+    so a row deleted by a move would take its referencing rows along)."""
+    base(conn)
+    t = ident(TABLE)
+    conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(ident(DEFAULT), t))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT g + 1000, g, 'd' || g FROM"
+                         " generate_series(-250, -1) g").format(t))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT g + 1000, g, 'd' || g FROM"
+                         " generate_series(300, 549) g").format(t))
+    conn.execute(sql.SQL("CREATE TABLE {} (rid int PRIMARY KEY, id int, k int, CONSTRAINT {}"
+                         " FOREIGN KEY (id, k) REFERENCES {} ON DELETE CASCADE)").format(
+        ident(REF), sql.Identifier('fk ";é'), t))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT row_number() OVER (ORDER BY k), id, k FROM {}"
+                         " WHERE k % 3 = 0").format(ident(REF), t))
+    conn.execute(sql.SQL("ANALYZE {}").format(t))
+
+
+def leftovers(conn: psycopg.Connection) -> list[str]:
+    """Anything a move leaves behind: triggers, logs, helper CHECKs, NOT VALID keys, detached
+    sources, registry entries."""
+    out = [r[0] for r in conn.execute(
+        "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgparts%'").fetchall()]
+    out += [r[0] for r in conn.execute(
+        "SELECT relname FROM pg_class WHERE relname LIKE 'pgparts\\_%' AND relkind = 'r'"
+        " AND relnamespace <> 'pgparts'::regnamespace OR relname LIKE 'pgparts_log%'"
+        " OR relname LIKE 'pgparts_copied%'").fetchall()]
+    out += [r[0] for r in conn.execute(
+        "SELECT conname FROM pg_constraint WHERE conname LIKE 'pgparts%'"
+        " OR NOT convalidated AND conparentid = 0"
+    ).fetchall()]
+    if conn.execute("SELECT to_regclass('pgparts.plan_objects') IS NOT NULL").fetchone()[0]:
+        out += [r[0] for r in conn.execute(
+            "SELECT role FROM pgparts.plan_objects WHERE role LIKE 'move%'").fetchall()]
+    return out
+
+
+@dataclass(frozen=True)
+class MoveScenario:
+    build: Callable[[psycopg.Connection, str], None]
+    values: dict  # the kind's request
+    fixed: Callable[[psycopg.Connection], bool]
+
+
+def _split_done(conn: psycopg.Connection) -> bool:
+    forest = load_forest(conn)
+    root = forest.find(spec())
+    bounds = {c.name: c.bound_text for c in root.children}
+    return (bounds.get(SPLIT_SOURCE) == "FOR VALUES FROM (100) TO (150)"
+            and bounds.get(SPLIT_NEW) == "FOR VALUES FROM (150) TO (200)")
+
+
+def default_rows(conn: psycopg.Connection) -> int:
+    return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(DEFAULT)))
+               .fetchone()[0])
+
+
+MOVE_SCENARIOS: dict[str, MoveScenario] = {
+    "split": MoveScenario(with_default_and_ref,
+                          {"partition": SPLIT_SOURCE, "at": ["150"], "name": [SPLIT_NEW]},
+                          _split_done),
+    "drain_default": MoveScenario(with_default_and_ref, {},
+                                  lambda conn: default_rows(conn) == 0),
 }

@@ -24,12 +24,13 @@ def test_every_kind_is_a_command_with_its_options():
     names = [k.name for k in PLAN_KINDS]
     assert len(names) == len(set(names))
     for kind in PLAN_KINDS:
-        assert kind.name in COMMANDS and kind.title and kind.summary
-        parser, _module = _command_parser(kind.name)
+        command = kind.name.replace("_", "-")  # create_ahead is `pgparts create-ahead`
+        assert command in COMMANDS and kind.title and kind.summary
+        parser, _module = _command_parser(command)
         flags = {a.dest for a in parser._actions}
         assert {o.name for o in kind.options} <= flags
         assert {"dry_run", "sql", "apply", "yes", "json", "table"} <= flags
-        assert ("action" in flags) == kind.has_status
+        assert ("status_action" in flags) == kind.has_status
 
 
 def test_options_parse_and_validate_once_for_every_front_end():

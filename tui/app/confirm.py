@@ -64,6 +64,13 @@ class ConfirmModal(ModalScreen[bool]):
         Binding("y", "answer(True)", "yes", show=True),
         Binding("n", "answer(False)", "no", show=True),
         Binding("escape", "answer(False)", "cancel", show=True),
+        # the focus stays on the safe button; what does not fit at 80x24 is still reachable
+        Binding("down", "scroll_body('down')", "scroll", show=False),
+        Binding("up", "scroll_body('up')", "scroll", show=False),
+        Binding("pagedown", "scroll_body('page_down')", "scroll", show=False),
+        Binding("pageup", "scroll_body('page_up')", "scroll", show=False),
+        Binding("end", "scroll_body('end')", "scroll", show=False),
+        Binding("home", "scroll_body('home')", "scroll", show=False),
     ]
 
     def __init__(self, title: str, lines: list[str], notes: list[str] | None = None,
@@ -94,6 +101,31 @@ class ConfirmModal(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#confirm-no", Button).focus()  # the safe answer has the focus
+        self.call_after_refresh(self._say_when_cut)
+
+    def _say_when_cut(self) -> None:
+        """On a small terminal the body scrolls: say so where the box ends, or the last
+        paragraphs (what a rollback cannot undo) would go unseen."""
+        scroll = self.query_one(".confirm-scroll", VerticalScroll)
+        box = self.query_one(".confirm-box", Vertical)
+        at_end = scroll.scroll_y >= scroll.max_scroll_y
+        box.border_subtitle = "" if at_end else "more below: ↓ / pgdn"
+
+    def action_scroll_body(self, how: str) -> None:
+        scroll = self.query_one(".confirm-scroll", VerticalScroll)
+        if how == "down":
+            scroll.scroll_down(animate=False)
+        elif how == "up":
+            scroll.scroll_up(animate=False)
+        elif how == "page_down":
+            scroll.scroll_page_down(animate=False)
+        elif how == "page_up":
+            scroll.scroll_page_up(animate=False)
+        elif how == "end":
+            scroll.scroll_end(animate=False)
+        else:
+            scroll.scroll_home(animate=False)
+        self.call_after_refresh(self._say_when_cut)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

@@ -27,7 +27,7 @@ from psycopg import errors as pg_errors
 from rich.text import Text
 from textual import events, on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import ActiveBinding, Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -139,6 +139,15 @@ class ExplainScreen(FooterKeys, Screen):
                 id="explain-history-back", tooltip="earlier queries of this session"),
         Binding("ctrl+down", "history(1)", "history", show=False, id="explain-history-forward"),
     ]
+
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        # the editor's own f6 (select line) comes first in Textual's order while it has the
+        # focus, so the footer read 'f6 analyze… f5 explain' there and 'f5 … f6 …' elsewhere
+        bindings = super().active_bindings
+        if "f5" not in bindings:
+            return bindings
+        return {"f5": bindings["f5"], **{k: v for k, v in bindings.items() if k != "f5"}}
 
     DEFAULT_CSS = """
     ExplainScreen #explain-editor {

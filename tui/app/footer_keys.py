@@ -28,16 +28,22 @@ class FooterKeys:
     def active_bindings(self) -> dict[str, ActiveBinding]:
         bindings: dict[str, ActiveBinding] = super().active_bindings  # type: ignore[misc]
         keep = self.FOOTER_APP_COMMANDS
-        if keep is None:
+        hidden = self.footer_hidden_commands()
+        if keep is None and not hidden:
             return bindings
         out: dict[str, ActiveBinding] = {}
         for key, active in bindings.items():
             binding = active.binding
-            if binding.show and isinstance(active.node, App) and binding.id not in keep:
+            if binding.show and isinstance(active.node, App) and (
+                    (keep is not None and binding.id not in keep) or binding.id in hidden):
                 active = ActiveBinding(active.node, replace(binding, show=False),
                                        active.enabled, active.tooltip)
             out[key] = active
         return out
+
+    def footer_hidden_commands(self) -> frozenset[str]:
+        """Command ids to leave out of the footer for now (the screen's state needs the room)."""
+        return frozenset()
 
     def on_resize(self, event: events.Resize) -> None:
         try:

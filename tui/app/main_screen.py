@@ -20,7 +20,7 @@ from textual.widgets import Footer, Header, Input, Static, Tree
 from ..core.catalog import Forest
 from ..core.findings import FindingCounts
 from .details import render_details
-from .footer_keys import FooterKeys
+from .footer_keys import COMPACT_BELOW, FooterKeys
 from .format import SORTS, ancestors, filter_forest, human_bytes, thousands
 from .messages import CatalogFailed
 from .tree_view import PartitionTree
@@ -104,7 +104,15 @@ class MainScreen(FooterKeys, Screen):
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.width < NARROW_BELOW, "narrow")
+        self.refresh_bindings()
         self.update_status()
+
+    def footer_hidden_commands(self) -> frozenset[str]:
+        # at 80 columns 'esc clear filter' would push help and quit out of the footer: while a
+        # filter is on, '/' (it is open) and 'r' (the keys still work) give it their room
+        if self.size.width < COMPACT_BELOW and self.check_action("clear_filter", ()):
+            return frozenset({"filter", "refresh"})
+        return frozenset()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "clear_filter":
@@ -209,41 +217,53 @@ class MainScreen(FooterKeys, Screen):
             status.update(text)
             return
         start = len(text)
-        self._status_parts(text, short=False)
         # the padding of the line takes 2 cells
-        if text.cell_len > status.size.width - 2 and status.size.width:
-            text.right_crop(len(text) - start)
-            self._status_parts(text, short=True)
+        room = status.size.width - 2
+        for level in range(3):
+            if level:
+                text.right_crop(len(text) - start)
+            self._status_parts(text, short=level >= 1, tiny=level >= 2)
+            if not status.size.width or text.cell_len <= room:
+                break
+        else:
+            # a long filter: what does not fit ends in an ellipsis rather than a silent cut
+            text.truncate(room, overflow="ellipsis")
         status.update(text)
 
-    def _status_parts(self, text: Text, short: bool) -> None:
+    def _status_parts(self, text: Text, short: bool, tiny: bool = False) -> None:
         """The status line after the mode; `short`: the form that fits 80 columns (no sort
-        unless changed, no load time, shorter words; 'as of' stays: it dates what is shown)."""
+        unless changed, no load time, shorter words; 'as of' stays: it dates what is shown);
+        `tiny`: the form that still fits with a sort, a filter or auto-refresh shown too
+        (no partition count nor total size, 'by size', '2 found', 'auto')."""
         app = self.papp
         forest = app.forest
         assert forest is not None
         roots = len(forest.roots)
         parts = len(forest.nodes) - roots
         total = sum(r.total_bytes for r in forest.roots)
-        tables = "tables" if short else "partitioned tables"
-        text.append(f"{thousands(roots)} {tables} · {thousands(parts)} partitions · "
-                    f"{human_bytes(total)}")
-        if short:
-            text.append(" exact" if forest.exact_sizes else " est.", style="dim")
-        else:
-            text.append(f" ({'exact' if forest.exact_sizes else 'estimated'})", style="dim")
+        tables = ("table" if short else "partitioned table") + ("" if roots == 1 else "s")
+        text.append(f"{thousands(roots)} {tables}")
+        if not tiny:  # the tree's rows show the sizes
+            text.append(f" · {thousands(parts)} partition{'' if parts == 1 else 's'} · "
+                        f"{human_bytes(total)}")
+            if short:
+                text.append(" exact" if forest.exact_sizes else " est.", style="dim")
+            else:
+                text.append(f" ({'exact' if forest.exact_sizes else 'estimated'})", style="dim")
         if not short or self.tree.sort != SORTS[0]:
-            text.append(f" · sort: {self.tree.sort}")
+            text.append(f" · by {self.tree.sort}" if tiny else f" · sort: {self.tree.sort}")
         if self.tree.shown_oids is not None:
             value = self.query_one(FilterInput).value
             text.append(f" · filter: {value!r}", style="bold")
         if app.findings:
             count = len(app.findings)
-            text.append(f" · {count} finding{'s' if count != 1 else ''}")
+            text.append(f" · {count} found" if tiny else
+                        f" · {count} finding{'s' if count != 1 else ''}")
         if app.findings_error:
             text.append(f" · {app.findings_error}", style="red")
         if app.auto_refresh_on:
-            text.append(f" · auto {app.auto_refresh_seconds:g}s" if short else
+            text.append(" · auto" if tiny else
+                        f" · auto {app.auto_refresh_seconds:g}s" if short else
                         f" · auto-refresh {app.auto_refresh_seconds:g}s")
         if app.catalog_loading:
             text.append(" · refreshing…", style="italic")
@@ -300,6 +320,7 @@ class MainScreen(FooterKeys, Screen):
                 tree.move_cursor(first)
         self.update_details()
         self.update_status()
+        self.refresh_bindings()
 
     # -- sort -----------------------------------------------------------------------------------
     async def cycle_sort(self) -> None:

@@ -10,6 +10,7 @@ and what to do next (the plan's own description, read on a fresh connection by t
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING, ClassVar
 
 from rich.console import Group
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
@@ -30,7 +32,7 @@ from ..core.errors import first_line as _first_line
 from ..core.plans import Outcome, Plan, PlanRunner, Progress, RunResult, RunState, StepStatus
 from ..core.plans.engine.runner import Hook, step_label
 from ..core.plans.registry import kind_named
-from .footer_keys import FooterKeys
+from .footer_keys import COMPACT_BELOW, FooterKeys
 from .format import bar, human_bytes, thousands
 
 if TYPE_CHECKING:
@@ -152,8 +154,8 @@ class PlanProgressScreen(FooterKeys, Screen):
         table.add_column("lock waits", key="locks", width=11)
         table.add_column("step", key="title")
         for i, step in enumerate(self.plan.steps, 1):
-            table.add_row(str(i), Text("pending", style="dim"), "", "", "", step.title,
-                          key=str(i))
+            table.add_row(str(i), Text("pending", style="dim"), "", "", "",
+                          self._step_title(step.title), key=str(i))
         self.runner = PlanRunner(self.papp.target, self.plan, config=self.papp.config.plans,
                                  progress=self._on_progress, hook=self.hook)
         self.running = True
@@ -161,6 +163,32 @@ class PlanProgressScreen(FooterKeys, Screen):
         self._render_head()
         self.set_interval(0.5, self._tick)
         self._run(self.runner)
+
+    @property
+    def _wide(self) -> bool:
+        return self.app.size.width >= COMPACT_BELOW
+
+    def _step_title(self, title: str) -> str:
+        """At 80 columns the step column has about 20 cells: 'Build account_balanc' named no
+        week. There the table's own name goes ('Build …_2026_08_02_consolidated'), as in the
+        tree, so that the week shows before the cut."""
+        if self._wide:
+            return title
+        name = self.plan.target.rsplit(".", 1)[-1]
+        if not name or '"' in self.plan.target:
+            return title
+        return re.sub(rf"(?<![\w.]){re.escape(name)}_", "…_", title)
+
+    def on_resize(self, event: events.Resize) -> None:
+        try:
+            table = self.query_one("#progress-steps", DataTable)
+        except NoMatches:
+            return
+        if table.row_count != len(self.plan.steps):
+            return  # before on_mount added the steps
+        for i, step in enumerate(self.plan.steps, 1):
+            table.update_cell(str(i), "title", self._step_title(step.title))
+        self._render_head()
 
     # -- the worker ------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False,
@@ -286,7 +314,8 @@ class PlanProgressScreen(FooterKeys, Screen):
             text.append(f"{thousands(done)} of ~{thousands(total)}", style="bold")
             if total:
                 pct = min(done / total, 1.0) * 100
-                text.append(f"  {bar(done, total, 20)} {pct:.0f}%")
+                # at 80 columns a 20-cell bar pushed the bytes onto a line of their own
+                text.append(f"  {bar(done, total, 20 if self._wide else 10)} {pct:.0f}%")
             if p.bytes_total:
                 text.append(f"  ({human_bytes(p.bytes_done)} of ~{human_bytes(p.bytes_total)})",
                             style="dim")
@@ -371,8 +400,8 @@ class PlanProgressScreen(FooterKeys, Screen):
             nxt.append("wait for the other plan to finish (see the journal, key j), then apply "
                        "again.")
         elif result.outcome == Outcome.CANCELLED:
-            nxt.append("nothing half-done is committed. Apply the same selection again to "
-                       "resume from the first step that is not done.")
+            nxt.append("apply the same selection again to resume from the first step that "
+                       "is not done.")
         else:
             nxt.append("fix the cause above (e.g. end the session holding the lock), then apply "
                        "the same selection again: steps already done are skipped. Every run is "

@@ -71,7 +71,14 @@ def open_plan(app: PgpartsApp, kind_name: str, values: dict[str, Any] | None = N
                    severity="warning")
         return None
     parent, preselect = found
-    return plan_screen_class(kind)(kind, parent, preselect, values or {}, title)
+    values = dict(values or {})
+    positional = [o for o in kind.options if o.positional]
+    if positional and parent.parent_oid and parent.parent_oid in app.forest.nodes:
+        # a kind acting on a partition (split TABLE PARTITION): the plan is the parent's,
+        # the partition under the cursor its positional value
+        values.setdefault(positional[0].name, parent.qualified)
+        parent = app.forest.nodes[parent.parent_oid]
+    return plan_screen_class(kind)(kind, parent, preselect, values, title)
 
 
 _CLASSES: dict[str, type[PlanScreen]] = {}
@@ -151,6 +158,8 @@ class PlanScreen(FooterKeys, Screen):
         height: 1fr;
         min-height: 6;
         border: round $panel-lighten-2;
+        /* as the tree's: at 80 columns a wider bar pushed a consolidated row past the edge */
+        scrollbar-size-vertical: 1;
     }
     PlanScreen #plan-status:focus {
         border: round $accent;
@@ -224,7 +233,10 @@ class PlanScreen(FooterKeys, Screen):
             with Horizontal(id="plan-options"):
                 for o in fields:
                     yield Label(o.shown_label)
-                    yield Input(placeholder=self._default_text(o), id=f"plan-option-{o.name}",
+                    chosen = self.values.get(o.name)
+                    yield Input(", ".join(chosen) if isinstance(chosen, list) else
+                                str(chosen or ""),
+                                placeholder=self._default_text(o), id=f"plan-option-{o.name}",
                                 tooltip=o.help, compact=True)
         if self.kind.has_status:
             yield DataTable(id="plan-status", cursor_type="row", zebra_stripes=True)
@@ -438,7 +450,7 @@ class PlanScreen(FooterKeys, Screen):
         """The placeholder of a field: the value the kind's default request gives it."""
         value = self._option_value(option)
         if value is None or value == []:
-            return "all" if option.type == "list" else "default"
+            return {"list": "all", "repeat": "a, b, …"}.get(option.type, "default")
         if isinstance(value, timedelta):
             return _age(value)
         return str(value)
@@ -454,7 +466,13 @@ class PlanScreen(FooterKeys, Screen):
         st = self.table
         if widget is None:
             return
-        if columns or not widget.columns:
+        # a kind may leave a column out when no row fills it (consolidate's note column)
+        shown = [c.key for c in st.columns if not (self.narrow and c.wide_only)] \
+            if st is not None else []
+        if self.kind.selection and st is not None:
+            shown.insert(0, "sel")
+        if columns or not widget.columns or \
+                [k.value for k in widget.columns] != shown:
             widget.clear(columns=True)
             if st is not None:
                 if self.kind.selection:
@@ -528,6 +546,10 @@ class PlanScreen(FooterKeys, Screen):
             n = len(self.selection or [])
             static.update(Text(f"planning… ({n} selected)" if n else "planning…",
                                style="italic"))
+        elif self.table is not None and self.table.nothing and not self.selection and (
+                self.preview is None or not self.preview.plan.steps):
+            # nothing can be selected: say why rather than show an empty plan
+            static.update(Text(self.table.nothing, style="bold"))
         elif self.preview is not None:
             static.update(render_plan(self.preview, self.kind.consequences(self.preview.plan)))
         elif self.table is not None and self.kind.selection and not self.selection:
@@ -635,8 +657,12 @@ class PlanScreen(FooterKeys, Screen):
         if option is None:
             return
         raw = event.value.strip()
-        value = (raw.replace(",", " ").split() or None) if option.type == "list" else \
-            (raw or None)
+        if option.type == "list":
+            value: Any = raw.replace(",", " ").split() or None
+        elif option.type == "repeat":  # values may hold spaces (timestamps): commas only
+            value = [v.strip() for v in raw.split(",") if v.strip()] or None
+        else:
+            value = raw or None
         if value == self.values.get(name):
             return
         self.values[name] = value

@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     kind = kind_named(parser.get_default("command"))
     parser.add_argument("table", help=kind.table_help)
     if kind.has_status:
-        parser.add_argument("action", nargs="?", choices=["status"],
+        # its own dest: a kind's option may be called 'action' (retention's --action)
+        parser.add_argument("status_action", nargs="?", choices=["status"], metavar="status",
                             help=getattr(kind, "status_help", "'status': what the kind sees"))
     for option in kind.options:
         option.add_to(parser)
@@ -67,7 +68,7 @@ def check_mode(args: argparse.Namespace, ctx: Context, what: str) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     kind = kind_named(args.command)
-    if getattr(args, "action", None) == "status":
+    if getattr(args, "status_action", None) == "status":
         if args.dry_run or args.sql or args.apply:
             raise CliError("status takes no --dry-run, --sql or --apply")
         return _status(kind, args, ctx)

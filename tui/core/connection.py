@@ -217,14 +217,30 @@ def connect(
         raise ConnectError(redact(
             f"cannot connect to {target.describe()}: not a valid host name ({reason})",
             target.dsn)) from None
-    if user_search_path:
-        try:
+    try:
+        _enforce_time_settings(conn)
+        if user_search_path:
             _user_paths[conn] = _switch_to_safe_search_path(conn)
-        except psycopg.Error as exc:
-            conn.close()
-            raise ConnectError(
-                redact(f"cannot set up the session: {_libpq_reason(exc)}", target.dsn)) from None
+    except psycopg.Error as exc:
+        conn.close()
+        raise ConnectError(
+            redact(f"cannot set up the session: {_libpq_reason(exc)}", target.dsn)) from None
     return conn
+
+
+def _enforce_time_settings(conn: psycopg.Connection) -> None:
+    """libpq sends PGTZ and PGDATESTYLE from the environment after our `-c` options, so they
+    win: bounds would then be printed (and new ones computed) in another zone or style. The
+    server reports both at connect, so this costs a round trip only when one was overridden."""
+    changes: list[sql.Composable] = []
+    if conn.info.parameter_status("TimeZone") != "UTC":
+        changes.append(sql.SQL("SET TimeZone = 'UTC'"))
+    if not (conn.info.parameter_status("DateStyle") or "").startswith("ISO"):
+        changes.append(sql.SQL("SET DateStyle = ISO"))
+    if changes:
+        with conn.transaction():
+            for statement in changes:
+                conn.execute(statement)
 
 
 def _switch_to_safe_search_path(conn: psycopg.Connection) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 import pytest
@@ -25,7 +25,17 @@ from tui.core.plans.consolidate import CANDIDATE_STATUSES, consolidation_status
 from tui.core.plans.registry import PLAN_KINDS, kind_named
 
 from ...test_plan_support import OLD_WEEKS, build_balances
-from ..scenarios import SCENARIOS, SCHEMA, codes, spec
+from ..scenarios import (
+    MOVE_SCENARIOS,
+    RETENTION,
+    SCENARIOS,
+    SCHEMA,
+    codes,
+    expired_weeks,
+    leftovers,
+    retention_done,
+    spec,
+)
 
 FAST = PlansConfig(lock_timeout_seconds=0.3, lock_retries=1)
 
@@ -36,6 +46,7 @@ class Contract:
     target: str
     schema: str
     fixed: Callable[[psycopg.Connection], bool]
+    values: dict = field(default_factory=dict)  # the request's option values
 
 
 def _remedy(kind: str) -> Contract:
@@ -58,7 +69,13 @@ def _consolidated(conn: psycopg.Connection) -> bool:
 CONTRACTS: dict[str, Contract] = {
     "consolidate": Contract(_balances, "account_balances", "public", _consolidated),
     **{k: _remedy(k) for k in SCENARIOS},
+    "retention": Contract(expired_weeks, spec(), SCHEMA, retention_done),
+    **{k: Contract(m.build, spec(), SCHEMA, m.fixed, m.values)
+       for k, m in MOVE_SCENARIOS.items()},
 }
+# request values a kind needs beyond its defaults
+# (create_ahead: one partition ahead, six steps with the DEFAULT's: each one is a kill point)
+VALUES = {"retention": {"older_than": RETENTION}, "create_ahead": {"count": 1}}
 
 
 def test_every_kind_has_a_scenario():
@@ -71,8 +88,10 @@ def _plan(db, kind_name: str):
     with db.connect() as conn:
         forest = load_forest(conn)
         request = kind.default_request(forest, c.target, Config(plans=FAST))
+        request.values.update(kind.request(c.values, c.target).values if c.values else {})
         if kind_name == "consolidate":
             request.values["weeks"] = [OLD_WEEKS[0].strftime("account_balances_%Y_%m_%d")]
+        request.values.update(VALUES.get(kind_name, {}))
         return kind.build(conn, forest, kind.status(conn, forest, c.target), request,
                           Config(plans=FAST))
 
@@ -103,6 +122,8 @@ def _finish(db, kind_name: str, rows_before: str) -> None:
     assert result.ok, (result.error, result.state)
     with db.connect() as conn:
         assert CONTRACTS[kind_name].fixed(conn)
+        if kind_name in MOVE_SCENARIOS:  # no stray table, trigger, log or constraint
+            assert leftovers(conn) == []
     assert _rows(db, CONTRACTS[kind_name].schema) == rows_before
 
 

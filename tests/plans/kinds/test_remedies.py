@@ -92,16 +92,13 @@ def test_fix_plans_every_remedy_and_check_is_clean_after(db, capsys):
 def test_findings_without_a_fix_say_so_and_claim_none(db, capsys):
     with db.connect() as conn:
         SCENARIOS["analyze"].build(conn, db.dsn)
-        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(
-            ident("dé f"), ident(TABLE)))
-        conn.execute(sql.SQL("INSERT INTO {} VALUES (9000, 9000, 'late')").format(
-            ident(TABLE)))
-        conn.execute(sql.SQL("ANALYZE {}").format(ident("dé f")))  # the check reads estimates
-        assert "default_has_rows" in codes(conn)
-    status, out, err = cli(capsys, "fix", spec(), "--only", "default_has_rows", "--dry-run",
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM (400) TO (500)")
+                     .format(ident("gé p"), ident(TABLE)))
+        assert "range_gap" in codes(conn)
+    status, out, err = cli(capsys, "fix", spec(), "--only", "range_gap", "--dry-run",
                            "-d", db.dsn)
     assert status == 0 and out == "nothing to fix\n"
-    assert "default_has_rows on" in err and "not available yet" in err
+    assert "range_gap on" in err and "not available yet" in err
     status, out, err = cli(capsys, "fix", "--only", "nonsense", "--dry-run", "-d", db.dsn)
     assert status == 2 and "unknown finding code" in err
 

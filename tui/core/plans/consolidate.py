@@ -361,7 +361,8 @@ def build_consolidation_plan(
     summary += status.ignored
     plan = Plan(
         kind="consolidate",
-        title=f"consolidate {len(week_plans)} partition(s) of {parent.qualified}",
+        title=f"consolidate {len(week_plans)} partition{'' if len(week_plans) == 1 else 's'} "
+              f"of {parent.qualified}",
         target=parent.qualified,
         target_oid=parent.oid,
         steps=steps,
@@ -401,8 +402,10 @@ def build_consolidation_plan(
             why, old_disp, new_disp = refusals[oid]
             lines.append(_kept_line(parent, DetachedOriginal(oid, "", "", new_disp, 0, why),
                                     old_disp))
-        lines.append("the interrupted step was rolled back; nothing half-done is committed. "
-                     "Run the same command again to resume")
+        # read in the console as well as on the command line (and kept in the journal):
+        # 'command' would be wrong in the console, which says what to press itself
+        lines.append("the interrupted step was rolled back; nothing half-done is committed, "
+                     "and a re-run of the same plan resumes.")
         return "; ".join(lines)
 
     plan.after = after

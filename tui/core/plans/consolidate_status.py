@@ -116,8 +116,14 @@ class ConsolidationStatus:
         done = sum(1 for w in self.weeks if w.status == CONSOLIDATED)
         if done:
             return (f"nothing left to consolidate: {done} of the {n} partitions of "
-                    f"{self.parent.qualified} were consolidated by pgparts and none is "
-                    f"sub-partitioned")
+                    f"{self.parent.qualified} {'was' if done == 1 else 'were'} consolidated by "
+                    f"pgparts and none is sub-partitioned")
+        if n == 0:
+            return f"nothing to consolidate: {self.parent.qualified} has no partitions"
+        if n == 1:
+            return (f"nothing to consolidate: the one partition of {self.parent.qualified} is "
+                    f"not sub-partitioned (consolidation replaces a HASH or LIST "
+                    f"sub-partitioned partition by one plain partition)")
         return (f"nothing to consolidate: none of the {n} partitions of "
                 f"{self.parent.qualified} is sub-partitioned (consolidation replaces a "
                 f"HASH or LIST sub-partitioned partition by one plain partition)")

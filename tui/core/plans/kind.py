@@ -41,10 +41,13 @@ class PlanKindError(ValueError):
 class Option:
     """One option of a kind, declared once.
 
-    `type`: "str", "int", "flag" (true when given), "list" (one or more values), or "choice"
-    (one of `choices`). `parse` turns the text into the value (e.g. an age) and raises
-    ValueError with a message for people; `validate` checks the parsed value the same way.
-    `default` None means "the kind's default_request decides" (often from the config).
+    `type`: "str", "int", "flag" (true when given), "list" (one or more values after the flag),
+    "repeat" (the flag given once per value, `--at A --at B`: a list), or "choice" (one of
+    `choices`). `positional`: an argument after TABLE instead of a flag (`pgparts split TABLE
+    PARTITION`), required, in declaration order. `parse` turns the text into the value (e.g.
+    an age) and raises ValueError with a message for people; `validate` checks the parsed
+    value the same way. `default` None means "the kind's default_request decides" (often
+    from the config).
     """
 
     name: str  # the request key; the flag is --name with '_' as '-'
@@ -55,6 +58,7 @@ class Option:
     metavar: str | None = None
     parse: Callable[[str], Any] | None = None
     validate: Callable[[Any], None] | None = None
+    positional: bool = False
     # the console's key for a "flag" (toggles it) or a "choice" (cycles through the choices);
     # other options are fields of the plan screen, and the kind's `selection` list option is
     # the status table's selection
@@ -68,10 +72,13 @@ class Option:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return self.name.upper() if self.positional else "--" + self.name.replace("_", "-")
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         """The command-line form."""
+        if self.positional:
+            parser.add_argument(self.name, help=self.help, metavar=self.metavar)
+            return
         if self.type == "flag":
             parser.add_argument(self.flag, dest=self.name, action="store_true", default=None,
                                 help=self.help)
@@ -80,6 +87,8 @@ class Option:
                                   "metavar": self.metavar}
         if self.type == "list":
             kwargs["nargs"] = "+"
+        if self.type == "repeat":
+            kwargs["action"] = "append"
         if self.type == "choice":
             kwargs["choices"] = list(self.choices)
             kwargs.pop("metavar")
@@ -95,7 +104,7 @@ class Option:
                     value: Any = int(raw)
                 except ValueError:
                     raise ValueError(f"expected a whole number, got {raw!r}") from None
-            elif self.type == "list":
+            elif self.type in ("list", "repeat"):
                 value = [str(v) for v in (raw if isinstance(raw, list | tuple) else [raw])]
                 if self.parse is not None:
                     value = [self.parse(v) for v in value]
@@ -148,6 +157,8 @@ class StatusTable:
     rows: list[StatusRow]
     headline: list[tuple[str, str]] = field(default_factory=list)  # (text, tone) pieces
     empty: str = ""  # what to say when nothing is selected
+    # why there is nothing to select at all (said instead of asking for a selection)
+    nothing: str = ""
 
 
 @dataclass

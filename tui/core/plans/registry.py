@@ -7,13 +7,21 @@ from __future__ import annotations
 from .kind import PlanKind
 from .kinds.analyze import Analyze
 from .kinds.consolidate import Consolidate
+from .kinds.create_ahead import CreateAhead
+from .kinds.drain_default import DrainDefault
 from .kinds.finalize_detach import FinalizeDetach
 from .kinds.index_fix import IndexFix
+from .kinds.retention import Retention
+from .kinds.split import Split
 
-PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(), Analyze(), FinalizeDetach(), IndexFix())
+PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(), Analyze(), FinalizeDetach(), IndexFix(),
+                                    CreateAhead(), Retention(), Split(), DrainDefault())
 
 
 def kind_named(name: str) -> PlanKind:
+    """The kind called `name`, spelt as the kind does (create_ahead) or as its command
+    (create-ahead)."""
+    name = name.replace("-", "_")
     for kind in PLAN_KINDS:
         if kind.name == name:
             return kind

@@ -16,7 +16,7 @@ class Remedy:
 
     def command(self, table: str) -> str:
         flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in self.values.items())
-        return f"pgparts {self.kind} {table}{flags} --dry-run"
+        return f"pgparts {self.kind.replace('_', '-')} {table}{flags} --dry-run"
 
 
 REMEDIES: dict[str, Remedy] = {
@@ -24,16 +24,14 @@ REMEDIES: dict[str, Remedy] = {
     "detach_pending": Remedy("finalize_detach"),
     "index_missing": Remedy("index_fix", {"only": "missing"}),
     "index_invalid": Remedy("index_fix", {"only": "invalid"}),
+    "no_future_partition": Remedy("create_ahead"),
+    "default_has_rows": Remedy("drain_default"),
 }
 
 # Findings whose fix is a plan kind not built yet: what will fix them, said as not available.
 LATER: dict[str, str] = {
-    "default_has_rows": "moving the rows out of the DEFAULT partition (a drain_default plan "
-                        "kind, not available yet)",
     "range_gap": "creating the missing range partitions (a fill_gaps plan kind, not available "
                  "yet)",
-    "no_future_partition": "creating partitions ahead (a create_ahead plan kind, not available "
-                           "yet)",
 }
 
 assert set(REMEDIES) | set(LATER) <= set(CODES)

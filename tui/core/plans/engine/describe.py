@@ -96,6 +96,9 @@ def render_text(desc: PlanDescription) -> str:
     if desc.destroys:
         out += ["", "Drops:"]
         out += [f"  {line}" for line in desc.destroys]
+    if not desc.steps:  # empty 'Steps:' and 'SQL:' headings read like a cut output
+        out += ["", "Steps: none, nothing would run."]
+        return "\n".join(out)
     out += ["", "Steps:"]
     for s in desc.steps:
         kind = "one transaction" if s.transactional else "no transaction"

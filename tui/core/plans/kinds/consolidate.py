@@ -140,13 +140,22 @@ class Consolidate(PlanKind):
         if status.detached:
             empty += ("\nDetached originals left by an earlier run are dropped by the next "
                       "applied plan unless originals are kept (k).")
-        return StatusTable(
-            columns=[StatusColumn("partition", "partition"), StatusColumn("status", "status"),
-                     StatusColumn("parts", "parts", right=True, wide_only=True),
-                     StatusColumn("rows", "rows", right=True),
-                     StatusColumn("size", "size", right=True),
-                     StatusColumn("bound", "bound"), StatusColumn("note", "")],
-            rows=rows, headline=headline, empty=empty)
+        columns = [StatusColumn("partition", "partition"), StatusColumn("status", "status"),
+                   StatusColumn("parts", "parts", right=True, wide_only=True),
+                   StatusColumn("rows", "rows", right=True),
+                   StatusColumn("size", "size", right=True),
+                   StatusColumn("bound", "bound")]
+        # an empty note column still takes its padding: at 80 columns, with 'consolidated'
+        # in the status column, those two cells brought in a horizontal scrollbar
+        if any(w.pending for w in status.weeks) or status.detached:
+            columns.append(StatusColumn("note", ""))
+        nothing = ""
+        if status.note:  # nothing to select: say why rather than ask to select
+            nothing = status.note[:1].upper() + status.note[1:] + "."
+            if status.detached:
+                nothing += empty[empty.index("\n"):]
+        return StatusTable(columns=columns, rows=rows, headline=headline, empty=empty,
+                           nothing=nothing)
 
     def selected(self, plan: Plan) -> list[str]:
         return [w["partition"] for w in plan.details.get("weeks", [])]

@@ -15,7 +15,11 @@ replacement), 'counter_function' (pg_proc oid) or 'counter_sequence' (pg_class o
 'index_build': an index a plan is about to build, recorded before the build starts (objid is
 a key of the plan's choosing, not an oid, since the index does not exist yet; schema_name/name
 name the index, parent_oid its table, source_oid the parent index it will be attached to, or
-0 for a REINDEX; state 'create' or 'reindex'). A build interrupted by a killed connection leaves
+0 for a REINDEX; state 'create' or 'reindex'); 'move_target' (a table a row move builds
+beside the live ones, recorded in the transaction that creates it: objid its oid, source_oid
+the partition it takes rows from, bound its bound text, replacement the name it takes at the
+swap) or 'move_source' (the partition a move detached, state 'detached', dropped only after
+its rows are verified in the targets). A build interrupted by a killed connection leaves
 an invalid index; only one the registry announced is dropped by a later run. Registries made by
 earlier versions get the wider role CHECK on their next apply.
 
@@ -46,8 +50,10 @@ ORIGINAL_ROLE = "original"
 COUNTER_FUNCTION_ROLE = "counter_function"
 COUNTER_SEQUENCE_ROLE = "counter_sequence"
 INDEX_BUILD_ROLE = "index_build"
+MOVE_TARGET_ROLE = "move_target"
+MOVE_SOURCE_ROLE = "move_source"
 ROLES = (CONSOLIDATED_ROLE, ORIGINAL_ROLE, COUNTER_FUNCTION_ROLE, COUNTER_SEQUENCE_ROLE,
-         INDEX_BUILD_ROLE)
+         INDEX_BUILD_ROLE, MOVE_TARGET_ROLE, MOVE_SOURCE_ROLE)
 
 DETACHED = "detached"
 REFUSED = "refused"
@@ -99,14 +105,14 @@ _CREATE_TABLE = sql.SQL(
     " note pg_catalog.text, plan_id pg_catalog.text,"
     " created_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),"
     " PRIMARY KEY (role, objid))").format(t=REGISTRY, check=_ROLE_CHECK)
-# a registry made before 'index_build' existed gets the wider CHECK
+# a registry made before the newest role existed gets the wider CHECK
 _WIDEN_CHECK = sql.SQL(
     "IF NOT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = {q}::pg_catalog.regclass"
     " AND conname = 'plan_objects_role_check'"
     " AND pg_catalog.strpos(pg_catalog.pg_get_constraintdef(oid), {role}) > 0) THEN\n"
     "    ALTER TABLE {t} DROP CONSTRAINT IF EXISTS plan_objects_role_check,"
     " ADD CONSTRAINT plan_objects_role_check {check};\n  END IF;\n").format(
-    q=sql.Literal(REGISTRY.as_string()), role=sql.Literal(INDEX_BUILD_ROLE), t=REGISTRY,
+    q=sql.Literal(REGISTRY.as_string()), role=sql.Literal(ROLES[-1]), t=REGISTRY,
     check=_ROLE_CHECK)
 
 

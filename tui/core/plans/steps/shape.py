@@ -45,14 +45,18 @@ class IndexShape:
             inc=inc, nnd=sql.SQL(" NULLS NOT DISTINCT" if self.nulls_not_distinct else ""),
             where=where)
 
-    def constraint_sql(self, table: sql.Composable) -> sql.Composed:
-        """ALTER TABLE ... ADD PRIMARY KEY / UNIQUE (...) for a constraint's index."""
+    def constraint_sql(self, table: sql.Composable, name: sql.Composable | None = None
+                       ) -> sql.Composed:
+        """ALTER TABLE ... ADD [CONSTRAINT name] PRIMARY KEY / UNIQUE (...) for a constraint's
+        index."""
         inc = sql.SQL(" INCLUDE ({})").format(sql.SQL(", ").join(self.include)) \
             if self.include else sql.SQL("")
         kind = sql.SQL("PRIMARY KEY" if self.contype == "p" else
                        ("UNIQUE NULLS NOT DISTINCT" if self.nulls_not_distinct else "UNIQUE"))
-        return sql.SQL("ALTER TABLE {} ADD {} ({}){}").format(
-            table, kind, sql.SQL(", ").join(sql.Identifier(c) for c in self.plain_cols), inc)
+        named = sql.SQL("CONSTRAINT {} ").format(name) if name is not None else sql.SQL("")
+        return sql.SQL("ALTER TABLE {} ADD {}{} ({}){}").format(
+            table, named, kind, sql.SQL(", ").join(sql.Identifier(c) for c in self.plain_cols),
+            inc)
 
 
 def index_shapes(conn: psycopg.Connection, table_oid: int,

@@ -1,0 +1,385 @@
+"""The create_ahead kind: keep N partitions beyond now (finding no_future_partition).
+
+The new partitions follow the newest one: its interval (calendar months, or a fixed step such as
+a week) on the grid its bounds define, its naming pattern, and its sub-partitioning (the same
+HASH modulus, or the same LIST groups, named after it). They get the parent's indexes (ATTACH
+creates them on an empty table), the parent's owner and the grants of the parent and of the
+newest partition. Cells from the one holding now to N beyond it that no partition covers are
+created; older holes are fill-gaps' business.
+
+Per partition, each step its own short transaction under the lock timeout (retried):
+1. check the DEFAULT partition for rows of the new bound, an EXISTS under a statement timeout,
+   at apply time (planning reads no rows). Rows there would make the ATTACH fail; the plan
+   refuses that partition with a message instead and stops (the partitions before it stay).
+2. create the table standalone (LIKE the parent, with its sub-partitions): no lock on the
+   parent but ACCESS SHARE, where CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE on
+   it and scan the DEFAULT under that lock;
+3. a CHECK on the DEFAULT excluding the new bound, added NOT VALID then validated online, so
+   4. ATTACH does not scan the DEFAULT (SHARE UPDATE EXCLUSIVE on the parent, ACCESS
+   EXCLUSIVE on the DEFAULT for milliseconds); 5. the CHECK is dropped again.
+Between 3 and 4 an insert of a row for the new bound into the parent fails on the CHECK
+instead of landing in the DEFAULT; for a future bound nothing should be writing there yet.
+
+A table left standalone by an interrupted run (its name, not attached, owned by the applying
+role) is taken up again by the next plan; a table of that name owned by anybody else is never
+attached: the new partition gets another name.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ...bounds import Bound, BoundValue
+from ...catalog import Forest, PartNode
+from ...config import Config
+from ...humanfmt import plural
+from ...moves.planning import (
+    Interval,
+    PlanningError,
+    cell_of,
+    grid_start,
+    infer_interval,
+    infer_name_pattern,
+)
+from ...names import check_identifier_length, display_name, quote_ident
+from ..engine.model import Estimate, Lock, Plan, PlanFacts, Statement, Step, VerificationFailed
+from ..kind import Option, PlanKind, PlanKindError, Request, find_table
+from ..steps.shape import grant_statements
+from ..steps.swap import bound_sql, default_helper_steps
+from .lifecycle import (
+    key_of,
+    literal,
+    literal_text,
+    now_utc,
+    policy_of,
+    ranged_children,
+    refuse_script,
+    show,
+)
+
+DEFAULT_COUNT = 4
+CHECK_TIMEOUT_SECONDS = 60.0  # the DEFAULT's EXISTS check: an index or a small DEFAULT answers
+
+
+def _count(n: int) -> None:
+    if not 1 <= n <= 1000:  # as the policy's premake
+        raise ValueError("must be from 1 to 1000")
+
+
+def _relation(conn: psycopg.Connection, schema: str, name: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT c.oid, c.relkind, c.relispartition,"
+        " pg_catalog.pg_get_userbyid(c.relowner) = CURRENT_USER"
+        " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s", (schema, name)).fetchone()
+    if row is None:
+        return None
+    return {"oid": row[0], "relkind": row[1], "attached": row[2], "ours": row[3]}
+
+
+def _exists(schema: str, name: str) -> Any:
+    def done(conn: psycopg.Connection) -> bool:
+        return _relation(conn, schema, name) is not None
+    return done
+
+
+def _attached(parent_oid: int, schema: str, name: str) -> Any:
+    def done(conn: psycopg.Connection) -> bool:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits i"
+            " JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE i.inhparent = %s AND n.nspname = %s AND c.relname = %s"
+            " AND NOT i.inhdetachpending)", (parent_oid, schema, name)).fetchone()
+        return bool(row and row[0])
+    return done
+
+
+def _partition_by(node: PartNode) -> sql.Composable:
+    if node.key_expressions or not node.key_columns or node.strategy not in ("hash", "list",
+                                                                              "range"):
+        raise PlanKindError(f"create_ahead copies sub-partitioning by columns only; "
+                            f"{node.qualified} is partitioned by an expression")
+    return sql.SQL(" PARTITION BY {} ({})").format(
+        sql.SQL(node.strategy.upper()),
+        sql.SQL(", ").join(sql.Identifier(c) for c in node.key_columns))
+
+
+def _for_values(bound: Bound) -> sql.Composable:
+    if bound.kind == "default":
+        return sql.SQL("DEFAULT")
+    if bound.kind == "hash":
+        return sql.SQL("FOR VALUES WITH (MODULUS {}, REMAINDER {})").format(
+            sql.Literal(bound.modulus), sql.Literal(bound.remainder))
+    if bound.kind == "list":
+        return sql.SQL("FOR VALUES IN ({})").format(sql.SQL(", ").join(
+            sql.SQL("NULL") if v.special == "NULL" else sql.Literal(v.text)
+            for v in bound.values))
+    return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(
+        sql.SQL(", ").join(bound_sql(v) for v in bound.lower),
+        sql.SQL(", ").join(bound_sql(v) for v in bound.upper))
+
+
+def _child_name(template: PartNode, child: PartNode, new_name: str) -> str:
+    """`account_balances_2026_11_29_hash_0` -> `<new_name>_hash_0`."""
+    rest = (child.name[len(template.name):] if child.name.startswith(template.name)
+            else f"_{child.name}")
+    name = new_name + rest
+    try:
+        check_identifier_length(name)
+    except ValueError as exc:
+        raise PlanKindError(str(exc)) from None
+    return name
+
+
+def _shape_statements(conn: psycopg.Connection, template: PartNode, schema: str, name: str,
+                      owner: str | None, parent_oid: int) -> list[Statement]:
+    """CREATE TABLE statements for `name`'s sub-partitions, shaped like `template`'s, with
+    their owner and grants (recursively for deeper levels)."""
+    out: list[Statement] = []
+    for child in sorted(template.children, key=lambda c: c.name):
+        if child.bound is None:
+            continue
+        cname = _child_name(template, child, name)
+        ident = sql.Identifier(schema, cname)
+        by = _partition_by(child) if child.is_partitioned else sql.SQL("")
+        out.append(Statement(sql.SQL("CREATE TABLE {} PARTITION OF {} {}{}").format(
+            ident, sql.Identifier(schema, name), _for_values(child.bound), by),
+            note=f"sub-partition {child.bound.short()}, as {child.qualified}"))
+        out += _owner_and_grants(conn, ident, owner, [parent_oid, child.oid])
+        if child.is_partitioned:
+            out += _shape_statements(conn, child, schema, cname, owner, parent_oid)
+    return out
+
+
+def _owner_and_grants(conn: psycopg.Connection, ident: sql.Identifier, owner: str | None,
+                      oids: list[int]) -> list[Statement]:
+    out = []
+    if owner is not None:
+        out.append(Statement(sql.SQL("ALTER TABLE {} OWNER TO {}").format(
+            ident, sql.Identifier(owner)), note="the parent's owner"))
+    return out + grant_statements(conn, oids, ident)
+
+
+class CreateAhead(PlanKind):
+    name = "create_ahead"
+    title = "Create partitions ahead"
+    summary = "create the next partitions ahead of time, shaped like the newest one"
+    noun = "create_ahead"
+    fixes = ("no_future_partition",)
+    table_help = "the table RANGE partitioned by time ('name' or 'schema.name')"
+    options = (
+        Option("count", "int", metavar="N", validate=_count,
+               help=f"keep N partitions beyond the one holding now (default: the table's "
+                    f"[policy] premake, else {DEFAULT_COUNT})"),
+    )
+
+    def applies_to(self, forest: Forest, node: PartNode) -> bool:
+        try:
+            key_of(node, self.name)
+        except PlanKindError:
+            return False
+        return bool(ranged_children(node))
+
+    def default_request(self, forest: Forest, target: str, config: Config) -> Request:
+        return Request({"count": None}, target)
+
+    def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
+              config: Config, now: datetime | None = None) -> Plan:
+        root = find_table(forest, request.target)
+        key, ktype = key_of(root, self.name)
+        policy = policy_of(forest, root, config)
+        count = request.get("count") or (policy.premake if policy and policy.premake
+                                         else DEFAULT_COUNT)
+        ranged = ranged_children(root)
+        if not ranged:
+            raise PlanKindError(f"{root.qualified} has no bounded range partition to take the "
+                                f"shape from")
+        newest = ranged[-1]
+        try:
+            interval = infer_interval(newest.lower, newest.upper)
+        except PlanningError as exc:
+            raise PlanKindError(str(exc)) from None
+        pattern = infer_name_pattern(newest.node.name, newest.lower, root.name, interval)
+        now = now or now_utc()
+        anchor = newest.lower
+        k_now = cell_of(anchor, interval, now)
+        taken = [(r.lower, r.upper) for r in ranged] + _unbounded(root)
+        default = forest.nodes.get(root.default_partition_oid) \
+            if root.default_partition_oid else None
+        row = conn.execute(
+            "SELECT pg_catalog.pg_get_userbyid(relowner)::text,"
+            " pg_catalog.pg_get_userbyid(relowner) <> CURRENT_USER"
+            " FROM pg_catalog.pg_class WHERE oid = %s", (root.oid,)).fetchone()
+        owner = row[0] if row and row[1] else None
+        steps: list[Step] = []
+        created: list[str] = []
+        specs: list[str] = []  # schema-qualified always: never ambiguous for a later lookup
+        notes: list[str] = []
+        for k in range(k_now, k_now + count + 1):
+            lo = grid_start(anchor, interval, k)
+            hi = grid_start(anchor, interval, k + 1)
+            overlap = [t for t in taken if t[0] < hi and lo < t[1]]
+            if overlap:
+                if not any(t == (lo, hi) for t in overlap):
+                    notes.append(f"{show(lo)} to {show(hi)} is partly covered by an existing "
+                                 f"partition; left alone")
+                continue
+            name = self._free_name(conn, root, pattern.name(lo), newest.node)
+            steps += self._partition_steps(conn, root, newest.node, default, key, ktype, lo,
+                                           hi, name, owner)
+            created.append(display_name(root.schema, name))
+            specs.append(f"{quote_ident(root.schema)}.{quote_ident(name)}")
+        interval_text = _interval_text(interval)
+        summary = ([f"create {plural(len(created), 'partition')} of {root.qualified} ahead "
+                    f"({interval_text}, shaped like {newest.node.qualified}), keeping {count} "
+                    f"beyond the one holding now"] if created else
+                   [f"{root.qualified} already has partitions up to {count} beyond now"])
+        if created and default is not None:
+            summary.append(f"before creating each one, the run checks that the DEFAULT "
+                           f"partition {default.qualified} holds none of its rows (an EXISTS "
+                           f"under a statement timeout); if it does, that partition is refused "
+                           f"and the run stops there")
+        return Plan(kind=self.name, title=f"create {plural(len(created), 'partition')} of "
+                                          f"{root.qualified} ahead",
+                    target=root.qualified, target_oid=root.oid, steps=steps, summary=summary,
+                    facts=PlanFacts(changes=[f"new partition {c}" for c in created],
+                                    notes=notes,
+                                    extra={"created": created, "count": count}),
+                    details={"plan_id": uuid.uuid4().hex, "created": specs},
+                    lock_timeout_seconds=config.plans.lock_timeout_seconds)
+
+    def _free_name(self, conn: psycopg.Connection, root: PartNode, base: str,
+                   newest: PartNode) -> str:
+        """`base`, or `base_2`, ... when a relation nobody may reuse holds the name."""
+        name, n = base, 1
+        while True:
+            try:
+                check_identifier_length(name)
+            except ValueError as exc:
+                raise PlanKindError(str(exc)) from None
+            rel = _relation(conn, root.schema, name)
+            if rel is None:
+                return name
+            # left standalone by an interrupted run of this kind: taken up again
+            if not rel["attached"] and rel["ours"] and rel["relkind"] == newest.relkind:
+                return name
+            n += 1
+            name = f"{base}_{n}"
+
+    def _partition_steps(self, conn: psycopg.Connection, root: PartNode, newest: PartNode,
+                         default: PartNode | None, key: str, ktype: str, lo: datetime,
+                         hi: datetime, name: str, owner: str | None) -> list[Step]:
+        schema = root.schema
+        ident = sql.Identifier(schema, name)
+        disp = display_name(schema, name)
+        attached = _attached(root.oid, schema, name)
+        lo_sql, hi_sql = literal(lo, ktype), literal(hi, ktype)
+        range_text = f"[{show(lo)}, {show(hi)})"
+        steps: list[Step] = []
+        if default is not None:
+            col = sql.Identifier(key)
+            refusal = (f"refused {disp}: the DEFAULT partition {default.qualified} holds rows "
+                       f"of its range {range_text}; attaching it would fail. Move them out "
+                       f"first (a drain-default plan kind does not exist yet); the partitions "
+                       f"before it were created")
+
+            def check(row: Any, _c: psycopg.Connection, refusal: str = refusal) -> str:
+                if row and row[0]:
+                    raise VerificationFailed(refusal)
+                return f"the DEFAULT holds no row of {range_text}"
+
+            exists = sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {} >= {} AND {} < {})").format(
+                default.ident, col, lo_sql, col, hi_sql)
+
+            steps.append(Step(
+                title=f"Check the DEFAULT for rows of {disp}",
+                explanation=f"EXISTS on {default.qualified} for {key} in {range_text}, under a "
+                            f"statement timeout: rows there would make the ATTACH fail, so "
+                            f"the plan refuses this partition instead",
+                statements=[Statement(exists, "verify",
+                    note="refuse the partition if the DEFAULT holds rows of its range",
+                    check=check, script=refuse_script(conn, exists, refusal))],
+                locks=[Lock("ACCESS SHARE", default.qualified, "blocks no reader or writer")],
+                statement_timeout_seconds=CHECK_TIMEOUT_SECONDS, done=attached,
+                verify_note="the DEFAULT holds no row of the new range", group=disp))
+        by = _partition_by(newest) if newest.is_partitioned else sql.SQL("")
+        statements = [Statement(sql.SQL(
+            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
+            " INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS){}").format(
+            ident, root.ident, by), note=f"standalone, shaped like {root.qualified}")]
+        statements += _owner_and_grants(conn, ident, owner, [root.oid, newest.oid])
+        statements += _shape_statements(conn, newest, schema, name, owner, root.oid)
+        steps.append(Step(
+            title=f"Create {disp}",
+            explanation=f"CREATE TABLE {disp} standalone for {range_text}"
+                        + (f", with {plural(len(newest.children), 'sub-partition')} like "
+                           f"{newest.qualified}" if newest.is_partitioned else "")
+                        + "; only ACCESS SHARE on the parent (LIKE reads its columns)",
+            statements=statements,
+            locks=[Lock("ACCESS SHARE", root.qualified, "blocks no reader or writer")],
+            retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.05),
+            done=_exists(schema, name), group=disp))
+        helpers: list[Step] = []
+        if default is not None:
+            bound = Bound("range", "", lower=(BoundValue(literal_text(lo, ktype)),),
+                          upper=(BoundValue(literal_text(hi, ktype)),))
+            # the helper CHECK's name comes from an oid; the new table has none yet
+            stand_in = SimpleNamespace(oid=zlib.crc32(f"{schema}.{name}".encode()))
+            helpers = default_helper_steps(conn, root, default, stand_in,  # type: ignore[arg-type]
+                                           key, bound, disp, attached)
+            for helper in helpers[1:]:  # their titles name only the DEFAULT
+                helper.title = f"{helper.title} (for {disp})"
+            steps += helpers[:2]
+        steps.append(Step(
+            title=f"Attach {disp}",
+            explanation=f"ALTER TABLE {root.qualified} ATTACH PARTITION {disp} FOR VALUES FROM "
+                        f"{show(lo)} TO {show(hi)}: the table is empty, and the parent's indexes "
+                        f"are created on it (empty: instant)",
+            statements=[Statement(sql.SQL(
+                "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                root.ident, ident, lo_sql, hi_sql), note=f"attach {disp}")],
+            locks=[Lock("SHARE UPDATE EXCLUSIVE", root.qualified,
+                        "other DDL on it waits; reads and writes go on"),
+                   Lock("ACCESS EXCLUSIVE", disp, "nobody uses it yet")]
+            + ([Lock("ACCESS EXCLUSIVE", default.qualified,
+                     "an instant: its CHECK spares the scan")] if default is not None else []),
+            retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.05),
+            done=attached, group=disp))
+        steps += helpers[2:]
+        return steps
+
+
+def _unbounded(root: PartNode) -> list[tuple[datetime, datetime]]:
+    """Ranges with a MINVALUE or MAXVALUE end, as far as datetimes go: nothing is created
+    where they reach (an open-ended last partition covers the whole future)."""
+    lowest = datetime.min.replace(tzinfo=UTC)
+    highest = datetime.max.replace(tzinfo=UTC)
+    out = []
+    for c in root.children:
+        b = c.bound
+        if b is None or b.kind != "range" or not b.lower or not b.upper:
+            continue
+        lo = lowest if b.lower[0].special == "MINVALUE" else b.lower[0].as_datetime()
+        hi = highest if b.upper[0].special == "MAXVALUE" else b.upper[0].as_datetime()
+        if lo is not None and hi is not None and (lo == lowest or hi == highest):
+            out.append((lo, hi))
+    return out
+
+
+def _interval_text(interval: Interval) -> str:
+    if interval.months:
+        return plural(interval.months, "month") + " each"
+    step = interval.step
+    if step.days and step.days % 7 == 0 and not step.seconds:
+        return plural(step.days // 7, "week") + " each"
+    if step.days and not step.seconds:
+        return plural(step.days, "day") + " each"
+    return f"{step} each"

@@ -1,0 +1,106 @@
+"""The drain-default kind: move the rows of the DEFAULT partition into new partitions shaped
+like the newest ones, online (tui/core/moves; the steps are plans/steps/moves.py). The DEFAULT
+is the move's source; its replacement, a new empty DEFAULT, is one of the targets (it takes
+the rows no new partition takes: NULL keys, rows written meanwhile outside them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ...catalog import Forest, PartNode
+from ...config import Config
+from ...moves import keys
+from ...moves.changelog import MoveError
+from ...moves.planning import Existing, PlanningError, infer_interval, propose_partitions
+from ...names import display_name
+from ..engine.model import Plan, PlanFacts
+from ..engine.runner import RunResult
+from ..kind import PlanKind, PlanKindError, Request
+from ..steps import moves
+from .split import default_partition, move_key, range_parent, range_partition
+
+
+class DrainDefault(PlanKind):
+    name = "drain_default"
+    title = "Drain the DEFAULT partition"
+    summary = "move the DEFAULT partition's rows into new partitions shaped like their " \
+              "neighbours, online"
+    noun = "drain-default"
+    table_help = "the RANGE-partitioned parent ('name' or 'schema.name')"
+    fixes = ("default_has_rows",)
+
+    def applies_to(self, forest: Forest, node: PartNode) -> bool:
+        return (node.is_partitioned and node.strategy == "range"
+                and node.default_partition_oid is not None)
+
+    def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
+              config: Config) -> Plan:
+        parent = range_parent(forest, request.target)
+        try:
+            return self._build(conn, forest, parent)
+        except (MoveError, PlanningError) as exc:
+            raise PlanKindError(str(exc)) from None
+
+    def _build(self, conn: psycopg.Connection, forest: Forest, parent: PartNode) -> Plan:
+        earlier = moves.unfinished(conn, parent)
+        if earlier is not None:
+            return moves.finish_plan(conn, self.name, parent, earlier)
+        default = default_partition(parent, forest)
+        if default is None:
+            raise PlanKindError(f"{parent.qualified} has no DEFAULT partition")
+        if default.is_partitioned:
+            raise PlanKindError(f"the DEFAULT partition {default.qualified} is itself "
+                                f"partitioned: draining it is not supported yet")
+        key = move_key(conn, parent)
+        ranges = [c for c in parent.children if c.bound is not None and c.bound.kind == "range"]
+        texts = [v.text for c in ranges for v in (c.bound.lower[0], c.bound.upper[0])
+                 if v.special is None]
+        typed = iter(keys.type_values(conn, key, texts))
+
+        def val(v: Any) -> Any:
+            return keys.bound_value(v.special) if v.special else next(typed).value
+
+        existing = [Existing(c.name, val(c.bound.lower[0]), val(c.bound.upper[0]))
+                    for c in ranges]
+        bounded = [e for e in existing
+                   if e.lower is not keys.MINVALUE and e.upper is not keys.MAXVALUE]
+        if not bounded:
+            raise PlanKindError(f"{parent.qualified} has no bounded range partition to take "
+                                f"the new partitions' shape from")
+        newest = max(bounded, key=lambda e: e.lower)
+        interval = infer_interval(newest.lower, newest.upper)
+        # the only read of rows at plan time: one aggregate over the DEFAULT, asked for
+        occupied = keys.default_occupancy(conn, key, default.ident, interval)
+        schema = default.schema
+        proposals = propose_partitions(existing, occupied, parent.name,
+                                       taken_names=moves.existing_names(conn, schema))
+        read_note = (f"planning read the rows of {default.qualified} once (one aggregate "
+                     f"query: where its key values lie) to propose these partitions")
+        if not proposals:
+            return Plan(kind=self.name, title=f"drain {default.qualified}",
+                        target=parent.qualified, target_oid=parent.oid, steps=[],
+                        summary=[f"{default.qualified} holds no row a range partition could "
+                                 f"take"], facts=PlanFacts(notes=[read_note]))
+        targets = [range_partition(conn, key, default, p.name,
+                                   moves.temp_name(default.oid, i), p.lower, p.upper)
+                   for i, p in enumerate(proposals)]
+        rest = sql.SQL("NOT ({})").format(sql.SQL(" OR ").join(t.predicate for t in targets))
+        targets.append(moves.NewPartition(
+            name=default.name, temp=moves.temp_name(default.oid, len(proposals)),
+            bound=sql.SQL("DEFAULT"), bound_text="DEFAULT", predicate=rest, check=None))
+        changes = [f"move the rows of {default.qualified} (the DEFAULT) into new partitions "
+                   f"shaped like {newest.name}:"] + [
+            f"  {display_name(schema, t.name)} {t.bound_text}" for t in targets[:-1]] + [
+            f"  a new, empty {display_name(schema, default.name)} DEFAULT replaces it (it "
+            f"takes the rows none of these take, e.g. NULL keys)"]
+        return moves.move_plan(conn, self.name, f"drain {default.qualified}", parent, default,
+                               targets, None, changes, [read_note])
+
+    def report(self, result: RunResult, plan: Plan) -> list[str]:
+        return super().report(result, plan) + moves.hold_line(result, plan)
+
+
+__all__ = ["DrainDefault"]

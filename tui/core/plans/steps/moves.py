@@ -1,0 +1,880 @@
+"""The steps of an online row move (tui/core/moves, its docstring's ten phases), shared by the
+move kinds (split, drain-default): a kind decides the source and the new partitions, this
+module turns them into engine steps with catalog-based `done` checks and truthful locks.
+
+Steps, in order (each commits alone; a re-run skips what the catalog shows done):
+
+1. build the new partitions beside the live ones (LIKE the parent, a CHECK equal to the bound,
+   grants), each recorded in pgparts' registry in the transaction that creates it;
+2. install the change capture on the source (an instant of SHARE ROW EXCLUSIVE per leaf);
+3. copy the source's rows in one REPEATABLE READ snapshot (nobody waits);
+4. build the parent's indexes and primary key on the new tables, ANALYZE them;
+5. catch up: replay the change log in a snapshot (nobody waits);
+6. with a plain DEFAULT partition that is not the source: CHECKs on it excluding the new
+   bounds, NOT VALID, then VALIDATE (its own step), so that ATTACH does not scan it;
+7. the swap, one short transaction: lock the parent, lock the source against writers, last
+   replay, capture removed, foreign keys referencing the parent dropped, DETACH the source,
+   renames, ATTACH the new tables (no scan), foreign keys re-created NOT VALID;
+8. VALIDATE each re-created foreign key (its own step; writers carry on);
+9. verify every row of the detached source is in the new partitions (count and checksum per
+   new partition, containment when they changed since), then drop it.
+
+A re-run after the swap cannot be planned from the request any more (the partition it named
+has new bounds): `unfinished()` finds the detached source in the registry and `finish_steps()`
+plans 8. and 9. from what the registry and the catalog say.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ...catalog import PartNode
+from ...moves import changelog as cl
+from ...moves.keys import Key, describe_key
+from ...names import display_name
+from ..engine.model import (
+    Destroyed,
+    Estimate,
+    Lock,
+    Plan,
+    PlanFacts,
+    Statement,
+    Step,
+    VerificationFailed,
+)
+from . import markers
+from .shape import grant_statements, index_shapes
+
+LOG_SCHEMA = markers.SCHEMA
+BOUND_CHECK = "pgparts_bound_check"
+HELPER_PREFIX = "pgparts_move_excl_"
+SWAP_STATEMENT_TIMEOUT = 10.0
+# the registry state of a detached source whose rows were verified in the new partitions
+VERIFIED = "verified"
+_FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL",
+               "d": "SET DEFAULT"}
+
+
+@dataclass
+class NewPartition:
+    """A table a move builds: under `temp` until the swap, then `name`, attached with `bound`."""
+
+    name: str
+    temp: str
+    bound: sql.Composable  # FOR VALUES ... or DEFAULT
+    bound_text: str
+    predicate: sql.Composable  # which of the source's rows it takes
+    check: sql.Composable | None  # its CHECK (None: a DEFAULT, whose rows no bound describes)
+    exclusion: sql.Composable | None = None  # the DEFAULT helper CHECK for this bound
+
+    @property
+    def is_default(self) -> bool:
+        return self.check is None
+
+
+@dataclass
+class ForeignKey:
+    """A foreign key referencing the parent, as catalog parts (never deparsed text)."""
+
+    table: sql.Identifier
+    table_disp: str
+    table_oid: int
+    name: str
+    columns: list[str]
+    ref_columns: list[str]
+    match_full: bool
+    on_update: str
+    on_delete: str
+    deferrable: bool
+    deferred: bool
+
+    def drop_sql(self) -> sql.Composed:
+        return sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+            self.table, sql.Identifier(self.name))
+
+    def add_sql(self, parent: sql.Identifier) -> sql.Composed:
+        return sql.SQL(
+            "ALTER TABLE {t} ADD CONSTRAINT {n} FOREIGN KEY ({c}) REFERENCES {p} ({r}){m}"
+            " ON UPDATE {u} ON DELETE {d}{defer} NOT VALID").format(
+            t=self.table, n=sql.Identifier(self.name),
+            c=sql.SQL(", ").join(map(sql.Identifier, self.columns)), p=parent,
+            r=sql.SQL(", ").join(map(sql.Identifier, self.ref_columns)),
+            m=sql.SQL(" MATCH FULL" if self.match_full else ""),
+            u=sql.SQL(self.on_update), d=sql.SQL(self.on_delete),
+            defer=sql.SQL((" DEFERRABLE" + (" INITIALLY DEFERRED" if self.deferred else ""))
+                          if self.deferrable else ""))
+
+    def validate_sql(self) -> sql.Composed:
+        return sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+            self.table, sql.Identifier(self.name))
+
+    def to_json(self) -> list[Any]:
+        return [self.table_oid, self.name]
+
+
+def referencing_keys(conn: psycopg.Connection, parent_oid: int) -> list[ForeignKey]:
+    """The foreign keys referencing the parent, on the referencing tables' top level."""
+    rows = conn.execute(
+        "SELECT c.conrelid, n.nspname, r.relname, c.conname,"
+        " ARRAY(SELECT a.attname FROM pg_catalog.unnest(c.conkey) WITH ORDINALITY k(n, o)"
+        "  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n"
+        "  ORDER BY k.o),"
+        " ARRAY(SELECT a.attname FROM pg_catalog.unnest(c.confkey) WITH ORDINALITY k(n, o)"
+        "  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n"
+        "  ORDER BY k.o),"
+        " c.confmatchtype, c.confupdtype, c.confdeltype, c.condeferrable, c.condeferred,"
+        " r.relkind"
+        " FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class r ON r.oid = c.conrelid"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace"
+        " WHERE c.contype = 'f' AND c.confrelid = %s AND c.conparentid = 0"
+        " ORDER BY n.nspname, r.relname, c.conname", (parent_oid,)).fetchall()
+    out = []
+    for oid, schema, rel, name, cols, refs, match, upd, dele, defer, deferred, relkind in rows:
+        if relkind == "p":
+            raise cl.MoveError(
+                f"{display_name(schema, rel)} is partitioned and references the table "
+                f"({name}): re-creating that key NOT VALID during the swap is not supported")
+        out.append(ForeignKey(sql.Identifier(schema, rel), display_name(schema, rel), int(oid),
+                              name, list(cols), list(refs), match == "f", _FK_ACTIONS[upd],
+                              _FK_ACTIONS[dele], bool(defer), bool(deferred)))
+    return out
+
+
+@dataclass
+class Move:
+    kind: str
+    parent: PartNode
+    source: PartNode
+    key: Key
+    cap: cl.Capture
+    targets: list[NewPartition]
+    default: PartNode | None  # a plain DEFAULT partition that stays (None: none, or the source)
+    fkeys: list[ForeignKey] = field(default_factory=list)
+    plan_id: str = ""
+
+    @property
+    def detached_name(self) -> str:
+        return f"pgparts_moved_{self.source.oid}"
+
+    def temp_ident(self, t: NewPartition) -> sql.Identifier:
+        return sql.Identifier(self.source.schema, t.temp)
+
+    def final_ident(self, t: NewPartition) -> sql.Identifier:
+        return sql.Identifier(self.source.schema, t.name)
+
+    def cl_targets(self, final: bool = False) -> list[cl.Target]:
+        return [cl.Target(self.final_ident(t) if final else self.temp_ident(t), t.predicate,
+                          t.name) for t in self.targets]
+
+
+def temp_name(source_oid: int, i: int) -> str:
+    return f"pgparts_new_{source_oid}_{i}"
+
+
+def temp_index_name(source_oid: int, i: int, j: int) -> str:
+    return f"pgparts_new_{source_oid}_{i}_ix{j}"
+
+
+def _truncate(name: str, limit: int = 63) -> str:
+    raw = name.encode("utf-8")[:limit]
+    return raw.decode("utf-8", errors="ignore")
+
+
+def index_renames(conn: psycopg.Connection, move: Move) -> list[Statement]:
+    """In the swap: the detached source's indexes out of the way, then the new tables'
+    indexes named like the parent's, for their table (`payment_pkey` on payment_2023_h2:
+    payment_2023_h2_pkey), so nothing named pgparts_* stays on a live table."""
+    parent, source = move.parent, move.source
+    own = [(r[0], r[1]) for r in conn.execute(
+        "SELECT i.indexrelid, c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c"
+        " ON c.oid = i.indexrelid WHERE i.indrelid = %s ORDER BY 1", (source.oid,)).fetchall()]
+    out = [Statement(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+        sql.Identifier(source.schema, name), sql.Identifier(f"pgparts_moved_{oid}")),
+        note="the detached source's index, out of the way") for oid, name in own]
+    taken = existing_names(conn, source.schema) - {n for _, n in own}
+    shapes = index_shapes(conn, parent.oid)
+    for i, t in enumerate(move.targets):
+        for j, shape in enumerate(shapes):
+            suffix = shape.name[len(parent.name):] if shape.name.startswith(parent.name) \
+                else "_" + shape.name
+            base = _truncate(t.name + suffix)
+            name, n = base, 1
+            while name in taken:
+                n += 1
+                name = _truncate(base, 63 - len(f"_{n}")) + f"_{n}"
+            taken.add(name)
+            out.append(Statement(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                sql.Identifier(source.schema, temp_index_name(source.oid, i, j)),
+                sql.Identifier(name))))
+    return out
+
+
+# -- catalog checks used by done() -------------------------------------------------------------
+def _rel_oid(c: psycopg.Connection, schema: str, name: str) -> int | None:
+    row = c.execute("SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+                    " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+                    (schema, name)).fetchone()
+    return int(row[0]) if row else None
+
+
+def _attached_to(c: psycopg.Connection, oid: int) -> int | None:
+    row = c.execute("SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = %s",
+                    (oid,)).fetchone()
+    return int(row[0]) if row else None
+
+
+def swapped(c: psycopg.Connection, move: Move) -> bool:
+    """The source is no partition of the parent any more (detached, or dropped)."""
+    return _attached_to(c, move.source.oid) != move.parent.oid
+
+
+def _registry_exists(c: psycopg.Connection) -> bool:
+    row = c.execute(sql.SQL("SELECT pg_catalog.to_regclass({}) IS NOT NULL").format(
+        sql.Literal(markers.REGISTRY.as_string(c)))).fetchone()
+    return bool(row and row[0])
+
+
+def registered_targets(c: psycopg.Connection, source_oid: int) -> list[tuple[str, str, str]]:
+    """(name built under, final name, bound text) of the move targets recorded for a source."""
+    if not _registry_exists(c) or markers.trust_problem(c):
+        return []
+    return [(r[0], r[1], r[2]) for r in c.execute(sql.SQL(
+        "SELECT name, replacement, bound FROM {} WHERE role = {} AND source_oid = %s"
+        " ORDER BY name").format(markers.REGISTRY, sql.Literal(markers.MOVE_TARGET_ROLE)),
+        (source_oid,)).fetchall()]
+
+
+# -- the replay, as statements of the step's own transaction -----------------------------------
+def replay_statements(move: Move, targets: list[cl.Target]) -> list[Statement]:
+    """Apply every log entry the transaction sees and delete exactly those: in a REPEATABLE
+    READ step (one snapshot for all statements), or under a lock that stops new entries (the
+    swap). Delete then insert per key, the key's last image (changelog's docstring, 4.)."""
+    cap = move.cap
+    key = sql.SQL(", ").join(map(sql.Identifier, cap.key))
+    match = sql.SQL(" AND ").join(sql.SQL("t.{k} = b.{k}").format(k=sql.Identifier(k))
+                                  for k in cap.key)
+    cols = sql.SQL(", ").join(map(sql.Identifier, cap.insertable))
+    last = sql.SQL("SELECT DISTINCT ON ({key}) * FROM {log} ORDER BY {key}, pgparts_seq DESC"
+                   ).format(key=key, log=cap.log)
+    out = [Statement(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(cap.log),
+                     "lock", note="one replay at a time; writers appending to the log go on")]
+    for t in targets:
+        out.append(Statement(sql.SQL(
+            "DELETE FROM {t} AS t USING (SELECT DISTINCT {key} FROM {log}) AS b WHERE {m}"
+        ).format(t=t.table, key=key, log=cap.log, m=match), "copy",
+            note=f"replay: remove the changed keys from {t.label}"))
+    for t in targets:
+        out.append(Statement(sql.SQL(
+            "INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM ({last}) l"
+            " WHERE NOT l.pgparts_old AND ({pred}) IS TRUE").format(
+            t=t.table, cols=cols, last=last, pred=t.predicate), "copy",
+            note=f"replay: the changed keys' last images into {t.label}"))
+    out.append(Statement(sql.SQL("DELETE FROM {}").format(cap.log), "ddl",
+                         note="forget the entries applied (exactly those this snapshot sees)"))
+    return out
+
+
+def raise_unless(conn: psycopg.Connection, cond: sql.Composable, message: str
+                 ) -> sql.Composed:
+    """The exported script's form of a check: a DO block that raises unless `cond` holds, so
+    `psql -v ON_ERROR_STOP=1` stops there."""
+    body = sql.SQL("BEGIN\n  IF NOT coalesce(({c}), false) THEN\n    RAISE EXCEPTION '%', {m};\n"
+                   "  END IF;\nEND").format(c=cond, m=sql.Literal("pgparts: " + message))
+    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
+
+
+def _checksum_sql(rel: sql.Composable, cols: list[str], pred: sql.Composable | None = None
+                  ) -> sql.Composed:
+    where = sql.SQL("") if pred is None else sql.SQL(" WHERE ({}) IS TRUE").format(pred)
+    return sql.SQL("SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({h}), 0) FROM {r}{w}"
+                   ).format(h=cl.row_hash(cols), r=rel, w=where)
+
+
+# -- the steps ---------------------------------------------------------------------------------
+def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
+    parent, source, cap = move.parent, move.source, move.cap
+    pdisp, sdisp = parent.qualified, source.qualified
+    temps = move.cl_targets()
+    tnames = "new " + ", ".join(display_name(source.schema, t.name) for t in move.targets)
+    est = Estimate(rows=source.rows, bytes=source.total_table_bytes)
+    version = int(conn.info.server_version)
+
+    def is_swapped(c: psycopg.Connection) -> bool:
+        return swapped(c, move)
+
+    def built(c: psycopg.Connection) -> bool:
+        if is_swapped(c):
+            return True
+        names = {r[0] for r in registered_targets(c, source.oid)}
+        return all(_rel_oid(c, source.schema, t.temp) is not None and t.temp in names
+                   for t in move.targets)
+
+    # 1. build
+    likes = ["DEFAULTS", "CONSTRAINTS", "GENERATED", "STORAGE"]
+    if version >= 140000:
+        likes.append("COMPRESSION")
+    including = sql.SQL(" ").join(sql.SQL("INCLUDING " + w) for w in likes)
+    stmts = [Statement(markers.guard_sql(conn, create=True),
+                       note="pgparts' registry (schema pgparts, created owned by you on first "
+                            "use): stop unless only you or a superuser control it")]
+    for t, tt in zip(move.targets, temps, strict=True):
+        stmts.append(Statement(sql.SQL("CREATE TABLE {} (LIKE {} {})").format(
+            tt.table, parent.ident, including),
+            note=f"{t.name} ({t.bound_text}), built as {t.temp}: the parent's columns, "
+                 f"defaults and CHECKs"))
+        if t.check is not None:
+            stmts.append(Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
+                tt.table, sql.Identifier(BOUND_CHECK), t.check),
+                note="the bound as a CHECK on the empty table (validated for free): ATTACH "
+                     "needs no scan"))
+        stmts.append(Statement(markers.register_relation_sql(
+            role=markers.MOVE_TARGET_ROLE, schema=source.schema, name=t.temp,
+            parent_oid=parent.oid, source_oid=source.oid, source_name=source.name,
+            bound=t.bound_text, plan_id=move.plan_id, replacement=t.name),
+            note="recorded in pgparts' registry in the same transaction"))
+        stmts += grant_statements(conn, [parent.oid, source.oid], tt.table)
+    steps = [Step(
+        title=f"Build {tnames} beside {sdisp}",
+        explanation="Create the new partitions as empty tables next to the live ones; no row "
+                    "is read and nobody waits (ACCESS SHARE on the parent, for LIKE).",
+        statements=stmts, locks=[Lock("ACCESS SHARE", pdisp, "nobody")],
+        estimate=Estimate(0, 0, 0.05), done=built)]
+
+    # 2. capture
+    def captured(c: psycopg.Connection) -> bool:
+        return is_swapped(c) or cl.installed(c, cap)
+
+    steps.append(Step(
+        title=f"Capture changes to {sdisp}",
+        explanation=("A trigger on every table of the source writes each change into a log in "
+                     "schema pgparts, from before the copy on. CREATE TRIGGER waits for the "
+                     "writes in flight there and holds new ones for an instant (lock_timeout, "
+                     "retried)."),
+        statements=[Statement(s, "lock" if i == 0 else "ddl")
+                    for i, s in enumerate(cl.install_sql(conn, cap))],
+        locks=[Lock("SHARE ROW EXCLUSIVE", sdisp, "its writers, for an instant")],
+        retry="step", statement_timeout_seconds=SWAP_STATEMENT_TIMEOUT,
+        estimate=Estimate(0, 0, 0.05), done=captured))
+
+    # 3. copy
+    def copy_done(c: psycopg.Connection) -> bool:
+        return is_swapped(c) or (cl.installed(c, cap) and cl.copied(c, cap))
+
+    def capture_ok(_row: Any, c: psycopg.Connection) -> str:
+        problems = cl.capture_problems(c, cap)
+        if problems:
+            raise VerificationFailed(f"change capture is broken: {problems[0]}")
+        return "change capture in place"
+
+    cols = sql.SQL(", ").join(map(sql.Identifier, cap.insertable))
+    copy = [Statement(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(cap.log),
+                      "lock", note="no replay during the copy; writers appending go on"),
+            Statement(sql.SQL("SELECT 1"), "verify", note="the capture triggers are in place",
+                      check=capture_ok, script=raise_unless(conn, sql.SQL(
+                          "SELECT pg_catalog.count(*) = {n} FROM pg_catalog.pg_trigger"
+                          " WHERE tgrelid = ANY({l}::pg_catalog.oid[]) AND tgenabled = 'A'"
+                          " AND tgname IN ({a}, {b})").format(
+                          n=sql.Literal(2 * len(cap.leaves)), l=sql.Literal(list(cap.leaves)),
+                          a=sql.Literal(cl.TRIGGER), b=sql.Literal(cl.TRIGGER + "_truncate")),
+                          "the change capture is not in place"))]
+    for t in temps:
+        copy.append(Statement(sql.SQL(
+            "INSERT INTO {t} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM {s}"
+            " WHERE ({p}) IS TRUE").format(t=t.table, c=cols, s=cap.source, p=t.predicate),
+            "copy", note=f"copy {sdisp}'s rows of {t.label}", est_rows=source.rows,
+            est_bytes=source.total_table_bytes))
+    parts = sql.SQL(" + ").join(sql.SQL("(SELECT pg_catalog.count(*) FROM {})").format(t.table)
+                                for t in temps)
+
+    def all_copied(row: Any, _c: psycopg.Connection) -> str:
+        if row[0] != row[1]:
+            raise VerificationFailed(f"the new partitions' bounds take {row[1]:,} of "
+                                     f"{sdisp}'s {row[0]:,} rows")
+        return f"{row[0]:,} rows copied"
+
+    copy += [
+        Statement(sql.SQL("SELECT (SELECT pg_catalog.count(*) FROM {}), {}").format(
+            cap.source, parts), "verify", note="every row went to exactly one new partition",
+            check=all_copied, script=raise_unless(conn, sql.SQL(
+                "SELECT (SELECT pg_catalog.count(*) FROM {}) = {}").format(cap.source, parts),
+                "the new partitions' bounds do not take every row of the source exactly once")),
+        Statement(sql.SQL(
+            "DELETE FROM {} WHERE pg_catalog.pg_visible_in_snapshot(pgparts_xid,"
+            " pg_catalog.pg_current_snapshot())").format(cap.log),
+            note="forget the log entries this snapshot's copy already holds"),
+        Statement(sql.SQL(
+            "INSERT INTO {} (snapshot, rows) SELECT pg_catalog.pg_current_snapshot()::"
+            "pg_catalog.text, pg_catalog.count(*) FROM {}").format(cap.state, cap.source),
+            note="record that the copy committed"),
+    ]
+    steps.append(Step(
+        title=f"Copy {sdisp} into {tnames}",
+        explanation=("One REPEATABLE READ snapshot: ACCESS SHARE on the source (nobody waits), "
+                     "writers carry on and their changes go to the log."),
+        statements=copy, locks=[Lock("ACCESS SHARE", sdisp, "nobody")],
+        isolation="repeatable read", estimate=est, done=copy_done))
+
+    # 4. indexes, primary key, analyze
+    shapes = index_shapes(conn, parent.oid)
+    idx: list[Statement] = []
+    for i, t in enumerate(temps):
+        for j, shape in enumerate(shapes):
+            name = sql.Identifier(temp_index_name(source.oid, i, j))
+            idx.append(Statement(shape.constraint_sql(t.table, name)
+                                 if shape.contype in ("p", "u")
+                                 else shape.create_sql(t.table, name=name),
+                                 note=f"{shape.name} on {t.label}: ATTACH adopts it"))
+        idx.append(Statement(sql.SQL("ANALYZE {}").format(t.table), "maintenance"))
+
+    def indexed(c: psycopg.Connection) -> bool:
+        if is_swapped(c):
+            return True
+        for t in move.targets:
+            oid = _rel_oid(c, source.schema, t.temp)
+            if oid is None:
+                return False
+            n = c.execute("SELECT pg_catalog.count(*) FROM pg_catalog.pg_index"
+                          " WHERE indrelid = %s", (oid,)).fetchone()[0]
+            if n < len(shapes):
+                return False
+        return True
+
+    if idx:
+        steps.append(Step(
+            title=f"Index {tnames}",
+            explanation="The parent's indexes and keys on the new tables (faster after the copy "
+                        "than row by row), then ANALYZE. Only the new tables are locked.",
+            statements=idx, locks=[Lock("ACCESS EXCLUSIVE", tnames, "nobody: not attached yet")],
+            estimate=Estimate(0, source.total_table_bytes, 0.1), done=indexed))
+
+    # 5. catch up
+    steps.append(Step(
+        title=f"Catch up with the writes to {sdisp}",
+        explanation="Replay the log written during the copy, in one snapshot; nobody waits.",
+        statements=replay_statements(move, temps), locks=[Lock("ACCESS SHARE", sdisp, "nobody")],
+        isolation="repeatable read", estimate=Estimate(0, 0, 0.1), done=is_swapped))
+
+    # 6. the DEFAULT's helper CHECKs
+    default = move.default
+    helpers = [(f"{HELPER_PREFIX}{source.oid}_{i}", t.exclusion)
+               for i, t in enumerate(move.targets) if t.exclusion is not None]
+    if default is not None and default.relkind == "r" and helpers:
+        names = [n for n, _ in helpers]
+
+        def helper_state(c: psycopg.Connection) -> list[bool]:
+            return [bool(r[0]) for r in c.execute(
+                "SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid = %s"
+                " AND contype = 'c' AND conname = ANY(%s)", (default.oid, names)).fetchall()]
+
+        steps.append(Step(
+            title=f"Exclude the new bounds from {default.qualified}",
+            explanation=("CHECKs on the DEFAULT partition saying it holds no row of the new "
+                         "bounds, NOT VALID: no scan, an instant of ACCESS EXCLUSIVE on it "
+                         "(lock_timeout, retried). Validated next, they spare the swap's "
+                         "ATTACH a scan of the DEFAULT under the parent's lock."),
+            statements=[Statement(sql.SQL("ALTER TABLE {} {}").format(
+                default.ident, sql.SQL(", ").join(
+                    sql.SQL("ADD CONSTRAINT {} CHECK ({}) NOT VALID").format(
+                        sql.Identifier(n), e) for n, e in helpers)), "lock")],
+            locks=[Lock("ACCESS EXCLUSIVE", default.qualified, "an instant: no scan")],
+            retry="step", statement_timeout_seconds=SWAP_STATEMENT_TIMEOUT,
+            estimate=Estimate(0, 0, 0.01),
+            done=lambda c: is_swapped(c) or len(helper_state(c)) == len(names)))
+        steps.append(Step(
+            title=f"Validate the exclusion CHECKs on {default.qualified}",
+            explanation="VALIDATE scans the DEFAULT under SHARE UPDATE EXCLUSIVE: its writers "
+                        "carry on.",
+            statements=[Statement(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                default.ident, sql.Identifier(n)), "verify") for n in names],
+            locks=[Lock("SHARE UPDATE EXCLUSIVE", default.qualified, "no writer")],
+            estimate=Estimate(default.rows, default.total_table_bytes, 0.1),
+            done=lambda c: is_swapped(c) or (len(helper_state(c)) == len(names)
+                                              and all(helper_state(c)))))
+    else:
+        names = []
+
+    # 6b. exact verification while writers carry on
+    verify = replay_statements(move, temps)
+    for t in temps:
+        def same(row: Any, _c: psycopg.Connection, label: str = t.label) -> str:
+            src, dst = (int(row[0]), int(row[1])), (int(row[2]), int(row[3]))
+            if src != dst:
+                raise VerificationFailed(
+                    f"{label} holds {dst[0]:,} rows (checksum {dst[1]}), {sdisp} "
+                    f"{src[0]:,} of its bound (checksum {src[1]})")
+            return f"{label}: {dst[0]:,} rows, checksum {dst[1]}, equal to {sdisp}'s"
+
+        src_sum = _checksum_sql(cap.source, list(cap.columns), t.predicate)
+        dst_sum = _checksum_sql(t.table, list(cap.columns))
+        verify.append(Statement(sql.SQL("SELECT s.*, t.* FROM ({}) s, ({}) t").format(
+            src_sum, dst_sum), "verify",
+            note=f"count and checksum of {t.label} against {sdisp}'s rows of its bound",
+            check=same, script=raise_unless(conn, sql.SQL(
+                "SELECT (SELECT s::pg_catalog.text FROM ({}) s)"
+                " = (SELECT t::pg_catalog.text FROM ({}) t)").format(src_sum, dst_sum),
+                f"{t.label} differs from the source's rows of its bound")))
+    steps.append(Step(
+        title=f"Verify {tnames} against {sdisp}",
+        explanation=("In one REPEATABLE READ snapshot, writers carrying on: replay what the "
+                     "snapshot sees, then compare row count and order-independent checksum per "
+                     "new bound with the source's rows of that bound. Exact: the swap then "
+                     "replays only what was written after this snapshot, under its lock. "
+                     "Nothing is dropped unless this passed."),
+        statements=verify, locks=[Lock("ACCESS SHARE", sdisp, "nobody")],
+        isolation="repeatable read", estimate=Estimate(source.rows, 0, 0.1),
+        done=is_swapped, verify_note="count and checksum per new bound"))
+
+    # 7. swap
+    steps.append(swap_step(conn, move, names))
+    # 8., 9.
+    steps += finish_steps(conn, move.parent, source.oid, move.source.schema, move.detached_name,
+                          [t.name for t in move.targets], move.fkeys, cap.columns)
+    return steps
+
+
+def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
+    parent, source, cap = move.parent, move.source, move.cap
+    pdisp, sdisp = parent.qualified, source.qualified
+    temps = move.cl_targets()
+
+    def log_empty(row: Any, _c: psycopg.Connection) -> str:
+        if row[0]:
+            raise VerificationFailed(f"{row[0]:,} log entries left after the last replay")
+        return "change log fully replayed"
+
+    # The referencing tables first: their writers lock them, then (the key's check) the parent;
+    # a swap holding the parent while waiting for one of them would deadlock with such a
+    # writer until lock_timeout, every attempt. (A cascading delete locks the other way round,
+    # rarer: that attempt times out and is retried.)
+    refs = list(dict.fromkeys((fk.table_disp, fk.table.as_string(conn)) for fk in move.fkeys))
+    stmts = [
+        Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(q)), "lock",
+                  note=f"{disp}: its key on the table is dropped and re-created below")
+        for disp, q in refs]
+    stmts += [
+        Statement(sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(parent.ident),
+                  "lock", note="then the parent, in the order writers lock"),
+        Statement(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(source.ident),
+                  "lock", note="no write to the source is in flight or can start"),
+        *replay_statements(move, temps),
+        Statement(sql.SQL("SELECT pg_catalog.count(*) FROM {}").format(cap.log), "verify",
+                  note="the log is empty", check=log_empty, script=raise_unless(
+                      conn, sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(cap.log),
+                      "the change log is not empty after the last replay")),
+        *[Statement(s, note="the capture is no longer needed")
+          for s in cl.remove_sql(conn, cap)],
+        *[Statement(fk.drop_sql(), note=f"{fk.table_disp}: its key would stop the DETACH "
+                                        f"(re-created NOT VALID below)") for fk in move.fkeys],
+        Statement(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent.ident,
+                                                                        source.ident)),
+        Statement(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+            source.ident, sql.Identifier(move.detached_name)),
+            note="the detached source keeps its rows until they are verified"),
+        Statement(markers.register_relation_sql(
+            role=markers.MOVE_SOURCE_ROLE, schema=source.schema, name=move.detached_name,
+            parent_oid=parent.oid, source_oid=source.oid, source_name=source.name,
+            bound=source.bound_text, plan_id=move.plan_id, relkinds="rp",
+            replacement=json.dumps([t.name for t in move.targets]),
+            state=VERIFIED), note="recorded in pgparts' registry as verified: its rows "
+                                  "matched per bound before the swap, and the swap replayed "
+                                  "every change since"),
+    ]
+    if move.fkeys:
+        stmts.append(Statement(sql.SQL("UPDATE {} SET note = {} WHERE role = {} AND objid = {}"
+                                       "::pg_catalog.regclass::pg_catalog.oid").format(
+            markers.REGISTRY, sql.Literal(json.dumps([fk.to_json() for fk in move.fkeys])),
+            sql.Literal(markers.MOVE_SOURCE_ROLE),
+            sql.Literal(sql.Identifier(source.schema, move.detached_name).as_string(conn))),
+            note="the keys to validate after the swap"))
+    stmts += index_renames(conn, move)
+    for t in move.targets:
+        if t.temp != t.name:
+            stmts.append(Statement(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                move.temp_ident(t), sql.Identifier(t.name))))
+    # ranges first: attaching a DEFAULT scans it for rows of the other partitions' bounds,
+    # and a DEFAULT attached earlier would be scanned by every later ATTACH
+    for t in sorted(move.targets, key=lambda t: t.is_default):
+        stmts.append(Statement(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
+            parent.ident, move.final_ident(t), t.bound),
+            note=("the new DEFAULT: scanned for rows of other bounds (it holds only the rows "
+                  "no new partition takes)") if t.is_default else
+            "no scan: its validated CHECK implies the bound"))
+    stmts += [Statement(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+        move.final_ident(t), sql.Identifier(BOUND_CHECK)),
+        note="the bound is the partition's own constraint now") for t in move.targets
+        if t.check is not None]
+    stmts += [Statement(fk.add_sql(parent.ident), note=f"{fk.table_disp}: enforced for every "
+                                                       f"new write from the commit on")
+              for fk in move.fkeys]
+    if helpers and move.default is not None:
+        stmts.append(Statement(sql.SQL("ALTER TABLE {} {}").format(
+            move.default.ident, sql.SQL(", ").join(
+                sql.SQL("DROP CONSTRAINT IF EXISTS {}").format(sql.Identifier(n))
+                for n in helpers)), note="the exclusion CHECKs served their purpose"))
+    locks = [Lock("ACCESS EXCLUSIVE", pdisp, "every reader and writer of the table, for the "
+                  "swap's milliseconds"),
+             Lock("ACCESS EXCLUSIVE", sdisp, "nobody after the swap")]
+    if move.default is not None:
+        locks.append(Lock("ACCESS EXCLUSIVE", move.default.qualified, "DETACH and ATTACH take "
+                          "it; no scan"))
+    locks += [Lock("ACCESS EXCLUSIVE", disp, "its readers and writers, for the swap (DROP "
+                   "CONSTRAINT)") for disp in dict.fromkeys(fk.table_disp for fk in move.fkeys)]
+    return Step(
+        title=f"Swap {sdisp} for {', '.join(t.name for t in move.targets)}",
+        explanation=("One short transaction under lock_timeout, retried as a whole: the last "
+                     "replay (only the entries since the catch-up), DETACH, ATTACH without "
+                     "scans, foreign keys re-created NOT VALID. No row is copied or scanned "
+                     "under the parent's lock."),
+        statements=stmts, locks=locks, retry="step",
+        statement_timeout_seconds=SWAP_STATEMENT_TIMEOUT, estimate=Estimate(0, 0, 0.05),
+        done=lambda c: swapped(c, move), hold_from=1)
+
+
+def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oid: int, schema: str,
+                 detached: str, targets: list[str], fkeys: list[ForeignKey],
+                 columns: tuple[str, ...] | list[str]) -> list[Step]:
+    """8. and 9.: validate the re-created keys, verify the detached source's rows are in the
+    new partitions, drop it. Neither is done before the swap."""
+    steps: list[Step] = []
+
+    def after_swap(c: psycopg.Connection) -> bool:
+        return _attached_to(c, source_oid) != parent.oid
+
+    for fk in fkeys:
+        # Before PostgreSQL 18, VALIDATE marks only the key itself: its entries for each
+        # referenced partition (conparentid set) keep convalidated = false although every
+        # row was checked (measured on 15; validating them by name checks every referencing
+        # row against that one partition, and fails). Enforcement is the same either way.
+        def validated(c: psycopg.Connection, fk: ForeignKey = fk) -> bool:
+            row = c.execute("SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid"
+                            " = %s AND conname = %s AND contype = 'f'",
+                            (fk.table_oid, fk.name)).fetchone()
+            return after_swap(c) and (row is None or bool(row[0]))
+
+        steps.append(Step(
+            title=f"Validate {fk.name} on {fk.table_disp}",
+            explanation="Check the referencing rows against the new partitions: SHARE UPDATE "
+                        "EXCLUSIVE on the referencing table, ROW SHARE on the parent; writers "
+                        "carry on.",
+            statements=[Statement(fk.validate_sql(), "verify")],
+            locks=[Lock("SHARE UPDATE EXCLUSIVE", fk.table_disp, "no writer"),
+                   Lock("ROW SHARE", parent.qualified, "nobody")],
+            estimate=Estimate(0, 0, 0.1), done=validated))
+    old = sql.Identifier(schema, detached)
+    old_disp = display_name(schema, detached)
+    news = [sql.Identifier(schema, n) for n in targets]
+    cols = list(columns)
+    union = sql.SQL(" UNION ALL ").join(sql.SQL("SELECT {} AS h FROM {}").format(
+        cl.row_hash(cols), n) for n in news)
+    new_counts = sql.SQL(" + ").join(sql.SQL("(SELECT pg_catalog.count(*) FROM {})").format(n)
+                                     for n in news)
+    new_sums = sql.SQL(" + ").join(sql.SQL("(SELECT coalesce(pg_catalog.sum({}), 0) FROM {})"
+                                           ).format(cl.row_hash(cols), n) for n in news)
+
+    def contained(row: Any, c: psycopg.Connection) -> str:
+        n_old, h_old, n_new, h_new = (int(v) for v in row)
+        if (n_old, h_old) == (n_new, h_new):
+            return (f"{old_disp} and the new partitions hold the same {n_new:,} rows "
+                    f"(checksum {h_new})")
+        missing = c.execute(sql.SQL(
+            "SELECT pg_catalog.count(*) FROM (SELECT {h} AS h FROM {o} EXCEPT ALL {u}) d"
+        ).format(h=cl.row_hash(cols), o=old, u=union)).fetchone()[0]
+        if not missing:
+            return f"all {n_old:,} rows of {old_disp} are in {', '.join(targets)}"
+        # the new partitions are live: writers changed rows since the swap, so a comparison
+        # now cannot tell a lost row from an updated one. The proof is the one recorded: equal
+        # per bound in the snapshot before the swap, and every change since replayed in it
+        return (f"{old_disp}: {missing:,} of its {n_old:,} rows were changed or deleted in "
+                f"the new partitions since the swap; its rows were verified per bound before "
+                f"the swap and every change since was replayed in it")
+
+    def registered(row: Any, _c: psycopg.Connection) -> str:
+        if not row[0]:
+            raise VerificationFailed(f"pgparts' registry does not record {old_disp} as a "
+                                     f"detached move source; it is kept")
+        return f"{old_disp} is recorded as this move's detached source"
+
+    def dropped(c: psycopg.Connection) -> bool:
+        return after_swap(c) and _rel_oid(c, schema, detached) is None
+
+    steps.append(Step(
+        title=f"Verify and drop {old_disp}",
+        explanation=(f"Only a detached source the registry records as verified (equal per bound "
+                     f"before the swap, every change since replayed in it) is dropped; its row "
+                     f"count and checksum are compared with the new partitions once more "
+                     f"(containment when they differ: they are live). Then DROP it and forget "
+                     f"the move in pgparts' registry. Nobody uses {old_disp}."),
+        statements=[
+            Statement(markers.guard_sql(conn, create=False),
+                      note="pgparts' registry is trusted"),
+            Statement(sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE role = {} AND name = {}"
+                              " AND schema_name = {} AND state = {}"
+                              " AND objid = {}::pg_catalog.regclass)").format(
+                markers.REGISTRY, sql.Literal(markers.MOVE_SOURCE_ROLE), sql.Literal(detached),
+                sql.Literal(schema), sql.Literal(VERIFIED), sql.Literal(old.as_string(conn))),
+                "verify",
+                note="the registry proves the detached table is this move's",
+                check=registered, script=raise_unless(conn, sql.SQL(
+                    "SELECT EXISTS (SELECT FROM {} WHERE role = {} AND name = {}"
+                    " AND schema_name = {} AND state = {}"
+                    " AND objid = {}::pg_catalog.regclass)").format(
+                    markers.REGISTRY, sql.Literal(markers.MOVE_SOURCE_ROLE),
+                    sql.Literal(detached), sql.Literal(schema), sql.Literal(VERIFIED),
+                    sql.Literal(old.as_string(conn))),
+                    f"the registry does not record {old_disp} as verified; it is kept")),
+            Statement(sql.SQL("SELECT o.n, o.h, {nc}, {ns} FROM (SELECT pg_catalog.count(*) AS n,"
+                              " coalesce(pg_catalog.sum({h}), 0) AS h FROM {o}) o").format(
+                nc=new_counts, ns=new_sums, h=cl.row_hash(cols), o=old), "verify",
+                note="count and checksum, then containment if they differ", check=contained,
+                script=sql.SQL("SELECT o.n, o.h, {nc}, {ns} FROM (SELECT pg_catalog.count(*)"
+                               " AS n, coalesce(pg_catalog.sum({h}), 0) AS h FROM {o}) o").format(
+                    nc=new_counts, ns=new_sums, h=cl.row_hash(cols), o=old)),
+            Statement(sql.SQL("DROP TABLE {}").format(old),
+                      note="only after the verification above passed"),
+            Statement(sql.SQL("DELETE FROM {} WHERE role IN ({}, {}) AND source_oid = {}").format(
+                markers.REGISTRY, sql.Literal(markers.MOVE_TARGET_ROLE),
+                sql.Literal(markers.MOVE_SOURCE_ROLE), sql.Literal(source_oid))),
+        ],
+        locks=[Lock("ACCESS EXCLUSIVE", old_disp, "nobody: detached"),
+               Lock("ACCESS SHARE", ", ".join(targets), "nobody")],
+        estimate=Estimate(0, 0, 0.1), done=dropped, verify_note="rows of the source verified"))
+    return steps
+
+
+@dataclass
+class Unfinished:
+    """A move whose swap committed but whose detached source is still there."""
+
+    source_oid: int
+    schema: str
+    detached: str
+    source_name: str
+    targets: list[str]
+    fkeys: list[ForeignKey]
+    columns: list[str]
+
+
+def unfinished(conn: psycopg.Connection, parent: PartNode) -> Unfinished | None:
+    """The first move of `parent` whose detached source the registry records and the catalog
+    confirms (same oid, name, owner, detached); None when there is none."""
+    reg = markers.read_registry(conn)
+    if not reg.trusted:
+        return None
+    for e in reg.of(markers.MOVE_SOURCE_ROLE, parent.oid):
+        facts = markers.relation_facts(conn, [e.objid]).get(e.objid)
+        if markers.mismatch(e, facts) or facts is None or facts["attached_to"] is not None:
+            continue
+        fkeys = []
+        for table_oid, name in json.loads(e.note or "[]"):
+            row = conn.execute("SELECT n.nspname, c.relname FROM pg_catalog.pg_class c"
+                               " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                               " WHERE c.oid = %s", (table_oid,)).fetchone()
+            if row is not None:
+                fkeys.append(ForeignKey(sql.Identifier(row[0], row[1]),
+                                        display_name(row[0], row[1]), int(table_oid), name,
+                                        [], [], False, "", "", False, False))
+        cols = [r[0] for r in conn.execute(
+            "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attnum > 0"
+            " AND NOT attisdropped ORDER BY attnum", (e.objid,)).fetchall()]
+        return Unfinished(e.objid, e.schema, e.name, e.source_name,
+                          list(json.loads(e.replacement or "[]")), fkeys, cols)
+    return None
+
+
+# -- plans -------------------------------------------------------------------------------------
+def own_shape_notes(conn: psycopg.Connection, source: PartNode) -> list[str]:
+    """What the source has of its own, beyond the parent's shape: its own triggers refuse the
+    move (they would not follow the rows, and would not fire on the replay); its own indexes
+    and CHECK constraints are not rebuilt on the new partitions, which the preview says."""
+    trig = conn.execute(
+        "SELECT tgname FROM pg_catalog.pg_trigger WHERE tgrelid = %s AND NOT tgisinternal"
+        " AND tgparentid = 0 AND tgname NOT LIKE 'pgparts%%' ORDER BY 1 LIMIT 1",
+        (source.oid,)).fetchone()
+    if trig:
+        raise cl.MoveError(f"{source.qualified} has a trigger of its own ({trig[0]}), not the "
+                           f"parent's: the new partitions would not have it")
+    out = []
+    idx = [r[0] for r in conn.execute(
+        "SELECT c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c"
+        " ON c.oid = i.indexrelid WHERE i.indrelid = %s AND NOT EXISTS (SELECT FROM"
+        " pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid) ORDER BY 1",
+        (source.oid,)).fetchall()]
+    if idx:
+        out.append(f"{source.qualified}'s own indexes ({', '.join(idx)}), not the parent's, are "
+                   f"not built on the new partitions")
+    checks = [r[0] for r in conn.execute(
+        "SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid = %s AND contype = 'c'"
+        " AND conislocal AND coninhcount = 0 ORDER BY 1", (source.oid,)).fetchall()]
+    if checks:
+        out.append(f"{source.qualified}'s own CHECK constraints ({', '.join(checks)}) are not "
+                   f"copied to the new partitions")
+    return out
+
+
+def existing_names(conn: psycopg.Connection, schema: str) -> set[str]:
+    return {r[0] for r in conn.execute(
+        "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE n.nspname = %s", (schema,)).fetchall()}
+
+
+def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
+              source: PartNode, targets: list[NewPartition], default: PartNode | None,
+              changes: list[str], notes: list[str]) -> Plan:
+    """The plan of a move (MoveError for what the user must fix first)."""
+    prior = registered_targets(conn, source.oid)
+    wanted = sorted((t.temp, t.name, t.bound_text) for t in targets)
+    if prior and sorted(prior) != wanted:
+        raise cl.MoveError(
+            f"an unfinished move of {source.qualified} into "
+            f"{', '.join(f'{n} ({b})' for _, n, b in prior)} was started earlier: run it again "
+            f"with the same values to finish it")
+    cap = cl.describe_source(conn, source.schema, source.name, LOG_SCHEMA)
+    notes = notes + own_shape_notes(conn, source)
+    move = Move(kind, parent, source, describe_key(conn, parent.oid), cap, targets,
+                default, referencing_keys(conn, parent.oid), uuid.uuid4().hex)
+    steps = move_steps(conn, move)
+    facts = PlanFacts(changes=changes, destroys=[Destroyed("table", source.qualified,
+                                                           verified=True)],
+                      notes=notes + [
+                          "online: writers of the table and of the partition being moved wait "
+                          "only for instants of DDL and the swap, each under lock_timeout",
+                          f"{source.qualified} is dropped only after every one of its rows is "
+                          f"verified in the new partitions"])
+    if move.fkeys:
+        facts.notes.append(
+            "foreign keys referencing the table (" + ", ".join(
+                f"{fk.name} on {fk.table_disp}" for fk in move.fkeys)
+            + ") are re-created NOT VALID in the swap and validated after it; no referencing "
+              "row is deleted")
+    return Plan(kind=kind, title=title, target=parent.qualified, target_oid=parent.oid,
+                steps=steps, summary=[], facts=facts,
+                details={"source": source.qualified,
+                         "targets": [{"name": t.name, "bound": t.bound_text} for t in targets]})
+
+
+def finish_plan(conn: psycopg.Connection, kind: str, parent: PartNode, u: Unfinished) -> Plan:
+    disp = display_name(u.schema, u.source_name)
+    line = (f"finish the move of {disp} started earlier (swapped into "
+            f"{', '.join(u.targets)}): validate the foreign keys, verify, drop "
+            f"{display_name(u.schema, u.detached)}")
+    return Plan(kind=kind, title=f"finish moving {disp}", target=parent.qualified,
+                target_oid=parent.oid,
+                steps=finish_steps(conn, parent, u.source_oid, u.schema, u.detached, u.targets,
+                                   u.fkeys, u.columns),
+                summary=[line, "the values given now are not used: the earlier move comes first"],
+                facts=PlanFacts(changes=[line], destroys=[Destroyed(
+                    "table", display_name(u.schema, u.detached), verified=True)]))
+
+
+def hold_line(result: Any, plan: Plan) -> list[str]:
+    """The swap's hold of the parent's ACCESS EXCLUSIVE lock, as the runner timed it."""
+    holds = [o.hold_seconds for o in result.steps if o.hold_seconds is not None]
+    if not holds:
+        return []
+    return [f"  ACCESS EXCLUSIVE on {plan.target} held {max(holds) * 1000:.0f} ms (the swap)"]
