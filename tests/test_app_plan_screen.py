@@ -187,3 +187,41 @@ async def test_option_fields_replan_and_say_what_is_wrong(balances):
         await wait_until(pilot, lambda: screen.loads > before and not screen.planning)
         assert "batch: expected a whole number, got '1x'" in content_text(screen, "#plan-head")
         assert "apply is disabled" in content_text(screen, "#plan-reason")
+
+
+async def test_split_takes_the_partition_under_the_cursor_and_comma_separated_boundaries(db):
+    """split's positional PARTITION is the tree node the screen was opened on (the plan is its
+    parent's); --at, a repeat option, is one field taking several values separated by commas
+    (a value may hold spaces)."""
+    from tui.app.plan_screen import open_plan
+
+    db.execute("""
+        CREATE TABLE public.days (d timestamp PRIMARY KEY, v int) PARTITION BY RANGE (d);
+        CREATE TABLE public.days_jan PARTITION OF public.days
+          FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+    """)
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        await move_to(pilot, app, app.forest.find("days").oid)
+        await pilot.press("enter")
+        await move_to(pilot, app, app.forest.find("days_jan").oid)
+        screen = open_plan(app, "split")
+        assert screen is not None
+        app.push_screen(screen)
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
+        await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning, timeout=30)
+        assert screen.table_name == "days"
+        assert screen.query_one("#plan-option-partition").value == "days_jan"
+        # no boundary yet: said, and apply is refused
+        assert "--at" in content_text(screen, "#plan-head")
+        assert "apply is disabled" in content_text(screen, "#plan-reason")
+        before = screen.loads
+        screen.query_one("#plan-option-at").value = "2024-01-11 12:00, 2024-01-21"
+        await wait_until(pilot, lambda: screen.loads > before and not screen.planning,
+                         timeout=30)
+        text = content_text(screen, "#plan-preview")
+        assert "split days_jan" in text, text
+        assert "days_jan_2" in text and "days_jan_3" in text, text
+        assert "2024-01-11 12:00:00" in text, text
+        assert "apply is disabled" not in content_text(screen, "#plan-reason")
