@@ -451,8 +451,8 @@ async def test_help_lists_every_command_and_read_only_marks_writes(awkward):
 
 
 async def test_help_shows_the_keys_of_the_screen_it_was_opened_from(balances_db):
-    from tui.app.consolidate_screen import ConsolidateScreen
     from tui.app.explain_screen import ExplainScreen
+    from tui.app.plan_screen import PlanScreen
 
     app = make_app(balances_db)
     async with app.run_test(size=SIZE) as pilot:
@@ -467,7 +467,7 @@ async def test_help_shows_the_keys_of_the_screen_it_was_opened_from(balances_db)
         await pilot.press("escape")
         await move_to(pilot, app, app.forest.find("account_balances").oid)
         await pilot.press("c")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConsolidateScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
         await pilot.press("question_mark")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
         shown = "\n".join(widget_text(w) for w in app.screen.query("Static"))

@@ -14,10 +14,10 @@ from textual.widgets import Button, DataTable, Input, Static
 
 from tui.app.app import PgpartsApp
 from tui.app.confirm import ConfirmModal, TypeNameModal
-from tui.app.consolidate_screen import ConsolidateScreen
 from tui.app.journal_screen import JournalScreen
 from tui.app.main_screen import MainScreen
 from tui.app.plan_progress import PlanProgressScreen
+from tui.app.plan_screen import PlanScreen
 from tui.core.config import Config, PlansConfig, state_dir
 from tui.core.connection import Target
 from tui.core.plans import journal
@@ -52,26 +52,26 @@ def content_text(screen, selector: str) -> str:
     return plain(screen.query_one(selector, Static).content)
 
 
-async def open_consolidation(pilot: Pilot, app: PgpartsApp) -> ConsolidateScreen:
+async def open_consolidation(pilot: Pilot, app: PgpartsApp) -> PlanScreen:
     await wait_loads(pilot, app)
     parent = app.forest.find("account_balances")
     await move_to(pilot, app, parent.oid)
     await pilot.press("c")
-    await wait_until(pilot, lambda: isinstance(app.screen, ConsolidateScreen))
+    await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
     screen = app.screen
     await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning)
     return screen
 
 
-async def press_and_replan(pilot: Pilot, screen: ConsolidateScreen, *keys: str) -> None:
+async def press_and_replan(pilot: Pilot, screen: PlanScreen, *keys: str) -> None:
     """Press keys that change the selection, then wait for the rebuilt plan."""
     before = screen.loads
     await pilot.press(*keys)
     await wait_until(pilot, lambda: screen.loads > before and not screen.planning)
 
 
-def status_rows(screen: ConsolidateScreen) -> list[list[str]]:
-    table = screen.query_one("#cons-status", DataTable)
+def status_rows(screen: PlanScreen) -> list[list[str]]:
+    table = screen.query_one("#plan-status", DataTable)
     return [[str(c).strip() for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 
@@ -100,7 +100,7 @@ async def test_preview_shows_steps_sql_locks_and_selection(balances):
         # default selection: older than the threshold, oldest first, a batch of 2
         assert screen.selected_weeks == b.weeks[:2]
         assert [r[0] for r in rows] == ["✓", "✓", "", ""]
-        text = content_text(screen, "#cons-plan")
+        text = content_text(screen, "#plan-preview")
         for week in b.weeks[:2]:
             assert f"Build {week}_consolidated" in text and f"Swap {week} for" in text
             assert f"Drop the detached {week}" in text
@@ -112,7 +112,7 @@ async def test_preview_shows_steps_sql_locks_and_selection(balances):
         assert f'ALTER TABLE "public"."account_balances" DETACH PARTITION {week};' in text
         assert "INSERT INTO" in text and "estimated space saved" in text
         assert "verified before commit" in text
-        head = content_text(screen, "#cons-head")
+        head = content_text(screen, "#plan-head")
         assert "2 selected" in head and "dropped after verification" in head
         # S copies the reviewable script, the same one `consolidate --sql` prints
         await pilot.press("S")
@@ -129,13 +129,13 @@ async def test_preview_shows_steps_sql_locks_and_selection(balances):
         # space on the third week adds it; the plan is rebuilt with it
         await press_and_replan(pilot, screen, "down", "down", "space")
         assert screen.selected_weeks == b.weeks
-        assert f"Build {b.weeks[2]}_consolidated" in content_text(screen, "#cons-plan")
+        assert f"Build {b.weeks[2]}_consolidated" in content_text(screen, "#plan-preview")
         # and again removes it
         await press_and_replan(pilot, screen, "space")
         assert screen.selected_weeks == b.weeks[:2]
         # keep the originals: no drop step any more
         await press_and_replan(pilot, screen, "k")
-        text = content_text(screen, "#cons-plan")
+        text = content_text(screen, "#plan-preview")
         assert "Drop the detached" not in text and "kept detached" in text
         assert not screen.preview.drops_originals
         # escape goes back to the tree
@@ -144,24 +144,25 @@ async def test_preview_shows_steps_sql_locks_and_selection(balances):
 
 
 async def test_planning_is_shown_while_the_plan_is_rebuilt(balances, monkeypatch):
-    from tui.app import consolidate_screen
+    from tui.core.plans.registry import kind_named
 
     db, b = balances
-    build = consolidate_screen.build_consolidation_plan
+    kind = type(kind_named("consolidate"))
+    build = kind.build
     release = threading.Event()
     held = threading.Event()
 
-    def held_build(*args, **kwargs):
+    def held_build(self, *args, **kwargs):
         if held.is_set():  # the rebuild waits until the screen has been looked at
             release.wait(30)
-        return build(*args, **kwargs)
+        return build(self, *args, **kwargs)
 
-    monkeypatch.setattr(consolidate_screen, "build_consolidation_plan", held_build)
+    monkeypatch.setattr(kind, "build", held_build)
     app = make_app(db, batch=2)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_consolidation(pilot, app)
         before = screen.loads
-        table = screen.query_one("#cons-status", DataTable)
+        table = screen.query_one("#plan-status", DataTable)
         table.move_cursor(row=2, animate=False)
         await pilot.pause()
         held.set()
@@ -169,27 +170,28 @@ async def test_planning_is_shown_while_the_plan_is_rebuilt(balances, monkeypatch
         # until the new plan is there: 'planning…', never 'nothing to apply'
         await wait_until(pilot, lambda: screen.selected_weeks == b.weeks, timeout=10)
         assert screen.planning
-        assert "planning…" in content_text(screen, "#cons-plan")
-        reason = content_text(screen, "#cons-reason")
+        assert "planning…" in content_text(screen, "#plan-preview")
+        reason = content_text(screen, "#plan-reason")
         assert "planning…" in reason and "nothing to apply" not in reason
         release.set()
         await wait_until(pilot, lambda: screen.loads > before and not screen.planning,
                          timeout=30)
-        assert "planning…" not in content_text(screen, "#cons-plan")
-        assert f"Build {b.weeks[2]}_consolidated" in content_text(screen, "#cons-plan")
+        assert "planning…" not in content_text(screen, "#plan-preview")
+        assert f"Build {b.weeks[2]}_consolidated" in content_text(screen, "#plan-preview")
 
 
 async def test_leaving_or_quitting_does_not_wait_for_a_plan_being_built(balances, monkeypatch):
-    from tui.app import consolidate_screen
+    from tui.core.plans.registry import kind_named
 
     db, b = balances
-    build = consolidate_screen.build_consolidation_plan
+    kind = type(kind_named("consolidate"))
+    build = kind.build
 
-    def slow_build(conn, *args, **kwargs):
+    def slow_build(self, conn, *args, **kwargs):
         conn.execute("SELECT pg_sleep(30)")  # a big catalog, a slow server
-        return build(conn, *args, **kwargs)
+        return build(self, conn, *args, **kwargs)
 
-    monkeypatch.setattr(consolidate_screen, "build_consolidation_plan", slow_build)
+    monkeypatch.setattr(kind, "build", slow_build)
     sleeping = ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
                 "AND application_name = 'pgparts consolidate-preview' "
                 "AND query LIKE '%pg_sleep%'")
@@ -218,7 +220,7 @@ async def test_consolidation_at_80_columns_uses_the_short_forms(balances):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_consolidation(pilot, app)
         assert screen.narrow
-        table = screen.query_one("#cons-status", DataTable)
+        table = screen.query_one("#plan-status", DataTable)
         rows = status_rows(screen)
         assert rows[0][1:3] == ["…" + b.weeks[0][len("account_balances"):], "hash ×4"]
         assert rows[0][5] == "2024-01-07 +1w"  # no note column: no row has a note
@@ -242,7 +244,7 @@ async def test_the_selected_week_is_preselected(balances):
         await wait_until(pilot, lambda: tree.node_for(week.oid) is not None)
         await move_to(pilot, app, week.oid)
         await pilot.press("c")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConsolidateScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
         screen = app.screen
         await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning)
         assert screen.table_name == "account_balances"
@@ -378,7 +380,9 @@ async def test_dropping_originals_asks_for_the_table_name(balances):
         table = journal_screen.query_one("#journal-table", DataTable)
         assert str(table.get_row_at(0)[1]) == "ok"
         details = content_text(journal_screen, "#journal-details")
-        assert f"{b.weeks[0]} → {b.weeks[0]}_consolidated" in details
+        assert (f"{b.weeks[0]}: replace 4 partitions holding 120 rows" in details
+                and f"with one partition {b.weeks[0]}_consolidated" in details)
+        assert f"drop table {b.weeks[0]}" in details
         assert "held the parent" in details
     assert b.weeks[0] not in user_tables(db.connect(), "public")
 
@@ -425,7 +429,7 @@ async def test_cancel_while_waiting_for_a_lock_cancels_on_the_server(balances):
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%plan%'"
                 " AND wait_event_type = 'Lock'") == [(0,)]
             await pilot.press("escape")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConsolidateScreen))
+            await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
     finally:
         blocker.rollback()
         blocker.close()
@@ -441,14 +445,14 @@ async def test_read_only_shows_apply_disabled_with_the_reason(balances):
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_consolidation(pilot, app)
         assert screen.preview is not None  # the preview works without writing
-        button = screen.query_one("#cons-apply", Button)
+        button = screen.query_one("#plan-apply", Button)
         assert button.disabled
-        assert "read-only" in content_text(screen, "#cons-reason")
+        assert "read-only" in content_text(screen, "#plan-reason")
         assert screen.check_action("apply", ()) is None  # shown greyed out in the footer
         await pilot.press("A")
         await pilot.pause(0.2)
         assert app.screen is screen
-        await pilot.click("#cons-apply")
+        await pilot.click("#plan-apply")
         await pilot.pause(0.2)
         assert app.screen is screen
     assert statuses(db)[b.weeks[0]] == HASH_PARTITIONED
@@ -522,10 +526,10 @@ async def test_a_table_without_sub_partitions_says_there_is_nothing_to_consolida
                            ("oneweek", "the one partition of oneweek is not sub-partitioned")):
             await move_to(pilot, app, app.forest.find(name).oid)
             await pilot.press("c")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConsolidateScreen))
+            await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
             screen = app.screen
             await wait_until(pilot, lambda s=screen: s.loads >= 1 and not s.planning)
-            text = content_text(screen, "#cons-plan")
+            text = content_text(screen, "#plan-preview")
             assert text.startswith("Nothing to consolidate: ") and said in text, text
             assert "Select HASH_PARTITIONED" not in text
             await pilot.press("escape")
@@ -543,7 +547,7 @@ async def test_consolidated_weeks_at_80_columns_need_no_horizontal_scrolling(bal
     app = make_app(db, batch=2)
     async with app.run_test(size=(80, 12)) as pilot:  # low: the table scrolls vertically
         screen = await open_consolidation(pilot, app)
-        table = screen.query_one("#cons-status", DataTable)
+        table = screen.query_one("#plan-status", DataTable)
         rows = status_rows(screen)
         assert rows[0][1:3] == [f"…{b.weeks[0][len('account_balances'):]}_consolidated",
                                 "consolidated"]
@@ -562,7 +566,7 @@ async def test_detached_originals_bring_back_the_note_column(balances):
     app = make_app(db, batch=1, keep_detached=True)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_consolidation(pilot, app)
-        table = screen.query_one("#cons-status", DataTable)
+        table = screen.query_one("#plan-status", DataTable)
         assert "note" in {c.key.value for c in table.columns.values()}
         detached = [r for r in status_rows(screen) if r[2] == "detached"]
         assert detached and detached[0][-1] == f"original of {b.weeks[0]}_consolidated", \

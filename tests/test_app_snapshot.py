@@ -108,14 +108,14 @@ async def test_tree_snapshot(scenario_db, snapshot, size):
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_consolidation_snapshot(scenario_db, snapshot, size):
-    from tui.app.consolidate_screen import ConsolidateScreen
+    from tui.app.plan_screen import PlanScreen
 
     app = scenario_app(scenario_db)
     async with app.run_test(size=size) as pilot:
         await show_balances(pilot, app)
         await move_to(pilot, app, app.forest.find("account_balances").oid)
         await pilot.press("c")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConsolidateScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
         screen = app.screen
         await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning, timeout=30)
         await pilot.pause(0.1)

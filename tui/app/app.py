@@ -36,10 +36,11 @@ from ..core.config import Config
 from ..core.connection import ConnectError, Target, connect
 from ..core.errors import first_line as _first_line
 from ..core.findings import FindingCounts, check_forest, findings_by_oid, subtree_counts
+from ..core.plans.registry import kind_named
 from .format import postgres_version
 from .inflight import InFlight
 from .messages import CatalogFailed, CatalogLoaded, FindingsReady, RowCountDone
-from .registry import ConsoleCommand, action_name
+from .registry import ConsoleCommand, action_name, plan_commands
 
 # The one table of commands. Footer, help screen (?), command palette (ctrl+p) and key bindings
 # are all derived from it; keep ids stable (user keymaps refer to them).
@@ -56,9 +57,13 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
     ConsoleCommand("exact-sizes", "X", "exact sizes", "Toggle exact sizes (pg_table_size; takes "
                    "a brief lock per partition) vs catalog estimates", action="toggle_exact_sizes",
                    main_only=True, footer=False),
-    ConsoleCommand("consolidate", "c", "consolidate", "Consolidate old weeks of the selected "
-                   "table (status, selection, plan preview, apply)",
-                   screen="tui.app.consolidate_screen:open_consolidation", main_only=True),
+    *plan_commands(),
+    ConsoleCommand("fix", "f", "fix", "Fix the selected table's findings: preview the plan of "
+                   "their remedy (analyze, finalize detach, index fix), then apply",
+                   screen="tui.app.fixes:open_fix", main_only=True,
+                   # the details pane names the key beside each finding it fixes; the footer
+                   # keeps its room for quit at 80 columns
+                   footer=False),
     ConsoleCommand("journal", "j", "journal", "History of applied plans (the journal)",
                    screen="tui.app.journal_screen:JournalScreen"),
     ConsoleCommand("explain", "e", "explain", "EXPLAIN a query: partitions it scans, why, "
@@ -76,6 +81,35 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
 ]
 
 DEFAULT_AUTO_REFRESH_SECONDS = 30.0
+# The key of commands that have none until [console.keymap] gives them one: a key name no
+# terminal sends, so the binding exists (with its id) without taking a key.
+UNBOUND = "pgparts_unbound"
+
+
+def known_binding_ids() -> set[str]:
+    """Every binding id [console.keymap] can rebind: the commands', and the screens' own."""
+    from ..core.plans.registry import PLAN_KINDS
+    from .explain_screen import ExplainScreen
+    from .journal_screen import JournalScreen
+    from .main_screen import MainScreen
+    from .plan_progress import PlanProgressScreen
+    from .plan_screen import plan_screen_class
+    from .tree_view import PartitionTree
+
+    classes = [ExplainScreen, JournalScreen, MainScreen, PlanProgressScreen, PartitionTree,
+               *(plan_screen_class(k) for k in PLAN_KINDS)]
+    ids = {c.id for c in CONSOLE_COMMANDS if c.id != "palette"}
+    for cls in classes:
+        ids |= {b.id for b in cls.BINDINGS if isinstance(b, Binding) and b.id}
+    return ids
+
+
+def display_key(key: str) -> str:
+    """'question_mark' -> '?', 'ctrl+t' -> '^t', 'f2' -> 'f2'."""
+    names = {"question_mark": "?", "slash": "/", "space": "space", "escape": "esc"}
+    if key.startswith("ctrl+") and len(key) == 6:
+        return "^" + key[5:]
+    return names.get(key, key)
 
 
 class ConsoleCommands(Provider):
@@ -92,7 +126,18 @@ class ConsoleCommands(Provider):
 
     def _display(self, cmd: ConsoleCommand, enabled: bool) -> tuple[str, str]:
         title = cmd.description.split(" (")[0]
-        help_text = f"key {cmd.shown_key}"
+        keyed = cmd.key or (isinstance(self.app, PgpartsApp) and cmd.id in self.app.keymap)
+        shown = self.app.shown_key(cmd) if isinstance(self.app, PgpartsApp) else cmd.shown_key
+        help_text = f"key {shown}" if keyed else "from the palette"
+        if cmd.plan_kind:
+            app = self.app
+            node = app.selected_node if isinstance(app, PgpartsApp) else None
+            forest = app.forest if isinstance(app, PgpartsApp) else None
+            kind = kind_named(cmd.plan_kind)
+            if node is not None and forest is not None:
+                found = kind.target_for(forest, node)
+                help_text += (f" · on {found[0].qualified}" if found is not None
+                              else f" · does not apply to {node.qualified}")
         if not enabled:
             help_text += " · disabled in read-only mode"
         return title, help_text
@@ -129,8 +174,8 @@ class PgpartsApp(App[int]):
     # Bound on the app so the keys work on every screen that does not shadow them; the palette
     # key is Textual's own (App.COMMAND_PALETTE_BINDING).
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(c.key, c.app_action, c.title, show=c.footer, key_display=c.shown_key, id=c.id,
-                priority=c.priority)
+        Binding(c.key or UNBOUND, c.app_action, c.title, show=c.footer and bool(c.key),
+                key_display=c.key_display, id=c.id, priority=c.priority)
         for c in CONSOLE_COMMANDS
         if c.id != "palette"
     ]
@@ -176,6 +221,24 @@ class PgpartsApp(App[int]):
             params = cmd.id if cmd.screen else ""
             self._by_action[(action_name(cmd.app_action), params)] = cmd
         self.sub_title = self._subtitle()
+        # [console.keymap]: ids this console does not have are reported once it runs
+        self.keymap = dict(config.console.keymap)
+        self.keymap_unknown = sorted(set(self.keymap) - known_binding_ids())
+        self.set_keymap({k: v for k, v in self.keymap.items()
+                         if k not in self.keymap_unknown})
+
+    def on_mount(self) -> None:
+        if self.keymap_unknown:
+            self.notify(f"[console.keymap]: no action with the id "
+                        f"{', '.join(map(repr, self.keymap_unknown))}; the ids are listed in "
+                        f"config.example.toml", severity="warning", timeout=10)
+
+    def shown_key(self, cmd: ConsoleCommand) -> str:
+        """The command's key as the operator has it: rebound by [console.keymap] or its own."""
+        keys = self.keymap.get(cmd.id)
+        if keys:
+            return " / ".join(display_key(k) for k in keys.split(","))
+        return cmd.shown_key
 
     # -- composition ----------------------------------------------------------------------------
     def get_default_screen(self) -> Screen:
@@ -246,7 +309,7 @@ class PgpartsApp(App[int]):
         except (ImportError, AttributeError) as exc:
             self.notify(f"{cmd.title} is not available: {_first_line(exc)}", severity="error")
             return
-        screen = factory(self)
+        screen = factory(self, *cmd.args)
         if screen is not None:  # None: the factory told the user why not (e.g. wrong node)
             await self.push_screen(screen)
 

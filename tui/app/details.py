@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.catalog import Forest, PartNode
+from ..core.plans.remedies import remedy_for, remedy_text
 from .format import (
     SEVERITY_ICON,
     human_age,
@@ -165,6 +166,13 @@ def render_details(
             line.append(f"  {f.code}", style="bold")
             out.append(line)
             out.append(Padding(Text(f.message), (0, 0, 0, 2)))
+            remedy = remedy_text(f)
+            if remedy:
+                fixable = remedy_for(f) is not None
+                hint = Text(remedy, style="green" if fixable else "dim")
+                if fixable:
+                    hint.append(" · f: preview it", style="bold green")
+                out.append(Padding(hint, (0, 0, 0, 2)))
     else:
         out.append(Text("none", style="dim"))
     return Group(*out)

@@ -27,11 +27,18 @@ _KEY_GLYPHS = {
 
 
 def key_text(app, binding: Binding) -> str:
-    """How a key is written in the help: the binding's own display, else 'shift+←', 'f5'."""
+    """How a key is written in the help: rebound by [console.keymap], else the binding's own
+    display, else 'shift+←', 'f5'."""
+    rebound = getattr(app, "keymap", {}).get(binding.id) if binding.id else None
+    if rebound:
+        return " / ".join(_glyphs(k) for k in rebound.split(","))
     if binding.key_display:
         return binding.key_display
-    parts = binding.key.split("+")
-    return "+".join(_KEY_GLYPHS.get(p, p) for p in parts)
+    return _glyphs(binding.key)
+
+
+def _glyphs(key: str) -> str:
+    return "+".join(_KEY_GLYPHS.get(p, p) for p in key.split("+"))
 
 
 def screen_keys(app, screen: Screen) -> list[tuple[str, str]]:
@@ -94,7 +101,7 @@ class HelpScreen(ModalScreen[None]):
             description = Text(cmd.description)
             if not app.command_enabled(cmd):
                 description.append("  (disabled: read-only)", style="yellow")
-            table.add_row(cmd.shown_key, description)
+            table.add_row(app.shown_key(cmd), description)
         with VerticalScroll(id="help-body"):
             yield Static(Text("pgparts keys", style="bold"), id="help-title")
             yield Static(table)

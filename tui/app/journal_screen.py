@@ -72,6 +72,15 @@ def entry_details(entry: dict[str, Any]) -> Text:
             if isinstance(after, int):
                 t.append(f", after {size(after)}")
             t.append("\n")
+    facts = entry.get("facts")
+    if isinstance(facts, dict) and (facts.get("changes") or facts.get("destroys")):
+        for line in facts.get("changes") or []:
+            t.append(f"  {line}\n")
+        for gone in facts.get("destroys") or []:
+            if isinstance(gone, dict):
+                t.append(f"  drop {gone.get('what', '')} {gone.get('name', '')}\n")
+    elif isinstance(d, dict):
+        # entries written before plans carried their facts: consolidation's weeks
         for w in d.get("weeks") or []:
             if isinstance(w, dict):
                 t.append(f"  {w.get('partition')} → {w.get('consolidated')}\n")

@@ -1,13 +1,14 @@
-"""What the console shows of a plan before it runs: steps, SQL, locks, estimates, and the plain
-sentences of the confirmation dialog.
+"""What the console shows of a plan before it runs, for every plan kind: the neutral description
+(tui.core.plans.engine.describe: steps, SQL, locks, estimates, verification, and the plan's
+typed facts) drawn with Rich, and the sentences of the confirmation dialog.
 
-The SQL is rendered on the planning worker's connection (psycopg's as_string needs one) and kept
-as text in a `PlanPreview`, so nothing here touches the database and the widgets only draw.
+The description is made on the planning worker's connection (psycopg's as_string needs one) and
+kept in a `PlanPreview`, so nothing here touches the database and the widgets only draw.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psycopg
 from rich.console import Group, RenderableType
@@ -16,110 +17,73 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from ..core.humanfmt import plural
 from ..core.plans import Plan
-from ..core.plans.consolidate import ConsolidationStatus, WeekStatus
-from .format import human_bytes, thousands
+from ..core.plans.engine.describe import PlanDescription, describe
+from .format import thousands
 
 
 @dataclass
 class PlanPreview:
-    """A plan with its SQL rendered, ready to draw. `sql[i]` holds (note, statement) pairs of
-    step i (0-based)."""
+    """A plan with its description rendered, ready to draw."""
 
     plan: Plan
-    sql: list[list[tuple[str, str]]] = field(default_factory=list)
-    script: str = ""  # the whole plan as a reviewable .sql script
+    description: PlanDescription
 
     @classmethod
     def build(cls, plan: Plan, conn: psycopg.Connection) -> PlanPreview:
-        rendered = [[(st.note, st.render(conn)) for st in step.statements] for step in plan.steps]
-        return cls(plan, rendered, plan.to_sql(conn))
+        return cls(plan, describe(plan, conn))
 
     @property
-    def drops_originals(self) -> bool:
-        """The plan drops tables (the detached originals): the operator types the name first."""
-        d = self.plan.details
-        return bool(d.get("dropped_leftovers")) or bool(d.get("weeks")
-                                                         and not d.get("keep_detached"))
+    def script(self) -> str:
+        """The whole plan as a reviewable .sql script (what `--sql` prints)."""
+        return self.description.script
+
+    @property
+    def destroys(self) -> bool:
+        """The plan drops something (its facts say so): the operator types the name first."""
+        return bool(self.plan.facts.destroys)
+
+    # the consolidation tests' name for it
+    drops_originals = destroys
 
 
-def week_label(week: WeekStatus | None, partition: str) -> str:
-    """'week 2024-01-07' when the partition's lower bound is a date, else 'partition X'."""
-    if week is not None and week.lower is not None:
-        return f"week {week.lower:%Y-%m-%d}"
-    return f"partition {partition}"
-
-
-def change_lines(plan: Plan, status: ConsolidationStatus | None) -> list[str]:
-    """One sentence per week of what applying changes, plus a total for a batch."""
-    by_name = {w.node.qualified: w for w in status.weeks} if status is not None else {}
-    weeks = plan.details.get("weeks", [])
-    lines = []
-    for w in weeks:
-        week = by_name.get(w["partition"])
-        lines.append(
-            f"{w['partition']}: replace {plural(w['subpartitions'], 'partition')} holding "
-            f"{plural(w['rows'], 'row')}, {human_bytes(w['bytes_before'])}, of "
-            f"{week_label(week, w['partition'])} with one partition {w['consolidated']}")
-    if len(weeks) > 1:
-        rows = sum(w["rows"] for w in weeks)
-        parts = sum(w["subpartitions"] for w in weeks)
-        lines.append(
-            f"in all: {len(weeks)} weeks, {plural(parts, 'partition')}, {thousands(rows)} rows, "
-            f"{human_bytes(plan.details.get('bytes_before', 0))} become {len(weeks)} partitions")
-    for d in plan.details.get("dropped_leftovers", []):
-        lines.append(f"drop {d['table']} ({human_bytes(d['bytes'])}), detached by an earlier "
-                     f"run and replaced by {d['replaced_by']}")
+def change_lines(preview: PlanPreview) -> list[str]:
+    """What applying changes, one line each, from the plan's facts."""
+    d = preview.description
+    lines = list(d.changes) or list(d.summary)
+    lines += [f"drop {line}" for line in d.destroys]
     return lines
 
 
-def consequence_lines(plan: Plan) -> list[str]:
-    """What the application notices while the plan runs, and what happens to the originals."""
-    out = []
-    if plan.details.get("weeks"):
-        out.append("Writes to a week wait while that week is copied; reads continue. The table "
-                   f"{plan.target} is locked (ACCESS EXCLUSIVE) only for the swap of each week, "
-                   "for milliseconds.")
-        if plan.details.get("keep_detached"):
-            out.append("The original partitions are kept, detached, after the swap.")
-        else:
-            out.append("The original partitions are dropped once every one of their rows is "
-                       "verified to be in the new partition.")
-    return out
-
-
-def render_plan(preview: PlanPreview, status: ConsolidationStatus | None = None
-                ) -> RenderableType:
-    """The preview pane: what changes, estimated space saved, then each step with its SQL."""
-    plan = preview.plan
-    parts: list[RenderableType] = []
-    parts.append(Text(f"Plan: {plan.title}", style="bold"))
+def render_plan(preview: PlanPreview, consequences: list[str] | None = None) -> RenderableType:
+    """The preview pane: what changes (facts), then each step with its locks, estimate,
+    verification and SQL."""
+    d = preview.description
+    parts: list[RenderableType] = [Text(f"Plan: {d.title}", style="bold")]
     changes = Table.grid(padding=(0, 1))  # wrapped lines stay indented under their bullet
     changes.add_column(no_wrap=True)
     changes.add_column()
-    lines = change_lines(plan, status) or plan.summary
-    if plan.details.get("keep_detached") and plan.details.get("weeks"):
-        lines = [*lines, "the original partitions are kept detached"]
-    for line in lines:
+    for line in change_lines(preview):
         changes.add_row(" •", line)
+    for line in consequences or []:
+        changes.add_row(" ·", Text(line, style="dim"))
     parts.append(changes)
     head = Text()
-    d = plan.details
-    if d.get("weeks"):
-        before = int(d.get("bytes_before", 0))
-        saved = int(d.get("est_bytes_saved", 0))
-        head.append("  estimated space saved: ", style="bold")
-        head.append(f"{human_bytes(saved)} of {human_bytes(before)}", style="bold green")
-        head.append(" (rebuilt indexes are packed to their fillfactor; each extra leaf's maps "
-                    "and index meta pages go away; dead rows are not copied)\n", style="dim")
-    est = plan.estimate
-    head.append(f"  {len(plan.steps)} steps · ~{thousands(est.rows)} rows to copy · "
-                f"~{est.seconds:.1f} s estimated", style="dim")
+    for line in d.figures:
+        head.append(f"  {line}\n", style="bold green")
+    for line in d.notes:
+        label, sep, rest = line.partition(": ")
+        if sep and len(label) < 40:
+            head.append(f"  {label}: ", style="bold")
+            head.append(f"{rest}\n", style="dim")
+        else:
+            head.append(f"  {line}\n", style="dim")
+    head.append(f"  {len(d.steps)} steps · ~{thousands(d.rows)} rows · "
+                f"~{d.seconds:.1f} s estimated", style="dim")
     parts.append(head)
-    for i, step in enumerate(plan.steps, 1):
+    for step in d.steps:
         t = Text()
-        t.append(f"\n{i:>2}. {step.title}", style="bold cyan")
+        t.append(f"\n{step.index:>2}. {step.title}", style="bold cyan")
         mode = "one transaction" if step.transactional else "no transaction"
         if step.transactional and step.isolation != "read committed":
             mode += f", {step.isolation}"
@@ -127,24 +91,21 @@ def render_plan(preview: PlanPreview, status: ConsolidationStatus | None = None
         parts.append(t)
         body = Text()
         body.append(f"{step.explanation}\n")
-        for lock in step.locks:
+        for mode_, relation, blocks in step.lock_parts:
             body.append("lock ", style="dim")
-            body.append(f"{lock.mode} on {lock.relation}", style="yellow")
-            if lock.blocks:
-                body.append(f": {lock.blocks}", style="dim")
+            body.append(f"{mode_} on {relation}", style="yellow")
+            if blocks:
+                body.append(f": {blocks}", style="dim")
             body.append("\n")
-        e = step.estimate
-        if e.rows or e.seconds:
-            body.append(f"estimate: ~{thousands(e.rows)} rows, {human_bytes(max(e.bytes, 0))}, "
-                        f"~{e.seconds:.1f} s\n", style="dim")
-        if step.verify_note:
-            body.append(f"verified before commit: {step.verify_note}\n", style="green")
+        if step.estimate:
+            body.append(f"estimate: {step.estimate}\n", style="dim")
+        if step.verification:
+            body.append(f"verified before commit: {step.verification}\n", style="green")
         body.rstrip()
         parts.append(Padding(body, (0, 0, 0, 4)))
-        statements = preview.sql[i - 1] if i - 1 < len(preview.sql) else []
         code = "\n".join(
             (f"-- {note}\n" if note else "") + text.rstrip().rstrip(";") + ";"
-            for note, text in statements)
+            for note, text in step.sql)
         if code:
             parts.append(Padding(Syntax(code, "sql", theme="ansi_dark", word_wrap=True,
                                         background_color="default"), (0, 0, 0, 4)))

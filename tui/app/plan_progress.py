@@ -31,6 +31,7 @@ from textual.worker import Worker, WorkerState
 from ..core.errors import first_line as _first_line
 from ..core.plans import Outcome, Plan, PlanRunner, Progress, RunResult, RunState, StepStatus
 from ..core.plans.engine.runner import Hook, step_label
+from ..core.plans.registry import kind_named
 from .footer_keys import COMPACT_BELOW, FooterKeys
 from .format import bar, human_bytes, thousands
 
@@ -210,7 +211,7 @@ class PlanProgressScreen(FooterKeys, Screen):
         self._finish(RunResult(Outcome.FAILED, list(self.runner.outcomes) if self.runner else [],
                                time.monotonic() - self._started,
                                f"internal error: {text}",
-                               "unknown: check the consolidation status before re-running"))
+                               "unknown: check the plan screen before re-running"))
 
     # -- progress ------------------------------------------------------------------------------
     @on(PlanProgressed)
@@ -360,7 +361,7 @@ class PlanProgressScreen(FooterKeys, Screen):
         self._render_head()
         self.query_one("#progress-outcome", Static).update(self._outcome_text(result))
         self.refresh_bindings()
-        # the tree and the consolidation status show the new layout
+        # the tree and the plan screen show the new layout
         self.papp.refresh_catalog()
 
     def _outcome_text(self, result: RunResult) -> Group:
@@ -368,14 +369,13 @@ class PlanProgressScreen(FooterKeys, Screen):
         if result.ok:
             t = Text("Applied." if result.done_steps else
                      "Nothing to do: every step was already done.", style="bold green")
-            d = result.details
-            before, after = d.get("bytes_before"), d.get("bytes_after")
-            if before is not None and after is not None:
-                t.append(f"  Size of the partitions before {human_bytes(int(before))}, after "
-                         f"{human_bytes(int(after))}")
-                if d.get("keep_detached"):
-                    t.append(" (the originals are kept detached)")
-                t.append(".")
+            try:
+                report = kind_named(self.plan.kind).report(result, self.plan)[1:]
+            except (LookupError, KeyError, TypeError, ValueError):
+                report = []  # a plan of no registered kind: the steps say what happened
+            for line in report:
+                if "ACCESS EXCLUSIVE hold" not in line:
+                    t.append(f"\n{line.strip()}")
             holds = [o.hold_seconds for o in result.steps if o.hold_seconds is not None]
             if holds:
                 t.append(f"\nLongest ACCESS EXCLUSIVE hold on {self.plan.target}: "
@@ -383,7 +383,7 @@ class PlanProgressScreen(FooterKeys, Screen):
             verifications = [o.verification for o in result.steps if o.verification]
             for v in verifications:
                 t.append(f"\n✓ {v}", style="green")
-            t.append("\n\nescape: back to the consolidation status", style="dim")
+            t.append("\n\nescape: back to the plan", style="dim")
             parts.append(t)
             return Group(*parts)
         label = {Outcome.CANCELLED: "Cancelled",
@@ -407,7 +407,7 @@ class PlanProgressScreen(FooterKeys, Screen):
                        "the same selection again: steps already done are skipped. Every run is "
                        "in the journal (key j).")
         parts.append(nxt)
-        parts.append(Text("\nescape: back to the consolidation status", style="dim"))
+        parts.append(Text("\nescape: back to the plan", style="dim"))
         return Group(*parts)
 
     # -- keys ----------------------------------------------------------------------------------

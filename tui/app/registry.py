@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.plans.registry import PLAN_KINDS
+
 
 @dataclass(frozen=True)
 class ConsoleCommand:
@@ -28,6 +30,8 @@ class ConsoleCommand:
     footer: bool = True
     key_display: str | None = None
     priority: bool = False
+    args: tuple[str, ...] = ()  # passed to the screen factory after the app
+    plan_kind: str = ""  # a plan kind's command: the palette says whether it applies
 
     @property
     def app_action(self) -> str:
@@ -39,6 +43,8 @@ class ConsoleCommand:
 
     @property
     def shown_key(self) -> str:
+        if not self.key:
+            return "palette"
         if self.key_display:
             return self.key_display
         return _KEY_NAMES.get(self.key, self.key)
@@ -55,3 +61,22 @@ _KEY_NAMES = {
 def action_name(action: str) -> str:
     """'open_screen("explain")' -> 'open_screen'."""
     return action.split("(", 1)[0].strip()
+
+
+# Keys of the plan kinds' commands; a kind not listed here is reached from the palette (ctrl+p).
+PLAN_KIND_KEYS = {"consolidate": "c"}
+
+
+def plan_commands() -> list[ConsoleCommand]:
+    """One command per registered plan kind: it opens the plan screen of that kind for the
+    table under the tree cursor (or the nearest table above it the kind applies to)."""
+    out = []
+    for kind in PLAN_KINDS:
+        key = PLAN_KIND_KEYS.get(kind.name, "")
+        title = kind.name.replace("_", " ")
+        out.append(ConsoleCommand(
+            kind.name, key, title,
+            f"{kind.title} of the selected table (status, options, plan preview, apply)",
+            screen="tui.app.plan_screen:open_plan", args=(kind.name,), writes=False,
+            main_only=True, footer=bool(key), plan_kind=kind.name))
+    return out

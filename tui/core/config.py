@@ -43,6 +43,8 @@ class FindingsConfig:
 class ConsoleConfig:
     auto_refresh_seconds: float = 0.0  # 0 = off
     exact_sizes: bool = False
+    # [console.keymap]: binding id -> keys ("f2" or "f2,ctrl+t"), given to Textual's set_keymap
+    keymap: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -293,6 +295,30 @@ def _parse_policies(raw: dict[str, Any]) -> dict[str, TablePolicy]:
     return policies
 
 
+_KEY = re.compile(r"^[a-z0-9_]+(\+[a-z0-9_]+)*$|^[^\s,]$")
+
+
+def _keymap(raw: Any) -> dict[str, str]:
+    """[console.keymap]: binding id = "key" or "key,key" (Textual's key names: "f2",
+    "ctrl+t", "question_mark"; one character stands for itself). Whether an id exists is the
+    console's to say (it knows its bindings)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("'console.keymap' must be a table ([console.keymap])")
+    out: dict[str, str] = {}
+    for binding_id, keys in raw.items():
+        where = f"console.keymap.{binding_id}"
+        if not isinstance(keys, str) or not keys.strip():
+            raise ConfigError(f"bad value for '{where}': expected keys such as \"f2\" or "
+                              f"\"f2,ctrl+t\"")
+        parts = [k.strip() for k in keys.split(",")]
+        bad = [k for k in parts if not _KEY.match(k)]
+        if bad:
+            raise ConfigError(f"bad value for '{where}': {bad[0]!r} is not a key name "
+                              f"(e.g. \"f2\", \"ctrl+t\", \"question_mark\")")
+        out[str(binding_id)] = ",".join(parts)
+    return out
+
+
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
     sec = raw.get(name, {})
     if not isinstance(sec, dict):
@@ -342,10 +368,11 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         runway_intervals=_get(f, "runway_intervals", "findings.", _as_factor, 1.0),
     )
     c = _section(raw, "console")
-    _check_keys(c, {"auto_refresh", "exact_sizes"}, "console.")
+    _check_keys(c, {"auto_refresh", "exact_sizes", "keymap"}, "console.")
     console = ConsoleConfig(
         auto_refresh_seconds=_get(c, "auto_refresh", "console.", _as_refresh, 0.0),
         exact_sizes=_get(c, "exact_sizes", "console.", _as_bool, False),
+        keymap=_keymap(c.get("keymap", {})),
     )
     p = _section(raw, "plans")
     _check_keys(

@@ -415,12 +415,23 @@ def build_consolidation_plan(
 
 def _facts(week_plans: list[WeekPlan], leftovers: list[DetachedOriginal], keep: bool,
            before: int, saved: int) -> PlanFacts:
+    def label(w: WeekStatus) -> str:
+        return f"week {w.lower:%Y-%m-%d}" if w.lower is not None else \
+            f"partition {w.node.qualified}"
+
     changes = [
-        f"{wp.week.node.qualified}: {plural(wp.week.subpartitions, 'partition')}, "
-        f"~{count(wp.week.rows)} rows, {size(wp.exact_bytes)} -> "
-        f"{display_name(wp.week.node.schema, wp.new_name)} "
-        f"(estimated {size(wp.est_bytes_after)})"
+        f"{wp.week.node.qualified}: replace {plural(wp.week.subpartitions, 'partition')} "
+        f"holding {plural(wp.week.rows, 'row')}, {size(wp.exact_bytes)}, of "
+        f"{label(wp.week)} with one partition {display_name(wp.week.node.schema, wp.new_name)}"
         for wp in week_plans]
+    if len(week_plans) > 1:
+        rows = sum(wp.week.rows for wp in week_plans)
+        parts = sum(wp.week.subpartitions for wp in week_plans)
+        changes.append(f"in all: {len(week_plans)} weeks, {plural(parts, 'partition')}, "
+                       f"{count(rows)} rows, {size(before)} become "
+                       f"{len(week_plans)} partitions")
+    if keep and week_plans:
+        changes.append("the original partitions are kept detached")
     # every drop checks first that the original's rows are in its replacement
     destroys = [] if keep else [Destroyed("table", wp.week.node.qualified, verified=True)
                                 for wp in week_plans]

@@ -1,13 +1,13 @@
 """The plan-kind protocol: what every layout change declares, so that each front end (the
-command line today, the console's plan screen next) is generated from the declaration.
+command line, the console's plan screen) is generated from the declaration.
 
 A kind is a class with class-level declarations and three methods; it is registered in
 registry.py and reached only through it:
 
     name, title, summary     'analyze', 'analyze never-analyzed partitions', one line for --help
     noun                     how reports name a run ('consolidation', 'analyze')
-    options                  Option declarations: each one is a command-line flag and (later) a
-                             field on the plan screen, parsed and validated by the same code
+    options                  Option declarations: each one is a command-line flag and a key or
+                             field of the plan screen, parsed and validated by the same code
     has_status               whether `pgparts KIND TABLE status` exists (status_text/status_json)
     applies_to(forest, node) whether the kind can act on that tree node
     status(conn, forest, target)            what the kind sees on the target (catalog reads)
@@ -29,7 +29,7 @@ import psycopg
 
 from ..catalog import Forest, PartNode
 from ..config import Config
-from .engine.model import Plan
+from .engine.model import LOCK_MODES, Plan
 from .engine.runner import RunResult
 
 
@@ -59,6 +59,16 @@ class Option:
     parse: Callable[[str], Any] | None = None
     validate: Callable[[Any], None] | None = None
     positional: bool = False
+    # the console's key for a "flag" (toggles it) or a "choice" (cycles through the choices);
+    # other options are fields of the plan screen, and the kind's `selection` list option is
+    # the status table's selection
+    key: str = ""
+    label: str = ""  # the console's name for it (default: the name with spaces)
+    states: tuple[str, ...] = ()  # a flag's (off, on) wording in the console
+
+    @property
+    def shown_label(self) -> str:
+        return self.label or self.name.replace("_", " ")
 
     @property
     def flag(self) -> str:
@@ -90,7 +100,10 @@ class Option:
             return None
         try:
             if self.type == "int":
-                value: Any = int(raw)
+                try:
+                    value: Any = int(raw)
+                except ValueError:
+                    raise ValueError(f"expected a whole number, got {raw!r}") from None
             elif self.type in ("list", "repeat"):
                 value = [str(v) for v in (raw if isinstance(raw, list | tuple) else [raw])]
                 if self.parse is not None:
@@ -106,6 +119,46 @@ class Option:
         except ValueError as exc:
             raise PlanKindError(f"{self.flag}: {exc}") from None
         return value
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a kind's status table, as data: the console formats `value` by `format`
+    ("text", "count", "rows", "bytes", or "bound" with value (lower, upper, text)); `short` is
+    the text at 80 columns; `tone` is "", "good", "warn" or "dim"."""
+
+    value: Any = ""
+    format: str = "text"
+    tone: str = ""
+    short: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusColumn:
+    key: str
+    title: str
+    right: bool = False  # right-aligned (numbers)
+    wide_only: bool = False  # left out at 80 columns
+
+
+@dataclass
+class StatusRow:
+    key: str  # the value the selection option takes for this row
+    cells: dict[str, Cell]
+    selectable: bool = True
+    refusal: str = ""  # why it cannot be selected, for people
+
+
+@dataclass
+class StatusTable:
+    """What a kind's status looks like as a table: one row per thing it can act on."""
+
+    columns: list[StatusColumn]
+    rows: list[StatusRow]
+    headline: list[tuple[str, str]] = field(default_factory=list)  # (text, tone) pieces
+    empty: str = ""  # what to say when nothing is selected
+    # why there is nothing to select at all (said instead of asking for a selection)
+    nothing: str = ""
 
 
 @dataclass
@@ -133,6 +186,12 @@ class PlanKind:
     table_help: ClassVar[str] = "the partitioned table ('name' or 'schema.name')"
     # the findings (tui.core.findings codes) a plan of this kind removes
     fixes: ClassVar[tuple[str, ...]] = ()
+    # the "list" option whose values are rows of the status table (the console's selection)
+    selection: ClassVar[str | None] = None
+    # the option the console keeps when the selection goes back to the default ('o')
+    reset_with_selection: ClassVar[tuple[str, ...]] = ()
+    # what the default selection is, for the console's help ('o')
+    default_selection_help: ClassVar[str] = "go back to the default selection"
 
     def applies_to(self, forest: Forest, node: PartNode) -> bool:
         return node.relkind == "p"
@@ -146,6 +205,37 @@ class PlanKind:
 
     def status_json(self, status: Any) -> Any:
         raise NotImplementedError
+
+    def status_table(self, status: Any) -> StatusTable | None:
+        """The status as a table for the console; None when the kind has none."""
+        return None
+
+    def target_for(self, forest: Forest, node: PartNode) -> tuple[PartNode, list[str]] | None:
+        """The table a plan for tree node `node` acts on, and the rows to preselect: the nearest
+        table at or above `node` this kind applies to."""
+        current: PartNode | None = node
+        while current is not None:
+            if self.applies_to(forest, current):
+                return current, []
+            current = forest.nodes.get(current.parent_oid) if current.parent_oid else None
+        return None
+
+    def selected(self, plan: Plan) -> list[str]:
+        """The selection's values a plan acts on (the status rows it covers), in plan order."""
+        seen: list[str] = []
+        for step in plan.steps:
+            if step.group and step.group not in seen:
+                seen.append(step.group)
+        return seen
+
+    def consequences(self, plan: Plan) -> list[str]:
+        """What the application notices while the plan runs, in plain words (confirmation)."""
+        taken = {lk.mode for s in plan.steps for lk in s.locks}
+        locks = [m for m in LOCK_MODES if m in taken]  # weakest first
+        if not locks:
+            return []
+        return [f"Locks taken, one step at a time, each under the lock timeout: "
+                f"{', '.join(locks)}."]
 
     def default_request(self, forest: Forest, target: str, config: Config) -> Request:
         return Request({o.name: o.default for o in self.options}, target)

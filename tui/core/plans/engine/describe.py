@@ -27,6 +27,9 @@ class StepDescription:
     verification: str
     group: str
     sql: list[tuple[str, str]] = field(default_factory=list)  # (note, statement)
+    isolation: str = "read committed"
+    # the locks again as (mode, relation, who waits), for front ends that style them
+    lock_parts: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -40,6 +43,8 @@ class PlanDescription:
     notes: list[str]
     steps: list[StepDescription]
     script: str
+    rows: int = 0  # the plan's estimate, summed over its steps
+    seconds: float = 0.0
 
 
 def _estimate_text(rows: int, nbytes: int, seconds: float) -> str:
@@ -64,7 +69,8 @@ def describe(plan: Plan, conn: psycopg.Connection) -> PlanDescription:
             locks=[lk.describe() for lk in s.locks],
             estimate=_estimate_text(s.estimate.rows, s.estimate.bytes, s.estimate.seconds),
             verification=s.verify_note, group=s.group,
-            sql=[(st.note, st.render(conn)) for st in s.statements])
+            sql=[(st.note, st.render(conn)) for st in s.statements], isolation=s.isolation,
+            lock_parts=[(lk.mode, lk.relation, lk.blocks) for lk in s.locks])
         for i, s in enumerate(plan.steps, 1)
     ]
     f = plan.facts
@@ -74,7 +80,8 @@ def describe(plan: Plan, conn: psycopg.Connection) -> PlanDescription:
         title=plan.title, target=plan.target, summary=list(plan.summary),
         changes=list(f.changes), destroys=destroys,
         figures=[_figure_text(g.label, g.before, g.after, g.unit) for g in f.figures],
-        notes=list(f.notes), steps=steps, script=render_sql(plan, conn))
+        notes=list(f.notes), steps=steps, script=render_sql(plan, conn),
+        rows=plan.estimate.rows, seconds=plan.estimate.seconds)
 
 
 def render_text(desc: PlanDescription) -> str:

@@ -614,6 +614,8 @@ class PlanRunner:
             "rows_copied": 0,
             "steps": [o.to_json() for o in self.outcomes],
             "details": dict(self.plan.details),
+            # what the plan changes and drops, for every kind (the journal view reads these)
+            "facts": self.plan.facts.to_json(),
         }
 
     def _journal_end(self, result: RunResult, db_user: str) -> dict[str, Any]:

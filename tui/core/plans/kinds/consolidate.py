@@ -12,6 +12,9 @@ from ...config import Config
 from ...humanfmt import count, plural, seconds, size
 from ...units import parse_age
 from ..consolidate import (
+    CONSOLIDATED,
+    HASH_PARTITIONED,
+    LIST_PARTITIONED,
     ConsolidationError,
     ConsolidationStatus,
     build_consolidation_plan,
@@ -19,7 +22,16 @@ from ..consolidate import (
 )
 from ..engine.model import Plan
 from ..engine.runner import RunResult
-from ..kind import Option, PlanKind, PlanKindError, Request
+from ..kind import (
+    Cell,
+    Option,
+    PlanKind,
+    PlanKindError,
+    Request,
+    StatusColumn,
+    StatusRow,
+    StatusTable,
+)
 
 
 def _at_least_one(n: int) -> None:
@@ -45,9 +57,14 @@ class Consolidate(PlanKind):
         Option("drop_kept", "list", metavar="NAME",
                help="verify again and drop originals an earlier run kept because rows were "
                     "missing from their replacement (see status)"),
-        Option("keep_detached", "flag",
+        Option("keep_detached", "flag", key="k", label="originals",
+               states=("dropped after verification", "kept detached"),
                help="keep the original partitions detached instead of dropping them"),
     )
+    selection = "weeks"
+    reset_with_selection = ("older_than", "batch")
+    default_selection_help = ("select the weeks older than [plans] older_than, oldest first, "
+                              "[plans] batch of them")
     status_help = ("'status': one line per partition: HASH_PARTITIONED, LIST_PARTITIONED, "
                    "CONSOLIDATED (built by pgparts), PLAIN or OTHER")
 
@@ -64,6 +81,97 @@ class Consolidate(PlanKind):
 
     def status_text(self, status: ConsolidationStatus) -> str:
         return status_text(status)
+
+    def target_for(self, forest: Forest, node: PartNode) -> tuple[PartNode, list[str]] | None:
+        """The nearest RANGE-partitioned table at or above `node`, and the week on the way down
+        to `node` (a week selected directly, or the week of a selected leaf)."""
+        chain = [node]
+        while chain[-1].parent_oid is not None:
+            parent = forest.nodes.get(chain[-1].parent_oid)
+            if parent is None:
+                break
+            chain.append(parent)
+        for i, candidate in enumerate(chain):
+            if candidate.is_partitioned and candidate.strategy == "range":
+                return candidate, ([chain[i - 1].qualified] if i > 0 else [])
+        return None
+
+    def status_table(self, status: ConsolidationStatus) -> StatusTable:
+        tone = {HASH_PARTITIONED: "warn", LIST_PARTITIONED: "warn", CONSOLIDATED: "good"}
+        prefix = status.parent.name
+        rows = []
+        for w in status.weeks:
+            short = None
+            if w.node.schema == status.parent.schema and w.name.startswith(prefix) \
+                    and len(w.name) > len(prefix) + 1 and w.node.qualified == w.name:
+                short = "…" + w.name[len(prefix):]
+            short_status = {HASH_PARTITIONED: f"hash ×{w.subpartitions}",
+                            LIST_PARTITIONED: f"list ×{w.subpartitions}"}.get(
+                w.status, w.status.lower())
+            selectable = w.status in (HASH_PARTITIONED, LIST_PARTITIONED)
+            rows.append(StatusRow(w.node.qualified, {
+                "partition": Cell(w.node.qualified, short=short),
+                "status": Cell(w.status, tone=tone.get(w.status, "dim"), short=short_status),
+                "parts": Cell(str(w.subpartitions) if w.subpartitions else ""),
+                "rows": Cell(w.rows, "rows"), "size": Cell(w.bytes, "bytes"),
+                "bound": Cell((w.lower, w.upper, w.bound), "bound"),
+                "note": Cell(w.pending, tone="warn")},
+                selectable=selectable,
+                refusal="" if selectable else f"{w.node.qualified} is {w.status}: only "
+                f"HASH_PARTITIONED or LIST_PARTITIONED partitions can be consolidated"))
+        for d in status.detached:
+            rows.append(StatusRow(f"detached:{d.oid}", {
+                "partition": Cell(d.to_json()["table"], tone="dim"),
+                "status": Cell("DETACHED", tone="dim", short="detached"),
+                "size": Cell(d.bytes, "bytes"),
+                "note": Cell(f"original of {d.replacement}", tone="dim")},
+                selectable=False, refusal=f"{d.display} is a detached original: it is dropped "
+                f"by the next applied plan unless originals are kept"))
+        counts: dict[str, int] = {}
+        for w in status.weeks:
+            counts[w.status] = counts.get(w.status, 0) + 1
+        headline = [(f"{plural(len(status.weeks), 'partition')}: "
+                     + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), "")]
+        if status.detached:
+            headline.append((f" · {plural(len(status.detached), 'detached original')} left",
+                             "warn"))
+        empty = ("Select HASH_PARTITIONED or LIST_PARTITIONED weeks with space, or press o for "
+                 "the weeks older than the threshold.")
+        if status.detached:
+            empty += ("\nDetached originals left by an earlier run are dropped by the next "
+                      "applied plan unless originals are kept (k).")
+        columns = [StatusColumn("partition", "partition"), StatusColumn("status", "status"),
+                   StatusColumn("parts", "parts", right=True, wide_only=True),
+                   StatusColumn("rows", "rows", right=True),
+                   StatusColumn("size", "size", right=True),
+                   StatusColumn("bound", "bound")]
+        # an empty note column still takes its padding: at 80 columns, with 'consolidated'
+        # in the status column, those two cells brought in a horizontal scrollbar
+        if any(w.pending for w in status.weeks) or status.detached:
+            columns.append(StatusColumn("note", ""))
+        nothing = ""
+        if status.note:  # nothing to select: say why rather than ask to select
+            nothing = status.note[:1].upper() + status.note[1:] + "."
+            if status.detached:
+                nothing += empty[empty.index("\n"):]
+        return StatusTable(columns=columns, rows=rows, headline=headline, empty=empty,
+                           nothing=nothing)
+
+    def selected(self, plan: Plan) -> list[str]:
+        return [w["partition"] for w in plan.details.get("weeks", [])]
+
+    def consequences(self, plan: Plan) -> list[str]:
+        if not plan.details.get("weeks"):
+            return []
+        out = ["Writes to a week wait while that week is copied; reads continue. The table "
+               f"{plan.target} is locked (ACCESS EXCLUSIVE) only for the swap of each week, "
+               "for milliseconds."]
+        if plan.details.get("keep_detached"):
+            out.append("The original partitions are kept, detached, after the swap.")
+        else:
+            out.append("The original partitions are dropped once every one of their rows is "
+                       "verified to be in the new partition.")
+        return out
 
     def status_json(self, status: ConsolidationStatus) -> Any:
         return status.to_json()

@@ -393,7 +393,7 @@ class IndexFix(PlanKind):
     noun = "index_fix"
     fixes = ("index_missing", "index_invalid")
     options = (
-        Option("only", "choice", choices=("missing", "invalid"),
+        Option("only", "choice", choices=("missing", "invalid"), key="i",
                help="only the missing indexes, or only the invalid ones (default: both)"),
     )
 
