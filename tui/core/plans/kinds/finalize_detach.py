@@ -21,21 +21,13 @@ from ...config import Config
 from ...humanfmt import plural
 from ..engine.model import Lock, Plan, PlanFacts, Statement, Step
 from ..kind import Option, PlanKind, Request, find_table
+from ..steps.swap import no_longer_partition_of
 from .analyze import _select
 
 
 def detach_pending(node: PartNode) -> list[tuple[PartNode, PartNode]]:
     """(parent, partition) pairs under `node` whose detach is pending."""
     return [(n, c) for n in node.walk() for c in n.children if c.detach_pending]
-
-
-def _detached(parent_oid: int, oid: int) -> Any:
-    def done(conn: psycopg.Connection) -> bool:
-        row = conn.execute(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits"
-            " WHERE inhparent = %s AND inhrelid = %s)", (parent_oid, oid)).fetchone()
-        return not (row and row[0])
-    return done
 
 
 class FinalizeDetach(PlanKind):
@@ -71,7 +63,7 @@ class FinalizeDetach(PlanKind):
                              "other DDL on it waits; reads and writes go on"),
                         Lock("ACCESS EXCLUSIVE", c.qualified,
                              "its direct readers and writers wait for the moment it takes")],
-                 transactional=False, done=_detached(p.oid, c.oid), group=c.qualified)
+                 transactional=False, done=no_longer_partition_of(p.oid, c.oid), group=c.qualified)
             for p, c in pairs]
         summary = ([f"finish detaching {plural(len(pairs), 'partition')} of {root.qualified}"]
                    if pairs else [f"no detach is pending under {root.qualified}"])

@@ -41,16 +41,8 @@ from ..engine.model import (
     VerificationFailed,
 )
 from ..kind import Option, PlanKind, PlanKindError, Request, find_table
+from ..steps.swap import no_longer_partition_of
 from .lifecycle import key_of, now_utc, policy_of, ranged_children, refuse_script, show
-
-
-def _gone_or_detached(parent_oid: int, oid: int) -> Any:
-    def done(conn: psycopg.Connection) -> bool:
-        row = conn.execute(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits"
-            " WHERE inhparent = %s AND inhrelid = %s)", (parent_oid, oid)).fetchone()
-        return not (row and row[0])
-    return done
 
 
 def _in_schema(oid: int, schema: str) -> Any:
@@ -212,7 +204,7 @@ class Retention(PlanKind):
                     locks=[Lock("SHARE UPDATE EXCLUSIVE", root.qualified,
                                 "other DDL on it waits; reads and writes go on"),
                            Lock("ACCESS EXCLUSIVE", p.qualified, "")],
-                    transactional=False, done=_gone_or_detached(root.oid, p.oid), group=group))
+                    transactional=False, done=no_longer_partition_of(root.oid, p.oid), group=group))
             elif concurrent:
                 steps.append(Step(
                     title=f"Detach {p.qualified}",
@@ -225,7 +217,7 @@ class Retention(PlanKind):
                     locks=[Lock("SHARE UPDATE EXCLUSIVE", root.qualified,
                                 "other DDL on it waits; reads and writes go on"),
                            Lock("ACCESS EXCLUSIVE", p.qualified, "at the end")],
-                    transactional=False, done=_gone_or_detached(root.oid, p.oid),
+                    transactional=False, done=no_longer_partition_of(root.oid, p.oid),
                     group=group))
             else:
                 steps.append(Step(
@@ -243,7 +235,7 @@ class Retention(PlanKind):
                            Lock("ACCESS EXCLUSIVE", p.qualified, "")],
                     retry="step", statement_timeout_seconds=30.0,
                     estimate=Estimate(0, 0, 0.05),
-                    done=_gone_or_detached(root.oid, p.oid), group=group))
+                    done=no_longer_partition_of(root.oid, p.oid), group=group))
             changes.append(f"{p.qualified} detached ({range_text})"
                            + (f", moved to schema {archive}" if archive else ""))
             if archive is not None and archive != p.schema:

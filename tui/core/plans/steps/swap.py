@@ -25,6 +25,17 @@ DEFAULT_CHECK_PREFIX = "pgparts_excl_"
 EST_BYTES_PER_SECOND = 60 * 1024**2
 
 
+def no_longer_partition_of(parent_oid: int, oid: int) -> Any:
+    """A step's done(): `oid` is not (or no longer) a partition of `parent_oid` (detached,
+    dropped, or finalized), read from pg_inherits."""
+    def done(conn: psycopg.Connection) -> bool:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits"
+            " WHERE inhparent = %s AND inhrelid = %s)", (parent_oid, oid)).fetchone()
+        return not (row and row[0])
+    return done
+
+
 def bound_sql(v: BoundValue) -> sql.Composable:
     if v.special in ("MINVALUE", "MAXVALUE"):
         return sql.SQL(v.special)
