@@ -20,8 +20,8 @@ from tui.app.plan_progress import PlanProgressScreen
 from tui.app.plan_screen import PlanScreen
 from tui.core.config import Config, PlansConfig, state_dir
 from tui.core.connection import Target
-from tui.core.plans import journal
 from tui.core.plans.consolidate import CONSOLIDATED, HASH_PARTITIONED, consolidation_status
+from tui.core.plans.engine import journal
 
 from .test_app import move_to, wait_loads, wait_until
 from .test_plan_support import OLD_WEEKS, build_balances, user_tables, week_checksums

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from psycopg import sql
 
-from tui.core.plans import PlanRunner, journal
+from tui.core.plans import PlanRunner
 from tui.core.plans.consolidate import (
     CONSOLIDATED,
     HASH_PARTITIONED,
@@ -16,6 +16,7 @@ from tui.core.plans.consolidate import (
     build_consolidation_plan,
     consolidation_status,
 )
+from tui.core.plans.engine import journal
 
 from .test_plan_support import (
     FAST_PLANS,

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from tui.cli import main
-from tui.core.plans import journal
+from tui.core.plans.engine import journal
 
 from .test_plan_support import OLD_WEEKS, build_balances, user_tables, week_checksums
 

@@ -20,8 +20,10 @@ import pytest
 from psycopg import sql
 
 from tui.cli import main
-from tui.commands.consolidate import report
-from tui.core.plans import Outcome, PlanError, PlanRunner, RunState, StepStatus, journal
+from tui.commands.apply import report as apply_report
+from tui.core.plans import Outcome, PlanError, PlanRunner, RunState, StepStatus
+from tui.core.plans.engine import journal
+from tui.core.plans.registry import kind_named
 
 from .test_plan_support import (
     FAST_PLANS,
@@ -170,7 +172,8 @@ def test_failed_build_counts_no_rows_and_a_rerun_of_done_steps_says_so(db):
     assert any(p.state == RunState.SKIPPED and p.message == "already done" for p in progress)
     out = io.StringIO()
     with redirect_stdout(out):
-        assert report(again, plan) == 0
+        kind = kind_named("consolidate")
+        assert apply_report(again, plan, noun=kind.noun, report_lines=kind.report) == 0
     assert out.getvalue() == ("nothing to do: every step was already done (6 steps of "
                               "account_balances)\n")
     assert json.loads(json.dumps(journal.read(limit=1)[0]))["outcome"] == "ok"

@@ -19,7 +19,7 @@ from tui.core.plans.consolidate import (
     build_consolidation_plan,
     consolidation_status,
 )
-from tui.core.plans.runner import advisory_key
+from tui.core.plans.engine.runner import advisory_key
 
 from .test_plan_support import (
     FAST_PLANS,

@@ -1,6 +1,6 @@
 """The journal: every plan applied from this machine (console or CLI), newest first.
 
-Read from the JSON-lines journal in the user state dir (tui.core.plans.journal, one entry per
+Read from the JSON-lines journal in the user state dir (tui.core.plans.engine.journal, one entry per
 run folded from its records) in a thread worker; the highlighted entry's details (error,
 database state, steps, sizes) show below. A run still going shows as running, one whose process
 died as interrupted, with the steps it committed.
@@ -21,7 +21,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..core.humanfmt import count, plural, size
-from ..core.plans import Outcome, StepStatus, journal
+from ..core.plans import Outcome, StepStatus
+from ..core.plans.engine import journal
 from ..core.plans.engine.runner import step_label
 from .footer_keys import FooterKeys
 

@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from ..context import CliError, Context
 from ..core.humanfmt import count, plural
-from ..core.plans import Outcome, Plan, PlanRunner, Progress, RunResult, RunState, journal
+from ..core.plans import Outcome, Plan, PlanRunner, Progress, RunResult, RunState
+from ..core.plans.engine import journal
 
 
 def confirm(plan: Plan) -> bool:

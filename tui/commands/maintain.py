@@ -34,7 +34,8 @@ from ..core.errors import first_line
 from ..core.humanfmt import plural
 from ..core.names import quote_ident
 from ..core.partman import load_partman_config
-from ..core.plans import Outcome, Plan, PlanRunner, journal
+from ..core.plans import Outcome, Plan, PlanRunner
+from ..core.plans.engine import journal
 from ..core.plans.kind import PlanKindError
 from ..core.plans.registry import kind_named
 from ..core.policy import resolve_policies

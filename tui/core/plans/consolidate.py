@@ -116,20 +116,16 @@ from .engine.model import (
     Step,
     VerificationFailed,
 )
-from .evidence import (
-    changes_since_copy,
-    compare_sql,
-    counter_idents,
-    counter_name,
-    digest_sql,
-    evidence_sql,
-    raise_unless_equal,
-)
 from .hashing import extended_hash_supported
 from .steps import markers
 from .steps.shadow import (
+    changes_since_copy,
     counter_function_body,
+    counter_idents,
+    counter_name,
+    digest_sql,
     equality_operators,
+    evidence_sql,
     mirror_function_body,
     shadow_statements,
 )
@@ -139,6 +135,7 @@ from .steps.swap import CHECK_NAME, EST_BYTES_PER_SECOND, swap_step
 from .steps.swap import bound_sql as _bound_sql
 from .steps.swap import default_helper_steps as _default_helper
 from .steps.swap import drop_detached_step as _drop_step
+from .steps.verify import compare_sql, raise_unless_equal
 
 __all__ = [
     "CANDIDATE_STATUSES", "CONSOLIDATED", "HASH_PARTITIONED", "LIST_PARTITIONED", "OTHER",

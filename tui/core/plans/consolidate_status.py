@@ -18,9 +18,9 @@ import psycopg
 from ..catalog import Forest, PartNode, load_forest
 from ..config import PlansConfig
 from ..names import display_name, parse_qualified_name
-from .evidence import COUNT_TRIGGER
 from .steps import markers
 from .steps.markers import Registry
+from .steps.shadow import COUNT_TRIGGER
 
 SUFFIX = "_consolidated"
 MARKER = "pgparts:"  # comment prefix of earlier versions' markers: reported, never trusted
