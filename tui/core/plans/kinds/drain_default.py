@@ -23,6 +23,17 @@ from ..steps import moves
 from .split import default_partition, move_key, range_parent, range_partition
 
 
+def replacement_default(default: PartNode, targets: list[moves.NewPartition]
+                        ) -> moves.NewPartition:
+    """The new, empty DEFAULT that takes the old one's place and name when the DEFAULT is a
+    move's source: it takes the rows none of `targets` take (NULL keys, rows of other bounds,
+    rows written meanwhile outside them). Built last, after `targets`."""
+    rest = sql.SQL("NOT ({})").format(sql.SQL(" OR ").join(t.predicate for t in targets))
+    return moves.NewPartition(
+        name=default.name, temp=moves.temp_name(default.oid, len(targets)),
+        bound=sql.SQL("DEFAULT"), bound_text="DEFAULT", predicate=rest, check=None)
+
+
 class DrainDefault(PlanKind):
     name = "drain_default"
     title = "Drain the DEFAULT partition"
@@ -87,10 +98,7 @@ class DrainDefault(PlanKind):
         targets = [range_partition(conn, key, default, p.name,
                                    moves.temp_name(default.oid, i), p.lower, p.upper)
                    for i, p in enumerate(proposals)]
-        rest = sql.SQL("NOT ({})").format(sql.SQL(" OR ").join(t.predicate for t in targets))
-        targets.append(moves.NewPartition(
-            name=default.name, temp=moves.temp_name(default.oid, len(proposals)),
-            bound=sql.SQL("DEFAULT"), bound_text="DEFAULT", predicate=rest, check=None))
+        targets.append(replacement_default(default, targets))
         changes = [f"move the rows of {default.qualified} (the DEFAULT) into new partitions "
                    f"shaped like {newest.name}:"] + [
             f"  {display_name(schema, t.name)} {t.bound_text}" for t in targets[:-1]] + [
