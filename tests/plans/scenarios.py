@@ -254,8 +254,8 @@ def leftovers(conn: psycopg.Connection) -> list[str]:
         "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgparts%'").fetchall()]
     out += [r[0] for r in conn.execute(
         "SELECT relname FROM pg_class WHERE relname LIKE 'pgparts\\_%' AND relkind = 'r'"
-        " AND relnamespace <> 'pgparts'::regnamespace OR relname LIKE 'pgparts_log%'"
-        " OR relname LIKE 'pgparts_copied%'").fetchall()]
+        " AND relnamespace IS DISTINCT FROM to_regnamespace('pgparts')"
+        " OR relname LIKE 'pgparts_log%' OR relname LIKE 'pgparts_copied%'").fetchall()]
     out += [r[0] for r in conn.execute(
         "SELECT conname FROM pg_constraint WHERE conname LIKE 'pgparts%'"
         " OR NOT convalidated AND conparentid = 0"

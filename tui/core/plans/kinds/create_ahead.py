@@ -67,7 +67,7 @@ from ..engine.runner import RunResult
 from ..kind import Option, PlanKind, PlanKindError, Request, find_table
 from ..steps import moves
 from ..steps.shape import grant_statements
-from ..steps.swap import bound_sql, default_helper_steps
+from ..steps.swap import DEFAULT_CHECK_PREFIX, bound_sql, default_helper_steps
 from .drain_default import replacement_default
 from .lifecycle import (
     key_of,
@@ -255,7 +255,7 @@ class CreateAhead(PlanKind):
         texts = [(literal_text(lo, ktype), literal_text(hi, ktype)) for lo, hi in cells]
         holds = default_holds(conn, default, key, texts)
         why_not = _why_no_move(conn, root, newest.node, default) if any(holds) else ""
-        steps: list[Step] = []
+        steps: list[Step] = stale_helper_step(conn, root, default)
         created: list[str] = []
         specs: list[str] = []  # schema-qualified always: never ambiguous for a later lookup
         to_move: list[tuple[str, str, str, str]] = []  # (name, lo text, hi text, range text)
@@ -421,7 +421,7 @@ def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNo
     if default is not None:
         bound = Bound("range", "", lower=(BoundValue(lo_text),), upper=(BoundValue(hi_text),))
         # the helper CHECK's name comes from an oid; the new table has none yet
-        stand_in = SimpleNamespace(oid=zlib.crc32(f"{schema}.{name}".encode()))
+        stand_in = SimpleNamespace(oid=_helper_id(schema, name))
         helpers = default_helper_steps(conn, root, default, stand_in,  # type: ignore[arg-type]
                                        key, bound, disp, attached)
         for helper in helpers[1:]:  # their titles name only the DEFAULT
@@ -445,6 +445,45 @@ def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNo
     steps += helpers[2:]
     return steps
 
+
+
+def _helper_id(schema: str, name: str) -> int:
+    return zlib.crc32(f"{schema}.{name}".encode())
+
+
+def stale_helper_step(conn: psycopg.Connection, root: PartNode,
+                      default: PartNode | None) -> list[Step]:
+    """A step dropping the DEFAULT's helper CHECKs of partitions create_attach_steps attached
+    already: left by a run killed between the ATTACH and the CHECK's removal (a re-run plans
+    nothing more for that partition). Only the names those steps give (from the partition's
+    name) are dropped."""
+    if default is None or default.relkind != "r":
+        return []
+    wanted = {f"{DEFAULT_CHECK_PREFIX}{_helper_id(c.schema, c.name)}" for c in root.children
+              if c.oid != default.oid}
+    found = [r[0] for r in conn.execute(
+        "SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid = %s AND contype = 'c'"
+        " AND conname = ANY(%s) ORDER BY 1", (default.oid, sorted(wanted))).fetchall()]
+    if not found:
+        return []
+    oid = default.oid
+
+    def gone(c: psycopg.Connection) -> bool:
+        return not c.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE"
+                             " conrelid = %s AND conname = ANY(%s))", (oid, found)).fetchone()[0]
+
+    return [Step(
+        title=f"Remove leftover helper CHECKs from {default.qualified}",
+        explanation=(f"An earlier run attached the partitions these CHECKs excluded from the "
+                     f"DEFAULT and was stopped before removing them; the partition bounds keep "
+                     f"those rows out of {default.qualified} now. ACCESS EXCLUSIVE on it for an "
+                     f"instant (a lock timeout retries it)."),
+        statements=[Statement(sql.SQL("ALTER TABLE {} {}").format(default.ident, sql.SQL(", ")
+                              .join(sql.SQL("DROP CONSTRAINT IF EXISTS {}").format(
+                                  sql.Identifier(n)) for n in found)), "lock")],
+        locks=[Lock("ACCESS EXCLUSIVE", default.qualified, "an instant")],
+        retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.01),
+        done=gone)]
 
 
 def default_holds(conn: psycopg.Connection, default: PartNode | None, key: str,

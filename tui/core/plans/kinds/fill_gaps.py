@@ -40,7 +40,7 @@ from ..engine.model import Plan, PlanFacts, Step
 from ..engine.runner import RunResult
 from ..kind import PlanKind, PlanKindError, Request
 from ..steps import moves
-from .create_ahead import create_attach_steps, default_holds
+from .create_ahead import create_attach_steps, default_holds, stale_helper_step
 from .drain_default import replacement_default
 from .split import default_partition, move_key, range_parent, range_partition
 
@@ -115,12 +115,13 @@ class FillGaps(PlanKind):
         standalone = _standalone_ours(conn, parent.schema)
         proposals = gap_partitions(existing, parent.name,
                                    taken_names=taken - set(standalone))
+        default = default_partition(parent, forest)
+        stale = stale_helper_step(conn, parent, default)
         if not proposals:
             return Plan(kind=self.name, title=f"fill the gaps of {parent.qualified}",
-                        target=parent.qualified, target_oid=parent.oid, steps=[],
+                        target=parent.qualified, target_oid=parent.oid, steps=stale,
                         summary=[f"{parent.qualified} has no hole between its range "
                                  f"partitions"])
-        default = default_partition(parent, forest)
         holds = default_holds(conn, default, key.column,
                               [(_text(p.lower), _text(p.upper)) for p in proposals])
         # the partition ending where a proposal's hole starts: its shape is the new one's
@@ -138,10 +139,13 @@ class FillGaps(PlanKind):
             if any(p.name in taken for p in proposals):  # a move renames into free names only
                 proposals = gap_partitions(existing, parent.name, taken_names=taken)
                 below = {p.name: self._below(existing, nodes, p) for p in proposals}
-            return self._move(conn, parent, default, key, proposals, holds, below,
+            plan = self._move(conn, parent, default, key, proposals, holds, below,
                               changes_head, read_note)
-        return self._create(conn, parent, default, key, proposals, below, changes_head,
-                            read_note)
+        else:
+            plan = self._create(conn, parent, default, key, proposals, below, changes_head,
+                                read_note)
+        plan.steps[:0] = stale
+        return plan
 
     @staticmethod
     def _below(existing: list[Existing], nodes: dict[str, PartNode], p: Proposal) -> PartNode:
