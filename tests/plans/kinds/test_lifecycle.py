@@ -16,11 +16,13 @@ from tui.cli import main
 from tui.core.catalog import load_forest
 from tui.core.config import Config, FindingsConfig
 from tui.core.findings import check_forest
+from tui.core.plans import Outcome
 from tui.core.plans.kind import Request
 from tui.core.plans.registry import kind_named
 from tui.core.plans.remedies import remedy_text
 
 from ...test_plan_support import FAST_PLANS, build_balances, current_week_start, run_plan
+from ..contract.test_contract import _killer
 from ..scenarios import SCHEMA, TABLE, WEEK, leftovers
 from ..scenarios import ident as scen_ident
 from ..scenarios import spec as scen_spec
@@ -225,6 +227,29 @@ def test_create_ahead_moves_the_default_rows_of_next_week(db, capsys):
     status, out, err = cli(capsys, "create-ahead", scen_spec(), "--count", "3", "--apply",
                            "--yes", "-d", db.dsn)
     assert status == 0 and "nothing to do" in err, (out, err)
+
+
+def test_create_ahead_killed_before_dropping_the_helper_check_drops_it_next_run(db):
+    with db.connect() as conn:
+        build_balances(conn, rows_per_week=10, default_partition=True)
+    plan = plan_for(db, "create_ahead", count=1)
+    remove = next(i for i, s in enumerate(plan.steps, 1)
+                  if s.title.startswith("Remove the helper CHECK"))
+    hook, fired = _killer(db, ("statement", remove, 1))
+    assert run_plan(db, plan, hook=hook).outcome == Outcome.FAILED and fired
+
+    def helpers() -> int:
+        with db.connect() as conn:
+            return conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid ="
+                                " 'public.account_balances_default'::regclass"
+                                " AND conname LIKE 'pgparts%'").fetchone()[0]
+
+    assert helpers() == 1
+    again = plan_for(db, "create_ahead", count=1)
+    assert [s.title for s in again.steps] == [
+        "Remove leftover helper CHECKs from account_balances_default"]
+    assert run_plan(db, again).ok
+    assert helpers() == 0
 
 
 def test_retention_detaches_exactly_the_expired_weeks(db, capsys):
