@@ -189,3 +189,21 @@ def test_no_hole_no_steps(db):
         base(conn)
     plan = plan_for(db, "fill_gaps", {})
     assert not plan.steps and "no hole" in plan.summary[0]
+
+
+def test_fix_builds_each_plan_just_before_it_runs(db, capsys):
+    """default_has_rows and range_gap on one table: drain-default runs first and replaces the
+    DEFAULT; fill-gaps is then planned from the catalog as it is (nothing left here), never
+    run from a plan made for the DEFAULT that is gone."""
+    with db.connect() as conn:
+        MOVE_SCENARIOS["fill_gaps"].build(conn, db.dsn)
+        conn.execute(sql.SQL("ANALYZE {}").format(ident(TABLE)))
+        assert {"default_has_rows", "range_gap"} <= codes(conn)
+        before = per_bound(conn)
+    status, out, err = cli(capsys, "fix", spec(), "--apply", "--yes", "-d", db.dsn)
+    assert status == 0, err
+    with db.connect() as conn:
+        conn.execute(sql.SQL("ANALYZE {}").format(ident(TABLE)))
+        assert not {"default_has_rows", "range_gap"} & codes(conn)
+        assert per_bound(conn) == before and default_rows(conn) == 0
+        assert leftovers(conn) == []
