@@ -12,6 +12,7 @@ from tui.core.moves.planning import (
     Existing,
     Interval,
     PlanningError,
+    gap_partitions,
     infer_interval,
     infer_name_pattern,
     merge_lists,
@@ -72,6 +73,26 @@ def test_gaps() -> None:
     assert range_gaps([(MINVALUE, 0), (5, MAXVALUE)], ends=True) == [(0, 5)]
     with pytest.raises(PlanningError, match="overlap"):
         range_gaps([(0, 10), (5, 20)])
+
+
+def test_gap_partitions_follow_the_newest_grid_and_names() -> None:
+    existing = [Existing("payment_2020", d(2020), d(2021)), Existing("payment_2023", d(2023),
+                                                                     d(2024)),
+                Existing("payment_2024", d(2024), d(2025))]
+    got = gap_partitions(existing, "payment", taken_names={"payment_2022"})
+    assert [(p.name, p.lower, p.upper) for p in got] == [
+        ("payment_2021", d(2021), d(2022)), ("payment_2022_2", d(2022), d(2023))]
+    # off the grid: the hole is cut where the grid cuts it, never beyond it
+    existing = [Existing("m_2024_01", d(2024, 1), d(2024, 1, 15)),
+                Existing("m_2024_03", d(2024, 3), d(2024, 4))]
+    got = gap_partitions(existing, "m")
+    assert [(p.name, p.lower, p.upper) for p in got] == [
+        ("m_2024_01_2", d(2024, 1, 15), d(2024, 2)), ("m_2024_02", d(2024, 2), d(2024, 3))]
+    assert gap_partitions([Existing("a", 0, 10), Existing("b", 10, 20)], "t") == []
+    got = gap_partitions([Existing("t_0", 0, 10), Existing("t_30", 30, 40)], "t")
+    assert [(p.name, p.lower, p.upper) for p in got] == [("t_10", 10, 20), ("t_20", 20, 30)]
+    with pytest.raises(PlanningError, match="bounded"):
+        gap_partitions([Existing("a", MINVALUE, 0), Existing("b", 5, MAXVALUE)], "t")
 
 
 def test_list_values_with_null() -> None:

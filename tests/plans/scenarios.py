@@ -221,7 +221,7 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-# -- moves: split and drain-default ------------------------------------------------------------
+# -- moves: split, drain-default, fill-gaps -------------------------------------------------
 SPLIT_SOURCE = LEAVES[1]  # [100, 200)
 SPLIT_NEW = 'part ";1é b'
 DEFAULT = 'dé f "x'
@@ -254,8 +254,8 @@ def leftovers(conn: psycopg.Connection) -> list[str]:
         "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgparts%'").fetchall()]
     out += [r[0] for r in conn.execute(
         "SELECT relname FROM pg_class WHERE relname LIKE 'pgparts\\_%' AND relkind = 'r'"
-        " AND relnamespace <> 'pgparts'::regnamespace OR relname LIKE 'pgparts_log%'"
-        " OR relname LIKE 'pgparts_copied%'").fetchall()]
+        " AND relnamespace IS DISTINCT FROM to_regnamespace('pgparts')"
+        " OR relname LIKE 'pgparts_log%' OR relname LIKE 'pgparts_copied%'").fetchall()]
     out += [r[0] for r in conn.execute(
         "SELECT conname FROM pg_constraint WHERE conname LIKE 'pgparts%'"
         " OR NOT convalidated AND conparentid = 0"
@@ -286,10 +286,33 @@ def default_rows(conn: psycopg.Connection) -> int:
                .fetchone()[0])
 
 
+GAP_NEW = f"{TABLE}_p100"  # [100, 200): named as the newest partition's pattern gives
+
+
+def with_gap_and_default_rows(conn: psycopg.Connection, dsn: str) -> None:
+    """base() without its partition [100, 200) (a hole), and a DEFAULT holding rows of the hole
+    (k 100 to 199) and 20 rows of no hole (k 300 to 319), which stay in it."""
+    base(conn)
+    t = ident(TABLE)
+    conn.execute(sql.SQL("DROP TABLE {}").format(ident(LEAVES[1])))
+    conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(ident(DEFAULT), t))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT g + 1000, g, 'g' || g FROM"
+                         " generate_series(100, 199) g").format(t))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT g + 1000, g, 'd' || g FROM"
+                         " generate_series(300, 319) g").format(t))
+
+
+def _gap_filled(conn: psycopg.Connection) -> bool:
+    bounds = {c.name: c.bound_text for c in load_forest(conn).find(spec()).children}
+    return (bounds.get(GAP_NEW) == "FOR VALUES FROM (100) TO (200)"
+            and "range_gap" not in codes(conn) and default_rows(conn) == 20)
+
+
 MOVE_SCENARIOS: dict[str, MoveScenario] = {
     "split": MoveScenario(with_default_and_ref,
                           {"partition": SPLIT_SOURCE, "at": ["150"], "name": [SPLIT_NEW]},
                           _split_done),
     "drain_default": MoveScenario(with_default_and_ref, {},
                                   lambda conn: default_rows(conn) == 0),
+    "fill_gaps": MoveScenario(with_gap_and_default_rows, {}, _gap_filled),
 }

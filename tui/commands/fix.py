@@ -1,7 +1,8 @@
 """`pgparts fix [TABLE] [--only CODE[,CODE]] (--dry-run | --sql | --apply [--yes]) [--json]`:
 plan every fix pgparts knows for the current findings (tui.core.plans.remedies), one plan per
-kind and table, and show or apply them. Findings without a fix yet are named on stderr with
-what will fix them once it exists.
+kind and table, and show or apply them (each plan after the first built again just before it
+runs: an earlier one may have changed the table). Findings without a fix yet are named on
+stderr with what will fix them once it exists.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _codes(text: str | None) -> set[str] | None:
 
 
 def plans_for(conn: psycopg.Connection, ctx: Context, table: str | None,
-              only: set[str] | None) -> tuple[list[tuple[PlanKind, Plan]], list[str]]:
+              only: set[str] | None
+              ) -> tuple[list[tuple[PlanKind, Plan, Request]], list[str]]:
     """The plans fixing the current findings (one per kind and table, nested tables folded
     into their ancestor's plan), and lines about findings pgparts cannot fix yet."""
     forest = load_forest(conn)
@@ -72,7 +74,7 @@ def plans_for(conn: psycopg.Connection, ctx: Context, table: str | None,
         values = wanted.setdefault((remedy.kind, f.table_oid), {})
         for k, v in remedy.values.items():
             values.setdefault(k, set()).add(v)
-    plans: list[tuple[PlanKind, Plan]] = []
+    plans: list[tuple[PlanKind, Plan, Request]] = []
     for (kind_name, oid), values in sorted(wanted.items(), key=lambda kv: kv[0]):
         node = forest.nodes[oid]
         # a table inside another one this kind already fixes is covered by that plan
@@ -88,8 +90,26 @@ def plans_for(conn: psycopg.Connection, ctx: Context, table: str | None,
             notes.append(f"{kind_name} on {node.qualified}: {exc}")
             continue
         if plan.steps:
-            plans.append((kind, plan))
+            plans.append((kind, plan, request))
     return plans, notes
+
+
+def _replan(ctx: Context, kind: PlanKind, request: Request) -> Plan | None:
+    """The kind's plan built again from the catalog as it is now (None: nothing left to do)."""
+    conn = ctx.connect(purpose="cli")
+    try:
+        forest = load_forest(conn)
+        try:
+            plan = kind.build(conn, forest, kind.status(conn, forest, request.target), request,
+                              ctx.config)
+        except PlanKindError as exc:
+            print(f"pgparts: {kind.name} on {request.target}: {exc}", file=sys.stderr)
+            return None
+    except psycopg.Error as exc:
+        raise CliError(f"planning failed: {first_line(exc)}") from None
+    finally:
+        conn.close()
+    return plan if plan.steps else None
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -104,14 +124,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         for line in notes:
             print(f"pgparts: {line}", file=sys.stderr)
         if args.sql:
-            sys.stdout.write("\n".join(p.to_sql(conn) for _k, p in plans) + "\n")
+            sys.stdout.write("\n".join(p.to_sql(conn) for _k, p, _r in plans) + "\n")
             return 0
         if args.dry_run:
             if args.json:
-                sys.stdout.write(json.dumps([p.to_json(conn) for _k, p in plans], indent=2,
+                sys.stdout.write(json.dumps([p.to_json(conn) for _k, p, _r in plans], indent=2,
                                             ensure_ascii=False) + "\n")
             elif plans:
-                sys.stdout.write("\n".join(render_text(describe(p, conn)) for _k, p in plans))
+                sys.stdout.write("\n".join(render_text(describe(p, conn))
+                                            for _k, p, _r in plans))
             else:
                 sys.stdout.write("nothing to fix\n")
             return 0
@@ -121,7 +142,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print("nothing to fix", file=sys.stderr)
         return 0
     worst = 0
-    for kind, plan in plans:
+    for i, (kind, first, request) in enumerate(plans):
+        # a plan applied before may have changed this table (drain-default and fill-gaps both
+        # replace the DEFAULT partition): each later plan is built again just before it runs
+        plan = first if i == 0 else _replan(ctx, kind, request)
+        if plan is None:
+            continue
         if not args.yes and not confirm(plan):
             print(f"pgparts: {plan.title}: not applied", file=sys.stderr)
             worst = max(worst, 1)

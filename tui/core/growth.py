@@ -115,7 +115,11 @@ class Growth:
         limit = self.limit_bytes * self.leaves_per_partition
         if held > limit:
             return None
-        at = self.now + timedelta(seconds=(limit - held) / rate)
+        seconds = (limit - held) / rate
+        # compared as seconds first: a slow rate gives a date past datetime's range
+        if seconds >= (current.upper - self.now).total_seconds():
+            return None
+        at = self.now + timedelta(seconds=seconds)
         return at if at < current.upper else None
 
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
@@ -16,11 +16,16 @@ from tui.cli import main
 from tui.core.catalog import load_forest
 from tui.core.config import Config, FindingsConfig
 from tui.core.findings import check_forest
+from tui.core.plans import Outcome
 from tui.core.plans.kind import Request
 from tui.core.plans.registry import kind_named
 from tui.core.plans.remedies import remedy_text
 
 from ...test_plan_support import FAST_PLANS, build_balances, current_week_start, run_plan
+from ..contract.test_contract import _killer
+from ..scenarios import SCHEMA, TABLE, WEEK, leftovers
+from ..scenarios import ident as scen_ident
+from ..scenarios import spec as scen_spec
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -151,6 +156,100 @@ def test_create_ahead_with_a_default_partition_attaches_without_scanning(db):
                               " AND conname LIKE 'pgparts%'").fetchone()[0]
     assert helper == 0  # the helper CHECKs are gone again
     assert len([w for w in weeks(db) if w[1].date() > current_week_start()]) == 2
+
+
+def _plain_weeks_with_default_rows(conn: psycopg.Connection) -> tuple[date, int, str]:
+    """Hostile names: plain weekly partitions (no sub-partitioning) up to this week, a DEFAULT
+    holding rows of next week and of the week after it, and rows from before the first week
+    (which stay); a table referencing the parent. (next week's start, rows, digest)"""
+    sch = sql.Identifier(SCHEMA)
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sch))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sch))
+    t = scen_ident(TABLE)
+    conn.execute(sql.SQL("CREATE TABLE {} (id int NOT NULL, ts timestamptz NOT NULL, v text,"
+                         " PRIMARY KEY (id, ts)) PARTITION BY RANGE (ts)").format(t))
+    current = current_week_start()
+    for n in (2, 1, 0):
+        start = current - timedelta(weeks=n)
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})")
+                     .format(scen_ident(f"{WEEK}{start:%Y_%m_%d}"), t,
+                             sql.Literal(f"{start} 00:00+00"),
+                             sql.Literal(f"{start + timedelta(days=7)} 00:00+00")))
+    conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(
+        scen_ident('dé f"ault'), t))
+    nxt = current + timedelta(days=7)
+    base = datetime(nxt.year, nxt.month, nxt.day, tzinfo=UTC)
+    with conn.cursor() as cur:
+        cur.executemany(sql.SQL("INSERT INTO {} VALUES (%s, %s, %s)").format(t), [
+            (g, base + timedelta(hours=g * 3) - timedelta(weeks=5 if g % 5 == 0 else 0),
+             f"v{g}") for g in range(100)])
+    conn.execute(sql.SQL("CREATE TABLE {} (id int, ts timestamptz, FOREIGN KEY (id, ts)"
+                         " REFERENCES {} ON DELETE CASCADE)").format(scen_ident("ré f"), t))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT id, ts FROM {} WHERE id % 3 = 0").format(
+        scen_ident("ré f"), t))
+    n, digest = conn.execute(sql.SQL(
+        "SELECT count(*), md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))) FROM {} t"
+    ).format(t)).fetchone()
+    return nxt, int(n), digest
+
+
+def test_create_ahead_moves_the_default_rows_of_next_week(db, capsys):
+    """Issue 12: the DEFAULT already holds rows of next week. The plan moves them into the new
+    week online (drain-default's steps) instead of refusing: no failed ATTACH, no row lost."""
+    with db.connect() as conn:
+        nxt, n, digest = _plain_weeks_with_default_rows(conn)
+    status, out, err = cli(capsys, "create-ahead", scen_spec(), "--count", "3", "--dry-run",
+                           "-d", db.dsn)
+    assert status == 0, err
+    assert "they are moved into them online" in out and "one EXISTS each" in out, out
+    status, out, err = cli(capsys, "create-ahead", scen_spec(), "--count", "3", "--apply",
+                           "--yes", "-d", db.dsn)
+    assert status == 0, err
+    assert "(the swap)" in out + err
+    with db.connect() as conn:
+        t = scen_ident(TABLE)
+        assert conn.execute(sql.SQL(
+            "SELECT count(*), md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))) FROM {} t"
+        ).format(t)).fetchone() == (n, digest)
+        # only the rows from before the first week stay in the new, empty-but-for-them DEFAULT
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+            scen_ident('dé f"ault'))).fetchone()[0] == 20
+        root = load_forest(conn).find(scen_spec())
+        bounds = {c.name: c.bound_text for c in root.children}
+        for k in (1, 2, 3):
+            start = current_week_start() + timedelta(weeks=k)
+            assert f"{WEEK}{start:%Y_%m_%d}" in bounds, bounds
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(scen_ident(
+            f"{WEEK}{nxt:%Y_%m_%d}"))).fetchone()[0] > 0
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+            scen_ident("ré f"))).fetchone()[0] == 34  # no reference cascaded away
+        assert leftovers(conn) == []
+    status, out, err = cli(capsys, "create-ahead", scen_spec(), "--count", "3", "--apply",
+                           "--yes", "-d", db.dsn)
+    assert status == 0 and "nothing to do" in err, (out, err)
+
+
+def test_create_ahead_killed_before_dropping_the_helper_check_drops_it_next_run(db):
+    with db.connect() as conn:
+        build_balances(conn, rows_per_week=10, default_partition=True)
+    plan = plan_for(db, "create_ahead", count=1)
+    remove = next(i for i, s in enumerate(plan.steps, 1)
+                  if s.title.startswith("Remove the helper CHECK"))
+    hook, fired = _killer(db, ("statement", remove, 1))
+    assert run_plan(db, plan, hook=hook).outcome == Outcome.FAILED and fired
+
+    def helpers() -> int:
+        with db.connect() as conn:
+            return conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid ="
+                                " 'public.account_balances_default'::regclass"
+                                " AND conname LIKE 'pgparts%'").fetchone()[0]
+
+    assert helpers() == 1
+    again = plan_for(db, "create_ahead", count=1)
+    assert [s.title for s in again.steps] == [
+        "Remove leftover helper CHECKs from account_balances_default"]
+    assert run_plan(db, again).ok
+    assert helpers() == 0
 
 
 def test_retention_detaches_exactly_the_expired_weeks(db, capsys):

@@ -9,7 +9,8 @@ either end possibly MINVALUE / MAXVALUE. A list value is a value or None (NULL).
 - merge_ranges / merge_lists: adjacent ranges (or list partitions) into one;
 - rebound: move the boundary between two neighbours;
 - move_list_values: values from one list partition to another (or a new one);
-- range_gaps: the holes between ranges (fill-gaps);
+- range_gaps: the holes between ranges; gap_partitions: fill-gaps' partitions for them, cut
+  on the newest partition's grid and named after its pattern;
 - propose_partitions: drain-default's proposal, from the existing ranges and where the DEFAULT's
   rows lie: partitions shaped like the newest one (its interval, its naming pattern) on the grid
   its bounds define, covering every row, before the first partition and after the last too,
@@ -135,6 +136,51 @@ def range_gaps(ranges: Sequence[Range], ends: bool = False) -> list[Range]:
         if ordered[-1][1] is not MAXVALUE:
             gaps.append((ordered[-1][1], MAXVALUE))
     return gaps
+
+
+def gap_partitions(existing: Sequence[Existing], parent: str,
+                   taken_names: Iterable[str] = ()) -> list[Proposal]:
+    """Partitions for the holes between range partitions (fill-gaps): cells of the newest
+    partition's interval anchored on its lower bound, each clipped to its hole, named after the
+    newest partition's pattern (a taken name gets `_2`, `_3`, ...). A hole narrower than the
+    interval, or off the grid, gets the pieces the grid cuts it into."""
+    gaps = range_gaps([(e.lower, e.upper) for e in existing])
+    if not gaps:
+        return []
+    bounded = [e for e in existing
+               if not isinstance(e.lower, _Infinity) and not isinstance(e.upper, _Infinity)]
+    if not bounded:
+        raise PlanningError("no bounded range partition to take the new partitions' interval "
+                            "from")
+    newest = max(bounded, key=lambda e: e.lower)
+    interval = infer_interval(newest.lower, newest.upper)
+    pattern = infer_name_pattern(newest.name, newest.lower, parent, interval)
+    names = set(taken_names) | {e.name for e in existing}
+    out: list[Proposal] = []
+    for lo, hi in gaps:
+        k0, k1 = cell_of(newest.lower, interval, lo), cell_of(newest.lower, interval, hi)
+        if _eq(grid_start(newest.lower, interval, k1), hi):
+            k1 -= 1  # the hole ends on a cell's start: that cell is not in it
+        if k1 - k0 + 1 + len(out) > MAX_PROPOSALS:
+            raise PlanningError(f"the holes would need more than {MAX_PROPOSALS} partitions of "
+                                f"the newest partition's size")
+        for k in range(k0, k1 + 1):
+            c_lo = grid_start(newest.lower, interval, k)
+            c_hi = grid_start(newest.lower, interval, k + 1)
+            p_lo = lo if lt(c_lo, lo) else c_lo
+            p_hi = hi if lt(hi, c_hi) else c_hi
+            base = pattern.name(p_lo)
+            name, n = base, 1
+            while name in names:
+                n += 1
+                name = f"{base}_{n}"
+            try:
+                check_identifier_length(name)
+            except ValueError as exc:
+                raise PlanningError(str(exc)) from None
+            names.add(name)
+            out.append(Proposal(name, p_lo, p_hi))
+    return out
 
 
 def merge_lists(lists: Sequence[Sequence[Any]]) -> list[Any]:

@@ -1,6 +1,7 @@
 """Layout changes as plans: the engine (engine/: model, runner, journal, describe), the
 plan-kind protocol (kind.py) and its registry (registry.py), the steps kinds share (steps/), the
-kinds (kinds/: consolidate, analyze, finalize_detach, index_fix, split, drain-default) and
+kinds (kinds/: consolidate, analyze, finalize_detach, index_fix, create_ahead, retention,
+split, drain-default, fill-gaps) and
 the findings' remedies."""
 
 from .engine.model import Estimate, Lock, Plan, Statement, Step, VerificationFailed

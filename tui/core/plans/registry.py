@@ -9,13 +9,15 @@ from .kinds.analyze import Analyze
 from .kinds.consolidate import Consolidate
 from .kinds.create_ahead import CreateAhead
 from .kinds.drain_default import DrainDefault
+from .kinds.fill_gaps import FillGaps
 from .kinds.finalize_detach import FinalizeDetach
 from .kinds.index_fix import IndexFix
 from .kinds.retention import Retention
 from .kinds.split import Split
 
 PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(), Analyze(), FinalizeDetach(), IndexFix(),
-                                    CreateAhead(), Retention(), Split(), DrainDefault())
+                                    CreateAhead(), Retention(), Split(), DrainDefault(),
+                                    FillGaps())
 
 
 def kind_named(name: str) -> PlanKind:

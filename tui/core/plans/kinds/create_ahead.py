@@ -7,10 +7,20 @@ creates them on an empty table), the parent's owner and the grants of the parent
 newest partition. Cells from the one holding now to N beyond it that no partition covers are
 created; older holes are fill-gaps' business.
 
-Per partition, each step its own short transaction under the lock timeout (retried):
-1. check the DEFAULT partition for rows of the new bound, an EXISTS under a statement timeout,
-   at apply time (planning reads no rows). Rows there would make the ATTACH fail; the plan
-   refuses that partition with a message instead and stops (the partitions before it stay).
+Planning checks the DEFAULT partition for rows of each new bound (one EXISTS per partition,
+in one query: the only read of rows at plan time, said in the preview). The partitions whose
+rows the DEFAULT holds are built by a move of the DEFAULT's rows, drain-default's steps
+(plans/steps/moves.py: the DEFAULT is the source, the new partitions and a new empty DEFAULT
+the targets; writers carry on), after the others; when the newest partition is
+sub-partitioned (or the DEFAULT is), that move is not supported and the partition is refused
+with a message instead, as below. Never does an ATTACH fail on the DEFAULT's rows.
+
+The others, per partition, each step its own short transaction under the lock timeout
+(retried):
+1. check the DEFAULT partition again for rows of the new bound, an EXISTS under a statement
+   timeout, at apply time: rows written there since planning would make the ATTACH fail, so
+   the plan refuses that partition with a message instead and stops (the partitions before it
+   stay; the next run moves them);
 2. create the table standalone (LIKE the parent, with its sub-partitions): no lock on the
    parent but ACCESS SHARE, where CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE on
    it and scan the DEFAULT under that lock;
@@ -19,6 +29,7 @@ Per partition, each step its own short transaction under the lock timeout (retri
    EXCLUSIVE on the DEFAULT for milliseconds); 5. the CHECK is dropped again.
 Between 3 and 4 an insert of a row for the new bound into the parent fails on the CHECK
 instead of landing in the DEFAULT; for a future bound nothing should be writing there yet.
+create_attach_steps() is these steps, shared with fill_gaps.
 
 A table left standalone by an interrupted run (its name, not attached, owned by the applying
 role) is taken up again by the next plan; a table of that name owned by anybody else is never
@@ -40,6 +51,8 @@ from ...bounds import Bound, BoundValue
 from ...catalog import Forest, PartNode
 from ...config import Config
 from ...humanfmt import plural
+from ...moves import keys
+from ...moves.changelog import MoveError
 from ...moves.planning import (
     Interval,
     PlanningError,
@@ -50,12 +63,14 @@ from ...moves.planning import (
 )
 from ...names import check_identifier_length, display_name, quote_ident
 from ..engine.model import Estimate, Lock, Plan, PlanFacts, Statement, Step, VerificationFailed
+from ..engine.runner import RunResult
 from ..kind import Option, PlanKind, PlanKindError, Request, find_table
+from ..steps import moves
 from ..steps.shape import grant_statements
-from ..steps.swap import bound_sql, default_helper_steps
+from ..steps.swap import DEFAULT_CHECK_PREFIX, bound_sql, default_helper_steps
+from .drain_default import replacement_default
 from .lifecycle import (
     key_of,
-    literal,
     literal_text,
     now_utc,
     policy_of,
@@ -63,6 +78,7 @@ from .lifecycle import (
     refuse_script,
     show,
 )
+from .split import move_key, range_partition
 
 DEFAULT_COUNT = 4
 CHECK_TIMEOUT_SECONDS = 60.0  # the DEFAULT's EXISTS check: an index or a small DEFAULT answers
@@ -219,9 +235,12 @@ class CreateAhead(PlanKind):
             " pg_catalog.pg_get_userbyid(relowner) <> CURRENT_USER"
             " FROM pg_catalog.pg_class WHERE oid = %s", (root.oid,)).fetchone()
         owner = row[0] if row and row[1] else None
-        steps: list[Step] = []
-        created: list[str] = []
-        specs: list[str] = []  # schema-qualified always: never ambiguous for a later lookup
+        earlier = moves.unfinished(conn, root)
+        if earlier is not None:  # a move of the DEFAULT's rows swapped in by an earlier run
+            plan = moves.finish_plan(conn, self.name, root, earlier)
+            plan.lock_timeout_seconds = config.plans.lock_timeout_seconds
+            return plan
+        cells: list[tuple[datetime, datetime]] = []
         notes: list[str] = []
         for k in range(k_now, k_now + count + 1):
             lo = grid_start(anchor, interval, k)
@@ -232,33 +251,104 @@ class CreateAhead(PlanKind):
                     notes.append(f"{show(lo)} to {show(hi)} is partly covered by an existing "
                                  f"partition; left alone")
                 continue
-            name = self._free_name(conn, root, pattern.name(lo), newest.node)
-            steps += self._partition_steps(conn, root, newest.node, default, key, ktype, lo,
-                                           hi, name, owner)
-            created.append(display_name(root.schema, name))
+            cells.append((lo, hi))
+        texts = [(literal_text(lo, ktype), literal_text(hi, ktype)) for lo, hi in cells]
+        holds = default_holds(conn, default, key, texts)
+        why_not = _why_no_move(conn, root, newest.node, default) if any(holds) else ""
+        steps: list[Step] = stale_helper_step(conn, root, default)
+        created: list[str] = []
+        specs: list[str] = []  # schema-qualified always: never ambiguous for a later lookup
+        to_move: list[tuple[str, str, str, str]] = []  # (name, lo text, hi text, range text)
+        names: set[str] = set()
+        for (lo, hi), (lo_text, hi_text), held in zip(cells, texts, holds, strict=True):
+            range_text = f"[{show(lo)}, {show(hi)})"
+            moving = held and not why_not
+            name = self._free_name(conn, root, pattern.name(lo), newest.node, reuse=not moving,
+                                   also_taken=names)
+            names.add(name)
+            disp = display_name(root.schema, name)
+            if moving:
+                to_move.append((name, lo_text, hi_text, range_text))
+            else:
+                dname = default.qualified if default is not None else ""
+                if held:
+                    refusal = (f"refused {disp}: the DEFAULT partition {dname} holds rows of "
+                               f"its range {range_text} and {why_not}; the partitions before "
+                               f"it were created")
+                else:
+                    refusal = (f"refused {disp}: the DEFAULT partition {dname} holds rows of "
+                               f"its range {range_text} written since the plan was made; "
+                               f"attaching it would fail. Run create-ahead again: it moves "
+                               f"them. The partitions before it were created")
+                steps += create_attach_steps(conn, root, newest.node, default, key, lo_text,
+                                             hi_text, range_text, name, owner, refusal)
+            created.append(disp)
             specs.append(f"{quote_ident(root.schema)}.{quote_ident(name)}")
         interval_text = _interval_text(interval)
         summary = ([f"create {plural(len(created), 'partition')} of {root.qualified} ahead "
                     f"({interval_text}, shaped like {newest.node.qualified}), keeping {count} "
                     f"beyond the one holding now"] if created else
                    [f"{root.qualified} already has partitions up to {count} beyond now"])
-        if created and default is not None:
-            summary.append(f"before creating each one, the run checks that the DEFAULT "
-                           f"partition {default.qualified} holds none of its rows (an EXISTS "
-                           f"under a statement timeout); if it does, that partition is refused "
-                           f"and the run stops there")
+        if cells and default is not None:
+            summary.append(f"planning checked the DEFAULT partition {default.qualified} for "
+                           f"rows of each new partition (one EXISTS each)")
+            if len(to_move) < len(cells):
+                summary.append(f"before creating each one, the run checks that the DEFAULT "
+                               f"partition {default.qualified} still holds none of its rows "
+                               f"(an EXISTS under a statement timeout); if it does, that "
+                               f"partition is refused and the run stops there")
+        changes = [f"new partition {c}" for c in created]
+        destroys: list[Any] = []
+        details: dict[str, Any] = {"plan_id": uuid.uuid4().hex, "created": specs}
+        if to_move:
+            assert default is not None
+            move = self._move_plan(conn, forest, root, default, to_move)
+            steps += move.steps
+            changes += move.facts.changes
+            destroys = move.facts.destroys
+            notes += move.facts.notes
+            details["move"] = move.details
+            summary.append(f"the DEFAULT partition {default.qualified} holds rows of "
+                           f"{', '.join(n for n, *_ in to_move)}: they are moved into "
+                           f"{'it' if len(to_move) == 1 else 'them'} online, as drain-default "
+                           f"does, and a new empty DEFAULT takes its place")
+        elif why_not:
+            notes.append(f"the DEFAULT partition {default.qualified} holds rows of a new "
+                         f"partition and {why_not}: that partition is refused")
         return Plan(kind=self.name, title=f"create {plural(len(created), 'partition')} of "
                                           f"{root.qualified} ahead",
                     target=root.qualified, target_oid=root.oid, steps=steps, summary=summary,
-                    facts=PlanFacts(changes=[f"new partition {c}" for c in created],
-                                    notes=notes,
+                    facts=PlanFacts(changes=changes, destroys=destroys, notes=notes,
                                     extra={"created": created, "count": count}),
-                    details={"plan_id": uuid.uuid4().hex, "created": specs},
+                    details=details,
                     lock_timeout_seconds=config.plans.lock_timeout_seconds)
 
+    def _move_plan(self, conn: psycopg.Connection, forest: Forest, root: PartNode,
+                   default: PartNode, to_move: list[tuple[str, str, str, str]]) -> Plan:
+        """Drain-default's steps for the new partitions whose rows the DEFAULT holds: the
+        DEFAULT is the move's source, the new partitions and a new empty DEFAULT its targets."""
+        try:
+            key = move_key(conn, root)
+            targets = [range_partition(conn, key, default, name,
+                                       moves.temp_name(default.oid, i), keys.KeyValue(lo, None),
+                                       keys.KeyValue(hi, None))
+                       for i, (name, lo, hi, _r) in enumerate(to_move)]
+            targets.append(replacement_default(default, targets))
+            changes = [f"move the rows of {default.qualified} (the DEFAULT) of "
+                       f"{r} into {display_name(root.schema, n)}" for n, _lo, _hi, r in to_move]
+            return moves.move_plan(conn, self.name, f"move rows out of {default.qualified}",
+                                   root, default, targets, None, changes, [])
+        except (MoveError, PlanningError) as exc:
+            raise PlanKindError(str(exc)) from None
+
+    def report(self, result: RunResult, plan: Plan) -> list[str]:
+        return super().report(result, plan) + moves.hold_line(result, plan)
+
     def _free_name(self, conn: psycopg.Connection, root: PartNode, base: str,
-                   newest: PartNode) -> str:
-        """`base`, or `base_2`, ... when a relation nobody may reuse holds the name."""
+                   newest: PartNode, reuse: bool = True, also_taken: set[str] | None = None
+                   ) -> str:
+        """`base`, or `base_2`, ... when a relation nobody may reuse holds the name (with
+        `reuse` False, any relation: a move renames its new table to it in the swap)."""
         name, n = base, 1
         while True:
             try:
@@ -266,95 +356,160 @@ class CreateAhead(PlanKind):
             except ValueError as exc:
                 raise PlanKindError(str(exc)) from None
             rel = _relation(conn, root.schema, name)
-            if rel is None:
-                return name
-            # left standalone by an interrupted run of this kind: taken up again
-            if not rel["attached"] and rel["ours"] and rel["relkind"] == newest.relkind:
+            # free, or left standalone by an interrupted run of this kind: taken up again
+            if name not in (also_taken or set()) and (rel is None or (
+                    reuse and not rel["attached"] and rel["ours"]
+                    and rel["relkind"] == newest.relkind)):
                 return name
             n += 1
             name = f"{base}_{n}"
 
-    def _partition_steps(self, conn: psycopg.Connection, root: PartNode, newest: PartNode,
-                         default: PartNode | None, key: str, ktype: str, lo: datetime,
-                         hi: datetime, name: str, owner: str | None) -> list[Step]:
-        schema = root.schema
-        ident = sql.Identifier(schema, name)
-        disp = display_name(schema, name)
-        attached = _attached(root.oid, schema, name)
-        lo_sql, hi_sql = literal(lo, ktype), literal(hi, ktype)
-        range_text = f"[{show(lo)}, {show(hi)})"
-        steps: list[Step] = []
-        if default is not None:
-            col = sql.Identifier(key)
-            refusal = (f"refused {disp}: the DEFAULT partition {default.qualified} holds rows "
-                       f"of its range {range_text}; attaching it would fail. Move them out "
-                       f"first (a drain-default plan kind does not exist yet); the partitions "
-                       f"before it were created")
+def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNode,
+                        default: PartNode | None, key: str, lo_text: str, hi_text: str,
+                        range_text: str, name: str, owner: str | None,
+                        refusal: str) -> list[Step]:
+    """Create `name` standalone for [lo_text, hi_text) shaped like `newest` (its
+    sub-partitions too), then attach it without a scan of the DEFAULT: a check that the DEFAULT
+    holds no row of the bound (refused with `refusal` otherwise), the DEFAULT's helper CHECK
+    added and validated, ATTACH, the helper CHECK dropped. Texts are the bound values as the
+    key's type reads them."""
+    schema = root.schema
+    ident = sql.Identifier(schema, name)
+    disp = display_name(schema, name)
+    attached = _attached(root.oid, schema, name)
+    lo_sql, hi_sql = sql.Literal(lo_text), sql.Literal(hi_text)
+    steps: list[Step] = []
+    if default is not None:
+        col = sql.Identifier(key)
+        def check(row: Any, _c: psycopg.Connection, refusal: str = refusal) -> str:
+            if row and row[0]:
+                raise VerificationFailed(refusal)
+            return f"the DEFAULT holds no row of {range_text}"
 
-            def check(row: Any, _c: psycopg.Connection, refusal: str = refusal) -> str:
-                if row and row[0]:
-                    raise VerificationFailed(refusal)
-                return f"the DEFAULT holds no row of {range_text}"
+        exists = sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {} >= {} AND {} < {})").format(
+            default.ident, col, lo_sql, col, hi_sql)
 
-            exists = sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {} >= {} AND {} < {})").format(
-                default.ident, col, lo_sql, col, hi_sql)
-
-            steps.append(Step(
-                title=f"Check the DEFAULT for rows of {disp}",
-                explanation=f"EXISTS on {default.qualified} for {key} in {range_text}, under a "
-                            f"statement timeout: rows there would make the ATTACH fail, so "
-                            f"the plan refuses this partition instead",
-                statements=[Statement(exists, "verify",
-                    note="refuse the partition if the DEFAULT holds rows of its range",
-                    check=check, script=refuse_script(conn, exists, refusal))],
-                locks=[Lock("ACCESS SHARE", default.qualified, "blocks no reader or writer")],
-                statement_timeout_seconds=CHECK_TIMEOUT_SECONDS, done=attached,
-                verify_note="the DEFAULT holds no row of the new range", group=disp))
-        by = _partition_by(newest) if newest.is_partitioned else sql.SQL("")
-        statements = [Statement(sql.SQL(
-            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
-            " INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS){}").format(
-            ident, root.ident, by), note=f"standalone, shaped like {root.qualified}")]
-        statements += _owner_and_grants(conn, ident, owner, [root.oid, newest.oid])
-        statements += _shape_statements(conn, newest, schema, name, owner, root.oid)
         steps.append(Step(
-            title=f"Create {disp}",
-            explanation=f"CREATE TABLE {disp} standalone for {range_text}"
-                        + (f", with {plural(len(newest.children), 'sub-partition')} like "
-                           f"{newest.qualified}" if newest.is_partitioned else "")
-                        + "; only ACCESS SHARE on the parent (LIKE reads its columns)",
-            statements=statements,
-            locks=[Lock("ACCESS SHARE", root.qualified, "blocks no reader or writer")],
-            retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.05),
-            done=_exists(schema, name), group=disp))
-        helpers: list[Step] = []
-        if default is not None:
-            bound = Bound("range", "", lower=(BoundValue(literal_text(lo, ktype)),),
-                          upper=(BoundValue(literal_text(hi, ktype)),))
-            # the helper CHECK's name comes from an oid; the new table has none yet
-            stand_in = SimpleNamespace(oid=zlib.crc32(f"{schema}.{name}".encode()))
-            helpers = default_helper_steps(conn, root, default, stand_in,  # type: ignore[arg-type]
-                                           key, bound, disp, attached)
-            for helper in helpers[1:]:  # their titles name only the DEFAULT
-                helper.title = f"{helper.title} (for {disp})"
-            steps += helpers[:2]
-        steps.append(Step(
-            title=f"Attach {disp}",
-            explanation=f"ALTER TABLE {root.qualified} ATTACH PARTITION {disp} FOR VALUES FROM "
-                        f"{show(lo)} TO {show(hi)}: the table is empty, and the parent's indexes "
-                        f"are created on it (empty: instant)",
-            statements=[Statement(sql.SQL(
-                "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                root.ident, ident, lo_sql, hi_sql), note=f"attach {disp}")],
-            locks=[Lock("SHARE UPDATE EXCLUSIVE", root.qualified,
-                        "other DDL on it waits; reads and writes go on"),
-                   Lock("ACCESS EXCLUSIVE", disp, "nobody uses it yet")]
-            + ([Lock("ACCESS EXCLUSIVE", default.qualified,
-                     "an instant: its CHECK spares the scan")] if default is not None else []),
-            retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.05),
-            done=attached, group=disp))
-        steps += helpers[2:]
-        return steps
+            title=f"Check the DEFAULT for rows of {disp}",
+            explanation=f"EXISTS on {default.qualified} for {key} in {range_text}, under a "
+                        f"statement timeout: rows there would make the ATTACH fail, so "
+                        f"the plan refuses this partition instead",
+            statements=[Statement(exists, "verify",
+                note="refuse the partition if the DEFAULT holds rows of its range",
+                check=check, script=refuse_script(conn, exists, refusal))],
+            locks=[Lock("ACCESS SHARE", default.qualified, "blocks no reader or writer")],
+            statement_timeout_seconds=CHECK_TIMEOUT_SECONDS, done=attached,
+            verify_note="the DEFAULT holds no row of the new range", group=disp))
+    by = _partition_by(newest) if newest.is_partitioned else sql.SQL("")
+    statements = [Statement(sql.SQL(
+        "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
+        " INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS){}").format(
+        ident, root.ident, by), note=f"standalone, shaped like {root.qualified}")]
+    statements += _owner_and_grants(conn, ident, owner, [root.oid, newest.oid])
+    statements += _shape_statements(conn, newest, schema, name, owner, root.oid)
+    steps.append(Step(
+        title=f"Create {disp}",
+        explanation=f"CREATE TABLE {disp} standalone for {range_text}"
+                    + (f", with {plural(len(newest.children), 'sub-partition')} like "
+                       f"{newest.qualified}" if newest.is_partitioned else "")
+                    + "; only ACCESS SHARE on the parent (LIKE reads its columns)",
+        statements=statements,
+        locks=[Lock("ACCESS SHARE", root.qualified, "blocks no reader or writer")],
+        retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.05),
+        done=_exists(schema, name), group=disp))
+    helpers: list[Step] = []
+    if default is not None:
+        bound = Bound("range", "", lower=(BoundValue(lo_text),), upper=(BoundValue(hi_text),))
+        # the helper CHECK's name comes from an oid; the new table has none yet
+        stand_in = SimpleNamespace(oid=_helper_id(schema, name))
+        helpers = default_helper_steps(conn, root, default, stand_in,  # type: ignore[arg-type]
+                                       key, bound, disp, attached)
+        for helper in helpers[1:]:  # their titles name only the DEFAULT
+            helper.title = f"{helper.title} (for {disp})"
+        steps += helpers[:2]
+    steps.append(Step(
+        title=f"Attach {disp}",
+        explanation=f"ALTER TABLE {root.qualified} ATTACH PARTITION {disp} FOR VALUES "
+                    f"{range_text}: the table is empty, and the parent's indexes are created "
+                    f"on it (empty: instant)",
+        statements=[Statement(sql.SQL(
+            "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+            root.ident, ident, lo_sql, hi_sql), note=f"attach {disp}")],
+        locks=[Lock("SHARE UPDATE EXCLUSIVE", root.qualified,
+                    "other DDL on it waits; reads and writes go on"),
+               Lock("ACCESS EXCLUSIVE", disp, "nobody uses it yet")]
+        + ([Lock("ACCESS EXCLUSIVE", default.qualified,
+                 "an instant: its CHECK spares the scan")] if default is not None else []),
+        retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.05),
+        done=attached, group=disp))
+    steps += helpers[2:]
+    return steps
+
+
+
+def _helper_id(schema: str, name: str) -> int:
+    return zlib.crc32(f"{schema}.{name}".encode())
+
+
+def stale_helper_step(conn: psycopg.Connection, root: PartNode,
+                      default: PartNode | None) -> list[Step]:
+    """A step dropping the DEFAULT's helper CHECKs of partitions create_attach_steps attached
+    already: left by a run killed between the ATTACH and the CHECK's removal (a re-run plans
+    nothing more for that partition). Only the names those steps give (from the partition's
+    name) are dropped."""
+    if default is None or default.relkind != "r":
+        return []
+    wanted = {f"{DEFAULT_CHECK_PREFIX}{_helper_id(c.schema, c.name)}" for c in root.children
+              if c.oid != default.oid}
+    found = [r[0] for r in conn.execute(
+        "SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid = %s AND contype = 'c'"
+        " AND conname = ANY(%s) ORDER BY 1", (default.oid, sorted(wanted))).fetchall()]
+    if not found:
+        return []
+    oid = default.oid
+
+    def gone(c: psycopg.Connection) -> bool:
+        return not c.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE"
+                             " conrelid = %s AND conname = ANY(%s))", (oid, found)).fetchone()[0]
+
+    return [Step(
+        title=f"Remove leftover helper CHECKs from {default.qualified}",
+        explanation=(f"An earlier run attached the partitions these CHECKs excluded from the "
+                     f"DEFAULT and was stopped before removing them; the partition bounds keep "
+                     f"those rows out of {default.qualified} now. ACCESS EXCLUSIVE on it for an "
+                     f"instant (a lock timeout retries it)."),
+        statements=[Statement(sql.SQL("ALTER TABLE {} {}").format(default.ident, sql.SQL(", ")
+                              .join(sql.SQL("DROP CONSTRAINT IF EXISTS {}").format(
+                                  sql.Identifier(n)) for n in found)), "lock")],
+        locks=[Lock("ACCESS EXCLUSIVE", default.qualified, "an instant")],
+        retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.01),
+        done=gone)]
+
+
+def default_holds(conn: psycopg.Connection, default: PartNode | None, key: str,
+                  ranges: list[tuple[str, str]]) -> list[bool]:
+    """Whether the DEFAULT holds rows of each range [lower text, upper text), in one query of
+    one EXISTS per range (a read of its rows at plan time; an index on the key answers it)."""
+    if default is None or not ranges:
+        return [False] * len(ranges)
+    col = sql.Identifier(key)
+    row = conn.execute(sql.SQL("SELECT ARRAY[{}]::pg_catalog.bool[]").format(
+        sql.SQL(", ").join(sql.SQL("EXISTS (SELECT FROM {} WHERE {} >= {} AND {} < {})").format(
+            default.ident, col, sql.Literal(lo), col, sql.Literal(hi)) for lo, hi in ranges)
+    )).fetchone()
+    return [bool(v) for v in row[0]]
+
+
+def _why_no_move(conn: psycopg.Connection, root: PartNode, newest: PartNode,
+                 default: PartNode | None) -> str:
+    """Why the DEFAULT's rows of a new partition cannot be moved into it ('' when they can)."""
+    if default is not None and default.is_partitioned:
+        return "the DEFAULT is itself partitioned: moving rows out of it is not supported yet"
+    if newest.is_partitioned:
+        return (f"the new partition would be sub-partitioned like {newest.qualified}: moving "
+                f"rows into a sub-partitioned partition is not supported yet (move them out "
+                f"of the DEFAULT first)")
+    return ""
 
 
 def _unbounded(root: PartNode) -> list[tuple[datetime, datetime]]:

@@ -1,7 +1,8 @@
 """The drain-default kind: move the rows of the DEFAULT partition into new partitions shaped
-like the newest ones, online (tui/core/moves; the steps are plans/steps/moves.py). The DEFAULT
-is the move's source; its replacement, a new empty DEFAULT, is one of the targets (it takes
-the rows no new partition takes: NULL keys, rows written meanwhile outside them)."""
+like the newest ones (on a LIST-partitioned table, one per value: drain_list.py), online
+(tui/core/moves; the steps are plans/steps/moves.py). The DEFAULT is the move's source; its
+replacement, a new empty DEFAULT, is one of the targets (it takes the rows no new partition
+takes: NULL keys, rows written meanwhile outside them)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,21 @@ from ...moves.planning import Existing, PlanningError, infer_interval, propose_p
 from ...names import display_name
 from ..engine.model import Plan, PlanFacts
 from ..engine.runner import RunResult
-from ..kind import PlanKind, PlanKindError, Request
+from ..kind import PlanKind, PlanKindError, Request, find_table
 from ..steps import moves
+from .drain_list import list_drain_plan
 from .split import default_partition, move_key, range_parent, range_partition
+
+
+def replacement_default(default: PartNode, targets: list[moves.NewPartition]
+                        ) -> moves.NewPartition:
+    """The new, empty DEFAULT that takes the old one's place and name when the DEFAULT is a
+    move's source: it takes the rows none of `targets` take (NULL keys, rows of other bounds,
+    rows written meanwhile outside them). Built last, after `targets`."""
+    rest = sql.SQL("NOT ({})").format(sql.SQL(" OR ").join(t.predicate for t in targets))
+    return moves.NewPartition(
+        name=default.name, temp=moves.temp_name(default.oid, len(targets)),
+        bound=sql.SQL("DEFAULT"), bound_text="DEFAULT", predicate=rest, check=None)
 
 
 class DrainDefault(PlanKind):
@@ -29,20 +42,34 @@ class DrainDefault(PlanKind):
     summary = "move the DEFAULT partition's rows into new partitions shaped like their " \
               "neighbours, online"
     noun = "drain-default"
-    table_help = "the RANGE-partitioned parent ('name' or 'schema.name')"
+    table_help = "the RANGE- or LIST-partitioned parent ('name' or 'schema.name')"
     fixes = ("default_has_rows",)
 
     def applies_to(self, forest: Forest, node: PartNode) -> bool:
-        return (node.is_partitioned and node.strategy == "range"
+        return (node.is_partitioned and node.strategy in ("range", "list")
                 and node.default_partition_oid is not None)
 
     def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
               config: Config) -> Plan:
-        parent = range_parent(forest, request.target)
+        parent = find_table(forest, request.target)
         try:
-            return self._build(conn, forest, parent)
+            if parent.strategy == "list":
+                return self._build_list(conn, forest, parent)
+            return self._build(conn, forest, range_parent(forest, request.target))
         except (MoveError, PlanningError) as exc:
             raise PlanKindError(str(exc)) from None
+
+    def _build_list(self, conn: psycopg.Connection, forest: Forest, parent: PartNode) -> Plan:
+        earlier = moves.unfinished(conn, parent)
+        if earlier is not None:
+            return moves.finish_plan(conn, self.name, parent, earlier)
+        default = default_partition(parent, forest)
+        if default is None:
+            raise PlanKindError(f"{parent.qualified} has no DEFAULT partition")
+        if default.is_partitioned:
+            raise PlanKindError(f"the DEFAULT partition {default.qualified} is itself "
+                                f"partitioned: draining it is not supported yet")
+        return list_drain_plan(conn, forest, parent, default, self.name)
 
     def _build(self, conn: psycopg.Connection, forest: Forest, parent: PartNode) -> Plan:
         earlier = moves.unfinished(conn, parent)
@@ -87,10 +114,7 @@ class DrainDefault(PlanKind):
         targets = [range_partition(conn, key, default, p.name,
                                    moves.temp_name(default.oid, i), p.lower, p.upper)
                    for i, p in enumerate(proposals)]
-        rest = sql.SQL("NOT ({})").format(sql.SQL(" OR ").join(t.predicate for t in targets))
-        targets.append(moves.NewPartition(
-            name=default.name, temp=moves.temp_name(default.oid, len(proposals)),
-            bound=sql.SQL("DEFAULT"), bound_text="DEFAULT", predicate=rest, check=None))
+        targets.append(replacement_default(default, targets))
         changes = [f"move the rows of {default.qualified} (the DEFAULT) into new partitions "
                    f"shaped like {newest.name}:"] + [
             f"  {display_name(schema, t.name)} {t.bound_text}" for t in targets[:-1]] + [
