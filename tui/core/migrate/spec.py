@@ -77,6 +77,12 @@ class MigrationSpec:
     surrogate: str | None
     partitions: tuple[SpecPartition, ...]
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # set by Build, in the transaction that renames: (kind, original name, name out of the way)
+    # for every constraint ('constraint'), index ('index') and identity sequence ('sequence')
+    # of the original, and (sequence schema, sequence, column) of the serial sequences whose
+    # ownership moved to the new table; abort puts all of it back
+    renamed: tuple[tuple[str, str, str], ...] = ()
+    owned_sequences: tuple[tuple[str, str, str], ...] = ()
 
     # -- identifiers -----------------------------------------------------------------------
     @property
@@ -105,6 +111,9 @@ class MigrationSpec:
     def surrogate_ident(self) -> sql.Identifier | None:
         return sql.Identifier(self.surrogate) if self.surrogate else None
 
+    def renamed_to(self, kind: str, original: str) -> str | None:
+        return next((new for k, old, new in self.renamed if (k, old) == (kind, original)), None)
+
     def partition_ident(self, p: SpecPartition) -> sql.Identifier:
         return sql.Identifier(self.schema, p.name)
 
@@ -123,7 +132,9 @@ class MigrationSpec:
                 "column_kind": self.column_kind, "key": list(self.key),
                 "tiebreak": self.tiebreak, "surrogate": self.surrogate,
                 "partitions": [p.to_json() for p in self.partitions],
-                "created_at": self.created_at.isoformat()}
+                "created_at": self.created_at.isoformat(),
+                "renamed": [list(r) for r in self.renamed],
+                "owned_sequences": [list(r) for r in self.owned_sequences]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> MigrationSpec:
@@ -133,7 +144,10 @@ class MigrationSpec:
                        tuple(str(c) for c in d["key"]), _opt(d.get("tiebreak")),
                        _opt(d.get("surrogate")),
                        tuple(SpecPartition.from_json(p) for p in d["partitions"]),
-                       datetime.fromisoformat(str(d["created_at"])))
+                       datetime.fromisoformat(str(d["created_at"])),
+                       tuple((str(a), str(b), str(c)) for a, b, c in d.get("renamed", [])),
+                       tuple((str(a), str(b), str(c))
+                             for a, b, c in d.get("owned_sequences", [])))
         except (KeyError, TypeError, ValueError) as exc:
             raise MigrateError(f"pgparts' record of this migration is unreadable: {exc}") from exc
 
