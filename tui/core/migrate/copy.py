@@ -74,8 +74,7 @@ def _verify_script(conn: psycopg.Connection, compare: sql.Composed,
     return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
 
 
-def copy_steps(conn: psycopg.Connection, spec: MigrationSpec,
-               estimates: dict[str, int] | None = None) -> list[Step]:
+def copy_steps(conn: psycopg.Connection, spec: MigrationSpec) -> list[Step]:
     """One step per partition, then one that records the stage. `conn` reads the original's
     columns (by its oid: the plan may be made before Build renames it)."""
     rows = conn.execute(_COLUMNS, (spec.oid,)).fetchall()
@@ -91,7 +90,7 @@ def copy_steps(conn: psycopg.Connection, spec: MigrationSpec,
     for p in spec.partitions:
         part = spec.partition_ident(p)
         display = p.name
-        est = (estimates or {}).get(p.name, 0)
+        est = p.rows or 0
         compare = sql.SQL("SELECT o.n, o.h, c.n, c.h FROM ({a}) o(n, h), ({b}) c(n, h)").format(
             a=checksum_sql(_source(spec, cols, p), cols, fast),
             b=checksum_sql(part, cols, fast))

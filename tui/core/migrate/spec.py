@@ -42,14 +42,17 @@ class SpecPartition:
     lo: str | None = None
     hi: str | None = None
     default: bool = False
+    rows: int | None = None  # estimated or counted when the layout was made (progress, ETA)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "from": self.lo, "to": self.hi, "default": self.default}
+        return {"name": self.name, "from": self.lo, "to": self.hi, "default": self.default,
+                "rows": self.rows}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SpecPartition:
+        rows = d.get("rows")
         return cls(str(d["name"]), _opt(d.get("from")), _opt(d.get("to")),
-                   bool(d.get("default", False)))
+                   bool(d.get("default", False)), None if rows is None else int(rows))
 
 
 def _opt(v: Any) -> str | None:

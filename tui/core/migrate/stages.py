@@ -400,11 +400,11 @@ def spec_partitions(partitions: list, kind: str) -> tuple[SpecPartition, ...]:
     out = []
     for p in partitions:
         if p.default:
-            out.append(SpecPartition(p.name, default=True))
+            out.append(SpecPartition(p.name, default=True, rows=p.rows))
         else:
             lo, hi = bound_text(p.lo, kind), bound_text(p.hi, kind)
             out.append(SpecPartition(p.name, None if lo is None else str(lo),
-                                     None if hi is None else str(hi)))
+                                     None if hi is None else str(hi), rows=p.rows))
     return tuple(out)
 
 

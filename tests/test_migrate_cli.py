@@ -1,0 +1,104 @@
+"""`pgparts migrate`: bad input, dry run, SQL, apply (stopped by a group over 60 with nothing
+changed; stages 1-6 run unattended), status, abort."""
+
+from __future__ import annotations
+
+import json
+
+from psycopg import sql
+
+from tui.cli import main
+
+from .migrate_support import PLAIN, build_legacy
+from .test_migrate_stages import _build, _rows, catalog_dump
+
+n = PLAIN
+ARGS = ("legacy.payment", "--by", "pay_ts", "--key", "pdm_id,pay_ts", "--tiebreak", "tracer",
+        "--interval", "year")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _one_line(result: tuple[int, str, str], fragment: str) -> None:
+    status, _out, err = result
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and fragment in lines[0], err
+
+
+def test_bad_input_one_line_exit_2(db18, capsys):
+    with db18.connect() as conn:
+        build_legacy(conn, n, rows=100)
+        conn.commit()
+    d = ("-d", db18.dsn)
+    _one_line(run_cli(capsys, "migrate", "legacy.payment", "--dry-run", *d), "needs --by")
+    _one_line(run_cli(capsys, "migrate", "legacy.payment", "--by", "pay_ts", "--key", "pay_ts",
+                      "--dry-run", *d), "choose the layout")
+    _one_line(run_cli(capsys, "migrate", *ARGS, *d), "say what to do")
+    _one_line(run_cli(capsys, "migrate", "legacy.nope", *ARGS[1:], "--dry-run", *d), "no table")
+    _one_line(run_cli(capsys, "migrate", *ARGS[:2], "amount", *ARGS[3:], "--dry-run", *d),
+              "partition by a timestamp")
+    _one_line(run_cli(capsys, "migrate", *ARGS[:4], "pdm_id", *ARGS[5:], "--dry-run", *d),
+              "must hold the partition column")
+    _one_line(run_cli(capsys, "migrate", "legacy.payment", "--resume", "--dry-run", *d),
+              "no migration of legacy.payment is recorded")
+    _one_line(run_cli(capsys, "migrate", *ARGS, "--layout", "/nonexistent.toml", "--dry-run",
+                      *d), "cannot read")
+
+
+def test_over_60_stops_apply_with_nothing_changed(db18, capsys):
+    _build(db18, n, over_60=True)
+    before = _rows(db18, n.ident(n.table), n)
+    dump = catalog_dump(db18, n.schema, n.table)
+    status, _out, err = run_cli(capsys, "migrate", *ARGS, "--apply", "--yes", "-d", db18.dsn)
+    assert status == 1 and "more than 60 rows in one minute" in err and "minute" in err
+    assert _rows(db18, n.ident(n.table), n) == before
+    assert catalog_dump(db18, n.schema, n.table) == dump
+    assert db18.query("SELECT to_regclass('pgparts.plan_objects')") == [(None,)]
+
+
+def test_dry_run_sql_apply_status_abort(db18, capsys):
+    _build(db18, n)
+    d = ("-d", db18.dsn)
+    dump = catalog_dump(db18, n.schema, n.table)
+    status, out, _ = run_cli(capsys, "migrate", *ARGS, "--dry-run", *d)
+    assert status == 0
+    for number in range(1, 10):
+        assert f"== stage {number}:" in out
+    assert "not available on this branch" in out and "duplicates by error:" in out
+    status, out, _ = run_cli(capsys, "migrate", *ARGS, "--dry-run", "--json", *d)
+    doc = json.loads(out)
+    assert [s["name"] for s in doc["stages"]][:6] == [
+        "preflight", "duplicates", "collisions", "layout", "build", "copy"]
+    assert doc["spec"]["key"] == ["pdm_id", "pay_ts"] and doc["spec"]["surrogate"] == "pay_id"
+    status, out, _ = run_cli(capsys, "migrate", *ARGS, "--sql", *d)
+    assert status == 0 and 'PARTITION BY RANGE ("pay_ts")' in out.replace("pay_ts", '"pay_ts"'
+                                                                         ).replace('""', '"')
+    assert "INSERT INTO" in out and "ALTER TABLE" in out
+    assert catalog_dump(db18, n.schema, n.table) == dump  # dry run and SQL changed nothing
+
+    status, _out, err = run_cli(capsys, "migrate", *ARGS, "--apply", "--yes", *d)
+    # stages 1-6 run; stage 7 is not part of this code yet
+    assert status == 1 and "stage 7 (dependencies)" in err, err
+    assert "copy payment_2019: done" in err or "payment_2019" in err
+    status, out, _ = run_cli(capsys, "migrate", "legacy.payment", "status", "--json", *d)
+    doc = json.loads(out)
+    assert (doc["last_stage"], doc["next_stage"]) == ("copy", "dependencies")
+    assert [s["done"] for s in doc["stages"]] == [False] + [True] * 5 + [False] * 3
+    status, out, _ = run_cli(capsys, "migrate", "legacy.payment", "status", *d)
+    assert status == 0 and "last stage done: copy" in out
+    _one_line(run_cli(capsys, "migrate", *ARGS, "--dry-run", *d), "is recorded")
+    status, _out, err = run_cli(capsys, "migrate", "legacy.payment", "--resume", "--apply",
+                                "--yes", *d)
+    assert status == 1 and "stage 7" in err
+    status, _out, err = run_cli(capsys, "migrate", "legacy.payment", "--abort", "--apply",
+                                "--yes", *d)
+    assert status == 0, err
+    after = catalog_dump(db18, n.schema, n.table)
+    assert {k: v for k, v in after.items()} == {k: v for k, v in dump.items()}
+    status, out, _ = run_cli(capsys, "migrate", "legacy.payment", "status", *d)
+    assert "no migration recorded" in out
+    assert db18.query(sql.SQL("SELECT count(*) FROM {}").format(n.ident(n.table)))[0][0] > 0
