@@ -91,6 +91,9 @@ def test_stages_1_to_6_end_to_end(db, names):
     _build(db, n)
     db.execute(sql.SQL("COMMENT ON TABLE {} IS 'payments'").format(n.ident(n.table)))
     db.execute(sql.SQL("GRANT SELECT ON {} TO PUBLIC").format(n.ident(n.table)))
+    db.execute(sql.SQL("ALTER TABLE {t} ADD CONSTRAINT {c} CHECK ({a} >= 0);"
+                       " COMMENT ON COLUMN {t}.{a} IS 'in €'").format(
+        t=n.ident(n.table), c=sql.Identifier(f"{n.amount} ≥ 0"), a=sql.Identifier(n.amount)))
     with db.connect() as conn:
         prep = prepare(conn, _choices(n))
     spec = prep.spec
@@ -116,6 +119,11 @@ def test_stages_1_to_6_end_to_end(db, names):
     names_ = [p[0] for p in parts]
     assert names_[:2] == [f"{n.table}_2019", f"{n.table}_2020"]
     assert f"{n.table}_default" in names_ and len(names_) == len(spec.partitions)
+    new_dump = catalog_dump(db, n.schema, n.table)
+    checks = [c for c in new_dump["constraints"] if c[1] == "c"]
+    assert [c[0] for c in checks] == [f"{n.amount} ≥ 0"] and ">= (0)::numeric" in checks[0][2]
+    assert db.query(sql.SQL("SELECT col_description({}::regclass, 5)").format(
+        sql.Literal(n.ident(n.table).as_string()))) == [("in €",)]
     # the serial keeps counting where it stood, from the new table
     nextval = db.query(sql.SQL("SELECT pg_get_serial_sequence({}, {})").format(
         sql.Literal(n.ident(n.table).as_string()), sql.Literal(n.id)))[0][0]

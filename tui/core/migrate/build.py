@@ -1,9 +1,11 @@
 """Stage 5, Build: the original table goes out of the way, the partitioned table takes its name.
 
 One transaction, under the original's ACCESS EXCLUSIVE lock:
-- the original's constraints (not PG 18's NOT NULL ones), its other indexes and its identity
-  sequences are renamed out of the way, to names recorded in the migration's spec (abort
-  renames them back); then the table itself becomes `<name>_premigration`;
+- the original's key, unique, exclusion and foreign key constraints, its other indexes and its
+  identity sequences are renamed out of the way, to names recorded in the migration's spec
+  (abort renames them back); then the table itself becomes `<name>_premigration`. CHECK and
+  NOT NULL constraints keep their names: LIKE copies them to the new table under those names,
+  and a constraint name only has to be unique on its own table;
 - `CREATE TABLE name (LIKE original INCLUDING DEFAULTS, GENERATED, CONSTRAINTS, COMMENTS,
   STORAGE, COMPRESSION) PARTITION BY RANGE (column)`: same columns, types, collations,
   defaults (a serial's default still calls its sequence), CHECK and NOT NULL constraints,
@@ -36,7 +38,7 @@ PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", 
 
 _CONSTRAINTS = """
 SELECT conname FROM pg_catalog.pg_constraint
-WHERE conrelid = %s AND contype IN ('p', 'u', 'x', 'f', 'c') ORDER BY conname
+WHERE conrelid = %s AND contype IN ('p', 'u', 'x', 'f') ORDER BY conname
 """
 _PLAIN_INDEXES = """
 SELECT c.relname FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
