@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 from psycopg import sql
 
 from tui.cli import main
@@ -102,3 +103,70 @@ def test_dry_run_sql_apply_status_abort(db18, capsys):
     status, out, _ = run_cli(capsys, "migrate", "legacy.payment", "status", *d)
     assert "no migration recorded" in out
     assert db18.query(sql.SQL("SELECT count(*) FROM {}").format(n.ident(n.table)))[0][0] > 0
+
+
+def test_writers_refused_or_waited_for(db18, capsys):
+    _build(db18, n)
+    d = ("-d", db18.dsn)
+    with psycopg.connect(db18.dsn) as writer:  # a transaction left open
+        writer.execute("UPDATE legacy.payment SET amount = amount WHERE pay_id = 1")
+        status, _out, err = run_cli(capsys, "migrate", *ARGS, "--apply", "--yes", "--wait",
+                                    "0.5", *d)
+        assert status == 1 and "still write to legacy.payment after 0.5 s" in err
+        status, _out, err = run_cli(capsys, "migrate", *ARGS, "--apply", "--yes", *d)
+        assert status == 1 and "1 session(s) are writing to legacy.payment" in err
+        writer.rollback()
+    assert db18.query("SELECT to_regclass('pgparts.plan_objects')") == [(None,)]
+
+
+def test_layout_file(db18, capsys, tmp_path):
+    _build(db18, n)
+    layout = tmp_path / "layout.toml"
+    layout.write_text(
+        'column = "pay_ts"\n'
+        '[[partitions]]\nname = "p_old"\nfrom = "MINVALUE"\nto = "2020-01-01 00:00:00+00"\n'
+        '[[partitions]]\nname = "p_new"\nfrom = "2020-01-01 00:00:00+00"\n'
+        'to = "2030-01-01 00:00:00+00"\n'
+        '[[partitions]]\nname = "p_default"\ndefault = true\n', encoding="utf-8")
+    status, out, _ = run_cli(capsys, "migrate", *ARGS[:7], "--layout", str(layout),
+                             "--dry-run", "--json", "-d", db18.dsn)
+    assert status == 0
+    parts = json.loads(out)["spec"]["partitions"]
+    assert [(p["name"], p["from"], p["default"]) for p in parts] == [
+        ("p_old", "MINVALUE", False), ("p_new", "2020-01-01 00:00:00+00:00", False),
+        ("p_default", None, True)]
+
+
+def test_demo_legacy_payment(scenario_db, capsys):
+    """The demo's own table: stopped by its replayed minute with nothing changed; once that is
+    resolved, stages 1-6 run unattended, every row is copied, and abort restores it all."""
+    db = scenario_db
+    d = ("-d", db.dsn)
+    args = ("legacy.payment", "--by", "pay_ts", "--key", "pdm_id,pay_ts", "--tiebreak",
+            "tracer", "--target-rows", "2000")
+    dump = catalog_dump(db, "legacy", "payment")
+    status, _out, err = run_cli(capsys, "migrate", *args, "--apply", "--yes", *d)
+    assert status == 1 and "more than 60" in err
+    assert catalog_dump(db, "legacy", "payment") == dump
+    # the operator resolves the replayed minute (here: removes it)
+    db.execute("DELETE FROM legacy.payment_bonus WHERE pay_id IN (SELECT pay_id FROM"
+               " legacy.payment WHERE tracer LIKE 'TR-REPLAY-%');"
+               " DELETE FROM legacy.payment_ext WHERE pay_id IN (SELECT pay_id FROM"
+               " legacy.payment WHERE tracer LIKE 'TR-REPLAY-%') OR orig_pay_id IN (SELECT"
+               " pay_id FROM legacy.payment WHERE tracer LIKE 'TR-REPLAY-%');"
+               " DELETE FROM legacy.payment WHERE tracer LIKE 'TR-REPLAY-%';"
+               " ANALYZE legacy.payment")
+    status, _out, err = run_cli(capsys, "migrate", *args, "--apply", "--yes", *d)
+    assert status == 1 and "stage 7 (dependencies)" in err, err
+    cols = "pay_id, pay_ts, pdm_id, tracer, amount, currency, tariff_id, method, duration_min"
+    new = db.query(f"SELECT {cols} FROM legacy.payment ORDER BY pay_id")
+    assert new == db.query(f"SELECT {cols} FROM legacy.payment_premigration ORDER BY pay_id")
+    assert db.query("SELECT count(*) FROM (SELECT FROM legacy.payment"
+                    " GROUP BY pdm_id, pay_ts HAVING count(*) > 1) g") == [(0,)]
+    assert db.query("SELECT relkind::text FROM pg_class WHERE oid = 'legacy.payment'::regclass"
+                    ) == [("p",)]
+    status, _out, err = run_cli(capsys, "migrate", "legacy.payment", "--abort", "--apply",
+                                "--yes", *d)
+    assert status == 0, err
+    after = catalog_dump(db, "legacy", "payment")
+    assert after == {**dump, "oid": after["oid"]} and after["oid"] == dump["oid"]
