@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 from psycopg import sql
 
+from tui.core.migrate import MigrateError
 from tui.core.migrate.migration import Choices, next_stages, prepare, run_plan
-from tui.core.migrate.stages import abort_plan, stage, standing
+from tui.core.migrate.stages import abort_plan, stage, stage_7_begun, standing
 from tui.core.plans.engine.runner import Outcome
 
 from .migrate_support import HOSTILE, OVER_60_PDM, PLAIN, Names, build_legacy
@@ -164,8 +165,9 @@ def test_killed_inside_stages_2_5_6_resumes(db):
     assert len(_rows(db, n.ident(n.table), n)) < len(before)  # duplicates went
 
 
-def test_abort_after_build_and_after_copy_restores_the_original(db):
-    n = PLAIN
+@pytest.mark.parametrize("names", [PLAIN, HOSTILE], ids=["plain", "hostile"])
+def test_abort_after_build_and_after_copy_restores_the_original(db, names):
+    n = names
     _build(db, n)
     db.execute(sql.SQL("GRANT SELECT, UPDATE ({id}) ON {t} TO PUBLIC").format(
         id=sql.Identifier(n.id), t=n.ident(n.table)))
@@ -173,7 +175,7 @@ def test_abort_after_build_and_after_copy_restores_the_original(db):
         spec = prepare(conn, _choices(n)).spec
     assert _run_to(db, spec, "collisions").ok
     original = catalog_dump(db, n.schema, n.table)
-    assert original["views"] == [("payment_daily",)] and original["referencing"]
+    assert original["views"] == [(n.view,)] and original["referencing"]
     rows = _rows(db, n.ident(n.table), n)
     for last in ("build", "copy"):
         assert _run_to(db, spec, last).ok
@@ -187,6 +189,15 @@ def test_abort_after_build_and_after_copy_restores_the_original(db):
         with db.connect() as conn:
             assert standing(conn, n.schema, n.table).recorded is None
         # the next round starts again from the start (recorded anew)
+    # stage 7 begun (here: a key on the new table): only stage 7's own abort may undo it
+    assert _run_to(db, spec, "copy").ok
+    with db.connect() as conn:
+        rec = standing(conn, n.schema, n.table).recorded
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({}, {})").format(
+            n.ident(n.table), sql.Identifier(n.pdm), sql.Identifier(n.ts)))
+        assert stage_7_begun(conn, rec.new_oid)
+        with pytest.raises(MigrateError, match="not available on this branch"):
+            abort_plan(conn, n.schema, n.table)
 
 
 def test_group_over_60_stops_stage_3_with_nothing_changed(db):

@@ -355,6 +355,27 @@ def restore_statements(conn: psycopg.Connection, spec: MigrationSpec,
     return out
 
 
+_STAGE_7_BEGUN = """
+SELECT EXISTS (SELECT FROM pg_catalog.pg_constraint c WHERE (c.conrelid = %(oid)s
+               AND c.contype IN ('p', 'u', 'x', 'f')) OR c.confrelid = %(oid)s)
+    OR EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid = %(oid)s)
+    OR EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = %(oid)s
+               AND NOT t.tgisinternal)
+    OR EXISTS (SELECT FROM pg_catalog.pg_depend d
+               JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+               WHERE d.refobjid = %(oid)s
+               AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+               AND r.ev_class <> %(oid)s)
+"""
+
+
+def stage_7_begun(conn: psycopg.Connection, new_oid: int) -> bool:
+    """Whether the new table has anything Build does not make (a key, an index, a foreign key
+    either way, a trigger, a view): stage 7 began, and only its own abort can undo it."""
+    row = conn.execute(_STAGE_7_BEGUN, {"oid": new_oid}).fetchone()
+    return bool(row and row[0])
+
+
 def abort_plan(conn: psycopg.Connection, schema: str, name: str) -> Plan:
     rec = read_recorded(conn, schema, name)
     if rec is None:
@@ -366,7 +387,8 @@ def abort_plan(conn: psycopg.Connection, schema: str, name: str) -> Plan:
         return read_recorded(c, schema, name) is None
 
     built = stage_index(rec.state) >= stage_index("build")
-    if stage_index(rec.state) >= stage_index("dependencies"):
+    if stage_index(rec.state) >= stage_index("dependencies") or (
+            built and stage_7_begun(conn, rec.new_oid)):
         steps = later.abort_steps(conn, spec, original_dependents(conn, spec), rec.state)
     elif built:
         steps = [Step(
