@@ -70,6 +70,8 @@ def test_dry_run_sql_apply_status_abort(db18, capsys):
     for number in range(1, 10):
         assert f"== stage {number}:" in out
     assert "not available on this branch" in out and "duplicates by error:" in out
+    assert "legacy.payment_bonus.payment_bonus_pay_id_fkey" in out
+    assert "views: legacy.payment_daily" in out and "(serial of pay_id)" in out
     status, out, _ = run_cli(capsys, "migrate", *ARGS, "--dry-run", "--json", *d)
     doc = json.loads(out)
     assert [s["name"] for s in doc["stages"]][:6] == [

@@ -207,8 +207,33 @@ def _preview(prep: Prepared | None) -> list[str]:
              f"collisions by design: {count(prep.collision_groups)} groups, "
              f"{count(prep.collision_rows)} rows rewritten, {len(prep.unfixable)} over the limit",
              "layout: " + ", ".join(p.name for p in prep.spec.partitions)]
+    lines += [f"  {line}" for line in dependents_lines(pf.dependents)]
     lines += [f"warning: {w}" for w in pf.warnings + prep.layout_warnings]
     return lines
+
+
+def dependents_lines(deps: Any) -> list[str]:
+    """What depends on the table (preflight.Dependents), one line per kind that has any."""
+    def names(items: list[Any]) -> str:
+        return ", ".join(items)
+
+    kinds = [
+        ("indexes", [i.name for i in deps.indexes]),
+        ("constraints", [c.name for c in deps.constraints if c.type != "n"]),
+        ("its foreign keys", [f.name for f in deps.own_fks]),
+        ("foreign keys pointing at it",
+         [f"{display_name(f.schema, f.table)}.{f.name}" for f in deps.referencing_fks]),
+        ("views", [display_name(v.schema, v.name) for v in deps.views]),
+        ("triggers", [t[0] for t in deps.triggers]),
+        ("rules", [r[0] for r in deps.rules]),
+        ("sequences", [f"{display_name(s[0], s[1])} ({s[3]} of {s[2]})"
+                       for s in deps.sequences]),
+        ("grants", [f"{g.privilege} to {g.grantee}" for g in deps.grants]),
+        ("policies", [p.name for p in deps.policies]),
+        ("publications", [p[0] for p in deps.publications]),
+        ("comments", [f"{c[0]} {c[1] or ''}".strip() for c in deps.comments]),
+    ]
+    return [f"{label}: {names(items)}" for label, items in kinds if items]
 
 
 def _unfixable_lines(prep: Prepared) -> list[str]:

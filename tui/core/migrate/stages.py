@@ -129,10 +129,16 @@ def _plan(spec: MigrationSpec, number: int, title: str, steps: list[Step],
                 target=spec.display, target_oid=spec.oid, steps=steps, summary=summary)
 
 
+# the original, and once built the new table and its partitions
 _WRITERS = sql.SQL(
     "SELECT pg_catalog.count(DISTINCT l.pid) FROM pg_catalog.pg_locks l"
-    " WHERE l.locktype = 'relation' AND l.relation = {oid} AND l.granted"
-    " AND l.mode = 'RowExclusiveLock' AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()")
+    " WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'RowExclusiveLock'"
+    " AND (l.relation = {oid} OR l.relation = {new}"
+    "      OR l.relation IN (SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
+    "                        WHERE i.inhparent = {new}))"
+    " AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
+    "                   WHERE d.datname = pg_catalog.current_database())"
+    " AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()")
 
 
 def _no_writers(display: str) -> Callable[[object, psycopg.Connection], str]:
@@ -146,7 +152,9 @@ def _no_writers(display: str) -> Callable[[object, psycopg.Connection], str]:
 
 
 def preflight_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
-    st = Statement(_WRITERS.format(oid=sql.Literal(spec.oid)), "verify",
+    rec = recorded_for(conn, spec)
+    new_oid = rec.new_oid if rec else 0
+    st = Statement(_WRITERS.format(oid=sql.Literal(spec.oid), new=sql.Literal(new_oid)), "verify",
                    "sessions writing to the table", check=_no_writers(spec.display))
     step = Step("check that nothing writes to the table",
                 "Read-only: the migration must not start while other sessions write to the "
