@@ -9,9 +9,10 @@ import psycopg
 from psycopg import sql
 
 from tui.cli import main
+from tui.core.migrate.migration import prepare
 
 from .migrate_support import PLAIN, build_legacy
-from .test_migrate_stages import _build, _rows, catalog_dump
+from .test_migrate_stages import _build, _choices, _rows, _run_to, catalog_dump
 
 n = PLAIN
 ARGS = ("legacy.payment", "--by", "pay_ts", "--key", "pdm_id,pay_ts", "--tiebreak", "tracer",
@@ -172,3 +173,27 @@ def test_demo_legacy_payment(scenario_db, capsys):
     assert status == 0, err
     after = catalog_dump(db, "legacy", "payment")
     assert after == {**dump, "oid": after["oid"]} and after["oid"] == dump["oid"]
+
+
+def test_resume_with_another_layout_before_build(db18, capsys):
+    _build(db18, n)
+    d = ("-d", db18.dsn)
+    with db18.connect() as conn:
+        spec = prepare(conn, _choices(n)).spec
+    assert _run_to(db18, spec, "layout").ok  # stages 1-4 done, yearly partitions recorded
+    _one_line(run_cli(capsys, "migrate", "legacy.payment", "--resume", "--key", "pay_ts",
+                      "--dry-run", *d), "cannot change")
+    status, out, err = run_cli(capsys, "migrate", "legacy.payment", "--resume", "--interval",
+                               "quarter", "--dry-run", "--json", *d)
+    assert status == 0, err
+    doc = json.loads(out)
+    # stage 4 records the new layout again, then Build and Copy use it
+    assert [s["name"] for s in doc["stages"]][:4] == ["preflight", "layout", "build", "copy"]
+    assert doc["spec"]["partitions"][0]["name"] == "payment_2019_q1"
+    status, _out, err = run_cli(capsys, "migrate", "legacy.payment", "--resume", "--interval",
+                                "quarter", "--apply", "--yes", *d)
+    assert status == 1 and "stage 7" in err
+    assert db18.query("SELECT count(*) FROM pg_inherits WHERE inhparent = "
+                      "'legacy.payment'::regclass")[0][0] == len(doc["spec"]["partitions"])
+    _one_line(run_cli(capsys, "migrate", "legacy.payment", "--resume", "--interval", "year",
+                      "--dry-run", *d), "cannot change once the partitioned table is built")

@@ -4,7 +4,8 @@
                           --key COL,COL [--tiebreak COL] [--layout FILE]
                           (--dry-run | --sql | --apply [--yes] [--wait SECONDS]) [--json]
     pgparts migrate TABLE status [--json]
-    pgparts migrate TABLE --resume [--dry-run | --sql | --apply] [--yes]
+    pgparts migrate TABLE --resume [--interval P | --target-rows N | --layout FILE]
+                          [--dry-run | --sql | --apply] [--yes]
     pgparts migrate TABLE --abort [--dry-run | --sql | --apply] [--yes]
 
 Each stage is a plan (tui.core.migrate.stages); --apply runs them in order, asking before each
@@ -27,7 +28,7 @@ from ..context import CliError, Context
 from ..core.errors import first_line
 from ..core.humanfmt import count
 from ..core.migrate import MigrateError
-from ..core.migrate.migration import Choices, Prepared, prepare, wait_writers
+from ..core.migrate.migration import Choices, Prepared, prepare, relayout, wait_writers
 from ..core.migrate.periods import PERIODS
 from ..core.migrate.spec import MigrationSpec
 from ..core.migrate.stages import STAGES, Stage, abort_plan, standing
@@ -181,7 +182,17 @@ def _spec(conn: psycopg.Connection, schema: str, name: str,
         if not args.resume:
             raise CliError(f"a migration of {display_name(schema, name)} is recorded (last "
                            f"stage done: {st.recorded.state}): use --resume, --abort or status")
-        return st.recorded.spec, None
+        spec = st.recorded.spec
+        if args.by or args.key or args.tiebreak:
+            raise CliError("--by, --key and --tiebreak are recorded with the migration and "
+                           "cannot change; --abort to start over")
+        if args.interval or args.target_rows or args.layout:
+            spec, warnings = relayout(conn, spec, Choices(
+                schema, name, spec.column, spec.key, interval=args.interval,
+                target_rows=args.target_rows, layout_file=args.layout))
+            for w in warnings:
+                print(f"pgparts: warning: {w}", file=sys.stderr)
+        return spec, None
     if args.resume:
         raise CliError(f"no migration of {display_name(schema, name)} is recorded")
     key = tuple(k.strip() for k in (args.key or "").split(",") if k.strip())

@@ -3,21 +3,23 @@ console's wizard) call. The stages themselves are in stages.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg
 
 from ..config import PlansConfig
 from ..connection import Target
+from ..plans.engine.model import Plan
 from ..plans.engine.runner import Hook, PlanRunner, ProgressCallback, RunResult
 from . import MigrateError
 from .collisions import find_collisions
 from .duplicates import find_duplicates
 from .keys import surrogate_key
 from .layout import propose_layout, read_layout, validate_layout
-from .preflight import Preflight, preflight, wait_for_writers
-from .spec import MigrationSpec
+from .preflight import Preflight, RowsPerPeriod, preflight, rows_per_period, wait_for_writers
+from .source import PartitionColumn, partition_column
+from .spec import MigrationSpec, SpecPartition
 from .stages import STAGES, Stage, make_spec, spec_partitions, standing
 
 
@@ -47,27 +49,52 @@ class Prepared:
     unfixable: list = field(default_factory=list)  # collisions.CollisionGroup over the limit
 
 
+def _layout(conn: psycopg.Connection, counts: RowsPerPeriod, pc: PartitionColumn, name: str,
+            c: Choices) -> tuple[tuple[SpecPartition, ...], list[str]]:
+    """The partitions asked for (proposed, or read from the layout file), validated by the
+    server; MigrateError with the problems when they cannot be used."""
+    if c.layout_file is not None:
+        column, parts = read_layout(c.layout_file)
+        if column is not None and column != pc.name:
+            raise MigrateError(f"{c.layout_file} is a layout for column {column!r}, "
+                               f"not {pc.name!r}")
+    else:
+        parts = propose_layout(counts, name, interval=c.interval, target_rows=c.target_rows)
+    check = validate_layout(conn, parts, pc, counts=counts)
+    if check.problems:
+        raise MigrateError("layout: " + "; ".join(check.problems))
+    return spec_partitions(check.partitions, pc.kind), list(check.warnings)
+
+
+def _period(c: Choices) -> str:
+    # quarters are counted by month (a quarter is three of them)
+    return c.interval if c.interval and c.interval != "quarter" else "month"
+
+
+def relayout(conn: psycopg.Connection, spec: MigrationSpec,
+             c: Choices) -> tuple[MigrationSpec, list[str]]:
+    """The recorded migration with another layout, before Build (stage 4 records it)."""
+    from .stages import original, state_at_least
+
+    if state_at_least(conn, spec, "build"):
+        raise MigrateError("the layout cannot change once the partitioned table is built; "
+                           "--abort to start over")
+    table = original(conn, spec)
+    pc = partition_column(table, spec.column)
+    counts = rows_per_period(conn, table, pc, _period(c), exact=True)
+    parts, warnings = _layout(conn, counts, pc, spec.name, c)
+    return replace(spec, partitions=parts), warnings
+
+
 def prepare(conn: psycopg.Connection, c: Choices, *, exact: bool = True) -> Prepared:
     """Preflight, the layout (proposed or read from the file, validated by the server), and the
     counts of duplicates and collisions: everything stages 1-4 show. Reads only."""
-    period = c.interval or "month"
-    pf = preflight(conn, c.schema, c.name, c.column, period if period != "quarter" else "month",
-                   exact=exact)
+    pf = preflight(conn, c.schema, c.name, c.column, _period(c), exact=exact)
     pc = pf.column
-    if c.layout_file is not None:
-        column, parts = read_layout(c.layout_file)
-        if column is not None and column != c.column:
-            raise MigrateError(f"{c.layout_file} is a layout for column {column!r}, "
-                               f"not {c.column!r}")
-    else:
-        parts = propose_layout(pf.rows, c.name, interval=c.interval, target_rows=c.target_rows)
-    check = validate_layout(conn, parts, pc, counts=pf.rows)
-    if check.problems:
-        raise MigrateError("layout: " + "; ".join(check.problems))
+    parts, warnings = _layout(conn, pf.rows, pc, c.name, c)
     surrogate = surrogate_key(pf.table, pf.dependents)
-    spec = make_spec(pf.table, c.column, c.key, c.tiebreak, surrogate,
-                     spec_partitions(check.partitions, pc.kind))
-    out = Prepared(spec, pf, list(check.warnings))
+    spec = make_spec(pf.table, c.column, c.key, c.tiebreak, surrogate, parts)
+    out = Prepared(spec, pf, warnings)
     if surrogate and surrogate not in c.key + ((c.tiebreak,) if c.tiebreak else ()):
         # (a key holding the surrogate is unique by construction: nothing to dedupe)
         dup = find_duplicates(conn, pf.table, c.key, c.tiebreak, surrogate,
@@ -98,9 +125,9 @@ def next_stages(conn: psycopg.Connection, spec: MigrationSpec) -> list[Stage]:
     return [s for s in STAGES if s.name == "preflight" or not s.done(conn, spec)]
 
 
-def run_plan(target: Target, plan: object, *, config: PlansConfig | None = None,
+def run_plan(target: Target, plan: Plan, *, config: PlansConfig | None = None,
              progress: ProgressCallback | None = None, hook: Hook | None = None,
              write_journal: bool = True) -> RunResult:
-    runner = PlanRunner(target, plan, config=config, progress=progress,  # type: ignore[arg-type]
-                        hook=hook, write_journal=write_journal)
+    runner = PlanRunner(target, plan, config=config, progress=progress, hook=hook,
+                        write_journal=write_journal)
     return runner.run()

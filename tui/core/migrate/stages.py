@@ -17,7 +17,7 @@ the migration, then deletes duplicates by error, re-pointing referencing rows fi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
@@ -233,6 +233,14 @@ def collisions_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
                  ["Rewrite the seconds of rows colliding on the new key."])
 
 
+def _layout_recorded(conn: psycopg.Connection, spec: MigrationSpec) -> bool:
+    """Stage 4 is done when the registry holds these partitions (a --resume with another
+    layout before Build records it again)."""
+    rec = recorded_for(conn, spec)
+    return (rec is not None and stage_index(rec.state) >= stage_index("layout")
+            and rec.spec.partitions == spec.partitions)
+
+
 def layout_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
     step = Step(
         "record the layout",
@@ -240,7 +248,7 @@ def layout_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
         + ", ".join(p.name for p in spec.partitions) + ".",
         [Statement(markers.guard_sql(conn, create=False), note="registry trusted"),
          Statement(record_sql(spec, "layout", KIND), note="record the layout")],
-        done=lambda c: state_at_least(c, spec, "layout"))
+        done=lambda c: _layout_recorded(c, spec))
     return _plan(spec, 4, "layout", [step], [f"Record the layout of {spec.display}."])
 
 
@@ -297,6 +305,8 @@ class Stage:
     applies: bool  # changes the database (stage 1 only reads)
 
     def done(self, conn: psycopg.Connection, spec: MigrationSpec) -> bool:
+        if self.name == "layout" and not state_at_least(conn, spec, "build"):
+            return _layout_recorded(conn, spec)
         return self.name != "preflight" and state_at_least(conn, spec, self.name)
 
 
@@ -418,10 +428,6 @@ def abort_plan(conn: psycopg.Connection, schema: str, name: str) -> Plan:
                                            f"(last stage done: {rec.state})."])
     plan.title = f"abort the migration of {spec.display}"
     return plan
-
-
-def with_partitions(spec: MigrationSpec, partitions: tuple) -> MigrationSpec:
-    return replace(spec, partitions=partitions)
 
 
 # -- a new migration ------------------------------------------------------------------------------
