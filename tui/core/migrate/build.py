@@ -12,7 +12,8 @@ One transaction, under the original's ACCESS EXCLUSIVE lock:
   column comments; identity columns get an identity with the original sequence's name and
   options; serial sequences become owned by the new column; the table comment, owner and
   grants (table and column) are copied;
-- the layout's partitions, DEFAULT included, are created;
+- the layout's partitions, DEFAULT included, are created, with the original's storage
+  parameters (fillfactor, autovacuum settings) and its tablespace when it has its own;
 - the registry records the new table's oid, the names used, and the stage.
 
 Views, triggers, rules, policies, indexes and foreign keys stay on the original until stage 7
@@ -127,16 +128,36 @@ def cast_type(kind: str) -> sql.SQL:
                     "date": "pg_catalog.date", "integer": "pg_catalog.int8"}[kind])
 
 
-def partition_sql(spec: MigrationSpec, p: SpecPartition) -> sql.Composed:
+def storage_sql(reloptions: tuple[str, ...], tablespace: str | None) -> sql.Composable:
+    """` WITH (...) TABLESPACE ...` for a partition: the original's storage parameters (each
+    name checked to be a plain word, its value a literal) and tablespace, when it has its own."""
+    out: list[sql.Composable] = []
+    params = []
+    for opt in reloptions:
+        key, _, value = opt.partition("=")
+        if not key.replace("_", "").replace(".", "").isalnum() or not key.isascii():
+            raise MigrateError(f"unexpected storage parameter {opt!r}")
+        params.append(sql.SQL("{} = {}").format(sql.SQL(key), sql.Literal(value)))
+    if params:
+        out.append(sql.SQL(" WITH ({})").format(sql.SQL(", ").join(params)))
+    if tablespace:
+        out.append(sql.SQL(" TABLESPACE {}").format(sql.Identifier(tablespace)))
+    return sql.SQL("").join(out)
+
+
+def partition_sql(spec: MigrationSpec, p: SpecPartition,
+                  storage: sql.Composable | None = None) -> sql.Composed:
+    storage = storage if storage is not None else sql.SQL("")
     if p.default:
-        return sql.SQL("CREATE TABLE {p} PARTITION OF {t} DEFAULT").format(
-            p=spec.partition_ident(p), t=spec.table)
+        return sql.SQL("CREATE TABLE {p} PARTITION OF {t} DEFAULT{s}").format(
+            p=spec.partition_ident(p), t=spec.table, s=storage)
     if p.lo is None or p.hi is None:
         raise MigrateError(f"partition {p.name!r} has no bounds")
     cast = cast_type(spec.column_kind)
-    return sql.SQL("CREATE TABLE {p} PARTITION OF {t} FOR VALUES FROM ({lo}) TO ({hi})").format(
+    return sql.SQL(
+        "CREATE TABLE {p} PARTITION OF {t} FOR VALUES FROM ({lo}) TO ({hi}){s}").format(
         p=spec.partition_ident(p), t=spec.table, lo=bound(spec, p.lo, cast),
-        hi=bound(spec, p.hi, cast))
+        hi=bound(spec, p.hi, cast), s=storage)
 
 
 def _grants(spec: MigrationSpec, deps: Dependents, owner: str) -> list[sql.Composed]:
@@ -211,7 +232,11 @@ def build_statements(conn: psycopg.Connection, spec: MigrationSpec,
         out.append(Statement(sql.SQL("ALTER TABLE {t} OWNER TO {o}").format(
             t=t, o=sql.Identifier(deps.owner)), note="owner"))
     out += [Statement(g, note="grant") for g in _grants(spec, deps, deps.owner)]
-    out += [Statement(partition_sql(spec, p), note=f"partition {p.name}")
+    own_space = conn.execute(
+        "SELECT t.spcname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_tablespace t"
+        " ON t.oid = c.reltablespace WHERE c.oid = %s", (spec.oid,)).fetchone()
+    storage = storage_sql(deps.reloptions, own_space[0] if own_space else None)
+    out += [Statement(partition_sql(spec, p, storage), note=f"partition {p.name}")
             for p in spec.partitions]
     if deps.owner != me:
         out += [Statement(sql.SQL("ALTER TABLE {p} OWNER TO {o}").format(
