@@ -49,6 +49,12 @@ def test_bad_input_one_line_exit_2(db18, capsys):
               "no migration of legacy.payment is recorded")
     _one_line(run_cli(capsys, "migrate", *ARGS, "--layout", "/nonexistent.toml", "--dry-run",
                       *d), "cannot read")
+    # a registry other roles may write to is never read: nothing can tell where it stands
+    db18.execute("CREATE SCHEMA pgparts; GRANT CREATE ON SCHEMA pgparts TO PUBLIC")
+    _one_line(run_cli(capsys, "migrate", "legacy.payment", "status", *d),
+              "refuses to use its registry: other roles may create objects in schema pgparts")
+    _one_line(run_cli(capsys, "migrate", *ARGS, "--apply", "--yes", *d),
+              "refuses to use its registry")
 
 
 def test_over_60_stops_apply_with_nothing_changed(db18, capsys):

@@ -150,7 +150,7 @@ def test_killed_inside_stages_2_5_6_resumes(db):
         spec = prepare(conn, _choices(n)).spec
     before = _rows(db, n.ident(n.table), n)
     # stage 2: inside the dedupe transaction (after the re-pointing, before the delete)
-    for title, step, stmt, last in (("duplicates by error", 2, 7, "duplicates"),
+    for title, step, stmt, last in (("duplicates by error", 2, 8, "duplicates"),
                                     ("build", 1, 12, "build"), ("copy", 2, 2, "copy")):
         hook, fired = _killer(db, (title, step, stmt))
         result = _run_to(db, spec, last, hook=hook)

@@ -58,7 +58,12 @@ def recorded_for(conn: psycopg.Connection, spec: MigrationSpec) -> Recorded | No
 
 
 def state_at_least(conn: psycopg.Connection, spec: MigrationSpec, stage: str) -> bool:
-    rec = recorded_for(conn, spec)
+    """Whether the registry records `stage` (or a later one) done. An untrusted registry
+    counts as nothing done: the step then runs, and its guard refuses the registry."""
+    try:
+        rec = recorded_for(conn, spec)
+    except MigrateError:
+        return False
     return rec is not None and rec.spec.oid == spec.oid and (
         stage_index(rec.state) >= stage_index(stage))
 
@@ -177,7 +182,8 @@ def _record_step(conn: psycopg.Connection, spec: MigrationSpec) -> Step:
 def duplicates_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
     table = original(conn, spec)
     deps = dependents(conn, table)
-    statements = [Statement(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(spec.table),
+    statements = [Statement(markers.guard_sql(conn, create=False), note="registry trusted"),
+                  Statement(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(spec.table),
                             "lock", "no writes during the dedupe")]
     columns = spec.key + ((spec.tiebreak,) if spec.tiebreak else ())
     if spec.surrogate and spec.surrogate not in columns:
@@ -212,7 +218,8 @@ def _no_unfixable(row: object, _conn: psycopg.Connection) -> str:
 
 
 def collisions_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
-    statements = [Statement(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(spec.table),
+    statements = [Statement(markers.guard_sql(conn, create=False), note="registry trusted"),
+                  Statement(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(spec.table),
                             "lock", "no writes during the rewrite")]
     if spec.tiebreak and spec.column_kind in ("timestamptz", "timestamp"):
         table = original(conn, spec)
