@@ -1,7 +1,19 @@
-"""Stages 7-9 and the abort after stage 6: Dependencies, Collisions at insert time, Finish.
+"""Stages 7-9 and the abort once stage 7 began: Dependencies, Collisions at insert time, Finish.
 
-Their steps are made by functions with these signatures (the stage sequence in stages.py calls
-them). This module only stands in for them where they are not part of the code: each raises.
+Their steps are made by functions with these signatures; the stage sequence in stages.py calls
+them with the spec as the registry holds it (Build filled in `renamed` and `owned_sequences`)
+and the original's `Dependents` read by its oid (`stages.original_dependents`). What
+stages.py expects of their steps:
+
+- each list's last step records its stage in the transaction that completes it:
+  `spec.state_sql(spec, "dependencies")`, `"trigger"`, `"finish"` (`stages.state_at_least`
+  is then their done check, and `status` / `--resume` read it);
+- `abort_steps(conn, spec, deps, stage)` is called when the recorded stage is 'dependencies'
+  or later, or when it is 'copy' and the new table already has a key, an index, a trigger, a
+  view or a foreign key either way (`stages.stage_7_begun`); its last step removes the record
+  (`spec.forget_sql(spec)`), and `stages.restore_statements` undoes Build.
+
+This module only stands in for them where they are not part of the code: each raises.
 """
 
 from __future__ import annotations
