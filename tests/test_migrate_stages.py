@@ -8,8 +8,9 @@ import pytest
 from psycopg import sql
 
 from tui.core.migrate import MigrateError
+from tui.core.migrate.abort import abort_plan, stage_7_begun
 from tui.core.migrate.migration import Choices, next_stages, prepare, run_plan
-from tui.core.migrate.stages import abort_plan, stage, stage_7_begun, standing
+from tui.core.migrate.stages import stage, standing
 from tui.core.plans.engine.runner import Outcome
 
 from .migrate_support import HOSTILE, OVER_60_PDM, PLAIN, Names, build_legacy

@@ -28,10 +28,11 @@ from ..context import CliError, Context
 from ..core.errors import first_line
 from ..core.humanfmt import count
 from ..core.migrate import MigrateError
+from ..core.migrate.abort import abort_plan
 from ..core.migrate.migration import Choices, Prepared, prepare, relayout, wait_writers
 from ..core.migrate.periods import PERIODS
 from ..core.migrate.spec import MigrationSpec
-from ..core.migrate.stages import STAGES, Stage, abort_plan, standing
+from ..core.migrate.stages import STAGES, Stage, standing
 from ..core.names import display_name, parse_qualified_name
 from ..core.plans import Plan
 from ..core.plans.engine.describe import describe, render_text
