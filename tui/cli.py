@@ -3,6 +3,7 @@
     pgparts [DSN] [--profile NAME] [--read-only] [--demo]      open the console
     pgparts tree|check|explain|fix ... [-d DSN]                 print, for scripts and cron
     pgparts KIND TABLE ... [-d DSN]                             a plan kind: consolidate, ...
+    pgparts migrate TABLE ... [-d DSN]                          a plain table, partitioned
 
 Errors a user can cause (bad DSN, unreachable server, bad config, unknown table) print one line
 on stderr and exit with status 2; nothing prints a traceback.
@@ -31,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("tui.commands.check", "print findings; exit 0 ok, 1 warnings, 2 critical"),
     "explain": ("tui.commands.explain", "EXPLAIN a query and report which partitions it scans"),
     "fix": ("tui.commands.fix", "plan and apply the fixes pgparts knows for the findings"),
+    "migrate": ("tui.commands.migrate", "turn a plain table into a partitioned one, stage by "
+                "stage (status, --resume, --abort)"),
     "maintain": ("tui.commands.maintain", "apply every [policy] of the config in one run "
                  "(for cron); exit 0 ok, 1 skipped, 2 failed"),
     # one subcommand per plan kind, generated from its declaration

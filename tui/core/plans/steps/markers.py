@@ -19,7 +19,9 @@ name the index, parent_oid its table, source_oid the parent index it will be att
 beside the live ones, recorded in the transaction that creates it: objid its oid, source_oid
 the partition it takes rows from, bound its bound text, replacement the name it takes at the
 swap) or 'move_source' (the partition a move detached, state 'detached', dropped only after
-its rows are verified in the targets). A build interrupted by a killed connection leaves
+its rows are verified in the targets); 'migration' (a table being turned into a partitioned
+one: objid the original's oid, note the migration's choices as JSON, state the last stage
+completed; migrate/spec.py). A build interrupted by a killed connection leaves
 an invalid index; only one the registry announced is dropped by a later run. Registries made by
 earlier versions get the wider role CHECK on their next apply.
 
@@ -52,8 +54,10 @@ COUNTER_SEQUENCE_ROLE = "counter_sequence"
 INDEX_BUILD_ROLE = "index_build"
 MOVE_TARGET_ROLE = "move_target"
 MOVE_SOURCE_ROLE = "move_source"
+MIGRATION_ROLE = "migration"
+# the newest role last: _WIDEN_CHECK tests for it
 ROLES = (CONSOLIDATED_ROLE, ORIGINAL_ROLE, COUNTER_FUNCTION_ROLE, COUNTER_SEQUENCE_ROLE,
-         INDEX_BUILD_ROLE, MOVE_TARGET_ROLE, MOVE_SOURCE_ROLE)
+         INDEX_BUILD_ROLE, MOVE_TARGET_ROLE, MOVE_SOURCE_ROLE, MIGRATION_ROLE)
 
 DETACHED = "detached"
 REFUSED = "refused"

@@ -1,0 +1,133 @@
+"""Starting, continuing and inspecting a migration, headless: what the command line (and the
+console's wizard) call. The stages themselves are in stages.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import psycopg
+
+from ..config import PlansConfig
+from ..connection import Target
+from ..plans.engine.model import Plan
+from ..plans.engine.runner import Hook, PlanRunner, ProgressCallback, RunResult
+from . import MigrateError
+from .collisions import find_collisions
+from .duplicates import find_duplicates
+from .keys import surrogate_key
+from .layout import propose_layout, read_layout, validate_layout
+from .preflight import Preflight, RowsPerPeriod, preflight, rows_per_period, wait_for_writers
+from .source import PartitionColumn, partition_column
+from .spec import MigrationSpec, SpecPartition
+from .stages import STAGES, Stage, make_spec, spec_partitions, standing
+
+
+@dataclass
+class Choices:
+    """What the operator asked for (the command line's options)."""
+
+    schema: str
+    name: str
+    column: str
+    key: tuple[str, ...]
+    tiebreak: str | None = None
+    interval: str | None = None
+    target_rows: int | None = None
+    layout_file: Path | None = None
+
+
+@dataclass
+class Prepared:
+    spec: MigrationSpec
+    preflight: Preflight
+    layout_warnings: list[str] = field(default_factory=list)
+    duplicate_groups: int = 0
+    duplicate_rows: int = 0
+    collision_groups: int = 0
+    collision_rows: int = 0
+    unfixable: list = field(default_factory=list)  # collisions.CollisionGroup over the limit
+
+
+def _layout(conn: psycopg.Connection, counts: RowsPerPeriod, pc: PartitionColumn, name: str,
+            c: Choices) -> tuple[tuple[SpecPartition, ...], list[str]]:
+    """The partitions asked for (proposed, or read from the layout file), validated by the
+    server; MigrateError with the problems when they cannot be used."""
+    if c.layout_file is not None:
+        column, parts = read_layout(c.layout_file)
+        if column is not None and column != pc.name:
+            raise MigrateError(f"{c.layout_file} is a layout for column {column!r}, "
+                               f"not {pc.name!r}")
+    else:
+        parts = propose_layout(counts, name, interval=c.interval, target_rows=c.target_rows)
+    check = validate_layout(conn, parts, pc, counts=counts)
+    if check.problems:
+        raise MigrateError("layout: " + "; ".join(check.problems))
+    return spec_partitions(check.partitions, pc.kind), list(check.warnings)
+
+
+def _period(c: Choices) -> str:
+    # quarters are counted by month (a quarter is three of them)
+    return c.interval if c.interval and c.interval != "quarter" else "month"
+
+
+def relayout(conn: psycopg.Connection, spec: MigrationSpec,
+             c: Choices) -> tuple[MigrationSpec, list[str]]:
+    """The recorded migration with another layout, before Build (stage 4 records it)."""
+    from .stages import original, state_at_least
+
+    if state_at_least(conn, spec, "build"):
+        raise MigrateError("the layout cannot change once the partitioned table is built; "
+                           "--abort to start over")
+    table = original(conn, spec)
+    pc = partition_column(table, spec.column)
+    counts = rows_per_period(conn, table, pc, _period(c), exact=True)
+    parts, warnings = _layout(conn, counts, pc, spec.name, c)
+    return replace(spec, partitions=parts), warnings
+
+
+def prepare(conn: psycopg.Connection, c: Choices, *, exact: bool = True) -> Prepared:
+    """Preflight, the layout (proposed or read from the file, validated by the server), and the
+    counts of duplicates and collisions: everything stages 1-4 show. Reads only."""
+    pf = preflight(conn, c.schema, c.name, c.column, _period(c), exact=exact)
+    pc = pf.column
+    parts, warnings = _layout(conn, pf.rows, pc, c.name, c)
+    surrogate = surrogate_key(pf.table, pf.dependents)
+    spec = make_spec(pf.table, c.column, c.key, c.tiebreak, surrogate, parts)
+    out = Prepared(spec, pf, warnings)
+    if surrogate and surrogate not in c.key + ((c.tiebreak,) if c.tiebreak else ()):
+        # (a key holding the surrogate is unique by construction: nothing to dedupe)
+        dup = find_duplicates(conn, pf.table, c.key, c.tiebreak, surrogate,
+                              pf.dependents.referencing_fks, sample_groups=3)
+        out.duplicate_groups, out.duplicate_rows = dup.groups, dup.rows_to_delete
+        if dup.blocking:
+            raise MigrateError("foreign key(s) " + ", ".join(f.name for f in dup.blocking)
+                               + " do not reference the surrogate id: re-point them first")
+    if c.tiebreak and pc.kind in ("timestamptz", "timestamp"):
+        col = find_collisions(conn, pf.table, pc, c.key, c.tiebreak, sample_groups=3)
+        out.collision_groups, out.collision_rows = col.groups, col.rows_rewritten
+        out.unfixable = list(col.unfixable)
+    return out
+
+
+def wait_writers(conn: psycopg.Connection, spec: MigrationSpec, seconds: float) -> int:
+    """Wait up to `seconds` for the sessions writing to the table; the writers left."""
+    from .stages import original
+
+    return len(wait_for_writers(conn, original(conn, spec), seconds))
+
+
+def next_stages(conn: psycopg.Connection, spec: MigrationSpec) -> list[Stage]:
+    """The stages still to run, in order (stage 1 always: it only reads)."""
+    st = standing(conn, spec.schema, spec.name)
+    if st.problems:
+        raise MigrateError("; ".join(st.problems))
+    return [s for s in STAGES if s.name == "preflight" or not s.done(conn, spec)]
+
+
+def run_plan(target: Target, plan: Plan, *, config: PlansConfig | None = None,
+             progress: ProgressCallback | None = None, hook: Hook | None = None,
+             write_journal: bool = True) -> RunResult:
+    runner = PlanRunner(target, plan, config=config, progress=progress, hook=hook,
+                        write_journal=write_journal)
+    return runner.run()
