@@ -271,6 +271,7 @@ class MoveScenario:
     build: Callable[[psycopg.Connection, str], None]
     values: dict  # the kind's request
     fixed: Callable[[psycopg.Connection], bool]
+    target: str = ""  # the table the kind acts on (default: spec())
 
 
 def _split_done(conn: psycopg.Connection) -> bool:
@@ -293,3 +294,80 @@ MOVE_SCENARIOS: dict[str, MoveScenario] = {
     "drain_default": MoveScenario(with_default_and_ref, {},
                                   lambda conn: default_rows(conn) == 0),
 }
+
+
+# -- moves of several partitions: merge, rebound, move-values --------------------------------
+MERGED = 'part ";01 é'
+LIST_TABLE = 'li "st; é'
+LIST_A = 'lé "a; n'  # 'a', 'b' and NULL
+LIST_C = 'lé "c; d'  # 'c', 'd'
+LIST_DEFAULT = 'lé "def'  # everything else ('e')
+LIST_NEW = 'lé "new; b'
+
+
+def _bounds(conn: psycopg.Connection, table: str = TABLE) -> dict[str, str]:
+    return {c.name: c.bound_text for c in load_forest(conn).find(
+        display_name(SCHEMA, table)).children}
+
+
+def _merged(conn: psycopg.Connection) -> bool:
+    bounds = _bounds(conn)
+    return (bounds.get(MERGED) == "FOR VALUES FROM (0) TO (200)"
+            and LEAVES[0] not in bounds and LEAVES[1] not in bounds)
+
+
+def _rebound_done(conn: psycopg.Connection) -> bool:
+    bounds = _bounds(conn)
+    return (bounds.get(LEAVES[0]) == "FOR VALUES FROM (0) TO (130)"
+            and bounds.get(LEAVES[1]) == "FOR VALUES FROM (130) TO (200)")
+
+
+def list_spec() -> str:
+    return display_name(SCHEMA, LIST_TABLE)
+
+
+def with_list_and_null(conn: psycopg.Connection, dsn: str) -> None:
+    """A LIST-partitioned table (id, r, v) whose first partition holds NULL, 'a' and 'b', the
+    second 'c' and 'd', a DEFAULT the rest. A key column holding NULL cannot be in a primary
+    key, so each partition has a unique index of its own on id (what the replay orders changes
+    by, with r). ROWS rows."""
+    reset(conn)
+    t = ident(LIST_TABLE)
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(SCHEMA)))
+    conn.execute(sql.SQL("CREATE TABLE {} (id int NOT NULL, r text, v text)"
+                         " PARTITION BY LIST (r)").format(t))
+    conn.execute(sql.SQL("CREATE INDEX {} ON {} (v)").format(sql.Identifier(INDEX), t))
+    for name, bound in ((LIST_A, "IN ('a', 'b', NULL)"), (LIST_C, "IN ('c', 'd')"),
+                        (LIST_DEFAULT, "DEFAULT")):
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
+            ident(name), t, sql.SQL("DEFAULT" if bound == "DEFAULT" else
+                                    "FOR VALUES " + bound)))
+        conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON {} (id)").format(
+            sql.Identifier(f"{name} id"), ident(name)))
+    conn.execute(sql.SQL(
+        "INSERT INTO {} SELECT g, (ARRAY['a', 'b', NULL, 'c', 'd', 'e'])[g % 6 + 1], 'v' || g"
+        " FROM generate_series(0, {}) g").format(t, sql.Literal(ROWS - 1)))
+    conn.execute(sql.SQL("ANALYZE {}").format(t))
+
+
+def list_values(conn: psycopg.Connection, name: str) -> set[str | None]:
+    from tui.core.bounds import parse_bound
+
+    bound = parse_bound(_bounds(conn, LIST_TABLE).get(name))
+    if bound is None:
+        return set()
+    return {None if v.special == "NULL" else v.text for v in bound.values}
+
+
+def _values_moved(conn: psycopg.Connection) -> bool:
+    return (list_values(conn, LIST_A) == {"a"}
+            and list_values(conn, LIST_C) == {"c", "d", "b", None})
+
+
+MOVE_SCENARIOS["merge"] = MoveScenario(
+    with_default_and_ref, {"partitions": [LEAVES[1], LEAVES[0]], "name": MERGED}, _merged)
+MOVE_SCENARIOS["rebound"] = MoveScenario(
+    with_default_and_ref, {"left": LEAVES[0], "right": LEAVES[1], "at": "130"}, _rebound_done)
+MOVE_SCENARIOS["move_values"] = MoveScenario(
+    with_list_and_null, {"from_partition": LIST_A, "to_partition": LIST_C,
+                         "values": ["NULL,b"]}, _values_moved, list_spec())
