@@ -66,7 +66,6 @@ class Merge(PlanKind):
         if len(specs) < 2:
             raise PlanKindError("name two or more partitions to merge")
         sources = sources_of(forest, parent, specs, "merge")
-        refuse_partitioned(sources, "merge")
         key = move_key(conn, parent)
         schema = sources[0].schema
         if parent.strategy == "range":
@@ -88,6 +87,7 @@ class Merge(PlanKind):
             check_new_names(conn, schema, [name], {s.name for s in sources})
             target = list_partition(conn, key, name, moves.temp_name(sources[0].oid, 0),
                                     [v for vs in values for v in vs])
+        refuse_partitioned(sources, "merge")
         default = default_partition(parent, forest)
         changes = [f"merge {', '.join(f'{s.qualified} ({s.bound_text})' for s in sources)} "
                    f"into:", f"  {display_name(schema, target.name)} {target.bound_text}"]

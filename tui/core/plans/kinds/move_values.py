@@ -29,17 +29,33 @@ from .moving import (
 from .split import check_new_names, default_partition, move_key
 
 
+def _parsed(spec: str) -> tuple[str | None, str] | None:
+    try:
+        return parse_qualified_name(spec)
+    except ValueError:
+        return None
+
+
 def _existing(parent: PartNode, spec: str) -> PartNode | None:
     """The partition of `parent` that `spec` names, or None when it names none (a new name)."""
     for c in parent.children:
         if c.name == spec:
             return c
-    try:
-        schema, name = parse_qualified_name(spec)
-    except ValueError as exc:
-        raise PlanKindError(str(exc)) from None
+    parsed = _parsed(spec)
+    if parsed is None:
+        return None
+    schema, name = parsed
     return next((c for c in parent.children
                  if c.name == name and (schema is None or c.schema == schema)), None)
+
+
+def new_name(spec: str, schema: str) -> str:
+    """A new partition's name: the text as given (like split's --name), or NAME of
+    'schema.NAME' when schema is the source's."""
+    parsed = _parsed(spec)
+    if parsed is not None and parsed[0] == schema:
+        return parsed[1]
+    return spec
 
 
 class MoveValues(PlanKind):
@@ -91,22 +107,17 @@ class MoveValues(PlanKind):
         sources = [source] + ([target] if target is not None else [])
         refuse_partitioned(sources, "move-values")
         schema = source.schema
+        to_new = ""
         if target is None:
-            try:
-                new_schema, new_name = parse_qualified_name(to_spec)
-            except ValueError as exc:
-                raise PlanKindError(str(exc)) from None
-            if new_schema not in (None, schema):
-                raise PlanKindError(f"the new partition goes into {source.schema}'s schema, "
-                                    f"like {source.qualified}")
+            to_new = new_name(to_spec, schema)
             self._other_parent(forest, parent, to_spec)
-            check_new_names(conn, schema, [new_name], set())
+            check_new_names(conn, schema, [to_new], set())
         key = move_key(conn, parent)
         lists, moving = typed_lists(conn, key, sources, wanted)
         by_text = {v.text: v for vs in lists for v in vs} | {v.text: v for v in moving}
         left, after = move_list_values([v.text for v in lists[0]], [v.text for v in moving],
                                        [v.text for v in lists[1]] if target else None)
-        to_name = target.name if target is not None else new_name
+        to_name = target.name if target is not None else to_new
         targets = [
             list_partition(conn, key, source.name, moves.temp_name(source.oid, 0),
                            [by_text[t] for t in left]),

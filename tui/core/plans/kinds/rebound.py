@@ -58,7 +58,6 @@ class Rebound(PlanKind):
             raise PlanKindError("give the new boundary: --at VALUE")
         sources = sources_of(forest, parent, [request.get("left"), request.get("right")],
                              "rebound")
-        refuse_partitioned(sources, "rebound")
         key = move_key(conn, parent)
         bounds, (at,) = typed_ranges(conn, key, sources, [request.get("at")])
         if lt(_value(bounds[1][0]), _value(bounds[0][0])):
@@ -67,6 +66,7 @@ class Rebound(PlanKind):
         (llo, lhi), (rlo, rhi) = bounds
         rebound((_value(llo), _value(lhi)), (_value(rlo), _value(rhi)), at.value)
         left, right = sources
+        refuse_partitioned(sources, "rebound")
         targets = [range_partition(conn, key, left, left.name, moves.temp_name(left.oid, 0),
                                    llo, at),
                    range_partition(conn, key, left, right.name, moves.temp_name(left.oid, 1),

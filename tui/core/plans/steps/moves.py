@@ -50,7 +50,7 @@ from ..engine.model import (
     VerificationFailed,
 )
 from . import markers
-from .shape import grant_statements, index_shapes
+from .shape import IndexShape, grant_statements, index_shapes
 
 LOG_SCHEMA = markers.SCHEMA
 BOUND_CHECK = "pgparts_bound_check"
@@ -236,7 +236,6 @@ def index_renames(conn: psycopg.Connection, move: Move) -> list[Statement]:
     """In the swap: the detached sources' indexes out of the way, then the new tables'
     indexes named like the parent's, for their table (`payment_pkey` on payment_2023_h2:
     payment_2023_h2_pkey), so nothing named pgparts_* stays on a live table."""
-    parent = move.parent
     own = [(r[0], r[1]) for r in conn.execute(
         "SELECT i.indexrelid, c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c"
         " ON c.oid = i.indexrelid WHERE i.indrelid = ANY(%s) ORDER BY 1",
@@ -245,10 +244,10 @@ def index_renames(conn: psycopg.Connection, move: Move) -> list[Statement]:
         sql.Identifier(move.schema, name), sql.Identifier(f"pgparts_moved_{oid}")),
         note="the detached source's index, out of the way") for oid, name in own]
     taken = existing_names(conn, move.schema) - {n for _, n in own}
-    shapes = index_shapes(conn, parent.oid)
+    shapes = target_shapes(conn, move)
     for i, t in enumerate(move.targets):
-        for j, shape in enumerate(shapes):
-            suffix = shape.name[len(parent.name):] if shape.name.startswith(parent.name) \
+        for j, (shape, owner) in enumerate(shapes):
+            suffix = shape.name[len(owner):] if shape.name.startswith(owner) \
                 else "_" + shape.name
             base = _truncate(t.name + suffix)
             name, n = base, 1
@@ -259,6 +258,25 @@ def index_renames(conn: psycopg.Connection, move: Move) -> list[Statement]:
             out.append(Statement(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
                 sql.Identifier(move.schema, temp_index_name(move.source.oid, i, j)),
                 sql.Identifier(name))))
+    return out
+
+
+def target_shapes(conn: psycopg.Connection, move: Move) -> list[tuple[IndexShape, str]]:
+    """The indexes each new table gets, with the name theirs are named after: the parent's
+    (ATTACH adopts them), then, when the replay's key is a unique index the source has of its
+    own (a list partition holding NULL cannot be under a primary key), that index too, so the
+    new partitions keep the uniqueness the sources had (a merge of partitions whose values
+    collide fails there, before anything is swapped)."""
+    out = [(shape, move.parent.name) for shape in index_shapes(conn, move.parent.oid)]
+    if move.key.column in move.cap.key:
+        return out
+    for shape in index_shapes(conn, move.source.oid):
+        inherited = conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits"
+                                 " WHERE inhrelid = %s)", (shape.oid,)).fetchone()[0]
+        if shape.unique and shape.plain_cols == list(move.cap.key) and not inherited \
+                and shape.predicate is None:
+            out.append((shape, move.source.name))
+            break
     return out
 
 
@@ -509,7 +527,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
         isolation="repeatable read", estimate=est, done=copy_done))
 
     # 4. indexes, primary key, analyze
-    shapes = index_shapes(conn, parent.oid)
+    shapes = [shape for shape, _ in target_shapes(conn, move)]
     idx: list[Statement] = []
     for i, t in enumerate(temps):
         for j, shape in enumerate(shapes):
@@ -911,7 +929,8 @@ def unfinished(conn: psycopg.Connection, parent: PartNode) -> Unfinished | None:
 
 
 # -- plans -------------------------------------------------------------------------------------
-def own_shape_notes(conn: psycopg.Connection, source: PartNode) -> list[str]:
+def own_shape_notes(conn: psycopg.Connection, source: PartNode,
+                    rebuilt: tuple[str, ...] = ()) -> list[str]:
     """What the source has of its own, beyond the parent's shape: its own triggers refuse the
     move (they would not follow the rows, and would not fire on the replay); its own indexes
     and CHECK constraints are not rebuilt on the new partitions, which the preview says."""
@@ -926,8 +945,12 @@ def own_shape_notes(conn: psycopg.Connection, source: PartNode) -> list[str]:
     idx = [r[0] for r in conn.execute(
         "SELECT c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c"
         " ON c.oid = i.indexrelid WHERE i.indrelid = %s AND NOT EXISTS (SELECT FROM"
-        " pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid) ORDER BY 1",
-        (source.oid,)).fetchall()]
+        " pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid)"
+        " AND NOT (i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL"
+        "  AND ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.unnest(i.indkey::int2[])"
+        "   WITH ORDINALITY k(n, o) JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid"
+        "   AND a.attnum = k.n ORDER BY k.o) = %s::pg_catalog.text[]) ORDER BY 1",
+        (source.oid, list(rebuilt) or None)).fetchall()]
     if idx:
         out.append(f"{source.qualified}'s own indexes ({', '.join(idx)}), not the parent's, are "
                    f"not built on the new partitions")
@@ -974,10 +997,15 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
         raise cl.MoveError(f"{disp} have different unique keys "
                            f"({'; '.join(', '.join(c.key) for c in caps)}): the replay "
                            f"needs one key for every row moved")
-    for s in sources:
-        notes = notes + own_shape_notes(conn, s)
     move = Move(kind, parent, sources, key, caps, targets, default,
                 referencing_keys(conn, parent.oid), uuid.uuid4().hex)
+    own_key = () if key.column in caps[0].key else caps[0].key
+    for s in sources:
+        notes = notes + own_shape_notes(conn, s, own_key)
+    if own_key:
+        notes.append(f"the replay orders changes by the partitions' own unique index on "
+                     f"({', '.join(own_key)}) and {key.column}; the new partitions get that "
+                     f"unique index too")
     steps = move_steps(conn, move)
     facts = PlanFacts(changes=changes, destroys=[Destroyed("table", s.qualified, verified=True)
                                                  for s in sources],
