@@ -18,24 +18,31 @@ from tui.core.plans.registry import kind_named
 
 from ..scenarios import (
     DEFAULT,
+    HWEEK,
+    HWEEK_MERGED,
+    HWEEKS,
     LEAVES,
     LIST_A,
     LIST_C,
     LIST_DEFAULT,
     LIST_NEW,
     LIST_TABLE,
+    MERGE_PLAIN,
     MERGED,
     MID,
     MOVE_SCENARIOS,
     REF,
     SCHEMA,
     TABLE,
+    hweek,
     ident,
     leftovers,
     list_spec,
     list_values,
+    merged_plain,
     spec,
     with_default_and_ref,
+    with_hash_weeks,
     with_list_and_null,
 )
 from .test_moves import FAST, Writer, per_bound, run
@@ -78,14 +85,13 @@ def test_merge_and_rebound_keep_every_row_per_bound(db, capsys):
     assert status == 0, err
     assert "(the swap)" in out + err
     with db.connect() as conn:
-        assert MOVE_SCENARIOS["merge"].fixed(conn)
+        assert merged_plain(conn)
         assert per_bound(conn) == before and leftovers(conn) == []
         assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(REF))
                             ).fetchone()[0] == refs
-    # the merged partition and the sub-partitioned one are no neighbours of each other... but
-    # MERGED [0, 200) and MID [200, 300) are: move their boundary
+    # MERGED [0, 200) and MID [200, 300) are neighbours, but MID has sub-partitions
     values = {"left": MERGED, "right": MID, "at": "150"}
-    with pytest.raises(PlanKindError, match="itself partitioned"):
+    with pytest.raises(PlanKindError, match="not sub-partitioned alike"):
         plan_for(db, "rebound", values)
     status, out, err = cli(capsys, "rebound", spec(), MERGED, DEFAULT, "--at", "150",
                            "--dry-run", "-d", db.dsn)
@@ -212,7 +218,7 @@ def test_merge_under_a_writer_in_both_partitions_with_references(db):
             "SELECT id, k, v FROM {}").format(ident(TABLE))).fetchall()}
         refs = {r[0]: (r[1], r[2]) for r in conn.execute(sql.SQL(
             "SELECT rid, id, k FROM {}").format(ident(REF))).fetchall()}
-    plan = plan_for(db, "merge", MOVE_SCENARIOS["merge"].values)
+    plan = plan_for(db, "merge", MERGE_PLAIN)
     writers = [Writer(db.dsn, 21, "rows", rows), Writer(db.dsn, 22, "refs", refs)]
     for w in writers:
         w.start()
@@ -227,7 +233,7 @@ def test_merge_under_a_writer_in_both_partitions_with_references(db):
         assert w.longest < 2.0, w.longest  # the plan's lock_timeout is 0.3 s
     assert result.ok, (result.error, result.state)
     with db.connect() as conn:
-        assert MOVE_SCENARIOS["merge"].fixed(conn) and leftovers(conn) == []
+        assert merged_plain(conn) and leftovers(conn) == []
         assert {r[0]: (r[1], r[2]) for r in conn.execute(sql.SQL(
             "SELECT id, k, v FROM {}").format(ident(TABLE))).fetchall()} == rows
         assert {r[0]: (r[1], r[2]) for r in conn.execute(sql.SQL(
@@ -246,3 +252,64 @@ def test_commands_shape(capsys):
         out = capsys.readouterr().out
         assert all(w in out for w in words), out
     assert SCHEMA  # the scenarios' hostile schema is what every test above runs in
+
+
+def per_day(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
+    """Count and digest of the time table's rows per day: equal before and after a move."""
+    rows = conn.execute(sql.SQL(
+        "SELECT date_trunc('day', ts AT TIME ZONE 'UTC')::text, count(*),"
+        " md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))) FROM {} t GROUP BY 1").format(
+        ident(TABLE))).fetchall()
+    return {d: (int(n), h) for d, n, h in rows}
+
+
+def _leaves(conn: psycopg.Connection, name: str) -> dict[str, str]:
+    node = next(c for c in load_forest(conn).find(spec()).children if c.name == name)
+    return {c.name: c.bound_text for c in node.children}
+
+
+def test_sub_partitioned_week_split_then_merged(db):
+    """A week with 4 hash sub-partitions split in two (each half gets 4 hash sub-partitions
+    named after it), then the halves merged back and the next week merged in (the contract
+    kills that merge at every step); every row and reference kept, the leaves and their
+    indexes named after their table, no scan of the new partitions at ATTACH."""
+    with db.connect() as conn:
+        with_hash_weeks(conn, db.dsn)
+        before = per_day(conn)
+        refs = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(REF))).fetchone()[0]
+    week = hweek(HWEEKS[1])
+    half = f"{week}_b"
+    plan = plan_for(db, "split", {"partition": week, "at": ["2026-01-14 00:00+00"],
+                                  "name": [half]})
+    with db.connect() as conn:
+        script = plan.to_sql(conn)
+    assert "_b_h3" in "\n".join(plan.facts.changes) and "PARTITION BY HASH" in script
+    result = run(db, plan)
+    assert result.ok, (result.error, result.state)
+    with db.connect() as conn:
+        assert per_day(conn) == before and leftovers(conn) == []
+        assert sorted(_leaves(conn, week)) == [f"{week}_h{r}" for r in range(4)]
+        assert sorted(_leaves(conn, half)) == [f"{half}_h{r}" for r in range(4)]
+        assert _leaves(conn, half)[f"{half}_h2"] == "FOR VALUES WITH (modulus 4, remainder 2)"
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'pgparts%'"
+                            " AND relnamespace <> 'pgparts'::regnamespace").fetchone()[0] == 0
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(REF))
+                            ).fetchone()[0] == refs
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(f"{half}_h1"))
+                            ).fetchone()[0] > 0
+    # by default the merged week is named in the weeks' pattern after both weeks it covers
+    plan = plan_for(db, "merge", {"partitions": [half, week]})
+    assert plan.details["targets"][0]["name"] == f"{HWEEK}2026_01_11_2026_01_14"
+    result = run(db, plan_for(db, "merge", {"partitions": [half, week], "name": week}))
+    assert result.ok, (result.error, result.state)
+    with db.connect() as conn:
+        assert sorted(_leaves(conn, week)) == [f"{week}_h{r}" for r in range(4)]
+        assert per_day(conn) == before and leftovers(conn) == []
+    result = run(db, plan_for(db, "merge", MOVE_SCENARIOS["merge"].values))
+    assert result.ok, (result.error, result.state)
+    with db.connect() as conn:
+        assert MOVE_SCENARIOS["merge"].fixed(conn)
+        assert per_day(conn) == before and leftovers(conn) == []
+    # a plain week and a hash-partitioned one are not merged
+    with pytest.raises(PlanKindError, match="sub-partitioned alike"):
+        plan_for(db, "merge", {"partitions": [hweek(HWEEKS[0]), HWEEK_MERGED]})

@@ -22,7 +22,6 @@ from .moving import (
     list_partition,
     merged_range_name,
     parent_of,
-    refuse_partitioned,
     sources_of,
     typed_lists,
     typed_ranges,
@@ -46,7 +45,7 @@ class Merge(PlanKind):
     )
 
     def applies_to(self, forest: Forest, node: PartNode) -> bool:
-        return (node.parent_strategy in ("range", "list") and node.relkind == "r"
+        return (node.parent_strategy in ("range", "list") and node.relkind in ("r", "p")
                 and node.bound is not None and node.bound.kind in ("range", "list"))
 
     def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
@@ -87,7 +86,6 @@ class Merge(PlanKind):
             check_new_names(conn, schema, [name], {s.name for s in sources})
             target = list_partition(conn, key, name, moves.temp_name(sources[0].oid, 0),
                                     [v for vs in values for v in vs])
-        refuse_partitioned(sources, "merge")
         default = default_partition(parent, forest)
         changes = [f"merge {', '.join(f'{s.qualified} ({s.bound_text})' for s in sources)} "
                    f"into:", f"  {display_name(schema, target.name)} {target.bound_text}"]

@@ -22,7 +22,6 @@ from .moving import (
     list_partition,
     parent_of,
     parse_values,
-    refuse_partitioned,
     sources_of,
     typed_lists,
 )
@@ -75,7 +74,7 @@ class MoveValues(PlanKind):
     )
 
     def applies_to(self, forest: Forest, node: PartNode) -> bool:
-        return (node.parent_strategy == "list" and node.relkind == "r"
+        return (node.parent_strategy == "list" and node.relkind in ("r", "p")
                 and node.bound is not None and node.bound.kind == "list")
 
     def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
@@ -105,7 +104,6 @@ class MoveValues(PlanKind):
                 raise PlanKindError(f"{source.qualified} is both where the values are and "
                                     f"where they go")
         sources = [source] + ([target] if target is not None else [])
-        refuse_partitioned(sources, "move-values")
         schema = source.schema
         to_new = ""
         if target is None:

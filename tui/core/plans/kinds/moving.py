@@ -49,13 +49,6 @@ def sources_of(forest: Forest, parent: PartNode, specs: list[str], kind: str) ->
     return out
 
 
-def refuse_partitioned(nodes: list[PartNode], kind: str) -> None:
-    for node in nodes:
-        if node.is_partitioned:
-            raise PlanKindError(f"{node.qualified} is itself partitioned: {kind} of a "
-                                f"sub-partitioned partition is not supported yet")
-
-
 def typed_ranges(conn: psycopg.Connection, key: keys.Key, nodes: list[PartNode],
                  extra: list[str] = ()) -> tuple[list[tuple[Any, Any]], list[keys.KeyValue]]:
     """Each node's (lower, upper) as KeyValue or MINVALUE / MAXVALUE, and `extra` typed, in one

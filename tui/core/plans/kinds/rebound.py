@@ -17,7 +17,7 @@ from ..engine.model import Plan
 from ..engine.runner import RunResult
 from ..kind import Option, PlanKind, PlanKindError, Request
 from ..steps import moves
-from .moving import parent_of, refuse_partitioned, sources_of, typed_ranges
+from .moving import parent_of, sources_of, typed_ranges
 from .split import _value, default_partition, move_key, range_partition
 
 
@@ -36,7 +36,7 @@ class Rebound(PlanKind):
     )
 
     def applies_to(self, forest: Forest, node: PartNode) -> bool:
-        return (node.parent_strategy == "range" and node.relkind == "r"
+        return (node.parent_strategy == "range" and node.relkind in ("r", "p")
                 and node.bound is not None and node.bound.kind == "range")
 
     def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
@@ -66,7 +66,6 @@ class Rebound(PlanKind):
         (llo, lhi), (rlo, rhi) = bounds
         rebound((_value(llo), _value(lhi)), (_value(rlo), _value(rhi)), at.value)
         left, right = sources
-        refuse_partitioned(sources, "rebound")
         targets = [range_partition(conn, key, left, left.name, moves.temp_name(left.oid, 0),
                                    llo, at),
                    range_partition(conn, key, left, right.name, moves.temp_name(left.oid, 1),

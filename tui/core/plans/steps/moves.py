@@ -35,6 +35,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ...bounds import Bound, BoundValue
 from ...catalog import PartNode
 from ...moves import changelog as cl
 from ...moves.keys import Key, describe_key
@@ -73,10 +74,22 @@ class NewPartition:
     predicate: sql.Composable  # which of the source's rows it takes
     check: sql.Composable | None  # its CHECK (None: a DEFAULT, whose rows no bound describes)
     exclusion: sql.Composable | None = None  # the DEFAULT helper CHECK for this bound
+    # the same sub-partitioning as the source (move_plan fills both from the catalog)
+    partition_by: sql.Composable | None = None
+    subparts: list[SubPartition] = field(default_factory=list)
 
     @property
     def is_default(self) -> bool:
         return self.check is None
+
+
+@dataclass
+class SubPartition:
+    """A leaf of a sub-partitioned new partition: built as `temp`, named `name` at the swap."""
+
+    name: str
+    temp: str
+    bound: sql.Composable
 
 
 @dataclass
@@ -236,29 +249,41 @@ def index_renames(conn: psycopg.Connection, move: Move) -> list[Statement]:
     """In the swap: the detached sources' indexes out of the way, then the new tables'
     indexes named like the parent's, for their table (`payment_pkey` on payment_2023_h2:
     payment_2023_h2_pkey), so nothing named pgparts_* stays on a live table."""
-    own = [(r[0], r[1]) for r in conn.execute(
-        "SELECT i.indexrelid, c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c"
-        " ON c.oid = i.indexrelid WHERE i.indrelid = ANY(%s) ORDER BY 1",
-        ([s.oid for s in move.sources],)).fetchall()]
+    rels = [s.oid for s in move.sources] + [c.oid for s in move.sources for c in s.children]
+    own = [(r[0], r[1], r[2]) for r in conn.execute(
+        "SELECT i.indexrelid, n.nspname, c.relname FROM pg_catalog.pg_index i"
+        " JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE i.indrelid = ANY(%s) ORDER BY 1", (rels,)).fetchall()]
     out = [Statement(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-        sql.Identifier(move.schema, name), sql.Identifier(f"pgparts_moved_{oid}")),
-        note="the detached source's index, out of the way") for oid, name in own]
-    taken = existing_names(conn, move.schema) - {n for _, n in own}
+        sql.Identifier(schema, name), sql.Identifier(f"pgparts_moved_{oid}")),
+        note="the detached source's index, out of the way") for oid, schema, name in own]
+    taken = existing_names(conn, move.schema) - {n for _, sch, n in own if sch == move.schema}
+    taken |= {sp.name for t in move.targets for sp in t.subparts} | {
+        t.name for t in move.targets}
     shapes = target_shapes(conn, move)
     for i, t in enumerate(move.targets):
         for j, (shape, owner) in enumerate(shapes):
             suffix = shape.name[len(owner):] if shape.name.startswith(owner) \
                 else "_" + shape.name
-            base = _truncate(t.name + suffix)
-            name, n = base, 1
-            while name in taken:
-                n += 1
-                name = _truncate(base, 63 - len(f"_{n}")) + f"_{n}"
-            taken.add(name)
-            out.append(Statement(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                sql.Identifier(move.schema, temp_index_name(move.source.oid, i, j)),
-                sql.Identifier(name))))
+            renames = [(temp_index_name(move.source.oid, i, j), t.name)]
+            renames += [(f"{sp.temp}_ix{j}", sp.name) for sp in t.subparts]
+            for temp, table in renames:
+                name = unique_name(table + suffix, taken)
+                out.append(Statement(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    sql.Identifier(move.schema, temp), sql.Identifier(name))))
     return out
+
+
+def unique_name(wanted: str, taken: set[str]) -> str:
+    """`wanted` cut to 63 bytes, or with _2, _3, ... when taken; added to `taken`."""
+    base = _truncate(wanted)
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = _truncate(base, 63 - len(f"_{n}")) + f"_{n}"
+    taken.add(name)
+    return name
 
 
 def target_shapes(conn: psycopg.Connection, move: Move) -> list[tuple[IndexShape, str]]:
@@ -411,19 +436,28 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                        note="pgparts' registry (schema pgparts, created owned by you on first "
                             "use): stop unless only you or a superuser control it")]
     for t, tt in zip(move.targets, temps, strict=True):
-        stmts.append(Statement(sql.SQL("CREATE TABLE {} (LIKE {} {})").format(
-            tt.table, parent.ident, including),
+        by = sql.SQL(" {}").format(t.partition_by) if t.partition_by is not None \
+            else sql.SQL("")
+        stmts.append(Statement(sql.SQL("CREATE TABLE {} (LIKE {} {}){}").format(
+            tt.table, parent.ident, including, by),
             note=f"{t.name} ({t.bound_text}), built as {t.temp}: the parent's columns, "
-                 f"defaults and CHECKs"))
+                 f"defaults and CHECKs" + (", the source's sub-partitioning" if t.subparts
+                                           else "")))
         if t.check is not None:
             stmts.append(Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
                 tt.table, sql.Identifier(BOUND_CHECK), t.check),
                 note="the bound as a CHECK on the empty table (validated for free): ATTACH "
-                     "needs no scan"))
+                     "needs no scan" + (" (every sub-partition inherits it)" if t.subparts
+                                        else "")))
+        for sp in t.subparts:
+            leaf = sql.Identifier(move.schema, sp.temp)
+            stmts.append(Statement(sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
+                leaf, tt.table, sp.bound), note=f"{sp.name}, built as {sp.temp}"))
+            stmts += grant_statements(conn, [parent.oid, *source_oids], leaf)
         stmts.append(Statement(markers.register_relation_sql(
             role=markers.MOVE_TARGET_ROLE, schema=move.schema, name=t.temp,
             parent_oid=parent.oid, source_oid=source.oid, source_name=source.name,
-            bound=t.bound_text, plan_id=move.plan_id, replacement=t.name),
+            bound=t.bound_text, plan_id=move.plan_id, replacement=t.name, relkinds="rp"),
             note="recorded in pgparts' registry in the same transaction"))
         if len(move.sources) > 1:
             stmts.append(Statement(sql.SQL(
@@ -531,6 +565,15 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
     idx: list[Statement] = []
     for i, t in enumerate(temps):
         for j, shape in enumerate(shapes):
+            # sub-partitions first, named by us: the index on the new partition then adopts
+            # them (and the swap can name them after their table)
+            for sp in move.targets[i].subparts:
+                leaf = sql.Identifier(move.schema, sp.temp)
+                lname = sql.Identifier(f"{sp.temp}_ix{j}")
+                idx.append(Statement(shape.constraint_sql(leaf, lname)
+                                     if shape.contype in ("p", "u")
+                                     else shape.create_sql(leaf, name=lname),
+                                     note=f"{shape.name} on {sp.name}"))
             name = sql.Identifier(temp_index_name(source.oid, i, j))
             idx.append(Statement(shape.constraint_sql(t.table, name)
                                  if shape.contype in ("p", "u")
@@ -694,6 +737,9 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
             Statement(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
                 src.ident, sql.Identifier(gone)),
                 note="the detached source keeps its rows until they are verified"),
+            *[Statement(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                c.ident, sql.Identifier(detached_name(c.oid))),
+                note="its sub-partition, out of the way") for c in src.children],
             Statement(markers.register_relation_sql(
                 role=markers.MOVE_SOURCE_ROLE, schema=src.schema, name=gone,
                 parent_oid=parent.oid, source_oid=src.oid, source_name=src.name,
@@ -716,6 +762,9 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
         if t.temp != t.name:
             stmts.append(Statement(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
                 move.temp_ident(t), sql.Identifier(t.name))))
+        stmts += [Statement(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+            sql.Identifier(move.schema, sp.temp), sql.Identifier(sp.name)))
+            for sp in t.subparts]
     # ranges first: attaching a DEFAULT scans it for rows of the other partitions' bounds,
     # and a DEFAULT attached earlier would be scanned by every later ATTACH
     for t in sorted(move.targets, key=lambda t: t.is_default):
@@ -969,6 +1018,71 @@ def existing_names(conn: psycopg.Connection, schema: str) -> set[str]:
         " ON n.oid = c.relnamespace WHERE n.nspname = %s", (schema,)).fetchall()}
 
 
+def bound_sql(bound: Bound) -> sql.Composable:
+    """A parsed bound as FOR VALUES ... (its values as literals, never pasted text)."""
+    def val(v: BoundValue) -> sql.Composable:
+        return sql.SQL(v.special) if v.special else sql.Literal(v.text)
+
+    def vals(vs: Sequence[BoundValue]) -> sql.Composable:
+        return sql.SQL(", ").join(val(v) for v in vs)
+
+    if bound.kind == "hash":
+        return sql.SQL("FOR VALUES WITH (MODULUS {}, REMAINDER {})").format(
+            sql.Literal(bound.modulus), sql.Literal(bound.remainder))
+    if bound.kind == "list":
+        return sql.SQL("FOR VALUES IN ({})").format(vals(bound.values))
+    if bound.kind == "range":
+        return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(vals(bound.lower),
+                                                              vals(bound.upper))
+    return sql.SQL("DEFAULT")
+
+
+def sub_partitioning(node: PartNode) -> tuple[Any, ...] | None:
+    """What two sources must share to be merged: their sub-partitions' strategy, key and
+    bounds (None: not sub-partitioned)."""
+    if not node.is_partitioned:
+        return None
+    return (node.strategy, node.key_columns, node.key_expressions,
+            tuple(sorted(c.bound_text or "" for c in node.children)))
+
+
+def add_subpartitions(conn: psycopg.Connection, move: Move) -> None:
+    """Give every new partition the sub-partitioning of the (first) source: the same
+    strategy and key, one sub-partition per source sub-partition with its bound, named after
+    the new partition the way the source's are named after it (`wk_2026_11_29_h0` of
+    `wk_2026_11_29` gives `wk_2026_11_29_b_h0` of `wk_2026_11_29_b`)."""
+    anchor = move.source
+    shapes = {sub_partitioning(s) for s in move.sources}
+    if len(shapes) > 1:
+        raise cl.MoveError(f"{move.sources_disp} are not sub-partitioned alike: the new "
+                           f"partition could not take the shape of each")
+    if not anchor.is_partitioned:
+        return
+    children = sorted(anchor.children, key=lambda c: (c.bound_text or ""))
+    if anchor.key_expressions or not anchor.key_columns:
+        raise cl.MoveError(f"{anchor.qualified} is sub-partitioned by an expression: not "
+                           f"supported")
+    if not children or any(c.is_partitioned or c.bound is None for c in children):
+        raise cl.MoveError(f"{anchor.qualified} has no sub-partitions or more than one level "
+                           f"of them: not supported")
+    by = sql.SQL("PARTITION BY {} ({})").format(
+        sql.SQL({"hash": "HASH", "list": "LIST", "range": "RANGE"}[anchor.strategy or ""]),
+        sql.SQL(", ").join(sql.Identifier(c) for c in anchor.key_columns))
+    freed = {c.name for s in move.sources for c in s.children if c.schema == move.schema}
+    taken = (existing_names(conn, move.schema) - freed) | {t.name for t in move.targets}
+    for t in move.targets:
+        if t.is_default:
+            raise cl.MoveError("a sub-partitioned DEFAULT is not supported")
+        t.partition_by = by
+        t.subparts = []
+        for k, c in enumerate(children):
+            assert c.bound is not None
+            suffix = c.name[len(anchor.name):] if c.name.startswith(anchor.name) \
+                and len(c.name) > len(anchor.name) else f"_{k}"
+            t.subparts.append(SubPartition(unique_name(t.name + suffix, taken),
+                                           f"{t.temp}_p{k}", bound_sql(c.bound)))
+
+
 def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
               source: PartNode | Sequence[PartNode], targets: list[NewPartition],
               default: PartNode | None, changes: list[str], notes: list[str]) -> Plan:
@@ -999,6 +1113,12 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
                            f"needs one key for every row moved")
     move = Move(kind, parent, sources, key, caps, targets, default,
                 referencing_keys(conn, parent.oid), uuid.uuid4().hex)
+    add_subpartitions(conn, move)
+    if targets and targets[0].subparts:
+        changes = changes + [
+            f"  each sub-partitioned like {anchor.qualified}: "
+            + ", ".join(display_name(anchor.schema, sp.name) for t in targets
+                        for sp in t.subparts)]
     own_key = () if key.column in caps[0].key else caps[0].key
     for s in sources:
         notes = notes + own_shape_notes(conn, s, own_key)
