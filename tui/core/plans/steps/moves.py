@@ -1,27 +1,36 @@
 """The steps of an online row move (tui/core/moves, its docstring's ten phases), shared by the
-move kinds (split, drain-default): a kind decides the source and the new partitions, this
-module turns them into engine steps with catalog-based `done` checks and truthful locks.
+move kinds (split, merge, rebound, move-values, drain-default): a kind decides the sources and
+the new partitions, this module turns them into engine steps with catalog-based `done` checks
+and truthful locks.
+
+A move has one source partition or several (merge, rebound, move-values into an existing
+partition; all in one schema): each is captured into its own log and all are copied in one
+snapshot; one swap detaches every source and attaches every new partition. The first source
+is the anchor: the new tables' temporary names, the DEFAULT's helper CHECKs and the registry's
+move_target entries carry its oid. A sub-partitioned source gives each new partition the same
+sub-partitioning (add_subpartitions).
 
 Steps, in order (each commits alone; a re-run skips what the catalog shows done):
 
 1. build the new partitions beside the live ones (LIKE the parent, a CHECK equal to the bound,
-   grants), each recorded in pgparts' registry in the transaction that creates it;
-2. install the change capture on the source (an instant of SHARE ROW EXCLUSIVE per leaf);
-3. copy the source's rows in one REPEATABLE READ snapshot (nobody waits);
-4. build the parent's indexes and primary key on the new tables, ANALYZE them;
-5. catch up: replay the change log in a snapshot (nobody waits);
+   the sub-partitions, grants), each recorded in pgparts' registry in the transaction that
+   creates it;
+2. install the change capture on every source (an instant of SHARE ROW EXCLUSIVE per leaf);
+3. copy the sources' rows in one REPEATABLE READ snapshot (nobody waits);
+4. build the parent's indexes and primary key on the new tables (leaves first), ANALYZE them;
+5. catch up: replay the change logs in a snapshot (nobody waits);
 6. with a plain DEFAULT partition that is not the source: CHECKs on it excluding the new
    bounds, NOT VALID, then VALIDATE (its own step), so that ATTACH does not scan it;
-7. the swap, one short transaction: lock the parent, lock the source against writers, last
-   replay, capture removed, foreign keys referencing the parent dropped, DETACH the source,
+7. the swap, one short transaction: lock the parent, lock the sources against writers, last
+   replay, capture removed, foreign keys referencing the parent dropped, DETACH the sources,
    renames, ATTACH the new tables (no scan), foreign keys re-created NOT VALID;
 8. VALIDATE each re-created foreign key (its own step; writers carry on);
-9. verify every row of the detached source is in the new partitions (count and checksum per
-   new partition, containment when they changed since), then drop it.
+9. verify every row of the detached sources is in the new partitions (count and checksum of
+   them all against the new partitions, containment when they changed since), then drop them.
 
-A re-run after the swap cannot be planned from the request any more (the partition it named
-has new bounds): `unfinished()` finds the detached source in the registry and `finish_steps()`
-plans 8. and 9. from what the registry and the catalog say.
+A re-run after the swap cannot be planned from the request any more (the partitions it named
+have new bounds): `unfinished()` finds the detached sources in the registry and
+`finish_steps()` plans 8. and 9. from what the registry and the catalog say.
 """
 
 from __future__ import annotations
