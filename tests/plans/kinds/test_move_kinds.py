@@ -270,9 +270,9 @@ def _leaves(conn: psycopg.Connection, name: str) -> dict[str, str]:
 
 def test_sub_partitioned_week_split_then_merged(db):
     """A week with 4 hash sub-partitions split in two (each half gets 4 hash sub-partitions
-    named after it), then the halves merged back and the next week merged in (the contract
-    kills that merge at every step); every row and reference kept, the leaves and their
-    indexes named after their table, no scan of the new partitions at ATTACH."""
+    named after it), their boundary moved, the halves merged back, then the next week merged
+    in (the contract kills that merge at every step): every row and reference kept, the
+    leaves named after their table, nothing named pgparts_* left."""
     with db.connect() as conn:
         with_hash_weeks(conn, db.dsn)
         before = per_day(conn)
@@ -297,9 +297,17 @@ def test_sub_partitioned_week_split_then_merged(db):
                             ).fetchone()[0] == refs
         assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(f"{half}_h1"))
                             ).fetchone()[0] > 0
+    # the boundary between the halves moved: both rebuilt with their 4 hash partitions
+    result = run(db, plan_for(db, "rebound", {"left": half, "right": week,
+                                              "at": "2026-01-15 00:00+00"}))
+    assert result.ok, (result.error, result.state)
+    with db.connect() as conn:
+        assert "2026-01-15" in _bounds(conn, spec())[week]
+        assert sorted(_leaves(conn, half)) == [f"{half}_h{r}" for r in range(4)]
+        assert per_day(conn) == before and leftovers(conn) == []
     # by default the merged week is named in the weeks' pattern after both weeks it covers
     plan = plan_for(db, "merge", {"partitions": [half, week]})
-    assert plan.details["targets"][0]["name"] == f"{HWEEK}2026_01_11_2026_01_14"
+    assert plan.details["targets"][0]["name"] == f"{HWEEK}2026_01_11_2026_01_15"
     result = run(db, plan_for(db, "merge", {"partitions": [half, week], "name": week}))
     assert result.ok, (result.error, result.state)
     with db.connect() as conn:
@@ -313,3 +321,21 @@ def test_sub_partitioned_week_split_then_merged(db):
     # a plain week and a hash-partitioned one are not merged
     with pytest.raises(PlanKindError, match="sub-partitioned alike"):
         plan_for(db, "merge", {"partitions": [hweek(HWEEKS[0]), HWEEK_MERGED]})
+
+
+def test_exported_merge_script_runs_under_psql(db, tmp_path):
+    """`--sql` of a merge of two sub-partitioned weeks is what the runner runs: psql -v
+    ON_ERROR_STOP=1 gives the same result."""
+    from ...test_consolidate_script import PSQL, _psql
+
+    if PSQL is None:
+        pytest.skip("psql is not installed")
+    scenario = MOVE_SCENARIOS["merge"]
+    with db.connect() as conn:
+        scenario.build(conn, db.dsn)
+        before = per_day(conn)
+        script = plan_for(db, "merge", scenario.values).to_sql(conn)
+    done = _psql(db, tmp_path, script)
+    assert done.returncode == 0, done.stderr
+    with db.connect() as conn:
+        assert scenario.fixed(conn) and per_day(conn) == before and leftovers(conn) == []
