@@ -116,6 +116,9 @@ def test_move_values_with_null_to_an_existing_and_a_new_partition(db, capsys):
         before = per_value(conn)
     assert None in before and before[None][0] > 0
     status, out, err = cli(capsys, "move-values", list_spec(), LIST_A, LIST_C, "--values",
+                           "NULL,b", "--dry-run", "-d", db.dsn)
+    assert status == 0 and "get that unique index too" in out and "own indexes" not in out, out
+    status, out, err = cli(capsys, "move-values", list_spec(), LIST_A, LIST_C, "--values",
                            "NULL,b", "--apply", "--yes", "-d", db.dsn)
     assert status == 0, err
     with db.connect() as conn:
@@ -191,6 +194,11 @@ def test_input_refused_before_any_sql(db):
         assert conn.execute("SELECT to_regnamespace('pgparts')").fetchone()[0] is None
         assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'pgparts%'"
                             ).fetchone()[0] == 0
+        # a partition's own unique index (not the replay's key) is said not to be rebuilt
+        conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON {} (v)").format(
+            sql.Identifier('own "u'), ident(LEAVES[0])))
+    plan = plan_for(db, "merge", MERGE_PLAIN)
+    assert any("own indexes" in n and 'own "u' in n for n in plan.facts.notes), plan.facts.notes
 
 
 def with_list_and_null_beside(conn: psycopg.Connection) -> None:

@@ -1004,10 +1004,10 @@ def own_shape_notes(conn: psycopg.Connection, source: PartNode,
         "SELECT c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c"
         " ON c.oid = i.indexrelid WHERE i.indrelid = %s AND NOT EXISTS (SELECT FROM"
         " pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid)"
-        " AND NOT (i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL"
+        " AND NOT coalesce(i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL"
         "  AND ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.unnest(i.indkey::int2[])"
         "   WITH ORDINALITY k(n, o) JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid"
-        "   AND a.attnum = k.n ORDER BY k.o) = %s::pg_catalog.text[]) ORDER BY 1",
+        "   AND a.attnum = k.n ORDER BY k.o) = %s::pg_catalog.text[], false) ORDER BY 1",
         (source.oid, list(rebuilt) or None)).fetchall()]
     if idx:
         out.append(f"{source.qualified}'s own indexes ({', '.join(idx)}), not the parent's, are "
