@@ -271,6 +271,7 @@ class MoveScenario:
     build: Callable[[psycopg.Connection, str], None]
     values: dict  # the kind's request
     fixed: Callable[[psycopg.Connection], bool]
+    target: str = ""  # the table the kind acts on (default: spec())
 
 
 def _split_done(conn: psycopg.Connection) -> bool:
@@ -316,3 +317,148 @@ MOVE_SCENARIOS: dict[str, MoveScenario] = {
                                   lambda conn: default_rows(conn) == 0),
     "fill_gaps": MoveScenario(with_gap_and_default_rows, {}, _gap_filled),
 }
+
+
+# -- moves of several partitions: merge, rebound, move-values --------------------------------
+MERGED = 'part ";01 é'
+LIST_TABLE = 'li "st; é'
+LIST_A = 'lé "a; n'  # 'a', 'b' and NULL
+LIST_C = 'lé "c; d'  # 'c', 'd'
+LIST_DEFAULT = 'lé "def'  # everything else ('e')
+LIST_NEW = 'lé "new; b'
+
+
+def _bounds(conn: psycopg.Connection, table: str = TABLE) -> dict[str, str]:
+    return {c.name: c.bound_text for c in load_forest(conn).find(
+        display_name(SCHEMA, table)).children}
+
+
+def merged_plain(conn: psycopg.Connection) -> bool:
+    bounds = _bounds(conn)
+    return (bounds.get(MERGED) == "FOR VALUES FROM (0) TO (200)"
+            and LEAVES[0] not in bounds and LEAVES[1] not in bounds)
+
+
+def _rebound_done(conn: psycopg.Connection) -> bool:
+    bounds = _bounds(conn)
+    return (bounds.get(LEAVES[0]) == "FOR VALUES FROM (0) TO (130)"
+            and bounds.get(LEAVES[1]) == "FOR VALUES FROM (130) TO (200)")
+
+
+def list_spec() -> str:
+    return display_name(SCHEMA, LIST_TABLE)
+
+
+def with_list_and_null(conn: psycopg.Connection, dsn: str) -> None:
+    """A LIST-partitioned table (id, r, v) whose first partition holds NULL, 'a' and 'b', the
+    second 'c' and 'd', a DEFAULT the rest. A key column holding NULL cannot be in a primary
+    key, so each partition has a unique index of its own on id (what the replay orders changes
+    by, with r). ROWS rows."""
+    reset(conn)
+    t = ident(LIST_TABLE)
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(SCHEMA)))
+    conn.execute(sql.SQL("CREATE TABLE {} (id int NOT NULL, r text, v text)"
+                         " PARTITION BY LIST (r)").format(t))
+    conn.execute(sql.SQL("CREATE INDEX {} ON {} (v)").format(sql.Identifier(INDEX), t))
+    for name, bound in ((LIST_A, "IN ('a', 'b', NULL)"), (LIST_C, "IN ('c', 'd')"),
+                        (LIST_DEFAULT, "DEFAULT")):
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
+            ident(name), t, sql.SQL("DEFAULT" if bound == "DEFAULT" else
+                                    "FOR VALUES " + bound)))
+        conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON {} (id)").format(
+            sql.Identifier(f"{name} id"), ident(name)))
+    conn.execute(sql.SQL(
+        "INSERT INTO {} SELECT g, (ARRAY['a', 'b', NULL, 'c', 'd', 'e'])[g % 6 + 1], 'v' || g"
+        " FROM generate_series(0, {}) g").format(t, sql.Literal(ROWS - 1)))
+    conn.execute(sql.SQL("ANALYZE {}").format(t))
+
+
+def list_values(conn: psycopg.Connection, name: str) -> set[str | None]:
+    from tui.core.bounds import parse_bound
+
+    bound = parse_bound(_bounds(conn, LIST_TABLE).get(name))
+    if bound is None:
+        return set()
+    return {None if v.special == "NULL" else v.text for v in bound.values}
+
+
+def _values_moved(conn: psycopg.Connection) -> bool:
+    return (list_values(conn, LIST_A) == {"a"}
+            and list_values(conn, LIST_C) == {"c", "d", "b", None})
+
+
+MERGE_PLAIN = {"partitions": [LEAVES[1], LEAVES[0]], "name": MERGED}
+MOVE_SCENARIOS["rebound"] = MoveScenario(
+    with_default_and_ref, {"left": LEAVES[0], "right": LEAVES[1], "at": "130"}, _rebound_done)
+MOVE_SCENARIOS["move_values"] = MoveScenario(
+    with_list_and_null, {"from_partition": LIST_A, "to_partition": LIST_C,
+                         "values": ["NULL,b"]}, _values_moved, list_spec())
+
+
+# -- sub-partitioned weeks: a week with 4 hash partitions, split and merged ------------------
+HWEEK = 'wk ";é_'
+HWEEKS = [date(2026, 1, 4) + timedelta(weeks=n) for n in range(3)]  # plain, hash, hash
+HWEEK_MERGED = 'wk ";é_2026_01_11_2w'
+
+
+def hweek(start: date) -> str:
+    return f"{HWEEK}{start:%Y_%m_%d}"
+
+
+def with_hash_weeks(conn: psycopg.Connection, dsn: str, *, extras: bool = True) -> None:
+    """t (id, ts, v) RANGE on ts by week: one plain week, then two weeks each HASH-partitioned
+    by id into 4 (`<week>_h0` .. `_h3`), an index on v; with `extras`, a DEFAULT and a table
+    referencing the parent's key. ROWS rows over the three weeks."""
+    reset(conn)
+    t = ident(TABLE)
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(SCHEMA)))
+    conn.execute(sql.SQL("CREATE TABLE {} (id int NOT NULL, ts timestamptz NOT NULL, v text,"
+                         " PRIMARY KEY (id, ts)) PARTITION BY RANGE (ts)").format(t))
+    conn.execute(sql.SQL("CREATE INDEX {} ON {} (v)").format(sql.Identifier(INDEX), t))
+    for n, start in enumerate(HWEEKS):
+        by = sql.SQL(" PARTITION BY HASH (id)") if n else sql.SQL("")
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({}){}")
+                     .format(ident(hweek(start)), t, sql.Literal(f"{start} 00:00+00"),
+                             sql.Literal(f"{start + timedelta(days=7)} 00:00+00"), by))
+        for r in range(4 if n else 0):
+            conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES WITH"
+                                 " (MODULUS 4, REMAINDER {})").format(
+                ident(f"{hweek(start)}_h{r}"), ident(hweek(start)), sql.Literal(r)))
+    if extras:
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(
+            ident(DEFAULT), t))
+    conn.execute(sql.SQL(
+        "INSERT INTO {} SELECT g, timestamptz '2026-01-04 00:00+00' + g * interval '99 minutes',"
+        " 'v' || g FROM generate_series(0, {}) g").format(t, sql.Literal(ROWS - 1)))
+    if not extras:
+        conn.execute(sql.SQL("ANALYZE {}").format(t))
+        return
+    conn.execute(sql.SQL("CREATE TABLE {} (rid int PRIMARY KEY, id int, ts timestamptz,"
+                         " CONSTRAINT {} FOREIGN KEY (id, ts) REFERENCES {} ON DELETE CASCADE)"
+                         ).format(ident(REF), sql.Identifier('fk ";é'), t))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT id, id, ts FROM {} WHERE id % 3 = 0").format(
+        ident(REF), t))
+    conn.execute(sql.SQL("ANALYZE {}").format(t))
+
+
+def _hash_merged(conn: psycopg.Connection) -> bool:
+    forest = load_forest(conn)
+    root = forest.find(spec())
+    kids = {c.name: c for c in root.children}
+    merged = kids.get(HWEEK_MERGED)
+    return (merged is not None and hweek(HWEEKS[1]) not in kids and hweek(HWEEKS[2]) not in kids
+            and "2026-01-11" in (merged.bound_text or "")
+            and "2026-01-25" in (merged.bound_text or "")
+            and sorted(c.name for c in merged.children)
+            == [f"{HWEEK_MERGED}_h{r}" for r in range(4)])
+
+
+# the merge's contract runs on the sub-partitioned weeks: several sources, each with 4 leaves
+def hash_weeks_only(conn: psycopg.Connection, dsn: str) -> None:
+    with_hash_weeks(conn, dsn, extras=False)
+
+
+# (without the DEFAULT and the reference, whose steps the rebound's contract kills already)
+MOVE_SCENARIOS["merge"] = MoveScenario(
+    hash_weeks_only, {"partitions": [hweek(HWEEKS[2]), hweek(HWEEKS[1])],
+                      "name": HWEEK_MERGED}, _hash_merged)

@@ -70,7 +70,7 @@ CONTRACTS: dict[str, Contract] = {
     "consolidate": Contract(_balances, "account_balances", "public", _consolidated),
     **{k: _remedy(k) for k in SCENARIOS},
     "retention": Contract(expired_weeks, spec(), SCHEMA, retention_done),
-    **{k: Contract(m.build, spec(), SCHEMA, m.fixed, m.values)
+    **{k: Contract(m.build, m.target or spec(), SCHEMA, m.fixed, m.values)
        for k, m in MOVE_SCENARIOS.items()},
 }
 # request values a kind needs beyond its defaults

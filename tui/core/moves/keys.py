@@ -204,3 +204,35 @@ def list_predicate(key: Key, values: Sequence[KeyValue]) -> sql.Composed:
     if not parts:
         raise PlanningError("a list bound needs at least one value")
     return sql.SQL("({})").format(sql.SQL(" OR ").join(parts))
+
+
+def _in_list(key: Key, lits: Sequence[KeyValue], negate: bool) -> sql.Composed:
+    return sql.SQL("{} {}IN ({})").format(key.ident, sql.SQL("NOT " if negate else ""),
+                                          sql.SQL(", ").join(
+        sql.SQL("{}::{}").format(sql.Literal(v.text), key.type) for v in lits))
+
+
+def list_check(key: Key, values: Sequence[KeyValue]) -> sql.Composed:
+    """A list bound as a CHECK in the form PostgreSQL gives the partition's constraint
+    (`key IS NOT NULL AND key IN (...)`, or `key IS NULL OR key IN (...)` when NULL is one of
+    the values), so ATTACH proves the bound from it and skips the scan."""
+    lits = [v for v in values if v.text is not None]
+    has_null = len(lits) < len(values)
+    if not lits:
+        return sql.SQL("{} IS NULL").format(key.ident)
+    return sql.SQL("{} IS {}NULL {} {}").format(
+        key.ident, sql.SQL("" if has_null else "NOT "), sql.SQL("OR" if has_null else "AND"),
+        _in_list(key, lits, False))
+
+
+def list_exclusion(key: Key, values: Sequence[KeyValue]) -> sql.Composed:
+    """The DEFAULT's helper CHECK for a list bound: no row of it, in the form PostgreSQL
+    derives when it checks the DEFAULT for that bound (`key IS NULL OR key NOT IN (...)`, or
+    `key IS NOT NULL AND key NOT IN (...)` when NULL is one of the values)."""
+    lits = [v for v in values if v.text is not None]
+    has_null = len(lits) < len(values)
+    if not lits:
+        return sql.SQL("{} IS NOT NULL").format(key.ident)
+    return sql.SQL("{} IS {}NULL {} {}").format(
+        key.ident, sql.SQL("NOT " if has_null else ""), sql.SQL("AND" if has_null else "OR"),
+        _in_list(key, lits, True))

@@ -44,7 +44,8 @@ class Option:
     `type`: "str", "int", "flag" (true when given), "list" (one or more values after the flag),
     "repeat" (the flag given once per value, `--at A --at B`: a list), or "choice" (one of
     `choices`). `positional`: an argument after TABLE instead of a flag (`pgparts split TABLE
-    PARTITION`), required, in declaration order. `parse` turns the text into the value (e.g.
+    PARTITION`), required, in declaration order; a positional "list" takes one or more
+    (`pgparts merge TABLE P1 P2`). `parse` turns the text into the value (e.g.
     an age) and raises ValueError with a message for people; `validate` checks the parsed
     value the same way. `default` None means "the kind's default_request decides" (often
     from the config).
@@ -77,7 +78,9 @@ class Option:
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         """The command-line form."""
         if self.positional:
-            parser.add_argument(self.name, help=self.help, metavar=self.metavar)
+            # a positional "list" takes one or more values (`pgparts merge TABLE P1 P2 ...`)
+            more = {"nargs": "+"} if self.type == "list" else {}
+            parser.add_argument(self.name, help=self.help, metavar=self.metavar, **more)
             return
         if self.type == "flag":
             parser.add_argument(self.flag, dest=self.name, action="store_true", default=None,

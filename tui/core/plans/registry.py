@@ -12,12 +12,15 @@ from .kinds.drain_default import DrainDefault
 from .kinds.fill_gaps import FillGaps
 from .kinds.finalize_detach import FinalizeDetach
 from .kinds.index_fix import IndexFix
+from .kinds.merge import Merge
+from .kinds.move_values import MoveValues
+from .kinds.rebound import Rebound
 from .kinds.retention import Retention
 from .kinds.split import Split
 
 PLAN_KINDS: tuple[PlanKind, ...] = (Consolidate(), Analyze(), FinalizeDetach(), IndexFix(),
                                     CreateAhead(), Retention(), Split(), DrainDefault(),
-                                    FillGaps())
+                                    FillGaps(), Merge(), Rebound(), MoveValues())
 
 
 def kind_named(name: str) -> PlanKind:

@@ -149,7 +149,7 @@ class Split(PlanKind):
     )
 
     def applies_to(self, forest: Forest, node: PartNode) -> bool:
-        return (node.parent_strategy == "range" and node.relkind == "r"
+        return (node.parent_strategy == "range" and node.relkind in ("r", "p")
                 and node.bound is not None and node.bound.kind == "range")
 
     def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
@@ -172,9 +172,6 @@ class Split(PlanKind):
             what = "the DEFAULT partition (use drain-default)" if source.bound is not None \
                 and source.bound.is_default else "not a range partition"
             raise PlanKindError(f"{source.qualified} is {what}")
-        if source.is_partitioned:
-            raise PlanKindError(f"{source.qualified} is itself partitioned: splitting it is "
-                                f"not supported yet")
         ats = request.get("at")
         if not ats:
             raise PlanKindError("give at least one --at VALUE")

@@ -1,39 +1,50 @@
 """The steps of an online row move (tui/core/moves, its docstring's ten phases), shared by the
-move kinds (split, drain-default): a kind decides the source and the new partitions, this
-module turns them into engine steps with catalog-based `done` checks and truthful locks.
+move kinds (split, merge, rebound, move-values, drain-default): a kind decides the sources and
+the new partitions, this module turns them into engine steps with catalog-based `done` checks
+and truthful locks.
+
+A move has one source partition or several (merge, rebound, move-values into an existing
+partition; all in one schema): each is captured into its own log and all are copied in one
+snapshot; one swap detaches every source and attaches every new partition. The first source
+is the anchor: the new tables' temporary names, the DEFAULT's helper CHECKs and the registry's
+move_target entries carry its oid. A sub-partitioned source gives each new partition the same
+sub-partitioning (add_subpartitions).
 
 Steps, in order (each commits alone; a re-run skips what the catalog shows done):
 
 1. build the new partitions beside the live ones (LIKE the parent, a CHECK equal to the bound,
-   grants), each recorded in pgparts' registry in the transaction that creates it;
-2. install the change capture on the source (an instant of SHARE ROW EXCLUSIVE per leaf);
-3. copy the source's rows in one REPEATABLE READ snapshot (nobody waits);
-4. build the parent's indexes and primary key on the new tables, ANALYZE them;
-5. catch up: replay the change log in a snapshot (nobody waits);
+   the sub-partitions, grants), each recorded in pgparts' registry in the transaction that
+   creates it;
+2. install the change capture on every source (an instant of SHARE ROW EXCLUSIVE per leaf);
+3. copy the sources' rows in one REPEATABLE READ snapshot (nobody waits);
+4. build the parent's indexes and primary key on the new tables (leaves first), ANALYZE them;
+5. catch up: replay the change logs in a snapshot (nobody waits);
 6. with a plain DEFAULT partition that is not the source: CHECKs on it excluding the new
    bounds, NOT VALID, then VALIDATE (its own step), so that ATTACH does not scan it;
-7. the swap, one short transaction: lock the parent, lock the source against writers, last
-   replay, capture removed, foreign keys referencing the parent dropped, DETACH the source,
+7. the swap, one short transaction: lock the parent, lock the sources against writers, last
+   replay, capture removed, foreign keys referencing the parent dropped, DETACH the sources,
    renames, ATTACH the new tables (no scan), foreign keys re-created NOT VALID;
 8. VALIDATE each re-created foreign key (its own step; writers carry on);
-9. verify every row of the detached source is in the new partitions (count and checksum per
-   new partition, containment when they changed since), then drop it.
+9. verify every row of the detached sources is in the new partitions (count and checksum of
+   them all against the new partitions, containment when they changed since), then drop them.
 
-A re-run after the swap cannot be planned from the request any more (the partition it named
-has new bounds): `unfinished()` finds the detached source in the registry and `finish_steps()`
-plans 8. and 9. from what the registry and the catalog say.
+A re-run after the swap cannot be planned from the request any more (the partitions it named
+have new bounds): `unfinished()` finds the detached sources in the registry and
+`finish_steps()` plans 8. and 9. from what the registry and the catalog say.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from ...bounds import Bound, BoundValue
 from ...catalog import PartNode
 from ...moves import changelog as cl
 from ...moves.keys import Key, describe_key
@@ -49,7 +60,7 @@ from ..engine.model import (
     VerificationFailed,
 )
 from . import markers
-from .shape import grant_statements, index_shapes
+from .shape import IndexShape, grant_statements, index_shapes
 
 LOG_SCHEMA = markers.SCHEMA
 BOUND_CHECK = "pgparts_bound_check"
@@ -72,10 +83,22 @@ class NewPartition:
     predicate: sql.Composable  # which of the source's rows it takes
     check: sql.Composable | None  # its CHECK (None: a DEFAULT, whose rows no bound describes)
     exclusion: sql.Composable | None = None  # the DEFAULT helper CHECK for this bound
+    # the same sub-partitioning as the source (move_plan fills both from the catalog)
+    partition_by: sql.Composable | None = None
+    subparts: list[SubPartition] = field(default_factory=list)
 
     @property
     def is_default(self) -> bool:
         return self.check is None
+
+
+@dataclass
+class SubPartition:
+    """A leaf of a sub-partitioned new partition: built as `temp`, named `name` at the swap."""
+
+    name: str
+    temp: str
+    bound: sql.Composable
 
 
 @dataclass
@@ -148,29 +171,74 @@ def referencing_keys(conn: psycopg.Connection, parent_oid: int) -> list[ForeignK
 
 @dataclass
 class Move:
+    """One move: rows of `sources` (one partition, or several of one schema) into `targets`.
+    The first source is the move's anchor: the new tables' temporary names, the DEFAULT's
+    helper CHECKs and the registry's move_target entries are named after its oid."""
+
     kind: str
     parent: PartNode
-    source: PartNode
+    sources: list[PartNode]
     key: Key
-    cap: cl.Capture
+    caps: list[cl.Capture]
     targets: list[NewPartition]
     default: PartNode | None  # a plain DEFAULT partition that stays (None: none, or the source)
     fkeys: list[ForeignKey] = field(default_factory=list)
     plan_id: str = ""
 
     @property
+    def source(self) -> PartNode:
+        return self.sources[0]
+
+    @property
+    def cap(self) -> cl.Capture:
+        return self.caps[0]
+
+    @property
     def detached_name(self) -> str:
-        return f"pgparts_moved_{self.source.oid}"
+        return detached_name(self.source.oid)
+
+    @property
+    def schema(self) -> str:
+        return self.source.schema
+
+    @property
+    def replay_key(self) -> list[tuple[str, bool]]:
+        """The key the replay matches rows by, (column, null-safe). The sources' unique key,
+        plus the partition key column when that key lacks it (a partition's own unique index):
+        the same key value may then sit in two sources, never with the same partition key
+        value, which may be NULL (a list partition holding NULL) and is compared null-safe."""
+        out = [(k, False) for k in self.cap.key]
+        if self.key.column not in self.cap.key:
+            out.append((self.key.column, True))
+        return out
 
     def temp_ident(self, t: NewPartition) -> sql.Identifier:
-        return sql.Identifier(self.source.schema, t.temp)
+        return sql.Identifier(self.schema, t.temp)
 
     def final_ident(self, t: NewPartition) -> sql.Identifier:
-        return sql.Identifier(self.source.schema, t.name)
+        return sql.Identifier(self.schema, t.name)
 
     def cl_targets(self, final: bool = False) -> list[cl.Target]:
         return [cl.Target(self.final_ident(t) if final else self.temp_ident(t), t.predicate,
                           t.name) for t in self.targets]
+
+    def rows(self) -> sql.Composable:
+        """The sources' rows as one relation: the source itself, or their UNION ALL (the
+        columns named, since partitions may order them differently)."""
+        if len(self.caps) == 1:
+            return self.cap.source
+        cols = sql.SQL(", ").join(map(sql.Identifier, self.cap.columns))
+        return sql.SQL("({}) AS pgparts_sources").format(
+            sql.SQL(" UNION ALL ").join(sql.SQL("SELECT {} FROM {}").format(cols, c.source)
+                                        for c in self.caps))
+
+    @property
+    def sources_disp(self) -> str:
+        return ", ".join(s.qualified for s in self.sources)
+
+
+def detached_name(source_oid: int) -> str:
+    return f"pgparts_moved_{source_oid}"
 
 
 def temp_name(source_oid: int, i: int) -> str:
@@ -187,31 +255,62 @@ def _truncate(name: str, limit: int = 63) -> str:
 
 
 def index_renames(conn: psycopg.Connection, move: Move) -> list[Statement]:
-    """In the swap: the detached source's indexes out of the way, then the new tables'
+    """In the swap: the detached sources' indexes out of the way, then the new tables'
     indexes named like the parent's, for their table (`payment_pkey` on payment_2023_h2:
     payment_2023_h2_pkey), so nothing named pgparts_* stays on a live table."""
-    parent, source = move.parent, move.source
-    own = [(r[0], r[1]) for r in conn.execute(
-        "SELECT i.indexrelid, c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c"
-        " ON c.oid = i.indexrelid WHERE i.indrelid = %s ORDER BY 1", (source.oid,)).fetchall()]
+    rels = [s.oid for s in move.sources] + [c.oid for s in move.sources for c in s.children]
+    own = [(r[0], r[1], r[2]) for r in conn.execute(
+        "SELECT i.indexrelid, n.nspname, c.relname FROM pg_catalog.pg_index i"
+        " JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE i.indrelid = ANY(%s) ORDER BY 1", (rels,)).fetchall()]
     out = [Statement(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-        sql.Identifier(source.schema, name), sql.Identifier(f"pgparts_moved_{oid}")),
-        note="the detached source's index, out of the way") for oid, name in own]
-    taken = existing_names(conn, source.schema) - {n for _, n in own}
-    shapes = index_shapes(conn, parent.oid)
+        sql.Identifier(schema, name), sql.Identifier(f"pgparts_moved_{oid}")),
+        note="the detached source's index, out of the way") for oid, schema, name in own]
+    taken = existing_names(conn, move.schema) - {n for _, sch, n in own if sch == move.schema}
+    taken |= {sp.name for t in move.targets for sp in t.subparts} | {
+        t.name for t in move.targets}
+    shapes = target_shapes(conn, move)
     for i, t in enumerate(move.targets):
-        for j, shape in enumerate(shapes):
-            suffix = shape.name[len(parent.name):] if shape.name.startswith(parent.name) \
+        for j, (shape, owner) in enumerate(shapes):
+            suffix = shape.name[len(owner):] if shape.name.startswith(owner) \
                 else "_" + shape.name
-            base = _truncate(t.name + suffix)
-            name, n = base, 1
-            while name in taken:
-                n += 1
-                name = _truncate(base, 63 - len(f"_{n}")) + f"_{n}"
-            taken.add(name)
-            out.append(Statement(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                sql.Identifier(source.schema, temp_index_name(source.oid, i, j)),
-                sql.Identifier(name))))
+            renames = [(temp_index_name(move.source.oid, i, j), t.name)]
+            renames += [(f"{sp.temp}_ix{j}", sp.name) for sp in t.subparts]
+            for temp, table in renames:
+                name = unique_name(table + suffix, taken)
+                out.append(Statement(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    sql.Identifier(move.schema, temp), sql.Identifier(name))))
+    return out
+
+
+def unique_name(wanted: str, taken: set[str]) -> str:
+    """`wanted` cut to 63 bytes, or with _2, _3, ... when taken; added to `taken`."""
+    base = _truncate(wanted)
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = _truncate(base, 63 - len(f"_{n}")) + f"_{n}"
+    taken.add(name)
+    return name
+
+
+def target_shapes(conn: psycopg.Connection, move: Move) -> list[tuple[IndexShape, str]]:
+    """The indexes each new table gets, with the name theirs are named after: the parent's
+    (ATTACH adopts them), then, when the replay's key is a unique index the source has of its
+    own (a list partition holding NULL cannot be under a primary key), that index too, so the
+    new partitions keep the uniqueness the sources had (a merge of partitions whose values
+    collide fails there, before anything is swapped)."""
+    out = [(shape, move.parent.name) for shape in index_shapes(conn, move.parent.oid)]
+    if move.key.column in move.cap.key:
+        return out
+    for shape in index_shapes(conn, move.source.oid):
+        inherited = conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits"
+                                 " WHERE inhrelid = %s)", (shape.oid,)).fetchone()[0]
+        if shape.unique and shape.plain_cols == list(move.cap.key) and not inherited \
+                and shape.predicate is None:
+            out.append((shape, move.source.name))
+            break
     return out
 
 
@@ -230,8 +329,9 @@ def _attached_to(c: psycopg.Connection, oid: int) -> int | None:
 
 
 def swapped(c: psycopg.Connection, move: Move) -> bool:
-    """The source is no partition of the parent any more (detached, or dropped)."""
-    return _attached_to(c, move.source.oid) != move.parent.oid
+    """No source is a partition of the parent any more (detached, or dropped): the swap
+    detaches them all in one transaction."""
+    return all(_attached_to(c, s.oid) != move.parent.oid for s in move.sources)
 
 
 def _registry_exists(c: psycopg.Connection) -> bool:
@@ -240,43 +340,62 @@ def _registry_exists(c: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
-def registered_targets(c: psycopg.Connection, source_oid: int) -> list[tuple[str, str, str]]:
-    """(name built under, final name, bound text) of the move targets recorded for a source."""
+def registered_targets(c: psycopg.Connection, source_oids: int | list[int]
+                       ) -> list[tuple[str, str, str]]:
+    """(name built under, final name, bound text) of the move targets recorded for a move
+    whose sources include any of `source_oids` (the anchor's oid is `source_oid`, every
+    source's oid is in `note`)."""
+    oids = {source_oids} if isinstance(source_oids, int) else set(source_oids)
     if not _registry_exists(c) or markers.trust_problem(c):
         return []
-    return [(r[0], r[1], r[2]) for r in c.execute(sql.SQL(
-        "SELECT name, replacement, bound FROM {} WHERE role = {} AND source_oid = %s"
-        " ORDER BY name").format(markers.REGISTRY, sql.Literal(markers.MOVE_TARGET_ROLE)),
-        (source_oid,)).fetchall()]
+    out = []
+    for name, repl, bound, source, note in c.execute(sql.SQL(
+            "SELECT name, replacement, bound, source_oid, note FROM {} WHERE role = {}"
+            " ORDER BY name").format(markers.REGISTRY, sql.Literal(markers.MOVE_TARGET_ROLE))
+            ).fetchall():
+        try:
+            others = {int(o) for o in json.loads(note or "[]")}
+        except (ValueError, TypeError):
+            others = set()
+        if int(source) in oids or others & oids:
+            out.append((name, repl, bound))
+    return out
 
 
 # -- the replay, as statements of the step's own transaction -----------------------------------
 def replay_statements(move: Move, targets: list[cl.Target]) -> list[Statement]:
     """Apply every log entry the transaction sees and delete exactly those: in a REPEATABLE
     READ step (one snapshot for all statements), or under a lock that stops new entries (the
-    swap). Delete then insert per key, the key's last image (changelog's docstring, 4.)."""
-    cap = move.cap
-    key = sql.SQL(", ").join(map(sql.Identifier, cap.key))
-    match = sql.SQL(" AND ").join(sql.SQL("t.{k} = b.{k}").format(k=sql.Identifier(k))
-                                  for k in cap.key)
-    cols = sql.SQL(", ").join(map(sql.Identifier, cap.insertable))
-    last = sql.SQL("SELECT DISTINCT ON ({key}) * FROM {log} ORDER BY {key}, pgparts_seq DESC"
-                   ).format(key=key, log=cap.log)
+    swap). Delete then insert per key, the key's last image (changelog's docstring, 4.). One
+    log per source: a key (with the partition key column) lives in one source only, so each
+    log holds its keys' whole history and the logs are replayed one after the other."""
+    rkey = move.replay_key
+    key = sql.SQL(", ").join(sql.Identifier(k) for k, _ in rkey)
+    match = sql.SQL(" AND ").join(
+        sql.SQL("t.{k} IS NOT DISTINCT FROM b.{k}" if nullsafe else "t.{k} = b.{k}").format(
+            k=sql.Identifier(k)) for k, nullsafe in rkey)
+    cols = sql.SQL(", ").join(map(sql.Identifier, move.cap.insertable))
     out = [Statement(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(cap.log),
-                     "lock", note="one replay at a time; writers appending to the log go on")]
-    for t in targets:
-        out.append(Statement(sql.SQL(
-            "DELETE FROM {t} AS t USING (SELECT DISTINCT {key} FROM {log}) AS b WHERE {m}"
-        ).format(t=t.table, key=key, log=cap.log, m=match), "copy",
-            note=f"replay: remove the changed keys from {t.label}"))
-    for t in targets:
-        out.append(Statement(sql.SQL(
-            "INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM ({last}) l"
-            " WHERE NOT l.pgparts_old AND ({pred}) IS TRUE").format(
-            t=t.table, cols=cols, last=last, pred=t.predicate), "copy",
-            note=f"replay: the changed keys' last images into {t.label}"))
-    out.append(Statement(sql.SQL("DELETE FROM {}").format(cap.log), "ddl",
-                         note="forget the entries applied (exactly those this snapshot sees)"))
+                     "lock", note="one replay at a time; writers appending to the log go on")
+           for cap in move.caps]
+    for cap in move.caps:
+        last = sql.SQL("SELECT DISTINCT ON ({key}) * FROM {log} ORDER BY {key}, pgparts_seq"
+                       " DESC").format(key=key, log=cap.log)
+        of = f" ({cap.name}'s log)" if len(move.caps) > 1 else ""
+        for t in targets:
+            out.append(Statement(sql.SQL(
+                "DELETE FROM {t} AS t USING (SELECT DISTINCT {key} FROM {log}) AS b WHERE {m}"
+            ).format(t=t.table, key=key, log=cap.log, m=match), "copy",
+                note=f"replay{of}: remove the changed keys from {t.label}"))
+        for t in targets:
+            out.append(Statement(sql.SQL(
+                "INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM ({last}) l"
+                " WHERE NOT l.pgparts_old AND ({pred}) IS TRUE").format(
+                t=t.table, cols=cols, last=last, pred=t.predicate), "copy",
+                note=f"replay{of}: the changed keys' last images into {t.label}"))
+        out.append(Statement(sql.SQL("DELETE FROM {}").format(cap.log), "ddl",
+                             note="forget the entries applied (exactly those this snapshot "
+                                  "sees)"))
     return out
 
 
@@ -298,12 +417,14 @@ def _checksum_sql(rel: sql.Composable, cols: list[str], pred: sql.Composable | N
 
 # -- the steps ---------------------------------------------------------------------------------
 def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
-    parent, source, cap = move.parent, move.source, move.cap
-    pdisp, sdisp = parent.qualified, source.qualified
+    parent, source = move.parent, move.source
+    pdisp, sdisp = parent.qualified, move.sources_disp
     temps = move.cl_targets()
-    tnames = "new " + ", ".join(display_name(source.schema, t.name) for t in move.targets)
-    est = Estimate(rows=source.rows, bytes=source.total_table_bytes)
+    tnames = "new " + ", ".join(display_name(move.schema, t.name) for t in move.targets)
+    est = Estimate(rows=sum(s.rows or 0 for s in move.sources),
+                   bytes=sum(s.total_table_bytes or 0 for s in move.sources))
     version = int(conn.info.server_version)
+    source_oids = [s.oid for s in move.sources]
 
     def is_swapped(c: psycopg.Connection) -> bool:
         return swapped(c, move)
@@ -311,8 +432,8 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
     def built(c: psycopg.Connection) -> bool:
         if is_swapped(c):
             return True
-        names = {r[0] for r in registered_targets(c, source.oid)}
-        return all(_rel_oid(c, source.schema, t.temp) is not None and t.temp in names
+        names = {r[0] for r in registered_targets(c, source_oids)}
+        return all(_rel_oid(c, move.schema, t.temp) is not None and t.temp in names
                    for t in move.targets)
 
     # 1. build
@@ -324,21 +445,37 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                        note="pgparts' registry (schema pgparts, created owned by you on first "
                             "use): stop unless only you or a superuser control it")]
     for t, tt in zip(move.targets, temps, strict=True):
-        stmts.append(Statement(sql.SQL("CREATE TABLE {} (LIKE {} {})").format(
-            tt.table, parent.ident, including),
+        by = sql.SQL(" {}").format(t.partition_by) if t.partition_by is not None \
+            else sql.SQL("")
+        stmts.append(Statement(sql.SQL("CREATE TABLE {} (LIKE {} {}){}").format(
+            tt.table, parent.ident, including, by),
             note=f"{t.name} ({t.bound_text}), built as {t.temp}: the parent's columns, "
-                 f"defaults and CHECKs"))
+                 f"defaults and CHECKs" + (", the source's sub-partitioning" if t.subparts
+                                           else "")))
         if t.check is not None:
             stmts.append(Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
                 tt.table, sql.Identifier(BOUND_CHECK), t.check),
                 note="the bound as a CHECK on the empty table (validated for free): ATTACH "
-                     "needs no scan"))
+                     "needs no scan" + (" (every sub-partition inherits it)" if t.subparts
+                                        else "")))
+        for sp in t.subparts:
+            leaf = sql.Identifier(move.schema, sp.temp)
+            stmts.append(Statement(sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
+                leaf, tt.table, sp.bound), note=f"{sp.name}, built as {sp.temp}"))
+            stmts += grant_statements(conn, [parent.oid, *source_oids], leaf)
         stmts.append(Statement(markers.register_relation_sql(
-            role=markers.MOVE_TARGET_ROLE, schema=source.schema, name=t.temp,
+            role=markers.MOVE_TARGET_ROLE, schema=move.schema, name=t.temp,
             parent_oid=parent.oid, source_oid=source.oid, source_name=source.name,
-            bound=t.bound_text, plan_id=move.plan_id, replacement=t.name),
+            bound=t.bound_text, plan_id=move.plan_id, replacement=t.name, relkinds="rp"),
             note="recorded in pgparts' registry in the same transaction"))
-        stmts += grant_statements(conn, [parent.oid, source.oid], tt.table)
+        if len(move.sources) > 1:
+            stmts.append(Statement(sql.SQL(
+                "UPDATE {} SET note = {} WHERE role = {} AND objid = {}::pg_catalog.regclass"
+                "::pg_catalog.oid").format(
+                markers.REGISTRY, sql.Literal(json.dumps(source_oids)),
+                sql.Literal(markers.MOVE_TARGET_ROLE),
+                sql.Literal(tt.table.as_string(conn))), note="the move's every source"))
+        stmts += grant_statements(conn, [parent.oid, *source_oids], tt.table)
     steps = [Step(
         title=f"Build {tnames} beside {sdisp}",
         explanation="Create the new partitions as empty tables next to the live ones; no row "
@@ -348,47 +485,57 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
 
     # 2. capture
     def captured(c: psycopg.Connection) -> bool:
-        return is_swapped(c) or cl.installed(c, cap)
+        return is_swapped(c) or all(cl.installed(c, cap) for cap in move.caps)
 
+    capture: list[Statement] = []
+    for cap in move.caps:
+        capture += [Statement(s, "lock" if i == 0 else "ddl")
+                    for i, s in enumerate(cl.install_sql(conn, cap))]
     steps.append(Step(
         title=f"Capture changes to {sdisp}",
         explanation=("A trigger on every table of the source writes each change into a log in "
                      "schema pgparts, from before the copy on. CREATE TRIGGER waits for the "
                      "writes in flight there and holds new ones for an instant (lock_timeout, "
                      "retried)."),
-        statements=[Statement(s, "lock" if i == 0 else "ddl")
-                    for i, s in enumerate(cl.install_sql(conn, cap))],
-        locks=[Lock("SHARE ROW EXCLUSIVE", sdisp, "its writers, for an instant")],
+        statements=capture,
+        locks=[Lock("SHARE ROW EXCLUSIVE", s.qualified, "its writers, for an instant")
+               for s in move.sources],
         retry="step", statement_timeout_seconds=SWAP_STATEMENT_TIMEOUT,
         estimate=Estimate(0, 0, 0.05), done=captured))
 
     # 3. copy
     def copy_done(c: psycopg.Connection) -> bool:
-        return is_swapped(c) or (cl.installed(c, cap) and cl.copied(c, cap))
+        return is_swapped(c) or all(cl.installed(c, cap) and cl.copied(c, cap)
+                                    for cap in move.caps)
 
     def capture_ok(_row: Any, c: psycopg.Connection) -> str:
-        problems = cl.capture_problems(c, cap)
-        if problems:
-            raise VerificationFailed(f"change capture is broken: {problems[0]}")
+        for cap in move.caps:
+            problems = cl.capture_problems(c, cap)
+            if problems:
+                raise VerificationFailed(f"change capture is broken: {problems[0]}")
         return "change capture in place"
 
-    cols = sql.SQL(", ").join(map(sql.Identifier, cap.insertable))
+    leaves = [o for cap in move.caps for o in cap.leaves]
+    cols = sql.SQL(", ").join(map(sql.Identifier, move.cap.insertable))
+    rows = move.rows()
     copy = [Statement(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(cap.log),
-                      "lock", note="no replay during the copy; writers appending go on"),
-            Statement(sql.SQL("SELECT 1"), "verify", note="the capture triggers are in place",
-                      check=capture_ok, script=raise_unless(conn, sql.SQL(
-                          "SELECT pg_catalog.count(*) = {n} FROM pg_catalog.pg_trigger"
-                          " WHERE tgrelid = ANY({l}::pg_catalog.oid[]) AND tgenabled = 'A'"
-                          " AND tgname IN ({a}, {b})").format(
-                          n=sql.Literal(2 * len(cap.leaves)), l=sql.Literal(list(cap.leaves)),
-                          a=sql.Literal(cl.TRIGGER), b=sql.Literal(cl.TRIGGER + "_truncate")),
-                          "the change capture is not in place"))]
+                      "lock", note="no replay during the copy; writers appending go on")
+            for cap in move.caps]
+    copy.append(Statement(
+        sql.SQL("SELECT 1"), "verify", note="the capture triggers are in place",
+        check=capture_ok, script=raise_unless(conn, sql.SQL(
+            "SELECT pg_catalog.count(*) = {n} FROM pg_catalog.pg_trigger"
+            " WHERE tgrelid = ANY({l}::pg_catalog.oid[]) AND tgenabled = 'A'"
+            " AND tgname IN ({a}, {b})").format(
+            n=sql.Literal(2 * len(leaves)), l=sql.Literal(leaves),
+            a=sql.Literal(cl.TRIGGER), b=sql.Literal(cl.TRIGGER + "_truncate")),
+            "the change capture is not in place")))
     for t in temps:
         copy.append(Statement(sql.SQL(
             "INSERT INTO {t} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM {s}"
-            " WHERE ({p}) IS TRUE").format(t=t.table, c=cols, s=cap.source, p=t.predicate),
-            "copy", note=f"copy {sdisp}'s rows of {t.label}", est_rows=source.rows,
-            est_bytes=source.total_table_bytes))
+            " WHERE ({p}) IS TRUE").format(t=t.table, c=cols, s=rows, p=t.predicate),
+            "copy", note=f"copy {sdisp}'s rows of {t.label}", est_rows=est.rows,
+            est_bytes=est.bytes))
     parts = sql.SQL(" + ").join(sql.SQL("(SELECT pg_catalog.count(*) FROM {})").format(t.table)
                                 for t in temps)
 
@@ -398,33 +545,44 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                                      f"{sdisp}'s {row[0]:,} rows")
         return f"{row[0]:,} rows copied"
 
-    copy += [
-        Statement(sql.SQL("SELECT (SELECT pg_catalog.count(*) FROM {}), {}").format(
-            cap.source, parts), "verify", note="every row went to exactly one new partition",
-            check=all_copied, script=raise_unless(conn, sql.SQL(
-                "SELECT (SELECT pg_catalog.count(*) FROM {}) = {}").format(cap.source, parts),
-                "the new partitions' bounds do not take every row of the source exactly once")),
-        Statement(sql.SQL(
-            "DELETE FROM {} WHERE pg_catalog.pg_visible_in_snapshot(pgparts_xid,"
-            " pg_catalog.pg_current_snapshot())").format(cap.log),
-            note="forget the log entries this snapshot's copy already holds"),
-        Statement(sql.SQL(
-            "INSERT INTO {} (snapshot, rows) SELECT pg_catalog.pg_current_snapshot()::"
-            "pg_catalog.text, pg_catalog.count(*) FROM {}").format(cap.state, cap.source),
-            note="record that the copy committed"),
-    ]
+    copy.append(Statement(sql.SQL("SELECT (SELECT pg_catalog.count(*) FROM {}), {}").format(
+        rows, parts), "verify", note="every row went to exactly one new partition",
+        check=all_copied, script=raise_unless(conn, sql.SQL(
+            "SELECT (SELECT pg_catalog.count(*) FROM {}) = {}").format(rows, parts),
+            "the new partitions' bounds do not take every row of the source exactly once")))
+    for cap in move.caps:
+        copy += [
+            Statement(sql.SQL(
+                "DELETE FROM {} WHERE pg_catalog.pg_visible_in_snapshot(pgparts_xid,"
+                " pg_catalog.pg_current_snapshot())").format(cap.log),
+                note="forget the log entries this snapshot's copy already holds"),
+            Statement(sql.SQL(
+                "INSERT INTO {} (snapshot, rows) SELECT pg_catalog.pg_current_snapshot()::"
+                "pg_catalog.text, pg_catalog.count(*) FROM {}").format(cap.state, cap.source),
+                note="record that the copy committed"),
+        ]
     steps.append(Step(
         title=f"Copy {sdisp} into {tnames}",
         explanation=("One REPEATABLE READ snapshot: ACCESS SHARE on the source (nobody waits), "
                      "writers carry on and their changes go to the log."),
-        statements=copy, locks=[Lock("ACCESS SHARE", sdisp, "nobody")],
+        statements=copy, locks=[Lock("ACCESS SHARE", s.qualified, "nobody")
+                                for s in move.sources],
         isolation="repeatable read", estimate=est, done=copy_done))
 
     # 4. indexes, primary key, analyze
-    shapes = index_shapes(conn, parent.oid)
+    shapes = [shape for shape, _ in target_shapes(conn, move)]
     idx: list[Statement] = []
     for i, t in enumerate(temps):
         for j, shape in enumerate(shapes):
+            # sub-partitions first, named by us: the index on the new partition then adopts
+            # them (and the swap can name them after their table)
+            for sp in move.targets[i].subparts:
+                leaf = sql.Identifier(move.schema, sp.temp)
+                lname = sql.Identifier(f"{sp.temp}_ix{j}")
+                idx.append(Statement(shape.constraint_sql(leaf, lname)
+                                     if shape.contype in ("p", "u")
+                                     else shape.create_sql(leaf, name=lname),
+                                     note=f"{shape.name} on {sp.name}"))
             name = sql.Identifier(temp_index_name(source.oid, i, j))
             idx.append(Statement(shape.constraint_sql(t.table, name)
                                  if shape.contype in ("p", "u")
@@ -436,7 +594,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
         if is_swapped(c):
             return True
         for t in move.targets:
-            oid = _rel_oid(c, source.schema, t.temp)
+            oid = _rel_oid(c, move.schema, t.temp)
             if oid is None:
                 return False
             n = c.execute("SELECT pg_catalog.count(*) FROM pg_catalog.pg_index"
@@ -451,13 +609,14 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
             explanation="The parent's indexes and keys on the new tables (faster after the copy "
                         "than row by row), then ANALYZE. Only the new tables are locked.",
             statements=idx, locks=[Lock("ACCESS EXCLUSIVE", tnames, "nobody: not attached yet")],
-            estimate=Estimate(0, source.total_table_bytes, 0.1), done=indexed))
+            estimate=Estimate(0, est.bytes, 0.1), done=indexed))
 
     # 5. catch up
     steps.append(Step(
         title=f"Catch up with the writes to {sdisp}",
         explanation="Replay the log written during the copy, in one snapshot; nobody waits.",
-        statements=replay_statements(move, temps), locks=[Lock("ACCESS SHARE", sdisp, "nobody")],
+        statements=replay_statements(move, temps),
+        locks=[Lock("ACCESS SHARE", s.qualified, "nobody") for s in move.sources],
         isolation="repeatable read", estimate=Estimate(0, 0, 0.1), done=is_swapped))
 
     # 6. the DEFAULT's helper CHECKs
@@ -510,8 +669,8 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                     f"{src[0]:,} of its bound (checksum {src[1]})")
             return f"{label}: {dst[0]:,} rows, checksum {dst[1]}, equal to {sdisp}'s"
 
-        src_sum = _checksum_sql(cap.source, list(cap.columns), t.predicate)
-        dst_sum = _checksum_sql(t.table, list(cap.columns))
+        src_sum = _checksum_sql(rows, list(move.cap.columns), t.predicate)
+        dst_sum = _checksum_sql(t.table, list(move.cap.columns))
         verify.append(Statement(sql.SQL("SELECT s.*, t.* FROM ({}) s, ({}) t").format(
             src_sum, dst_sum), "verify",
             note=f"count and checksum of {t.label} against {sdisp}'s rows of its bound",
@@ -526,21 +685,23 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                      "new bound with the source's rows of that bound. Exact: the swap then "
                      "replays only what was written after this snapshot, under its lock. "
                      "Nothing is dropped unless this passed."),
-        statements=verify, locks=[Lock("ACCESS SHARE", sdisp, "nobody")],
-        isolation="repeatable read", estimate=Estimate(source.rows, 0, 0.1),
+        statements=verify, locks=[Lock("ACCESS SHARE", s.qualified, "nobody")
+                                  for s in move.sources],
+        isolation="repeatable read", estimate=Estimate(est.rows, 0, 0.1),
         done=is_swapped, verify_note="count and checksum per new bound"))
 
     # 7. swap
     steps.append(swap_step(conn, move, names))
     # 8., 9.
-    steps += finish_steps(conn, move.parent, source.oid, move.source.schema, move.detached_name,
-                          [t.name for t in move.targets], move.fkeys, cap.columns)
+    steps += finish_steps(conn, move.parent, source_oids, move.schema,
+                          [detached_name(o) for o in source_oids],
+                          [t.name for t in move.targets], move.fkeys, move.cap.columns)
     return steps
 
 
 def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
-    parent, source, cap = move.parent, move.source, move.cap
-    pdisp, sdisp = parent.qualified, source.qualified
+    parent = move.parent
+    pdisp, sdisp = parent.qualified, move.sources_disp
     temps = move.cl_targets()
 
     def log_empty(row: Any, _c: psycopg.Connection) -> str:
@@ -557,46 +718,62 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
         Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(q)), "lock",
                   note=f"{disp}: its key on the table is dropped and re-created below")
         for disp, q in refs]
-    stmts += [
+    stmts.append(
         Statement(sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(parent.ident),
-                  "lock", note="then the parent, in the order writers lock"),
-        Statement(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(source.ident),
-                  "lock", note="no write to the source is in flight or can start"),
-        *replay_statements(move, temps),
-        Statement(sql.SQL("SELECT pg_catalog.count(*) FROM {}").format(cap.log), "verify",
-                  note="the log is empty", check=log_empty, script=raise_unless(
-                      conn, sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(cap.log),
-                      "the change log is not empty after the last replay")),
-        *[Statement(s, note="the capture is no longer needed")
-          for s in cl.remove_sql(conn, cap)],
-        *[Statement(fk.drop_sql(), note=f"{fk.table_disp}: its key would stop the DETACH "
-                                        f"(re-created NOT VALID below)") for fk in move.fkeys],
-        Statement(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent.ident,
-                                                                        source.ident)),
-        Statement(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-            source.ident, sql.Identifier(move.detached_name)),
-            note="the detached source keeps its rows until they are verified"),
-        Statement(markers.register_relation_sql(
-            role=markers.MOVE_SOURCE_ROLE, schema=source.schema, name=move.detached_name,
-            parent_oid=parent.oid, source_oid=source.oid, source_name=source.name,
-            bound=source.bound_text, plan_id=move.plan_id, relkinds="rp",
-            replacement=json.dumps([t.name for t in move.targets]),
-            state=VERIFIED), note="recorded in pgparts' registry as verified: its rows "
-                                  "matched per bound before the swap, and the swap replayed "
-                                  "every change since"),
-    ]
-    if move.fkeys:
-        stmts.append(Statement(sql.SQL("UPDATE {} SET note = {} WHERE role = {} AND objid = {}"
-                                       "::pg_catalog.regclass::pg_catalog.oid").format(
-            markers.REGISTRY, sql.Literal(json.dumps([fk.to_json() for fk in move.fkeys])),
-            sql.Literal(markers.MOVE_SOURCE_ROLE),
-            sql.Literal(sql.Identifier(source.schema, move.detached_name).as_string(conn))),
-            note="the keys to validate after the swap"))
+                  "lock", note="then the parent, in the order writers lock"))
+    stmts += [Statement(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(s.ident),
+                        "lock", note="no write to the source is in flight or can start")
+              for s in move.sources]
+    stmts += replay_statements(move, temps)
+    for cap in move.caps:
+        stmts.append(Statement(sql.SQL("SELECT pg_catalog.count(*) FROM {}").format(cap.log),
+                               "verify", note="the log is empty", check=log_empty,
+                               script=raise_unless(conn, sql.SQL(
+                                   "SELECT NOT EXISTS (SELECT FROM {})").format(cap.log),
+                                   "the change log is not empty after the last replay")))
+    for cap in move.caps:
+        stmts += [Statement(s, note="the capture is no longer needed")
+                  for s in cl.remove_sql(conn, cap)]
+    stmts += [Statement(fk.drop_sql(), note=f"{fk.table_disp}: its key would stop the DETACH "
+                                            f"(re-created NOT VALID below)")
+              for fk in move.fkeys]
+    replacement = json.dumps([t.name for t in move.targets])
+    for src in move.sources:
+        gone = detached_name(src.oid)
+        stmts += [
+            Statement(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent.ident,
+                                                                            src.ident)),
+            Statement(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                src.ident, sql.Identifier(gone)),
+                note="the detached source keeps its rows until they are verified"),
+            *[Statement(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                c.ident, sql.Identifier(detached_name(c.oid))),
+                note="its sub-partition, out of the way") for c in src.children],
+            Statement(markers.register_relation_sql(
+                role=markers.MOVE_SOURCE_ROLE, schema=src.schema, name=gone,
+                parent_oid=parent.oid, source_oid=src.oid, source_name=src.name,
+                bound=src.bound_text, plan_id=move.plan_id, relkinds="rp",
+                replacement=replacement,
+                state=VERIFIED), note="recorded in pgparts' registry as verified: its rows "
+                                      "matched per bound before the swap, and the swap "
+                                      "replayed every change since"),
+        ]
+        if move.fkeys:
+            stmts.append(Statement(sql.SQL(
+                "UPDATE {} SET note = {} WHERE role = {} AND objid = {}"
+                "::pg_catalog.regclass::pg_catalog.oid").format(
+                markers.REGISTRY, sql.Literal(json.dumps([fk.to_json() for fk in move.fkeys])),
+                sql.Literal(markers.MOVE_SOURCE_ROLE),
+                sql.Literal(sql.Identifier(src.schema, gone).as_string(conn))),
+                note="the keys to validate after the swap"))
     stmts += index_renames(conn, move)
     for t in move.targets:
         if t.temp != t.name:
             stmts.append(Statement(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
                 move.temp_ident(t), sql.Identifier(t.name))))
+        stmts += [Statement(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+            sql.Identifier(move.schema, sp.temp), sql.Identifier(sp.name)))
+            for sp in t.subparts]
     # ranges first: attaching a DEFAULT scans it for rows of the other partitions' bounds,
     # and a DEFAULT attached earlier would be scanned by every later ATTACH
     for t in sorted(move.targets, key=lambda t: t.is_default):
@@ -619,7 +796,8 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
                 for n in helpers)), note="the exclusion CHECKs served their purpose"))
     locks = [Lock("ACCESS EXCLUSIVE", pdisp, "every reader and writer of the table, for the "
                   "swap's milliseconds"),
-             Lock("ACCESS EXCLUSIVE", sdisp, "nobody after the swap")]
+             *[Lock("ACCESS EXCLUSIVE", src.qualified, "nobody after the swap")
+               for src in move.sources]]
     if move.default is not None:
         locks.append(Lock("ACCESS EXCLUSIVE", move.default.qualified, "DETACH and ATTACH take "
                           "it; no scan"))
@@ -636,15 +814,18 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
         done=lambda c: swapped(c, move), hold_from=1)
 
 
-def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oid: int, schema: str,
-                 detached: str, targets: list[str], fkeys: list[ForeignKey],
-                 columns: tuple[str, ...] | list[str]) -> list[Step]:
-    """8. and 9.: validate the re-created keys, verify the detached source's rows are in the
-    new partitions, drop it. Neither is done before the swap."""
+def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | list[int],
+                 schema: str, detached: str | list[str], targets: list[str],
+                 fkeys: list[ForeignKey], columns: tuple[str, ...] | list[str]) -> list[Step]:
+    """8. and 9.: validate the re-created keys, verify the detached sources' rows are in the
+    new partitions (all of them against all of them: the new bounds may each take rows of
+    several sources), drop them. Neither is done before the swap."""
+    oids = [source_oids] if isinstance(source_oids, int) else list(source_oids)
+    olds = [detached] if isinstance(detached, str) else list(detached)
     steps: list[Step] = []
 
     def after_swap(c: psycopg.Connection) -> bool:
-        return _attached_to(c, source_oid) != parent.oid
+        return all(_attached_to(c, o) != parent.oid for o in oids)
 
     for fk in fkeys:
         # Before PostgreSQL 18, VALIDATE marks only the key itself: its entries for each
@@ -666,16 +847,22 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oid: int, sc
             locks=[Lock("SHARE UPDATE EXCLUSIVE", fk.table_disp, "no writer"),
                    Lock("ROW SHARE", parent.qualified, "nobody")],
             estimate=Estimate(0, 0, 0.1), done=validated))
-    old = sql.Identifier(schema, detached)
-    old_disp = display_name(schema, detached)
+    old_ids = [sql.Identifier(schema, d) for d in olds]
+    old_disp = ", ".join(display_name(schema, d) for d in olds)
     news = [sql.Identifier(schema, n) for n in targets]
     cols = list(columns)
-    union = sql.SQL(" UNION ALL ").join(sql.SQL("SELECT {} AS h FROM {}").format(
-        cl.row_hash(cols), n) for n in news)
+
+    def hashes(rels: list[sql.Identifier]) -> sql.Composed:
+        return sql.SQL(" UNION ALL ").join(sql.SQL("SELECT {} AS h FROM {}").format(
+            cl.row_hash(cols), n) for n in rels)
+
     new_counts = sql.SQL(" + ").join(sql.SQL("(SELECT pg_catalog.count(*) FROM {})").format(n)
                                      for n in news)
     new_sums = sql.SQL(" + ").join(sql.SQL("(SELECT coalesce(pg_catalog.sum({}), 0) FROM {})"
                                            ).format(cl.row_hash(cols), n) for n in news)
+    compare = sql.SQL("SELECT o.n, o.h, {nc}, {ns} FROM (SELECT pg_catalog.count(*) AS n,"
+                      " coalesce(pg_catalog.sum(h), 0) AS h FROM ({o}) x) o").format(
+        nc=new_counts, ns=new_sums, o=hashes(old_ids))
 
     def contained(row: Any, c: psycopg.Connection) -> str:
         n_old, h_old, n_new, h_new = (int(v) for v in row)
@@ -683,8 +870,8 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oid: int, sc
             return (f"{old_disp} and the new partitions hold the same {n_new:,} rows "
                     f"(checksum {h_new})")
         missing = c.execute(sql.SQL(
-            "SELECT pg_catalog.count(*) FROM (SELECT {h} AS h FROM {o} EXCEPT ALL {u}) d"
-        ).format(h=cl.row_hash(cols), o=old, u=union)).fetchone()[0]
+            "SELECT pg_catalog.count(*) FROM ({o} EXCEPT ALL {u}) d").format(
+            o=hashes(old_ids), u=hashes(news))).fetchone()[0]
         if not missing:
             return f"all {n_old:,} rows of {old_disp} are in {', '.join(targets)}"
         # the new partitions are live: writers changed rows since the swap, so a comparison
@@ -701,8 +888,17 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oid: int, sc
         return f"{old_disp} is recorded as this move's detached source"
 
     def dropped(c: psycopg.Connection) -> bool:
-        return after_swap(c) and _rel_oid(c, schema, detached) is None
+        return after_swap(c) and all(_rel_oid(c, schema, d) is None for d in olds)
 
+    def recorded(d: str, o: sql.Identifier) -> sql.Composed:
+        return sql.SQL("EXISTS (SELECT FROM {} WHERE role = {} AND name = {}"
+                       " AND schema_name = {} AND state = {}"
+                       " AND objid = {}::pg_catalog.regclass)").format(
+            markers.REGISTRY, sql.Literal(markers.MOVE_SOURCE_ROLE), sql.Literal(d),
+            sql.Literal(schema), sql.Literal(VERIFIED), sql.Literal(o.as_string(conn)))
+
+    proof = sql.SQL("SELECT {}").format(sql.SQL(" AND ").join(
+        recorded(d, o) for d, o in zip(olds, old_ids, strict=True)))
     steps.append(Step(
         title=f"Verify and drop {old_disp}",
         explanation=(f"Only a detached source the registry records as verified (equal per bound "
@@ -713,35 +909,24 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oid: int, sc
         statements=[
             Statement(markers.guard_sql(conn, create=False),
                       note="pgparts' registry is trusted"),
-            Statement(sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE role = {} AND name = {}"
-                              " AND schema_name = {} AND state = {}"
-                              " AND objid = {}::pg_catalog.regclass)").format(
-                markers.REGISTRY, sql.Literal(markers.MOVE_SOURCE_ROLE), sql.Literal(detached),
-                sql.Literal(schema), sql.Literal(VERIFIED), sql.Literal(old.as_string(conn))),
-                "verify",
-                note="the registry proves the detached table is this move's",
-                check=registered, script=raise_unless(conn, sql.SQL(
-                    "SELECT EXISTS (SELECT FROM {} WHERE role = {} AND name = {}"
-                    " AND schema_name = {} AND state = {}"
-                    " AND objid = {}::pg_catalog.regclass)").format(
-                    markers.REGISTRY, sql.Literal(markers.MOVE_SOURCE_ROLE),
-                    sql.Literal(detached), sql.Literal(schema), sql.Literal(VERIFIED),
-                    sql.Literal(old.as_string(conn))),
-                    f"the registry does not record {old_disp} as verified; it is kept")),
-            Statement(sql.SQL("SELECT o.n, o.h, {nc}, {ns} FROM (SELECT pg_catalog.count(*) AS n,"
-                              " coalesce(pg_catalog.sum({h}), 0) AS h FROM {o}) o").format(
-                nc=new_counts, ns=new_sums, h=cl.row_hash(cols), o=old), "verify",
-                note="count and checksum, then containment if they differ", check=contained,
-                script=sql.SQL("SELECT o.n, o.h, {nc}, {ns} FROM (SELECT pg_catalog.count(*)"
-                               " AS n, coalesce(pg_catalog.sum({h}), 0) AS h FROM {o}) o").format(
-                    nc=new_counts, ns=new_sums, h=cl.row_hash(cols), o=old)),
-            Statement(sql.SQL("DROP TABLE {}").format(old),
-                      note="only after the verification above passed"),
-            Statement(sql.SQL("DELETE FROM {} WHERE role IN ({}, {}) AND source_oid = {}").format(
+            Statement(proof, "verify",
+                      note="the registry proves the detached table is this move's",
+                      check=registered, script=raise_unless(
+                          conn, proof,
+                          f"the registry does not record {old_disp} as verified; it is kept")),
+            Statement(compare, "verify",
+                      note="count and checksum, then containment if they differ", check=contained,
+                      script=compare),
+            *[Statement(sql.SQL("DROP TABLE {}").format(o),
+                        note="only after the verification above passed") for o in old_ids],
+            Statement(sql.SQL("DELETE FROM {} WHERE role IN ({}, {}) AND source_oid IN ({})"
+                              ).format(
                 markers.REGISTRY, sql.Literal(markers.MOVE_TARGET_ROLE),
-                sql.Literal(markers.MOVE_SOURCE_ROLE), sql.Literal(source_oid))),
+                sql.Literal(markers.MOVE_SOURCE_ROLE),
+                sql.SQL(", ").join(sql.Literal(o) for o in oids))),
         ],
-        locks=[Lock("ACCESS EXCLUSIVE", old_disp, "nobody: detached"),
+        locks=[*[Lock("ACCESS EXCLUSIVE", display_name(schema, d), "nobody: detached")
+                 for d in olds],
                Lock("ACCESS SHARE", ", ".join(targets), "nobody")],
         estimate=Estimate(0, 0, 0.1), done=dropped, verify_note="rows of the source verified"))
     return steps
@@ -749,29 +934,42 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oid: int, sc
 
 @dataclass
 class Unfinished:
-    """A move whose swap committed but whose detached source is still there."""
+    """A move whose swap committed but whose detached sources are still there."""
 
-    source_oid: int
+    source_oids: list[int]
     schema: str
-    detached: str
-    source_name: str
+    detached: list[str]
+    source_names: list[str]
     targets: list[str]
     fkeys: list[ForeignKey]
     columns: list[str]
 
+    @property
+    def source_oid(self) -> int:
+        return self.source_oids[0]
+
 
 def unfinished(conn: psycopg.Connection, parent: PartNode) -> Unfinished | None:
-    """The first move of `parent` whose detached source the registry records and the catalog
-    confirms (same oid, name, owner, detached); None when there is none."""
+    """The first move of `parent` whose detached sources the registry records and the catalog
+    confirms (same oid, name, owner, detached), with every other source of the same move (the
+    same plan id); None when there is none."""
     reg = markers.read_registry(conn)
     if not reg.trusted:
         return None
-    for e in reg.of(markers.MOVE_SOURCE_ROLE, parent.oid):
-        facts = markers.relation_facts(conn, [e.objid]).get(e.objid)
-        if markers.mismatch(e, facts) or facts is None or facts["attached_to"] is not None:
+    entries = reg.of(markers.MOVE_SOURCE_ROLE, parent.oid)
+    facts = markers.relation_facts(conn, [e.objid for e in entries])
+
+    def confirmed(e: markers.Entry) -> bool:
+        f = facts.get(e.objid)
+        return not markers.mismatch(e, f) and f is not None and f["attached_to"] is None
+
+    for first in entries:
+        if not confirmed(first):
             continue
+        group = [e for e in entries if confirmed(e) and e.schema == first.schema and (
+            e is first or (first.plan_id and e.plan_id == first.plan_id))]
         fkeys = []
-        for table_oid, name in json.loads(e.note or "[]"):
+        for table_oid, name in json.loads(first.note or "[]"):
             row = conn.execute("SELECT n.nspname, c.relname FROM pg_catalog.pg_class c"
                                " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
                                " WHERE c.oid = %s", (table_oid,)).fetchone()
@@ -781,14 +979,16 @@ def unfinished(conn: psycopg.Connection, parent: PartNode) -> Unfinished | None:
                                         [], [], False, "", "", False, False))
         cols = [r[0] for r in conn.execute(
             "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attnum > 0"
-            " AND NOT attisdropped ORDER BY attnum", (e.objid,)).fetchall()]
-        return Unfinished(e.objid, e.schema, e.name, e.source_name,
-                          list(json.loads(e.replacement or "[]")), fkeys, cols)
+            " AND NOT attisdropped ORDER BY attnum", (first.objid,)).fetchall()]
+        return Unfinished([e.objid for e in group], first.schema, [e.name for e in group],
+                          [e.source_name for e in group],
+                          list(json.loads(first.replacement or "[]")), fkeys, cols)
     return None
 
 
 # -- plans -------------------------------------------------------------------------------------
-def own_shape_notes(conn: psycopg.Connection, source: PartNode) -> list[str]:
+def own_shape_notes(conn: psycopg.Connection, source: PartNode,
+                    rebuilt: tuple[str, ...] = ()) -> list[str]:
     """What the source has of its own, beyond the parent's shape: its own triggers refuse the
     move (they would not follow the rows, and would not fire on the replay); its own indexes
     and CHECK constraints are not rebuilt on the new partitions, which the preview says."""
@@ -803,8 +1003,12 @@ def own_shape_notes(conn: psycopg.Connection, source: PartNode) -> list[str]:
     idx = [r[0] for r in conn.execute(
         "SELECT c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c"
         " ON c.oid = i.indexrelid WHERE i.indrelid = %s AND NOT EXISTS (SELECT FROM"
-        " pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid) ORDER BY 1",
-        (source.oid,)).fetchall()]
+        " pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid)"
+        " AND NOT coalesce(i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL"
+        "  AND ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.unnest(i.indkey::int2[])"
+        "   WITH ORDINALITY k(n, o) JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid"
+        "   AND a.attnum = k.n ORDER BY k.o) = %s::pg_catalog.text[], false) ORDER BY 1",
+        (source.oid, list(rebuilt) or None)).fetchall()]
     if idx:
         out.append(f"{source.qualified}'s own indexes ({', '.join(idx)}), not the parent's, are "
                    f"not built on the new partitions")
@@ -823,28 +1027,122 @@ def existing_names(conn: psycopg.Connection, schema: str) -> set[str]:
         " ON n.oid = c.relnamespace WHERE n.nspname = %s", (schema,)).fetchall()}
 
 
+def bound_sql(bound: Bound) -> sql.Composable:
+    """A parsed bound as FOR VALUES ... (its values as literals, never pasted text)."""
+    def val(v: BoundValue) -> sql.Composable:
+        return sql.SQL(v.special) if v.special else sql.Literal(v.text)
+
+    def vals(vs: Sequence[BoundValue]) -> sql.Composable:
+        return sql.SQL(", ").join(val(v) for v in vs)
+
+    if bound.kind == "hash":
+        return sql.SQL("FOR VALUES WITH (MODULUS {}, REMAINDER {})").format(
+            sql.Literal(bound.modulus), sql.Literal(bound.remainder))
+    if bound.kind == "list":
+        return sql.SQL("FOR VALUES IN ({})").format(vals(bound.values))
+    if bound.kind == "range":
+        return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(vals(bound.lower),
+                                                              vals(bound.upper))
+    return sql.SQL("DEFAULT")
+
+
+def sub_partitioning(node: PartNode) -> tuple[Any, ...] | None:
+    """What two sources must share to be merged: their sub-partitions' strategy, key and
+    bounds (None: not sub-partitioned)."""
+    if not node.is_partitioned:
+        return None
+    return (node.strategy, node.key_columns, node.key_expressions,
+            tuple(sorted(c.bound_text or "" for c in node.children)))
+
+
+def add_subpartitions(conn: psycopg.Connection, move: Move) -> None:
+    """Give every new partition the sub-partitioning of the (first) source: the same
+    strategy and key, one sub-partition per source sub-partition with its bound, named after
+    the new partition the way the source's are named after it (`wk_2026_11_29_h0` of
+    `wk_2026_11_29` gives `wk_2026_11_29_b_h0` of `wk_2026_11_29_b`)."""
+    anchor = move.source
+    shapes = {sub_partitioning(s) for s in move.sources}
+    if len(shapes) > 1:
+        raise cl.MoveError(f"{move.sources_disp} are not sub-partitioned alike: the new "
+                           f"partition could not take the shape of each")
+    if not anchor.is_partitioned:
+        return
+    children = sorted(anchor.children, key=lambda c: (c.bound_text or ""))
+    if anchor.key_expressions or not anchor.key_columns:
+        raise cl.MoveError(f"{anchor.qualified} is sub-partitioned by an expression: not "
+                           f"supported")
+    if not children or any(c.is_partitioned or c.bound is None for c in children):
+        raise cl.MoveError(f"{anchor.qualified} has no sub-partitions or more than one level "
+                           f"of them: not supported")
+    by = sql.SQL("PARTITION BY {} ({})").format(
+        sql.SQL({"hash": "HASH", "list": "LIST", "range": "RANGE"}[anchor.strategy or ""]),
+        sql.SQL(", ").join(sql.Identifier(c) for c in anchor.key_columns))
+    freed = {c.name for s in move.sources for c in s.children if c.schema == move.schema}
+    taken = (existing_names(conn, move.schema) - freed) | {t.name for t in move.targets}
+    for t in move.targets:
+        if t.is_default:
+            raise cl.MoveError("a sub-partitioned DEFAULT is not supported")
+        t.partition_by = by
+        t.subparts = []
+        for k, c in enumerate(children):
+            assert c.bound is not None
+            suffix = c.name[len(anchor.name):] if c.name.startswith(anchor.name) \
+                and len(c.name) > len(anchor.name) else f"_{k}"
+            t.subparts.append(SubPartition(unique_name(t.name + suffix, taken),
+                                           f"{t.temp}_p{k}", bound_sql(c.bound)))
+
+
 def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
-              source: PartNode, targets: list[NewPartition], default: PartNode | None,
-              changes: list[str], notes: list[str]) -> Plan:
-    """The plan of a move (MoveError for what the user must fix first)."""
-    prior = registered_targets(conn, source.oid)
+              source: PartNode | Sequence[PartNode], targets: list[NewPartition],
+              default: PartNode | None, changes: list[str], notes: list[str]) -> Plan:
+    """The plan of a move of one source partition, or of several (their rows together into
+    `targets`); MoveError for what the user must fix first."""
+    sources = [source] if isinstance(source, PartNode) else list(source)
+    if not sources:
+        raise cl.MoveError("a move needs at least one source partition")
+    if len({s.oid for s in sources}) != len(sources):
+        raise cl.MoveError("a partition is named twice")
+    anchor = sources[0]
+    if any(s.schema != anchor.schema for s in sources):
+        raise cl.MoveError("the partitions moved together must be in one schema: "
+                           + ", ".join(s.qualified for s in sources))
+    prior = registered_targets(conn, [s.oid for s in sources])
     wanted = sorted((t.temp, t.name, t.bound_text) for t in targets)
+    disp = ", ".join(s.qualified for s in sources)
     if prior and sorted(prior) != wanted:
         raise cl.MoveError(
-            f"an unfinished move of {source.qualified} into "
+            f"an unfinished move of {disp} into "
             f"{', '.join(f'{n} ({b})' for _, n, b in prior)} was started earlier: run it again "
             f"with the same values to finish it")
-    cap = cl.describe_source(conn, source.schema, source.name, LOG_SCHEMA)
-    notes = notes + own_shape_notes(conn, source)
-    move = Move(kind, parent, source, describe_key(conn, parent.oid), cap, targets,
-                default, referencing_keys(conn, parent.oid), uuid.uuid4().hex)
+    caps = [cl.describe_source(conn, s.schema, s.name, LOG_SCHEMA) for s in sources]
+    key = describe_key(conn, parent.oid)
+    if any(c.key != caps[0].key for c in caps[1:]):
+        raise cl.MoveError(f"{disp} have different unique keys "
+                           f"({'; '.join(', '.join(c.key) for c in caps)}): the replay "
+                           f"needs one key for every row moved")
+    move = Move(kind, parent, sources, key, caps, targets, default,
+                referencing_keys(conn, parent.oid), uuid.uuid4().hex)
+    add_subpartitions(conn, move)
+    if targets and targets[0].subparts:
+        changes = changes + [
+            f"  each sub-partitioned like {anchor.qualified}: "
+            + ", ".join(display_name(anchor.schema, sp.name) for t in targets
+                        for sp in t.subparts)]
+    own_key = () if key.column in caps[0].key else caps[0].key
+    for s in sources:
+        notes = notes + own_shape_notes(conn, s, own_key)
+    if own_key:
+        notes.append(f"the replay orders changes by the partitions' own unique index on "
+                     f"({', '.join(own_key)}) and {key.column}; the new partitions get that "
+                     f"unique index too")
     steps = move_steps(conn, move)
-    facts = PlanFacts(changes=changes, destroys=[Destroyed("table", source.qualified,
-                                                           verified=True)],
+    facts = PlanFacts(changes=changes, destroys=[Destroyed("table", s.qualified, verified=True)
+                                                 for s in sources],
                       notes=notes + [
-                          "online: writers of the table and of the partition being moved wait "
+                          "online: writers of the table and of the partitions being moved wait "
                           "only for instants of DDL and the swap, each under lock_timeout",
-                          f"{source.qualified} is dropped only after every one of its rows is "
+                          f"{disp} {'is' if len(sources) == 1 else 'are'} dropped only after "
+                          f"every one of {'its' if len(sources) == 1 else 'their'} rows is "
                           f"verified in the new partitions"])
     if move.fkeys:
         facts.notes.append(
@@ -852,24 +1150,27 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
                 f"{fk.name} on {fk.table_disp}" for fk in move.fkeys)
             + ") are re-created NOT VALID in the swap and validated after it; no referencing "
               "row is deleted")
+    details: dict[str, Any] = {"source": anchor.qualified}
+    if len(sources) > 1:
+        details["sources"] = [s.qualified for s in sources]
+    details["targets"] = [{"name": t.name, "bound": t.bound_text} for t in targets]
     return Plan(kind=kind, title=title, target=parent.qualified, target_oid=parent.oid,
-                steps=steps, summary=[], facts=facts,
-                details={"source": source.qualified,
-                         "targets": [{"name": t.name, "bound": t.bound_text} for t in targets]})
+                steps=steps, summary=[], facts=facts, details=details)
 
 
 def finish_plan(conn: psycopg.Connection, kind: str, parent: PartNode, u: Unfinished) -> Plan:
-    disp = display_name(u.schema, u.source_name)
+    disp = ", ".join(display_name(u.schema, n) for n in u.source_names)
+    olds = [display_name(u.schema, d) for d in u.detached]
     line = (f"finish the move of {disp} started earlier (swapped into "
             f"{', '.join(u.targets)}): validate the foreign keys, verify, drop "
-            f"{display_name(u.schema, u.detached)}")
+            f"{', '.join(olds)}")
     return Plan(kind=kind, title=f"finish moving {disp}", target=parent.qualified,
                 target_oid=parent.oid,
-                steps=finish_steps(conn, parent, u.source_oid, u.schema, u.detached, u.targets,
+                steps=finish_steps(conn, parent, u.source_oids, u.schema, u.detached, u.targets,
                                    u.fkeys, u.columns),
                 summary=[line, "the values given now are not used: the earlier move comes first"],
-                facts=PlanFacts(changes=[line], destroys=[Destroyed(
-                    "table", display_name(u.schema, u.detached), verified=True)]))
+                facts=PlanFacts(changes=[line], destroys=[
+                    Destroyed("table", o, verified=True) for o in olds]))
 
 
 def hold_line(result: Any, plan: Plan) -> list[str]:

@@ -1,0 +1,108 @@
+"""The merge kind: adjacent range partitions, or list partitions, into one, online
+(tui/core/moves; the steps are plans/steps/moves.py, every source captured and copied, one
+swap). Policy only: which partitions, the merged bound, its name."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import psycopg
+
+from ...catalog import Forest, PartNode
+from ...config import Config
+from ...moves.changelog import MoveError
+from ...moves.planning import PlanningError, lt, merge_lists, merge_ranges
+from ...names import display_name
+from ..engine.model import Plan
+from ..engine.runner import RunResult
+from ..kind import Option, PlanKind, PlanKindError, Request
+from ..steps import moves
+from .moving import (
+    list_partition,
+    merged_range_name,
+    parent_of,
+    sources_of,
+    typed_lists,
+    typed_ranges,
+)
+from .split import _value, check_new_names, default_partition, move_key, range_partition
+
+
+class Merge(PlanKind):
+    name = "merge"
+    title = "Merge partitions"
+    summary = "merge adjacent range partitions, or list partitions, into one, online"
+    noun = "merge"
+    table_help = "the RANGE- or LIST-partitioned parent ('name' or 'schema.name')"
+    options = (
+        Option("partitions", "list", positional=True, metavar="PARTITION",
+               help="the partitions to merge (two or more; ranges must be adjacent)"),
+        Option("name", metavar="NEW",
+               help="the merged partition's name (default: ranges follow the first one's "
+                    "name, payment_2020 + payment_2021 give payment_2020_2021; lists keep the "
+                    "first one's name)"),
+    )
+
+    def applies_to(self, forest: Forest, node: PartNode) -> bool:
+        return (node.parent_strategy in ("range", "list") and node.relkind in ("r", "p")
+                and node.bound is not None and node.bound.kind in ("range", "list"))
+
+    def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
+              config: Config) -> Plan:
+        parent = parent_of(forest, request.target, ("range", "list"))
+        try:
+            return self._build(conn, forest, parent, request)
+        except (MoveError, PlanningError) as exc:
+            raise PlanKindError(str(exc)) from None
+
+    def _build(self, conn: psycopg.Connection, forest: Forest, parent: PartNode,
+               request: Request) -> Plan:
+        earlier = moves.unfinished(conn, parent)
+        if earlier is not None:
+            return moves.finish_plan(conn, self.name, parent, earlier)
+        specs = list(request.get("partitions") or [])
+        if len(specs) < 2:
+            raise PlanKindError("name two or more partitions to merge")
+        sources = sources_of(forest, parent, specs, "merge")
+        key = move_key(conn, parent)
+        schema = sources[0].schema
+        if parent.strategy == "range":
+            bounds, _ = typed_ranges(conn, key, sources)
+            merge_ranges([(_value(a), _value(b)) for a, b in bounds])  # adjacent, or refused
+            ordered = sorted(zip(sources, bounds, strict=True), key=functools.cmp_to_key(
+                lambda x, y: -1 if lt(_value(x[1][0]), _value(y[1][0])) else 1))
+            sources = [s for s, _ in ordered]
+            lo_kv, hi_kv = ordered[0][1][0], ordered[-1][1][1]
+            name = request.get("name") or merged_range_name(parent, sources[0], lo_kv,
+                                                            ordered[-1][1][0])
+            check_new_names(conn, schema, [name], {s.name for s in sources})
+            target = range_partition(conn, key, sources[0], name,
+                                     moves.temp_name(sources[0].oid, 0), lo_kv, hi_kv)
+        else:
+            values, _ = typed_lists(conn, key, sources)
+            merge_lists([[v.text for v in vs] for vs in values])
+            name = request.get("name") or sources[0].name
+            check_new_names(conn, schema, [name], {s.name for s in sources})
+            target = list_partition(conn, key, name, moves.temp_name(sources[0].oid, 0),
+                                    [v for vs in values for v in vs])
+        default = default_partition(parent, forest)
+        changes = [f"merge {', '.join(f'{s.qualified} ({s.bound_text})' for s in sources)} "
+                   f"into:", f"  {display_name(schema, target.name)} {target.bound_text}"]
+        notes = [f"planning cast the partitions' bounds to the key's type ({key.type_sql}, "
+                 f"built in) on the server; no row was read"]
+        if default is not None and default.relkind == "r":
+            notes.append(f"{default.qualified} (the DEFAULT) gets a CHECK excluding the new "
+                         f"bound before the swap (validated without blocking writers), so "
+                         f"ATTACH does not scan it")
+        elif default is not None:
+            notes.append(f"{default.qualified} (the DEFAULT) is sub-partitioned: the swap's "
+                         f"ATTACH scans it under the parent's lock")
+        return moves.move_plan(conn, self.name, f"merge {', '.join(s.qualified for s in sources)}",
+                               parent, sources, [target], default, changes, notes)
+
+    def report(self, result: RunResult, plan: Plan) -> list[str]:
+        return super().report(result, plan) + moves.hold_line(result, plan)
+
+
+__all__ = ["Merge"]

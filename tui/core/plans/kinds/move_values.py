@@ -1,0 +1,162 @@
+"""The move-values kind: list values (NULL among them) from one list partition to another, or
+to a new one, online (tui/core/moves; the steps are plans/steps/moves.py). The source is
+rebuilt without the values; an existing target is rebuilt with them (both are the move's
+sources then), a new one is built with only them. Policy only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from ...catalog import Forest, PartNode
+from ...config import Config
+from ...moves.changelog import MoveError
+from ...moves.planning import PlanningError, move_list_values
+from ...names import display_name, parse_qualified_name
+from ..engine.model import Plan
+from ..engine.runner import RunResult
+from ..kind import Option, PlanKind, PlanKindError, Request
+from ..steps import moves
+from .moving import (
+    list_partition,
+    parent_of,
+    parse_values,
+    sources_of,
+    typed_lists,
+)
+from .split import check_new_names, default_partition, move_key
+
+
+def _parsed(spec: str) -> tuple[str | None, str] | None:
+    try:
+        return parse_qualified_name(spec)
+    except ValueError:
+        return None
+
+
+def _existing(parent: PartNode, spec: str) -> PartNode | None:
+    """The partition of `parent` that `spec` names, or None when it names none (a new name)."""
+    for c in parent.children:
+        if c.name == spec:
+            return c
+    parsed = _parsed(spec)
+    if parsed is None:
+        return None
+    schema, name = parsed
+    return next((c for c in parent.children
+                 if c.name == name and (schema is None or c.schema == schema)), None)
+
+
+def new_name(spec: str, schema: str) -> str:
+    """A new partition's name: the text as given (like split's --name), or NAME of
+    'schema.NAME' when schema is the source's."""
+    parsed = _parsed(spec)
+    if parsed is not None and parsed[0] == schema:
+        return parsed[1]
+    return spec
+
+
+class MoveValues(PlanKind):
+    name = "move_values"
+    title = "Move list values to another partition"
+    summary = "move list values from one list partition to another or to a new one, online"
+    noun = "move-values"
+    table_help = "the LIST-partitioned parent ('name' or 'schema.name')"
+    options = (
+        Option("from_partition", positional=True, metavar="FROM_PARTITION",
+               help="the list partition holding the values"),
+        Option("to_partition", positional=True, metavar="TO_PARTITION",
+               help="an existing list partition, or the name of a new one"),
+        Option("values", "repeat", metavar="V[,V]",
+               help="the values to move, comma-separated (NULL for NULL; repeat the flag for "
+                    "more)"),
+    )
+
+    def applies_to(self, forest: Forest, node: PartNode) -> bool:
+        return (node.parent_strategy == "list" and node.relkind in ("r", "p")
+                and node.bound is not None and node.bound.kind == "list")
+
+    def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
+              config: Config) -> Plan:
+        parent = parent_of(forest, request.target, ("list",))
+        try:
+            return self._build(conn, forest, parent, request)
+        except (MoveError, PlanningError) as exc:
+            raise PlanKindError(str(exc)) from None
+
+    def _build(self, conn: psycopg.Connection, forest: Forest, parent: PartNode,
+               request: Request) -> Plan:
+        earlier = moves.unfinished(conn, parent)
+        if earlier is not None:
+            return moves.finish_plan(conn, self.name, parent, earlier)
+        if not (request.get("from_partition") and request.get("to_partition")):
+            raise PlanKindError("name the partition holding the values and where they go")
+        if not request.get("values"):
+            raise PlanKindError("give the values to move: --values V[,V]")
+        wanted = parse_values(request.get("values"))
+        (source,) = sources_of(forest, parent, [request.get("from_partition")], "move-values")
+        to_spec = request.get("to_partition")
+        target = _existing(parent, to_spec)
+        if target is not None:
+            (target,) = sources_of(forest, parent, [to_spec], "move-values")
+            if target.oid == source.oid:
+                raise PlanKindError(f"{source.qualified} is both where the values are and "
+                                    f"where they go")
+        sources = [source] + ([target] if target is not None else [])
+        schema = source.schema
+        to_new = ""
+        if target is None:
+            to_new = new_name(to_spec, schema)
+            self._other_parent(forest, parent, to_spec)
+            check_new_names(conn, schema, [to_new], set())
+        key = move_key(conn, parent)
+        lists, moving = typed_lists(conn, key, sources, wanted)
+        by_text = {v.text: v for vs in lists for v in vs} | {v.text: v for v in moving}
+        left, after = move_list_values([v.text for v in lists[0]], [v.text for v in moving],
+                                       [v.text for v in lists[1]] if target else None)
+        to_name = target.name if target is not None else to_new
+        targets = [
+            list_partition(conn, key, source.name, moves.temp_name(source.oid, 0),
+                           [by_text[t] for t in left]),
+            list_partition(conn, key, to_name, moves.temp_name(source.oid, 1),
+                           [by_text[t] for t in after]),
+        ]
+        shown = ", ".join("NULL" if v.text is None else v.text for v in moving)
+        changes = [f"move {shown} from {source.qualified} to "
+                   f"{display_name(schema, to_name)}"
+                   f"{'' if target is not None else ' (new)'}:"] + [
+            f"  {display_name(schema, t.name)} {t.bound_text}" for t in targets]
+        notes = [f"planning cast the values to the key's type ({key.type_sql}, built in) on "
+                 f"the server; no row was read"]
+        default = default_partition(parent, forest)
+        if default is not None and default.relkind == "r":
+            notes.append(f"{default.qualified} (the DEFAULT) gets CHECKs excluding the new "
+                         f"bounds before the swap (validated without blocking writers), so "
+                         f"ATTACH does not scan it")
+        elif default is not None:
+            notes.append(f"{default.qualified} (the DEFAULT) is sub-partitioned: the swap's "
+                         f"ATTACH scans it under the parent's lock")
+        return moves.move_plan(conn, self.name,
+                               f"move {shown} from {source.qualified} to "
+                               f"{display_name(schema, to_name)}", parent, sources, targets,
+                               default, changes, notes)
+
+    @staticmethod
+    def _other_parent(forest: Forest, parent: PartNode, spec: str) -> None:
+        """A name that is a partition of another table is refused as such (clearer than
+        'exists already')."""
+        try:
+            other = forest.find(spec)
+        except (LookupError, ValueError):
+            return
+        owner = forest.nodes.get(other.parent_oid) if other.parent_oid else None
+        if owner is not None and owner.oid != parent.oid:
+            raise PlanKindError(f"{other.qualified} is a partition of {owner.qualified}, not "
+                                f"of {parent.qualified}")
+
+    def report(self, result: RunResult, plan: Plan) -> list[str]:
+        return super().report(result, plan) + moves.hold_line(result, plan)
+
+
+__all__ = ["MoveValues"]

@@ -1,0 +1,129 @@
+"""What the move kinds beyond split share (merge, rebound, move-values): the partitions a
+request names, their bounds typed by the server in one call, list partitions as new tables,
+and names following the table's pattern. Policy only; the steps are plans/steps/moves.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ...catalog import Forest, PartNode
+from ...moves import keys
+from ...moves.planning import (
+    MAXVALUE,
+    MINVALUE,
+    Interval,
+    PlanningError,
+    infer_name_pattern,
+)
+from ..kind import PlanKindError, find_table
+from ..steps import moves
+from .split import _value, partition_of
+
+
+def parent_of(forest: Forest, target: str, strategies: tuple[str, ...]) -> PartNode:
+    parent = find_table(forest, target)
+    if parent.strategy not in strategies:
+        raise PlanKindError(f"{parent.qualified} is partitioned by {parent.strategy}, not by "
+                            f"{' or '.join(strategies)}")
+    return parent
+
+
+def sources_of(forest: Forest, parent: PartNode, specs: list[str], kind: str) -> list[PartNode]:
+    """The partitions `specs` names, each a partition of `parent` with a range or list bound
+    (not the DEFAULT), none named twice; one clear line otherwise."""
+    out: list[PartNode] = []
+    for spec in specs:
+        node = partition_of(forest, parent, spec)
+        if node.bound is None or node.bound.is_default:
+            raise PlanKindError(f"{node.qualified} is the DEFAULT partition: {kind} moves "
+                                f"range or list partitions (drain-default empties a DEFAULT)")
+        if node.bound.kind not in ("range", "list"):
+            raise PlanKindError(f"{node.qualified} is a {node.bound.kind} partition: {kind} "
+                                f"moves range or list partitions")
+        if any(o.oid == node.oid for o in out):
+            raise PlanKindError(f"{node.qualified} is named twice")
+        out.append(node)
+    return out
+
+
+def typed_ranges(conn: psycopg.Connection, key: keys.Key, nodes: list[PartNode],
+                 extra: list[str] = ()) -> tuple[list[tuple[Any, Any]], list[keys.KeyValue]]:
+    """Each node's (lower, upper) as KeyValue or MINVALUE / MAXVALUE, and `extra` typed, in one
+    call (comparable with each other)."""
+    texts: list[str | None] = []
+    for n in nodes:
+        assert n.bound is not None
+        texts += [v.text for v in (n.bound.lower[0], n.bound.upper[0]) if v.special is None]
+    try:
+        typed = iter(keys.type_values(conn, key, [*texts, *extra]))
+    except PlanningError as exc:
+        raise PlanKindError(str(exc)) from None
+    out = []
+    for n in nodes:
+        assert n.bound is not None
+        lo, hi = n.bound.lower[0], n.bound.upper[0]
+        out.append((MINVALUE if lo.special == "MINVALUE" else next(typed),
+                    MAXVALUE if hi.special == "MAXVALUE" else next(typed)))
+    return out, list(typed)
+
+
+def parse_values(raw: list[str]) -> list[str | None]:
+    """`--values a,b --values NULL`: comma-separated values, NULL (any case) for NULL."""
+    out: list[str | None] = []
+    for item in raw:
+        for part in item.split(","):
+            text = part.strip()
+            if not text:
+                raise PlanKindError("--values: an empty value (NULL is written NULL)")
+            out.append(None if text.upper() == "NULL" else text)
+    return out
+
+
+def typed_lists(conn: psycopg.Connection, key: keys.Key, nodes: list[PartNode],
+                extra: list[str | None] = ()) -> tuple[list[list[keys.KeyValue]],
+                                                      list[keys.KeyValue]]:
+    """Each list node's values and `extra`, typed in one call: their canonical text is what
+    compares them (NULL is None)."""
+    texts: list[str | None] = []
+    for n in nodes:
+        assert n.bound is not None
+        texts += [None if v.special == "NULL" else v.text for v in n.bound.values]
+    try:
+        typed = iter(keys.type_values(conn, key, [*texts, *extra]))
+    except PlanningError as exc:
+        raise PlanKindError(str(exc)) from None
+    out = []
+    for n in nodes:
+        assert n.bound is not None
+        out.append([next(typed) for _ in n.bound.values])
+    return out, list(typed)
+
+
+def list_partition(conn: psycopg.Connection, key: keys.Key, name: str, temp: str,
+                   values: list[keys.KeyValue]) -> moves.NewPartition:
+    bound = sql.SQL("FOR VALUES IN ({})").format(sql.SQL(", ").join(
+        sql.SQL("NULL") if v.text is None else sql.Literal(v.text) for v in values))
+    return moves.NewPartition(
+        name=name, temp=temp, bound=bound, bound_text=bound.as_string(conn),
+        predicate=keys.list_predicate(key, values), check=keys.list_check(key, values),
+        exclusion=keys.list_exclusion(key, values))
+
+
+def merged_range_name(parent: PartNode, first: PartNode, lo: Any, last_lo: Any) -> str:
+    """A merged range partition's name in the table's pattern: the first partition's name with
+    its bound's token followed by the last one's (`payment_2020` + `payment_2021`:
+    `payment_2020_2021`); the first partition's name when its name spells no bound."""
+    if lo is MINVALUE or last_lo is MINVALUE:
+        return first.name
+    pattern = infer_name_pattern(first.name, _value(lo), parent.name, Interval())
+    if pattern.name(_value(lo)) != first.name:
+        return first.name
+
+    def token(v: Any) -> str:
+        return pattern.name(_value(v))[len(pattern.prefix):
+                                       len(pattern.name(_value(v))) - len(pattern.suffix)]
+
+    return f"{pattern.prefix}{token(lo)}_{token(last_lo)}{pattern.suffix}"
