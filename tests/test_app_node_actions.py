@@ -1,0 +1,218 @@
+"""Actions on the selected partition (the `m` menu), against real servers (both versions): the
+entries come from each kind's `actions_for`; split chosen from the tree, a boundary typed in,
+previewed, confirmed and applied on a tiny table; refused input said under the form, the field
+it is about marked; a node no plan applies to. The partition's name holds a quote, a space and
+a non-ASCII letter."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.widgets import Input, OptionList
+
+from tui.app.app import PgpartsApp
+from tui.app.confirm import ConfirmModal, TypeNameModal
+from tui.app.main_screen import MainScreen
+from tui.app.node_actions import ActionsMenu, node_actions
+from tui.app.plan_progress import PlanProgressScreen
+from tui.app.plan_screen import PlanScreen
+from tui.core.catalog import load_forest
+from tui.core.config import Config, PlansConfig
+from tui.core.connection import Target
+from tui.core.plans.kind import Option, PlanKind
+from tui.core.plans.registry import kind_named
+
+from .test_app import wait_loads, wait_until, widget_text
+from .test_app_consolidate import content_text
+
+SIZE = (120, 36)
+JAN = 'Jän "1"'  # the partition split: a quote, a space, a non-ASCII letter
+JAN_SQL = '"Jän ""1"""'
+
+LAYOUT = """
+CREATE TABLE public.days (d date NOT NULL, v int, PRIMARY KEY (d, v)) PARTITION BY RANGE (d);
+CREATE TABLE public.""" + JAN_SQL + """ PARTITION OF public.days
+  FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+CREATE TABLE public.days_feb PARTITION OF public.days
+  FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+CREATE TABLE public.days_mar PARTITION OF public.days
+  FOR VALUES FROM ('2024-03-01') TO ('2024-04-01');
+CREATE TABLE public.days_default PARTITION OF public.days DEFAULT;
+INSERT INTO public.days SELECT date '2024-01-01' + (i % 90), i FROM generate_series(1, 180) i;
+CREATE TABLE public.other (d date NOT NULL) PARTITION BY RANGE (d);
+CREATE TABLE public.other_p PARTITION OF public.other
+  FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');
+CREATE TABLE public.tags (t text NOT NULL) PARTITION BY LIST (t);
+CREATE TABLE public.tags_a PARTITION OF public.tags FOR VALUES IN ('a');
+CREATE TABLE public.tags_b PARTITION OF public.tags FOR VALUES IN ('b');
+ANALYZE;
+"""
+
+
+class Pairs(PlanKind):
+    """A kind acting on two partitions (`NAME TABLE P1 P2`), as merge and re-bound are."""
+
+    name = "pairs"
+    title = "Act on two partitions"
+    noun = "pair"
+    options: ClassVar = (Option("first", positional=True), Option("second", positional=True))
+
+    def applies_to(self, forest, node) -> bool:
+        return node.parent_strategy in ("range", "list") and node.relkind == "r"
+
+
+def make_app(db) -> PgpartsApp:
+    config = Config(plans=PlansConfig(lock_timeout_seconds=1.0, lock_retries=2))
+    return PgpartsApp(Target(db.dsn, label="test"), config, read_only=False)
+
+
+async def open_menu(pilot, app: PgpartsApp, name: str) -> ActionsMenu:
+    node = app.forest.find(name) if name != JAN else app.forest.find(f"public.{JAN_SQL}")
+    await app.screen.query_one("#tree").reveal(node.oid)
+    await wait_until(pilot, lambda: app.selected_node is not None
+                     and app.selected_node.oid == node.oid)
+    await pilot.press("m")
+    await wait_until(pilot, lambda: isinstance(app.screen, ActionsMenu))
+    return app.screen
+
+
+async def planned(pilot, screen: PlanScreen, before: int) -> None:
+    await wait_until(pilot, lambda: screen.loads > before and not screen.planning, timeout=30)
+
+
+def test_default_actions_come_from_the_declaration(db):
+    db.execute(LAYOUT)
+    with db.connect() as conn:
+        forest = load_forest(conn)
+    jan, feb = forest.find(f"public.{JAN_SQL}"), forest.find("days_feb")
+    days = forest.find("days")
+    # one positional PARTITION: the node, on its parent's plan
+    (split,) = kind_named("split").actions_for(forest, jan)
+    assert (split.table.oid, split.values) == (days.oid, {"partition": jan.qualified})
+    # no positional option: the parent table the kind applies to
+    (drain,) = kind_named("drain_default").actions_for(forest, feb)
+    assert (drain.table.oid, drain.values) == (days.oid, {})
+    # two positionals: one entry per range neighbour, in bound order
+    entries = Pairs().actions_for(forest, feb)
+    assert [(a.label, a.values) for a in entries] == [
+        ("pair with the next partition", {"first": "days_feb", "second": "days_mar"}),
+        ("pair with the previous partition", {"first": jan.qualified, "second": "days_feb"})]
+    assert [a.label for a in Pairs().actions_for(forest, jan)] == [
+        "pair with the next partition"]
+    # list partitions have no range neighbours: only the node is filled in
+    (tag,) = Pairs().actions_for(forest, forest.find("tags_a"))
+    assert tag.values == {"first": "tags_a"}
+    # the menu: the partition's kinds first, then the table's; a hash or list leaf of a table
+    # nothing applies to has none
+    kinds = [a.kind for a in node_actions(forest, jan)]
+    assert kinds[0] == "split" and "drain_default" in kinds and "consolidate" not in kinds
+    assert node_actions(forest, forest.find("tags_b")) == []
+    assert not any(a.kind == "split" for a in node_actions(forest, forest.find("days_default")))
+
+
+async def test_split_from_the_tree_menu_preview_confirm_apply(db):
+    db.execute(LAYOUT)
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        menu = await open_menu(pilot, app, JAN)
+        shown = widget_text(menu.query_one(OptionList))
+        assert "Split a range partition" in shown and "Drain the DEFAULT partition" in shown
+        assert menu.actions[0].kind == "split"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning, timeout=30)
+        assert screen.kind.name == "split" and screen.table_name == "days"
+        # the partition under the cursor, quoted as the kind reads it
+        assert screen.query_one("#plan-option-partition", Input).value == JAN_SQL
+        # no boundary yet: said under the form, apply refused
+        assert "--at" in content_text(screen, "#plan-form-error")
+        assert "apply is disabled" in content_text(screen, "#plan-reason")
+        before = screen.loads
+        screen.query_one("#plan-option-at", Input).focus()
+        await pilot.press(*"2024-01-16")
+        await planned(pilot, screen, before)
+        assert screen.error == "", screen.error
+        assert content_text(screen, "#plan-form-error").strip() == ""
+        text = content_text(screen, "#plan-preview")
+        assert "split" in text and "days_2" not in text and f"{JAN}_2" in text, text
+        # the cursor is in the field (A would be typed there): the button applies
+        await pilot.click("#plan-apply")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.click("#confirm-yes")
+        # the original is dropped after verification: type the table's name
+        await wait_until(pilot, lambda: isinstance(app.screen, TypeNameModal))
+        await pilot.press(*"days", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanProgressScreen))
+        progress = app.screen
+        await wait_until(pilot, lambda: progress.result is not None, timeout=60)
+        assert progress.result.ok, progress.result.error
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is screen)
+        # the form is as it was opened: the boundary applied is not offered again
+        assert screen.query_one("#plan-option-at", Input).value == ""
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+    rows = db.query("SELECT c.relname, pg_catalog.pg_get_expr(c.relpartbound, c.oid),"
+                    " (SELECT count(*) FROM public.days WHERE tableoid = c.oid)"
+                    " FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c"
+                    " ON c.oid = i.inhrelid WHERE i.inhparent = 'public.days'::regclass"
+                    " AND c.relname LIKE 'Jän%' ORDER BY 1")
+    assert rows == [
+        (JAN, "FOR VALUES FROM ('2024-01-01') TO ('2024-01-16')", 30),
+        (f"{JAN}_2", "FOR VALUES FROM ('2024-01-16') TO ('2024-02-01')", 32)]
+    assert db.query("SELECT count(*) FROM public.days")[0][0] == 180
+
+
+async def test_refused_input_is_said_under_the_form_and_no_action_is_said(db):
+    db.execute(LAYOUT)
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        # a leaf no plan applies to: said, no menu
+        await app.screen.query_one("#tree").reveal(app.forest.find("tags_b").oid)
+        await wait_until(pilot, lambda: app.selected_node is not None
+                         and app.selected_node.name == "tags_b")
+        await pilot.press("m")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, MainScreen)
+        assert any("no plan applies to tags_b" in n.message for n in app._notifications)
+        await open_menu(pilot, app, "days_feb")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning, timeout=30)
+        refusals = [
+            ("at", "2024-03-05", "at: 2024-03-05 is not inside the partition's bound"),
+            ("at", "2024-02-20, 2024-02-10", "at: split values must increase strictly"),
+            ("at", "2024-02-31", "at: '2024-02-31' is not a valid date"),
+            ("name", "days_mar", "name: days_mar exists already"),
+            ("partition", "other_p", "partition: other_p is a partition of other, not of days"),
+        ]
+        fields = {"at": "2024-02-10", "name": ""}
+        for field, value, said in refusals:
+            before = screen.loads
+            for name, default in fields.items():
+                screen.query_one(f"#plan-option-{name}", Input).value = \
+                    value if name == field else default
+            if field == "partition":
+                screen.query_one("#plan-option-partition", Input).value = value
+            await planned(pilot, screen, before)
+            line = content_text(screen, "#plan-form-error")
+            assert said in line, (said, line)
+            assert "\n" not in line.strip()
+            marked = [i.id for i in screen.query(Input) if i.has_class("-invalid")]
+            assert marked == [f"plan-option-{field}"], marked
+            assert "apply is disabled" in content_text(screen, "#plan-reason")
+            assert not app._notifications or all(said not in n.message
+                                                  for n in app._notifications)
+        # corrected: the line and the mark go
+        before = screen.loads
+        screen.query_one("#plan-option-partition", Input).value = "days_feb"
+        await planned(pilot, screen, before)
+        assert content_text(screen, "#plan-form-error").strip() == ""
+        assert not [i for i in screen.query(Input) if i.has_class("-invalid")]
+    # nothing ran: the layout is unchanged
+    assert db.query("SELECT count(*) FROM pg_catalog.pg_inherits"
+                    " WHERE inhparent = 'public.days'::regclass")[0][0] == 4
