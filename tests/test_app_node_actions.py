@@ -6,11 +6,13 @@ a non-ASCII letter."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import ClassVar
 
 from textual.widgets import Input, OptionList
 
-from tui.app.app import PgpartsApp
+from tui.app.app import CONSOLE_COMMANDS, PgpartsApp, known_binding_ids
 from tui.app.confirm import ConfirmModal, TypeNameModal
 from tui.app.main_screen import MainScreen
 from tui.app.node_actions import ActionsMenu, node_actions
@@ -178,11 +180,19 @@ async def test_refused_input_is_said_under_the_form_and_no_action_is_said(db):
         await pilot.pause(0.2)
         assert isinstance(app.screen, MainScreen)
         assert any("no plan applies to tags_b" in n.message for n in app._notifications)
-        await open_menu(pilot, app, "days_feb")
+        # the same entries are in the command palette
+        await app.screen.query_one("#tree").reveal(app.forest.find("days_feb").oid)
+        await wait_until(pilot, lambda: app.selected_node.name == "days_feb")
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"days_feb")
+        await wait_until(pilot, lambda: "Split a range partition: days_feb" in "\n".join(
+            widget_text(w) for w in app.screen.query("CommandList")), timeout=10)
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
         screen = app.screen
         await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning, timeout=30)
+        assert screen.query_one("#plan-option-partition", Input).value == "days_feb"
         refusals = [
             ("at", "2024-03-05", "at: 2024-03-05 is not inside the partition's bound"),
             ("at", "2024-02-20, 2024-02-10", "at: split values must increase strictly"),
@@ -216,3 +226,22 @@ async def test_refused_input_is_said_under_the_form_and_no_action_is_said(db):
     # nothing ran: the layout is unchanged
     assert db.query("SELECT count(*) FROM pg_catalog.pg_inherits"
                     " WHERE inhparent = 'public.days'::regclass")[0][0] == 4
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_keymap_id_is_listed_and_every_tree_key_is_in_the_readme():
+    """config.example.toml lists every id [console.keymap] takes; README's key table of the
+    tree has every key of the console's commands."""
+    example = (ROOT / "config.example.toml").read_text()
+    block = example[example.index("# Rebind the console"):example.index("[console.keymap]")]
+    listed = set(re.findall(r"[a-z_][a-z0-9_-]*", block.split("The ids:")[1]))
+    assert known_binding_ids() <= listed, sorted(known_binding_ids() - listed)
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| key | what it does |"):]
+    table = table[:table.index("\n\n")]
+    names = {"slash": "/", "question_mark": "?"}
+    for cmd in CONSOLE_COMMANDS:
+        if cmd.key:
+            assert f"`{names.get(cmd.key, cmd.key)}`" in table, cmd.id
