@@ -1,8 +1,9 @@
-"""Actions on the selected partition (the `m` menu), against real servers (both versions): the
-entries come from each kind's `actions_for`; split chosen from the tree, a boundary typed in,
+"""Actions on the selected partition (the `m` menu), against real servers: the entries come
+from each kind's `actions_for` (both versions); split chosen from the tree, a boundary typed in,
 previewed, confirmed and applied on a tiny table; refused input said under the form, the field
-it is about marked; a node no plan applies to. The partition's name holds a quote, a space and
-a non-ASCII letter."""
+it is about marked; a node no plan applies to (PostgreSQL 18: what they test is the console's;
+the kinds' checks and moves run on both versions in tests/plans). The partition's name holds a
+quote, a space and a non-ASCII letter."""
 
 from __future__ import annotations
 
@@ -112,7 +113,8 @@ def test_default_actions_come_from_the_declaration(db):
     assert not any(a.kind == "split" for a in node_actions(forest, forest.find("days_default")))
 
 
-async def test_split_from_the_tree_menu_preview_confirm_apply(db):
+async def test_split_from_the_tree_menu_preview_confirm_apply(db18):
+    db = db18  # the console's flow; the move itself is tested on both versions (contracts)
     db.execute(LAYOUT)
     app = make_app(db)
     async with app.run_test(size=SIZE) as pilot:
@@ -167,7 +169,8 @@ async def test_split_from_the_tree_menu_preview_confirm_apply(db):
     assert db.query("SELECT count(*) FROM public.days")[0][0] == 180
 
 
-async def test_refused_input_is_said_under_the_form_and_no_action_is_said(db):
+async def test_refused_input_is_said_under_the_form_and_no_action_is_said(db18):
+    db = db18  # the console's flow; split's checks are tested on both versions
     db.execute(LAYOUT)
     app = make_app(db)
     async with app.run_test(size=SIZE) as pilot:
