@@ -263,12 +263,13 @@ class PlanKind:
         """What this kind can do with tree node `node`, as the console's menu entries (empty:
         nothing). By default, from the declaration:
 
-        - a kind with positional options (`split TABLE PARTITION`) acts on a partition: when
-          it applies to the node (or to its parent table), its plan is the parent's with the
-          node as the first positional value. With a second positional (`merge TABLE P1 P2`,
-          `rebound TABLE P1 P2`) or a positional list, a range partition gives one entry per
-          neighbour, 'with the next' (node, next) and 'with the previous' (previous, node);
-          a partition without range neighbours gets only its own name filled in;
+        - a kind with positional options (`split TABLE PARTITION`) acts on a partition (its
+          `applies_to` accepts partitions, not their table): when it applies to the node, its
+          plan is the parent's with the node as the first positional value. With a second
+          positional (`merge TABLE P1 P2`, `rebound TABLE P1 P2`) or a positional list, a
+          range partition gives one entry per neighbour, 'with the next' (node, next) and
+          'with the previous' (previous, node); a partition without range neighbours gets
+          only its own name filled in;
         - any other kind acts on a table: the one `target_for` gives, when it is the node or
           its parent (with the rows it preselects).
 
@@ -283,8 +284,7 @@ class PlanKind:
             table = found[0]
             return [NodeAction(self.name, self.title, table, {}, tuple(found[1]),
                                detail=f"of {table.qualified}")]
-        if parent is None or not (self.applies_to(forest, node)
-                                  or self.applies_to(forest, parent)):
+        if parent is None or not self.applies_to(forest, node):
             return []
         first = positional[0]
         pair = len(positional) > 1 or first.type in ("list", "repeat")
