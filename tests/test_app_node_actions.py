@@ -135,14 +135,14 @@ async def test_split_from_the_tree_menu_preview_confirm_apply(db18):
         assert "apply is disabled" in content_text(screen, "#plan-reason")
         before = screen.loads
         screen.query_one("#plan-option-at", Input).focus()
-        await pilot.press(*"2024-01-16")
+        await pilot.press(*"2024-01-16", "enter")  # enter leaves the field
         await planned(pilot, screen, before)
+        assert not isinstance(app.focused, Input)
         assert screen.error == "", screen.error
         assert content_text(screen, "#plan-form-error").strip() == ""
         text = content_text(screen, "#plan-preview")
         assert "split" in text and "days_2" not in text and f"{JAN}_2" in text, text
-        # the cursor is in the field (A would be typed there): the button applies
-        await pilot.click("#plan-apply")
+        await pilot.press("A")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         await pilot.click("#confirm-yes")
         # the original is dropped after verification: type the table's name

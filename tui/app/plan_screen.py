@@ -704,6 +704,9 @@ class PlanScreen(FooterKeys, Screen):
         option = next((o for o in self.kind.options if o.name == name), None)
         if option is None:
             return
+        if isinstance(event, Input.Submitted):
+            # enter: done with the field; the screen's keys (A: apply) work again
+            self.set_focus(self._focus_target())
         raw = event.value.strip()
         if option.type == "list":
             value: Any = raw.replace(",", " ").split() or None
