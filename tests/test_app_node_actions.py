@@ -22,7 +22,8 @@ from tui.app.plan_screen import PlanScreen
 from tui.core.catalog import load_forest
 from tui.core.config import Config, PlansConfig
 from tui.core.connection import Target
-from tui.core.plans.kind import Option, PlanKind
+from tui.core.plans import registry
+from tui.core.plans.kind import Option, PlanKind, PlanKindError
 from tui.core.plans.registry import kind_named
 
 from .test_app import wait_loads, wait_until, widget_text
@@ -62,6 +63,9 @@ class Pairs(PlanKind):
 
     def applies_to(self, forest, node) -> bool:
         return node.parent_strategy in ("range", "list") and node.relkind == "r"
+
+    def build(self, conn, forest, status, request, config):
+        raise PlanKindError(f"SECOND: {request.get('second')} is only a test")
 
 
 def make_app(db) -> PgpartsApp:
@@ -215,7 +219,7 @@ async def test_refused_input_is_said_under_the_form_and_no_action_is_said(db18):
             line = content_text(screen, "#plan-form-error")
             assert said in line, (said, line)
             assert "\n" not in line.strip()
-            marked = [i.id for i in screen.query(Input) if i.has_class("-invalid")]
+            marked = [i.id for i in screen.query(Input) if i.has_class("refused")]
             assert marked == [f"plan-option-{field}"], marked
             assert "apply is disabled" in content_text(screen, "#plan-reason")
             assert not app._notifications or all(said not in n.message
@@ -225,10 +229,35 @@ async def test_refused_input_is_said_under_the_form_and_no_action_is_said(db18):
         screen.query_one("#plan-option-partition", Input).value = "days_feb"
         await planned(pilot, screen, before)
         assert content_text(screen, "#plan-form-error").strip() == ""
-        assert not [i for i in screen.query(Input) if i.has_class("-invalid")]
+        assert not [i for i in screen.query(Input) if i.has_class("refused")]
     # nothing ran: the layout is unchanged
     assert db.query("SELECT count(*) FROM pg_catalog.pg_inherits"
                     " WHERE inhparent = 'public.days'::regclass")[0][0] == 4
+
+
+async def test_a_kind_on_two_partitions_gets_the_neighbour_filled_in(db18, monkeypatch):
+    """Nothing in the console knows a kind: one registered here (two positionals, as merge
+    and re-bound have) is offered with the next and with the previous partition."""
+    db18.execute(LAYOUT)
+    monkeypatch.setattr(registry, "PLAN_KINDS", (*registry.PLAN_KINDS, Pairs()))
+    app = make_app(db18)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        menu = await open_menu(pilot, app, "days_feb")
+        shown = widget_text(menu.query_one(OptionList))
+        assert "pair with the next partition  days_feb + days_mar" in shown, shown
+        assert f"pair with the previous partition  {JAN_SQL} + days_feb" in shown, shown
+        await pilot.press("down", "enter")  # after split: with the next
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning, timeout=30)
+        assert screen.kind.name == "pairs" and screen.table_name == "days"
+        assert "pair with the next partition" in content_text(screen, "#plan-head")
+        assert screen.query_one("#plan-option-first", Input).value == "days_feb"
+        assert screen.query_one("#plan-option-second", Input).value == "days_mar"
+        # the kind's refusal, about its second option, is said under that field
+        assert "second: days_mar is only a test" in content_text(screen, "#plan-form-error")
+        assert screen.query_one("#plan-option-second", Input).has_class("refused")
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -188,7 +188,7 @@ async def test_option_fields_replan_and_say_what_is_wrong(balances):
         # said under the fields, the field marked
         assert "batch: expected a whole number, got '1x'" in content_text(screen,
                                                                         "#plan-form-error")
-        assert field.has_class("-invalid")
+        assert field.has_class("refused")
         assert "apply is disabled" in content_text(screen, "#plan-reason")
 
 

@@ -168,6 +168,9 @@ class PlanScreen(FooterKeys, Screen):
         width: 1fr;
         max-width: 28;
     }
+    PlanScreen #plan-options Input.refused {
+        background-tint: $error 30%;
+    }
     PlanScreen #plan-form-error {
         height: auto;
         padding: 0 1;
@@ -471,8 +474,9 @@ class PlanScreen(FooterKeys, Screen):
             return False
         about = self.error_option()
         for o in field_options(self.kind):
+            # not Input's own -invalid: its validation resets that on every keystroke
             self.query_one(f"#plan-option-{o.name}", Input).set_class(
-                about is not None and o.name == about.name, "-invalid")
+                about is not None and o.name == about.name, "refused")
         line = lines.first(Static)
         line.update(Text(self.error) if self.error else "")
         line.display = bool(self.error)
