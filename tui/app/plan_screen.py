@@ -803,7 +803,7 @@ class PlanScreen(FooterKeys, Screen):
         for o in field_options(self.kind):
             chosen = self.values.get(o.name)
             field = self.query_one(f"#plan-option-{o.name}", Input)
-            with field.prevent(Input.Changed):
+            with self.prevent(Input.Changed):  # the screen replans once, below
                 field.value = ", ".join(chosen) if isinstance(chosen, list) else \
                     str(chosen or "")
 
