@@ -185,7 +185,10 @@ async def test_option_fields_replan_and_say_what_is_wrong(balances):
         before = screen.loads
         await pilot.press("x")
         await wait_until(pilot, lambda: screen.loads > before and not screen.planning)
-        assert "batch: expected a whole number, got '1x'" in content_text(screen, "#plan-head")
+        # said under the fields, the field marked
+        assert "batch: expected a whole number, got '1x'" in content_text(screen,
+                                                                        "#plan-form-error")
+        assert field.has_class("refused")
         assert "apply is disabled" in content_text(screen, "#plan-reason")
 
 
@@ -214,7 +217,7 @@ async def test_split_takes_the_partition_under_the_cursor_and_comma_separated_bo
         assert screen.table_name == "days"
         assert screen.query_one("#plan-option-partition").value == "days_jan"
         # no boundary yet: said, and apply is refused
-        assert "--at" in content_text(screen, "#plan-head")
+        assert "--at" in content_text(screen, "#plan-form-error")
         assert "apply is disabled" in content_text(screen, "#plan-reason")
         before = screen.loads
         screen.query_one("#plan-option-at").value = "2024-01-11 12:00, 2024-01-21"

@@ -138,3 +138,58 @@ async def test_explain_snapshot(scenario_db, snapshot, size):
         await pilot.pause(0.1)
         svg = app.export_screenshot(title="pgparts")
     assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
+
+
+@pytest.fixture
+def scenario_db18(pg18):
+    """scenario_db on PostgreSQL 18 alone: pictures are taken there, and a test asking for
+    scenario_db would copy the scenarios on every version before skipping the others."""
+    from .conftest import Database, _scenario_copy, drop_database
+
+    name = _scenario_copy(pg18)
+    yield Database(pg18, name)
+    drop_database(pg18, name)
+
+
+async def open_actions_on_payment_2023(pilot, app: PgpartsApp):
+    """The tree with the cursor on control.payment_2023 (scenario 2), then its actions menu."""
+    from tui.app.node_actions import ActionsMenu
+
+    await wait_loads(pilot, app)
+    node = app.forest.find("control.payment_2023")
+    await app.screen.query_one("#tree").reveal(node.oid)
+    await wait_until(pilot, lambda: app.selected_node is not None
+                     and app.selected_node.oid == node.oid)
+    await pilot.press("m")
+    await wait_until(pilot, lambda: isinstance(app.screen, ActionsMenu))
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_partition_actions_snapshot(scenario_db18, snapshot, size):
+    app = scenario_app(scenario_db18)
+    async with app.run_test(size=size) as pilot:
+        await open_actions_on_payment_2023(pilot, app)
+        await pilot.pause(0.1)
+        svg = app.export_screenshot(title="pgparts")
+    assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_split_refused_boundary_snapshot(scenario_db18, snapshot, size):
+    """split opened from the menu with a boundary outside the partition: the form says why."""
+    from tui.app.plan_screen import PlanScreen
+
+    app = scenario_app(scenario_db18)
+    async with app.run_test(size=size) as pilot:
+        await open_actions_on_payment_2023(pilot, app)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning, timeout=30)
+        before = screen.loads
+        screen.query_one("#plan-option-at").value = "2023-07-01, 2024-07-01"
+        await wait_until(pilot, lambda: screen.loads > before and not screen.planning,
+                         timeout=30)
+        await pilot.pause(0.1)
+        svg = app.export_screenshot(title="pgparts")
+    assert svg == snapshot(extension_class=SVGImageSnapshotExtension)

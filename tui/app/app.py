@@ -40,6 +40,7 @@ from ..core.plans.registry import kind_named
 from .format import postgres_version
 from .inflight import InFlight
 from .messages import CatalogFailed, CatalogLoaded, FindingsReady, RowCountDone
+from .node_actions import ActionsMenu, NodeActionCommands
 from .registry import ConsoleCommand, action_name, plan_commands
 
 # The one table of commands. Footer, help screen (?), command palette (ctrl+p) and key bindings
@@ -58,6 +59,10 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
                    "a brief lock per partition) vs catalog estimates", action="toggle_exact_sizes",
                    main_only=True, footer=False),
     *plan_commands(),
+    ConsoleCommand("actions", "m", "actions", "Actions on the selected partition (a menu of the "
+                   "plan kinds that apply to it or to its table; the chosen one's plan screen "
+                   "opens with the partition, or it and a neighbour, filled in)",
+                   screen="tui.app.node_actions:open_actions", main_only=True, footer=False),
     ConsoleCommand("fix", "f", "fix", "Fix the selected table's findings: preview the plan of "
                    "their remedy (analyze, finalize detach, index fix), then apply",
                    screen="tui.app.fixes:open_fix", main_only=True,
@@ -97,6 +102,7 @@ def known_binding_ids() -> set[str]:
     from .tree_view import PartitionTree
 
     classes = [ExplainScreen, JournalScreen, MainScreen, PlanProgressScreen, PartitionTree,
+               ActionsMenu,
                *(plan_screen_class(k) for k in PLAN_KINDS)]
     ids = {c.id for c in CONSOLE_COMMANDS if c.id != "palette"}
     for cls in classes:
@@ -170,7 +176,7 @@ class PgpartsApp(App[int]):
 
     TITLE = "pgparts"
     CSS_PATH = "pgparts.tcss"
-    COMMANDS: ClassVar = App.COMMANDS | {ConsoleCommands}
+    COMMANDS: ClassVar = App.COMMANDS | {ConsoleCommands, NodeActionCommands}
     # Bound on the app so the keys work on every screen that does not shadow them; the palette
     # key is Textual's own (App.COMMAND_PALETTE_BINDING).
     BINDINGS: ClassVar[list[BindingType]] = [

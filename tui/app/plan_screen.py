@@ -65,6 +65,12 @@ def open_plan(app: PgpartsApp, kind_name: str, values: dict[str, Any] | None = N
     if node is None or app.forest is None:
         app.notify(f"{kind.name}: select a partitioned table in the tree", severity="warning")
         return None
+    actions = kind.actions_for(app.forest, node)
+    if actions:
+        # what the kind prefills for the node (its partition, the neighbour, the week)
+        action = actions[0]
+        return plan_screen_class(kind)(kind, action.table, list(action.preselect),
+                                       {**action.values, **(values or {})}, title)
     found = kind.target_for(app.forest, node)
     if found is None:
         app.notify(f"{kind.name}: {kind.title.lower()} does not apply to {node.qualified}",
@@ -154,6 +160,23 @@ class PlanScreen(FooterKeys, Screen):
         width: 14;
         margin-right: 2;
     }
+    PlanScreen #plan-options Input.roomy {
+        width: 28;
+    }
+    PlanScreen.narrow #plan-options Input.roomy {
+        /* at 80 columns they share what the other fields leave */
+        width: 1fr;
+        max-width: 28;
+    }
+    PlanScreen #plan-options Input.refused {
+        background-tint: $error 30%;
+    }
+    PlanScreen #plan-form-error {
+        height: auto;
+        padding: 0 1;
+        color: $text-error;
+        text-style: bold;
+    }
     PlanScreen #plan-status {
         height: 1fr;
         min-height: 6;
@@ -201,6 +224,7 @@ class PlanScreen(FooterKeys, Screen):
         self.preselect = list(preselect or [])
         # option values the operator chose (None or absent: the kind's default request)
         self.values: dict[str, Any] = dict(values or {})
+        self.initial_values = dict(self.values)  # what the screen was opened with
         self.selection: list[str] | None = None  # None: not chosen yet (default or preselect)
         self.status: Any = None
         self.table: StatusTable | None = None
@@ -237,7 +261,10 @@ class PlanScreen(FooterKeys, Screen):
                     yield Input(", ".join(chosen) if isinstance(chosen, list) else
                                 str(chosen or ""),
                                 placeholder=self._default_text(o), id=f"plan-option-{o.name}",
-                                tooltip=o.help, compact=True)
+                                tooltip=o.help, compact=True,
+                                classes="roomy" if o.type == "repeat" or o.positional else "")
+            # what is wrong with the request, under the fields it is about
+            yield Static("", id="plan-form-error")
         if self.kind.has_status:
             yield DataTable(id="plan-status", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="plan-preview-pane"):
@@ -432,12 +459,35 @@ class PlanScreen(FooterKeys, Screen):
         if line:
             text.append("\n")
             text.append_text(line)
-        if self.error:
+        if not self._render_form_error() and self.error:
             text.append(f"\n{self.error}", style="bold red")
         if self.preview is not None:
             for warning in self.preview.plan.details.get("warnings", []):
                 text.append(f"\n{warning}", style="yellow")
         self.query_one("#plan-head", Static).update(text)
+
+    def _render_form_error(self) -> bool:
+        """The request's error under the fields, the field it names marked; False when the
+        screen has no fields (the head says it then)."""
+        lines = self.query("#plan-form-error")
+        if not lines:
+            return False
+        about = self.error_option()
+        for o in field_options(self.kind):
+            # not Input's own -invalid: its validation resets that on every keystroke
+            self.query_one(f"#plan-option-{o.name}", Input).set_class(
+                about is not None and o.name == about.name, "refused")
+        line = lines.first(Static)
+        line.update(Text(self.error) if self.error else "")
+        line.display = bool(self.error)
+        return True
+
+    def error_option(self) -> Option | None:
+        """The option the error is about: its message starts with the option's name."""
+        for o in self.kind.options:
+            if self.error.startswith(f"{o.shown_label}: "):
+                return o
+        return None
 
     def _option_value(self, option: Option) -> Any:
         value = self.values.get(option.name)
@@ -568,6 +618,8 @@ class PlanScreen(FooterKeys, Screen):
         if self.planning:
             return "planning…"
         if self.error:
+            if self.query("#plan-form-error"):  # said in full under the fields
+                return "apply is disabled until the request above is fixed"
             return "apply is disabled: " + self.error
         if self.preview is None or not self.preview.plan.steps:
             if self.kind.selection:
@@ -656,6 +708,9 @@ class PlanScreen(FooterKeys, Screen):
         option = next((o for o in self.kind.options if o.name == name), None)
         if option is None:
             return
+        if isinstance(event, Input.Submitted):
+            # enter: done with the field; the screen's keys (A: apply) work again
+            self.set_focus(self._focus_target())
         raw = event.value.strip()
         if option.type == "list":
             value: Any = raw.replace(",", " ").split() or None
@@ -735,9 +790,22 @@ class PlanScreen(FooterKeys, Screen):
         def done(_: object) -> None:
             # after a successful run the next batch is what the operator wants to see
             if progress.result is not None and progress.result.ok:
+                if not self.kind.selection:
+                    # the fields as the screen was opened: the values just applied (a
+                    # boundary now at a partition's edge) would only be refused
+                    self._reset_fields()
                 self.action_default_selection()
 
         self.app.push_screen(progress, callback=done)
+
+    def _reset_fields(self) -> None:
+        self.values = dict(self.initial_values)
+        for o in field_options(self.kind):
+            chosen = self.values.get(o.name)
+            field = self.query_one(f"#plan-option-{o.name}", Input)
+            with self.prevent(Input.Changed):  # the screen replans once, below
+                field.value = ", ".join(chosen) if isinstance(chosen, list) else \
+                    str(chosen or "")
 
     def action_copy_sql(self) -> None:
         if self.preview is None:

@@ -10,6 +10,9 @@ registry.py and reached only through it:
                              field of the plan screen, parsed and validated by the same code
     has_status               whether `pgparts KIND TABLE status` exists (status_text/status_json)
     applies_to(forest, node) whether the kind can act on that tree node
+    actions_for(forest, node)  the console's menu entries for a tree node: the table a plan
+                             acts on and the option values prefilled (default: from the
+                             positional options, see below)
     status(conn, forest, target)            what the kind sees on the target (catalog reads)
     default_request(forest, target, config) the options' values when nobody chose any
     build(conn, forest, status, request)    the Plan, from the already loaded forest
@@ -34,7 +37,9 @@ from .engine.runner import RunResult
 
 
 class PlanKindError(ValueError):
-    """A request the kind cannot plan (unknown table, wrong layout, bad option): one line."""
+    """A request the kind cannot plan (unknown table, wrong layout, bad option): one line.
+    A message about one option starts with its flag (`--at: ...`, `PARTITION: ...`), as
+    Option.convert's do: the plan screen then shows it under that option's field."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,40 @@ class StatusTable:
     nothing: str = ""
 
 
+@dataclass(frozen=True)
+class NodeAction:
+    """One entry of the console's menu of actions on a tree node: a plan of kind `kind` on the
+    partitioned table `table`, with option `values` prefilled (raw, as a front end reads them:
+    text, or lists of texts) and `preselect` rows of the status table."""
+
+    kind: str
+    label: str  # what the menu says, e.g. 'Split a range partition', 'merge with the next'
+    table: PartNode
+    values: dict[str, Any] = field(default_factory=dict)
+    preselect: tuple[str, ...] = ()
+    detail: str = ""  # the partition(s) or table it is about, said beside the label
+
+
+def range_neighbours(forest: Forest, node: PartNode) -> tuple[PartNode | None, PartNode | None]:
+    """The siblings of a range partition whose bound ends where `node`'s starts (previous)
+    and starts where it ends (next). The server prints a key's values one way, so equal text
+    is an equal value."""
+    parent = forest.nodes.get(node.parent_oid) if node.parent_oid else None
+    bound = node.bound
+    if parent is None or bound is None or bound.kind != "range":
+        return None, None
+    previous = following = None
+    for sibling in parent.children:
+        other = sibling.bound
+        if sibling.oid == node.oid or other is None or other.kind != "range":
+            continue
+        if other.upper == bound.lower:
+            previous = sibling
+        if other.lower == bound.upper:
+            following = sibling
+    return previous, following
+
+
 @dataclass
 class Request:
     """What the operator asked for: the target table and option values by name (None: not
@@ -222,6 +261,55 @@ class PlanKind:
                 return current, []
             current = forest.nodes.get(current.parent_oid) if current.parent_oid else None
         return None
+
+    def actions_for(self, forest: Forest, node: PartNode) -> list[NodeAction]:
+        """What this kind can do with tree node `node`, as the console's menu entries (empty:
+        nothing). By default, from the declaration:
+
+        - a kind with positional options (`split TABLE PARTITION`) acts on a partition (its
+          `applies_to` accepts partitions, not their table): when it applies to the node, its
+          plan is the parent's with the node as the first positional value. With a second
+          positional (`merge TABLE P1 P2`, `rebound TABLE P1 P2`) or a positional list, a
+          range partition gives one entry per neighbour, 'with the next' (node, next) and
+          'with the previous' (previous, node); a partition without range neighbours gets
+          only its own name filled in;
+        - any other kind acts on a table: the one `target_for` gives, when it is the node or
+          its parent (with the rows it preselects).
+
+        Override it for anything else the kind can prefill for a node."""
+        parent = forest.nodes.get(node.parent_oid) if node.parent_oid else None
+        positional = [o for o in self.options if o.positional]
+        if not positional:
+            found = self.target_for(forest, node)
+            if found is None or found[0].oid not in (node.oid, node.parent_oid) \
+                    or not self.applies_to(forest, found[0]):
+                return []
+            table = found[0]
+            return [NodeAction(self.name, self.title, table, {}, tuple(found[1]),
+                               detail=f"of {table.qualified}")]
+        if parent is None or not self.applies_to(forest, node):
+            return []
+        first = positional[0]
+        pair = len(positional) > 1 or first.type in ("list", "repeat")
+        previous, following = range_neighbours(forest, node) if pair else (None, None)
+        if not (previous or following):
+            value: Any = [node.qualified] if first.type in ("list", "repeat") \
+                else node.qualified
+            return [NodeAction(self.name, self.title, parent, {first.name: value},
+                               detail=node.qualified)]
+        verb = (self.noun or self.name).replace("_", " ")
+        out = []
+        for a, b, side in ((node, following, "next"), (previous, node, "previous")):
+            if a is None or b is None:
+                continue
+            if len(positional) > 1:
+                values: dict[str, Any] = {positional[0].name: a.qualified,
+                                          positional[1].name: b.qualified}
+            else:
+                values = {first.name: [a.qualified, b.qualified]}
+            out.append(NodeAction(self.name, f"{verb} with the {side} partition", parent,
+                                  values, detail=f"{a.qualified} + {b.qualified}"))
+        return out
 
     def selected(self, plan: Plan) -> list[str]:
         """The selection's values a plan acts on (the status rows it covers), in plan order."""

@@ -4,8 +4,9 @@ names, every input checked before any SQL runs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -20,6 +21,8 @@ from ..engine.model import Plan
 from ..engine.runner import RunResult
 from ..kind import Option, PlanKind, PlanKindError, Request, find_table
 from ..steps import moves
+
+T = TypeVar("T")
 
 
 def partition_of(forest: Forest, parent: PartNode, spec: str) -> PartNode:
@@ -131,6 +134,15 @@ def default_partition(parent: PartNode, forest: Forest) -> PartNode | None:
     return forest.nodes.get(parent.default_partition_oid)
 
 
+def about(flag: str, check: Callable[..., T], *args: Any) -> T:
+    """`check(*args)`, its refusal said as being about option `flag` (the plan screen shows
+    it under that option's field)."""
+    try:
+        return check(*args)
+    except (PlanKindError, PlanningError) as exc:
+        raise PlanKindError(f"{flag}: {exc}") from None
+
+
 class Split(PlanKind):
     name = "split"
     title = "Split a range partition"
@@ -167,7 +179,7 @@ class Split(PlanKind):
             return moves.finish_plan(conn, self.name, parent, earlier)
         if not request.get("partition"):
             raise PlanKindError("say which partition to split")
-        source = partition_of(forest, parent, request.get("partition"))
+        source = about("PARTITION", partition_of, forest, parent, request.get("partition"))
         if source.bound is None or source.bound.kind != "range":
             what = "the DEFAULT partition (use drain-default)" if source.bound is not None \
                 and source.bound.is_default else "not a range partition"
@@ -176,8 +188,8 @@ class Split(PlanKind):
         if not ats:
             raise PlanKindError("give at least one --at VALUE")
         key = move_key(conn, parent)
-        lo, hi, at = bound_values(conn, key, source, ats)
-        split_range((_value(lo), _value(hi)), [v.value for v in at])
+        lo, hi, at = about("--at", bound_values, conn, key, source, ats)
+        about("--at", split_range, (_value(lo), _value(hi)), [v.value for v in at])
         edges = [lo, *at, hi]
         n = len(edges) - 1
         names = list(request.get("name") or [])
@@ -188,7 +200,7 @@ class Split(PlanKind):
         elif len(names) != n:
             raise PlanKindError(f"--name: give {n - 1} names (the first part keeps "
                                 f"{source.name}) or {n}, not {len(names)}")
-        check_new_names(conn, source.schema, names, {source.name})
+        about("--name", check_new_names, conn, source.schema, names, {source.name})
         targets = [range_partition(conn, key, source, name, moves.temp_name(source.oid, i),
                                    edges[i], edges[i + 1]) for i, name in enumerate(names)]
         default = default_partition(parent, forest)
