@@ -49,6 +49,11 @@ CREATE TABLE public.other_p PARTITION OF public.other
 CREATE TABLE public.tags (t text NOT NULL) PARTITION BY LIST (t);
 CREATE TABLE public.tags_a PARTITION OF public.tags FOR VALUES IN ('a');
 CREATE TABLE public.tags_b PARTITION OF public.tags FOR VALUES IN ('b');
+CREATE TABLE public.buckets (i int NOT NULL) PARTITION BY HASH (i);
+CREATE TABLE public.buckets_0 PARTITION OF public.buckets
+  FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE public.buckets_1 PARTITION OF public.buckets
+  FOR VALUES WITH (MODULUS 2, REMAINDER 1);
 ANALYZE;
 """
 
@@ -109,11 +114,13 @@ def test_default_actions_come_from_the_declaration(db):
     # list partitions have no range neighbours: only the node is filled in
     (tag,) = Pairs().actions_for(forest, forest.find("tags_a"))
     assert tag.values == {"first": "tags_a"}
-    # the menu: the partition's kinds first, then the table's; a hash or list leaf of a table
-    # nothing applies to has none
+    # the menu: the partition's kinds first, then the table's; a hash leaf of a table nothing
+    # applies to has none; a list partition offers the list kinds
     kinds = [a.kind for a in node_actions(forest, jan)]
     assert kinds[0] == "split" and "drain_default" in kinds and "consolidate" not in kinds
-    assert node_actions(forest, forest.find("tags_b")) == []
+    assert node_actions(forest, forest.find("buckets_1")) == []
+    assert {a.kind for a in node_actions(forest, forest.find("tags_b"))} == {"merge",
+                                                                             "move_values"}
     assert not any(a.kind == "split" for a in node_actions(forest, forest.find("days_default")))
 
 
@@ -180,13 +187,13 @@ async def test_refused_input_is_said_under_the_form_and_no_action_is_said(db18):
     async with app.run_test(size=SIZE) as pilot:
         await wait_loads(pilot, app)
         # a leaf no plan applies to: said, no menu
-        await app.screen.query_one("#tree").reveal(app.forest.find("tags_b").oid)
+        await app.screen.query_one("#tree").reveal(app.forest.find("buckets_1").oid)
         await wait_until(pilot, lambda: app.selected_node is not None
-                         and app.selected_node.name == "tags_b")
+                         and app.selected_node.name == "buckets_1")
         await pilot.press("m")
         await pilot.pause(0.2)
         assert isinstance(app.screen, MainScreen)
-        assert any("no plan applies to tags_b" in n.message for n in app._notifications)
+        assert any("no plan applies to buckets_1" in n.message for n in app._notifications)
         # the same entries are in the command palette
         await app.screen.query_one("#tree").reveal(app.forest.find("days_feb").oid)
         await wait_until(pilot, lambda: app.selected_node.name == "days_feb")
@@ -247,7 +254,12 @@ async def test_a_kind_on_two_partitions_gets_the_neighbour_filled_in(db18, monke
         shown = widget_text(menu.query_one(OptionList))
         assert "pair with the next partition  days_feb + days_mar" in shown, shown
         assert f"pair with the previous partition  {JAN_SQL} + days_feb" in shown, shown
-        await pilot.press("down", "enter")  # after split: with the next
+        options = menu.query_one(OptionList)
+        entries = [str(options.get_option_at_index(i).prompt)
+                   for i in range(options.option_count)]
+        options.highlighted = next(i for i, e in enumerate(entries)
+                                   if e.startswith("pair with the next partition"))
+        await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
         screen = app.screen
         await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning, timeout=30)
