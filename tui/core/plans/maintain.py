@@ -199,6 +199,16 @@ class Maintain:
     progress: ProgressCallback | None = None
     hook: Hook | None = None
     problems: list[str] = field(default_factory=list)
+    runner: PlanRunner | None = None  # the running action's (the console cancels it)
+    stopped: bool = False  # stop(): no further action starts
+
+    def stop(self) -> None:
+        """Cancel the running action (its step rolls back) and start no other; blocks until
+        the server answered the cancel request, so never call it on an event loop."""
+        self.stopped = True
+        runner = self.runner
+        if runner is not None:
+            runner.cancel()
 
     def run(self, conn: psycopg.Connection) -> int:
         row = conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()
@@ -237,6 +247,10 @@ class Maintain:
         managed = load_partman_config(conn)
         worst = 0
         for node, policy in found.tables:
+            if self.stopped:
+                self.emit(Action(node.qualified, "table", SKIPPED, "cancelled before it ran"))
+                worst = max(worst, 1)
+                continue
             if node.oid in managed and not self.include_partman:
                 self.emit(Action(node.qualified, "table", NOTHING, PARTMAN_LEFT_ALONE))
                 continue
@@ -248,6 +262,8 @@ class Maintain:
         worst = 0
         created: list[str] = []
         for kind_name, values in policy_requests(policy):
+            if self.stopped:
+                break
             status, made = self._one(conn, node, kind_name, values)
             created += made
             worst = max(worst, status)
@@ -281,8 +297,15 @@ class Maintain:
         if self.dry_run:
             self.emit(Action(table, kind_name, PLANNED, f"would {plan.title}: {what}"))
             return 0, []
-        result = PlanRunner(self.target, plan, config=self.config.plans,
-                            progress=self.progress, hook=self.hook).run()
+        if self.stopped:
+            self.emit(Action(table, kind_name, SKIPPED, "cancelled before it ran"))
+            return 1, []
+        self.runner = PlanRunner(self.target, plan, config=self.config.plans,
+                                 progress=self.progress, hook=self.hook)
+        try:
+            result = self.runner.run()
+        finally:
+            self.runner = None
         if result.ok:
             self.emit(Action(table, kind_name, OK,
                              f"{plan.title} ({plural(len(result.done_steps), 'step')}, "
