@@ -173,7 +173,7 @@ async def test_read_only_shows_the_plan_but_refuses_apply(weekly):
 
 
 async def test_partman_part_config_in_the_details(partman_db):  # noqa: F811
-    app = make_app(partman_db, policy('"Odd".events', premake=5))
+    app = make_app(partman_db, TablePolicy('"Odd".events', "Odd", "events", premake=5))
     async with app.run_test(size=SIZE) as pilot:
         await wait_loads(pilot, app)
         events = app.forest.find('"Odd".events')
@@ -184,6 +184,7 @@ async def test_partman_part_config_in_the_details(partman_db):  # noqa: F811
         assert "manages this table (part_config, read-only)" in details, details
         assert "parent_table" in details and "Odd.events" in details
         assert "premake" in details and "30 days" in details
+        assert "policy  [policy] '\"Odd\".events'" in details, details
         screen = await open_maintain(pilot, app)
         assert [(r.action, r.status) for r in screen.rows] == [("create_ahead", "nothing")]
         assert "pg_partman manages it" in screen.rows[0].message
