@@ -144,11 +144,16 @@ def growth_section(growth: Growth | None, computing: bool) -> list[RenderableTyp
     head.append(f"  by {unit}, {plural(len(growth.points), 'time partition')}", style="dim")
     out: list[RenderableType] = [head]
     if growth.points:
+        first, last = growth.points[0].lower, growth.points[-1].upper
+        head.append(f", {first:%Y-%m-%d} → {last:%Y-%m-%d}", style="dim")
         out.append(Spark(growth, "size", growth.bytes_series(), "bytes"))
         out.append(Spark(growth, "rows", growth.rows_series(), "rows"))
-        first, last = growth.points[0].lower, growth.points[-1].upper
-        out.append(Text(f"     {first:%Y-%m-%d} → {last:%Y-%m-%d} (· ahead, ? never analyzed)",
-                        style="dim", no_wrap=True, overflow="ellipsis"))
+        legend = [what for mark, what in (("future", "· ahead"), ("never", "? never analyzed"))
+                  if any((p.state == "future") if mark == "future"
+                         else p.state != "future" and not p.analyzed for p in growth.points)]
+        if legend:
+            out.append(Text(f"     {', '.join(legend)}", style="dim", no_wrap=True,
+                            overflow="ellipsis"))
     for line in summary_lines(growth, unit):
         label, _, rest = line.partition(": ")
         out.append(Text.assemble((f"{label}:", "dim"), " ", rest))
