@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import psycopg
 from rich.text import Text
-from textual import events, on, work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 
 STATUS_STYLE = {OK: "green", PLANNED: "bold", "nothing": "dim", SKIPPED: "bold yellow",
                 FAILED: "bold red", "running": "bold cyan"}
-NARROW_BELOW = 120
 
 
 def open_maintain(app: PgpartsApp) -> Screen | None:
@@ -140,7 +139,9 @@ class MaintainScreen(FooterKeys, Screen):
         padding: 0 1;
     }
     MaintainScreen #maintain-actions {
-        height: 1fr;
+        /* as tall as its rows, up to a third of the screen: the preview gets the rest */
+        height: auto;
+        max-height: 33%;
         min-height: 4;
         border: round $panel-lighten-2;
         scrollbar-size-vertical: 1;
@@ -149,7 +150,7 @@ class MaintainScreen(FooterKeys, Screen):
         border: round $accent;
     }
     MaintainScreen #maintain-preview-pane {
-        height: 2fr;
+        height: 1fr;
         border: round $panel-lighten-2;
         border-title-color: $text-muted;
         padding: 0 1;
@@ -205,9 +206,6 @@ class MaintainScreen(FooterKeys, Screen):
         self.query_one("#maintain-preview-pane").border_title = "plan preview"
         table.focus()
         self.reload()
-
-    def on_resize(self, event: events.Resize) -> None:
-        self._render_rows()
 
     # -- the preview -----------------------------------------------------------------------------
     def reload(self) -> None:
@@ -303,15 +301,14 @@ class MaintainScreen(FooterKeys, Screen):
         table = self.query_one("#maintain-actions", DataTable)
         cursor = table.cursor_row
         table.clear()
-        narrow = self.size.width < NARROW_BELOW
         for i, row in enumerate(self.rows):
-            name = row.table.rsplit(".", 1)[-1] if narrow and '"' not in row.table else row.table
             status = row.status
             if status == "running" and self.progress is not None:
                 p = self.progress
                 status = f"running {p.step_index}/{p.step_count}"
-            table.add_row(name, row.action, Text(status, style=STATUS_STYLE.get(row.status, "")),
-                          row.message, key=str(i))
+            table.add_row(row.table, row.action,
+                          Text(status, style=STATUS_STYLE.get(row.status, "")), row.message,
+                          key=str(i))
         if self.rows:
             table.move_cursor(row=min(cursor, len(self.rows) - 1))
 
