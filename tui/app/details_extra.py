@@ -188,6 +188,7 @@ class GrowthReady(Message):
     forest: Forest
     oid: int
     growth: Growth | None
+    error: str = ""
 
 
 @dataclass
@@ -203,7 +204,7 @@ class DetailsExtras:
     _extras_forest: Forest | None = None
     _resolution: PolicyResolution | None = None
     _thresholds: dict[int, FindingsConfig] | None = None
-    growth_by_oid: dict[int, Growth | None]
+    growth_by_oid: dict[int, Growth | None] = {}  # replaced per forest (_extras_for)
     partman_state: PartmanState | None = None
     _partman_reading = False
     _partman_forest: Forest | None = None
@@ -215,6 +216,7 @@ class DetailsExtras:
             self._thresholds = thresholds_by_oid(forest, config.findings,
                                                  self._resolution.by_oid)
             self.growth_by_oid = {}
+            self.growth_errors: dict[int, str] = {}
             self._growth_wanted: set[int] = set()
             self._partman_reading = False
 
@@ -241,6 +243,8 @@ class DetailsExtras:
                     group="details-growth", exit_on_error=False,
                     description="growth forecast")
             out.append(Text(""))
+            if node.oid in self.growth_errors:
+                out.append(Text(self.growth_errors[node.oid], style="red"))
             out += growth_section(self.growth_by_oid.get(node.oid),
                                   node.oid not in self.growth_by_oid)
         if self.partman_state is None or self._partman_forest is not forest:
@@ -257,8 +261,11 @@ class DetailsExtras:
         return out
 
     def _compute_growth(self, forest: Forest, node: PartNode, limit: int) -> None:
-        growth = growth_of(forest, node, limit_bytes=limit)
-        self.post_message(GrowthReady(forest, node.oid, growth))  # type: ignore[attr-defined]
+        try:
+            growth, error = growth_of(forest, node, limit_bytes=limit), ""
+        except Exception as exc:  # a faulty forecast must not leave 'computing…' forever
+            growth, error = None, f"growth forecast failed: {first_line(exc)}"
+        self.post_message(GrowthReady(forest, node.oid, growth, error))  # type: ignore[attr-defined]
 
     def _read_partman(self, forest: Forest, target) -> None:
         try:
@@ -271,6 +278,8 @@ class DetailsExtras:
     def on_growth_ready(self, message: GrowthReady) -> None:
         if message.forest is self._extras_forest:
             self.growth_by_oid[message.oid] = message.growth
+            if message.error:
+                self.growth_errors[message.oid] = message.error
             self.update_details()  # type: ignore[attr-defined]
 
     def on_partman_ready(self, message: PartmanReady) -> None:
