@@ -204,3 +204,36 @@ async def test_partman_part_config_in_the_details(partman_db):  # noqa: F811
         screen = await open_maintain(pilot, app)
         assert [(r.action, r.status) for r in screen.rows] == [("create_ahead", "nothing")]
         assert "pg_partman manages it" in screen.rows[0].message
+
+
+async def test_cancel_stops_the_waiting_action_and_starts_no_other(weekly18):
+    app = make_app(weekly18, policy("public.account_balances", premake=1),
+                   policy("other.account_balances", premake=1))
+    # a long lock timeout: the action waits on the held lock until c cancels it
+    app.config = Config(plans=PlansConfig(lock_timeout_seconds=30, lock_retries=1),
+                        policies=app.config.policies)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        await move_to(pilot, app, app.forest.find("other.account_balances").oid)
+        screen = await open_maintain(pilot, app)
+        await pilot.press("t")
+        await wait_until(pilot, lambda: screen.loads >= 2 and not screen.planning, timeout=30)
+        with psycopg.connect(weekly18.dsn) as holder:
+            # account_balances (public) runs first, by name: its lock is held
+            holder.execute("LOCK TABLE public.account_balances IN ACCESS EXCLUSIVE MODE")
+            await pilot.press("A")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            await pilot.click("#confirm-yes")
+            await wait_until(pilot, lambda: any(r.status == "running" for r in screen.rows))
+            await pilot.press("q")  # refused while it runs
+            assert app.is_running
+            await pilot.press("c")
+            await wait_until(pilot, lambda: screen.ran and not screen.running, timeout=20)
+            holder.rollback()
+        rows = {(r.table, r.action): r for r in screen.rows}
+        assert screen.status == 1
+        assert rows[("account_balances", "create_ahead")].status == "skipped"
+        assert "cancelled" in rows[("account_balances", "create_ahead")].message
+        assert rows[("other.account_balances", "create_ahead")].status == "skipped"
+        assert rows[("other.account_balances", "create_ahead")].message == \
+            "cancelled before it ran"

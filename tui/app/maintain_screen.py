@@ -110,6 +110,8 @@ class MaintainEmitted(Message):
 @dataclass
 class MaintainProgressed(Message):
     progress: Progress
+    table: str  # the running plan's table and kind: which row it is
+    action: str
 
 
 @dataclass
@@ -477,7 +479,11 @@ class MaintainScreen(FooterKeys, Screen):
         self.post_message(MaintainEmitted(action))
 
     def _progress(self, progress: Progress) -> None:
-        self.post_message(MaintainProgressed(progress))
+        maintain = self.maintain
+        runner = maintain.runner if maintain is not None else None
+        if runner is not None:
+            plan = runner.plan
+            self.post_message(MaintainProgressed(progress, plan.target, plan.kind))
 
     @work(thread=True, exclusive=True, group="maintain-run", exit_on_error=False,
           description="running maintain")
@@ -496,16 +502,26 @@ class MaintainScreen(FooterKeys, Screen):
     @on(MaintainProgressed)
     def _progressed(self, message: MaintainProgressed) -> None:
         self.progress = message.progress
-        running = next((r for r in self.rows if r.status == "running"), None)
-        if running is None:
-            running = next((r for r in self.rows if r.status == "pending"), None)
-            if running is not None:
-                running.status = "running"
+        row = next((r for r in self.rows if (r.table, r.action) == (message.table,
+                                                                     message.action)
+                    and r.status in ("pending", "running")), None)
+        if row is None:  # the ANALYZE of what create_ahead made: not planned beforehand
+            row = Row(message.table, message.action, "running", "")
+            self.rows.append(row)
+        row.status = "running"
+        row.message = message.progress.step_title
         self._render_rows()
 
     @on(MaintainEmitted)
     def _emitted(self, message: MaintainEmitted) -> None:
         a = message.action
+        if a.action == "table":  # the whole table: left alone (pg_partman), or cancelled
+            rows = [r for r in self.rows if r.table == a.table]
+            for r in rows:
+                r.status, r.message = a.status, a.message
+            if rows:
+                self._render_all()
+                return
         row = next((r for r in self.rows if (r.table, r.action) == (a.table, a.action)
                     and r.status in ("pending", "running")), None)
         if row is None:  # ANALYZE of what create_ahead made, a table left alone, the lock

@@ -311,6 +311,10 @@ class Maintain:
                              f"{plan.title} ({plural(len(result.done_steps), 'step')}, "
                              f"{result.seconds:.1f} s)"))
             return 0, _created_leaves(plan)
+        if result.outcome == Outcome.CANCELLED and self.stopped:
+            self.emit(Action(table, kind_name, SKIPPED,
+                             f"cancelled: {result.error}" if result.error else "cancelled"))
+            return 1, []
         if result.outcome == Outcome.BUSY or skipped(result.error):
             self.emit(Action(table, kind_name, SKIPPED,
                              f"{result.error}; the table's remaining actions wait for the "
