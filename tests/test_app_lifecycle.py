@@ -128,6 +128,15 @@ async def test_policy_growth_and_maintain_preview_then_apply(weekly):
                          is not table and app.screen.growth_by_oid)
         await wait_until(pilot, lambda: "2 partitions ahead)" in content_text(app.screen,
                                                                                "#details"))
+        # a week below it (hash partitioned): no policy of its own, the thresholds above
+        tree = app.screen.query_one("#tree")
+        week = next(c for c in app.forest.find("public.account_balances").children
+                    if c.is_partitioned)
+        await tree.reveal(week.oid)
+        await wait_until(pilot, lambda: tree.cursor_oid() == week.oid)
+        await wait_until(pilot, lambda: "policy none no [policy] in the config names this table "
+                         "the findings use the thresholds of the policy above it"
+                         in flat(content_text(app.screen, "#details")))
         other = app.forest.find("other.account_balances")
         await move_to(pilot, app, other.oid)
         await wait_until(pilot, lambda: "policy none" in flat(content_text(app.screen, "#details")))

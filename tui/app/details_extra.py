@@ -73,12 +73,19 @@ def policy_lines(policy: TablePolicy, base: FindingsConfig) -> list[tuple[str, s
 
 
 def policy_section(policy: TablePolicy | None, base: FindingsConfig,
-                   maintain_key: str) -> list[RenderableType]:
+                   maintain_key: str, inherited: FindingsConfig | None = None
+                   ) -> list[RenderableType]:
+    """`inherited`: the thresholds a policy above this table gives it (it has none of its
+    own)."""
     head = Text("policy", style="bold")
     if policy is None:
         head.append("  none", style="dim")
-        return [head, Padding(Text("no [policy] in the config names this table", style="dim"),
-                              (0, 0, 0, 2))]
+        absent: list[RenderableType] = [head, Padding(
+            Text("no [policy] in the config names this table", style="dim"), (0, 0, 0, 2))]
+        if inherited is not None:
+            absent.append(Padding(Text("the findings use the thresholds of the policy above it",
+                                       style="dim"), (0, 0, 0, 2)))
+        return absent
     head.append(f"  [policy] {policy.key!r}", style="dim")
     out: list[RenderableType] = [head]
     lines = policy_lines(policy, base)
@@ -231,12 +238,12 @@ class DetailsExtras:
             return []
         self._extras_for(forest, config)
         out: list[RenderableType] = []
+        assert self._thresholds is not None
         out += policy_section(self.policy_of(forest, config, node.oid), config.findings,
-                              maintain_key)
+                              maintain_key, self._thresholds.get(node.oid))
         if is_time_partitioned(node):
             if node.oid not in self.growth_by_oid and node.oid not in self._growth_wanted:
                 self._growth_wanted.add(node.oid)
-                assert self._thresholds is not None
                 limit = self._thresholds.get(node.oid, config.findings).oversized_bytes
                 self.run_worker(  # type: ignore[attr-defined]
                     lambda: self._compute_growth(forest, node, limit), thread=True,
