@@ -49,8 +49,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if not args.json:
             print(action.line(), flush=True)
 
+    def warn(problem: str) -> None:
+        print(f"pgparts: {problem}", file=sys.stderr, flush=True)
+
     run_ = Maintain(ctx.target, ctx.config, emit, dry_run=args.dry_run, table=args.table,
-                    include_partman=args.include_partman)
+                    include_partman=args.include_partman, warn=warn)
     conn = ctx.connect(purpose="maintain")
     try:
         status = run_.run(conn)
@@ -61,8 +64,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         status = 2
     finally:
         conn.close()
-    for problem in run_.problems:
-        print(f"pgparts: {problem}", file=sys.stderr)
     if args.json:
         sys.stdout.write(json.dumps({"status": status,
                                      "actions": [asdict(a) for a in actions]},

@@ -198,6 +198,8 @@ class Maintain:
     include_partman: bool = False
     progress: ProgressCallback | None = None
     hook: Hook | None = None
+    # each policy that matches no table, ambiguous, or overridden: said once, before the actions
+    warn: Callable[[str], None] | None = None
     problems: list[str] = field(default_factory=list)
     runner: PlanRunner | None = None  # the running action's (the console cancels it)
     stopped: bool = False  # stop(): no further action starts
@@ -238,8 +240,12 @@ class Maintain:
 
     def _tables(self, conn: psycopg.Connection) -> int:
         forest = load_forest(conn)
+        # said even when --table names a table without a policy (targets() raises then)
+        self.problems = resolve_policies(forest, self.config.policies).problems
+        for problem in self.problems:
+            if self.warn is not None:
+                self.warn(problem)
         found = targets(forest, self.config, self.table)
-        self.problems = found.problems
         if not self.config.policies:
             self.emit(Action("-", "maintain", NOTHING,
                              "no [policy] in the config: nothing to maintain"))
