@@ -16,7 +16,7 @@ from tui.core.config import Config
 from tui.core.connection import Target
 
 from .conftest import SCENARIO_NOW
-from .test_app import move_to, wait_loads, wait_until
+from .test_app import move_to, wait_loads, wait_until, widget_text
 
 LAYOUT = """
 CREATE TABLE measurements (ts date NOT NULL, station int NOT NULL, v numeric)
@@ -190,6 +190,45 @@ async def test_split_refused_boundary_snapshot(scenario_db18, snapshot, size):
         screen.query_one("#plan-option-at").value = "2023-07-01, 2024-07-01"
         await wait_until(pilot, lambda: screen.loads > before and not screen.planning,
                          timeout=30)
+        await pilot.pause(0.1)
+        svg = app.export_screenshot(title="pgparts")
+    assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
+
+
+# -- the lifecycle sections of the details pane --------------------------------------------------
+LIFECYCLE_POLICY = """
+[policy."public.account_balances"]
+premake = 4
+retention = "52 weeks"
+retention_schema = "archive"
+consolidate_older_than = "3 months"
+consolidate_batch = 5
+oversized = "5GB"
+"""
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_details_policy_and_growth_snapshot(scenario_db, snapshot, size, tmp_path):
+    """account_balances' details scrolled to the growth chart: its [policy] above it,
+    the rate and the runway (the pane is below the tree at 80x24, beside it at 160x45)."""
+    from tui.core.config import load_config
+
+    app = scenario_app(scenario_db)
+    path = tmp_path / "pgparts.toml"
+    path.write_text(LIFECYCLE_POLICY)
+    app.config = load_config(path)
+    async with app.run_test(size=size) as pilot:
+        await wait_loads(pilot, app)
+        balances = app.forest.find("account_balances")
+        await move_to(pilot, app, balances.oid)
+        screen = app.screen
+        await wait_until(pilot, lambda: balances.oid in screen.growth_by_oid
+                         and screen.partman_state is not None)
+        await pilot.pause(0.1)
+        # the growth section at the top of the pane (at 80x24 the pane shows 7 lines)
+        lines = widget_text(screen.query_one("#details")).splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("growth"))
+        screen.query_one("#details-pane").scroll_to(y=start, animate=False)
         await pilot.pause(0.1)
         svg = app.export_screenshot(title="pgparts")
     assert svg == snapshot(extension_class=SVGImageSnapshotExtension)

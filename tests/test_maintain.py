@@ -141,6 +141,8 @@ def test_unknown_table_and_read_only(db, capsys, tmp_path):
     cfg = config(tmp_path, '[policy."account_balances"]\npremake = 1\n')
     status, out, err = cli(capsys, "maintain", "--table", "t", "--config", cfg, "-d", db.dsn)
     assert status == 2 and "t has no [policy]" in err
+    # the policy that names no table here is still said, before the refusal
+    assert "[policy] 'account_balances' names no partitioned table" in err, err
     status, out, err = cli(capsys, "maintain", "--read-only", "--config", cfg, "-d", db.dsn)
     assert status == 2 and "read-only" in err
 

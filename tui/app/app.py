@@ -69,6 +69,9 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
                    # the details pane names the key beside each finding it fixes; the footer
                    # keeps its room for quit at 80 columns
                    footer=False),
+    ConsoleCommand("maintain", "M", "maintain", "What pgparts maintain would do now for the "
+                   "selected table's [policy] (or every policy): preview each plan, then apply",
+                   screen="tui.app.maintain_screen:open_maintain", main_only=True, footer=False),
     ConsoleCommand("journal", "j", "journal", "History of applied plans (the journal)",
                    screen="tui.app.journal_screen:JournalScreen"),
     ConsoleCommand("explain", "e", "explain", "EXPLAIN a query: partitions it scans, why, "
@@ -97,12 +100,13 @@ def known_binding_ids() -> set[str]:
     from .explain_screen import ExplainScreen
     from .journal_screen import JournalScreen
     from .main_screen import MainScreen
+    from .maintain_screen import MaintainScreen
     from .plan_progress import PlanProgressScreen
     from .plan_screen import plan_screen_class
     from .tree_view import PartitionTree
 
-    classes = [ExplainScreen, JournalScreen, MainScreen, PlanProgressScreen, PartitionTree,
-               ActionsMenu,
+    classes = [ExplainScreen, JournalScreen, MainScreen, MaintainScreen, PlanProgressScreen,
+               PartitionTree, ActionsMenu,
                *(plan_screen_class(k) for k in PLAN_KINDS)]
     ids = {c.id for c in CONSOLE_COMMANDS if c.id != "palette"}
     for cls in classes:

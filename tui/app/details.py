@@ -60,8 +60,10 @@ def render_details(
     exact_rows: tuple[int, float] | None,
     counting: bool,
     checked: bool,
+    lifecycle: list[RenderableType] | None = None,
 ) -> RenderableType:
-    """`checked`: the health checks have finished (or failed) for this forest."""
+    """`checked`: the health checks have finished (or failed) for this forest. `lifecycle`:
+    a partitioned table's policy, growth and pg_partman sections (details_extra.py), last."""
     out: list[RenderableType] = []
     title = Text(node.qualified, style="bold")
     out.append(title)
@@ -175,4 +177,7 @@ def render_details(
                 out.append(Padding(hint, (0, 0, 0, 2)))
     else:
         out.append(Text("none", style="dim"))
+    if lifecycle:
+        out.append(Text(""))
+        out += lifecycle
     return Group(*out)

@@ -20,6 +20,7 @@ from textual.widgets import Footer, Header, Input, Static, Tree
 from ..core.catalog import Forest
 from ..core.findings import FindingCounts
 from .details import render_details
+from .details_extra import DetailsExtras
 from .footer_keys import COMPACT_BELOW, FooterKeys
 from .format import SORTS, ancestors, filter_forest, human_bytes, thousands
 from .messages import CatalogFailed
@@ -40,7 +41,7 @@ class FilterInput(Input):
 NARROW_BELOW = 120  # columns: below, the details go under the tree
 
 
-class MainScreen(FooterKeys, Screen):
+class MainScreen(FooterKeys, DetailsExtras, Screen):
     """Left: the live partition tree. Right: the selected relation. Bottom: status and keys."""
 
     FOOTER_APP_COMMANDS = None  # the console's footer=True commands: this is their screen
@@ -194,6 +195,8 @@ class MainScreen(FooterKeys, Screen):
             node, forest, findings=app.findings_by_oid.get(oid, []),
             exact_rows=app.exact_rows.get(oid), counting=oid in app.counting,
             checked=app.findings_loaded,
+            lifecycle=self.lifecycle_sections(node, forest, app.config,
+                                              app.shown_key(app.command("maintain"))),
         ))
 
     def update_status(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from datetime import datetime
 
-from ..core.growth import Growth, about, fill_text, interval_name, rate_text
+from ..core.growth import Growth, interval_name, summary_lines
 from ..core.humanfmt import plural, short_count, size
 
 WIDTH = 80
@@ -28,10 +28,6 @@ def _bar(value: float, top: float, width: int, fancy: bool) -> str:
     if not fancy:
         return "#" * max(full + (part >= 4), 1)
     return "█" * full + (_EIGHTHS[part] if part else "")
-
-
-def _end(t: datetime) -> str:
-    return t.strftime("%Y-%m-%d %H:%M").removesuffix(" 00:00")
 
 
 def render_growth(growth: Growth, *, fancy: bool = True) -> str:
@@ -70,50 +66,8 @@ def render_growth(growth: Growth, *, fancy: bool = True) -> str:
         lines.extend(textwrap.wrap(
             f"DEFAULT {d.qualified}: {short_count(d.rows)} rows, {size(d.total_bytes)} "
             f"(left out of the rate)", WIDTH, subsequent_indent="  "))
-    for line in _summary(growth, unit):
+    for line in summary_lines(growth, unit):
         # long table names: wrap rather than pass the 80 columns
         lines.extend(textwrap.wrap(line, WIDTH, subsequent_indent="  ", break_long_words=True,
                                    break_on_hyphens=False))
     return "\n".join(lines) + "\n"
-
-
-def _summary(growth: Growth, unit: str) -> list[str]:
-    out: list[str] = []
-    rate = rate_text(growth)
-    if rate is None:
-        out.append("rate: unknown: no finished partition was analyzed (ANALYZE the table)")
-    else:
-        out.append(f"rate: {rate} (median of the last {plural(growth.samples, 'finished ' + unit)}"
-                   f"{'' if growth.meaningful else '; too few to forecast from'})")
-    limit = size(growth.limit_bytes)
-    current = growth.current
-    fill = fill_text(growth)
-    if fill is not None:
-        out.append(f"fills: {fill} (findings.oversized)")
-    elif current is None:
-        out.append("fills: no partition holds the present")
-    elif growth.meaningful and growth.bytes_per_interval is not None:
-        held = growth.current_bytes() or 0
-        n = growth.leaves_per_partition
-        # the limit holds per leaf: a week of 4 hash partitions may hold 4 times as much
-        what = (f"the {n} partitions of {current.node.qualified}" if n > 1
-                else current.node.qualified)
-        each = " each" if n > 1 else ""
-        if held > growth.limit_bytes * n:
-            out.append(f"fills: {what} {'are' if n > 1 else 'is'} already over {limit}{each}")
-        else:
-            out.append(f"fills: {what} {'stay' if n > 1 else 'stays'} under {limit}{each} "
-                       f"until {_end(current.upper)} at this rate")
-    if growth.open_ended:
-        out.append("runway: open-ended (a partition reaches MAXVALUE)")
-    elif growth.covered_until is None:
-        out.append("runway: none (no partition with time bounds)")
-    else:
-        left = growth.covered_until - growth.now
-        if left.total_seconds() <= 0:
-            when = f"ran out {about(-left)} ago"
-        else:
-            when = f"{about(left)} ahead"
-        out.append(f"runway: partitions until {_end(growth.covered_until)} ({when}; "
-                   f"{plural(growth.premade, 'partition')} ahead)")
-    return out

@@ -23,7 +23,7 @@ import humanize
 
 from .bounds import BoundValue, parse_timestamp
 from .catalog import Forest, PartNode
-from .humanfmt import short_count, size
+from .humanfmt import plural, short_count, size
 
 # How many of the newest finished partitions the rate is the median of.
 RATE_SAMPLE = 5
@@ -314,3 +314,54 @@ def growth_dict(growth: Growth) -> dict[str, Any]:
             "premade": growth.premade,
         },
     }
+
+
+def _end(t: datetime) -> str:
+    return t.strftime("%Y-%m-%d %H:%M").removesuffix(" 00:00")
+
+
+def summary_lines(growth: Growth, unit: str | None = None) -> list[str]:
+    """The rate, when the current partition fills and the runway, one line each (`tree
+    --growth` and the console's details)."""
+    if unit is None:
+        unit = interval_name(growth.interval) if growth.interval.total_seconds() > 0 \
+            else "interval"
+    out: list[str] = []
+    rate = rate_text(growth)
+    if rate is None:
+        out.append("rate: unknown: no finished partition was analyzed (ANALYZE the table)")
+    else:
+        out.append(f"rate: {rate} (median of the last {plural(growth.samples, 'finished ' + unit)}"
+                   f"{'' if growth.meaningful else '; too few to forecast from'})")
+    limit = size(growth.limit_bytes)
+    current = growth.current
+    fill = fill_text(growth)
+    if fill is not None:
+        out.append(f"fills: {fill} (findings.oversized)")
+    elif current is None:
+        out.append("fills: no partition holds the present")
+    elif growth.meaningful and growth.bytes_per_interval is not None:
+        held = growth.current_bytes() or 0
+        n = growth.leaves_per_partition
+        # the limit holds per leaf: a week of 4 hash partitions may hold 4 times as much
+        what = (f"the {n} partitions of {current.node.qualified}" if n > 1
+                else current.node.qualified)
+        each = " each" if n > 1 else ""
+        if held > growth.limit_bytes * n:
+            out.append(f"fills: {what} {'are' if n > 1 else 'is'} already over {limit}{each}")
+        else:
+            out.append(f"fills: {what} {'stay' if n > 1 else 'stays'} under {limit}{each} "
+                       f"until {_end(current.upper)} at this rate")
+    if growth.open_ended:
+        out.append("runway: open-ended (a partition reaches MAXVALUE)")
+    elif growth.covered_until is None:
+        out.append("runway: none (no partition with time bounds)")
+    else:
+        left = growth.covered_until - growth.now
+        if left.total_seconds() <= 0:
+            when = f"ran out {about(-left)} ago"
+        else:
+            when = f"{about(left)} ahead"
+        out.append(f"runway: partitions until {_end(growth.covered_until)} ({when}; "
+                   f"{plural(growth.premade, 'partition')} ahead)")
+    return out
