@@ -12,8 +12,9 @@ in one query: the only read of rows at plan time, said in the preview). The part
 rows the DEFAULT holds are built by a move of the DEFAULT's rows, drain-default's steps
 (plans/steps/moves.py: the DEFAULT is the source, the new partitions, sub-partitioned like the
 newest one, and a new empty DEFAULT the targets; writers carry on), after the others; when
-the DEFAULT is itself partitioned, that move is not supported and the partition is refused
-with a message instead, as below. Never does an ATTACH fail on the DEFAULT's rows.
+the DEFAULT is itself partitioned (or the newest partition has sub-partitions a move cannot
+copy: more than one level, an expression), that move is not supported and the partition is
+refused with a message instead, as below. Never does an ATTACH fail on the DEFAULT's rows.
 
 The others, per partition, each step its own short transaction under the lock timeout
 (retried):
@@ -254,7 +255,7 @@ class CreateAhead(PlanKind):
             cells.append((lo, hi))
         texts = [(literal_text(lo, ktype), literal_text(hi, ktype)) for lo, hi in cells]
         holds = default_holds(conn, default, key, texts)
-        why_not = _why_no_move(default) if any(holds) else ""
+        why_not = _why_no_move(default, newest.node) if any(holds) else ""
         steps: list[Step] = stale_helper_step(conn, root, default)
         created: list[str] = []
         specs: list[str] = []  # schema-qualified always: never ambiguous for a later lookup
@@ -503,11 +504,16 @@ def default_holds(conn: psycopg.Connection, default: PartNode | None, key: str,
     return [bool(v) for v in row[0]]
 
 
-def _why_no_move(default: PartNode | None) -> str:
-    """Why the DEFAULT's rows of a new partition cannot be moved into it ('' when they can)."""
+def _why_no_move(default: PartNode | None, newest: PartNode) -> str:
+    """Why the DEFAULT's rows of a new partition cannot be moved into it ('' when they can):
+    what steps/moves.add_subpartitions refuses, said per partition instead of for the plan."""
     if default is not None and default.is_partitioned:
         return ("the DEFAULT is itself partitioned: moving rows out of a sub-partitioned "
                 "DEFAULT is not supported")
+    if newest.is_partitioned and (newest.key_expressions or not newest.key_columns or any(
+            c.is_partitioned for c in newest.children)):
+        return (f"{newest.qualified} is sub-partitioned by an expression or on more than one "
+                f"level: a move into that shape is not supported")
     return ""
 
 
