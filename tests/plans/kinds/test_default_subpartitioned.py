@@ -57,6 +57,9 @@ def _assert_week_shape(conn: psycopg.Connection, name: str) -> None:
     assert all(r[2] == parent_idx for r in leaves), leaves
     assert conn.execute("SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass",
                         (f"public.{name}",)).fetchone()[0] == parent_idx
+    # every table and index of the move is named after its table by now
+    assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'pgparts%'"
+                        " AND relnamespace <> 'pgparts'::regnamespace").fetchone()[0] == 0
 
 
 def _leaf_checks_hook(db, box: dict):
