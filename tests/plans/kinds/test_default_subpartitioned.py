@@ -1,7 +1,8 @@
 """Moves out of the DEFAULT into sub-partitioned new partitions, on scenario 1's shape
 (account_balances: Sunday-to-Sunday weeks in UTC, each HASH x4 by account_address, a DEFAULT):
 create-ahead when the DEFAULT holds rows of next week, drain-default of rows of several missing
-weeks, fill-gaps of a hole between sub-partitioned weeks, and a writer during the move. Every
+weeks (and of the LIST-groups variant; on a LIST-partitioned table, the list partitions' shape),
+fill-gaps of a hole between sub-partitioned weeks, and a writer during the move. Every
 new week gets 4 hash sub-partitions named like the newest week's, the parent's indexes on each,
 the bound CHECK inherited by each leaf (ATTACH scans none); no failed ATTACH, no row lost."""
 
@@ -278,3 +279,29 @@ def test_a_writer_of_next_week_during_create_ahead_loses_nothing(db):
         assert conn.execute(f"SELECT count(*) FROM public.{name} WHERE account_address"
                             " LIKE 'w%'").fetchone()[0] > 0
         assert _in_default(conn) == 0 and leftovers(conn) == []
+
+
+def test_drain_default_on_list_follows_list_partitions_sub_partitioned_alike(db):
+    """LIST by region, each list partition HASH x2: the drained value's partition gets two hash
+    sub-partitions; once one list partition is plain, the new ones are plain and the preview
+    says why. (Plans only: the move itself is the one run above.)"""
+    with db.connect() as conn:
+        conn.execute("CREATE TABLE public.ev (id int NOT NULL, region text NOT NULL,"
+                     " PRIMARY KEY (id, region)) PARTITION BY LIST (region)")
+        for region in ("eu", "us"):
+            conn.execute(f"CREATE TABLE public.ev_{region} PARTITION OF public.ev"
+                         f" FOR VALUES IN ('{region}') PARTITION BY HASH (id)")
+            for r in range(2):
+                conn.execute(f"CREATE TABLE public.ev_{region}_h{r} PARTITION OF"
+                             f" public.ev_{region} FOR VALUES WITH (MODULUS 2, REMAINDER {r})")
+        conn.execute("CREATE TABLE public.ev_default PARTITION OF public.ev DEFAULT")
+        conn.execute("INSERT INTO public.ev SELECT g, 'asia' FROM generate_series(1, 5) g")
+    plan = plan_for(db, "drain_default", table="public.ev")
+    assert "  each sub-partitioned like ev_eu: ev_asia_h0, ev_asia_h1" \
+        in plan.facts.changes, plan.facts.changes
+    with db.connect() as conn:
+        conn.execute("CREATE TABLE public.ev_fr PARTITION OF public.ev FOR VALUES IN ('fr')")
+    plan = plan_for(db, "drain_default", table="public.ev")
+    assert not any("sub-partitioned like" in line for line in plan.facts.changes)
+    assert any("not sub-partitioned alike: the new ones are plain" in n
+               for n in plan.facts.notes), plan.facts.notes
