@@ -1,8 +1,9 @@
 """fill-gaps on real servers: the range_gap finding's fix (`pgparts fix`), the DEFAULT's rows of
 a hole moved online with every row kept per bound, holes without rows created like the
 partition below them (its HASH sub-partitions too) and attached without a scan of the DEFAULT,
-the refusal where a move would need a sub-partitioned partition, holes of a time key cut on
-the newest partition's grid, and kills in the create path then a re-run."""
+the DEFAULT's rows of a hole moved into the shape of the sub-partitioned partition below it (a
+sub-partitioned DEFAULT refused), holes of a time key cut on the newest partition's grid, and
+kills in the create path then a re-run."""
 
 from __future__ import annotations
 
@@ -59,18 +60,26 @@ def test_fix_offers_fill_gaps_and_moves_the_default_rows_of_the_hole(db, capsys)
     assert status == 0 and "no hole" in out, out
 
 
-def _gap_above_the_hash_partition(conn: psycopg.Connection, rows_in_hole: bool) -> None:
+def _gap_above_the_hash_partition(conn: psycopg.Connection, rows_in_hole: bool,
+                                  hash_default: bool = False) -> None:
     """base() plus [400, 500): a hole [300, 400) above the HASH-partitioned [200, 300), and a
-    DEFAULT holding rows beyond 500 (and of the hole when asked)."""
+    DEFAULT holding rows beyond 500 (and of the hole when asked); with `hash_default`, the
+    DEFAULT is itself HASH-partitioned (two leaves)."""
     base(conn)
     t = ident(TABLE)
     conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM (400) TO (500)")
                  .format(ident('part ";4é'), t))
-    conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(ident(DEFAULT), t))
+    conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT{}").format(
+        ident(DEFAULT), t, sql.SQL(" PARTITION BY HASH (id)" if hash_default else "")))
+    for r in range(2 if hash_default else 0):
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES WITH (MODULUS 2,"
+                             " REMAINDER {})").format(ident(f"{DEFAULT} h{r}"), ident(DEFAULT),
+                                                     sql.Literal(r)))
     conn.execute(sql.SQL("INSERT INTO {} SELECT g + 1000, g, 'd' || g FROM"
                          " generate_series(500, 529) g").format(t))
     if rows_in_hole:
-        conn.execute(sql.SQL("INSERT INTO {} VALUES (9000, 350, 'hole')").format(t))
+        conn.execute(sql.SQL("INSERT INTO {} SELECT g + 9000, g, 'hole' FROM"
+                             " generate_series(350, 359) g").format(t))
 
 
 def test_hole_without_rows_is_created_like_its_hash_partitioned_neighbour(db, capsys):
@@ -102,15 +111,38 @@ def load_forest_name(db, name: str) -> str:
         return next(n.qualified for n in load_forest(conn).nodes.values() if n.name == name)
 
 
-def test_rows_of_a_hole_next_to_a_sub_partitioned_one_are_refused_clearly(db):
+def test_rows_of_a_hole_next_to_a_sub_partitioned_one_move_into_its_shape(db):
+    """The partition below the hole is HASH-partitioned: the DEFAULT's rows of the hole move
+    into a new partition with the same two hash sub-partitions (hostile names)."""
     with db.connect() as conn:
         _gap_above_the_hash_partition(conn, rows_in_hole=True)
-    with pytest.raises(PlanKindError) as exc:
-        plan_for(db, "fill_gaps", {})
-    msg = str(exc.value)
-    assert "sub-partitioned" in msg and "not supported yet" in msg, msg
-    assert load_forest_name(db, MID) in msg, msg
-    assert "\n" not in msg
+        before = per_bound(conn)
+    plan = plan_for(db, "fill_gaps", {})
+    assert any("sub-partitioned like" in line and load_forest_name(db, MID) in line
+               for line in plan.facts.changes), plan.facts.changes
+    result = run(db, plan)
+    assert result.ok, (result.error, result.state)
+    with db.connect() as conn:
+        root = load_forest(conn).find(spec())
+        new = next(c for c in root.children if c.bound_text == "FOR VALUES FROM (300) TO (400)")
+        assert new.name == f"{TABLE}_p300" and new.strategy == "hash"
+        assert sorted((c.name, c.bound_text) for c in new.children) == [
+            (f"{TABLE}_p300_{r}", f"FOR VALUES WITH (modulus 2, remainder {r})")
+            for r in range(2)]
+        assert per_bound(conn) == before and default_rows(conn) == 30
+        assert "range_gap" not in codes(conn) and leftovers(conn) == []
+
+
+def test_a_sub_partitioned_default_holding_rows_of_a_hole_is_refused_clearly(db):
+    with db.connect() as conn:
+        _gap_above_the_hash_partition(conn, rows_in_hole=True, hash_default=True)
+    for kind, words in (("fill_gaps", "sub-partitioned DEFAULT is not supported"),
+                        ("drain_default", "is itself partitioned")):
+        with pytest.raises(PlanKindError) as exc:
+            plan_for(db, kind, {})
+        msg = str(exc.value)
+        assert words in msg and load_forest_name(db, DEFAULT) in msg, msg
+        assert "\n" not in msg
     with db.connect() as conn:  # nothing was created
         assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'pgparts%'"
                             ).fetchone()[0] == 0

@@ -1,6 +1,6 @@
 """create_ahead and retention on the scenario's account_balances shape (weekly RANGE, each week
-HASH x4), against real servers: bounds whatever the time zones, the DEFAULT refusal, exactly the
-expired weeks, foreign keys pointing into a week."""
+HASH x4), against real servers: bounds whatever the time zones, the DEFAULT refusal at apply
+time, exactly the expired weeks, foreign keys pointing into a week."""
 
 from __future__ import annotations
 
@@ -111,27 +111,31 @@ def test_create_ahead_makes_sunday_weeks_in_utc_whatever_the_time_zones(db, caps
     assert status == 0 and "nothing to do" in err, (out, err)
 
 
-def test_create_ahead_refuses_a_week_the_default_holds_rows_of(db, capsys):
+def test_create_ahead_refuses_a_week_the_default_got_rows_of_since_planning(db, capsys):
+    """A row of next week lands in the DEFAULT after the plan was made (planning moves the
+    rows it finds: test_default_subpartitioned.py): the run refuses that week at its check,
+    never at ATTACH, and the exported script does the same."""
     with db.connect() as conn:
         b = build_balances(conn, rows_per_week=20, default_partition=True)
+    status, out, err = cli(capsys, "create_ahead", "account_balances", "--dry-run",
+                           "-d", db.dsn)
+    assert status == 0 and "checks that the DEFAULT partition" in out, out
+    plan = plan_for(db, "create_ahead")
+    with db.connect() as conn:
+        script = plan.to_sql(conn)
         nxt = current_week_start() + timedelta(days=7)
         conn.execute(sql.SQL("INSERT INTO {} VALUES ({}, 'late', 1, 'x', '{{}}')").format(
             b.ident, sql.Literal(datetime(nxt.year, nxt.month, nxt.day, 3, tzinfo=UTC))))
         before = conn.execute("SELECT count(*) FROM public.account_balances").fetchone()[0]
-    status, out, err = cli(capsys, "create_ahead", "account_balances", "--dry-run",
-                           "-d", db.dsn)
-    assert status == 0 and "checks that the DEFAULT partition" in out, out
-    # the exported script refuses the same way (a DO block that raises)
-    status, script, err = cli(capsys, "create_ahead", "account_balances", "--sql", "-d", db.dsn)
-    assert status == 0
+    # the exported script refuses (a DO block that raises)
     with (psycopg.connect(db.dsn, autocommit=True) as conn,
           pytest.raises(psycopg.errors.RaiseException, match="pgparts: refused")):
         conn.execute(script)
-    status, out, err = cli(capsys, "create_ahead", "account_balances", "--apply", "--yes",
-                           "-d", db.dsn)
-    assert status == 1
-    assert "refused account_balances_" in err and "holds rows of its range" in err, err
-    assert "ATTACH" not in err.upper().split("REFUSED")[0]  # it failed at the check, not ATTACH
+    result = run_plan(db, plan)
+    assert result.outcome == Outcome.FAILED
+    assert "refused account_balances_" in result.error, result.error
+    assert "holds rows of its range" in result.error, result.error
+    assert "ATTACH" not in result.error.upper().split("REFUSED")[0]  # at the check, not ATTACH
     with db.connect() as conn:
         after = conn.execute("SELECT count(*) FROM public.account_balances").fetchone()[0]
         in_default = conn.execute(

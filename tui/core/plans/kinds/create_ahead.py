@@ -10,10 +10,11 @@ created; older holes are fill-gaps' business.
 Planning checks the DEFAULT partition for rows of each new bound (one EXISTS per partition,
 in one query: the only read of rows at plan time, said in the preview). The partitions whose
 rows the DEFAULT holds are built by a move of the DEFAULT's rows, drain-default's steps
-(plans/steps/moves.py: the DEFAULT is the source, the new partitions and a new empty DEFAULT
-the targets; writers carry on), after the others; when the newest partition is
-sub-partitioned (or the DEFAULT is), that move is not supported and the partition is refused
-with a message instead, as below. Never does an ATTACH fail on the DEFAULT's rows.
+(plans/steps/moves.py: the DEFAULT is the source, the new partitions, sub-partitioned like the
+newest one, and a new empty DEFAULT the targets; writers carry on), after the others; when
+the DEFAULT is itself partitioned (or the newest partition has sub-partitions a move cannot
+copy: more than one level, an expression), that move is not supported and the partition is
+refused with a message instead, as below. Never does an ATTACH fail on the DEFAULT's rows.
 
 The others, per partition, each step its own short transaction under the lock timeout
 (retried):
@@ -254,7 +255,7 @@ class CreateAhead(PlanKind):
             cells.append((lo, hi))
         texts = [(literal_text(lo, ktype), literal_text(hi, ktype)) for lo, hi in cells]
         holds = default_holds(conn, default, key, texts)
-        why_not = _why_no_move(conn, root, newest.node, default) if any(holds) else ""
+        why_not = _why_no_move(default, newest.node) if any(holds) else ""
         steps: list[Step] = stale_helper_step(conn, root, default)
         created: list[str] = []
         specs: list[str] = []  # schema-qualified always: never ambiguous for a later lookup
@@ -302,7 +303,7 @@ class CreateAhead(PlanKind):
         details: dict[str, Any] = {"plan_id": uuid.uuid4().hex, "created": specs}
         if to_move:
             assert default is not None
-            move = self._move_plan(conn, forest, root, default, to_move)
+            move = self._move_plan(conn, forest, root, default, newest.node, to_move)
             steps += move.steps
             changes += move.facts.changes
             destroys = move.facts.destroys
@@ -324,7 +325,8 @@ class CreateAhead(PlanKind):
                     lock_timeout_seconds=config.plans.lock_timeout_seconds)
 
     def _move_plan(self, conn: psycopg.Connection, forest: Forest, root: PartNode,
-                   default: PartNode, to_move: list[tuple[str, str, str, str]]) -> Plan:
+                   default: PartNode, newest: PartNode,
+                   to_move: list[tuple[str, str, str, str]]) -> Plan:
         """Drain-default's steps for the new partitions whose rows the DEFAULT holds: the
         DEFAULT is the move's source, the new partitions and a new empty DEFAULT its targets."""
         try:
@@ -333,6 +335,8 @@ class CreateAhead(PlanKind):
                                        moves.temp_name(default.oid, i), keys.KeyValue(lo, None),
                                        keys.KeyValue(hi, None))
                        for i, (name, lo, hi, _r) in enumerate(to_move)]
+            for t in targets:  # shaped like the newest partition, its sub-partitions too
+                t.model = newest
             targets.append(replacement_default(default, targets))
             changes = [f"move the rows of {default.qualified} (the DEFAULT) of "
                        f"{r} into {display_name(root.schema, n)}" for n, _lo, _hi, r in to_move]
@@ -500,15 +504,16 @@ def default_holds(conn: psycopg.Connection, default: PartNode | None, key: str,
     return [bool(v) for v in row[0]]
 
 
-def _why_no_move(conn: psycopg.Connection, root: PartNode, newest: PartNode,
-                 default: PartNode | None) -> str:
-    """Why the DEFAULT's rows of a new partition cannot be moved into it ('' when they can)."""
+def _why_no_move(default: PartNode | None, newest: PartNode) -> str:
+    """Why the DEFAULT's rows of a new partition cannot be moved into it ('' when they can):
+    what steps/moves.add_subpartitions refuses, said per partition instead of for the plan."""
     if default is not None and default.is_partitioned:
-        return "the DEFAULT is itself partitioned: moving rows out of it is not supported yet"
-    if newest.is_partitioned:
-        return (f"the new partition would be sub-partitioned like {newest.qualified}: moving "
-                f"rows into a sub-partitioned partition is not supported yet (move them out "
-                f"of the DEFAULT first)")
+        return ("the DEFAULT is itself partitioned: moving rows out of a sub-partitioned "
+                "DEFAULT is not supported")
+    if newest.is_partitioned and (newest.key_expressions or not newest.key_columns or any(
+            c.is_partitioned for c in newest.children)):
+        return (f"{newest.qualified} is sub-partitioned by an expression or on more than one "
+                f"level: a move into that shape is not supported")
     return ""
 
 

@@ -1,8 +1,9 @@
 """The drain-default kind: move the rows of the DEFAULT partition into new partitions shaped
-like the newest ones (on a LIST-partitioned table, one per value: drain_list.py), online
-(tui/core/moves; the steps are plans/steps/moves.py). The DEFAULT is the move's source; its
-replacement, a new empty DEFAULT, is one of the targets (it takes the rows no new partition
-takes: NULL keys, rows written meanwhile outside them)."""
+like the newest one (its interval, naming pattern and sub-partitioning; on a LIST-partitioned
+table, one per value: drain_list.py), online (tui/core/moves; the steps are
+plans/steps/moves.py). The DEFAULT is the move's source; its replacement, a new empty DEFAULT,
+is one of the targets (it takes the rows no new partition takes: NULL keys, rows written
+meanwhile outside them). A sub-partitioned DEFAULT is refused."""
 
 from __future__ import annotations
 
@@ -111,9 +112,12 @@ class DrainDefault(PlanKind):
                         target=parent.qualified, target_oid=parent.oid, steps=[],
                         summary=[f"{default.qualified} holds no row a range partition could "
                                  f"take"], facts=PlanFacts(notes=[read_note]))
+        model = next(c for c in ranges if c.name == newest.name)
         targets = [range_partition(conn, key, default, p.name,
                                    moves.temp_name(default.oid, i), p.lower, p.upper)
                    for i, p in enumerate(proposals)]
+        for t in targets:  # its sub-partitioning too (none when it is plain)
+            t.model = model
         targets.append(replacement_default(default, targets))
         changes = [f"move the rows of {default.qualified} (the DEFAULT) into new partitions "
                    f"shaped like {newest.name}:"] + [

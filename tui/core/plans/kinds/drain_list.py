@@ -1,7 +1,8 @@
 """drain-default on a LIST-partitioned table: one new list partition per distinct value the
 DEFAULT holds, NULL included (`FOR VALUES IN (NULL)`), named like the existing list partitions
-(`events_us` for 'us' gives `events_asia`), then the move of drain_default.py (the DEFAULT is
-the source, a new empty DEFAULT one of the targets).
+(`events_us` for 'us' gives `events_asia`), sub-partitioned like them when they all are alike,
+then the move of drain_default.py (the DEFAULT is the source, a new empty DEFAULT one of the
+targets).
 
 A NULL key is never lost: each target's predicate is NULL-safe (`key IS NOT NULL AND key IN
 (...)`, or `key IS NULL`), so the new DEFAULT's predicate, the negation of all of them, is true
@@ -35,6 +36,18 @@ def _prefix(parent: PartNode) -> str:
         if text and c.name.endswith(text) and len(c.name) > len(text):
             return c.name[:-len(text)]
     return f"{parent.name}_"
+
+
+def _model(parent: PartNode, default: PartNode) -> tuple[PartNode, bool]:
+    """The partition whose sub-partitioning the new list partitions take: any of the list
+    partitions when they are all sub-partitioned alike (or all plain), else the DEFAULT (plain:
+    a sub-partitioned DEFAULT is refused before); and whether they differ. List partitions have
+    no newest one to follow."""
+    lists = [c for c in parent.children if c.bound is not None and c.bound.kind == "list"]
+    shapes = {moves.sub_partitioning(c) for c in lists}
+    if len(shapes) == 1 and lists:
+        return min(lists, key=lambda c: c.name), False
+    return default, len(shapes) > 1
 
 
 def null_safe(key: keys.Key, value: keys.KeyValue) -> sql.Composed:
@@ -89,6 +102,9 @@ def list_drain_plan(conn: psycopg.Connection, forest: Forest, parent: PartNode,
         targets.append(moves.NewPartition(
             name=name, temp=moves.temp_name(default.oid, i), bound=bound,
             bound_text=bound.as_string(conn), predicate=pred, check=pred))
+    model, mixed = _model(parent, default)
+    for t in targets:
+        t.model = model
     targets.append(replacement_default(default, targets))
     schema = default.schema
     changes = [f"move the rows of {default.qualified} (the DEFAULT) into one new list "
@@ -97,6 +113,9 @@ def list_drain_plan(conn: psycopg.Connection, forest: Forest, parent: PartNode,
         f"  a new, empty {display_name(schema, default.name)} DEFAULT replaces it (it takes "
         f"the rows of values written meanwhile)"]
     notes = [read_note]
+    if mixed:
+        notes.append(f"the list partitions of {parent.qualified} are not sub-partitioned alike: "
+                     f"the new ones are plain")
     if any(text is None for (text,) in rows):
         notes.append("rows with a NULL key get a partition FOR VALUES IN (NULL) of their own")
     return moves.move_plan(conn, kind, f"drain {default.qualified}", parent, default, targets,

@@ -12,9 +12,9 @@ query: the only read of rows at plan time, said in the preview). Then either
 - the DEFAULT holds rows of some hole: every new partition is built by one online move of the
   DEFAULT's rows, drain-default's steps (plans/steps/moves.py: the DEFAULT is the source, the
   new partitions and a new empty DEFAULT its targets; the DEFAULT's other rows stay in the new
-  DEFAULT, which the swap's ATTACH scans under the parent's lock). Moves build plain tables:
-  when the partition below a hole is sub-partitioned (or the DEFAULT is), this is refused with
-  a message saying so;
+  DEFAULT, which the swap's ATTACH scans under the parent's lock). Each new partition takes
+  the sub-partitioning of the partition below its hole (steps/moves.add_subpartitions); a
+  sub-partitioned DEFAULT is refused with a message saying so;
 - or it holds none (or there is no DEFAULT): each partition is created standalone shaped like
   the partition below its hole, its sub-partitions included, and attached without a scan of
   the DEFAULT (create_ahead's create_attach_steps: a validated helper CHECK on the DEFAULT
@@ -161,22 +161,16 @@ class FillGaps(PlanKind):
               key: keys.Key, proposals: list[Proposal], holds: list[bool],
               below: dict[str, PartNode], changes_head: str, notes: list[str]) -> Plan:
         held = [p for p, h in zip(proposals, holds, strict=True) if h]
-        shaped = sorted({below[p.name].qualified for p in proposals
-                         if below[p.name].is_partitioned})
         where = ", ".join(f"[{show(p.lower)}, {show(p.upper)})" for p in held)
         if default.is_partitioned:
             raise PlanKindError(f"the DEFAULT partition {default.qualified} holds rows of the "
                                 f"holes ({where}) and is itself partitioned: moving rows out "
-                                f"of it is not supported yet")
-        if shaped:
-            raise PlanKindError(f"the DEFAULT partition {default.qualified} holds rows of the "
-                                f"holes ({where}) and the partitions next to them are "
-                                f"sub-partitioned ({', '.join(shaped)}): moving rows into a "
-                                f"sub-partitioned new partition is not supported yet; move "
-                                f"those rows out of the DEFAULT first")
+                                f"of a sub-partitioned DEFAULT is not supported")
         targets = [range_partition(conn, key, default, p.name,
                                    moves.temp_name(default.oid, i), p.lower, p.upper)
                    for i, p in enumerate(proposals)]
+        for t, p in zip(targets, proposals, strict=True):
+            t.model = below[p.name]  # shaped like the partition below its hole
         targets.append(replacement_default(default, targets))
         schema = default.schema
         changes = [changes_head] + [

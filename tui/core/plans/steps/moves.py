@@ -7,8 +7,9 @@ A move has one source partition or several (merge, rebound, move-values into an 
 partition; all in one schema): each is captured into its own log and all are copied in one
 snapshot; one swap detaches every source and attaches every new partition. The first source
 is the anchor: the new tables' temporary names, the DEFAULT's helper CHECKs and the registry's
-move_target entries carry its oid. A sub-partitioned source gives each new partition the same
-sub-partitioning (add_subpartitions).
+move_target entries carry its oid. Each new partition takes the sub-partitioning of its model
+(add_subpartitions): the source's, or for a move out of the DEFAULT (drain-default, fill-gaps,
+create-ahead) the neighbour the kind names (the newest partition, the one below a hole).
 
 Steps, in order (each commits alone; a re-run skips what the catalog shows done):
 
@@ -83,9 +84,15 @@ class NewPartition:
     predicate: sql.Composable  # which of the source's rows it takes
     check: sql.Composable | None  # its CHECK (None: a DEFAULT, whose rows no bound describes)
     exclusion: sql.Composable | None = None  # the DEFAULT helper CHECK for this bound
-    # the same sub-partitioning as the source (move_plan fills both from the catalog)
+    # the partition whose sub-partitioning it takes (None: the first source's); a move out of
+    # the DEFAULT names a neighbour here (the newest partition, the one below a hole)
+    model: PartNode | None = None
+    # that sub-partitioning (move_plan fills both from the catalog)
     partition_by: sql.Composable | None = None
     subparts: list[SubPartition] = field(default_factory=list)
+
+    def shaped_like(self, move: Move) -> PartNode:
+        return self.model if self.model is not None else move.source
 
     @property
     def is_default(self) -> bool:
@@ -99,6 +106,7 @@ class SubPartition:
     name: str
     temp: str
     bound: sql.Composable
+    model_oid: int = 0  # the model's sub-partition it is shaped like (its grants)
 
 
 @dataclass
@@ -447,10 +455,13 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
     for t, tt in zip(move.targets, temps, strict=True):
         by = sql.SQL(" {}").format(t.partition_by) if t.partition_by is not None \
             else sql.SQL("")
+        # a neighbour it is shaped like lends its grants too, as create-ahead's partitions get
+        shaped = [t.model.oid] if t.model is not None else []
         stmts.append(Statement(sql.SQL("CREATE TABLE {} (LIKE {} {}){}").format(
             tt.table, parent.ident, including, by),
             note=f"{t.name} ({t.bound_text}), built as {t.temp}: the parent's columns, "
-                 f"defaults and CHECKs" + (", the source's sub-partitioning" if t.subparts
+                 f"defaults and CHECKs" + (f", the sub-partitioning of "
+                                           f"{t.shaped_like(move).qualified}" if t.subparts
                                            else "")))
         if t.check is not None:
             stmts.append(Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
@@ -462,7 +473,8 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
             leaf = sql.Identifier(move.schema, sp.temp)
             stmts.append(Statement(sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
                 leaf, tt.table, sp.bound), note=f"{sp.name}, built as {sp.temp}"))
-            stmts += grant_statements(conn, [parent.oid, *source_oids], leaf)
+            stmts += grant_statements(conn, [parent.oid, *source_oids, *shaped, sp.model_oid],
+                                      leaf)
         stmts.append(Statement(markers.register_relation_sql(
             role=markers.MOVE_TARGET_ROLE, schema=move.schema, name=t.temp,
             parent_oid=parent.oid, source_oid=source.oid, source_name=source.name,
@@ -475,7 +487,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                 markers.REGISTRY, sql.Literal(json.dumps(source_oids)),
                 sql.Literal(markers.MOVE_TARGET_ROLE),
                 sql.Literal(tt.table.as_string(conn))), note="the move's every source"))
-        stmts += grant_statements(conn, [parent.oid, *source_oids], tt.table)
+        stmts += grant_statements(conn, [parent.oid, *source_oids, *shaped], tt.table)
     steps = [Step(
         title=f"Build {tnames} beside {sdisp}",
         explanation="Create the new partitions as empty tables next to the live ones; no row "
@@ -1056,40 +1068,66 @@ def sub_partitioning(node: PartNode) -> tuple[Any, ...] | None:
 
 
 def add_subpartitions(conn: psycopg.Connection, move: Move) -> None:
-    """Give every new partition the sub-partitioning of the (first) source: the same
-    strategy and key, one sub-partition per source sub-partition with its bound, named after
-    the new partition the way the source's are named after it (`wk_2026_11_29_h0` of
-    `wk_2026_11_29` gives `wk_2026_11_29_b_h0` of `wk_2026_11_29_b`)."""
-    anchor = move.source
+    """Give every new partition the sub-partitioning of its model (`NewPartition.model`: a
+    neighbour for a move out of the DEFAULT; else the first source): the same strategy and
+    key, one sub-partition per sub-partition of the model with its bound, named after the new
+    partition the way the model's are named after it (`wk_2026_11_29_h0` of `wk_2026_11_29`
+    gives `wk_2026_11_29_b_h0` of `wk_2026_11_29_b`). A plain model gives a plain partition."""
     shapes = {sub_partitioning(s) for s in move.sources}
     if len(shapes) > 1:
         raise cl.MoveError(f"{move.sources_disp} are not sub-partitioned alike: the new "
                            f"partition could not take the shape of each")
-    if not anchor.is_partitioned:
-        return
-    children = sorted(anchor.children, key=lambda c: (c.bound_text or ""))
-    if anchor.key_expressions or not anchor.key_columns:
-        raise cl.MoveError(f"{anchor.qualified} is sub-partitioned by an expression: not "
-                           f"supported")
-    if not children or any(c.is_partitioned or c.bound is None for c in children):
-        raise cl.MoveError(f"{anchor.qualified} has no sub-partitions or more than one level "
-                           f"of them: not supported")
-    by = sql.SQL("PARTITION BY {} ({})").format(
-        sql.SQL({"hash": "HASH", "list": "LIST", "range": "RANGE"}[anchor.strategy or ""]),
-        sql.SQL(", ").join(sql.Identifier(c) for c in anchor.key_columns))
     freed = {c.name for s in move.sources for c in s.children if c.schema == move.schema}
     taken = (existing_names(conn, move.schema) - freed) | {t.name for t in move.targets}
     for t in move.targets:
+        model = t.shaped_like(move)
+        t.partition_by, t.subparts = None, []
+        if not model.is_partitioned:
+            continue
         if t.is_default:
             raise cl.MoveError("a sub-partitioned DEFAULT is not supported")
-        t.partition_by = by
-        t.subparts = []
+        children = sorted(model.children, key=lambda c: (c.bound_text or ""))
+        if model.key_expressions or not model.key_columns:
+            raise cl.MoveError(f"{model.qualified} is sub-partitioned by an expression: not "
+                               f"supported")
+        if not children or any(c.is_partitioned or c.bound is None for c in children):
+            raise cl.MoveError(f"{model.qualified} has no sub-partitions or more than one "
+                               f"level of them: not supported")
+        t.partition_by = sql.SQL("PARTITION BY {} ({})").format(
+            sql.SQL({"hash": "HASH", "list": "LIST", "range": "RANGE"}[model.strategy or ""]),
+            sql.SQL(", ").join(sql.Identifier(c) for c in model.key_columns))
         for k, c in enumerate(children):
             assert c.bound is not None
-            suffix = c.name[len(anchor.name):] if c.name.startswith(anchor.name) \
-                and len(c.name) > len(anchor.name) else f"_{k}"
+            suffix = c.name[len(model.name):] if c.name.startswith(model.name) \
+                and len(c.name) > len(model.name) else f"_{k}"
             t.subparts.append(SubPartition(unique_name(t.name + suffix, taken),
-                                           f"{t.temp}_p{k}", bound_sql(c.bound)))
+                                           f"{t.temp}_p{k}", bound_sql(c.bound), c.oid))
+
+
+def _shape_lines(move: Move) -> list[str]:
+    """The preview's line per model: which new partitions are sub-partitioned like it."""
+    by_model: dict[int, tuple[PartNode, list[str]]] = {}
+    for t in move.targets:
+        if t.subparts:
+            model = t.shaped_like(move)
+            by_model.setdefault(model.oid, (model, []))[1].extend(
+                display_name(move.schema, sp.name) for sp in t.subparts)
+    return [f"  each sub-partitioned like {model.qualified}: {', '.join(names)}"
+            for model, names in by_model.values()]
+
+
+def _own_key_fits(move: Move, own_key: Sequence[str]) -> None:
+    """The sources' own unique index (the replay's key when the parent's key does not serve)
+    is built on every new partition: on a sub-partitioned one it must hold the sub-partition
+    key, or the index step would fail."""
+    for t in move.targets:
+        model = t.shaped_like(move)
+        if t.subparts and not set(model.key_columns) <= set(own_key):
+            raise cl.MoveError(
+                f"{move.sources_disp}'s unique index on ({', '.join(own_key)}) orders the "
+                f"replay and would be built on {t.name}, sub-partitioned like "
+                f"{model.qualified} by ({', '.join(model.key_columns)}), which it does not "
+                f"hold: not supported")
 
 
 def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
@@ -1123,12 +1161,10 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
     move = Move(kind, parent, sources, key, caps, targets, default,
                 referencing_keys(conn, parent.oid), uuid.uuid4().hex)
     add_subpartitions(conn, move)
-    if targets and targets[0].subparts:
-        changes = changes + [
-            f"  each sub-partitioned like {anchor.qualified}: "
-            + ", ".join(display_name(anchor.schema, sp.name) for t in targets
-                        for sp in t.subparts)]
+    changes = changes + _shape_lines(move)
     own_key = () if key.column in caps[0].key else caps[0].key
+    if own_key:
+        _own_key_fits(move, own_key)
     for s in sources:
         notes = notes + own_shape_notes(conn, s, own_key)
     if own_key:
