@@ -12,6 +12,7 @@ from psycopg import sql
 from ..names import display_name
 from ..plans.engine.model import Lock, Plan, Statement, Step, VerificationFailed
 from ..plans.steps import markers
+from ..plans.steps.moves import raise_unless
 from . import MigrateError, later
 from .spec import MigrationSpec, forget_sql, read_recorded
 from .stages import _plan, original_dependents, stage_index
@@ -38,7 +39,10 @@ def restore_statements(conn: psycopg.Connection, spec: MigrationSpec,
                   "lock", "both tables"),
         Statement(sql.SQL("SELECT pg_catalog.to_regclass({})::pg_catalog.oid").format(
             sql.Literal(spec.table.as_string(conn))), "verify", "the new table is ours",
-            check=_new_table_check(spec, new_oid)),
+            check=_new_table_check(spec, new_oid), script=raise_unless(conn, sql.SQL(
+                "pg_catalog.to_regclass({})::pg_catalog.oid = {}::pg_catalog.oid").format(
+                sql.Literal(spec.table.as_string(conn)), sql.Literal(new_oid)),
+                f"{spec.display} is not the table pgparts built; nothing is dropped")),
     ]
     # before the DROP: an owned sequence would go with the table
     for s_schema, s_name, col in spec.owned_sequences:
@@ -105,7 +109,8 @@ def abort_plan(conn: psycopg.Connection, schema: str, name: str) -> Plan:
             restore_statements(conn, spec, rec.new_oid) + [forget],
             locks=[Lock("ACCESS EXCLUSIVE", spec.display), Lock("ACCESS EXCLUSIVE",
                                                                 spec.old_display)],
-            done=gone, retry="step")]
+            done=gone, retry="step",
+            verify_note="the table dropped is the one pgparts built")]
     else:
         steps = [Step(
             "forget the migration",
