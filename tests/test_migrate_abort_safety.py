@@ -1,5 +1,6 @@
-"""Abort after Build drops the partitioned table only when it is the one pgparts built; the
-exported script (`--abort --sql`) checks that too before its DROP."""
+"""Abort after Build drops the partitioned table: only when it is the one pgparts built, and only
+when it holds no row the original lacks (a row written to the table's name after Build lives
+only there). The same checks stop the exported script (`--abort --sql`) before its DROP."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import psycopg
 from psycopg import sql
 
 from tui.core.migrate.abort import abort_plan
-from tui.core.migrate.migration import prepare
+from tui.core.migrate.migration import prepare, run_plan
+from tui.core.migrate.stages import standing
+from tui.core.plans.engine.runner import Outcome
 
 from .migrate_support import PLAIN
-from .test_migrate_stages import _build, _choices, _run_to
+from .test_migrate_stages import _build, _choices, _rows, _run_to
 
 n = PLAIN
 
@@ -32,6 +35,35 @@ def _run_script(db, script: str) -> str | None:
         except psycopg.Error as exc:
             return str(exc)
     return None
+
+
+def test_abort_keeps_a_table_holding_rows_the_original_lacks(db):
+    spec = _copied(db)
+    # the application wrote to the table's name after Build: the row lives only in the new table
+    db.execute(sql.SQL("INSERT INTO {t} ({id}, {ts}, {pdm}, {tr}, {a}) VALUES"
+                       " (999999, '2020-06-01 00:00+00', 1, 'late', 1)").format(
+        t=n.ident(n.table), id=sql.Identifier(n.id), ts=sql.Identifier(n.ts),
+        pdm=sql.Identifier(n.pdm), tr=sql.Identifier(n.tracer), a=sql.Identifier(n.amount)))
+    with db.connect() as conn:
+        plan = abort_plan(conn, n.schema, n.table)
+        script = plan.to_sql(conn)
+    result = run_plan(db.target, plan)
+    assert result.outcome == Outcome.FAILED and "not in" in result.error, result.error
+    assert (999999,) in [r[:1] for r in _rows(db, n.ident(n.table), n)]
+    with db.connect() as conn:
+        assert standing(conn, n.schema, n.table).recorded is not None
+    # the exported script stops before its DROP too
+    error = _run_script(db, script)
+    assert error is not None and "not in" in error, error
+    assert (999999,) in [r[:1] for r in _rows(db, n.ident(n.table), n)]
+    # once the row is where it belongs (here: gone), abort runs
+    db.execute(sql.SQL("DELETE FROM {t} WHERE {id} = 999999").format(
+        t=n.ident(n.table), id=sql.Identifier(n.id)))
+    with db.connect() as conn:
+        plan = abort_plan(conn, n.schema, n.table)
+    assert run_plan(db.target, plan).ok
+    assert db.query(sql.SQL("SELECT to_regclass({})").format(
+        sql.Literal(n.ident(spec.old_name).as_string()))) == [(None,)]
 
 
 def test_abort_script_refuses_another_table_under_the_name(db):
