@@ -1,6 +1,8 @@
-"""Abort after Build drops the partitioned table: only when it is the one pgparts built, and only
-when it holds no row the original lacks (a row written to the table's name after Build lives
-only there). The same checks stop the exported script (`--abort --sql`) before its DROP."""
+"""The migration's checks before anything it cannot undo, in the runner and in the exported
+script (`--sql`, run as psql -v ON_ERROR_STOP=1 would): abort after Build drops the partitioned
+table only when it is the one pgparts built and holds no row the original lacks (a row written
+to the table's name after Build lives only there); the copy does not take a partition holding
+such a row for copied; stage 1 stops while a session writes, stage 3 on a group over 60."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from psycopg import sql
 
 from tui.core.migrate.abort import abort_plan
 from tui.core.migrate.migration import prepare, run_plan
-from tui.core.migrate.stages import standing
+from tui.core.migrate.stages import stage, standing
 from tui.core.plans.engine.runner import Outcome
 
 from .migrate_support import PLAIN
@@ -95,3 +97,32 @@ def test_copy_is_not_done_for_a_partition_holding_rows_written_after_build(db):
     assert "payment_2019: the original has" in result.error, result.error
     with db.connect() as conn:
         assert standing(conn, n.schema, n.table).recorded.state == "build"
+
+
+def test_exported_collisions_stage_stops_on_a_group_over_60(db):
+    _build(db, n, over_60=True)
+    with db.connect() as conn:
+        spec = prepare(conn, _choices(n)).spec
+    assert _run_to(db, spec, "duplicates").ok
+    before = _rows(db, n.ident(n.table), n)
+    with db.connect() as conn:
+        script = stage("collisions").plan(conn, spec).to_sql(conn)
+    error = _run_script(db, script)
+    assert error is not None and "more than 60" in error, error
+    assert _rows(db, n.ident(n.table), n) == before
+    with db.connect() as conn:
+        assert standing(conn, n.schema, n.table).recorded.state == "duplicates"
+
+
+def test_exported_preflight_stops_while_a_session_writes(db):
+    _build(db, n)
+    with db.connect() as conn:
+        spec = prepare(conn, _choices(n)).spec
+        script = stage("preflight").plan(conn, spec).to_sql(conn)
+    with psycopg.connect(db.dsn) as writer:  # a transaction left open holding a write lock
+        writer.execute(sql.SQL("UPDATE {t} SET {a} = {a} WHERE false").format(
+            t=n.ident(n.table), a=sql.Identifier(n.amount)))
+        error = _run_script(db, script)
+        writer.rollback()
+    assert error is not None and "sessions are writing" in error, error
+    assert _run_script(db, script) is None
