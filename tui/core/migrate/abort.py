@@ -1,6 +1,7 @@
 """Abort a migration until its drop: after Build, the new table dropped (checked to be the one
-recorded) and the original's names put back; before Build, the record forgotten. Once stage 7
-began on the new table, stage 7's own abort (later.abort_steps) is used."""
+recorded, holding only copies of the original's rows) and the original's names put back;
+before Build, the record forgotten. Once stage 7 began on the new table, stage 7's own abort
+(later.abort_steps) is used."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from psycopg import sql
 
 from ..names import display_name
 from ..plans.engine.model import Lock, Plan, Statement, Step, VerificationFailed
+from ..plans.hashing import extended_hash_supported, row_hash
 from ..plans.steps import markers
+from ..plans.steps.moves import raise_unless
+from ..plans.steps.verify import raise_unless_contained
 from . import MigrateError, later
+from .copy import _COLUMNS
 from .spec import MigrationSpec, forget_sql, read_recorded
 from .stages import _plan, original_dependents, stage_index
 
@@ -38,7 +43,11 @@ def restore_statements(conn: psycopg.Connection, spec: MigrationSpec,
                   "lock", "both tables"),
         Statement(sql.SQL("SELECT pg_catalog.to_regclass({})::pg_catalog.oid").format(
             sql.Literal(spec.table.as_string(conn))), "verify", "the new table is ours",
-            check=_new_table_check(spec, new_oid)),
+            check=_new_table_check(spec, new_oid), script=raise_unless(conn, sql.SQL(
+                "pg_catalog.to_regclass({})::pg_catalog.oid = {}::pg_catalog.oid").format(
+                sql.Literal(spec.table.as_string(conn)), sql.Literal(new_oid)),
+                f"{spec.display} is not the table pgparts built; nothing is dropped")),
+        _only_copies(conn, spec),
     ]
     # before the DROP: an owned sequence would go with the table
     for s_schema, s_name, col in spec.owned_sequences:
@@ -60,6 +69,31 @@ def restore_statements(conn: psycopg.Connection, spec: MigrationSpec,
     out.append(Statement(sql.SQL("ALTER TABLE {t} RENAME TO {n}").format(
         t=old, n=sql.Identifier(spec.name)), note="the original's name back"))
     return out
+
+
+def _only_copies(conn: psycopg.Connection, spec: MigrationSpec) -> Statement:
+    """Every row of the new table is one of the original's: a row written to the table's name
+    after Build (by a writer the maintenance window missed) lives only there, and the DROP
+    would lose it."""
+    rows = conn.execute(_COLUMNS, (spec.oid,)).fetchall()
+    cols = [r[0] for r in rows]
+    fast = extended_hash_supported(conn, [int(r[1]) for r in rows])
+    h = row_hash(cols, fast)
+    extra = sql.SQL("SELECT pg_catalog.count(*) FROM (SELECT {h} FROM {new} EXCEPT ALL"
+                    " SELECT {h} FROM {old}) d").format(h=h, new=spec.table, old=spec.old_table)
+
+    def check(row: object, _conn: psycopg.Connection) -> str:
+        n = int(row[0]) if row else 0  # type: ignore[index]
+        if n:
+            raise VerificationFailed(
+                f"{n:,} row(s) of {spec.display} are not in {spec.old_display} (written after "
+                f"Build?): move them there first; nothing is dropped")
+        return f"every row of {spec.display} is in {spec.old_display}"
+
+    return Statement(extra, "verify", "the new table holds only copies of the original's rows",
+                     check=check, script=raise_unless_contained(
+                         conn, spec.table, spec.old_table, cols, fast, spec.display,
+                         spec.old_display))
 
 
 _STAGE_7_BEGUN = """
@@ -100,12 +134,14 @@ def abort_plan(conn: psycopg.Connection, schema: str, name: str) -> Plan:
     elif built:
         steps = [Step(
             f"restore {spec.display}",
-            f"Drop the partitioned {spec.display} with its partitions and give the original "
+            f"Drop the partitioned {spec.display} with its partitions (once it is shown to "
+            f"hold only copies of the original's rows) and give the original "
             "its name, its constraints', indexes' and sequences' names back.",
             restore_statements(conn, spec, rec.new_oid) + [forget],
             locks=[Lock("ACCESS EXCLUSIVE", spec.display), Lock("ACCESS EXCLUSIVE",
                                                                 spec.old_display)],
-            done=gone, retry="step")]
+            done=gone, retry="step",
+            verify_note="the table dropped is the one pgparts built and holds only copies")]
     else:
         steps = [Step(
             "forget the migration",

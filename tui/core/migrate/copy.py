@@ -3,9 +3,10 @@ each verified before it commits: the partition holds as many rows as the origina
 range, with the same order-independent checksum (the sum of a 64-bit hash of every row,
 plans/hashing.py).
 
-A partition that holds rows was copied and verified in one transaction, so it is done; one the
-original has no row for is done too. That is what resume reads (from the data, no name or
-comment): a killed copy rolls its partition back and the next run copies it again.
+A partition that holds the rows the original has in its range (count and checksum) is done; an
+empty one the original has no row for is done too. That is what resume reads (from the data,
+no name or comment): a killed copy rolls its partition back and the next run copies it again;
+a row written to the table after Build makes its partition differ, and the copy stops there.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def copy_steps(conn: psycopg.Connection, spec: MigrationSpec) -> list[Step]:
             locks=[Lock("SHARE", spec.old_display, "writes to the original"),
                    Lock("ROW EXCLUSIVE", display)],
             estimate=Estimate(rows=est, bytes=int(est * width)),
-            done=_partition_done(spec, p),
+            done=_partition_done(spec, p, compare),
             verify_note="count and checksum against the original",
             group="copy",
         ))
@@ -128,15 +129,21 @@ def copy_steps(conn: psycopg.Connection, spec: MigrationSpec) -> list[Step]:
     return steps
 
 
-def _partition_done(spec: MigrationSpec, p: SpecPartition) -> Any:
+def _partition_done(spec: MigrationSpec, p: SpecPartition, compare: sql.Composed) -> Any:
+    """Copied: the partition holds what the original has in its range. An empty partition is
+    done only when the original has no row there; one that holds rows is compared in full,
+    since rows written to the table's name after Build land in it without being a copy."""
     def done(conn: psycopg.Connection) -> bool:
         if _state_at_least(conn, spec, "copy"):
             return True
         row = conn.execute(sql.SQL(
-            "SELECT EXISTS (SELECT FROM {part}) OR NOT EXISTS (SELECT FROM {old} WHERE {cond})"
+            "SELECT EXISTS (SELECT FROM {part}), NOT EXISTS (SELECT FROM {old} WHERE {cond})"
         ).format(part=spec.partition_ident(p), old=spec.old_table,
                  cond=range_condition(spec, p))).fetchone()
-        return bool(row and row[0])
+        if not row[0]:
+            return bool(row[1])
+        n_old, h_old, n_new, h_new = conn.execute(compare).fetchone()
+        return (n_old, h_old) == (n_new, h_new)
     return done
 
 

@@ -24,6 +24,7 @@ from psycopg import sql
 from ..names import display_name
 from ..plans.engine.model import Lock, Plan, Statement, Step, VerificationFailed
 from ..plans.steps import markers
+from ..plans.steps.moves import raise_unless
 from . import MigrateError, later
 from .build import build_step, plan_renames
 from .collisions import MAX_PER_MINUTE, _ranked, _shape, rewrite_statement
@@ -157,8 +158,11 @@ def _no_writers(display: str) -> Callable[[object, psycopg.Connection], str]:
 def preflight_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
     rec = recorded_for(conn, spec)
     new_oid = rec.new_oid if rec else 0
-    st = Statement(_WRITERS.format(oid=sql.Literal(spec.oid), new=sql.Literal(new_oid)), "verify",
-                   "sessions writing to the table", check=_no_writers(spec.display))
+    writers = _WRITERS.format(oid=sql.Literal(spec.oid), new=sql.Literal(new_oid))
+    st = Statement(writers, "verify", "sessions writing to the table",
+                   check=_no_writers(spec.display), script=raise_unless(
+                       conn, sql.SQL("({}) = 0").format(writers),
+                       f"sessions are writing to {spec.display}: stop the writers"))
     step = Step("check that nothing writes to the table",
                 "Read-only: the migration must not start while other sessions write to the "
                 "table (their rows would be missed by the copy).", [st],
@@ -222,9 +226,13 @@ def collisions_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
     if spec.tiebreak and spec.column_kind in ("timestamptz", "timestamp"):
         table = original(conn, spec)
         pc = partition_column(table, spec.column)
+        unfixable = unfixable_sql(table, spec)
         statements += [
-            Statement(unfixable_sql(table, spec), "verify",
-                      f"groups over {MAX_PER_MINUTE} in one minute", check=_no_unfixable),
+            Statement(unfixable, "verify", f"groups over {MAX_PER_MINUTE} in one minute",
+                      check=_no_unfixable, script=raise_unless(
+                          conn, sql.SQL("({}) = 0").format(unfixable),
+                          f"rows are in groups of more than {MAX_PER_MINUTE} collisions in "
+                          "one minute: resolve them first; nothing changed")),
             Statement(rewrite_statement(table, pc, spec.key, spec.tiebreak), note="rewrite"),
         ]
     statements.append(Statement(state_sql(spec, "collisions"), note="record the stage"))

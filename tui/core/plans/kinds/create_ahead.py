@@ -33,8 +33,9 @@ instead of landing in the DEFAULT; for a future bound nothing should be writing 
 create_attach_steps() is these steps, shared with fill_gaps.
 
 A table left standalone by an interrupted run (its name, not attached, owned by the applying
-role) is taken up again by the next plan; a table of that name owned by anybody else is never
-attached: the new partition gets another name.
+role) is taken up again by the next plan, and attached only while it holds no row (a step
+checks before the DEFAULT's CHECK is added); a table of that name owned by anybody else is
+never attached: the new partition gets another name.
 """
 
 from __future__ import annotations
@@ -421,6 +422,7 @@ def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNo
         locks=[Lock("ACCESS SHARE", root.qualified, "blocks no reader or writer")],
         retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.05),
         done=_exists(schema, name), group=disp))
+    steps.append(_empty_step(conn, ident, disp, attached))
     helpers: list[Step] = []
     if default is not None:
         bound = Bound("range", "", lower=(BoundValue(lo_text),), upper=(BoundValue(hi_text),))
@@ -449,6 +451,33 @@ def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNo
     steps += helpers[2:]
     return steps
 
+
+
+def _empty_step(conn: psycopg.Connection, ident: sql.Identifier, disp: str,
+                attached: Any) -> Step:
+    """The table about to be attached holds no row. A table of that name left standalone is
+    taken up by name and owner (an interrupted run's, empty); one holding rows is not ours,
+    such as a partition the operator detached to keep aside: attaching it would bring its
+    rows back into the table."""
+    refusal = (f"refused {disp}: a table of that name exists outside the partitioned table and "
+               f"holds rows, so no run of pgparts left it there; rename or drop it, then run "
+               f"again. The partitions before it were created")
+    exists = sql.SQL("SELECT EXISTS (SELECT FROM {})").format(ident)
+
+    def check(row: Any, _c: psycopg.Connection) -> str:
+        if row and row[0]:
+            raise VerificationFailed(refusal)
+        return f"{disp} is empty"
+
+    return Step(
+        title=f"Check that {disp} is empty",
+        explanation=f"{disp} is attached only while it holds no row: pgparts creates it empty, "
+                    f"and a table of that name holding rows is somebody else's",
+        statements=[Statement(exists, "verify", note="refuse a table that holds rows",
+                              check=check, script=refuse_script(conn, exists, refusal))],
+        locks=[Lock("ACCESS SHARE", disp, "nobody uses it yet")],
+        statement_timeout_seconds=CHECK_TIMEOUT_SECONDS, done=attached,
+        verify_note=f"{disp} holds no row", group=disp)
 
 
 def _helper_id(schema: str, name: str) -> int:
