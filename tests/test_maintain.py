@@ -164,3 +164,26 @@ def test_a_standby_is_left_alone(tmp_path, capsys):
         shutil.rmtree(root, ignore_errors=True)
     assert status == 0, err
     assert "the server is a standby (in recovery): nothing to do here" in out, out
+
+
+def test_a_table_whose_planning_waits_on_a_lock_is_skipped_and_the_others_still_run(
+        db, capsys, tmp_path):
+    """create_ahead reads the DEFAULT partition while planning: a lock held on it makes that
+    read time out (the session's lock_timeout). That table is skipped with exit 1, the run goes
+    on with the other table, and the next run does it."""
+    with db.connect() as conn:
+        build_balances(conn, rows_per_week=5, default_partition=True)
+        build_balances(conn, schema="other", rows_per_week=5)
+    cfg = config(tmp_path, '[policy."public.account_balances"]\npremake = 2\n\n'
+                           '[policy."other.account_balances"]\npremake = 2\n')
+    with psycopg.connect(db.dsn) as holder:
+        holder.execute("LOCK TABLE public.account_balances_default IN ACCESS EXCLUSIVE MODE")
+        status, out, err = cli(capsys, "maintain", "--config", cfg, "-d", db.dsn)
+        holder.rollback()
+    assert status == 1, (out, err)
+    assert "other.account_balances: create_ahead: ok" in out, out
+    line = next(ln for ln in out.splitlines() if ln.startswith("account_balances:"))
+    assert "create_ahead: skipped: planning failed:" in line and "lock" in line, out
+    assert "Traceback" not in err
+    status, out, err = cli(capsys, "maintain", "--config", cfg, "-d", db.dsn)
+    assert status == 0 and "\naccount_balances: create_ahead: ok" in "\n" + out, out

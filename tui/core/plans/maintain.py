@@ -28,6 +28,7 @@ import psycopg
 from ..catalog import Forest, PartNode, load_forest
 from ..config import Config, TablePolicy
 from ..connection import Target
+from ..errors import first_line
 from ..humanfmt import plural
 from ..names import quote_ident
 from ..partman import load_partman_config
@@ -166,6 +167,10 @@ def plan_table(conn: psycopg.Connection, forest: Forest, node: PartNode, policy:
                 item.plan = build(conn, forest, node, kind_name, values, config)
             except PlanKindError as exc:
                 item.error = str(exc)
+            except psycopg.Error as exc:
+                if conn.broken:
+                    raise
+                item.error = planning_error(exc)
         out.append(item)
     return out
 
@@ -295,6 +300,18 @@ class Maintain:
         except PlanKindError as exc:
             self.emit(Action(table, kind_name, FAILED, str(exc)))
             return 2, []
+        except psycopg.Error as exc:
+            # planning reads the catalog (and, for some kinds, the DEFAULT partition) under the
+            # session's timeouts: a lock or a timeout there is this table's problem only
+            if conn.broken:
+                raise
+            if _waited(exc):
+                self.emit(Action(table, kind_name, SKIPPED,
+                                 f"{planning_error(exc)}; the table's remaining actions wait "
+                                 f"for the next run"))
+                return 1, []
+            self.emit(Action(table, kind_name, FAILED, planning_error(exc)))
+            return 2, []
         what = "; ".join(plan.facts.changes) or (plan.summary[0] if plan.summary else "")
         if not plan.steps:
             self.emit(Action(table, kind_name, NOTHING,
@@ -329,6 +346,15 @@ class Maintain:
         self.emit(Action(table, kind_name, FAILED,
                          f"{result.error}" + (f" ({result.state})" if result.state else "")))
         return 2, []
+
+
+def _waited(exc: psycopg.Error) -> bool:
+    """A lock not granted or a statement cancelled by its timeout: nothing broke."""
+    return exc.sqlstate in ("55P03", "57014")
+
+
+def planning_error(exc: psycopg.Error) -> str:
+    return f"planning failed: {first_line(exc)}"
 
 
 def skipped(error: str) -> bool:
