@@ -7,13 +7,14 @@ this tests is the console's rendering, not the server."""
 from __future__ import annotations
 
 from textual.command import CommandPalette
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input, OptionList
 from textual.widgets._toast import Toast
 
 from tui.app.app import PgpartsApp
 from tui.app.confirm import ConfirmModal
 from tui.app.journal_screen import JournalScreen
 from tui.app.main_screen import MainScreen
+from tui.app.node_actions import ActionsMenu
 from tui.app.plan_progress import PlanProgressScreen
 from tui.app.plan_screen import PlanScreen
 from tui.core.config import Config, PlansConfig
@@ -28,6 +29,7 @@ SIZE = (120, 36)
 LAYOUT = """
 CREATE TABLE public."r[/y]" (id int PRIMARY KEY) PARTITION BY RANGE (id);
 CREATE TABLE public."r[/y]_1" PARTITION OF public."r[/y]" FOR VALUES FROM (0) TO (100);
+CREATE TABLE public."r[/y]_2" PARTITION OF public."r[/y]" FOR VALUES FROM (100) TO (200);
 CREATE TABLE public."h[/z]" (id int NOT NULL) PARTITION BY HASH (id);
 CREATE TABLE public."h[/z]_0" PARTITION OF public."h[/z]"
   FOR VALUES WITH (MODULUS 1, REMAINDER 0);
@@ -60,6 +62,21 @@ async def test_names_that_look_like_markup_are_shown_as_text(db18):
         await wait_until(pilot, lambda: len(app.screen.query(Toast)) > 0)
         shown = " ".join(widget_text(t) for t in app.screen.query(Toast))  # drawn
         assert 'no plan applies to "h[/z]_0"' in shown, shown
+        # merge with the next partition: both filled in; emptied, the field does not
+        # promise them back (its placeholder was the opening value's repr, "['a', 'b']")
+        await select(pilot, app, 'public."r[/y]_1"')
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionsMenu))
+        menu = app.screen
+        options = menu.query_one(OptionList)
+        options.highlighted = next(i for i, a in enumerate(menu.actions) if a.kind == "merge")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
+        field = app.screen.query_one("#plan-option-partitions", Input)
+        assert field.value == '"r[/y]_1", "r[/y]_2"', field.value
+        assert field.placeholder == "a, b, …", field.placeholder
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
         # the palette: the actions on the selected node and every kind, with the name
         await select(pilot, app, 'public."r[/y]"')
         await pilot.press("ctrl+p")
@@ -89,5 +106,6 @@ async def test_names_that_look_like_markup_are_shown_as_text(db18):
         journal = app.screen
         await wait_until(pilot, lambda: journal.query_one(DataTable).row_count > 0)
         assert "r[/y]" in widget_text(journal.query_one(DataTable))
-    assert db18.query('SELECT last_analyze IS NOT NULL FROM pg_catalog.pg_stat_user_tables'
-                      ' WHERE relname = \'r[/y]_1\'') == [(True,)]
+    assert db18.query('SELECT relname, last_analyze IS NOT NULL FROM'
+                      ' pg_catalog.pg_stat_user_tables WHERE relname LIKE \'r[/y]__\''
+                      ' ORDER BY 1') == [("r[/y]_1", True), ("r[/y]_2", True)]
