@@ -440,3 +440,23 @@ def test_read_only_mode(db18, tmp_path):
             assert _show(conn, "default_transaction_read_only") == "on"
     with _context(dsn=db18.dsn) as ctx:
         ctx.require_writable("consolidate")  # allowed
+
+
+def test_a_mistyped_command_is_said_to_be_one(capsys):
+    """`pgparts mantain` read as a connection string said 'malformed connection string:
+    missing "=" after "***"', hiding the typo; and `pgparts mantain --dry-run` printed the
+    console's usage. The word is not repeated (it might have been a password)."""
+    for argv in (["mantain"], ["mantain", "--dry-run"], ["Split"]):
+        line = assert_user_error(run_cli(capsys, *argv), "not a command nor a connection string")
+        assert "did you mean" in line and argv[0] not in line.split("?")[0], line
+    line = assert_user_error(run_cli(capsys, "xyzzy"), "the commands are", "tree")
+    assert "xyzzy" not in line and "did you mean" not in line, line
+
+
+def test_an_empty_plan_ends_its_line(db18, capsys):
+    """A dry run with nothing to do ends with a newline, as every other dry run does."""
+    db18.execute("CREATE TABLE public.t (d int) PARTITION BY RANGE (d);"
+                 " CREATE TABLE public.t_1 PARTITION OF public.t FOR VALUES FROM (0) TO (10);")
+    status, out, err = run_cli(capsys, "fill-gaps", "-d", db18.dsn, "public.t", "--dry-run")
+    assert status == 0, err
+    assert out.endswith("Steps: none, nothing would run.\n"), out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import difflib
 import errno
 import importlib
 import os
@@ -155,6 +156,8 @@ def _run(args_list: list[str]) -> int:
             status = int(module.run(args, ctx))  # type: ignore[attr-defined]
             sys.stdout.flush()  # a full disk or a closed pipe is reported here, not at exit
             return status
+    if args_list and _bare_word(args_list[0]):
+        raise CliError(_not_a_command(args_list[0]))
     parser = _console_parser()
     args = parser.parse_args(args_list)
     if args.demo or args.demo_reset:
@@ -164,6 +167,22 @@ def _run(args_list: list[str]) -> int:
         from .app.run import run_console  # Textual is imported only for the console
 
         return run_console(ctx)
+
+
+def _bare_word(arg: str) -> bool:
+    """A first argument that is neither an option, a command nor a connection string libpq
+    could read (key=value pairs or a URI): a mistyped command (`pgparts mantain`)."""
+    return not arg.startswith("-") and "=" not in arg and "://" not in arg \
+        and not any(c.isspace() for c in arg)
+
+
+def _not_a_command(word: str) -> str:
+    # the word itself is not repeated: meant as a connection string, it might be a password
+    close = difflib.get_close_matches(word.lower(), COMMANDS, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return (f"not a command nor a connection string: {hint}the commands are "
+            f"{', '.join(sorted(COMMANDS))}; a connection string is key=value ... or "
+            f"postgresql://...")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
@@ -41,6 +42,7 @@ from .format import postgres_version
 from .inflight import InFlight
 from .messages import CatalogFailed, CatalogLoaded, FindingsReady, RowCountDone
 from .node_actions import ActionsMenu, NodeActionCommands
+from .plain import escape, highlight, plain
 from .registry import ConsoleCommand, action_name, plan_commands
 
 # The one table of commands. Footer, help screen (?), command palette (ctrl+p) and key bindings
@@ -163,7 +165,8 @@ class ConsoleCommands(Provider):
     async def discover(self) -> Hits:
         for cmd, enabled in self._commands():
             title, help_text = self._display(cmd, enabled)
-            yield DiscoveryHit(title, self._runner(cmd), text=title, help=help_text)
+            yield DiscoveryHit(plain(title), self._runner(cmd), text=title,
+                               help=escape(help_text))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -171,8 +174,8 @@ class ConsoleCommands(Provider):
             title, help_text = self._display(cmd, enabled)
             score = max(matcher.match(title), matcher.match(f"{cmd.id} {cmd.title}"))
             if score > 0:
-                yield Hit(score, matcher.highlight(title), self._runner(cmd), text=title,
-                          help=help_text)
+                yield Hit(score, highlight(matcher, title), self._runner(cmd), text=title,
+                          help=escape(help_text))
 
 
 class PgpartsApp(App[int]):
@@ -242,6 +245,12 @@ class PgpartsApp(App[int]):
             self.notify(f"[console.keymap]: no action with the id "
                         f"{', '.join(map(repr, self.keymap_unknown))}; the ids are listed in "
                         f"config.example.toml", severity="warning", timeout=10)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification is plain text: they carry table names and database messages, and
+        a name like `t[/x]` read as markup would stop the console (see plain.py)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def shown_key(self, cmd: ConsoleCommand) -> str:
         """The command's key as the operator has it: rebound by [console.keymap] or its own."""

@@ -72,9 +72,9 @@ def render_details(
 
     grid = _grid()
     if node.key:
-        grid.add_row("key", node.key)
+        grid.add_row("key", Text(node.key))  # text, not markup: IN ('[b]') stays
     if node.bound_text:
-        grid.add_row("bound", node.bound_text)
+        grid.add_row("bound", Text(node.bound_text))
     if node.is_partitioned:
         direct = len(node.children)
         has_default = node.default_partition_oid is not None

@@ -94,7 +94,7 @@ def policy_section(policy: TablePolicy | None, base: FindingsConfig,
         grid.add_column(style="dim", no_wrap=True)
         grid.add_column(overflow="fold")
         for label, value in lines:
-            grid.add_row(label, value)
+            grid.add_row(label, Text(value) if isinstance(value, str) else value)
         out.append(Padding(grid, (0, 0, 0, 2)))
     else:
         out.append(Padding(Text("sets nothing that differs from the defaults", style="dim"),
@@ -183,7 +183,7 @@ def partman_section(state: PartmanState | None, node: PartNode) -> list[Renderab
     grid.add_column(overflow="fold")
     for name, value in config.as_dict().items():
         if value is not None:
-            grid.add_row(name, str(value))
+            grid.add_row(name, Text(str(value)))
     return [Text.assemble((f"pg_partman{version}", "bold"),
                           ("  manages this table (part_config, read-only)", "dim")),
             Padding(grid, (0, 0, 0, 2))]

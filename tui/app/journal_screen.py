@@ -198,10 +198,11 @@ class JournalScreen(FooterKeys, Screen):
             table.add_row(
                 str(e.get("started", "")).replace("T", " ")[:19],
                 Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
-                str(e.get("target", "")),
+                Text(str(e.get("target", ""))),  # text, not markup: names may hold [..]
                 Text(count(int(e.get("rows_copied") or 0)), justify="right"),
                 Text(f"{float(e.get('seconds') or 0):.1f} s", justify="right"),
-                str(e.get("plan", "")), str(e.get("os_user", "")), str(e.get("server", "")),
+                Text(str(e.get("plan", ""))), Text(str(e.get("os_user", ""))),
+                Text(str(e.get("server", ""))),
                 key=str(i))
         self._show(0)
 

@@ -308,8 +308,9 @@ class MaintainScreen(FooterKeys, Screen):
             if status == "running" and self.progress is not None:
                 p = self.progress
                 status = f"running {p.step_index}/{p.step_count}"
-            table.add_row(row.table, row.action,
-                          Text(status, style=STATUS_STYLE.get(row.status, "")), row.message,
+            # names and messages are text, not markup (plain.py)
+            table.add_row(Text(row.table), row.action,
+                          Text(status, style=STATUS_STYLE.get(row.status, "")), Text(row.message),
                           key=str(i))
         if self.rows:
             table.move_cursor(row=min(cursor, len(self.rows) - 1))

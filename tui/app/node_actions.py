@@ -26,6 +26,7 @@ from textual.widgets.option_list import Option
 from ..core.catalog import Forest, PartNode
 from ..core.plans import registry
 from ..core.plans.kind import NodeAction
+from .plain import highlight, plain
 
 if TYPE_CHECKING:
     from .app import PgpartsApp
@@ -164,7 +165,7 @@ class NodeActionCommands(Provider):
     async def discover(self) -> Hits:
         for action in self._actions():
             title = self._title(action)
-            yield DiscoveryHit(title, partial(self._open, action), text=title,
+            yield DiscoveryHit(plain(title), partial(self._open, action), text=title,
                                help="opens the plan screen with it filled in")
 
     async def search(self, query: str) -> Hits:
@@ -173,5 +174,5 @@ class NodeActionCommands(Provider):
             title = self._title(action)
             score = max(matcher.match(title), matcher.match(f"{action.kind} {title}"))
             if score > 0:
-                yield Hit(score, matcher.highlight(title), partial(self._open, action),
+                yield Hit(score, highlight(matcher, title), partial(self._open, action),
                           text=title, help="opens the plan screen with it filled in")

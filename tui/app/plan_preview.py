@@ -64,7 +64,7 @@ def render_plan(preview: PlanPreview, consequences: list[str] | None = None) -> 
     changes.add_column(no_wrap=True)
     changes.add_column()
     for line in change_lines(preview):
-        changes.add_row(" •", line)
+        changes.add_row(" •", Text(line))  # names are text, not markup
     for line in consequences or []:
         changes.add_row(" ·", Text(line, style="dim"))
     parts.append(changes)

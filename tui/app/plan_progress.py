@@ -168,16 +168,16 @@ class PlanProgressScreen(FooterKeys, Screen):
     def _wide(self) -> bool:
         return self.app.size.width >= COMPACT_BELOW
 
-    def _step_title(self, title: str) -> str:
+    def _step_title(self, title: str) -> Text:
         """At 80 columns the step column has about 20 cells: 'Build account_balanc' named no
         week. There the table's own name goes ('Build …_2026_08_02_consolidated'), as in the
-        tree, so that the week shows before the cut."""
+        tree, so that the week shows before the cut. Text, not markup: names may hold [..]."""
         if self._wide:
-            return title
+            return Text(title)
         name = self.plan.target.rsplit(".", 1)[-1]
         if not name or '"' in self.plan.target:
-            return title
-        return re.sub(rf"(?<![\w.]){re.escape(name)}_", "…_", title)
+            return Text(title)
+        return Text(re.sub(rf"(?<![\w.]){re.escape(name)}_", "…_", title))
 
     def on_resize(self, event: events.Resize) -> None:
         try:

@@ -497,12 +497,21 @@ class PlanScreen(FooterKeys, Screen):
         return value
 
     def _default_text(self, option: Option) -> str:
-        """The placeholder of a field: the value the kind's default request gives it."""
-        value = self._option_value(option)
+        """The placeholder of a field: what the field means when it is emptied, the value the
+        kind's default request gives it (not the value the screen was opened with: merge's
+        partitions would read "['a', 'b']" and promise what an empty field does not do)."""
+        value = None
+        if self.papp.forest is not None:
+            value = self.kind.default_request(self.papp.forest, self.table_name,
+                                              self.papp.config).values.get(option.name)
         if value is None or value == []:
+            if option.positional:  # nothing stands in for it: the kind refuses an empty one
+                return "a, b, …" if option.type == "list" else "required"
             return {"list": "all", "repeat": "a, b, …"}.get(option.type, "default")
         if isinstance(value, timedelta):
             return _age(value)
+        if isinstance(value, list | tuple):
+            return ", ".join(map(str, value))
         return str(value)
 
     def _option_text(self, option: Option, value: Any) -> str:

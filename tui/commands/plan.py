@@ -119,7 +119,9 @@ def show(plan: Plan, conn: psycopg.Connection, args: argparse.Namespace) -> bool
         if args.json:
             sys.stdout.write(plan.to_json_text(conn) + "\n")
         else:
-            sys.stdout.write(render_text(describe(plan, conn)))
+            text = render_text(describe(plan, conn))
+            # an empty plan's text ends on its last line: the shell prompt must not follow it
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return True
     return False
 
