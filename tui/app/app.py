@@ -64,6 +64,9 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
                    # the details pane names the key beside each finding it fixes; the footer
                    # keeps its room for quit at 80 columns
                    footer=False),
+    ConsoleCommand("migrate", "w", "migrate", "Migrate a plain table to a partitioned one: "
+                   "pick it, choose key and layout, then run the stages one by one (a wizard)",
+                   screen="tui.app.migrate:open_wizard", main_only=True, footer=False),
     ConsoleCommand("journal", "j", "journal", "History of applied plans (the journal)",
                    screen="tui.app.journal_screen:JournalScreen"),
     ConsoleCommand("explain", "e", "explain", "EXPLAIN a query: partitions it scans, why, "
@@ -92,12 +95,13 @@ def known_binding_ids() -> set[str]:
     from .explain_screen import ExplainScreen
     from .journal_screen import JournalScreen
     from .main_screen import MainScreen
+    from .migrate.screens import SCREENS as MIGRATE_SCREENS
     from .plan_progress import PlanProgressScreen
     from .plan_screen import plan_screen_class
     from .tree_view import PartitionTree
 
     classes = [ExplainScreen, JournalScreen, MainScreen, PlanProgressScreen, PartitionTree,
-               *(plan_screen_class(k) for k in PLAN_KINDS)]
+               *(plan_screen_class(k) for k in PLAN_KINDS), *MIGRATE_SCREENS]
     ids = {c.id for c in CONSOLE_COMMANDS if c.id != "palette"}
     for cls in classes:
         ids |= {b.id for b in cls.BINDINGS if isinstance(b, Binding) and b.id}

@@ -1,0 +1,180 @@
+"""The console's migration wizard against a real PostgreSQL 18 (the stages themselves run on both
+versions in test_migrate_stages.py): open it with its key, pick the small legacy table, accept
+the proposals, run stages 1-6 one by one and see where it stands; close the console, open it
+again and continue at the next stage; abort (the original back as it was); a collision group
+over 60 stops it with nothing changed."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+from textual.widgets import DataTable, Input, Static
+
+from tui.app.app import PgpartsApp
+from tui.app.confirm import ConfirmModal
+from tui.app.migrate.form import MigrateFormScreen
+from tui.app.migrate.picker import MigratePickerScreen
+from tui.app.migrate.wizard import MigrateWizardScreen
+from tui.app.plan_progress import PlanProgressScreen
+from tui.core.config import Config, PlansConfig
+from tui.core.connection import Target
+
+from .migrate_support import PLAIN
+from .test_app import wait_loads, wait_until, widget_text
+from .test_migrate_stages import _build, catalog_dump
+
+n = PLAIN
+SIZE = (80, 24)
+
+
+def make_app(db) -> PgpartsApp:
+    config = Config(plans=PlansConfig(lock_timeout_seconds=1.0, lock_retries=2))
+    return PgpartsApp(Target(db.dsn, label="test"), config, read_only=False)
+
+
+def text_of(screen, selector: str) -> str:
+    """Everything a Static holds, also what is scrolled out of view."""
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(screen.query_one(selector, Static).content)
+    return console.export_text()
+
+
+async def open_picker(pilot, app: PgpartsApp) -> MigratePickerScreen:
+    await wait_loads(pilot, app)
+    await pilot.press("w")
+    await wait_until(pilot, lambda: isinstance(app.screen, MigratePickerScreen))
+    picker = app.screen
+    await wait_until(pilot, lambda: picker.loaded)
+    return picker
+
+
+async def pick(pilot, picker: MigratePickerScreen, name: str) -> None:
+    table = picker.query_one("#migrate-tables", DataTable)
+    row = next(i for i, t in enumerate(picker.tables) if f"{t.schema}.{t.name}" == name)
+    table.move_cursor(row=row)
+    await pilot.pause()
+    await pilot.press("enter")
+
+
+async def form_of(pilot, app: PgpartsApp) -> MigrateFormScreen:
+    await wait_until(pilot, lambda: isinstance(app.screen, MigrateFormScreen))
+    form = app.screen
+    await wait_until(pilot, lambda: form.loads >= 1 and not form.busy, timeout=30)
+    return form
+
+
+async def wizard_loaded(pilot, app: PgpartsApp, loads: int = 1) -> MigrateWizardScreen:
+    await wait_until(pilot, lambda: isinstance(app.screen, MigrateWizardScreen), timeout=30)
+    wizard = app.screen
+    await wait_until(pilot, lambda: wizard.loads >= loads and not wizard.planning, timeout=30)
+    return wizard
+
+
+async def run_stage(pilot, app: PgpartsApp, wizard: MigrateWizardScreen, number: int) -> None:
+    assert wizard.state.stage is not None and wizard.state.stage.number == number
+    loads = wizard.loads
+    await pilot.press("A")
+    await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+    await pilot.click("#confirm-yes")
+    await wait_until(pilot, lambda: isinstance(app.screen, PlanProgressScreen))
+    progress = app.screen
+    await wait_until(pilot, lambda: progress.result is not None, timeout=60)
+    assert progress.result.ok, progress.result.error
+    await pilot.press("escape")
+    await wizard_loaded(pilot, app, loads + 1)
+
+
+@pytest.fixture
+def legacy(db18):
+    _build(db18, n)
+    return db18
+
+
+async def test_wizard_runs_stages_1_to_6_resumes_after_closing_and_aborts(legacy):
+    dump = catalog_dump(legacy, n.schema, n.table)
+    app = make_app(legacy)
+    async with app.run_test(size=SIZE) as pilot:
+        picker = await open_picker(pilot, app)
+        shown = widget_text(picker.query_one("#migrate-tables"))
+        # plain tables only, with sizes and estimates
+        assert "legacy.payment " in shown and "legacy.pdm" in shown and "KiB" in shown
+        await pick(pilot, picker, "legacy.payment")
+        form = await form_of(pilot, app)
+        # the proposals: the natural key (partition column first), the tie-break
+        assert form.query_one("#form-key", Input).value == "pay_ts, pdm_id"
+        assert form.query_one("#form-tiebreak", Input).value == "tracer"
+        assert "holds pay_id" in text_of(form, "#form-hint-key")
+        # a key without the partition column is refused in the form, in one line
+        form.query_one("#form-key", Input).value = "pdm_id"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        error = text_of(form, "#form-error-key").strip()
+        assert error == "the new key must hold the partition column pay_ts"
+        assert isinstance(app.screen, MigrateFormScreen)
+        form.query_one("#form-key", Input).value = "pay_ts, pdm_id"
+        await pilot.press("ctrl+n")
+        wizard = await wizard_loaded(pilot, app)
+        body = text_of(wizard, "#wiz-body")
+        assert "Stage 1 of 9: preflight" in body and "What it found" in body
+        assert "foreign keys pointing at it" in body and "rows per year" in body
+        assert "sessions writing to the table" in body  # the plan's SQL, as previewed
+        for number in range(1, 7):
+            await run_stage(pilot, app, wizard, number)
+            body = text_of(wizard, "#wiz-body")
+            assert f"Stage {number} (" in body and "done in" in body
+            if number == 1:
+                assert "duplicates on (pay_ts, pdm_id, tracer)" in body
+            if number == 3:  # the layout stage: the partitions with their rows
+                assert "payment_2019" in body and "payment_default" in body
+                assert "DEFAULT" in body
+        # stage 7 is not on this branch: shown, and refused with its reason
+        assert wizard.state.stage is not None and wizard.state.stage.number == 7
+        assert "not available on this branch" in text_of(wizard, "#wiz-actions")
+        head = text_of(wizard, "#wiz-head")
+        assert "✓2 ✓3 ✓4 ✓5 ✓6 ▶7" in head and "last done: copy" in head
+    assert legacy.query("SELECT relkind FROM pg_class WHERE oid = 'legacy.payment'::regclass"
+                        ) == [("p",)]
+
+    # a new console: the picker shows the migration where it stands, the wizard continues
+    app = make_app(legacy)
+    async with app.run_test(size=SIZE) as pilot:
+        picker = await open_picker(pilot, app)
+        assert "copy done" in widget_text(picker.query_one("#migrate-tables"))
+        assert not any(t.name.endswith("_premigration") for t in picker.tables)
+        await pick(pilot, picker, "legacy.payment")
+        wizard = await wizard_loaded(pilot, app)
+        assert wizard.state.stage.number == 7
+        await pilot.press("X")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), timeout=30)
+        await pilot.click("#confirm-yes")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanProgressScreen))
+        progress = app.screen
+        await wait_until(pilot, lambda: progress.result is not None, timeout=60)
+        assert progress.result.ok, progress.result.error
+        await pilot.press("escape")
+        wizard = await wizard_loaded(pilot, app, 2)
+        assert "Aborted" in text_of(wizard, "#wiz-body")
+        assert "No migration of legacy.payment is recorded" in text_of(wizard, "#wiz-body")
+    assert catalog_dump(legacy, n.schema, n.table) == dump
+
+
+async def test_a_group_over_60_stops_the_wizard_with_nothing_changed(db18):
+    _build(db18, n, over_60=True)
+    dump = catalog_dump(db18, n.schema, n.table)
+    app = make_app(db18)
+    async with app.run_test(size=SIZE) as pilot:
+        await pick(pilot, await open_picker(pilot, app), "legacy.payment")
+        await form_of(pilot, app)
+        await pilot.press("ctrl+n")
+        wizard = await wizard_loaded(pilot, app)
+        body = text_of(wizard, "#wiz-body")
+        assert "Stopped: 1 collision group of more than 60 rows" in body
+        assert "minute 2019-07-20 00:00:00+00:00: 65 rows" in body
+        assert "stopped" in text_of(wizard, "#wiz-actions")
+        await pilot.press("A")
+        await pilot.pause(0.2)
+        assert app.screen is wizard  # refused: no confirmation, nothing runs
+    assert catalog_dump(db18, n.schema, n.table) == dump
+    assert db18.query("SELECT to_regclass('pgparts.plan_objects')") == [(None,)]

@@ -1,0 +1,526 @@
+"""The wizard's stages: where the migration stands, then the next stage's report (what it found),
+its plan (what it will do and why, its SQL, its locks: the engine's description, drawn as the
+plan screen draws it), confirmation, the progress screen, and its result; then the next stage.
+
+Every stage is treated alike: `STAGES` gives its number, title and plan, `stage_report` what it
+found, the plan's facts whether it drops something (then the name is typed). Where a migration
+stands is read from the registry and the catalog (`standing`) each time the screen loads, so
+opening the wizard on a migration begun earlier continues at its next stage. Abort (X) previews
+the abort plan and runs it after confirmation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+import psycopg
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from ...core.connection import ConnectError, connect
+from ...core.errors import first_line
+from ...core.humanfmt import plural, seconds
+from ...core.migrate import MigrateError
+from ...core.migrate.abort import abort_plan
+from ...core.migrate.migration import Prepared, wait_writers
+from ...core.migrate.report import StageReport, stage_report, unfixable_lines
+from ...core.migrate.spec import MigrationSpec
+from ...core.migrate.stages import STAGES, Stage, standing
+from ...core.names import display_name
+from ...core.plans import Plan, RunResult
+from ...core.plans.engine.runner import Hook
+from ..footer_keys import FooterKeys
+from ..inflight import InFlight
+from ..plan_preview import PlanPreview, change_lines, render_plan
+
+if TYPE_CHECKING:
+    from ..app import PgpartsApp
+
+WAIT_SECONDS = 60.0  # W: how long to wait for the sessions writing to the table
+
+
+@dataclass
+class StageState:
+    """What the screen shows, read in one worker run."""
+
+    spec: MigrationSpec | None = None
+    last_done: str = ""  # the registry's last stage done; '' when nothing is recorded
+    done: dict[str, bool] = field(default_factory=dict)
+    stage: Stage | None = None  # the stage to run next; None when every stage is done
+    preview: PlanPreview | None = None
+    unavailable: str = ""  # the stage has no plan (why)
+    report: StageReport = field(default_factory=StageReport)
+    blocking: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # the catalog disagrees with the record
+    error: str = ""
+
+
+@dataclass
+class StageLoaded(Message):
+    generation: int
+    state: StageState
+
+
+@dataclass
+class AbortPlanned(Message):
+    preview: PlanPreview | None
+    error: str = ""
+
+
+@dataclass
+class WritersWaited(Message):
+    left: int
+    error: str = ""
+
+
+class MigrateWizardScreen(FooterKeys, Screen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("A", "run_stage", "run stage", show=True, id="migrate-run",
+                tooltip="run this stage (asks for confirmation)"),
+        Binding("W", "wait_writers", "wait", show=True, id="migrate-wait",
+                tooltip=f"wait up to {WAIT_SECONDS:g} s for the sessions writing to the table"),
+        Binding("X", "abort", "abort", show=True, id="migrate-abort",
+                tooltip="abort the migration: preview the abort plan, confirm, run it"),
+        Binding("escape", "back", "back", show=True, id="migrate-wizard-back"),
+    ]
+
+    DEFAULT_CSS = """
+    MigrateWizardScreen #wiz-head {
+        height: auto;
+        padding: 0 1;
+    }
+    MigrateWizardScreen #wiz-pane {
+        height: 1fr;
+        border: round $panel-lighten-2;
+        padding: 0 1;
+    }
+    MigrateWizardScreen #wiz-actions {
+        height: auto;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, schema: str, name: str, *, prepared: Prepared | None = None) -> None:
+        super().__init__()
+        self.schema, self.table_name = schema, name
+        self.table_display = display_name(schema, name)
+        self.prepared = prepared  # a new migration's choices and counts (None: resume)
+        self.state = StageState()
+        self.planning = True
+        self.loads = 0  # finished loads (tests wait on them)
+        self.busy = ""  # what runs in the background besides loading (waiting, planning abort)
+        self.ran_preflight = False
+        self.results: list[RenderableType] = []  # the last stage's (or abort's) result
+        self.last_result: RunResult | None = None
+        # passed to the PlanRunner of the next run (tests slow a run down with it)
+        self.runner_hook: Hook | None = None
+        self._generation = 0
+        self._inflight = InFlight()
+
+    @property
+    def papp(self) -> PgpartsApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="wiz-head")
+        with VerticalScroll(id="wiz-pane"):
+            yield Static(Text("reading where the migration stands…", style="italic"),
+                         id="wiz-body")
+        yield Static("", id="wiz-actions")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"migrate {self.table_display}"
+        self.query_one("#wiz-pane").border_title = "stage"
+        self.query_one("#wiz-pane").focus()
+        self.reload()
+
+    # -- loading ------------------------------------------------------------------------------
+    def reload(self) -> None:
+        self._generation += 1
+        self.planning = True
+        self._redraw()
+        self._load(self._generation, self.ran_preflight)
+
+    @work(thread=True, exclusive=True, group="migrate-stage", exit_on_error=False,
+          description="reading where the migration stands")
+    def _load(self, generation: int, ran_preflight: bool) -> None:
+        state = StageState()
+        try:
+            with connect(self.papp.target, purpose="migrate") as conn, \
+                    self._inflight.track(conn):
+                self._read(conn, state, ran_preflight)
+        except (ConnectError, MigrateError, psycopg.Error) as exc:
+            state.error = first_line(exc)
+        self.post_message(StageLoaded(generation, state))
+
+    def _read(self, conn: psycopg.Connection, state: StageState, ran_preflight: bool) -> None:
+        st = standing(conn, self.schema, self.table_name)
+        recorded = st.recorded
+        state.spec = recorded.spec if recorded else (
+            self.prepared.spec if self.prepared else None)
+        state.last_done = recorded.state if recorded else ""
+        state.problems = list(st.problems)
+        spec = state.spec
+        if spec is None or state.problems:
+            return
+        state.done = {s.name: bool(recorded) and s.name != "preflight" and s.done(conn, spec)
+                      for s in STAGES}
+        # stage 1 only reads: a new migration starts with it, a recorded one goes on after it
+        first = recorded is None and not ran_preflight
+        state.stage = STAGES[0] if first else next(
+            (s for s in STAGES[1:] if not state.done[s.name]), None)
+        stage = state.stage
+        if stage is None:
+            return
+        try:
+            state.preview = PlanPreview.build(stage.plan(conn, spec), conn)
+        except MigrateError as exc:
+            state.unavailable = str(exc)
+        prepared = self.prepared if recorded is None else None
+        try:
+            state.report = stage_report(conn, spec, stage.name, prepared)
+        except MigrateError as exc:
+            state.report = StageReport([f"could not count: {exc}"])
+        state.blocking = list(state.report.blocking)
+        if prepared is not None and prepared.unfixable:
+            # as the command line: a group stage 3 cannot fix stops the migration before it
+            # records anything
+            state.blocking = [
+                f"{plural(len(prepared.unfixable), 'collision group')} of more than 60 rows "
+                "in one minute: stage 3 cannot fix them; resolve them first (nothing was "
+                "changed)", *unfixable_lines(prepared.unfixable)]
+
+    @on(StageLoaded)
+    def _loaded(self, message: StageLoaded) -> None:
+        if message.generation != self._generation:
+            return
+        self.state = message.state
+        self.planning = False
+        self.loads += 1
+        self._redraw()
+
+    # -- drawing --------------------------------------------------------------------------------
+    def stage_strip(self) -> Text:
+        """'stages ✓1 ✓2 ▶3 4 5 6 7 8 9': done, the one shown, still to come."""
+        s = self.state
+        t = Text("stages ", style="bold")
+        for stage in STAGES:
+            if s.done.get(stage.name):
+                t.append(f"✓{stage.number}", style="green")
+            elif s.stage is not None and stage.name == s.stage.name:
+                t.append(f"▶{stage.number}", style="bold reverse")
+            else:
+                t.append(f"{stage.number}", style="dim")
+            t.append(" ")
+        if s.last_done:
+            t.append(f"· last done: {s.last_done}", style="dim")
+        elif s.spec is not None:
+            t.append("· nothing recorded yet", style="dim")
+        return t
+
+    def _head(self) -> Text:
+        t = Text()
+        spec = self.state.spec
+        t.append(f"Migrate {self.table_display}", style="bold")
+        if spec is not None:
+            t.append(f" · by {spec.column} · key ({', '.join(spec.key)})"
+                     + (f" · tie-break {spec.tiebreak}" if spec.tiebreak else ""), style="dim")
+        t.append("\n")
+        t.append_text(self.stage_strip())
+        return t
+
+    def body(self) -> list[RenderableType]:
+        s = self.state
+        parts: list[RenderableType] = list(self.results)
+        if self.planning:
+            parts.append(Text("reading where the migration stands and planning the next "
+                              "stage…", style="italic"))
+            return parts
+        if s.error:
+            parts.append(Text(s.error, style="bold red"))
+            return parts
+        if s.spec is None:
+            parts.append(Text(f"No migration of {self.table_display} is recorded "
+                              "(escape: back to the tables).", style="bold"))
+            return parts
+        if s.problems:
+            parts.append(Text("The catalog disagrees with pgparts' record; nothing can run:",
+                              style="bold red"))
+            parts += [Text(f"  {p}", style="red") for p in s.problems]
+            return parts
+        if s.stage is None:
+            parts.append(Text("Every stage is done.", style="bold green"))
+            return parts
+        stage = s.stage
+        parts.append(Text(f"Stage {stage.number} of {len(STAGES)}: {stage.title}",
+                          style="bold underline"))
+        found = Text()
+        for line in s.report.lines:
+            label, sep, rest = line.partition(": ")
+            if sep and len(label) < 40:
+                found.append(f"  {label}: ", style="bold")
+                found.append(f"{rest}\n")
+            else:
+                found.append(f"  {line}\n")
+        found.rstrip()
+        if s.report.lines:
+            parts.append(Text("What it found", style="bold cyan"))
+            parts.append(found)
+        if s.report.table:
+            table = Table(title=s.report.table_title, title_justify="left", box=None,
+                          padding=(0, 1), title_style="bold")
+            table.add_column("partition" if s.report.table_title == "partitions" else "#")
+            table.add_column("range")
+            table.add_column("rows", justify="right")
+            for row in s.report.table:
+                table.add_row(*row)
+            parts.append(table)
+        if s.blocking:
+            stop = Text("Stopped: ", style="bold red")
+            stop.append(s.blocking[0])
+            for line in s.blocking[1:]:
+                stop.append(f"\n  {line}", style="red")
+            parts.append(stop)
+        if s.preview is not None:
+            parts.append(Text(""))
+            parts.append(render_plan(s.preview))
+        elif s.unavailable:
+            parts.append(Text(f"\nThis stage cannot run: {s.unavailable}", style="bold yellow"))
+        return parts
+
+    def run_refusal(self) -> str:
+        """Why the stage cannot run now, or '' when it can."""
+        s = self.state
+        if self.papp.read_only:
+            return "read-only mode (--read-only): stages cannot run"
+        if self.planning:
+            return "planning…"
+        if self.busy:
+            return self.busy
+        if s.error or s.problems or s.spec is None:
+            return "nothing can run"
+        if s.stage is None:
+            return "every stage is done"
+        if s.blocking:
+            return f"stage {s.stage.number} is stopped: see above"
+        if s.unavailable or s.preview is None:
+            return f"stage {s.stage.number} cannot run: {s.unavailable or 'no plan'}"
+        return ""
+
+    def _redraw(self) -> None:
+        self.query_one("#wiz-head", Static).update(self._head())
+        self.query_one("#wiz-body", Static).update(Group(*self.body()))
+        stage = self.state.stage
+        if stage is not None:
+            self.query_one("#wiz-pane").border_title = f"stage {stage.number}: {stage.title}"
+        reason = self.run_refusal()
+        t = Text()
+        if reason:
+            t.append(reason, style="yellow" if self.papp.read_only else "dim")
+        elif stage is not None:
+            t.append(f"A: run stage {stage.number} ", style="bold")
+            t.append("(asks for confirmation)", style="dim")
+        if self.state.report.writers and not self.busy:
+            t.append(f" · W: wait up to {WAIT_SECONDS:g} s for the writers", style="bold")
+        if self.state.spec is not None and self.state.last_done:
+            t.append(" · X: abort", style="dim")
+        self.query_one("#wiz-actions", Static).update(t)
+        self.refresh_bindings()
+
+    # -- keys ---------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "run_stage":
+            return None if self.run_refusal() else True
+        if action == "wait_writers":
+            return True if self.state.report.writers and not self.busy else None
+        if action == "abort":
+            return None if (self.papp.read_only or not self.state.last_done or self.busy
+                            or self.planning) else True
+        return True
+
+    def action_run_stage(self) -> None:
+        reason = self.run_refusal()
+        if reason:
+            self.notify(reason, severity="warning")
+            return
+        from ..confirm import ConfirmModal
+
+        preview = self.state.preview
+        stage = self.state.stage
+        assert preview is not None and stage is not None
+        notes = [f"{len(preview.plan.steps)} step(s); each runs under lock_timeout "
+                 f"{self.papp.config.plans.lock_timeout_seconds:g} s with retries. Cancel (c) "
+                 "at any time: the running step rolls back."]
+        self.app.push_screen(
+            ConfirmModal(f"Run stage {stage.number} ({stage.title}) on {preview.plan.target}?",
+                         change_lines(preview), notes, yes_label="Run"),
+            callback=lambda yes: self._confirmed(preview, bool(yes)))
+
+    def _confirmed(self, preview: PlanPreview, yes: bool) -> None:
+        if not yes:
+            self.notify("not run", timeout=3)
+            return
+        if preview is not self.state.preview:
+            self.notify("the stage was planned again while the dialog was open; review it",
+                        severity="warning")
+            return
+        self._typed_then_run(preview, self._stage_ran)
+
+    def _typed_then_run(self, preview: PlanPreview, after) -> None:
+        """Run the plan; when its facts say it drops something, the name is typed first."""
+        facts = preview.plan.facts
+        if not facts.destroys:
+            self._run(preview.plan, after)
+            return
+        from ..confirm import TypeNameModal
+
+        gone = facts.destroys[0].name
+        names = {d.name for d in facts.destroys} | {d.name.rsplit(".", 1)[-1]
+                                                   for d in facts.destroys}
+        body = ("What is dropped is kept nowhere else: this cannot be undone."
+                if facts.needs_typed_confirmation else
+                "Its rows were verified in the new table, but the drop cannot be undone.")
+        self.app.push_screen(
+            TypeNameModal(f"Drop {', '.join(d.name for d in facts.destroys)}?", body,
+                          gone.rsplit(".", 1)[-1], accepted=tuple(names),
+                          yes_label="Drop and run"),
+            callback=lambda ok: self._run(preview.plan, after) if ok else self.notify(
+                "not run", timeout=3))
+
+    def _run(self, plan: Plan, after) -> None:
+        from ..plan_progress import PlanProgressScreen
+
+        progress = PlanProgressScreen(plan, hook=self.runner_hook)
+        self.app.push_screen(progress, callback=lambda _: after(plan, progress.result))
+
+    def _stage_ran(self, plan: Plan, result: RunResult | None) -> None:
+        stage = self.state.stage
+        self.last_result = result
+        self.results = [self._result_text(plan, result, stage)]
+        if result is not None and result.ok and stage is not None and \
+                stage.name == STAGES[0].name:
+            self.ran_preflight = True
+        self.reload()
+
+    @staticmethod
+    def _result_text(plan: Plan, result: RunResult | None, stage: Stage | None) -> Text:
+        what = f"Stage {stage.number} ({stage.title})" if stage else plan.title
+        if result is None:
+            return Text(f"{what}: not run", style="yellow")
+        if result.ok:
+            t = Text(f"{what}: done in {seconds(result.seconds)}", style="bold green")
+            if result.rows_copied:
+                t.append(f", {result.rows_copied:,} rows copied", style="green")
+            for o in result.steps:
+                if o.verification:
+                    t.append(f"\n  ✓ {o.verification}", style="green")
+        else:
+            t = Text(f"{what}: {result.outcome}: ", style="bold red")
+            t.append(result.error or "no reason given")
+            if result.state:
+                t.append(f"\n  database state: {result.state}")
+            t.append("\n  Run it again to resume from the first step not done.", style="dim")
+        t.append("\n")
+        return t
+
+    # -- waiting for writers ------------------------------------------------------------------
+    def action_wait_writers(self) -> None:
+        spec = self.state.spec
+        if spec is None or not self.state.report.writers or self.busy:
+            return
+        self.busy = f"waiting up to {WAIT_SECONDS:g} s for the sessions writing to the table…"
+        self._redraw()
+        self._wait(spec)
+
+    @work(thread=True, exclusive=True, group="migrate-wait", exit_on_error=False,
+          description="waiting for writers")
+    def _wait(self, spec: MigrationSpec) -> None:
+        try:
+            with connect(self.papp.target, purpose="migrate") as conn, \
+                    self._inflight.track(conn):
+                left = wait_writers(conn, spec, WAIT_SECONDS)
+        except (ConnectError, MigrateError, psycopg.Error) as exc:
+            self.post_message(WritersWaited(-1, first_line(exc)))
+            return
+        self.post_message(WritersWaited(left))
+
+    @on(WritersWaited)
+    def _waited(self, message: WritersWaited) -> None:
+        self.busy = ""
+        if message.error:
+            self.notify(f"waiting failed: {message.error}", severity="error")
+        elif message.left:
+            self.notify(f"{message.left} session(s) still write to {self.table_display}: stop "
+                        "them, or wait again", severity="warning", timeout=8)
+        self.reload()
+
+    # -- abort --------------------------------------------------------------------------------
+    def action_abort(self) -> None:
+        if self.check_action("abort", ()) is not True:
+            self.notify("nothing to abort: no migration of this table is recorded"
+                        if not self.state.last_done else "not now", severity="warning")
+            return
+        self.busy = "planning the abort…"
+        self._redraw()
+        self._plan_abort()
+
+    @work(thread=True, exclusive=True, group="migrate-abort", exit_on_error=False,
+          description="planning the abort")
+    def _plan_abort(self) -> None:
+        try:
+            with connect(self.papp.target, purpose="migrate") as conn, \
+                    self._inflight.track(conn):
+                preview = PlanPreview.build(abort_plan(conn, self.schema, self.table_name),
+                                            conn)
+        except (ConnectError, MigrateError, psycopg.Error) as exc:
+            self.post_message(AbortPlanned(None, first_line(exc)))
+            return
+        self.post_message(AbortPlanned(preview))
+
+    @on(AbortPlanned)
+    def _abort_planned(self, message: AbortPlanned) -> None:
+        self.busy = ""
+        self._redraw()
+        if message.preview is None:
+            self.notify(f"abort: {message.error}", severity="error", timeout=8)
+            return
+        from ..confirm import ConfirmModal
+
+        preview = message.preview
+        lines = change_lines(preview) + [
+            f"{s.title}: {s.explanation}" for s in preview.plan.steps]
+        self.app.push_screen(
+            ConfirmModal(f"Abort the migration of {self.table_display}?", lines,
+                         ["The original table comes back as it was before the migration; "
+                          "rows deleted as duplicates and seconds rewritten stay as they are."],
+                         yes_label="Abort the migration"),
+            callback=lambda yes: self._typed_then_run(preview, self._aborted) if yes
+            else self.notify("not aborted", timeout=3))
+
+    def _aborted(self, plan: Plan, result: RunResult | None) -> None:
+        self.last_result = result
+        if result is not None and result.ok:
+            self.prepared = None  # the choices went with the record: a new start is a new form
+            self.ran_preflight = False
+            self.results = [Text(f"Aborted: the migration of {self.table_display} is undone "
+                                 "and forgotten.\n", style="bold green")]
+        else:
+            self.results = [self._result_text(plan, result, None)]
+        self.reload()
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def on_unmount(self) -> None:
+        self._inflight.cancel_all()
