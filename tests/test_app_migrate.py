@@ -7,7 +7,9 @@ over 60 stops it with nothing changed."""
 from __future__ import annotations
 
 import io
+import threading
 
+import psycopg
 import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input, Static
@@ -114,11 +116,21 @@ async def test_wizard_runs_stages_1_to_6_resumes_after_closing_and_aborts(legacy
         assert error == "the new key must hold the partition column pay_ts"
         assert isinstance(app.screen, MigrateFormScreen)
         form.query_one("#form-key", Input).value = "pay_ts, pdm_id"
+        # a session writing to the table: stage 1 says so and offers to wait for it
+        writer = psycopg.connect(legacy.dsn)
+        writer.execute("UPDATE legacy.payment SET amount = amount WHERE pay_id < 0")
         await pilot.press("ctrl+n")
         wizard = await wizard_loaded(pilot, app)
+        assert "1 writing" in text_of(wizard, "#wiz-body")
+        assert "W: wait up to 60 s" in text_of(wizard, "#wiz-actions")
+        threading.Timer(0.3, writer.close).start()
+        await pilot.press("W")
+        await wait_until(pilot, lambda: wizard.loads >= 2 and not wizard.planning
+                         and not wizard.busy, timeout=30)
+        assert wizard.state.report.writers == 0
         body = text_of(wizard, "#wiz-body")
         assert "Stage 1 of 9: preflight" in body and "What it found" in body
-        assert "foreign keys pointing at it" in body and "rows per year" in body
+        assert "referenced by" in body and "rows per year" in body
         assert "sessions writing to the table" in body  # the plan's SQL, as previewed
         for number in range(1, 7):
             await run_stage(pilot, app, wizard, number)

@@ -265,15 +265,16 @@ class MigrateWizardScreen(FooterKeys, Screen):
         stage = s.stage
         parts.append(Text(f"Stage {stage.number} of {len(STAGES)}: {stage.title}",
                           style="bold underline"))
-        found = Text()
+        # wrapped values stay indented under their label, as in the plan's preview
+        found = Table.grid(padding=(0, 1))
+        found.add_column(no_wrap=True)
+        found.add_column(overflow="fold")  # long names break rather than lose their end
         for line in s.report.lines:
             label, sep, rest = line.partition(": ")
-            if sep and len(label) < 40:
-                found.append(f"  {label}: ", style="bold")
-                found.append(f"{rest}\n")
+            if sep and len(label) < 30:
+                found.add_row(Text(f" {label}:", style="bold"), rest)
             else:
-                found.append(f"  {line}\n")
-        found.rstrip()
+                found.add_row(" •", line)
         if s.report.lines:
             parts.append(Text("What it found", style="bold cyan"))
             parts.append(found)
@@ -342,11 +343,13 @@ class MigrateWizardScreen(FooterKeys, Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "run_stage":
             return None if self.run_refusal() else True
+        # wait and abort leave the footer when there is nothing to wait for or to abort
         if action == "wait_writers":
-            return True if self.state.report.writers and not self.busy else None
+            return bool(self.state.report.writers) and (None if self.busy else True)
         if action == "abort":
-            return None if (self.papp.read_only or not self.state.last_done or self.busy
-                            or self.planning) else True
+            if not self.state.last_done:
+                return False
+            return None if (self.papp.read_only or self.busy or self.planning) else True
         return True
 
     def action_run_stage(self) -> None:
@@ -467,7 +470,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
 
     # -- abort --------------------------------------------------------------------------------
     def action_abort(self) -> None:
-        if self.check_action("abort", ()) is not True:
+        if not self.check_action("abort", ()):
             self.notify("nothing to abort: no migration of this table is recorded"
                         if not self.state.last_done else "not now", severity="warning")
             return

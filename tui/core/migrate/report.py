@@ -21,7 +21,7 @@ from .keys import KeyProposal, Tiebreak, propose_keys, propose_tiebreak, surroga
 from .layout import DEFAULT_TARGET_ROWS
 from .migration import Prepared
 from .periods import PERIODS
-from .preflight import Dependents, Preflight, dependents, preflight
+from .preflight import Dependents, Preflight, dependents, preflight, sessions_using
 from .source import KINDS, PartitionColumn, SourceTable, load_table, partition_column
 from .spec import MigrationSpec
 
@@ -92,8 +92,8 @@ def dependents_lines(deps: Dependents) -> list[str]:
     kinds: list[tuple[str, list[str]]] = [
         ("indexes", [i.name for i in deps.indexes]),
         ("constraints", [c.name for c in deps.constraints if c.type != "n"]),
-        ("its foreign keys", [f.name for f in deps.own_fks]),
-        ("foreign keys pointing at it",
+        ("foreign keys", [f.name for f in deps.own_fks]),
+        ("referenced by",
          [f"{display_name(f.schema, f.table)}.{f.name}" for f in deps.referencing_fks]),
         ("views", [display_name(v.schema, v.name) for v in deps.views]),
         ("triggers", [t[0] for t in deps.triggers]),
@@ -137,14 +137,15 @@ def _preflight_report(conn: psycopg.Connection, spec: MigrationSpec,
         # statistics only: an exact count per period is the first run's, not a resume's
         pf = preflight(conn, table.schema, table.name, spec.column, "year")
     rows = pf.rows
-    writers = [s for s in pf.sessions if s.writes]
+    sessions = sessions_using(conn, pf.table)  # now, not when the counts were made
+    writers = [s for s in sessions if s.writes]
     out = StageReport(writers=len(writers))
     out.lines.append(f"rows: {count(rows.total_rows)} ({'counted' if rows.exact else 'estimated'})"
                      f", {size(pf.disk.table_bytes)} table + {size(pf.disk.index_bytes)} "
                      "indexes")
-    out.lines.append(f"disk space the copy needs: {size(pf.disk.needed_bytes)} "
-                     f"({pf.disk.note})")
-    out.lines.append(f"sessions using the table: {len(pf.sessions)}, {len(writers)} writing"
+    out.lines.append(f"disk needed: {size(pf.disk.needed_bytes)} for the copy and its "
+                     "indexes (PostgreSQL does not tell the free space: check the file system)")
+    out.lines.append(f"sessions: {len(sessions)} using the table, {len(writers)} writing"
                      + (" (pids " + ", ".join(str(s.pid) for s in writers) + ")"
                         if writers else ""))
     if writers:
