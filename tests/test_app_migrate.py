@@ -11,17 +11,21 @@ import threading
 
 import psycopg
 import pytest
+from psycopg import sql
 from rich.console import Console
 from textual.widgets import DataTable, Input, Static
 
 from tui.app.app import PgpartsApp
-from tui.app.confirm import ConfirmModal
+from tui.app.confirm import ConfirmModal, TypeNameModal
 from tui.app.migrate.form import MigrateFormScreen
 from tui.app.migrate.picker import MigratePickerScreen
 from tui.app.migrate.wizard import MigrateWizardScreen
+from tui.app.plan_preview import PlanPreview
 from tui.app.plan_progress import PlanProgressScreen
 from tui.core.config import Config, PlansConfig
 from tui.core.connection import Target
+from tui.core.plans import Plan, RunResult, Statement, Step
+from tui.core.plans.engine.model import Destroyed, PlanFacts
 
 from .migrate_support import PLAIN
 from .test_app import wait_loads, wait_until, widget_text
@@ -177,7 +181,18 @@ async def test_a_group_over_60_stops_the_wizard_with_nothing_changed(db18):
     dump = catalog_dump(db18, n.schema, n.table)
     app = make_app(db18)
     async with app.run_test(size=SIZE) as pilot:
-        await pick(pilot, await open_picker(pilot, app), "legacy.payment")
+        # from the palette this time
+        await wait_loads(pilot, app)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"migrate a plain")
+        await wait_until(pilot, lambda: "key w" in "\n".join(
+            widget_text(w) for w in app.screen.query("CommandList")), timeout=10)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, MigratePickerScreen))
+        picker = app.screen
+        await wait_until(pilot, lambda: picker.loaded)
+        await pick(pilot, picker, "legacy.payment")
         await form_of(pilot, app)
         await pilot.press("ctrl+n")
         wizard = await wizard_loaded(pilot, app)
@@ -190,3 +205,37 @@ async def test_a_group_over_60_stops_the_wizard_with_nothing_changed(db18):
         assert app.screen is wizard  # refused: no confirmation, nothing runs
     assert catalog_dump(db18, n.schema, n.table) == dump
     assert db18.query("SELECT to_regclass('pgparts.plan_objects')") == [(None,)]
+
+
+async def test_a_stage_that_drops_asks_for_the_name(db18):
+    """Whatever the stage, a plan whose facts say it drops something runs only after the name
+    is typed (stage 9's drop of the original, once it is part of the code)."""
+    db18.execute("CREATE TABLE public.gone (i int)")
+    plan = Plan(kind="migrate", title="drop public.gone", target="public.gone", target_oid=0,
+                steps=[Step("drop it", "the test's drop", [Statement(
+                    sql.SQL("DROP TABLE {}").format(sql.Identifier("public", "gone")))])],
+                facts=PlanFacts(destroys=[Destroyed("table", "public.gone", verified=True)]))
+    app = make_app(db18)
+    ran: list[RunResult | None] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loads(pilot, app)
+        wizard = MigrateWizardScreen("public", "gone")
+        await app.push_screen(wizard)
+        await wizard_loaded(pilot, app)
+        assert "No migration of gone is recorded" in text_of(wizard, "#wiz-body")
+        with psycopg.connect(db18.dsn) as conn:
+            preview = PlanPreview.build(plan, conn)
+        wizard._typed_then_run(preview, lambda _plan, result: ran.append(result))
+        await wait_until(pilot, lambda: isinstance(app.screen, TypeNameModal))
+        modal = app.screen
+        await pilot.press(*"public.gon", "enter")
+        await pilot.pause()
+        assert app.screen is modal  # not the name: nothing runs
+        await pilot.press("e", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanProgressScreen))
+        progress = app.screen
+        await wait_until(pilot, lambda: progress.result is not None, timeout=30)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: bool(ran))
+    assert ran[0] is not None and ran[0].ok
+    assert db18.query("SELECT to_regclass('public.gone')") == [(None,)]
