@@ -64,8 +64,8 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
                    # the details pane names the key beside each finding it fixes; the footer
                    # keeps its room for quit at 80 columns
                    footer=False),
-    ConsoleCommand("migrate", "w", "migrate", "Migrate a plain table to a partitioned one: "
-                   "pick it, choose key and layout, then run the stages one by one (a wizard)",
+    ConsoleCommand("migrate", "w", "migrate", "Migrate a plain table to a partitioned one, "
+                   "stage by stage (the wizard: pick it, choose key and layout, run each stage)",
                    screen="tui.app.migrate:open_wizard", main_only=True, footer=False),
     ConsoleCommand("journal", "j", "journal", "History of applied plans (the journal)",
                    screen="tui.app.journal_screen:JournalScreen"),
