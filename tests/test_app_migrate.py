@@ -7,17 +7,19 @@ over 60 stops it with nothing changed."""
 from __future__ import annotations
 
 import io
+import re
 import threading
 
 import psycopg
 import pytest
 from psycopg import sql
 from rich.console import Console
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Static, TextArea
 
 from tui.app.app import PgpartsApp
 from tui.app.confirm import ConfirmModal, TypeNameModal
 from tui.app.migrate.form import MigrateFormScreen
+from tui.app.migrate.layout_edit import LayoutEditScreen
 from tui.app.migrate.picker import MigratePickerScreen
 from tui.app.migrate.wizard import MigrateWizardScreen
 from tui.app.plan_preview import PlanPreview
@@ -92,6 +94,54 @@ async def run_stage(pilot, app: PgpartsApp, wizard: MigrateWizardScreen, number:
     await wizard_loaded(pilot, app, loads + 1)
 
 
+MERGED = """
+column = "pay_ts"
+
+[[partitions]]
+name = "payment_2019_2020"
+from = "2019-01-01 00:00:00+00:00"
+to = "2021-01-01 00:00:00+00:00"
+
+[[partitions]]
+name = "payment_later"
+from = "2021-01-01 00:00:00+00:00"
+to = "2027-01-01 00:00:00+00:00"
+
+[[partitions]]
+name = "payment_next"
+from = "2027-01-01 00:00:00+00:00"
+to = "2100-01-01 00:00:00+00:00"
+
+[[partitions]]
+name = "payment_default"
+default = true
+"""
+
+
+async def edit_layout(pilot, app: PgpartsApp, wizard: MigrateWizardScreen) -> None:
+    """L at stage 4: a layout with overlapping partitions is refused in the dialog, in one
+    line; two years merged into one partition, the next six years in another, are taken."""
+    await pilot.press("L")
+    await wait_until(pilot, lambda: isinstance(app.screen, LayoutEditScreen))
+    editor = app.screen
+    area = editor.query_one("#layout-text", TextArea)
+    assert 'name = "payment_2019"' in area.text and 'column = "pay_ts"' in area.text
+    area.load_text(MERGED.replace('from = "2021-01-01', 'from = "2020-06-01'))
+    await pilot.press("ctrl+n")
+    await wait_until(pilot, lambda: editor.checks >= 1)
+    error = text_of(editor, "#layout-error").strip()
+    assert error == "the layout: payment_2019_2020 and payment_later overlap", error
+    area.load_text(MERGED)
+    loads = wizard.loads
+    await pilot.press("ctrl+n")
+    await wizard_loaded(pilot, app, loads + 1)
+    body = text_of(wizard, "#wiz-body")
+    assert "The layout changed: 4 partitions" in body and "warning" not in body
+    assert wizard.state.stage.number == 4
+    # counted now: after stage 2 deleted the duplicates (327 - 9)
+    assert re.search(r"payment_2019_2020 +2019-01-01 → 2021-01-01 +318", body), body
+
+
 @pytest.fixture
 def legacy(db18):
     _build(db18, n)
@@ -145,13 +195,25 @@ async def test_wizard_runs_stages_1_to_6_resumes_after_closing_and_aborts(legacy
             if number == 3:  # the layout stage: the partitions with their rows
                 assert "payment_2019" in body and "payment_default" in body
                 assert "DEFAULT" in body
+                await edit_layout(pilot, app, wizard)
         # stage 7 is not on this branch: shown, and refused with its reason
         assert wizard.state.stage is not None and wizard.state.stage.number == 7
         assert "not available on this branch" in text_of(wizard, "#wiz-actions")
         head = text_of(wizard, "#wiz-head")
         assert "✓2 ✓3 ✓4 ✓5 ✓6 ▶7" in head and "last done: copy" in head
+        assert "L: edit" not in text_of(wizard, "#wiz-actions")  # built: no more editing
     assert legacy.query("SELECT relkind FROM pg_class WHERE oid = 'legacy.payment'::regclass"
                         ) == [("p",)]
+    assert legacy.query("SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
+                        " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent ="
+                        " 'legacy.payment'::regclass ORDER BY 1") == [
+        ("payment_2019_2020", "FOR VALUES FROM ('2019-01-01 00:00:00+00') TO "
+                              "('2021-01-01 00:00:00+00')"),
+        ("payment_default", "DEFAULT"),
+        ("payment_later", "FOR VALUES FROM ('2021-01-01 00:00:00+00') TO "
+                          "('2027-01-01 00:00:00+00')"),
+        ("payment_next", "FOR VALUES FROM ('2027-01-01 00:00:00+00') TO "
+                         "('2100-01-01 00:00:00+00')")]
 
     # a new console: the picker shows the migration where it stands, the wizard continues
     app = make_app(legacy)

@@ -1,12 +1,15 @@
 """What the wizard reads besides the stages' plans, on both server versions: the plain tables
-(a recorded migration listed once, under its name, with its last stage), the proposals, and
-each stage's report, under hostile names."""
+(a recorded migration listed once, under its name, with its last stage), the proposals, the
+layout as text and back, and each stage's report, under hostile names."""
 
 from __future__ import annotations
 
+import pytest
 from psycopg import sql
 
 from tui.core.connection import connect
+from tui.core.migrate import MigrateError
+from tui.core.migrate.edit import layout_editable, layout_text, with_layout_text
 from tui.core.migrate.migration import Choices, prepare, run_plan
 from tui.core.migrate.report import proposals, stage_report
 from tui.core.migrate.stages import STAGES, stage
@@ -37,6 +40,17 @@ def test_tables_proposals_and_stage_reports(db):
         prep = prepare(conn, Choices(n.schema, n.table, p.column, p.key, p.tiebreak,
                                      interval="year"))
         spec = prep.spec
+        # the layout as text and back (hostile partition names survive the TOML)
+        assert layout_editable(conn, spec)
+        text = layout_text(conn, spec)
+        again, warnings = with_layout_text(conn, spec, text)
+        assert again.partitions == spec.partitions and not warnings
+        for bad, said in (("[[partitions]]\nname = 1", "partition 1: needs a name"),
+                          (text.replace("default = true", "default = false"), "needs from"),
+                          ("partitions = []", "no DEFAULT partition")):
+            with pytest.raises(MigrateError, match=said) as exc:
+                with_layout_text(conn, spec, bad)
+            assert "\n" not in str(exc.value)
         reports = {s.name: stage_report(conn, spec, s.name, prep) for s in STAGES}
     pre = reports["preflight"]
     assert pre.table_title == "rows per year" and len(pre.table) == 2 and pre.writers == 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .form import MigrateFormScreen
+from .layout_edit import LayoutEditScreen
 from .picker import MigratePickerScreen
 from .wizard import MigrateWizardScreen
 
-SCREENS = (MigratePickerScreen, MigrateFormScreen, MigrateWizardScreen)
+SCREENS = (MigratePickerScreen, MigrateFormScreen, MigrateWizardScreen, LayoutEditScreen)

@@ -31,6 +31,7 @@ from ...core.errors import first_line
 from ...core.humanfmt import plural, seconds
 from ...core.migrate import MigrateError
 from ...core.migrate.abort import abort_plan
+from ...core.migrate.edit import layout_editable, layout_text
 from ...core.migrate.migration import Prepared, wait_writers
 from ...core.migrate.report import StageReport, stage_report, unfixable_lines
 from ...core.migrate.spec import MigrationSpec
@@ -61,6 +62,7 @@ class StageState:
     report: StageReport = field(default_factory=StageReport)
     blocking: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # the catalog disagrees with the record
+    layout: str = ""  # the partitions as a layout file, while they can still change
     error: str = ""
 
 
@@ -86,6 +88,8 @@ class MigrateWizardScreen(FooterKeys, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("A", "run_stage", "run stage", show=True, id="migrate-run",
                 tooltip="run this stage (asks for confirmation)"),
+        Binding("L", "edit_layout", "layout", show=True, id="migrate-layout",
+                tooltip="edit the partitions (until Build; stage 4 records them)"),
         Binding("W", "wait_writers", "wait", show=True, id="migrate-wait",
                 tooltip=f"wait up to {WAIT_SECONDS:g} s for the sessions writing to the table"),
         Binding("X", "abort", "abort", show=True, id="migrate-abort",
@@ -119,6 +123,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
         self.loads = 0  # finished loads (tests wait on them)
         self.busy = ""  # what runs in the background besides loading (waiting, planning abort)
         self.ran_preflight = False
+        self.spec_override: MigrationSpec | None = None  # the layout edited here
         self.results: list[RenderableType] = []  # the last stage's (or abort's) result
         self.last_result: RunResult | None = None
         # passed to the PlanRunner of the next run (tests slow a run down with it)
@@ -150,25 +155,27 @@ class MigrateWizardScreen(FooterKeys, Screen):
         self._generation += 1
         self.planning = True
         self._redraw()
-        self._load(self._generation, self.ran_preflight)
+        self._load(self._generation, self.ran_preflight, self.spec_override)
 
     @work(thread=True, exclusive=True, group="migrate-stage", exit_on_error=False,
           description="reading where the migration stands")
-    def _load(self, generation: int, ran_preflight: bool) -> None:
+    def _load(self, generation: int, ran_preflight: bool,
+              override: MigrationSpec | None) -> None:
         state = StageState()
         try:
             with connect(self.papp.target, purpose="migrate") as conn, \
                     self._inflight.track(conn):
-                self._read(conn, state, ran_preflight)
+                self._read(conn, state, ran_preflight, override)
         except (ConnectError, MigrateError, psycopg.Error) as exc:
             state.error = first_line(exc)
         self.post_message(StageLoaded(generation, state))
 
-    def _read(self, conn: psycopg.Connection, state: StageState, ran_preflight: bool) -> None:
+    def _read(self, conn: psycopg.Connection, state: StageState, ran_preflight: bool,
+              override: MigrationSpec | None) -> None:
         st = standing(conn, self.schema, self.table_name)
         recorded = st.recorded
-        state.spec = recorded.spec if recorded else (
-            self.prepared.spec if self.prepared else None)
+        state.spec = override or (recorded.spec if recorded else (
+            self.prepared.spec if self.prepared else None))
         state.last_done = recorded.state if recorded else ""
         state.problems = list(st.problems)
         spec = state.spec
@@ -176,6 +183,8 @@ class MigrateWizardScreen(FooterKeys, Screen):
             return
         state.done = {s.name: bool(recorded) and s.name != "preflight" and s.done(conn, spec)
                       for s in STAGES}
+        if layout_editable(conn, spec):
+            state.layout = layout_text(conn, spec)
         # stage 1 only reads: a new migration starts with it, a recorded one goes on after it
         first = recorded is None and not ran_preflight
         state.stage = STAGES[0] if first else next(
@@ -334,6 +343,8 @@ class MigrateWizardScreen(FooterKeys, Screen):
             t.append("(asks for confirmation)", style="dim")
         if self.state.report.writers and not self.busy:
             t.append(f" · W: wait up to {WAIT_SECONDS:g} s for the writers", style="bold")
+        if self.state.layout and not self.planning:
+            t.append(" · L: edit the layout", style="dim")
         if self.state.spec is not None and self.state.last_done:
             t.append(" · X: abort", style="dim")
         self.query_one("#wiz-actions", Static).update(t)
@@ -346,6 +357,8 @@ class MigrateWizardScreen(FooterKeys, Screen):
         # wait and abort leave the footer when there is nothing to wait for or to abort
         if action == "wait_writers":
             return bool(self.state.report.writers) and (None if self.busy else True)
+        if action == "edit_layout":
+            return bool(self.state.layout) and (None if self.busy or self.planning else True)
         if action == "abort":
             if not self.state.last_done:
                 return False
@@ -437,6 +450,29 @@ class MigrateWizardScreen(FooterKeys, Screen):
         t.append("\n")
         return t
 
+    # -- the layout ---------------------------------------------------------------------------
+    def action_edit_layout(self) -> None:
+        spec = self.state.spec
+        if spec is None or not self.state.layout:
+            return
+        from .layout_edit import LayoutEditScreen
+
+        self.app.push_screen(LayoutEditScreen(self.papp.target, spec, self.state.layout),
+                             callback=self._layout_edited)
+
+    def _layout_edited(self, edited: tuple[MigrationSpec, list[str]] | None) -> None:
+        if edited is None:
+            return
+        spec, warnings = edited
+        self.spec_override = spec
+        t = Text(f"The layout changed: {plural(len(spec.partitions), 'partition')}; stage 4 "
+                 "records it.", style="bold green")
+        for w in warnings:
+            t.append(f"\n  warning: {w}", style="yellow")
+        t.append("\n")
+        self.results = [t]
+        self.reload()
+
     # -- waiting for writers ------------------------------------------------------------------
     def action_wait_writers(self) -> None:
         spec = self.state.spec
@@ -516,6 +552,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
         if result is not None and result.ok:
             self.prepared = None  # the choices went with the record: a new start is a new form
             self.ran_preflight = False
+            self.spec_override = None
             self.results = [Text(f"Aborted: the migration of {self.table_display} is undone "
                                  "and forgotten.\n", style="bold green")]
         else:
