@@ -110,7 +110,8 @@ class MigratePickerScreen(FooterKeys, Screen):
         elif not self.tables:
             head.append("No plain table in this database: nothing to migrate.", style="bold")
         else:
-            head.append("Pick the plain table to turn into a partitioned one ", style="bold")
+            head.append("Pick the plain table to turn into a partitioned one (enter) ",
+                        style="bold")
             head.append("(sizes and rows are catalog estimates; a table with a migration "
                         "recorded continues where it stands)", style="dim")
         if message.problem:
