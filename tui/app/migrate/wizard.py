@@ -33,7 +33,7 @@ from ...core.migrate import MigrateError
 from ...core.migrate.abort import abort_plan
 from ...core.migrate.edit import layout_editable, layout_text
 from ...core.migrate.migration import Prepared, wait_writers
-from ...core.migrate.report import StageReport, stage_report, unfixable_lines
+from ...core.migrate.report import StageReport, blocking_before_start, stage_report
 from ...core.migrate.spec import MigrationSpec
 from ...core.migrate.stages import STAGES, Stage, standing
 from ...core.names import display_name
@@ -122,7 +122,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
         self.planning = True
         self.loads = 0  # finished loads (tests wait on them)
         self.busy = ""  # what runs in the background besides loading (waiting, planning abort)
-        self.ran_preflight = False
+        self.ran_checks = False
         self.spec_override: MigrationSpec | None = None  # the layout edited here
         self.results: list[RenderableType] = []  # the last stage's (or abort's) result
         self.last_result: RunResult | None = None
@@ -155,22 +155,22 @@ class MigrateWizardScreen(FooterKeys, Screen):
         self._generation += 1
         self.planning = True
         self._redraw()
-        self._load(self._generation, self.ran_preflight, self.spec_override)
+        self._load(self._generation, self.ran_checks, self.spec_override)
 
     @work(thread=True, exclusive=True, group="migrate-stage", exit_on_error=False,
           description="reading where the migration stands")
-    def _load(self, generation: int, ran_preflight: bool,
+    def _load(self, generation: int, ran_checks: bool,
               override: MigrationSpec | None) -> None:
         state = StageState()
         try:
             with connect(self.papp.target, purpose="migrate") as conn, \
                     self._inflight.track(conn):
-                self._read(conn, state, ran_preflight, override)
+                self._read(conn, state, ran_checks, override)
         except (ConnectError, MigrateError, psycopg.Error) as exc:
             state.error = first_line(exc)
         self.post_message(StageLoaded(generation, state))
 
-    def _read(self, conn: psycopg.Connection, state: StageState, ran_preflight: bool,
+    def _read(self, conn: psycopg.Connection, state: StageState, ran_checks: bool,
               override: MigrationSpec | None) -> None:
         st = standing(conn, self.schema, self.table_name)
         recorded = st.recorded
@@ -181,14 +181,14 @@ class MigrateWizardScreen(FooterKeys, Screen):
         spec = state.spec
         if spec is None or state.problems:
             return
-        state.done = {s.name: bool(recorded) and s.name != "preflight" and s.done(conn, spec)
+        # a stage that only reads (the checks of stage 1) is never "done": it runs at a new start
+        state.done = {s.name: bool(recorded) and s.applies and s.done(conn, spec)
                       for s in STAGES}
         if layout_editable(conn, spec):
             state.layout = layout_text(conn, spec)
-        # stage 1 only reads: a new migration starts with it, a recorded one goes on after it
-        first = recorded is None and not ran_preflight
-        state.stage = STAGES[0] if first else next(
-            (s for s in STAGES[1:] if not state.done[s.name]), None)
+        fresh = recorded is None and not ran_checks
+        state.stage = next((s for s in STAGES if not state.done[s.name]
+                            and (s.applies or fresh)), None)
         stage = state.stage
         if stage is None:
             return
@@ -201,14 +201,9 @@ class MigrateWizardScreen(FooterKeys, Screen):
             state.report = stage_report(conn, spec, stage.name, prepared)
         except MigrateError as exc:
             state.report = StageReport([f"could not count: {exc}"])
-        state.blocking = list(state.report.blocking)
-        if prepared is not None and prepared.unfixable:
-            # as the command line: a group stage 3 cannot fix stops the migration before it
-            # records anything
-            state.blocking = [
-                f"{plural(len(prepared.unfixable), 'collision group')} of more than 60 rows "
-                "in one minute: stage 3 cannot fix them; resolve them first (nothing was "
-                "changed)", *unfixable_lines(prepared.unfixable)]
+        # what the counts of a new migration found stops it before anything is recorded
+        state.blocking = (blocking_before_start(prepared) if prepared is not None else []) \
+            or list(state.report.blocking)
 
     @on(StageLoaded)
     def _loaded(self, message: StageLoaded) -> None:
@@ -424,9 +419,8 @@ class MigrateWizardScreen(FooterKeys, Screen):
         stage = self.state.stage
         self.last_result = result
         self.results = [self._result_text(plan, result, stage)]
-        if result is not None and result.ok and stage is not None and \
-                stage.name == STAGES[0].name:
-            self.ran_preflight = True
+        if result is not None and result.ok and stage is not None and not stage.applies:
+            self.ran_checks = True
         self.reload()
 
     @staticmethod
@@ -551,7 +545,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
         self.last_result = result
         if result is not None and result.ok:
             self.prepared = None  # the choices went with the record: a new start is a new form
-            self.ran_preflight = False
+            self.ran_checks = False
             self.spec_override = None
             self.results = [Text(f"Aborted: the migration of {self.table_display} is undone "
                                  "and forgotten.\n", style="bold green")]

@@ -26,8 +26,9 @@ from .source import KINDS, PartitionColumn, SourceTable, load_table, partition_c
 from .spec import MigrationSpec
 
 INTERVALS = PERIODS
-__all__ = ["DEFAULT_TARGET_ROWS", "INTERVALS", "Proposals", "StageReport", "dependents_lines",
-           "proposals", "stage_report", "unfixable_lines"]
+__all__ = ["DEFAULT_TARGET_ROWS", "INTERVALS", "Proposals", "StageReport",
+           "blocking_before_start", "dependents_lines", "proposals", "stage_report",
+           "unfixable_lines"]
 
 
 # -- the form's proposals -------------------------------------------------------------------------
@@ -112,6 +113,16 @@ def unfixable_lines(groups: list[Any]) -> list[str]:
     """The collision groups pgparts cannot fix (collisions.CollisionGroup), one line each."""
     return [f"key {', '.join(map(str, g.prefix)) or '()'}, minute {g.minute}: {g.size} rows"
             for g in groups]
+
+
+def blocking_before_start(prepared: Prepared) -> list[str]:
+    """Why a new migration cannot start, as the command line refuses it: collision groups
+    stage 3 cannot fix (the groups listed); empty when it can."""
+    if not prepared.unfixable:
+        return []
+    return [f"{plural(len(prepared.unfixable), 'collision group')} of more than "
+            f"{MAX_PER_MINUTE} rows in one minute: stage 3 cannot fix them; resolve them first "
+            "(nothing was changed)", *unfixable_lines(prepared.unfixable)]
 
 
 def _span(lo: Any, hi: Any) -> str:
