@@ -11,12 +11,11 @@ the abort plan and runs it after confirmation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import psycopg
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -28,42 +27,27 @@ from textual.widgets import Footer, Header, Static
 
 from ...core.connection import ConnectError, connect
 from ...core.errors import first_line
-from ...core.humanfmt import plural, seconds
+from ...core.humanfmt import plural
 from ...core.migrate import MigrateError
 from ...core.migrate.abort import abort_plan
 from ...core.migrate.edit import layout_editable, layout_text
 from ...core.migrate.migration import Prepared, wait_writers
 from ...core.migrate.report import StageReport, blocking_before_start, stage_report
 from ...core.migrate.spec import MigrationSpec
-from ...core.migrate.stages import STAGES, Stage, standing
+from ...core.migrate.stages import STAGES, standing
 from ...core.names import display_name
 from ...core.plans import Plan, RunResult
 from ...core.plans.engine.runner import Hook
 from ..footer_keys import FooterKeys
 from ..inflight import InFlight
-from ..plan_preview import PlanPreview, change_lines, render_plan
+from ..plan_preview import PlanPreview, change_lines
+from . import render
+from .render import StageState
 
 if TYPE_CHECKING:
     from ..app import PgpartsApp
 
 WAIT_SECONDS = 60.0  # W: how long to wait for the sessions writing to the table
-
-
-@dataclass
-class StageState:
-    """What the screen shows, read in one worker run."""
-
-    spec: MigrationSpec | None = None
-    last_done: str = ""  # the registry's last stage done; '' when nothing is recorded
-    done: dict[str, bool] = field(default_factory=dict)
-    stage: Stage | None = None  # the stage to run next; None when every stage is done
-    preview: PlanPreview | None = None
-    unavailable: str = ""  # the stage has no plan (why)
-    report: StageReport = field(default_factory=StageReport)
-    blocking: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # the catalog disagrees with the record
-    layout: str = ""  # the partitions as a layout file, while they can still change
-    error: str = ""
 
 
 @dataclass
@@ -215,94 +199,12 @@ class MigrateWizardScreen(FooterKeys, Screen):
         self._redraw()
 
     # -- drawing --------------------------------------------------------------------------------
-    def stage_strip(self) -> Text:
-        """'stages ✓1 ✓2 ▶3 4 5 6 7 8 9': done, the one shown, still to come."""
-        s = self.state
-        t = Text("stages ", style="bold")
-        for stage in STAGES:
-            if s.done.get(stage.name):
-                t.append(f"✓{stage.number}", style="green")
-            elif s.stage is not None and stage.name == s.stage.name:
-                t.append(f"▶{stage.number}", style="bold reverse")
-            else:
-                t.append(f"{stage.number}", style="dim")
-            t.append(" ")
-        if s.last_done:
-            t.append(f"· last done: {s.last_done}", style="dim")
-        elif s.spec is not None:
-            t.append("· nothing recorded yet", style="dim")
-        return t
-
-    def _head(self) -> Text:
-        t = Text()
-        spec = self.state.spec
-        t.append(f"Migrate {self.table_display}", style="bold")
-        if spec is not None:
-            t.append(f" · by {spec.column} · key ({', '.join(spec.key)})"
-                     + (f" · tie-break {spec.tiebreak}" if spec.tiebreak else ""), style="dim")
-        t.append("\n")
-        t.append_text(self.stage_strip())
-        return t
-
     def body(self) -> list[RenderableType]:
-        s = self.state
         parts: list[RenderableType] = list(self.results)
         if self.planning:
-            parts.append(Text("reading where the migration stands and planning the next "
-                              "stage…", style="italic"))
-            return parts
-        if s.error:
-            parts.append(Text(s.error, style="bold red"))
-            return parts
-        if s.spec is None:
-            parts.append(Text(f"No migration of {self.table_display} is recorded "
-                              "(escape: back to the tables).", style="bold"))
-            return parts
-        if s.problems:
-            parts.append(Text("The catalog disagrees with pgparts' record; nothing can run:",
-                              style="bold red"))
-            parts += [Text(f"  {p}", style="red") for p in s.problems]
-            return parts
-        if s.stage is None:
-            parts.append(Text("Every stage is done.", style="bold green"))
-            return parts
-        stage = s.stage
-        parts.append(Text(f"Stage {stage.number} of {len(STAGES)}: {stage.title}",
-                          style="bold underline"))
-        # wrapped values stay indented under their label, as in the plan's preview
-        found = Table.grid(padding=(0, 1))
-        found.add_column(no_wrap=True)
-        found.add_column(overflow="fold")  # long names break rather than lose their end
-        for line in s.report.lines:
-            label, sep, rest = line.partition(": ")
-            if sep and len(label) < 30:
-                found.add_row(Text(f" {label}:", style="bold"), rest)
-            else:
-                found.add_row(" •", line)
-        if s.report.lines:
-            parts.append(Text("What it found", style="bold cyan"))
-            parts.append(found)
-        if s.report.table:
-            table = Table(title=s.report.table_title, title_justify="left", box=None,
-                          padding=(0, 1), title_style="bold")
-            table.add_column("partition" if s.report.table_title == "partitions" else "#")
-            table.add_column("range")
-            table.add_column("rows", justify="right")
-            for row in s.report.table:
-                table.add_row(*row)
-            parts.append(table)
-        if s.blocking:
-            stop = Text("Stopped: ", style="bold red")
-            stop.append(s.blocking[0])
-            for line in s.blocking[1:]:
-                stop.append(f"\n  {line}", style="red")
-            parts.append(stop)
-        if s.preview is not None:
-            parts.append(Text(""))
-            parts.append(render_plan(s.preview))
-        elif s.unavailable:
-            parts.append(Text(f"\nThis stage cannot run: {s.unavailable}", style="bold yellow"))
-        return parts
+            return [*parts, Text("reading where the migration stands and planning the next "
+                                 "stage…", style="italic")]
+        return parts + render.body(self.table_display, self.state)
 
     def run_refusal(self) -> str:
         """Why the stage cannot run now, or '' when it can."""
@@ -324,7 +226,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
         return ""
 
     def _redraw(self) -> None:
-        self.query_one("#wiz-head", Static).update(self._head())
+        self.query_one("#wiz-head", Static).update(render.head(self.table_display, self.state))
         self.query_one("#wiz-body", Static).update(Group(*self.body()))
         stage = self.state.stage
         if stage is not None:
@@ -418,31 +320,10 @@ class MigrateWizardScreen(FooterKeys, Screen):
     def _stage_ran(self, plan: Plan, result: RunResult | None) -> None:
         stage = self.state.stage
         self.last_result = result
-        self.results = [self._result_text(plan, result, stage)]
+        self.results = [render.result_text(plan, result, stage)]
         if result is not None and result.ok and stage is not None and not stage.applies:
             self.ran_checks = True
         self.reload()
-
-    @staticmethod
-    def _result_text(plan: Plan, result: RunResult | None, stage: Stage | None) -> Text:
-        what = f"Stage {stage.number} ({stage.title})" if stage else plan.title
-        if result is None:
-            return Text(f"{what}: not run", style="yellow")
-        if result.ok:
-            t = Text(f"{what}: done in {seconds(result.seconds)}", style="bold green")
-            if result.rows_copied:
-                t.append(f", {result.rows_copied:,} rows copied", style="green")
-            for o in result.steps:
-                if o.verification:
-                    t.append(f"\n  ✓ {o.verification}", style="green")
-        else:
-            t = Text(f"{what}: {result.outcome}: ", style="bold red")
-            t.append(result.error or "no reason given")
-            if result.state:
-                t.append(f"\n  database state: {result.state}")
-            t.append("\n  Run it again to resume from the first step not done.", style="dim")
-        t.append("\n")
-        return t
 
     # -- the layout ---------------------------------------------------------------------------
     def action_edit_layout(self) -> None:
@@ -550,7 +431,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
             self.results = [Text(f"Aborted: the migration of {self.table_display} is undone "
                                  "and forgotten.\n", style="bold green")]
         else:
-            self.results = [self._result_text(plan, result, None)]
+            self.results = [render.result_text(plan, result, None)]
         self.reload()
 
     def action_back(self) -> None:
