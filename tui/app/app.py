@@ -74,6 +74,9 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
     ConsoleCommand("maintain", "M", "maintain", "What pgparts maintain would do now for the "
                    "selected table's [policy] (or every policy): preview each plan, then apply",
                    screen="tui.app.maintain_screen:open_maintain", main_only=True, footer=False),
+    ConsoleCommand("migrate", "w", "migrate", "Migrate a plain table to a partitioned one, "
+                   "stage by stage (the wizard: pick it, choose key and layout, run each stage)",
+                   screen="tui.app.migrate:open_wizard", main_only=True, footer=False),
     ConsoleCommand("journal", "j", "journal", "History of applied plans (the journal)",
                    screen="tui.app.journal_screen:JournalScreen"),
     ConsoleCommand("explain", "e", "explain", "EXPLAIN a query: partitions it scans, why, "
@@ -103,13 +106,14 @@ def known_binding_ids() -> set[str]:
     from .journal_screen import JournalScreen
     from .main_screen import MainScreen
     from .maintain_screen import MaintainScreen
+    from .migrate.screens import SCREENS as MIGRATE_SCREENS
     from .plan_progress import PlanProgressScreen
     from .plan_screen import plan_screen_class
     from .tree_view import PartitionTree
 
     classes = [ExplainScreen, JournalScreen, MainScreen, MaintainScreen, PlanProgressScreen,
                PartitionTree, ActionsMenu,
-               *(plan_screen_class(k) for k in PLAN_KINDS)]
+               *(plan_screen_class(k) for k in PLAN_KINDS), *MIGRATE_SCREENS]
     ids = {c.id for c in CONSOLE_COMMANDS if c.id != "palette"}
     for cls in classes:
         ids |= {b.id for b in cls.BINDINGS if isinstance(b, Binding) and b.id}

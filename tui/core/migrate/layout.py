@@ -213,18 +213,24 @@ def layout_document(partitions: list[Partition], pc: PartitionColumn) -> dict[st
     return {"column": pc.name, "partitions": items}
 
 
-def write_layout(path: Path, partitions: list[Partition], pc: PartitionColumn) -> None:
+def layout_toml(partitions: list[Partition], pc: PartitionColumn) -> str:
+    """The layout file's TOML text (what `write_layout` writes to a .toml file)."""
     doc = layout_document(partitions, pc)
-    if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        return
     lines = ["# pgparts partition layout: bounds in UTC, `to` excluded",
              f"column = {_toml_string(pc.name)}"]
     for item in doc["partitions"]:
         lines.append("")
         lines.append("[[partitions]]")
         lines.extend(f"{k} = {_toml_value(v)}" for k, v in item.items())
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return "\n".join(lines) + "\n"
+
+
+def write_layout(path: Path, partitions: list[Partition], pc: PartitionColumn) -> None:
+    if path.suffix.lower() == ".json":
+        doc = layout_document(partitions, pc)
+        path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return
+    path.write_text(layout_toml(partitions, pc), encoding="utf-8")
 
 
 def _bound_from_file(value: Any, where: str) -> str | int:
@@ -241,18 +247,24 @@ def read_layout(path: Path) -> tuple[str | None, list[Partition]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MigrateError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_layout(text, str(path), json_format=path.suffix.lower() == ".json")
+
+
+def parse_layout(text: str, source: str, *, json_format: bool = False,
+                 ) -> tuple[str | None, list[Partition]]:
+    """`read_layout` of a text (TOML, or JSON); `source` names it in the messages."""
     try:
-        doc = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+        doc = json.loads(text) if json_format else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise MigrateError(f"{path}: not a valid layout file: {first_line(exc)}") from None
+        raise MigrateError(f"{source}: not a valid layout file: {first_line(exc)}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("partitions"), list):
-        raise MigrateError(f"{path}: a layout file needs a list of partitions")
+        raise MigrateError(f"{source}: a layout file needs a list of partitions")
     column = doc.get("column")
     if column is not None and not isinstance(column, str):
-        raise MigrateError(f"{path}: column must be text")
+        raise MigrateError(f"{source}: column must be text")
     out = []
     for i, item in enumerate(doc["partitions"], 1):
-        where = f"{path}: partition {i}"
+        where = f"{source}: partition {i}"
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise MigrateError(f"{where}: needs a name")
         unknown = set(item) - {"name", "from", "to", "default", "rows"}
