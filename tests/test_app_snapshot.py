@@ -103,8 +103,7 @@ async def test_tree_snapshot(scenario_db, snapshot, size):
     app = scenario_app(scenario_db)
     async with app.run_test(size=size) as pilot:
         await show_balances(pilot, app)
-        await pilot.pause(0.1)
-        svg = app.export_screenshot(title="pgparts")
+        svg = await steady_screenshot(pilot, app)
     assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
 
 
@@ -120,8 +119,7 @@ async def test_consolidation_snapshot(scenario_db, snapshot, size):
         await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
         screen = app.screen
         await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning, timeout=30)
-        await pilot.pause(0.1)
-        svg = app.export_screenshot(title="pgparts")
+        svg = await steady_screenshot(pilot, app)
     assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
 
 
@@ -137,8 +135,7 @@ async def test_explain_snapshot(scenario_db, snapshot, size):
         screen = app.screen
         await pilot.press("f5")
         await wait_until(pilot, lambda: screen.runs >= 1, timeout=30)
-        await pilot.pause(0.1)
-        svg = app.export_screenshot(title="pgparts")
+        svg = await steady_screenshot(pilot, app)
     assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
 
 
@@ -171,8 +168,7 @@ async def test_partition_actions_snapshot(scenario_db18, snapshot, size):
     app = scenario_app(scenario_db18)
     async with app.run_test(size=size) as pilot:
         await open_actions_on_payment_2023(pilot, app)
-        await pilot.pause(0.1)
-        svg = app.export_screenshot(title="pgparts")
+        svg = await steady_screenshot(pilot, app)
     assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
 
 
@@ -192,8 +188,7 @@ async def test_split_refused_boundary_snapshot(scenario_db18, snapshot, size):
         screen.query_one("#plan-option-at").value = "2023-07-01, 2024-07-01"
         await wait_until(pilot, lambda: screen.loads > before and not screen.planning,
                          timeout=30)
-        await pilot.pause(0.1)
-        svg = app.export_screenshot(title="pgparts")
+        svg = await steady_screenshot(pilot, app)
     assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
 
 
@@ -231,8 +226,7 @@ async def test_details_policy_and_growth_snapshot(scenario_db, snapshot, size, t
         lines = widget_text(screen.query_one("#details")).splitlines()
         start = next(i for i, line in enumerate(lines) if line.startswith("growth"))
         screen.query_one("#details-pane").scroll_to(y=start, animate=False)
-        await pilot.pause(0.1)
-        svg = app.export_screenshot(title="pgparts")
+        svg = await steady_screenshot(pilot, app)
     assert svg == snapshot(extension_class=SVGImageSnapshotExtension)
 
 
