@@ -37,6 +37,7 @@ writer's longest stall < 250 ms; every write present.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import sys
@@ -45,6 +46,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import psycopg
@@ -359,6 +361,23 @@ def manual(dsn: str, source: str, pieces: list[tuple[str, str, datetime, datetim
 
 
 # -- one move ----------------------------------------------------------------------------------
+def run_plan(dsn: str, kind_name: str, values: dict, send: Connection) -> None:
+    """In a child process: plan as the command does, run, send back what main prints."""
+    with connect(Target(dsn), purpose="bench") as conn:
+        kind = kind_named(kind_name)
+        forest = load_forest(conn)
+        plan = kind.build(conn, forest, kind.status(conn, forest, "control.payment"),
+                          kind.request(values, "control.payment"), Config())
+    t0 = time.monotonic()
+    result = PlanRunner(Target(dsn), plan, config=PlansConfig()).run()
+    total = time.monotonic() - t0
+    send.send({"ok": result.ok, "error": result.error, "total": total, "title": plan.title,
+               "changes": list(plan.facts.changes),
+               "steps": [(o.index, o.title, o.seconds, o.hold_seconds, o.lock_wait_seconds,
+                          o.lock_timeouts) for o in result.steps]})
+    send.close()
+
+
 @dataclass
 class Case:
     label: str
@@ -388,28 +407,29 @@ def run_case(server, case: Case, pause: float, log_plan: bool = False) -> bool:
     with psycopg.connect(dsn, autocommit=True) as conn:
         pay_cols, bonus_cols = columns(conn, PAYMENT), columns(conn, BONUS)
         before = {"payment": checksum(conn, PAYMENT), "payment_bonus": checksum(conn, BONUS)}
-    with connect(Target(dsn), purpose="bench") as conn:
-        kind = kind_named(case.kind)
-        forest = load_forest(conn)
-        plan = kind.build(conn, forest, kind.status(conn, forest, "control.payment"),
-                          kind.request(case.values, "control.payment"), Config())
     writers = make_writers(dsn, case.ranges, pay_cols, bonus_cols, pause)
     sampler = LockSampler(dsn)
     for t in (*writers, sampler):
         t.start()
     time.sleep(1.0)
-    t0 = time.monotonic()
     # --log-ms: every statement of the plan's session goes to the server's log, with its time
     plan_dsn = f"{dsn} options='-c log_min_duration_statement=0'" if log_plan else dsn
-    result = PlanRunner(Target(plan_dsn), plan, config=PlansConfig()).run()
-    total = time.monotonic() - t0
+    # the plan runs in a process of its own, as `pgparts split --apply --yes` would: in this
+    # one, the writers' and the sampler's threads would make each of the swap's statements
+    # wait for the GIL
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=run_plan, args=(plan_dsn, case.kind, case.values, send))
+    child.start()
+    result = receive.recv()
+    child.join()
     time.sleep(0.5)
     for t in (*writers, sampler):
         t.stop.set()
     for t in (*writers, sampler):
         t.join()
-    if not result.ok:
-        print(f"FAILED: {result.error}")
+    if not result["ok"]:
+        print(f"FAILED: {result['error']}")
         return False
     with psycopg.connect(dsn, autocommit=True) as conn:
         after = {"payment": checksum(conn, PAYMENT), "payment_bonus": checksum(conn, BONUS)}
@@ -420,17 +440,17 @@ def run_case(server, case: Case, pause: float, log_plan: bool = False) -> bool:
             expected[t][1] += h
     floors.append(floor_seconds(dsn, case.floor_after))
     floor = sum(floors) / len(floors)
-    print(f"\n== {case.label}: plan '{plan.title}', {len(plan.steps)} steps")
-    for line in plan.facts.changes:
+    print(f"\n== {case.label}: plan '{result['title']}', {len(result['steps'])} steps")
+    for line in result["changes"]:
         print(f"   {line}")
     print(f"floor (INSERT ... SELECT + PK + 2 index builds, one transaction, no writers): "
           f"{floors[0]:.2f} s before, {floors[1]:.2f} s after; mean {floor:.2f} s")
-    for o in result.steps:
-        extra = f", hold {o.hold_seconds * 1000:.1f} ms" if o.hold_seconds is not None else ""
-        waits = (f", lock waits {o.lock_wait_seconds:.2f} s ({o.lock_timeouts} timeouts)"
-                 if o.lock_timeouts else "")
-        print(f"  step {o.index}: {o.title}: {o.seconds:.2f} s{extra}{waits}")
-    hold = max((o.hold_seconds or 0.0) for o in result.steps)
+    for index, title, seconds, held, waited, timeouts in result["steps"]:
+        extra = f", hold {held * 1000:.1f} ms" if held is not None else ""
+        waits = f", lock waits {waited:.2f} s ({timeouts} timeouts)" if timeouts else ""
+        print(f"  step {index}: {title}: {seconds:.2f} s{extra}{waits}")
+    hold = max((s[3] or 0.0) for s in result["steps"])
+    total = result["total"]
     ratio = total / floor
     ok_ratio = ratio <= TARGETS["ratio"]
     ok_hold = max(hold, sampler.longest) * 1000 < TARGETS["hold_ms"]

@@ -656,6 +656,33 @@ def outgoing_key_steps(move: Move, keys: list[OutgoingKey], tnames: str,
     ]
 
 
+def batched(stmts: list[Statement]) -> list[Statement]:
+    """Each run of plain DDL statements (no check, no script of their own) as one
+    multi-statement query: one round trip instead of one per statement while the swap holds
+    the parent's lock (bench/move.py: 45 statements took 100 ms on a loaded 2-core machine,
+    20 ms of it on the server). Same statements, same order, same transaction."""
+    out: list[Statement] = []
+    run: list[Statement] = []
+
+    def flush() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            out.append(Statement(sql.SQL(";\n").join(st.sql for st in run), "ddl",
+                                 note="; ".join(dict.fromkeys(st.note for st in run
+                                                              if st.note))))
+        run.clear()
+
+    for st in stmts:
+        if st.kind == "ddl" and st.check is None and st.script is None:
+            run.append(st)
+        else:
+            flush()
+            out.append(st)
+    flush()
+    return out
+
+
 def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
     parent, source, cap = move.parent, move.source, move.cap
     pdisp, sdisp = parent.qualified, source.qualified
@@ -749,9 +776,9 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
                      "replay (only the entries since the catch-up), DETACH, ATTACH without "
                      "scans, foreign keys re-created NOT VALID. No row is copied or scanned "
                      "under the parent's lock."),
-        statements=stmts, locks=locks, retry="step",
+        statements=batched(stmts), locks=locks, retry="step",
         statement_timeout_seconds=SWAP_STATEMENT_TIMEOUT, estimate=Estimate(0, 0, 0.05),
-        done=lambda c: swapped(c, move), hold_from=1)
+        done=lambda c: swapped(c, move), hold_from=len(refs) + 1)
 
 
 def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oid: int, schema: str,
