@@ -40,6 +40,7 @@ import argparse
 import multiprocessing
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -560,8 +561,11 @@ def main() -> None:
             print(f"load average after: {os.getloadavg()}")
         admin.close()
         if args.log_ms is not None:
-            print(f"\n-- server log (statements over {args.log_ms} ms, lock waits):")
-            print((server.datadir / "server.log").read_text(errors="replace")[-200_000:])
+            print(f"\n-- server log (statements over {args.log_ms} ms, lock waits, deadlocks):")
+            keep = re.compile(r"duration:|deadlock|Process \d+ waits|still waiting|acquired")
+            for line in (server.datadir / "server.log").read_text(errors="replace").splitlines():
+                if keep.search(line):
+                    print(line[:400])
     print(f"\nall targets met: {'yes' if all_ok else 'NO'}")
 
 
