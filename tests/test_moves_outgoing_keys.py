@@ -13,7 +13,16 @@ from tui.core.config import Config, PlansConfig
 from tui.core.plans import PlanRunner
 from tui.core.plans.registry import kind_named
 
-from .plans.scenarios import MOVE_SCENARIOS, SPLIT_NEW, SPLIT_SOURCE, TABLE, ident, leftovers, spec
+from .plans.scenarios import (
+    HWEEK_MERGED,
+    MOVE_SCENARIOS,
+    SPLIT_NEW,
+    SPLIT_SOURCE,
+    TABLE,
+    ident,
+    leftovers,
+    spec,
+)
 
 DIM = 'dïm ";x'
 KEY = 'to dïm ";é'
@@ -76,3 +85,32 @@ def test_split_builds_the_parents_own_keys_before_the_swap_and_resumes(db):
             pass
         else:
             raise AssertionError("the key is not enforced on the new partition")
+
+
+def test_merge_of_sub_partitioned_weeks_keys_the_leaves_before_the_swap(db):
+    """A sub-partitioned new partition gets the keys on its leaves (before PostgreSQL 18 a
+    partitioned table takes no NOT VALID key): ATTACH creates the partition's own and adopts
+    the leaves' validated ones."""
+    scenario = MOVE_SCENARIOS["merge"]
+    with db.connect() as conn:
+        scenario.build(conn, db.dsn)
+        conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(ident(DIM)))
+        conn.execute(sql.SQL("INSERT INTO {} SELECT DISTINCT id FROM {}").format(
+            ident(DIM), ident(TABLE)))
+        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY (id) REFERENCES {}")
+                     .format(ident(TABLE), sql.Identifier(KEY), ident(DIM)))
+    kind = kind_named("merge")
+    with db.connect() as conn:
+        forest = load_forest(conn)
+        plan = kind.build(conn, forest, None, kind.request(scenario.values, spec()),
+                          Config(plans=FAST))
+    add = next(s for s in plan.steps if s.title.startswith("Add the parent's foreign"))
+    assert len(add.statements) == 4  # the merged week's four hash leaves, not the week
+    result = PlanRunner(db.target, plan, config=FAST, backoff_base=0.02).run()
+    assert result.ok, (result.error, result.state)
+    with db.connect() as conn:
+        assert scenario.fixed(conn)
+        merged = [HWEEK_MERGED] + [f"{HWEEK_MERGED}_h{r}" for r in range(4)]
+        for part in merged:
+            assert _keys(conn, part) == [(KEY, True, True)], part
+        assert leftovers(conn) == []
