@@ -488,7 +488,7 @@ class PlanRunner:
                            message=f"lock not granted within {within}; retry {attempt}")
                 # a give-way step's backoff grows per lock_timeout's worth of attempts and is
                 # scaled down as much: its attempts wait as long in all as a step's would
-                self._backoff(math.ceil(attempt * ratio), ratio)
+                self._backoff(math.floor((attempt - 1) * ratio) + 1, ratio)
 
     def _gave_up_message(self, step: Step, waited: float, attempts: int,
                          short: float | None = None) -> str:
