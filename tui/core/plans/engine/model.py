@@ -94,6 +94,7 @@ class Statement:
 
 DoneCheck = Callable[[psycopg.Connection], bool]
 Verification = Callable[[psycopg.Connection], str]
+RETRY_SCOPES = ("statement", "step", "give-way")
 
 
 @dataclass
@@ -104,7 +105,11 @@ class Step:
     before the waiting statement (completed copy work in the same transaction is kept); "step"
     rolls back the whole transaction and starts it again, for short swaps where sitting on the
     locks already taken during the backoff would block the application. A non-transactional
-    step with "step" retry starts again from its first statement.
+    step with "step" retry starts again from its first statement. "give-way" is "step" for a
+    transaction that takes strong locks in an order some writers take the other way round
+    (referencing tables, then the parent): its lock waits are cut short below the server's
+    deadlock_timeout, so the step rolls back before the deadlock detector would abort such a
+    writer, and retries with backoff (runner.py, `give_way_timeout`).
     """
 
     title: str
@@ -127,8 +132,10 @@ class Step:
     script_verify: sql.Composable | None = None
 
     def __post_init__(self) -> None:
-        if self.retry not in ("statement", "step"):
+        if self.retry not in RETRY_SCOPES:
             raise ValueError(f"unknown retry scope {self.retry!r}")
+        if self.retry == "give-way" and not self.transactional:
+            raise ValueError("a give-way step must be one transaction")
 
     def is_done(self, conn: psycopg.Connection) -> bool:
         return bool(self.done(conn)) if self.done is not None else False

@@ -4,6 +4,12 @@
   retried with backoff, a bounded number of times: within a transaction the statement is wrapped
   in a SAVEPOINT so completed copy work is kept ("statement" retry), or the whole short transaction
   is rolled back and started again ("step" retry) so no lock is held while backing off.
+- A "give-way" step (a swap that locks the tables referencing the parent, then the parent,
+  while a writer deleting a referenced row locks them the other way round) waits for each lock
+  at most `give_way_timeout`: a fraction of the server's deadlock_timeout, so it rolls back
+  before the deadlock detector would abort the writer, which then waits no longer than that.
+  It retries with a backoff scaled down as much, until its waits add up to what
+  lock_timeout x (lock_retries + 1) allows any step.
 - `statement_timeout` per step (swaps get a few seconds: an ATTACH that unexpectedly scans must
   not sit on the parent's lock), none for copies.
 - cancel() from another thread cancels the running statement on the server (libpq cancel
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import math
 import random
 import threading
 import time
@@ -190,6 +197,10 @@ ProgressCallback = Callable[[Progress], None]
 Hook = Callable[[str, int, int, "PlanRunner"], None]
 
 _RETRYABLE = (errors.LockNotAvailable, errors.DeadlockDetected)
+# A give-way step's lock timeout, as a fraction of deadlock_timeout: well below it, so the step
+# gives up first even when the writer it collides with began waiting a few ms earlier (1 s by
+# default: 200 ms, within the 250 ms a writer may stall)
+GIVE_WAY_FRACTION = 0.2
 
 
 def advisory_key(oid: int) -> int:
@@ -229,6 +240,7 @@ class PlanRunner:
         self._rows_done = 0
         self._bytes_done = 0
         self._lock_wait = 0.0
+        self._give_way: float | None = None
         self._current = Progress(0, len(plan.steps), "", RunState.STARTING)
         self._record: journal.RunRecord | None = None
         self._rows_total = sum(
@@ -419,8 +431,20 @@ class PlanRunner:
         if self.cancelled:
             raise PlanCancelled("cancelled by the operator")
 
-    def _backoff(self, attempt: int) -> None:
-        delay = min(self._backoff_base * (2 ** (attempt - 1)), 5.0)
+    def give_way_timeout(self, conn: psycopg.Connection) -> float:
+        """The lock timeout of a give-way step: the configured lock_timeout, but at most
+        GIVE_WAY_FRACTION of the server's deadlock_timeout (read once per run; a writer's own
+        session has the same unless a superuser set it per role or database)."""
+        if self._give_way is None:
+            row = conn.execute("SELECT setting::pg_catalog.float8 FROM pg_catalog.pg_settings"
+                               " WHERE name = 'deadlock_timeout'").fetchone()
+            deadlock = float(row[0]) / 1000 if row else 1.0
+            self._give_way = max(min(self.config.lock_timeout_seconds,
+                                     deadlock * GIVE_WAY_FRACTION), 0.001)
+        return self._give_way
+
+    def _backoff(self, attempt: int, scale: float = 1.0) -> None:
+        delay = min(self._backoff_base * (2 ** (attempt - 1)), 5.0) * scale
         delay *= 0.75 + random.random() * 0.5  # jitter: two waiting consoles do not lock-step
         end = time.monotonic() + delay
         while time.monotonic() < end:
@@ -429,6 +453,14 @@ class PlanRunner:
 
     def _run_step(self, conn: psycopg.Connection, i: int, step: Step, out: StepOutcome) -> None:
         retries = self.config.lock_retries
+        lock_timeout = self.config.lock_timeout_seconds
+        short: float | None = None
+        ratio = 1.0
+        if step.retry == "give-way":
+            short = self.give_way_timeout(conn)
+            ratio = min(short / lock_timeout, 1.0)
+            # as many short attempts as fit in the waits lock_timeout x (retries + 1) allows
+            retries = max(int((retries + 1) / ratio + 1e-9) - 1, retries)
         attempt = 0
         while True:
             attempt += 1
@@ -437,7 +469,7 @@ class PlanRunner:
             rows_before, bytes_before = self._rows_done, self._bytes_done
             try:
                 if step.transactional:
-                    self._run_transaction(conn, i, step, out)
+                    self._run_transaction(conn, i, step, out, short)
                 else:
                     for j, st in enumerate(step.statements, 1):
                         self._run_statement(conn, i, j, st, out, savepoint=False,
@@ -448,21 +480,29 @@ class PlanRunner:
                 self._rows_done, self._bytes_done = rows_before, bytes_before
                 out.rows = 0
                 if attempt > retries:
-                    raise LockGaveUp(self._gave_up_message(step, exc.waited, attempt)) from None
+                    raise LockGaveUp(self._gave_up_message(step, exc.waited, attempt, short)
+                                     ) from None
+                within = "the lock timeout" if short is None else \
+                    f"{short * 1000:.0f} ms (giving way to writers)"
                 self._emit(state=RunState.RETRYING,
-                           message=f"lock not granted within the lock timeout; retry {attempt}")
-                self._backoff(attempt)
+                           message=f"lock not granted within {within}; retry {attempt}")
+                # a give-way step's backoff grows per lock_timeout's worth of attempts and is
+                # scaled down as much: its attempts wait as long in all as a step's would
+                self._backoff(math.floor((attempt - 1) * ratio) + 1, ratio)
 
-    def _gave_up_message(self, step: Step, waited: float, attempts: int) -> str:
+    def _gave_up_message(self, step: Step, waited: float, attempts: int,
+                         short: float | None = None) -> str:
         locks = "; ".join(lk.describe() for lk in step.locks[:3]) or "its locks"
+        within = f"{self.config.lock_timeout_seconds:g} s" if short is None else \
+            f"{short:g} s each (giving way to writers before deadlock_timeout)"
         return (
             f"step '{step.title}' could not get {locks} within "
-            f"{self.config.lock_timeout_seconds:g} s after {attempts} attempts; another "
+            f"{within} after {attempts} attempts; another "
             f"session holds a conflicting lock (see pg_locks / pg_stat_activity)"
         )
 
     def _run_transaction(self, conn: psycopg.Connection, i: int, step: Step,
-                         out: StepOutcome) -> None:
+                         out: StepOutcome, lock_timeout: float | None = None) -> None:
         hold_start: float | None = None
         try:
             with conn.transaction():
@@ -473,6 +513,9 @@ class PlanRunner:
                 if step.statement_timeout_seconds is not None:
                     conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
                         sql.Literal(f"{int(step.statement_timeout_seconds * 1000)}ms")))
+                if lock_timeout is not None:
+                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                        sql.Literal(f"{max(int(lock_timeout * 1000), 1)}ms")))
                 for j, st in enumerate(step.statements, 1):
                     if step.hold_from == j:
                         hold_start = time.monotonic()
