@@ -59,7 +59,10 @@ class Deleter(threading.Thread):
                         self._timed(c, sql.SQL("SELECT 1 FROM {} WHERE id = %s AND k = %s")
                                     .format(t), row)
                         self.inside.set()
-                        time.sleep(0.03)
+                        # longer than the swap's give-way wait (a fifth of deadlock_timeout):
+                        # a swap that starts now must time out on the parent at least once,
+                        # however the machine's load shifts the timing
+                        time.sleep(0.4)
                         self._timed(c, sql.SQL("DELETE FROM {} WHERE id = %s AND k = %s")
                                     .format(t), row)
                     self.deleted += 1
@@ -96,13 +99,13 @@ def test_the_swap_gives_way_to_a_writer_deleting_referenced_rows(db):
         result = PlanRunner(db.target, plan, config=PLANS, backoff_base=0.02,
                             hook=collide).run()
     finally:
-        time.sleep(0.2)  # a few deletes after the swap, into the new partitions
+        time.sleep(1.0)  # deletes after the swap, into the new partitions
         writer.stop.set()
         writer.join(10)
     assert result.ok, (result.error, result.state)
     assert result.steps[swap - 1].lock_timeouts >= 1  # it did give way
     assert writer.errors == []  # no deadlock detected, no other error
-    assert writer.deleted >= 3
+    assert writer.deleted >= 2
     assert writer.longest < deadlock * 0.8, writer.longest
     with db.connect() as conn:
         assert scenario.fixed(conn)
