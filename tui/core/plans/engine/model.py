@@ -142,9 +142,21 @@ class Destroyed:
     what: str  # "table", "index", ...
     name: str
     verified: bool = False
+    # what the operator knows it as when `name` is a table the plan itself set aside (a
+    # move's detached original, pgparts_moved_<oid>: "the detached original of x.p_2023")
+    label: str = ""
+    where: str = "elsewhere"  # where its rows are verified before the drop
+
+    def text(self) -> str:
+        """One line for previews and confirmations, e.g. 'table s.t (its rows verified
+        elsewhere first)'."""
+        head = f"{self.label}, {self.what} {self.name}" if self.label \
+            else f"{self.what} {self.name}"
+        return head + (f" (its rows verified {self.where} first)" if self.verified else "")
 
     def to_json(self) -> dict[str, Any]:
-        return {"what": self.what, "name": self.name, "verified": self.verified}
+        return {"what": self.what, "name": self.name, "verified": self.verified,
+                "label": self.label, "text": self.text()}
 
 
 @dataclass(frozen=True)

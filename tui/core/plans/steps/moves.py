@@ -1172,14 +1172,15 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
                      f"({', '.join(own_key)}) and {key.column}; the new partitions get that "
                      f"unique index too")
     steps = move_steps(conn, move)
-    facts = PlanFacts(changes=changes, destroys=[Destroyed("table", s.qualified, verified=True)
+    facts = PlanFacts(changes=changes, destroys=[original(s.schema, s.name, detached_name(s.oid))
                                                  for s in sources],
                       notes=notes + [
                           "online: writers of the table and of the partitions being moved wait "
                           "only for instants of DDL and the swap, each under lock_timeout",
-                          f"{disp} {'is' if len(sources) == 1 else 'are'} dropped only after "
-                          f"every one of {'its' if len(sources) == 1 else 'their'} rows is "
-                          f"verified in the new partitions"])
+                          f"the detached original{'' if len(sources) == 1 else 's'} of {disp} "
+                          f"{'is' if len(sources) == 1 else 'are'} dropped only after every "
+                          f"one of {'its' if len(sources) == 1 else 'their'} rows is verified "
+                          f"in the new partitions"])
     if move.fkeys:
         facts.notes.append(
             "foreign keys referencing the table (" + ", ".join(
@@ -1194,6 +1195,14 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
                 steps=steps, summary=[], facts=facts, details=details)
 
 
+def original(schema: str, name: str, detached: str) -> Destroyed:
+    """What a move drops: not the partition named `name` (a new partition may take its name),
+    but the source the swap detached and renamed `detached` (pgparts_moved_<oid>)."""
+    return Destroyed("table", display_name(schema, detached), verified=True,
+                     label=f"the detached original of {display_name(schema, name)}",
+                     where="in the new partitions")
+
+
 def finish_plan(conn: psycopg.Connection, kind: str, parent: PartNode, u: Unfinished) -> Plan:
     disp = ", ".join(display_name(u.schema, n) for n in u.source_names)
     olds = [display_name(u.schema, d) for d in u.detached]
@@ -1206,7 +1215,8 @@ def finish_plan(conn: psycopg.Connection, kind: str, parent: PartNode, u: Unfini
                                    u.fkeys, u.columns),
                 summary=[line, "the values given now are not used: the earlier move comes first"],
                 facts=PlanFacts(changes=[line], destroys=[
-                    Destroyed("table", o, verified=True) for o in olds]))
+                    original(u.schema, n, d) for n, d in zip(u.source_names, u.detached,
+                                                             strict=True)]))
 
 
 def hold_line(result: Any, plan: Plan) -> list[str]:

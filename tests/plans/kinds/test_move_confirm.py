@@ -1,0 +1,47 @@
+"""What a split's preview says it drops (the detached original, not the partition that keeps its
+name), its row estimate (each source row once, in the preview and the progress total) and its
+confirmation on the terminal (the table's name typed, as the console asks), on real servers."""
+
+from __future__ import annotations
+
+import io
+
+from psycopg import sql
+
+from tui.core.catalog import PartNode, load_forest
+from tui.core.names import display_name
+
+from ..scenarios import MOVE_SCENARIOS, SCHEMA, SPLIT_NEW, SPLIT_SOURCE, TABLE, ident, spec
+from .test_moves import plan_for
+from .test_remedies import cli
+
+SCENARIO = MOVE_SCENARIOS["split"]
+SPLIT = ("split", spec(), SPLIT_SOURCE, "--at", "150", "--name", SPLIT_NEW)
+
+
+class Terminal(io.StringIO):
+    """What the operator types, as a terminal: --apply asks only on one."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _built(db) -> PartNode:
+    with db.connect() as conn:
+        SCENARIO.build(conn, db.dsn)
+        conn.execute(sql.SQL("ANALYZE {}").format(ident(TABLE)))
+        source = load_forest(conn).find(display_name(SCHEMA, SPLIT_SOURCE))
+    assert source is not None and source.rows > 0
+    return source
+
+
+def test_split_preview_names_the_detached_original(db, capsys):
+    source = _built(db)
+    [gone] = plan_for(db, "split", SCENARIO.values).facts.destroys
+    assert gone.name == display_name(SCHEMA, f"pgparts_moved_{source.oid}")
+    status, out, err = cli(capsys, *SPLIT, "--dry-run", "-d", db.dsn)
+    assert status == 0, err
+    drops = out.split("\nDrops:\n")[1].split("\nSteps:")[0]
+    assert f"the detached original of {source.qualified}, table {gone.name} (its rows " \
+           f"verified in the new partitions first)" in drops, drops
+    assert f"table {source.qualified}" not in drops, drops
