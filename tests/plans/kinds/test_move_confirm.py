@@ -45,3 +45,15 @@ def test_split_preview_names_the_detached_original(db, capsys):
     assert f"the detached original of {source.qualified}, table {gone.name} (its rows " \
            f"verified in the new partitions first)" in drops, drops
     assert f"table {source.qualified}" not in drops, drops
+
+
+def test_split_counts_each_source_row_once(db):
+    source = _built(db)
+    plan = plan_for(db, "split", SCENARIO.values)
+    copy = next(s for s in plan.steps if s.title.startswith("Copy "))
+    shares = [st.est_rows for st in copy.statements if st.kind == "copy"]
+    assert len(shares) == 2 and sum(shares) == source.rows, shares
+    # the progress bar's total (every statement moving rows) and the preview's estimate
+    assert sum(st.est_rows for s in plan.steps for st in s.statements
+               if st.kind == "copy") == source.rows
+    assert plan.estimate.rows == source.rows

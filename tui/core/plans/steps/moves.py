@@ -245,6 +245,10 @@ class Move:
         return ", ".join(s.qualified for s in self.sources)
 
 
+def _share(total: int, parts: int, i: int) -> int:
+    return total // parts + (total % parts if i == 0 else 0)
+
+
 def detached_name(source_oid: int) -> str:
     return f"pgparts_moved_{source_oid}"
 
@@ -542,12 +546,14 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
             n=sql.Literal(2 * len(leaves)), l=sql.Literal(leaves),
             a=sql.Literal(cl.TRIGGER), b=sql.Literal(cl.TRIGGER + "_truncate")),
             "the change capture is not in place")))
-    for t in temps:
+    for i, t in enumerate(temps):
+        # each INSERT takes its bound's share of the sources' rows: an even share each (the
+        # remainder to the first), so the progress total counts every source row once
         copy.append(Statement(sql.SQL(
             "INSERT INTO {t} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM {s}"
             " WHERE ({p}) IS TRUE").format(t=t.table, c=cols, s=rows, p=t.predicate),
-            "copy", note=f"copy {sdisp}'s rows of {t.label}", est_rows=est.rows,
-            est_bytes=est.bytes))
+            "copy", note=f"copy {sdisp}'s rows of {t.label}",
+            est_rows=_share(est.rows, len(temps), i), est_bytes=_share(est.bytes, len(temps), i)))
     parts = sql.SQL(" + ").join(sql.SQL("(SELECT pg_catalog.count(*) FROM {})").format(t.table)
                                 for t in temps)
 
@@ -664,7 +670,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
             statements=[Statement(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
                 default.ident, sql.Identifier(n)), "verify") for n in names],
             locks=[Lock("SHARE UPDATE EXCLUSIVE", default.qualified, "no writer")],
-            estimate=Estimate(default.rows, default.total_table_bytes, 0.1),
+            estimate=Estimate(0, default.total_table_bytes, 0.1),  # a scan: no row moves
             done=lambda c: is_swapped(c) or (len(helper_state(c)) == len(names)
                                               and all(helper_state(c)))))
     else:
@@ -699,7 +705,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                      "Nothing is dropped unless this passed."),
         statements=verify, locks=[Lock("ACCESS SHARE", s.qualified, "nobody")
                                   for s in move.sources],
-        isolation="repeatable read", estimate=Estimate(est.rows, 0, 0.1),
+        isolation="repeatable read", estimate=Estimate(0, 0, 0.1),  # rows: the copy's
         done=is_swapped, verify_note="count and checksum per new bound"))
 
     # 7. swap
