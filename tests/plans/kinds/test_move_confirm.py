@@ -57,3 +57,19 @@ def test_split_counts_each_source_row_once(db):
     assert sum(st.est_rows for s in plan.steps for st in s.statements
                if st.kind == "copy") == source.rows
     assert plan.estimate.rows == source.rows
+
+
+def test_split_apply_wants_the_table_name_typed(db, capsys, monkeypatch):
+    source = _built(db)
+    # 'yes' is not enough where originals are dropped: the table's name is
+    monkeypatch.setattr("sys.stdin", Terminal("yes\n"))
+    status, out, err = cli(capsys, *SPLIT, "--apply", "-d", db.dsn)
+    assert status == 1 and "Type its name" in out and "not applied" in err, (out, err)
+    assert f"drops the detached original of {source.qualified}" in err, err
+    with db.connect() as conn:
+        assert not SCENARIO.fixed(conn)
+    monkeypatch.setattr("sys.stdin", Terminal(spec() + "\n"))
+    status, out, err = cli(capsys, *SPLIT, "--apply", "-d", db.dsn)
+    assert status == 0, err
+    with db.connect() as conn:
+        assert SCENARIO.fixed(conn)

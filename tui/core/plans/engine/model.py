@@ -176,8 +176,8 @@ class Figure:
 @dataclass
 class PlanFacts:
     """What every front end needs to know about a plan, typed: what it changes (one plain line
-    per change), what it destroys (non-empty with unverified data: the operator types the
-    target's name to confirm), and before/after figures. Kind-specific figures go to `extra`,
+    per change), what it destroys (non-empty: the operator types the target's name to
+    confirm), and before/after figures. Kind-specific figures go to `extra`,
     which only the JSON export shows."""
 
     changes: list[str] = field(default_factory=list)
@@ -188,7 +188,13 @@ class PlanFacts:
 
     @property
     def needs_typed_confirmation(self) -> bool:
-        """Data goes that is kept nowhere else: confirmation by typing the target's name."""
+        """Something is dropped (originals whose rows were verified elsewhere included): every
+        front end asks for the target's name typed in full."""
+        return bool(self.destroys)
+
+    @property
+    def loses_data(self) -> bool:
+        """Data goes that is kept nowhere else (the confirmation says so)."""
         return any(not d.verified for d in self.destroys)
 
     def to_json(self) -> dict[str, Any]:
