@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from psycopg import sql
 
 from tui.core.catalog import PartNode, load_forest
 from tui.core.names import display_name
+from tui.core.plans.kind import PlanKindError
 
 from ..scenarios import MOVE_SCENARIOS, SCHEMA, SPLIT_NEW, SPLIT_SOURCE, TABLE, ident, spec
 from .test_moves import plan_for
@@ -73,3 +75,12 @@ def test_split_apply_wants_the_table_name_typed(db, capsys, monkeypatch):
     assert status == 0, err
     with db.connect() as conn:
         assert SCENARIO.fixed(conn)
+
+
+def test_a_long_name_is_said_once(db):
+    _built(db)
+    long = "a" * 71
+    with pytest.raises(PlanKindError) as caught:
+        plan_for(db, "split", {**SCENARIO.values, "name": [long]})
+    assert str(caught.value).startswith(f"--name: {long!r} is 71 bytes; PostgreSQL keeps only "
+                                        f"63"), caught.value
