@@ -122,6 +122,12 @@ def test_default_actions_come_from_the_declaration(db):
     assert {a.kind for a in node_actions(forest, forest.find("tags_b"))} == {"merge",
                                                                              "move_values"}
     assert not any(a.kind == "split" for a in node_actions(forest, forest.find("days_default")))
+    # on the DEFAULT partition, draining it is its own action: before the table's entries
+    on_default = node_actions(forest, forest.find("days_default"))
+    assert on_default[0].kind == "drain_default" and on_default[0].on_node, on_default
+    assert "create_ahead" in [a.kind for a in on_default[1:]]
+    ahead = next(a for a in node_actions(forest, feb) if a.kind == "create_ahead")
+    assert ActionsMenu._entry(ahead).plain == "Create partitions ahead of days"
 
 
 async def test_split_from_the_tree_menu_preview_confirm_apply(db18):
