@@ -169,6 +169,10 @@ async def test_split_from_the_tree_menu_preview_confirm_apply(db18):
         progress = app.screen
         await wait_until(pilot, lambda: progress.result is not None, timeout=60)
         assert progress.result.ok, progress.result.error
+        # every row of the partition counted once; the swap's hold said once
+        assert "rows copied 62 of ~62" in content_text(progress, "#progress-head")
+        outcome = content_text(progress, "#progress-outcome")
+        assert outcome.count("ACCESS EXCLUSIVE") == 1, outcome
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.screen is screen)
         # the form is as it was opened: the boundary applied is not offered again
