@@ -299,3 +299,18 @@ def test_every_keymap_id_is_listed_and_every_tree_key_is_in_the_readme():
     for cmd in CONSOLE_COMMANDS:
         if cmd.key:
             assert f"`{names.get(cmd.key, cmd.key)}`" in table, cmd.id
+
+
+def test_fix_says_every_remedy_and_its_grammar():
+    from tui.app.fixes import also_line
+    from tui.core.plans.remedies import remedy_kinds
+
+    (fix,) = [c for c in CONSOLE_COMMANDS if c.id == "fix"]
+    assert {"drain_default", "fill_gaps", "create_ahead"} <= set(remedy_kinds())
+    for kind in remedy_kinds():
+        assert kind.replace("_", " ") in fix.description, fix.description
+    assert also_line(["create_ahead"], "control.payment") == (
+        "fix: create_ahead also applies to control.payment; press f again after this plan "
+        "has run")
+    assert "fill_gaps, create_ahead also apply to" in also_line(["fill_gaps", "create_ahead"],
+                                                               "t")
