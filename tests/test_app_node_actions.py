@@ -122,6 +122,12 @@ def test_default_actions_come_from_the_declaration(db):
     assert {a.kind for a in node_actions(forest, forest.find("tags_b"))} == {"merge",
                                                                              "move_values"}
     assert not any(a.kind == "split" for a in node_actions(forest, forest.find("days_default")))
+    # on the DEFAULT partition, draining it is its own action: before the table's entries
+    on_default = node_actions(forest, forest.find("days_default"))
+    assert on_default[0].kind == "drain_default" and on_default[0].on_node, on_default
+    assert "create_ahead" in [a.kind for a in on_default[1:]]
+    ahead = next(a for a in node_actions(forest, feb) if a.kind == "create_ahead")
+    assert ActionsMenu._entry(ahead).plain == "Create partitions ahead of days"
 
 
 async def test_split_from_the_tree_menu_preview_confirm_apply(db18):
@@ -163,6 +169,10 @@ async def test_split_from_the_tree_menu_preview_confirm_apply(db18):
         progress = app.screen
         await wait_until(pilot, lambda: progress.result is not None, timeout=60)
         assert progress.result.ok, progress.result.error
+        # every row of the partition counted once; the swap's hold said once
+        assert "rows copied 62 of ~62" in content_text(progress, "#progress-head")
+        outcome = content_text(progress, "#progress-outcome")
+        assert outcome.count("ACCESS EXCLUSIVE") == 1, outcome
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.screen is screen)
         # the form is as it was opened: the boundary applied is not offered again
@@ -289,3 +299,18 @@ def test_every_keymap_id_is_listed_and_every_tree_key_is_in_the_readme():
     for cmd in CONSOLE_COMMANDS:
         if cmd.key:
             assert f"`{names.get(cmd.key, cmd.key)}`" in table, cmd.id
+
+
+def test_fix_says_every_remedy_and_its_grammar():
+    from tui.app.fixes import also_line
+    from tui.core.plans.remedies import remedy_kinds
+
+    (fix,) = [c for c in CONSOLE_COMMANDS if c.id == "fix"]
+    assert {"drain_default", "fill_gaps", "create_ahead"} <= set(remedy_kinds())
+    for kind in remedy_kinds():
+        assert kind.replace("_", " ") in fix.description, fix.description
+    assert also_line(["create_ahead"], "control.payment") == (
+        "fix: create_ahead also applies to control.payment; press f again after this plan "
+        "has run")
+    assert "fill_gaps, create_ahead also apply to" in also_line(["fill_gaps", "create_ahead"],
+                                                               "t")

@@ -117,8 +117,12 @@ def test_apply_yes_and_terminal_answers(db18, capsys, monkeypatch):
     assert status == 1 and "not applied" in err and "replace 4 partitions" in err
     with db18.connect() as conn:
         assert b.weeks[0] in user_tables(conn, "public")
-    # a terminal answering yes
+    # the originals are dropped: 'yes' is not enough, the table's name is (as in the console)
     monkeypatch.setattr(sys, "stdin", _Terminal("yes\n"))
+    status, out, err = run_cli(capsys, "consolidate", "account_balances", "--apply",
+                               "--weeks", b.weeks[0], "-d", db18.dsn)
+    assert status == 1 and "Type its name" in out, (out, err)
+    monkeypatch.setattr(sys, "stdin", _Terminal("account_balances\n"))
     status, out, err = run_cli(capsys, "consolidate", "account_balances", "--apply",
                                "--weeks", b.weeks[0], "-d", db18.dsn)
     assert status == 0, err

@@ -8,6 +8,7 @@ import json
 import shutil
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -69,16 +70,19 @@ def test_maintain_twice_the_second_run_changes_nothing(db, capsys, tmp_path):
     assert status == 0, (out, err)
     lines = out.splitlines()
     assert [ln.split(": ")[1:3] for ln in lines] == [
-        ["create_ahead", "ok"], ["consolidate", "ok"], ["retention", "ok"],
+        ["create_ahead", "ok"], ["consolidate", "nothing"], ["retention", "ok"],
         ["analyze", "ok"]], out
+    assert "consolidate: nothing: nothing to consolidate: 3 older partitions left to " \
+           "retention, which removes them next" in out, out
     first = layout(db)
     assert first != before
-    # the created weeks are analyzed; the three 2024 weeks are archived (one consolidated)
+    # the created weeks are analyzed; the three 2024 weeks are archived, none consolidated
+    # first (retention takes them right after)
     created = [r for r in first if r[0] == "public" and r[2] == "r"
                and r[1][len("account_balances_"):][:10] > f"{current_week_start():%Y_%m_%d}"]
     assert len(created) == 8 and all(r[5] for r in created)
     assert sorted(r[1] for r in first if r[0] == "archive" and r[4] is False) == [
-        "account_balances_2024_01_07_consolidated", "account_balances_2024_01_14",
+        "account_balances_2024_01_07", "account_balances_2024_01_14",
         "account_balances_2024_01_21"]
     assert not [r for r in first if r[0] == "public" and "2024" in r[1]]  # hash leaves too
     status, out, err = cli(capsys, "maintain", "--config", cfg, "-d", db.dsn, "--json")
@@ -86,6 +90,30 @@ def test_maintain_twice_the_second_run_changes_nothing(db, capsys, tmp_path):
     doc = json.loads(out)
     assert {a["status"] for a in doc["actions"]} == {"nothing"}, doc
     assert layout(db) == first
+
+
+def test_consolidation_leaves_the_weeks_retention_drops_right_after(db, capsys, tmp_path):
+    current = current_week_start()
+    with db.connect() as conn:
+        b = build_balances(conn, rows_per_week=10, weeks=[
+            current - timedelta(weeks=20), current - timedelta(weeks=12)])
+    expired, kept = b.weeks
+    cfg = config(tmp_path, """
+[policy."public.account_balances"]
+consolidate_older_than = "8 weeks"
+consolidate_batch = 5
+retention = "16 weeks"
+retention_action = "drop"
+""")
+    status, out, err = cli(capsys, "maintain", "--dry-run", "--config", cfg, "-d", db.dsn)
+    assert status == 0, err
+    consolidate = next(ln for ln in out.splitlines() if ": consolidate: " in ln)
+    assert kept in consolidate and expired not in consolidate, out
+    status, out, err = cli(capsys, "maintain", "--config", cfg, "-d", db.dsn)
+    assert status == 0, (out, err)
+    names = {r[1] for r in layout(db) if r[0] == "public"}
+    assert f"{kept}_consolidated" in names and kept not in names
+    assert not {n for n in names if n.startswith(expired)}, names  # dropped, never copied
 
 
 def test_a_locked_table_is_skipped_with_exit_1_and_the_others_still_run(db, capsys, tmp_path):

@@ -47,6 +47,14 @@ def test_bad_input_one_line_exit_2(db18, capsys):
               "must hold the partition column")
     _one_line(run_cli(capsys, "migrate", "legacy.payment", "--resume", "--dry-run", *d),
               "no migration of legacy.payment is recorded")
+    # status of a table that is not there, or that is partitioned without a migration
+    _one_line(run_cli(capsys, "migrate", "legacy.nosuch", "status", *d),
+              "no table legacy.nosuch")
+    _one_line(run_cli(capsys, "migrate", "legacy.nosuch", "status", "--json", *d),
+              "no table legacy.nosuch")
+    db18.execute("CREATE TABLE legacy.parted (t int) PARTITION BY RANGE (t)")
+    _one_line(run_cli(capsys, "migrate", "legacy.parted", "status", *d),
+              "legacy.parted is already partitioned, and no migration of it is recorded")
     _one_line(run_cli(capsys, "migrate", *ARGS, "--layout", "/nonexistent.toml", "--dry-run",
                       *d), "cannot read")
     # a registry other roles may write to is never read: nothing can tell where it stands

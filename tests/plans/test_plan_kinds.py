@@ -66,11 +66,17 @@ def _plan(destroys: list[Destroyed]) -> Plan:
                 facts=PlanFacts(destroys=destroys))
 
 
-def test_confirmation_types_the_name_only_when_data_goes_for_good(monkeypatch, capsys):
-    verified = _plan([Destroyed("table", "s.x", verified=True)])
+def test_confirmation_types_the_name_whenever_something_is_dropped(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))
+    assert confirm(_plan([]))
+    verified = _plan([Destroyed("table", "s.x", verified=True)])
+    assert verified.facts.needs_typed_confirmation and not verified.facts.loses_data
+    monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))
+    assert not confirm(verified)
+    monkeypatch.setattr("sys.stdin", io.StringIO("s.t\n"))
     assert confirm(verified)
     lost = _plan([Destroyed("table", "s.x")])
+    assert lost.facts.loses_data
     assert lost.facts.needs_typed_confirmation
     monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))
     assert not confirm(lost)

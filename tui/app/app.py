@@ -38,6 +38,7 @@ from ..core.connection import ConnectError, Target, connect
 from ..core.errors import first_line as _first_line
 from ..core.findings import FindingCounts, check_forest, findings_by_oid, subtree_counts
 from ..core.plans.registry import kind_named
+from ..core.plans.remedies import remedy_kinds
 from .format import postgres_version
 from .inflight import InFlight
 from .messages import CatalogFailed, CatalogLoaded, FindingsReady, RowCountDone
@@ -66,7 +67,8 @@ CONSOLE_COMMANDS: list[ConsoleCommand] = [
                    "opens with the partition, or it and a neighbour, filled in)",
                    screen="tui.app.node_actions:open_actions", main_only=True, footer=False),
     ConsoleCommand("fix", "f", "fix", "Fix the selected table's findings: preview the plan of "
-                   "their remedy (analyze, finalize detach, index fix), then apply",
+                   "their remedy (" + ", ".join(k.replace("_", " ") for k in remedy_kinds())
+                   + "), then apply",
                    screen="tui.app.fixes:open_fix", main_only=True,
                    # the details pane names the key beside each finding it fixes; the footer
                    # keeps its room for quit at 80 columns

@@ -21,6 +21,13 @@ if TYPE_CHECKING:
     from .app import PgpartsApp
 
 
+def also_line(others: list[str], table: str) -> str:
+    """The other remedies of the table's findings, for after this one."""
+    verb = "applies" if len(others) == 1 else "apply"
+    return f"fix: {', '.join(others)} also {verb} to {table}; press f again after this plan " \
+           f"has run"
+
+
 def open_fix(app: PgpartsApp) -> Screen | None:
     node = app.selected_node
     forest = app.forest
@@ -59,7 +66,6 @@ def open_fix(app: PgpartsApp) -> Screen | None:
         return None
     others = [k for k in remedies if k != name]
     if others:
-        app.notify(f"fix: {', '.join(others)} also apply to {table.qualified}; press f again "
-                   f"after this plan has run", timeout=8)
+        app.notify(also_line(others, table.qualified), timeout=8)
     title = f"Fix {', '.join(sorted(set(codes[name])))}"
     return plan_screen_class(kind)(kind, found[0], found[1], values, title)

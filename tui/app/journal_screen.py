@@ -79,7 +79,8 @@ def entry_details(entry: dict[str, Any]) -> Text:
             t.append(f"  {line}\n")
         for gone in facts.get("destroys") or []:
             if isinstance(gone, dict):
-                t.append(f"  drop {gone.get('what', '')} {gone.get('name', '')}\n")
+                said = gone.get("text") or f"{gone.get('what', '')} {gone.get('name', '')}"
+                t.append(f"  drop {said}\n")
     elif isinstance(d, dict):
         # entries written before plans carried their facts: consolidation's weeks
         for w in d.get("weeks") or []:

@@ -439,18 +439,22 @@ class MaintainScreen(FooterKeys, Screen):
         if not yes:
             self.notify("not applied", timeout=3)
             return
-        dropping = sorted({r.table for r in self.rows if r.status == PLANNED
-                           and r.preview is not None and r.preview.destroys})
+        planned = [r for r in self.rows if r.status == PLANNED and r.preview is not None
+                   and r.preview.destroys]
+        dropping = sorted({r.table for r in planned})
         if dropping:
             from .confirm import TypeNameModal
 
             name = dropping[0].rsplit(".", 1)[-1] if len(dropping) == 1 else "maintain"
             accepted = (dropping[0],) if len(dropping) == 1 else ()
+            lost = any(r.preview.plan.facts.loses_data for r in planned if r.preview)
+            body = ("Retention with retention_action = \"drop\": what is dropped is kept "
+                    "nowhere else; this cannot be undone." if lost else
+                    "Before each drop pgparts verifies that every row is kept elsewhere, but "
+                    "the drop cannot be undone.")
             self.app.push_screen(
-                TypeNameModal(f"maintain drops partitions of {', '.join(dropping)}",
-                              "Retention with retention_action = \"drop\": what is dropped is "
-                              "kept nowhere else; this cannot be undone.", name,
-                              accepted=accepted),
+                TypeNameModal(f"maintain drops partitions of {', '.join(dropping)}", body,
+                              name, accepted=accepted),
                 callback=lambda ok: self._start() if ok else self.notify("not applied",
                                                                           timeout=3))
             return

@@ -34,10 +34,11 @@ if TYPE_CHECKING:
 
 def node_actions(forest: Forest, node: PartNode) -> list[NodeAction]:
     """Every registered kind's entries for `node`: those acting on the node as a partition
-    (with values prefilled) first, then those acting on a table, each group in registry
-    order."""
+    (with values prefilled, or marked `on_node`) first, then those acting on a table, each
+    group in registry order."""
     found = [a for kind in registry.PLAN_KINDS for a in kind.actions_for(forest, node)]
-    return [a for a in found if a.values] + [a for a in found if not a.values]
+    return [a for a in found if a.values or a.on_node] + [
+        a for a in found if not (a.values or a.on_node)]
 
 
 def plan_screen_for(action: NodeAction) -> Screen:
@@ -122,7 +123,9 @@ class ActionsMenu(ModalScreen[None]):
     def _entry(action: NodeAction) -> Text:
         text = Text(action.label)
         if action.detail:
-            text.append(f"  {action.detail}", style="dim")
+            # 'of control.payment' goes on with the label's sentence; a name stands apart
+            sep = " " if action.detail.startswith("of ") else "  "
+            text.append(f"{sep}{action.detail}", style="dim")
         return text
 
     def on_mount(self) -> None:

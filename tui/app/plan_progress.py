@@ -374,7 +374,9 @@ class PlanProgressScreen(FooterKeys, Screen):
             except (LookupError, KeyError, TypeError, ValueError):
                 report = []  # a plan of no registered kind: the steps say what happened
             for line in report:
-                if "ACCESS EXCLUSIVE hold" not in line:
+                # the kinds' own hold lines ('longest ... hold', a move's '... held N ms (the
+                # swap)'): said once below, for every kind alike
+                if "ACCESS EXCLUSIVE" not in line:
                     t.append(f"\n{line.strip()}")
             holds = [o.hold_seconds for o in result.steps if o.hold_seconds is not None]
             if holds:

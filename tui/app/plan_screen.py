@@ -773,7 +773,7 @@ class PlanScreen(FooterKeys, Screen):
             from .confirm import TypeNameModal
 
             parent = self.parent_node
-            verified = not facts.needs_typed_confirmation
+            verified = not facts.loses_data
             what = {d.what for d in facts.destroys}
             noun = what.pop() if len(what) == 1 else "relation"
             body = ("Before each drop pgparts verifies that every row is kept elsewhere, but "

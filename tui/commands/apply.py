@@ -1,5 +1,5 @@
 """Applying a plan from the terminal, for every plan kind: confirmation (typing the target's
-name when the plan destroys data kept nowhere else), progress on stderr, Ctrl-C and SIGTERM as
+name when the plan drops anything, as the console asks), progress on stderr, Ctrl-C and SIGTERM as
 an orderly cancel, and the final report.
 
 Ctrl-C or SIGTERM cancels on the server and rolls the running step back; what is committed
@@ -22,12 +22,13 @@ from ..core.plans.engine import journal
 
 
 def confirm(plan: Plan) -> bool:
-    """Ask on the terminal. Destroying data kept nowhere else takes the target's name typed in
-    full; anything else takes 'yes'."""
-    print("\n".join(plan.summary), file=sys.stderr)
+    """Ask on the terminal. A plan that drops anything (originals verified elsewhere too)
+    takes the target's name typed in full; anything else takes 'yes'."""
+    if plan.summary:
+        print("\n".join(plan.summary), file=sys.stderr)
     for d in plan.facts.destroys:
-        if not d.verified:
-            print(f"drops {d.what} {d.name}: its data is kept nowhere else", file=sys.stderr)
+        print(f"drops {d.text()}" + ("" if d.verified else ": its data is kept nowhere else"),
+              file=sys.stderr)
     print(f"{plural(len(plan.steps), 'step')}; review them with --dry-run.", file=sys.stderr)
     typed = plan.facts.needs_typed_confirmation
     prompt = (f"Apply to {plan.target}? Type its name ({plan.target}) to go on: " if typed

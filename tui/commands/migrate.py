@@ -156,6 +156,20 @@ def status_json(conn: psycopg.Connection, schema: str, name: str) -> dict[str, A
 
 def _status(conn: psycopg.Connection, schema: str, name: str, as_json: bool) -> int:
     doc = status_json(conn, schema, name)
+    if not doc["recorded"]:
+        # nothing recorded: only a plain table can have a migration ahead of it (a finished
+        # one leaves a partitioned table, but recorded)
+        row = conn.execute(
+            "SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (schema, name)).fetchone()
+        if row is None:
+            raise CliError(f"no table {doc['table']}")
+        if row[0] == "p":
+            raise CliError(f"{doc['table']} is already partitioned, and no migration of it "
+                           f"is recorded")
+        if row[0] != "r":
+            raise CliError(f"{doc['table']} is not a table")
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         return 0

@@ -285,6 +285,25 @@ def b_old_newest(b) -> datetime.date:
     return datetime.strptime(b.weeks[-1][-10:], "%Y_%m_%d").date()
 
 
+def test_retention_names_the_partition_from_minvalue_it_never_removes(db):
+    with db.connect() as conn:
+        b = build_balances(conn, rows_per_week=2)
+        conn.execute("CREATE TABLE public.account_balances_before PARTITION OF"
+                     " public.account_balances FOR VALUES FROM (MINVALUE) TO ('2024-01-07')")
+    # a cutoff inside the first week: only the MINVALUE partition ends before it
+    days = (datetime.now(UTC).date() - date(2024, 1, 10)).days
+    plan = plan_for(db, "retention", older_than=f"{days} days", action="drop")
+    assert not plan.steps and not plan.facts.destroys
+    assert plan.summary[0].startswith("no partition of account_balances that retention may "
+                                      "remove ends before "), plan.summary
+    assert plan.summary[1].startswith("account_balances_before ends before "), plan.summary
+    assert "starts at MINVALUE: never removed by retention" in plan.summary[1]
+    # with expired weeks too, the plan still names it
+    plan = plan_for(db, "retention", older_than="30 days", action="drop")
+    assert [d.name for d in plan.facts.destroys] == b.weeks
+    assert any("account_balances_before ends before" in line for line in plan.summary)
+
+
 def test_retention_drop_needs_the_typed_name_and_drops_the_expired_weeks(db, capsys):
     with db.connect() as conn:
         b = build_balances(conn, rows_per_week=10, default_partition=True)

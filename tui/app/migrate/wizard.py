@@ -302,7 +302,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
         names = {d.name for d in facts.destroys} | {d.name.rsplit(".", 1)[-1]
                                                    for d in facts.destroys}
         body = ("What is dropped is kept nowhere else: this cannot be undone."
-                if facts.needs_typed_confirmation else
+                if facts.loses_data else
                 "Its rows were verified in the new table, but the drop cannot be undone.")
         self.app.push_screen(
             TypeNameModal(f"Drop {', '.join(d.name for d in facts.destroys)}?", body,

@@ -274,11 +274,14 @@ def build_consolidation_plan(
     forest: Forest | None = None,
     drop_kept: list[str] | None = None,
     status: ConsolidationStatus | None = None,
+    expiring: datetime | None = None,
 ) -> Plan:
     """The plan for `table`. It first finishes what earlier runs left (pgparts' registry says
     what: originals to drop, change counters to remove), whatever the selection. With
     `forest`, the already loaded catalog is used instead of loading it again. `drop_kept`:
-    originals whose drop refused, to verify again and drop. Planning reads the catalog only."""
+    originals whose drop refused, to verify again and drop. `expiring`: weeks ending at or before
+    it are left alone (maintain: its retention removes them right after). Planning reads the
+    catalog only."""
     config = config or PlansConfig()
     forest = forest or load_forest(conn)
     status = status or consolidation_status(conn, table, forest)
@@ -291,7 +294,8 @@ def build_consolidation_plan(
         chosen = select_weeks(
             status, now=now or forest.loaded_at,
             older_than=older_than if older_than is not None else config.older_than,
-            batch=batch if batch is not None else config.batch, names=weeks)
+            batch=batch if batch is not None else config.batch, names=weeks,
+            expiring=expiring)
         kept = []
     version = int(conn.info.server_version)
     default = forest.nodes.get(parent.default_partition_oid or 0)
@@ -325,8 +329,14 @@ def build_consolidation_plan(
     saved = sum(wp.est_saved for wp in week_plans)
     rows = sum(wp.week.rows for wp in week_plans)
     summary = []
+    spared = [w for w in status.weeks if expiring is not None and not chosen and not drop_kept
+              and w.status in CANDIDATE_STATUSES and w.upper is not None
+              and w.upper <= expiring]
     if not steps:
-        summary.append(status.note or "nothing to consolidate")
+        summary.append(f"nothing to consolidate: {plural(len(spared), 'older partition')} "
+                       f"left to retention, which removes "
+                       f"{'it' if len(spared) == 1 else 'them'} next" if spared
+                       else status.note or "nothing to consolidate")
     for wp in week_plans:
         summary.append(
             f"{wp.week.node.qualified}: replace {wp.week.subpartitions} partitions holding "

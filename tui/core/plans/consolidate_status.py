@@ -352,10 +352,12 @@ def name_matches(spec: str, schema: str, name: str) -> bool:
 
 def select_weeks(status: ConsolidationStatus, *, now: datetime,
                  older_than: timedelta | None = None, batch: int = 5,
-                 names: list[str] | None = None) -> list[WeekStatus]:
+                 names: list[str] | None = None,
+                 expiring: datetime | None = None) -> list[WeekStatus]:
     """What to consolidate: explicit names, else sub-partitioned weeks whose upper bound is older
-    than `older_than`, oldest first, `batch` of them. Weeks a stopped run left half way (copy
-    built, swap pending) always come first, so a re-run finishes them.
+    than `older_than` (but not at or before `expiring`, what retention removes next), oldest
+    first, `batch` of them. Weeks a stopped run left half way (copy built, swap pending) always
+    come first, so a re-run finishes them.
 
     Names are read the way `tree` reads them ('name', 'schema.name', quoted forms). A name of a
     week an earlier run already swapped (now detached, or consolidated) is skipped: the plan
@@ -395,6 +397,7 @@ def select_weeks(status: ConsolidationStatus, *, now: datetime,
     if older_than is None:
         older_than = PlansConfig().older_than
     cutoff = now - older_than
-    old = [w for w in candidates if not w.pending and w.upper is not None and w.upper <= cutoff]
+    old = [w for w in candidates if not w.pending and w.upper is not None and w.upper <= cutoff
+           and (expiring is None or w.upper > expiring)]
     old.sort(key=lambda w: w.upper or now)
     return pending + old[:max(batch - len(pending), 0)]

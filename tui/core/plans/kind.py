@@ -181,6 +181,9 @@ class NodeAction:
     values: dict[str, Any] = field(default_factory=dict)
     preselect: tuple[str, ...] = ()
     detail: str = ""  # the partition(s) or table it is about, said beside the label
+    # about the node itself although no value names it (drain-default on the DEFAULT): the
+    # menu lists it with the partition's own actions, first
+    on_node: bool = False
 
 
 def range_neighbours(forest: Forest, node: PartNode) -> tuple[PartNode | None, PartNode | None]:

@@ -36,6 +36,7 @@ from ..policy import resolve_policies
 from . import Outcome, Plan, PlanRunner
 from .engine.runner import Hook, ProgressCallback
 from .kind import PlanKindError
+from .kinds.lifecycle import now_utc
 from .registry import kind_named
 
 # pg_try_advisory_lock(int4, int4): 'pgps' and 'mnt\0' (the plan runner uses the one-bigint
@@ -144,12 +145,15 @@ def spec_of(node: PartNode) -> str:
 
 
 def build(conn: psycopg.Connection, forest: Forest, node: PartNode, kind_name: str,
-          values: dict[str, Any], config: Config) -> Plan:
+          values: dict[str, Any], config: Config, policy: TablePolicy | None = None) -> Plan:
     """The plan of one action on one table; PlanKindError when the kind refuses."""
     kind = kind_named(kind_name)
     spec = spec_of(node)
     request = kind.default_request(forest, spec, config)
     request.values.update({k: v for k, v in values.items() if v is not None})
+    if kind_name == "consolidate" and policy is not None and policy.retention is not None:
+        # retention runs right after and removes these weeks: copying them first is waste
+        request.values["expiring"] = now_utc() - policy.retention
     return kind.build(conn, forest, kind.status(conn, forest, spec), request, config)
 
 
@@ -164,7 +168,7 @@ def plan_table(conn: psycopg.Connection, forest: Forest, node: PartNode, policy:
             item.left_alone = PARTMAN_LEFT_ALONE
         else:
             try:
-                item.plan = build(conn, forest, node, kind_name, values, config)
+                item.plan = build(conn, forest, node, kind_name, values, config, policy)
             except PlanKindError as exc:
                 item.error = str(exc)
             except psycopg.Error as exc:
@@ -275,7 +279,7 @@ class Maintain:
         for kind_name, values in policy_requests(policy):
             if self.stopped:
                 break
-            status, made = self._one(conn, node, kind_name, values)
+            status, made = self._one(conn, node, kind_name, values, policy)
             created += made
             worst = max(worst, status)
             if status:  # skipped or failed: the table's later actions wait for the next run
@@ -286,7 +290,8 @@ class Maintain:
         return worst
 
     def _one(self, conn: psycopg.Connection, node: PartNode, kind_name: str,
-             values: dict[str, Any]) -> tuple[int, list[str]]:
+             values: dict[str, Any],
+             policy: TablePolicy | None = None) -> tuple[int, list[str]]:
         """Plan and (unless a dry run) run one kind on one table: (status, leaves created)."""
         table = node.qualified
         forest = load_forest(conn)  # what the previous action changed
@@ -296,7 +301,7 @@ class Maintain:
             if not values["partitions"]:
                 return 0, []
         try:
-            plan = build(conn, forest, current, kind_name, values, self.config)
+            plan = build(conn, forest, current, kind_name, values, self.config, policy)
         except PlanKindError as exc:
             self.emit(Action(table, kind_name, FAILED, str(exc)))
             return 2, []

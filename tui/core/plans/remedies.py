@@ -36,6 +36,11 @@ LATER: dict[str, str] = {}
 assert set(REMEDIES) | set(LATER) <= set(CODES)
 
 
+def remedy_kinds() -> list[str]:
+    """The plan kinds some finding offers as its fix, in REMEDIES' order, each once."""
+    return list(dict.fromkeys(r.kind for r in REMEDIES.values()))
+
+
 def remedy_for(finding: Finding) -> Remedy | None:
     return REMEDIES.get(finding.code)
 

@@ -74,8 +74,7 @@ def describe(plan: Plan, conn: psycopg.Connection) -> PlanDescription:
         for i, s in enumerate(plan.steps, 1)
     ]
     f = plan.facts
-    destroys = [f"{d.what} {d.name}" + (" (its rows verified elsewhere first)" if d.verified
-                                         else "") for d in f.destroys]
+    destroys = [d.text() for d in f.destroys]
     return PlanDescription(
         title=plan.title, target=plan.target, summary=list(plan.summary),
         changes=list(f.changes), destroys=destroys,

@@ -149,9 +149,21 @@ class Destroyed:
     what: str  # "table", "index", ...
     name: str
     verified: bool = False
+    # what the operator knows it as when `name` is a table the plan itself set aside (a
+    # move's detached original, pgparts_moved_<oid>: "the detached original of x.p_2023")
+    label: str = ""
+    where: str = "elsewhere"  # where its rows are verified before the drop
+
+    def text(self) -> str:
+        """One line for previews and confirmations, e.g. 'table s.t (its rows verified
+        elsewhere first)'."""
+        head = f"{self.label}, {self.what} {self.name}" if self.label \
+            else f"{self.what} {self.name}"
+        return head + (f" (its rows verified {self.where} first)" if self.verified else "")
 
     def to_json(self) -> dict[str, Any]:
-        return {"what": self.what, "name": self.name, "verified": self.verified}
+        return {"what": self.what, "name": self.name, "verified": self.verified,
+                "label": self.label, "text": self.text()}
 
 
 @dataclass(frozen=True)
@@ -171,8 +183,8 @@ class Figure:
 @dataclass
 class PlanFacts:
     """What every front end needs to know about a plan, typed: what it changes (one plain line
-    per change), what it destroys (non-empty with unverified data: the operator types the
-    target's name to confirm), and before/after figures. Kind-specific figures go to `extra`,
+    per change), what it destroys (non-empty: the operator types the target's name to
+    confirm), and before/after figures. Kind-specific figures go to `extra`,
     which only the JSON export shows."""
 
     changes: list[str] = field(default_factory=list)
@@ -183,7 +195,13 @@ class PlanFacts:
 
     @property
     def needs_typed_confirmation(self) -> bool:
-        """Data goes that is kept nowhere else: confirmation by typing the target's name."""
+        """Something is dropped (originals whose rows were verified elsewhere included): every
+        front end asks for the target's name typed in full."""
+        return bool(self.destroys)
+
+    @property
+    def loses_data(self) -> bool:
+        """Data goes that is kept nowhere else (the confirmation says so)."""
         return any(not d.verified for d in self.destroys)
 
     def to_json(self) -> dict[str, Any]:

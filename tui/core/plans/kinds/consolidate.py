@@ -188,7 +188,8 @@ class Consolidate(PlanKind):
                 conn, target, config=config.plans, older_than=request.get("older_than"),
                 batch=request.get("batch"), weeks=request.get("weeks"),
                 keep_detached=request.get("keep_detached"),
-                drop_kept=request.get("drop_kept"), forest=forest, status=status)
+                drop_kept=request.get("drop_kept"), forest=forest, status=status,
+                expiring=request.get("expiring"))  # set by maintain only, no option
         except ConsolidationError as exc:
             raise PlanKindError(str(exc)) from None
 

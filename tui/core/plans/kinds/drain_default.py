@@ -7,6 +7,7 @@ meanwhile outside them). A sub-partitioned DEFAULT is refused."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -20,7 +21,7 @@ from ...moves.planning import Existing, PlanningError, infer_interval, propose_p
 from ...names import display_name
 from ..engine.model import Plan, PlanFacts
 from ..engine.runner import RunResult
-from ..kind import PlanKind, PlanKindError, Request, find_table
+from ..kind import NodeAction, PlanKind, PlanKindError, Request, find_table
 from ..steps import moves
 from .drain_list import list_drain_plan
 from .split import default_partition, move_key, range_parent, range_partition
@@ -49,6 +50,13 @@ class DrainDefault(PlanKind):
     def applies_to(self, forest: Forest, node: PartNode) -> bool:
         return (node.is_partitioned and node.strategy in ("range", "list")
                 and node.default_partition_oid is not None)
+
+    def actions_for(self, forest: Forest, node: PartNode) -> list[NodeAction]:
+        """On the DEFAULT partition itself, the entry is that partition's own action."""
+        parent = forest.nodes.get(node.parent_oid) if node.parent_oid else None
+        return [replace(a, on_node=True, detail=node.qualified)
+                if parent is not None and parent.default_partition_oid == node.oid else a
+                for a in super().actions_for(forest, node)]
 
     def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
               config: Config) -> Plan:

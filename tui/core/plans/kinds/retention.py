@@ -54,6 +54,14 @@ def _in_schema(oid: int, schema: str) -> Any:
     return done
 
 
+def _from_minvalue_ending_by(node: PartNode, cutoff: datetime) -> bool:
+    b = node.bound
+    if b is None or b.kind != "range" or not b.lower or not b.upper:
+        return False
+    upper = b.upper[0].as_datetime()
+    return b.lower[0].special == "MINVALUE" and upper is not None and upper <= cutoff
+
+
 def _gone(oid: int) -> Any:
     def done(conn: psycopg.Connection) -> bool:
         return conn.execute("SELECT FROM pg_catalog.pg_class WHERE oid = %s",
@@ -261,9 +269,20 @@ class Retention(PlanKind):
                     done=_in_schema(p.oid, archive), group=group))
         verb = "drop" if action == "drop" else "detach"
         age = show(cutoff)
+        # a partition from MINVALUE holds whatever came before the table's first period: it is
+        # never expired by age, but the summary must not claim no partition ends before
+        open_ended = [c for c in root.children if _from_minvalue_ending_by(c, cutoff)]
         summary = ([f"{verb} {plural(len(expired), 'partition')} of {root.qualified} ending "
                     f"before {age}"] if expired else
-                   [f"no partition of {root.qualified} ends before {age}"])
+                   [f"no partition of {root.qualified} that retention may remove ends before "
+                    f"{age}" if open_ended else
+                    f"no partition of {root.qualified} ends before {age}"])
+        if open_ended:
+            summary.append(
+                f"{', '.join(c.qualified for c in open_ended)} "
+                f"{'ends' if len(open_ended) == 1 else 'end'} before {age} but "
+                f"{'starts' if len(open_ended) == 1 else 'start'} at MINVALUE: never removed "
+                f"by retention (it may hold rows of any age)")
         notes = [f"before each {verb}, the run checks foreign key {fk['name']} of "
                  f"{display_name(fk['schema'], fk['table'])} for rows pointing into the partition"
                  for fk in fks]

@@ -140,7 +140,10 @@ def about(flag: str, check: Callable[..., T], *args: Any) -> T:
     try:
         return check(*args)
     except (PlanKindError, PlanningError) as exc:
-        raise PlanKindError(f"{flag}: {exc}") from None
+        said, word = str(exc), flag.lstrip("-") + " "
+        # "--name: name 'x' is 71 bytes" says the option twice
+        said = said[len(word):] if said.startswith(word) else said
+        raise PlanKindError(f"{flag}: {said}") from None
 
 
 class Split(PlanKind):

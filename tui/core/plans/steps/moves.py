@@ -306,6 +306,10 @@ class Move:
         return ", ".join(s.qualified for s in self.sources)
 
 
+def _share(total: int, parts: int, i: int) -> int:
+    return total // parts + (total % parts if i == 0 else 0)
+
+
 def detached_name(source_oid: int) -> str:
     return f"pgparts_moved_{source_oid}"
 
@@ -603,12 +607,14 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
             n=sql.Literal(2 * len(leaves)), l=sql.Literal(leaves),
             a=sql.Literal(cl.TRIGGER), b=sql.Literal(cl.TRIGGER + "_truncate")),
             "the change capture is not in place")))
-    for t in temps:
+    for i, t in enumerate(temps):
+        # each INSERT takes its bound's share of the sources' rows: an even share each (the
+        # remainder to the first), so the progress total counts every source row once
         copy.append(Statement(sql.SQL(
             "INSERT INTO {t} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM {s}"
             " WHERE ({p}) IS TRUE").format(t=t.table, c=cols, s=rows, p=t.predicate),
-            "copy", note=f"copy {sdisp}'s rows of {t.label}", est_rows=est.rows,
-            est_bytes=est.bytes))
+            "copy", note=f"copy {sdisp}'s rows of {t.label}",
+            est_rows=_share(est.rows, len(temps), i), est_bytes=_share(est.bytes, len(temps), i)))
     parts = sql.SQL(" + ").join(sql.SQL("(SELECT pg_catalog.count(*) FROM {})").format(t.table)
                                 for t in temps)
 
@@ -731,7 +737,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
             statements=[Statement(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
                 default.ident, sql.Identifier(n)), "verify") for n in names],
             locks=[Lock("SHARE UPDATE EXCLUSIVE", default.qualified, "no writer")],
-            estimate=Estimate(default.rows, default.total_table_bytes, 0.1),
+            estimate=Estimate(0, default.total_table_bytes, 0.1),  # a scan: no row moves
             done=lambda c: is_swapped(c) or (len(helper_state(c)) == len(names)
                                               and all(helper_state(c)))))
     else:
@@ -766,7 +772,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                      "Nothing is dropped unless this passed."),
         statements=verify, locks=[Lock("ACCESS SHARE", s.qualified, "nobody")
                                   for s in move.sources],
-        isolation="repeatable read", estimate=Estimate(est.rows, 0, 0.1),
+        isolation="repeatable read", estimate=Estimate(0, 0, 0.1),  # rows: the copy's
         done=is_swapped, verify_note="count and checksum per new bound"))
     # 6c. the verification's scans take seconds; what writers wrote meanwhile is replayed here,
     # in a snapshot, rather than by the swap under the parent's lock (measured on 2M rows
@@ -1339,14 +1345,15 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
                      f"({', '.join(own_key)}) and {key.column}; the new partitions get that "
                      f"unique index too")
     steps = move_steps(conn, move)
-    facts = PlanFacts(changes=changes, destroys=[Destroyed("table", s.qualified, verified=True)
+    facts = PlanFacts(changes=changes, destroys=[original(s.schema, s.name, detached_name(s.oid))
                                                  for s in sources],
                       notes=notes + [
                           "online: writers of the table and of the partitions being moved wait "
                           "only for instants of DDL and the swap, each under lock_timeout",
-                          f"{disp} {'is' if len(sources) == 1 else 'are'} dropped only after "
-                          f"every one of {'its' if len(sources) == 1 else 'their'} rows is "
-                          f"verified in the new partitions"])
+                          f"the detached original{'' if len(sources) == 1 else 's'} of {disp} "
+                          f"{'is' if len(sources) == 1 else 'are'} dropped only after every "
+                          f"one of {'its' if len(sources) == 1 else 'their'} rows is verified "
+                          f"in the new partitions"])
     if move.fkeys:
         facts.notes.append(
             "foreign keys referencing the table (" + ", ".join(
@@ -1361,6 +1368,14 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
                 steps=steps, summary=[], facts=facts, details=details)
 
 
+def original(schema: str, name: str, detached: str) -> Destroyed:
+    """What a move drops: not the partition named `name` (a new partition may take its name),
+    but the source the swap detached and renamed `detached` (pgparts_moved_<oid>)."""
+    return Destroyed("table", display_name(schema, detached), verified=True,
+                     label=f"the detached original of {display_name(schema, name)}",
+                     where="in the new partitions")
+
+
 def finish_plan(conn: psycopg.Connection, kind: str, parent: PartNode, u: Unfinished) -> Plan:
     disp = ", ".join(display_name(u.schema, n) for n in u.source_names)
     olds = [display_name(u.schema, d) for d in u.detached]
@@ -1373,7 +1388,8 @@ def finish_plan(conn: psycopg.Connection, kind: str, parent: PartNode, u: Unfini
                                    u.fkeys, u.columns),
                 summary=[line, "the values given now are not used: the earlier move comes first"],
                 facts=PlanFacts(changes=[line], destroys=[
-                    Destroyed("table", o, verified=True) for o in olds]))
+                    original(u.schema, n, d) for n, d in zip(u.source_names, u.detached,
+                                                             strict=True)]))
 
 
 def hold_line(result: Any, plan: Plan) -> list[str]:
