@@ -59,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class Query:
+    """One statement to explain, and where it came from (file, line and column)."""
+
     text: str
     file: str | None = None  # None: given on the command line
     line: int = 1

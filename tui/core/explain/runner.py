@@ -83,6 +83,8 @@ class ExplainTimeout(ExplainError):
 
 @dataclass
 class RawExplain:
+    """The server's answer to one EXPLAIN, before the report is built."""
+
     statement: Statement
     document: Any
     plan: PlanTree
