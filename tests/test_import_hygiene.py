@@ -56,20 +56,24 @@ def test_pgparts_explain_imports_only_what_its_run_needs(db18):
         "CREATE TABLE public.t (k int) PARTITION BY RANGE (k);"
         " CREATE TABLE public.t_1 PARTITION OF public.t FOR VALUES FROM (0) TO (10);"
         " CREATE TABLE public.t_2 PARTITION OF public.t FOR VALUES FROM (10) TO (20)")
-    # what the installed console script does: `from tui.cli import entry; entry()`
+    # what the installed console script does (`from tui.launch import entry; entry()`), with
+    # the modules listed at exit
     code = (
-        "import sys\n"
-        "from tui.cli import main\n"
-        "status = main(sys.argv[1:])\n"
-        "print(status, ' '.join(sorted(sys.modules)))\n"
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('gc:', gc.isenabled(), gc.get_freeze_count() > 0))\n"
+        "atexit.register(lambda: print('modules:', *sorted(sys.modules)))\n"
+        "from tui.launch import entry\n"
+        "entry()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, "explain", "-d", db18.dsn, "SELECT * FROM t WHERE k = 5"],
-        capture_output=True, text=True, check=True, timeout=60)
-    status, modules = done.stdout.strip().splitlines()[-1].split(" ", 1)
-    assert status == "0", done.stdout + done.stderr
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
     assert "scans 1 of 2 partitions" in done.stdout, done.stdout
-    loaded = set(modules.split())
+    *_, modules, collector = done.stdout.strip().splitlines()
+    loaded = set(modules.split()[1:])
+    # tui.launch froze what the imports built, and the collector is on for the command's run
+    assert collector == "gc: True True", collector
     bad = sorted(m for m in loaded
                  if any(m == p or m.startswith(p + ".") for p in _NOT_FOR_A_PRUNED_EXPLAIN))
     assert bad == [], f"pgparts explain imported {bad}"

@@ -95,6 +95,14 @@ class _Parser(argparse.ArgumentParser):
         super().error(redact(message))
 
 
+def preload_command(args_list: Sequence[str]) -> None:
+    """Import the module of the command `args_list` names, as main() would (for tui.launch,
+    which freezes what the imports built); nothing for the console."""
+    name = _command_named(args_list[0]) if args_list else None
+    if name is not None:
+        importlib.import_module((BASE_COMMANDS.get(name) or all_commands()[name])[0])
+
+
 def _version() -> str:
     from importlib import metadata  # the console's --version only
 
