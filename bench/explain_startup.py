@@ -7,7 +7,8 @@ the CPU time the process used (user + system, from the kernel's accounting of th
   interpreter: `from tui.launch import entry`), running `pgparts explain -d DSN QUERY`;
 - `psql -X -q -d DSN -c "EXPLAIN QUERY"`;
 - with --floor, a Python script that only imports psycopg and pglast, connects and sends the
-  EXPLAIN: what any Python tool built on these two libraries pays before doing anything else.
+  EXPLAIN: what any Python tool built on these two libraries pays before doing anything else
+  (its imports also run with the collector off, then frozen, as pgparts' do).
 
 They alternate, --runs times each after one warm-up run each, against a private PostgreSQL 18
 (or --dsn) holding a small partitioned table, so that all see the same machine load; the
@@ -59,11 +60,16 @@ CREATE TABLE bench_startup_2026 PARTITION OF bench_startup
   FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 """
 QUERY = "SELECT * FROM bench_startup WHERE ts >= '2025-03-01' AND ts < '2025-04-01'"
-# The least any Python tool on psycopg and pglast does: import both, connect, EXPLAIN
+# The least any Python tool on psycopg and pglast does: import both (with the collector off,
+# then frozen, as tui.launch does), connect, EXPLAIN
 FLOOR = """
+import gc
 import sys
+gc.disable()
 import psycopg
 import pglast.parser
+gc.freeze()
+gc.enable()
 pglast.parser.parse_sql(sys.argv[2])
 with psycopg.connect(sys.argv[1], autocommit=True) as conn:
     print(conn.execute("EXPLAIN (FORMAT JSON) " + sys.argv[2]).fetchone()[0])
