@@ -1,7 +1,7 @@
 """The `pgparts` console script: the command's modules imported with the cyclic collector off.
 
 Starting a command is mostly importing: psycopg, PostgreSQL's parser (pglast) and pgparts' own
-modules build some 100,000 objects that live until the process exits, in bursts that each set
+modules build some 64,000 objects that live until the process exits, in bursts that each set
 off the collector, whose passes over them find nothing to free (measured for `pgparts explain`:
 80-90 collections, 10-12 ms, some 8% of its CPU time). Here the collector is off while the CLI and
 the module of the command named load; what they built is then frozen (`gc.freeze()`: never
