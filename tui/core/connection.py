@@ -253,6 +253,8 @@ def _switch_to_safe_search_path(conn: psycopg.Connection) -> str:
         "SHOW search_path; SELECT pg_catalog.set_config('search_path', {}, false)").format(
             sql.Literal(SAFE_SEARCH_PATH)))
     row = cur.fetchone()  # the first result: SHOW's
+    if not conn.autocommit:
+        conn.commit()  # psycopg opened a transaction, whose rollback would undo set_config
     return str(row[0]) if row else ""
 
 
