@@ -38,3 +38,44 @@ def test_core_and_cli_commands_load_neither_textual_nor_the_demo():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"loaded by core or the CLI: {out.stdout.strip()}"
+
+
+# What a `pgparts explain` of a query pruned at plan time must not import: its start is mostly
+# imports (bench/explain_startup.py), and it runs once per CI job. The plan kinds, the moves
+# engine, the console and the demo belong to other commands; sqlglot (the advice's parser) and
+# the advice modules only to a query whose pruning needs explaining; tomllib to a config file.
+_NOT_FOR_A_PRUNED_EXPLAIN = (
+    "textual", "rich", "sqlglot", "humanize", "tomllib", "tui.app", "tui.demo",
+    "tui.core.plans", "tui.core.moves", "tui.core.explain.advice",
+    "tui.core.explain.reconcile", "tui.core.explain.sources",
+)
+
+
+def test_pgparts_explain_imports_only_what_its_run_needs(db18):
+    db18.execute(
+        "CREATE TABLE public.t (k int) PARTITION BY RANGE (k);"
+        " CREATE TABLE public.t_1 PARTITION OF public.t FOR VALUES FROM (0) TO (10);"
+        " CREATE TABLE public.t_2 PARTITION OF public.t FOR VALUES FROM (10) TO (20)")
+    # what the installed console script does (`from tui.launch import entry; entry()`), with
+    # the modules listed at exit
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('gc:', gc.isenabled(), gc.get_freeze_count() > 0))\n"
+        "atexit.register(lambda: print('modules:', *sorted(sys.modules)))\n"
+        "from tui.launch import entry\n"
+        "entry()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "explain", "-d", db18.dsn, "SELECT * FROM t WHERE k = 5"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "scans 1 of 2 partitions" in done.stdout, done.stdout
+    *_, modules, collector = done.stdout.strip().splitlines()
+    loaded = set(modules.split()[1:])
+    # tui.launch froze what the imports built, and the collector is on for the command's run
+    assert collector == "gc: True True", collector
+    bad = sorted(m for m in loaded
+                 if any(m == p or m.startswith(p + ".") for p in _NOT_FOR_A_PRUNED_EXPLAIN))
+    assert bad == [], f"pgparts explain imported {bad}"
+    # and what it does need was indeed imported: the check is not vacuous
+    assert {"psycopg", "pglast", "tui.core.explain.session"} <= loaded

@@ -21,14 +21,12 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from importlib import metadata
 
 from .context import CliError, Context, add_connection_arguments
 from .core.connection import redact
-from .core.plans.registry import PLAN_KINDS
 
 # name -> module in tui.commands; each module has add_arguments(parser) and run(args, ctx) -> int
-COMMANDS: dict[str, tuple[str, str]] = {
+BASE_COMMANDS: dict[str, tuple[str, str]] = {
     "tree": ("tui.commands.tree", "print the partition trees"),
     "check": ("tui.commands.check", "print findings; exit 0 ok, 1 warnings, 2 critical"),
     "explain": ("tui.commands.explain", "EXPLAIN a query and report which partitions it scans"),
@@ -37,10 +35,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "stage (status, --resume, --abort)"),
     "maintain": ("tui.commands.maintain", "apply every [policy] of the config in one run "
                  "(for cron); exit 0 ok, 1 skipped, 2 failed"),
-    # one subcommand per plan kind, generated from its declaration
-    # (`create-ahead` for the kind create_ahead: commands are spelt with hyphens)
-    **{kind.name.replace("_", "-"): ("tui.commands.plan", kind.summary) for kind in PLAN_KINDS},
 }
+
+
+def all_commands() -> dict[str, tuple[str, str]]:
+    """BASE_COMMANDS and one subcommand per plan kind, generated from its declaration
+    (`create-ahead` for the kind create_ahead: commands are spelt with hyphens).
+
+    Importing the kinds costs more than a whole `pgparts explain` run: the registry is imported
+    only for a command that is not a base command, and for the console's help."""
+    from .core.plans.registry import PLAN_KINDS
+
+    kinds = {kind.name.replace("_", "-"): ("tui.commands.plan", kind.summary)
+             for kind in PLAN_KINDS}
+    return {**BASE_COMMANDS, **kinds}
+
+
+def _command_named(word: str) -> str | None:
+    """The command `word` names (a kind's own spelling, create_ahead, works too), or None."""
+    if word in BASE_COMMANDS:
+        return word
+    if word.startswith("-") or "=" in word or "/" in word:
+        return None  # an option or a DSN: no need to import the plan kinds to know
+    commands = all_commands()
+    for name in (word, word.replace("_", "-")):
+        if name in commands:
+            return name
+    return None
 
 EXIT_USAGE = 2
 
@@ -78,7 +99,17 @@ class _Parser(argparse.ArgumentParser):
         super().error(redact(message))
 
 
+def preload_command(args_list: Sequence[str]) -> None:
+    """Import the module of the command `args_list` names, as main() would (for tui.launch,
+    which freezes what the imports built); nothing for the console."""
+    name = _command_named(args_list[0]) if args_list else None
+    if name is not None:
+        importlib.import_module((BASE_COMMANDS.get(name) or all_commands()[name])[0])
+
+
 def _version() -> str:
+    from importlib import metadata  # the console's --version only
+
     try:
         return metadata.version("pgparts")
     except metadata.PackageNotFoundError:
@@ -89,7 +120,7 @@ def _console_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pgparts",
         description="A terminal console for PostgreSQL declarative partitioning.",
-        epilog="commands: " + ", ".join(f"{n} ({h})" for n, (_, h) in COMMANDS.items())
+        epilog="commands: " + ", ".join(f"{n} ({h})" for n, (_, h) in all_commands().items())
         + ". Run 'pgparts COMMAND --help' for each.",
     )
     parser.add_argument(
@@ -102,7 +133,7 @@ def _console_parser() -> argparse.ArgumentParser:
 
 
 def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
-    module_name, help_text = COMMANDS[name]
+    module_name, help_text = BASE_COMMANDS.get(name) or all_commands()[name]
     module = importlib.import_module(module_name)
     parser = _Parser(prog=f"pgparts {name}", description=help_text)
     parser.set_defaults(command=name)
@@ -146,10 +177,9 @@ def _require_terminal() -> None:
 
 
 def _run(args_list: list[str]) -> int:
-    if args_list and "_" in args_list[0] and args_list[0].replace("_", "-") in COMMANDS:
-        args_list[0] = args_list[0].replace("_", "-")  # the kind's own name works too
-    if args_list and args_list[0] in COMMANDS:
-        parser, module = _command_parser(args_list[0])
+    name = _command_named(args_list[0]) if args_list else None
+    if name is not None:
+        parser, module = _command_parser(name)
         # intermixed: `consolidate TABLE --demo status` reads as `consolidate TABLE status --demo`
         args = parser.parse_intermixed_args(args_list[1:])
         with Context.from_args(args) as ctx:

@@ -46,6 +46,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, with_dsn_option
 
 @dataclass
 class Context:
+    """The config, the target and the write permission of one run; closes what it started."""
+
     config: Config
     target: Target
     read_only: bool

@@ -30,7 +30,6 @@ from ..core.explain import (
     StatementRefused,
     check_statement,
 )
-from ..core.explain.sources import split_statements
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class Query:
+    """One statement to explain, and where it came from (file, line and column)."""
+
     text: str
     file: str | None = None  # None: given on the command line
     line: int = 1
@@ -113,6 +114,8 @@ def _read_queries(args: argparse.Namespace) -> list[Query]:
         if args.sql is None:
             raise CliError("no query: give SQL as an argument or use -f FILE (-f - for stdin)")
         return [Query(str(args.sql))]
+    from ..core.explain.sources import split_statements  # files only
+
     queries: list[Query] = []
     for name in _files(args.file):
         text = _read_source(name)

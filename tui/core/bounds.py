@@ -40,6 +40,8 @@ class BoundValue:
 
 @dataclass(frozen=True)
 class Bound:
+    """A partition bound as pg_get_expr(relpartbound, 0) prints it, parsed into values."""
+
     kind: str  # "range", "list", "hash", "default"
     text: str
     lower: tuple[BoundValue, ...] = ()

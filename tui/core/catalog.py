@@ -100,6 +100,8 @@ WHERE tc.relispartition OR tc.relkind = 'p'
 
 @dataclass
 class IndexInfo:
+    """One index of a relation of the forest (partitioned or plain)."""
+
     oid: int
     table_oid: int
     name: str

@@ -27,6 +27,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Profile:
+    """[profiles.NAME]: a named connection."""
+
     name: str
     dsn: str = ""
     read_only: bool = False
@@ -34,6 +36,8 @@ class Profile:
 
 @dataclass(frozen=True)
 class FindingsConfig:
+    """[findings]: the thresholds of the health checks."""
+
     oversized_bytes: int = 1024**3
     skew_factor: float = 1.5
     runway_intervals: float = 1.0
@@ -41,6 +45,8 @@ class FindingsConfig:
 
 @dataclass(frozen=True)
 class ConsoleConfig:
+    """[console]: refresh, sizes and key bindings of the console."""
+
     auto_refresh_seconds: float = 0.0  # 0 = off
     exact_sizes: bool = False
     # [console.keymap]: binding id -> keys ("f2" or "f2,ctrl+t"), given to Textual's set_keymap
@@ -49,6 +55,8 @@ class ConsoleConfig:
 
 @dataclass(frozen=True)
 class PlansConfig:
+    """[plans]: lock timeouts, retries and the defaults of plan kinds."""
+
     lock_timeout_seconds: float = 2.0
     lock_retries: int = 5
     older_than: timedelta = timedelta(days=90)
@@ -58,6 +66,8 @@ class PlansConfig:
 
 @dataclass(frozen=True)
 class ExplainConfig:
+    """[explain]: the EXPLAIN statement timeout."""
+
     statement_timeout_seconds: float = 30.0
 
 
@@ -99,6 +109,8 @@ class TablePolicy:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration file, validated (defaults when there is none)."""
+
     path: Path | None = None
     default_profile: str | None = None
     profiles: dict[str, Profile] = field(default_factory=dict)

@@ -244,11 +244,17 @@ def _enforce_time_settings(conn: psycopg.Connection) -> None:
 
 
 def _switch_to_safe_search_path(conn: psycopg.Connection) -> str:
-    """Read the user's search_path (SHOW runs no user code), then make the session safe."""
-    with conn.transaction():
-        row = conn.execute("SHOW search_path").fetchone()
-        conn.execute(sql.SQL("SELECT pg_catalog.set_config('search_path', {}, false)").format(
+    """Read the user's search_path (SHOW runs no user code), then make the session safe.
+
+    Both in one simple query: one round trip, and the server runs the two statements in order,
+    as one transaction (an error in either leaves the session as it was, and connect() fails).
+    """
+    cur = conn.execute(sql.SQL(
+        "SHOW search_path; SELECT pg_catalog.set_config('search_path', {}, false)").format(
             sql.Literal(SAFE_SEARCH_PATH)))
+    row = cur.fetchone()  # the first result: SHOW's
+    if not conn.autocommit:
+        conn.commit()  # psycopg opened a transaction, whose rollback would undo set_config
     return str(row[0]) if row else ""
 
 

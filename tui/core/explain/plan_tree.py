@@ -38,6 +38,8 @@ class RelationRef(NamedTuple):
 
 @dataclass(slots=True)  # 10,000 of them for a plan over 10,000 partitions
 class PlanNode:
+    """One node of EXPLAIN's plan, the figures the report reads taken out of its JSON."""
+
     node_type: str
     raw: dict[str, Any] = field(repr=False)
     relation: RelationRef | None = None
@@ -100,6 +102,8 @@ class PlanNode:
 
 @dataclass
 class PlanTree:
+    """EXPLAIN's plan as nodes, with its timings and settings."""
+
     root: PlanNode
     planning_ms: float | None
     execution_ms: float | None

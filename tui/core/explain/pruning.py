@@ -27,6 +27,8 @@ _BY_PATH = attrgetter("node.path")
 
 @dataclass
 class ScannedPartition:
+    """A leaf partition the plan scans, under the table it is reported against."""
+
     node: PartNode
     forest: Forest = field(repr=False)
     table: PartNode = field(repr=False)

@@ -21,6 +21,8 @@ from .pgparse import parse
 
 @dataclass(frozen=True)
 class NamedRelation:
+    """A relation the query names, as PostgreSQL's grammar reads it."""
+
     schema: str | None
     name: str
     refname: str  # the alias, else the name: what EXPLAIN calls its scans (plus _N suffixes)

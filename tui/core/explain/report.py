@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class ExplainReport:
+    """What one EXPLAIN found: pruning per table reference, and the advice."""
+
     statement: Statement
     raw: RawExplain
     analysis: QueryAnalysis | None  # None: no reference needed advice, the text was not read

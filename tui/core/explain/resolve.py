@@ -31,6 +31,7 @@ class RelationInfo:
 _REGCLASS_SQL = sql.SQL(
     "SELECT pg_catalog.to_regclass(x)::pg_catalog.oid"
     " FROM pg_catalog.unnest({}::pg_catalog.text[]) WITH ORDINALITY AS u(x, i) ORDER BY i")
+_SET_PATH = sql.SQL("SELECT pg_catalog.set_config('search_path', {}, true)")
 _DESCRIBE_SQL = """
 SELECT c.oid, c.relkind::text, ns.nspname, c.relname,
        ARRAY(SELECT a.attname::text FROM pg_attribute a
@@ -48,17 +49,21 @@ def resolve_relations(
         return {}
     texts = [sql.Identifier(*(p for p in (s, n) if p is not None)).as_string(conn)
              for s, n in names]
-    with conn.transaction():
-        path = user_search_path(conn)
-        if path is not None:
-            conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (path,))
-        oids = [r[0] for r in conn.execute(
-            _REGCLASS_SQL.format(sql.Literal(texts))).fetchall()]
-        if path is not None:
-            conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
-                         (SAFE_SEARCH_PATH,))
-        rows = {r[0]: r for r in conn.execute(
-            _DESCRIBE_SQL, ([o for o in oids if o is not None],)).fetchall()}
+    regclass = _REGCLASS_SQL.format(sql.Literal(texts))
+    path = user_search_path(conn)
+    if path is None:
+        oids = [r[0] for r in conn.execute(regclass).fetchall()]
+    else:
+        # One simple query, one round trip: the server runs its statements in order as one
+        # transaction, so the user's path (set_config(..., true)) applies to to_regclass alone
+        # and ends with it, even if it fails
+        cur = conn.execute(sql.SQL("; ").join(
+            [_SET_PATH.format(sql.Literal(path)), regclass,
+             _SET_PATH.format(sql.Literal(SAFE_SEARCH_PATH))]))
+        cur.nextset()  # set_config's result, then to_regclass's
+        oids = [r[0] for r in cur.fetchall()]
+    rows = {r[0]: r for r in conn.execute(
+        _DESCRIBE_SQL, ([o for o in oids if o is not None],)).fetchall()}
     out: dict[tuple[str | None, str], RelationInfo] = {}
     for key, oid in zip(names, oids, strict=True):
         if oid in rows:

@@ -14,8 +14,9 @@ rolled back, under a statement timeout, cancellable from another thread.
   (dblink) or signal other backends. Advisory locks and prepared statements are released after
   every EXPLAIN (`_reset_session`); the rest the documentation and the console's ANALYZE dialog
   spell out.
-- Search path: only the user's statement runs under the user's own search_path (SET LOCAL, and
-  set back before anything else runs); pgparts' own reads run under pg_catalog, pg_temp.
+- Search path: only the user's statement runs under the user's own search_path (SET LOCAL: set
+  back before anything else runs in that transaction, and gone with its rollback); pgparts' own
+  reads run under pg_catalog, pg_temp.
 
 Queries with $n parameters are explained as a generic plan: EXPLAIN (GENERIC_PLAN) on 16+, and on
 older servers PREPARE + plan_cache_mode = force_generic_plan + EXPLAIN EXECUTE with NULL
@@ -83,6 +84,8 @@ class ExplainTimeout(ExplainError):
 
 @dataclass
 class RawExplain:
+    """The server's answer to one EXPLAIN, before the report is built."""
+
     statement: Statement
     document: Any
     plan: PlanTree
@@ -111,10 +114,7 @@ _SET_PATH = sql.SQL("SELECT pg_catalog.set_config('search_path', {}, true)")
 _CHECK_PREFIX = sql.SQL("PREPARE pgparts_check AS ")
 # session state that survives the rollback of what the user's statement did (set_config(),
 # SET and temporary objects roll back with the transaction; these do not)
-_RESET_SESSION = (
-    sql.SQL("SELECT pg_catalog.pg_advisory_unlock_all()"),
-    sql.SQL("DEALLOCATE ALL"),
-)
+_RESET_SESSION = sql.SQL("SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOCATE ALL")
 
 
 def _send_extended(cur: psycopg.Cursor[Any], query: sql.Composable) -> None:
@@ -216,8 +216,7 @@ class ExplainRunner:
             if conn.closed or conn.broken:
                 return
             try:
-                for statement in _RESET_SESSION:
-                    conn.execute(statement)
+                conn.execute(_RESET_SESSION)  # one round trip for both
                 return
             except pg_errors.QueryCanceled:
                 continue  # a cancel request that arrived after the EXPLAIN ended: once more
@@ -240,17 +239,18 @@ class ExplainRunner:
         setup.append(sql.SQL("SET LOCAL standard_conforming_strings = on"))
         if prepared is not None:
             setup.append(sql.SQL("SET LOCAL plan_cache_mode = force_generic_plan"))
+        # the user's query is planned the way their application's would be; nothing of
+        # pgparts' own runs under that search_path (it is set back before anything else runs
+        # in this transaction, and the rollback ends it)
+        path = user_search_path(conn)
+        if path is not None:
+            setup.append(_SET_PATH.format(sql.Literal(path)))
         prefix: sql.Composable | None = None
         locked: frozenset[int] | None = None
         try:
             # force_rollback: even EXPLAIN ANALYZE of an UPDATE/DELETE leaves nothing behind
             with conn.transaction(force_rollback=True), conn.cursor() as cur:
                 cur.execute(sql.SQL("; ").join(setup))  # our own text: one round trip
-                # the user's query is planned the way their application's would be; nothing
-                # of pgparts' own runs under that search_path
-                path = user_search_path(conn)
-                if path is not None:
-                    cur.execute(_SET_PATH.format(sql.Literal(path)))
                 if prepared is not None:
                     prefix = sql.SQL("PREPARE {} AS ").format(prepared)
                     _send_extended(cur, prefix + sql.SQL(statement.text))  # type: ignore[operator]
@@ -276,10 +276,14 @@ class ExplainRunner:
                     if isinstance(document, str):
                         document = json.loads(document)
                 elapsed = time.perf_counter() - started
-                if path is not None:
-                    cur.execute(_SET_PATH.format(sql.Literal(SAFE_SEARCH_PATH)))
                 if prepared is not None or _needs_locks(document):
-                    locked = frozenset(r[0] for r in cur.execute(_LOCKS_SQL).fetchall())
+                    if path is None:
+                        cur.execute(_LOCKS_SQL)
+                    else:  # the safe path back, then the locks read under it: one round trip
+                        cur.execute(sql.SQL("; ").join(
+                            [_SET_PATH.format(sql.Literal(SAFE_SEARCH_PATH)), _LOCKS_SQL]))
+                        cur.nextset()
+                    locked = frozenset(r[0] for r in cur.fetchall())
         except pg_errors.QueryCanceled as exc:
             msg = _message(exc)
             if self._cancel_requested:

@@ -21,6 +21,8 @@ _SEMICOLON = "ASCII_59"
 
 @dataclass(frozen=True)
 class SourceStatement:
+    """One statement of a file, and where it starts."""
+
     text: str
     line: int  # 1-based line of the statement's first token in the file
     column: int  # 1-based column of that token
