@@ -208,10 +208,11 @@ def _bare_word(arg: str) -> bool:
 
 def _not_a_command(word: str) -> str:
     # the word itself is not repeated: meant as a connection string, it might be a password
-    close = difflib.get_close_matches(word.lower(), COMMANDS, n=1)
+    commands = all_commands()
+    close = difflib.get_close_matches(word.lower(), commands, n=1)
     hint = f"did you mean {close[0]}? " if close else ""
     return (f"not a command nor a connection string: {hint}the commands are "
-            f"{', '.join(sorted(COMMANDS))}; a connection string is key=value ... or "
+            f"{', '.join(sorted(commands))}; a connection string is key=value ... or "
             f"postgresql://...")
 
 
