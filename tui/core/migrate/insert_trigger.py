@@ -51,7 +51,7 @@ def _body(conn: psycopg.Connection, spec: StageSpec, ts_type: str) -> str:
     key_text = sql.SQL(", ").join([
         sql.Literal(new.as_string(conn)),
         *[sql.SQL("NEW.{}::pg_catalog.text").format(sql.Identifier(c)) for c in prefix],
-        sql.SQL("pg_catalog.extract(epoch FROM m)::pg_catalog.text")])
+        sql.SQL("pg_catalog.date_part('epoch', m)::pg_catalog.text")])
     any_null = sql.SQL("").join(
         sql.SQL(" OR NEW.{} IS NULL").format(sql.Identifier(c)) for c in prefix)
     return sql.SQL("""
