@@ -15,8 +15,6 @@ from tui.core.migrate.abort import abort_steps
 from tui.core.migrate.dependencies import dependency_steps
 from tui.core.migrate.finish import finish_facts, finish_steps
 from tui.core.migrate.insert_trigger import trigger_steps
-from tui.core.migrate.preflight import dependents
-from tui.core.migrate.source import load_table
 from tui.core.plans.engine.runner import Outcome
 
 from .migrate_stages import (
@@ -24,6 +22,7 @@ from .migrate_stages import (
     build_and_copy,
     build_original,
     catalog_dump,
+    original_deps,
     run_stage,
     spec_of,
 )
@@ -35,26 +34,34 @@ def _rows(conn: psycopg.Connection, n: Names, table: str | None = None) -> list[
         n.ident(table or n.table))).fetchall()
 
 
-@pytest.mark.parametrize(("names", "stage"), [(PLAIN, 6), (HOSTILE, 8)],
-                         ids=["plain-after-copy", "hostile-after-trigger"])
+@pytest.mark.parametrize(("names", "stage"), [(PLAIN, 6), (PLAIN, 7), (HOSTILE, 8)],
+                         ids=["plain-after-copy", "plain-inside-dependencies",
+                              "hostile-after-trigger"])
 def test_abort_restores_the_original(db, names, stage):
     with db.connect() as conn:
         build_original(conn, names)
         before = catalog_dump(conn, names)
         rows = {r: _rows(conn, names, r) for r in (names.table, names.bonus, names.ext)}
-        spec = spec_of(conn, names)
-        deps = dependents(conn, load_table(conn, names.schema, names.table))
-        build_and_copy(conn, names, spec, deps)
-    if stage >= 7:
+        spec = build_and_copy(conn, names, spec_of(conn, names))
+        deps = original_deps(conn, spec)
+    if stage == 7:
+        # up to the first referencing key's validation: the new key under the old one's name,
+        # the old one aside, key columns added and back-filled
+        def part(c):
+            steps = dependency_steps(c, spec, deps)
+            return steps[:next(i for i, s in enumerate(steps)
+                               if s.title.startswith("Validate the foreign key"))]
+        assert run_stage(db, spec, part).ok
+    if stage == 8:
         assert run_stage(db, spec, lambda c: dependency_steps(c, spec, deps)).ok
         assert run_stage(db, spec, lambda c: trigger_steps(c, spec)).ok
-    result = run_stage(db, spec, lambda c: abort_steps(c, spec, deps, stage))
+    result = run_stage(db, spec, lambda c: abort_steps(c, spec, original_deps(c, spec), stage))
     assert result.ok, (result.error, result.state)
     with db.connect() as conn:
         assert catalog_dump(conn, names) == before
         assert {r: _rows(conn, names, r) for r in rows} == rows
         # built again, there is nothing left to do
-        assert all(s.is_done(conn) for s in abort_steps(conn, spec, deps, stage))
+        assert abort_steps(conn, spec, original_deps(conn, spec), stage) == []
 
 
 def test_finish_refuses_on_a_mismatch_then_drops(db):

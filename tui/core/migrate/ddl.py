@@ -141,3 +141,53 @@ def constraint_state(conn: psycopg.Connection, relid: int | None, name: str
         "SELECT contype::text, convalidated, confrelid FROM pg_catalog.pg_constraint"
         " WHERE conrelid = %s AND conname = %s", (relid, name)).fetchone()
     return (row[0], bool(row[1]), int(row[2])) if row else None
+
+
+def original_name(spec: StageSpec, kind: str, name: str) -> str:
+    """The name a constraint, index or sequence of the original had before Build renamed it
+    out of the way (the spec's `renamed`: kind, original, aside), else `name`."""
+    for k, orig, aside in getattr(spec, "renamed", ()):
+        if (k, aside) == (kind, name):
+            return orig
+    return name
+
+
+def swap_name(spec: StageSpec) -> str:
+    return fit(f"pgparts_swap_{spec.oid}")
+
+
+def as_named_sql(conn: psycopg.Connection, schema: str, reads: str, wants: str, tmp: str,
+                 fetch: sql.Composable, prefix: sql.Composable) -> sql.Composed:
+    """A DO block that re-points an object (a view, a trigger, a rule) from the table it reads,
+    `reads`, to the table named `wants`: within the block, `wants` steps aside as `tmp` and
+    `reads` takes its name while `fetch` (a query giving the object's definition, e.g.
+    pg_get_viewdef) deparses it, both names go back, and `prefix` + that definition runs, naming
+    `wants`. The server deparses (no SQL text is edited), aliases included; the renames take
+    ACCESS EXCLUSIVE on both tables until the transaction ends."""
+    body = sql.SQL(
+        "DECLARE\n  d pg_catalog.text;\nBEGIN\n"
+        "  ALTER TABLE {wants} RENAME TO {tmp};\n"
+        "  ALTER TABLE {reads} RENAME TO {wants_name};\n"
+        "  d := ({fetch});\n"
+        "  ALTER TABLE {wants} RENAME TO {reads_name};\n"
+        "  ALTER TABLE {tmp_ident} RENAME TO {wants_name};\n"
+        "  EXECUTE {prefix} || pg_catalog.rtrim(d, ' ;');\nEND").format(
+        wants=sql.Identifier(schema, wants), tmp=sql.Identifier(tmp),
+        reads=sql.Identifier(schema, reads), wants_name=sql.Identifier(wants),
+        fetch=fetch, reads_name=sql.Identifier(reads), tmp_ident=sql.Identifier(schema, tmp),
+        prefix=sql.Literal(prefix.as_string(conn)))
+    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
+
+
+def view_prefix(conn: psycopg.Connection, schema: str, name: str) -> sql.Composed:
+    """CREATE OR REPLACE VIEW with the view's options (check_option, security_barrier, ...),
+    which CREATE OR REPLACE would otherwise reset."""
+    row = conn.execute(
+        "SELECT coalesce(c.reloptions, '{}')::pg_catalog.text[] FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s", (schema, name)).fetchone()
+    options = [o.split("=", 1) for o in (row[0] if row else [])]
+    with_ = sql.SQL(" WITH ({})").format(sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in options)) \
+        if options else sql.SQL("")
+    return sql.SQL("CREATE OR REPLACE VIEW {}{} AS ").format(sql.Identifier(schema, name), with_)

@@ -43,8 +43,9 @@ constraints.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import sql
@@ -54,6 +55,7 @@ from ..plans.engine.model import Lock, Statement, Step, VerificationFailed
 from . import MigrateError
 from .ddl import (
     StageSpec,
+    as_named_sql,
     constraint_state,
     fit,
     free_name,
@@ -61,15 +63,32 @@ from .ddl import (
     new_ident,
     old_disp,
     old_ident,
+    original_name,
     partitions,
     rel_oid,
     require_new,
     short_hash,
+    swap_name,
     taken_names,
+    view_prefix,
 )
 from .preflight import Dependents, ForeignKey
 
-ADDED_COMMENT = "pgparts: added by the migration of {table} for foreign key {fk}"
+ADDED_PREFIX = "pgparts: added by the migration of {table}: "
+
+
+def added_comment(table: str, fk: str, column: str) -> str:
+    """The comment marking a key column the migration added to a referencing table: which
+    foreign key it serves and the column that held the surrogate id (abort reads it back to
+    re-create the original key, using both only as names)."""
+    return ADDED_PREFIX.format(table=table) + json.dumps(
+        {"foreign_key": fk, "column": column}, ensure_ascii=False, sort_keys=True)
+
+
+def temp_fk_name(schema: str, table: str, name: str) -> str:
+    """The name the original foreign key `name` of schema.table bears from the moment its
+    replacement takes its name until it is dropped."""
+    return f"pgparts_fk_{short_hash(schema, table, name)}"
 GROUP = "dependencies"
 
 
@@ -116,17 +135,18 @@ def _attached(schema: str, parent_index: str, part_oid_of: Callable) -> Callable
 
 # -- index definitions --------------------------------------------------------------------------
 def index_tail(conn: psycopg.Connection, definition: str, index: str, schema: str,
-               table: str) -> tuple[bool, str]:
-    """(unique, 'USING ...') of a pg_get_indexdef text, without its name and table: the part
-    that builds the same index on another table."""
-    qi, qs, qt = conn.execute(
-        "SELECT pg_catalog.quote_ident(%s), pg_catalog.quote_ident(%s),"
-        " pg_catalog.quote_ident(%s)", (index, schema, table)).fetchone()
-    for unique in (False, True):
-        for only in ("", "ONLY "):
-            head = f"CREATE {'UNIQUE ' if unique else ''}INDEX {qi} ON {only}{qs}.{qt} "
-            if definition.startswith(head) and definition[len(head):].startswith("USING "):
-                return unique, definition[len(head):]
+               *tables: str) -> tuple[bool, str]:
+    """(unique, 'USING ...') of a pg_get_indexdef text of an index on one of `tables`, without
+    its name and table: the part that builds the same index on another table."""
+    qi, qs = conn.execute("SELECT pg_catalog.quote_ident(%s), pg_catalog.quote_ident(%s)",
+                          (index, schema)).fetchone()
+    for table in tables:
+        qt = conn.execute("SELECT pg_catalog.quote_ident(%s)", (table,)).fetchone()[0]
+        for unique in (False, True):
+            for only in ("", "ONLY "):
+                head = f"CREATE {'UNIQUE ' if unique else ''}INDEX {qi} ON {only}{qs}.{qt} "
+                if definition.startswith(head) and definition[len(head):].startswith("USING "):
+                    return unique, definition[len(head):]
     raise MigrateError(f"cannot read the definition of index {index!r}: {definition}")
 
 
@@ -151,14 +171,17 @@ def _wanted_indexes(conn: psycopg.Connection, spec: StageSpec, deps: Dependents
         if ix.constraint and constraint_types.get(ix.constraint) == "x":
             notes.append(f"exclusion constraint {ix.constraint!r} is not re-created")
             continue
-        unique, tail = index_tail(conn, ix.definition, ix.name, spec.schema, spec.name)
+        unique, tail = index_tail(conn, ix.definition, ix.name, spec.schema, spec.old_name,
+                                  spec.name)
+        name = (original_name(spec, "constraint", ix.constraint) if ix.constraint
+                else original_name(spec, "index", ix.name))
         if ix.columns and ix.columns[0] == spec.surrogate:
             have_surrogate = True
         if unique and spec.column not in ix.columns:
-            notes.append(f"{ix.name!r} was unique without the partition column: PostgreSQL "
+            notes.append(f"{name!r} was unique without the partition column: PostgreSQL "
                          "cannot enforce that across partitions, it comes back as a plain index")
             unique = False
-        out.append(_Index(ix.name, unique, tail, "as it was"))
+        out.append(_Index(name, unique, tail, "as it was"))
     pk = next((ix for ix in deps.indexes if ix.primary), None)
     if spec.surrogate and not have_surrogate and pk is not None and spec.surrogate in pk.columns:
         name = fit(spec.name, f"_{spec.surrogate}_idx")
@@ -173,7 +196,7 @@ def _wanted_indexes(conn: psycopg.Connection, spec: StageSpec, deps: Dependents
 def _primary_key_steps(conn: psycopg.Connection, spec: StageSpec, deps: Dependents,
                        parts: list[tuple[str, str, int]], taken: set[str]) -> list[Step]:
     pk = next((c for c in deps.constraints if c.type == "p"), None)
-    pk_name = pk.name if pk else fit(spec.name, "_pkey")
+    pk_name = original_name(spec, "constraint", pk.name) if pk else fit(spec.name, "_pkey")
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in spec.key)
     key_text = ", ".join(spec.key)
     steps = []
@@ -285,6 +308,7 @@ def _own_fk_steps(spec: StageSpec, deps: Dependents,
     for fk in deps.own_fks:
         definition = sql.SQL(fk.definition.removesuffix(" NOT VALID"))
         ref = display_name(fk.ref_schema, fk.ref_table)
+        fk = replace(fk, name=original_name(spec, "constraint", fk.name))
         name = sql.Identifier(fk.name)
         for schema, part, _oid in parts:
             disp = display_name(schema, part)
@@ -359,14 +383,23 @@ def repoints(conn: psycopg.Connection, spec: StageSpec, deps: Dependents) -> lis
             " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped",
             (fk.schema, fk.table)).fetchall())
-        temp = f"pgparts_fk_{short_hash(fk.schema, fk.table, fk.name)}"
+        if fk.name.startswith("pgparts_fk_"):
+            # a resumed stage: the original key, renamed when its replacement took its name
+            names = [r[0] for r in conn.execute(
+                "SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid = %s",
+                (rel_oid(conn, fk.schema, fk.table),)).fetchall()]
+            orig = next((n for n in names if temp_fk_name(fk.schema, fk.table, n) == fk.name),
+                        None)
+            if orig is not None:
+                fk = replace(fk, name=orig)
+        temp = temp_fk_name(fk.schema, fk.table, fk.name)
         not_null = all(cols.get(c, False) for c in fk.columns)
         if set(fk.ref_columns) == set(spec.key):
             by_ref = dict(zip(fk.ref_columns, fk.columns, strict=True))
             out.append(Repoint(fk, tuple(by_ref[k] for k in spec.key), (), (), temp, not_null))
         elif spec.surrogate and fk.ref_columns == (spec.surrogate,):
             mine = tuple(derived_name(fk.columns[0], spec.surrogate, k) for k in spec.key)
-            comment = ADDED_COMMENT.format(table=old_disp(spec), fk=fk.name)
+            comment = added_comment(new_disp(spec), fk.name, fk.columns[0])
             marked = {r[0] for r in conn.execute(
                 "SELECT a.attname FROM pg_catalog.pg_attribute a"
                 " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
@@ -432,7 +465,7 @@ def _repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> li
             "SELECT attname, pg_catalog.format_type(atttypid, atttypmod)"
             " FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attnum > 0",
             (spec.oid,)).fetchall())
-        comment = sql.Literal(ADDED_COMMENT.format(table=old_disp(spec), fk=fk.name))
+        comment = sql.Literal(added_comment(new_disp(spec), fk.name, fk.columns[0]))
         stmts = []
         for col, k in zip(rp.columns, spec.key, strict=True):
             if col not in rp.added:
@@ -595,34 +628,34 @@ def _depends_on_new(spec: StageSpec, schema: str, view: str) -> Callable:
     return done
 
 
-def view_statement(schema: str, name: str, definition: str,
-                   options: tuple[str, ...]) -> sql.Composed:
-    """CREATE OR REPLACE VIEW from a definition read by pg_get_viewdef (the server's text)."""
-    with_ = sql.SQL("")
-    if options:
-        pairs = [o.split("=", 1) for o in options]
-        with_ = sql.SQL(" WITH ({})").format(sql.SQL(", ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in pairs))
-    return sql.SQL("CREATE OR REPLACE VIEW {}{} AS {}").format(
-        sql.Identifier(schema, name), with_, sql.SQL(definition.strip().removesuffix(";")))
+def _reads_new_sql(spec: StageSpec, conn: psycopg.Connection, fetch: sql.Composable,
+                   prefix: sql.Composable) -> sql.Composed:
+    return as_named_sql(conn, spec.schema, spec.old_name, spec.name, swap_name(spec), fetch,
+                        prefix)
 
 
-def _view_steps(spec: StageSpec, deps: Dependents) -> list[Step]:
+_SWAP_LOCKS = "ACCESS EXCLUSIVE on {new} and {old} for an instant (renamed back and forth)"
+
+
+def _view_steps(conn: psycopg.Connection, spec: StageSpec, deps: Dependents) -> list[Step]:
     steps = []
     for v in deps.views:
         if v.depth != 1 or v.materialized:
             continue
-        if not v.definition:
-            raise MigrateError(f"the definition of view {v.name!r} was not read before Build")
         disp = display_name(v.schema, v.name)
+        view_oid = rel_oid(conn, v.schema, v.name)
         steps.append(Step(
             title=f"View {disp}",
-            explanation=(f"Re-created from its definition as it was: it names "
-                         f"{new_disp(spec)}, which is now the new table. Views reading it "
-                         "follow."),
-            statements=[Statement(view_statement(v.schema, v.name, v.definition, v.options))],
+            explanation=(f"Re-created from its own definition (pg_get_viewdef) deparsed while "
+                         f"the original bears the name {spec.name!r} for an instant: it then "
+                         f"names {new_disp(spec)}, the new table. Views reading it follow."),
+            statements=[Statement(_reads_new_sql(
+                spec, conn, sql.SQL("SELECT pg_catalog.pg_get_viewdef({}::pg_catalog.oid)").format(
+                    sql.Literal(view_oid)),
+                view_prefix(conn, v.schema, v.name)), note=f"view {disp}")],
             locks=[Lock("ACCESS EXCLUSIVE", disp, "an instant"),
-                   Lock("ACCESS SHARE", new_disp(spec))],
+                   Lock("ACCESS EXCLUSIVE", new_disp(spec), "an instant (renamed and back)"),
+                   Lock("ACCESS EXCLUSIVE", old_disp(spec), "an instant (renamed and back)")],
             retry="step", done=_depends_on_new(spec, v.schema, v.name), group=GROUP))
     return steps
 
@@ -640,29 +673,43 @@ def _object_on_new(spec: StageSpec, catalog: str, relcol: str, namecol: str, nam
     return done
 
 
-def _trigger_rule_steps(spec: StageSpec, deps: Dependents) -> list[Step]:
+def _trigger_rule_steps(conn: psycopg.Connection, spec: StageSpec,
+                        deps: Dependents) -> list[Step]:
     steps = []
     new = new_disp(spec)
-    for name, definition, enabled in deps.triggers:
-        stmts = [Statement(sql.SQL(definition))]  # pg_get_triggerdef, as read before Build
+    renames = [Lock("ACCESS EXCLUSIVE", new, "an instant (renamed and back)"),
+               Lock("ACCESS EXCLUSIVE", old_disp(spec), "an instant (renamed and back)")]
+    for name, _definition, enabled in deps.triggers:
+        fetch = sql.SQL("SELECT pg_catalog.pg_get_triggerdef(oid) FROM pg_catalog.pg_trigger"
+                        " WHERE tgrelid = {} AND tgname = {}").format(
+            sql.Literal(spec.oid), sql.Literal(name))
+        stmts = [Statement(_reads_new_sql(spec, conn, fetch, sql.SQL("")),
+                           note=f"trigger {name}")]
         if enabled in _ENABLE:
             stmts.append(Statement(sql.SQL("ALTER TABLE {} {} {}").format(
                 new_ident(spec), sql.SQL(_ENABLE[enabled]), sql.Identifier(name))))
         steps.append(Step(
             title=f"Trigger {name} on {new}",
-            explanation=f"Re-created from its definition as it was (it names {new}).",
+            explanation=("Re-created from the original's own definition (pg_get_triggerdef), "
+                         f"deparsed while the original bears the name {spec.name!r} for an "
+                         "instant; enabled or disabled as it was."),
             statements=stmts,
-            locks=[Lock("SHARE ROW EXCLUSIVE", f"{new} and its partitions", "an instant")],
+            locks=[Lock("SHARE ROW EXCLUSIVE", f"{new}'s partitions", "an instant"),
+                   *renames],
             retry="step",
             done=_object_on_new(spec, "pg_catalog.pg_trigger", "tgrelid", "tgname", name),
             group=GROUP))
-    for name, definition in deps.rules:
+    for name, _definition in deps.rules:
+        fetch = sql.SQL("SELECT pg_catalog.pg_get_ruledef(oid) FROM pg_catalog.pg_rewrite"
+                        " WHERE ev_class = {} AND rulename = {}").format(
+            sql.Literal(spec.oid), sql.Literal(name))
         steps.append(Step(
             title=f"Rule {name} on {new}",
-            explanation=f"Re-created from its definition as it was (it names {new}).",
-            statements=[Statement(sql.SQL(definition.strip().removesuffix(";")))],
-            locks=[Lock("ACCESS EXCLUSIVE", new, "an instant")],
-            retry="step",
+            explanation=("Re-created from the original's own definition (pg_get_ruledef), "
+                         f"deparsed while the original bears the name {spec.name!r}."),
+            statements=[Statement(_reads_new_sql(spec, conn, fetch, sql.SQL("")),
+                                  note=f"rule {name}")],
+            locks=renames, retry="step",
             done=_object_on_new(spec, "pg_catalog.pg_rewrite", "ev_class", "rulename", name),
             group=GROUP))
     return steps
@@ -778,8 +825,16 @@ _DESCRIPTION = {
 }
 
 
+def _comment_name(spec: StageSpec, kind: str, name: str | None) -> str | None:
+    if name is None or kind not in ("index", "constraint"):
+        return name
+    back = original_name(spec, "constraint", name)
+    return original_name(spec, "index", name) if back == name else back
+
+
 def _comment_step(spec: StageSpec, deps: Dependents) -> list[Step]:
-    todo = [(k, n, text) for k, n, text in deps.comments if _comment_target(spec, k, n)]
+    todo = [(k, _comment_name(spec, k, n), text) for k, n, text in deps.comments]
+    todo = [(k, n, text) for k, n, text in todo if _comment_target(spec, k, n)]
     if not todo:
         return []
 
@@ -859,8 +914,8 @@ def dependency_steps(conn: psycopg.Connection, spec: StageSpec, deps: Dependents
     steps += _own_fk_steps(spec, deps, parts)
     for rp in repoints(conn, spec, deps):
         steps += _repoint_steps(conn, spec, rp)
-    steps += _view_steps(spec, deps)
-    steps += _trigger_rule_steps(spec, deps)
+    steps += _view_steps(conn, spec, deps)
+    steps += _trigger_rule_steps(conn, spec, deps)
     steps += _policy_steps(spec, deps)
     steps += _grant_step(conn, spec, deps, oid)
     steps += _comment_step(spec, deps)

@@ -5,8 +5,7 @@
   exactly when asked, under a statement timeout.
 - Everything that depends on the table, from the catalog only: the Build and Dependencies stages
   recreate it, abort restores it. Deparsing a policy expression (pg_get_expr with the table's
-  oid) may open the table, and pg_get_viewdef opens each dependent view, with an
-  AccessShareLock; nothing else locks.
+  oid) may open the table, with an AccessShareLock released at once; nothing else locks.
 - Disk space: what the copy needs (table + indexes, x1.1). Free space is not visible through SQL
   without superuser file functions, so it is reported unknown, never guessed.
 - Sessions holding a lock on the table (pg_locks + pg_stat_activity, our backend excluded), and
@@ -265,10 +264,6 @@ class DependentView:
     name: str
     materialized: bool
     depth: int  # 1: reads the table itself; 2: reads a view that reads it, ...
-    # pg_get_viewdef as read before the Build stage renamed the table: it names the table, so
-    # run again once the new table carries that name, it reads the new table
-    definition: str = ""
-    options: tuple[str, ...] = ()  # reloptions: check_option, security_barrier, ...
 
 
 @dataclass(frozen=True)
@@ -379,10 +374,9 @@ WITH RECURSIVE deps AS (
     JOIN pg_rewrite r ON r.oid = d.objid
     WHERE r.ev_class <> deps.oid
 )
-SELECT n.nspname, c.relname, c.relkind = 'm', min(deps.depth), pg_get_viewdef(c.oid),
-       coalesce(c.reloptions, '{}')::text[]
+SELECT n.nspname, c.relname, c.relkind = 'm', min(deps.depth)
 FROM deps JOIN pg_class c ON c.oid = deps.oid JOIN pg_namespace n ON n.oid = c.relnamespace
-GROUP BY 1, 2, 3, 5, 6 ORDER BY 4, 1, 2
+GROUP BY 1, 2, 3 ORDER BY 4, 1, 2
 """
 _FUNCTIONS_SQL = """
 SELECT DISTINCT d.objid::regprocedure::text FROM pg_depend d
@@ -508,7 +502,7 @@ def dependents(conn: psycopg.Connection, table: SourceTable) -> Dependents:
     deps.constraints = [Constraint(*r) for r in q(_CONSTRAINTS_SQL)]
     deps.own_fks = [_fk(r) for r in q(_OWN_FKS)]
     deps.referencing_fks = [_fk(r) for r in q(_REFERENCING_FKS)]
-    deps.views = [DependentView(*r[:5], options=tuple(r[5])) for r in q(_VIEWS_SQL)]
+    deps.views = [DependentView(*r) for r in q(_VIEWS_SQL)]
     deps.functions = [r[0] for r in q(_FUNCTIONS_SQL)]
     deps.triggers = [tuple(r) for r in q(_TRIGGERS_SQL)]  # type: ignore[misc]
     deps.rules = [tuple(r) for r in q(_RULES_SQL)]  # type: ignore[misc]
