@@ -240,6 +240,20 @@ def _pk_on(schema: str, table: str) -> Callable:
     return done
 
 
+def child_index_name(table: str, index: str, part: str, taken: set[str]) -> str:
+    """The partition's index named like the parent's, the table's name replaced by the
+    partition's (`payment_pay_ts_idx` -> `payment_2019_pay_ts_idx`), cut to 63 bytes; a
+    number is added when the name is taken. Added to `taken`."""
+    base = part + index[len(table):] if index.startswith(f"{table}_") else f"{part}_{index}"
+    n = 0
+    while True:
+        name = fit(base, str(n) if n else "")
+        if name not in taken:
+            taken.add(name)
+            return name
+        n += 1
+
+
 def _index_steps(conn: psycopg.Connection, spec: StageSpec, wanted: list[_Index],
                  parts: list[tuple[str, str, int]], taken: set[str]) -> list[Step]:
     steps = []
@@ -256,7 +270,7 @@ def _index_steps(conn: psycopg.Connection, spec: StageSpec, wanted: list[_Index]
             retry="step", done=_index_on(spec.schema, ix.name, spec.schema, spec.name),
             group=GROUP))
         for schema, part, _oid in parts:
-            child = free_name(part, "idx", taken)
+            child = child_index_name(spec.name, ix.name, part, taken)
             disp = display_name(schema, part)
             steps.append(Step(
                 title=f"Index {ix.name} on {disp}",
