@@ -227,7 +227,8 @@ def _primary_key_steps(conn: psycopg.Connection, spec: StageSpec, deps: Dependen
         statements=[Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
             new_ident(spec), sql.Identifier(pk_name), cols))],
         locks=[Lock("ACCESS EXCLUSIVE", new_disp(spec), "reads and writes wait, milliseconds"),
-               Lock("SHARE", "its partitions", "milliseconds")],
+               Lock("ACCESS EXCLUSIVE", "its partitions",
+                    "milliseconds (SHARE on PostgreSQL 15)")],
         retry="step", done=_pk_on(spec.schema, spec.name), group=GROUP))
     return steps
 
@@ -283,7 +284,8 @@ def _index_steps(conn: psycopg.Connection, spec: StageSpec, wanted: list[_Index]
                     Statement(sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
                         sql.Identifier(spec.schema, ix.name), sql.Identifier(schema, child)))],
                 locks=[Lock("SHARE", disp, "writes to this partition wait during the build"),
-                       Lock("SHARE UPDATE EXCLUSIVE", ix.name, "an instant")],
+                       Lock("SHARE UPDATE EXCLUSIVE", ix.name, "an instant"),
+                       Lock("ACCESS EXCLUSIVE", child, "an instant: the new index")],
                 done=_attached(spec.schema, ix.name,
                                lambda c, s=schema, p=part: rel_oid(c, s, p)),
                 group=GROUP))
@@ -351,8 +353,9 @@ def _own_fk_steps(spec: StageSpec, deps: Dependents,
                 explanation="On the parent: it adopts the partitions' validated keys, no scan.",
                 statements=[Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
                     new_ident(spec), name, definition))],
-                locks=[Lock("SHARE ROW EXCLUSIVE", new_disp(spec), "milliseconds"),
-                       Lock("SHARE ROW EXCLUSIVE", ref, "milliseconds")],
+                locks=[Lock("SHARE ROW EXCLUSIVE", f"{new_disp(spec)} and its partitions",
+                            "milliseconds"),
+                       Lock("ACCESS EXCLUSIVE", ref, "milliseconds: reads of it wait too")],
                 retry="step", done=_has_constraint(spec, spec.schema, spec.name, fk.name),
                 group=GROUP))
     return steps
@@ -806,7 +809,8 @@ def _grant_step(conn: psycopg.Connection, spec: StageSpec, deps: Dependents,
         title=f"Grants on {new_disp(spec)}",
         explanation="The original's privileges (table and columns) that the new table lacks.",
         statements=grant_statements(new_ident(spec), todo),
-        locks=[], retry="step",
+        locks=[Lock("ACCESS SHARE", new_disp(spec), "PostgreSQL 18; none on 15")],
+        retry="step",
         done=lambda c: not missing_grants(c, deps, _new_oid(c, spec) or 0), group=GROUP)]
 
 
