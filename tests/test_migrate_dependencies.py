@@ -9,7 +9,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tui.core.migrate.dependencies import dependency_steps, derived_name, limitations
+from tui.core.migrate.dependencies import (
+    dependency_notes,
+    dependency_steps,
+    derived_name,
+    limitations,
+)
 from tui.core.plans.engine.runner import Outcome
 
 from .migrate_stages import after_copy, run_stage
@@ -113,6 +118,7 @@ def test_dependencies_end_to_end(db, names, identity):
     with db.connect() as conn:
         spec, deps = after_copy(conn, names, identity=identity)
         assert limitations(deps) == []
+        assert dependency_notes(conn, spec, deps) == []
         view_before = conn.execute(sql.SQL("SELECT * FROM {} ORDER BY 1").format(
             names.ident(names.view))).fetchall()
     result = run_stage(db, spec, lambda c: dependency_steps(c, spec, deps))

@@ -918,6 +918,11 @@ def limitations(deps: Dependents) -> list[str]:
     return out
 
 
+def dependency_notes(conn: psycopg.Connection, spec: StageSpec, deps: Dependents) -> list[str]:
+    """What stage 7 changes or leaves out, in plain words, for its preview."""
+    return _wanted_indexes(conn, spec, deps)[1] + limitations(deps)
+
+
 def dependency_steps(conn: psycopg.Connection, spec: StageSpec, deps: Dependents) -> list[Step]:
     """Stage 7: every step that rebuilds the original's dependents on the new table. `deps`
     is what preflight.dependents() read before Build."""
