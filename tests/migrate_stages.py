@@ -184,6 +184,20 @@ def run_stage(db, spec: Spec, build, **kw):
     return run_plan(db, stage_plan(spec, steps), **kw)
 
 
+def killer(db, points: set[tuple[int, int]]):
+    """A runner hook that kills the plan's connection when it reaches (step, statement) in
+    `points`, once each; the list of points it fired at."""
+    fired: list[tuple[int, int]] = []
+
+    def hook(event: str, step: int, stmt: int, runner) -> None:
+        if event != "statement" or (step, stmt) not in points or (step, stmt) in fired:
+            return
+        fired.append((step, stmt))
+        with psycopg.connect(db.dsn, autocommit=True) as c:
+            c.execute("SELECT pg_terminate_backend(%s, 5000)", (runner.backend_pid,))
+    return hook, fired
+
+
 def catalog_dump(conn: psycopg.Connection, n: Names) -> dict[str, Any]:
     """What abort must put back: everything preflight reads about the table, its columns, and
     the referencing tables' columns and constraints."""

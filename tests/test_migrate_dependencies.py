@@ -17,7 +17,7 @@ from tui.core.migrate.dependencies import (
 )
 from tui.core.plans.engine.runner import Outcome
 
-from .migrate_stages import after_copy, run_stage
+from .migrate_stages import after_copy, killer, run_stage
 from .migrate_support import HOSTILE, PLAIN, Names
 
 
@@ -154,19 +154,6 @@ def test_dependencies_end_to_end(db, names, identity):
                                                       if not s.is_done(conn)]
 
 
-def _killer(db, points: set[tuple[int, int]]):
-    """Kill the plan's connection when it reaches (step, statement) in `points`, once each."""
-    fired: list[tuple[int, int]] = []
-
-    def hook(event: str, step: int, stmt: int, runner) -> None:
-        if event != "statement" or (step, stmt) not in points or (step, stmt) in fired:
-            return
-        fired.append((step, stmt))
-        with psycopg.connect(db.dsn, autocommit=True) as c:
-            c.execute("SELECT pg_terminate_backend(%s, 5000)", (runner.backend_pid,))
-    return hook, fired
-
-
 def test_killed_inside_dependencies_then_resumed(db):
     n = HOSTILE
     with db.connect() as conn:
@@ -179,7 +166,7 @@ def test_killed_inside_dependencies_then_resumed(db):
         "Index ", "Back-fill", "Foreign key of", "Validate the foreign key", "Retire")]
     points = [(at[0] + 2, 2), (at[1], 1), (at[2], 2), (at[3], 1), (at[4], 1)]
     for point in points:
-        hook, fired = _killer(db, {point})
+        hook, fired = killer(db, {point})
         result = run_stage(db, spec, lambda c: dependency_steps(c, spec, deps), hook=hook)
         assert fired == [point] and result.outcome == Outcome.FAILED, (point, result.error)
     result = run_stage(db, spec, lambda c: dependency_steps(c, spec, deps))

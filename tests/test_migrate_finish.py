@@ -22,6 +22,7 @@ from .migrate_stages import (
     build_and_copy,
     build_original,
     catalog_dump,
+    killer,
     original_deps,
     run_stage,
     spec_of,
@@ -62,6 +63,32 @@ def test_abort_restores_the_original(db, names, stage):
         assert {r: _rows(conn, names, r) for r in rows} == rows
         # built again, there is nothing left to do
         assert abort_steps(conn, spec, original_deps(conn, spec), stage) == []
+
+
+def test_abort_killed_then_resumed(db):
+    n = PLAIN
+    with db.connect() as conn:
+        build_original(conn, n)
+        before = catalog_dump(conn, n)
+        spec = build_and_copy(conn, n, spec_of(conn, n))
+    assert run_stage(db, spec, lambda c: dependency_steps(c, spec, original_deps(c, spec))).ok
+
+    def build(c):
+        return abort_steps(c, spec, original_deps(c, spec), "dependencies")
+
+    # killed at the last statement of a step of each kind; each run plans again from the catalog
+    for prefix in ("Give", "View", "Foreign keys of", "Drop the new table", "Names of"):
+        with db.connect() as conn:
+            steps = build(conn)
+        i = next(k for k, s in enumerate(steps, 1) if s.title.startswith(prefix))
+        point = (i, len(steps[i - 1].statements))
+        hook, fired = killer(db, {point})
+        result = run_stage(db, spec, build, hook=hook)
+        assert fired == [point] and result.outcome == Outcome.FAILED, (prefix, result.error)
+    result = run_stage(db, spec, build)
+    assert result.ok, result.error
+    with db.connect() as conn:
+        assert catalog_dump(conn, n) == before
 
 
 def test_finish_refuses_on_a_mismatch_then_drops(db):
