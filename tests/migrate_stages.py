@@ -67,6 +67,10 @@ def build_original(conn: psycopg.Connection, n: Names, *, identity: bool = False
     _x(conn, "CREATE TRIGGER {trg} BEFORE UPDATE ON {t} FOR EACH ROW EXECUTE FUNCTION {s}.{fn}()",
        n, trg=sql.Identifier("Keep trg"), fn=sql.Identifier("keep ;fn"))
     _x(conn, "ALTER TABLE {t} DISABLE TRIGGER {trg}", n, trg=sql.Identifier("Keep trg"))
+    _x(conn, "CREATE POLICY {pol} ON {t} FOR SELECT TO PUBLIC USING ({amount} >= 0);"
+             " ALTER TABLE {t} ENABLE ROW LEVEL SECURITY", n, pol=sql.Identifier("Pos ;p"))
+    _x(conn, "CREATE RULE {rule} AS ON DELETE TO {t} DO ALSO NOTIFY pgparts_test", n,
+       rule=sql.Identifier("Notify ;r"))
     _x(conn, "GRANT SELECT, INSERT ON {t} TO PUBLIC; GRANT UPDATE ({amount}) ON {t} TO PUBLIC",
        n)
     _x(conn, "COMMENT ON TABLE {t} IS 'payments; ''quoted'''", n)

@@ -98,6 +98,12 @@ def check_final(conn: psycopg.Connection, n: Names, spec) -> None:
         "SELECT a.attname FROM pg_attribute a, aclexplode(a.attacl) g WHERE a.attrelid ="
         " %s::regclass AND g.grantee = 0", (new,)).fetchall()
     assert col_acl == [(n.amount,)]
+    assert conn.execute(
+        "SELECT c.relrowsecurity, p.polname, pg_get_expr(p.polqual, p.polrelid),"
+        " (SELECT count(*) FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename ="
+        " 'Notify ;r') FROM pg_class c JOIN pg_policy p ON p.polrelid = c.oid"
+        " WHERE c.oid = %s::regclass", (new,)).fetchall() == [
+        (True, "Pos ;p", f"({_qi(conn, n.amount)} >= (0)::numeric)", 1)]
     assert conn.execute("SELECT obj_description(%s::regclass, 'pg_class')",
                         (new,)).fetchone()[0] == "payments; 'quoted'"
     assert conn.execute("SELECT reltuples > 0 FROM pg_class WHERE oid = %s::regclass",

@@ -18,7 +18,11 @@ refuses the row instead.
 
 The function is SECURITY DEFINER (writers need no SELECT on the table to look for collisions)
 with `search_path = pg_catalog, pg_temp`, EXECUTE revoked from PUBLIC, and refuses to run for
-anything but the new table's own rows (its partitions, BEFORE INSERT FOR EACH ROW).
+anything but the new table's own rows (its partitions, BEFORE INSERT FOR EACH ROW). It is
+created with CREATE FUNCTION, never OR REPLACE: a function of that name made by someone else
+beforehand would keep its owner, and the writers would run it as that owner; the step fails
+instead (it creates the function and the trigger in one transaction, so a killed run leaves
+neither).
 """
 
 from __future__ import annotations
@@ -120,7 +124,7 @@ def trigger_steps(conn: psycopg.Connection, spec: StageSpec) -> list[Step]:
                      "one minute wait for each other."),
         statements=[
             Statement(sql.SQL(
-                "CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql"
+                "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql"
                 " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {body}").format(
                 fn=fn, body=sql.Literal(_body(conn, spec, row[0]))),
                 note="runs as its owner, never under a writer's search_path"),
