@@ -4,7 +4,11 @@ the original back exactly (catalog dumps compared)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -26,6 +30,7 @@ from .migrate_stages import (
     original_deps,
     run_stage,
     spec_of,
+    stage_plan,
 )
 from .migrate_support import HOSTILE, PLAIN, Names
 
@@ -183,3 +188,44 @@ def test_insert_trigger_under_concurrent_inserts(db):
             n.ident(n.table), sql.Identifier(n.ts), sql.Identifier(n.pdm),
             sql.Identifier(n.tracer), sql.Identifier(n.ts))).fetchone()[0]
     assert (kept.minute, kept.second) == (11, 11)
+
+
+PSQL = next((p for p in ("/usr/lib/postgresql/15/bin/psql", "/usr/lib/postgresql/18/bin/psql",
+                         shutil.which("psql") or "") if p and Path(p).exists()), None)
+
+
+def _psql(db, tmp_path: Path, name: str, text: str) -> subprocess.CompletedProcess:
+    path = tmp_path / f"{name}.sql"
+    path.write_text(text)
+    env = {**os.environ, "PGOPTIONS": "-c search_path=public"}  # the script must not care
+    return subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.dsn, "-f",
+                           str(path)], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.skipif(PSQL is None, reason="psql is not installed")
+def test_exported_scripts_run_by_psql(db, tmp_path):
+    """`--sql`: stages 7-9 as scripts, run by psql; Finish's script stops before the DROP on a
+    mismatch."""
+    n = HOSTILE
+    with db.connect() as conn:
+        spec, deps = after_copy(conn, n)
+        script = stage_plan(spec, dependency_steps(conn, spec, deps)).to_sql(conn)
+    done = _psql(db, tmp_path, "deps", script)
+    assert done.returncode == 0, done.stderr
+    with db.connect() as conn:
+        assert dependency_steps(conn, spec, original_deps(conn, spec)) == []
+        script = stage_plan(spec, trigger_steps(conn, spec)).to_sql(conn)
+    assert _psql(db, tmp_path, "trigger", script).returncode == 0
+    t, amount = n.ident(n.table), sql.Identifier(n.amount)
+    change = sql.SQL("UPDATE {} SET {} = {} + %s WHERE {} = (SELECT min({}) FROM {})").format(
+        t, amount, amount, sql.Identifier(n.id), sql.Identifier(n.id), t)
+    db.execute(change, (1,))
+    with db.connect() as conn:
+        script = stage_plan(spec, finish_steps(conn, spec)).to_sql(conn)
+    refused = _psql(db, tmp_path, "finish", script)
+    assert refused.returncode != 0 and "are not in" in refused.stderr, refused.stderr
+    assert db.query("SELECT EXISTS (SELECT FROM pg_class WHERE oid = %s)", (spec.oid,))[0][0]
+    db.execute(change, (-1,))
+    finished = _psql(db, tmp_path, "finish2", script)
+    assert finished.returncode == 0, finished.stderr
+    assert not db.query("SELECT EXISTS (SELECT FROM pg_class WHERE oid = %s)", (spec.oid,))[0][0]

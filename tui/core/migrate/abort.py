@@ -399,5 +399,5 @@ def abort_steps(conn: psycopg.Connection, spec: StageSpec, deps: Dependents,
     steps += _drop_step(conn, spec)
     steps += _names_step(conn, spec)
     steps += _grant_step(conn, spec, deps)
-    return [s for s in steps if s.statements]
+    return [s for s in steps if s.statements and not s.is_done(conn)]
 

@@ -522,7 +522,8 @@ def _repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> li
                                           fkcol=fkcol, differs=differs),
                 note=f"back-fill {rp.disp}"))
         stmts.append(Statement(mismatch, "verify", note=f"{rp.disp} agrees with the key",
-                               check=_none_left(rp.disp)))
+                               check=_none_left(rp.disp),
+                               script=_raise_if_any(conn, mismatch, rp.disp)))
 
         def filled(c: psycopg.Connection) -> bool:
             if new_fk(c) is not None:
@@ -539,6 +540,7 @@ def _repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> li
                             "written" if rp.reused else "")
                          + ". Every row is rewritten once; reads go on."),
             statements=stmts,
+            verify_note=f"every row of {rp.disp} carries the key of the row it points at",
             locks=[Lock("ROW EXCLUSIVE", rp.disp, "writers of the same rows wait"),
                    Lock("ACCESS SHARE", old_disp(spec))],
             done=filled, group=GROUP))
@@ -623,6 +625,15 @@ def _repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> li
                Lock("ACCESS EXCLUSIVE", old_disp(spec), "an instant (its trigger goes)")],
         retry="step", done=retired, group=GROUP))
     return steps
+
+
+def _raise_if_any(conn: psycopg.Connection, count: sql.Composable, disp: str) -> sql.Composed:
+    """The exported script's form of _none_left: a DO block that raises."""
+    body = sql.SQL(
+        "DECLARE\n  n pg_catalog.int8;\nBEGIN\n  n := ({q});\n  IF n > 0 THEN\n"
+        "    RAISE EXCEPTION 'pgparts: % row(s) of % disagree with the key of the row they"
+        " point at', n, {d};\n  END IF;\nEND").format(q=count, d=sql.Literal(disp))
+    return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
 
 
 def _none_left(disp: str) -> Callable:
@@ -944,4 +955,6 @@ def dependency_steps(conn: psycopg.Connection, spec: StageSpec, deps: Dependents
     steps += _comment_step(spec, deps)
     steps += _publication_step(spec, deps)
     steps.append(_analyze_step(spec))
-    return steps
+    # what is done already (Build's CHECK constraints and grants, or a run before a kill) is
+    # left out: the preview and the exported script show what remains
+    return [s for s in steps if not s.is_done(conn)]

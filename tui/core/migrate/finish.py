@@ -30,7 +30,7 @@ from ..plans.engine.model import (
     VerificationFailed,
 )
 from ..plans.hashing import extended_hash_supported, row_hash
-from ..plans.steps.verify import compare_sql
+from ..plans.steps.verify import compare_sql, raise_unless_contained
 from .ddl import (
     StageSpec,
     new_disp,
@@ -125,7 +125,11 @@ def finish_steps(conn: psycopg.Connection, spec: StageSpec) -> list[Step]:
             statements=[Statement(compare_sql(rows_of, sql.Identifier(schema, part), cols, fast),
                                   "verify", note=f"compare {disp}",
                                   check=contained(rows_of, sql.Identifier(schema, part),
-                                                  cols, fast, what, disp))],
+                                                  cols, fast, what, disp),
+                                  script=raise_unless_contained(
+                                      conn, rows_of, sql.Identifier(schema, part), cols, fast,
+                                      what, disp))],
+            verify_note=f"every row of {what} is in {disp}",
             locks=[Lock("ACCESS SHARE", disp), Lock("ACCESS SHARE", odisp)],
             isolation="repeatable read", done=_gone(spec), group=GROUP))
     handover = _sequence_handover(conn, spec, oid)
@@ -140,11 +144,13 @@ def finish_steps(conn: psycopg.Connection, spec: StageSpec) -> list[Step]:
             Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(old), "lock"),
             Statement(compare_sql(old, new, cols, fast), "verify",
                       note=f"every row of {odisp} is in {ndisp}",
-                      check=contained(old, new, cols, fast, odisp, ndisp)),
+                      check=contained(old, new, cols, fast, odisp, ndisp),
+                      script=raise_unless_contained(conn, old, new, cols, fast, odisp, ndisp)),
             *handover,
             Statement(sql.SQL("DROP TABLE {}").format(old), note=f"drop {odisp}")],
         locks=[Lock("ACCESS EXCLUSIVE", odisp, "nothing uses it any more"),
                Lock("ACCESS SHARE", ndisp)],
+        verify_note=f"every row of {odisp} is in {ndisp}",
         retry="step", done=_gone(spec), group=GROUP))
     return steps
 

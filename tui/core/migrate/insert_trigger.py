@@ -116,6 +116,8 @@ def trigger_steps(conn: psycopg.Connection, spec: StageSpec) -> list[Step]:
                       (rel_oid(c, spec.schema, spec.name) or 0, TRIGGER)).fetchone()
         return bool(r and r[0])
 
+    if done(conn):
+        return []
     return [Step(
         title=f"Collisions at insert time on {disp}",
         explanation=(f"A BEFORE INSERT trigger moves a new row that collides on "
