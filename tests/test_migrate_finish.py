@@ -15,10 +15,10 @@ import pytest
 from psycopg import sql
 
 from tui.core.migrate import MigrateError
-from tui.core.migrate.abort import abort_steps
 from tui.core.migrate.dependencies import dependency_steps
 from tui.core.migrate.finish import finish_facts, finish_steps
 from tui.core.migrate.insert_trigger import trigger_steps
+from tui.core.migrate.restore import abort_steps
 from tui.core.plans.engine.runner import Outcome
 
 from .migrate_stages import (
@@ -61,7 +61,13 @@ def test_abort_restores_the_original(db, names, stage):
     if stage == 8:
         assert run_stage(db, spec, lambda c: dependency_steps(c, spec, deps)).ok
         assert run_stage(db, spec, lambda c: trigger_steps(c, spec)).ok
-    result = run_stage(db, spec, lambda c: abort_steps(c, spec, original_deps(c, spec), stage))
+    new_oid = db.query("SELECT %s::regclass::oid", (names.ident(names.table).as_string(),))[0][0]
+    if stage == 6:  # given another oid than the new table's, abort refuses and changes nothing
+        result = run_stage(db, spec, lambda c: abort_steps(
+            c, spec, original_deps(c, spec), stage, new_table_oid=new_oid + 1000))
+        assert result.outcome == Outcome.FAILED and "not the table" in result.error
+    result = run_stage(db, spec, lambda c: abort_steps(c, spec, original_deps(c, spec), stage,
+                                                       new_table_oid=new_oid))
     assert result.ok, (result.error, result.state)
     with db.connect() as conn:
         assert catalog_dump(conn, names) == before

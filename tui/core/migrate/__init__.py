@@ -26,7 +26,7 @@ share):
 - `insert_trigger`: stage 8, the BEFORE INSERT trigger that moves a colliding new row to a free
   second of its minute.
 - `finish`: stage 9, every partition compared with the original, then the original dropped.
-- `abort`: the original put back, from any stage before the drop.
+- `restore`: abort, the original put back, from any stage before the drop.
 
 Statements that a stage will run are returned as `psycopg.sql.Composed`, so the stage can show
 them (`as_string`) before running them, and tests run them in a transaction rolled back.

@@ -29,13 +29,14 @@ changed the data in place, before Build, and said so when confirmed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
 from ..names import display_name
-from ..plans.engine.model import Lock, Statement, Step
+from ..plans.engine.model import Lock, Statement, Step, VerificationFailed
 from . import MigrateError
 from .ddl import (
     StageSpec,
@@ -76,11 +77,32 @@ def _new_or_aside(conn: psycopg.Connection, spec: StageSpec) -> int | None:
     return new_oid(conn, spec) or rel_oid(conn, spec.schema, aside_name(spec))
 
 
-def _rename_step(conn: psycopg.Connection, spec: StageSpec) -> Step:
+def _is_ours(name: str, expected: int) -> Callable:
+    def check(row: tuple, _conn: psycopg.Connection) -> str:
+        if not row or row[0] is None or int(row[0]) != expected:
+            raise VerificationFailed(f"{name} is not the table the migration built; nothing "
+                                     "is dropped")
+        return f"{name} is the table the migration built"
+    return check
+
+
+def _check_ours(conn: psycopg.Connection, schema: str, name: str, expected: int | None
+                ) -> list[Statement]:
+    """When the caller knows the new table's oid (the registry's record), a check that the
+    table about to be moved aside or dropped is that one."""
+    if expected is None:
+        return []
+    return [Statement(sql.SQL("SELECT pg_catalog.to_regclass({})::pg_catalog.oid").format(
+        sql.Literal(sql.Identifier(schema, name).as_string(conn))), "verify",
+        note=f"{name} is the table the migration built", check=_is_ours(name, expected))]
+
+
+def _rename_step(conn: psycopg.Connection, spec: StageSpec, expected: int | None) -> Step:
     current = conn.execute("SELECT relname FROM pg_catalog.pg_class WHERE oid = %s",
                            (spec.oid,)).fetchone()[0]
     stmts = []
     if new_oid(conn, spec) is not None:
+        stmts += _check_ours(conn, spec.schema, spec.name, expected)
         stmts.append(Statement(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
             sql.Identifier(spec.schema, spec.name), sql.Identifier(aside_name(spec)))))
     if current != spec.name:
@@ -308,7 +330,8 @@ def _sequence_step(conn: psycopg.Connection, spec: StageSpec, deps: Dependents) 
         locks=[], retry="step", done=done, group=GROUP)]
 
 
-def _drop_step(conn: psycopg.Connection, spec: StageSpec) -> list[Step]:
+def _drop_step(conn: psycopg.Connection, spec: StageSpec, expected: int | None
+               ) -> list[Step]:
     aside = sql.Identifier(spec.schema, aside_name(spec))
     fn = function_ident(spec)
 
@@ -319,7 +342,8 @@ def _drop_step(conn: psycopg.Connection, spec: StageSpec) -> list[Step]:
 
     if done(conn):
         return []
-    stmts = [Statement(sql.SQL("DROP TABLE {}").format(aside), note="the new table")] \
+    stmts = [*_check_ours(conn, spec.schema, aside_name(spec), expected),
+             Statement(sql.SQL("DROP TABLE {}").format(aside), note="the new table")] \
         if _new_or_aside(conn, spec) is not None else []
     stmts.append(Statement(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(fn)))
     return [Step(
@@ -384,19 +408,21 @@ def stage_number(stage: str | int) -> int:
 
 
 def abort_steps(conn: psycopg.Connection, spec: StageSpec, deps: Dependents,
-                stage: str | int) -> list[Step]:
+                stage: str | int, *, new_table_oid: int | None = None) -> list[Step]:
     """The steps that put the original back, from `stage` (the last stage done or begun, by
     number or name). `deps`: preflight.dependents() of the original, read before Build or
-    now (its grants and serial sequences are the ones put back)."""
+    now (its grants and serial sequences are the ones put back). `new_table_oid`: the new
+    table as the registry recorded it; given, the table moved aside and dropped is checked to
+    be that one (else the step fails and nothing is dropped)."""
     if not old_exists(conn, spec):
         raise MigrateError("the original table was dropped: there is nothing to go back to")
     if stage_number(stage) < BUILD_STAGE:
         return []  # nothing was built; the data stages before it are not undone
-    steps = [_rename_step(conn, spec)]
+    steps = [_rename_step(conn, spec, new_table_oid)]
     steps += _view_steps(conn, spec)
     steps += _fk_steps(conn, spec)
     steps += _sequence_step(conn, spec, deps)
-    steps += _drop_step(conn, spec)
+    steps += _drop_step(conn, spec, new_table_oid)
     steps += _names_step(conn, spec)
     steps += _grant_step(conn, spec, deps)
     return [s for s in steps if s.statements and not s.is_done(conn)]
