@@ -168,6 +168,9 @@ def _wanted_indexes(conn: psycopg.Connection, spec: StageSpec, deps: Dependents
     for ix in deps.indexes:
         if ix.primary:
             continue
+        if not ix.valid:
+            notes.append(f"index {ix.name!r} is invalid (a build that failed): not re-created")
+            continue
         if ix.constraint and constraint_types.get(ix.constraint) == "x":
             notes.append(f"exclusion constraint {ix.constraint!r} is not re-created")
             continue
