@@ -14,9 +14,9 @@ from psycopg import sql
 
 from tui.core.migrate.collisions import rewrite_statement
 from tui.core.migrate.ddl import fit
-from tui.core.migrate.dependencies import grant_statements, missing_grants
 from tui.core.migrate.duplicates import dedupe_statements
 from tui.core.migrate.preflight import Dependents, dependents
+from tui.core.migrate.recreate import grant_statements, missing_grants
 from tui.core.migrate.source import load_table, partition_column
 from tui.core.plans import Plan
 

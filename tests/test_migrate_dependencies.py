@@ -9,12 +9,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tui.core.migrate.dependencies import (
-    dependency_notes,
-    dependency_steps,
-    derived_name,
-    limitations,
-)
+from tui.core.migrate.dependencies import dependency_notes, dependency_steps, limitations
+from tui.core.migrate.repoint import derived_name
 from tui.core.plans.engine.runner import Outcome
 
 from .migrate_stages import after_copy, killer, run_stage

@@ -21,8 +21,9 @@ The stages after Copy return plan-engine Steps, each with a catalog-based `done`
 locks it takes (ddl.StageSpec: the spec fields they read; ddl.py: names and look-ups they
 share):
 
-- `dependencies`: stage 7, keys, indexes, foreign keys (referencing ones re-pointed at the
-  natural key), views, triggers, rules, policies, grants, comments, ANALYZE.
+- `dependencies`: stage 7, keys, indexes, own foreign keys, ANALYZE; with `repoint` (other
+  tables' foreign keys re-pointed at the natural key) and `recreate` (views, triggers, rules,
+  policies, grants, comments).
 - `insert_trigger`: stage 8, the BEFORE INSERT trigger that moves a colliding new row to a free
   second of its minute.
 - `finish`: stage 9, every partition compared with the original, then the original dropped.

@@ -12,6 +12,7 @@ after abort renames the original back, the original again.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Protocol
 
 import psycopg
@@ -130,6 +131,27 @@ def free_name(base: str, suffix: str, taken: set[str]) -> str:
             taken.add(name)
             return name
         n += 1
+
+
+def one(conn: psycopg.Connection, query: sql.Composable | str, params: tuple = ()) -> bool:
+    """The first column of a one-row query, as a bool (False when there is no row)."""
+    row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+    return bool(row and row[0])
+
+
+def has_constraint(spec: StageSpec, schema: str, table: str, name: str, *,
+                   validated: bool = False, on_new: bool = False
+                   ) -> Callable[[psycopg.Connection], bool]:
+    """A done check: schema.table has the constraint `name` (validated; referencing the new
+    table)."""
+    def done(conn: psycopg.Connection) -> bool:
+        st = constraint_state(conn, rel_oid(conn, schema, table), name)
+        if st is None:
+            return False
+        if on_new and st[2] != new_oid(conn, spec):
+            return False
+        return st[1] or not validated
+    return done
 
 
 def constraint_state(conn: psycopg.Connection, relid: int | None, name: str

@@ -49,9 +49,10 @@ from .ddl import (
     swap_name,
     view_prefix,
 )
-from .dependencies import ADDED_PREFIX, grant_statements, missing_grants, temp_fk_name
 from .insert_trigger import function_ident
 from .preflight import ACTIONS, Dependents
+from .recreate import grant_statements, missing_grants
+from .repoint import ADDED_PREFIX, temp_fk_name
 
 GROUP = "abort"
 STAGE_NAMES = ("preflight", "duplicates", "collisions", "layout", "build", "copy",
