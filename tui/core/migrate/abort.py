@@ -1,6 +1,7 @@
 """Abort a migration until its drop: after Build, the new table dropped (checked to be the one
 recorded) and the original's names put back; before Build, the record forgotten. Once stage 7
-began on the new table, stage 7's own abort (later.abort_steps) is used."""
+began on the new table, stage 7's own abort (restore.py, through later.abort_steps) is used;
+once Finish dropped the original there is nothing to go back to, and abort says so."""
 
 from __future__ import annotations
 
@@ -88,6 +89,9 @@ def abort_plan(conn: psycopg.Connection, schema: str, name: str) -> Plan:
     if rec is None:
         raise MigrateError(f"no migration of {display_name(schema, name)} is recorded")
     spec = rec.spec
+    if stage_index(rec.state) >= stage_index("finish"):
+        raise MigrateError(f"the migration of {spec.display} is finished: the original table "
+                           "was dropped, there is nothing to go back to")
     forget = Statement(forget_sql(spec), note="forget the migration")
 
     def gone(c: psycopg.Connection) -> bool:
@@ -96,7 +100,8 @@ def abort_plan(conn: psycopg.Connection, schema: str, name: str) -> Plan:
     built = stage_index(rec.state) >= stage_index("build")
     if stage_index(rec.state) >= stage_index("dependencies") or (
             built and stage_7_begun(conn, rec.new_oid)):
-        steps = later.abort_steps(conn, spec, original_dependents(conn, spec), rec.state)
+        steps = later.abort_steps(conn, spec, original_dependents(conn, spec), rec.state,
+                                  new_table_oid=rec.new_oid)
     elif built:
         steps = [Step(
             f"restore {spec.display}",

@@ -10,7 +10,10 @@ comment alone.
 the migration, then deletes duplicates by error, re-pointing referencing rows first),
 3 collisions (rewrites colliding seconds; stops, nothing changed, when a group is over 60),
 4 layout (records the partitions), 5 build (build.py), 6 copy (copy.py), 7 dependencies,
-8 collisions at insert time, 9 finish (later.py: their functions). Abort is in abort.py.
+8 collisions at insert time (only when the migration chose it: `chosen`; left out of the
+sequence and never recorded otherwise, so the record goes from 'dependencies' to 'finish'),
+9 finish (later.py: their steps, from dependencies.py, insert_trigger.py and finish.py).
+Abort is in abort.py (restore.py once stage 7 began).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from . import MigrateError, later
 from .build import build_step, plan_renames
 from .collisions import MAX_PER_MINUTE, _ranked, _shape, rewrite_statement
 from .copy import copy_steps
+from .dependencies import dependency_notes
 from .duplicates import dedupe_statements
+from .finish import finish_facts
 from .layout import bound_text
 from .preflight import Dependents, dependents
 from .source import Column, SourceTable, partition_column
@@ -49,6 +54,18 @@ KIND = "migrate"
 
 def stage_index(name: str) -> int:
     return NAMES.index(name) if name in NAMES else -1
+
+
+def chosen(name: str, spec: MigrationSpec) -> bool:
+    """Whether the migration runs stage `name`: all but stage 8, which the operator chooses
+    (`spec.insert_trigger`)."""
+    return name != "trigger" or spec.insert_trigger
+
+
+def next_stage_after(state: str, spec: MigrationSpec) -> str | None:
+    """The stage that follows `state` in this migration (stage 8 left out when not chosen);
+    None when every stage is done."""
+    return next((n for n in NAMES[stage_index(state) + 1:] if chosen(n, spec)), None)
 
 
 def recorded_for(conn: psycopg.Connection, spec: MigrationSpec) -> Recorded | None:
@@ -120,9 +137,7 @@ def standing(conn: psycopg.Connection, schema: str, name: str) -> Standing:
             (spec.schema, spec.name)).fetchone()
         if new is None or int(new[0]) != rec.new_oid or new[1] != "p":
             problems.append(f"{spec.display} is not the partitioned table pgparts built")
-    i = stage_index(rec.state)
-    nxt = NAMES[i + 1] if i + 1 < len(NAMES) else None
-    return Standing(rec, nxt, problems)
+    return Standing(rec, next_stage_after(rec.state, spec), problems)
 
 
 # -- stage plans --------------------------------------------------------------------------------
@@ -283,22 +298,43 @@ def _recorded_spec(conn: psycopg.Connection, spec: MigrationSpec) -> MigrationSp
     return rec.spec if rec else spec
 
 
+def _require_built(conn: psycopg.Connection, spec: MigrationSpec, number: int) -> None:
+    """Stages 7-9 read what they do from the new table in the catalog (its partitions, the
+    keys already built): before Build there is nothing to read them from."""
+    if not state_at_least(conn, spec, "build"):
+        raise MigrateError(f"stage {number}'s steps are read from the new table: they are "
+                           "shown once Build (stage 5) has run")
+
+
 def dependencies_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
+    _require_built(conn, spec, 7)
     spec = _recorded_spec(conn, spec)
-    steps = later.dependency_steps(conn, spec, original_dependents(conn, spec))
-    return _plan(spec, 7, "dependencies", steps, ["Keys, indexes, foreign keys, views."])
+    deps = original_dependents(conn, spec)
+    steps = later.dependency_steps(conn, spec, deps,
+                                   lambda c: state_at_least(c, spec, "dependencies"))
+    plan = _plan(spec, 7, "dependencies", steps, ["Keys, indexes, foreign keys, views."])
+    plan.facts.notes += dependency_notes(conn, spec, deps)
+    return plan
 
 
 def trigger_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
+    _require_built(conn, spec, 8)
     spec = _recorded_spec(conn, spec)
-    return _plan(spec, 8, "collisions at insert time", later.trigger_steps(conn, spec),
+    if not spec.insert_trigger:
+        raise MigrateError("stage 8 (collisions at insert time) was not chosen "
+                           "for this migration")
+    return _plan(spec, 8, "collisions at insert time",
+                 later.trigger_steps(conn, spec, lambda c: state_at_least(c, spec, "trigger")),
                  ["A trigger that adjusts the seconds of colliding new rows."])
 
 
 def finish_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
+    _require_built(conn, spec, 9)
     spec = _recorded_spec(conn, spec)
-    return _plan(spec, 9, "finish", later.finish_steps(conn, spec),
+    plan = _plan(spec, 9, "finish", later.finish_steps(conn, spec),
                  ["Compare both tables; drop the original."])
+    plan.facts = finish_facts(spec)
+    return plan
 
 
 @dataclass(frozen=True)
@@ -308,6 +344,11 @@ class Stage:
     title: str
     plan: Callable[[psycopg.Connection, MigrationSpec], Plan]
     applies: bool  # changes the database (stage 1 only reads)
+
+    def chosen(self, spec: MigrationSpec) -> bool:
+        """Whether the migration runs this stage: stage 8 only when it was chosen (it is
+        left out of the sequence otherwise, and 'trigger' is never recorded)."""
+        return chosen(self.name, spec)
 
     def done(self, conn: psycopg.Connection, spec: MigrationSpec) -> bool:
         if self.name == "layout" and not state_at_least(conn, spec, "build"):
@@ -347,13 +388,18 @@ def spec_partitions(partitions: list, kind: str) -> tuple[SpecPartition, ...]:
 
 
 def make_spec(table: SourceTable, column: str, key: tuple[str, ...], tiebreak: str | None,
-              surrogate: str | None, partitions: tuple[SpecPartition, ...]) -> MigrationSpec:
+              surrogate: str | None, partitions: tuple[SpecPartition, ...], *,
+              insert_trigger: bool = False) -> MigrationSpec:
     pc = partition_column(table, column)
     if column not in key:
         raise MigrateError(f"the new key must hold the partition column {column!r}")
+    if insert_trigger and (tiebreak is None or pc.kind not in ("timestamptz", "timestamp")):
+        raise MigrateError("collisions at insert time (stage 8) need a timestamp partition "
+                           "column and a tie-break column")
     for c in key + ((tiebreak,) if tiebreak else ()):
         table.column(c)
     if not any(p.default for p in partitions):
         raise MigrateError("the layout needs a DEFAULT partition")
     return MigrationSpec(table.schema, table.name, table.oid, old_name_for(table.name), column,
-                         pc.kind, key, tiebreak, surrogate, partitions)
+                         pc.kind, key, tiebreak, surrogate, partitions,
+                         insert_trigger=insert_trigger)
