@@ -154,6 +154,15 @@ def test_killed_inside_stages_2_5_6_7_9_resumes(db):
         spec = prepare(conn, _choices(n)).spec
     before = _rows(db, n.ident(n.table), n)
     copied: list[tuple] = []
+    with db.connect() as conn:
+        dedupe = stage("duplicates").plan(conn, spec).steps[1]
+        texts = [st.render(conn) for st in dedupe.statements]
+    # no index on the referencing columns: one is built for the delete's foreign key checks
+    # (each deleted row would scan the referencing table) and dropped in the same transaction
+    assert [lk.mode for lk in dedupe.locks] == ["EXCLUSIVE", "SHARE", "SHARE", "SHARE"]
+    helpers = [t for t in texts if t.startswith("CREATE INDEX \"pgparts_dedupe_")]
+    assert len(helpers) == 3 and texts.index(helpers[-1]) < next(
+        i for i, t in enumerate(texts) if t.startswith("DELETE FROM"))
     # stage 2: inside the dedupe transaction (after the re-pointing, before the delete);
     # stage 7: between a partition's unique index and its primary key; stage 9: after the
     # original's DROP, before the record of the stage (same transaction: both roll back)
@@ -177,6 +186,7 @@ def test_killed_inside_stages_2_5_6_7_9_resumes(db):
             assert standing(conn, n.schema, n.table).recorded.state == last
     assert _rows(db, n.ident(n.table), n) == copied
     assert len(copied) < len(before)  # duplicates went
+    assert db.query("SELECT relname FROM pg_class WHERE relname LIKE 'pgparts%'") == []
     with db.connect() as conn:
         st = standing(conn, n.schema, n.table)
         assert (st.next_stage, st.problems) == (None, [])

@@ -8,6 +8,8 @@ statement timeout) and composes its statements; it runs none of them.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,12 +105,41 @@ def find_duplicates(conn: psycopg.Connection, table: SourceTable, key: tuple[str
                            blocking if groups else [])
 
 
+def unindexed(conn: psycopg.Connection, fks: Sequence[ForeignKey]) -> list[ForeignKey]:
+    """The foreign keys whose referencing column leads no index of its table."""
+    out = []
+    for fk in fks:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_index x"
+            " JOIN pg_catalog.pg_class c ON c.oid = x.indrelid"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = x.indkey[0]"
+            " WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND x.indisvalid"
+            " AND x.indpred IS NULL)", (fk.schema, fk.table, fk.columns[0])).fetchone()
+        if not (row and row[0]):
+            out.append(fk)
+    return out
+
+
+def helper_index_name(fk: ForeignKey) -> str:
+    """The dedupe's own index on a referencing column (dropped in the same transaction)."""
+    digest = hashlib.sha256("\x00".join((fk.schema, fk.table, fk.name)).encode()).hexdigest()
+    return f"pgparts_dedupe_{digest[:8]}"
+
+
 def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: str,
-                      referencing: list[ForeignKey]) -> list[sql.Composed]:
+                      referencing: list[ForeignKey],
+                      unindexed_fks: Sequence[ForeignKey] = ()) -> list[sql.Composed]:
     """The dedupe stage's statements, to run in this order in one transaction: the rows to
     delete with the row each one's references move to; every referencing foreign key
     re-pointed to the kept row; the delete. MigrateError when a foreign key points at other
-    columns than the surrogate id (its rows cannot be re-pointed by id)."""
+    columns than the surrogate id (its rows cannot be re-pointed by id).
+
+    `unindexed_fks` (`unindexed()`): referencing columns no index leads. PostgreSQL checks
+    every deleted row's foreign keys with a query on the referencing table, a full scan of it
+    when its column has no index (deleted rows x referencing rows: minutes for tens of
+    thousands of each); an index on each such column is built before the delete and dropped
+    after it, in the same transaction (SHARE on that table meanwhile)."""
     repointable, blocking = _split(referencing, surrogate)
     if blocking:
         raise MigrateError("foreign key(s) " + ", ".join(f.name for f in blocking)
@@ -125,7 +156,13 @@ def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: s
             "UPDATE {r} AS r SET {c} = d.keep_id FROM {w} AS d WHERE r.{c} = d.drop_id").format(
             r=sql.Identifier(fk.schema, fk.table), c=sql.Identifier(fk.columns[0]),
             w=WORK_TABLE))
+    helpers = [fk for fk in unindexed_fks if fk in repointable]
+    out += [sql.SQL("CREATE INDEX {i} ON {r} ({c})").format(
+        i=sql.Identifier(helper_index_name(fk)), r=sql.Identifier(fk.schema, fk.table),
+        c=sql.Identifier(fk.columns[0])) for fk in helpers]
     out.append(sql.SQL("DELETE FROM {t} AS x USING {w} AS d WHERE x.{s} = d.drop_id").format(
         t=table.ident, w=WORK_TABLE, s=sql.Identifier(surrogate)))
+    out += [sql.SQL("DROP INDEX {}").format(sql.Identifier(fk.schema, helper_index_name(fk)))
+            for fk in helpers]
     out.append(sql.SQL("DROP TABLE {w}").format(w=WORK_TABLE))
     return out

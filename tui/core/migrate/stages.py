@@ -32,7 +32,7 @@ from .build import build_step, plan_renames
 from .collisions import MAX_PER_MINUTE, _ranked, _shape
 from .copy import copy_steps
 from .dependencies import dependency_notes
-from .duplicates import dedupe_statements
+from .duplicates import dedupe_statements, unindexed
 from .finish import finish_facts
 from .layout import bound_text
 from .preflight import Dependents, dependents
@@ -199,9 +199,11 @@ def duplicates_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
                   Statement(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(spec.table),
                             "lock", "no writes during the dedupe")]
     columns = spec.key + ((spec.tiebreak,) if spec.tiebreak else ())
+    helpers: list = []
     if spec.surrogate and spec.surrogate not in columns:
+        helpers = unindexed(conn, deps.referencing_fks)
         statements += [Statement(s, note="dedupe") for s in dedupe_statements(
-            table, columns, spec.surrogate, deps.referencing_fks)]
+            table, columns, spec.surrogate, deps.referencing_fks, helpers)]
     statements.append(Statement(state_sql(spec, "duplicates"), note="record the stage"))
     step = Step(
         "delete duplicates by error",
@@ -209,7 +211,10 @@ def duplicates_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
         f"{spec.surrogate}) are deleted; rows of other tables pointing at a deleted row are "
         "re-pointed to the kept one first." if spec.surrogate else
         "No surrogate key: nothing is deleted (duplicates must be resolved by hand).",
-        statements, locks=[Lock("EXCLUSIVE", spec.display, "writes to the table")],
+        statements, locks=[Lock("EXCLUSIVE", spec.display, "writes to the table")] + [
+            Lock("SHARE", display_name(fk.schema, fk.table),
+                 f"writes wait: an index on {fk.columns[0]} serves the delete's foreign key "
+                 "checks, dropped before the commit") for fk in helpers],
         done=lambda c: state_at_least(c, spec, "duplicates"))
     return _plan(spec, 2, "duplicates by error", [_record_step(conn, spec), step],
                  ["Record the migration; delete duplicates by error."])
