@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import psycopg
+from psycopg import sql
 
 from tui.cli import main
 from tui.core.migrate.migration import Choices, prepare
@@ -313,3 +314,20 @@ def test_resume_with_another_layout_before_build(db18, capsys):
                       "'legacy.payment'::regclass")[0][0] == len(doc["spec"]["partitions"])
     _one_line(run_cli(capsys, "migrate", "legacy.payment", "--resume", "--interval", "year",
                       "--dry-run", *d), "cannot change once the partitioned table is built")
+
+
+def test_finish_asks_for_the_table_name(monkeypatch, capsys):
+    """Before Finish drops the original, 'yes' is not enough: the table's name is typed."""
+    from tui.commands.migrate import _confirm
+    from tui.core.migrate.stages import stage
+    from tui.core.plans import Plan
+    from tui.core.plans.engine.model import Statement, Step
+
+    plan = Plan(kind="migrate", title="t", target="legacy.payment", target_oid=1,
+                steps=[Step("drop", "drop it", [Statement(sql.SQL("SELECT 1"))])], summary=[])
+    answers = iter(["yes", "legacy.payment", "yes"])
+    monkeypatch.setattr("builtins.input", lambda _prompt: next(answers))
+    assert _confirm(stage("finish"), plan) is False
+    assert _confirm(stage("finish"), plan) is True
+    assert _confirm(stage("copy"), plan) is True  # other stages: 'yes'
+    capsys.readouterr()
