@@ -52,13 +52,32 @@ def _cols(columns: tuple[str, ...], alias: str | None = None) -> sql.Composable:
         sql.Identifier(alias, c) if alias else sql.Identifier(c) for c in columns)
 
 
+def candidates(table: SourceTable, columns: tuple[str, ...]) -> sql.Composable:
+    """A FROM item with the table's rows that can be duplicates on `columns` (alias `k`):
+    those whose NOT NULL columns among them (the tie-break, last, left out when others are)
+    hold values stored more than once. Counting rows on fewer, fixed-width columns is a far
+    smaller aggregate than the whole group (an index on them answers it without reading the
+    table), and only the candidates are then grouped. Equality on NOT NULL columns matches
+    what GROUP BY groups; without such a column every row is a candidate."""
+    not_null = [c for c in columns if table.column(c).not_null]
+    narrow = [c for c in columns[:-1] if c in not_null] or not_null
+    if not narrow:
+        return sql.SQL("{} AS k").format(table.ident)
+    cols = _cols(tuple(narrow))
+    on = sql.SQL(" AND ").join(sql.SQL("k.{c} = c.{c}").format(c=sql.Identifier(c))
+                               for c in narrow)
+    return sql.SQL("(SELECT k.* FROM {t} AS k JOIN (SELECT {cols} FROM {t} GROUP BY {cols}"
+                   " HAVING pg_catalog.count(*) > 1) AS c ON {on}) AS k").format(
+        t=table.ident, cols=cols, on=on)
+
+
 def drop_set(table: SourceTable, columns: tuple[str, ...], surrogate: str) -> sql.Composed:
     """SELECT drop_id, keep_id: each row to delete and the oldest row of its group.
     PARTITION BY groups NULLs together, as GROUP BY does."""
     return sql.SQL(
         "SELECT x.{s} AS drop_id, x.keep_id FROM (SELECT {s}, pg_catalog.min({s}) OVER"
         " (PARTITION BY {cols}) AS keep_id FROM {t}) AS x WHERE x.{s} <> x.keep_id").format(
-        s=sql.Identifier(surrogate), cols=_cols(columns), t=table.ident)
+        s=sql.Identifier(surrogate), cols=_cols(columns), t=candidates(table, columns))
 
 
 def _split(fks: list[ForeignKey], surrogate: str) -> tuple[list[ForeignKey], list[ForeignKey]]:
@@ -77,7 +96,7 @@ def find_duplicates(conn: psycopg.Connection, table: SourceTable, key: tuple[str
     if surrogate in columns:
         raise MigrateError("the surrogate id cannot be part of the duplicate test")
     grouped = sql.SQL("FROM {t} GROUP BY {cols} HAVING pg_catalog.count(*) > 1").format(
-        t=table.ident, cols=_cols(columns))
+        t=candidates(table, columns), cols=_cols(columns))
     repointable, blocking = _split(referencing, surrogate)
     # one pass over the drop set for the totals and every foreign key's referencing rows
     per_fk = [sql.SQL(", (SELECT pg_catalog.count(*) FROM {r} AS r JOIN d ON r.{c} = d.drop_id)")
