@@ -49,6 +49,11 @@ def test_bad_input_one_line_exit_2(db18, capsys):
               "no migration of legacy.payment is recorded")
     _one_line(run_cli(capsys, "migrate", *ARGS, "--layout", "/nonexistent.toml", "--dry-run",
                       *d), "cannot read")
+    # stage 8 moves colliding rows within their minute by the tie-break: it needs both
+    _one_line(run_cli(capsys, "migrate", *ARGS[:5], *ARGS[7:], "--insert-trigger", "--dry-run",
+                      *d), "need a timestamp partition column and a tie-break")
+    _one_line(run_cli(capsys, "migrate", "legacy.payment", "--abort", "--insert-trigger",
+                      "--dry-run", *d), "chosen with a new migration")
     # a registry other roles may write to is never read: nothing can tell where it stands
     db18.execute("CREATE SCHEMA pgparts; GRANT CREATE ON SCHEMA pgparts TO PUBLIC")
     _one_line(run_cli(capsys, "migrate", "legacy.payment", "status", *d),

@@ -97,11 +97,15 @@ def _table(conn: psycopg.Connection, text: str) -> tuple[str, str]:
 
 def _check(args: argparse.Namespace, ctx: Context) -> None:
     if args.status_action == "status":
-        if args.dry_run or args.sql or args.apply or args.resume or args.abort:
-            raise CliError("status takes no --dry-run, --sql, --apply, --resume or --abort")
+        if (args.dry_run or args.sql or args.apply or args.resume or args.abort
+                or args.insert_trigger):
+            raise CliError("status takes no --dry-run, --sql, --apply, --resume, --abort or "
+                           "--insert-trigger")
         return
     if args.resume and args.abort:
         raise CliError("--resume or --abort, not both")
+    if args.insert_trigger and args.abort:
+        raise CliError("--insert-trigger is chosen with a new migration, not with --abort")
     if not (args.dry_run or args.sql or args.apply):
         raise CliError("say what to do: 'status', --dry-run, --sql or --apply")
     if args.yes and not args.apply:
