@@ -1,5 +1,5 @@
 """`pgparts migrate`: bad input, dry run, SQL, apply (stopped by a group over 60 with nothing
-changed; stages 1-6 run unattended), status, abort."""
+changed; every stage run unattended), status, abort; the demo's legacy.payment end to end."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import psycopg
 from psycopg import sql
 
 from tui.cli import main
-from tui.core.migrate.migration import prepare
+from tui.core.migrate.migration import Choices, prepare
 
 from .migrate_support import PLAIN, build_legacy
 from .test_migrate_stages import _build, _choices, _rows, _run_to, catalog_dump
@@ -57,6 +57,11 @@ def test_bad_input_one_line_exit_2(db18, capsys):
               "legacy.parted is already partitioned, and no migration of it is recorded")
     _one_line(run_cli(capsys, "migrate", *ARGS, "--layout", "/nonexistent.toml", "--dry-run",
                       *d), "cannot read")
+    # stage 8 moves colliding rows within their minute by the tie-break: it needs both
+    _one_line(run_cli(capsys, "migrate", *ARGS[:5], *ARGS[7:], "--insert-trigger", "--dry-run",
+                      *d), "need a timestamp partition column and a tie-break")
+    _one_line(run_cli(capsys, "migrate", "legacy.payment", "--abort", "--insert-trigger",
+                      "--dry-run", *d), "chosen with a new migration")
     # a registry other roles may write to is never read: nothing can tell where it stands
     db18.execute("CREATE SCHEMA pgparts; GRANT CREATE ON SCHEMA pgparts TO PUBLIC")
     _one_line(run_cli(capsys, "migrate", "legacy.payment", "status", *d),
@@ -82,44 +87,67 @@ def test_dry_run_sql_apply_status_abort(db18, capsys):
     dump = catalog_dump(db18, n.schema, n.table)
     status, out, _ = run_cli(capsys, "migrate", *ARGS, "--dry-run", *d)
     assert status == 0
-    for number in range(1, 10):
+    for number in (1, 2, 3, 4, 5, 6, 7, 9):
         assert f"== stage {number}:" in out
-    assert "not available on this branch" in out and "duplicates by error:" in out
+    # stage 8 is offered, not imposed
+    assert "== stage 8:" not in out and "not chosen (--insert-trigger)" in out
+    assert "not available" not in out and "duplicates by error:" in out
     assert "legacy.payment_bonus.payment_bonus_pay_id_fkey" in out
     assert "views: legacy.payment_daily" in out and "(serial of pay_id)" in out
-    status, out, _ = run_cli(capsys, "migrate", *ARGS, "--dry-run", "--json", *d)
+    status, out, _ = run_cli(capsys, "migrate", *ARGS, "--insert-trigger", "--dry-run", "--json",
+                             *d)
     doc = json.loads(out)
-    assert [s["name"] for s in doc["stages"]][:6] == [
-        "preflight", "duplicates", "collisions", "layout", "build", "copy"]
+    assert [s["name"] for s in doc["stages"]] == [
+        "preflight", "duplicates", "collisions", "layout", "build", "copy", "dependencies",
+        "trigger", "finish"]
+    # stages 7-9 read their steps from the new table: before Build they say so
+    assert [s["unavailable"] is None for s in doc["stages"]] == [True] * 6 + [False] * 3
+    assert "shown once Build (stage 5) has run" in doc["stages"][6]["unavailable"]
     assert doc["spec"]["key"] == ["pdm_id", "pay_ts"] and doc["spec"]["surrogate"] == "pay_id"
+    assert doc["spec"]["insert_trigger"] is True
     status, out, _ = run_cli(capsys, "migrate", *ARGS, "--sql", *d)
     assert status == 0 and 'PARTITION BY RANGE ("pay_ts")' in out.replace("pay_ts", '"pay_ts"'
                                                                          ).replace('""', '"')
     assert "INSERT INTO" in out and "ALTER TABLE" in out
     assert catalog_dump(db18, n.schema, n.table) == dump  # dry run and SQL changed nothing
 
-    status, _out, err = run_cli(capsys, "migrate", *ARGS, "--apply", "--yes", *d)
-    # stages 1-6 run; stage 7 is not part of this code yet
-    assert status == 1 and "stage 7 (dependencies)" in err, err
-    assert "copy payment_2019: done" in err or "payment_2019" in err
+    # stopped after stage 7 (the API runs the stages one by one), then aborted from the CLI
+    with db18.connect() as conn:
+        spec = prepare(conn, _choices(n)).spec
+    assert _run_to(db18, spec, "dependencies").ok
     status, out, _ = run_cli(capsys, "migrate", "legacy.payment", "status", "--json", *d)
     doc = json.loads(out)
-    assert (doc["last_stage"], doc["next_stage"]) == ("copy", "dependencies")
-    assert [s["done"] for s in doc["stages"]] == [False] + [True] * 5 + [False] * 3
+    assert (doc["last_stage"], doc["next_stage"], doc["insert_trigger"]) == (
+        "dependencies", "finish", False)
+    assert [s["done"] for s in doc["stages"]] == [False] + [True] * 6 + [False] * 2
+    assert [s["chosen"] for s in doc["stages"]] == [True] * 7 + [False, True]
     status, out, _ = run_cli(capsys, "migrate", "legacy.payment", "status", *d)
-    assert status == 0 and "last stage done: copy" in out
+    assert status == 0 and "last stage done: dependencies" in out and "not chosen" in out
     _one_line(run_cli(capsys, "migrate", *ARGS, "--dry-run", *d), "is recorded")
-    status, _out, err = run_cli(capsys, "migrate", "legacy.payment", "--resume", "--apply",
-                                "--yes", *d)
-    assert status == 1 and "stage 7" in err
+    _one_line(run_cli(capsys, "migrate", "legacy.payment", "--resume", "--insert-trigger",
+                      "--dry-run", *d), "cannot change")
     status, _out, err = run_cli(capsys, "migrate", "legacy.payment", "--abort", "--apply",
                                 "--yes", *d)
     assert status == 0, err
-    after = catalog_dump(db18, n.schema, n.table)
-    assert {k: v for k, v in after.items()} == {k: v for k, v in dump.items()}
+    assert catalog_dump(db18, n.schema, n.table) == dump
     status, out, _ = run_cli(capsys, "migrate", "legacy.payment", "status", *d)
     assert "no migration recorded" in out
-    assert db18.query(sql.SQL("SELECT count(*) FROM {}").format(n.ident(n.table)))[0][0] > 0
+
+    # unattended, through Finish: the original is dropped, nothing is left to abort
+    rows = _rows(db18, n.ident(n.table), n)
+    status, _out, err = run_cli(capsys, "migrate", *ARGS, "--apply", "--yes", *d)
+    assert status == 0, err
+    assert "stage 9: finish" in err and "stage 8: " not in err
+    assert _rows(db18, n.ident(n.table), n) == rows
+    assert db18.query("SELECT to_regclass('legacy.payment_premigration')") == [(None,)]
+    status, out, _ = run_cli(capsys, "migrate", "legacy.payment", "status", "--json", *d)
+    doc = json.loads(out)
+    assert (doc["last_stage"], doc["next_stage"], doc["problems"]) == ("finish", None, [])
+    _one_line(run_cli(capsys, "migrate", "legacy.payment", "--abort", "--apply", "--yes", *d),
+              "the original table was dropped")
+    status, _out, err = run_cli(capsys, "migrate", "legacy.payment", "--resume", "--apply",
+                                "--yes", *d)
+    assert status == 0, err  # nothing left to do
 
 
 def test_writers_refused_or_waited_for(db18, capsys):
@@ -154,9 +182,73 @@ def test_layout_file(db18, capsys, tmp_path):
         ("p_default", None, True)]
 
 
+DEMO_COLS = ("pay_id, pay_ts, pdm_id, tracer, amount, currency, tariff_id, method,"
+             " duration_min")
+
+
+def _demo_fks(db) -> list[tuple]:
+    """Foreign keys pointing at legacy.payment: (table, name, valid, columns, referenced)."""
+    return db.query(
+        "SELECT con.conrelid::regclass::text, con.conname, con.convalidated,"
+        " ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o)"
+        "  JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o),"
+        " ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o)"
+        "  JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o)"
+        " FROM pg_constraint con WHERE con.confrelid = 'legacy.payment'::regclass"
+        " AND con.conparentid = 0 ORDER BY 1, 2")
+
+
+def _check_demo_final(db, capsys, original: list[tuple], spec: dict) -> None:
+    """What the issue promises of the demo's table once migrated."""
+    # partitioned as planned
+    parts = db.query("SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
+                     " JOIN pg_class c ON c.oid = i.inhrelid"
+                     " WHERE i.inhparent = 'legacy.payment'::regclass ORDER BY 1")
+    assert sorted(p[0] for p in parts) == sorted(p["name"] for p in spec["partitions"])
+    assert ("payment_default", "DEFAULT") in parts
+    # every row that is not a duplicate by error, with the same values but adjusted seconds
+    kept: dict[tuple, tuple] = {}
+    for row in original:  # ordered by pay_id: the oldest copy comes first
+        kept.setdefault((row[2], row[1], row[3]), row)
+    collide: dict[tuple, set] = {}
+    for pdm, ts, tracer in kept:
+        collide.setdefault((pdm, ts), set()).add(tracer)
+    want = {r[0]: r for r in kept.values()}
+    got = {r[0]: r for r in db.query(f"SELECT {DEMO_COLS} FROM legacy.payment")}
+    assert got.keys() == want.keys() and len(got) < len(original)
+    moved = 0
+    for pay_id, row in got.items():
+        old = want[pay_id]
+        assert row[2:] == old[2:] and row[1].replace(second=0) == old[1].replace(second=0)
+        if row[1] != old[1]:
+            moved += 1
+            assert len(collide[(old[2], old[1])]) > 1, old  # only collisions were moved
+    assert moved > 0
+    assert db.query("SELECT count(*) FROM (SELECT FROM legacy.payment GROUP BY pdm_id, pay_ts"
+                    " HAVING count(*) > 1) g") == [(0,)]
+    # the referencing tables' keys: valid, on the natural key, at the very row they named
+    fks = _demo_fks(db)
+    assert [(f[0], f[1], f[2], f[4]) for f in fks] == [
+        ("legacy.payment_bonus", "payment_bonus_pay_id_fkey", True, ["pdm_id", "pay_ts"]),
+        ("legacy.payment_ext", "payment_ext_orig_pay_id_fkey", True, ["pdm_id", "pay_ts"]),
+        ("legacy.payment_ext", "payment_ext_pay_id_fkey", True, ["pdm_id", "pay_ts"])]
+    for table, _name, _valid, cols, _ref in fks:
+        idcol = "orig_pay_id" if cols[0].startswith("orig_") else "pay_id"
+        wrong = db.query(f"SELECT count(*) FILTER (WHERE (r.{cols[0]}, r.{cols[1]})"
+                         f" IS DISTINCT FROM (p.pdm_id, p.pay_ts)), count(*) FROM {table} r"
+                         f" JOIN legacy.payment p ON p.pay_id = r.{idcol}")
+        assert wrong[0][0] == 0 and wrong[0][1] > 0, table
+    assert db.query("SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+                    " WHERE conrelid = 'legacy.payment'::regclass AND contype = 'p'"
+                    ) == [("PRIMARY KEY (pdm_id, pay_ts)",)]
+    status, out, err = run_cli(capsys, "check", "legacy.payment", "--json", "-d", db.dsn)
+    assert (status, json.loads(out), err) == (0, [], ""), (out, err)
+
+
 def test_demo_legacy_payment(scenario_db, capsys):
     """The demo's own table: stopped by its replayed minute with nothing changed; once that is
-    resolved, stages 1-6 run unattended, every row is copied, and abort restores it all."""
+    resolved, stopped after stage 7 and aborted (the original back exactly), then migrated
+    unattended with the insert trigger, end to end."""
     db = scenario_db
     d = ("-d", db.dsn)
     args = ("legacy.payment", "--by", "pay_ts", "--key", "pdm_id,pay_ts", "--tiebreak",
@@ -173,20 +265,44 @@ def test_demo_legacy_payment(scenario_db, capsys):
                " pay_id FROM legacy.payment WHERE tracer LIKE 'TR-REPLAY-%');"
                " DELETE FROM legacy.payment WHERE tracer LIKE 'TR-REPLAY-%';"
                " ANALYZE legacy.payment")
-    status, _out, err = run_cli(capsys, "migrate", *args, "--apply", "--yes", *d)
-    assert status == 1 and "stage 7 (dependencies)" in err, err
-    cols = "pay_id, pay_ts, pdm_id, tracer, amount, currency, tariff_id, method, duration_min"
-    new = db.query(f"SELECT {cols} FROM legacy.payment ORDER BY pay_id")
-    assert new == db.query(f"SELECT {cols} FROM legacy.payment_premigration ORDER BY pay_id")
-    assert db.query("SELECT count(*) FROM (SELECT FROM legacy.payment"
-                    " GROUP BY pdm_id, pay_ts HAVING count(*) > 1) g") == [(0,)]
-    assert db.query("SELECT relkind::text FROM pg_class WHERE oid = 'legacy.payment'::regclass"
-                    ) == [("p",)]
+    original = db.query(f"SELECT {DEMO_COLS} FROM legacy.payment ORDER BY pay_id")
+    referencing = {t: db.query(f"SELECT * FROM legacy.{t} ORDER BY 1")
+                   for t in ("payment_bonus", "payment_ext")}
+    fks = _demo_fks(db)
+
+    # stages 1-7 (one by one), then abort: the original exactly as it was, with its rows
+    # (deduplicated and seconds adjusted by stages 2 and 3, which abort does not undo)
+    with db.connect() as conn:
+        spec = prepare(conn, Choices("legacy", "payment", "pay_ts", ("pdm_id", "pay_ts"),
+                                     "tracer", target_rows=2000)).spec
+    assert _run_to(db, spec, "dependencies").ok
+    assert _demo_fks(db)[0][4] == ["pdm_id", "pay_ts"]
     status, _out, err = run_cli(capsys, "migrate", "legacy.payment", "--abort", "--apply",
                                 "--yes", *d)
     assert status == 0, err
     after = catalog_dump(db, "legacy", "payment")
-    assert after == {**dump, "oid": after["oid"]} and after["oid"] == dump["oid"]
+    assert after == dump
+    assert _demo_fks(db) == fks
+    deduped = db.query(f"SELECT {DEMO_COLS} FROM legacy.payment ORDER BY pay_id")
+    assert len(deduped) < len(original)
+    assert [r[0] for r in db.query("SELECT * FROM legacy.payment_ext ORDER BY 1")] == [
+        r[0] for r in referencing["payment_ext"]]  # no key column left behind
+
+    # unattended, every stage, the insert trigger chosen
+    status, _out, err = run_cli(capsys, "migrate", *args, "--insert-trigger", "--apply", "--yes",
+                                *d)
+    assert status == 0, err
+    status, out, _ = run_cli(capsys, "migrate", "legacy.payment", "status", "--json", *d)
+    doc = json.loads(out)
+    assert (doc["last_stage"], doc["next_stage"], doc["insert_trigger"]) == ("finish", None, True)
+    _check_demo_final(db, capsys, original, doc["spec"])
+    # a payment colliding with a stored one moves to a free second of its minute
+    row = db.query("SELECT pdm_id, pay_ts FROM legacy.payment WHERE pdm_id % 5 = 2"
+                   " ORDER BY pay_id LIMIT 1")[0]
+    new_ts = db.query("INSERT INTO legacy.payment (pay_ts, pdm_id, tracer, amount, tariff_id,"
+                      " method, duration_min) VALUES (%s, %s, 'TR-NEW', 1, 1, 'card', 15)"
+                      " RETURNING pay_ts", (row[1], row[0]))[0][0]
+    assert new_ts != row[1] and new_ts.replace(second=0) == row[1].replace(second=0)
 
 
 def test_resume_with_another_layout_before_build(db18, capsys):
@@ -206,8 +322,25 @@ def test_resume_with_another_layout_before_build(db18, capsys):
     assert doc["spec"]["partitions"][0]["name"] == "payment_2019_2025"  # quiet years merged
     status, _out, err = run_cli(capsys, "migrate", "legacy.payment", "--resume",
                                 "--target-rows", "1000", "--apply", "--yes", *d)
-    assert status == 1 and "stage 7" in err
+    assert status == 0, err
     assert db18.query("SELECT count(*) FROM pg_inherits WHERE inhparent = "
                       "'legacy.payment'::regclass")[0][0] == len(doc["spec"]["partitions"])
     _one_line(run_cli(capsys, "migrate", "legacy.payment", "--resume", "--interval", "year",
                       "--dry-run", *d), "cannot change once the partitioned table is built")
+
+
+def test_finish_asks_for_the_table_name(monkeypatch, capsys):
+    """Before Finish drops the original, 'yes' is not enough: the table's name is typed."""
+    from tui.commands.migrate import _confirm
+    from tui.core.migrate.stages import stage
+    from tui.core.plans import Plan
+    from tui.core.plans.engine.model import Statement, Step
+
+    plan = Plan(kind="migrate", title="t", target="legacy.payment", target_oid=1,
+                steps=[Step("drop", "drop it", [Statement(sql.SQL("SELECT 1"))])], summary=[])
+    answers = iter(["yes", "legacy.payment", "yes"])
+    monkeypatch.setattr("builtins.input", lambda _prompt: next(answers))
+    assert _confirm(stage("finish"), plan) is False
+    assert _confirm(stage("finish"), plan) is True
+    assert _confirm(stage("copy"), plan) is True  # other stages: 'yes'
+    capsys.readouterr()

@@ -1,6 +1,6 @@
-"""The migration's stages 1-6 as plans, against real servers: end to end, killed and resumed,
-aborted (catalog dumps compared), stopped by a collision group over 60, identity columns, a
-table a view reads. Small tables (a few hundred rows)."""
+"""The migration's stages as plans, against real servers: end to end, killed inside stages 2, 5,
+6, 7 and 9 and resumed, aborted (catalog dumps compared), stopped by a collision group over 60,
+identity columns, a table a view reads. Small tables (a few hundred rows)."""
 
 from __future__ import annotations
 
@@ -133,37 +133,70 @@ def test_stages_1_to_6_end_to_end(db):
 
 
 def _killer(db, at: tuple[str, int, int]):
-    """A runner hook that terminates the plan's connection at (stage title, step, statement)."""
+    """A runner hook that terminates the plan's connection at (stage title, step, statement),
+    both from 1; 0 is the last (step, or statement of that step)."""
     fired: list[int] = []
 
     def hook(event: str, step: int, stmt: int, runner) -> None:
+        want = at[1] or len(runner.plan.steps)
+        want_stmt = at[2] or len(runner.plan.steps[want - 1].statements)
         if event == "statement" and (runner.plan.title.endswith(at[0]), step, stmt) == (
-                True, at[1], at[2]) and not fired:
+                True, want, want_stmt) and not fired:
             fired.append(1)
             db.execute("SELECT pg_terminate_backend(%s)", (runner.backend_pid,))
     return hook, fired
 
 
-def test_killed_inside_stages_2_5_6_resumes(db):
+def test_killed_inside_stages_2_5_6_7_9_resumes(db):
     n = PLAIN
     _build(db, n)
     with db.connect() as conn:
         spec = prepare(conn, _choices(n)).spec
     before = _rows(db, n.ident(n.table), n)
-    # stage 2: inside the dedupe transaction (after the re-pointing, before the delete)
+    copied: list[tuple] = []
+    with db.connect() as conn:
+        dedupe = stage("duplicates").plan(conn, spec).steps[1]
+        texts = [st.render(conn) for st in dedupe.statements]
+    # no index on the referencing columns: one is built for the delete's foreign key checks
+    # (each deleted row would scan the referencing table) and dropped in the same transaction
+    assert [lk.mode for lk in dedupe.locks] == ["EXCLUSIVE", "SHARE", "SHARE", "SHARE"]
+    helpers = [t for t in texts if t.startswith("CREATE INDEX \"pgparts_dedupe_")]
+    assert len(helpers) == 3 and texts.index(helpers[-1]) < next(
+        i for i, t in enumerate(texts) if t.startswith("DELETE FROM"))
+    # stage 2: inside the dedupe transaction (after the re-pointing, before the delete);
+    # stage 7: between a partition's unique index and its primary key; stage 9: after the
+    # original's DROP, before the record of the stage (same transaction: both roll back)
     for title, step, stmt, last in (("duplicates by error", 2, 8, "duplicates"),
-                                    ("build", 1, 12, "build"), ("copy", 2, 2, "copy")):
+                                    ("build", 1, 12, "build"), ("copy", 2, 2, "copy"),
+                                    ("dependencies", 2, 2, "dependencies"),
+                                    ("finish", 0, 0, "finish")):
+        if last == "finish":
+            copied = _rows(db, n.ident(spec.old_name), n)
+            assert _rows(db, n.ident(n.table), n) == copied
         hook, fired = _killer(db, (title, step, stmt))
         result = _run_to(db, spec, last, hook=hook)
         assert fired and result is not None and not result.ok, title
         if title == "duplicates by error":
             assert _rows(db, n.ident(n.table), n) == before  # rolled back with the connection
+        with db.connect() as conn:
+            assert standing(conn, n.schema, n.table).problems == []
         result = _run_to(db, spec, last)
         assert result is not None and result.ok, (title, result.error)
         with db.connect() as conn:
             assert standing(conn, n.schema, n.table).recorded.state == last
-    assert _rows(db, n.ident(n.table), n) == _rows(db, n.ident(spec.old_name), n)
-    assert len(_rows(db, n.ident(n.table), n)) < len(before)  # duplicates went
+    assert _rows(db, n.ident(n.table), n) == copied
+    assert len(copied) < len(before)  # duplicates went
+    assert db.query("SELECT relname FROM pg_class WHERE relname LIKE 'pgparts%'") == []
+    with db.connect() as conn:
+        st = standing(conn, n.schema, n.table)
+        assert (st.next_stage, st.problems) == (None, [])
+        assert next_stages(conn, spec) == [stage("preflight")]
+    assert db.query(sql.SQL("SELECT to_regclass({})").format(
+        sql.Literal(n.ident(spec.old_name).as_string()))) == [(None,)]
+    assert db.query(sql.SQL(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = {}::regclass"
+        " AND contype = 'p'").format(sql.Literal(n.ident(n.table).as_string()))) == [
+        ("PRIMARY KEY (pdm_id, pay_ts)",)]
 
 
 def test_abort_after_build_and_after_copy_restores_the_original(db):
@@ -189,14 +222,31 @@ def test_abort_after_build_and_after_copy_restores_the_original(db):
         with db.connect() as conn:
             assert standing(conn, n.schema, n.table).recorded is None
         # the next round starts again from the start (recorded anew)
-    # stage 7 begun (here: a key on the new table): only stage 7's own abort may undo it
+    # stage 7 begun (here: a key on the new table), the record still at 'copy': stage 7's
+    # own abort (restore.py) undoes it
     assert _run_to(db, spec, "copy").ok
     with db.connect() as conn:
         rec = standing(conn, n.schema, n.table).recorded
         conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({}, {})").format(
             n.ident(n.table), sql.Identifier(n.pdm), sql.Identifier(n.ts)))
+        conn.commit()
         assert stage_7_begun(conn, rec.new_oid)
-        with pytest.raises(MigrateError, match="not available on this branch"):
+        plan = abort_plan(conn, n.schema, n.table)
+    assert [s.title for s in plan.steps][-1] == "forget the migration"
+    assert run_plan(db.target, plan).ok
+    assert catalog_dump(db, n.schema, n.table) == original
+    assert _rows(db, n.ident(n.table), n) == rows
+    # after stage 7 (recorded): the same abort, and the original exactly as it was
+    assert _run_to(db, spec, "dependencies").ok
+    with db.connect() as conn:
+        assert standing(conn, n.schema, n.table).next_stage == "finish"  # stage 8 not chosen
+        plan = abort_plan(conn, n.schema, n.table)
+    assert run_plan(db.target, plan).ok
+    assert catalog_dump(db, n.schema, n.table) == original
+    assert _rows(db, n.ident(n.table), n) == rows
+    with db.connect() as conn:
+        assert standing(conn, n.schema, n.table).recorded is None
+        with pytest.raises(MigrateError, match="no migration"):
             abort_plan(conn, n.schema, n.table)
 
 

@@ -1,7 +1,7 @@
 """`pgparts migrate`: turn a plain table into a partitioned one, stage by stage.
 
     pgparts migrate TABLE --by COLUMN (--interval PERIOD | --target-rows N | --layout FILE)
-                          --key COL,COL [--tiebreak COL] [--layout FILE]
+                          --key COL,COL [--tiebreak COL] [--layout FILE] [--insert-trigger]
                           (--dry-run | --sql | --apply [--yes] [--wait SECONDS]) [--json]
     pgparts migrate TABLE status [--json]
     pgparts migrate TABLE --resume [--interval P | --target-rows N | --layout FILE]
@@ -9,8 +9,10 @@
     pgparts migrate TABLE --abort [--dry-run | --sql | --apply] [--yes]
 
 Each stage is a plan (tui.core.migrate.stages); --apply runs them in order, asking before each
-one unless --yes. A collision group pgparts cannot fix (more than 60 in one minute) stops it
-with exit 1 before anything is changed. Where a migration stands is read from pgparts'
+one unless --yes (before Finish's drop of the original: the table's name typed). Stage 8, the
+insert trigger, runs only with --insert-trigger, recorded with the migration. A collision group
+pgparts cannot fix (more than 60 in one minute) stops it with exit 1 before anything is
+changed. Where a migration stands is read from pgparts'
 registry and the catalog, so --resume continues after an interruption.
 """
 
@@ -52,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiebreak", help="the column that ranks colliding rows")
     parser.add_argument("--layout", type=Path, metavar="FILE",
                         help="the partitions from a layout file (TOML, or JSON)")
+    parser.add_argument("--insert-trigger", action="store_true",
+                        help="stage 8: a trigger on the new table moves a new row colliding on "
+                        "the key to a free second of its minute (default: not created)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the recorded migration of the table")
     parser.add_argument("--abort", action="store_true",
@@ -92,11 +97,15 @@ def _table(conn: psycopg.Connection, text: str) -> tuple[str, str]:
 
 def _check(args: argparse.Namespace, ctx: Context) -> None:
     if args.status_action == "status":
-        if args.dry_run or args.sql or args.apply or args.resume or args.abort:
-            raise CliError("status takes no --dry-run, --sql, --apply, --resume or --abort")
+        if (args.dry_run or args.sql or args.apply or args.resume or args.abort
+                or args.insert_trigger):
+            raise CliError("status takes no --dry-run, --sql, --apply, --resume, --abort or "
+                           "--insert-trigger")
         return
     if args.resume and args.abort:
         raise CliError("--resume or --abort, not both")
+    if args.insert_trigger and args.abort:
+        raise CliError("--insert-trigger is chosen with a new migration, not with --abort")
     if not (args.dry_run or args.sql or args.apply):
         raise CliError("say what to do: 'status', --dry-run, --sql or --apply")
     if args.yes and not args.apply:
@@ -148,8 +157,11 @@ def status_json(conn: psycopg.Connection, schema: str, name: str) -> dict[str, A
         "next_stage": st.next_stage,
         "problems": st.problems,
         "spec": rec.spec.to_json() if rec else None,
+        "insert_trigger": rec.spec.insert_trigger if rec else None,
         "stages": [{"number": s.number, "name": s.name, "title": s.title,
-                    "done": bool(rec) and s.name != "preflight" and s.done(conn, rec.spec)}
+                    "chosen": not rec or s.chosen(rec.spec),
+                    "done": bool(rec) and s.name != "preflight" and s.chosen(rec.spec)
+                    and s.done(conn, rec.spec)}
                    for s in STAGES],
     }
 
@@ -178,9 +190,12 @@ def _status(conn: psycopg.Connection, schema: str, name: str, as_json: bool) -> 
         return 0
     spec = doc["spec"]
     print(f"{doc['table']}: migration by {spec['column']!r}, key ({', '.join(spec['key'])}), "
-          f"{len(spec['partitions'])} partitions; last stage done: {doc['last_stage']}")
+          f"{len(spec['partitions'])} partitions, insert trigger "
+          f"{'chosen' if doc['insert_trigger'] else 'not chosen'}; "
+          f"last stage done: {doc['last_stage']}")
     for s in doc["stages"]:
-        mark = "done" if s["done"] else ("next" if s["name"] == doc["next_stage"] else "")
+        mark = ("not chosen" if not s["chosen"] else "done" if s["done"]
+                else "next" if s["name"] == doc["next_stage"] else "")
         print(f"  {s['number']}. {s['title']:<28} {mark}")
     for p in doc["problems"]:
         print(f"pgparts: {p}", file=sys.stderr)
@@ -198,9 +213,9 @@ def _spec(conn: psycopg.Connection, schema: str, name: str,
             raise CliError(f"a migration of {display_name(schema, name)} is recorded (last "
                            f"stage done: {st.recorded.state}): use --resume, --abort or status")
         spec = st.recorded.spec
-        if args.by or args.key or args.tiebreak:
-            raise CliError("--by, --key and --tiebreak are recorded with the migration and "
-                           "cannot change; --abort to start over")
+        if args.by or args.key or args.tiebreak or args.insert_trigger:
+            raise CliError("--by, --key, --tiebreak and --insert-trigger are recorded with the "
+                           "migration and cannot change; --abort to start over")
         if args.interval or args.target_rows or args.layout:
             spec, warnings = relayout(conn, spec, Choices(
                 schema, name, spec.column, spec.key, interval=args.interval,
@@ -213,7 +228,7 @@ def _spec(conn: psycopg.Connection, schema: str, name: str,
     key = tuple(k.strip() for k in (args.key or "").split(",") if k.strip())
     prep = prepare(conn, Choices(schema, name, args.by, key, args.tiebreak,
                                  interval=args.interval, target_rows=args.target_rows,
-                                 layout_file=args.layout))
+                                 layout_file=args.layout, insert_trigger=args.insert_trigger))
     return prep.spec, prep
 
 
@@ -232,7 +247,9 @@ def _preview(prep: Prepared | None) -> list[str]:
              f"{count(prep.duplicate_rows)} rows to delete",
              f"collisions by design: {count(prep.collision_groups)} groups, "
              f"{count(prep.collision_rows)} rows rewritten, {len(prep.unfixable)} over the limit",
-             "layout: " + ", ".join(p.name for p in prep.spec.partitions)]
+             "layout: " + ", ".join(p.name for p in prep.spec.partitions),
+             "stage 8, collisions at insert time: " + (
+                 "chosen" if prep.spec.insert_trigger else "not chosen (--insert-trigger)")]
     lines += [f"  {line}" for line in dependents_lines(pf.dependents)]
     lines += [f"warning: {w}" for w in pf.warnings + prep.layout_warnings]
     return lines
@@ -281,7 +298,8 @@ def _stage_plan(conn: psycopg.Connection, stage: Stage, spec: MigrationSpec) -> 
 def _migrate(conn: psycopg.Connection, schema: str, name: str, args: argparse.Namespace,
              ctx: Context) -> int:
     spec, prep = _spec(conn, schema, name, args)
-    todo = [s for s in STAGES if s.name == "preflight" or not s.done(conn, spec)]
+    todo = [s for s in STAGES
+            if s.chosen(spec) and (s.name == "preflight" or not s.done(conn, spec))]
     if args.dry_run or args.sql:
         return _show(conn, spec, prep, todo, args)
     for line in _preview(prep):
@@ -301,7 +319,7 @@ def _migrate(conn: psycopg.Connection, schema: str, name: str, args: argparse.Na
             print(f"pgparts: stage {stage.number} ({stage.title}): {plan}", file=sys.stderr)
             return 1
         print(f"pgparts: stage {stage.number}: {stage.title}", file=sys.stderr)
-        if stage.applies and not args.yes and not confirm(plan):
+        if stage.applies and not args.yes and not _confirm(stage, plan):
             print("pgparts: not applied; resume with --resume", file=sys.stderr)
             return 1
         status = apply_plan(plan, ctx, noun=f"stage {stage.number} ({stage.title})",
@@ -312,6 +330,20 @@ def _migrate(conn: psycopg.Connection, schema: str, name: str, args: argparse.Na
                       file=sys.stderr)
             return status
     return 0
+
+
+def _confirm(stage: Stage, plan: Plan) -> bool:
+    """Ask before a stage; Finish drops the original (its rows verified in the new table
+    first), which takes the table's name typed in full rather than 'yes'."""
+    if stage.name != "finish" or not plan.steps:
+        return confirm(plan)
+    print("\n".join(plan.summary + plan.facts.changes), file=sys.stderr)
+    try:
+        answer = input(f"Drop the original of {plan.target}? Type its name ({plan.target}) "
+                       "to go on: ")
+    except EOFError:
+        return False
+    return answer.strip() == plan.target
 
 
 def _report(result: Any, plan: Plan) -> list[str]:

@@ -17,6 +17,18 @@ guided migration (plans on the plan-kind abstraction, the wizard, `pgparts migra
 - `layout`: proposed partitions (by interval, or merged up to a target row count), a DEFAULT
   and future partitions; a TOML/JSON layout file, read back and validated by the server.
 
+The stages after Copy return plan-engine Steps, each with a catalog-based `done` check and the
+locks it takes (ddl.StageSpec: the spec fields they read; ddl.py: names and look-ups they
+share):
+
+- `dependencies`: stage 7, keys, indexes, own foreign keys, ANALYZE; with `repoint` (other
+  tables' foreign keys re-pointed at the natural key) and `recreate` (views, triggers, rules,
+  policies, grants, comments).
+- `insert_trigger`: stage 8, the BEFORE INSERT trigger that moves a colliding new row to a free
+  second of its minute.
+- `finish`: stage 9, every partition compared with the original, then the original dropped.
+- `restore`: abort, the original put back, from any stage before the drop.
+
 Statements that a stage will run are returned as `psycopg.sql.Composed`, so the stage can show
 them (`as_string`) before running them, and tests run them in a transaction rolled back.
 """

@@ -1,7 +1,8 @@
 """Abort a migration until its drop: after Build, the new table dropped (checked to be the one
 recorded, holding only copies of the original's rows) and the original's names put back;
 before Build, the record forgotten. Once stage 7 began on the new table, stage 7's own abort
-(later.abort_steps) is used."""
+(restore.py, through later.abort_steps) is used; once Finish dropped the original there is
+nothing to go back to, and abort says so."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def restore_statements(conn: psycopg.Connection, spec: MigrationSpec,
                 "pg_catalog.to_regclass({})::pg_catalog.oid = {}::pg_catalog.oid").format(
                 sql.Literal(spec.table.as_string(conn)), sql.Literal(new_oid)),
                 f"{spec.display} is not the table pgparts built; nothing is dropped")),
-        _only_copies(conn, spec),
+        only_copies(conn, spec),
     ]
     # before the DROP: an owned sequence would go with the table
     for s_schema, s_name, col in spec.owned_sequences:
@@ -71,7 +72,7 @@ def restore_statements(conn: psycopg.Connection, spec: MigrationSpec,
     return out
 
 
-def _only_copies(conn: psycopg.Connection, spec: MigrationSpec) -> Statement:
+def only_copies(conn: psycopg.Connection, spec: MigrationSpec) -> Statement:
     """Every row of the new table is one of the original's: a row written to the table's name
     after Build (by a writer the maintenance window missed) lives only there, and the DROP
     would lose it."""
@@ -122,6 +123,9 @@ def abort_plan(conn: psycopg.Connection, schema: str, name: str) -> Plan:
     if rec is None:
         raise MigrateError(f"no migration of {display_name(schema, name)} is recorded")
     spec = rec.spec
+    if stage_index(rec.state) >= stage_index("finish"):
+        raise MigrateError(f"the migration of {spec.display} is finished: the original table "
+                           "was dropped, there is nothing to go back to")
     forget = Statement(forget_sql(spec), note="forget the migration")
 
     def gone(c: psycopg.Connection) -> bool:
@@ -130,7 +134,8 @@ def abort_plan(conn: psycopg.Connection, schema: str, name: str) -> Plan:
     built = stage_index(rec.state) >= stage_index("build")
     if stage_index(rec.state) >= stage_index("dependencies") or (
             built and stage_7_begun(conn, rec.new_oid)):
-        steps = later.abort_steps(conn, spec, original_dependents(conn, spec), rec.state)
+        steps = later.abort_steps(conn, spec, original_dependents(conn, spec), rec.state,
+                                  new_table_oid=rec.new_oid)
     elif built:
         steps = [Step(
             f"restore {spec.display}",

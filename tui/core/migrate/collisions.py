@@ -89,18 +89,27 @@ def _ranked(s: _Shape, first_groups: int | None = None) -> sql.Composed:
     ks = [sql.Identifier(f"k{i}") for i in range(1, len(s.prefix) + 1)]
     prefix = [sql.Identifier(c) for c in s.prefix]
     by_key = sql.SQL(", ").join([*prefix, sql.Identifier(s.ts)])
-    k_select = sql.SQL("").join(sql.SQL("{} AS {}, ").format(p, k) for p, k in zip(
-        prefix, ks, strict=True))
     join_on = sql.SQL("").join(sql.SQL("x.{} = g.{} AND ").format(p, k) for p, k in zip(
         prefix, ks, strict=True))
     x_keys = sql.SQL("").join(sql.SQL("x.{} AS {}, ").format(p, k) for p, k in zip(
         prefix, ks, strict=True))
     part = sql.SQL("").join(sql.SQL("{}, ").format(k) for k in ks)
+    k_by_key = sql.SQL(", ").join(sql.Identifier("k", c) for c in (*s.prefix, s.ts))
+    k_select = sql.SQL("").join(sql.SQL("k.{} AS {}, ").format(p, k) for p, k in zip(
+        prefix, ks, strict=True))
+    on_c = sql.SQL(" AND ").join(sql.SQL("k.{c} = c.{c}").format(c=sql.Identifier(c))
+                                 for c in (*s.prefix, s.ts))
+    # c: the (prefix, timestamp) pairs stored more than once, the only places a collision can
+    # be. Counting rows needs no tie-break, so an index on (prefix, timestamp) answers it
+    # without reading the table, and only those pairs' rows are read to compare tie-breaks.
+    # (A prefix that is NULL never matches: such rows were never renumbered anyway.)
     return sql.SQL("""
-        WITH g AS (
-            SELECT DISTINCT {k_select}{minute_k} AS m FROM {t} AS k
-            WHERE {ts} IS NOT NULL
-            GROUP BY {by_key} HAVING pg_catalog.count(DISTINCT {tb}) > 1{limit}
+        WITH c AS (
+            SELECT {by_key} FROM {t} WHERE {ts} IS NOT NULL
+            GROUP BY {by_key} HAVING pg_catalog.count(*) > 1
+        ), g AS (
+            SELECT DISTINCT {k_select}{minute_k} AS m FROM {t} AS k JOIN c ON {on_c}
+            GROUP BY {k_by_key} HAVING pg_catalog.count(DISTINCT k.{tb}) > 1{limit}
         ), r AS (
             SELECT x.ctid AS row_ctid, {x_keys}g.m, x.{ts} AS old_ts, x.{tb} AS tb,
                    pg_catalog.dense_rank() OVER (PARTITION BY {part}g.m ORDER BY x.{tb}) AS rk
@@ -110,6 +119,7 @@ def _ranked(s: _Shape, first_groups: int | None = None) -> sql.Composed:
                r.m + pg_catalog.make_interval(secs => r.rk - 1) AS new_ts
         FROM r""").format(
         k_select=k_select, minute_k=_minute(s, "k"), t=s.table.ident, by_key=by_key,
+        k_by_key=k_by_key, on_c=on_c,
         tb=sql.Identifier(s.tiebreak), x_keys=x_keys, ts=sql.Identifier(s.ts), part=part,
         join_on=join_on, minute_x=_minute(s, "x"),
         limit=sql.SQL("") if first_groups is None else sql.SQL(

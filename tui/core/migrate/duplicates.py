@@ -8,6 +8,8 @@ statement timeout) and composes its statements; it runs none of them.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,13 +52,32 @@ def _cols(columns: tuple[str, ...], alias: str | None = None) -> sql.Composable:
         sql.Identifier(alias, c) if alias else sql.Identifier(c) for c in columns)
 
 
+def candidates(table: SourceTable, columns: tuple[str, ...]) -> sql.Composable:
+    """A FROM item with the table's rows that can be duplicates on `columns` (alias `k`):
+    those whose NOT NULL columns among them (the tie-break, last, left out when others are)
+    hold values stored more than once. Counting rows on fewer, fixed-width columns is a far
+    smaller aggregate than the whole group (an index on them answers it without reading the
+    table), and only the candidates are then grouped. Equality on NOT NULL columns matches
+    what GROUP BY groups; without such a column every row is a candidate."""
+    not_null = [c for c in columns if table.column(c).not_null]
+    narrow = [c for c in columns[:-1] if c in not_null] or not_null
+    if not narrow:
+        return sql.SQL("{} AS k").format(table.ident)
+    cols = _cols(tuple(narrow))
+    on = sql.SQL(" AND ").join(sql.SQL("k.{c} = c.{c}").format(c=sql.Identifier(c))
+                               for c in narrow)
+    return sql.SQL("(SELECT k.* FROM {t} AS k JOIN (SELECT {cols} FROM {t} GROUP BY {cols}"
+                   " HAVING pg_catalog.count(*) > 1) AS c ON {on}) AS k").format(
+        t=table.ident, cols=cols, on=on)
+
+
 def drop_set(table: SourceTable, columns: tuple[str, ...], surrogate: str) -> sql.Composed:
     """SELECT drop_id, keep_id: each row to delete and the oldest row of its group.
     PARTITION BY groups NULLs together, as GROUP BY does."""
     return sql.SQL(
         "SELECT x.{s} AS drop_id, x.keep_id FROM (SELECT {s}, pg_catalog.min({s}) OVER"
         " (PARTITION BY {cols}) AS keep_id FROM {t}) AS x WHERE x.{s} <> x.keep_id").format(
-        s=sql.Identifier(surrogate), cols=_cols(columns), t=table.ident)
+        s=sql.Identifier(surrogate), cols=_cols(columns), t=candidates(table, columns))
 
 
 def _split(fks: list[ForeignKey], surrogate: str) -> tuple[list[ForeignKey], list[ForeignKey]]:
@@ -75,7 +96,7 @@ def find_duplicates(conn: psycopg.Connection, table: SourceTable, key: tuple[str
     if surrogate in columns:
         raise MigrateError("the surrogate id cannot be part of the duplicate test")
     grouped = sql.SQL("FROM {t} GROUP BY {cols} HAVING pg_catalog.count(*) > 1").format(
-        t=table.ident, cols=_cols(columns))
+        t=candidates(table, columns), cols=_cols(columns))
     repointable, blocking = _split(referencing, surrogate)
     # one pass over the drop set for the totals and every foreign key's referencing rows
     per_fk = [sql.SQL(", (SELECT pg_catalog.count(*) FROM {r} AS r JOIN d ON r.{c} = d.drop_id)")
@@ -103,12 +124,41 @@ def find_duplicates(conn: psycopg.Connection, table: SourceTable, key: tuple[str
                            blocking if groups else [])
 
 
+def unindexed(conn: psycopg.Connection, fks: Sequence[ForeignKey]) -> list[ForeignKey]:
+    """The foreign keys whose referencing column leads no index of its table."""
+    out = []
+    for fk in fks:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_index x"
+            " JOIN pg_catalog.pg_class c ON c.oid = x.indrelid"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = x.indkey[0]"
+            " WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND x.indisvalid"
+            " AND x.indpred IS NULL)", (fk.schema, fk.table, fk.columns[0])).fetchone()
+        if not (row and row[0]):
+            out.append(fk)
+    return out
+
+
+def helper_index_name(fk: ForeignKey) -> str:
+    """The dedupe's own index on a referencing column (dropped in the same transaction)."""
+    digest = hashlib.sha256("\x00".join((fk.schema, fk.table, fk.name)).encode()).hexdigest()
+    return f"pgparts_dedupe_{digest[:8]}"
+
+
 def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: str,
-                      referencing: list[ForeignKey]) -> list[sql.Composed]:
+                      referencing: list[ForeignKey],
+                      unindexed_fks: Sequence[ForeignKey] = ()) -> list[sql.Composed]:
     """The dedupe stage's statements, to run in this order in one transaction: the rows to
     delete with the row each one's references move to; every referencing foreign key
     re-pointed to the kept row; the delete. MigrateError when a foreign key points at other
-    columns than the surrogate id (its rows cannot be re-pointed by id)."""
+    columns than the surrogate id (its rows cannot be re-pointed by id).
+
+    `unindexed_fks` (`unindexed()`): referencing columns no index leads. PostgreSQL checks
+    every deleted row's foreign keys with a query on the referencing table, a full scan of it
+    when its column has no index (deleted rows x referencing rows: minutes for tens of
+    thousands of each); an index on each such column is built before the delete and dropped
+    after it, in the same transaction (SHARE on that table meanwhile)."""
     repointable, blocking = _split(referencing, surrogate)
     if blocking:
         raise MigrateError("foreign key(s) " + ", ".join(f.name for f in blocking)
@@ -125,7 +175,13 @@ def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: s
             "UPDATE {r} AS r SET {c} = d.keep_id FROM {w} AS d WHERE r.{c} = d.drop_id").format(
             r=sql.Identifier(fk.schema, fk.table), c=sql.Identifier(fk.columns[0]),
             w=WORK_TABLE))
+    helpers = [fk for fk in unindexed_fks if fk in repointable]
+    out += [sql.SQL("CREATE INDEX {i} ON {r} ({c})").format(
+        i=sql.Identifier(helper_index_name(fk)), r=sql.Identifier(fk.schema, fk.table),
+        c=sql.Identifier(fk.columns[0])) for fk in helpers]
     out.append(sql.SQL("DELETE FROM {t} AS x USING {w} AS d WHERE x.{s} = d.drop_id").format(
         t=table.ident, w=WORK_TABLE, s=sql.Identifier(surrogate)))
+    out += [sql.SQL("DROP INDEX {}").format(sql.Identifier(fk.schema, helper_index_name(fk)))
+            for fk in helpers]
     out.append(sql.SQL("DROP TABLE {w}").format(w=WORK_TABLE))
     return out

@@ -35,6 +35,7 @@ class Choices:
     interval: str | None = None
     target_rows: int | None = None
     layout_file: Path | None = None
+    insert_trigger: bool = False  # stage 8, offered: run only when chosen
 
 
 @dataclass
@@ -93,7 +94,8 @@ def prepare(conn: psycopg.Connection, c: Choices, *, exact: bool = True) -> Prep
     pc = pf.column
     parts, warnings = _layout(conn, pf.rows, pc, c.name, c)
     surrogate = surrogate_key(pf.table, pf.dependents)
-    spec = make_spec(pf.table, c.column, c.key, c.tiebreak, surrogate, parts)
+    spec = make_spec(pf.table, c.column, c.key, c.tiebreak, surrogate, parts,
+                     insert_trigger=c.insert_trigger)
     out = Prepared(spec, pf, warnings)
     if surrogate and surrogate not in c.key + ((c.tiebreak,) if c.tiebreak else ()):
         # (a key holding the surrogate is unique by construction: nothing to dedupe)
@@ -122,7 +124,8 @@ def next_stages(conn: psycopg.Connection, spec: MigrationSpec) -> list[Stage]:
     st = standing(conn, spec.schema, spec.name)
     if st.problems:
         raise MigrateError("; ".join(st.problems))
-    return [s for s in STAGES if s.name == "preflight" or not s.done(conn, spec)]
+    return [s for s in STAGES
+            if s.chosen(spec) and (s.name == "preflight" or not s.done(conn, spec))]
 
 
 def run_plan(target: Target, plan: Plan, *, config: PlansConfig | None = None,

@@ -86,6 +86,8 @@ class MigrationSpec:
     # ownership moved to the new table; abort puts all of it back
     renamed: tuple[tuple[str, str, str], ...] = ()
     owned_sequences: tuple[tuple[str, str, str], ...] = ()
+    # stage 8 (collisions at insert time) is offered, not imposed: chosen with the migration
+    insert_trigger: bool = False
 
     # -- identifiers -----------------------------------------------------------------------
     @property
@@ -137,7 +139,8 @@ class MigrationSpec:
                 "partitions": [p.to_json() for p in self.partitions],
                 "created_at": self.created_at.isoformat(),
                 "renamed": [list(r) for r in self.renamed],
-                "owned_sequences": [list(r) for r in self.owned_sequences]}
+                "owned_sequences": [list(r) for r in self.owned_sequences],
+                "insert_trigger": self.insert_trigger}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> MigrationSpec:
@@ -150,7 +153,8 @@ class MigrationSpec:
                        datetime.fromisoformat(str(d["created_at"])),
                        tuple((str(a), str(b), str(c)) for a, b, c in d.get("renamed", [])),
                        tuple((str(a), str(b), str(c))
-                             for a, b, c in d.get("owned_sequences", [])))
+                             for a, b, c in d.get("owned_sequences", [])),
+                       bool(d.get("insert_trigger", False)))
         except (KeyError, TypeError, ValueError) as exc:
             raise MigrateError(f"pgparts' record of this migration is unreadable: {exc}") from exc
 

@@ -10,7 +10,10 @@ comment alone.
 the migration, then deletes duplicates by error, re-pointing referencing rows first),
 3 collisions (rewrites colliding seconds; stops, nothing changed, when a group is over 60),
 4 layout (records the partitions), 5 build (build.py), 6 copy (copy.py), 7 dependencies,
-8 collisions at insert time, 9 finish (later.py: their functions). Abort is in abort.py.
+8 collisions at insert time (only when the migration chose it: `chosen`; left out of the
+sequence and never recorded otherwise, so the record goes from 'dependencies' to 'finish'),
+9 finish (later.py: their steps, from dependencies.py, insert_trigger.py and finish.py).
+Abort is in abort.py (restore.py once stage 7 began).
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from ..plans.steps import markers
 from ..plans.steps.moves import raise_unless
 from . import MigrateError, later
 from .build import build_step, plan_renames
-from .collisions import MAX_PER_MINUTE, _ranked, _shape, rewrite_statement
+from .collisions import MAX_PER_MINUTE, _ranked, _shape
 from .copy import copy_steps
-from .duplicates import dedupe_statements
+from .dependencies import dependency_notes
+from .duplicates import dedupe_statements, unindexed
+from .finish import finish_facts
 from .layout import bound_text
 from .preflight import Dependents, dependents
 from .source import Column, SourceTable, partition_column
@@ -50,6 +55,18 @@ KIND = "migrate"
 
 def stage_index(name: str) -> int:
     return NAMES.index(name) if name in NAMES else -1
+
+
+def chosen(name: str, spec: MigrationSpec) -> bool:
+    """Whether the migration runs stage `name`: all but stage 8, which the operator chooses
+    (`spec.insert_trigger`)."""
+    return name != "trigger" or spec.insert_trigger
+
+
+def next_stage_after(state: str, spec: MigrationSpec) -> str | None:
+    """The stage that follows `state` in this migration (stage 8 left out when not chosen);
+    None when every stage is done."""
+    return next((n for n in NAMES[stage_index(state) + 1:] if chosen(n, spec)), None)
 
 
 def recorded_for(conn: psycopg.Connection, spec: MigrationSpec) -> Recorded | None:
@@ -121,9 +138,7 @@ def standing(conn: psycopg.Connection, schema: str, name: str) -> Standing:
             (spec.schema, spec.name)).fetchone()
         if new is None or int(new[0]) != rec.new_oid or new[1] != "p":
             problems.append(f"{spec.display} is not the partitioned table pgparts built")
-    i = stage_index(rec.state)
-    nxt = NAMES[i + 1] if i + 1 < len(NAMES) else None
-    return Standing(rec, nxt, problems)
+    return Standing(rec, next_stage_after(rec.state, spec), problems)
 
 
 # -- stage plans --------------------------------------------------------------------------------
@@ -188,9 +203,11 @@ def duplicates_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
                   Statement(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(spec.table),
                             "lock", "no writes during the dedupe")]
     columns = spec.key + ((spec.tiebreak,) if spec.tiebreak else ())
+    helpers: list = []
     if spec.surrogate and spec.surrogate not in columns:
+        helpers = unindexed(conn, deps.referencing_fks)
         statements += [Statement(s, note="dedupe") for s in dedupe_statements(
-            table, columns, spec.surrogate, deps.referencing_fks)]
+            table, columns, spec.surrogate, deps.referencing_fks, helpers)]
     statements.append(Statement(state_sql(spec, "duplicates"), note="record the stage"))
     step = Step(
         "delete duplicates by error",
@@ -198,13 +215,34 @@ def duplicates_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
         f"{spec.surrogate}) are deleted; rows of other tables pointing at a deleted row are "
         "re-pointed to the kept one first." if spec.surrogate else
         "No surrogate key: nothing is deleted (duplicates must be resolved by hand).",
-        statements, locks=[Lock("EXCLUSIVE", spec.display, "writes to the table")],
+        statements, locks=[Lock("EXCLUSIVE", spec.display, "writes to the table")] + [
+            Lock("SHARE", display_name(fk.schema, fk.table),
+                 f"writes wait: an index on {fk.columns[0]} serves the delete's foreign key "
+                 "checks, dropped before the commit") for fk in helpers],
         done=lambda c: state_at_least(c, spec, "duplicates"))
     return _plan(spec, 2, "duplicates by error", [_record_step(conn, spec), step],
                  ["Record the migration; delete duplicates by error."])
 
 
+def checked_rewrite_sql(table: SourceTable, spec: MigrationSpec) -> sql.Composed:
+    """The seconds of every fixable group rewritten, and the rows of groups over the limit
+    counted, in one pass over the table: (rows over the limit, rows rewritten). The stage
+    fails on the first and its transaction rolls the rewrite back, so a group over the limit
+    still leaves every row as it was. (A data-modifying WITH runs once and completely; a
+    separate count before the rewrite ranked the whole table a second time.)"""
+    pc = partition_column(table, spec.column)
+    s = _shape(table, pc, spec.key, spec.tiebreak or "")
+    return sql.SQL(
+        "WITH s AS MATERIALIZED ({r}), u AS (UPDATE {t} AS x SET {ts} = s.new_ts FROM s"
+        " WHERE x.ctid = s.row_ctid AND s.size <= {lim} AND x.{ts} <> s.new_ts RETURNING 1)"
+        " SELECT (SELECT pg_catalog.count(*) FROM s WHERE s.size > {lim}),"
+        " (SELECT pg_catalog.count(*) FROM u)").format(
+        r=_ranked(s), t=table.ident, ts=sql.Identifier(spec.column),
+        lim=sql.Literal(MAX_PER_MINUTE))
+
+
 def unfixable_sql(table: SourceTable, spec: MigrationSpec) -> sql.Composed:
+    """The rows in groups over the limit (the exported script's check before the rewrite)."""
     pc = partition_column(table, spec.column)
     s = _shape(table, pc, spec.key, spec.tiebreak or "")
     return sql.SQL("SELECT pg_catalog.count(*) FROM ({r}) AS s WHERE s.size > {lim}").format(
@@ -216,7 +254,7 @@ def _no_unfixable(row: object, _conn: psycopg.Connection) -> str:
     if n:
         raise VerificationFailed(f"{n} row(s) are in groups of more than {MAX_PER_MINUTE} "
                                  "collisions in one minute: resolve them first; nothing changed")
-    return "no group over the limit"
+    return f"no group over the limit; {int(row[1]):,} row(s) rewritten"  # type: ignore[index]
 
 
 def collisions_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
@@ -225,16 +263,16 @@ def collisions_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
                             "lock", "no writes during the rewrite")]
     if spec.tiebreak and spec.column_kind in ("timestamptz", "timestamp"):
         table = original(conn, spec)
-        pc = partition_column(table, spec.column)
-        unfixable = unfixable_sql(table, spec)
-        statements += [
-            Statement(unfixable, "verify", f"groups over {MAX_PER_MINUTE} in one minute",
-                      check=_no_unfixable, script=raise_unless(
-                          conn, sql.SQL("({}) = 0").format(unfixable),
-                          f"rows are in groups of more than {MAX_PER_MINUTE} collisions in "
-                          "one minute: resolve them first; nothing changed")),
-            Statement(rewrite_statement(table, pc, spec.key, spec.tiebreak), note="rewrite"),
-        ]
+        # the exported script cannot read the checked statement's result: it counts the groups
+        # over the limit first and raises, so psql stops before the rewrite
+        statements.append(Statement(
+            checked_rewrite_sql(table, spec), "verify",
+            f"rewrite; groups over {MAX_PER_MINUTE} in one minute roll it back",
+            check=_no_unfixable, script=sql.SQL(";\n").join([
+                raise_unless(conn, sql.SQL("({}) = 0").format(unfixable_sql(table, spec)),
+                             f"rows are in groups of more than {MAX_PER_MINUTE} collisions in "
+                             "one minute: resolve them first; nothing changed"),
+                checked_rewrite_sql(table, spec)])))
     statements.append(Statement(state_sql(spec, "collisions"), note="record the stage"))
     step = Step(
         "rewrite colliding seconds",
@@ -291,22 +329,43 @@ def _recorded_spec(conn: psycopg.Connection, spec: MigrationSpec) -> MigrationSp
     return rec.spec if rec else spec
 
 
+def _require_built(conn: psycopg.Connection, spec: MigrationSpec, number: int) -> None:
+    """Stages 7-9 read what they do from the new table in the catalog (its partitions, the
+    keys already built): before Build there is nothing to read them from."""
+    if not state_at_least(conn, spec, "build"):
+        raise MigrateError(f"stage {number}'s steps are read from the new table: they are "
+                           "shown once Build (stage 5) has run")
+
+
 def dependencies_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
+    _require_built(conn, spec, 7)
     spec = _recorded_spec(conn, spec)
-    steps = later.dependency_steps(conn, spec, original_dependents(conn, spec))
-    return _plan(spec, 7, "dependencies", steps, ["Keys, indexes, foreign keys, views."])
+    deps = original_dependents(conn, spec)
+    steps = later.dependency_steps(conn, spec, deps,
+                                   lambda c: state_at_least(c, spec, "dependencies"))
+    plan = _plan(spec, 7, "dependencies", steps, ["Keys, indexes, foreign keys, views."])
+    plan.facts.notes += dependency_notes(conn, spec, deps)
+    return plan
 
 
 def trigger_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
+    _require_built(conn, spec, 8)
     spec = _recorded_spec(conn, spec)
-    return _plan(spec, 8, "collisions at insert time", later.trigger_steps(conn, spec),
+    if not spec.insert_trigger:
+        raise MigrateError("stage 8 (collisions at insert time) was not chosen "
+                           "for this migration")
+    return _plan(spec, 8, "collisions at insert time",
+                 later.trigger_steps(conn, spec, lambda c: state_at_least(c, spec, "trigger")),
                  ["A trigger that adjusts the seconds of colliding new rows."])
 
 
 def finish_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
+    _require_built(conn, spec, 9)
     spec = _recorded_spec(conn, spec)
-    return _plan(spec, 9, "finish", later.finish_steps(conn, spec),
+    plan = _plan(spec, 9, "finish", later.finish_steps(conn, spec),
                  ["Compare both tables; drop the original."])
+    plan.facts = finish_facts(spec)
+    return plan
 
 
 @dataclass(frozen=True)
@@ -316,6 +375,11 @@ class Stage:
     title: str
     plan: Callable[[psycopg.Connection, MigrationSpec], Plan]
     applies: bool  # changes the database (stage 1 only reads)
+
+    def chosen(self, spec: MigrationSpec) -> bool:
+        """Whether the migration runs this stage: stage 8 only when it was chosen (it is
+        left out of the sequence otherwise, and 'trigger' is never recorded)."""
+        return chosen(self.name, spec)
 
     def done(self, conn: psycopg.Connection, spec: MigrationSpec) -> bool:
         if self.name == "layout" and not state_at_least(conn, spec, "build"):
@@ -355,13 +419,18 @@ def spec_partitions(partitions: list, kind: str) -> tuple[SpecPartition, ...]:
 
 
 def make_spec(table: SourceTable, column: str, key: tuple[str, ...], tiebreak: str | None,
-              surrogate: str | None, partitions: tuple[SpecPartition, ...]) -> MigrationSpec:
+              surrogate: str | None, partitions: tuple[SpecPartition, ...], *,
+              insert_trigger: bool = False) -> MigrationSpec:
     pc = partition_column(table, column)
     if column not in key:
         raise MigrateError(f"the new key must hold the partition column {column!r}")
+    if insert_trigger and (tiebreak is None or pc.kind not in ("timestamptz", "timestamp")):
+        raise MigrateError("collisions at insert time (stage 8) need a timestamp partition "
+                           "column and a tie-break column")
     for c in key + ((tiebreak,) if tiebreak else ()):
         table.column(c)
     if not any(p.default for p in partitions):
         raise MigrateError("the layout needs a DEFAULT partition")
     return MigrationSpec(table.schema, table.name, table.oid, old_name_for(table.name), column,
-                         pc.kind, key, tiebreak, surrogate, partitions)
+                         pc.kind, key, tiebreak, surrogate, partitions,
+                         insert_trigger=insert_trigger)

@@ -1,0 +1,292 @@
+"""The guided migration of scenario 3's legacy payment table, against a floor and pg_partman.
+
+    python bench/migrate.py [--rows N] [--bindir DIR] [--no-partman]
+        (default: 5,000,000 rows, PostgreSQL 15 from /usr/lib/postgresql/15/bin, where Debian's
+        postgresql-15-partman installs pg_partman 4.7)
+
+A private server gets the legacy table as the demo has it (tui/demo/seed.py, scenario 3):
+`pay_id bigserial` primary key, `pay_ts timestamp(0) with time zone`, two own foreign keys,
+indexes on `pay_ts` and `(pdm_id, pay_ts)`, duplicates by error, collisions by design (model-5
+machines whose clock has minute precision), two referencing tables that have only `pay_id`
+(`payment_bonus`, about 3% of the rows; `payment_ext`, about 0.5%, two keys), and a view. Rows
+spread over 2019 to 2026. Printed, all measured in the same run on the same server:
+
+- each stage's time (`pgparts migrate --interval year`, stages 1-7 and 9, run one after
+  the other through the plan runner as `--apply --yes` runs them) and the slowest steps;
+- the floor: psql, one transaction, a raw `INSERT ... SELECT` of the migrated rows into a
+  partitioned copy with the same partitions, then the index builds the migration makes
+  (primary key on (pdm_id, pay_ts), pay_ts, (pdm_id, pay_ts), pay_id); target: the migration
+  within 1.3x of it;
+- pg_partman (4.7): `create_parent` + `partition_data_proc` (p_wait 0, one batch per yearly
+  partition) from a copy of the original rows taken before the migration into a partitioned
+  copy with the same indexes (not unique: it does nothing about duplicates, so a primary key
+  on the new key would fail), timed together; pgparts must be faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tui.core.config import PlansConfig  # noqa: E402
+from tui.core.connection import Target  # noqa: E402
+from tui.core.migrate.migration import Choices, next_stages, prepare, run_plan  # noqa: E402
+from tui.demo.localserver import FAST_TEST_SETTINGS, temporary_server  # noqa: E402
+
+PG15 = Path("/usr/lib/postgresql/15/bin")
+SETTINGS = {**FAST_TEST_SETTINGS, "shared_buffers": "1GB", "max_wal_size": "8GB",
+            "autovacuum": "off", "maintenance_work_mem": "512MB", "work_mem": "64MB"}
+
+SETUP = """
+CREATE SCHEMA legacy;
+CREATE TABLE legacy.pdm (pdm_id int PRIMARY KEY, model int NOT NULL);
+INSERT INTO legacy.pdm SELECT i, CASE WHEN i % 5 = 2 THEN 5 ELSE 3 END
+FROM generate_series(1, 250) i;
+CREATE TABLE legacy.tariff_info (tariff_id int PRIMARY KEY, rate_per_hour numeric(6,2) NOT NULL);
+INSERT INTO legacy.tariff_info SELECT i, 0.5 + i * 0.25 FROM generate_series(1, 12) i;
+CREATE TABLE legacy.payment (
+    pay_id bigserial PRIMARY KEY,
+    pay_ts timestamp(0) with time zone NOT NULL,
+    pdm_id int NOT NULL,
+    tracer text NOT NULL,
+    amount numeric(10,2) NOT NULL,
+    currency char(3) NOT NULL DEFAULT 'EUR',
+    tariff_id int NOT NULL,
+    method text NOT NULL,
+    duration_min int NOT NULL
+);
+CREATE UNLOGGED TABLE gen AS
+SELECT i, v.pdm, v.ts, 0 AS copy_no,
+       'TR' || to_char(v.ts, 'YYYYMMDDHH24MISS') || '-' || lpad(v.pdm::text, 4, '0')
+            || '-' || upper(substr(md5('legacy:' || i), 1, 4)) AS tracer
+FROM generate_series(0, {n} - 1) AS i
+CROSS JOIN LATERAL (SELECT 1 + ((i::bigint * 7919) % 250)::int AS pdm) p
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN p.pdm % 5 = 2 THEN date_trunc('minute', t) ELSE t END AS ts, p.pdm
+    FROM (SELECT {lo}::timestamptz + make_interval(secs => i::bigint * {step}
+                 + (i::bigint * 7919) % {step}) AS t) tt
+) v;
+INSERT INTO gen SELECT l.i, l.pdm, l.ts, k, l.tracer || '-R' || k
+FROM gen l, generate_series(1, 1 + l.i % 3) AS k WHERE l.pdm % 5 = 2 AND l.i % 97 = 0;
+INSERT INTO gen SELECT l.i, l.pdm, l.ts, 100 + k, l.tracer
+FROM gen l, generate_series(1, 1 + (l.i / 211) % 2) AS k WHERE l.copy_no = 0 AND l.i % 211 = 5;
+INSERT INTO legacy.payment (pay_ts, pdm_id, tracer, amount, tariff_id, method, duration_min)
+SELECT l.ts, l.pdm, l.tracer, round(t.rate_per_hour * d.dur / 60.0, 2), t.tariff_id,
+       (ARRAY['card', 'coin', 'card', 'app'])[1 + abs(l.i) % 4], d.dur
+FROM gen l
+CROSS JOIN LATERAL (SELECT 15 * (1 + (abs(l.i) * 31) % 16) AS dur) d
+JOIN legacy.tariff_info t ON t.tariff_id = 1 + l.pdm % 12
+ORDER BY l.ts, l.pdm, l.copy_no;
+DROP TABLE gen;
+ALTER TABLE legacy.payment ADD CONSTRAINT payment_pdm_id_fkey
+    FOREIGN KEY (pdm_id) REFERENCES legacy.pdm;
+ALTER TABLE legacy.payment ADD CONSTRAINT payment_tariff_id_fkey
+    FOREIGN KEY (tariff_id) REFERENCES legacy.tariff_info;
+CREATE INDEX payment_pay_ts_idx ON legacy.payment (pay_ts);
+CREATE INDEX payment_pdm_id_pay_ts_idx ON legacy.payment (pdm_id, pay_ts);
+CREATE TABLE legacy.payment_bonus (bonus_id bigserial PRIMARY KEY, pay_id bigint NOT NULL,
+                                   points int NOT NULL);
+INSERT INTO legacy.payment_bonus (pay_id, points)
+SELECT min(pay_id), 1 + min(duration_min) / 15
+FROM legacy.payment GROUP BY pdm_id, pay_ts, tracer HAVING hashtext(tracer) % 30 = 0
+ORDER BY 1;
+ALTER TABLE legacy.payment_bonus ADD CONSTRAINT payment_bonus_pay_id_fkey
+    FOREIGN KEY (pay_id) REFERENCES legacy.payment (pay_id);
+CREATE INDEX payment_bonus_pay_id_idx ON legacy.payment_bonus (pay_id);
+CREATE TABLE legacy.payment_ext (ext_id bigserial PRIMARY KEY, pay_id bigint NOT NULL,
+                                 orig_pay_id bigint, kind text NOT NULL);
+INSERT INTO legacy.payment_ext (pay_id, orig_pay_id, kind)
+SELECT pay_id, prev_id, CASE WHEN pay_id % 3 = 0 THEN 'refund' ELSE 'extension' END
+FROM (SELECT min(pay_id) AS pay_id,
+             lag(min(pay_id)) OVER (PARTITION BY pdm_id ORDER BY pay_ts, tracer) AS prev_id,
+             tracer
+      FROM legacy.payment GROUP BY pdm_id, pay_ts, tracer) s
+WHERE prev_id IS NOT NULL AND hashtext(tracer) % 200 = 0
+ORDER BY 1;
+ALTER TABLE legacy.payment_ext ADD CONSTRAINT payment_ext_pay_id_fkey
+    FOREIGN KEY (pay_id) REFERENCES legacy.payment (pay_id);
+ALTER TABLE legacy.payment_ext ADD CONSTRAINT payment_ext_orig_pay_id_fkey
+    FOREIGN KEY (orig_pay_id) REFERENCES legacy.payment (pay_id);
+CREATE VIEW legacy.payment_daily AS
+SELECT pay_ts::date AS day, count(*) AS payments FROM legacy.payment GROUP BY 1;
+"""
+
+
+def setup(conn: psycopg.Connection, rows: int) -> None:
+    lo, hi = "2019-01-01 00:00:00+00", "2026-11-01 00:00:00+00"
+    span = conn.execute("SELECT extract(epoch FROM %s::timestamptz - %s::timestamptz)::bigint",
+                        (hi, lo)).fetchone()[0]
+    conn.execute(sql.SQL(SETUP).format(n=sql.Literal(rows), lo=sql.Literal(lo),
+                                       step=sql.Literal(max(span // rows, 1))))
+    conn.execute("VACUUM ANALYZE")
+    conn.execute("CHECKPOINT")
+
+
+def psql(bindir: Path, dsn: str, *commands: str) -> float:
+    """Run the commands through psql, each -c its own transaction (stops at the first error);
+    the wall time."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["PGOPTIONS"] = "-c client_min_messages=warning"
+    t0 = time.monotonic()
+    subprocess.run([str(bindir / "psql"), "-X", "-q", "-o", "/dev/null", "-v",
+                    "ON_ERROR_STOP=1", "-d", dsn, *(a for c in commands for a in ("-c", c))],
+                   check=True, env=env)
+    return time.monotonic() - t0
+
+
+def floor_script(conn: psycopg.Connection) -> str:
+    """A partitioned copy of the migrated table (same partitions), filled by one INSERT ...
+    SELECT, then the indexes the migration builds; one transaction."""
+    parts = conn.execute(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
+        " JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'legacy.payment'::regclass ORDER BY 1").fetchall()
+    out = [sql.SQL("BEGIN"),
+           sql.SQL("CREATE TABLE legacy.floor (LIKE legacy.payment INCLUDING DEFAULTS)"
+                   " PARTITION BY RANGE (pay_ts)")]
+    # the server's own deparse of each bound
+    out += [sql.SQL("CREATE TABLE {} PARTITION OF legacy.floor {}").format(
+        sql.Identifier("legacy", f"floor_{name}"), sql.SQL(bound)) for name, bound in parts]
+    out += [sql.SQL("INSERT INTO legacy.floor SELECT * FROM legacy.payment"),
+            sql.SQL("ALTER TABLE legacy.floor ADD PRIMARY KEY (pdm_id, pay_ts)"),
+            sql.SQL("CREATE INDEX ON legacy.floor (pay_ts)"),
+            sql.SQL("CREATE INDEX ON legacy.floor (pdm_id, pay_ts)"),
+            sql.SQL("CREATE INDEX ON legacy.floor (pay_id)"),
+            sql.SQL("COMMIT")]
+    return ";\n".join(s.as_string(conn) for s in out) + ";"
+
+
+def migrate(dsn: str) -> tuple[float, list[tuple[str, float]], list[tuple[float, str, str]]]:
+    """Every stage as `--apply --yes` runs it: the analysis before them (what `--apply` counts
+    and shows first), (stage, seconds), and every step's (seconds, stage, title)."""
+    t0 = time.monotonic()
+    with psycopg.connect(dsn) as conn:
+        spec = prepare(conn, Choices("legacy", "payment", "pay_ts", ("pdm_id", "pay_ts"),
+                                     "tracer", interval="year")).spec
+        todo = next_stages(conn, spec)
+    analysis = time.monotonic() - t0
+    times, steps = [], []
+    for stage in todo:
+        t0 = time.monotonic()
+        with psycopg.connect(dsn) as conn:
+            plan = stage.plan(conn, spec)
+        result = run_plan(Target(dsn), plan, config=PlansConfig(), write_journal=False)
+        times.append((f"{stage.number} {stage.title}", time.monotonic() - t0))
+        if not result.ok:
+            raise SystemExit(f"stage {stage.number} failed: {result.error}\n{result.state}")
+        steps += [(o.seconds or 0.0, stage.title, o.title) for o in result.steps]
+    return analysis, times, steps
+
+
+PARTMAN = """
+CREATE SCHEMA partman;
+CREATE EXTENSION pg_partman SCHEMA partman;
+CREATE TABLE pmb.payment (LIKE pmb.payment_src INCLUDING DEFAULTS) PARTITION BY RANGE (pay_ts);
+CREATE INDEX ON pmb.payment (pdm_id, pay_ts);
+CREATE INDEX ON pmb.payment (pay_ts);
+CREATE INDEX ON pmb.payment (pay_id);
+"""
+
+
+def partman(bindir: Path, dsn: str) -> float | str:
+    """create_parent + partition_data_proc, timed together; or why it could not run."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            conn.execute(PARTMAN)
+        except psycopg.Error as exc:
+            return f"pg_partman not available: {str(exc).strip().splitlines()[0]}"
+    return psql(
+        bindir, dsn,
+        "SELECT partman.create_parent(p_parent_table => 'pmb.payment', p_control => 'pay_ts',"
+        " p_type => 'native', p_interval => 'yearly', p_premake => 1,"
+        " p_start_partition => '2019-01-01')",
+        # a procedure that commits after each batch: not inside a transaction block
+        "CALL partman.partition_data_proc('pmb.payment', p_wait => 0,"
+        " p_source_table => 'pmb.payment_src', p_quiet => true)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=5_000_000, help="rows before duplicates")
+    ap.add_argument("--bindir", type=Path, default=PG15, help="the PostgreSQL binaries")
+    ap.add_argument("--no-partman", action="store_true", help="skip pg_partman")
+    args = ap.parse_args()
+    load = os.getloadavg()
+    with temporary_server(args.bindir, SETTINGS) as server:
+        admin = psycopg.connect(server.conninfo(), autocommit=True)
+        admin.execute("CREATE DATABASE bench")
+        dsn = server.conninfo("bench")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            t0 = time.monotonic()
+            setup(conn, args.rows)
+            n, size = conn.execute(
+                "SELECT count(*), pg_size_pretty(pg_total_relation_size('legacy.payment'))"
+                " FROM legacy.payment").fetchone()
+            setup_s = time.monotonic() - t0
+            if not args.no_partman:  # the same rows, before the migration changes them
+                conn.execute("CREATE SCHEMA pmb; CREATE TABLE pmb.payment_src AS"
+                             " SELECT * FROM legacy.payment")
+                conn.execute("VACUUM ANALYZE pmb.payment_src")
+            conn.execute("CHECKPOINT")
+        print(f"PostgreSQL {version}, legacy.payment: {n:,} rows, {size} with its indexes; "
+              f"set up in {setup_s:.0f} s; load average {load[0]:.1f} {load[1]:.1f} "
+              f"{load[2]:.1f} (2 cores)", flush=True)
+
+        t0 = time.monotonic()
+        analysis, times, steps = migrate(dsn)
+        total = time.monotonic() - t0
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            rows = conn.execute("SELECT count(*) FROM legacy.payment").fetchone()[0]
+            parts = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent ="
+                                 " 'legacy.payment'::regclass").fetchone()[0]
+            conn.execute("CHECKPOINT")
+            floor = psql(args.bindir, dsn, floor_script(conn))
+        print(f"pgparts migrate, stage by stage ({rows:,} rows kept, {parts} partitions):")
+        print(f"  {'analysis (counts shown first)':<32} {analysis:8.2f} s")
+        for name, s in times:
+            print(f"  {name:<32} {s:8.2f} s")
+        print(f"  {'total':<32} {total:8.2f} s")
+        print("  slowest steps:")
+        for s, stage, title in sorted(steps, reverse=True)[:8]:
+            print(f"    {s:7.2f} s  {stage}: {title}")
+        ratio = total / floor
+        print(f"floor (psql: INSERT ... SELECT into a partitioned copy + PK + 3 index builds): "
+              f"{floor:.2f} s")
+        print(f"pgparts total = {ratio:.2f} x floor (target <= 1.3)"
+              f"{'' if ratio <= 1.3 else '  MISSED'}")
+        # what the floor does too: the copy (with its per-partition verification) and the
+        # key and index builds; the rest is what the floor leaves out
+        same = sum(t for t, stage, title in steps if stage == "copy" or (
+            stage == "dependencies" and title.startswith(("Primary key", "Index "))))
+        print(f"  of which the floor's own work (stage 6 + stage 7's key and index builds): "
+              f"{same:.2f} s = {same / floor:.2f} x floor; the rest: analysis before stage 2 "
+              f"{analysis:.2f} s, stages 2-3 "
+              f"{sum(t for n, t in times if n[0] in '23'):.2f} s, stage 7's foreign keys, "
+              f"views, grants and ANALYZE, Finish's comparison", flush=True)
+        if not args.no_partman:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("CHECKPOINT")
+            pm = partman(args.bindir, dsn)
+            if isinstance(pm, str):
+                print(pm)
+            else:
+                print(f"pg_partman create_parent + partition_data_proc: {pm:.2f} s; pgparts is "
+                      f"{pm / total:.2f}x as fast ({pm - total:+.2f} s)"
+                      f"{'' if total < pm else '  MISSED'}")
+        end = os.getloadavg()
+        print(f"load average at the end {end[0]:.1f} {end[1]:.1f} {end[2]:.1f}")
+        admin.close()
+
+
+if __name__ == "__main__":
+    main()
