@@ -68,6 +68,30 @@ def test_abort_keeps_a_table_holding_rows_the_original_lacks(db):
         sql.Literal(n.ident(spec.old_name).as_string()))) == [(None,)]
 
 
+def test_abort_after_stage_7_keeps_a_table_holding_rows_the_original_lacks(db):
+    """Once stage 7 ran, abort is stage 7's own (views and keys go back first); it still
+    refuses to drop a new table holding a row the original lacks."""
+    spec = _copied(db)
+    assert _run_to(db, spec, "dependencies").ok
+    db.execute(sql.SQL("INSERT INTO {t} ({id}, {ts}, {pdm}, {tr}, {a}) VALUES"
+                       " (999998, '2020-06-02 00:00+00', 1, 'late', 1)").format(
+        t=n.ident(n.table), id=sql.Identifier(n.id), ts=sql.Identifier(n.ts),
+        pdm=sql.Identifier(n.pdm), tr=sql.Identifier(n.tracer), a=sql.Identifier(n.amount)))
+    with db.connect() as conn:
+        plan = abort_plan(conn, n.schema, n.table)
+    result = run_plan(db.target, plan)
+    assert result.outcome == Outcome.FAILED and "not in" in result.error, result.error
+    assert (999998,) in [r[:1] for r in _rows(db, n.ident(n.table), n)]
+    db.execute(sql.SQL("DELETE FROM {t} WHERE {id} = 999998").format(
+        t=n.ident(n.table), id=sql.Identifier(n.id)))
+    with db.connect() as conn:
+        plan = abort_plan(conn, n.schema, n.table)
+    result = run_plan(db.target, plan)
+    assert result.ok, result.error
+    with db.connect() as conn:
+        assert standing(conn, n.schema, n.table).recorded is None
+
+
 def test_abort_script_refuses_another_table_under_the_name(db):
     _copied(db)
     with db.connect() as conn:

@@ -136,7 +136,8 @@ def test_finish_refuses_on_a_mismatch_then_drops(db):
             abort_steps(conn, spec, deps, 9)
     facts = finish_facts(spec)
     assert [d.verified for d in facts.destroys] == [True]
-    assert not facts.needs_typed_confirmation
+    # verified first, so no data is lost; still a drop: typed confirmation, like every drop
+    assert facts.needs_typed_confirmation and not facts.loses_data
 
 
 def test_insert_trigger_under_concurrent_inserts(db):
