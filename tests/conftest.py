@@ -176,12 +176,11 @@ def db18(pg18: Server) -> Iterator[Database]:
 
 
 @pytest.fixture
-def make_db(pg: Server) -> Iterator[Callable[..., Database]]:
-    """Fresh databases on demand: empty, or copies of a template (make_template)."""
+def make_db(pg: Server) -> Iterator[Callable[[], Database]]:
     made: list[str] = []
 
-    def _make(template: str | None = None) -> Database:
-        name = create_database(pg) if template is None else copy_database(pg, template)
+    def _make() -> Database:
+        name = create_database(pg)
         made.append(name)
         return Database(pg, name)
 
@@ -225,44 +224,33 @@ SCENARIO_SCALE = 0.05
 _scenario_templates: dict[str, str] = {}
 
 
-def make_template(server: Server, build: Callable[[Database], None]) -> str:
-    """A new database built by `build`, then frozen as a template: copies of it
-    (copy_database) are fresh databases holding what `build` made, for a fraction of the
-    cost of building each one."""
-    name = create_database(server)
-    build(Database(server, name))
+def _scenario_template(server: Server) -> str:
+    """Seed the scenarios once per server into a template database; copies are then cheap."""
+    name = _scenario_templates.get(server.label)
+    if name is not None:
+        return name
+    name = f"scenarios_tpl_{os.getpid()}"
+    drop_database(server, name)
+    with server.admin() as c:
+        c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    with connect(Target(server.conninfo(name)), statement_timeout="0") as conn:
+        seed_scenarios(conn, scale=SCENARIO_SCALE, now=SCENARIO_NOW)
     # No connections may stay on a template while it is copied (autovacuum included).
     with server.admin() as c:
         c.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
                   .format(sql.Identifier(name)))
+    _scenario_templates[server.label] = name
     return name
 
 
-def copy_database(server: Server, template: str) -> str:
-    """A fresh database holding what `template` (make_template) holds."""
+def _scenario_copy(server: Server) -> str:
+    template = _scenario_template(server)
     name = f"t_{os.getpid()}_{next(_counter)}"
     with server.admin() as c:
         # FILE_COPY: a copy of the template's files, much faster than WAL-logging every block
         c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
             sql.Identifier(name), sql.Identifier(template)))
     return name
-
-
-def _seed(db: Database) -> None:
-    with connect(db.target, statement_timeout="0") as conn:
-        seed_scenarios(conn, scale=SCENARIO_SCALE, now=SCENARIO_NOW)
-
-
-def _scenario_template(server: Server) -> str:
-    """Seed the scenarios once per server into a template database; copies are then cheap."""
-    name = _scenario_templates.get(server.label)
-    if name is None:
-        name = _scenario_templates[server.label] = make_template(server, _seed)
-    return name
-
-
-def _scenario_copy(server: Server) -> str:
-    return copy_database(server, _scenario_template(server))
 
 
 @pytest.fixture

@@ -1,16 +1,11 @@
 """The runner's guarantees, for every registered plan kind (tui.core.plans.registry).
 
 Kill points come from each plan's own steps: the connection is killed before the first
-statement of every step, and before the COMMIT of every transactional step, each kill in a
-fresh database holding the kind's scenario; the same command run again (a fresh plan from the
-catalog, as an operator would) must end in the same final state with no row lost. A lock held
-by another session makes a run time out, retry and give up cleanly; a cancel stops it; both
-resume on the next run. A kind without a scenario below fails test_every_kind_has_a_scenario:
-adding a kind means adding its small scenario here.
-
-Each scenario is built once per server into a template database (scenarios shared by several
-kinds, once for all of them); every test then runs on a copy of it, a fresh database that costs
-a file copy instead of a build.
+statement of every step, and before the COMMIT of every transactional step; the same command
+run again (a fresh plan from the catalog, as an operator would) must end in the same final state
+with no row lost. A lock held by another session makes a run time out, retry and give up
+cleanly; a cancel stops it; both resume on the next run. A kind without a scenario below fails
+test_every_kind_has_a_scenario: adding a kind means adding its small scenario here.
 """
 
 from __future__ import annotations
@@ -29,7 +24,6 @@ from tui.core.plans import Outcome, PlanRunner
 from tui.core.plans.consolidate import CANDIDATE_STATUSES, consolidation_status
 from tui.core.plans.registry import PLAN_KINDS, kind_named
 
-from ...conftest import Database, Server, make_template
 from ...test_plan_support import OLD_WEEKS, build_balances
 from ..scenarios import (
     MOVE_SCENARIOS,
@@ -82,21 +76,6 @@ CONTRACTS: dict[str, Contract] = {
 # request values a kind needs beyond its defaults
 # (create_ahead: one partition ahead, six steps with the DEFAULT's: each one is a kill point)
 VALUES = {"retention": {"older_than": RETENTION}, "create_ahead": {"count": 1}}
-
-
-_templates: dict[tuple[str, Callable], str] = {}
-
-
-def _template(pg: Server, kind_name: str) -> str:
-    """The kind's scenario, built once per server (and per build function) into a template."""
-    build = CONTRACTS[kind_name].build
-    key = (pg.label, build)
-    if key not in _templates:
-        def _build(db: Database) -> None:
-            with db.connect() as conn:
-                build(conn, db.dsn)
-        _templates[key] = make_template(pg, _build)
-    return _templates[key]
 
 
 def test_every_kind_has_a_scenario():
@@ -170,21 +149,21 @@ def _killer(db, point: tuple[str, int, int]):
 
 
 @pytest.mark.parametrize("kind_name", sorted(CONTRACTS))
-def test_killed_at_every_step_then_run_again(pg, make_db, kind_name):
+def test_killed_at_every_step_then_run_again(make_db, kind_name):
     c = CONTRACTS[kind_name]
-    template = _template(pg, kind_name)
-    first = make_db(template)
-    plan = _plan(first, kind_name)
-    points = _kill_points(plan)
+    first = make_db()
+    with first.connect() as conn:
+        c.build(conn, first.dsn)
+    points = _kill_points(_plan(first, kind_name))
     assert points
     for n, point in enumerate(points):
-        db = first if n == 0 else make_db(template)
+        db = first if n == 0 else make_db()
+        if n:
+            with db.connect() as conn:
+                c.build(conn, db.dsn)
         before = _rows(db, c.schema)
         hook, fired = _killer(db, point)
-        again = _plan(db, kind_name)
-        # every copy plans the same steps: each kill lands where the first plan put it
-        assert [s.title for s in again.steps] == [s.title for s in plan.steps], point
-        result = _run(db, again, hook=hook)
+        result = _run(db, _plan(db, kind_name), hook=hook)
         assert fired, point
         assert result.outcome == Outcome.FAILED, (point, result.error)
         assert result.state, point  # what the database holds now, in words
@@ -192,10 +171,10 @@ def test_killed_at_every_step_then_run_again(pg, make_db, kind_name):
 
 
 @pytest.mark.parametrize("kind_name", sorted(CONTRACTS))
-def test_lock_held_by_another_session_gives_up_cleanly_then_resumes(pg, make_db, kind_name):
+def test_lock_held_by_another_session_gives_up_cleanly_then_resumes(db, kind_name):
     c = CONTRACTS[kind_name]
-    db = make_db(_template(pg, kind_name))
     with db.connect() as conn:
+        c.build(conn, db.dsn)
         target = load_forest(conn).find(c.target)
     before = _rows(db, c.schema)
     plan = _plan(db, kind_name)
@@ -210,9 +189,10 @@ def test_lock_held_by_another_session_gives_up_cleanly_then_resumes(pg, make_db,
 
 
 @pytest.mark.parametrize("kind_name", sorted(CONTRACTS))
-def test_cancel_stops_then_resumes(pg, make_db, kind_name):
+def test_cancel_stops_then_resumes(db, kind_name):
     c = CONTRACTS[kind_name]
-    db = make_db(_template(pg, kind_name))
+    with db.connect() as conn:
+        c.build(conn, db.dsn)
     before = _rows(db, c.schema)
     plan = _plan(db, kind_name)
     last = len(plan.steps)
