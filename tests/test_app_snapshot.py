@@ -232,13 +232,15 @@ async def test_details_policy_and_growth_snapshot(scenario_db, snapshot, size, t
 
 # -- the migration wizard on the small legacy table ---------------------------------------------
 async def steady_screenshot(pilot, app: PgpartsApp) -> str:
-    """The screen once two pictures in a row agree (the footer's keys and the tables are
-    drawn after the data arrives; a loaded machine takes longer)."""
-    last = ""
-    for _ in range(30):
+    """The screen once no worker runs and three pictures in a row agree (the footer's keys
+    and the tables are drawn after the data arrives; a loaded machine takes longer)."""
+    last, same = "", 0
+    for _ in range(60):
+        await app.workers.wait_for_complete()
         await pilot.pause(0.1)
         svg = app.export_screenshot(title="pgparts")
-        if svg == last:
+        same = same + 1 if svg == last else 0
+        if same >= 2:
             return svg
         last = svg
     return last
