@@ -33,6 +33,8 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from locksampler import LockSampler  # noqa: E402  (bench/, sys.path[0] when run)
+
 from tui.core.config import PlansConfig  # noqa: E402
 from tui.core.connection import Target  # noqa: E402
 from tui.core.plans import PlanRunner  # noqa: E402
@@ -123,34 +125,6 @@ class Writer(threading.Thread):
                 time.sleep(0.001)
 
 
-class LockSampler(threading.Thread):
-    """Longest run of consecutive samples with ACCESS EXCLUSIVE granted on the parent."""
-
-    def __init__(self, dsn: str) -> None:
-        super().__init__(daemon=True)
-        self.dsn = dsn
-        self.stop = threading.Event()
-        self.longest = 0.0
-        self.samples = 0
-
-    def run(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            oid = conn.execute("SELECT 'account_balances'::regclass::oid").fetchone()[0]
-            start: float | None = None
-            while not self.stop.is_set():
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_locks WHERE relation = %s AND granted"
-                    " AND mode = 'AccessExclusiveLock'", (oid,), prepare=True).fetchone()
-                now = time.monotonic()
-                self.samples += 1
-                if row[0]:
-                    start = now if start is None else start
-                    self.longest = max(self.longest, now - start)
-                else:
-                    start = None
-                time.sleep(0.002)
-
-
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     today = datetime.now(UTC).date()
@@ -170,7 +144,7 @@ def main() -> None:
         print(f"PostgreSQL 18, {n:,} rows in week {OLD} (4 hash partitions, PK + 5 indexes), "
               f"{size}; set up in {time.monotonic() - t0:.1f} s")
         # the floor runs under the same concurrent load as the plan: the writer and the sampler
-        load = Writer(dsn, current, "floor"), LockSampler(dsn)
+        load = Writer(dsn, current, "floor"), LockSampler(dsn, "account_balances")
         for t in load:
             t.start()
         week = f"account_balances_{OLD.replace('-', '_')}"
@@ -182,7 +156,7 @@ def main() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             plan = build_consolidation_plan(conn, "account_balances", weeks=[
                 f"account_balances_{OLD.replace('-', '_')}"])
-        writer, sampler = Writer(dsn, current, "writer"), LockSampler(dsn)
+        writer, sampler = Writer(dsn, current, "writer"), LockSampler(dsn, "account_balances")
         writer.start()
         sampler.start()
         time.sleep(0.5)
@@ -197,7 +171,7 @@ def main() -> None:
         if not result.ok:
             print(f"FAILED: {result.error}\n{result.state}")
             sys.exit(1)
-        load = Writer(dsn, current, "floor2"), LockSampler(dsn)
+        load = Writer(dsn, current, "floor2"), LockSampler(dsn, "account_balances")
         for t in load:
             t.start()
         floors.append(floor_seconds(server, dsn, f"{week}_consolidated"))

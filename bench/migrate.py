@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
@@ -41,92 +42,36 @@ from tui.core.config import PlansConfig  # noqa: E402
 from tui.core.connection import Target  # noqa: E402
 from tui.core.migrate.migration import Choices, next_stages, prepare, run_plan  # noqa: E402
 from tui.demo.localserver import FAST_TEST_SETTINGS, temporary_server  # noqa: E402
+from tui.demo.seed import create_legacy_payment  # noqa: E402
 
 PG15 = Path("/usr/lib/postgresql/15/bin")
 SETTINGS = {**FAST_TEST_SETTINGS, "shared_buffers": "1GB", "max_wal_size": "8GB",
             "autovacuum": "off", "maintenance_work_mem": "512MB", "work_mem": "64MB"}
 
 SETUP = """
+CREATE SCHEMA control;
 CREATE SCHEMA legacy;
-CREATE TABLE legacy.pdm (pdm_id int PRIMARY KEY, model int NOT NULL);
-INSERT INTO legacy.pdm SELECT i, CASE WHEN i % 5 = 2 THEN 5 ELSE 3 END
+CREATE TABLE control.pdm (pdm_id int PRIMARY KEY, model int NOT NULL);
+INSERT INTO control.pdm SELECT i, CASE WHEN i % 5 = 2 THEN 5 ELSE 3 END
 FROM generate_series(1, 250) i;
-CREATE TABLE legacy.tariff_info (tariff_id int PRIMARY KEY, rate_per_hour numeric(6,2) NOT NULL);
-INSERT INTO legacy.tariff_info SELECT i, 0.5 + i * 0.25 FROM generate_series(1, 12) i;
-CREATE TABLE legacy.payment (
-    pay_id bigserial PRIMARY KEY,
-    pay_ts timestamp(0) with time zone NOT NULL,
-    pdm_id int NOT NULL,
-    tracer text NOT NULL,
-    amount numeric(10,2) NOT NULL,
-    currency char(3) NOT NULL DEFAULT 'EUR',
-    tariff_id int NOT NULL,
-    method text NOT NULL,
-    duration_min int NOT NULL
-);
-CREATE UNLOGGED TABLE gen AS
-SELECT i, v.pdm, v.ts, 0 AS copy_no,
-       'TR' || to_char(v.ts, 'YYYYMMDDHH24MISS') || '-' || lpad(v.pdm::text, 4, '0')
-            || '-' || upper(substr(md5('legacy:' || i), 1, 4)) AS tracer
-FROM generate_series(0, {n} - 1) AS i
-CROSS JOIN LATERAL (SELECT 1 + ((i::bigint * 7919) % 250)::int AS pdm) p
-CROSS JOIN LATERAL (
-    SELECT CASE WHEN p.pdm % 5 = 2 THEN date_trunc('minute', t) ELSE t END AS ts, p.pdm
-    FROM (SELECT {lo}::timestamptz + make_interval(secs => i::bigint * {step}
-                 + (i::bigint * 7919) % {step}) AS t) tt
-) v;
-INSERT INTO gen SELECT l.i, l.pdm, l.ts, k, l.tracer || '-R' || k
-FROM gen l, generate_series(1, 1 + l.i % 3) AS k WHERE l.pdm % 5 = 2 AND l.i % 97 = 0;
-INSERT INTO gen SELECT l.i, l.pdm, l.ts, 100 + k, l.tracer
-FROM gen l, generate_series(1, 1 + (l.i / 211) % 2) AS k WHERE l.copy_no = 0 AND l.i % 211 = 5;
-INSERT INTO legacy.payment (pay_ts, pdm_id, tracer, amount, tariff_id, method, duration_min)
-SELECT l.ts, l.pdm, l.tracer, round(t.rate_per_hour * d.dur / 60.0, 2), t.tariff_id,
-       (ARRAY['card', 'coin', 'card', 'app'])[1 + abs(l.i) % 4], d.dur
-FROM gen l
-CROSS JOIN LATERAL (SELECT 15 * (1 + (abs(l.i) * 31) % 16) AS dur) d
-JOIN legacy.tariff_info t ON t.tariff_id = 1 + l.pdm % 12
-ORDER BY l.ts, l.pdm, l.copy_no;
-DROP TABLE gen;
-ALTER TABLE legacy.payment ADD CONSTRAINT payment_pdm_id_fkey
-    FOREIGN KEY (pdm_id) REFERENCES legacy.pdm;
-ALTER TABLE legacy.payment ADD CONSTRAINT payment_tariff_id_fkey
-    FOREIGN KEY (tariff_id) REFERENCES legacy.tariff_info;
-CREATE INDEX payment_pay_ts_idx ON legacy.payment (pay_ts);
-CREATE INDEX payment_pdm_id_pay_ts_idx ON legacy.payment (pdm_id, pay_ts);
-CREATE TABLE legacy.payment_bonus (bonus_id bigserial PRIMARY KEY, pay_id bigint NOT NULL,
-                                   points int NOT NULL);
-INSERT INTO legacy.payment_bonus (pay_id, points)
-SELECT min(pay_id), 1 + min(duration_min) / 15
-FROM legacy.payment GROUP BY pdm_id, pay_ts, tracer HAVING hashtext(tracer) % 30 = 0
-ORDER BY 1;
-ALTER TABLE legacy.payment_bonus ADD CONSTRAINT payment_bonus_pay_id_fkey
-    FOREIGN KEY (pay_id) REFERENCES legacy.payment (pay_id);
-CREATE INDEX payment_bonus_pay_id_idx ON legacy.payment_bonus (pay_id);
-CREATE TABLE legacy.payment_ext (ext_id bigserial PRIMARY KEY, pay_id bigint NOT NULL,
-                                 orig_pay_id bigint, kind text NOT NULL);
-INSERT INTO legacy.payment_ext (pay_id, orig_pay_id, kind)
-SELECT pay_id, prev_id, CASE WHEN pay_id % 3 = 0 THEN 'refund' ELSE 'extension' END
-FROM (SELECT min(pay_id) AS pay_id,
-             lag(min(pay_id)) OVER (PARTITION BY pdm_id ORDER BY pay_ts, tracer) AS prev_id,
-             tracer
-      FROM legacy.payment GROUP BY pdm_id, pay_ts, tracer) s
-WHERE prev_id IS NOT NULL AND hashtext(tracer) % 200 = 0
-ORDER BY 1;
-ALTER TABLE legacy.payment_ext ADD CONSTRAINT payment_ext_pay_id_fkey
-    FOREIGN KEY (pay_id) REFERENCES legacy.payment (pay_id);
-ALTER TABLE legacy.payment_ext ADD CONSTRAINT payment_ext_orig_pay_id_fkey
-    FOREIGN KEY (orig_pay_id) REFERENCES legacy.payment (pay_id);
-CREATE VIEW legacy.payment_daily AS
-SELECT pay_ts::date AS day, count(*) AS payments FROM legacy.payment GROUP BY 1;
+CREATE TABLE control.tariff_info (tariff_id int PRIMARY KEY,
+                                  rate_per_hour numeric(6,2) NOT NULL);
+INSERT INTO control.tariff_info SELECT i, 0.5 + i * 0.25 FROM generate_series(1, 12) i;
 """
 
 
 def setup(conn: psycopg.Connection, rows: int) -> None:
-    lo, hi = "2019-01-01 00:00:00+00", "2026-11-01 00:00:00+00"
-    span = conn.execute("SELECT extract(epoch FROM %s::timestamptz - %s::timestamptz)::bigint",
-                        (hi, lo)).fetchone()[0]
-    conn.execute(sql.SQL(SETUP).format(n=sql.Literal(rows), lo=sql.Literal(lo),
-                                       step=sql.Literal(max(span // rows, 1))))
+    """The demo's legacy.payment (tui/demo/seed.py) at `rows`, without its replayed minute,
+    over 2019 to 2026, and a view on it."""
+    lo = datetime(2019, 1, 1, tzinfo=timezone.utc)
+    hi = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    conn.execute(SETUP)
+    with conn.transaction():  # the seed's scratch table lives until the commit
+        create_legacy_payment(conn, rows, lo, max(int((hi - lo).total_seconds()) // rows, 1),
+                              over60=0)
+    conn.execute("CREATE VIEW legacy.payment_daily AS"
+                 " SELECT pay_ts::date AS day, count(*) AS payments FROM legacy.payment"
+                 " GROUP BY 1")
     conn.execute("VACUUM ANALYZE")
     conn.execute("CHECKPOINT")
 

@@ -55,6 +55,8 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from locksampler import LockSampler  # noqa: E402  (bench/, sys.path[0] when run)
+
 from tui.core.catalog import load_forest  # noqa: E402
 from tui.core.config import Config, PlansConfig  # noqa: E402
 from tui.core.connection import Target, connect  # noqa: E402
@@ -263,34 +265,6 @@ def make_writers(dsn: str, ranges: Ranges, pay_cols: list[str], bonus_cols: list
     ]
 
 
-class LockSampler(threading.Thread):
-    """Longest run of consecutive samples showing ACCESS EXCLUSIVE granted on the parent."""
-
-    def __init__(self, dsn: str) -> None:
-        super().__init__(daemon=True)
-        self.dsn = dsn
-        self.stop = threading.Event()
-        self.longest = 0.0
-        self.samples = 0
-
-    def run(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            oid = conn.execute("SELECT 'control.payment'::regclass::oid").fetchone()[0]
-            start: float | None = None
-            while not self.stop.is_set():
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_locks WHERE relation = %s AND granted"
-                    " AND mode = 'AccessExclusiveLock'", (oid,), prepare=True).fetchone()
-                now = time.monotonic()
-                self.samples += 1
-                if row[0]:
-                    start = now if start is None else start
-                    self.longest = max(self.longest, now - start)
-                else:
-                    start = None
-                time.sleep(0.002)
-
-
 # -- floor and manual procedure ----------------------------------------------------------------
 def floor_seconds(dsn: str, rows_sql: sql.Composable) -> float:
     """The moved rows into a plain table, then the PK and the two indexes: one transaction."""
@@ -409,7 +383,7 @@ def run_case(server, case: Case, pause: float, log_plan: bool = False) -> bool:
         pay_cols, bonus_cols = columns(conn, PAYMENT), columns(conn, BONUS)
         before = {"payment": checksum(conn, PAYMENT), "payment_bonus": checksum(conn, BONUS)}
     writers = make_writers(dsn, case.ranges, pay_cols, bonus_cols, pause)
-    sampler = LockSampler(dsn)
+    sampler = LockSampler(dsn, "control.payment")
     for t in (*writers, sampler):
         t.start()
     time.sleep(1.0)

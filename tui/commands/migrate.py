@@ -33,6 +33,7 @@ from ..core.migrate import MigrateError
 from ..core.migrate.abort import abort_plan
 from ..core.migrate.migration import Choices, Prepared, prepare, relayout, wait_writers
 from ..core.migrate.periods import PERIODS
+from ..core.migrate.report import dependents_lines
 from ..core.migrate.spec import MigrationSpec
 from ..core.migrate.stages import STAGES, Stage, standing
 from ..core.names import display_name, parse_qualified_name
@@ -250,33 +251,11 @@ def _preview(prep: Prepared | None) -> list[str]:
              "layout: " + ", ".join(p.name for p in prep.spec.partitions),
              "stage 8, collisions at insert time: " + (
                  "chosen" if prep.spec.insert_trigger else "not chosen (--insert-trigger)")]
-    lines += [f"  {line}" for line in dependents_lines(pf.dependents)]
+    lines += [f"  {line}" for line in dependents_lines(
+        pf.dependents, own_fks="its foreign keys",
+        referencing_fks="foreign keys pointing at it")]
     lines += [f"warning: {w}" for w in pf.warnings + prep.layout_warnings]
     return lines
-
-
-def dependents_lines(deps: Any) -> list[str]:
-    """What depends on the table (preflight.Dependents), one line per kind that has any."""
-    def names(items: list[Any]) -> str:
-        return ", ".join(items)
-
-    kinds = [
-        ("indexes", [i.name for i in deps.indexes]),
-        ("constraints", [c.name for c in deps.constraints if c.type != "n"]),
-        ("its foreign keys", [f.name for f in deps.own_fks]),
-        ("foreign keys pointing at it",
-         [f"{display_name(f.schema, f.table)}.{f.name}" for f in deps.referencing_fks]),
-        ("views", [display_name(v.schema, v.name) for v in deps.views]),
-        ("triggers", [t[0] for t in deps.triggers]),
-        ("rules", [r[0] for r in deps.rules]),
-        ("sequences", [f"{display_name(s[0], s[1])} ({s[3]} of {s[2]})"
-                       for s in deps.sequences]),
-        ("grants", [f"{g.privilege} to {g.grantee}" for g in deps.grants]),
-        ("policies", [p.name for p in deps.policies]),
-        ("publications", [p[0] for p in deps.publications]),
-        ("comments", [f"{c[0]} {c[1] or ''}".strip() for c in deps.comments]),
-    ]
-    return [f"{label}: {names(items)}" for label, items in kinds if items]
 
 
 def _unfixable_lines(prep: Prepared) -> list[str]:

@@ -745,10 +745,18 @@ ALTER TABLE legacy.payment_ext ADD CONSTRAINT payment_ext_orig_pay_id_fkey
 def _legacy_payment(conn: psycopg.Connection, layout: Layout) -> None:
     n = _rows(60_000, layout.scale, 200)
     lo, hi = _midnight(date(2019, 1, 1)), _midnight(date(2021, 1, 1))
-    step = int((hi - lo).total_seconds()) // n
+    create_legacy_payment(conn, n, lo, int((hi - lo).total_seconds()) // n)
+
+
+def create_legacy_payment(conn: psycopg.Connection, n: int, lo: datetime, step: int,
+                          over60: int = OVER_60_COUNT) -> None:
+    """legacy.payment and the two tables referencing it (schema legacy exists; its foreign
+    keys point at control.pdm and control.tariff_info): `n` payments `step` seconds apart
+    from `lo`, plus duplicates, and `over60` replayed payments in one minute (bench/migrate.py
+    builds the same table at scale, without them)."""
     _x(conn, _LEGACY_SQL, n=sql.Literal(n), pdms=sql.Literal(250), lo=sql.Literal(lo),
        step=sql.Literal(step), over60_pdm=sql.Literal(OVER_60_PDM),
-       over60=sql.Literal(OVER_60_COUNT))
+       over60=sql.Literal(over60))
 
 
 # -- extra demo tables: one of every finding ------------------------------------------------------

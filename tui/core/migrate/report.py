@@ -88,13 +88,15 @@ class StageReport:
     writers: int = 0  # sessions writing to the table: the front end offers to wait for them
 
 
-def dependents_lines(deps: Dependents) -> list[str]:
-    """What depends on the table, one line per kind that has any."""
+def dependents_lines(deps: Dependents, own_fks: str = "foreign keys",
+                     referencing_fks: str = "referenced by") -> list[str]:
+    """What depends on the table, one line per kind that has any (the foreign keys' labels
+    are the caller's: the CLI's summary words them as sentences)."""
     kinds: list[tuple[str, list[str]]] = [
         ("indexes", [i.name for i in deps.indexes]),
         ("constraints", [c.name for c in deps.constraints if c.type != "n"]),
-        ("foreign keys", [f.name for f in deps.own_fks]),
-        ("referenced by",
+        (own_fks, [f.name for f in deps.own_fks]),
+        (referencing_fks,
          [f"{display_name(f.schema, f.table)}.{f.name}" for f in deps.referencing_fks]),
         ("views", [display_name(v.schema, v.name) for v in deps.views]),
         ("triggers", [t[0] for t in deps.triggers]),

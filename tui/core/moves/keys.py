@@ -216,23 +216,23 @@ def list_check(key: Key, values: Sequence[KeyValue]) -> sql.Composed:
     """A list bound as a CHECK in the form PostgreSQL gives the partition's constraint
     (`key IS NOT NULL AND key IN (...)`, or `key IS NULL OR key IN (...)` when NULL is one of
     the values), so ATTACH proves the bound from it and skips the scan."""
-    lits = [v for v in values if v.text is not None]
-    has_null = len(lits) < len(values)
-    if not lits:
-        return sql.SQL("{} IS NULL").format(key.ident)
-    return sql.SQL("{} IS {}NULL {} {}").format(
-        key.ident, sql.SQL("" if has_null else "NOT "), sql.SQL("OR" if has_null else "AND"),
-        _in_list(key, lits, False))
+    return _list_form(key, values, False)
 
 
 def list_exclusion(key: Key, values: Sequence[KeyValue]) -> sql.Composed:
     """The DEFAULT's helper CHECK for a list bound: no row of it, in the form PostgreSQL
     derives when it checks the DEFAULT for that bound (`key IS NULL OR key NOT IN (...)`, or
     `key IS NOT NULL AND key NOT IN (...)` when NULL is one of the values)."""
+    return _list_form(key, values, True)
+
+
+def _list_form(key: Key, values: Sequence[KeyValue], negate: bool) -> sql.Composed:
+    """list_check's form, or its negation (list_exclusion's): NULL is allowed exactly when it
+    is among the values xor the form is negated."""
     lits = [v for v in values if v.text is not None]
-    has_null = len(lits) < len(values)
+    null_ok = (len(lits) < len(values)) != negate
     if not lits:
-        return sql.SQL("{} IS NOT NULL").format(key.ident)
+        return sql.SQL("{} IS NOT NULL" if negate else "{} IS NULL").format(key.ident)
     return sql.SQL("{} IS {}NULL {} {}").format(
-        key.ident, sql.SQL("NOT " if has_null else ""), sql.SQL("AND" if has_null else "OR"),
-        _in_list(key, lits, True))
+        key.ident, sql.SQL("" if null_ok else "NOT "), sql.SQL("OR" if null_ok else "AND"),
+        _in_list(key, lits, negate))

@@ -169,18 +169,23 @@ def gap_partitions(existing: Sequence[Existing], parent: str,
             c_hi = grid_start(newest.lower, interval, k + 1)
             p_lo = lo if lt(c_lo, lo) else c_lo
             p_hi = hi if lt(hi, c_hi) else c_hi
-            base = pattern.name(p_lo)
-            name, n = base, 1
-            while name in names:
-                n += 1
-                name = f"{base}_{n}"
-            try:
-                check_identifier_length(name)
-            except ValueError as exc:
-                raise PlanningError(str(exc)) from None
-            names.add(name)
-            out.append(Proposal(name, p_lo, p_hi))
+            out.append(Proposal(_free_name(pattern.name(p_lo), names), p_lo, p_hi))
     return out
+
+
+def _free_name(base: str, names: set[str]) -> str:
+    """`base`, or `base_2`, `base_3`, ... the first not in `names` (which it joins), refused
+    when longer than an identifier may be."""
+    name, n = base, 1
+    while name in names:
+        n += 1
+        name = f"{base}_{n}"
+    try:
+        check_identifier_length(name)
+    except ValueError as exc:
+        raise PlanningError(str(exc)) from None
+    names.add(name)
+    return name
 
 
 def merge_lists(lists: Sequence[Sequence[Any]]) -> list[Any]:
@@ -379,15 +384,5 @@ def propose_partitions(existing: Sequence[Existing], occupied: Sequence[tuple[An
         for lo, hi in _subtract(cell, taken):
             if not any(not lt(last, lo) and lt(first, hi) for first, last in occupied):
                 continue
-            base = (name_for or pattern.name)(lo)
-            name, n = base, 1
-            while name in names:
-                n += 1
-                name = f"{base}_{n}"
-            try:
-                check_identifier_length(name)
-            except ValueError as exc:
-                raise PlanningError(str(exc)) from None
-            names.add(name)
-            out.append(Proposal(name, lo, hi))
+            out.append(Proposal(_free_name((name_for or pattern.name)(lo), names), lo, hi))
     return out

@@ -61,35 +61,26 @@ class DrainDefault(PlanKind):
     def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
               config: Config) -> Plan:
         parent = find_table(forest, request.target)
+        if parent.strategy != "list":
+            parent = range_parent(forest, request.target)
         try:
+            earlier = moves.unfinished(conn, parent)
+            if earlier is not None:
+                return moves.finish_plan(conn, self.name, parent, earlier)
+            default = default_partition(parent, forest)
+            if default is None:
+                raise PlanKindError(f"{parent.qualified} has no DEFAULT partition")
+            if default.is_partitioned:
+                raise PlanKindError(f"the DEFAULT partition {default.qualified} is itself "
+                                    f"partitioned: draining it is not supported yet")
             if parent.strategy == "list":
-                return self._build_list(conn, forest, parent)
-            return self._build(conn, forest, range_parent(forest, request.target))
+                return list_drain_plan(conn, forest, parent, default, self.name)
+            return self._build(conn, parent, default)
         except (MoveError, PlanningError) as exc:
             raise PlanKindError(str(exc)) from None
 
-    def _build_list(self, conn: psycopg.Connection, forest: Forest, parent: PartNode) -> Plan:
-        earlier = moves.unfinished(conn, parent)
-        if earlier is not None:
-            return moves.finish_plan(conn, self.name, parent, earlier)
-        default = default_partition(parent, forest)
-        if default is None:
-            raise PlanKindError(f"{parent.qualified} has no DEFAULT partition")
-        if default.is_partitioned:
-            raise PlanKindError(f"the DEFAULT partition {default.qualified} is itself "
-                                f"partitioned: draining it is not supported yet")
-        return list_drain_plan(conn, forest, parent, default, self.name)
-
-    def _build(self, conn: psycopg.Connection, forest: Forest, parent: PartNode) -> Plan:
-        earlier = moves.unfinished(conn, parent)
-        if earlier is not None:
-            return moves.finish_plan(conn, self.name, parent, earlier)
-        default = default_partition(parent, forest)
-        if default is None:
-            raise PlanKindError(f"{parent.qualified} has no DEFAULT partition")
-        if default.is_partitioned:
-            raise PlanKindError(f"the DEFAULT partition {default.qualified} is itself "
-                                f"partitioned: draining it is not supported yet")
+    def _build(self, conn: psycopg.Connection, parent: PartNode, default: PartNode) -> Plan:
+        """The range parent's plan: new partitions shaped like its newest one."""
         key = move_key(conn, parent)
         ranges = [c for c in parent.children if c.bound is not None and c.bound.kind == "range"]
         texts = [v.text for c in ranges for v in (c.bound.lower[0], c.bound.upper[0])

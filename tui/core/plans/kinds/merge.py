@@ -5,23 +5,20 @@ swap). Policy only: which partitions, the merged bound, its name."""
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import psycopg
 
 from ...catalog import Forest, PartNode
-from ...config import Config
-from ...moves.changelog import MoveError
-from ...moves.planning import PlanningError, lt, merge_lists, merge_ranges
+from ...moves.planning import lt, merge_lists, merge_ranges
 from ...names import display_name
 from ..engine.model import Plan
-from ..engine.runner import RunResult
-from ..kind import Option, PlanKind, PlanKindError, Request
+from ..kind import Option, PlanKindError, Request
 from ..steps import moves
 from .moving import (
+    MoveKind,
+    default_notes,
     list_partition,
     merged_range_name,
-    parent_of,
     sources_of,
     typed_lists,
     typed_ranges,
@@ -29,12 +26,13 @@ from .moving import (
 from .split import _value, check_new_names, default_partition, move_key, range_partition
 
 
-class Merge(PlanKind):
+class Merge(MoveKind):
     name = "merge"
     title = "Merge partitions"
     summary = "merge adjacent range partitions, or list partitions, into one, online"
     noun = "merge"
     table_help = "the RANGE- or LIST-partitioned parent ('name' or 'schema.name')"
+    strategies = ("range", "list")
     options = (
         Option("partitions", "list", positional=True, metavar="PARTITION",
                help="the partitions to merge (two or more; ranges must be adjacent)"),
@@ -48,19 +46,8 @@ class Merge(PlanKind):
         return (node.parent_strategy in ("range", "list") and node.relkind in ("r", "p")
                 and node.bound is not None and node.bound.kind in ("range", "list"))
 
-    def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
-              config: Config) -> Plan:
-        parent = parent_of(forest, request.target, ("range", "list"))
-        try:
-            return self._build(conn, forest, parent, request)
-        except (MoveError, PlanningError) as exc:
-            raise PlanKindError(str(exc)) from None
-
-    def _build(self, conn: psycopg.Connection, forest: Forest, parent: PartNode,
-               request: Request) -> Plan:
-        earlier = moves.unfinished(conn, parent)
-        if earlier is not None:
-            return moves.finish_plan(conn, self.name, parent, earlier)
+    def plan_move(self, conn: psycopg.Connection, forest: Forest, parent: PartNode,
+                  request: Request) -> Plan:
         specs = list(request.get("partitions") or [])
         if len(specs) < 2:
             raise PlanKindError("name two or more partitions to merge")
@@ -90,19 +77,10 @@ class Merge(PlanKind):
         changes = [f"merge {', '.join(f'{s.qualified} ({s.bound_text})' for s in sources)} "
                    f"into:", f"  {display_name(schema, target.name)} {target.bound_text}"]
         notes = [f"planning cast the partitions' bounds to the key's type ({key.type_sql}, "
-                 f"built in) on the server; no row was read"]
-        if default is not None and default.relkind == "r":
-            notes.append(f"{default.qualified} (the DEFAULT) gets a CHECK excluding the new "
-                         f"bound before the swap (validated without blocking writers), so "
-                         f"ATTACH does not scan it")
-        elif default is not None:
-            notes.append(f"{default.qualified} (the DEFAULT) is sub-partitioned: the swap's "
-                         f"ATTACH scans it under the parent's lock")
+                 f"built in) on the server; no row was read",
+                 *default_notes(default, "a CHECK excluding the new bound")]
         return moves.move_plan(conn, self.name, f"merge {', '.join(s.qualified for s in sources)}",
                                parent, sources, [target], default, changes, notes)
-
-    def report(self, result: RunResult, plan: Plan) -> list[str]:
-        return super().report(result, plan) + moves.hold_line(result, plan)
 
 
 __all__ = ["Merge"]

@@ -5,22 +5,18 @@ sources then), a new one is built with only them. Policy only."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 
 from ...catalog import Forest, PartNode
-from ...config import Config
-from ...moves.changelog import MoveError
-from ...moves.planning import PlanningError, move_list_values
+from ...moves.planning import move_list_values
 from ...names import display_name, parse_qualified_name
 from ..engine.model import Plan
-from ..engine.runner import RunResult
-from ..kind import Option, PlanKind, PlanKindError, Request
+from ..kind import Option, PlanKindError, Request
 from ..steps import moves
 from .moving import (
+    MoveKind,
+    default_notes,
     list_partition,
-    parent_of,
     parse_values,
     sources_of,
     typed_lists,
@@ -57,12 +53,13 @@ def new_name(spec: str, schema: str) -> str:
     return spec
 
 
-class MoveValues(PlanKind):
+class MoveValues(MoveKind):
     name = "move_values"
     title = "Move list values to another partition"
     summary = "move list values from one list partition to another or to a new one, online"
     noun = "move-values"
     table_help = "the LIST-partitioned parent ('name' or 'schema.name')"
+    strategies = ("list",)
     options = (
         Option("from_partition", positional=True, metavar="FROM_PARTITION",
                help="the list partition holding the values"),
@@ -77,19 +74,8 @@ class MoveValues(PlanKind):
         return (node.parent_strategy == "list" and node.relkind in ("r", "p")
                 and node.bound is not None and node.bound.kind == "list")
 
-    def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
-              config: Config) -> Plan:
-        parent = parent_of(forest, request.target, ("list",))
-        try:
-            return self._build(conn, forest, parent, request)
-        except (MoveError, PlanningError) as exc:
-            raise PlanKindError(str(exc)) from None
-
-    def _build(self, conn: psycopg.Connection, forest: Forest, parent: PartNode,
-               request: Request) -> Plan:
-        earlier = moves.unfinished(conn, parent)
-        if earlier is not None:
-            return moves.finish_plan(conn, self.name, parent, earlier)
+    def plan_move(self, conn: psycopg.Connection, forest: Forest, parent: PartNode,
+                  request: Request) -> Plan:
         if not (request.get("from_partition") and request.get("to_partition")):
             raise PlanKindError("name the partition holding the values and where they go")
         if not request.get("values"):
@@ -130,13 +116,7 @@ class MoveValues(PlanKind):
         notes = [f"planning cast the values to the key's type ({key.type_sql}, built in) on "
                  f"the server; no row was read"]
         default = default_partition(parent, forest)
-        if default is not None and default.relkind == "r":
-            notes.append(f"{default.qualified} (the DEFAULT) gets CHECKs excluding the new "
-                         f"bounds before the swap (validated without blocking writers), so "
-                         f"ATTACH does not scan it")
-        elif default is not None:
-            notes.append(f"{default.qualified} (the DEFAULT) is sub-partitioned: the swap's "
-                         f"ATTACH scans it under the parent's lock")
+        notes += default_notes(default)
         return moves.move_plan(conn, self.name,
                                f"move {shown} from {source.qualified} to "
                                f"{display_name(schema, to_name)}", parent, sources, targets,
@@ -154,9 +134,6 @@ class MoveValues(PlanKind):
         if owner is not None and owner.oid != parent.oid:
             raise PlanKindError(f"{other.qualified} is a partition of {owner.qualified}, not "
                                 f"of {parent.qualified}")
-
-    def report(self, result: RunResult, plan: Plan) -> list[str]:
-        return super().report(result, plan) + moves.hold_line(result, plan)
 
 
 __all__ = ["MoveValues"]

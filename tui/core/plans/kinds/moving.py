@@ -1,6 +1,7 @@
-"""What the move kinds beyond split share (merge, rebound, move-values): the partitions a
-request names, their bounds typed by the server in one call, list partitions as new tables,
-and names following the table's pattern. Policy only; the steps are plans/steps/moves.py."""
+"""What the move kinds share (split, merge, rebound, move-values): their build/report frame
+(an unfinished move is finished first), the partitions a request names, their bounds typed by
+the server in one call, list partitions as new tables, names following the table's pattern,
+and the DEFAULT's note. Policy only; the steps are plans/steps/moves.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import psycopg
 from psycopg import sql
 
 from ...catalog import Forest, PartNode
+from ...config import Config
 from ...moves import keys
+from ...moves.changelog import MoveError
 from ...moves.planning import (
     MAXVALUE,
     MINVALUE,
@@ -18,9 +21,79 @@ from ...moves.planning import (
     PlanningError,
     infer_name_pattern,
 )
-from ..kind import PlanKindError, find_table
+from ...names import parse_qualified_name
+from ..engine.model import Plan
+from ..engine.runner import RunResult
+from ..kind import PlanKind, PlanKindError, Request, find_table
 from ..steps import moves
-from .split import _value, partition_of
+
+
+class MoveKind(PlanKind):
+    """A kind that moves rows online through plans/steps/moves.py: the parent must be
+    partitioned by one of `strategies`; a move left unfinished on it is finished before any new
+    one is planned (`plan_move` builds the new one); the report says how long the swap held."""
+
+    strategies: tuple[str, ...] = ("range",)
+
+    def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
+              config: Config) -> Plan:
+        parent = parent_of(forest, request.target, self.strategies)
+        try:
+            earlier = moves.unfinished(conn, parent)
+            if earlier is not None:
+                return moves.finish_plan(conn, self.name, parent, earlier)
+            return self.plan_move(conn, forest, parent, request)
+        except (MoveError, PlanningError) as exc:
+            raise PlanKindError(str(exc)) from None
+
+    def plan_move(self, conn: psycopg.Connection, forest: Forest, parent: PartNode,
+                  request: Request) -> Plan:
+        raise NotImplementedError
+
+    def report(self, result: RunResult, plan: Plan) -> list[str]:
+        return super().report(result, plan) + moves.hold_line(result, plan)
+
+
+def default_notes(default: PartNode | None, bounds: str = "CHECKs excluding the new bounds"
+                  ) -> list[str]:
+    """What the swap's ATTACH does about the DEFAULT partition: a plain one gets `bounds` (the
+    CHECKs) first, so ATTACH does not scan it; a sub-partitioned one is scanned."""
+    if default is None:
+        return []
+    if default.relkind == "r":
+        return [f"{default.qualified} (the DEFAULT) gets {bounds} before the swap (validated "
+                f"without blocking writers), so ATTACH does not scan it"]
+    return [f"{default.qualified} (the DEFAULT) is sub-partitioned: the swap's ATTACH scans "
+            f"it under the parent's lock"]
+
+
+def _value(v: Any) -> Any:
+    return v if v is MINVALUE or v is MAXVALUE else v.value
+
+
+def partition_of(forest: Forest, parent: PartNode, spec: str) -> PartNode:
+    """The partition `spec` ('name' or 'schema.name', quoted as in SQL where needed, or a
+    partition's exact name) of `parent`; a clear line otherwise."""
+    exact = [c for c in parent.children if c.name == spec]
+    if exact:
+        return exact[0]
+    try:
+        schema, name = parse_qualified_name(spec)
+    except ValueError as exc:
+        raise PlanKindError(str(exc)) from None
+    hits = [c for c in parent.children if c.name == name and (schema is None
+                                                              or c.schema == schema)]
+    if hits:
+        return hits[0]
+    try:
+        other = forest.find(spec)
+    except (LookupError, ValueError):
+        raise PlanKindError(f"{parent.qualified} has no partition named {spec}") from None
+    owner = forest.nodes.get(other.parent_oid) if other.parent_oid else None
+    if owner is None:
+        raise PlanKindError(f"{other.qualified} is not a partition of {parent.qualified}")
+    raise PlanKindError(f"{other.qualified} is a partition of {owner.qualified}, not of "
+                        f"{parent.qualified}")
 
 
 def parent_of(forest: Forest, target: str, strategies: tuple[str, ...]) -> PartNode:

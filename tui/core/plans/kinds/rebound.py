@@ -4,24 +4,19 @@ new bounds and keep their names. Policy only."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 
 from ...catalog import Forest, PartNode
-from ...config import Config
-from ...moves.changelog import MoveError
-from ...moves.planning import PlanningError, lt, rebound
+from ...moves.planning import lt, rebound
 from ...names import display_name
 from ..engine.model import Plan
-from ..engine.runner import RunResult
-from ..kind import Option, PlanKind, PlanKindError, Request
+from ..kind import Option, PlanKindError, Request
 from ..steps import moves
-from .moving import parent_of, sources_of, typed_ranges
+from .moving import MoveKind, default_notes, sources_of, typed_ranges
 from .split import _value, default_partition, move_key, range_partition
 
 
-class Rebound(PlanKind):
+class Rebound(MoveKind):
     name = "rebound"
     title = "Move the boundary between two range partitions"
     summary = "move the boundary between two neighbouring range partitions, online"
@@ -39,19 +34,8 @@ class Rebound(PlanKind):
         return (node.parent_strategy == "range" and node.relkind in ("r", "p")
                 and node.bound is not None and node.bound.kind == "range")
 
-    def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
-              config: Config) -> Plan:
-        parent = parent_of(forest, request.target, ("range",))
-        try:
-            return self._build(conn, forest, parent, request)
-        except (MoveError, PlanningError) as exc:
-            raise PlanKindError(str(exc)) from None
-
-    def _build(self, conn: psycopg.Connection, forest: Forest, parent: PartNode,
-               request: Request) -> Plan:
-        earlier = moves.unfinished(conn, parent)
-        if earlier is not None:
-            return moves.finish_plan(conn, self.name, parent, earlier)
+    def plan_move(self, conn: psycopg.Connection, forest: Forest, parent: PartNode,
+                  request: Request) -> Plan:
         if not (request.get("left") and request.get("right")):
             raise PlanKindError("name the two neighbouring partitions")
         if request.get("at") is None:
@@ -77,20 +61,11 @@ class Rebound(PlanKind):
             f"  {display_name(schema, t.name)} {t.bound_text}" for t in targets]
         notes = [f"planning cast --at and the bounds to the key's type ({key.type_sql}, built "
                  f"in) on the server; no row was read",
-                 "both partitions are rebuilt with their new bounds and keep their names"]
-        if default is not None and default.relkind == "r":
-            notes.append(f"{default.qualified} (the DEFAULT) gets CHECKs excluding the new "
-                         f"bounds before the swap (validated without blocking writers), so "
-                         f"ATTACH does not scan it")
-        elif default is not None:
-            notes.append(f"{default.qualified} (the DEFAULT) is sub-partitioned: the swap's "
-                         f"ATTACH scans it under the parent's lock")
+                 "both partitions are rebuilt with their new bounds and keep their names",
+                 *default_notes(default)]
         return moves.move_plan(conn, self.name,
                                f"rebound {left.qualified} and {right.qualified}", parent,
                                sources, targets, default, changes, notes)
-
-    def report(self, result: RunResult, plan: Plan) -> list[str]:
-        return super().report(result, plan) + moves.hold_line(result, plan)
 
 
 __all__ = ["Rebound"]

@@ -12,50 +12,19 @@ import psycopg
 from psycopg import sql
 
 from ...catalog import Forest, PartNode
-from ...config import Config
 from ...moves import keys
-from ...moves.changelog import MoveError
 from ...moves.planning import MAXVALUE, MINVALUE, PlanningError, split_range
-from ...names import check_identifier_length, display_name, parse_qualified_name
+from ...names import check_identifier_length, display_name
 from ..engine.model import Plan
-from ..engine.runner import RunResult
-from ..kind import Option, PlanKind, PlanKindError, Request, find_table
+from ..kind import Option, PlanKindError, Request
 from ..steps import moves
+from .moving import MoveKind, _value, default_notes, parent_of, partition_of
 
 T = TypeVar("T")
 
 
-def partition_of(forest: Forest, parent: PartNode, spec: str) -> PartNode:
-    """The partition `spec` ('name' or 'schema.name', quoted as in SQL where needed, or a
-    partition's exact name) of `parent`; a clear line otherwise."""
-    exact = [c for c in parent.children if c.name == spec]
-    if exact:
-        return exact[0]
-    try:
-        schema, name = parse_qualified_name(spec)
-    except ValueError as exc:
-        raise PlanKindError(str(exc)) from None
-    hits = [c for c in parent.children if c.name == name and (schema is None
-                                                              or c.schema == schema)]
-    if hits:
-        return hits[0]
-    try:
-        other = forest.find(spec)
-    except (LookupError, ValueError):
-        raise PlanKindError(f"{parent.qualified} has no partition named {spec}") from None
-    owner = forest.nodes.get(other.parent_oid) if other.parent_oid else None
-    if owner is None:
-        raise PlanKindError(f"{other.qualified} is not a partition of {parent.qualified}")
-    raise PlanKindError(f"{other.qualified} is a partition of {owner.qualified}, not of "
-                        f"{parent.qualified}")
-
-
 def range_parent(forest: Forest, target: str) -> PartNode:
-    parent = find_table(forest, target)
-    if parent.strategy != "range":
-        raise PlanKindError(f"{parent.qualified} is partitioned by {parent.strategy}, not by "
-                            f"range")
-    return parent
+    return parent_of(forest, target, ("range",))
 
 
 def move_key(conn: psycopg.Connection, parent: PartNode) -> keys.Key:
@@ -105,10 +74,6 @@ def bound_values(conn: psycopg.Connection, key: keys.Key, node: PartNode,
     return lo_v, hi_v, list(it)
 
 
-def _value(v: Any) -> Any:
-    return v if v is MINVALUE or v is MAXVALUE else v.value
-
-
 def _edge_sql(v: Any) -> sql.Composable:
     if v is MINVALUE or v is MAXVALUE:
         return sql.SQL(repr(v))
@@ -146,7 +111,7 @@ def about(flag: str, check: Callable[..., T], *args: Any) -> T:
         raise PlanKindError(f"{flag}: {said}") from None
 
 
-class Split(PlanKind):
+class Split(MoveKind):
     name = "split"
     title = "Split a range partition"
     summary = "split a range partition at one or more values, online"
@@ -167,19 +132,8 @@ class Split(PlanKind):
         return (node.parent_strategy == "range" and node.relkind in ("r", "p")
                 and node.bound is not None and node.bound.kind == "range")
 
-    def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
-              config: Config) -> Plan:
-        parent = range_parent(forest, request.target)
-        try:
-            return self._build(conn, forest, parent, request)
-        except (MoveError, PlanningError) as exc:
-            raise PlanKindError(str(exc)) from None
-
-    def _build(self, conn: psycopg.Connection, forest: Forest, parent: PartNode,
-               request: Request) -> Plan:
-        earlier = moves.unfinished(conn, parent)
-        if earlier is not None:
-            return moves.finish_plan(conn, self.name, parent, earlier)
+    def plan_move(self, conn: psycopg.Connection, forest: Forest, parent: PartNode,
+                  request: Request) -> Plan:
         if not request.get("partition"):
             raise PlanKindError("say which partition to split")
         source = about("PARTITION", partition_of, forest, parent, request.get("partition"))
@@ -210,19 +164,9 @@ class Split(PlanKind):
         changes = [f"split {source.qualified} ({source.bound_text}) into:"] + [
             f"  {display_name(source.schema, t.name)} {t.bound_text}" for t in targets]
         notes = [f"planning cast the --at values to the key's type ({key.type_sql}, built "
-                 f"in) on the server; no row was read"]
-        if default is not None and default.relkind != "r":
-            notes.append(f"{default.qualified} (the DEFAULT) is sub-partitioned: the swap's "
-                         f"ATTACH scans it under the parent's lock")
-        if default is not None and default.relkind == "r":
-            notes.append(f"{default.qualified} (the DEFAULT) gets CHECKs excluding the new "
-                         f"bounds before the swap (validated without blocking writers), so "
-                         f"ATTACH does not scan it")
+                 f"in) on the server; no row was read", *default_notes(default)]
         return moves.move_plan(conn, self.name, f"split {source.qualified}", parent, source,
                                targets, default, changes, notes)
-
-    def report(self, result: RunResult, plan: Plan) -> list[str]:
-        return super().report(result, plan) + moves.hold_line(result, plan)
 
 
 __all__ = ["Split"]
