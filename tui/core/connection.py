@@ -12,6 +12,12 @@ pgparts' every catalog read. The EXPLAIN session needs the user's own search_pat
 query: `connect(..., user_search_path=True)` reads it (SHOW, which resolves nothing) before
 switching to the safe one, and `user_search_path(conn)` returns it for a `SET LOCAL` around that
 one statement.
+
+Every session but EXPLAIN's also runs with `row_security = off`: a query that a row-level
+security policy would filter fails instead of silently seeing a subset (a plan's copy and its
+verification would agree on that subset, and the hidden rows would be dropped with the old
+partition). Superusers, roles with BYPASSRLS and owners of tables without FORCE are not
+filtered in any case.
 """
 
 from __future__ import annotations
@@ -80,6 +86,11 @@ def session_options(
     ]
     if safe_search_path:
         opts.append("-c search_path=" + SAFE_SEARCH_PATH.replace(" ", ""))
+        # a row-level security policy must never filter what a plan copies, verifies or
+        # counts (the rows it hid would go with the old partition): a query a policy would
+        # filter fails instead. Not for EXPLAIN's session: the user's plan is planned with
+        # the policies, as the application's is.
+        opts.append("-c row_security=off")
     if read_only:
         opts.append("-c default_transaction_read_only=on")
     if extra:
