@@ -18,6 +18,7 @@ from ..plans.steps import markers
 from ..plans.steps.moves import raise_unless
 from ..plans.steps.verify import raise_unless_contained
 from . import MigrateError, later
+from .build import rename_sql
 from .copy import _COLUMNS
 from .spec import MigrationSpec, forget_sql, read_recorded
 from .stages import _plan, original_dependents, stage_index
@@ -57,16 +58,7 @@ def restore_statements(conn: psycopg.Connection, spec: MigrationSpec,
             note=f"sequence {s_name} back to the original"))
     out.append(Statement(sql.SQL("DROP TABLE {}").format(spec.table), note="the new table"))
     for kind, name, aside in spec.renamed:
-        if kind == "constraint":
-            text = sql.SQL("ALTER TABLE {t} RENAME CONSTRAINT {a} TO {b}").format(
-                t=old, a=sql.Identifier(aside), b=sql.Identifier(name))
-        elif kind == "index":
-            text = sql.SQL("ALTER INDEX {a} RENAME TO {b}").format(
-                a=sql.Identifier(spec.schema, aside), b=sql.Identifier(name))
-        else:
-            text = sql.SQL("ALTER SEQUENCE {a} RENAME TO {b}").format(
-                a=sql.Identifier(spec.schema, aside), b=sql.Identifier(name))
-        out.append(Statement(text, note=f"{kind} {name} back"))
+        out.append(Statement(rename_sql(spec, kind, old, aside, name), note=f"{kind} {name} back"))
     out.append(Statement(sql.SQL("ALTER TABLE {t} RENAME TO {n}").format(
         t=old, n=sql.Identifier(spec.name)), note="the original's name back"))
     return out

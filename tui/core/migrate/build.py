@@ -173,6 +173,18 @@ def _grants(spec: MigrationSpec, deps: Dependents, owner: str) -> list[sql.Compo
     return out
 
 
+def rename_sql(spec: MigrationSpec, kind: str, table: sql.Composable, name: str,
+               to: str) -> sql.Composed:
+    """Rename one of the original's constraints (on `table`), indexes or sequences (`kind` as
+    in `spec.renamed`) from `name` to `to`: Build moves them aside, abort puts them back."""
+    if kind == "constraint":
+        return sql.SQL("ALTER TABLE {t} RENAME CONSTRAINT {a} TO {b}").format(
+            t=table, a=sql.Identifier(name), b=sql.Identifier(to))
+    what = sql.SQL("INDEX" if kind == "index" else "SEQUENCE")
+    return sql.SQL("ALTER {w} {a} RENAME TO {b}").format(
+        w=what, a=sql.Identifier(spec.schema, name), b=sql.Identifier(to))
+
+
 def build_statements(conn: psycopg.Connection, spec: MigrationSpec,
                      deps: Dependents) -> list[Statement]:
     """Build's statements for `spec` as plan_renames() completed it."""
@@ -180,16 +192,8 @@ def build_statements(conn: psycopg.Connection, spec: MigrationSpec,
     out = [Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(t), "lock",
                      "lock the original table")]
     for kind, name, aside in spec.renamed:
-        if kind == "constraint":
-            text = sql.SQL("ALTER TABLE {t} RENAME CONSTRAINT {a} TO {b}").format(
-                t=t, a=sql.Identifier(name), b=sql.Identifier(aside))
-        elif kind == "index":
-            text = sql.SQL("ALTER INDEX {a} RENAME TO {b}").format(
-                a=sql.Identifier(spec.schema, name), b=sql.Identifier(aside))
-        else:
-            text = sql.SQL("ALTER SEQUENCE {a} RENAME TO {b}").format(
-                a=sql.Identifier(spec.schema, name), b=sql.Identifier(aside))
-        out.append(Statement(text, note=f"{kind} {name} out of the way"))
+        out.append(Statement(rename_sql(spec, kind, t, name, aside),
+                             note=f"{kind} {name} out of the way"))
     out.append(Statement(sql.SQL("ALTER TABLE {t} RENAME TO {b}").format(
         t=t, b=sql.Identifier(spec.old_name)), note="the original out of the way"))
     out.append(Statement(sql.SQL(
