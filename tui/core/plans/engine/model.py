@@ -130,6 +130,11 @@ class Step:
     hold_from: int | None = None
     # The exported script's form of `verify` (a DO block that raises), run before COMMIT.
     script_verify: sql.Composable | None = None
+    # Consecutive steps with the same non-empty `beside` run at once, a session per `lane`
+    # (runner.py): only for steps that copy no rows and lock no relation in a mode that
+    # conflicts with another step of the group (the index builds of different tables).
+    beside: str = ""
+    lane: int = 0
 
     def __post_init__(self) -> None:
         if self.retry not in RETRY_SCOPES:

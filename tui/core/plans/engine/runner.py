@@ -19,6 +19,13 @@
 - A session-level advisory lock on the plan's target table keeps two consoles from running plans
   on the same table at once.
 - Steps whose done() check is true are skipped, so re-running an interrupted plan resumes it.
+- Consecutive steps of one `beside` group run at once, one session per lane (lane 0 on the
+  plan's own connection, the others on sessions opened for the run with the same settings):
+  each step is still its own transaction with its own done check, retries and journal record,
+  so a kill or a failure leaves every step committed or rolled back; a failed lane stops the
+  others after their current step, and the run fails. For work the server does on one core
+  (index builds of different tables, VALIDATE of keys on different tables); the plan says
+  which steps may run side by side, never two that lock one relation in conflicting modes.
 - Every run is journaled (journal.py): a record when it starts, one per step as it starts and
   ends, one at the end, so a killed run leaves a true record. A plan whose journal cannot be
   written does not start.
@@ -232,8 +239,10 @@ class PlanRunner:
         self._backoff_base = backoff_base
         self._cancel = threading.Event()
         self._conn: psycopg.Connection | None = None
+        self._side: dict[int, psycopg.Connection] = {}  # the sessions of lanes beyond 0
         self._lock = threading.Lock()
-        self.backend_pid: int | None = None
+        self._local = threading.local()  # the session a lane's thread runs its steps on
+        self._main_pid: int | None = None
         self.outcomes = [StepOutcome(i, s.title) for i, s in enumerate(plan.steps, 1)]
         self._started = 0.0
         self._copy_started: float | None = None
@@ -250,15 +259,22 @@ class PlanRunner:
             st.est_bytes for s in plan.steps for st in s.statements if st.kind == "copy"
         )
 
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the session running the calling thread's step (a hook's
+        step: lanes of a `beside` group run on sessions of their own), else the plan's."""
+        return getattr(self._local, "pid", None) or self._main_pid
+
     # -- control from other threads ------------------------------------------------------------
     def cancel(self) -> None:
-        """Stop: cancel the running statement on the server, then roll back."""
+        """Stop: cancel the running statements on the server, then roll back."""
         self._cancel.set()
         with self._lock:
-            conn = self._conn
-        if conn is not None and not conn.closed:
-            with contextlib.suppress(Exception):
-                conn.cancel_safe(timeout=10.0)
+            conns = [self._conn, *self._side.values()]
+        for conn in conns:
+            if conn is not None and not conn.closed:
+                with contextlib.suppress(Exception):
+                    conn.cancel_safe(timeout=10.0)
 
     @property
     def cancelled(self) -> bool:
@@ -318,7 +334,7 @@ class PlanRunner:
                 raise PlanError(str(exc), "nothing was changed") from None
             with self._lock:
                 self._conn = conn
-            self.backend_pid = conn.info.backend_pid
+            self._main_pid = conn.info.backend_pid
             db_user = conn.info.user
             try:
                 self._take_advisory_lock(conn)
@@ -337,8 +353,12 @@ class PlanRunner:
                     if conn.info.transaction_status == 0:  # idle: not inside a failed step
                         conn.execute("SELECT pg_advisory_unlock(%s)",
                                      (advisory_key(self.plan.target_oid),))
-                with contextlib.suppress(Exception):
-                    conn.close()
+                with self._lock:
+                    sides = list(self._side.values())
+                    self._side.clear()
+                for c in [conn, *sides]:
+                    with contextlib.suppress(Exception):
+                        c.close()
                 with self._lock:
                     self._conn = None
             result = RunResult(Outcome.OK, self.outcomes, time.monotonic() - self._started,
@@ -387,45 +407,114 @@ class PlanRunner:
         )
 
     def _run_steps(self, conn: psycopg.Connection) -> None:
+        steps = list(enumerate(self.plan.steps, 1))
+        k = 0
+        while k < len(steps):
+            group = [steps[k]]
+            beside = steps[k][1].beside
+            while beside and k + len(group) < len(steps) \
+                    and steps[k + len(group)][1].beside == beside:
+                group.append(steps[k + len(group)])
+            if len(group) > 1:
+                self._run_beside(conn, group)
+            else:
+                self._run_one(conn, *group[0])
+            k += len(group)
+
+    def _run_beside(self, conn: psycopg.Connection, group: list[tuple[int, Step]]) -> None:
+        """The steps of one `beside` group, each lane on its own session, at once."""
+        lanes: dict[int, list[tuple[int, Step]]] = {}
+        for i, step in group:
+            lanes.setdefault(step.lane, []).append((i, step))
+        first = min(lanes)
+        sessions = {lane: conn if lane == first else self._side_session(lane) for lane in lanes}
+        failed: list[BaseException] = []
+        stop = threading.Event()
+
+        def lane_run(lane: int) -> None:
+            c = sessions[lane]
+            self._local.pid = c.info.backend_pid
+            try:
+                for i, step in lanes[lane]:
+                    if stop.is_set():
+                        return
+                    self._run_one(c, i, step)
+            except BaseException as exc:  # re-raised by the caller, after every lane ended
+                failed.append(exc)
+                stop.set()
+            finally:
+                self._local.pid = None
+
+        threads = [threading.Thread(target=lane_run, args=(lane,), name=f"plan-lane-{lane}",
+                                    daemon=True) for lane in lanes if lane != first]
+        for t in threads:
+            t.start()
+        lane_run(first)
+        for t in threads:
+            t.join()
+        if failed:
+            raise next((e for e in failed if isinstance(e, PlanError)), failed[0])
+
+    def _side_session(self, lane: int) -> psycopg.Connection:
+        """A lane's session, opened on first use with the plan connection's settings and kept
+        for the run."""
+        with self._lock:
+            conn = self._side.get(lane)
+        if conn is not None and not conn.closed:
+            return conn
+        try:
+            conn = connect(
+                self.target,
+                lock_timeout=f"{int(self.config.lock_timeout_seconds * 1000)}ms",
+                statement_timeout="0",
+                purpose="plan",
+            )
+        except ConnectError as exc:
+            raise PlanError(f"a second session for steps side by side: {exc}") from None
+        with self._lock:
+            self._side[lane] = conn
+        return conn
+
+    def _run_one(self, conn: psycopg.Connection, i: int, step: Step) -> None:
         n = len(self.plan.steps)
-        for i, step in enumerate(self.plan.steps, 1):
-            outcome = self.outcomes[i - 1]
-            self._check_cancel()
-            self._emit(step_index=i, step_count=n, step_title=step.title,
-                       state=RunState.CHECKING, attempt=1, message="")
-            try:
-                already = step.is_done(conn)
-            except psycopg.OperationalError as exc:
-                raise PlanError(f"lost the connection: {first_line(exc)}") from None
-            if already:
-                outcome.status = StepStatus.SKIPPED
-                self._journal_step(outcome)
-                self._emit(state=RunState.SKIPPED, message="already done")
-                continue
-            outcome.status = StepStatus.RUNNING
+        outcome = self.outcomes[i - 1]
+        self._check_cancel()
+        self._emit(step_index=i, step_count=n, step_title=step.title,
+                   state=RunState.CHECKING, attempt=1, message="")
+        try:
+            already = step.is_done(conn)
+        except psycopg.OperationalError as exc:
+            raise PlanError(f"lost the connection: {first_line(exc)}") from None
+        if already:
+            outcome.status = StepStatus.SKIPPED
             self._journal_step(outcome)
-            self._call_hook("step", i, 0)
-            t0 = time.monotonic()
-            try:
-                self._run_step(conn, i, step, outcome)
-            except PlanError:
-                outcome.status = StepStatus.CANCELLED if self.cancelled else StepStatus.FAILED
-                outcome.seconds = time.monotonic() - t0
-                if step.transactional:
-                    # rolled back: the rows it copied are gone with it
-                    self._rows_done -= outcome.rows
-                    outcome.rows = 0
-                self._journal_step(outcome)
-                raise
+            self._emit(state=RunState.SKIPPED, message="already done")
+            return
+        outcome.status = StepStatus.RUNNING
+        self._journal_step(outcome)
+        self._call_hook("step", i, 0)
+        t0 = time.monotonic()
+        try:
+            self._run_step(conn, i, step, outcome)
+        except PlanError:
+            outcome.status = StepStatus.CANCELLED if self.cancelled else StepStatus.FAILED
             outcome.seconds = time.monotonic() - t0
-            outcome.status = StepStatus.DONE
+            if step.transactional:
+                # rolled back: the rows it copied are gone with it
+                self._rows_done -= outcome.rows
+                outcome.rows = 0
             self._journal_step(outcome)
-            self._emit(state=RunState.STEP_DONE, message=f"{step.title}: done")
-            self._call_hook("step_done", i, 0)
+            raise
+        outcome.seconds = time.monotonic() - t0
+        outcome.status = StepStatus.DONE
+        self._journal_step(outcome)
+        self._emit(state=RunState.STEP_DONE, message=f"{step.title}: done")
+        self._call_hook("step_done", i, 0)
 
     def _journal_step(self, outcome: StepOutcome) -> None:
         if self._record is not None:
-            self._record.step(outcome.to_json())
+            with self._lock:  # lanes of a beside group end steps at once
+                self._record.step(outcome.to_json())
 
     def _check_cancel(self) -> None:
         if self.cancelled:

@@ -84,6 +84,12 @@ HELPER_PREFIX = "pgparts_move_excl_"
 SWAP_STATEMENT_TIMEOUT = 10.0
 # the registry state of a detached source whose rows were verified in the new partitions
 VERIFIED = "verified"
+# Index builds and key validations of different new tables run side by side in this many
+# sessions (runner.py, Step.beside) when the move is at least this big: PostgreSQL's own
+# parallel workers help a build's sort, not its scan or ANALYZE (bench/README.md, measured on
+# 2 cores); small moves keep one session, the others' setup costing more than they overlap.
+LANES = 2
+BESIDE_MIN_BYTES = 32 * 1024 * 1024
 _FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL",
                "d": "SET DEFAULT"}
 
@@ -305,6 +311,11 @@ class Move:
     @property
     def sources_disp(self) -> str:
         return ", ".join(s.qualified for s in self.sources)
+
+
+def side_by_side(move: Move, est: Estimate) -> bool:
+    """Whether the move's index builds and key validations run in LANES sessions."""
+    return len(move.targets) > 1 and est.bytes >= BESIDE_MIN_BYTES
 
 
 def _share(total: int, parts: int, i: int) -> int:
@@ -688,8 +699,9 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
 
     # 4. indexes, primary key, analyze
     shapes = [shape for shape, _ in target_shapes(conn, move)]
-    idx: list[Statement] = []
+    idx_of: list[list[Statement]] = []
     for i, t in enumerate(temps):
+        idx: list[Statement] = []
         for j, shape in enumerate(shapes):
             # sub-partitions first, named by us: the index on the new partition then adopts
             # them (and the swap can name them after their table)
@@ -706,11 +718,12 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                                  else shape.create_sql(t.table, name=name),
                                  note=f"{shape.name} on {t.label}: ATTACH adopts it"))
         idx.append(Statement(sql.SQL("ANALYZE {}").format(t.table), "maintenance"))
+        idx_of.append(idx)
 
-    def indexed(c: psycopg.Connection) -> bool:
+    def indexed(c: psycopg.Connection, only: NewPartition | None = None) -> bool:
         if is_swapped(c):
             return True
-        for t in move.targets:
+        for t in move.targets if only is None else [only]:
             oid = _rel_oid(c, move.schema, t.temp)
             if oid is None:
                 return False
@@ -720,19 +733,30 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                 return False
         return True
 
-    if idx:
+    explained = ("The parent's indexes and keys on the new tables (faster after the copy than "
+                 "row by row), then ANALYZE. Only the new tables are locked.")
+    beside = side_by_side(move, est)
+    if beside:
+        for i, (t, idx) in enumerate(zip(move.targets, idx_of, strict=True)):
+            steps.append(Step(
+                title=f"Index new {display_name(move.schema, t.name)}",
+                explanation=explained + f" Beside the other new tables' ({LANES} sessions).",
+                statements=idx, locks=[Lock("ACCESS EXCLUSIVE", display_name(
+                    move.schema, t.name), "nobody: not attached yet")],
+                estimate=Estimate(0, _share(est.bytes, len(temps), i), 0.1),
+                done=lambda c, t=t: indexed(c, t), beside="index", lane=i % LANES))
+    else:
         steps.append(Step(
-            title=f"Index {tnames}",
-            explanation="The parent's indexes and keys on the new tables (faster after the copy "
-                        "than row by row), then ANALYZE. Only the new tables are locked.",
-            statements=idx, locks=[Lock("ACCESS EXCLUSIVE", tnames, "nobody: not attached yet")],
+            title=f"Index {tnames}", explanation=explained,
+            statements=[st for idx in idx_of for st in idx],
+            locks=[Lock("ACCESS EXCLUSIVE", tnames, "nobody: not attached yet")],
             estimate=Estimate(0, est.bytes, 0.1), done=indexed))
 
     # 4b. the parent's own foreign keys, so that ATTACH adopts them instead of validating
     # them under the parent's lock
     outgoing = outgoing_keys(conn, parent.oid)
     if outgoing:
-        steps += outgoing_key_steps(move, outgoing, tnames, is_swapped)
+        steps += outgoing_key_steps(move, outgoing, tnames, is_swapped, beside)
 
     # 5. catch up
     steps.append(Step(
@@ -817,25 +841,28 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
     steps.append(swap_step(conn, move, names))
     # 8., 9.
     steps += finish_steps(conn, move.parent, source_oids, move.schema,
-                          [detached_name(o) for o in source_oids], move.fkeys)
+                          [detached_name(o) for o in source_oids], move.fkeys, beside)
     return steps
 
 
 def outgoing_key_steps(move: Move, keys: list[OutgoingKey], tnames: str,
-                       is_swapped: Any) -> list[Step]:
-    """Add the parent's own keys to the new tables NOT VALID, then validate them. On a
-    sub-partitioned new partition they go on its leaves: ATTACH then creates the key on the
-    partition itself and adopts the leaves' validated keys (before PostgreSQL 18 a partitioned
-    table cannot have a NOT VALID foreign key at all; measured on 15 and 18)."""
-    rels = [(sql.Identifier(move.schema, temp), temp) for t in move.targets
-            for temp in ([sp.temp for sp in t.subparts] or [t.temp])]
+                       is_swapped: Any, beside: bool = False) -> list[Step]:
+    """Add the parent's own keys to the new tables NOT VALID, then validate them (`beside`:
+    each new table's in a step of its own, side by side). On a sub-partitioned new partition
+    they go on its leaves: ATTACH then creates the key on the partition itself and adopts the
+    leaves' validated keys (before PostgreSQL 18 a partitioned table cannot have a NOT VALID
+    foreign key at all; measured on 15 and 18)."""
+    rels_of = [[(sql.Identifier(move.schema, temp), temp)
+                for temp in ([sp.temp for sp in t.subparts] or [t.temp])] for t in move.targets]
+    rels = [r for of in rels_of for r in of]
     names = [k.name for k in keys]
     refs = list(dict.fromkeys(k.ref_disp for k in keys))
 
-    def state(c: psycopg.Connection) -> list[bool] | None:
+    def state(c: psycopg.Connection, of: list[tuple[sql.Identifier, str]] = rels
+              ) -> list[bool] | None:
         """convalidated of every key on every table keyed; None when one is missing."""
         out: list[bool] = []
-        for _, temp in rels:
+        for _, temp in of:
             oid = _rel_oid(c, move.schema, temp)
             rows = [] if oid is None else c.execute(
                 "SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid = %s"
@@ -848,15 +875,34 @@ def outgoing_key_steps(move: Move, keys: list[OutgoingKey], tnames: str,
     def added(c: psycopg.Connection) -> bool:
         return is_swapped(c) or state(c) is not None
 
-    def validated(c: psycopg.Connection) -> bool:
+    def validated(c: psycopg.Connection, of: list[tuple[sql.Identifier, str]] = rels) -> bool:
         if is_swapped(c):
             return True
-        got = state(c)
+        got = state(c, of)
         return got is not None and all(got)
 
+    def validate(title: str, of: list[tuple[sql.Identifier, str]], where: str, rows: int,
+                 lane: int | None = None) -> Step:
+        return Step(
+            title=title,
+            explanation=("Checks the copied rows against the referenced tables now, so that "
+                         "the swap's ATTACH adopts the keys without a scan under the parent's "
+                         "lock. SHARE UPDATE EXCLUSIVE on the new tables, ROW SHARE on the "
+                         "referenced ones: nobody waits."
+                         + ("" if lane is None else
+                            f" Beside the other new tables' ({LANES} sessions).")),
+            statements=[Statement(k.validate_sql(ident), "verify") for ident, _ in of
+                        for k in keys],
+            locks=[Lock("SHARE UPDATE EXCLUSIVE", where, "nobody: not attached yet")]
+            + [Lock("ROW SHARE", r, "nobody") for r in refs],
+            estimate=Estimate(rows, 0, 0.1),
+            done=lambda c: validated(c, of), beside="" if lane is None else "outgoing-keys",
+            lane=lane or 0)
+
+    rows = sum(s.rows or 0 for s in move.sources)
     where = tnames + (" (on their sub-partitions)" if any(t.subparts for t in move.targets)
                       else "")
-    return [
+    steps = [
         Step(title=f"Add the parent's foreign keys to {tnames}",
              explanation=("NOT VALID: no row is read; an instant of SHARE ROW EXCLUSIVE on each "
                           "referenced table (its writers wait that long; lock_timeout, "
@@ -864,19 +910,17 @@ def outgoing_key_steps(move: Move, keys: list[OutgoingKey], tnames: str,
              statements=[Statement(k.add_sql(ident), "lock") for ident, _ in rels for k in keys],
              locks=[Lock("SHARE ROW EXCLUSIVE", r, "its writers, for an instant") for r in refs],
              retry="step", statement_timeout_seconds=SWAP_STATEMENT_TIMEOUT,
-             estimate=Estimate(0, 0, 0.01), done=added),
-        Step(title=f"Validate the parent's foreign keys on {tnames}",
-             explanation=("Checks the copied rows against the referenced tables now, so that "
-                          "the swap's ATTACH adopts the keys without a scan under the parent's "
-                          "lock. SHARE UPDATE EXCLUSIVE on the new tables, ROW SHARE on the "
-                          "referenced ones: nobody waits."),
-             statements=[Statement(k.validate_sql(ident), "verify") for ident, _ in rels
-                         for k in keys],
-             locks=[Lock("SHARE UPDATE EXCLUSIVE", where, "nobody: not attached yet")]
-             + [Lock("ROW SHARE", r, "nobody") for r in refs],
-             estimate=Estimate(sum(s.rows or 0 for s in move.sources), 0, 0.1),
-             done=validated),
-    ]
+             estimate=Estimate(0, 0, 0.01), done=added)]
+    if not beside:
+        return steps + [validate(f"Validate the parent's foreign keys on {tnames}", rels, where,
+                                 rows)]
+    for i, (t, of) in enumerate(zip(move.targets, rels_of, strict=True)):
+        disp = display_name(move.schema, t.name)
+        steps.append(validate(
+            f"Validate the parent's foreign keys on new {disp}", of,
+            disp + (" (on its sub-partitions)" if t.subparts else ""),
+            _share(rows, len(move.targets), i), i % LANES))
+    return steps
 
 
 def batched(stmts: list[Statement]) -> list[Statement]:
@@ -1028,11 +1072,32 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
         done=lambda c: swapped(c, move), hold_from=len(refs) + 1)
 
 
+def key_lanes(conn: psycopg.Connection, fkeys: list[ForeignKey]) -> dict[int, int]:
+    """A lane per referencing table (its keys validated one after the other: VALIDATE takes
+    SHARE UPDATE EXCLUSIVE, which conflicts with itself), the biggest tables first, each on
+    the lane with the fewest pages so far (a VALIDATE reads the whole referencing table)."""
+    keys: dict[int, int] = {}
+    for fk in fkeys:
+        keys[fk.table_oid] = keys.get(fk.table_oid, 0) + 1
+    pages = dict(conn.execute(
+        "SELECT oid, pg_catalog.pg_relation_size(oid) FROM pg_catalog.pg_class"
+        " WHERE oid = ANY(%s)", (list(keys),)).fetchall())
+    load = [0] * LANES
+    out: dict[int, int] = {}
+    for oid in sorted(keys, key=lambda o: -(pages.get(o) or 0) * keys[o]):
+        lane = load.index(min(load))
+        out[oid] = lane
+        load[lane] += (pages.get(oid) or 0) * keys[oid] + 1
+    return out
+
+
 def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | list[int],
-                 schema: str, detached: str | list[str], fkeys: list[ForeignKey]) -> list[Step]:
-    """8. and 9.: validate the re-created keys; drop the detached sources once the registry
-    shows them verified by this move (no row is read: the module docstring, 9.). Neither is
-    done before the swap."""
+                 schema: str, detached: str | list[str], fkeys: list[ForeignKey],
+                 beside: bool = False) -> list[Step]:
+    """8. and 9.: validate the re-created keys (`beside`: those of different referencing
+    tables side by side, each table's in one lane); drop the detached sources once the
+    registry shows them verified by this move (no row is read: the module docstring, 9.).
+    Neither is done before the swap."""
     oids = [source_oids] if isinstance(source_oids, int) else list(source_oids)
     olds = [detached] if isinstance(detached, str) else list(detached)
     steps: list[Step] = []
@@ -1040,6 +1105,8 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | 
     def after_swap(c: psycopg.Connection) -> bool:
         return all(_attached_to(c, o) != parent.oid for o in oids)
 
+    lane_of = key_lanes(conn, fkeys) if beside else {}
+    beside = len(set(lane_of.values())) > 1
     for fk in fkeys:
         # Before PostgreSQL 18, VALIDATE marks only the key itself: its entries for each
         # referenced partition (conparentid set) keep convalidated = false although every
@@ -1055,11 +1122,14 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | 
             title=f"Validate {fk.name} on {fk.table_disp}",
             explanation="Check the referencing rows against the new partitions: SHARE UPDATE "
                         "EXCLUSIVE on the referencing table, ROW SHARE on the parent; writers "
-                        "carry on.",
+                        "carry on." + (f" Beside the other referencing tables' ({LANES} "
+                                       f"sessions)." if beside else ""),
             statements=[Statement(fk.validate_sql(), "verify")],
             locks=[Lock("SHARE UPDATE EXCLUSIVE", fk.table_disp, "no writer"),
                    Lock("ROW SHARE", parent.qualified, "nobody")],
-            estimate=Estimate(0, 0, 0.1), done=validated))
+            estimate=Estimate(0, 0, 0.1), done=validated,
+            beside="referencing-keys" if beside else "",
+            lane=lane_of.get(fk.table_oid, 0) if beside else 0))
     old_ids = [sql.Identifier(schema, d) for d in olds]
     old_disp = ", ".join(display_name(schema, d) for d in olds)
 
