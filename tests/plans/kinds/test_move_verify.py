@@ -5,16 +5,21 @@ row and keeps a detached source unless pgparts' registry records it as verified 
 from __future__ import annotations
 
 import re
+import threading
+import time
 
+import psycopg
 from psycopg import sql
 
+from tui.core.config import PlansConfig
 from tui.core.moves import changelog as cl
-from tui.core.plans import Outcome
+from tui.core.names import display_name
+from tui.core.plans import Outcome, PlanRunner
 from tui.core.plans.engine.model import VerificationFailed
 from tui.core.plans.steps import markers
 from tui.core.plans.steps.moves import VERIFIED, verify_check, verify_sql
 
-from ..scenarios import MOVE_SCENARIOS, SCHEMA, SPLIT_NEW, leftovers
+from ..scenarios import MOVE_SCENARIOS, SCHEMA, SPLIT_NEW, TABLE, ident, leftovers
 from .test_moves import per_bound, plan_for, run
 
 SRC = sql.Identifier("public", "vsrc")
@@ -114,5 +119,55 @@ def test_drain_verification_counts_the_defaults_rows(db):
     assert result.ok, result.error
     verified = next(o for o in result.steps if o.title.startswith("Verify new"))
     assert "rows in exactly one bound" in verified.verification, verified.verification
+    with db.connect() as conn:
+        assert scenario.fixed(conn) and per_bound(conn) == before and leftovers(conn) == []
+
+
+def test_the_drop_gives_way_to_the_readers_of_a_table_its_keys_reference(db):
+    """DROP TABLE of the detached source drops its foreign keys, which takes ACCESS EXCLUSIVE on
+    the referenced table: while a transaction reads that table, the drop step's lock waits end
+    at a fifth of deadlock_timeout (not at lock_timeout, 2 s) and it retries, so other readers
+    queued behind it wait that long at most."""
+    scenario = MOVE_SCENARIOS["split"]
+    dim = ident('dïm ";x')
+    with db.connect() as conn:
+        scenario.build(conn, db.dsn)
+        before = per_bound(conn)
+        conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(dim))
+        conn.execute(sql.SQL("INSERT INTO {} SELECT DISTINCT id FROM {}").format(
+            dim, ident(TABLE)))
+        conn.execute(sql.SQL("ALTER TABLE {} ADD FOREIGN KEY (id) REFERENCES {}").format(
+            ident(TABLE), dim))
+    plan = plan_for(db, "split", scenario.values)
+    drop = plan.steps[-1]
+    assert drop.retry == "give-way"
+    assert any(lk.mode == "ACCESS EXCLUSIVE" and lk.relation == display_name(
+        SCHEMA, 'dïm ";x') for lk in drop.locks), drop.locks
+
+    def stop_at_drop(event: str, step: int, _stmt: int, runner) -> None:
+        if event == "statement" and step == len(plan.steps):
+            runner.cancel()
+
+    assert run(db, plan, hook=stop_at_drop).outcome == Outcome.CANCELLED
+    config = PlansConfig(lock_timeout_seconds=2.0, lock_retries=1)
+    finish = plan_for(db, "split", scenario.values)
+    done: list = []
+    with psycopg.connect(db.dsn) as holder, psycopg.connect(db.dsn, autocommit=True) as probe:
+        holder.execute(sql.SQL("SELECT count(*) FROM {}").format(dim))  # ACCESS SHARE, held
+        worker = threading.Thread(target=lambda: done.append(PlanRunner(
+            db.target, finish, config=config, backoff_base=0.02).run()))
+        worker.start()
+        waits = []
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            probe.execute(sql.SQL("SELECT count(*) FROM {}").format(dim))
+            waits.append(time.monotonic() - t0)
+            time.sleep(0.01)
+        holder.rollback()
+        worker.join()
+    assert done[0].ok, done[0].error
+    assert done[0].steps[-1].lock_timeouts >= 2  # it gave way, more than once
+    assert max(waits) < 0.6, max(waits)  # lock_timeout (2 s) would have held it up 1.5 s
     with db.connect() as conn:
         assert scenario.fixed(conn) and per_bound(conn) == before and leftovers(conn) == []

@@ -18,7 +18,9 @@ Steps, in order (each commits alone; a re-run skips what the catalog shows done)
    creates it;
 2. install the change capture on every source (an instant of SHARE ROW EXCLUSIVE per leaf);
 3. copy the sources' rows in one REPEATABLE READ snapshot (nobody waits);
-4. build the parent's indexes and primary key on the new tables (leaves first), ANALYZE them;
+4. build the parent's indexes and primary key on the new tables (leaves first), ANALYZE them
+   (a big move: each new table's in a step of its own, two sessions side by side, as the
+   validations of their keys and of the referencing keys below: moves.LANES);
    then the parent's own foreign keys on them (on the leaves of a sub-partitioned one), added
    NOT VALID (an instant of SHARE ROW EXCLUSIVE on the referenced tables) and validated in a
    step of their own, so that the swap's ATTACH adopts them instead of validating them under
@@ -43,6 +45,8 @@ Steps, in order (each commits alone; a re-run skips what the catalog shows done)
    swap makes them differ from the detached sources, and no query now can tell a lost row
    from one updated or deleted since (a containment test cannot either); comparing them once
    more cost as much as the verification (bench/README.md) and could prove nothing it did not.
+   The DROP takes an instant of ACCESS EXCLUSIVE on the tables the sources' foreign keys
+   reference (their triggers there go with the keys): the step gives way like the swap.
 
 A re-run after the swap cannot be planned from the request any more (the partitions it named
 have new bounds): `unfinished()` finds the detached sources in the registry and
@@ -1132,6 +1136,7 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | 
             lane=lane_of.get(fk.table_oid, 0) if beside else 0))
     old_ids = [sql.Identifier(schema, d) for d in olds]
     old_disp = ", ".join(display_name(schema, d) for d in olds)
+    refs = referenced_tables(conn, oids)  # the detached tables keep the sources' oids
 
     def registered(row: Any, _c: psycopg.Connection) -> str:
         if not row[0]:
@@ -1161,7 +1166,10 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | 
                      f"No row is compared again here: the new partitions are live, writes since "
                      f"the swap make them differ from {old_disp}, and no comparison now could "
                      f"tell a lost row from one changed since. Then DROP it and forget the move "
-                     f"in pgparts' registry. Nobody uses {old_disp}."),
+                     f"in pgparts' registry. Nobody uses {old_disp}, but dropping its foreign "
+                     f"keys takes an instant of ACCESS EXCLUSIVE on the tables they reference: "
+                     f"like the swap, the step gives way to their writers (each lock wait ends "
+                     f"at lock_timeout or a fifth of deadlock_timeout, and it is retried)."),
         statements=[
             Statement(markers.guard_sql(conn, create=False),
                       note="pgparts' registry is trusted"),
@@ -1178,10 +1186,30 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | 
                 sql.Literal(markers.MOVE_SOURCE_ROLE),
                 sql.SQL(", ").join(sql.Literal(o) for o in oids))),
         ],
-        locks=[Lock("ACCESS EXCLUSIVE", display_name(schema, d), "nobody: detached")
-               for d in olds],
+        locks=[*[Lock("ACCESS EXCLUSIVE", display_name(schema, d), "nobody: detached")
+                 for d in olds],
+               *[Lock("ACCESS EXCLUSIVE", r, "its readers and writers, for an instant: the "
+                      "detached table's foreign key to it goes with the table") for r in refs]],
+        # DROP TABLE drops the detached table's own foreign keys (the parent's, kept by
+        # DETACH), which takes ACCESS EXCLUSIVE on each table they reference: queued behind
+        # a transaction that reads it, the DROP would hold up its every reader and writer
+        # (bench/move.py measured 1 s, the deadlock detector ending a cycle with a writer
+        # whose key checks lock those tables in another order), so it gives way as the swap
+        retry="give-way", statement_timeout_seconds=SWAP_STATEMENT_TIMEOUT,
         estimate=Estimate(0, 0, 0.1), done=dropped, verify_note="rows of the source verified"))
     return steps
+
+
+def referenced_tables(conn: psycopg.Connection, oids: list[int]) -> list[str]:
+    """The tables the foreign keys of these tables (and of their sub-partitions) reference,
+    but themselves."""
+    return [display_name(r[0], r[1]) for r in conn.execute(
+        "SELECT DISTINCT n.nspname, c.relname FROM pg_catalog.pg_constraint k"
+        " JOIN pg_catalog.pg_class c ON c.oid = k.confrelid"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE k.contype = 'f' AND k.conrelid IN (SELECT t.relid FROM"
+        "  pg_catalog.unnest(%s::pg_catalog.oid[]) o, pg_catalog.pg_partition_tree(o) t)"
+        " AND k.confrelid <> k.conrelid ORDER BY 1, 2", (oids,)).fetchall()]
 
 
 @dataclass
