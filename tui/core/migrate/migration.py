@@ -12,6 +12,7 @@ from ..config import PlansConfig
 from ..connection import Target
 from ..plans.engine.model import Plan
 from ..plans.engine.runner import Hook, PlanRunner, ProgressCallback, RunResult
+from ..plans.steps import owners
 from . import MigrateError
 from .collisions import find_collisions
 from .duplicates import find_duplicates
@@ -91,6 +92,12 @@ def prepare(conn: psycopg.Connection, c: Choices, *, exact: bool = True) -> Prep
     """Preflight, the layout (proposed or read from the file, validated by the server), and the
     counts of duplicates and collisions: everything stages 1-4 show. Reads only."""
     pf = preflight(conn, c.schema, c.name, c.column, _period(c), exact=exact)
+    owner = pf.dependents.owner
+    if owners.cannot_give(conn, {owner}) is not None:
+        # Build gives the new table and its partitions the original's owner: say so now
+        # rather than after the data stages changed rows
+        raise MigrateError(owners.refusal(conn, owner, "the partitioned table",
+                                          "the original is"))
     pc = pf.column
     parts, warnings = _layout(conn, pf.rows, pc, c.name, c)
     surrogate = surrogate_key(pf.table, pf.dependents)

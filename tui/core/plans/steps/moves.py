@@ -74,7 +74,7 @@ from ..engine.model import (
     Step,
     VerificationFailed,
 )
-from . import markers
+from . import markers, owners
 from .shape import IndexShape, grant_statements, index_shapes
 
 LOG_SCHEMA = markers.SCHEMA
@@ -104,6 +104,9 @@ class NewPartition:
     # that sub-partitioning (move_plan fills both from the catalog)
     partition_by: sql.Composable | None = None
     subparts: list[SubPartition] = field(default_factory=list)
+    # the owner it is given, that of the partition it replaces (None: the applying role's;
+    # owners.assign_move_owners fills it)
+    owner: str | None = None
 
     def shaped_like(self, move: Move) -> PartNode:
         return self.model if self.model is not None else move.source
@@ -121,6 +124,7 @@ class SubPartition:
     temp: str
     bound: sql.Composable
     model_oid: int = 0  # the model's sub-partition it is shaped like (its grants)
+    owner: str | None = None  # as NewPartition.owner
 
 
 @dataclass
@@ -528,6 +532,9 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                  f"defaults and CHECKs" + (f", the sub-partitioning of "
                                            f"{t.shaped_like(move).qualified}" if t.subparts
                                            else "")))
+        if t.owner is not None:
+            stmts.append(owners.owner_statement(tt.table, t.owner, "the owner of the partition "
+                                                                   "it replaces"))
         if t.check is not None:
             stmts.append(Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
                 tt.table, sql.Identifier(BOUND_CHECK), t.check),
@@ -538,6 +545,9 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
             leaf = sql.Identifier(move.schema, sp.temp)
             stmts.append(Statement(sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
                 leaf, tt.table, sp.bound), note=f"{sp.name}, built as {sp.temp}"))
+            if sp.owner is not None:
+                stmts.append(owners.owner_statement(leaf, sp.owner, "the owner of the "
+                                                                    "sub-partition it replaces"))
             stmts += grant_statements(conn, [parent.oid, *source_oids, *shaped, sp.model_oid],
                                       leaf)
         stmts.append(Statement(markers.register_relation_sql(
@@ -1334,7 +1344,8 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
     move = Move(kind, parent, sources, key, caps, targets, default,
                 referencing_keys(conn, parent.oid), uuid.uuid4().hex)
     add_subpartitions(conn, move)
-    changes = changes + _shape_lines(move)
+    owners.assign_move_owners(conn, move)
+    changes = changes + _shape_lines(move) + owners.owner_lines(move)
     own_key = () if key.column in caps[0].key else caps[0].key
     if own_key:
         _own_key_fits(move, own_key)
