@@ -1114,17 +1114,28 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | 
                       check=compared, script=compare),
             *[Statement(sql.SQL("DROP TABLE {}").format(o),
                         note="only after the registry check above passed") for o in old_ids],
-            Statement(sql.SQL("DELETE FROM {} WHERE role IN ({}, {}) AND source_oid IN ({})"
-                              ).format(
-                markers.REGISTRY, sql.Literal(markers.MOVE_TARGET_ROLE),
-                sql.Literal(markers.MOVE_SOURCE_ROLE),
-                sql.SQL(", ").join(sql.Literal(o) for o in oids))),
+            Statement(forget_sql(oids), note="forget the move in pgparts' registry"),
         ],
         locks=[*[Lock("ACCESS EXCLUSIVE", display_name(schema, d), "nobody: detached")
                  for d in olds],
                Lock("ACCESS SHARE", ", ".join(targets), "nobody")],
         estimate=Estimate(0, 0, 0.1), done=dropped, verify_note="rows of the source verified"))
     return steps
+
+
+def forget_sql(oids: list[int]) -> sql.Composed:
+    """Forget a finished move in the registry: the entry of each source it dropped (`oids`),
+    and the move's targets, recorded under the anchor's oid with every source's oid in their
+    note. By any of `oids`, not the anchor's alone: a finish after the swap covers only the
+    sources whose entries pass their catalog check, which may leave the anchor out."""
+    listed = sql.SQL(", ").join(sql.Literal(o) for o in oids)
+    return sql.SQL(
+        "DELETE FROM {reg} WHERE (role = {src} AND source_oid IN ({oids}))"
+        " OR (role = {tgt} AND (source_oid IN ({oids}) OR EXISTS (SELECT FROM"
+        " pg_catalog.jsonb_array_elements_text(coalesce(note, '[]')::pg_catalog.jsonb) e"
+        " WHERE e.value::pg_catalog.oid IN ({oids}))))").format(
+        reg=markers.REGISTRY, src=sql.Literal(markers.MOVE_SOURCE_ROLE),
+        tgt=sql.Literal(markers.MOVE_TARGET_ROLE), oids=listed)
 
 
 @dataclass
