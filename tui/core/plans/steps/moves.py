@@ -14,8 +14,8 @@ create-ahead) the neighbour the kind names (the newest partition, the one below 
 Steps, in order (each commits alone; a re-run skips what the catalog shows done):
 
 1. build the new partitions beside the live ones (LIKE the parent, a CHECK equal to the bound,
-   the sub-partitions, grants), each recorded in pgparts' registry in the transaction that
-   creates it;
+   the sub-partitions, the owner of what each replaces (owners.py), grants), each recorded in
+   pgparts' registry in the transaction that creates it;
 2. install the change capture on every source (an instant of SHARE ROW EXCLUSIVE per leaf);
 3. copy the sources' rows in one REPEATABLE READ snapshot (nobody waits);
 4. build the parent's indexes and primary key on the new tables (leaves first), ANALYZE them;
