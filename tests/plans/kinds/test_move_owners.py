@@ -30,7 +30,7 @@ from ..scenarios import (
     with_default_and_ref,
     with_hash_weeks,
 )
-from .test_moves import plan_for, run
+from .test_moves import FAST, plan_for, run
 from .test_remedies import cli
 
 
@@ -113,16 +113,27 @@ def test_a_role_that_cannot_give_the_owner_is_told_before_anything_runs(db):
     _own_all(db, mover)
     db.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(ident(SPLIT_SOURCE),
                                                             sql.Identifier(app)))
+    as_mover = AsRole(db, mover)
+    values = {"partition": SPLIT_SOURCE, "at": ["150"], "name": [SPLIT_NEW]}
     with pytest.raises(PlanKindError) as caught:
-        plan_for(AsRole(db, mover), "split", {"partition": SPLIT_SOURCE, "at": ["150"],
-                                               "name": [SPLIT_NEW]})
+        plan_for(as_mover, "split", values)
     said = str(caught.value)
     assert "\n" not in said and app in said and "superuser" in said, said
-    # once the mover may act as the owner, the plan gives it
+    # a member of the owner: the owner must also be allowed to create in the schema
     db.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(app), sql.Identifier(mover)))
-    plan = plan_for(AsRole(db, mover), "split", {"partition": SPLIT_SOURCE, "at": ["150"],
-                                                  "name": [SPLIT_NEW]})
+    with pytest.raises(PlanKindError, match="may not create in schema"):
+        plan_for(as_mover, "split", values)
+    # then the mover applies it, and the new partitions are the owner's
+    db.execute(sql.SQL("GRANT CREATE ON SCHEMA {} TO {}").format(sql.Identifier(SCHEMA),
+                                                                 sql.Identifier(app)))
+    plan = plan_for(as_mover, "split", values)
     assert any(f"owned by {app}" in line for line in plan.facts.changes), plan.facts.changes
+    result = PlanRunner(as_mover.target, plan, config=FAST, backoff_base=0.02).run()
+    assert result.ok, result.error
+    with db.connect() as conn:
+        owners = _owners(conn)
+        assert leftovers(conn) == []
+    assert owners[SPLIT_SOURCE] == owners[SPLIT_NEW] == app, owners
 
 
 def test_a_consolidated_week_keeps_the_weeks_owner(db):

@@ -104,12 +104,12 @@ def prepare(conn: psycopg.Connection, c: Choices, *, exact: bool = True,
         refuse_table_code(conn, table.oid, display_name(c.schema, c.name),
                           [c.column, *c.key, c.tiebreak or ""])
     pf = preflight(conn, c.schema, c.name, c.column, _period(c), exact=exact)
-    owner = pf.dependents.owner
-    if owners.cannot_give(conn, {owner}) is not None:
-        # Build gives the new table and its partitions the original's owner: say so now
-        # rather than after the data stages changed rows
-        raise MigrateError(owners.refusal(conn, owner, "the partitioned table",
-                                          "the original is"))
+    # Build gives the new table and its partitions the original's owner: say so now rather
+    # than after the data stages changed rows
+    problem = owners.owner_problem(conn, {pf.dependents.owner}, c.schema,
+                                   "the partitioned table", "the original is")
+    if problem:
+        raise MigrateError(problem)
     pc = pf.column
     parts, warnings = _layout(conn, pf.rows, pc, c.name, c)
     surrogate = surrogate_key(pf.table, pf.dependents)

@@ -262,9 +262,10 @@ def _owner_statements(conn: psycopg.Connection, week: PartNode, new: sql.Identif
     owner = owners.owners_of(conn, [week.oid])[week.oid]
     if owner == owners.current_role(conn):
         return []
-    if owners.cannot_give(conn, {owner}) is not None:
-        raise ConsolidationError(owners.refusal(conn, owner, f"the copy of {week.qualified}",
-                                                   "the week is"))
+    problem = owners.owner_problem(conn, {owner}, week.schema,
+                                   f"the copy of {week.qualified}", "the week is")
+    if problem:
+        raise ConsolidationError(problem)
     return [owners.owner_statement(new, owner, "the owner of the week it replaces")]
 
 

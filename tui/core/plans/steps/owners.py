@@ -6,8 +6,9 @@ superuser: the application role that owned the partition it replaces could no lo
 DROP or VACUUM FULL it, and default privileges would no longer match. So a plan gives every
 table it builds the owner of the one it replaces, in the step that creates it
 (`ALTER TABLE ... OWNER TO`), and says at planning time, in one line, when the applying role
-cannot give that owner (ALTER ... OWNER TO needs a superuser or a member of the new owner who
-may SET ROLE to it, PostgreSQL 16 on; a member before) instead of failing half-way.
+cannot give that owner (ALTER ... OWNER TO needs a superuser, or a member of the new owner who
+may SET ROLE to it, PostgreSQL 16 on, a member before, and an owner with CREATE on the schema)
+instead of failing half-way.
 """
 
 from __future__ import annotations
@@ -36,9 +37,14 @@ def current_role(conn: psycopg.Connection) -> str:
     return str(conn.execute("SELECT CURRENT_USER::pg_catalog.text").fetchone()[0])
 
 
-def cannot_give(conn: psycopg.Connection, owners: set[str]) -> str | None:
-    """The first of `owners` the current role may not make a table's owner (and then work on
-    that table as its owner: build its indexes, attach it), or None."""
+def owner_problem(conn: psycopg.Connection, owners: set[str], schema: str, what: str,
+                  like: str) -> str | None:
+    """Why the current role cannot give `what` (tables it builds in `schema`) the owners
+    `owners`, those of `like`, and then work on them as their owner (build their indexes,
+    attach them), in one line; None when it can. A superuser can; anyone else must be a member
+    of each owner inheriting its privileges (and, from PostgreSQL 16, allowed to SET ROLE to
+    it), and each owner must be allowed to create in `schema` (ALTER ... OWNER TO checks both
+    for non-superusers)."""
     me = current_role(conn)
     wanted = sorted(o for o in owners if o != me)
     if not wanted:
@@ -46,20 +52,29 @@ def cannot_give(conn: psycopg.Connection, owners: set[str]) -> str | None:
     can_set = "SET" if int(conn.info.server_version) >= 160000 else "MEMBER"
     rows = conn.execute(
         "SELECT r.rolname::pg_catalog.text, (SELECT s.rolsuper FROM pg_catalog.pg_roles s"
-        "  WHERE s.rolname = CURRENT_USER)"
-        " OR (pg_catalog.pg_has_role(r.oid, 'USAGE') AND pg_catalog.pg_has_role(r.oid, %s))"
-        " FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%s) ORDER BY 1",
-        (can_set, wanted)).fetchall()
-    able = {name: bool(ok) for name, ok in rows}
-    return next((o for o in wanted if not able.get(o, False)), None)
-
-
-def refusal(conn: psycopg.Connection, owner: str, what: str, like: str) -> str:
-    """The one line saying why the plan cannot give `what` the owner `owner`, that of `like`."""
-    me, who = quote_ident(current_role(conn)), quote_ident(owner)
-    return (f"{what} would be owned by {who}, as {like}, but {me} cannot give a table to "
-            f"{who} (neither a superuser nor a member of {who}): apply as {who} or as a "
-            f"superuser")
+        "  WHERE s.rolname = CURRENT_USER),"
+        " pg_catalog.pg_has_role(r.oid, 'USAGE') AND pg_catalog.pg_has_role(r.oid, %s),"
+        " pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')"
+        " FROM pg_catalog.pg_roles r, pg_catalog.pg_namespace n"
+        " WHERE r.rolname = ANY(%s) AND n.nspname = %s ORDER BY 1",
+        (can_set, wanted, schema)).fetchall()
+    facts = {name: (bool(su), bool(member), bool(create)) for name, su, member, create in rows}
+    who_me = quote_ident(me)
+    for owner in wanted:
+        su, member, create = facts.get(owner, (False, False, False))
+        if su:
+            return None
+        who = quote_ident(owner)
+        if not member:
+            return (f"{what} would be owned by {who}, as {like}, but {who_me} cannot give a "
+                    f"table to {who} (neither a superuser nor a member of {who}): apply as "
+                    f"{who} or as a superuser")
+        if not create:
+            return (f"{what} would be owned by {who}, as {like}, but {who} may not create in "
+                    f"schema {quote_ident(schema)}, which giving it a table there requires "
+                    f"unless a superuser applies: grant it CREATE on the schema or apply as a "
+                    f"superuser")
+    return None
 
 
 def owner_statement(table: sql.Composable, owner: str, why: str) -> Statement:
@@ -92,10 +107,10 @@ def assign_move_owners(conn: psycopg.Connection, move: Move) -> None:
             sub = owner.get(sp.model_oid, own) if from_source else own
             sp.owner = sub if sub != me else None
             wanted.add(sub)
-    refused = cannot_give(conn, wanted)
-    if refused is not None:
-        raise MoveError(refusal(conn, refused, "the new partitions",
-                                "the partitions they replace are"))
+    problem = owner_problem(conn, wanted, move.schema, "the new partitions",
+                            "the partitions they replace are")
+    if problem:
+        raise MoveError(problem)
 
 
 def owner_lines(move: Move) -> list[str]:
