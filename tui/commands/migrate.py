@@ -220,7 +220,8 @@ def _spec(conn: psycopg.Connection, schema: str, name: str,
         if args.interval or args.target_rows or args.layout:
             spec, warnings = relayout(conn, spec, Choices(
                 schema, name, spec.column, spec.key, interval=args.interval,
-                target_rows=args.target_rows, layout_file=args.layout))
+                target_rows=args.target_rows, layout_file=args.layout),
+                table_code_ok=bool(args.apply))
             for w in warnings:
                 print(f"pgparts: warning: {w}", file=sys.stderr)
         return spec, None
@@ -229,7 +230,8 @@ def _spec(conn: psycopg.Connection, schema: str, name: str,
     key = tuple(k.strip() for k in (args.key or "").split(",") if k.strip())
     prep = prepare(conn, Choices(schema, name, args.by, key, args.tiebreak,
                                  interval=args.interval, target_rows=args.target_rows,
-                                 layout_file=args.layout, insert_trigger=args.insert_trigger))
+                                 layout_file=args.layout, insert_trigger=args.insert_trigger),
+                   table_code_ok=bool(args.apply))
     return prep.spec, prep
 
 

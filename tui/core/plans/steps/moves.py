@@ -14,8 +14,8 @@ create-ahead) the neighbour the kind names (the newest partition, the one below 
 Steps, in order (each commits alone; a re-run skips what the catalog shows done):
 
 1. build the new partitions beside the live ones (LIKE the parent, a CHECK equal to the bound,
-   the sub-partitions, grants), each recorded in pgparts' registry in the transaction that
-   creates it;
+   the sub-partitions, the owner of what each replaces (owners.py), grants), each recorded in
+   pgparts' registry in the transaction that creates it;
 2. install the change capture on every source (an instant of SHARE ROW EXCLUSIVE per leaf);
 3. copy the sources' rows in one REPEATABLE READ snapshot (nobody waits);
 4. build the parent's indexes and primary key on the new tables (leaves first), ANALYZE them;
@@ -74,7 +74,7 @@ from ..engine.model import (
     Step,
     VerificationFailed,
 )
-from . import markers
+from . import markers, owners
 from .shape import IndexShape, grant_statements, index_shapes
 
 LOG_SCHEMA = markers.SCHEMA
@@ -104,6 +104,9 @@ class NewPartition:
     # that sub-partitioning (move_plan fills both from the catalog)
     partition_by: sql.Composable | None = None
     subparts: list[SubPartition] = field(default_factory=list)
+    # the owner it is given, that of the partition it replaces (None: the applying role's;
+    # owners.assign_move_owners fills it)
+    owner: str | None = None
 
     def shaped_like(self, move: Move) -> PartNode:
         return self.model if self.model is not None else move.source
@@ -121,6 +124,7 @@ class SubPartition:
     temp: str
     bound: sql.Composable
     model_oid: int = 0  # the model's sub-partition it is shaped like (its grants)
+    owner: str | None = None  # as NewPartition.owner
 
 
 @dataclass
@@ -528,6 +532,9 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                  f"defaults and CHECKs" + (f", the sub-partitioning of "
                                            f"{t.shaped_like(move).qualified}" if t.subparts
                                            else "")))
+        if t.owner is not None:
+            stmts.append(owners.owner_statement(tt.table, t.owner, "the owner of the partition "
+                                                                   "it replaces"))
         if t.check is not None:
             stmts.append(Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
                 tt.table, sql.Identifier(BOUND_CHECK), t.check),
@@ -538,6 +545,9 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
             leaf = sql.Identifier(move.schema, sp.temp)
             stmts.append(Statement(sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
                 leaf, tt.table, sp.bound), note=f"{sp.name}, built as {sp.temp}"))
+            if sp.owner is not None:
+                stmts.append(owners.owner_statement(leaf, sp.owner, "the owner of the "
+                                                                    "sub-partition it replaces"))
             stmts += grant_statements(conn, [parent.oid, *source_oids, *shaped, sp.model_oid],
                                       leaf)
         stmts.append(Statement(markers.register_relation_sql(
@@ -1104,17 +1114,28 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | 
                       check=compared, script=compare),
             *[Statement(sql.SQL("DROP TABLE {}").format(o),
                         note="only after the registry check above passed") for o in old_ids],
-            Statement(sql.SQL("DELETE FROM {} WHERE role IN ({}, {}) AND source_oid IN ({})"
-                              ).format(
-                markers.REGISTRY, sql.Literal(markers.MOVE_TARGET_ROLE),
-                sql.Literal(markers.MOVE_SOURCE_ROLE),
-                sql.SQL(", ").join(sql.Literal(o) for o in oids))),
+            Statement(forget_sql(oids), note="forget the move in pgparts' registry"),
         ],
         locks=[*[Lock("ACCESS EXCLUSIVE", display_name(schema, d), "nobody: detached")
                  for d in olds],
                Lock("ACCESS SHARE", ", ".join(targets), "nobody")],
         estimate=Estimate(0, 0, 0.1), done=dropped, verify_note="rows of the source verified"))
     return steps
+
+
+def forget_sql(oids: list[int]) -> sql.Composed:
+    """Forget a finished move in the registry: the entry of each source it dropped (`oids`),
+    and the move's targets, recorded under the anchor's oid with every source's oid in their
+    note. By any of `oids`, not the anchor's alone: a finish after the swap covers only the
+    sources whose entries pass their catalog check, which may leave the anchor out."""
+    listed = sql.SQL(", ").join(sql.Literal(o) for o in oids)
+    return sql.SQL(
+        "DELETE FROM {reg} WHERE (role = {src} AND source_oid IN ({oids}))"
+        " OR (role = {tgt} AND (source_oid IN ({oids}) OR EXISTS (SELECT FROM"
+        " pg_catalog.jsonb_array_elements_text(coalesce(note, '[]')::pg_catalog.jsonb) e"
+        " WHERE e.value::pg_catalog.oid IN ({oids}))))").format(
+        reg=markers.REGISTRY, src=sql.Literal(markers.MOVE_SOURCE_ROLE),
+        tgt=sql.Literal(markers.MOVE_TARGET_ROLE), oids=listed)
 
 
 @dataclass
@@ -1334,7 +1355,8 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
     move = Move(kind, parent, sources, key, caps, targets, default,
                 referencing_keys(conn, parent.oid), uuid.uuid4().hex)
     add_subpartitions(conn, move)
-    changes = changes + _shape_lines(move)
+    owners.assign_move_owners(conn, move)
+    changes = changes + _shape_lines(move) + owners.owner_lines(move)
     own_key = () if key.column in caps[0].key else caps[0].key
     if own_key:
         _own_key_fits(move, own_key)
