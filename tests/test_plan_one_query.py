@@ -1,8 +1,8 @@
-"""A one-query step (Step.one_query): its statements and COMMIT reach the server as one query,
-which PostgreSQL runs as one implicit transaction. What the runner reports for it must be what
-happened: rows counted per statement, the server-side checks as the verification line, the hold
-from the server's start of the hold_from statement, and a failed check or an error anywhere
-leaves nothing committed."""
+"""A one-query step (Step.one_query): its transaction, BEGIN to COMMIT, reaches the server as
+one query. What the runner reports for it must be what happened: rows counted per statement,
+the server-side checks as the verification line, the hold timed by the server's clock from the
+hold_from statement to the COMMIT, and a failed check or an error anywhere leaves nothing
+committed (and the connection usable)."""
 
 from __future__ import annotations
 

@@ -111,15 +111,14 @@ class Step:
     deadlock_timeout, so the step rolls back before the deadlock detector would abort such a
     writer, and retries with backoff (runner.py, `give_way_timeout`).
 
-    `one_query`: the runner sends every statement of the step, and the COMMIT, as one
-    multi-statement query (one round trip), which PostgreSQL runs as one implicit transaction:
-    all of it commits when the last statement ends, and any error (a lock timeout included)
-    rolls all of it back and releases its locks on the server at once, without waiting for the
-    client's ROLLBACK. For a swap whose client round trips under the parent's lock would
-    otherwise each wait for a CPU on a loaded machine. Its checks run on the server: a
-    "verify" statement raises (a DO block, the exported script's form) and, once the query
-    committed, its note is the step's verification line; a Python `check` or `verify`, which
-    would have to run between statements, is refused.
+    `one_query`: the runner sends the step's transaction, BEGIN, every statement and COMMIT,
+    as one multi-statement query (one round trip): the server runs the statements one after
+    the other and stops at the first error, which aborts the transaction (a lock timeout
+    included: retried as the step's `retry` says). For a swap whose client round trips under
+    the parent's lock would otherwise each wait for a CPU on a loaded machine. Its checks run
+    on the server: a "verify" statement raises (a DO block, the exported script's form) and,
+    once the query committed, its note is the step's verification line; a Python `check` or
+    `verify`, which would have to run between statements, is refused.
     """
 
     title: str
@@ -137,7 +136,8 @@ class Step:
     group: str = ""  # e.g. the week a step belongs to, for display
     # 1-based statement index from which the runner times the hold until COMMIT (e.g. the
     # DETACH that takes ACCESS EXCLUSIVE on the parent); reported as StepOutcome.hold_seconds.
-    # In a one_query step the server's clock marks the statement's start (runner.py).
+    # In a one_query step the server's clock times it, from before that statement to after
+    # the COMMIT (runner.py).
     hold_from: int | None = None
     one_query: bool = False
     # The exported script's form of `verify` (a DO block that raises), run before COMMIT.

@@ -12,10 +12,10 @@
   lock_timeout x (lock_retries + 1) allows any step.
 - `statement_timeout` per step (swaps get a few seconds: an ATTACH that unexpectedly scans must
   not sit on the parent's lock), none for copies.
-- A "one_query" step (model.py) goes to the server as one multi-statement query with its
-  COMMIT: one round trip under its locks instead of one per statement; the server rolls it
-  back (and releases its locks) by itself on any error. Its hold (StepOutcome.hold_seconds) is
-  the query's round trip minus the server's own time before the hold_from statement started.
+- A "one_query" step (model.py) goes to the server as one multi-statement query, BEGIN to
+  COMMIT: one round trip under its locks instead of one per statement. Its hold
+  (StepOutcome.hold_seconds) is timed by the server's clock read in the same query, before
+  the hold_from statement and after the COMMIT.
 - cancel() from another thread cancels the running statement on the server (libpq cancel
   request) and stops before the next statement; the open transaction rolls back.
 - Progress (rows, bytes, rate, ETA, lock waits) goes to a callback; a monitor connection tells
@@ -43,7 +43,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors, pq, sql
 
 from ...config import PlansConfig
 from ...connection import ConnectError, Target, connect
@@ -207,8 +207,9 @@ Hook = Callable[[str, int, int, "PlanRunner"], None]
 _RETRYABLE = (errors.LockNotAvailable, errors.DeadlockDetected)
 # What the message of a step's server-side check (a DO block that raises) starts with
 CHECK_PREFIX = "pgparts: "
-# A one-query step's clock reading: the server's time from the query's arrival to this point
-_CLOCK_PROBE = sql.SQL("SELECT pg_catalog.clock_timestamp() - pg_catalog.statement_timestamp()")
+# A one-query step's hold is timed by the server's clock, read in the query itself: before the
+# hold_from statement and after the COMMIT (neither client nor network latency is in it)
+_CLOCK = sql.SQL("SELECT pg_catalog.clock_timestamp()")
 # A give-way step's lock timeout, as a fraction of deadlock_timeout: well below it, so the step
 # gives up first even when the writer it collides with began waiting a few ms earlier (1 s by
 # default: 200 ms, within the 250 ms a writer may stall)
@@ -551,45 +552,53 @@ class PlanRunner:
 
     def _run_one_query(self, conn: psycopg.Connection, i: int, step: Step, out: StepOutcome,
                        lock_timeout: float | None = None) -> None:
-        """The step's statements and its COMMIT in one round trip: a multi-statement query on
-        the autocommit connection, which the server runs as one implicit transaction
-        (committed after its last statement; rolled back, locks released, on any error)."""
+        """The step's transaction in one round trip: BEGIN, its statements and COMMIT as one
+        multi-statement query on the autocommit connection. The server stops at the first
+        error and aborts the transaction there (its locks are released then; the ROLLBACK sent
+        afterwards only ends the aborted block)."""
         self._check_cancel()
         self._call_hook("statement", i, 1)
         self._check_cancel()
-        head: list[sql.Composable] = []
+        begin: sql.Composable = sql.SQL("BEGIN")
         if step.isolation != "read committed":
-            head.append(sql.SQL("SET TRANSACTION ISOLATION LEVEL {}").format(
-                sql.SQL(step.isolation.upper())))
+            begin = sql.SQL("BEGIN ISOLATION LEVEL {}").format(sql.SQL(step.isolation.upper()))
+        parts: list[sql.Composable] = [begin]
         if step.statement_timeout_seconds is not None:
-            head.append(sql.SQL("SET LOCAL statement_timeout = {}").format(
+            parts.append(sql.SQL("SET LOCAL statement_timeout = {}").format(
                 sql.Literal(f"{int(step.statement_timeout_seconds * 1000)}ms")))
         if lock_timeout is not None:
-            head.append(sql.SQL("SET LOCAL lock_timeout = {}").format(
+            parts.append(sql.SQL("SET LOCAL lock_timeout = {}").format(
                 sql.Literal(f"{max(int(lock_timeout * 1000), 1)}ms")))
-        parts: list[sql.Composable] = list(head)
-        probe: int | None = None  # the result index of the server's clock reading
+        first = len(parts)  # the result index of the step's first statement
+        probes: list[int] = []  # result indexes of the server's clock readings
         for j, st in enumerate(step.statements, 1):
             if step.hold_from == j:
-                # the hold starts where the server starts this statement (its lock wait
-                # included): statement_timestamp() is when the query arrived, the same for
-                # every statement of it, so this is the server's own time before the hold
-                probe = len(parts)
-                parts.append(_CLOCK_PROBE)
+                # the hold starts before the server starts this statement (a lock wait counts)
+                probes.append(len(parts))
+                parts.append(_CLOCK)
             parts.append(st.sql)
+        parts.append(sql.SQL("COMMIT"))
+        if probes:
+            probes.append(len(parts))  # and ends after the COMMIT released the locks
+            parts.append(_CLOCK)
         if any(st.kind == "copy" for st in step.statements) and self._copy_started is None:
             self._copy_started = time.monotonic()
         self._emit(state=RunState.RUNNING, message=f"{len(step.statements)} statements and "
                                                    f"the COMMIT sent as one query")
         t0 = time.monotonic()
         try:
-            cur = conn.execute(sql.SQL(";\n").join(parts))
-            results = [(cur.rowcount, cur.fetchone() if cur.description else None)]
-            while cur.nextset():
-                results.append((cur.rowcount, cur.fetchone() if cur.description else None))
+            try:
+                cur = conn.execute(sql.SQL(";\n").join(parts))
+                results = [(cur.rowcount, cur.fetchone() if cur.description else None)]
+                while cur.nextset():
+                    results.append((cur.rowcount, cur.fetchone() if cur.description else None))
+            except psycopg.Error:
+                if conn.info.transaction_status == pq.TransactionStatus.INERROR:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                raise
         except _RETRYABLE as exc:
-            # rolled back on the server, its locks released; the time includes the statements
-            # before the wait (a few ms), an upper bound of the wait
+            # the time includes the statements before the wait (a few ms): an upper bound
             waited = time.monotonic() - t0
             self._lock_wait += waited
             out.lock_wait_seconds += waited
@@ -606,17 +615,15 @@ class PlanRunner:
             self._raise_for(exc, step)
         except psycopg.Error as exc:
             raise PlanError(f"{first_line(exc)}") from None
-        elapsed = time.monotonic() - t0
         if len(results) != len(parts):
-            # cannot happen with one statement per Statement; said rather than guessed
+            # cannot happen with one SQL statement per Statement; said rather than guessed
             out.verification = f"committed; {len(results)} results for {len(parts)} " \
-                               f"statements, rows not counted"
-            out.hold_seconds = elapsed if step.hold_from is not None else None
+                               f"statements: rows and hold not counted"
             return
         lines: list[str] = []
-        for st, (count, _row) in zip(step.statements, (
-                r for k, r in enumerate(results) if k >= len(head) and k != probe),
-                strict=True):
+        mine = [r for k, r in enumerate(results[first:], first)
+                if k not in probes and k < len(parts) - (2 if probes else 1)]
+        for st, (count, _row) in zip(step.statements, mine, strict=True):
             if st.kind == "copy":
                 moved = max(count, 0)
                 self._rows_done += moved
@@ -626,9 +633,10 @@ class PlanRunner:
             elif st.kind == "verify" and st.note:
                 lines.append(f"{st.note} (checked by the server before the commit)")
         out.verification = "; ".join(lines)
-        if probe is not None:
-            before = results[probe][1][0] if results[probe][1] else None
-            out.hold_seconds = elapsed - (before.total_seconds() if before is not None else 0.0)
+        if probes:
+            start, end = (results[k][1][0] if results[k][1] else None for k in probes)
+            if start is not None and end is not None:
+                out.hold_seconds = (end - start).total_seconds()
 
     def _run_statement(self, conn: psycopg.Connection, i: int, j: int, st: Any,
                        out: StepOutcome, *, savepoint: bool, restart_step: bool = False

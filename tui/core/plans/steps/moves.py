@@ -867,8 +867,8 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
     # 1.08 s and one aborted when the swap waited out deadlock_timeout instead).
     # The whole step is one query (Step.one_query): these locks, the parent's and everything
     # after them reach the server in one round trip, so the referencing tables are held only
-    # for the server's time until the parent's lock is granted, and a lock timeout anywhere
-    # rolls back and releases all of them on the server at once. The order is the same.
+    # for the server's own time until the parent's lock is granted, and the parent only for
+    # the server's work until the COMMIT. The order of the locks is unchanged.
     refs = list(dict.fromkeys((fk.table_disp, fk.table.as_string(conn)) for fk in move.fkeys))
     stmts = [
         Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(q)), "lock",
