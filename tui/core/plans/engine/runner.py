@@ -12,6 +12,10 @@
   lock_timeout x (lock_retries + 1) allows any step.
 - `statement_timeout` per step (swaps get a few seconds: an ATTACH that unexpectedly scans must
   not sit on the parent's lock), none for copies.
+- A "one_query" step (model.py) goes to the server as one multi-statement query, BEGIN to
+  COMMIT: one round trip under its locks instead of one per statement. Its hold
+  (StepOutcome.hold_seconds) is timed by the server's clock read in the same query, before
+  the hold_from statement and after the COMMIT.
 - cancel() from another thread cancels the running statement on the server (libpq cancel
   request) and stops before the next statement; the open transaction rolls back.
 - Progress (rows, bytes, rate, ETA, lock waits) goes to a callback; a monitor connection tells
@@ -39,7 +43,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors, pq, sql
 
 from ...config import PlansConfig
 from ...connection import ConnectError, Target, connect
@@ -150,6 +154,8 @@ class StepOutcome:
     lock_wait_seconds: float = 0.0
     verification: str = ""
     hold_seconds: float | None = None  # from the step's hold_from statement to COMMIT
+    # its statements and COMMIT went to the server as one query (Step.one_query)
+    one_query: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +165,7 @@ class StepOutcome:
             "lock_wait_seconds": round(self.lock_wait_seconds, 3),
             "verification": self.verification,
             "hold_seconds": None if self.hold_seconds is None else round(self.hold_seconds, 4),
+            "one_query": self.one_query,
         }
 
 
@@ -193,10 +200,16 @@ class RunResult:
 
 ProgressCallback = Callable[[Progress], None]
 # Test and UI hook: (event, step_index, statement_index, runner). Events: "step", "statement",
-# "before_commit", "step_done".
+# "before_commit", "step_done". A one-query step has one "statement" event (1, before its query
+# is sent) and no "before_commit": its COMMIT is part of that query.
 Hook = Callable[[str, int, int, "PlanRunner"], None]
 
 _RETRYABLE = (errors.LockNotAvailable, errors.DeadlockDetected)
+# What the message of a step's server-side check (a DO block that raises) starts with
+CHECK_PREFIX = "pgparts: "
+# A one-query step's hold is timed by the server's clock, read in the query itself: before the
+# hold_from statement and after the COMMIT (neither client nor network latency is in it)
+_CLOCK = sql.SQL("SELECT pg_catalog.clock_timestamp()")
 # A give-way step's lock timeout, as a fraction of deadlock_timeout: well below it, so the step
 # gives up first even when the writer it collides with began waiting a few ms earlier (1 s by
 # default: 200 ms, within the 250 ms a writer may stall)
@@ -234,7 +247,8 @@ class PlanRunner:
         self._conn: psycopg.Connection | None = None
         self._lock = threading.Lock()
         self.backend_pid: int | None = None
-        self.outcomes = [StepOutcome(i, s.title) for i, s in enumerate(plan.steps, 1)]
+        self.outcomes = [StepOutcome(i, s.title, one_query=s.one_query)
+                         for i, s in enumerate(plan.steps, 1)]
         self._started = 0.0
         self._copy_started: float | None = None
         self._rows_done = 0
@@ -468,7 +482,9 @@ class PlanRunner:
             self._emit(state=RunState.RUNNING, attempt=attempt)
             rows_before, bytes_before = self._rows_done, self._bytes_done
             try:
-                if step.transactional:
+                if step.one_query:
+                    self._run_one_query(conn, i, step, out, short)
+                elif step.transactional:
                     self._run_transaction(conn, i, step, out, short)
                 else:
                     for j, st in enumerate(step.statements, 1):
@@ -533,6 +549,94 @@ class PlanRunner:
             raise PlanError(f"verification failed in step '{step.title}': {exc}") from None
         except (psycopg.errors.QueryCanceled, psycopg.OperationalError) as exc:
             self._raise_for(exc, step)
+
+    def _run_one_query(self, conn: psycopg.Connection, i: int, step: Step, out: StepOutcome,
+                       lock_timeout: float | None = None) -> None:
+        """The step's transaction in one round trip: BEGIN, its statements and COMMIT as one
+        multi-statement query on the autocommit connection. The server stops at the first
+        error and aborts the transaction there (its locks are released then; the ROLLBACK sent
+        afterwards only ends the aborted block)."""
+        self._check_cancel()
+        self._call_hook("statement", i, 1)
+        self._check_cancel()
+        begin: sql.Composable = sql.SQL("BEGIN")
+        if step.isolation != "read committed":
+            begin = sql.SQL("BEGIN ISOLATION LEVEL {}").format(sql.SQL(step.isolation.upper()))
+        parts: list[sql.Composable] = [begin]
+        if step.statement_timeout_seconds is not None:
+            parts.append(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(f"{int(step.statement_timeout_seconds * 1000)}ms")))
+        if lock_timeout is not None:
+            parts.append(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                sql.Literal(f"{max(int(lock_timeout * 1000), 1)}ms")))
+        first = len(parts)  # the result index of the step's first statement
+        probes: list[int] = []  # result indexes of the server's clock readings
+        for j, st in enumerate(step.statements, 1):
+            if step.hold_from == j:
+                # the hold starts before the server starts this statement (a lock wait counts)
+                probes.append(len(parts))
+                parts.append(_CLOCK)
+            parts.append(st.sql)
+        parts.append(sql.SQL("COMMIT"))
+        if probes:
+            probes.append(len(parts))  # and ends after the COMMIT released the locks
+            parts.append(_CLOCK)
+        if any(st.kind == "copy" for st in step.statements) and self._copy_started is None:
+            self._copy_started = time.monotonic()
+        self._emit(state=RunState.RUNNING, message=f"{len(step.statements)} statements and "
+                                                   f"the COMMIT sent as one query")
+        t0 = time.monotonic()
+        try:
+            try:
+                cur = conn.execute(sql.SQL(";\n").join(parts))
+                results = [(cur.rowcount, cur.fetchone() if cur.description else None)]
+                while cur.nextset():
+                    results.append((cur.rowcount, cur.fetchone() if cur.description else None))
+            except psycopg.Error:
+                if conn.info.transaction_status == pq.TransactionStatus.INERROR:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        except _RETRYABLE as exc:
+            # the time includes the statements before the wait (a few ms): an upper bound
+            waited = time.monotonic() - t0
+            self._lock_wait += waited
+            out.lock_wait_seconds += waited
+            out.lock_timeouts += 1
+            raise _StepLockTimeout(waited) from exc
+        except psycopg.errors.RaiseException as exc:
+            text = exc.diag.message_primary or first_line(exc)
+            if not text.startswith(CHECK_PREFIX):  # raised by something else (a trigger)
+                raise PlanError(first_line(exc)) from None
+            # a check of the step (a DO block) refused: nothing was committed
+            raise PlanError(f"verification failed in step '{step.title}': "
+                            f"{text.removeprefix(CHECK_PREFIX)}") from None
+        except (psycopg.errors.QueryCanceled, psycopg.OperationalError) as exc:
+            self._raise_for(exc, step)
+        except psycopg.Error as exc:
+            raise PlanError(f"{first_line(exc)}") from None
+        if len(results) != len(parts):
+            # cannot happen with one SQL statement per Statement; said rather than guessed
+            out.verification = f"committed; {len(results)} results for {len(parts)} " \
+                               f"statements: rows and hold not counted"
+            return
+        lines: list[str] = []
+        mine = [r for k, r in enumerate(results[first:], first)
+                if k not in probes and k < len(parts) - (2 if probes else 1)]
+        for st, (count, _row) in zip(step.statements, mine, strict=True):
+            if st.kind == "copy":
+                moved = max(count, 0)
+                self._rows_done += moved
+                out.rows += moved
+                self._bytes_done += int(st.est_bytes * min(moved / st.est_rows, 1.0)) \
+                    if st.est_rows else st.est_bytes
+            elif st.kind == "verify" and st.note:
+                lines.append(f"{st.note} (checked by the server before the commit)")
+        out.verification = "; ".join(lines)
+        if probes:
+            start, end = (results[k][1][0] if results[k][1] else None for k in probes)
+            if start is not None and end is not None:
+                out.hold_seconds = (end - start).total_seconds()
 
     def _run_statement(self, conn: psycopg.Connection, i: int, j: int, st: Any,
                        out: StepOutcome, *, savepoint: bool, restart_step: bool = False
