@@ -164,6 +164,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=5_000_000, help="rows before duplicates")
     ap.add_argument("--bindir", type=Path, default=PG15, help="the PostgreSQL binaries")
     ap.add_argument("--no-partman", action="store_true", help="skip pg_partman")
+    ap.add_argument("--all-steps", action="store_true", help="print every step's time")
     args = ap.parse_args()
     load = os.getloadavg()
     with temporary_server(args.bindir, SETTINGS) as server:
@@ -204,6 +205,10 @@ def main() -> None:
         print("  slowest steps:")
         for s, stage, title in sorted(steps, reverse=True)[:8]:
             print(f"    {s:7.2f} s  {stage}: {title}")
+        if args.all_steps:
+            print("  every step, in order:")
+            for s, stage, title in steps:
+                print(f"    {s:7.2f} s  {stage}: {title}")
         ratio = total / floor
         print(f"floor (psql: INSERT ... SELECT into a partitioned copy + PK + 3 index builds): "
               f"{floor:.2f} s")
