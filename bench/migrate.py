@@ -200,7 +200,9 @@ def main() -> None:
         print(f"pgparts migrate, stage by stage ({rows:,} rows kept, {parts} partitions):")
         print(f"  {'analysis (counts shown first)':<32} {analysis:8.2f} s")
         for name, s in times:
-            print(f"  {name:<32} {s:8.2f} s")
+            in_steps = sum(t for t, stage, _ in steps if name.endswith(f" {stage}"))
+            print(f"  {name:<32} {s:8.2f} s  (steps {in_steps:.2f} s; planning, done checks "
+                  f"and connections {s - in_steps:.2f} s)")
         print(f"  {'total':<32} {total:8.2f} s")
         print("  slowest steps:")
         for s, stage, title in sorted(steps, reverse=True)[:8]:
