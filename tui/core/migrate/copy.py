@@ -3,6 +3,10 @@ each verified before it commits: the partition holds as many rows as the origina
 range, with the same order-independent checksum (the sum of a 64-bit hash of every row,
 plans/hashing.py).
 
+The partitions are copied by SESSIONS sessions at once (the plan runner's parallel steps), each
+partition in its own transaction as before: progress adds up the rows committed by both, and a
+partition killed in one session rolls back alone.
+
 A partition that holds the rows the original has in its range (count and checksum) is done; an
 empty one the original has no row for is done too. That is what resume reads (from the data,
 no name or comment): a killed copy rolls its partition back and the next run copies it again;
@@ -26,6 +30,10 @@ from ..plans.hashing import checksum_sql, extended_hash_supported
 from ..plans.steps import markers
 from .build import bound, cast_type
 from .spec import MigrationSpec, SpecPartition, state_sql
+
+# Sessions copying at once, one partition each: PostgreSQL runs an INSERT ... SELECT on one
+# core; a second session copying another partition uses a second one.
+SESSIONS = 2
 
 _COLUMNS = """
 SELECT a.attname, a.atttypid, a.attidentity <> '' FROM pg_catalog.pg_attribute a
@@ -154,7 +162,7 @@ def copy_steps(conn: psycopg.Connection, spec: MigrationSpec) -> list[Step]:
             estimate=Estimate(rows=est, bytes=int(est * width)),
             done=_partition_done(spec, p, compare),
             verify_note="count and checksum against the original",
-            group="copy",
+            group="copy", parallel="copy",
         ))
     steps.append(Step(
         title="record the copy",
