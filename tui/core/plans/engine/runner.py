@@ -157,6 +157,7 @@ class StepOutcome:
     verification: str = ""
     hold_seconds: float | None = None  # from the step's hold_from statement to COMMIT
     bytes_moved: int = 0  # progress counted for its copies (taken back when it rolls back)
+    started: float = 0.0  # time.monotonic() when it began (steps of a group overlap)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -451,7 +452,7 @@ class PlanRunner:
         outcome.status = StepStatus.RUNNING
         self._journal_step(outcome)
         self._call_hook("step", i, 0)
-        t0 = time.monotonic()
+        t0 = outcome.started = time.monotonic()
         try:
             self._run_step(conn, i, step, outcome)
         except PlanError:
