@@ -1,6 +1,6 @@
 """The guided migration of scenario 3's legacy payment table, against a floor and pg_partman.
 
-    python bench/migrate.py [--rows N] [--bindir DIR] [--no-partman]
+    python bench/migrate.py [--rows N] [--bindir DIR] [--no-partman] [--all-steps]
         (default: 5,000,000 rows, PostgreSQL 15 from /usr/lib/postgresql/15/bin, where Debian's
         postgresql-15-partman installs pg_partman 4.7)
 
@@ -12,7 +12,11 @@ machines whose clock has minute precision), two referencing tables that have onl
 spread over 2019 to 2026. Printed, all measured in the same run on the same server:
 
 - each stage's time (`pgparts migrate --interval year`, stages 1-7 and 9, run one after
-  the other through the plan runner as `--apply --yes` runs them) and the slowest steps;
+  the other through the plan runner as `--apply --yes` runs them), the part of it outside its
+  steps (planning, done checks, connections), the slowest steps (every step with
+  `--all-steps`), and the issue's checks on their own: the comparisons' statements (timed by a
+  runner hook) and the foreign key validations, in session seconds (a stage's parallel steps
+  each count) and as ratios of the floor;
 - the floor: psql, one transaction, a raw `INSERT ... SELECT` of the migrated rows into a
   partitioned copy with the same partitions, then the index builds the migration makes
   (primary key on (pdm_id, pay_ts), pay_ts, (pdm_id, pay_ts), pay_id); target: the migration
