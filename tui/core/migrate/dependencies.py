@@ -26,10 +26,9 @@ and an exported script show what remains) and the locks it takes:
   had only the surrogate id gets the key's columns, back-filled through the original; the new
   key is added NOT VALID under the old one's name, validated, then the old one dropped.
 - Views, triggers, rules, policies, row security, grants and comments Build did not copy,
-  publication membership (recreate.py), then ANALYZE (from PostgreSQL 18 on, per partition in
-  parallel, then ANALYZE ONLY the parent).
+  publication membership (recreate.py), then ANALYZE.
 
-The partitions' key builds, index builds, foreign keys' validations and (18) ANALYZE are each a
+The partitions' key builds, their index builds and their foreign keys' validations are each a
 group of independent steps (Step.parallel): the plan runner runs a group on two sessions at
 once (stages.py sets the plan's sessions), every step still its own transaction with its own
 done check, so a kill or a resume is the same as one step at a time.
@@ -337,51 +336,17 @@ def _own_fk_steps(spec: StageSpec, deps: Dependents,
 
 
 # -- referencing foreign keys -------------------------------------------------------------------
-def _analyze_steps(conn: psycopg.Connection, spec: StageSpec,
-                   parts: list[tuple[str, str, int]]) -> list[Step]:
-    """ANALYZE of the new table. From PostgreSQL 18 on, each partition in a group of independent
-    steps (two sessions), then `ANALYZE ONLY` the parent, which samples the partitions for the
-    table's own statistics without analyzing each of them again; before 18, ANALYZE of the
-    parent does both in one session (it has no ONLY)."""
-    def parent_done(c: psycopg.Connection) -> bool:
-        return one(c, "SELECT reltuples >= 0 FROM pg_catalog.pg_class WHERE oid = %s",
-                   (new_oid(c, spec) or 0,))
-
-    locks = [Lock("SHARE UPDATE EXCLUSIVE", f"{new_disp(spec)} and its partitions",
-                  "blocks DDL and VACUUM only")]
-    if conn.info.server_version < 180000:
-        return [Step(
-            title=f"ANALYZE {new_disp(spec)}",
-            explanation="Statistics for the planner, on the parent and every partition.",
-            statements=[Statement(sql.SQL("ANALYZE {}").format(new_ident(spec)),
-                                  "maintenance")],
-            locks=locks, done=parent_done, group=GROUP)]
-    steps = []
-    for schema, part, _oid in parts:
-        disp = display_name(schema, part)
-
-        def analyzed(c: psycopg.Connection, s: str = schema, p: str = part) -> bool:
-            # statistics rows (an index build sets reltuples, not these); an empty
-            # partition has none and is analyzed again on a resume, at no cost
-            return one(c, "SELECT EXISTS (SELECT FROM pg_catalog.pg_statistic"
-                          " WHERE starelid = %s)", (rel_oid(c, s, p) or 0,))
-
-        steps.append(Step(
-            title=f"ANALYZE {disp}",
-            explanation=f"Statistics for the planner on partition {disp}.",
-            statements=[Statement(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, part)),
-                                  "maintenance")],
-            locks=[Lock("SHARE UPDATE EXCLUSIVE", disp, "blocks DDL and VACUUM only")],
-            done=lambda c, f=analyzed: parent_done(c) or f(c), group=GROUP,
-            parallel="analyze"))
-    steps.append(Step(
-        title=f"ANALYZE ONLY {new_disp(spec)}",
-        explanation="The parent's own statistics, sampled from its partitions (analyzed "
-                    "above, not again).",
-        statements=[Statement(sql.SQL("ANALYZE ONLY {}").format(new_ident(spec)),
-                              "maintenance")],
-        locks=locks, done=parent_done, group=GROUP))
-    return steps
+def _analyze_step(spec: StageSpec) -> Step:
+    def done(conn: psycopg.Connection) -> bool:
+        return one(conn, "SELECT reltuples >= 0 FROM pg_catalog.pg_class WHERE oid = %s",
+                    (new_oid(conn, spec) or 0,))
+    return Step(
+        title=f"ANALYZE {new_disp(spec)}",
+        explanation="Statistics for the planner, on the parent and every partition.",
+        statements=[Statement(sql.SQL("ANALYZE {}").format(new_ident(spec)), "maintenance")],
+        locks=[Lock("SHARE UPDATE EXCLUSIVE", f"{new_disp(spec)} and its partitions",
+                    "blocks DDL and VACUUM only")],
+        done=done, group=GROUP)
 
 
 def limitations(deps: Dependents) -> list[str]:
@@ -420,7 +385,7 @@ def dependency_steps(conn: psycopg.Connection, spec: StageSpec, deps: Dependents
     steps += grant_step(conn, spec, deps, oid)
     steps += comment_step(spec, deps)
     steps += publication_step(spec, deps)
-    steps += _analyze_steps(conn, spec, parts)
+    steps.append(_analyze_step(spec))
     # what is done already (Build's CHECK constraints and grants, or a run before a kill) is
     # left out: the preview and the exported script show what remains
     return [s for s in steps if not s.is_done(conn)]
