@@ -142,6 +142,10 @@ class Step:
     one_query: bool = False
     # The exported script's form of `verify` (a DO block that raises), run before COMMIT.
     script_verify: sql.Composable | None = None
+    # Steps next to each other with the same tag are independent (none needs another's work,
+    # their locks do not wait on each other for long): the runner may run them at once on
+    # plan.sessions connections. Empty: in order, alone.
+    parallel: str = ""
 
     def __post_init__(self) -> None:
         if self.retry not in RETRY_SCOPES:
@@ -249,6 +253,8 @@ class Plan:
     # After a failure: what the database holds now and what to do next, in plain words.
     describe_state: Callable[[psycopg.Connection], str] | None = None
     lock_timeout_seconds: float = 2.0  # [plans] lock_timeout, for the exported script
+    # connections the runner may use at once for steps tagged `parallel` (1: one at a time)
+    sessions: int = 1
 
     @property
     def estimate(self) -> Estimate:

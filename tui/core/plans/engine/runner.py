@@ -23,6 +23,12 @@
 - A session-level advisory lock on the plan's target table keeps two consoles from running plans
   on the same table at once.
 - Steps whose done() check is true are skipped, so re-running an interrupted plan resumes it.
+- Steps next to each other with the same `parallel` tag are independent of each other: with
+  `plan.sessions` > 1 they run at once, each on whichever of that many connections is free
+  (the plan's own and sessions - 1 more, opened for the group and closed after it), each in
+  its own transaction as always. A failure or a cancel lets the steps already running end
+  (commit or roll back on their own) and starts no other; the run then fails as it would have.
+  A hook sees the connection of the step it is called for (`backend_pid`).
 - Every run is journaled (journal.py): a record when it starts, one per step as it starts and
   ends, one at the end, so a killed run leaves a true record. A plan whose journal cannot be
   written does not start.
@@ -156,6 +162,8 @@ class StepOutcome:
     hold_seconds: float | None = None  # from the step's hold_from statement to COMMIT
     # its statements and COMMIT went to the server as one query (Step.one_query)
     one_query: bool = False
+    bytes_moved: int = 0  # progress counted for its copies (taken back when it rolls back)
+    started: float = 0.0  # time.monotonic() when it began (steps of a group overlap)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -245,8 +253,11 @@ class PlanRunner:
         self._backoff_base = backoff_base
         self._cancel = threading.Event()
         self._conn: psycopg.Connection | None = None
+        self._workers: list[psycopg.Connection] = []  # a parallel group's extra connections
         self._lock = threading.Lock()
-        self.backend_pid: int | None = None
+        self._emit_lock = threading.RLock()  # progress comes from several threads
+        self._main_pid: int | None = None
+        self._local = threading.local()  # the connection's pid of a parallel group's thread
         self.outcomes = [StepOutcome(i, s.title, one_query=s.one_query)
                          for i, s in enumerate(plan.steps, 1)]
         self._started = 0.0
@@ -264,15 +275,26 @@ class PlanRunner:
             st.est_bytes for s in plan.steps for st in s.statements if st.kind == "copy"
         )
 
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the plan's connection; in a parallel group's thread, of the
+        connection that thread runs its step on (a hook kills the session of its step)."""
+        return getattr(self._local, "pid", None) or self._main_pid
+
+    @backend_pid.setter
+    def backend_pid(self, pid: int | None) -> None:
+        self._main_pid = pid
+
     # -- control from other threads ------------------------------------------------------------
     def cancel(self) -> None:
-        """Stop: cancel the running statement on the server, then roll back."""
+        """Stop: cancel the running statements on the server, then roll back."""
         self._cancel.set()
         with self._lock:
-            conn = self._conn
-        if conn is not None and not conn.closed:
-            with contextlib.suppress(Exception):
-                conn.cancel_safe(timeout=10.0)
+            conns = [self._conn, *self._workers]
+        for conn in conns:
+            if conn is not None and not conn.closed:
+                with contextlib.suppress(Exception):
+                    conn.cancel_safe(timeout=10.0)
 
     @property
     def cancelled(self) -> bool:
@@ -280,6 +302,15 @@ class PlanRunner:
 
     # -- progress --------------------------------------------------------------------------------
     def _emit(self, **changes: Any) -> None:
+        with self._emit_lock:
+            self._emit_locked(**changes)
+
+    def _progress_add(self, rows: int, nbytes: int) -> None:
+        with self._emit_lock:
+            self._rows_done += rows
+            self._bytes_done += nbytes
+
+    def _emit_locked(self, **changes: Any) -> None:
         p = self._current
         for k, v in changes.items():
             setattr(p, k, v)
@@ -322,12 +353,7 @@ class PlanRunner:
             self._record = record
         try:
             try:
-                conn = connect(
-                    self.target,
-                    lock_timeout=f"{int(self.config.lock_timeout_seconds * 1000)}ms",
-                    statement_timeout="0",
-                    purpose="plan",
-                )
+                conn = self._connect()
             except ConnectError as exc:
                 raise PlanError(str(exc), "nothing was changed") from None
             with self._lock:
@@ -379,6 +405,11 @@ class PlanRunner:
             result.journal_error = self._record.error
         return result
 
+    def _connect(self) -> psycopg.Connection:
+        return connect(self.target,
+                       lock_timeout=f"{int(self.config.lock_timeout_seconds * 1000)}ms",
+                       statement_timeout="0", purpose="plan")
+
     def _take_advisory_lock(self, conn: psycopg.Connection) -> None:
         key = advisory_key(self.plan.target_oid)
         got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
@@ -401,41 +432,105 @@ class PlanRunner:
         )
 
     def _run_steps(self, conn: psycopg.Connection) -> None:
-        n = len(self.plan.steps)
-        for i, step in enumerate(self.plan.steps, 1):
-            outcome = self.outcomes[i - 1]
-            self._check_cancel()
-            self._emit(step_index=i, step_count=n, step_title=step.title,
-                       state=RunState.CHECKING, attempt=1, message="")
-            try:
-                already = step.is_done(conn)
-            except psycopg.OperationalError as exc:
-                raise PlanError(f"lost the connection: {first_line(exc)}") from None
-            if already:
-                outcome.status = StepStatus.SKIPPED
-                self._journal_step(outcome)
-                self._emit(state=RunState.SKIPPED, message="already done")
+        steps = self.plan.steps
+        i = 1
+        while i <= len(steps):
+            tag = steps[i - 1].parallel
+            end = i
+            while end < len(steps) and tag and steps[end].parallel == tag:
+                end += 1
+            if end > i and self.plan.sessions > 1:
+                self._run_parallel(conn, list(range(i, end + 1)))
+                i = end + 1
                 continue
-            outcome.status = StepStatus.RUNNING
+            self._run_one(conn, i)
+            i += 1
+
+    def _run_one(self, conn: psycopg.Connection, i: int) -> None:
+        """Step i (from 1) on `conn`: skipped when done, else run and journaled."""
+        n = len(self.plan.steps)
+        step = self.plan.steps[i - 1]
+        outcome = self.outcomes[i - 1]
+        self._check_cancel()
+        self._emit(step_index=i, step_count=n, step_title=step.title,
+                   state=RunState.CHECKING, attempt=1, message="")
+        try:
+            already = step.is_done(conn)
+        except psycopg.OperationalError as exc:
+            raise PlanError(f"lost the connection: {first_line(exc)}") from None
+        if already:
+            outcome.status = StepStatus.SKIPPED
             self._journal_step(outcome)
-            self._call_hook("step", i, 0)
-            t0 = time.monotonic()
-            try:
-                self._run_step(conn, i, step, outcome)
-            except PlanError:
-                outcome.status = StepStatus.CANCELLED if self.cancelled else StepStatus.FAILED
-                outcome.seconds = time.monotonic() - t0
-                if step.transactional:
-                    # rolled back: the rows it copied are gone with it
-                    self._rows_done -= outcome.rows
-                    outcome.rows = 0
-                self._journal_step(outcome)
-                raise
+            self._emit(state=RunState.SKIPPED, message="already done")
+            return
+        outcome.status = StepStatus.RUNNING
+        self._journal_step(outcome)
+        self._call_hook("step", i, 0)
+        t0 = outcome.started = time.monotonic()
+        try:
+            self._run_step(conn, i, step, outcome)
+        except PlanError:
+            outcome.status = StepStatus.CANCELLED if self.cancelled else StepStatus.FAILED
             outcome.seconds = time.monotonic() - t0
-            outcome.status = StepStatus.DONE
+            if step.transactional:
+                # rolled back: the rows it copied are gone with it
+                self._progress_add(-outcome.rows, -outcome.bytes_moved)
+                outcome.rows = outcome.bytes_moved = 0
             self._journal_step(outcome)
-            self._emit(state=RunState.STEP_DONE, message=f"{step.title}: done")
-            self._call_hook("step_done", i, 0)
+            raise
+        outcome.seconds = time.monotonic() - t0
+        outcome.status = StepStatus.DONE
+        self._journal_step(outcome)
+        self._emit(state=RunState.STEP_DONE, message=f"{step.title}: done")
+        self._call_hook("step_done", i, 0)
+
+    def _run_parallel(self, conn: psycopg.Connection, todo: list[int]) -> None:
+        """Independent steps at once: the plan's connection and up to sessions - 1 more, each
+        taking the next step not started. The first error stops the start of further steps;
+        the steps running then end on their own, and the error is raised."""
+        queue = list(todo)
+        errors: list[BaseException] = []
+        guard = threading.Lock()
+
+        def work(c: psycopg.Connection, own: bool) -> None:
+            if not own:
+                self._local.pid = c.info.backend_pid
+            while True:
+                with guard:
+                    if errors or not queue:
+                        return
+                    i = queue.pop(0)
+                try:
+                    self._run_one(c, i)
+                except BaseException as exc:  # raised again in the plan's thread
+                    with guard:
+                        errors.append(exc)
+                    return
+
+        extra: list[psycopg.Connection] = []
+        try:
+            for _ in range(min(self.plan.sessions, len(todo)) - 1):
+                try:
+                    extra.append(self._connect())
+                except ConnectError:
+                    break  # fewer sessions: the steps still run, on those there are
+            with self._lock:
+                self._workers = extra
+            threads = [threading.Thread(target=work, args=(c, False), daemon=True,
+                                        name="plan-session") for c in extra]
+            for t in threads:
+                t.start()
+            work(conn, True)
+            for t in threads:
+                t.join()
+        finally:
+            with self._lock:
+                self._workers = []
+            for c in extra:
+                with contextlib.suppress(Exception):
+                    c.close()
+        if errors:
+            raise errors[0]
 
     def _journal_step(self, outcome: StepOutcome) -> None:
         if self._record is not None:
@@ -480,7 +575,6 @@ class PlanRunner:
             attempt += 1
             out.attempts = attempt
             self._emit(state=RunState.RUNNING, attempt=attempt)
-            rows_before, bytes_before = self._rows_done, self._bytes_done
             try:
                 if step.one_query:
                     self._run_one_query(conn, i, step, out, short)
@@ -493,8 +587,8 @@ class PlanRunner:
                 return
             except _StepLockTimeout as exc:
                 # "step" retry: the whole transaction was rolled back; copy progress with it
-                self._rows_done, self._bytes_done = rows_before, bytes_before
-                out.rows = 0
+                self._progress_add(-out.rows, -out.bytes_moved)
+                out.rows = out.bytes_moved = 0
                 if attempt > retries:
                     raise LockGaveUp(self._gave_up_message(step, exc.waited, attempt, short)
                                      ) from None
@@ -660,7 +754,8 @@ class PlanRunner:
                     cur = conn.execute(st.sql)
             except _RETRYABLE as exc:
                 waited = time.monotonic() - t0
-                self._lock_wait += waited
+                with self._emit_lock:
+                    self._lock_wait += waited
                 out.lock_wait_seconds += waited
                 out.lock_timeouts += 1
                 if not savepoint and (conn.info.transaction_status != 0 or restart_step):
@@ -688,12 +783,11 @@ class PlanRunner:
                 out.verification = f"{out.verification}; {line}" if out.verification else line
             if st.kind == "copy":
                 moved = max(cur.rowcount, 0)
-                self._rows_done += moved
+                nbytes = (int(st.est_bytes * min(moved / st.est_rows, 1.0)) if st.est_rows
+                          else st.est_bytes)
+                self._progress_add(moved, nbytes)
                 out.rows += moved
-                if st.est_rows:
-                    self._bytes_done += int(st.est_bytes * min(moved / st.est_rows, 1.0))
-                else:
-                    self._bytes_done += st.est_bytes
+                out.bytes_moved += nbytes
                 self._emit(state=RunState.RUNNING, message=st.note or "")
             return
 
