@@ -720,10 +720,11 @@ class PlanRunner:
         for st, (count, _row) in zip(step.statements, mine, strict=True):
             if st.kind == "copy":
                 moved = max(count, 0)
-                self._rows_done += moved
-                out.rows += moved
-                self._bytes_done += int(st.est_bytes * min(moved / st.est_rows, 1.0)) \
+                nbytes = int(st.est_bytes * min(moved / st.est_rows, 1.0)) \
                     if st.est_rows else st.est_bytes
+                self._progress_add(moved, nbytes)
+                out.rows += moved
+                out.bytes_moved += nbytes
             elif st.kind == "verify" and st.note:
                 lines.append(f"{st.note} (checked by the server before the commit)")
         out.verification = "; ".join(lines)
