@@ -171,7 +171,8 @@ class MigrateWizardScreen(FooterKeys, Screen):
         if layout_editable(conn, spec):
             state.layout = layout_text(conn, spec)
         fresh = recorded is None and not ran_checks
-        state.stage = next((s for s in STAGES if not state.done[s.name]
+        # stage 8 is left out unless the migration chose it, as `pgparts migrate` does
+        state.stage = next((s for s in STAGES if not state.done[s.name] and s.chosen(spec)
                             and (s.applies or fresh)), None)
         stage = state.stage
         if stage is None:
