@@ -307,15 +307,25 @@ async def test_a_stage_that_drops_asks_for_the_name(db18):
 async def test_stage_8_not_chosen_is_left_out_and_finish_runs(legacy):
     """A migration that did not choose the insert trigger went from stage 7 to a stage 8 that
     'cannot run', with no way on to Finish; the wizard now skips it, as `pgparts migrate`
-    does."""
+    does. Back in the picker the cursor is still on the table (it went to the first row,
+    where enter would pick another table)."""
     with legacy.connect() as conn:
         spec = prepare(conn, _choices(n)).spec
     result = _run_to(legacy, spec, "dependencies")
     assert result is not None and result.ok, result.error
+    legacy.execute("CREATE SCHEMA a; CREATE TABLE a.first (i int)")  # listed first
     app = make_app(legacy)
     async with app.run_test(size=SIZE) as pilot:
         picker = await open_picker(pilot, app)
         await pick(pilot, picker, "legacy.payment")
+        wizard = await wizard_loaded(pilot, app)
+        # back in the picker (it reads the tables again) and enter: the same table
+        reads = picker.reads
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is picker and picker.reads > reads)
+        chosen = picker.selected()
+        assert chosen is not None and (chosen.schema, chosen.name) == ("legacy", "payment")
+        await pilot.press("enter")
         wizard = await wizard_loaded(pilot, app)
         assert wizard.state.stage is not None and wizard.state.stage.number == 9
         assert "▶9" in text_of(wizard, "#wiz-head")
