@@ -148,7 +148,8 @@ async def test_split_from_the_tree_menu_preview_confirm_apply(db18):
         # the partition under the cursor, quoted as the kind reads it
         assert screen.query_one("#plan-option-partition", Input).value == JAN_SQL
         # no boundary yet: said under the form, apply refused
-        assert "--at" in content_text(screen, "#plan-form-error")
+        assert "at: give at least one value" in content_text(screen, "#plan-form-error")
+        assert screen.query_one("#plan-option-at", Input).has_class("refused")
         assert "apply is disabled" in content_text(screen, "#plan-reason")
         before = screen.loads
         screen.query_one("#plan-option-at", Input).focus()
@@ -219,6 +220,8 @@ async def test_refused_input_is_said_under_the_form_and_no_action_is_said(db18):
         assert screen.query_one("#plan-option-partition", Input).value == "days_feb"
         refusals = [
             ("at", "2024-03-05", "at: 2024-03-05 is not inside the partition's bound"),
+            # said about the field (it named the command line's --at VALUE, and no field)
+            ("at", "", "at: give at least one value to split at"),
             ("at", "2024-02-20, 2024-02-10", "at: split values must increase strictly"),
             ("at", "2024-02-31", "at: '2024-02-31' is not a valid date"),
             ("name", "days_mar", "name: days_mar exists already"),
