@@ -16,7 +16,7 @@ from textual.widgets import Input, OptionList
 from tui.app.app import CONSOLE_COMMANDS, PgpartsApp, known_binding_ids
 from tui.app.confirm import ConfirmModal, TypeNameModal
 from tui.app.main_screen import MainScreen
-from tui.app.node_actions import ActionsMenu, node_actions
+from tui.app.node_actions import ActionsMenu, NodeActionCommands, node_actions
 from tui.app.plan_progress import PlanProgressScreen
 from tui.app.plan_screen import PlanScreen
 from tui.core.catalog import load_forest
@@ -213,6 +213,13 @@ async def test_refused_input_is_said_under_the_form_and_no_action_is_said(db18):
         await pilot.press(*"days_feb")
         await wait_until(pilot, lambda: "Split a range partition: days_feb" in "\n".join(
             widget_text(w) for w in app.screen.query("CommandList")), timeout=10)
+        # a table's entry goes on with its sentence ('of days', not ': of days'), and every
+        # entry starts with a capital, as the kinds' titles do
+        titles = [NodeActionCommands._title(a)
+                  for a in node_actions(app.forest, app.forest.find("days_feb"))]
+        assert "Drain the DEFAULT partition of days" in titles, titles
+        assert "Merge with the next partition: days_feb + days_mar" in titles, titles
+        assert not any(": of " in t or t[0].islower() for t in titles), titles
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
         screen = app.screen
@@ -265,19 +272,19 @@ async def test_a_kind_on_two_partitions_gets_the_neighbour_filled_in(db18, monke
         await wait_loads(pilot, app)
         menu = await open_menu(pilot, app, "days_feb")
         shown = widget_text(menu.query_one(OptionList))
-        assert "pair with the next partition  days_feb + days_mar" in shown, shown
-        assert f"pair with the previous partition  {JAN_SQL} + days_feb" in shown, shown
+        assert "Pair with the next partition  days_feb + days_mar" in shown, shown
+        assert f"Pair with the previous partition  {JAN_SQL} + days_feb" in shown, shown
         options = menu.query_one(OptionList)
         entries = [str(options.get_option_at_index(i).prompt)
                    for i in range(options.option_count)]
         options.highlighted = next(i for i, e in enumerate(entries)
-                                   if e.startswith("pair with the next partition"))
+                                   if e.startswith("Pair with the next partition"))
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
         screen = app.screen
         await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning, timeout=30)
         assert screen.kind.name == "pairs" and screen.table_name == "days"
-        assert "pair with the next partition" in content_text(screen, "#plan-head")
+        assert "Pair with the next partition" in content_text(screen, "#plan-head")
         assert screen.query_one("#plan-option-first", Input).value == "days_feb"
         assert screen.query_one("#plan-option-second", Input).value == "days_mar"
         # the kind's refusal, about its second option, is said under that field
