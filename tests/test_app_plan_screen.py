@@ -217,7 +217,7 @@ async def test_split_takes_the_partition_under_the_cursor_and_comma_separated_bo
         assert screen.table_name == "days"
         assert screen.query_one("#plan-option-partition").value == "days_jan"
         # no boundary yet: said, and apply is refused
-        assert "--at" in content_text(screen, "#plan-form-error")
+        assert "at: give at least one value" in content_text(screen, "#plan-form-error")
         assert "apply is disabled" in content_text(screen, "#plan-reason")
         before = screen.loads
         screen.query_one("#plan-option-at").value = "2024-01-11 12:00, 2024-01-21"
