@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
+import pytest
 from textual.widgets import Input, OptionList
 
 from tui.app.app import CONSOLE_COMMANDS, PgpartsApp, known_binding_ids
@@ -324,3 +325,40 @@ def test_fix_says_every_remedy_and_its_grammar():
         "has run")
     assert "fill_gaps, create_ahead also apply to" in also_line(["fill_gaps", "create_ahead"],
                                                                "t")
+
+
+@pytest.mark.parametrize(("size", "entry", "field", "value"), [
+    ((80, 24), "Split a range partition", "partition", "payments_2023"),
+    ((160, 45), "Merge with the previous partition", "partitions",
+     "archive.payments_2022, payments_2023")])
+async def test_prefilled_partitions_fit_their_fields(db18, size, entry, field, value):
+    """A partition of a table in another schema was prefilled as schema.name: at 80 columns
+    split's field showed 'ctl.pay_2023' cut short, and merge's (28 columns at any width)
+    hid the first of its two names. The name alone is prefilled where it names the
+    partition; one in another schema keeps its schema."""
+    db18.execute("""
+        CREATE SCHEMA ctl; CREATE SCHEMA archive;
+        CREATE TABLE ctl.payments (ts date PRIMARY KEY) PARTITION BY RANGE (ts);
+        CREATE TABLE archive.payments_2022 PARTITION OF ctl.payments
+          FOR VALUES FROM ('2022-01-01') TO ('2023-01-01');
+        CREATE TABLE ctl.payments_2023 PARTITION OF ctl.payments
+          FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+        CREATE TABLE ctl.payments_2024 PARTITION OF ctl.payments
+          FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+    """)
+    app = make_app(db18)
+    async with app.run_test(size=size) as pilot:
+        await wait_loads(pilot, app)
+        menu = await open_menu(pilot, app, "ctl.payments_2023")
+        options = menu.query_one(OptionList)
+        entries = [str(options.get_option_at_index(i).prompt)
+                   for i in range(options.option_count)]
+        options.highlighted = next(i for i, e in enumerate(entries) if e.startswith(entry))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
+        screen = app.screen
+        await planned(pilot, screen, 0)
+        box = screen.query_one(f"#plan-option-{field}", Input)
+        assert box.value == value
+        assert box.content_size.width > len(value), (box.content_size, value)
+        assert "has no partition" not in content_text(screen, "#plan-form-error")
