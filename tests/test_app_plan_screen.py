@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from psycopg import sql
 from textual.widgets import Static
 
 from tui.app.app import PgpartsApp
@@ -228,3 +229,30 @@ async def test_split_takes_the_partition_under_the_cursor_and_comma_separated_bo
         assert "days_jan_2" in text and "days_jan_3" in text, text
         assert "2024-01-11 12:00:00" in text, text
         assert "apply is disabled" not in content_text(screen, "#plan-reason")
+
+
+async def test_progress_at_80_columns_shortens_qualified_names_too(db18):
+    """At 80 columns the step column has about 20 cells: 'Primary key of legacy.payment_2019'
+    read 'Primary key of lega' on every row of a migration's stage 7. The table's own name
+    gives way with its schema as without it."""
+    from textual.widgets import DataTable
+
+    from tui.core.plans import Plan, Statement, Step
+
+    steps = [Step(f"Primary key of legacy.payment_{year}", "the test's step",
+                  [Statement(sql.SQL("SELECT 1"))]) for year in (2019, 2020)]
+    plan = Plan(kind="migrate", title="stage 7", target="legacy.payment", target_oid=0,
+                steps=steps)
+    app = make_app(db18)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loads(pilot, app)
+        progress = PlanProgressScreen(plan)
+        app.push_screen(progress)
+        await wait_until(pilot, lambda: progress.result is not None, timeout=30)
+        assert progress.result.ok, progress.result.error
+        table = progress.query_one("#progress-steps", DataTable)
+        assert [str(table.get_cell(str(i), "title")) for i in (1, 2)] == [
+            "Primary key of …_2019", "Primary key of …_2020"]
+        await pilot.resize_terminal(160, 45)
+        await pilot.pause()
+        assert str(table.get_cell("1", "title")) == "Primary key of legacy.payment_2019"

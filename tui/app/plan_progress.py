@@ -174,10 +174,13 @@ class PlanProgressScreen(FooterKeys, Screen):
         tree, so that the week shows before the cut. Text, not markup: names may hold [..]."""
         if self._wide:
             return Text(title)
-        name = self.plan.target.rsplit(".", 1)[-1]
+        schema, _, name = self.plan.target.rpartition(".")
         if not name or '"' in self.plan.target:
             return Text(title)
-        return Text(re.sub(rf"(?<![\w.]){re.escape(name)}_", "…_", title))
+        # the schema too: 'Primary key of legacy.payment_2019' was 'Primary key of lega'
+        # on every row of a migration's stage 7
+        qualified = rf"(?:{re.escape(schema)}\.)?" if schema else ""
+        return Text(re.sub(rf"(?<![\w.]){qualified}{re.escape(name)}_", "…_", title))
 
     def on_resize(self, event: events.Resize) -> None:
         try:
