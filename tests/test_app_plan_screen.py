@@ -256,3 +256,22 @@ async def test_progress_at_80_columns_shortens_qualified_names_too(db18):
         await pilot.resize_terminal(160, 45)
         await pilot.pause()
         assert str(table.get_cell("1", "title")) == "Primary key of legacy.payment_2019"
+
+
+def test_a_one_step_plan_says_one_step(db18):
+    """The preview's figures read '1 steps' for a one-step plan (a migration's preflight)."""
+    import io
+
+    from rich.console import Console
+
+    from tui.app.plan_preview import PlanPreview, render_plan
+    from tui.core.plans import Plan, Statement, Step
+
+    plan = Plan(kind="migrate", title="stage 1", target="t", target_oid=0,
+                steps=[Step("check", "the test's step", [Statement(sql.SQL("SELECT 1"))])])
+    with db18.connect() as conn:
+        preview = PlanPreview.build(plan, conn)
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(render_plan(preview))
+    text = console.export_text()
+    assert "  1 step · ~0 rows" in text and "1 steps" not in text, text

@@ -17,6 +17,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from ..core.humanfmt import plural
 from ..core.plans import Plan
 from ..core.plans.engine.describe import PlanDescription, describe
 from .format import thousands
@@ -78,7 +79,7 @@ def render_plan(preview: PlanPreview, consequences: list[str] | None = None) -> 
             head.append(f"{rest}\n", style="dim")
         else:
             head.append(f"  {line}\n", style="dim")
-    head.append(f"  {len(d.steps)} steps · ~{thousands(d.rows)} rows · "
+    head.append(f"  {plural(len(d.steps), 'step')} · ~{thousands(d.rows)} rows · "
                 f"~{d.seconds:.1f} s estimated", style="dim")
     parts.append(head)
     for step in d.steps:

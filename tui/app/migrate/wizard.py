@@ -273,7 +273,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
         preview = self.state.preview
         stage = self.state.stage
         assert preview is not None and stage is not None
-        notes = [f"{len(preview.plan.steps)} step(s); each runs under lock_timeout "
+        notes = [f"{plural(len(preview.plan.steps), 'step')}; each runs under lock_timeout "
                  f"{self.papp.config.plans.lock_timeout_seconds:g} s with retries. Cancel (c) "
                  "at any time: the running step rolls back."]
         self.app.push_screen(
