@@ -275,3 +275,28 @@ def test_a_one_step_plan_says_one_step(db18):
     console.print(render_plan(preview))
     text = console.export_text()
     assert "  1 step · ~0 rows" in text and "1 steps" not in text, text
+
+
+async def test_progress_shows_the_step_that_failed(db18):
+    """At 80x24 the steps table shows about five rows once the outcome is under it: a
+    failure at step 12 was out of view (rows 1-5 shown, 'failed' below them)."""
+    from textual.widgets import DataTable
+
+    from tui.core.plans import Plan, Statement, Step
+
+    steps = [Step(f"step {i}", "the test's step", [Statement(sql.SQL("SELECT 1"))])
+             for i in range(1, 12)]
+    steps.append(Step("step 12", "fails", [Statement(sql.SQL("SELECT 1 / 0"))]))
+    plan = Plan(kind="migrate", title="twelve steps", target="t", target_oid=0, steps=steps)
+    app = make_app(db18)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loads(pilot, app)
+        progress = PlanProgressScreen(plan)
+        app.push_screen(progress)
+        await wait_until(pilot, lambda: progress.result is not None, timeout=30)
+        assert not progress.result.ok
+        table = progress.query_one("#progress-steps", DataTable)
+        await wait_until(pilot, lambda: table.scroll_y > 0)
+        await pilot.pause(0.2)
+        shown = widget_text(table)
+        assert "failed" in shown and "step 12" in shown, shown

@@ -234,6 +234,7 @@ class PlanProgressScreen(FooterKeys, Screen):
             if i not in self._rows_at_start:
                 self._rows_at_start[i] = p.rows_done
                 self._step_started[i] = now
+                self._show_step(i)
                 # steps before this one that were still shown as running have finished
                 for k in range(1, i):
                     if self.step_status[k - 1] not in ("done", "skipped", "failed", "cancelled"):
@@ -251,6 +252,13 @@ class PlanProgressScreen(FooterKeys, Screen):
                 self._lock_wait_seen = p.lock_wait_seconds
             self._update_row(i)
         self._render_head()
+
+    def _show_step(self, i: int) -> None:
+        """Scroll step `i` into view: at 80x24 the table shows about five steps, and the one
+        running (or the one that failed) was below them. The cursor itself is not drawn."""
+        table = self.query_one("#progress-steps", DataTable)
+        if 1 <= i <= table.row_count:
+            table.move_cursor(row=i - 1, column=0)
 
     def _set_status(self, i: int, status: str) -> None:
         self.step_status[i - 1] = status
@@ -363,6 +371,10 @@ class PlanProgressScreen(FooterKeys, Screen):
                 self._update_row(out.index)
         self._render_head()
         self.query_one("#progress-outcome", Static).update(self._outcome_text(result))
+        stopped = next((out.index for out in result.steps
+                        if out.status in ("failed", "cancelled")), None)
+        if stopped is not None:  # once the outcome below has made the table shorter
+            self.call_after_refresh(self._show_step, stopped)
         self.refresh_bindings()
         # the tree and the plan screen show the new layout
         self.papp.refresh_catalog()
