@@ -300,3 +300,32 @@ async def test_progress_shows_the_step_that_failed(db18):
         await pilot.pause(0.2)
         shown = widget_text(table)
         assert "failed" in shown and "step 12" in shown, shown
+
+
+def test_the_preview_indents_what_wraps(db18):
+    """At 80 columns a note, a step's title and an item of 'split X into:' wrapped back to
+    the pane's left edge (or under a second bullet), where the next one seemed to begin."""
+    import io
+
+    from rich.console import Console
+
+    from tui.app.plan_preview import PlanPreview, render_plan
+    from tui.core.plans import Plan, Statement, Step
+    from tui.core.plans.engine.model import PlanFacts
+
+    long = "a table with a long name " * 4
+    plan = Plan(kind="split", title="split t", target="t", target_oid=0,
+                steps=[Step(f"Build {long}", "why", [Statement(sql.SQL("SELECT 1"))])],
+                facts=PlanFacts(changes=["split t into:", f"  {long}"],
+                                notes=[f"a note about {long}"]))
+    with db18.connect() as conn:
+        preview = PlanPreview.build(plan, conn)
+    console = Console(width=60, record=True, file=io.StringIO())
+    console.print(render_plan(preview))
+    lines = console.export_text().splitlines()
+    note = next(i for i, ln in enumerate(lines) if "a note about" in ln)
+    assert lines[note].startswith("  a note") and lines[note + 1].startswith("  "), lines
+    title = next(i for i, ln in enumerate(lines) if ln.startswith(" 1. Build"))
+    assert lines[title + 1].startswith("    "), lines
+    item = next(i for i, ln in enumerate(lines) if "◦ a table" in ln)
+    assert "•" not in lines[item], lines
