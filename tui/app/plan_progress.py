@@ -82,6 +82,21 @@ def _seconds(s: float) -> str:
     return f"{m} min {sec:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
+class StepsTable(DataTable):
+    """The steps, keeping the one to show in view: the outcome that appears under the table
+    when the plan ends makes it shorter after the step was scrolled to."""
+
+    shown_row: int | None = None
+
+    def show_row(self, row: int) -> None:
+        self.shown_row = row
+        self.move_cursor(row=row, column=0)  # the cursor itself is not drawn
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.shown_row is not None:
+            self.call_after_refresh(self.move_cursor, row=self.shown_row, column=0)
+
+
 class PlanProgressScreen(FooterKeys, Screen):
     """Runs `plan` once when shown; escape goes back when it has finished."""
 
@@ -137,7 +152,7 @@ class PlanProgressScreen(FooterKeys, Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="progress-head")
-        table: DataTable = DataTable(id="progress-steps", cursor_type="none", zebra_stripes=True)
+        table = StepsTable(id="progress-steps", cursor_type="none", zebra_stripes=True)
         yield table
         with VerticalScroll(id="progress-outcome-pane"):
             yield Static("", id="progress-outcome")
@@ -256,9 +271,9 @@ class PlanProgressScreen(FooterKeys, Screen):
     def _show_step(self, i: int) -> None:
         """Scroll step `i` into view: at 80x24 the table shows about five steps, and the one
         running (or the one that failed) was below them. The cursor itself is not drawn."""
-        table = self.query_one("#progress-steps", DataTable)
+        table = self.query_one("#progress-steps", StepsTable)
         if 1 <= i <= table.row_count:
-            table.move_cursor(row=i - 1, column=0)
+            table.show_row(i - 1)
 
     def _set_status(self, i: int, status: str) -> None:
         self.step_status[i - 1] = status
@@ -373,8 +388,8 @@ class PlanProgressScreen(FooterKeys, Screen):
         self.query_one("#progress-outcome", Static).update(self._outcome_text(result))
         stopped = next((out.index for out in result.steps
                         if out.status in ("failed", "cancelled")), None)
-        if stopped is not None:  # once the outcome below has made the table shorter
-            self.call_after_refresh(self._show_step, stopped)
+        if stopped is not None:
+            self._show_step(stopped)
         self.refresh_bindings()
         # the tree and the plan screen show the new layout
         self.papp.refresh_catalog()
