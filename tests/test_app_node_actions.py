@@ -163,6 +163,9 @@ async def test_split_from_the_tree_menu_preview_confirm_apply(db18):
         assert "split" in text and "days_2" not in text and f"{JAN}_2" in text, text
         await pilot.press("A")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        # the new partitions are items of 'split ... into:', not changes of their own
+        body = content_text(app.screen, "#confirm-body")
+        assert "into:\n  ◦ " in body and "•   " not in body, body
         await pilot.click("#confirm-yes")
         # the original is dropped after verification: type the table's name
         await wait_until(pilot, lambda: isinstance(app.screen, TypeNameModal))
