@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -307,8 +308,9 @@ def _migrate(conn: psycopg.Connection, schema: str, name: str, args: argparse.Na
                             report_lines=_report)
         if status != 0:
             if stage.applies:
-                print("pgparts: resume with 'pgparts migrate TABLE --resume --apply'",
-                      file=sys.stderr)
+                # the table as typed in a shell: a hostile name is quoted for SQL, then for sh
+                print(f"pgparts: resume with 'pgparts migrate {shlex.quote(spec.display)} "
+                      f"--resume --apply'", file=sys.stderr)
             return status
     return 0
 

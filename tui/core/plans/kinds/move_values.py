@@ -71,7 +71,7 @@ class MoveValues(MoveKind):
         if not (request.get("from_partition") and request.get("to_partition")):
             raise PlanKindError("name the partition holding the values and where they go")
         if not request.get("values"):
-            raise PlanKindError("give the values to move: --values V[,V]")
+            raise PlanKindError("--values: give the values to move (comma-separated)")
         wanted = parse_values(request.get("values"))
         (source,) = sources_of(forest, parent, [request.get("from_partition")], "move-values")
         to_spec = request.get("to_partition")

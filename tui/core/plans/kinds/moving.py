@@ -209,7 +209,8 @@ def list_partition(conn: psycopg.Connection, key: keys.Key, name: str, temp: str
 def merged_range_name(parent: PartNode, first: PartNode, lo: Any, last_lo: Any) -> str:
     """A merged range partition's name in the table's pattern: the first partition's name with
     its bound's token followed by the last one's (`payment_2020` + `payment_2021`:
-    `payment_2020_2021`); the first partition's name when its name spells no bound."""
+    `payment_2020_2021`; `payment_2023` + `payment_2023_h2`, one token, `payment_2023`); the
+    first partition's name when its name spells no bound."""
     if lo is MINVALUE or last_lo is MINVALUE:
         return first.name
     pattern = infer_name_pattern(first.name, _value(lo), parent.name, Interval())
@@ -220,4 +221,7 @@ def merged_range_name(parent: PartNode, first: PartNode, lo: Any, last_lo: Any) 
         return pattern.name(_value(v))[len(pattern.prefix):
                                        len(pattern.name(_value(v))) - len(pattern.suffix)]
 
-    return f"{pattern.prefix}{token(lo)}_{token(last_lo)}{pattern.suffix}"
+    first_token, last_token = token(lo), token(last_lo)
+    if first_token == last_token:  # payment_2023 + payment_2023_h2: one year, payment_2023
+        return f"{pattern.prefix}{first_token}{pattern.suffix}"
+    return f"{pattern.prefix}{first_token}_{last_token}{pattern.suffix}"

@@ -150,7 +150,7 @@ class Split(MoveKind):
             raise PlanKindError(f"{source.qualified} is {what}")
         ats = request.get("at")
         if not ats:
-            raise PlanKindError("give at least one --at VALUE")
+            raise PlanKindError("--at: give at least one value to split at")
         key = move_key(conn, parent)
         lo, hi, at = about("--at", bound_values, conn, key, source, ats)
         about("--at", split_range, (_value(lo), _value(hi)), [v.value for v in at])
