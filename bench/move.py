@@ -352,7 +352,7 @@ def run_plan(dsn: str, kind_name: str, values: dict, send: Connection) -> None:
     send.send({"ok": result.ok, "error": result.error, "total": total, "title": plan.title,
                "changes": list(plan.facts.changes),
                "steps": [(o.index, o.title, o.seconds, o.hold_seconds, o.lock_wait_seconds,
-                          o.lock_timeouts, s.beside, s.lane)
+                          o.lock_timeouts, s.parallel, o.started)
                          for o, s in zip(result.steps, plan.steps, strict=True)]})
     send.close()
 
@@ -387,17 +387,17 @@ GUARANTEES = (
 
 
 def wall(steps: list) -> float:
-    """The time steps took: one after the other, except steps side by side (a `beside` group
-    runs its lanes at once: the longest lane)."""
-    lanes: dict[str, dict[int, float]] = {}
+    """The time steps took: one after the other, except the steps of a parallel group (run at
+    once: from the first one's start to the last one's end)."""
+    spans: dict[str, tuple[float, float]] = {}
     alone = 0.0
     for s in steps:
-        if s[6]:
-            lane = lanes.setdefault(s[6], {})
-            lane[s[7]] = lane.get(s[7], 0.0) + s[2]
+        if s[6] and s[7]:
+            start, end = spans.get(s[6], (s[7], s[7] + s[2]))
+            spans[s[6]] = (min(start, s[7]), max(end, s[7] + s[2]))
         else:
             alone += s[2]
-    return alone + sum(max(by.values()) for by in lanes.values())
+    return alone + sum(end - start for start, end in spans.values())
 
 
 def guarantees(steps: list, total: float, floor: float) -> None:
@@ -462,10 +462,10 @@ def run_case(server, case: Case, pause: float, log_plan: bool = False) -> bool:
         print(f"   {line}")
     print(f"floor (INSERT ... SELECT + PK + 2 index builds, one transaction, no writers): "
           f"{floors[0]:.2f} s before, {floors[1]:.2f} s after; mean {floor:.2f} s")
-    for index, title, seconds, held, waited, timeouts, beside, lane in result["steps"]:
+    for index, title, seconds, held, waited, timeouts, parallel, _started in result["steps"]:
         extra = f", hold {held * 1000:.1f} ms" if held is not None else ""
         waits = f", lock waits {waited:.2f} s ({timeouts} timeouts)" if timeouts else ""
-        side = f" [side by side: session {lane + 1}]" if beside else ""
+        side = f" [at once with the other '{parallel}' steps]" if parallel else ""
         print(f"  step {index}: {title}: {seconds:.2f} s{extra}{waits}{side}")
     hold = max((s[3] or 0.0) for s in result["steps"])
     total = result["total"]

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from textual.widgets import DataTable
 
 from tui.app.app import PgpartsApp
 from tui.app.confirm import ConfirmModal
@@ -110,6 +111,12 @@ async def test_policy_growth_and_maintain_preview_then_apply(weekly):
         assert screen.table is not None and screen.table.oid == table.oid
         assert [(r.action, r.status) for r in screen.rows] == [
             ("create_ahead", "planned"), ("retention", "nothing")]
+        # the table column names the table: what is done says it once (at 80 columns the
+        # repeat left 'would create 2 partitions of account' in view)
+        actions = screen.query_one("#maintain-actions", DataTable)
+        what = str(actions.get_cell("0", "what"))
+        assert what.startswith("would create 2 partitions ahead"), what
+        assert "of account_balances" in screen.rows[0].message
         preview = content_text(screen, "#maintain-preview")
         assert "CREATE TABLE" in preview and "PARTITION OF" in preview, preview
         # enter opens the action's own plan screen with the policy's options

@@ -26,12 +26,13 @@ from tui.app.plan_preview import PlanPreview
 from tui.app.plan_progress import PlanProgressScreen
 from tui.core.config import Config, PlansConfig
 from tui.core.connection import Target
+from tui.core.migrate.migration import prepare
 from tui.core.plans import Plan, RunResult, Statement, Step
 from tui.core.plans.engine.model import Destroyed, PlanFacts
 
 from .migrate_support import PLAIN
 from .test_app import wait_loads, wait_until, widget_text
-from .test_migrate_stages import _build, catalog_dump
+from .test_migrate_stages import _build, _choices, _run_to, catalog_dump
 
 n = PLAIN
 SIZE = (80, 24)
@@ -301,3 +302,48 @@ async def test_a_stage_that_drops_asks_for_the_name(db18):
         await wait_until(pilot, lambda: bool(ran))
     assert ran[0] is not None and ran[0].ok
     assert db18.query("SELECT to_regclass('public.gone')") == [(None,)]
+
+
+async def test_stage_8_not_chosen_is_left_out_and_finish_runs(legacy):
+    """A migration that did not choose the insert trigger went from stage 7 to a stage 8 that
+    'cannot run', with no way on to Finish; the wizard now skips it, as `pgparts migrate`
+    does. Back in the picker the cursor is still on the table (it went to the first row,
+    where enter would pick another table)."""
+    with legacy.connect() as conn:
+        spec = prepare(conn, _choices(n)).spec
+    result = _run_to(legacy, spec, "dependencies")
+    assert result is not None and result.ok, result.error
+    legacy.execute("CREATE SCHEMA a; CREATE TABLE a.first (i int)")  # listed first
+    app = make_app(legacy)
+    async with app.run_test(size=SIZE) as pilot:
+        picker = await open_picker(pilot, app)
+        await pick(pilot, picker, "legacy.payment")
+        wizard = await wizard_loaded(pilot, app)
+        # back in the picker (it reads the tables again) and enter: the same table
+        reads = picker.reads
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is picker and picker.reads > reads)
+        chosen = picker.selected()
+        assert chosen is not None and (chosen.schema, chosen.name) == ("legacy", "payment")
+        await pilot.press("enter")
+        wizard = await wizard_loaded(pilot, app)
+        assert wizard.state.stage is not None and wizard.state.stage.number == 9
+        assert "▶9" in text_of(wizard, "#wiz-head")
+        assert "A: run stage 9" in text_of(wizard, "#wiz-actions")
+        loads = wizard.loads
+        await pilot.press("A")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.click("#confirm-yes")
+        # Finish drops the original: its name is typed first
+        await wait_until(pilot, lambda: isinstance(app.screen, TypeNameModal))
+        await pilot.press(*"payment_premigration", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanProgressScreen))
+        progress = app.screen
+        await wait_until(pilot, lambda: progress.result is not None, timeout=60)
+        assert progress.result.ok, progress.result.error
+        await pilot.press("escape")
+        await wizard_loaded(pilot, app, loads + 1)
+        assert wizard.state.stage is None
+    assert legacy.query("SELECT to_regclass('legacy.payment_premigration')") == [(None,)]
+    assert legacy.query("SELECT relkind FROM pg_class WHERE oid = 'legacy.payment'::regclass"
+                        ) == [("p",)]

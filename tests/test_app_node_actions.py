@@ -11,12 +11,13 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
+import pytest
 from textual.widgets import Input, OptionList
 
 from tui.app.app import CONSOLE_COMMANDS, PgpartsApp, known_binding_ids
 from tui.app.confirm import ConfirmModal, TypeNameModal
 from tui.app.main_screen import MainScreen
-from tui.app.node_actions import ActionsMenu, node_actions
+from tui.app.node_actions import ActionsMenu, NodeActionCommands, node_actions
 from tui.app.plan_progress import PlanProgressScreen
 from tui.app.plan_screen import PlanScreen
 from tui.core.catalog import load_forest
@@ -148,7 +149,8 @@ async def test_split_from_the_tree_menu_preview_confirm_apply(db18):
         # the partition under the cursor, quoted as the kind reads it
         assert screen.query_one("#plan-option-partition", Input).value == JAN_SQL
         # no boundary yet: said under the form, apply refused
-        assert "--at" in content_text(screen, "#plan-form-error")
+        assert "at: give at least one value" in content_text(screen, "#plan-form-error")
+        assert screen.query_one("#plan-option-at", Input).has_class("refused")
         assert "apply is disabled" in content_text(screen, "#plan-reason")
         before = screen.loads
         screen.query_one("#plan-option-at", Input).focus()
@@ -161,6 +163,9 @@ async def test_split_from_the_tree_menu_preview_confirm_apply(db18):
         assert "split" in text and "days_2" not in text and f"{JAN}_2" in text, text
         await pilot.press("A")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        # the new partitions are items of 'split ... into:', not changes of their own
+        body = content_text(app.screen, "#confirm-body")
+        assert "into:\n  ◦ " in body and "•   " not in body, body
         await pilot.click("#confirm-yes")
         # the original is dropped after verification: type the table's name
         await wait_until(pilot, lambda: isinstance(app.screen, TypeNameModal))
@@ -212,6 +217,13 @@ async def test_refused_input_is_said_under_the_form_and_no_action_is_said(db18):
         await pilot.press(*"days_feb")
         await wait_until(pilot, lambda: "Split a range partition: days_feb" in "\n".join(
             widget_text(w) for w in app.screen.query("CommandList")), timeout=10)
+        # a table's entry goes on with its sentence ('of days', not ': of days'), and every
+        # entry starts with a capital, as the kinds' titles do
+        titles = [NodeActionCommands._title(a)
+                  for a in node_actions(app.forest, app.forest.find("days_feb"))]
+        assert "Drain the DEFAULT partition of days" in titles, titles
+        assert "Merge with the next partition: days_feb + days_mar" in titles, titles
+        assert not any(": of " in t or t[0].islower() for t in titles), titles
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
         screen = app.screen
@@ -219,6 +231,8 @@ async def test_refused_input_is_said_under_the_form_and_no_action_is_said(db18):
         assert screen.query_one("#plan-option-partition", Input).value == "days_feb"
         refusals = [
             ("at", "2024-03-05", "at: 2024-03-05 is not inside the partition's bound"),
+            # said about the field (it named the command line's --at VALUE, and no field)
+            ("at", "", "at: give at least one value to split at"),
             ("at", "2024-02-20, 2024-02-10", "at: split values must increase strictly"),
             ("at", "2024-02-31", "at: '2024-02-31' is not a valid date"),
             ("name", "days_mar", "name: days_mar exists already"),
@@ -262,19 +276,19 @@ async def test_a_kind_on_two_partitions_gets_the_neighbour_filled_in(db18, monke
         await wait_loads(pilot, app)
         menu = await open_menu(pilot, app, "days_feb")
         shown = widget_text(menu.query_one(OptionList))
-        assert "pair with the next partition  days_feb + days_mar" in shown, shown
-        assert f"pair with the previous partition  {JAN_SQL} + days_feb" in shown, shown
+        assert "Pair with the next partition  days_feb + days_mar" in shown, shown
+        assert f"Pair with the previous partition  {JAN_SQL} + days_feb" in shown, shown
         options = menu.query_one(OptionList)
         entries = [str(options.get_option_at_index(i).prompt)
                    for i in range(options.option_count)]
         options.highlighted = next(i for i, e in enumerate(entries)
-                                   if e.startswith("pair with the next partition"))
+                                   if e.startswith("Pair with the next partition"))
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
         screen = app.screen
         await wait_until(pilot, lambda: screen.loads >= 1 and not screen.planning, timeout=30)
         assert screen.kind.name == "pairs" and screen.table_name == "days"
-        assert "pair with the next partition" in content_text(screen, "#plan-head")
+        assert "Pair with the next partition" in content_text(screen, "#plan-head")
         assert screen.query_one("#plan-option-first", Input).value == "days_feb"
         assert screen.query_one("#plan-option-second", Input).value == "days_mar"
         # the kind's refusal, about its second option, is said under that field
@@ -314,3 +328,40 @@ def test_fix_says_every_remedy_and_its_grammar():
         "has run")
     assert "fill_gaps, create_ahead also apply to" in also_line(["fill_gaps", "create_ahead"],
                                                                "t")
+
+
+@pytest.mark.parametrize(("size", "entry", "field", "value"), [
+    ((80, 24), "Split a range partition", "partition", "payments_2023"),
+    ((160, 45), "Merge with the previous partition", "partitions",
+     "archive.payments_2022, payments_2023")])
+async def test_prefilled_partitions_fit_their_fields(db18, size, entry, field, value):
+    """A partition of a table in another schema was prefilled as schema.name: at 80 columns
+    split's field showed 'ctl.pay_2023' cut short, and merge's (28 columns at any width)
+    hid the first of its two names. The name alone is prefilled where it names the
+    partition; one in another schema keeps its schema."""
+    db18.execute("""
+        CREATE SCHEMA ctl; CREATE SCHEMA archive;
+        CREATE TABLE ctl.payments (ts date PRIMARY KEY) PARTITION BY RANGE (ts);
+        CREATE TABLE archive.payments_2022 PARTITION OF ctl.payments
+          FOR VALUES FROM ('2022-01-01') TO ('2023-01-01');
+        CREATE TABLE ctl.payments_2023 PARTITION OF ctl.payments
+          FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+        CREATE TABLE ctl.payments_2024 PARTITION OF ctl.payments
+          FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+    """)
+    app = make_app(db18)
+    async with app.run_test(size=size) as pilot:
+        await wait_loads(pilot, app)
+        menu = await open_menu(pilot, app, "ctl.payments_2023")
+        options = menu.query_one(OptionList)
+        entries = [str(options.get_option_at_index(i).prompt)
+                   for i in range(options.option_count)]
+        options.highlighted = next(i for i, e in enumerate(entries) if e.startswith(entry))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen))
+        screen = app.screen
+        await planned(pilot, screen, 0)
+        box = screen.query_one(f"#plan-option-{field}", Input)
+        assert box.value == value
+        assert box.content_size.width > len(value), (box.content_size, value)
+        assert "has no partition" not in content_text(screen, "#plan-form-error")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from psycopg import sql
 from textual.widgets import Static
 
 from tui.app.app import PgpartsApp
@@ -217,7 +218,7 @@ async def test_split_takes_the_partition_under_the_cursor_and_comma_separated_bo
         assert screen.table_name == "days"
         assert screen.query_one("#plan-option-partition").value == "days_jan"
         # no boundary yet: said, and apply is refused
-        assert "--at" in content_text(screen, "#plan-form-error")
+        assert "at: give at least one value" in content_text(screen, "#plan-form-error")
         assert "apply is disabled" in content_text(screen, "#plan-reason")
         before = screen.loads
         screen.query_one("#plan-option-at").value = "2024-01-11 12:00, 2024-01-21"
@@ -228,3 +229,103 @@ async def test_split_takes_the_partition_under_the_cursor_and_comma_separated_bo
         assert "days_jan_2" in text and "days_jan_3" in text, text
         assert "2024-01-11 12:00:00" in text, text
         assert "apply is disabled" not in content_text(screen, "#plan-reason")
+
+
+async def test_progress_at_80_columns_shortens_qualified_names_too(db18):
+    """At 80 columns the step column has about 20 cells: 'Primary key of legacy.payment_2019'
+    read 'Primary key of lega' on every row of a migration's stage 7. The table's own name
+    gives way with its schema as without it."""
+    from textual.widgets import DataTable
+
+    from tui.core.plans import Plan, Statement, Step
+
+    steps = [Step(f"Primary key of legacy.payment_{year}", "the test's step",
+                  [Statement(sql.SQL("SELECT 1"))]) for year in (2019, 2020)]
+    plan = Plan(kind="migrate", title="stage 7", target="legacy.payment", target_oid=0,
+                steps=steps)
+    app = make_app(db18)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loads(pilot, app)
+        progress = PlanProgressScreen(plan)
+        app.push_screen(progress)
+        await wait_until(pilot, lambda: progress.result is not None, timeout=30)
+        assert progress.result.ok, progress.result.error
+        table = progress.query_one("#progress-steps", DataTable)
+        assert [str(table.get_cell(str(i), "title")) for i in (1, 2)] == [
+            "Primary key of …_2019", "Primary key of …_2020"]
+        await pilot.resize_terminal(160, 45)
+        await pilot.pause()
+        assert str(table.get_cell("1", "title")) == "Primary key of legacy.payment_2019"
+
+
+def test_a_one_step_plan_says_one_step(db18):
+    """The preview's figures read '1 steps' for a one-step plan (a migration's preflight)."""
+    import io
+
+    from rich.console import Console
+
+    from tui.app.plan_preview import PlanPreview, render_plan
+    from tui.core.plans import Plan, Statement, Step
+
+    plan = Plan(kind="migrate", title="stage 1", target="t", target_oid=0,
+                steps=[Step("check", "the test's step", [Statement(sql.SQL("SELECT 1"))])])
+    with db18.connect() as conn:
+        preview = PlanPreview.build(plan, conn)
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(render_plan(preview))
+    text = console.export_text()
+    assert "  1 step · ~0 rows" in text and "1 steps" not in text, text
+
+
+async def test_progress_shows_the_step_that_failed(db18):
+    """At 80x24 the steps table shows about five rows once the outcome is under it: a
+    failure at step 12 was out of view (rows 1-5 shown, 'failed' below them)."""
+    from textual.widgets import DataTable
+
+    from tui.core.plans import Plan, Statement, Step
+
+    steps = [Step(f"step {i}", "the test's step", [Statement(sql.SQL("SELECT 1"))])
+             for i in range(1, 12)]
+    steps.append(Step("step 12", "fails", [Statement(sql.SQL("SELECT 1 / 0"))]))
+    plan = Plan(kind="migrate", title="twelve steps", target="t", target_oid=0, steps=steps)
+    app = make_app(db18)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loads(pilot, app)
+        progress = PlanProgressScreen(plan)
+        app.push_screen(progress)
+        await wait_until(pilot, lambda: progress.result is not None, timeout=30)
+        assert not progress.result.ok
+        table = progress.query_one("#progress-steps", DataTable)
+        await wait_until(pilot, lambda: table.scroll_y > 0)
+        await pilot.pause(0.2)
+        shown = widget_text(table)
+        assert "failed" in shown and "step 12" in shown, shown
+
+
+def test_the_preview_indents_what_wraps(db18):
+    """At 80 columns a note, a step's title and an item of 'split X into:' wrapped back to
+    the pane's left edge (or under a second bullet), where the next one seemed to begin."""
+    import io
+
+    from rich.console import Console
+
+    from tui.app.plan_preview import PlanPreview, render_plan
+    from tui.core.plans import Plan, Statement, Step
+    from tui.core.plans.engine.model import PlanFacts
+
+    long = "a table with a long name " * 4
+    plan = Plan(kind="split", title="split t", target="t", target_oid=0,
+                steps=[Step(f"Build {long}", "why", [Statement(sql.SQL("SELECT 1"))])],
+                facts=PlanFacts(changes=["split t into:", f"  {long}"],
+                                notes=[f"a note about {long}"]))
+    with db18.connect() as conn:
+        preview = PlanPreview.build(plan, conn)
+    console = Console(width=60, record=True, file=io.StringIO())
+    console.print(render_plan(preview))
+    lines = console.export_text().splitlines()
+    note = next(i for i, ln in enumerate(lines) if "a note about" in ln)
+    assert lines[note].startswith("  a note") and lines[note + 1].startswith("  "), lines
+    title = next(i for i, ln in enumerate(lines) if ln.startswith(" 1. Build"))
+    assert lines[title + 1].startswith("    "), lines
+    item = next(i for i, ln in enumerate(lines) if "◦ a table" in ln)
+    assert "•" not in lines[item], lines

@@ -460,3 +460,18 @@ def test_an_empty_plan_ends_its_line(db18, capsys):
     status, out, err = run_cli(capsys, "fill-gaps", "-d", db18.dsn, "public.t", "--dry-run")
     assert status == 0, err
     assert out.endswith("Steps: none, nothing would run.\n"), out
+
+
+def test_a_missing_or_malformed_argument_is_one_line(capsys):
+    """argparse printed its usage (five lines for split) before the error; now one line, as
+    every error a user can cause, naming the command and where the usage is."""
+    for argv, fragments in (
+            (["split"], ["split: the following arguments are required: table, PARTITION",
+                         "pgparts split --help"]),
+            (["split", "t", "p", "--at"], ["split: argument --at: expected one argument"]),
+            (["migrate", "t", "--by", "c", "--key", "c", "--interval", "decade", "--dry-run"],
+             ["migrate: argument --interval: invalid choice: 'decade'"]),
+            (["split", "t", "p", "--at", "1", "--dry-run", "--apply"],
+             ["argument --apply: not allowed with argument --dry-run"]),
+            (["--bogus"], ["pgparts: unrecognized arguments: --bogus (pgparts --help"])):
+        assert_user_error(run_cli(capsys, *argv), *fragments)

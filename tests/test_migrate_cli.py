@@ -344,3 +344,22 @@ def test_finish_asks_for_the_table_name(monkeypatch, capsys):
     assert _confirm(stage("finish"), plan) is True
     assert _confirm(stage("copy"), plan) is True  # other stages: 'yes'
     capsys.readouterr()
+
+
+def test_a_stage_that_fails_says_how_to_resume_this_table(db18, capsys, tmp_path):
+    """'resume with pgparts migrate TABLE --resume --apply' left the operator to fill in the
+    table; the table is named, as it is typed in a shell."""
+    _build(db18, n)
+    config = tmp_path / "c.toml"
+    config.write_text('[plans]\nlock_timeout = "100ms"\nlock_retries = 1\n')
+    holder = psycopg.connect(db18.dsn)
+    try:
+        # stage 2 locks the table SHARE; a VACUUM's lock holds it off (not a writer, which
+        # stage 1 refuses before anything is recorded)
+        holder.execute("LOCK TABLE legacy.payment IN SHARE UPDATE EXCLUSIVE MODE")
+        status, _out, err = run_cli(capsys, "migrate", *ARGS, "--apply", "--yes",
+                                    "--config", str(config), "-d", db18.dsn)
+    finally:
+        holder.close()
+    assert status != 0, err
+    assert "resume with 'pgparts migrate legacy.payment --resume --apply'" in err, err

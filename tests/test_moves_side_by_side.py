@@ -1,9 +1,12 @@
-"""A big move builds the new tables' indexes, validates their keys and the referencing keys in
-two sessions side by side (Step.beside): each step on its lane's session, and a kill of the
-session of either lane, while a step runs or before it commits, leaves a database the same
-command finishes with every row and reference kept."""
+"""A big move builds the new tables' indexes, validates their keys and the referencing keys
+(a step per referencing table) in steps tagged parallel, run on two sessions at once
+(Step.parallel, Plan.sessions): steps of a group on different sessions, and a kill of the
+session running a step of a group, while it runs or before it commits, leaves a database the
+same command finishes with every row and reference kept."""
 
 from __future__ import annotations
+
+import time
 
 import psycopg
 import pytest
@@ -26,7 +29,7 @@ SCENARIO = MOVE_SCENARIOS["split"]
 
 @pytest.fixture(autouse=True)
 def side_by_side(monkeypatch):
-    monkeypatch.setattr(moves, "BESIDE_MIN_BYTES", 0)  # the scenario is tiny
+    monkeypatch.setattr(moves, "PARALLEL_MIN_BYTES", 0)  # the scenario is tiny
 
 
 def _build(db) -> tuple[dict, tuple[int, int]]:
@@ -41,6 +44,14 @@ def _build(db) -> tuple[dict, tuple[int, int]]:
         conn.execute(sql.SQL("CREATE TABLE {} (id int, k int, FOREIGN KEY (id, k)"
                              " REFERENCES {})").format(ident(REF2), ident(TABLE)))
         conn.execute(sql.SQL("INSERT INTO {} SELECT id, k FROM {} WHERE k % 5 = 0").format(
+            ident(REF2), ident(TABLE)))
+        # a second key of the same table (other columns): validated in the same step
+        # (VALIDATE's SHARE UPDATE EXCLUSIVE conflicts with itself)
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN id2 int, ADD COLUMN k2 int").format(
+            ident(REF2)))
+        conn.execute(sql.SQL("UPDATE {} SET id2 = id, k2 = k WHERE k % 10 = 0").format(
+            ident(REF2)))
+        conn.execute(sql.SQL("ALTER TABLE {} ADD FOREIGN KEY (id2, k2) REFERENCES {}").format(
             ident(REF2), ident(TABLE)))
         refs = tuple(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(r))
                                   ).fetchone()[0] for r in (REF, REF2))
@@ -66,41 +77,51 @@ def _check(db, before: dict, refs: tuple[int, int]) -> None:
                                   ).fetchone()[0] for r in (REF, REF2)) == refs
 
 
-def test_each_lane_runs_on_its_own_session(db):
+GROUPS = ("index", "outgoing-keys", "referencing-keys")
+
+
+def test_each_group_runs_on_two_sessions(db):
     before, refs = _build(db)
     plan = _plan(db)
-    groups = {(s.beside, s.lane) for s in plan.steps if s.beside}
-    assert groups == {(g, lane) for g in ("index", "outgoing-keys", "referencing-keys")
-                      for lane in (0, 1)}, groups
+    assert plan.sessions == moves.SESSIONS == 2
+    tags = [s.parallel for s in plan.steps if s.parallel]
+    assert sorted(set(tags)) == sorted(GROUPS) and all(tags.count(g) == 2 for g in GROUPS), tags
+    # no two steps of a group lock one table in the same conflicting mode
+    for g in GROUPS:
+        tables = [lk.relation for s in plan.steps if s.parallel == g for lk in s.locks
+                  if lk.mode != "ROW SHARE"]
+        assert len(tables) == len(set(tables)), (g, tables)
+    referencing = [s for s in plan.steps if s.parallel == "referencing-keys"]
+    assert sorted(len(s.statements) for s in referencing) == [1, 2], \
+        [s.title for s in referencing]
     pids: dict[int, int] = {}
 
     def seen(event: str, step: int, _stmt: int, runner: PlanRunner) -> None:
         if event == "step":
             pids[step] = runner.backend_pid
+            if plan.steps[step - 1].parallel:
+                time.sleep(0.2)  # the other session takes the group's next step meanwhile
 
     result = _run(db, plan, hook=seen)
     assert result.ok, (result.error, result.state)
-    for group in ("index", "outgoing-keys", "referencing-keys"):
-        by_lane = {s.lane: pids[i] for i, s in enumerate(plan.steps, 1) if s.beside == group}
-        assert by_lane[0] != by_lane[1], (group, by_lane)
-    alone = {pids[i] for i, s in enumerate(plan.steps, 1) if not s.beside and i in pids}
+    for g in GROUPS:
+        ran = {pids[i] for i, s in enumerate(plan.steps, 1) if s.parallel == g}
+        assert len(ran) == 2, (g, ran)
+    alone = {pids[i] for i, s in enumerate(plan.steps, 1) if not s.parallel and i in pids}
     assert len(alone) == 1  # every other step on the plan's own session
     _check(db, before, refs)
 
 
-def test_a_lane_killed_then_the_same_command_finishes(make_db):
+def test_a_session_killed_inside_a_group_then_the_same_command_finishes(make_db):
     first = make_db()
     _build(first)
     plan = _plan(first)
-    # the side session (lane 1) of each group, and the plan's own while its peer runs
-    points = []
-    for i, s in enumerate(plan.steps, 1):
-        if s.beside and s.lane == 1:
-            points.append(("statement", i, 1) if s.beside != "outgoing-keys"
-                          else ("before_commit", i, 0))
-    points.append(("before_commit", next(i for i, s in enumerate(plan.steps, 1)
-                                         if s.beside == "index" and s.lane == 0), 0))
-    assert len(points) == 4
+    group = {g: [i for i, s in enumerate(plan.steps, 1) if s.parallel == g] for g in GROUPS}
+    # the second step of each group (the session that took it), while its statement runs or
+    # before it commits, and the first index build's before its commit
+    points = [("statement", group["index"][1], 1), ("before_commit", group["outgoing-keys"][1], 0),
+              ("statement", group["referencing-keys"][1], 1),
+              ("before_commit", group["index"][0], 0)]
     for n, point in enumerate(points):
         db = first if n == 0 else make_db()
         before, refs = _build(db)  # the first database again too: built afresh

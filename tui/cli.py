@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .context import CliError, Context, add_connection_arguments
 from .core.connection import redact
@@ -93,10 +94,14 @@ codecs.register_error("pgparts-ascii", _ascii_fallback)
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, keeping a password given in a stray argument out of its error message."""
+    """argparse, its errors one line as every error a user can cause (argparse printed its
+    usage first, five lines for `pgparts split`), keeping a password given in a stray
+    argument out of the message."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        super().error(redact(message))
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        command = self.prog.removeprefix("pgparts").strip()
+        where = f"{command}: " if command else ""
+        raise CliError(f"{where}{redact(message)} ({self.prog} --help shows the usage)")
 
 
 def preload_command(args_list: Sequence[str]) -> None:

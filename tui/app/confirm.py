@@ -85,6 +85,10 @@ class ConfirmModal(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         body = Text()
         for line in self.lines:
+            if line.startswith("  "):  # an item of the line above ('split X into:')
+                body.append("  ◦ ", style="bold")
+                body.append(line.strip() + "\n")
+                continue
             body.append("• ", style="bold")
             body.append(line + "\n")
         for note in self.notes:

@@ -13,6 +13,7 @@ kind's options, SQL, apply with the usual progress screen).
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -92,6 +93,13 @@ class Row:
     message: str
     planned: Planned | None = None
     preview: PlanPreview | None = None
+
+
+def what_of(row: Row) -> str:
+    """The row's message without ' of TABLE': the table column names it, and at 80 columns
+    the repeat pushed what would be done out of view ('would create 3 partitions of
+    account'). The preview pane keeps the whole message."""
+    return re.sub(rf" of {re.escape(row.table)}(?![\w.])", "", row.message)
 
 
 @dataclass
@@ -310,8 +318,8 @@ class MaintainScreen(FooterKeys, Screen):
                 status = f"running {p.step_index}/{p.step_count}"
             # names and messages are text, not markup (plain.py)
             table.add_row(Text(row.table), row.action,
-                          Text(status, style=STATUS_STYLE.get(row.status, "")), Text(row.message),
-                          key=str(i))
+                          Text(status, style=STATUS_STYLE.get(row.status, "")),
+                          Text(what_of(row)), key=str(i))
         if self.rows:
             table.move_cursor(row=min(cursor, len(self.rows) - 1))
 

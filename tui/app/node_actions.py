@@ -41,12 +41,18 @@ def node_actions(forest: Forest, node: PartNode) -> list[NodeAction]:
         a for a in found if not (a.values or a.on_node)]
 
 
+def sentence(label: str) -> str:
+    """A menu entry as a sentence: the kinds' titles are capitalized, the entries made for
+    a neighbour ('merge with the next partition') are not; every entry starts alike."""
+    return label[:1].upper() + label[1:]
+
+
 def plan_screen_for(action: NodeAction) -> Screen:
     from .plan_screen import plan_screen_class
 
     kind = registry.kind_named(action.kind)
     # the menu's wording when it says more than the kind's title ('... with the next')
-    title = action.label if action.label != kind.title else ""
+    title = sentence(action.label) if action.label != kind.title else ""
     return plan_screen_class(kind)(kind, action.table, list(action.preselect),
                                    dict(action.values), title)
 
@@ -73,7 +79,8 @@ class ActionsMenu(ModalScreen[None]):
         align: center middle;
     }
     ActionsMenu #actions-box {
-        width: 72;
+        /* wide enough for 'merge with the previous partition  a + b' on one line */
+        width: 110;
         max-width: 95%;
         height: auto;
         max-height: 90%;
@@ -121,7 +128,7 @@ class ActionsMenu(ModalScreen[None]):
 
     @staticmethod
     def _entry(action: NodeAction) -> Text:
-        text = Text(action.label)
+        text = Text(sentence(action.label))
         if action.detail:
             # 'of control.payment' goes on with the label's sentence; a name stands apart
             sep = " " if action.detail.startswith("of ") else "  "
@@ -160,7 +167,12 @@ class NodeActionCommands(Provider):
 
     @staticmethod
     def _title(action: NodeAction) -> str:
-        return f"{action.label}: {action.detail}" if action.detail else action.label
+        label = sentence(action.label)
+        if not action.detail:
+            return label
+        # as in the menu: 'Fill the gaps ... of metrics', 'Split a range partition: p'
+        sep = " " if action.detail.startswith("of ") else ": "
+        return f"{label}{sep}{action.detail}"
 
     async def _open(self, action: NodeAction) -> None:
         await self.app.push_screen(plan_screen_for(action))

@@ -17,6 +17,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from ..core.humanfmt import plural
 from ..core.plans import Plan
 from ..core.plans.engine.describe import PlanDescription, describe
 from .format import thousands
@@ -64,31 +65,39 @@ def render_plan(preview: PlanPreview, consequences: list[str] | None = None) -> 
     changes.add_column(no_wrap=True)
     changes.add_column()
     for line in change_lines(preview):
-        changes.add_row(" •", Text(line))  # names are text, not markup
+        if line.startswith("  "):  # an item of the line above ('split X into:')
+            changes.add_row("", Text(f"◦ {line.strip()}"))
+        else:
+            changes.add_row(" •", Text(line))  # names are text, not markup
     for line in consequences or []:
         changes.add_row(" ·", Text(line, style="dim"))
     parts.append(changes)
-    head = Text()
+    # each note indented as a whole: a wrapped line went on at the pane's left edge
     for line in d.figures:
-        head.append(f"  {line}\n", style="bold green")
+        parts.append(Padding(Text(line, style="bold green"), (0, 0, 0, 2)))
     for line in d.notes:
+        note = Text()
         label, sep, rest = line.partition(": ")
         if sep and len(label) < 40:
-            head.append(f"  {label}: ", style="bold")
-            head.append(f"{rest}\n", style="dim")
+            note.append(f"{label}: ", style="bold")
+            note.append(rest, style="dim")
         else:
-            head.append(f"  {line}\n", style="dim")
-    head.append(f"  {len(d.steps)} steps · ~{thousands(d.rows)} rows · "
-                f"~{d.seconds:.1f} s estimated", style="dim")
-    parts.append(head)
+            note.append(line, style="dim")
+        parts.append(Padding(note, (0, 0, 0, 2)))
+    parts.append(Padding(Text(f"{plural(len(d.steps), 'step')} · ~{thousands(d.rows)} rows · "
+                              f"~{d.seconds:.1f} s estimated", style="dim"), (0, 0, 0, 2)))
     for step in d.steps:
-        t = Text()
-        t.append(f"\n{step.index:>2}. {step.title}", style="bold cyan")
+        # the title wraps under itself, not under its number
+        t = Text(step.title, style="bold cyan")
         mode = "one transaction" if step.transactional else "no transaction"
         if step.transactional and step.isolation != "read committed":
             mode += f", {step.isolation}"
         t.append(f"  ({mode})", style="dim")
-        parts.append(t)
+        title = Table.grid(padding=(0, 1))
+        title.add_column(no_wrap=True)
+        title.add_column()
+        title.add_row(Text(f"{step.index:>2}.", style="bold cyan"), t)
+        parts += [Text(""), title]
         body = Text()
         body.append(f"{step.explanation}\n")
         for mode_, relation, blocks in step.lock_parts:

@@ -82,6 +82,21 @@ def _seconds(s: float) -> str:
     return f"{m} min {sec:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
+class StepsTable(DataTable):
+    """The steps, keeping the one to show in view: the outcome that appears under the table
+    when the plan ends makes it shorter after the step was scrolled to."""
+
+    shown_row: int | None = None
+
+    def show_row(self, row: int) -> None:
+        self.shown_row = row
+        self.move_cursor(row=row, column=0)  # the cursor itself is not drawn
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.shown_row is not None:
+            self.call_after_refresh(self.move_cursor, row=self.shown_row, column=0)
+
+
 class PlanProgressScreen(FooterKeys, Screen):
     """Runs `plan` once when shown; escape goes back when it has finished."""
 
@@ -137,7 +152,7 @@ class PlanProgressScreen(FooterKeys, Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="progress-head")
-        table: DataTable = DataTable(id="progress-steps", cursor_type="none", zebra_stripes=True)
+        table = StepsTable(id="progress-steps", cursor_type="none", zebra_stripes=True)
         yield table
         with VerticalScroll(id="progress-outcome-pane"):
             yield Static("", id="progress-outcome")
@@ -174,10 +189,13 @@ class PlanProgressScreen(FooterKeys, Screen):
         tree, so that the week shows before the cut. Text, not markup: names may hold [..]."""
         if self._wide:
             return Text(title)
-        name = self.plan.target.rsplit(".", 1)[-1]
+        schema, _, name = self.plan.target.rpartition(".")
         if not name or '"' in self.plan.target:
             return Text(title)
-        return Text(re.sub(rf"(?<![\w.]){re.escape(name)}_", "…_", title))
+        # the schema too: 'Primary key of legacy.payment_2019' was 'Primary key of lega'
+        # on every row of a migration's stage 7
+        qualified = rf"(?:{re.escape(schema)}\.)?" if schema else ""
+        return Text(re.sub(rf"(?<![\w.]){qualified}{re.escape(name)}_", "…_", title))
 
     def on_resize(self, event: events.Resize) -> None:
         try:
@@ -231,6 +249,7 @@ class PlanProgressScreen(FooterKeys, Screen):
             if i not in self._rows_at_start:
                 self._rows_at_start[i] = p.rows_done
                 self._step_started[i] = now
+                self._show_step(i)
                 # steps before this one that were still shown as running have finished
                 for k in range(1, i):
                     if self.step_status[k - 1] not in ("done", "skipped", "failed", "cancelled"):
@@ -248,6 +267,13 @@ class PlanProgressScreen(FooterKeys, Screen):
                 self._lock_wait_seen = p.lock_wait_seconds
             self._update_row(i)
         self._render_head()
+
+    def _show_step(self, i: int) -> None:
+        """Scroll step `i` into view: at 80x24 the table shows about five steps, and the one
+        running (or the one that failed) was below them. The cursor itself is not drawn."""
+        table = self.query_one("#progress-steps", StepsTable)
+        if 1 <= i <= table.row_count:
+            table.show_row(i - 1)
 
     def _set_status(self, i: int, status: str) -> None:
         self.step_status[i - 1] = status
@@ -360,6 +386,10 @@ class PlanProgressScreen(FooterKeys, Screen):
                 self._update_row(out.index)
         self._render_head()
         self.query_one("#progress-outcome", Static).update(self._outcome_text(result))
+        stopped = next((out.index for out in result.steps
+                        if out.status in ("failed", "cancelled")), None)
+        if stopped is not None:
+            self._show_step(stopped)
         self.refresh_bindings()
         # the tree and the plan screen show the new layout
         self.papp.refresh_catalog()

@@ -39,6 +39,7 @@ from ..core.config import state_dir
 from ..core.connection import ConnectError, connect
 from ..core.errors import first_line as _first_line
 from ..core.humanfmt import plural
+from ..core.names import quote_ident
 from ..core.plans.engine.runner import Hook
 from ..core.plans.kind import Cell, Option, PlanKind, PlanKindError, Request, StatusTable
 from ..core.plans.registry import kind_named
@@ -54,6 +55,22 @@ if TYPE_CHECKING:
 TONE_STYLE = {"good": "green", "warn": "yellow", "dim": "dim"}
 DEBOUNCE_SECONDS = 0.25
 NARROW_BELOW = 120  # columns
+
+
+def short_value(parent: PartNode, value: Any) -> Any:
+    """A partition the kind prefilled as `schema.name`, as its name alone when that names it
+    (the parent's schema, no other partition of that name): the kinds read both, and at 80
+    columns a field showed 'control.payment_20' of control.payment_2023."""
+    if isinstance(value, list):
+        return [short_value(parent, v) for v in value]
+    if not isinstance(value, str):
+        return value
+    hits = [c for c in parent.children if c.qualified == value]
+    if len(hits) != 1 or hits[0].schema != parent.schema:
+        return value
+    if sum(1 for c in parent.children if c.name == hits[0].name) != 1:
+        return value
+    return quote_ident(hits[0].name)
 
 
 def open_plan(app: PgpartsApp, kind_name: str, values: dict[str, Any] | None = None,
@@ -161,12 +178,10 @@ class PlanScreen(FooterKeys, Screen):
         margin-right: 2;
     }
     PlanScreen #plan-options Input.roomy {
-        width: 28;
-    }
-    PlanScreen.narrow #plan-options Input.roomy {
-        /* at 80 columns they share what the other fields leave */
+        /* they share what the other fields leave: at 80 columns a third each, wider ones
+           hold two qualified names (merge's partitions) */
         width: 1fr;
-        max-width: 28;
+        max-width: 56;
     }
     PlanScreen #plan-options Input.refused {
         background-tint: $error 30%;
@@ -223,7 +238,8 @@ class PlanScreen(FooterKeys, Screen):
         self.heading = title or kind.title
         self.preselect = list(preselect or [])
         # option values the operator chose (None or absent: the kind's default request)
-        self.values: dict[str, Any] = dict(values or {})
+        self.values: dict[str, Any] = {k: short_value(parent, v)
+                                       for k, v in (values or {}).items()}
         self.initial_values = dict(self.values)  # what the screen was opened with
         self.selection: list[str] | None = None  # None: not chosen yet (default or preselect)
         self.status: Any = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -220,7 +221,8 @@ def _spec(conn: psycopg.Connection, schema: str, name: str,
         if args.interval or args.target_rows or args.layout:
             spec, warnings = relayout(conn, spec, Choices(
                 schema, name, spec.column, spec.key, interval=args.interval,
-                target_rows=args.target_rows, layout_file=args.layout))
+                target_rows=args.target_rows, layout_file=args.layout),
+                table_code_ok=bool(args.apply))
             for w in warnings:
                 print(f"pgparts: warning: {w}", file=sys.stderr)
         return spec, None
@@ -229,7 +231,8 @@ def _spec(conn: psycopg.Connection, schema: str, name: str,
     key = tuple(k.strip() for k in (args.key or "").split(",") if k.strip())
     prep = prepare(conn, Choices(schema, name, args.by, key, args.tiebreak,
                                  interval=args.interval, target_rows=args.target_rows,
-                                 layout_file=args.layout, insert_trigger=args.insert_trigger))
+                                 layout_file=args.layout, insert_trigger=args.insert_trigger),
+                   table_code_ok=bool(args.apply))
     return prep.spec, prep
 
 
@@ -305,8 +308,9 @@ def _migrate(conn: psycopg.Connection, schema: str, name: str, args: argparse.Na
                             report_lines=_report)
         if status != 0:
             if stage.applies:
-                print("pgparts: resume with 'pgparts migrate TABLE --resume --apply'",
-                      file=sys.stderr)
+                # the table as typed in a shell: a hostile name is quoted for SQL, then for sh
+                print(f"pgparts: resume with 'pgparts migrate {shlex.quote(spec.display)} "
+                      f"--resume --apply'", file=sys.stderr)
             return status
     return 0
 

@@ -1,16 +1,20 @@
 """The runner's guarantees, for every registered plan kind (tui.core.plans.registry).
 
 Kill points come from each plan's own steps: the connection is killed before the first
-statement of every step, and before the COMMIT of every transactional step; the same command
-run again (a fresh plan from the catalog, as an operator would) must end in the same final state
-with no row lost. A lock held by another session makes a run time out, retry and give up
-cleanly; a cancel stops it; both resume on the next run. A kind without a scenario below fails
-test_every_kind_has_a_scenario: adding a kind means adding its small scenario here.
+statement of every step, and before the COMMIT of every transactional step (in a step sent as
+one query with its COMMIT, while that query waits for a lock on the table, holding the locks
+it took before); the same command run again (a fresh plan from the catalog, as an operator
+would) must end in the same final state with no row lost. A lock held by another session
+makes a run time out, retry and give up cleanly; a cancel stops it; both resume on the next
+run. A kind without a scenario below fails test_every_kind_has_a_scenario: adding a kind means
+adding its small scenario here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -131,15 +135,54 @@ def _kill_points(plan) -> list[tuple[str, int, int]]:
     points = []
     for i, step in enumerate(plan.steps, 1):
         points.append(("statement", i, 1))
-        if step.transactional:
+        if step.one_query:
+            points.append(("in_query", i, 0))
+        elif step.transactional:
             points.append(("before_commit", i, 0))
     return points
 
 
+def _kill_in_query(db, runner: PlanRunner, fired: list[bool]) -> None:
+    """Hold ACCESS SHARE on the plan's table so that the step's query waits for its lock, kill
+    the plan's backend while it waits (inside its transaction, holding what it locked before),
+    then let go. The step gives way after a short wait and tries again: the next wait is
+    caught."""
+    holder = psycopg.connect(db.dsn)
+    schema, name = holder.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE c.oid = %s", (runner.plan.target_oid,)).fetchone()
+    holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+        sql.Identifier(schema, name)))
+    pid = runner.backend_pid
+
+    def kill() -> None:
+        try:
+            with psycopg.connect(db.dsn, autocommit=True) as c:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    if c.execute("SELECT EXISTS (SELECT FROM pg_locks WHERE pid = %s AND NOT"
+                                 " granted)", (pid,)).fetchone()[0]:
+                        fired.append(True)  # before: the run may end before it returns
+                        c.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+                        return
+                    time.sleep(0.002)
+        finally:
+            holder.rollback()
+            holder.close()
+
+    threading.Thread(target=kill, daemon=True).start()
+
+
 def _killer(db, point: tuple[str, int, int]):
     fired: list[bool] = []
+    armed: list[bool] = []
 
     def hook(event: str, step: int, stmt: int, runner: PlanRunner) -> None:
+        if point[0] == "in_query":
+            if not armed and (event, step, stmt) == ("statement", point[1], 1):
+                armed.append(True)  # once: the step's retries call the hook again
+                _kill_in_query(db, runner, fired)
+            return
         if fired or (event, step, stmt) != point:
             return
         fired.append(True)

@@ -347,3 +347,37 @@ def test_exported_merge_script_runs_under_psql(db, tmp_path):
     assert done.returncode == 0, done.stderr
     with db.connect() as conn:
         assert scenario.fixed(conn) and per_day(conn) == before and leftovers(conn) == []
+
+
+def test_merging_the_halves_of_a_year_names_it_after_the_year(db, capsys):
+    """payment_2023 split at 2023-07-01 and merged back was named payment_2023_2023 (the
+    first's token, then the last's start, the same year); one token is said once."""
+    db.execute("CREATE TABLE public.pay (ts timestamptz PRIMARY KEY) PARTITION BY RANGE (ts);"
+               " CREATE TABLE public.pay_2022 PARTITION OF public.pay"
+               " FOR VALUES FROM ('2022-01-01') TO ('2023-01-01');"
+               " CREATE TABLE public.pay_2023 PARTITION OF public.pay"
+               " FOR VALUES FROM ('2023-01-01') TO ('2023-07-01');"
+               " CREATE TABLE public.pay_2023_h2 PARTITION OF public.pay"
+               " FOR VALUES FROM ('2023-07-01') TO ('2024-01-01');")
+    for sources, merged in ((("pay_2023", "pay_2023_h2"), "pay_2023"),
+                            (("pay_2022", "pay_2023"), "pay_2022_2023")):
+        status, out, err = cli(capsys, "merge", "-d", db.dsn, "public.pay", *sources,
+                               "--dry-run")
+        assert status == 0, err
+        assert f"  {merged} FOR VALUES FROM ('" in out, out
+
+
+def test_a_missing_value_is_said_about_its_option(db, capsys):
+    """The console marks the field a refusal names first; these named the command line's
+    flag in the middle of a sentence, so no field was marked."""
+    db.execute("CREATE TABLE public.r (k int PRIMARY KEY) PARTITION BY RANGE (k);"
+               " CREATE TABLE public.r_1 PARTITION OF public.r FOR VALUES FROM (0) TO (10);"
+               " CREATE TABLE public.r_2 PARTITION OF public.r FOR VALUES FROM (10) TO (20);"
+               " CREATE TABLE public.l (k text PRIMARY KEY) PARTITION BY LIST (k);"
+               " CREATE TABLE public.l_a PARTITION OF public.l FOR VALUES IN ('a', 'b');")
+    for argv, said in ((("split", "public.r", "r_1"), "--at: give at least one value"),
+                       (("rebound", "public.r", "r_1", "r_2"), "--at: give the new boundary"),
+                       (("move-values", "public.l", "l_a", "l_b"),
+                        "--values: give the values to move")):
+        status, _out, err = cli(capsys, *argv, "-d", db.dsn, "--dry-run")
+        assert status == 2 and err.startswith(f"pgparts: {said}"), err

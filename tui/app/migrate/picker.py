@@ -57,6 +57,7 @@ class MigratePickerScreen(FooterKeys, Screen):
         super().__init__()
         self.tables: list[PlainTable] = []
         self.loaded = False
+        self.reads = 0  # lists read (tests wait on it)
         self.error = ""
 
     @property
@@ -92,7 +93,11 @@ class MigratePickerScreen(FooterKeys, Screen):
 
     @on(TablesRead)
     def _tables_read(self, message: TablesRead) -> None:
+        # back from a migration the list is read again: the cursor stays on the table it was
+        # on (the first row under the cursor is another table, and enter would pick it)
+        was = self.selected()
         self.tables, self.error, self.loaded = message.tables, message.error, True
+        self.reads += 1
         widget = self.query_one("#migrate-tables", DataTable)
         widget.clear()
         for i, t in enumerate(self.tables):
@@ -104,6 +109,11 @@ class MigratePickerScreen(FooterKeys, Screen):
                 Text(f"{t.migration} done" if t.migration else "",
                      style="bold yellow" if t.migration else ""),
                 key=str(i))
+        if was is not None:
+            row = next((i for i, t in enumerate(self.tables)
+                        if (t.schema, t.name) == (was.schema, was.name)), None)
+            if row is not None:
+                widget.move_cursor(row=row)
         head = Text()
         if message.error:
             head.append(f"could not read the tables: {message.error}", style="red")

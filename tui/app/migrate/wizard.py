@@ -171,7 +171,8 @@ class MigrateWizardScreen(FooterKeys, Screen):
         if layout_editable(conn, spec):
             state.layout = layout_text(conn, spec)
         fresh = recorded is None and not ran_checks
-        state.stage = next((s for s in STAGES if not state.done[s.name]
+        # stage 8 is left out unless the migration chose it, as `pgparts migrate` does
+        state.stage = next((s for s in STAGES if not state.done[s.name] and s.chosen(spec)
                             and (s.applies or fresh)), None)
         stage = state.stage
         if stage is None:
@@ -272,7 +273,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
         preview = self.state.preview
         stage = self.state.stage
         assert preview is not None and stage is not None
-        notes = [f"{len(preview.plan.steps)} step(s); each runs under lock_timeout "
+        notes = [f"{plural(len(preview.plan.steps), 'step')}; each runs under lock_timeout "
                  f"{self.papp.config.plans.lock_timeout_seconds:g} s with retries. Cancel (c) "
                  "at any time: the running step rolls back."]
         self.app.push_screen(

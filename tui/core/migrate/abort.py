@@ -17,7 +17,7 @@ from ..plans.hashing import extended_hash_supported, row_hash
 from ..plans.steps import markers
 from ..plans.steps.moves import raise_unless
 from ..plans.steps.verify import raise_unless_contained
-from . import MigrateError, later
+from . import MigrateError, later, sequences
 from .build import rename_sql
 from .copy import _COLUMNS
 from .spec import MigrationSpec, forget_sql, read_recorded
@@ -37,7 +37,7 @@ def _new_table_check(spec: MigrationSpec, new_oid: int) -> Callable[[object, psy
 def restore_statements(conn: psycopg.Connection, spec: MigrationSpec,
                        new_oid: int) -> list[Statement]:
     """Undo Build: drop the new table (checked to be the one recorded), give the serial
-    sequences back, put every name back."""
+    sequences back, put every name back, the sequences past the values the new table drew."""
     old = spec.old_table
     out = [
         Statement(markers.guard_sql(conn, create=False), note="registry trusted"),
@@ -61,6 +61,9 @@ def restore_statements(conn: psycopg.Connection, spec: MigrationSpec,
         out.append(Statement(rename_sql(spec, kind, old, aside, name), note=f"{kind} {name} back"))
     out.append(Statement(sql.SQL("ALTER TABLE {t} RENAME TO {n}").format(
         t=old, n=sql.Identifier(spec.name)), note="the original's name back"))
+    out += sequences.catch_up_statements(
+        conn, spec.oid, spec.table, set(spec.owned_sequences),
+        {aside: name for kind, name, aside in spec.renamed if kind == "sequence"})
     return out
 
 

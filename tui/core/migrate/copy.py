@@ -3,10 +3,19 @@ each verified before it commits: the partition holds as many rows as the origina
 range, with the same order-independent checksum (the sum of a 64-bit hash of every row,
 plans/hashing.py).
 
+The partitions are copied by SESSIONS sessions at once (the plan runner's parallel steps), each
+partition in its own transaction as before: progress adds up the rows committed by both, and a
+partition killed in one session rolls back alone.
+
 A partition that holds the rows the original has in its range (count and checksum) is done; an
 empty one the original has no row for is done too. That is what resume reads (from the data,
 no name or comment): a killed copy rolls its partition back and the next run copies it again;
 a row written to the table after Build makes its partition differ, and the copy stops there.
+
+The DEFAULT partition takes the rows outside every other partition's range: when those ranges
+follow each other end to end, that is "below the first or from the last bound on, or NULL",
+which an index on the column finds at once (the done check, the copy and its checksum each
+read the whole original otherwise, to find no row in the usual case).
 """
 
 from __future__ import annotations
@@ -22,11 +31,37 @@ from ..plans.steps import markers
 from .build import bound, cast_type
 from .spec import MigrationSpec, SpecPartition, state_sql
 
+# Sessions copying at once, one partition each: PostgreSQL runs an INSERT ... SELECT on one
+# core; a second session copying another partition uses a second one.
+SESSIONS = 2
+
 _COLUMNS = """
 SELECT a.attname, a.atttypid, a.attidentity <> '' FROM pg_catalog.pg_attribute a
 WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 ORDER BY a.attnum
 """
+
+
+def _end(value: str | None, unbounded: str) -> str:
+    return unbounded if value is None or value.upper() == unbounded else value
+
+
+def _span(spec: MigrationSpec) -> tuple[str, str] | None:
+    """The ranges of the partitions other than DEFAULT as one [from, to) when they follow each
+    other end to end (each one's upper bound the same text as the next one's lower bound); None
+    when they leave a gap or cannot be chained."""
+    ranges = [(_end(q.lo, "MINVALUE"), _end(q.hi, "MAXVALUE"))
+              for q in spec.partitions if not q.default]
+    upper = dict(ranges)
+    if not ranges or len(upper) != len(ranges):
+        return None
+    starts = [lo for lo, _ in ranges if lo not in {hi for _, hi in ranges}]
+    if len(starts) != 1:
+        return None
+    end, links = starts[0], 0
+    while end in upper and links < len(ranges):
+        end, links = upper[end], links + 1
+    return (starts[0], end) if links == len(ranges) else None
 
 
 def range_condition(spec: MigrationSpec, p: SpecPartition) -> sql.Composable:
@@ -42,6 +77,16 @@ def range_condition(spec: MigrationSpec, p: SpecPartition) -> sql.Composable:
     others = [q for q in spec.partitions if not q.default]
     if not others:
         return sql.SQL("true")
+    span = _span(spec)
+    if span is not None:
+        # outside one contiguous span: comparisons an index on the column serves (the general
+        # form below, NOT of the ranges' OR, reads the whole original, three times per copy)
+        outside = [sql.SQL("{c} IS NULL").format(c=col)]
+        if span[0] != "MINVALUE":
+            outside.append(sql.SQL("{c} < {b}").format(c=col, b=bound(spec, span[0], cast)))
+        if span[1] != "MAXVALUE":
+            outside.append(sql.SQL("{c} >= {b}").format(c=col, b=bound(spec, span[1], cast)))
+        return sql.SQL(" OR ").join(outside)
     inside = sql.SQL(" OR ").join(sql.SQL("({})").format(range_condition(spec, q))
                                   for q in others)
     return sql.SQL("{c} IS NULL OR NOT ({inside})").format(c=col, inside=inside)
@@ -117,7 +162,7 @@ def copy_steps(conn: psycopg.Connection, spec: MigrationSpec) -> list[Step]:
             estimate=Estimate(rows=est, bytes=int(est * width)),
             done=_partition_done(spec, p, compare),
             verify_note="count and checksum against the original",
-            group="copy",
+            group="copy", parallel="copy",
         ))
     steps.append(Step(
         title="record the copy",

@@ -28,6 +28,11 @@ and an exported script show what remains) and the locks it takes:
 - Views, triggers, rules, policies, row security, grants and comments Build did not copy,
   publication membership (recreate.py), then ANALYZE.
 
+The partitions' key builds, their index builds and their foreign keys' validations are each a
+group of independent steps (Step.parallel): the plan runner runs a group on two sessions at
+once (stages.py sets the plan's sessions), every step still its own transaction with its own
+done check, so a kill or a resume is the same as one step at a time.
+
 Left alone (reported by `limitations()`): materialized views and functions with SQL-standard
 bodies reading the table (the Finish stage's DROP refuses while they depend on the original),
 extended statistics (their names stay with the original until it is dropped), exclusion
@@ -182,7 +187,7 @@ def _primary_key_steps(conn: psycopg.Connection, spec: StageSpec, deps: Dependen
                                   ).format(pid, sql.Identifier(ix), sql.Identifier(ix)))],
             locks=[Lock("SHARE", disp, "writes to this partition wait during the build"),
                    Lock("ACCESS EXCLUSIVE", disp, "an instant, at the end")],
-            done=_pk_on(schema, part), group=GROUP))
+            done=_pk_on(schema, part), group=GROUP, parallel="key"))
     steps.append(Step(
         title=f"Primary key of {new_disp(spec)}",
         explanation=(f"Primary key {pk_name!r} on ({key_text}) of the parent: it adopts the "
@@ -220,11 +225,14 @@ def child_index_name(table: str, index: str, part: str, taken: set[str]) -> str:
 
 def _index_steps(conn: psycopg.Connection, spec: StageSpec, wanted: list[_Index],
                  parts: list[tuple[str, str, int]], taken: set[str]) -> list[Step]:
-    steps = []
+    """Every parent's index ON ONLY first, then the partitions' builds, index by index: one
+    group of independent steps (CREATE INDEX takes SHARE, which builds of other indexes on the
+    same partition share; two attaches to one parent's index wait an instant for each other)."""
+    parents, builds = [], []
     for ix in wanted:
         unique = sql.SQL("UNIQUE ") if ix.unique else sql.SQL("")
         tail = sql.SQL(ix.tail)  # the server's own deparse of the original's index
-        steps.append(Step(
+        parents.append(Step(
             title=f"Index {ix.name} on {new_disp(spec)} (parent only)",
             explanation=(f"The parent's index ({ix.why}), created ON ONLY: no build, invalid "
                          "until every partition's index is attached."),
@@ -236,7 +244,7 @@ def _index_steps(conn: psycopg.Connection, spec: StageSpec, wanted: list[_Index]
         for schema, part, _oid in parts:
             child = child_index_name(spec.name, ix.name, part, taken)
             disp = display_name(schema, part)
-            steps.append(Step(
+            builds.append(Step(
                 title=f"Index {ix.name} on {disp}",
                 explanation=(f"Build the index on partition {disp} and attach it to {ix.name}; "
                              "reads go on, writes to the partition wait during the build."),
@@ -251,8 +259,8 @@ def _index_steps(conn: psycopg.Connection, spec: StageSpec, wanted: list[_Index]
                        Lock("ACCESS EXCLUSIVE", child, "an instant: the new index")],
                 done=_attached(spec.schema, ix.name,
                                lambda c, s=schema, p=part: rel_oid(c, s, p)),
-                group=GROUP))
-    return steps
+                group=GROUP, parallel="index"))
+    return parents + builds
 
 
 def _check_steps(spec: StageSpec, deps: Dependents) -> list[Step]:
@@ -283,7 +291,10 @@ def _check_steps(spec: StageSpec, deps: Dependents) -> list[Step]:
 
 def _own_fk_steps(spec: StageSpec, deps: Dependents,
                   parts: list[tuple[str, str, int]]) -> list[Step]:
-    steps = []
+    """Every key added NOT VALID on every partition, then the validations (one group of
+    independent steps: each reads one partition and takes ROW SHARE on the referenced table),
+    then the parents' keys."""
+    adds, validations, parents = [], [], []
     for fk in deps.own_fks:
         definition = sql.SQL(fk.definition.removesuffix(" NOT VALID"))
         ref = display_name(fk.ref_schema, fk.ref_table)
@@ -292,7 +303,7 @@ def _own_fk_steps(spec: StageSpec, deps: Dependents,
         for schema, part, _oid in parts:
             disp = display_name(schema, part)
             pid = sql.Identifier(schema, part)
-            steps.append(Step(
+            adds.append(Step(
                 title=f"Foreign key {fk.name} on {disp}",
                 explanation=f"Added NOT VALID (no scan) on partition {disp}.",
                 statements=[Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID"
@@ -301,7 +312,7 @@ def _own_fk_steps(spec: StageSpec, deps: Dependents,
                        Lock("SHARE ROW EXCLUSIVE", ref, "an instant: writes to it wait")],
                 retry="step", done=has_constraint(spec, schema, part, fk.name), group=GROUP))
             if fk.validated:
-                steps.append(Step(
+                validations.append(Step(
                     title=f"Validate foreign key {fk.name} on {disp}",
                     explanation=f"Checks every row of {disp} against {ref}; writes go on.",
                     statements=[Statement(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
@@ -309,9 +320,9 @@ def _own_fk_steps(spec: StageSpec, deps: Dependents,
                     locks=[Lock("SHARE UPDATE EXCLUSIVE", disp, "blocks DDL only"),
                            Lock("ROW SHARE", ref)],
                     done=has_constraint(spec, schema, part, fk.name, validated=True),
-                    group=GROUP))
+                    group=GROUP, parallel="foreign key"))
         if fk.validated:
-            steps.append(Step(
+            parents.append(Step(
                 title=f"Foreign key {fk.name} on {new_disp(spec)}",
                 explanation="On the parent: it adopts the partitions' validated keys, no scan.",
                 statements=[Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
@@ -321,7 +332,7 @@ def _own_fk_steps(spec: StageSpec, deps: Dependents,
                        Lock("ACCESS EXCLUSIVE", ref, "milliseconds: reads of it wait too")],
                 retry="step", done=has_constraint(spec, spec.schema, spec.name, fk.name),
                 group=GROUP))
-    return steps
+    return adds + validations + parents
 
 
 # -- referencing foreign keys -------------------------------------------------------------------

@@ -14,6 +14,7 @@ from .layout import Partition, layout_toml, parse_layout, validate_layout
 from .preflight import rows_per_period
 from .source import partition_column
 from .spec import MigrationSpec
+from .table_code import refuse_table_code
 
 SOURCE = "the layout"  # how messages name the edited text
 
@@ -48,6 +49,7 @@ def with_layout_text(conn: psycopg.Connection, spec: MigrationSpec,
     if column is not None and column != spec.column:
         raise MigrateError(f"{SOURCE} is for column {column!r}, not {spec.column!r}")
     table = original(conn, spec)
+    refuse_table_code(conn, table.oid, spec.display, [spec.column])
     pc = partition_column(table, spec.column)
     counts = rows_per_period(conn, table, pc, "month", exact=True)
     check = validate_layout(conn, parts, pc, counts=counts)

@@ -1,16 +1,20 @@
-"""Stage 9, Finish: the original compared with the new table, partition by partition, then
-dropped, only when every one of its rows is in the new table.
+"""Stage 9, Finish: the original compared with the new table once, then dropped, only when
+every one of its rows is in the new table.
 
-Each partition is compared with the original's rows that its bound accepts (the partition's
-own constraint, pg_get_partition_constraintdef, run as a WHERE on the original): row count and
-an order-independent checksum (plans/hashing.py). When the new table changed since the copy
-(the application is back and wrote to it), equal counts cannot be expected: then every row of
-the original must be in the partition (a multiset difference of row hashes), else the step
-fails and nothing is dropped. The drop step checks the whole table the same way in its own
-transaction, under the ACCESS EXCLUSIVE lock it then drops with, hands the serial sequences
-the new table uses over to it (a DROP would take them along) and drops the original. A
-dependent left on the original (a materialized view, a function body) makes the DROP fail:
-the step rolls back and says what holds it.
+One step, one transaction: lock the original ACCESS EXCLUSIVE (nothing uses it any more), then
+one pass over each table: row count and an order-independent checksum (plans/hashing.py) of
+the original and of the new table. When the new table changed since the copy (the application
+is back and wrote to it), equal counts cannot be expected: then every row of the original must
+be in the new table (a multiset difference of row hashes), else the step fails and nothing is
+dropped. Then hand the serial sequences the new table uses over to it (a DROP would take them
+along) and drop the original. A dependent left on the original (a materialized view, a function
+body) makes the DROP fail: the step rolls back and says what holds it.
+
+The copy (stage 6) compared every partition with the original's rows of its range before it
+committed; this comparison is the final one, made where the drop is, so a write to either
+table after the copy cannot be missed. It is made once: comparing partition by partition first
+read both tables a second time (the bench: 5.8 s of stage 9's time at 5M rows went to the two
+passes).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from ..names import display_name
 from ..plans.engine.model import (
     Destroyed,
     Lock,
@@ -38,7 +41,6 @@ from .ddl import (
     old_disp,
     old_exists,
     old_ident,
-    partitions,
     require_new,
 )
 
@@ -100,50 +102,28 @@ def _sequence_handover(conn: psycopg.Connection, spec: StageSpec, new_oid: int
 
 
 def finish_steps(conn: psycopg.Connection, spec: StageSpec) -> list[Step]:
-    """Stage 9: compare every partition with the original's rows of its bound, then drop the
-    original (its rows verified to be in the new table, in the same transaction)."""
+    """Stage 9: compare the original with the new table and drop the original, in one
+    transaction (its rows verified to be in the new table first)."""
     if not old_exists(conn, spec):
         return []
     oid = require_new(conn, spec)
     cols, fast = _columns(conn, spec.oid)
     old, new = old_ident(spec), new_ident(spec)
     odisp, ndisp = old_disp(spec), new_disp(spec)
-    steps = []
-    for schema, part, part_oid in partitions(conn, oid):
-        cond = conn.execute("SELECT pg_catalog.pg_get_partition_constraintdef(%s)",
-                            (part_oid,)).fetchone()[0]
-        # the server's deparse of the bound, over column names the original shares
-        where = sql.SQL("WHERE {}").format(sql.SQL(cond)) if cond else sql.SQL("")
-        rows_of = sql.SQL("(SELECT * FROM {} {}) AS o").format(old, where)
-        disp = display_name(schema, part)
-        what = f"{odisp}'s rows of {part}"
-        steps.append(Step(
-            title=f"Compare {disp} with the original",
-            explanation=(f"Row count and an order-independent checksum of {disp} and of the "
-                         f"rows of {odisp} its bound accepts; if they differ (the new table "
-                         f"was written to since), every one of those rows must be in it."),
-            statements=[Statement(compare_sql(rows_of, sql.Identifier(schema, part), cols, fast),
-                                  "verify", note=f"compare {disp}",
-                                  check=contained(rows_of, sql.Identifier(schema, part),
-                                                  cols, fast, what, disp),
-                                  script=raise_unless_contained(
-                                      conn, rows_of, sql.Identifier(schema, part), cols, fast,
-                                      what, disp))],
-            verify_note=f"every row of {what} is in {disp}",
-            locks=[Lock("ACCESS SHARE", disp), Lock("ACCESS SHARE", odisp)],
-            isolation="repeatable read", done=_gone(spec), group=GROUP))
     handover = _sequence_handover(conn, spec, oid)
-    steps.append(Step(
+    return [Step(
         title=f"Drop {odisp}",
-        explanation=(f"Lock {odisp}, check once more that every one of its rows is in "
-                     f"{ndisp}, " + ("hand its sequences over to the new table, "
-                                     if handover else "")
+        explanation=(f"Lock {odisp}, compare it with {ndisp} (row count and an "
+                     "order-independent checksum of each, one pass over each table; if they "
+                     f"differ, the new table was written to since the copy and every row of "
+                     f"{odisp} must be in it), "
+                     + ("hand its sequences over to the new table, " if handover else "")
                      + "and drop it. Nothing reads it any more; a dependent left on it makes "
                        "the DROP fail and nothing is dropped."),
         statements=[
             Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(old), "lock"),
             Statement(compare_sql(old, new, cols, fast), "verify",
-                      note=f"every row of {odisp} is in {ndisp}",
+                      note=f"compare {odisp} with {ndisp}",
                       check=contained(old, new, cols, fast, odisp, ndisp),
                       script=raise_unless_contained(conn, old, new, cols, fast, odisp, ndisp)),
             *handover,
@@ -151,8 +131,7 @@ def finish_steps(conn: psycopg.Connection, spec: StageSpec) -> list[Step]:
         locks=[Lock("ACCESS EXCLUSIVE", odisp, "nothing uses it any more"),
                Lock("ACCESS SHARE", ndisp)],
         verify_note=f"every row of {odisp} is in {ndisp}",
-        retry="step", done=_gone(spec), group=GROUP))
-    return steps
+        retry="step", done=_gone(spec), group=GROUP)]
 
 
 def finish_facts(spec: StageSpec) -> PlanFacts:

@@ -10,17 +10,20 @@ import psycopg
 
 from ..config import PlansConfig
 from ..connection import Target
+from ..names import display_name
 from ..plans.engine.model import Plan
 from ..plans.engine.runner import Hook, PlanRunner, ProgressCallback, RunResult
+from ..plans.steps import owners
 from . import MigrateError
 from .collisions import find_collisions
 from .duplicates import find_duplicates
 from .keys import surrogate_key
 from .layout import propose_layout, read_layout, validate_layout
 from .preflight import Preflight, RowsPerPeriod, preflight, rows_per_period, wait_for_writers
-from .source import PartitionColumn, partition_column
+from .source import PartitionColumn, load_table, partition_column
 from .spec import MigrationSpec, SpecPartition
 from .stages import STAGES, Stage, make_spec, spec_partitions, standing
+from .table_code import refuse_table_code
 
 
 @dataclass
@@ -72,25 +75,41 @@ def _period(c: Choices) -> str:
     return c.interval if c.interval and c.interval != "quarter" else "month"
 
 
-def relayout(conn: psycopg.Connection, spec: MigrationSpec,
-             c: Choices) -> tuple[MigrationSpec, list[str]]:
-    """The recorded migration with another layout, before Build (stage 4 records it)."""
+def relayout(conn: psycopg.Connection, spec: MigrationSpec, c: Choices, *,
+             table_code_ok: bool = False) -> tuple[MigrationSpec, list[str]]:
+    """The recorded migration with another layout, before Build (stage 4 records it). It
+    counts rows: refused, unless `table_code_ok` (an apply), when that runs the table's code
+    (table_code.py)."""
     from .stages import original, state_at_least
 
     if state_at_least(conn, spec, "build"):
         raise MigrateError("the layout cannot change once the partitioned table is built; "
                            "--abort to start over")
     table = original(conn, spec)
+    if not table_code_ok:
+        refuse_table_code(conn, table.oid, spec.display, [spec.column])
     pc = partition_column(table, spec.column)
     counts = rows_per_period(conn, table, pc, _period(c), exact=True)
     parts, warnings = _layout(conn, counts, pc, spec.name, c)
     return replace(spec, partitions=parts), warnings
 
 
-def prepare(conn: psycopg.Connection, c: Choices, *, exact: bool = True) -> Prepared:
+def prepare(conn: psycopg.Connection, c: Choices, *, exact: bool = True,
+            table_code_ok: bool = False) -> Prepared:
     """Preflight, the layout (proposed or read from the file, validated by the server), and the
-    counts of duplicates and collisions: everything stages 1-4 show. Reads only."""
+    counts of duplicates and collisions: everything stages 1-4 show. Reads only; refused,
+    unless `table_code_ok` (an apply), when reading the table runs its code (table_code.py)."""
+    if not table_code_ok:
+        table = load_table(conn, c.schema, c.name)
+        refuse_table_code(conn, table.oid, display_name(c.schema, c.name),
+                          [c.column, *c.key, c.tiebreak or ""])
     pf = preflight(conn, c.schema, c.name, c.column, _period(c), exact=exact)
+    # Build gives the new table and its partitions the original's owner: say so now rather
+    # than after the data stages changed rows
+    problem = owners.owner_problem(conn, {pf.dependents.owner}, c.schema,
+                                   "the partitioned table", "the original is")
+    if problem:
+        raise MigrateError(problem)
     pc = pf.column
     parts, warnings = _layout(conn, pf.rows, pc, c.name, c)
     surrogate = surrogate_key(pf.table, pf.dependents)

@@ -13,8 +13,17 @@ aside, `pgparts_fk_<hash>`, so abort can rename it back until it is dropped), va
 the old one is dropped. ON DELETE SET NULL / SET DEFAULT now apply to the key's columns; the
 surrogate id column is kept as it is.
 
-The back-fill's done check is the only one that reads rows: until the new key exists, it counts
-the rows whose key columns disagree with the original's row (a join on the surrogate id).
+The back-fill's done check is the only one that reads rows: until the new key exists, a row
+that points at a payment and whose added key columns are still empty means not done (the first
+such row ends the look, so a fresh back-fill is not preceded by a full join); otherwise it
+counts the rows whose key columns disagree with the original's row (a join on the surrogate id).
+
+A referencing table much smaller than the payments (PROBE_RATIO) is joined by index look-ups:
+the back-fill, its check and the key's validation run with hash and merge joins off in their
+own transaction. The planner's default there, measured on the bench (2M payments, 66k and 10k
+referencing rows), was a hash join that reads every payment for each of them: 0.5-0.65 s per
+statement, against 0.03-0.2 s for one index probe per referencing row (both tables have a
+unique index on the joined columns: a foreign key needs one).
 """
 
 from __future__ import annotations
@@ -48,6 +57,25 @@ from .preflight import Dependents, ForeignKey
 GROUP = "dependencies"
 
 ADDED_PREFIX = "pgparts: added by the migration of {table}: "
+
+# A referencing table at most this fraction of the payments' size is joined by index probes.
+PROBE_RATIO = 0.1
+
+
+def probes_pay(conn: psycopg.Connection, spec: StageSpec, schema: str, table: str) -> bool:
+    """Whether one index probe per row of the referencing table beats reading every payment:
+    the table's file is at most PROBE_RATIO of the original's (the new table holds as much)."""
+    return one(conn, "SELECT pg_catalog.pg_relation_size(%s) <="
+                     " pg_catalog.pg_relation_size(%s) * %s",
+               (rel_oid(conn, schema, table) or 0, spec.oid, PROBE_RATIO))
+
+
+def probe_statements() -> list[Statement]:
+    """Hash and merge joins off for the rest of the step's transaction (SET LOCAL): the join
+    becomes a nested loop over the referencing rows with an index probe each."""
+    return [Statement(sql.SQL("SET LOCAL enable_hashjoin = off"),
+                      note="index probes: the referencing table is small"),
+            Statement(sql.SQL("SET LOCAL enable_mergejoin = off"))]
 
 
 def added_comment(table: str, fk: str, column: str) -> str:
@@ -214,7 +242,8 @@ def repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> lis
             "SELECT pg_catalog.count(*) FROM {t} r JOIN {old} o ON o.{sur} = r.{fkcol}"
             " WHERE {differs}").format(t=t, old=old, sur=sql.Identifier(spec.surrogate or ""),
                                        fkcol=fkcol, differs=differs)
-        stmts = []
+        probes = probe_statements() if probes_pay(conn, spec, fk.schema, fk.table) else []
+        stmts = list(probes)
         if rp.added:
             stmts.append(Statement(sql.SQL(
                 "UPDATE {t} r SET {assign} FROM {old} o WHERE o.{sur} = r.{fkcol}"
@@ -226,10 +255,18 @@ def repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> lis
                                check=_none_left(rp.disp),
                                script=_raise_if_any(conn, mismatch, rp.disp)))
 
+        unfilled = sql.SQL("SELECT EXISTS (SELECT FROM {t} WHERE {fkcol} IS NOT NULL"
+                           " AND ({empty}))").format(
+            t=t, fkcol=fkcol, empty=sql.SQL(" OR ").join(
+                sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in rp.added)
+            if rp.added else sql.SQL("false"))
+
         def filled(c: psycopg.Connection) -> bool:
             if new_fk(c) is not None:
                 return True
             if not columns_exist(c):
+                return False
+            if one(c, unfilled):  # a row still waiting for its key: found at once when fresh
                 return False
             return c.execute(mismatch).fetchone()[0] == 0
 
@@ -306,8 +343,10 @@ def repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> lis
         steps.append(Step(
             title=f"Validate the foreign key of {rp.disp}",
             explanation=f"Checks every row of {rp.disp}; reads and writes go on.",
-            statements=[Statement(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-                t, sql.Identifier(fk.name)))],
+            statements=[*(probe_statements() if probes_pay(conn, spec, fk.schema, fk.table)
+                          else []),
+                        Statement(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                            t, sql.Identifier(fk.name)))],
             locks=[Lock("SHARE UPDATE EXCLUSIVE", rp.disp, "blocks DDL only"),
                    Lock("ROW SHARE", new_disp(spec) + "'s partitions")],
             done=lambda c: bool((st := new_fk(c)) and st[1]), group=GROUP))

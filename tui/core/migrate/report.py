@@ -24,6 +24,7 @@ from .periods import PERIODS
 from .preflight import Dependents, Preflight, dependents, preflight, sessions_using
 from .source import KINDS, PartitionColumn, SourceTable, load_table, partition_column
 from .spec import MigrationSpec
+from .table_code import refuse_table_code, table_code
 
 INTERVALS = PERIODS
 __all__ = ["DEFAULT_TARGET_ROWS", "INTERVALS", "Proposals", "StageReport",
@@ -71,7 +72,9 @@ def proposals(conn: psycopg.Connection, schema: str, name: str, column: str | No
     column = column or _best_column(table)
     pc = partition_column(table, column)
     deps = dependents(conn, table)
-    keys = propose_keys(conn, table, pc, deps, probe=True, timeout=probe_timeout)
+    # the uniqueness probes read the table: not when that would run its code (table_code.py)
+    probe = not table_code(conn, table.oid, [c.name for c in table.columns])
+    keys = propose_keys(conn, table, pc, deps, probe=probe, timeout=probe_timeout)
     out = Proposals(table, [(c.name, c.type) for c in table.columns if c.type_name in KINDS],
                     column, keys, [], surrogate_key(table, deps))
     out.tiebreaks = propose_tiebreak(conn, table, out.key, deps)
@@ -178,6 +181,7 @@ def _duplicates_report(conn: psycopg.Connection, spec: MigrationSpec) -> StageRe
         out.lines.append("no surrogate id outside the key: nothing is deleted")
         return out
     table = _original(conn, spec)
+    refuse_table_code(conn, table.oid, spec.display, columns)
     deps = dependents(conn, table)
     dup = find_duplicates(conn, table, spec.key, spec.tiebreak, spec.surrogate,
                           deps.referencing_fks, sample_groups=3)
@@ -203,6 +207,7 @@ def _collisions_report(conn: psycopg.Connection, spec: MigrationSpec) -> StageRe
         out.lines.append("no tie-break, or not a timestamp column: nothing is rewritten")
         return out
     table = _original(conn, spec)
+    refuse_table_code(conn, table.oid, spec.display, [spec.column, *spec.key, spec.tiebreak])
     pc: PartitionColumn = partition_column(table, spec.column)
     col = find_collisions(conn, table, pc, spec.key, spec.tiebreak, sample_groups=3)
     out.lines.append(f"collisions on ({', '.join(spec.key)}) within a minute: "

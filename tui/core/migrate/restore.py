@@ -18,7 +18,9 @@ each with a catalog-based `done` check, in an order that keeps every statement l
    new one (same name, actions and deferral; on the surrogate id column the marking comment
    names); 4. then validated (a scan that blocks no writer);
 5. serial sequences owned by the original again (dropping the new table would take them);
-6. the new table (and the insert trigger's function) dropped;
+6. the new table (and the insert trigger's function) dropped; the original's identity and
+   serial sequences set past its column's highest value (sequences.py: the new table drew
+   values from sequences of its own while it was live);
 7. the names Build moved out of the way (the spec's `renamed`) put back;
 8. grants the original lacks, granted again.
 
@@ -37,7 +39,7 @@ from psycopg import sql
 
 from ..names import display_name
 from ..plans.engine.model import Lock, Statement, Step, VerificationFailed
-from . import MigrateError
+from . import MigrateError, sequences
 from .ddl import (
     StageSpec,
     as_named_sql,
@@ -336,8 +338,8 @@ def _sequence_step(conn: psycopg.Connection, spec: StageSpec, deps: Dependents) 
         locks=[], retry="step", done=done, group=GROUP)]
 
 
-def _drop_step(conn: psycopg.Connection, spec: StageSpec, expected: int | None
-               ) -> list[Step]:
+def _drop_step(conn: psycopg.Connection, spec: StageSpec, deps: Dependents,
+               expected: int | None) -> list[Step]:
     aside = sql.Identifier(spec.schema, aside_name(spec))
     fn = function_ident(spec)
 
@@ -352,10 +354,16 @@ def _drop_step(conn: psycopg.Connection, spec: StageSpec, expected: int | None
              Statement(sql.SQL("DROP TABLE {}").format(aside), note="the new table")] \
         if _new_or_aside(conn, spec) is not None else []
     stmts.append(Statement(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(fn)))
+    # with the drop (one transaction): the original's identity sequences still bear the names
+    # Build gave them (the next step puts the names back)
+    serial = {(s, n, col) for s, n, col, kind in deps.sequences if kind == "serial"}
+    stmts += sequences.catch_up_statements(
+        conn, spec.oid, _orig(spec), serial | set(getattr(spec, "owned_sequences", ())), {})
     return [Step(
         title="Drop the new table",
         explanation=("The new partitioned table and its partitions, with the rows copied into "
-                     "them (the original holds them all), and the insert trigger's function."),
+                     "them (the original holds them all), and the insert trigger's function; "
+                     "the original's sequences set past the values the new table drew."),
         statements=stmts,
         locks=[Lock("ACCESS EXCLUSIVE", f"{aside_name(spec)} and its partitions",
                     "nothing uses them any more")],
@@ -430,7 +438,7 @@ def abort_steps(conn: psycopg.Connection, spec: StageSpec, deps: Dependents,
     steps += _view_steps(conn, spec)
     steps += _fk_steps(conn, spec)
     steps += _sequence_step(conn, spec, deps)
-    steps += _drop_step(conn, spec, new_table_oid)
+    steps += _drop_step(conn, spec, deps, new_table_oid)
     steps += _names_step(conn, spec)
     steps += _grant_step(conn, spec, deps)
     return [s for s in steps if s.statements and not s.is_done(conn)]

@@ -31,7 +31,7 @@ from ..plans.steps.moves import raise_unless
 from . import MigrateError, later
 from .build import build_step, plan_renames
 from .collisions import MAX_PER_MINUTE, _ranked, _shape
-from .copy import copy_steps
+from .copy import SESSIONS, copy_steps
 from .dependencies import dependency_notes
 from .duplicates import dedupe_statements, unindexed
 from .finish import finish_facts
@@ -319,9 +319,11 @@ def build_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
 def copy_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
     rec = recorded_for(conn, spec)
     spec = rec.spec if rec else spec
-    return _plan(spec, 6, "copy", copy_steps(conn, spec),
+    plan = _plan(spec, 6, "copy", copy_steps(conn, spec),
                  [f"Copy {spec.old_display} into the {len(spec.partitions)} partitions of "
-                  f"{spec.display}, each verified by count and checksum."])
+                  f"{spec.display}, each verified by count and checksum, {SESSIONS} at once."])
+    plan.sessions = SESSIONS
+    return plan
 
 
 def _recorded_spec(conn: psycopg.Connection, spec: MigrationSpec) -> MigrationSpec:
@@ -344,6 +346,7 @@ def dependencies_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
     steps = later.dependency_steps(conn, spec, deps,
                                    lambda c: state_at_least(c, spec, "dependencies"))
     plan = _plan(spec, 7, "dependencies", steps, ["Keys, indexes, foreign keys, views."])
+    plan.sessions = SESSIONS  # the partitions' key and index builds, foreign key validations
     plan.facts.notes += dependency_notes(conn, spec, deps)
     return plan
 

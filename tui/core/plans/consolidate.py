@@ -117,7 +117,7 @@ from .engine.model import (
     VerificationFailed,
 )
 from .hashing import extended_hash_supported
-from .steps import markers
+from .steps import markers, owners
 from .steps.shadow import (
     changes_since_copy,
     counter_function_body,
@@ -253,6 +253,20 @@ def _registered(conn: psycopg.Connection, role: str, objid: int | None,
     if entry is None or entry.source_oid != source_oid:
         return False
     return not markers.mismatch(entry, markers.relation_facts(conn, [objid]).get(objid))
+
+
+def _owner_statements(conn: psycopg.Connection, week: PartNode, new: sql.Identifier
+                      ) -> list[Statement]:
+    """The copy is owned like the week it replaces (owners.py); refused at planning time when
+    the applying role cannot give it that owner."""
+    owner = owners.owners_of(conn, [week.oid])[week.oid]
+    if owner == owners.current_role(conn):
+        return []
+    problem = owners.owner_problem(conn, {owner}, week.schema,
+                                   f"the copy of {week.qualified}", "the week is")
+    if problem:
+        raise ConsolidationError(problem)
+    return [owners.owner_statement(new, owner, "the owner of the week it replaces")]
 
 
 def _attached_to(conn: psycopg.Connection, oid: int) -> int | None:
@@ -598,6 +612,7 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
             new, sql.Identifier(CHECK_NAME), check_expr),
             note="the partition bound as a CHECK: checked row by row during the copy, "
                  "so ATTACH needs no validation scan"),
+        *_owner_statements(conn, node, new),
         *_grant_statements(conn, [parent.oid, node.oid], new),
     ]
     for leaf in leaves:

@@ -30,6 +30,7 @@ class StepDescription:
     isolation: str = "read committed"
     # the locks again as (mode, relation, who waits), for front ends that style them
     lock_parts: list[tuple[str, str, str]] = field(default_factory=list)
+    one_query: bool = False  # its statements and COMMIT go to the server as one query
 
 
 @dataclass
@@ -70,7 +71,8 @@ def describe(plan: Plan, conn: psycopg.Connection) -> PlanDescription:
             estimate=_estimate_text(s.estimate.rows, s.estimate.bytes, s.estimate.seconds),
             verification=s.verify_note, group=s.group,
             sql=[(st.note, st.render(conn)) for st in s.statements], isolation=s.isolation,
-            lock_parts=[(lk.mode, lk.relation, lk.blocks) for lk in s.locks])
+            lock_parts=[(lk.mode, lk.relation, lk.blocks) for lk in s.locks],
+            one_query=s.one_query)
         for i, s in enumerate(plan.steps, 1)
     ]
     f = plan.facts
@@ -101,6 +103,8 @@ def render_text(desc: PlanDescription) -> str:
     out += ["", "Steps:"]
     for s in desc.steps:
         kind = "one transaction" if s.transactional else "no transaction"
+        if s.one_query:
+            kind += ", sent as one query"
         out.append(f"  {s.index}. {s.title} ({kind})")
         out.append(f"     {s.explanation}")
         out += [f"     lock: {lock}" for lock in s.locks]
@@ -156,6 +160,9 @@ def render_sql(plan: Plan, conn: psycopg.Connection) -> str:
             label = "verified before commit" if checked else \
                 "verified before commit by pgparts --apply only"
             out.append(f"--   {label}: {step.verify_note}")
+        if step.one_query:
+            out.append("--   pgparts --apply sends this transaction's statements and its COMMIT "
+                       "as one query")
         if step.transactional:
             begin = sql.SQL("BEGIN")
             if step.isolation != "read committed":

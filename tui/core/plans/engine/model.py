@@ -110,6 +110,15 @@ class Step:
     (referencing tables, then the parent): its lock waits are cut short below the server's
     deadlock_timeout, so the step rolls back before the deadlock detector would abort such a
     writer, and retries with backoff (runner.py, `give_way_timeout`).
+
+    `one_query`: the runner sends the step's transaction, BEGIN, every statement and COMMIT,
+    as one multi-statement query (one round trip): the server runs the statements one after
+    the other and stops at the first error, which aborts the transaction (a lock timeout
+    included: retried as the step's `retry` says). For a swap whose client round trips under
+    the parent's lock would otherwise each wait for a CPU on a loaded machine. Its checks run
+    on the server: a "verify" statement raises (a DO block, the exported script's form) and,
+    once the query committed, its note is the step's verification line; a Python `check` or
+    `verify`, which would have to run between statements, is refused.
     """
 
     title: str
@@ -127,20 +136,28 @@ class Step:
     group: str = ""  # e.g. the week a step belongs to, for display
     # 1-based statement index from which the runner times the hold until COMMIT (e.g. the
     # DETACH that takes ACCESS EXCLUSIVE on the parent); reported as StepOutcome.hold_seconds.
+    # In a one_query step the server's clock times it, from before that statement to after
+    # the COMMIT (runner.py).
     hold_from: int | None = None
+    one_query: bool = False
     # The exported script's form of `verify` (a DO block that raises), run before COMMIT.
     script_verify: sql.Composable | None = None
-    # Consecutive steps with the same non-empty `beside` run at once, a session per `lane`
-    # (runner.py): only for steps that copy no rows and lock no relation in a mode that
-    # conflicts with another step of the group (the index builds of different tables).
-    beside: str = ""
-    lane: int = 0
+    # Steps next to each other with the same tag are independent (none needs another's work,
+    # their locks do not wait on each other for long): the runner may run them at once on
+    # plan.sessions connections. Empty: in order, alone.
+    parallel: str = ""
 
     def __post_init__(self) -> None:
         if self.retry not in RETRY_SCOPES:
             raise ValueError(f"unknown retry scope {self.retry!r}")
         if self.retry == "give-way" and not self.transactional:
             raise ValueError("a give-way step must be one transaction")
+        if self.one_query:
+            if not self.transactional or self.retry == "statement":
+                raise ValueError("a one-query step is one transaction, retried as a whole")
+            if self.verify is not None or any(st.check is not None for st in self.statements):
+                raise ValueError("a one-query step checks on the server (statements that "
+                                 "raise), not in Python between its statements")
 
     def is_done(self, conn: psycopg.Connection) -> bool:
         return bool(self.done(conn)) if self.done is not None else False
@@ -236,6 +253,8 @@ class Plan:
     # After a failure: what the database holds now and what to do next, in plain words.
     describe_state: Callable[[psycopg.Connection], str] | None = None
     lock_timeout_seconds: float = 2.0  # [plans] lock_timeout, for the exported script
+    # connections the runner may use at once for steps tagged `parallel` (1: one at a time)
+    sessions: int = 1
 
     @property
     def estimate(self) -> Estimate:
@@ -271,6 +290,7 @@ class Plan:
                     "transactional": s.transactional,
                     "isolation": s.isolation,
                     "retry": s.retry,
+                    "one_query": s.one_query,
                     "locks": [lk.to_json() for lk in s.locks],
                     "estimate": s.estimate.to_json(),
                     "verification": s.verify_note,

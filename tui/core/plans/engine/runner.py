@@ -12,6 +12,10 @@
   lock_timeout x (lock_retries + 1) allows any step.
 - `statement_timeout` per step (swaps get a few seconds: an ATTACH that unexpectedly scans must
   not sit on the parent's lock), none for copies.
+- A "one_query" step (model.py) goes to the server as one multi-statement query, BEGIN to
+  COMMIT: one round trip under its locks instead of one per statement. Its hold
+  (StepOutcome.hold_seconds) is timed by the server's clock read in the same query, before
+  the hold_from statement and after the COMMIT.
 - cancel() from another thread cancels the running statement on the server (libpq cancel
   request) and stops before the next statement; the open transaction rolls back.
 - Progress (rows, bytes, rate, ETA, lock waits) goes to a callback; a monitor connection tells
@@ -19,13 +23,12 @@
 - A session-level advisory lock on the plan's target table keeps two consoles from running plans
   on the same table at once.
 - Steps whose done() check is true are skipped, so re-running an interrupted plan resumes it.
-- Consecutive steps of one `beside` group run at once, one session per lane (lane 0 on the
-  plan's own connection, the others on sessions opened for the run with the same settings):
-  each step is still its own transaction with its own done check, retries and journal record,
-  so a kill or a failure leaves every step committed or rolled back; a failed lane stops the
-  others after their current step, and the run fails. For work the server does on one core
-  (index builds of different tables, VALIDATE of keys on different tables); the plan says
-  which steps may run side by side, never two that lock one relation in conflicting modes.
+- Steps next to each other with the same `parallel` tag are independent of each other: with
+  `plan.sessions` > 1 they run at once, each on whichever of that many connections is free
+  (the plan's own and sessions - 1 more, opened for the group and closed after it), each in
+  its own transaction as always. A failure or a cancel lets the steps already running end
+  (commit or roll back on their own) and starts no other; the run then fails as it would have.
+  A hook sees the connection of the step it is called for (`backend_pid`).
 - Every run is journaled (journal.py): a record when it starts, one per step as it starts and
   ends, one at the end, so a killed run leaves a true record. A plan whose journal cannot be
   written does not start.
@@ -46,7 +49,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors, pq, sql
 
 from ...config import PlansConfig
 from ...connection import ConnectError, Target, connect
@@ -157,6 +160,10 @@ class StepOutcome:
     lock_wait_seconds: float = 0.0
     verification: str = ""
     hold_seconds: float | None = None  # from the step's hold_from statement to COMMIT
+    # its statements and COMMIT went to the server as one query (Step.one_query)
+    one_query: bool = False
+    bytes_moved: int = 0  # progress counted for its copies (taken back when it rolls back)
+    started: float = 0.0  # time.monotonic() when it began (steps of a group overlap)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -166,6 +173,7 @@ class StepOutcome:
             "lock_wait_seconds": round(self.lock_wait_seconds, 3),
             "verification": self.verification,
             "hold_seconds": None if self.hold_seconds is None else round(self.hold_seconds, 4),
+            "one_query": self.one_query,
         }
 
 
@@ -200,10 +208,16 @@ class RunResult:
 
 ProgressCallback = Callable[[Progress], None]
 # Test and UI hook: (event, step_index, statement_index, runner). Events: "step", "statement",
-# "before_commit", "step_done".
+# "before_commit", "step_done". A one-query step has one "statement" event (1, before its query
+# is sent) and no "before_commit": its COMMIT is part of that query.
 Hook = Callable[[str, int, int, "PlanRunner"], None]
 
 _RETRYABLE = (errors.LockNotAvailable, errors.DeadlockDetected)
+# What the message of a step's server-side check (a DO block that raises) starts with
+CHECK_PREFIX = "pgparts: "
+# A one-query step's hold is timed by the server's clock, read in the query itself: before the
+# hold_from statement and after the COMMIT (neither client nor network latency is in it)
+_CLOCK = sql.SQL("SELECT pg_catalog.clock_timestamp()")
 # A give-way step's lock timeout, as a fraction of deadlock_timeout: well below it, so the step
 # gives up first even when the writer it collides with began waiting a few ms earlier (1 s by
 # default: 200 ms, within the 250 ms a writer may stall)
@@ -239,11 +253,13 @@ class PlanRunner:
         self._backoff_base = backoff_base
         self._cancel = threading.Event()
         self._conn: psycopg.Connection | None = None
-        self._side: dict[int, psycopg.Connection] = {}  # the sessions of lanes beyond 0
+        self._workers: list[psycopg.Connection] = []  # a parallel group's extra connections
         self._lock = threading.Lock()
-        self._local = threading.local()  # the session a lane's thread runs its steps on
+        self._emit_lock = threading.RLock()  # progress comes from several threads
         self._main_pid: int | None = None
-        self.outcomes = [StepOutcome(i, s.title) for i, s in enumerate(plan.steps, 1)]
+        self._local = threading.local()  # the connection's pid of a parallel group's thread
+        self.outcomes = [StepOutcome(i, s.title, one_query=s.one_query)
+                         for i, s in enumerate(plan.steps, 1)]
         self._started = 0.0
         self._copy_started: float | None = None
         self._rows_done = 0
@@ -261,16 +277,20 @@ class PlanRunner:
 
     @property
     def backend_pid(self) -> int | None:
-        """The server process of the session running the calling thread's step (a hook's
-        step: lanes of a `beside` group run on sessions of their own), else the plan's."""
+        """The server process of the plan's connection; in a parallel group's thread, of the
+        connection that thread runs its step on (a hook kills the session of its step)."""
         return getattr(self._local, "pid", None) or self._main_pid
+
+    @backend_pid.setter
+    def backend_pid(self, pid: int | None) -> None:
+        self._main_pid = pid
 
     # -- control from other threads ------------------------------------------------------------
     def cancel(self) -> None:
         """Stop: cancel the running statements on the server, then roll back."""
         self._cancel.set()
         with self._lock:
-            conns = [self._conn, *self._side.values()]
+            conns = [self._conn, *self._workers]
         for conn in conns:
             if conn is not None and not conn.closed:
                 with contextlib.suppress(Exception):
@@ -282,6 +302,15 @@ class PlanRunner:
 
     # -- progress --------------------------------------------------------------------------------
     def _emit(self, **changes: Any) -> None:
+        with self._emit_lock:
+            self._emit_locked(**changes)
+
+    def _progress_add(self, rows: int, nbytes: int) -> None:
+        with self._emit_lock:
+            self._rows_done += rows
+            self._bytes_done += nbytes
+
+    def _emit_locked(self, **changes: Any) -> None:
         p = self._current
         for k, v in changes.items():
             setattr(p, k, v)
@@ -324,17 +353,12 @@ class PlanRunner:
             self._record = record
         try:
             try:
-                conn = connect(
-                    self.target,
-                    lock_timeout=f"{int(self.config.lock_timeout_seconds * 1000)}ms",
-                    statement_timeout="0",
-                    purpose="plan",
-                )
+                conn = self._connect()
             except ConnectError as exc:
                 raise PlanError(str(exc), "nothing was changed") from None
             with self._lock:
                 self._conn = conn
-            self._main_pid = conn.info.backend_pid
+            self.backend_pid = conn.info.backend_pid
             db_user = conn.info.user
             try:
                 self._take_advisory_lock(conn)
@@ -353,12 +377,8 @@ class PlanRunner:
                     if conn.info.transaction_status == 0:  # idle: not inside a failed step
                         conn.execute("SELECT pg_advisory_unlock(%s)",
                                      (advisory_key(self.plan.target_oid),))
-                with self._lock:
-                    sides = list(self._side.values())
-                    self._side.clear()
-                for c in [conn, *sides]:
-                    with contextlib.suppress(Exception):
-                        c.close()
+                with contextlib.suppress(Exception):
+                    conn.close()
                 with self._lock:
                     self._conn = None
             result = RunResult(Outcome.OK, self.outcomes, time.monotonic() - self._started,
@@ -385,6 +405,11 @@ class PlanRunner:
             result.journal_error = self._record.error
         return result
 
+    def _connect(self) -> psycopg.Connection:
+        return connect(self.target,
+                       lock_timeout=f"{int(self.config.lock_timeout_seconds * 1000)}ms",
+                       statement_timeout="0", purpose="plan")
+
     def _take_advisory_lock(self, conn: psycopg.Connection) -> None:
         key = advisory_key(self.plan.target_oid)
         got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
@@ -407,76 +432,24 @@ class PlanRunner:
         )
 
     def _run_steps(self, conn: psycopg.Connection) -> None:
-        steps = list(enumerate(self.plan.steps, 1))
-        k = 0
-        while k < len(steps):
-            group = [steps[k]]
-            beside = steps[k][1].beside
-            while beside and k + len(group) < len(steps) \
-                    and steps[k + len(group)][1].beside == beside:
-                group.append(steps[k + len(group)])
-            if len(group) > 1:
-                self._run_beside(conn, group)
-            else:
-                self._run_one(conn, *group[0])
-            k += len(group)
+        steps = self.plan.steps
+        i = 1
+        while i <= len(steps):
+            tag = steps[i - 1].parallel
+            end = i
+            while end < len(steps) and tag and steps[end].parallel == tag:
+                end += 1
+            if end > i and self.plan.sessions > 1:
+                self._run_parallel(conn, list(range(i, end + 1)))
+                i = end + 1
+                continue
+            self._run_one(conn, i)
+            i += 1
 
-    def _run_beside(self, conn: psycopg.Connection, group: list[tuple[int, Step]]) -> None:
-        """The steps of one `beside` group, each lane on its own session, at once."""
-        lanes: dict[int, list[tuple[int, Step]]] = {}
-        for i, step in group:
-            lanes.setdefault(step.lane, []).append((i, step))
-        first = min(lanes)
-        sessions = {lane: conn if lane == first else self._side_session(lane) for lane in lanes}
-        failed: list[BaseException] = []
-        stop = threading.Event()
-
-        def lane_run(lane: int) -> None:
-            c = sessions[lane]
-            self._local.pid = c.info.backend_pid
-            try:
-                for i, step in lanes[lane]:
-                    if stop.is_set():
-                        return
-                    self._run_one(c, i, step)
-            except BaseException as exc:  # re-raised by the caller, after every lane ended
-                failed.append(exc)
-                stop.set()
-            finally:
-                self._local.pid = None
-
-        threads = [threading.Thread(target=lane_run, args=(lane,), name=f"plan-lane-{lane}",
-                                    daemon=True) for lane in lanes if lane != first]
-        for t in threads:
-            t.start()
-        lane_run(first)
-        for t in threads:
-            t.join()
-        if failed:
-            raise next((e for e in failed if isinstance(e, PlanError)), failed[0])
-
-    def _side_session(self, lane: int) -> psycopg.Connection:
-        """A lane's session, opened on first use with the plan connection's settings and kept
-        for the run."""
-        with self._lock:
-            conn = self._side.get(lane)
-        if conn is not None and not conn.closed:
-            return conn
-        try:
-            conn = connect(
-                self.target,
-                lock_timeout=f"{int(self.config.lock_timeout_seconds * 1000)}ms",
-                statement_timeout="0",
-                purpose="plan",
-            )
-        except ConnectError as exc:
-            raise PlanError(f"a second session for steps side by side: {exc}") from None
-        with self._lock:
-            self._side[lane] = conn
-        return conn
-
-    def _run_one(self, conn: psycopg.Connection, i: int, step: Step) -> None:
+    def _run_one(self, conn: psycopg.Connection, i: int) -> None:
+        """Step i (from 1) on `conn`: skipped when done, else run and journaled."""
         n = len(self.plan.steps)
+        step = self.plan.steps[i - 1]
         outcome = self.outcomes[i - 1]
         self._check_cancel()
         self._emit(step_index=i, step_count=n, step_title=step.title,
@@ -493,7 +466,7 @@ class PlanRunner:
         outcome.status = StepStatus.RUNNING
         self._journal_step(outcome)
         self._call_hook("step", i, 0)
-        t0 = time.monotonic()
+        t0 = outcome.started = time.monotonic()
         try:
             self._run_step(conn, i, step, outcome)
         except PlanError:
@@ -501,8 +474,8 @@ class PlanRunner:
             outcome.seconds = time.monotonic() - t0
             if step.transactional:
                 # rolled back: the rows it copied are gone with it
-                self._rows_done -= outcome.rows
-                outcome.rows = 0
+                self._progress_add(-outcome.rows, -outcome.bytes_moved)
+                outcome.rows = outcome.bytes_moved = 0
             self._journal_step(outcome)
             raise
         outcome.seconds = time.monotonic() - t0
@@ -511,10 +484,57 @@ class PlanRunner:
         self._emit(state=RunState.STEP_DONE, message=f"{step.title}: done")
         self._call_hook("step_done", i, 0)
 
+    def _run_parallel(self, conn: psycopg.Connection, todo: list[int]) -> None:
+        """Independent steps at once: the plan's connection and up to sessions - 1 more, each
+        taking the next step not started. The first error stops the start of further steps;
+        the steps running then end on their own, and the error is raised."""
+        queue = list(todo)
+        errors: list[BaseException] = []
+        guard = threading.Lock()
+
+        def work(c: psycopg.Connection, own: bool) -> None:
+            if not own:
+                self._local.pid = c.info.backend_pid
+            while True:
+                with guard:
+                    if errors or not queue:
+                        return
+                    i = queue.pop(0)
+                try:
+                    self._run_one(c, i)
+                except BaseException as exc:  # raised again in the plan's thread
+                    with guard:
+                        errors.append(exc)
+                    return
+
+        extra: list[psycopg.Connection] = []
+        try:
+            for _ in range(min(self.plan.sessions, len(todo)) - 1):
+                try:
+                    extra.append(self._connect())
+                except ConnectError:
+                    break  # fewer sessions: the steps still run, on those there are
+            with self._lock:
+                self._workers = extra
+            threads = [threading.Thread(target=work, args=(c, False), daemon=True,
+                                        name="plan-session") for c in extra]
+            for t in threads:
+                t.start()
+            work(conn, True)
+            for t in threads:
+                t.join()
+        finally:
+            with self._lock:
+                self._workers = []
+            for c in extra:
+                with contextlib.suppress(Exception):
+                    c.close()
+        if errors:
+            raise errors[0]
+
     def _journal_step(self, outcome: StepOutcome) -> None:
         if self._record is not None:
-            with self._lock:  # lanes of a beside group end steps at once
-                self._record.step(outcome.to_json())
+            self._record.step(outcome.to_json())
 
     def _check_cancel(self) -> None:
         if self.cancelled:
@@ -555,9 +575,10 @@ class PlanRunner:
             attempt += 1
             out.attempts = attempt
             self._emit(state=RunState.RUNNING, attempt=attempt)
-            rows_before, bytes_before = self._rows_done, self._bytes_done
             try:
-                if step.transactional:
+                if step.one_query:
+                    self._run_one_query(conn, i, step, out, short)
+                elif step.transactional:
                     self._run_transaction(conn, i, step, out, short)
                 else:
                     for j, st in enumerate(step.statements, 1):
@@ -566,8 +587,8 @@ class PlanRunner:
                 return
             except _StepLockTimeout as exc:
                 # "step" retry: the whole transaction was rolled back; copy progress with it
-                self._rows_done, self._bytes_done = rows_before, bytes_before
-                out.rows = 0
+                self._progress_add(-out.rows, -out.bytes_moved)
+                out.rows = out.bytes_moved = 0
                 if attempt > retries:
                     raise LockGaveUp(self._gave_up_message(step, exc.waited, attempt, short)
                                      ) from None
@@ -623,6 +644,96 @@ class PlanRunner:
         except (psycopg.errors.QueryCanceled, psycopg.OperationalError) as exc:
             self._raise_for(exc, step)
 
+    def _run_one_query(self, conn: psycopg.Connection, i: int, step: Step, out: StepOutcome,
+                       lock_timeout: float | None = None) -> None:
+        """The step's transaction in one round trip: BEGIN, its statements and COMMIT as one
+        multi-statement query on the autocommit connection. The server stops at the first
+        error and aborts the transaction there (its locks are released then; the ROLLBACK sent
+        afterwards only ends the aborted block)."""
+        self._check_cancel()
+        self._call_hook("statement", i, 1)
+        self._check_cancel()
+        begin: sql.Composable = sql.SQL("BEGIN")
+        if step.isolation != "read committed":
+            begin = sql.SQL("BEGIN ISOLATION LEVEL {}").format(sql.SQL(step.isolation.upper()))
+        parts: list[sql.Composable] = [begin]
+        if step.statement_timeout_seconds is not None:
+            parts.append(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(f"{int(step.statement_timeout_seconds * 1000)}ms")))
+        if lock_timeout is not None:
+            parts.append(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                sql.Literal(f"{max(int(lock_timeout * 1000), 1)}ms")))
+        first = len(parts)  # the result index of the step's first statement
+        probes: list[int] = []  # result indexes of the server's clock readings
+        for j, st in enumerate(step.statements, 1):
+            if step.hold_from == j:
+                # the hold starts before the server starts this statement (a lock wait counts)
+                probes.append(len(parts))
+                parts.append(_CLOCK)
+            parts.append(st.sql)
+        parts.append(sql.SQL("COMMIT"))
+        if probes:
+            probes.append(len(parts))  # and ends after the COMMIT released the locks
+            parts.append(_CLOCK)
+        if any(st.kind == "copy" for st in step.statements) and self._copy_started is None:
+            self._copy_started = time.monotonic()
+        self._emit(state=RunState.RUNNING, message=f"{len(step.statements)} statements and "
+                                                   f"the COMMIT sent as one query")
+        t0 = time.monotonic()
+        try:
+            try:
+                cur = conn.execute(sql.SQL(";\n").join(parts))
+                results = [(cur.rowcount, cur.fetchone() if cur.description else None)]
+                while cur.nextset():
+                    results.append((cur.rowcount, cur.fetchone() if cur.description else None))
+            except psycopg.Error:
+                if conn.info.transaction_status == pq.TransactionStatus.INERROR:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        except _RETRYABLE as exc:
+            # the time includes the statements before the wait (a few ms): an upper bound
+            waited = time.monotonic() - t0
+            with self._emit_lock:
+                self._lock_wait += waited
+            out.lock_wait_seconds += waited
+            out.lock_timeouts += 1
+            raise _StepLockTimeout(waited) from exc
+        except psycopg.errors.RaiseException as exc:
+            text = exc.diag.message_primary or first_line(exc)
+            if not text.startswith(CHECK_PREFIX):  # raised by something else (a trigger)
+                raise PlanError(first_line(exc)) from None
+            # a check of the step (a DO block) refused: nothing was committed
+            raise PlanError(f"verification failed in step '{step.title}': "
+                            f"{text.removeprefix(CHECK_PREFIX)}") from None
+        except (psycopg.errors.QueryCanceled, psycopg.OperationalError) as exc:
+            self._raise_for(exc, step)
+        except psycopg.Error as exc:
+            raise PlanError(f"{first_line(exc)}") from None
+        if len(results) != len(parts):
+            # cannot happen with one SQL statement per Statement; said rather than guessed
+            out.verification = f"committed; {len(results)} results for {len(parts)} " \
+                               f"statements: rows and hold not counted"
+            return
+        lines: list[str] = []
+        mine = [r for k, r in enumerate(results[first:], first)
+                if k not in probes and k < len(parts) - (2 if probes else 1)]
+        for st, (count, _row) in zip(step.statements, mine, strict=True):
+            if st.kind == "copy":
+                moved = max(count, 0)
+                nbytes = int(st.est_bytes * min(moved / st.est_rows, 1.0)) \
+                    if st.est_rows else st.est_bytes
+                self._progress_add(moved, nbytes)
+                out.rows += moved
+                out.bytes_moved += nbytes
+            elif st.kind == "verify" and st.note:
+                lines.append(f"{st.note} (checked by the server before the commit)")
+        out.verification = "; ".join(lines)
+        if probes:
+            start, end = (results[k][1][0] if results[k][1] else None for k in probes)
+            if start is not None and end is not None:
+                out.hold_seconds = (end - start).total_seconds()
+
     def _run_statement(self, conn: psycopg.Connection, i: int, j: int, st: Any,
                        out: StepOutcome, *, savepoint: bool, restart_step: bool = False
                        ) -> None:
@@ -645,7 +756,8 @@ class PlanRunner:
                     cur = conn.execute(st.sql)
             except _RETRYABLE as exc:
                 waited = time.monotonic() - t0
-                self._lock_wait += waited
+                with self._emit_lock:
+                    self._lock_wait += waited
                 out.lock_wait_seconds += waited
                 out.lock_timeouts += 1
                 if not savepoint and (conn.info.transaction_status != 0 or restart_step):
@@ -673,12 +785,11 @@ class PlanRunner:
                 out.verification = f"{out.verification}; {line}" if out.verification else line
             if st.kind == "copy":
                 moved = max(cur.rowcount, 0)
-                self._rows_done += moved
+                nbytes = (int(st.est_bytes * min(moved / st.est_rows, 1.0)) if st.est_rows
+                          else st.est_bytes)
+                self._progress_add(moved, nbytes)
                 out.rows += moved
-                if st.est_rows:
-                    self._bytes_done += int(st.est_bytes * min(moved / st.est_rows, 1.0))
-                else:
-                    self._bytes_done += st.est_bytes
+                out.bytes_moved += nbytes
                 self._emit(state=RunState.RUNNING, message=st.note or "")
             return
 

@@ -19,11 +19,19 @@ from .moving import (
     default_notes,
     list_partition,
     merged_range_name,
+    new_partition_name,
     sources_of,
     typed_lists,
     typed_ranges,
 )
-from .split import _value, check_new_names, default_partition, move_key, range_partition
+from .split import (
+    _value,
+    about,
+    check_new_names,
+    default_partition,
+    move_key,
+    range_partition,
+)
 
 
 class Merge(MoveKind):
@@ -54,6 +62,8 @@ class Merge(MoveKind):
         sources = sources_of(forest, parent, specs, "merge")
         key = move_key(conn, parent)
         schema = sources[0].schema
+        given = about("--name", new_partition_name, request.get("name"), schema) \
+            if request.get("name") else None
         if parent.strategy == "range":
             bounds, _ = typed_ranges(conn, key, sources)
             merge_ranges([(_value(a), _value(b)) for a, b in bounds])  # adjacent, or refused
@@ -61,7 +71,7 @@ class Merge(MoveKind):
                 lambda x, y: -1 if lt(_value(x[1][0]), _value(y[1][0])) else 1))
             sources = [s for s, _ in ordered]
             lo_kv, hi_kv = ordered[0][1][0], ordered[-1][1][1]
-            name = request.get("name") or merged_range_name(parent, sources[0], lo_kv,
+            name = given or merged_range_name(parent, sources[0], lo_kv,
                                                             ordered[-1][1][0])
             check_new_names(conn, schema, [name], {s.name for s in sources})
             target = range_partition(conn, key, sources[0], name,
@@ -69,7 +79,7 @@ class Merge(MoveKind):
         else:
             values, _ = typed_lists(conn, key, sources)
             merge_lists([[v.text for v in vs] for vs in values])
-            name = request.get("name") or sources[0].name
+            name = given or sources[0].name
             check_new_names(conn, schema, [name], {s.name for s in sources})
             target = list_partition(conn, key, name, moves.temp_name(sources[0].oid, 0),
                                     [v for vs in values for v in vs])

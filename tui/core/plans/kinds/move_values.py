@@ -17,11 +17,12 @@ from .moving import (
     MoveKind,
     default_notes,
     list_partition,
+    new_partition_name,
     parse_values,
     sources_of,
     typed_lists,
 )
-from .split import check_new_names, default_partition, move_key
+from .split import about, check_new_names, default_partition, move_key
 
 
 def _parsed(spec: str) -> tuple[str | None, str] | None:
@@ -42,15 +43,6 @@ def _existing(parent: PartNode, spec: str) -> PartNode | None:
     schema, name = parsed
     return next((c for c in parent.children
                  if c.name == name and (schema is None or c.schema == schema)), None)
-
-
-def new_name(spec: str, schema: str) -> str:
-    """A new partition's name: the text as given (like split's --name), or NAME of
-    'schema.NAME' when schema is the source's."""
-    parsed = _parsed(spec)
-    if parsed is not None and parsed[0] == schema:
-        return parsed[1]
-    return spec
 
 
 class MoveValues(MoveKind):
@@ -79,7 +71,7 @@ class MoveValues(MoveKind):
         if not (request.get("from_partition") and request.get("to_partition")):
             raise PlanKindError("name the partition holding the values and where they go")
         if not request.get("values"):
-            raise PlanKindError("give the values to move: --values V[,V]")
+            raise PlanKindError("--values: give the values to move (comma-separated)")
         wanted = parse_values(request.get("values"))
         (source,) = sources_of(forest, parent, [request.get("from_partition")], "move-values")
         to_spec = request.get("to_partition")
@@ -93,8 +85,8 @@ class MoveValues(MoveKind):
         schema = source.schema
         to_new = ""
         if target is None:
-            to_new = new_name(to_spec, schema)
             self._other_parent(forest, parent, to_spec)
+            to_new = about("TO_PARTITION", new_partition_name, to_spec, schema)
             check_new_names(conn, schema, [to_new], set())
         key = move_key(conn, parent)
         lists, moving = typed_lists(conn, key, sources, wanted)

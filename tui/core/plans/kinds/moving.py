@@ -21,7 +21,7 @@ from ...moves.planning import (
     PlanningError,
     infer_name_pattern,
 )
-from ...names import parse_qualified_name
+from ...names import parse_qualified_name, quote_ident
 from ..engine.model import Plan
 from ..engine.runner import RunResult
 from ..kind import PlanKind, PlanKindError, Request, find_table
@@ -94,6 +94,27 @@ def partition_of(forest: Forest, parent: PartNode, spec: str) -> PartNode:
         raise PlanKindError(f"{other.qualified} is not a partition of {parent.qualified}")
     raise PlanKindError(f"{other.qualified} is a partition of {owner.qualified}, not of "
                         f"{parent.qualified}")
+
+
+def new_partition_name(text: str, schema: str) -> str:
+    """A new partition's name as the user gave it: split's and merge's --name, move-values'
+    new TO_PARTITION, and the console's fields for them. Taken as typed (quotes, spaces,
+    capitals kept), unless it holds a dot: then it is read as SQL reads [schema.]name (quoted
+    parts keep their case and dots, unquoted ones fold to lower case), and a schema other than
+    `schema`, where the move builds its partitions, is refused, as is a text that does not
+    read as a name (`a.b.c`)."""
+    if "." not in text:
+        return text
+    try:
+        named, name = parse_qualified_name(text)
+    except ValueError:
+        raise PlanKindError(f"{text} is not [schema.]name: a dot separates a schema from the "
+                            f"name (quote a name holding a dot: \"v1.2\")") from None
+    if named is not None and named != schema:
+        raise PlanKindError(f"{text} names schema {quote_ident(named)}: a move builds its "
+                            f"partitions in the schema of the partitions it moves, "
+                            f"{quote_ident(schema)}")
+    return name
 
 
 def parent_of(forest: Forest, target: str, strategies: tuple[str, ...]) -> PartNode:
@@ -188,7 +209,8 @@ def list_partition(conn: psycopg.Connection, key: keys.Key, name: str, temp: str
 def merged_range_name(parent: PartNode, first: PartNode, lo: Any, last_lo: Any) -> str:
     """A merged range partition's name in the table's pattern: the first partition's name with
     its bound's token followed by the last one's (`payment_2020` + `payment_2021`:
-    `payment_2020_2021`); the first partition's name when its name spells no bound."""
+    `payment_2020_2021`; `payment_2023` + `payment_2023_h2`, one token, `payment_2023`); the
+    first partition's name when its name spells no bound."""
     if lo is MINVALUE or last_lo is MINVALUE:
         return first.name
     pattern = infer_name_pattern(first.name, _value(lo), parent.name, Interval())
@@ -199,4 +221,7 @@ def merged_range_name(parent: PartNode, first: PartNode, lo: Any, last_lo: Any) 
         return pattern.name(_value(v))[len(pattern.prefix):
                                        len(pattern.name(_value(v))) - len(pattern.suffix)]
 
-    return f"{pattern.prefix}{token(lo)}_{token(last_lo)}{pattern.suffix}"
+    first_token, last_token = token(lo), token(last_lo)
+    if first_token == last_token:  # payment_2023 + payment_2023_h2: one year, payment_2023
+        return f"{pattern.prefix}{first_token}{pattern.suffix}"
+    return f"{pattern.prefix}{first_token}_{last_token}{pattern.suffix}"

@@ -39,7 +39,7 @@ class Rebound(MoveKind):
         if not (request.get("left") and request.get("right")):
             raise PlanKindError("name the two neighbouring partitions")
         if request.get("at") is None:
-            raise PlanKindError("give the new boundary: --at VALUE")
+            raise PlanKindError("--at: give the new boundary")
         sources = sources_of(forest, parent, [request.get("left"), request.get("right")],
                              "rebound")
         key = move_key(conn, parent)

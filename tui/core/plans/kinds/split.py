@@ -18,7 +18,14 @@ from ...names import check_identifier_length, display_name
 from ..engine.model import Plan
 from ..kind import Option, PlanKindError, Request
 from ..steps import moves
-from .moving import MoveKind, _value, default_notes, parent_of, partition_of
+from .moving import (
+    MoveKind,
+    _value,
+    default_notes,
+    new_partition_name,
+    parent_of,
+    partition_of,
+)
 
 T = TypeVar("T")
 
@@ -143,13 +150,14 @@ class Split(MoveKind):
             raise PlanKindError(f"{source.qualified} is {what}")
         ats = request.get("at")
         if not ats:
-            raise PlanKindError("give at least one --at VALUE")
+            raise PlanKindError("--at: give at least one value to split at")
         key = move_key(conn, parent)
         lo, hi, at = about("--at", bound_values, conn, key, source, ats)
         about("--at", split_range, (_value(lo), _value(hi)), [v.value for v in at])
         edges = [lo, *at, hi]
         n = len(edges) - 1
-        names = list(request.get("name") or [])
+        names = [about("--name", new_partition_name, text, source.schema)
+                 for text in request.get("name") or []]
         if not names:
             names = [source.name] + [f"{source.name}_{i}" for i in range(2, n + 1)]
         elif len(names) == n - 1:

@@ -14,13 +14,13 @@ create-ahead) the neighbour the kind names (the newest partition, the one below 
 Steps, in order (each commits alone; a re-run skips what the catalog shows done):
 
 1. build the new partitions beside the live ones (LIKE the parent, a CHECK equal to the bound,
-   the sub-partitions, grants), each recorded in pgparts' registry in the transaction that
-   creates it;
+   the sub-partitions, the owner of what each replaces (owners.py), grants), each recorded in
+   pgparts' registry in the transaction that creates it;
 2. install the change capture on every source (an instant of SHARE ROW EXCLUSIVE per leaf);
 3. copy the sources' rows in one REPEATABLE READ snapshot (nobody waits);
 4. build the parent's indexes and primary key on the new tables (leaves first), ANALYZE them
-   (a big move: each new table's in a step of its own, two sessions side by side, as the
-   validations of their keys and of the referencing keys below: moves.LANES);
+   (a big move: each new table's in a step of its own, the steps run on moves.SESSIONS
+   sessions at once, as the validations of their keys and of the referencing keys below);
    then the parent's own foreign keys on them (on the leaves of a sub-partitioned one), added
    NOT VALID (an instant of SHARE ROW EXCLUSIVE on the referenced tables) and validated in a
    step of their own, so that the swap's ATTACH adopts them instead of validating them under
@@ -36,7 +36,8 @@ Steps, in order (each commits alone; a re-run skips what the catalog shows done)
    sources against writers, last replay, capture removed, foreign keys referencing the parent
    dropped, DETACH the sources, renames, ATTACH the new tables (no scan), foreign keys
    re-created NOT VALID;
-8. VALIDATE each re-created foreign key (its own step; writers carry on);
+8. VALIDATE the re-created foreign keys, a step per referencing table (VALIDATE's SHARE
+   UPDATE EXCLUSIVE conflicts with itself: its keys one after the other; writers carry on);
 9. drop the detached sources, once the registry shows them recorded as verified by this move
    (the swap records that in its own transaction). What guarantees that no row is lost is
    6.'s verification (count and checksum per new bound, exact in its snapshot) together with
@@ -79,7 +80,7 @@ from ..engine.model import (
     Step,
     VerificationFailed,
 )
-from . import markers
+from . import markers, owners
 from .shape import IndexShape, grant_statements, index_shapes
 
 LOG_SCHEMA = markers.SCHEMA
@@ -88,12 +89,13 @@ HELPER_PREFIX = "pgparts_move_excl_"
 SWAP_STATEMENT_TIMEOUT = 10.0
 # the registry state of a detached source whose rows were verified in the new partitions
 VERIFIED = "verified"
-# Index builds and key validations of different new tables run side by side in this many
-# sessions (runner.py, Step.beside) when the move is at least this big: PostgreSQL's own
-# parallel workers help a build's sort, not its scan or ANALYZE (bench/README.md, measured on
-# 2 cores); small moves keep one session, the others' setup costing more than they overlap.
-LANES = 2
-BESIDE_MIN_BYTES = 32 * 1024 * 1024
+# Index builds and key validations of different tables run at once on this many sessions
+# (Step.parallel, Plan.sessions: runner.py) when the move is at least this big: PostgreSQL's
+# own parallel workers help a build's sort, not its scan, ANALYZE or VALIDATE (bench/README.md,
+# measured on 2 cores); small moves keep one session, the other's setup costing more than the
+# steps overlap.
+SESSIONS = 2
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 _FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL",
                "d": "SET DEFAULT"}
 
@@ -115,6 +117,9 @@ class NewPartition:
     # that sub-partitioning (move_plan fills both from the catalog)
     partition_by: sql.Composable | None = None
     subparts: list[SubPartition] = field(default_factory=list)
+    # the owner it is given, that of the partition it replaces (None: the applying role's;
+    # owners.assign_move_owners fills it)
+    owner: str | None = None
 
     def shaped_like(self, move: Move) -> PartNode:
         return self.model if self.model is not None else move.source
@@ -132,6 +137,7 @@ class SubPartition:
     temp: str
     bound: sql.Composable
     model_oid: int = 0  # the model's sub-partition it is shaped like (its grants)
+    owner: str | None = None  # as NewPartition.owner
 
 
 @dataclass
@@ -318,8 +324,8 @@ class Move:
 
 
 def side_by_side(move: Move, est: Estimate) -> bool:
-    """Whether the move's index builds and key validations run in LANES sessions."""
-    return len(move.targets) > 1 and est.bytes >= BESIDE_MIN_BYTES
+    """Whether the move's index builds and key validations run on SESSIONS sessions."""
+    return len(move.targets) > 1 and est.bytes >= PARALLEL_MIN_BYTES
 
 
 def _share(total: int, parts: int, i: int) -> int:
@@ -593,6 +599,9 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                  f"defaults and CHECKs" + (f", the sub-partitioning of "
                                            f"{t.shaped_like(move).qualified}" if t.subparts
                                            else "")))
+        if t.owner is not None:
+            stmts.append(owners.owner_statement(tt.table, t.owner, "the owner of the partition "
+                                                                   "it replaces"))
         if t.check is not None:
             stmts.append(Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
                 tt.table, sql.Identifier(BOUND_CHECK), t.check),
@@ -603,6 +612,9 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
             leaf = sql.Identifier(move.schema, sp.temp)
             stmts.append(Statement(sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
                 leaf, tt.table, sp.bound), note=f"{sp.name}, built as {sp.temp}"))
+            if sp.owner is not None:
+                stmts.append(owners.owner_statement(leaf, sp.owner, "the owner of the "
+                                                                    "sub-partition it replaces"))
             stmts += grant_statements(conn, [parent.oid, *source_oids, *shaped, sp.model_oid],
                                       leaf)
         stmts.append(Statement(markers.register_relation_sql(
@@ -739,16 +751,17 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
 
     explained = ("The parent's indexes and keys on the new tables (faster after the copy than "
                  "row by row), then ANALYZE. Only the new tables are locked.")
-    beside = side_by_side(move, est)
-    if beside:
+    parallel = side_by_side(move, est)
+    if parallel:
         for i, (t, idx) in enumerate(zip(move.targets, idx_of, strict=True)):
             steps.append(Step(
                 title=f"Index new {display_name(move.schema, t.name)}",
-                explanation=explained + f" Beside the other new tables' ({LANES} sessions).",
+                explanation=explained + f" At once with the other new tables' ({SESSIONS} "
+                                        f"sessions).",
                 statements=idx, locks=[Lock("ACCESS EXCLUSIVE", display_name(
                     move.schema, t.name), "nobody: not attached yet")],
                 estimate=Estimate(0, _share(est.bytes, len(temps), i), 0.1),
-                done=lambda c, t=t: indexed(c, t), beside="index", lane=i % LANES))
+                done=lambda c, t=t: indexed(c, t), parallel="index"))
     else:
         steps.append(Step(
             title=f"Index {tnames}", explanation=explained,
@@ -760,7 +773,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
     # them under the parent's lock
     outgoing = outgoing_keys(conn, parent.oid)
     if outgoing:
-        steps += outgoing_key_steps(move, outgoing, tnames, is_swapped, beside)
+        steps += outgoing_key_steps(move, outgoing, tnames, is_swapped, parallel)
 
     # 5. catch up
     steps.append(Step(
@@ -845,14 +858,14 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
     steps.append(swap_step(conn, move, names))
     # 8., 9.
     steps += finish_steps(conn, move.parent, source_oids, move.schema,
-                          [detached_name(o) for o in source_oids], move.fkeys, beside)
+                          [detached_name(o) for o in source_oids], move.fkeys, parallel)
     return steps
 
 
 def outgoing_key_steps(move: Move, keys: list[OutgoingKey], tnames: str,
-                       is_swapped: Any, beside: bool = False) -> list[Step]:
-    """Add the parent's own keys to the new tables NOT VALID, then validate them (`beside`:
-    each new table's in a step of its own, side by side). On a sub-partitioned new partition
+                       is_swapped: Any, parallel: bool = False) -> list[Step]:
+    """Add the parent's own keys to the new tables NOT VALID, then validate them (`parallel`:
+    each new table's in a step of its own, the steps at once). On a sub-partitioned new partition
     they go on its leaves: ATTACH then creates the key on the partition itself and adopts the
     leaves' validated keys (before PostgreSQL 18 a partitioned table cannot have a NOT VALID
     foreign key at all; measured on 15 and 18)."""
@@ -886,22 +899,21 @@ def outgoing_key_steps(move: Move, keys: list[OutgoingKey], tnames: str,
         return got is not None and all(got)
 
     def validate(title: str, of: list[tuple[sql.Identifier, str]], where: str, rows: int,
-                 lane: int | None = None) -> Step:
+                 parallel: bool = False) -> Step:
         return Step(
             title=title,
             explanation=("Checks the copied rows against the referenced tables now, so that "
                          "the swap's ATTACH adopts the keys without a scan under the parent's "
                          "lock. SHARE UPDATE EXCLUSIVE on the new tables, ROW SHARE on the "
                          "referenced ones: nobody waits."
-                         + ("" if lane is None else
-                            f" Beside the other new tables' ({LANES} sessions).")),
+                         + (f" At once with the other new tables' ({SESSIONS} sessions)."
+                            if parallel else "")),
             statements=[Statement(k.validate_sql(ident), "verify") for ident, _ in of
                         for k in keys],
             locks=[Lock("SHARE UPDATE EXCLUSIVE", where, "nobody: not attached yet")]
             + [Lock("ROW SHARE", r, "nobody") for r in refs],
             estimate=Estimate(rows, 0, 0.1),
-            done=lambda c: validated(c, of), beside="" if lane is None else "outgoing-keys",
-            lane=lane or 0)
+            done=lambda c: validated(c, of), parallel="outgoing-keys" if parallel else "")
 
     rows = sum(s.rows or 0 for s in move.sources)
     where = tnames + (" (on their sub-partitions)" if any(t.subparts for t in move.targets)
@@ -915,7 +927,7 @@ def outgoing_key_steps(move: Move, keys: list[OutgoingKey], tnames: str,
              locks=[Lock("SHARE ROW EXCLUSIVE", r, "its writers, for an instant") for r in refs],
              retry="step", statement_timeout_seconds=SWAP_STATEMENT_TIMEOUT,
              estimate=Estimate(0, 0, 0.01), done=added)]
-    if not beside:
+    if not parallel:
         return steps + [validate(f"Validate the parent's foreign keys on {tnames}", rels, where,
                                  rows)]
     for i, (t, of) in enumerate(zip(move.targets, rels_of, strict=True)):
@@ -923,46 +935,14 @@ def outgoing_key_steps(move: Move, keys: list[OutgoingKey], tnames: str,
         steps.append(validate(
             f"Validate the parent's foreign keys on new {disp}", of,
             disp + (" (on its sub-partitions)" if t.subparts else ""),
-            _share(rows, len(move.targets), i), i % LANES))
+            _share(rows, len(move.targets), i), parallel=True))
     return steps
-
-
-def batched(stmts: list[Statement]) -> list[Statement]:
-    """Each run of plain DDL statements (no check, no script of their own) as one
-    multi-statement query: one round trip instead of one per statement while the swap holds
-    the parent's lock (bench/move.py: 45 statements took 100 ms on a loaded 2-core machine,
-    20 ms of it on the server). Same statements, same order, same transaction."""
-    out: list[Statement] = []
-    run: list[Statement] = []
-
-    def flush() -> None:
-        if len(run) == 1:
-            out.append(run[0])
-        elif run:
-            out.append(Statement(sql.SQL(";\n").join(st.sql for st in run), "ddl",
-                                 note="; ".join(dict.fromkeys(st.note for st in run
-                                                              if st.note))))
-        run.clear()
-
-    for st in stmts:
-        if st.kind == "ddl" and st.check is None and st.script is None:
-            run.append(st)
-        else:
-            flush()
-            out.append(st)
-    flush()
-    return out
 
 
 def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
     parent = move.parent
     pdisp, sdisp = parent.qualified, move.sources_disp
     temps = move.cl_targets()
-
-    def log_empty(row: Any, _c: psycopg.Connection) -> str:
-        if row[0]:
-            raise VerificationFailed(f"{row[0]:,} log entries left after the last replay")
-        return "change log fully replayed"
 
     # The referencing tables first: their writers lock them, then (the key's check) the parent;
     # a swap holding the parent while waiting for one of them would deadlock with such a
@@ -972,6 +952,10 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
     # lock waits end well before deadlock_timeout, the attempt is rolled back and retried), and
     # the deadlock detector never aborts that writer (bench/move.py measured writers stalled
     # 1.08 s and one aborted when the swap waited out deadlock_timeout instead).
+    # The whole step is one query (Step.one_query): these locks, the parent's and everything
+    # after them reach the server in one round trip, so the referencing tables are held only
+    # for the server's own time until the parent's lock is granted, and the parent only for
+    # the server's work until the COMMIT. The order of the locks is unchanged.
     refs = list(dict.fromkeys((fk.table_disp, fk.table.as_string(conn)) for fk in move.fkeys))
     stmts = [
         Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(q)), "lock",
@@ -984,12 +968,15 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
                         "lock", note="no write to the source is in flight or can start")
               for s in move.sources]
     stmts += replay_statements(move, temps)
+    # checked on the server, before anything after it in the same query runs: a log entry
+    # left (impossible under the source's lock) stops the swap before the DETACH
+    logs = len(move.caps) > 1
     for cap in move.caps:
-        stmts.append(Statement(sql.SQL("SELECT pg_catalog.count(*) FROM {}").format(cap.log),
-                               "verify", note="the log is empty", check=log_empty,
-                               script=raise_unless(conn, sql.SQL(
-                                   "SELECT NOT EXISTS (SELECT FROM {})").format(cap.log),
-                                   "the change log is not empty after the last replay")))
+        of = f"{cap.name}'s " if logs else ""
+        stmts.append(Statement(raise_unless(conn, sql.SQL(
+            "SELECT NOT EXISTS (SELECT FROM {})").format(cap.log),
+            f"{of}change log is not empty after the last replay"), "verify",
+            note=f"{of}change log fully replayed (empty)"))
     for cap in move.caps:
         stmts += [Statement(s, note="the capture is no longer needed")
                   for s in cl.remove_sql(conn, cap)]
@@ -1064,42 +1051,43 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
                    "CONSTRAINT)") for disp in dict.fromkeys(fk.table_disp for fk in move.fkeys)]
     return Step(
         title=f"Swap {sdisp} for {', '.join(t.name for t in move.targets)}",
-        explanation=("One short transaction, retried as a whole: the last replay (only the "
-                     "entries since the catch-up), DETACH, ATTACH without scans, foreign keys "
-                     "re-created NOT VALID. No row is copied or scanned under the parent's "
-                     "lock. It gives way to writers: each lock wait ends at lock_timeout or "
-                     "a fifth of the server's deadlock_timeout, whichever is shorter, and the "
-                     "attempt is rolled back and retried, so a writer locking these tables in "
-                     "the other order waits no longer than that and is never aborted."),
-        statements=batched(stmts), locks=locks, retry="give-way",
+        explanation=("One short transaction, sent to the server with its COMMIT as one "
+                     "query (one round trip under the locks), retried as a whole: the last "
+                     "replay (only the entries since the catch-up), the change log checked "
+                     "empty, DETACH, ATTACH without scans, foreign keys re-created NOT VALID. "
+                     "No row is copied or scanned under the parent's lock. It gives way to "
+                     "writers: each lock wait ends at lock_timeout or a fifth of the server's "
+                     "deadlock_timeout, whichever is shorter, and the attempt is rolled back "
+                     "and retried, so a writer locking these tables in the other order waits "
+                     "no longer than that and is never aborted."),
+        statements=stmts, locks=locks, retry="give-way", one_query=True,
         statement_timeout_seconds=SWAP_STATEMENT_TIMEOUT, estimate=Estimate(0, 0, 0.05),
         done=lambda c: swapped(c, move), hold_from=len(refs) + 1)
 
 
-def key_lanes(conn: psycopg.Connection, fkeys: list[ForeignKey]) -> dict[int, int]:
-    """A lane per referencing table (its keys validated one after the other: VALIDATE takes
-    SHARE UPDATE EXCLUSIVE, which conflicts with itself), the biggest tables first, each on
-    the lane with the fewest pages so far (a VALIDATE reads the whole referencing table)."""
-    keys: dict[int, int] = {}
+def keys_by_table(conn: psycopg.Connection, fkeys: list[ForeignKey], biggest_first: bool
+                  ) -> list[list[ForeignKey]]:
+    """The referencing keys, those of one referencing table together: its VALIDATEs take SHARE
+    UPDATE EXCLUSIVE on it, which conflicts with itself, so they go in one step and no two
+    steps run at once on one table. `biggest_first`: the tables with the most pages to read
+    (a VALIDATE reads the whole referencing table, once per key) first, so that the sessions
+    taking the next step end close together."""
+    by: dict[int, list[ForeignKey]] = {}
     for fk in fkeys:
-        keys[fk.table_oid] = keys.get(fk.table_oid, 0) + 1
-    pages = dict(conn.execute(
+        by.setdefault(fk.table_oid, []).append(fk)
+    if not biggest_first or len(by) < 2:
+        return list(by.values())
+    size = dict(conn.execute(
         "SELECT oid, pg_catalog.pg_relation_size(oid) FROM pg_catalog.pg_class"
-        " WHERE oid = ANY(%s)", (list(keys),)).fetchall())
-    load = [0] * LANES
-    out: dict[int, int] = {}
-    for oid in sorted(keys, key=lambda o: -(pages.get(o) or 0) * keys[o]):
-        lane = load.index(min(load))
-        out[oid] = lane
-        load[lane] += (pages.get(oid) or 0) * keys[oid] + 1
-    return out
+        " WHERE oid = ANY(%s)", (list(by),)).fetchall())
+    return sorted(by.values(), key=lambda ks: -(size.get(ks[0].table_oid) or 0) * len(ks))
 
 
 def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | list[int],
                  schema: str, detached: str | list[str], fkeys: list[ForeignKey],
-                 beside: bool = False) -> list[Step]:
-    """8. and 9.: validate the re-created keys (`beside`: those of different referencing
-    tables side by side, each table's in one lane); drop the detached sources once the
+                 parallel: bool = False) -> list[Step]:
+    """8. and 9.: validate the re-created keys, a step per referencing table (`parallel`:
+    those steps at once, the biggest table first); drop the detached sources once the
     registry shows them verified by this move (no row is read: the module docstring, 9.).
     Neither is done before the swap."""
     oids = [source_oids] if isinstance(source_oids, int) else list(source_oids)
@@ -1109,31 +1097,31 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | 
     def after_swap(c: psycopg.Connection) -> bool:
         return all(_attached_to(c, o) != parent.oid for o in oids)
 
-    lane_of = key_lanes(conn, fkeys) if beside else {}
-    beside = len(set(lane_of.values())) > 1
-    for fk in fkeys:
+    tables = keys_by_table(conn, fkeys, parallel)
+    parallel = parallel and len(tables) > 1
+    for keys in tables:
         # Before PostgreSQL 18, VALIDATE marks only the key itself: its entries for each
         # referenced partition (conparentid set) keep convalidated = false although every
         # row was checked (measured on 15; validating them by name checks every referencing
         # row against that one partition, and fails). Enforcement is the same either way.
-        def validated(c: psycopg.Connection, fk: ForeignKey = fk) -> bool:
-            row = c.execute("SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid"
-                            " = %s AND conname = %s AND contype = 'f'",
-                            (fk.table_oid, fk.name)).fetchone()
-            return after_swap(c) and (row is None or bool(row[0]))
+        def validated(c: psycopg.Connection, keys: list[ForeignKey] = keys) -> bool:
+            rows = c.execute("SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid"
+                             " = %s AND conname = ANY(%s) AND contype = 'f'",
+                             (keys[0].table_oid, [fk.name for fk in keys])).fetchall()
+            return after_swap(c) and all(r[0] for r in rows)
 
+        table = keys[0].table_disp
         steps.append(Step(
-            title=f"Validate {fk.name} on {fk.table_disp}",
+            title=f"Validate {', '.join(fk.name for fk in keys)} on {table}",
             explanation="Check the referencing rows against the new partitions: SHARE UPDATE "
                         "EXCLUSIVE on the referencing table, ROW SHARE on the parent; writers "
-                        "carry on." + (f" Beside the other referencing tables' ({LANES} "
-                                       f"sessions)." if beside else ""),
-            statements=[Statement(fk.validate_sql(), "verify")],
-            locks=[Lock("SHARE UPDATE EXCLUSIVE", fk.table_disp, "no writer"),
+                        "carry on." + (f" At once with the other referencing tables' "
+                                       f"({SESSIONS} sessions)." if parallel else ""),
+            statements=[Statement(fk.validate_sql(), "verify") for fk in keys],
+            locks=[Lock("SHARE UPDATE EXCLUSIVE", table, "no writer"),
                    Lock("ROW SHARE", parent.qualified, "nobody")],
             estimate=Estimate(0, 0, 0.1), done=validated,
-            beside="referencing-keys" if beside else "",
-            lane=lane_of.get(fk.table_oid, 0) if beside else 0))
+            parallel="referencing-keys" if parallel else ""))
     old_ids = [sql.Identifier(schema, d) for d in olds]
     old_disp = ", ".join(display_name(schema, d) for d in olds)
     refs = referenced_tables(conn, oids)  # the detached tables keep the sources' oids
@@ -1180,11 +1168,7 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | 
                           f"the registry does not record {old_disp} as verified; it is kept")),
             *[Statement(sql.SQL("DROP TABLE {}").format(o),
                         note="only after the registry check above passed") for o in old_ids],
-            Statement(sql.SQL("DELETE FROM {} WHERE role IN ({}, {}) AND source_oid IN ({})"
-                              ).format(
-                markers.REGISTRY, sql.Literal(markers.MOVE_TARGET_ROLE),
-                sql.Literal(markers.MOVE_SOURCE_ROLE),
-                sql.SQL(", ").join(sql.Literal(o) for o in oids))),
+            Statement(forget_sql(oids), note="forget the move in pgparts' registry"),
         ],
         locks=[*[Lock("ACCESS EXCLUSIVE", display_name(schema, d), "nobody: detached")
                  for d in olds],
@@ -1210,6 +1194,21 @@ def referenced_tables(conn: psycopg.Connection, oids: list[int]) -> list[str]:
         " WHERE k.contype = 'f' AND k.conrelid IN (SELECT t.relid FROM"
         "  pg_catalog.unnest(%s::pg_catalog.oid[]) o, pg_catalog.pg_partition_tree(o) t)"
         " AND k.confrelid <> k.conrelid ORDER BY 1, 2", (oids,)).fetchall()]
+
+
+def forget_sql(oids: list[int]) -> sql.Composed:
+    """Forget a finished move in the registry: the entry of each source it dropped (`oids`),
+    and the move's targets, recorded under the anchor's oid with every source's oid in their
+    note. By any of `oids`, not the anchor's alone: a finish after the swap covers only the
+    sources whose entries pass their catalog check, which may leave the anchor out."""
+    listed = sql.SQL(", ").join(sql.Literal(o) for o in oids)
+    return sql.SQL(
+        "DELETE FROM {reg} WHERE (role = {src} AND source_oid IN ({oids}))"
+        " OR (role = {tgt} AND (source_oid IN ({oids}) OR EXISTS (SELECT FROM"
+        " pg_catalog.jsonb_array_elements_text(coalesce(note, '[]')::pg_catalog.jsonb) e"
+        " WHERE e.value::pg_catalog.oid IN ({oids}))))").format(
+        reg=markers.REGISTRY, src=sql.Literal(markers.MOVE_SOURCE_ROLE),
+        tgt=sql.Literal(markers.MOVE_TARGET_ROLE), oids=listed)
 
 
 @dataclass
@@ -1425,7 +1424,8 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
     move = Move(kind, parent, sources, key, caps, targets, default,
                 referencing_keys(conn, parent.oid), uuid.uuid4().hex)
     add_subpartitions(conn, move)
-    changes = changes + _shape_lines(move)
+    owners.assign_move_owners(conn, move)
+    changes = changes + _shape_lines(move) + owners.owner_lines(move)
     own_key = () if key.column in caps[0].key else caps[0].key
     if own_key:
         _own_key_fits(move, own_key)
@@ -1456,7 +1456,8 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
         details["sources"] = [s.qualified for s in sources]
     details["targets"] = [{"name": t.name, "bound": t.bound_text} for t in targets]
     return Plan(kind=kind, title=title, target=parent.qualified, target_oid=parent.oid,
-                steps=steps, summary=[], facts=facts, details=details)
+                steps=steps, summary=[], facts=facts, details=details,
+                sessions=SESSIONS if any(st.parallel for st in steps) else 1)
 
 
 def original(schema: str, name: str, detached: str) -> Destroyed:

@@ -1,0 +1,136 @@
+"""The plan runner's parallel steps (Step.parallel, Plan.sessions) on a real server: a group
+runs on two sessions at once, progress and the journal add up, a kill inside one step of the
+group fails the run with every other step whole, and the same plan run again completes it."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+from psycopg import sql
+
+from tui.core.plans import Plan
+from tui.core.plans.engine import journal
+from tui.core.plans.engine.model import Statement, Step
+from tui.core.plans.engine.runner import Outcome, StepStatus
+
+from .test_plan_support import run_plan
+
+PARTS = 4
+ROWS = 50
+
+
+def _table(i: int) -> sql.Identifier:
+    return sql.Identifier("public", f"par {i}")
+
+
+def _setup(db) -> None:
+    db.execute("CREATE TABLE public.par_log (step int, pid int, t0 timestamptz,"
+               " t1 timestamptz)")
+    for i in range(1, PARTS + 1):
+        db.execute(sql.SQL("CREATE TABLE {} (v int)").format(_table(i)))
+
+
+def _filled(i: int):
+    def done(conn: psycopg.Connection) -> bool:
+        return conn.execute(sql.SQL("SELECT count(*) = {} FROM {}").format(
+            sql.Literal(ROWS), _table(i))).fetchone()[0]
+    return done
+
+
+def _plan(sessions: int = 2) -> Plan:
+    steps = [Step("before", "alone, first", [Statement(sql.SQL("SELECT 1"))])]
+    for i in range(1, PARTS + 1):
+        steps.append(Step(
+            f"fill {i}", "one of the group",
+            [Statement(sql.SQL("INSERT INTO {} SELECT generate_series(1, {})").format(
+                _table(i), sql.Literal(ROWS)), "copy", est_rows=ROWS, est_bytes=ROWS * 10),
+             # long enough for the other session to start its step meanwhile
+             Statement(sql.SQL("SELECT pg_sleep(0.3)")),
+             Statement(sql.SQL("INSERT INTO public.par_log VALUES ({}, pg_backend_pid(),"
+                               " now(), clock_timestamp())").format(sql.Literal(i)))],
+            done=_filled(i), parallel="fill"))
+    steps.append(Step("after", "alone, last", [Statement(sql.SQL("SELECT 1"))]))
+    return Plan(kind="test", title="parallel", target="public.par_log", target_oid=1,
+                steps=steps, sessions=sessions)
+
+
+def _sessions_left(db, wait: float = 5.0) -> int:
+    end = time.monotonic() + wait
+    while True:
+        n = db.query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                     " AND application_name LIKE 'pgparts%' AND pid <> pg_backend_pid()")[0][0]
+        if n == 0 or time.monotonic() > end:
+            return n
+        time.sleep(0.05)
+
+
+def test_a_group_runs_on_two_sessions_and_adds_up(db, monkeypatch, tmp_path):
+    monkeypatch.setenv("PGPARTS_STATE_DIR", str(tmp_path))
+    _setup(db)
+    seen: list = []
+    result = run_plan(db, _plan(), progress=seen.append, write_journal=True)
+    assert result.ok, result.error
+    log = db.query("SELECT step, pid, t0, t1 FROM public.par_log ORDER BY step")
+    assert [r[0] for r in log] == list(range(1, PARTS + 1))
+    assert len({r[1] for r in log}) == 2  # two sessions
+    # at least two steps ran at the same time
+    assert any(a[2] < b[3] and b[2] < a[3] for a in log for b in log if a[0] < b[0])
+    assert result.rows_copied == PARTS * ROWS
+    assert max(p.rows_done for p in seen) == PARTS * ROWS == seen[-1].rows_total
+    entry = journal.read(limit=1)[0]
+    assert entry["outcome"] == "ok" and entry["rows_copied"] == PARTS * ROWS
+    assert [s["status"] for s in entry["steps"]] == ["done"] * (PARTS + 2)
+    # no connection left behind (a closed session leaves pg_stat_activity a moment later)
+    assert _sessions_left(db) == 0
+
+
+def test_one_session_runs_the_group_in_order(db):
+    _setup(db)
+    assert run_plan(db, _plan(sessions=1)).ok
+    log = db.query("SELECT step, pid, t0, t1 FROM public.par_log ORDER BY step")
+    assert len({r[1] for r in log}) == 1
+    assert all(a[3] <= b[2] for a, b in zip(log, log[1:], strict=False))
+
+
+def test_killed_inside_a_parallel_step_then_run_again(db):
+    _setup(db)
+    fired: list[tuple[int, int]] = []
+
+    def hook(event: str, step: int, stmt: int, runner) -> None:
+        # the second step of the group, after its rows went in, before its commit: the
+        # session killed is the one that runs it
+        if event == "statement" and (step, stmt) == (3, 3) and not fired:
+            fired.append((step, runner.backend_pid))
+            db.execute("SELECT pg_terminate_backend(%s)", (runner.backend_pid,))
+
+    result = run_plan(db, _plan(), hook=hook)
+    assert fired and result.outcome == Outcome.FAILED, result.error
+    assert result.steps[2].status == StepStatus.FAILED and result.steps[2].rows == 0
+    assert result.steps[-1].status == StepStatus.PENDING  # nothing after the group ran
+    # every step of the group is whole or absent: the killed one rolled back
+    counts = [db.query(sql.SQL("SELECT count(*) FROM {}").format(_table(i)))[0][0]
+              for i in range(1, PARTS + 1)]
+    assert counts[1] == 0 and set(counts) <= {0, ROWS}
+    assert result.rows_copied == ROWS * counts.count(ROWS)
+    again = run_plan(db, _plan())
+    assert again.ok, again.error
+    assert [o.status for o in again.steps[1:PARTS + 1]].count(StepStatus.SKIPPED) == \
+        counts.count(ROWS)
+    assert [db.query(sql.SQL("SELECT count(*) FROM {}").format(_table(i)))[0][0]
+            for i in range(1, PARTS + 1)] == [ROWS] * PARTS
+
+
+def test_cancel_stops_every_session(db):
+    _setup(db)
+    holder: list = []
+
+    def hook(event: str, step: int, stmt: int, runner) -> None:
+        if event == "statement" and step == 2 and stmt == 2 and not holder:
+            holder.append(step)
+            runner.cancel()
+
+    result = run_plan(db, _plan(), hook=hook)
+    assert result.outcome == Outcome.CANCELLED, result.error
+    assert result.steps[-1].status == StepStatus.PENDING
+    assert run_plan(db, _plan()).ok
