@@ -694,7 +694,8 @@ class PlanRunner:
         except _RETRYABLE as exc:
             # the time includes the statements before the wait (a few ms): an upper bound
             waited = time.monotonic() - t0
-            self._lock_wait += waited
+            with self._emit_lock:
+                self._lock_wait += waited
             out.lock_wait_seconds += waited
             out.lock_timeouts += 1
             raise _StepLockTimeout(waited) from exc

@@ -18,7 +18,9 @@ Steps, in order (each commits alone; a re-run skips what the catalog shows done)
    pgparts' registry in the transaction that creates it;
 2. install the change capture on every source (an instant of SHARE ROW EXCLUSIVE per leaf);
 3. copy the sources' rows in one REPEATABLE READ snapshot (nobody waits);
-4. build the parent's indexes and primary key on the new tables (leaves first), ANALYZE them;
+4. build the parent's indexes and primary key on the new tables (leaves first), ANALYZE them
+   (a big move: each new table's in a step of its own, the steps run on moves.SESSIONS
+   sessions at once, as the validations of their keys and of the referencing keys below);
    then the parent's own foreign keys on them (on the leaves of a sub-partitioned one), added
    NOT VALID (an instant of SHARE ROW EXCLUSIVE on the referenced tables) and validated in a
    step of their own, so that the swap's ATTACH adopts them instead of validating them under
@@ -27,21 +29,25 @@ Steps, in order (each commits alone; a re-run skips what the catalog shows done)
 6. with a plain DEFAULT partition that is not the source: CHECKs on it excluding the new
    bounds, NOT VALID, then VALIDATE (its own step), so that ATTACH does not scan it; the
    exact verification (count and checksum per new bound in one snapshot, writers carrying
-   on); then the logs replayed once more (what was written during the verification's scans),
-   so that the swap's last replay is short;
+   on: one pass over the sources for every bound, which also counts their rows, so a row no
+   bound takes or two bounds take fails it); then the logs replayed once more (what was
+   written during the verification's scans), so that the swap's last replay is short;
 7. the swap, one short transaction: lock the referencing tables and the parent, lock the
    sources against writers, last replay, capture removed, foreign keys referencing the parent
    dropped, DETACH the sources, renames, ATTACH the new tables (no scan), foreign keys
    re-created NOT VALID;
-8. VALIDATE each re-created foreign key (its own step; writers carry on);
+8. VALIDATE the re-created foreign keys, a step per referencing table (VALIDATE's SHARE
+   UPDATE EXCLUSIVE conflicts with itself: its keys one after the other; writers carry on);
 9. drop the detached sources, once the registry shows them recorded as verified by this move
    (the swap records that in its own transaction). What guarantees that no row is lost is
    6.'s verification (count and checksum per new bound, exact in its snapshot) together with
    the swap's last replay of every change since, under its locks, with the logs found empty
-   after it. The drop step also compares count and checksum of the detached sources with the
-   new partitions once more, but only reports it: the new partitions are live, so any write
-   since the swap makes them differ, and no query now can tell a lost row from one updated or
-   deleted since (a containment test cannot either).
+   after it. The drop step reads no row: the new partitions are live, so any write since the
+   swap makes them differ from the detached sources, and no query now can tell a lost row
+   from one updated or deleted since (a containment test cannot either); comparing them once
+   more cost as much as the verification (bench/README.md) and could prove nothing it did not.
+   The DROP takes an instant of ACCESS EXCLUSIVE on the tables the sources' foreign keys
+   reference (their triggers there go with the keys): the step gives way like the swap.
 
 A re-run after the swap cannot be planned from the request any more (the partitions it named
 have new bounds): `unfinished()` finds the detached sources in the registry and
@@ -52,7 +58,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +89,13 @@ HELPER_PREFIX = "pgparts_move_excl_"
 SWAP_STATEMENT_TIMEOUT = 10.0
 # the registry state of a detached source whose rows were verified in the new partitions
 VERIFIED = "verified"
+# Index builds and key validations of different tables run at once on this many sessions
+# (Step.parallel, Plan.sessions: runner.py) when the move is at least this big: PostgreSQL's
+# own parallel workers help a build's sort, not its scan, ANALYZE or VALIDATE (bench/README.md,
+# measured on 2 cores); small moves keep one session, the other's setup costing more than the
+# steps overlap.
+SESSIONS = 2
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 _FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL",
                "d": "SET DEFAULT"}
 
@@ -310,6 +323,11 @@ class Move:
         return ", ".join(s.qualified for s in self.sources)
 
 
+def side_by_side(move: Move, est: Estimate) -> bool:
+    """Whether the move's index builds and key validations run on SESSIONS sessions."""
+    return len(move.targets) > 1 and est.bytes >= PARALLEL_MIN_BYTES
+
+
 def _share(total: int, parts: int, i: int) -> int:
     return total // parts + (total % parts if i == 0 else 0)
 
@@ -485,11 +503,60 @@ def raise_unless(conn: psycopg.Connection, cond: sql.Composable, message: str
     return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
 
 
-def _checksum_sql(rel: sql.Composable, cols: list[str], pred: sql.Composable | None = None
-                  ) -> sql.Composed:
-    where = sql.SQL("") if pred is None else sql.SQL(" WHERE ({}) IS TRUE").format(pred)
-    return sql.SQL("SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({h}), 0) FROM {r}{w}"
-                   ).format(h=cl.row_hash(cols), r=rel, w=where)
+def verify_sql(rows: sql.Composable, cols: list[str], targets: list[cl.Target]
+               ) -> tuple[sql.Composed, sql.Composed]:
+    """The verification's query, one row: the sources' row count, then count and checksum of
+    their rows of each target's bound, then count and checksum of each target. The sources
+    are read once for every bound (FILTER: a row's hash is computed only for the bounds that
+    take it; measured as fast as one filtered scan per bound on 1M rows, and it counts the
+    rows no bound takes). Also the exported script's condition: true when all agree."""
+    h = cl.row_hash(cols)
+    src = [sql.SQL("pg_catalog.count(*) FILTER (WHERE ({p}) IS TRUE) AS {n}, coalesce("
+                   "pg_catalog.sum({h}) FILTER (WHERE ({p}) IS TRUE), 0) AS {s}").format(
+        p=t.predicate, h=h, n=sql.Identifier(f"n{i}"), s=sql.Identifier(f"h{i}"))
+        for i, t in enumerate(targets)]
+    tables = [sql.SQL("(SELECT pg_catalog.count(*) AS n, coalesce(pg_catalog.sum({h}), 0) AS h"
+                      " FROM {t}) {a}").format(h=h, t=t.table, a=sql.Identifier(f"t{i}"))
+              for i, t in enumerate(targets)]
+    frm = sql.SQL("(SELECT pg_catalog.count(*) AS n, {src} FROM {rows}) s, {tables}").format(
+        src=sql.SQL(", ").join(src), rows=rows, tables=sql.SQL(", ").join(tables))
+    cols_out = [sql.SQL("s.n")]
+    cols_out += [sql.SQL("s.{}, s.{}").format(sql.Identifier(f"n{i}"), sql.Identifier(f"h{i}"))
+                 for i in range(len(targets))]
+    cols_out += [sql.SQL("{a}.n, {a}.h").format(a=sql.Identifier(f"t{i}"))
+                 for i in range(len(targets))]
+    agree = [sql.SQL("s.n = {}").format(sql.SQL(" + ").join(
+        sql.SQL("s.{}").format(sql.Identifier(f"n{i}")) for i in range(len(targets))))]
+    agree += [sql.SQL("s.{n} = {a}.n AND s.{h} = {a}.h").format(
+        n=sql.Identifier(f"n{i}"), h=sql.Identifier(f"h{i}"), a=sql.Identifier(f"t{i}"))
+        for i in range(len(targets))]
+    return (sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(cols_out), frm),
+            sql.SQL("SELECT {} FROM {}").format(sql.SQL(" AND ").join(agree), frm))
+
+
+def verify_check(targets: list[cl.Target], sdisp: str
+                 ) -> Callable[[Any, psycopg.Connection], str]:
+    """The check of verify_sql()'s row: each target equal to the sources' rows of its bound,
+    and the sources' every row taken by exactly one bound (their count is the bounds' sum:
+    a row no bound takes or two bounds take makes it differ)."""
+    def check(row: Any, _c: psycopg.Connection) -> str:
+        total, got = int(row[0]), [int(v) for v in row[1:]]
+        k = len(targets)
+        src, dst = got[:2 * k], got[2 * k:]
+        lines = []
+        for i, t in enumerate(targets):
+            s_n, s_h, d_n, d_h = src[2 * i], src[2 * i + 1], dst[2 * i], dst[2 * i + 1]
+            if (s_n, s_h) != (d_n, d_h):
+                raise VerificationFailed(
+                    f"{t.label} holds {d_n:,} rows (checksum {d_h}), {sdisp} {s_n:,} of its "
+                    f"bound (checksum {s_h})")
+            lines.append(f"{t.label}: {d_n:,} rows, checksum {d_h}, equal to {sdisp}'s")
+        taken = sum(src[0::2])
+        if taken != total:
+            raise VerificationFailed(f"the new partitions' bounds take {taken:,} of {sdisp}'s "
+                                     f"{total:,} rows: each must be taken exactly once")
+        return "; ".join(lines + [f"each of {sdisp}'s {total:,} rows in exactly one bound"])
+    return check
 
 
 # -- the steps ---------------------------------------------------------------------------------
@@ -625,20 +692,8 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
             " WHERE ({p}) IS TRUE").format(t=t.table, c=cols, s=rows, p=t.predicate),
             "copy", note=f"copy {sdisp}'s rows of {t.label}",
             est_rows=_share(est.rows, len(temps), i), est_bytes=_share(est.bytes, len(temps), i)))
-    parts = sql.SQL(" + ").join(sql.SQL("(SELECT pg_catalog.count(*) FROM {})").format(t.table)
-                                for t in temps)
-
-    def all_copied(row: Any, _c: psycopg.Connection) -> str:
-        if row[0] != row[1]:
-            raise VerificationFailed(f"the new partitions' bounds take {row[1]:,} of "
-                                     f"{sdisp}'s {row[0]:,} rows")
-        return f"{row[0]:,} rows copied"
-
-    copy.append(Statement(sql.SQL("SELECT (SELECT pg_catalog.count(*) FROM {}), {}").format(
-        rows, parts), "verify", note="every row went to exactly one new partition",
-        check=all_copied, script=raise_unless(conn, sql.SQL(
-            "SELECT (SELECT pg_catalog.count(*) FROM {}) = {}").format(rows, parts),
-            "the new partitions' bounds do not take every row of the source exactly once")))
+    # that every row went to exactly one new partition is checked by the verification (6b.),
+    # which counts the sources' rows per bound in its one pass over them anyway
     for cap in move.caps:
         copy += [
             Statement(sql.SQL(
@@ -660,8 +715,9 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
 
     # 4. indexes, primary key, analyze
     shapes = [shape for shape, _ in target_shapes(conn, move)]
-    idx: list[Statement] = []
+    idx_of: list[list[Statement]] = []
     for i, t in enumerate(temps):
+        idx: list[Statement] = []
         for j, shape in enumerate(shapes):
             # sub-partitions first, named by us: the index on the new partition then adopts
             # them (and the swap can name them after their table)
@@ -678,11 +734,12 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                                  else shape.create_sql(t.table, name=name),
                                  note=f"{shape.name} on {t.label}: ATTACH adopts it"))
         idx.append(Statement(sql.SQL("ANALYZE {}").format(t.table), "maintenance"))
+        idx_of.append(idx)
 
-    def indexed(c: psycopg.Connection) -> bool:
+    def indexed(c: psycopg.Connection, only: NewPartition | None = None) -> bool:
         if is_swapped(c):
             return True
-        for t in move.targets:
+        for t in move.targets if only is None else [only]:
             oid = _rel_oid(c, move.schema, t.temp)
             if oid is None:
                 return False
@@ -692,19 +749,31 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                 return False
         return True
 
-    if idx:
+    explained = ("The parent's indexes and keys on the new tables (faster after the copy than "
+                 "row by row), then ANALYZE. Only the new tables are locked.")
+    parallel = side_by_side(move, est)
+    if parallel:
+        for i, (t, idx) in enumerate(zip(move.targets, idx_of, strict=True)):
+            steps.append(Step(
+                title=f"Index new {display_name(move.schema, t.name)}",
+                explanation=explained + f" At once with the other new tables' ({SESSIONS} "
+                                        f"sessions).",
+                statements=idx, locks=[Lock("ACCESS EXCLUSIVE", display_name(
+                    move.schema, t.name), "nobody: not attached yet")],
+                estimate=Estimate(0, _share(est.bytes, len(temps), i), 0.1),
+                done=lambda c, t=t: indexed(c, t), parallel="index"))
+    else:
         steps.append(Step(
-            title=f"Index {tnames}",
-            explanation="The parent's indexes and keys on the new tables (faster after the copy "
-                        "than row by row), then ANALYZE. Only the new tables are locked.",
-            statements=idx, locks=[Lock("ACCESS EXCLUSIVE", tnames, "nobody: not attached yet")],
+            title=f"Index {tnames}", explanation=explained,
+            statements=[st for idx in idx_of for st in idx],
+            locks=[Lock("ACCESS EXCLUSIVE", tnames, "nobody: not attached yet")],
             estimate=Estimate(0, est.bytes, 0.1), done=indexed))
 
     # 4b. the parent's own foreign keys, so that ATTACH adopts them instead of validating
     # them under the parent's lock
     outgoing = outgoing_keys(conn, parent.oid)
     if outgoing:
-        steps += outgoing_key_steps(move, outgoing, tnames, is_swapped)
+        steps += outgoing_key_steps(move, outgoing, tnames, is_swapped, parallel)
 
     # 5. catch up
     steps.append(Step(
@@ -755,31 +824,21 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
 
     # 6b. exact verification while writers carry on
     verify = replay_statements(move, temps)
-    for t in temps:
-        def same(row: Any, _c: psycopg.Connection, label: str = t.label) -> str:
-            src, dst = (int(row[0]), int(row[1])), (int(row[2]), int(row[3]))
-            if src != dst:
-                raise VerificationFailed(
-                    f"{label} holds {dst[0]:,} rows (checksum {dst[1]}), {sdisp} "
-                    f"{src[0]:,} of its bound (checksum {src[1]})")
-            return f"{label}: {dst[0]:,} rows, checksum {dst[1]}, equal to {sdisp}'s"
-
-        src_sum = _checksum_sql(rows, list(move.cap.columns), t.predicate)
-        dst_sum = _checksum_sql(t.table, list(move.cap.columns))
-        verify.append(Statement(sql.SQL("SELECT s.*, t.* FROM ({}) s, ({}) t").format(
-            src_sum, dst_sum), "verify",
-            note=f"count and checksum of {t.label} against {sdisp}'s rows of its bound",
-            check=same, script=raise_unless(conn, sql.SQL(
-                "SELECT (SELECT s::pg_catalog.text FROM ({}) s)"
-                " = (SELECT t::pg_catalog.text FROM ({}) t)").format(src_sum, dst_sum),
-                f"{t.label} differs from the source's rows of its bound")))
+    counts, agrees = verify_sql(rows, list(move.cap.columns), temps)
+    verify.append(Statement(
+        counts, "verify", note=f"count and checksum of each new partition against {sdisp}'s "
+                               f"rows of its bound (one pass over {sdisp} for every bound)",
+        check=verify_check(temps, sdisp), script=raise_unless(
+            conn, agrees, "a new partition differs from the source's rows of its bound, or a "
+                          "row of the source is in no new bound or in two")))
     steps.append(Step(
         title=f"Verify {tnames} against {sdisp}",
         explanation=("In one REPEATABLE READ snapshot, writers carrying on: replay what the "
                      "snapshot sees, then compare row count and order-independent checksum per "
-                     "new bound with the source's rows of that bound. Exact: the swap then "
-                     "replays only what was written after this snapshot, under its lock. "
-                     "Nothing is dropped unless this passed."),
+                     "new bound with the source's rows of that bound (one pass over the source "
+                     "for every bound, counting its rows too: each must be in exactly one "
+                     "bound). Exact: the swap then replays only what was written after this "
+                     "snapshot, under its lock. Nothing is dropped unless this passed."),
         statements=verify, locks=[Lock("ACCESS SHARE", s.qualified, "nobody")
                                   for s in move.sources],
         isolation="repeatable read", estimate=Estimate(0, 0, 0.1),  # rows: the copy's
@@ -799,26 +858,28 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
     steps.append(swap_step(conn, move, names))
     # 8., 9.
     steps += finish_steps(conn, move.parent, source_oids, move.schema,
-                          [detached_name(o) for o in source_oids],
-                          [t.name for t in move.targets], move.fkeys, move.cap.columns)
+                          [detached_name(o) for o in source_oids], move.fkeys, parallel)
     return steps
 
 
 def outgoing_key_steps(move: Move, keys: list[OutgoingKey], tnames: str,
-                       is_swapped: Any) -> list[Step]:
-    """Add the parent's own keys to the new tables NOT VALID, then validate them. On a
-    sub-partitioned new partition they go on its leaves: ATTACH then creates the key on the
-    partition itself and adopts the leaves' validated keys (before PostgreSQL 18 a partitioned
-    table cannot have a NOT VALID foreign key at all; measured on 15 and 18)."""
-    rels = [(sql.Identifier(move.schema, temp), temp) for t in move.targets
-            for temp in ([sp.temp for sp in t.subparts] or [t.temp])]
+                       is_swapped: Any, parallel: bool = False) -> list[Step]:
+    """Add the parent's own keys to the new tables NOT VALID, then validate them (`parallel`:
+    each new table's in a step of its own, the steps at once). On a sub-partitioned new partition
+    they go on its leaves: ATTACH then creates the key on the partition itself and adopts the
+    leaves' validated keys (before PostgreSQL 18 a partitioned table cannot have a NOT VALID
+    foreign key at all; measured on 15 and 18)."""
+    rels_of = [[(sql.Identifier(move.schema, temp), temp)
+                for temp in ([sp.temp for sp in t.subparts] or [t.temp])] for t in move.targets]
+    rels = [r for of in rels_of for r in of]
     names = [k.name for k in keys]
     refs = list(dict.fromkeys(k.ref_disp for k in keys))
 
-    def state(c: psycopg.Connection) -> list[bool] | None:
+    def state(c: psycopg.Connection, of: list[tuple[sql.Identifier, str]] = rels
+              ) -> list[bool] | None:
         """convalidated of every key on every table keyed; None when one is missing."""
         out: list[bool] = []
-        for _, temp in rels:
+        for _, temp in of:
             oid = _rel_oid(c, move.schema, temp)
             rows = [] if oid is None else c.execute(
                 "SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid = %s"
@@ -831,15 +892,33 @@ def outgoing_key_steps(move: Move, keys: list[OutgoingKey], tnames: str,
     def added(c: psycopg.Connection) -> bool:
         return is_swapped(c) or state(c) is not None
 
-    def validated(c: psycopg.Connection) -> bool:
+    def validated(c: psycopg.Connection, of: list[tuple[sql.Identifier, str]] = rels) -> bool:
         if is_swapped(c):
             return True
-        got = state(c)
+        got = state(c, of)
         return got is not None and all(got)
 
+    def validate(title: str, of: list[tuple[sql.Identifier, str]], where: str, rows: int,
+                 parallel: bool = False) -> Step:
+        return Step(
+            title=title,
+            explanation=("Checks the copied rows against the referenced tables now, so that "
+                         "the swap's ATTACH adopts the keys without a scan under the parent's "
+                         "lock. SHARE UPDATE EXCLUSIVE on the new tables, ROW SHARE on the "
+                         "referenced ones: nobody waits."
+                         + (f" At once with the other new tables' ({SESSIONS} sessions)."
+                            if parallel else "")),
+            statements=[Statement(k.validate_sql(ident), "verify") for ident, _ in of
+                        for k in keys],
+            locks=[Lock("SHARE UPDATE EXCLUSIVE", where, "nobody: not attached yet")]
+            + [Lock("ROW SHARE", r, "nobody") for r in refs],
+            estimate=Estimate(rows, 0, 0.1),
+            done=lambda c: validated(c, of), parallel="outgoing-keys" if parallel else "")
+
+    rows = sum(s.rows or 0 for s in move.sources)
     where = tnames + (" (on their sub-partitions)" if any(t.subparts for t in move.targets)
                       else "")
-    return [
+    steps = [
         Step(title=f"Add the parent's foreign keys to {tnames}",
              explanation=("NOT VALID: no row is read; an instant of SHARE ROW EXCLUSIVE on each "
                           "referenced table (its writers wait that long; lock_timeout, "
@@ -847,19 +926,17 @@ def outgoing_key_steps(move: Move, keys: list[OutgoingKey], tnames: str,
              statements=[Statement(k.add_sql(ident), "lock") for ident, _ in rels for k in keys],
              locks=[Lock("SHARE ROW EXCLUSIVE", r, "its writers, for an instant") for r in refs],
              retry="step", statement_timeout_seconds=SWAP_STATEMENT_TIMEOUT,
-             estimate=Estimate(0, 0, 0.01), done=added),
-        Step(title=f"Validate the parent's foreign keys on {tnames}",
-             explanation=("Checks the copied rows against the referenced tables now, so that "
-                          "the swap's ATTACH adopts the keys without a scan under the parent's "
-                          "lock. SHARE UPDATE EXCLUSIVE on the new tables, ROW SHARE on the "
-                          "referenced ones: nobody waits."),
-             statements=[Statement(k.validate_sql(ident), "verify") for ident, _ in rels
-                         for k in keys],
-             locks=[Lock("SHARE UPDATE EXCLUSIVE", where, "nobody: not attached yet")]
-             + [Lock("ROW SHARE", r, "nobody") for r in refs],
-             estimate=Estimate(sum(s.rows or 0 for s in move.sources), 0, 0.1),
-             done=validated),
-    ]
+             estimate=Estimate(0, 0, 0.01), done=added)]
+    if not parallel:
+        return steps + [validate(f"Validate the parent's foreign keys on {tnames}", rels, where,
+                                 rows)]
+    for i, (t, of) in enumerate(zip(move.targets, rels_of, strict=True)):
+        disp = display_name(move.schema, t.name)
+        steps.append(validate(
+            f"Validate the parent's foreign keys on new {disp}", of,
+            disp + (" (on its sub-partitions)" if t.subparts else ""),
+            _share(rows, len(move.targets), i), parallel=True))
+    return steps
 
 
 def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
@@ -988,13 +1065,31 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
         done=lambda c: swapped(c, move), hold_from=len(refs) + 1)
 
 
+def keys_by_table(conn: psycopg.Connection, fkeys: list[ForeignKey], biggest_first: bool
+                  ) -> list[list[ForeignKey]]:
+    """The referencing keys, those of one referencing table together: its VALIDATEs take SHARE
+    UPDATE EXCLUSIVE on it, which conflicts with itself, so they go in one step and no two
+    steps run at once on one table. `biggest_first`: the tables with the most pages to read
+    (a VALIDATE reads the whole referencing table, once per key) first, so that the sessions
+    taking the next step end close together."""
+    by: dict[int, list[ForeignKey]] = {}
+    for fk in fkeys:
+        by.setdefault(fk.table_oid, []).append(fk)
+    if not biggest_first or len(by) < 2:
+        return list(by.values())
+    size = dict(conn.execute(
+        "SELECT oid, pg_catalog.pg_relation_size(oid) FROM pg_catalog.pg_class"
+        " WHERE oid = ANY(%s)", (list(by),)).fetchall())
+    return sorted(by.values(), key=lambda ks: -(size.get(ks[0].table_oid) or 0) * len(ks))
+
+
 def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | list[int],
-                 schema: str, detached: str | list[str], targets: list[str],
-                 fkeys: list[ForeignKey], columns: tuple[str, ...] | list[str]) -> list[Step]:
-    """8. and 9.: validate the re-created keys; drop the detached sources once the registry
-    shows them verified by this move, reporting their count and checksum against the new
-    partitions' (all of them against all of them: the new bounds may each take rows of
-    several sources). Neither is done before the swap."""
+                 schema: str, detached: str | list[str], fkeys: list[ForeignKey],
+                 parallel: bool = False) -> list[Step]:
+    """8. and 9.: validate the re-created keys, a step per referencing table (`parallel`:
+    those steps at once, the biggest table first); drop the detached sources once the
+    registry shows them verified by this move (no row is read: the module docstring, 9.).
+    Neither is done before the swap."""
     oids = [source_oids] if isinstance(source_oids, int) else list(source_oids)
     olds = [detached] if isinstance(detached, str) else list(detached)
     steps: list[Step] = []
@@ -1002,61 +1097,41 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | 
     def after_swap(c: psycopg.Connection) -> bool:
         return all(_attached_to(c, o) != parent.oid for o in oids)
 
-    for fk in fkeys:
+    tables = keys_by_table(conn, fkeys, parallel)
+    parallel = parallel and len(tables) > 1
+    for keys in tables:
         # Before PostgreSQL 18, VALIDATE marks only the key itself: its entries for each
         # referenced partition (conparentid set) keep convalidated = false although every
         # row was checked (measured on 15; validating them by name checks every referencing
         # row against that one partition, and fails). Enforcement is the same either way.
-        def validated(c: psycopg.Connection, fk: ForeignKey = fk) -> bool:
-            row = c.execute("SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid"
-                            " = %s AND conname = %s AND contype = 'f'",
-                            (fk.table_oid, fk.name)).fetchone()
-            return after_swap(c) and (row is None or bool(row[0]))
+        def validated(c: psycopg.Connection, keys: list[ForeignKey] = keys) -> bool:
+            rows = c.execute("SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid"
+                             " = %s AND conname = ANY(%s) AND contype = 'f'",
+                             (keys[0].table_oid, [fk.name for fk in keys])).fetchall()
+            return after_swap(c) and all(r[0] for r in rows)
 
+        table = keys[0].table_disp
         steps.append(Step(
-            title=f"Validate {fk.name} on {fk.table_disp}",
+            title=f"Validate {', '.join(fk.name for fk in keys)} on {table}",
             explanation="Check the referencing rows against the new partitions: SHARE UPDATE "
                         "EXCLUSIVE on the referencing table, ROW SHARE on the parent; writers "
-                        "carry on.",
-            statements=[Statement(fk.validate_sql(), "verify")],
-            locks=[Lock("SHARE UPDATE EXCLUSIVE", fk.table_disp, "no writer"),
+                        "carry on." + (f" At once with the other referencing tables' "
+                                       f"({SESSIONS} sessions)." if parallel else ""),
+            statements=[Statement(fk.validate_sql(), "verify") for fk in keys],
+            locks=[Lock("SHARE UPDATE EXCLUSIVE", table, "no writer"),
                    Lock("ROW SHARE", parent.qualified, "nobody")],
-            estimate=Estimate(0, 0, 0.1), done=validated))
+            estimate=Estimate(0, 0, 0.1), done=validated,
+            parallel="referencing-keys" if parallel else ""))
     old_ids = [sql.Identifier(schema, d) for d in olds]
     old_disp = ", ".join(display_name(schema, d) for d in olds)
-    news = [sql.Identifier(schema, n) for n in targets]
-    cols = list(columns)
-
-    def hashes(rels: list[sql.Identifier]) -> sql.Composed:
-        return sql.SQL(" UNION ALL ").join(sql.SQL("SELECT {} AS h FROM {}").format(
-            cl.row_hash(cols), n) for n in rels)
-
-    # one pass over each table: count and checksum together
-    compare = sql.SQL(
-        "SELECT o.n, o.h, x.n, x.h FROM (SELECT pg_catalog.count(*) AS n,"
-        " coalesce(pg_catalog.sum(u.h), 0) AS h FROM ({o}) u) o, (SELECT pg_catalog.count(*)"
-        " AS n, coalesce(pg_catalog.sum(u.h), 0) AS h FROM ({n}) u) x").format(
-        o=hashes(old_ids), n=hashes(news))
-
-    def compared(row: Any, _c: psycopg.Connection) -> str:
-        n_old, h_old, n_new, h_new = (int(v) for v in row)
-        if (n_old, h_old) == (n_new, h_new):
-            return (f"{old_disp} and the new partitions hold the same {n_new:,} rows "
-                    f"(checksum {h_new})")
-        # the new partitions are live: writers changed rows since the swap, so no comparison
-        # now can tell a lost row from an updated one (nor can a containment query: a row
-        # updated or deleted since is missing from them either way). The proof is the one
-        # recorded: equal per bound in the snapshot before the swap, every change since
-        # replayed in it under the swap's locks
-        return (f"{old_disp} hold{'s' if len(olds) == 1 else ''} {n_old:,} rows, the new "
-                f"partitions {n_new:,} now (writes since the swap); the rows were verified per "
-                f"bound before the swap and every change since was replayed in it")
+    refs = referenced_tables(conn, oids)  # the detached tables keep the sources' oids
 
     def registered(row: Any, _c: psycopg.Connection) -> str:
         if not row[0]:
             raise VerificationFailed(f"pgparts' registry does not record {old_disp} as a "
-                                     f"detached move source; it is kept")
-        return f"{old_disp} is recorded as this move's detached source"
+                                     f"detached move source verified by this move; it is kept")
+        return (f"{old_disp} {'is' if len(olds) == 1 else 'are'} recorded as verified by this "
+                f"move: equal per new bound before the swap, every change since replayed in it")
 
     def dropped(c: psycopg.Connection) -> bool:
         return after_swap(c) and all(_rel_oid(c, schema, d) is None for d in olds)
@@ -1071,33 +1146,54 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | 
     proof = sql.SQL("SELECT {}").format(sql.SQL(" AND ").join(
         recorded(d, o) for d, o in zip(olds, old_ids, strict=True)))
     steps.append(Step(
-        title=f"Verify and drop {old_disp}",
-        explanation=(f"Only a detached source the registry records as verified (equal per bound "
-                     f"before the swap, every change since replayed in it) is dropped; its row "
-                     f"count and checksum are compared with the new partitions once more and "
-                     f"reported (they differ when writers changed rows since the swap, so this "
-                     f"cannot prove anything the verification before the swap did not). Then "
-                     f"DROP it and forget the move in pgparts' registry. Nobody uses "
-                     f"{old_disp}."),
+        title=f"Drop {old_disp}, verified before the swap",
+        explanation=(f"Only a detached source the registry records as verified by this move is "
+                     f"dropped: the swap records that in its own transaction, after the "
+                     f"verification (count and checksum per new bound, exact in its snapshot) "
+                     f"and the last replay of every change since, with the log found empty. "
+                     f"No row is compared again here: the new partitions are live, writes since "
+                     f"the swap make them differ from {old_disp}, and no comparison now could "
+                     f"tell a lost row from one changed since. Then DROP it and forget the move "
+                     f"in pgparts' registry. Nobody uses {old_disp}, but dropping its foreign "
+                     f"keys takes an instant of ACCESS EXCLUSIVE on the tables they reference: "
+                     f"like the swap, the step gives way to their writers (each lock wait ends "
+                     f"at lock_timeout or a fifth of deadlock_timeout, and it is retried)."),
         statements=[
             Statement(markers.guard_sql(conn, create=False),
                       note="pgparts' registry is trusted"),
             Statement(proof, "verify",
-                      note="the registry proves the detached table is this move's",
+                      note="the registry records the detached table as verified by this move",
                       check=registered, script=raise_unless(
                           conn, proof,
                           f"the registry does not record {old_disp} as verified; it is kept")),
-            Statement(compare, "verify", note="count and checksum of both sides, reported",
-                      check=compared, script=compare),
             *[Statement(sql.SQL("DROP TABLE {}").format(o),
                         note="only after the registry check above passed") for o in old_ids],
             Statement(forget_sql(oids), note="forget the move in pgparts' registry"),
         ],
         locks=[*[Lock("ACCESS EXCLUSIVE", display_name(schema, d), "nobody: detached")
                  for d in olds],
-               Lock("ACCESS SHARE", ", ".join(targets), "nobody")],
+               *[Lock("ACCESS EXCLUSIVE", r, "its readers and writers, for an instant: the "
+                      "detached table's foreign key to it goes with the table") for r in refs]],
+        # DROP TABLE drops the detached table's own foreign keys (the parent's, kept by
+        # DETACH), which takes ACCESS EXCLUSIVE on each table they reference: queued behind
+        # a transaction that reads it, the DROP would hold up its every reader and writer
+        # (bench/move.py measured 1 s, the deadlock detector ending a cycle with a writer
+        # whose key checks lock those tables in another order), so it gives way as the swap
+        retry="give-way", statement_timeout_seconds=SWAP_STATEMENT_TIMEOUT,
         estimate=Estimate(0, 0, 0.1), done=dropped, verify_note="rows of the source verified"))
     return steps
+
+
+def referenced_tables(conn: psycopg.Connection, oids: list[int]) -> list[str]:
+    """The tables the foreign keys of these tables (and of their sub-partitions) reference,
+    but themselves."""
+    return [display_name(r[0], r[1]) for r in conn.execute(
+        "SELECT DISTINCT n.nspname, c.relname FROM pg_catalog.pg_constraint k"
+        " JOIN pg_catalog.pg_class c ON c.oid = k.confrelid"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE k.contype = 'f' AND k.conrelid IN (SELECT t.relid FROM"
+        "  pg_catalog.unnest(%s::pg_catalog.oid[]) o, pg_catalog.pg_partition_tree(o) t)"
+        " AND k.confrelid <> k.conrelid ORDER BY 1, 2", (oids,)).fetchall()]
 
 
 def forget_sql(oids: list[int]) -> sql.Composed:
@@ -1125,7 +1221,6 @@ class Unfinished:
     source_names: list[str]
     targets: list[str]
     fkeys: list[ForeignKey]
-    columns: list[str]
 
     @property
     def source_oid(self) -> int:
@@ -1160,12 +1255,9 @@ def unfinished(conn: psycopg.Connection, parent: PartNode) -> Unfinished | None:
                 fkeys.append(ForeignKey(sql.Identifier(row[0], row[1]),
                                         display_name(row[0], row[1]), int(table_oid), name,
                                         [], [], False, "", "", False, False))
-        cols = [r[0] for r in conn.execute(
-            "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attnum > 0"
-            " AND NOT attisdropped ORDER BY attnum", (first.objid,)).fetchall()]
         return Unfinished([e.objid for e in group], first.schema, [e.name for e in group],
                           [e.source_name for e in group],
-                          list(json.loads(first.replacement or "[]")), fkeys, cols)
+                          list(json.loads(first.replacement or "[]")), fkeys)
     return None
 
 
@@ -1364,7 +1456,8 @@ def move_plan(conn: psycopg.Connection, kind: str, title: str, parent: PartNode,
         details["sources"] = [s.qualified for s in sources]
     details["targets"] = [{"name": t.name, "bound": t.bound_text} for t in targets]
     return Plan(kind=kind, title=title, target=parent.qualified, target_oid=parent.oid,
-                steps=steps, summary=[], facts=facts, details=details)
+                steps=steps, summary=[], facts=facts, details=details,
+                sessions=SESSIONS if any(st.parallel for st in steps) else 1)
 
 
 def original(schema: str, name: str, detached: str) -> Destroyed:
@@ -1379,12 +1472,11 @@ def finish_plan(conn: psycopg.Connection, kind: str, parent: PartNode, u: Unfini
     disp = ", ".join(display_name(u.schema, n) for n in u.source_names)
     olds = [display_name(u.schema, d) for d in u.detached]
     line = (f"finish the move of {disp} started earlier (swapped into "
-            f"{', '.join(u.targets)}): validate the foreign keys, verify, drop "
-            f"{', '.join(olds)}")
+            f"{', '.join(u.targets)}): validate the foreign keys, drop "
+            f"{', '.join(olds)} (verified before the swap)")
     return Plan(kind=kind, title=f"finish moving {disp}", target=parent.qualified,
                 target_oid=parent.oid,
-                steps=finish_steps(conn, parent, u.source_oids, u.schema, u.detached, u.targets,
-                                   u.fkeys, u.columns),
+                steps=finish_steps(conn, parent, u.source_oids, u.schema, u.detached, u.fkeys),
                 summary=[line, "the values given now are not used: the earlier move comes first"],
                 facts=PlanFacts(changes=[line], destroys=[
                     original(u.schema, n, d) for n, d in zip(u.source_names, u.detached,
