@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from . import MigrateError
+from . import MigrateError, tagged
 from .preflight import ForeignKey
 from .source import SourceTable, statement_timeout
 
@@ -66,8 +66,11 @@ def candidates(table: SourceTable, columns: tuple[str, ...]) -> sql.Composable:
     cols = _cols(tuple(narrow))
     on = sql.SQL(" AND ").join(sql.SQL("k.{c} = c.{c}").format(c=sql.Identifier(c))
                                for c in narrow)
-    return sql.SQL("(SELECT k.* FROM {t} AS k JOIN (SELECT {cols} FROM {t} GROUP BY {cols}"
-                   " HAVING pg_catalog.count(*) > 1) AS c ON {on}) AS k").format(
+    # MATERIALIZED: counted once; inlined, a parallel plan counted the whole table again in
+    # every worker (the inner side of a parallel join is built by each)
+    return sql.SQL("(WITH c AS MATERIALIZED (SELECT {cols} FROM {t} GROUP BY {cols}"
+                   " HAVING pg_catalog.count(*) > 1) SELECT k.* FROM {t} AS k JOIN c ON {on})"
+                   " AS k").format(
         t=table.ident, cols=cols, on=on)
 
 
@@ -85,43 +88,89 @@ def _split(fks: list[ForeignKey], surrogate: str) -> tuple[list[ForeignKey], lis
     return ok, [f for f in fks if f.ref_columns != (surrogate,)]
 
 
-def find_duplicates(conn: psycopg.Connection, table: SourceTable, key: tuple[str, ...],
-                    tiebreak: str | None, surrogate: str, referencing: list[ForeignKey], *,
-                    sample_groups: int = 10, timeout: str = "10min") -> DuplicateReport:
-    """Count the duplicate groups on key + tie-break, take a sample, and count the referencing
-    rows the dedupe would re-point (per foreign key)."""
+def report_part(columns: tuple[str, ...], surrogate: str, candidates: sql.Composable,
+                repointable: list[ForeignKey], sample_groups: int) -> tagged.Part:
+    """The duplicate report's CTEs and rows (tagged.py): the groups ('d.total': their number,
+    the rows to delete, per foreign key the referencing rows to re-point) and the first
+    `sample_groups` groups with their surrogate ids, oldest first ('d.sample'). `candidates`:
+    a FROM item (alias k) with every row that can be a duplicate (`candidates()`)."""
+    cols = _cols(columns)
+    s = sql.Identifier(surrogate)
+    named = {f"d.{i}": sql.Identifier("dg", c) for i, c in enumerate(columns)}
+    per_fk = {f"d.fk{i}": sql.SQL(
+        "(SELECT pg_catalog.count(*) FROM {r} AS r JOIN dd ON r.{c} = dd.drop_id)").format(
+        r=sql.Identifier(fk.schema, fk.table), c=sql.Identifier(fk.columns[0]))
+        for i, fk in enumerate(repointable)}
+    return tagged.Part(
+        ctes=[
+            # every group with its ids, oldest first: the oldest is kept, the others deleted
+            # (NULLs group together, as in drop_set)
+            sql.SQL("dg AS MATERIALIZED (SELECT {cols}, pg_catalog.array_agg({s} ORDER BY {s})"
+                    " AS pgparts_ids FROM {k} GROUP BY {cols} HAVING pg_catalog.count(*) > 1)"
+                    ).format(cols=cols, s=s, k=candidates),
+            sql.SQL("dd AS MATERIALIZED (SELECT pg_catalog.unnest(pgparts_ids[2:]) AS drop_id"
+                    " FROM dg)")],
+        columns=[("d.groups", tagged.COUNT), ("d.rows", tagged.COUNT),
+                 *((k, tagged.COUNT) for k in per_fk), *named.items(),
+                 ("d.ids", sql.SQL("dg.pgparts_ids"))],
+        typed_from=[sql.SQL("dg")],
+        branches=[
+            tagged.Branch("d.total", {
+                "d.groups": sql.SQL("(SELECT pg_catalog.count(*) FROM dg)"),
+                "d.rows": sql.SQL("(SELECT pg_catalog.count(*) FROM dd)"), **per_fk},
+                sql.SQL("")),
+            tagged.Branch("d.sample", {**named, "d.ids": sql.SQL("dg.pgparts_ids")},
+                          sql.SQL("FROM dg ORDER BY {cols} LIMIT {n}").format(
+                              cols=_cols(columns, "dg"), n=sql.Literal(sample_groups)))])
+
+
+def report_from(conn: psycopg.Connection, rows: tagged.Rows, table: SourceTable,
+                columns: tuple[str, ...], surrogate: str,
+                referencing: list[ForeignKey]) -> DuplicateReport:
+    """The report from `report_part`'s rows, with the sample's rows read by surrogate id."""
+    repointable, blocking = _split(referencing, surrogate)
+    total = rows.of("d.total")[0]
+    heads = [(tuple(rows.get(r, f"d.{i}") for i in range(len(columns))), rows.get(r, "d.ids"))
+             for r in rows.of("d.sample")]
+    ids = [i for _, group in heads for i in group]
+    with conn.cursor(row_factory=dict_row) as cur:
+        found = {r[surrogate]: r for r in cur.execute(sql.SQL(
+            "SELECT * FROM {t} WHERE {s} = ANY({ids})").format(
+            t=table.ident, s=sql.Identifier(surrogate), ids=sql.Literal(ids)))} if ids else {}
+    groups = int(rows.get(total, "d.groups"))
+    return DuplicateReport(
+        columns, surrogate, groups, int(rows.get(total, "d.rows")),
+        [DuplicateGroup(values, [found[i] for i in group if i in found])
+         for values, group in heads],
+        [Repoint(fk, int(rows.get(total, f"d.fk{i}"))) for i, fk in enumerate(repointable)],
+        blocking if groups else [])
+
+
+def report_columns(table: SourceTable, key: tuple[str, ...], tiebreak: str | None,
+                   surrogate: str) -> tuple[str, ...]:
+    """Key + tie-break, checked: the columns a duplicate is equal on."""
     columns = (*key, tiebreak) if tiebreak and tiebreak not in key else tuple(key)
     for c in (*columns, surrogate):
         table.column(c)
     if surrogate in columns:
         raise MigrateError("the surrogate id cannot be part of the duplicate test")
-    grouped = sql.SQL("FROM {t} GROUP BY {cols} HAVING pg_catalog.count(*) > 1").format(
-        t=candidates(table, columns), cols=_cols(columns))
-    repointable, blocking = _split(referencing, surrogate)
-    # one pass over the drop set for the totals and every foreign key's referencing rows
-    per_fk = [sql.SQL(", (SELECT pg_catalog.count(*) FROM {r} AS r JOIN d ON r.{c} = d.drop_id)")
-              .format(r=sql.Identifier(fk.schema, fk.table), c=sql.Identifier(fk.columns[0]))
-              for fk in repointable]
+    if "pgparts_ids" in columns:
+        raise MigrateError("a column named pgparts_ids cannot be part of the duplicate test")
+    return columns
+
+
+def find_duplicates(conn: psycopg.Connection, table: SourceTable, key: tuple[str, ...],
+                    tiebreak: str | None, surrogate: str, referencing: list[ForeignKey], *,
+                    sample_groups: int = 10, timeout: str = "10min") -> DuplicateReport:
+    """Count the duplicate groups on key + tie-break, take a sample, and count the referencing
+    rows the dedupe would re-point (per foreign key): one statement over the candidates."""
+    columns = report_columns(table, key, tiebreak, surrogate)
+    repointable, _ = _split(referencing, surrogate)
+    part = report_part(columns, surrogate, candidates(table, columns), repointable,
+                       sample_groups)
     with statement_timeout(conn, timeout):
-        found = conn.execute(sql.SQL(
-            "WITH d AS MATERIALIZED ({d}) SELECT (SELECT pg_catalog.count(DISTINCT keep_id)"
-            " FROM d), (SELECT pg_catalog.count(*) FROM d){per_fk}").format(
-            d=drop_set(table, columns, surrogate), per_fk=sql.SQL("").join(per_fk))).fetchone()
-        groups, extra = found[0], found[1]
-        heads = conn.execute(sql.SQL(
-            "SELECT {cols}, pg_catalog.array_agg({s} ORDER BY {s}) {g} ORDER BY {cols}"
-            " LIMIT {n}").format(cols=_cols(columns), s=sql.Identifier(surrogate), g=grouped,
-                                 n=sql.Literal(sample_groups))).fetchall()
-        ids = [i for h in heads for i in h[-1]]
-        with conn.cursor(row_factory=dict_row) as cur:
-            rows = {r[surrogate]: r for r in cur.execute(sql.SQL(
-                "SELECT * FROM {t} WHERE {s} = ANY({ids})").format(
-                t=table.ident, s=sql.Identifier(surrogate), ids=sql.Literal(ids)))}
-    counts = [Repoint(fk, n) for fk, n in zip(repointable, found[2:], strict=True)]
-    sample = [DuplicateGroup(tuple(h[:-1]), [rows[i] for i in h[-1] if i in rows])
-              for h in heads]
-    return DuplicateReport(columns, surrogate, groups, extra, sample, counts,
-                           blocking if groups else [])
+        rows = tagged.Rows(conn, [part])
+        return report_from(conn, rows, table, columns, surrogate, referencing)
 
 
 def unindexed(conn: psycopg.Connection, fks: Sequence[ForeignKey]) -> list[ForeignKey]:
