@@ -49,17 +49,18 @@ def analyse(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn,
     assert surrogate and tiebreak and shape
     columns = duplicates.report_columns(table, key, tiebreak, surrogate)
     keys = sql.SQL(", ").join(sql.Identifier(c) for c in key)
-    on = sql.SQL(" AND ").join(sql.SQL("k.{c} = c.{c}").format(c=sql.Identifier(c))
-                               for c in key)
+    k_keys = sql.SQL(", ").join(sql.Identifier("k", c) for c in key)
     wanted = sql.SQL(", ").join(sql.Identifier("k", c)
                                 for c in dict.fromkeys((*key, tiebreak, surrogate)))
     # the keys stored more than once (NOT NULL columns: equality matches GROUP BY), then
-    # their rows; MATERIALIZED, so each is computed once for both reports
+    # their rows (IN: the planner hashes the few keys, not the table); MATERIALIZED, so each
+    # is computed once for both reports
     shared = tagged.Part(ctes=[
         sql.SQL("c AS MATERIALIZED (SELECT {keys} FROM {t} GROUP BY {keys}"
                 " HAVING pg_catalog.count(*) > 1)").format(keys=keys, t=table.ident),
-        sql.SQL("{cand} AS MATERIALIZED (SELECT {wanted} FROM {t} AS k JOIN c ON {on})").format(
-            cand=CANDIDATES, wanted=wanted, t=table.ident, on=on)])
+        sql.SQL("{cand} AS MATERIALIZED (SELECT {wanted} FROM {t} AS k"
+                " WHERE ({k_keys}) IN (SELECT {keys} FROM c))").format(
+            cand=CANDIDATES, wanted=wanted, t=table.ident, k_keys=k_keys, keys=keys)])
     repointable = [f for f in fks if f.ref_columns == (surrogate,)]
     dup_part = duplicates.report_part(columns, surrogate,
                                       sql.SQL("{} AS k").format(CANDIDATES), repointable,
