@@ -22,7 +22,7 @@ from . import collisions, duplicates, tagged
 from .collisions import CollisionReport
 from .duplicates import DuplicateReport
 from .preflight import ForeignKey
-from .source import PartitionColumn, SourceTable, statement_timeout
+from .source import PartitionColumn, SourceTable, repeated_rows, statement_timeout
 
 CANDIDATES = sql.Identifier("pgparts_candidates")
 
@@ -37,7 +37,8 @@ def analyse(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn,
     fks = list(referencing)
     dedupe = bool(surrogate) and surrogate not in (*key, tiebreak)
     collide = bool(tiebreak) and pc.kind in ("timestamptz", "timestamp")
-    shape = collisions._shape(table, pc, key, tiebreak or "") if collide else None
+    shape = collisions.with_minute_index(conn, collisions._shape(table, pc, key, tiebreak or "")) \
+        if collide else None
     if not (dedupe and collide and all(table.column(c).not_null for c in key)):
         dup = duplicates.find_duplicates(conn, table, key, tiebreak, surrogate or "", fks,
                                          sample_groups=sample_groups, timeout=timeout) \
@@ -49,18 +50,17 @@ def analyse(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn,
     assert surrogate and tiebreak and shape
     columns = duplicates.report_columns(table, key, tiebreak, surrogate)
     keys = sql.SQL(", ").join(sql.Identifier(c) for c in key)
-    k_keys = sql.SQL(", ").join(sql.Identifier("k", c) for c in key)
     wanted = sql.SQL(", ").join(sql.Identifier("k", c)
                                 for c in dict.fromkeys((*key, tiebreak, surrogate)))
     # the keys stored more than once (NOT NULL columns: equality matches GROUP BY), then
-    # their rows (IN: the planner hashes the few keys, not the table); MATERIALIZED, so each
-    # is computed once for both reports
+    # their rows (by the index on (prefix, timestamp) when there is one, which also serves
+    # the collisions' minutes); MATERIALIZED, so each is computed once for both reports
     shared = tagged.Part(ctes=[
         sql.SQL("c AS MATERIALIZED (SELECT {keys} FROM {t} GROUP BY {keys}"
                 " HAVING pg_catalog.count(*) > 1)").format(keys=keys, t=table.ident),
-        sql.SQL("{cand} AS MATERIALIZED (SELECT {wanted} FROM {t} AS k"
-                " WHERE ({k_keys}) IN (SELECT {keys} FROM c))").format(
-            cand=CANDIDATES, wanted=wanted, t=table.ident, k_keys=k_keys, keys=keys)])
+        sql.SQL("{cand} AS MATERIALIZED (SELECT {wanted} FROM {rows})").format(
+            cand=CANDIDATES, wanted=wanted,
+            rows=repeated_rows(table, key, sql.Identifier("c"), shape.minute_index))])
     repointable = [f for f in fks if f.ref_columns == (surrogate,)]
     dup_part = duplicates.report_part(columns, surrogate,
                                       sql.SQL("{} AS k").format(CANDIDATES), repointable,

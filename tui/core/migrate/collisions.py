@@ -14,7 +14,7 @@ statement; it changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,13 @@ import psycopg
 from psycopg import sql
 
 from . import MigrateError, tagged
-from .source import PartitionColumn, SourceTable, statement_timeout
+from .source import (
+    PartitionColumn,
+    SourceTable,
+    index_leads,
+    repeated_rows,
+    statement_timeout,
+)
 
 MAX_PER_MINUTE = 60
 
@@ -58,6 +64,13 @@ class _Shape:
     ts: str
     tiebreak: str
     utc: bool  # timestamptz: date_trunc in UTC
+    minute_index: bool = False  # a btree index leads with (prefix..., timestamp): see _ranked
+
+
+def with_minute_index(conn: psycopg.Connection, s: _Shape) -> _Shape:
+    """`s`, knowing whether an index leads with the prefix columns (in any order) and then
+    the timestamp: the rows of a group's minute, and of a repeated key, are then read by it."""
+    return replace(s, minute_index=index_leads(conn, s.table, s.prefix, s.ts))
 
 
 def _shape(table: SourceTable, pc: PartitionColumn, key: tuple[str, ...],
@@ -108,19 +121,32 @@ def _ranked(s: _Shape, first_groups: int | None = None,
     # (A prefix that is NULL never matches: such rows were never renumbered anyway.)
     # MATERIALIZED: counted once; inlined, a parallel plan counted the whole table again in
     # every worker (the inner side of a parallel join is built by each).
-    # The rows of a group's minute are found by the minute (a hash join computes it for
-    # every row) or, where an index leads with (prefix, timestamp), by the range
-    # [m, m + 59.999999 s]: the same rows (timestamps are whole microseconds; an infinite m
-    # bounds only itself), read by the index rather than the whole table.
+    # The rows of a group's minute: where an index leads with (prefix, timestamp), read by it
+    # for each group, in the range [m, m + 59.999999 s] (the same rows: timestamps are whole
+    # microseconds, and an infinite m bounds only itself); otherwise by a hash join on the
+    # minute, computed for every row of the table. (Offered both in one join, the planner
+    # took the estimate of a HAVING for the number of groups and sorted the whole table;
+    # OFFSET 0 keeps the LATERAL subquery from being flattened into such a join.)
+    if s.minute_index:
+        rows = sql.SQL(
+            "g CROSS JOIN LATERAL (SELECT x.ctid, x.{ts}, x.{tb} FROM {t} AS x WHERE {on}"
+            " AND x.{ts} >= g.m AND x.{ts} <= g.m + interval '59.999999 seconds'"
+            " AND {minute_x} = g.m OFFSET 0) AS x").format(
+            ts=sql.Identifier(s.ts), tb=sql.Identifier(s.tiebreak), t=s.table.ident,
+            on=sql.SQL(" AND ").join([*(sql.SQL("x.{} = g.{}").format(p, k) for p, k in zip(
+                prefix, ks, strict=True)), sql.SQL("true")]), minute_x=_minute(s, "x"))
+        g_keys = sql.SQL("").join(sql.SQL("g.{}, ").format(k) for k in ks)
+    else:
+        rows = sql.SQL("{t} AS x JOIN g ON {join_on}{minute_x} = g.m").format(
+            t=s.table.ident, join_on=join_on, minute_x=_minute(s, "x"))
+        g_keys = x_keys
     if candidates is None:
         pairs = sql.SQL("""c AS MATERIALIZED (
             SELECT {by_key} FROM {t} WHERE {ts} IS NOT NULL
             GROUP BY {by_key} HAVING pg_catalog.count(*) > 1
         ), """).format(by_key=by_key, t=s.table.ident, ts=sql.Identifier(s.ts))
-        # IN: the planner hashes the few repeated pairs (as a join, it took the estimate of
-        # a HAVING, a third of the table, and hashed the whole table instead)
-        rows_of_c = sql.SQL("{t} AS k WHERE ({k_by_key}) IN (SELECT {by_key} FROM c)").format(
-            t=s.table.ident, k_by_key=k_by_key, by_key=by_key)
+        rows_of_c = repeated_rows(s.table, (*s.prefix, s.ts), sql.Identifier("c"),
+                                  s.minute_index)
     else:
         pairs, rows_of_c = sql.SQL(""), sql.SQL("{} AS k").format(candidates)
     return sql.SQL("""
@@ -128,18 +154,17 @@ def _ranked(s: _Shape, first_groups: int | None = None,
             SELECT DISTINCT {k_select}{minute_k} AS m FROM {rows_of_c}
             GROUP BY {k_by_key} HAVING pg_catalog.count(DISTINCT k.{tb}) > 1{limit}
         ), r AS (
-            SELECT x.ctid AS row_ctid, {x_keys}g.m, x.{ts} AS old_ts, x.{tb} AS tb,
+            SELECT x.ctid AS row_ctid, {g_keys}g.m, x.{ts} AS old_ts, x.{tb} AS tb,
                    pg_catalog.dense_rank() OVER (PARTITION BY {part}g.m ORDER BY x.{tb}) AS rk
-            FROM {t} AS x JOIN g ON {join_on}{minute_x} = g.m
-                 AND x.{ts} >= g.m AND x.{ts} <= g.m + interval '59.999999 seconds'
+            FROM {rows}
         )
         SELECT r.*, pg_catalog.max(r.rk) OVER (PARTITION BY {part}r.m) AS size,
                r.m + pg_catalog.make_interval(secs => r.rk - 1) AS new_ts
         FROM r""").format(
         pairs=pairs, rows_of_c=rows_of_c, k_select=k_select, minute_k=_minute(s, "k"),
         t=s.table.ident, k_by_key=k_by_key,
-        tb=sql.Identifier(s.tiebreak), x_keys=x_keys, ts=sql.Identifier(s.ts), part=part,
-        join_on=join_on, minute_x=_minute(s, "x"),
+        tb=sql.Identifier(s.tiebreak), g_keys=g_keys, ts=sql.Identifier(s.ts), part=part,
+        rows=rows,
         limit=sql.SQL("") if first_groups is None else sql.SQL(
             " ORDER BY {part}m LIMIT {n}").format(part=part, n=sql.Literal(first_groups)))
 
@@ -215,7 +240,7 @@ def find_collisions(conn: psycopg.Connection, table: SourceTable, pc: PartitionC
     """The (prefix, minute) groups to renumber, the rows that change, the groups that cannot
     be fixed, and the rewrites of the fixable ones among the first `sample_groups` groups:
     one statement, the table ranked once."""
-    s = _shape(table, pc, key, tiebreak)
+    s = with_minute_index(conn, _shape(table, pc, key, tiebreak))
     with statement_timeout(conn, timeout):
         rows = tagged.Rows(conn, [report_part(s, _ranked(s), sample_groups)])
     return report_from(rows, s, key)

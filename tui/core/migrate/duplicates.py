@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 from . import MigrateError, tagged
 from .preflight import ForeignKey
-from .source import SourceTable, statement_timeout
+from .source import SourceTable, index_leads, repeated_rows, statement_timeout
 
 WORK_TABLE = sql.Identifier("pg_temp", "pgparts_dedupe")
 
@@ -52,35 +52,47 @@ def _cols(columns: tuple[str, ...], alias: str | None = None) -> sql.Composable:
         sql.Identifier(alias, c) if alias else sql.Identifier(c) for c in columns)
 
 
-def candidates(table: SourceTable, columns: tuple[str, ...]) -> sql.Composable:
+def candidates(table: SourceTable, columns: tuple[str, ...],
+               indexed: bool = False) -> sql.Composable:
     """A FROM item with the table's rows that can be duplicates on `columns` (alias `k`):
     those whose NOT NULL columns among them (the tie-break, last, left out when others are)
     hold values stored more than once. Counting rows on fewer, fixed-width columns is a far
     smaller aggregate than the whole group (an index on them answers it without reading the
     table), and only the candidates are then grouped. Equality on NOT NULL columns matches
-    what GROUP BY groups; without such a column every row is a candidate."""
-    not_null = [c for c in columns if table.column(c).not_null]
-    narrow = [c for c in columns[:-1] if c in not_null] or not_null
+    what GROUP BY groups; without such a column every row is a candidate. `indexed`: an index
+    leads with those columns (`narrow_columns`, `index_leads`): their rows are read by it."""
+    narrow = narrow_columns(table, columns)
     if not narrow:
         return sql.SQL("{} AS k").format(table.ident)
-    cols = _cols(tuple(narrow))
+    cols = _cols(narrow)
     # MATERIALIZED: counted once; inlined, a parallel plan counted the whole table again in
-    # every worker (the inner side of a parallel join is built by each). IN: the planner
-    # hashes the few repeated keys; as a join it took the estimate of a HAVING (a third of the
-    # table) and hashed the whole table instead.
+    # every worker (the inner side of a parallel join is built by each)
     return sql.SQL("(WITH c AS MATERIALIZED (SELECT {cols} FROM {t} GROUP BY {cols}"
-                   " HAVING pg_catalog.count(*) > 1) SELECT k.* FROM {t} AS k"
-                   " WHERE ({k_cols}) IN (SELECT {cols} FROM c)) AS k").format(
-        t=table.ident, cols=cols, k_cols=_cols(tuple(narrow), "k"))
+                   " HAVING pg_catalog.count(*) > 1) SELECT k.* FROM {rows}) AS k").format(
+        t=table.ident, cols=cols,
+        rows=repeated_rows(table, narrow, sql.Identifier("c"), indexed))
 
 
-def drop_set(table: SourceTable, columns: tuple[str, ...], surrogate: str) -> sql.Composed:
+def narrow_columns(table: SourceTable, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns whose repeated values find the candidates (see `candidates`)."""
+    not_null = [c for c in columns if table.column(c).not_null]
+    return tuple([c for c in columns[:-1] if c in not_null] or not_null)
+
+
+def candidates_indexed(conn: psycopg.Connection, table: SourceTable,
+                       columns: tuple[str, ...]) -> bool:
+    narrow = narrow_columns(table, columns)
+    return bool(narrow) and index_leads(conn, table, narrow)
+
+
+def drop_set(table: SourceTable, columns: tuple[str, ...], surrogate: str,
+             indexed: bool = False) -> sql.Composed:
     """SELECT drop_id, keep_id: each row to delete and the oldest row of its group.
     PARTITION BY groups NULLs together, as GROUP BY does."""
     return sql.SQL(
         "SELECT x.{s} AS drop_id, x.keep_id FROM (SELECT {s}, pg_catalog.min({s}) OVER"
         " (PARTITION BY {cols}) AS keep_id FROM {t}) AS x WHERE x.{s} <> x.keep_id").format(
-        s=sql.Identifier(surrogate), cols=_cols(columns), t=candidates(table, columns))
+        s=sql.Identifier(surrogate), cols=_cols(columns), t=candidates(table, columns, indexed))
 
 
 def _split(fks: list[ForeignKey], surrogate: str) -> tuple[list[ForeignKey], list[ForeignKey]]:
@@ -166,7 +178,8 @@ def find_duplicates(conn: psycopg.Connection, table: SourceTable, key: tuple[str
     rows the dedupe would re-point (per foreign key): one statement over the candidates."""
     columns = report_columns(table, key, tiebreak, surrogate)
     repointable, _ = _split(referencing, surrogate)
-    part = report_part(columns, surrogate, candidates(table, columns), repointable,
+    indexed = candidates_indexed(conn, table, columns)
+    part = report_part(columns, surrogate, candidates(table, columns, indexed), repointable,
                        sample_groups)
     with statement_timeout(conn, timeout):
         rows = tagged.Rows(conn, [part])
@@ -197,7 +210,8 @@ def helper_index_name(fk: ForeignKey) -> str:
 
 def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: str,
                       referencing: list[ForeignKey],
-                      unindexed_fks: Sequence[ForeignKey] = ()) -> list[sql.Composed]:
+                      unindexed_fks: Sequence[ForeignKey] = (),
+                      indexed: bool = False) -> list[sql.Composed]:
     """The dedupe stage's statements, to run in this order in one transaction: the rows to
     delete with the row each one's references move to; every referencing foreign key
     re-pointed to the kept row; the delete. MigrateError when a foreign key points at other
@@ -207,7 +221,9 @@ def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: s
     every deleted row's foreign keys with a query on the referencing table, a full scan of it
     when its column has no index (deleted rows x referencing rows: minutes for tens of
     thousands of each); an index on each such column is built before the delete and dropped
-    after it, in the same transaction (SHARE on that table meanwhile)."""
+    after it, in the same transaction (SHARE on that table meanwhile).
+
+    `indexed` (`candidates_indexed`): the candidates' rows are read by an index."""
     repointable, blocking = _split(referencing, surrogate)
     if blocking:
         raise MigrateError("foreign key(s) " + ", ".join(f.name for f in blocking)
@@ -215,7 +231,7 @@ def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: s
     out = [
         sql.SQL("DROP TABLE IF EXISTS {w}").format(w=WORK_TABLE),
         sql.SQL("CREATE TEMP TABLE {w} AS {d}").format(
-            w=WORK_TABLE, d=drop_set(table, columns, surrogate)),
+            w=WORK_TABLE, d=drop_set(table, columns, surrogate, indexed)),
         sql.SQL("CREATE INDEX ON {w} (drop_id)").format(w=WORK_TABLE),
         sql.SQL("ANALYZE {w}").format(w=WORK_TABLE),
     ]
