@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 
 from tui.core.migrate import MigrateError
-from tui.core.migrate.preflight import preflight, rows_per_period, wait_for_writers
+from tui.core.migrate.preflight import _by_bounds, preflight, rows_per_period, wait_for_writers
 from tui.core.migrate.source import load_table, partition_column
 
 from .migrate_support import HOSTILE, PLAIN, Names, build_legacy
@@ -200,3 +200,36 @@ def test_publication_for_all_tables_and_inheritance(db):
             assert any("inherit" in w for w in pf.warnings)
     finally:
         db.execute("DROP PUBLICATION everything")
+
+
+def test_exact_counts_match_date_trunc_for_every_period_and_type(db):
+    """The exact counts compare each value with the periods' bounds: the same counts as
+    date_trunc in UTC (timestamptz), of the plain timestamp, and of the date, on the bounds
+    themselves, a microsecond before them, a Monday and a Sunday, with NULLs."""
+    db.execute("""
+        CREATE TABLE public.pv (tz timestamptz, ts timestamp, d date);
+        INSERT INTO public.pv
+        SELECT v, v AT TIME ZONE 'UTC', (v AT TIME ZONE 'UTC')::date
+        FROM unnest(ARRAY['2023-12-31 23:59:59.999999+00', '2024-01-01 00:00:00+00',
+                          '2024-03-31 23:00:00-02', '2024-04-01 00:00:00+00',
+                          '2024-04-07 12:00:00+00', '2024-04-08 00:00:00+00',
+                          '2024-04-08 00:00:00.000001+00', '2026-06-15 08:30:00+05']
+                         ::timestamptz[]) AS v;
+        INSERT INTO public.pv VALUES (NULL, NULL, NULL);""")
+    with db.connect() as conn:
+        table = load_table(conn, "public", "pv")
+        for col, trunc in (("tz", "date_trunc(%s, {c}, 'UTC')"), ("ts", "date_trunc(%s, {c})"),
+                           ("d", "date_trunc(%s, {c}::timestamp)")):
+            pc = partition_column(table, col)
+            for period in ("year", "quarter", "month", "week", "day"):
+                # counted by the bounds, not by the date_trunc fallback
+                assert _by_bounds(conn, table, pc, period) is not None
+                got = rows_per_period(conn, table, pc, period, exact=True)
+                want = conn.execute(sql.SQL(
+                    "SELECT " + trunc + " AS p, count(*) FROM public.pv WHERE {c} IS NOT NULL"
+                    " GROUP BY 1").format(c=sql.Identifier(col)), (period,)).fetchall()
+                expected = {(p if p.tzinfo else p.replace(tzinfo=UTC)).astimezone(UTC): n
+                            for p, n in want}
+                assert {p.start: p.rows for p in got.periods if p.rows} == expected, (
+                    col, period)
+                assert (got.null_rows, got.total_rows) == (1, 9), (col, period)

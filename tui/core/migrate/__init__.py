@@ -14,6 +14,8 @@ guided migration (plans on the plan-kind abstraction, the wizard, `pgparts migra
   deletes and which referencing rows it re-points; `dedupe_statements()` is that stage's SQL.
 - `collisions`: (key prefix, minute) groups whose timestamps collide by design, the seconds
   rewrite and the groups it cannot fix; `rewrite_statements()` is that stage's SQL.
+- `analysis`: both reports from one statement, the keys stored more than once counted once
+  for both (`tagged`: rows of several kinds from one statement).
 - `layout`: proposed partitions (by interval, or merged up to a target row count), a DEFAULT
   and future partitions; a TOML/JSON layout file, read back and validated by the server.
 

@@ -17,9 +17,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from . import MigrateError
+from . import MigrateError, tagged
 from .preflight import ForeignKey
-from .source import SourceTable, statement_timeout
+from .source import SourceTable, index_leads, repeated_rows, statement_timeout
 
 WORK_TABLE = sql.Identifier("pg_temp", "pgparts_dedupe")
 
@@ -52,32 +52,47 @@ def _cols(columns: tuple[str, ...], alias: str | None = None) -> sql.Composable:
         sql.Identifier(alias, c) if alias else sql.Identifier(c) for c in columns)
 
 
-def candidates(table: SourceTable, columns: tuple[str, ...]) -> sql.Composable:
+def candidates(table: SourceTable, columns: tuple[str, ...],
+               indexed: bool = False) -> sql.Composable:
     """A FROM item with the table's rows that can be duplicates on `columns` (alias `k`):
     those whose NOT NULL columns among them (the tie-break, last, left out when others are)
     hold values stored more than once. Counting rows on fewer, fixed-width columns is a far
     smaller aggregate than the whole group (an index on them answers it without reading the
     table), and only the candidates are then grouped. Equality on NOT NULL columns matches
-    what GROUP BY groups; without such a column every row is a candidate."""
-    not_null = [c for c in columns if table.column(c).not_null]
-    narrow = [c for c in columns[:-1] if c in not_null] or not_null
+    what GROUP BY groups; without such a column every row is a candidate. `indexed`: an index
+    leads with those columns (`narrow_columns`, `index_leads`): their rows are read by it."""
+    narrow = narrow_columns(table, columns)
     if not narrow:
         return sql.SQL("{} AS k").format(table.ident)
-    cols = _cols(tuple(narrow))
-    on = sql.SQL(" AND ").join(sql.SQL("k.{c} = c.{c}").format(c=sql.Identifier(c))
-                               for c in narrow)
-    return sql.SQL("(SELECT k.* FROM {t} AS k JOIN (SELECT {cols} FROM {t} GROUP BY {cols}"
-                   " HAVING pg_catalog.count(*) > 1) AS c ON {on}) AS k").format(
-        t=table.ident, cols=cols, on=on)
+    cols = _cols(narrow)
+    # MATERIALIZED: counted once; inlined, a parallel plan counted the whole table again in
+    # every worker (the inner side of a parallel join is built by each)
+    return sql.SQL("(WITH c AS MATERIALIZED (SELECT {cols} FROM {t} GROUP BY {cols}"
+                   " HAVING pg_catalog.count(*) > 1) SELECT k.* FROM {rows}) AS k").format(
+        t=table.ident, cols=cols,
+        rows=repeated_rows(table, narrow, sql.Identifier("c"), indexed))
 
 
-def drop_set(table: SourceTable, columns: tuple[str, ...], surrogate: str) -> sql.Composed:
+def narrow_columns(table: SourceTable, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns whose repeated values find the candidates (see `candidates`)."""
+    not_null = [c for c in columns if table.column(c).not_null]
+    return tuple([c for c in columns[:-1] if c in not_null] or not_null)
+
+
+def candidates_indexed(conn: psycopg.Connection, table: SourceTable,
+                       columns: tuple[str, ...]) -> bool:
+    narrow = narrow_columns(table, columns)
+    return bool(narrow) and index_leads(conn, table, narrow)
+
+
+def drop_set(table: SourceTable, columns: tuple[str, ...], surrogate: str,
+             indexed: bool = False) -> sql.Composed:
     """SELECT drop_id, keep_id: each row to delete and the oldest row of its group.
     PARTITION BY groups NULLs together, as GROUP BY does."""
     return sql.SQL(
         "SELECT x.{s} AS drop_id, x.keep_id FROM (SELECT {s}, pg_catalog.min({s}) OVER"
         " (PARTITION BY {cols}) AS keep_id FROM {t}) AS x WHERE x.{s} <> x.keep_id").format(
-        s=sql.Identifier(surrogate), cols=_cols(columns), t=candidates(table, columns))
+        s=sql.Identifier(surrogate), cols=_cols(columns), t=candidates(table, columns, indexed))
 
 
 def _split(fks: list[ForeignKey], surrogate: str) -> tuple[list[ForeignKey], list[ForeignKey]]:
@@ -85,43 +100,90 @@ def _split(fks: list[ForeignKey], surrogate: str) -> tuple[list[ForeignKey], lis
     return ok, [f for f in fks if f.ref_columns != (surrogate,)]
 
 
-def find_duplicates(conn: psycopg.Connection, table: SourceTable, key: tuple[str, ...],
-                    tiebreak: str | None, surrogate: str, referencing: list[ForeignKey], *,
-                    sample_groups: int = 10, timeout: str = "10min") -> DuplicateReport:
-    """Count the duplicate groups on key + tie-break, take a sample, and count the referencing
-    rows the dedupe would re-point (per foreign key)."""
+def report_part(columns: tuple[str, ...], surrogate: str, candidates: sql.Composable,
+                repointable: list[ForeignKey], sample_groups: int) -> tagged.Part:
+    """The duplicate report's CTEs and rows (tagged.py): the groups ('d.total': their number,
+    the rows to delete, per foreign key the referencing rows to re-point) and the first
+    `sample_groups` groups with their surrogate ids, oldest first ('d.sample'). `candidates`:
+    a FROM item (alias k) with every row that can be a duplicate (`candidates()`)."""
+    cols = _cols(columns)
+    s = sql.Identifier(surrogate)
+    named = {f"d.{i}": sql.Identifier("dg", c) for i, c in enumerate(columns)}
+    per_fk = {f"d.fk{i}": sql.SQL(
+        "(SELECT pg_catalog.count(*) FROM {r} AS r JOIN dd ON r.{c} = dd.drop_id)").format(
+        r=sql.Identifier(fk.schema, fk.table), c=sql.Identifier(fk.columns[0]))
+        for i, fk in enumerate(repointable)}
+    return tagged.Part(
+        ctes=[
+            # every group with its ids, oldest first: the oldest is kept, the others deleted
+            # (NULLs group together, as in drop_set)
+            sql.SQL("dg AS MATERIALIZED (SELECT {cols}, pg_catalog.array_agg({s} ORDER BY {s})"
+                    " AS pgparts_ids FROM {k} GROUP BY {cols} HAVING pg_catalog.count(*) > 1)"
+                    ).format(cols=cols, s=s, k=candidates),
+            sql.SQL("dd AS MATERIALIZED (SELECT pg_catalog.unnest(pgparts_ids[2:]) AS drop_id"
+                    " FROM dg)")],
+        columns=[("d.groups", tagged.COUNT), ("d.rows", tagged.COUNT),
+                 *((k, tagged.COUNT) for k in per_fk), *named.items(),
+                 ("d.ids", sql.SQL("dg.pgparts_ids"))],
+        typed_from=[sql.SQL("dg")],
+        branches=[
+            tagged.Branch("d.total", {
+                "d.groups": sql.SQL("(SELECT pg_catalog.count(*) FROM dg)"),
+                "d.rows": sql.SQL("(SELECT pg_catalog.count(*) FROM dd)"), **per_fk},
+                sql.SQL("")),
+            tagged.Branch("d.sample", {**named, "d.ids": sql.SQL("dg.pgparts_ids")},
+                          sql.SQL("FROM dg ORDER BY {cols} LIMIT {n}").format(
+                              cols=_cols(columns, "dg"), n=sql.Literal(sample_groups)))])
+
+
+def report_from(conn: psycopg.Connection, rows: tagged.Rows, table: SourceTable,
+                columns: tuple[str, ...], surrogate: str,
+                referencing: list[ForeignKey]) -> DuplicateReport:
+    """The report from `report_part`'s rows, with the sample's rows read by surrogate id."""
+    repointable, blocking = _split(referencing, surrogate)
+    total = rows.of("d.total")[0]
+    heads = [(tuple(rows.get(r, f"d.{i}") for i in range(len(columns))), rows.get(r, "d.ids"))
+             for r in rows.of("d.sample")]
+    ids = [i for _, group in heads for i in group]
+    with conn.cursor(row_factory=dict_row) as cur:
+        found = {r[surrogate]: r for r in cur.execute(sql.SQL(
+            "SELECT * FROM {t} WHERE {s} = ANY({ids})").format(
+            t=table.ident, s=sql.Identifier(surrogate), ids=sql.Literal(ids)))} if ids else {}
+    groups = int(rows.get(total, "d.groups"))
+    return DuplicateReport(
+        columns, surrogate, groups, int(rows.get(total, "d.rows")),
+        [DuplicateGroup(values, [found[i] for i in group if i in found])
+         for values, group in heads],
+        [Repoint(fk, int(rows.get(total, f"d.fk{i}"))) for i, fk in enumerate(repointable)],
+        blocking if groups else [])
+
+
+def report_columns(table: SourceTable, key: tuple[str, ...], tiebreak: str | None,
+                   surrogate: str) -> tuple[str, ...]:
+    """Key + tie-break, checked: the columns a duplicate is equal on."""
     columns = (*key, tiebreak) if tiebreak and tiebreak not in key else tuple(key)
     for c in (*columns, surrogate):
         table.column(c)
     if surrogate in columns:
         raise MigrateError("the surrogate id cannot be part of the duplicate test")
-    grouped = sql.SQL("FROM {t} GROUP BY {cols} HAVING pg_catalog.count(*) > 1").format(
-        t=candidates(table, columns), cols=_cols(columns))
-    repointable, blocking = _split(referencing, surrogate)
-    # one pass over the drop set for the totals and every foreign key's referencing rows
-    per_fk = [sql.SQL(", (SELECT pg_catalog.count(*) FROM {r} AS r JOIN d ON r.{c} = d.drop_id)")
-              .format(r=sql.Identifier(fk.schema, fk.table), c=sql.Identifier(fk.columns[0]))
-              for fk in repointable]
+    if "pgparts_ids" in columns:
+        raise MigrateError("a column named pgparts_ids cannot be part of the duplicate test")
+    return columns
+
+
+def find_duplicates(conn: psycopg.Connection, table: SourceTable, key: tuple[str, ...],
+                    tiebreak: str | None, surrogate: str, referencing: list[ForeignKey], *,
+                    sample_groups: int = 10, timeout: str = "10min") -> DuplicateReport:
+    """Count the duplicate groups on key + tie-break, take a sample, and count the referencing
+    rows the dedupe would re-point (per foreign key): one statement over the candidates."""
+    columns = report_columns(table, key, tiebreak, surrogate)
+    repointable, _ = _split(referencing, surrogate)
+    indexed = candidates_indexed(conn, table, columns)
+    part = report_part(columns, surrogate, candidates(table, columns, indexed), repointable,
+                       sample_groups)
     with statement_timeout(conn, timeout):
-        found = conn.execute(sql.SQL(
-            "WITH d AS MATERIALIZED ({d}) SELECT (SELECT pg_catalog.count(DISTINCT keep_id)"
-            " FROM d), (SELECT pg_catalog.count(*) FROM d){per_fk}").format(
-            d=drop_set(table, columns, surrogate), per_fk=sql.SQL("").join(per_fk))).fetchone()
-        groups, extra = found[0], found[1]
-        heads = conn.execute(sql.SQL(
-            "SELECT {cols}, pg_catalog.array_agg({s} ORDER BY {s}) {g} ORDER BY {cols}"
-            " LIMIT {n}").format(cols=_cols(columns), s=sql.Identifier(surrogate), g=grouped,
-                                 n=sql.Literal(sample_groups))).fetchall()
-        ids = [i for h in heads for i in h[-1]]
-        with conn.cursor(row_factory=dict_row) as cur:
-            rows = {r[surrogate]: r for r in cur.execute(sql.SQL(
-                "SELECT * FROM {t} WHERE {s} = ANY({ids})").format(
-                t=table.ident, s=sql.Identifier(surrogate), ids=sql.Literal(ids)))}
-    counts = [Repoint(fk, n) for fk, n in zip(repointable, found[2:], strict=True)]
-    sample = [DuplicateGroup(tuple(h[:-1]), [rows[i] for i in h[-1] if i in rows])
-              for h in heads]
-    return DuplicateReport(columns, surrogate, groups, extra, sample, counts,
-                           blocking if groups else [])
+        rows = tagged.Rows(conn, [part])
+        return report_from(conn, rows, table, columns, surrogate, referencing)
 
 
 def unindexed(conn: psycopg.Connection, fks: Sequence[ForeignKey]) -> list[ForeignKey]:
@@ -148,7 +210,8 @@ def helper_index_name(fk: ForeignKey) -> str:
 
 def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: str,
                       referencing: list[ForeignKey],
-                      unindexed_fks: Sequence[ForeignKey] = ()) -> list[sql.Composed]:
+                      unindexed_fks: Sequence[ForeignKey] = (),
+                      indexed: bool = False) -> list[sql.Composed]:
     """The dedupe stage's statements, to run in this order in one transaction: the rows to
     delete with the row each one's references move to; every referencing foreign key
     re-pointed to the kept row; the delete. MigrateError when a foreign key points at other
@@ -158,7 +221,9 @@ def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: s
     every deleted row's foreign keys with a query on the referencing table, a full scan of it
     when its column has no index (deleted rows x referencing rows: minutes for tens of
     thousands of each); an index on each such column is built before the delete and dropped
-    after it, in the same transaction (SHARE on that table meanwhile)."""
+    after it, in the same transaction (SHARE on that table meanwhile).
+
+    `indexed` (`candidates_indexed`): the candidates' rows are read by an index."""
     repointable, blocking = _split(referencing, surrogate)
     if blocking:
         raise MigrateError("foreign key(s) " + ", ".join(f.name for f in blocking)
@@ -166,7 +231,7 @@ def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: s
     out = [
         sql.SQL("DROP TABLE IF EXISTS {w}").format(w=WORK_TABLE),
         sql.SQL("CREATE TEMP TABLE {w} AS {d}").format(
-            w=WORK_TABLE, d=drop_set(table, columns, surrogate)),
+            w=WORK_TABLE, d=drop_set(table, columns, surrogate, indexed)),
         sql.SQL("CREATE INDEX ON {w} (drop_id)").format(w=WORK_TABLE),
         sql.SQL("ANALYZE {w}").format(w=WORK_TABLE),
     ]
@@ -179,8 +244,11 @@ def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: s
     out += [sql.SQL("CREATE INDEX {i} ON {r} ({c})").format(
         i=sql.Identifier(helper_index_name(fk)), r=sql.Identifier(fk.schema, fk.table),
         c=sql.Identifier(fk.columns[0])) for fk in helpers]
-    out.append(sql.SQL("DELETE FROM {t} AS x USING {w} AS d WHERE x.{s} = d.drop_id").format(
-        t=table.ident, w=WORK_TABLE, s=sql.Identifier(surrogate)))
+    # by the surrogate's index, one look-up per row: as a join with the work table the planner
+    # chose to read and hash the whole table for a few thousandths of its rows
+    out.append(sql.SQL("DELETE FROM {t} AS x WHERE x.{s} = ANY (ARRAY(SELECT d.drop_id FROM"
+                       " {w} AS d))").format(t=table.ident, w=WORK_TABLE,
+                                            s=sql.Identifier(surrogate)))
     out += [sql.SQL("DROP INDEX {}").format(sql.Identifier(fk.schema, helper_index_name(fk)))
             for fk in helpers]
     out.append(sql.SQL("DROP TABLE {w}").format(w=WORK_TABLE))

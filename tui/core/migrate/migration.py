@@ -15,8 +15,7 @@ from ..plans.engine.model import Plan
 from ..plans.engine.runner import Hook, PlanRunner, ProgressCallback, RunResult
 from ..plans.steps import owners
 from . import MigrateError
-from .collisions import find_collisions
-from .duplicates import find_duplicates
+from .analysis import analyse
 from .keys import surrogate_key
 from .layout import propose_layout, read_layout, validate_layout
 from .preflight import Preflight, RowsPerPeriod, preflight, rows_per_period, wait_for_writers
@@ -116,16 +115,15 @@ def prepare(conn: psycopg.Connection, c: Choices, *, exact: bool = True,
     spec = make_spec(pf.table, c.column, c.key, c.tiebreak, surrogate, parts,
                      insert_trigger=c.insert_trigger)
     out = Prepared(spec, pf, warnings)
-    if surrogate and surrogate not in c.key + ((c.tiebreak,) if c.tiebreak else ()):
-        # (a key holding the surrogate is unique by construction: nothing to dedupe)
-        dup = find_duplicates(conn, pf.table, c.key, c.tiebreak, surrogate,
-                              pf.dependents.referencing_fks, sample_groups=3)
+    # one read of the table for both analyses (analysis.py)
+    dup, col = analyse(conn, pf.table, pc, c.key, c.tiebreak, surrogate,
+                       pf.dependents.referencing_fks, sample_groups=3)
+    if dup is not None:
         out.duplicate_groups, out.duplicate_rows = dup.groups, dup.rows_to_delete
         if dup.blocking:
             raise MigrateError("foreign key(s) " + ", ".join(f.name for f in dup.blocking)
                                + " do not reference the surrogate id: re-point them first")
-    if c.tiebreak and pc.kind in ("timestamptz", "timestamp"):
-        col = find_collisions(conn, pf.table, pc, c.key, c.tiebreak, sample_groups=3)
+    if col is not None:
         out.collision_groups, out.collision_rows = col.groups, col.rows_rewritten
         out.unfixable = list(col.unfixable)
     return out

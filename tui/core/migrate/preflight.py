@@ -182,6 +182,34 @@ def _bucket(pc: PartitionColumn, period: str, step: int | None) -> sql.Composabl
     return sql.SQL("pg_catalog.date_trunc({p}, {c})").format(p=sql.Literal(period), c=col)
 
 
+def _by_bounds(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn,
+               period: str) -> list[tuple[Any, int]] | None:
+    """(period start, rows) as the date_trunc grouping counts them, found by comparing each
+    value with the periods' bounds (width_bucket: a binary search over them) rather than by
+    date_trunc in UTC, which converts every row's timestamp (most of the count's time). The
+    bounds span min to max of the column (an index on it answers that); None when there is
+    no value, or when a row fell outside them (written between the two statements): the
+    caller then counts with date_trunc."""
+    col = sql.Identifier(pc.name)
+    lo, hi = conn.execute(sql.SQL("SELECT pg_catalog.min({c}), pg_catalog.max({c}) FROM {t}")
+                          .format(c=col, t=table.ident)).fetchone() or (None, None)
+    if lo is None or hi is None:
+        return None
+    spans = _span(lo, hi, period, None)
+    starts = [st for st, _ in spans]
+    bounds: list[Any] = [*starts, spans[-1][1]]
+    if pc.kind == "date":
+        bounds = [b.date() for b in bounds]
+    elif pc.kind == "timestamp":
+        bounds = [b.replace(tzinfo=None) for b in bounds]
+    counted = conn.execute(sql.SQL(
+        "SELECT pg_catalog.width_bucket({c}, %s), pg_catalog.count(*) FROM {t} GROUP BY 1"
+    ).format(c=col, t=table.ident), (bounds,)).fetchall()
+    if any(b is not None and not 1 <= b <= len(starts) for b, _ in counted):
+        return None
+    return [(None if b is None else starts[b - 1], n) for b, n in counted]
+
+
 def _count(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn, period: str,
            step: int | None, timeout: str) -> RowsPerPeriod:
     with statement_timeout(conn, timeout):
@@ -190,9 +218,11 @@ def _count(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn, pe
                 "SELECT pg_catalog.min({c})::bigint, pg_catalog.max({c})::bigint FROM {t}").format(
                 c=sql.Identifier(pc.name), t=table.ident)).fetchone() or (None, None)
             step = default_step(lo, hi) if lo is not None else 1
-        counted = conn.execute(sql.SQL(
-            "SELECT {b} AS p, pg_catalog.count(*) FROM {t} GROUP BY 1 ORDER BY 1").format(
-            b=_bucket(pc, period, step), t=table.ident)).fetchall()
+        counted = _by_bounds(conn, table, pc, period) if pc.is_time else None
+        if counted is None:
+            counted = conn.execute(sql.SQL(
+                "SELECT {b} AS p, pg_catalog.count(*) FROM {t} GROUP BY 1 ORDER BY 1").format(
+                b=_bucket(pc, period, step), t=table.ident)).fetchall()
         heap_bytes = conn.execute("SELECT pg_table_size(%s)", (table.oid,)).fetchone()[0]
     found = {(as_utc(k) if isinstance(k, datetime) else k): n
              for k, n in counted if k is not None}

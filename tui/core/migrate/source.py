@@ -123,3 +123,43 @@ def statement_timeout(conn: psycopg.Connection, timeout: str) -> Iterator[None]:
         yield
         if before is not None:
             conn.execute("SELECT set_config('statement_timeout', %s, true)", (before[0],))
+
+
+def index_leads(conn: psycopg.Connection, table: SourceTable, first: tuple[str, ...],
+                then: str | None = None) -> bool:
+    """Whether a valid, whole-table btree index of `table` leads with the columns `first` (in
+    any order), followed by `then` when given: equality on them (and a range on `then`) is
+    then answered by it. A performance choice only: nothing depends on it for correctness."""
+    attnum = {c.name: c.attnum for c in table.columns}
+    n = len(first)
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i"
+        " ON i.oid = x.indexrelid JOIN pg_catalog.pg_am a ON a.oid = i.relam"
+        " WHERE x.indrelid = %s AND x.indisvalid AND x.indpred IS NULL AND a.amname = 'btree'"
+        " AND x.indnkeyatts >= %s"
+        " AND (SELECT pg_catalog.array_agg(k ORDER BY k) FROM pg_catalog.unnest("
+        "      (x.indkey::int2[])[0:%s - 1]) AS k) IS NOT DISTINCT FROM %s::int2[]"
+        " AND (%s::int2 IS NULL OR (x.indkey::int2[])[%s] = %s))",
+        (table.oid, n + (then is not None), n, sorted(attnum[c] for c in first) or None,
+         None if then is None else attnum[then], n,
+         None if then is None else attnum[then])).fetchone()
+    return bool(row and row[0])
+
+
+def repeated_rows(table: SourceTable, columns: tuple[str, ...], keys: sql.Identifier,
+                  indexed: bool) -> sql.Composed:
+    """FROM (and WHERE) for the rows of `table` (alias k, every column) whose `columns` are
+    one of the few rows of CTE `keys` (the values stored more than once). `indexed`
+    (`index_leads`): looked up by the index, key by key (LATERAL; OFFSET 0 keeps it from
+    being flattened into a join). Otherwise with IN, which hashes the keys: as a plain join
+    the planner took the estimate of the HAVING that found them (a third of the table) and
+    hashed the whole table instead. NULL matches nothing either way."""
+    if indexed:
+        on = sql.SQL(" AND ").join(sql.SQL("k.{c} = c.{c}").format(c=sql.Identifier(c))
+                                   for c in columns)
+        return sql.SQL("{keys} AS c CROSS JOIN LATERAL (SELECT k.* FROM {t} AS k WHERE {on}"
+                       " OFFSET 0) AS k").format(keys=keys, t=table.ident, on=on)
+    return sql.SQL("{t} AS k WHERE ({k_cols}) IN (SELECT {cols} FROM {keys})").format(
+        t=table.ident, keys=keys,
+        k_cols=sql.SQL(", ").join(sql.Identifier("k", c) for c in columns),
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns))

@@ -30,10 +30,10 @@ from ..plans.steps import markers
 from ..plans.steps.moves import raise_unless
 from . import MigrateError, later
 from .build import build_step, plan_renames
-from .collisions import MAX_PER_MINUTE, _ranked, _shape
+from .collisions import MAX_PER_MINUTE, _ranked, _shape, with_minute_index
 from .copy import SESSIONS, copy_steps
 from .dependencies import dependency_notes
-from .duplicates import dedupe_statements, unindexed
+from .duplicates import candidates_indexed, dedupe_statements, unindexed
 from .finish import finish_facts
 from .layout import bound_text
 from .preflight import Dependents, dependents
@@ -207,7 +207,8 @@ def duplicates_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
     if spec.surrogate and spec.surrogate not in columns:
         helpers = unindexed(conn, deps.referencing_fks)
         statements += [Statement(s, note="dedupe") for s in dedupe_statements(
-            table, columns, spec.surrogate, deps.referencing_fks, helpers)]
+            table, columns, spec.surrogate, deps.referencing_fks, helpers,
+            candidates_indexed(conn, table, columns))]
     statements.append(Statement(state_sql(spec, "duplicates"), note="record the stage"))
     step = Step(
         "delete duplicates by error",
@@ -224,7 +225,8 @@ def duplicates_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
                  ["Record the migration; delete duplicates by error."])
 
 
-def checked_rewrite_sql(table: SourceTable, spec: MigrationSpec) -> sql.Composed:
+def checked_rewrite_sql(table: SourceTable, spec: MigrationSpec,
+                        conn: psycopg.Connection | None = None) -> sql.Composed:
     """The seconds of every fixable group rewritten, and the rows of groups over the limit
     counted, in one pass over the table: (rows over the limit, rows rewritten). The stage
     fails on the first and its transaction rolls the rewrite back, so a group over the limit
@@ -232,6 +234,8 @@ def checked_rewrite_sql(table: SourceTable, spec: MigrationSpec) -> sql.Composed
     separate count before the rewrite ranked the whole table a second time.)"""
     pc = partition_column(table, spec.column)
     s = _shape(table, pc, spec.key, spec.tiebreak or "")
+    if conn is not None:  # the rows of a minute read by an index on (prefix, timestamp)
+        s = with_minute_index(conn, s)
     return sql.SQL(
         "WITH s AS MATERIALIZED ({r}), u AS (UPDATE {t} AS x SET {ts} = s.new_ts FROM s"
         " WHERE x.ctid = s.row_ctid AND s.size <= {lim} AND x.{ts} <> s.new_ts RETURNING 1)"
@@ -241,10 +245,13 @@ def checked_rewrite_sql(table: SourceTable, spec: MigrationSpec) -> sql.Composed
         lim=sql.Literal(MAX_PER_MINUTE))
 
 
-def unfixable_sql(table: SourceTable, spec: MigrationSpec) -> sql.Composed:
+def unfixable_sql(table: SourceTable, spec: MigrationSpec,
+                  conn: psycopg.Connection | None = None) -> sql.Composed:
     """The rows in groups over the limit (the exported script's check before the rewrite)."""
     pc = partition_column(table, spec.column)
     s = _shape(table, pc, spec.key, spec.tiebreak or "")
+    if conn is not None:  # the rows of a minute read by an index on (prefix, timestamp)
+        s = with_minute_index(conn, s)
     return sql.SQL("SELECT pg_catalog.count(*) FROM ({r}) AS s WHERE s.size > {lim}").format(
         r=_ranked(s), lim=sql.Literal(MAX_PER_MINUTE))
 
@@ -266,13 +273,13 @@ def collisions_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
         # the exported script cannot read the checked statement's result: it counts the groups
         # over the limit first and raises, so psql stops before the rewrite
         statements.append(Statement(
-            checked_rewrite_sql(table, spec), "verify",
+            checked_rewrite_sql(table, spec, conn), "verify",
             f"rewrite; groups over {MAX_PER_MINUTE} in one minute roll it back",
             check=_no_unfixable, script=sql.SQL(";\n").join([
-                raise_unless(conn, sql.SQL("({}) = 0").format(unfixable_sql(table, spec)),
+                raise_unless(conn, sql.SQL("({}) = 0").format(unfixable_sql(table, spec, conn)),
                              f"rows are in groups of more than {MAX_PER_MINUTE} collisions in "
                              "one minute: resolve them first; nothing changed"),
-                checked_rewrite_sql(table, spec)])))
+                checked_rewrite_sql(table, spec, conn)])))
     statements.append(Statement(state_sql(spec, "collisions"), note="record the stage"))
     step = Step(
         "rewrite colliding seconds",
