@@ -11,6 +11,7 @@ from tui.core.migrate import MigrateError
 from tui.core.migrate.abort import abort_plan, stage_7_begun
 from tui.core.migrate.migration import Choices, next_stages, prepare, run_plan
 from tui.core.migrate.stages import stage, standing
+from tui.core.names import display_name
 from tui.core.plans.engine.runner import Outcome
 
 from .migrate_support import HOSTILE, OVER_60_PDM, PLAIN, Names, build_legacy
@@ -162,7 +163,7 @@ def test_killed_inside_stages_2_5_6_7_9_resumes(db):
     assert [lk.mode for lk in dedupe.locks] == ["EXCLUSIVE", "SHARE", "SHARE", "SHARE"]
     helpers = [t for t in texts if t.startswith("CREATE INDEX \"pgparts_dedupe_")]
     assert len(helpers) == 3 and texts.index(helpers[-1]) < next(
-        i for i, t in enumerate(texts) if t.startswith("DELETE FROM"))
+        i for i, t in enumerate(texts) if t.startswith("WITH x AS (DELETE FROM"))
     # stage 2: inside the dedupe transaction (after the re-pointing, before the delete);
     # stage 7: between a partition's unique index and its primary key; stage 9: after the
     # original's DROP, before the record of the stage (same transaction: both roll back)
@@ -292,3 +293,28 @@ def test_identity_column_and_a_view(db):
         plan = abort_plan(conn, "public", "Evt ;x")
     assert run_plan(db.target, plan).ok
     assert catalog_dump(db, "public", "Evt ;x") == original
+
+
+def test_stage_2_result_says_what_it_did(db):
+    """Stage 2's result says what it deleted, re-pointed and verified (its step's line, shown
+    by the wizard and `pgparts migrate`), not only that it is done; hostile names."""
+    n = HOSTILE
+    _build(db, n)
+    with db.connect() as conn:
+        prep = prepare(conn, _choices(n))
+    # the bonus rows pointing at a copy that is not the oldest of its group
+    bonus = sql.SQL("SELECT count(*) FROM {b} AS b JOIN {t} AS t USING ({id})"
+                    " WHERE t.{id} <> (SELECT min(u.{id}) FROM {t} AS u WHERE u.{pdm} = t.{pdm}"
+                    " AND u.{ts} = t.{ts} AND u.{tr} = t.{tr})").format(
+        b=n.ident(n.bonus), t=n.ident(n.table), id=sql.Identifier(n.id),
+        pdm=sql.Identifier(n.pdm), ts=sql.Identifier(n.ts), tr=sql.Identifier(n.tracer))
+    repoint = db.query(bonus)[0][0]
+    result = _run_to(db, prep.spec, "duplicates")
+    assert result is not None and result.ok, result.error
+    line = "; ".join(o.verification for o in result.done_steps if o.verification)
+    assert repoint > 0 and prep.duplicate_rows > 0
+    assert f"{repoint:,} reference(s) in {display_name(n.schema, n.bonus)} ({n.id}) re-pointed " \
+        "to the kept row" in line, line
+    assert f"{prep.duplicate_rows:,} duplicate row(s) deleted" in line, line
+    assert ("verified: no deleted id left, the kept (oldest) row of each of "
+            f"{prep.duplicate_groups:,} group(s) present") in line, line

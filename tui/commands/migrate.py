@@ -330,8 +330,8 @@ def _confirm(stage: Stage, plan: Plan) -> bool:
 
 
 def _report(result: Any, plan: Plan) -> list[str]:
-    lines = [f"{plan.title}: done ({len(result.done_steps)} step(s), "
-             f"{count(result.rows_copied)} rows copied)"]
+    copied = f", {count(result.rows_copied)} rows copied" if result.rows_copied else ""
+    lines = [f"{plan.title}: done ({len(result.done_steps)} step(s){copied})"]
     lines += [f"  {o.title}: {o.verification}" for o in result.done_steps if o.verification]
     return lines
 
