@@ -262,7 +262,7 @@ async def test_a_group_over_60_stops_the_wizard_with_nothing_changed(db18):
         wizard = await wizard_loaded(pilot, app)
         body = text_of(wizard, "#wiz-body")
         assert "Stopped: 1 collision group of more than 60 rows" in body
-        assert "minute 2019-07-20 00:00:00+00:00: 65 rows" in body
+        assert "pdm_id = 7, minute 2019-07-20 00:00 UTC: 65 rows" in body
         assert "stopped" in text_of(wizard, "#wiz-actions")
         await pilot.press("A")
         await pilot.pause(0.2)
