@@ -318,3 +318,42 @@ def test_stage_2_result_says_what_it_did(db):
     assert f"{prep.duplicate_rows:,} duplicate row(s) deleted" in line, line
     assert ("verified: no deleted id left, the kept (oldest) row of each of "
             f"{prep.duplicate_groups:,} group(s) present") in line, line
+
+
+def test_copy_cancelled_in_its_first_step_says_what_is_true(db):
+    """Cancelled inside the copy of the first partition: the partitions with no rows to copy
+    pass their done-check, but nothing was committed, and the state says so (it said 'steps
+    3-10 of 11 are committed' while the progress showed them pending)."""
+    n = PLAIN
+    _build(db, n)
+    with db.connect() as conn:
+        spec = prepare(conn, _choices(n)).spec
+    result = _run_to(db, spec, "build")
+    assert result is not None and result.ok, result.error
+
+    def hook(event: str, step: int, stmt: int, runner) -> None:
+        if (event, step, stmt) == ("statement", 1, 2):
+            runner.cancel()
+
+    with db.connect() as conn:
+        plan = stage("copy").plan(conn, spec)
+    plan.sessions = 1  # one step at a time: the cancel comes before any other copy commits
+    result = run_plan(db.target, plan, hook=hook, write_journal=False)
+    assert result.outcome == Outcome.CANCELLED, (result.error, result.state)
+    empty = [i for i, p in enumerate(spec.partitions, 1) if not p.rows]
+    assert empty and 1 not in empty
+    total = len(plan.steps)
+    assert result.state == (
+        f"no step of {total} was committed by this run; steps {_spans(empty)} have nothing "
+        "left to do (done earlier, or nothing to do there); the interrupted step was rolled "
+        "back; run the same plan again to resume"), result.state
+    assert "are committed" not in result.state
+
+
+def _spans(nums: list[int]) -> str:
+    out, start = [], nums[0]
+    for a, b in zip(nums, [*nums[1:], None], strict=True):
+        if b != a + 1:
+            out.append(str(start) if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(out)

@@ -830,10 +830,18 @@ class PlanRunner:
         total = len(self.plan.steps)
         if not done:
             return f"no step of the plan is committed ({total} to go); nothing was changed"
-        return (
-            f"steps {_ranges(done)} of {total} are committed, the interrupted step was rolled "
-            f"back; run the same plan again to resume"
-        )
+        # a step whose check holds but which this run did not commit may have had nothing to
+        # do (an empty range to copy) rather than be committed earlier: it is not said to be
+        committed = [i for i in done if self.outcomes[i - 1].status == StepStatus.DONE]
+        rest = [i for i in done if i not in committed]
+        said = [f"{_steps(committed)} of {total} {'is' if len(committed) == 1 else 'are'} "
+                "committed by this run" if committed
+                else f"no step of {total} was committed by this run"]
+        if rest:
+            said.append(f"{_steps(rest)} {'has' if len(rest) == 1 else 'have'} nothing left to "
+                        "do (done earlier, or nothing to do there)")
+        return "; ".join(said) + "; the interrupted step was rolled back; run the same plan " \
+            "again to resume"
 
     def _journal_start(self, started_at: datetime) -> dict[str, Any]:
         try:
@@ -921,6 +929,10 @@ class _Monitor:
             pass
         finally:
             conn.close()
+
+
+def _steps(nums: list[int]) -> str:
+    return f"step {nums[0]}" if len(nums) == 1 else f"steps {_ranges(nums)}"
 
 
 def _ranges(nums: list[int]) -> str:
