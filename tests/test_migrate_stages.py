@@ -12,7 +12,7 @@ from tui.core.migrate.abort import abort_plan, stage_7_begun
 from tui.core.migrate.migration import Choices, next_stages, prepare, run_plan
 from tui.core.migrate.stages import stage, standing
 from tui.core.names import display_name
-from tui.core.plans.engine.runner import Outcome
+from tui.core.plans.engine.runner import Outcome, Progress
 
 from .migrate_support import HOSTILE, OVER_60_PDM, PLAIN, Names, build_legacy
 
@@ -338,8 +338,12 @@ def test_copy_cancelled_in_its_first_step_says_what_is_true(db):
     with db.connect() as conn:
         plan = stage("copy").plan(conn, spec)
     plan.sessions = 1  # one step at a time: the cancel comes before any other copy commits
-    result = run_plan(db.target, plan, hook=hook, write_journal=False)
+    seen: list[Progress] = []
+    result = run_plan(db.target, plan, hook=hook, progress=seen.append, write_journal=False)
     assert result.outcome == Outcome.CANCELLED, (result.error, result.state)
+    # nothing copied by this run: no rate left over from the rolled-back rows either
+    last = seen[-1]
+    assert (last.rows_done, last.bytes_done, last.rate_rows, last.rows_skipped) == (0, 0, 0, 0)
     empty = [i for i, p in enumerate(spec.partitions, 1) if not p.rows]
     assert empty and 1 not in empty
     total = len(plan.steps)
@@ -348,6 +352,27 @@ def test_copy_cancelled_in_its_first_step_says_what_is_true(db):
         "left to do (done earlier, or nothing to do there); the interrupted step was rolled "
         "back; run the same plan again to resume"), result.state
     assert "are committed" not in result.state
+
+    # the first partition copied, then the stage run again: the rows of the steps found done
+    # are counted as done earlier (not 0% of the total), the rate is that of this run's rows
+    with db.connect() as conn:
+        plan = stage("copy").plan(conn, spec)
+    plan.sessions = 1
+    first = plan.steps[0]
+    plan.steps = [*plan.steps[:1], plan.steps[-1]]  # just the first copy (the record fails)
+    plan.steps[-1].done = lambda _c: True
+    assert run_plan(db.target, plan, write_journal=False).ok
+    with db.connect() as conn:
+        plan = stage("copy").plan(conn, spec)
+    plan.sessions = 1
+    seen.clear()
+    result = run_plan(db.target, plan, progress=seen.append, write_journal=False)
+    assert result.ok, result.error
+    last = seen[-1]
+    skipped = sum(st.est_rows for st in first.statements if st.kind == "copy")
+    copied = sum(o.rows for o in result.steps)
+    assert skipped > 0 and copied > 0 and (last.rows_skipped, last.rows_done) == (skipped, copied)
+    assert last.rate_rows > 0
 
 
 def _spans(nums: list[int]) -> str:
