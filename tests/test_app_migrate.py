@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from rich.console import Console
-from textual.widgets import DataTable, Input, Static, TextArea
+from textual.widgets import Checkbox, DataTable, Input, Static, TextArea
 
 from tui.app.app import PgpartsApp
 from tui.app.confirm import ConfirmModal, TypeNameModal
@@ -27,6 +27,7 @@ from tui.app.plan_progress import PlanProgressScreen
 from tui.core.config import Config, PlansConfig
 from tui.core.connection import Target
 from tui.core.migrate.migration import prepare
+from tui.core.migrate.spec import read_recorded
 from tui.core.plans import Plan, RunResult, Statement, Step
 from tui.core.plans.engine.model import Destroyed, PlanFacts
 
@@ -261,7 +262,7 @@ async def test_a_group_over_60_stops_the_wizard_with_nothing_changed(db18):
         wizard = await wizard_loaded(pilot, app)
         body = text_of(wizard, "#wiz-body")
         assert "Stopped: 1 collision group of more than 60 rows" in body
-        assert "minute 2019-07-20 00:00:00+00:00: 65 rows" in body
+        assert "pdm_id = 7, minute 2019-07-20 00:00 UTC: 65 rows" in body
         assert "stopped" in text_of(wizard, "#wiz-actions")
         await pilot.press("A")
         await pilot.pause(0.2)
@@ -328,7 +329,7 @@ async def test_stage_8_not_chosen_is_left_out_and_finish_runs(legacy):
         await pilot.press("enter")
         wizard = await wizard_loaded(pilot, app)
         assert wizard.state.stage is not None and wizard.state.stage.number == 9
-        assert "▶9" in text_of(wizard, "#wiz-head")
+        assert "(8) ▶9" in text_of(wizard, "#wiz-head")  # left out, and shown so
         assert "A: run stage 9" in text_of(wizard, "#wiz-actions")
         loads = wizard.loads
         await pilot.press("A")
@@ -347,3 +348,38 @@ async def test_stage_8_not_chosen_is_left_out_and_finish_runs(legacy):
     assert legacy.query("SELECT to_regclass('legacy.payment_premigration')") == [(None,)]
     assert legacy.query("SELECT relkind FROM pg_class WHERE oid = 'legacy.payment'::regclass"
                         ) == [("p",)]
+
+
+async def test_the_form_offers_stage_8_and_records_it(db):
+    """Stage 8 is offered in the form (as `--insert-trigger` on the command line): refused in
+    one line without a tie-break, then chosen; the wizard counts it among its stages and the
+    first stage that changes anything records it with the migration."""
+    _build(db, n)
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        picker = await open_picker(pilot, app)
+        await pick(pilot, picker, "legacy.payment")
+        form = await form_of(pilot, app)
+        box = form.query_one("#form-trigger", Checkbox)
+        assert not box.value  # offered, not imposed
+        box.scroll_visible(animate=False)
+        await pilot.pause()
+        assert box.region.bottom <= SIZE[1] and "stage 8" in str(box.label)
+        await pilot.click("#form-trigger")
+        assert box.value
+        form.query_one("#form-tiebreak", Input).value = ""
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.screen is form
+        assert text_of(form, "#form-error-trigger").startswith(
+            "stage 8 needs a timestamp partition column and a tie-break")
+        form.query_one("#form-tiebreak", Input).value = n.tracer
+        await pilot.press("ctrl+n")
+        wizard = await wizard_loaded(pilot, app)
+        assert wizard.state.spec is not None and wizard.state.spec.insert_trigger
+        assert "(8)" not in text_of(wizard, "#wiz-head")
+        await run_stage(pilot, app, wizard, 1)
+        await run_stage(pilot, app, wizard, 2)
+    with db.connect() as conn:
+        recorded = read_recorded(conn, n.schema, n.table)
+    assert recorded is not None and recorded.spec.insert_trigger

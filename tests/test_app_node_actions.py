@@ -365,3 +365,33 @@ async def test_prefilled_partitions_fit_their_fields(db18, size, entry, field, v
         assert box.value == value
         assert box.content_size.width > len(value), (box.content_size, value)
         assert "has no partition" not in content_text(screen, "#plan-form-error")
+
+
+async def test_moves_of_a_table_without_a_key_are_disabled_with_the_reason(db):
+    """A list table without a primary key nor unique index (the demo's
+    activity_events_holding): 'Move list values' and merge would be refused when planned (the
+    change log replays by a key), so the menu shows them disabled with the reason, at 80x24,
+    and enter on them opens nothing; the keyed table's moves stay available."""
+    db.execute(LAYOUT)
+    with db.connect() as conn:
+        forest = load_forest(conn)
+    tags = node_actions(forest, forest.find("tags_b"))
+    assert {a.kind for a in tags} == {"merge", "move_values"}
+    assert all(a.unavailable == "tags_b has no primary key nor unique index: a move "
+               "replays the changes made meanwhile by one" for a in tags), tags
+    assert not any(a.unavailable for a in node_actions(forest, forest.find("days_feb")))
+    # on the keyed table's DEFAULT the drain reads the DEFAULT's own indexes
+    assert not node_actions(forest, forest.find("days_default"))[0].unavailable
+    app = make_app(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loads(pilot, app)
+        await wait_until(pilot, lambda: app.forest.indexes_loaded, timeout=15)
+        menu = await open_menu(pilot, app, "tags_b")
+        options = menu.query_one(OptionList)
+        assert all(options.get_option_at_index(i).disabled for i in range(len(tags)))
+        shown = widget_text(options)
+        assert "Move list values" in shown and "cannot: tags_b has no primary key" \
+            in shown, shown
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert app.screen is menu  # nothing to open

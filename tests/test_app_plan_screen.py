@@ -329,3 +329,33 @@ def test_the_preview_indents_what_wraps(db18):
     assert lines[title + 1].startswith("    "), lines
     item = next(i for i, ln in enumerate(lines) if "◦ a table" in ln)
     assert "•" not in lines[item], lines
+
+
+async def test_progress_counts_steps_found_done_as_done_earlier(db):
+    """Resumed, a plan whose first copy was done before: the header said 'rows copied 0 of
+    ~1,010 0%' (or a rate from rows rolled back); now it counts the step found done as done
+    earlier, and the rate is that of the rows this run copied."""
+    from tui.core.plans import Plan, Statement, Step
+
+    db.execute("CREATE TABLE public.t (i int)")
+    copy = sql.SQL("INSERT INTO {} SELECT pg_catalog.generate_series(1, 10)").format(
+        sql.Identifier("public", "t"))
+    steps = [Step("copy the first part", "done by an earlier run",
+                  [Statement(copy, "copy", est_rows=1000, est_bytes=40_000)],
+                  done=lambda _c: True),
+             Step("copy the second part", "the test's copy",
+                  [Statement(copy, "copy", est_rows=10, est_bytes=400)])]
+    plan = Plan(kind="migrate", title="stage 6", target="public.t", target_oid=0, steps=steps)
+    app = make_app(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loads(pilot, app)
+        progress = PlanProgressScreen(plan)
+        app.push_screen(progress)
+        await wait_until(pilot, lambda: progress.result is not None, timeout=30)
+        assert progress.result.ok, progress.result.error
+        await pilot.pause()
+        head = content_text(progress, "#progress-head")
+        assert "rows copied 10 of ~1,010 (+~1,000 done earlier)" in head, head
+        assert "100%" in head and "(39.5 KiB of ~39.5 KiB)" in head, head
+        assert re.search(r"rate [\d,]+ rows/s", head), head
+    assert db.query("SELECT count(*) FROM public.t") == [(10,)]

@@ -475,3 +475,16 @@ def test_a_missing_or_malformed_argument_is_one_line(capsys):
              ["argument --apply: not allowed with argument --dry-run"]),
             (["--bogus"], ["pgparts: unrecognized arguments: --bogus (pgparts --help"])):
         assert_user_error(run_cli(capsys, *argv), *fragments)
+
+
+def test_a_move_dry_run_has_one_blank_line_between_sections(db, capsys):
+    """A move's plan has no summary: its dry run printed two blank lines between 'Plan:' and
+    'Changes:'."""
+    db.execute("CREATE TABLE public.t (d int PRIMARY KEY) PARTITION BY RANGE (d);"
+               " CREATE TABLE public.t_1 PARTITION OF public.t FOR VALUES FROM (0) TO (10);"
+               " INSERT INTO public.t SELECT generate_series(0, 9);")
+    status, out, err = run_cli(capsys, "split", "-d", db.dsn, "public.t", "t_1", "--at", "5",
+                               "--dry-run")
+    assert status == 0, err
+    assert out.startswith("Plan: ") and "\nChanges:\n" in out, out
+    assert "\n\n\n" not in out, out

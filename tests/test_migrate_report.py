@@ -4,6 +4,8 @@ layout as text and back, and each stage's report, under hostile names."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from psycopg import sql
 
@@ -15,7 +17,7 @@ from tui.core.migrate.report import proposals, stage_report
 from tui.core.migrate.stages import STAGES, stage
 from tui.core.migrate.tables import migratable_tables
 
-from .migrate_support import HOSTILE, OVER_60_COUNT
+from .migrate_support import HOSTILE, OVER_60_COUNT, OVER_60_PDM
 from .test_migrate_stages import _build
 
 n = HOSTILE
@@ -58,6 +60,13 @@ def test_tables_proposals_and_stage_reports(db):
     assert any(line.startswith("duplicates on (") for line in reports["duplicates"].lines)
     collisions = reports["collisions"]
     assert collisions.blocking and f"{OVER_60_COUNT} rows" in collisions.blocking[-1]
+    # groups named by their key columns, samples as seconds before → after
+    assert collisions.blocking[-1] == (f"{n.pdm} = {OVER_60_PDM}, minute 2019-07-20 00:00 UTC: "
+                                       f"{OVER_60_COUNT} rows"), collisions.blocking
+    samples = [line for line in collisions.lines if line.startswith("sample: ")]
+    assert samples and all(re.fullmatch(
+        rf"sample: {re.escape(n.pdm)} = \d+, minute \d{{4}}-\d\d-\d\d \d\d:\d\d UTC: "
+        r"seconds \d\d → \d\d(, \d\d → \d\d)*(, …)?", line) for line in samples), samples
     assert reports["layout"].table[-1][1] == "DEFAULT"
     assert reports["layout"].table[0][1] == "2019-01-01 → 2020-01-01"
     # stages with nothing to count report nothing: a front end shows them alike

@@ -11,7 +11,8 @@ from tui.core.migrate import MigrateError
 from tui.core.migrate.abort import abort_plan, stage_7_begun
 from tui.core.migrate.migration import Choices, next_stages, prepare, run_plan
 from tui.core.migrate.stages import stage, standing
-from tui.core.plans.engine.runner import Outcome
+from tui.core.names import display_name
+from tui.core.plans.engine.runner import Outcome, Progress
 
 from .migrate_support import HOSTILE, OVER_60_PDM, PLAIN, Names, build_legacy
 
@@ -162,7 +163,7 @@ def test_killed_inside_stages_2_5_6_7_9_resumes(db):
     assert [lk.mode for lk in dedupe.locks] == ["EXCLUSIVE", "SHARE", "SHARE", "SHARE"]
     helpers = [t for t in texts if t.startswith("CREATE INDEX \"pgparts_dedupe_")]
     assert len(helpers) == 3 and texts.index(helpers[-1]) < next(
-        i for i, t in enumerate(texts) if t.startswith("DELETE FROM"))
+        i for i, t in enumerate(texts) if t.startswith("WITH x AS (DELETE FROM"))
     # stage 2: inside the dedupe transaction (after the re-pointing, before the delete);
     # stage 7: between a partition's unique index and its primary key; stage 9: after the
     # original's DROP, before the record of the stage (same transaction: both roll back)
@@ -292,3 +293,92 @@ def test_identity_column_and_a_view(db):
         plan = abort_plan(conn, "public", "Evt ;x")
     assert run_plan(db.target, plan).ok
     assert catalog_dump(db, "public", "Evt ;x") == original
+
+
+def test_stage_2_result_says_what_it_did(db):
+    """Stage 2's result says what it deleted, re-pointed and verified (its step's line, shown
+    by the wizard and `pgparts migrate`), not only that it is done; hostile names."""
+    n = HOSTILE
+    _build(db, n)
+    with db.connect() as conn:
+        prep = prepare(conn, _choices(n))
+    # the bonus rows pointing at a copy that is not the oldest of its group
+    bonus = sql.SQL("SELECT count(*) FROM {b} AS b JOIN {t} AS t USING ({id})"
+                    " WHERE t.{id} <> (SELECT min(u.{id}) FROM {t} AS u WHERE u.{pdm} = t.{pdm}"
+                    " AND u.{ts} = t.{ts} AND u.{tr} = t.{tr})").format(
+        b=n.ident(n.bonus), t=n.ident(n.table), id=sql.Identifier(n.id),
+        pdm=sql.Identifier(n.pdm), ts=sql.Identifier(n.ts), tr=sql.Identifier(n.tracer))
+    repoint = db.query(bonus)[0][0]
+    result = _run_to(db, prep.spec, "duplicates")
+    assert result is not None and result.ok, result.error
+    line = "; ".join(o.verification for o in result.done_steps if o.verification)
+    assert repoint > 0 and prep.duplicate_rows > 0
+    assert f"{repoint:,} reference(s) in {display_name(n.schema, n.bonus)} ({n.id}) re-pointed " \
+        "to the kept row" in line, line
+    assert f"{prep.duplicate_rows:,} duplicate row(s) deleted" in line, line
+    assert ("verified: no deleted id left, the kept (oldest) row of each of "
+            f"{prep.duplicate_groups:,} group(s) present") in line, line
+
+
+def test_copy_cancelled_in_its_first_step_says_what_is_true(db):
+    """Cancelled inside the copy of the first partition: the partitions with no rows to copy
+    pass their done-check, but nothing was committed, and the state says so (it said 'steps
+    3-10 of 11 are committed' while the progress showed them pending)."""
+    n = PLAIN
+    _build(db, n)
+    with db.connect() as conn:
+        spec = prepare(conn, _choices(n)).spec
+    result = _run_to(db, spec, "build")
+    assert result is not None and result.ok, result.error
+
+    def hook(event: str, step: int, stmt: int, runner) -> None:
+        if (event, step, stmt) == ("statement", 1, 2):
+            runner.cancel()
+
+    with db.connect() as conn:
+        plan = stage("copy").plan(conn, spec)
+    plan.sessions = 1  # one step at a time: the cancel comes before any other copy commits
+    seen: list[Progress] = []
+    result = run_plan(db.target, plan, hook=hook, progress=seen.append, write_journal=False)
+    assert result.outcome == Outcome.CANCELLED, (result.error, result.state)
+    # nothing copied by this run: no rate left over from the rolled-back rows either
+    last = seen[-1]
+    assert (last.rows_done, last.bytes_done, last.rate_rows, last.rows_skipped) == (0, 0, 0, 0)
+    empty = [i for i, p in enumerate(spec.partitions, 1) if not p.rows]
+    assert empty and 1 not in empty
+    total = len(plan.steps)
+    assert result.state == (
+        f"no step of {total} was committed by this run; steps {_spans(empty)} have nothing "
+        "left to do (done earlier, or nothing to do there); the interrupted step was rolled "
+        "back; run the same plan again to resume"), result.state
+    assert "are committed" not in result.state
+
+    # the first partition copied, then the stage run again: the rows of the steps found done
+    # are counted as done earlier (not 0% of the total), the rate is that of this run's rows
+    with db.connect() as conn:
+        plan = stage("copy").plan(conn, spec)
+    plan.sessions = 1
+    first = plan.steps[0]
+    plan.steps = [*plan.steps[:1], plan.steps[-1]]  # just the first copy (the record fails)
+    plan.steps[-1].done = lambda _c: True
+    assert run_plan(db.target, plan, write_journal=False).ok
+    with db.connect() as conn:
+        plan = stage("copy").plan(conn, spec)
+    plan.sessions = 1
+    seen.clear()
+    result = run_plan(db.target, plan, progress=seen.append, write_journal=False)
+    assert result.ok, result.error
+    last = seen[-1]
+    skipped = sum(st.est_rows for st in first.statements if st.kind == "copy")
+    copied = sum(o.rows for o in result.steps)
+    assert skipped > 0 and copied > 0 and (last.rows_skipped, last.rows_done) == (skipped, copied)
+    assert last.rate_rows > 0
+
+
+def _spans(nums: list[int]) -> str:
+    out, start = [], nums[0]
+    for a, b in zip(nums, [*nums[1:], None], strict=True):
+        if b != a + 1:
+            out.append(str(start) if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(out)

@@ -36,7 +36,7 @@ def node_actions(forest: Forest, node: PartNode) -> list[NodeAction]:
     """Every registered kind's entries for `node`: those acting on the node as a partition
     (with values prefilled, or marked `on_node`) first, then those acting on a table, each
     group in registry order."""
-    found = [a for kind in registry.PLAN_KINDS for a in kind.actions_for(forest, node)]
+    found = [a for kind in registry.PLAN_KINDS for a in kind.menu_actions(forest, node)]
     return [a for a in found if a.values or a.on_node] + [
         a for a in found if not (a.values or a.on_node)]
 
@@ -121,7 +121,7 @@ class ActionsMenu(ModalScreen[None]):
             title.append(f"  {self.node.bound.short()}", style="dim")
         with Vertical(id="actions-box"):
             yield Static(title, id="actions-title")
-            yield OptionList(*[Option(self._entry(a), id=str(i))
+            yield OptionList(*[Option(self._entry(a), id=str(i), disabled=bool(a.unavailable))
                                for i, a in enumerate(self.actions)], id="actions-list")
             yield Static("enter: open the plan (nothing runs before you apply) · esc: close",
                          id="actions-hint")
@@ -133,6 +133,10 @@ class ActionsMenu(ModalScreen[None]):
             # 'of control.payment' goes on with the label's sentence; a name stands apart
             sep = " " if action.detail.startswith("of ") else "  "
             text.append(f"{sep}{action.detail}", style="dim")
+        if action.unavailable:
+            # said before it is chosen, not after the plan screen opened
+            text.stylize("dim")
+            text.append(f"\n  cannot: {action.unavailable}", style="yellow")
         return text
 
     def on_mount(self) -> None:
@@ -179,6 +183,8 @@ class NodeActionCommands(Provider):
 
     async def discover(self) -> Hits:
         for action in self._actions():
+            if action.unavailable:
+                continue  # the menu shows why
             title = self._title(action)
             yield DiscoveryHit(plain(title), partial(self._open, action), text=title,
                                help="opens the plan screen with it filled in")
@@ -186,6 +192,8 @@ class NodeActionCommands(Provider):
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for action in self._actions():
+            if action.unavailable:
+                continue
             title = self._title(action)
             score = max(matcher.match(title), matcher.match(f"{action.kind} {title}"))
             if score > 0:

@@ -335,15 +335,22 @@ class PlanProgressScreen(FooterKeys, Screen):
             text.append("\n")
         if p is not None:
             total = p.rows_total
-            done = p.rows_done
+            # steps found already done count as done (their estimate), not as 0%
+            done = p.rows_done + p.rows_skipped
+            if self.result is not None and self.result.ok:
+                done = max(done, total)  # every step done: estimates are not the last word
             text.append("rows copied ")
-            text.append(f"{thousands(done)} of ~{thousands(total)}", style="bold")
+            text.append(f"{thousands(p.rows_done)} of ~{thousands(total)}", style="bold")
+            if p.rows_skipped:
+                text.append(f" (+~{thousands(p.rows_skipped)} done earlier)", style="dim")
             if total:
                 pct = min(done / total, 1.0) * 100
                 # at 80 columns a 20-cell bar pushed the bytes onto a line of their own
                 text.append(f"  {bar(done, total, 20 if self._wide else 10)} {pct:.0f}%")
             if p.bytes_total:
-                text.append(f"  ({human_bytes(p.bytes_done)} of ~{human_bytes(p.bytes_total)})",
+                nbytes = min(p.bytes_done + p.bytes_skipped, p.bytes_total) \
+                    if done < total else p.bytes_total
+                text.append(f"  ({human_bytes(nbytes)} of ~{human_bytes(p.bytes_total)})",
                             style="dim")
             text.append("\n")
             rate = f"{p.rate_rows:,.0f} rows/s" if p.rate_rows else "–"

@@ -69,7 +69,8 @@ class StderrProgress:
         elif p.state == RunState.RUNNING and p.rows_done and now - self._last_rows_at >= 2:
             self._last_rows_at = now
             eta = f", ETA {p.eta_seconds:.0f} s" if p.eta_seconds is not None else ""
-            print(f"pgparts:   {count(p.rows_done)}/{count(p.rows_total)} rows, "
+            earlier = f" (+~{count(p.rows_skipped)} done earlier)" if p.rows_skipped else ""
+            print(f"pgparts:   {count(p.rows_done)}/{count(p.rows_total)} rows{earlier}, "
                   f"{p.rate_rows:,.0f} rows/s{eta}, {p.elapsed:.0f} s elapsed", file=sys.stderr,
                   flush=True)
 

@@ -34,7 +34,7 @@ from ..core.migrate import MigrateError
 from ..core.migrate.abort import abort_plan
 from ..core.migrate.migration import Choices, Prepared, prepare, relayout, wait_writers
 from ..core.migrate.periods import PERIODS
-from ..core.migrate.report import dependents_lines
+from ..core.migrate.report import dependents_lines, unfixable_lines
 from ..core.migrate.spec import MigrationSpec
 from ..core.migrate.stages import STAGES, Stage, standing
 from ..core.names import display_name, parse_qualified_name
@@ -264,8 +264,7 @@ def _preview(prep: Prepared | None) -> list[str]:
 def _unfixable_lines(prep: Prepared) -> list[str]:
     out = [f"pgparts: {len(prep.unfixable)} collision group(s) have more than 60 rows in one "
            "minute; resolve them first (nothing was changed):"]
-    out += [f"pgparts:   key {g.prefix!r}, minute {g.minute}: {g.size} rows"
-            for g in prep.unfixable]
+    out += [f"pgparts:   {line}" for line in unfixable_lines(prep.spec, prep.unfixable)]
     return out
 
 
@@ -330,8 +329,8 @@ def _confirm(stage: Stage, plan: Plan) -> bool:
 
 
 def _report(result: Any, plan: Plan) -> list[str]:
-    lines = [f"{plan.title}: done ({len(result.done_steps)} step(s), "
-             f"{count(result.rows_copied)} rows copied)"]
+    copied = f", {count(result.rows_copied)} rows copied" if result.rows_copied else ""
+    lines = [f"{plan.title}: done ({len(result.done_steps)} step(s){copied})"]
     lines += [f"  {o.title}: {o.verification}" for o in result.done_steps if o.verification]
     return lines
 

@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static
 
 from ...core.connection import ConnectError, connect
 from ...core.errors import first_line
@@ -147,6 +147,13 @@ class MigrateFormScreen(FooterKeys, Screen):
                 yield Input(f"{DEFAULT_TARGET_ROWS:_}", id="form-rows", compact=True,
                             disabled=True)
             yield Static("", id="form-error-rows", classes="form-error")
+            # stage 8 is offered, not imposed (as `pgparts migrate --insert-trigger`)
+            yield Checkbox("stage 8: a trigger fixes collisions at insert time",
+                           id="form-trigger", compact=True)
+            yield Static("a new row colliding on the key moves to a free second of its minute, "
+                         "ranked by the tie-break (timestamp column and tie-break needed)",
+                         id="form-hint-trigger", classes="form-hint")
+            yield Static("", id="form-error-trigger", classes="form-error")
             with Horizontal(id="form-actions"):
                 yield Button("Continue (^n)", id="form-next", variant="primary", compact=True,
                              disabled=True)
@@ -155,7 +162,7 @@ class MigrateFormScreen(FooterKeys, Screen):
 
     def on_mount(self) -> None:
         self.sub_title = f"migrate {self.table_display} · choices"
-        for field_ in ("column", "key", "tiebreak", "rows"):
+        for field_ in ("column", "key", "tiebreak", "rows", "trigger"):
             self._say(field_, "")
         self._status("reading the columns and proposing a key (probing the data)…")
         self._load(None)
@@ -259,7 +266,8 @@ class MigrateFormScreen(FooterKeys, Screen):
                     if k.strip())
         tiebreak = self.query_one("#form-tiebreak", Input).value.strip() or None
         layout = str(self.query_one("#form-layout", Select).value)
-        errors = {"column": "", "key": "", "tiebreak": "", "rows": ""}
+        trigger = self.query_one("#form-trigger", Checkbox).value
+        errors = {"column": "", "key": "", "tiebreak": "", "rows": "", "trigger": ""}
         if column not in dict(p.columns):
             errors["column"] = "choose a timestamp, date or integer column"
         unknown = [k for k in key if k not in names]
@@ -286,12 +294,18 @@ class MigrateFormScreen(FooterKeys, Screen):
                 for c in p.table.columns):
             errors["rows"] = ("an integer column is laid out by ranges: choose rows per "
                               "partition")
+        timestamp = any(c.name == column and c.type_name in ("timestamptz", "timestamp")
+                        for c in p.table.columns)
+        if trigger and (tiebreak is None or not timestamp):
+            errors["trigger"] = ("stage 8 needs a timestamp partition column and a tie-break: "
+                                 "uncheck it or choose them")
         for field_, text in errors.items():
             self._say(field_, text)
         if any(errors.values()):
             return None
         return Choices(self.schema, self.name_, column, key, tiebreak,
-                       interval=None if layout == ROWS else layout, target_rows=target)
+                       interval=None if layout == ROWS else layout, target_rows=target,
+                       insert_trigger=trigger)
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:

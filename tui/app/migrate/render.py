@@ -36,13 +36,16 @@ class StageState:
 
 
 def stage_strip(s: StageState) -> Text:
-    """'stages ✓1 ✓2 ▶3 4 5 6 7 8 9': done, the one shown, still to come."""
+    """'stages ✓1 ✓2 ▶3 4 5 6 7 8 9': done, the one shown, still to come; '(8)' when the
+    migration did not choose stage 8."""
     t = Text("stages ", style="bold")
     for stage in STAGES:
         if s.done.get(stage.name):
             t.append(f"✓{stage.number}", style="green")
         elif s.stage is not None and stage.name == s.stage.name:
             t.append(f"▶{stage.number}", style="bold reverse")
+        elif s.spec is not None and not stage.chosen(s.spec):
+            t.append(f"({stage.number})", style="dim")
         else:
             t.append(f"{stage.number}", style="dim")
         t.append(" ")

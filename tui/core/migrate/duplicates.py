@@ -9,7 +9,7 @@ statement timeout) and composes its statements; it runs none of them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from ..names import display_name
+from ..plans.engine.model import Statement, VerificationFailed
 from . import MigrateError, tagged
 from .preflight import ForeignKey
 from .source import SourceTable, index_leads, repeated_rows, statement_timeout
@@ -212,10 +214,38 @@ def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: s
                       referencing: list[ForeignKey],
                       unindexed_fks: Sequence[ForeignKey] = (),
                       indexed: bool = False) -> list[sql.Composed]:
+    """The dedupe stage's SQL (`dedupe_steps()`'s statements without their checks), for
+    running by hand in one transaction."""
+    return [s.sql for s in dedupe_steps(table, columns, surrogate, referencing,
+                                        unindexed_fks, indexed)]  # type: ignore[misc]
+
+
+def _counted(what: str) -> Callable[[Any, psycopg.Connection], str]:
+    """A check turning a statement's count into the stage's result line."""
+    def check(row: Any, _conn: psycopg.Connection) -> str:
+        return f"{int(row[0]) if row else 0:,} {what}"
+    return check
+
+
+def _verified(row: Any, _conn: psycopg.Connection) -> str:
+    left, lost, groups = (int(v) for v in row)
+    if left or lost:
+        raise VerificationFailed(f"{left} row(s) to delete still there, {lost} kept row(s) "
+                                 "missing")
+    return (f"verified: no deleted id left, the kept (oldest) row of each of {groups:,} "
+            "group(s) present")
+
+
+def dedupe_steps(table: SourceTable, columns: tuple[str, ...], surrogate: str,
+                 referencing: list[ForeignKey],
+                 unindexed_fks: Sequence[ForeignKey] = (),
+                 indexed: bool = False) -> list[Statement]:
     """The dedupe stage's statements, to run in this order in one transaction: the rows to
     delete with the row each one's references move to; every referencing foreign key
-    re-pointed to the kept row; the delete. MigrateError when a foreign key points at other
-    columns than the surrogate id (its rows cannot be re-pointed by id).
+    re-pointed to the kept row; the delete; a check that the deleted rows are gone and the
+    kept ones there. The re-points and the delete count their rows (a data-modifying WITH),
+    their checks making the lines the stage's result shows. MigrateError when a foreign key
+    points at other columns than the surrogate id (its rows cannot be re-pointed by id).
 
     `unindexed_fks` (`unindexed()`): referencing columns no index leads. PostgreSQL checks
     every deleted row's foreign keys with a query on the referencing table, a full scan of it
@@ -228,28 +258,40 @@ def dedupe_statements(table: SourceTable, columns: tuple[str, ...], surrogate: s
     if blocking:
         raise MigrateError("foreign key(s) " + ", ".join(f.name for f in blocking)
                            + " do not reference the surrogate id: re-point them by hand first")
-    out = [
+    s_ident = sql.Identifier(surrogate)
+    out = [Statement(q, note="dedupe") for q in (
         sql.SQL("DROP TABLE IF EXISTS {w}").format(w=WORK_TABLE),
         sql.SQL("CREATE TEMP TABLE {w} AS {d}").format(
             w=WORK_TABLE, d=drop_set(table, columns, surrogate, indexed)),
         sql.SQL("CREATE INDEX ON {w} (drop_id)").format(w=WORK_TABLE),
-        sql.SQL("ANALYZE {w}").format(w=WORK_TABLE),
-    ]
+        sql.SQL("ANALYZE {w}").format(w=WORK_TABLE))]
     for fk in repointable:
-        out.append(sql.SQL(
-            "UPDATE {r} AS r SET {c} = d.keep_id FROM {w} AS d WHERE r.{c} = d.drop_id").format(
+        out.append(Statement(sql.SQL(
+            "WITH u AS (UPDATE {r} AS r SET {c} = d.keep_id FROM {w} AS d"
+            " WHERE r.{c} = d.drop_id RETURNING 1) SELECT pg_catalog.count(*) FROM u").format(
             r=sql.Identifier(fk.schema, fk.table), c=sql.Identifier(fk.columns[0]),
-            w=WORK_TABLE))
+            w=WORK_TABLE), note="dedupe", check=_counted(
+            f"reference(s) in {display_name(fk.schema, fk.table)} ({fk.columns[0]}) re-pointed "
+            "to the kept row")))
     helpers = [fk for fk in unindexed_fks if fk in repointable]
-    out += [sql.SQL("CREATE INDEX {i} ON {r} ({c})").format(
+    out += [Statement(sql.SQL("CREATE INDEX {i} ON {r} ({c})").format(
         i=sql.Identifier(helper_index_name(fk)), r=sql.Identifier(fk.schema, fk.table),
-        c=sql.Identifier(fk.columns[0])) for fk in helpers]
+        c=sql.Identifier(fk.columns[0])), note="dedupe") for fk in helpers]
     # by the surrogate's index, one look-up per row: as a join with the work table the planner
     # chose to read and hash the whole table for a few thousandths of its rows
-    out.append(sql.SQL("DELETE FROM {t} AS x WHERE x.{s} = ANY (ARRAY(SELECT d.drop_id FROM"
-                       " {w} AS d))").format(t=table.ident, w=WORK_TABLE,
-                                            s=sql.Identifier(surrogate)))
-    out += [sql.SQL("DROP INDEX {}").format(sql.Identifier(fk.schema, helper_index_name(fk)))
-            for fk in helpers]
-    out.append(sql.SQL("DROP TABLE {w}").format(w=WORK_TABLE))
+    out.append(Statement(sql.SQL(
+        "WITH x AS (DELETE FROM {t} AS x WHERE x.{s} = ANY (ARRAY(SELECT d.drop_id FROM {w}"
+        " AS d)) RETURNING 1) SELECT pg_catalog.count(*) FROM x").format(
+        t=table.ident, w=WORK_TABLE, s=s_ident),
+        note="dedupe", check=_counted("duplicate row(s) deleted")))
+    out += [Statement(sql.SQL("DROP INDEX {}").format(
+        sql.Identifier(fk.schema, helper_index_name(fk))), note="dedupe") for fk in helpers]
+    out.append(Statement(sql.SQL(
+        "SELECT (SELECT pg_catalog.count(*) FROM {w} AS d JOIN {t} AS x ON x.{s} = d.drop_id),"
+        " (SELECT pg_catalog.count(*) FROM (SELECT DISTINCT keep_id FROM {w}) AS d"
+        " WHERE NOT EXISTS (SELECT FROM {t} AS x WHERE x.{s} = d.keep_id)),"
+        " (SELECT pg_catalog.count(DISTINCT keep_id) FROM {w})").format(
+        w=WORK_TABLE, t=table.ident, s=s_ident), "verify",
+        "the deleted rows gone, the kept ones there", check=_verified))
+    out.append(Statement(sql.SQL("DROP TABLE {w}").format(w=WORK_TABLE), note="dedupe"))
     return out

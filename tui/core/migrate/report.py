@@ -114,10 +114,18 @@ def dependents_lines(deps: Dependents, own_fks: str = "foreign keys",
     return [f"{label}: {', '.join(items)}" for label, items in kinds if items]
 
 
-def unfixable_lines(groups: list[Any]) -> list[str]:
+def group_text(spec: MigrationSpec, g: Any) -> str:
+    """A collision group (collisions.CollisionGroup) named by its key columns and minute:
+    'pdm_id = 7, minute 2019-07-20 00:00 UTC'."""
+    prefix = [c for c in spec.key if c != spec.column]
+    named = [f"{c} = {v}" for c, v in zip(prefix, g.prefix, strict=False)]
+    minute = g.minute.strftime("%Y-%m-%d %H:%M") + (" UTC" if g.minute.tzinfo else "")
+    return ", ".join([*named, f"minute {minute}"])
+
+
+def unfixable_lines(spec: MigrationSpec, groups: list[Any]) -> list[str]:
     """The collision groups pgparts cannot fix (collisions.CollisionGroup), one line each."""
-    return [f"key {', '.join(map(str, g.prefix)) or '()'}, minute {g.minute}: {g.size} rows"
-            for g in groups]
+    return [f"{group_text(spec, g)}: {g.size} rows" for g in groups]
 
 
 def blocking_before_start(prepared: Prepared) -> list[str]:
@@ -127,7 +135,7 @@ def blocking_before_start(prepared: Prepared) -> list[str]:
         return []
     return [f"{plural(len(prepared.unfixable), 'collision group')} of more than "
             f"{MAX_PER_MINUTE} rows in one minute: stage 3 cannot fix them; resolve them first "
-            "(nothing was changed)", *unfixable_lines(prepared.unfixable)]
+            "(nothing was changed)", *unfixable_lines(prepared.spec, prepared.unfixable)]
 
 
 def _span(lo: Any, hi: Any) -> str:
@@ -214,13 +222,14 @@ def _collisions_report(conn: psycopg.Connection, spec: MigrationSpec) -> StageRe
                      f"{plural(col.groups, 'group')}, {plural(col.rows_rewritten, 'row')} "
                      f"rewritten (seconds = rank by {spec.tiebreak})")
     for g, rewrites in col.sample:
-        moved = ", ".join(f"{r.old:%H:%M:%S}→{r.new:%S}" for r in rewrites[:4])
-        out.lines.append(f"sample: {', '.join(map(str, g.prefix))} at {g.minute}: {moved}")
+        moved = ", ".join(f"{r.old:%S} → {r.new:%S}" for r in rewrites[:4])
+        more = ", …" if len(rewrites) > 4 else ""
+        out.lines.append(f"sample: {group_text(spec, g)}: seconds {moved}{more}")
     if col.unfixable:
         out.blocking.append(f"{plural(len(col.unfixable), 'group')} of more than "
                             f"{MAX_PER_MINUTE} rows in one minute: resolve them first "
                             "(nothing was changed)")
-        out.blocking += unfixable_lines(col.unfixable)
+        out.blocking += unfixable_lines(spec, col.unfixable)
     return out
 
 

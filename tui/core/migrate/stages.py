@@ -33,7 +33,7 @@ from .build import build_step, plan_renames
 from .collisions import MAX_PER_MINUTE, _ranked, _shape, with_minute_index
 from .copy import SESSIONS, copy_steps
 from .dependencies import dependency_notes
-from .duplicates import candidates_indexed, dedupe_statements, unindexed
+from .duplicates import candidates_indexed, dedupe_steps, unindexed
 from .finish import finish_facts
 from .layout import bound_text
 from .preflight import Dependents, dependents
@@ -206,9 +206,8 @@ def duplicates_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
     helpers: list = []
     if spec.surrogate and spec.surrogate not in columns:
         helpers = unindexed(conn, deps.referencing_fks)
-        statements += [Statement(s, note="dedupe") for s in dedupe_statements(
-            table, columns, spec.surrogate, deps.referencing_fks, helpers,
-            candidates_indexed(conn, table, columns))]
+        statements += dedupe_steps(table, columns, spec.surrogate, deps.referencing_fks,
+                                   helpers, candidates_indexed(conn, table, columns))
     statements.append(Statement(state_sql(spec, "duplicates"), note="record the stage"))
     step = Step(
         "delete duplicates by error",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import psycopg
@@ -184,6 +184,9 @@ class NodeAction:
     # about the node itself although no value names it (drain-default on the DEFAULT): the
     # menu lists it with the partition's own actions, first
     on_node: bool = False
+    # why the plan cannot be made for this node, said before it is opened (the menu shows the
+    # entry disabled, with this reason)
+    unavailable: str = ""
 
 
 def range_neighbours(forest: Forest, node: PartNode) -> tuple[PartNode | None, PartNode | None]:
@@ -238,8 +241,34 @@ class PlanKind:
     # what the default selection is, for the console's help ('o')
     default_selection_help: ClassVar[str] = "go back to the default selection"
 
+    # the kind moves rows through a change log (moves/changelog.py), which replays changes by a
+    # primary key or a unique index: the menu's entries for partitions without one say so
+    moves_rows: ClassVar[bool] = False
+
     def applies_to(self, forest: Forest, node: PartNode) -> bool:
         return node.relkind == "p"
+
+    def moved_from(self, forest: Forest, node: PartNode, action: NodeAction) -> list[PartNode]:
+        """The partitions whose rows `action` (one of `actions_for(forest, node)`) moves: the
+        node itself when the entry is about it (a value names it, or `on_node`)."""
+        return [node] if action.values or action.on_node else []
+
+    def menu_actions(self, forest: Forest, node: PartNode) -> list[NodeAction]:
+        """`actions_for`, each entry marked `unavailable` when a partition it moves rows from
+        has no primary key nor unique index (read from the forest's indexes, when loaded): the
+        plan would be refused for it. An index that exists but cannot serve (a nullable column,
+        an expression) is still refused when the plan is made, in its own words."""
+        actions = self.actions_for(forest, node)
+        if not self.moves_rows or not forest.indexes_loaded:
+            return actions
+        out = []
+        for a in actions:
+            keyless = [p for p in self.moved_from(forest, node, a) if not any(
+                i.valid and (i.is_unique or i.is_primary) for i in p.indexes)]
+            out.append(replace(a, unavailable=(
+                f"{keyless[0].qualified} has no primary key nor unique index: a move replays "
+                "the changes made meanwhile by one") if keyless else ""))
+        return out
 
     def status(self, conn: psycopg.Connection, forest: Forest, target: str) -> Any:
         """What the kind sees on `target` (catalog reads only); None when it has no status."""

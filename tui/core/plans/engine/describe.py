@@ -87,8 +87,9 @@ def describe(plan: Plan, conn: psycopg.Connection) -> PlanDescription:
 
 def render_text(desc: PlanDescription) -> str:
     """The command line's --dry-run: summary, changes, steps, then the SQL script."""
-    out = [f"Plan: {desc.title}", ""]
-    out += [f"  {line}" for line in desc.summary]
+    out = [f"Plan: {desc.title}"]
+    if desc.summary:  # a plan without one (a move's) went on with two blank lines
+        out += ["", *(f"  {line}" for line in desc.summary)]
     if desc.changes:
         out += ["", "Changes:"]
         out += [f"  {line}" for line in desc.changes]

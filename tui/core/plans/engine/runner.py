@@ -140,8 +140,11 @@ class Progress:
     rows_total: int = 0
     bytes_done: int = 0
     bytes_total: int = 0
+    # the estimates of the steps found already done (not copied by this run, not 0% either)
+    rows_skipped: int = 0
+    bytes_skipped: int = 0
     elapsed: float = 0.0
-    rate_rows: float = 0.0  # rows per second while copying
+    rate_rows: float = 0.0  # rows per second copied by this run
     eta_seconds: float | None = None
     lock_wait_seconds: float = 0.0  # waited on locks so far (all steps)
     attempt: int = 1
@@ -264,6 +267,8 @@ class PlanRunner:
         self._copy_started: float | None = None
         self._rows_done = 0
         self._bytes_done = 0
+        self._rows_skipped = 0
+        self._bytes_skipped = 0
         self._lock_wait = 0.0
         self._give_way: float | None = None
         self._current = Progress(0, len(plan.steps), "", RunState.STARTING)
@@ -317,12 +322,15 @@ class PlanRunner:
         p.elapsed = time.monotonic() - self._started if self._started else 0.0
         p.rows_done, p.rows_total = self._rows_done, self._rows_total
         p.bytes_done, p.bytes_total = self._bytes_done, self._bytes_total
+        p.rows_skipped, p.bytes_skipped = self._rows_skipped, self._bytes_skipped
         p.lock_wait_seconds = self._lock_wait
-        if self._copy_started is not None and self._rows_done:
+        # rows a rolled-back step had copied are taken back: so is the rate they made
+        p.rate_rows, p.eta_seconds = 0.0, None
+        if self._copy_started is not None and self._rows_done > 0:
             spent = max(time.monotonic() - self._copy_started, 1e-6)
             p.rate_rows = self._rows_done / spent
-            left = max(self._rows_total - self._rows_done, 0)
-            p.eta_seconds = left / p.rate_rows if p.rate_rows else None
+            left = max(self._rows_total - self._rows_done - self._rows_skipped, 0)
+            p.eta_seconds = left / p.rate_rows
         if self._progress_cb is not None:
             snapshot = Progress(**vars(p))
             with contextlib.suppress(Exception):  # a display error must not break the plan
@@ -460,6 +468,10 @@ class PlanRunner:
             raise PlanError(f"lost the connection: {first_line(exc)}") from None
         if already:
             outcome.status = StepStatus.SKIPPED
+            copies = [st for st in step.statements if st.kind == "copy"]
+            with self._emit_lock:
+                self._rows_skipped += sum(st.est_rows for st in copies)
+                self._bytes_skipped += sum(st.est_bytes for st in copies)
             self._journal_step(outcome)
             self._emit(state=RunState.SKIPPED, message="already done")
             return
@@ -831,10 +843,18 @@ class PlanRunner:
         total = len(self.plan.steps)
         if not done:
             return f"no step of the plan is committed ({total} to go); nothing was changed"
-        return (
-            f"steps {_ranges(done)} of {total} are committed, the interrupted step was rolled "
-            f"back; run the same plan again to resume"
-        )
+        # a step whose check holds but which this run did not commit may have had nothing to
+        # do (an empty range to copy) rather than be committed earlier: it is not said to be
+        committed = [i for i in done if self.outcomes[i - 1].status == StepStatus.DONE]
+        rest = [i for i in done if i not in committed]
+        said = [f"{_steps(committed)} of {total} {'is' if len(committed) == 1 else 'are'} "
+                "committed by this run" if committed
+                else f"no step of {total} was committed by this run"]
+        if rest:
+            said.append(f"{_steps(rest)} {'has' if len(rest) == 1 else 'have'} nothing left to "
+                        "do (done earlier, or nothing to do there)")
+        return "; ".join(said) + "; the interrupted step was rolled back; run the same plan " \
+            "again to resume"
 
     def _journal_start(self, started_at: datetime) -> dict[str, Any]:
         try:
@@ -922,6 +942,10 @@ class _Monitor:
             pass
         finally:
             conn.close()
+
+
+def _steps(nums: list[int]) -> str:
+    return f"step {nums[0]}" if len(nums) == 1 else f"steps {_ranges(nums)}"
 
 
 def _ranges(nums: list[int]) -> str:

@@ -46,6 +46,7 @@ class DrainDefault(PlanKind):
     noun = "drain-default"
     table_help = "the RANGE- or LIST-partitioned parent ('name' or 'schema.name')"
     fixes = ("default_has_rows",)
+    moves_rows = True
 
     def applies_to(self, forest: Forest, node: PartNode) -> bool:
         return (node.is_partitioned and node.strategy in ("range", "list")
@@ -57,6 +58,11 @@ class DrainDefault(PlanKind):
         return [replace(a, on_node=True, detail=node.qualified)
                 if parent is not None and parent.default_partition_oid == node.oid else a
                 for a in super().actions_for(forest, node)]
+
+    def moved_from(self, forest: Forest, node: PartNode, action: NodeAction) -> list[PartNode]:
+        """The DEFAULT partition, whichever node the entry was made for."""
+        default = forest.nodes.get(action.table.default_partition_oid or 0)
+        return [default] if default is not None else []
 
     def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
               config: Config) -> Plan:

@@ -34,6 +34,7 @@ class MoveKind(PlanKind):
     one is planned (`plan_move` builds the new one); the report says how long the swap held."""
 
     strategies: tuple[str, ...] = ("range",)
+    moves_rows = True
 
     def build(self, conn: psycopg.Connection, forest: Forest, status: Any, request: Request,
               config: Config) -> Plan:
