@@ -243,7 +243,7 @@ def dedupe_steps(table: SourceTable, columns: tuple[str, ...], surrogate: str,
     """The dedupe stage's statements, to run in this order in one transaction: the rows to
     delete with the row each one's references move to; every referencing foreign key
     re-pointed to the kept row; the delete; a check that the deleted rows are gone and the
-    kept ones there. The re-points and the delete count their rows (a data-modifying WITH),
+    kept ones there. The re-points and the delete are checked on their row counts,
     their checks making the lines the stage's result shows. MigrateError when a foreign key
     points at other columns than the surrogate id (its rows cannot be re-pointed by id).
 
@@ -267,8 +267,7 @@ def dedupe_steps(table: SourceTable, columns: tuple[str, ...], surrogate: str,
         sql.SQL("ANALYZE {w}").format(w=WORK_TABLE))]
     for fk in repointable:
         out.append(Statement(sql.SQL(
-            "WITH u AS (UPDATE {r} AS r SET {c} = d.keep_id FROM {w} AS d"
-            " WHERE r.{c} = d.drop_id RETURNING 1) SELECT pg_catalog.count(*) FROM u").format(
+            "UPDATE {r} AS r SET {c} = d.keep_id FROM {w} AS d WHERE r.{c} = d.drop_id").format(
             r=sql.Identifier(fk.schema, fk.table), c=sql.Identifier(fk.columns[0]),
             w=WORK_TABLE), note="dedupe", check=_counted(
             f"reference(s) in {display_name(fk.schema, fk.table)} ({fk.columns[0]}) re-pointed "
@@ -280,8 +279,8 @@ def dedupe_steps(table: SourceTable, columns: tuple[str, ...], surrogate: str,
     # by the surrogate's index, one look-up per row: as a join with the work table the planner
     # chose to read and hash the whole table for a few thousandths of its rows
     out.append(Statement(sql.SQL(
-        "WITH x AS (DELETE FROM {t} AS x WHERE x.{s} = ANY (ARRAY(SELECT d.drop_id FROM {w}"
-        " AS d)) RETURNING 1) SELECT pg_catalog.count(*) FROM x").format(
+        "DELETE FROM {t} AS x WHERE x.{s} = ANY (ARRAY(SELECT d.drop_id FROM {w} AS d))"
+        ).format(
         t=table.ident, w=WORK_TABLE, s=s_ident),
         note="dedupe", check=_counted("duplicate row(s) deleted")))
     out += [Statement(sql.SQL("DROP INDEX {}").format(

@@ -791,7 +791,11 @@ class PlanRunner:
             if st.check is not None:
                 self._emit(state=RunState.VERIFYING, message=st.note or "")
                 try:
-                    line = st.check(cur.fetchone(), conn)
+                    # a statement returning no rows (UPDATE, DELETE) is checked on its row
+                    # count: a data-modifying WITH would count them too, but PostgreSQL refuses
+                    # it on a table with DO ALSO rules
+                    line = st.check(cur.fetchone() if cur.description else (cur.rowcount,),
+                                    conn)
                 except VerificationFailed as exc:
                     raise PlanError(f"verification failed: {exc}") from None
                 out.verification = f"{out.verification}; {line}" if out.verification else line
