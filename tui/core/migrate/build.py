@@ -48,7 +48,7 @@ WHERE x.indrelid = %s
                   AND k.conrelid = x.indrelid)
 ORDER BY c.relname
 """
-_IDENTITY = """
+IDENTITY_SQL = """
 SELECT a.attname, a.attidentity, sn.nspname, s.relname, q.seqstart, q.seqincrement, q.seqmin,
        q.seqmax, q.seqcache, q.seqcycle, pg_catalog.format_type(q.seqtypid, NULL)
 FROM pg_catalog.pg_attribute a
@@ -109,7 +109,7 @@ def plan_renames(conn: psycopg.Connection, spec: MigrationSpec) -> MigrationSpec
         rels.add(renamed[-1][2])
     for (name,) in conn.execute(_PLAIN_INDEXES, (spec.oid,)).fetchall():
         renamed.append(("index", name, aside_name(name, rels)))
-    for row in conn.execute(_IDENTITY, (spec.oid,)).fetchall():
+    for row in conn.execute(IDENTITY_SQL, (spec.oid,)).fetchall():
         if row[2] != spec.schema:
             raise MigrateError(f"the identity sequence of {row[0]!r} is in another schema")
         renamed.append(("sequence", row[3], aside_name(row[3], rels)))
@@ -201,7 +201,7 @@ def build_statements(conn: psycopg.Connection, spec: MigrationSpec,
         " INCLUDING CONSTRAINTS INCLUDING COMMENTS INCLUDING STORAGE INCLUDING COMPRESSION)"
         " PARTITION BY RANGE ({c})").format(t=t, old=old, c=spec.column_ident),
         note="the partitioned table"))
-    for row in conn.execute(_IDENTITY, (spec.oid,)).fetchall():
+    for row in conn.execute(IDENTITY_SQL, (spec.oid,)).fetchall():
         # the sequence's type is the column's (an identity takes no AS)
         col, how, _schema, seq, start, inc, lo, hi, cache, cycle, _typ = row
         out.append(Statement(sql.SQL(

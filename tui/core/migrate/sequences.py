@@ -16,19 +16,7 @@ import psycopg
 from psycopg import sql
 
 from ..plans.engine.model import Statement
-
-# the original's identity columns, their sequence as named now and its increment
-_IDENTITY = """
-SELECT a.attname, sn.nspname, s.relname, q.seqincrement
-FROM pg_catalog.pg_attribute a
-JOIN pg_catalog.pg_depend d ON d.refobjid = a.attrelid AND d.refobjsubid = a.attnum
-     AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'i'
-JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
-JOIN pg_catalog.pg_sequence q ON q.seqrelid = s.oid
-WHERE a.attrelid = %s AND a.attidentity <> '' AND NOT a.attisdropped
-ORDER BY a.attnum
-"""
+from .build import IDENTITY_SQL
 
 _INCREMENT = """
 SELECT q.seqincrement FROM pg_catalog.pg_sequence q JOIN pg_catalog.pg_class s
@@ -45,8 +33,8 @@ def catch_up_statements(conn: psycopg.Connection, original_oid: int, table: sql.
     names to (the names they have back by then), and the `serial` sequences (schema, name,
     column) it owns or takes back."""
     seqs: list[tuple[str, str, str, int]] = [
-        (schema, renamed.get(name, name), col, int(inc))
-        for col, schema, name, inc in conn.execute(_IDENTITY, (original_oid,)).fetchall()]
+        (r[2], renamed.get(r[3], r[3]), r[0], int(r[5]))  # (attname, ..., seqincrement)
+        for r in conn.execute(IDENTITY_SQL, (original_oid,)).fetchall()]
     for schema, name, col in sorted(serial):
         row = conn.execute(_INCREMENT, (schema, name)).fetchone()
         if row is not None and (schema, name) not in {(s, n) for s, n, _c, _i in seqs}:
