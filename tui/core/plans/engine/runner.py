@@ -310,6 +310,15 @@ class PlanRunner:
         with self._emit_lock:
             self._emit_locked(**changes)
 
+    def _lock_timed_out(self, out: StepOutcome, t0: float) -> float:
+        """Count a lock wait that ended in a timeout (since `t0`); the seconds waited."""
+        waited = time.monotonic() - t0
+        with self._emit_lock:
+            self._lock_wait += waited
+        out.lock_wait_seconds += waited
+        out.lock_timeouts += 1
+        return waited
+
     def _progress_add(self, rows: int, nbytes: int) -> None:
         with self._emit_lock:
             self._rows_done += rows
@@ -705,11 +714,7 @@ class PlanRunner:
                 raise
         except _RETRYABLE as exc:
             # the time includes the statements before the wait (a few ms): an upper bound
-            waited = time.monotonic() - t0
-            with self._emit_lock:
-                self._lock_wait += waited
-            out.lock_wait_seconds += waited
-            out.lock_timeouts += 1
+            waited = self._lock_timed_out(out, t0)
             raise _StepLockTimeout(waited) from exc
         except psycopg.errors.RaiseException as exc:
             text = exc.diag.message_primary or first_line(exc)
@@ -767,11 +772,7 @@ class PlanRunner:
                 else:
                     cur = conn.execute(st.sql)
             except _RETRYABLE as exc:
-                waited = time.monotonic() - t0
-                with self._emit_lock:
-                    self._lock_wait += waited
-                out.lock_wait_seconds += waited
-                out.lock_timeouts += 1
+                waited = self._lock_timed_out(out, t0)
                 if not savepoint and (conn.info.transaction_status != 0 or restart_step):
                     # inside a transaction without a savepoint: only the whole step can retry;
                     # a non-transactional step with retry "step" starts again from its first
