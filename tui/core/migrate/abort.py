@@ -13,10 +13,10 @@ from psycopg import sql
 
 from ..names import display_name
 from ..plans.engine.model import Lock, Plan, Statement, Step, VerificationFailed
-from ..plans.hashing import extended_hash_supported, row_hash
+from ..plans.hashing import extended_hash_supported
 from ..plans.steps import markers
 from ..plans.steps.moves import raise_unless
-from ..plans.steps.verify import raise_unless_contained
+from ..plans.steps.verify import missing_sql, raise_unless_contained
 from . import MigrateError, later, sequences
 from .build import rename_sql
 from .copy import _COLUMNS
@@ -74,9 +74,7 @@ def only_copies(conn: psycopg.Connection, spec: MigrationSpec) -> Statement:
     rows = conn.execute(_COLUMNS, (spec.oid,)).fetchall()
     cols = [r[0] for r in rows]
     fast = extended_hash_supported(conn, [int(r[1]) for r in rows])
-    h = row_hash(cols, fast)
-    extra = sql.SQL("SELECT pg_catalog.count(*) FROM (SELECT {h} FROM {new} EXCEPT ALL"
-                    " SELECT {h} FROM {old}) d").format(h=h, new=spec.table, old=spec.old_table)
+    extra = missing_sql(spec.table, spec.old_table, cols, fast)
 
     def check(row: object, _conn: psycopg.Connection) -> str:
         n = int(row[0]) if row else 0  # type: ignore[index]

@@ -32,8 +32,8 @@ from ..plans.engine.model import (
     Step,
     VerificationFailed,
 )
-from ..plans.hashing import extended_hash_supported, row_hash
-from ..plans.steps.verify import compare_sql, raise_unless_contained
+from ..plans.hashing import extended_hash_supported
+from ..plans.steps.verify import compare_sql, missing_sql, raise_unless_contained
 from .ddl import (
     StageSpec,
     new_disp,
@@ -63,10 +63,7 @@ def contained(old: sql.Composable, new: sql.Composable, cols: list[str], fast: b
         n_old, h_old, n_new, h_new = row
         if (n_old, h_old) == (n_new, h_new):
             return f"{old_what} and {new_what} hold the same {n_new:,} rows (checksum {h_new})"
-        missing = conn.execute(sql.SQL(
-            "SELECT pg_catalog.count(*) FROM (SELECT {h} FROM {old} EXCEPT ALL"
-            " SELECT {h} FROM {new}) d").format(h=row_hash(cols, fast), old=old, new=new)
-        ).fetchone()[0]
+        missing = conn.execute(missing_sql(old, new, cols, fast)).fetchone()[0]
         if missing:
             raise VerificationFailed(
                 f"{missing:,} of the {n_old:,} rows of {old_what} are not in {new_what} (changed "

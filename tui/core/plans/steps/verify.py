@@ -36,6 +36,14 @@ def raise_unless_equal(conn: psycopg.Connection, compare: sql.Composed, old_disp
     return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
 
 
+def missing_sql(old: sql.Composable, new: sql.Composable, cols: list[str],
+                fast: bool) -> sql.Composed:
+    """How many rows of `old` are not in `new`: a multiset difference of row hashes, so a row
+    stored twice in `old` must be in `new` twice."""
+    return sql.SQL("SELECT pg_catalog.count(*) FROM (SELECT {h} FROM {old} EXCEPT ALL"
+                   " SELECT {h} FROM {new}) d").format(h=row_hash(cols, fast), old=old, new=new)
+
+
 def raise_unless_contained(conn: psycopg.Connection, old: sql.Composable, new: sql.Composable,
                             cols: list[str], fast: bool, old_disp: str,
                             new_disp: str) -> sql.Composed:
@@ -43,12 +51,11 @@ def raise_unless_contained(conn: psycopg.Connection, old: sql.Composable, new: s
     multiset difference of row hashes), else raise before the DROP."""
     body = sql.SQL(
         "DECLARE\n  missing pg_catalog.int8;\nBEGIN\n"
-        "  missing := (SELECT pg_catalog.count(*) FROM (SELECT {h} FROM {old}"
-        " EXCEPT ALL SELECT {h} FROM {new}) d);\n"
+        "  missing := ({missing});\n"
         "  IF missing > 0 THEN\n"
         "    RAISE EXCEPTION 'pgparts: % rows of % are not in %; % is kept', missing, {o}, {n},"
         " {o};\n"
-        "  END IF;\nEND").format(h=row_hash(cols, fast), old=old, new=new,
+        "  END IF;\nEND").format(missing=missing_sql(old, new, cols, fast),
                                   o=sql.Literal(old_disp), n=sql.Literal(new_disp))
     return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
 
@@ -80,10 +87,7 @@ def subset_check(old: sql.Composable, new: sql.Composable, cols: list[str], fast
             return f"{old_disp} and {new_disp} hold the same {n_new:,} rows (checksum {h_new})"
         # the new partition changed since the swap (it is live): every row of the original
         # must still be in it; a multiset difference of row hashes finds any that is not
-        missing = conn.execute(sql.SQL(
-            "SELECT pg_catalog.count(*) FROM (SELECT {h} FROM {old} EXCEPT ALL"
-            " SELECT {h} FROM {new}) d").format(h=row_hash(cols, fast), old=old, new=new)
-        ).fetchone()[0]
+        missing = conn.execute(missing_sql(old, new, cols, fast)).fetchone()[0]
         if missing:
             why = (f"{missing:,} of the {n_old:,} rows of {old_disp} are not in {new_disp} "
                    f"(changed since the swap?)")
