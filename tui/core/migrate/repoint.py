@@ -10,8 +10,10 @@ its column was (a CHECK validated first, so SET NOT NULL does not scan under its
 EXCLUSIVE lock). A column of that name that the migration did not add is used and checked,
 never written. The new key is added NOT VALID under the old one's name (the old one renamed
 aside, `pgparts_fk_<hash>`, so abort can rename it back until it is dropped), validated, then
-the old one is dropped. ON DELETE SET NULL / SET DEFAULT now apply to the key's columns; the
-surrogate id column is kept as it is.
+the old one is dropped. Before PostgreSQL 18 it is added valid (the same one scan, under SHARE
+ROW EXCLUSIVE on the referencing table): VALIDATE there marks only the key, and its entries
+per partition of the new table would stay convalidated = false for good. ON DELETE SET NULL /
+SET DEFAULT now apply to the key's columns; the surrogate id column is kept as it is.
 
 The back-fill's done check is the only one that reads rows: until the new key exists, a row
 that points at a payment and whose added key columns are still empty means not done (the first
