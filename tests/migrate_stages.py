@@ -234,3 +234,20 @@ def catalog_dump(conn: psycopg.Connection, n: Names) -> dict[str, Any]:
         "SELECT p.proname FROM pg_proc p JOIN pg_namespace ns ON ns.oid = p.pronamespace"
         " WHERE ns.nspname = %s ORDER BY 1", (n.schema,)).fetchall()
     return out
+
+
+# every pg_constraint entry of a foreign key on or pointing at the table or one of its partitions
+# (the partitions' own copies and the entries PostgreSQL keeps per referenced partition)
+_TOUCHING = (
+    "WITH RECURSIVE tree(oid) AS (SELECT %s::regclass::oid UNION ALL"
+    " SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid)"
+    " SELECT con.conrelid::regclass::text, con.conname, con.confrelid::regclass::text,"
+    " con.convalidated FROM pg_constraint con WHERE con.contype = 'f'"
+    " AND (con.conrelid IN (SELECT oid FROM tree) OR con.confrelid IN (SELECT oid FROM tree))"
+    " ORDER BY 1, 2")
+
+
+def foreign_key_entries(conn: psycopg.Connection, table: str) -> list[tuple]:
+    """(table, constraint, referenced table, convalidated) of every foreign key entry touching
+    `table` (a regclass text) and its partitions."""
+    return conn.execute(_TOUCHING, (table,)).fetchall()

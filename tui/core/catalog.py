@@ -98,6 +98,41 @@ WHERE tc.relispartition OR tc.relkind = 'p'
 """
 
 
+# Foreign keys on or pointing at a table of the trees that are not validated: rows written before
+# the key was added were never checked. Left out: the entries PostgreSQL keeps per partition of
+# a partitioned referenced table (same referencing table as the entry they descend from). Their
+# rows are checked by that key's own validation, which before PostgreSQL 18 does not mark them:
+# a key added NOT VALID and validated keeps them convalidated = false for good, with the same
+# enforcement as a valid one. The key they descend from says whether the rows were checked. A
+# partition's copy of a key whose parent key is not validated is left out too: the parent key
+# is reported.
+_UNVALIDATED_FK_SQL = """
+SELECT con.conname AS name, con.conrelid AS table_oid, con.confrelid AS ref_oid,
+       rn.nspname, r.relname, fn.nspname, f.relname
+FROM pg_constraint con
+JOIN pg_class r ON r.oid = con.conrelid
+JOIN pg_namespace rn ON rn.oid = r.relnamespace
+JOIN pg_class f ON f.oid = con.confrelid
+JOIN pg_namespace fn ON fn.oid = f.relnamespace
+WHERE con.contype = 'f' AND NOT con.convalidated
+  AND (r.relispartition OR r.relkind = 'p' OR f.relispartition OR f.relkind = 'p')
+  AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.oid = con.conparentid
+                  AND (k.conrelid = con.conrelid OR NOT k.convalidated))
+"""
+
+
+@dataclass
+class UnvalidatedKey:
+    """A foreign key on (`table_oid`) or pointing at (`ref_oid`) a table of the forest whose
+    rows were not all checked (convalidated = false where that means it)."""
+
+    name: str
+    table_oid: int
+    ref_oid: int
+    table: str  # display names: the referencing table may lie outside the forest
+    ref: str
+
+
 @dataclass
 class IndexInfo:
     """One index of a relation of the forest (partitioned or plain)."""
@@ -245,6 +280,8 @@ class Forest:
     exact_sizes: bool = False
     # False until load_indexes() ran: the tree can be shown before its indexes are read
     indexes_loaded: bool = True
+    # read with the indexes
+    unvalidated_keys: list[UnvalidatedKey] = field(default_factory=list)
 
     def walk(self) -> Iterator[PartNode]:
         for root in self.roots:
@@ -413,7 +450,7 @@ def load_forest(
 def _load_forest(
     conn: psycopg.Connection, version: int, exact_sizes: bool, indexes: bool
 ) -> Forest:
-    index_cur = None
+    index_cur = key_cur = None
     with conn.pipeline():
         clock = conn.cursor()
         clock.execute("SELECT now()")
@@ -423,13 +460,16 @@ def _load_forest(
             # the server runs it while the tree rows become objects
             index_cur = conn.cursor(binary=True)
             index_cur.execute(_INDEX_SQL)
+            key_cur = conn.cursor(binary=True)
+            key_cur.execute(_UNVALIDATED_FK_SQL)
         now_row = clock.fetchone()
         nodes, roots = _build_nodes(tree.fetchall(), exact_sizes)
         index_rows = index_cur.fetchall() if index_cur is not None else []
+        key_rows = key_cur.fetchall() if key_cur is not None else []
     now = now_row[0]  # type: ignore[index]
     forest = Forest(roots, nodes, {}, version, now, exact_sizes, indexes_loaded=False)
     if indexes:
-        _attach_indexes(forest, index_rows)
+        _attach_indexes(forest, index_rows, key_rows)
     return forest
 
 
@@ -441,10 +481,11 @@ def load_indexes(conn: psycopg.Connection, forest: Forest) -> None:
     """
     with paused_gc(), conn.cursor(binary=True) as cur:
         rows = cur.execute(_INDEX_SQL).fetchall()
-        _attach_indexes(forest, rows)
+        key_rows = cur.execute(_UNVALIDATED_FK_SQL).fetchall()
+        _attach_indexes(forest, rows, key_rows)
 
 
-def _attach_indexes(forest: Forest, rows: list[tuple]) -> None:
+def _attach_indexes(forest: Forest, rows: list[tuple], key_rows: list[tuple]) -> None:
     indexes: dict[int, IndexInfo] = {}
     per_table: dict[int, list[IndexInfo]] = {}
     get = forest.nodes.get
@@ -457,6 +498,9 @@ def _attach_indexes(forest: Forest, rows: list[tuple]) -> None:
     for oid, node in forest.nodes.items():
         node.indexes = per_table.get(oid, [])
     forest.indexes = indexes
+    forest.unvalidated_keys = [
+        UnvalidatedKey(name, int(t), int(r), display_name(ts, tn), display_name(rs, rn))
+        for name, t, r, ts, tn, rs, rn in key_rows]
     forest.indexes_loaded = True
 
 

@@ -20,11 +20,11 @@ from typing import Any
 import humanize
 
 from .bounds import Bound, BoundValue, parse_timestamp
-from .catalog import Forest, IndexInfo, PartNode
+from .catalog import Forest, IndexInfo, PartNode, UnvalidatedKey
 from .config import FindingsConfig, TablePolicy
 from .growth import Growth, fill_text, growth_of, rate_text
 from .humanfmt import count, plural, size
-from .names import display_name
+from .names import display_name, quote_ident
 from .policy import resolve_policies, thresholds_by_oid
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
@@ -41,6 +41,7 @@ CODES = (
     "index_missing",
     "index_invalid",
     "detach_pending",
+    "foreign_key_not_valid",
 )
 
 # Below both of these the largest sibling of a group is too small for skew to matter.
@@ -122,6 +123,7 @@ def check_forest(
             in_tree.extend(_index_missing(node, attached))
             in_tree.extend(_index_invalid(node))
             in_tree.extend(_detach_pending(node))
+        in_tree.extend(_foreign_key_not_valid(forest, root))
         found.extend(_collapse(root, in_tree))
     order = {oid: i for i, oid in enumerate(n.oid for n in forest.walk())}
     found.sort(key=lambda f: (_RANK[f.severity], order.get(f.table_oid, 0)))
@@ -695,3 +697,32 @@ def _detach_pending(node: PartNode) -> list[Finding]:
             )
             out.append(_finding(CRITICAL, "detach_pending", message, node, [c]))
     return out
+
+
+# -- foreign_key_not_valid -----------------------------------------------------------------------
+def _foreign_key_not_valid(forest: Forest, root: PartNode) -> list[Finding]:
+    """Keys on or pointing at a table of the tree whose rows were not all checked. The loader
+    leaves out the entries PostgreSQL keeps per partition of a referenced table, which
+    PostgreSQL 15 leaves marked not validated after a VALIDATE that checked every row."""
+    if not forest.unvalidated_keys:
+        return []
+    tree = {n.oid: n for n in root.walk()}
+    out = []
+    for key in forest.unvalidated_keys:
+        # a key between two trees is reported once, with the referencing table
+        here = (tree.get(key.table_oid) if key.table_oid in forest.nodes
+                else tree.get(key.ref_oid))
+        if here is None:
+            continue
+        message = _key_message(key)
+        out.append(_finding(WARNING, "foreign_key_not_valid", message, here, [here]))
+    return out
+
+
+def _key_message(key: UnvalidatedKey) -> str:
+    name = quote_ident(key.name)
+    return (
+        f"foreign key {name} of {key.table} to {key.ref} is NOT VALID: rows written before it "
+        f"was added were never checked (new writes are); ALTER TABLE {key.table} VALIDATE "
+        f"CONSTRAINT {name} checks them (SHARE UPDATE EXCLUSIVE: reads and writes go on)"
+    )

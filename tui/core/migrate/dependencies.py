@@ -24,7 +24,9 @@ and an exported script show what remains) and the locks it takes:
   refuses NOT VALID foreign keys on a partitioned table; this works on every version.)
 - Referencing tables' foreign keys re-pointed at the natural key (repoint.py): a table that
   had only the surrogate id gets the key's columns, back-filled through the original; the new
-  key is added NOT VALID under the old one's name, validated, then the old one dropped.
+  key is added NOT VALID under the old one's name, validated, then the old one dropped (before
+  PostgreSQL 18 added valid in one step instead: VALIDATE would leave its entries per partition
+  of the new table marked not validated).
 - Views, triggers, rules, policies, row security, grants and comments Build did not copy,
   publication membership (recreate.py), then ANALYZE.
 

@@ -10,8 +10,10 @@ its column was (a CHECK validated first, so SET NOT NULL does not scan under its
 EXCLUSIVE lock). A column of that name that the migration did not add is used and checked,
 never written. The new key is added NOT VALID under the old one's name (the old one renamed
 aside, `pgparts_fk_<hash>`, so abort can rename it back until it is dropped), validated, then
-the old one is dropped. ON DELETE SET NULL / SET DEFAULT now apply to the key's columns; the
-surrogate id column is kept as it is.
+the old one is dropped. Before PostgreSQL 18 it is added valid (the same one scan, under SHARE
+ROW EXCLUSIVE on the referencing table): VALIDATE there marks only the key, and its entries
+per partition of the new table would stay convalidated = false for good. ON DELETE SET NULL /
+SET DEFAULT now apply to the key's columns; the surrogate id column is kept as it is.
 
 The back-fill's done check is the only one that reads rows: until the new key exists, a row
 that points at a payment and whose added key columns are still empty means not done (the first
@@ -324,27 +326,52 @@ def repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> lis
         t, sql.Identifier(fk.name), sql.Identifier(rp.temp_name)),
         note=f"the old key {fk.name!r} steps aside")]
         if current is not None and current[2] == spec.oid else [])
-    steps.append(Step(
-        title=f"Foreign key of {rp.disp} on the new key",
-        explanation=(f"The old key {fk.name!r} is renamed {rp.temp_name!r} (it stays until the "
-                     f"new one is validated) and ({', '.join(rp.columns)}) REFERENCES "
-                     f"{new_disp(spec)} ({', '.join(spec.key)}) is added under its name, NOT "
-                     f"VALID (no scan)."),
-        statements=[*park, Statement(sql.SQL(
-            "ALTER TABLE {t} ADD CONSTRAINT {n} FOREIGN KEY ({cols}) REFERENCES {new} ({key})"
-            "{opts} NOT VALID").format(
-            t=t, n=sql.Identifier(fk.name), cols=cols, new=new_ident(spec), key=key,
-            opts=sql.SQL(options)))],
-        locks=[Lock("ACCESS EXCLUSIVE", rp.disp, "an instant (the rename)"),
-               Lock("SHARE ROW EXCLUSIVE", new_disp(spec) + " and its partitions",
-                    "an instant")],
-        retry="step", done=lambda c: new_fk(c) is not None, group=GROUP))
-    if fk.validated:
+    probes = probe_statements() if probes_pay(conn, spec, fk.schema, fk.table) else []
+    # Before PostgreSQL 18, VALIDATE marks only the key itself: its entries for each partition
+    # of the new table (conparentid set) keep convalidated = false although every row was
+    # checked. Added valid, every entry is created validated, after the same one scan of the
+    # referencing table; the price is SHARE ROW EXCLUSIVE on it during that scan instead of
+    # SHARE UPDATE EXCLUSIVE: its writers wait, and in the window they are stopped anyway.
+    at_once = fk.validated and conn.info.server_version < 180000
+    add = Statement(sql.SQL(
+        "ALTER TABLE {t} ADD CONSTRAINT {n} FOREIGN KEY ({cols}) REFERENCES {new} ({key})"
+        "{opts}{nv}").format(
+        t=t, n=sql.Identifier(fk.name), cols=cols, new=new_ident(spec), key=key,
+        opts=sql.SQL(options), nv=sql.SQL("" if at_once else " NOT VALID")))
+    if at_once:
+        steps.append(Step(
+            title=f"Foreign key of {rp.disp} on the new key",
+            explanation=(f"The old key {fk.name!r} is renamed {rp.temp_name!r} (it stays until "
+                         f"the new one is in place) and ({', '.join(rp.columns)}) REFERENCES "
+                         f"{new_disp(spec)} ({', '.join(spec.key)}) is added under its name "
+                         f"and checks every row of {rp.disp} (one scan): on this PostgreSQL "
+                         "version a key added NOT VALID and validated later stays marked not "
+                         "validated on the new table's partitions."),
+            statements=[*probes, *park, add],
+            locks=[Lock("ACCESS EXCLUSIVE", rp.disp, "an instant (the rename)"),
+                   Lock("SHARE ROW EXCLUSIVE", rp.disp, "during the scan: writes wait"),
+                   Lock("SHARE ROW EXCLUSIVE", new_disp(spec) + " and its partitions",
+                        "during the scan: writes wait")],
+            retry="step", done=lambda c: new_fk(c) is not None, group=GROUP))
+    else:
+        steps.append(Step(
+            title=f"Foreign key of {rp.disp} on the new key",
+            explanation=(f"The old key {fk.name!r} is renamed {rp.temp_name!r} (it stays until "
+                         f"the new one is validated) and ({', '.join(rp.columns)}) REFERENCES "
+                         f"{new_disp(spec)} ({', '.join(spec.key)}) is added under its name, "
+                         f"NOT VALID (no scan)."),
+            statements=[*park, add],
+            locks=[Lock("ACCESS EXCLUSIVE", rp.disp, "an instant (the rename)"),
+                   Lock("SHARE ROW EXCLUSIVE", new_disp(spec) + " and its partitions",
+                        "an instant")],
+            retry="step", done=lambda c: new_fk(c) is not None, group=GROUP))
+    if fk.validated and (not at_once or (current is not None and not current[1]
+                                         and current[2] == new_oid(conn, spec))):
+        # before 18, only a new key left NOT VALID by an earlier pgparts' run needs this
         steps.append(Step(
             title=f"Validate the foreign key of {rp.disp}",
             explanation=f"Checks every row of {rp.disp}; reads and writes go on.",
-            statements=[*(probe_statements() if probes_pay(conn, spec, fk.schema, fk.table)
-                          else []),
+            statements=[*probes,
                         Statement(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
                             t, sql.Identifier(fk.name)))],
             locks=[Lock("SHARE UPDATE EXCLUSIVE", rp.disp, "blocks DDL only"),
