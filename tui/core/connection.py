@@ -33,6 +33,7 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
+from . import infinity
 from .errors import first_line
 
 APPLICATION_NAME = "pgparts"
@@ -228,6 +229,8 @@ def connect(
         raise ConnectError(redact(
             f"cannot connect to {target.describe()}: not a valid host name ({reason})",
             target.dsn)) from None
+    # a date or timestamp column holding 'infinity' would fail every read that returns it
+    infinity.adapt(conn)
     try:
         _enforce_time_settings(conn)
         if user_search_path:

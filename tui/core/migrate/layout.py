@@ -117,7 +117,8 @@ def propose_layout(counts: RowsPerPeriod, prefix: str, *, interval: str | None =
     else:
         parts = _propose_periods(counts, prefix, interval, target_rows,
                                  now or datetime.now(UTC), future)
-    parts.append(Partition(f"{prefix}_default", default=True, rows=counts.null_rows))
+    parts.append(Partition(f"{prefix}_default", default=True, rows=counts.null_rows
+                           + counts.infinite_rows + counts.neg_infinite_rows))
     for p in parts:
         try:
             check_identifier_length(p.name)
@@ -344,6 +345,14 @@ def assign_rows(partitions: list[Partition], counts: RowsPerPeriod,
     ranged = [p for p in partitions if not p.default]
     rows = [0] * len(ranged)
     outside = counts.null_rows
+    # the infinities sort after and before every value: only an unbounded range holds them
+    for n, holds in ((counts.neg_infinite_rows, lambda p: p.lo == "MINVALUE"),
+                     (counts.infinite_rows, lambda p: p.hi == "MAXVALUE")):
+        i = next((i for i, p in enumerate(ranged) if holds(p)), None)
+        if i is None:
+            outside += n
+        else:
+            rows[i] += n
     for period in counts.periods:
         i = next((i for i, p in enumerate(ranged) if _contains(p, period.start)), None)
         if i is None:
