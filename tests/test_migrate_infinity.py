@@ -126,3 +126,18 @@ def test_infinite_values_load_and_dump(db):
             assert cur.execute("SELECT d, ts, tz FROM public.t ORDER BY d").fetchall()[1] == (
                 INFINITY, NEG_INFINITY, INFINITY)
         assert sql.Literal(INFINITY).as_string(conn) == "'infinity'"
+
+
+def test_collisions_at_an_infinite_timestamp_stop_with_nothing_changed(db18, capsys):
+    # two tracers of one account at 'infinity': renumbering the seconds cannot separate them
+    _setup(db18, "timestamptz")
+    db18.execute("INSERT INTO inf.sub (acct, v, tracer) VALUES (2, 'infinity', 'I3')")
+    before = db18.query(ROWS)
+    dump = catalog_dump(db18, "inf", "sub")
+    status, _out, err = run_cli(capsys, "migrate", "inf.sub", "--by", "v", "--key", "acct,v",
+                                "--tiebreak", "tracer", "--interval", "year", "--apply",
+                                "--yes", "-d", db18.dsn)
+    assert status == 1, err
+    assert ("pgparts:   acct = 2, minute infinity: 2 rows share an infinite timestamp (seconds"
+            " cannot tell them apart)") in err, err
+    assert db18.query(ROWS) == before and catalog_dump(db18, "inf", "sub") == dump
