@@ -141,3 +141,32 @@ def test_collisions_at_an_infinite_timestamp_stop_with_nothing_changed(db18, cap
     assert ("pgparts:   acct = 2, minute infinity: 2 rows share an infinite timestamp (seconds"
             " cannot tell them apart)") in err, err
     assert db18.query(ROWS) == before and catalog_dump(db18, "inf", "sub") == dump
+
+
+def test_drain_default_leaves_the_infinities_in_the_default(db18, capsys):
+    # a DEFAULT holding a missing year and the sentinels, next to a range up to 'infinity'
+    db18.execute("""
+        CREATE TABLE public.sub (v timestamptz NOT NULL, n int NOT NULL, PRIMARY KEY (v, n))
+            PARTITION BY RANGE (v);
+        CREATE TABLE public.sub_2024 PARTITION OF public.sub
+            FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        CREATE TABLE public.sub_2025 PARTITION OF public.sub
+            FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+        CREATE TABLE public.sub_later PARTITION OF public.sub
+            FOR VALUES FROM ('2030-01-01') TO ('infinity');
+        CREATE TABLE public.sub_default PARTITION OF public.sub DEFAULT;
+        INSERT INTO public.sub SELECT '2024-01-01'::timestamptz + g * interval '20 days', g
+            FROM generate_series(0, 30) g;
+        INSERT INTO public.sub VALUES ('2023-05-01', 100), ('infinity', 101),
+            ('-infinity', 102), ('infinity', 103)""")
+    before = db18.query("SELECT v::text, n FROM public.sub ORDER BY n")
+    status, out, err = run_cli(capsys, "drain-default", "public.sub", "--apply", "--yes",
+                               "-d", db18.dsn)
+    assert status == 0, err
+    assert db18.query("SELECT v::text, n FROM public.sub ORDER BY n") == before
+    assert db18.query("SELECT v::text FROM public.sub_default ORDER BY n") == [
+        ("infinity",), ("-infinity",), ("infinity",)]
+    assert db18.query("SELECT count(*) FROM public.sub_2023") == [(1,)]
+    # the checks read the same table (bounds up to 'infinity', sentinels in the DEFAULT)
+    status, out, err = run_cli(capsys, "check", "public.sub", "--json", "-d", db18.dsn)
+    assert status in (0, 1) and isinstance(json.loads(out), list), err
