@@ -13,6 +13,7 @@ from psycopg import sql
 from tui.cli import main
 from tui.core.infinity import INFINITY, NEG_INFINITY
 from tui.core.migrate.migration import Choices, prepare
+from tui.core.migrate.preflight import preflight
 from tui.core.migrate.report import stage_report
 
 from .test_migrate_stages import _run_to, catalog_dump
@@ -170,3 +171,17 @@ def test_drain_default_leaves_the_infinities_in_the_default(db18, capsys):
     # the checks read the same table (bounds up to 'infinity', sentinels in the DEFAULT)
     status, out, err = run_cli(capsys, "check", "public.sub", "--json", "-d", db18.dsn)
     assert status in (0, 1) and isinstance(json.loads(out), list), err
+
+
+@pytest.mark.parametrize("kind", ["timestamptz", "date"])
+def test_rows_per_period_counts_the_infinities_apart(db18, kind):
+    _setup(db18, kind)
+    with db18.connect() as conn:
+        pf = preflight(conn, "inf", "sub", "v", "year", exact=True)
+        assert (pf.rows.infinite_rows, pf.rows.neg_infinite_rows, pf.rows.null_rows) == (3, 1, 0)
+        assert sum(p.rows for p in pf.rows.periods) == 50 and pf.rows.total_rows == 54
+        assert "about 3 'infinity' and 1 '-infinity' in 'v'" in " ".join(pf.warnings)
+        # from the statistics: -infinity is the histogram's first bound, infinity an MCV
+        est = preflight(conn, "inf", "sub", "v", "year").rows
+        assert [p.start.year for p in est.periods] == [2024, 2025]
+        assert est.infinite_rows == 3 and sum(p.rows for p in est.periods) in range(48, 53)

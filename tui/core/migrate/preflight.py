@@ -689,6 +689,11 @@ def preflight(conn: psycopg.Connection, schema: str, name: str, column: str,
                         "partition, and the primary key needs it NOT NULL")
     if rows.null_rows:
         warnings.append(f"about {rows.null_rows} row(s) have no {pc.name!r}")
+    infinite = {"'infinity'": rows.infinite_rows, "'-infinity'": rows.neg_infinite_rows}
+    if any(infinite.values()):
+        held = " and ".join(f"{n} {v}" for v, n in infinite.items() if n)
+        warnings.append(f"about {held} in {pc.name!r}: no period holds them; they go to the "
+                        "DEFAULT partition (or to a range without that end)")
     if rows.note and not rows.periods:
         warnings.append(rows.note)
     return Preflight(table, pc, rows, deps, disk, sessions, warnings)
