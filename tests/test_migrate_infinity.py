@@ -185,3 +185,7 @@ def test_rows_per_period_counts_the_infinities_apart(db18, kind):
         est = preflight(conn, "inf", "sub", "v", "year").rows
         assert [p.start.year for p in est.periods] == [2024, 2025]
         assert est.infinite_rows == 3 and sum(p.rows for p in est.periods) in range(48, 53)
+    for argv in (["fill-gaps", "public.sub"], ["create-ahead", "public.sub"],
+                 ["split", "public.sub", "public.sub_later", "--at", "2031-01-01"]):
+        status, out, err = run_cli(capsys, *argv, "--dry-run", "-d", db18.dsn)
+        assert status == 0, (argv, err)
