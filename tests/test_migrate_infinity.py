@@ -189,3 +189,40 @@ def test_rows_per_period_counts_the_infinities_apart(db18, kind):
         est = preflight(conn, "inf", "sub", "v", "year").rows
         assert [p.start.year for p in est.periods] == [2024, 2025]
         assert est.infinite_rows == 3 and sum(p.rows for p in est.periods) in range(48, 53)
+
+
+LAYOUT = """
+column = "v"
+
+[[partitions]]
+name = "sub_old"
+from = "-infinity"
+to = "2025-01-01 00:00:00+00:00"
+
+[[partitions]]
+name = "sub_new"
+from = "2025-01-01 00:00:00+00:00"
+to = "infinity"
+
+[[partitions]]
+name = "sub_default"
+default = true
+"""
+
+
+def test_a_layout_file_bounded_by_the_infinities(db18, capsys, tmp_path):
+    # FROM ('-infinity') holds '-infinity'; TO ('infinity') does not hold 'infinity'
+    _setup(db18, "timestamptz")
+    path = tmp_path / "layout.toml"
+    path.write_text(LAYOUT)
+    args = ("migrate", "inf.sub", "--by", "v", "--key", "acct,v", "--tiebreak", "tracer",
+            "--layout", str(path), "-d", db18.dsn)
+    status, out, err = run_cli(capsys, *args, "--dry-run", "--json")
+    assert status == 0, err
+    rows = {p["name"]: p["rows"] for p in json.loads(out)["spec"]["partitions"]}
+    assert rows == {"sub_old": 41, "sub_new": 10, "sub_default": 3}
+    status, out, err = run_cli(capsys, *args, "--apply", "--yes")
+    assert status == 0, err
+    assert db18.query("SELECT tableoid::regclass::text, count(*) FROM inf.sub GROUP BY 1"
+                      " ORDER BY 1") == [("inf.sub_default", 2), ("inf.sub_new", 10),
+                                         ("inf.sub_old", 41)]
