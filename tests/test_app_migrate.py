@@ -383,3 +383,26 @@ async def test_the_form_offers_stage_8_and_records_it(db):
     with db.connect() as conn:
         recorded = read_recorded(conn, n.schema, n.table)
     assert recorded is not None and recorded.spec.insert_trigger
+
+
+async def test_the_wizard_on_infinite_timestamps(db18):
+    """A partition column holding 'infinity' / '-infinity': the wizard's preflight says where
+    they go, its duplicates preview shows them as text, the layout gives them to DEFAULT."""
+    from .test_migrate_infinity import _setup
+
+    _setup(db18, "timestamptz")
+    app = make_app(db18)
+    async with app.run_test(size=SIZE) as pilot:
+        picker = await open_picker(pilot, app)
+        await pick(pilot, picker, "inf.sub")
+        form = await form_of(pilot, app)
+        form.query_one("#form-key", Input).value = "v, acct"
+        form.query_one("#form-tiebreak", Input).value = "tracer"
+        await pilot.press("ctrl+n")
+        wizard = await wizard_loaded(pilot, app)
+        body = text_of(wizard, "#wiz-body")
+        assert "Stage 1 of 9: preflight" in body and "rows per year" in body, body
+        assert "about 3 'infinity' and 1 '-infinity' in 'v'" in body, body
+        await run_stage(pilot, app, wizard, 1)
+        body = text_of(wizard, "#wiz-body")
+        assert "sample: infinity, 1, I1: id 51, 54" in body, body

@@ -263,7 +263,7 @@ def _preview(prep: Prepared | None) -> list[str]:
 
 def _unfixable_lines(prep: Prepared) -> list[str]:
     out = [f"pgparts: {len(prep.unfixable)} collision group(s) have more than 60 rows in one "
-           "minute; resolve them first (nothing was changed):"]
+           "minute (or share an infinite timestamp); resolve them first (nothing was changed):"]
     out += [f"pgparts:   {line}" for line in unfixable_lines(prep.spec, prep.unfixable)]
     return out
 

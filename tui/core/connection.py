@@ -4,6 +4,7 @@ Every connection: application_name=pgparts (visible in pg_stat_activity), TimeZo
 DateStyle=ISO (partition bounds are printed in the session time zone), jit=off (JIT costs more than
 the catalog query itself on PG 15), a lock_timeout so a read never queues behind DDL for long, and
 autocommit, so the console never sits on locks that DDL such as DETACH CONCURRENTLY would wait for.
+Infinite dates and timestamps load as `infinity.INFINITY` / `NEG_INFINITY` (infinity.py).
 
 Every session also runs with `search_path = pg_catalog, pg_temp` (CVE-2018-1058): a database or
 role whose own search_path puts a schema before pg_catalog would otherwise let whoever can create
@@ -33,6 +34,7 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
+from . import infinity
 from .errors import first_line
 
 APPLICATION_NAME = "pgparts"
@@ -228,6 +230,8 @@ def connect(
         raise ConnectError(redact(
             f"cannot connect to {target.describe()}: not a valid host name ({reason})",
             target.dsn)) from None
+    # a date or timestamp column holding 'infinity' would fail every read that returns it
+    infinity.adapt(conn)
     try:
         _enforce_time_settings(conn)
         if user_search_path:

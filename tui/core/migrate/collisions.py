@@ -5,8 +5,9 @@ every (key prefix, minute) holding such a collision, the collisions stage rewrit
 of that minute's rows to their rank by the tie-break column (:00, :01, ...): every row of the
 group stays in its minute, and the key becomes unique within it. Rows equal on the tie-break
 too (duplicates by error) share a rank, so the dedupe stage, before or after, still finds them.
-A group of more than 60 distinct rows in one minute cannot be numbered this way: it is listed,
-and nothing in it is changed. The minute is taken in UTC.
+A group of more than 60 distinct rows in one minute cannot be numbered this way, nor rows sharing
+an infinite timestamp ('infinity' plus seconds is 'infinity'): they are listed, and nothing in
+them is changed. The minute is taken in UTC.
 
 This module reports (reading rows, under a statement timeout) and composes the stage's
 statement; it changes nothing.
@@ -99,7 +100,9 @@ def _ranked(s: _Shape, first_groups: int | None = None,
             candidates: sql.Identifier | None = None) -> sql.Composed:
     """Every row of a (prefix, minute) group holding a collision (of the first `first_groups`
     groups only, when given): k1..kn (the prefix), m (the minute), old_ts, tb, rk (rank by
-    tie-break), size (ranks in the group), new_ts, row_ctid.
+    tie-break), size (ranks in the group), new_ts, row_ctid, fixable (the group can be
+    renumbered: at most MAX_PER_MINUTE ranks, and a finite minute; 'infinity' plus seconds is
+    'infinity', so rows sharing an infinite timestamp cannot be told apart this way).
 
     `candidates`: a CTE of the enclosing statement holding the rows whose (prefix, timestamp)
     is stored more than once, with at least those columns and the tie-break (analysis.py
@@ -158,9 +161,10 @@ def _ranked(s: _Shape, first_groups: int | None = None,
                    pg_catalog.dense_rank() OVER (PARTITION BY {part}g.m ORDER BY x.{tb}) AS rk
             FROM {rows}
         )
-        SELECT r.*, pg_catalog.max(r.rk) OVER (PARTITION BY {part}r.m) AS size,
-               r.m + pg_catalog.make_interval(secs => r.rk - 1) AS new_ts
-        FROM r""").format(
+        SELECT q.*, q.size <= {lim} AND pg_catalog.isfinite(q.m) AS fixable FROM (
+            SELECT r.*, pg_catalog.max(r.rk) OVER (PARTITION BY {part}r.m) AS size,
+                   r.m + pg_catalog.make_interval(secs => r.rk - 1) AS new_ts
+            FROM r) AS q""").format(lim=sql.Literal(MAX_PER_MINUTE),
         pairs=pairs, rows_of_c=rows_of_c, k_select=k_select, minute_k=_minute(s, "k"),
         t=s.table.ident, k_by_key=k_by_key,
         tb=sql.Identifier(s.tiebreak), g_keys=g_keys, ts=sql.Identifier(s.ts), part=part,
@@ -177,7 +181,6 @@ def report_part(s: _Shape, ranked: sql.Composable, sample_groups: int) -> tagged
     by = sql.SQL(", ").join([*ks, sql.Identifier("m")])
     on = sql.SQL(" AND ").join(sql.SQL("cs.{c} = cf.{c}").format(c=c)
                                for c in (*ks, sql.Identifier("m")))
-    lim = sql.Literal(MAX_PER_MINUTE)
 
     def group(alias: str) -> dict[str, sql.Composable]:
         out: dict[str, sql.Composable] = {
@@ -188,7 +191,8 @@ def report_part(s: _Shape, ranked: sql.Composable, sample_groups: int) -> tagged
     part = tagged.Part(
         ctes=[sql.SQL("cs AS MATERIALIZED ({})").format(ranked),
               sql.SQL("cg AS MATERIALIZED (SELECT {by}, size, pg_catalog.count(*) FILTER"
-                      " (WHERE old_ts <> new_ts) AS changed FROM cs GROUP BY {by}, size)"
+                      " (WHERE old_ts <> new_ts) AS changed, fixable FROM cs"
+                      " GROUP BY {by}, size, fixable)"
                       ).format(by=by),
               # the first groups, fixable or not, as the sample shows them
               sql.SQL("cf AS (SELECT {by} FROM cg ORDER BY {by} LIMIT {n})").format(
@@ -199,17 +203,16 @@ def report_part(s: _Shape, ranked: sql.Composable, sample_groups: int) -> tagged
         typed_from=[sql.SQL("cs")])
     part.branches = [
         tagged.Branch("c.total", {
-            "c.groups": sql.SQL("(SELECT pg_catalog.count(*) FROM cg WHERE size <= {})"
-                                ).format(lim),
+            "c.groups": sql.SQL("(SELECT pg_catalog.count(*) FROM cg WHERE fixable)"),
             "c.rows": sql.SQL("(SELECT coalesce(pg_catalog.sum(changed), 0)::pg_catalog.int8"
-                              " FROM cg WHERE size <= {})").format(lim)}, sql.SQL("")),
+                              " FROM cg WHERE fixable)")}, sql.SQL("")),
         tagged.Branch("c.over", group("cg"),
-                      sql.SQL("FROM cg WHERE size > {lim} ORDER BY {by}").format(lim=lim, by=by)),
+                      sql.SQL("FROM cg WHERE NOT fixable ORDER BY {by}").format(by=by)),
         tagged.Branch("c.sample", {**group("cs"), "c.old_ts": sql.SQL("cs.old_ts"),
                                    "c.new_ts": sql.SQL("cs.new_ts"), "c.tb": sql.SQL("cs.tb")},
-                      sql.SQL("FROM cs JOIN cf ON {on} WHERE cs.size <= {lim}"
+                      sql.SQL("FROM cs JOIN cf ON {on} WHERE cs.fixable"
                               " ORDER BY {cby}, cs.rk, cs.old_ts").format(
-                          on=on, lim=lim, cby=sql.SQL(", ").join(
+                          on=on, cby=sql.SQL(", ").join(
                               sql.SQL("cs.{}").format(c) for c in (*ks, sql.Identifier("m")))))]
     return part
 
@@ -253,6 +256,5 @@ def rewrite_statement(table: SourceTable, pc: PartitionColumn, key: tuple[str, .
     s = _shape(table, pc, key, tiebreak)
     return sql.SQL(
         "UPDATE {t} AS x SET {ts} = s.new_ts FROM ({ranked}) AS s"
-        " WHERE x.ctid = s.row_ctid AND s.size <= {lim} AND x.{ts} <> s.new_ts").format(
-        t=table.ident, ts=sql.Identifier(s.ts), ranked=_ranked(s),
-        lim=sql.Literal(MAX_PER_MINUTE))
+        " WHERE x.ctid = s.row_ctid AND s.fixable AND x.{ts} <> s.new_ts").format(
+        t=table.ident, ts=sql.Identifier(s.ts), ranked=_ranked(s))

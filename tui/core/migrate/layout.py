@@ -42,6 +42,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import first_line
+from ..infinity import INFINITY, NEG_INFINITY
 from ..names import check_identifier_length
 from . import MigrateError
 from .periods import PERIODS, advance, as_utc, int_label, label, truncate
@@ -117,7 +118,8 @@ def propose_layout(counts: RowsPerPeriod, prefix: str, *, interval: str | None =
     else:
         parts = _propose_periods(counts, prefix, interval, target_rows,
                                  now or datetime.now(UTC), future)
-    parts.append(Partition(f"{prefix}_default", default=True, rows=counts.null_rows))
+    parts.append(Partition(f"{prefix}_default", default=True, rows=counts.null_rows
+                           + counts.infinite_rows + counts.neg_infinite_rows))
     for p in parts:
         try:
             check_identifier_length(p.name)
@@ -344,6 +346,14 @@ def assign_rows(partitions: list[Partition], counts: RowsPerPeriod,
     ranged = [p for p in partitions if not p.default]
     rows = [0] * len(ranged)
     outside = counts.null_rows
+    # the infinities sort after and before every value: only a range from MINVALUE or
+    # '-infinity', or up to MAXVALUE, holds one
+    for n, value in ((counts.neg_infinite_rows, NEG_INFINITY), (counts.infinite_rows, INFINITY)):
+        i = next((i for i, p in enumerate(ranged) if _contains(p, value)), None)
+        if i is None:
+            outside += n
+        else:
+            rows[i] += n
     for period in counts.periods:
         i = next((i for i, p in enumerate(ranged) if _contains(p, period.start)), None)
         if i is None:
@@ -409,7 +419,7 @@ def validate_layout(conn: psycopg.Connection, partitions: list[Partition],
         warnings.append("no DEFAULT partition: a row outside every range would be refused")
     if pc.is_time and out and not problems:
         moment = as_utc(now) if now is not None else datetime.now(UTC)
-        if not any(p.lo == "MAXVALUE" or (p.lo != "MINVALUE" and as_utc(p.lo) > moment)
+        if not any(p.lo == "MAXVALUE" or (p.lo != "MINVALUE" and _comparable(p.lo) > moment)
                    for p in out):
             warnings.append("no partition lies entirely in the future: new rows would go to "
                             "the default partition")

@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..infinity import INFINITY, NEG_INFINITY, is_infinite
 from . import MigrateError
 from .periods import PERIODS, advance, as_utc, floor_to, truncate
 from .source import PartitionColumn, SourceTable, load_table, partition_column, statement_timeout
@@ -59,6 +60,9 @@ class RowsPerPeriod:
     total_rows: int
     bytes_per_row: float
     note: str = ""
+    # 'infinity' and '-infinity' (date and timestamp columns): in no period, like NULLs
+    infinite_rows: int = 0
+    neg_infinite_rows: int = 0
 
 
 _STATS_SQL = """
@@ -131,7 +135,15 @@ def _estimate(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn,
         return RowsPerPeriod(kind, step, False, [], 0, 0, 0.0,
                              note="no statistics on this column: run ANALYZE on the table, or "
                                   "ask for exact counts")
-    values = [*(hist or []), *(mcv or [])]
+    values = [v for v in (*(hist or []), *(mcv or [])) if not is_infinite(v)]
+    inf = {s: round(reltuples * sum(f for v, f in zip(mcv or [], mcf or [], strict=True)
+                                    if v == s))
+           for s in (INFINITY, NEG_INFINITY)}
+    if not values:
+        return RowsPerPeriod(kind, step, False, [], round(null_frac * reltuples),
+                             round(reltuples), 0.0, note="estimated from the planner's "
+                             "statistics", infinite_rows=inf[INFINITY],
+                             neg_infinite_rows=inf[NEG_INFINITY])
     if not pc.is_time and step is None:
         step = default_step(int(min(values)), int(max(values)))
     spans = _span(min(values), max(values), period, step)
@@ -140,11 +152,19 @@ def _estimate(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn,
     rows = [0.0] * len(spans)
     mcv_freq = sum(mcf or [])
     for value, freq in zip(mcv or [], mcf or [], strict=True):
+        if is_infinite(value):
+            continue
         rows[bisect.bisect_right(starts, _position(value)) - 1] += freq * reltuples
     if hist and len(hist) > 1:
         # every histogram bucket holds the same share of the rows outside the MCV list
         share = (1.0 - null_frac - mcv_freq) * reltuples / (len(hist) - 1)
         for lo_v, hi_v in zip(hist, hist[1:], strict=False):
+            if is_infinite(lo_v) or is_infinite(hi_v):
+                # a bucket reaching an infinity: its rows are placed at its finite end
+                finite = [v for v in (lo_v, hi_v) if not is_infinite(v)]
+                if finite:
+                    rows[bisect.bisect_right(starts, _position(finite[0])) - 1] += share
+                continue
             lo, hi = _position(lo_v), _position(hi_v)
             first = bisect.bisect_right(starts, lo) - 1
             if hi <= lo:
@@ -165,7 +185,9 @@ def _estimate(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn,
         out.append(PeriodRows(s, e, n, round(n * per_row)))
     return RowsPerPeriod(kind, step, False, out, round(null_frac * reltuples),
                          round(reltuples), per_row,
-                         note="estimated from the planner's statistics")
+                         note="estimated from the planner's statistics",
+                         infinite_rows=inf[INFINITY],
+                             neg_infinite_rows=inf[NEG_INFINITY])
 
 
 def _bucket(pc: PartitionColumn, period: str, step: int | None) -> sql.Composable:
@@ -187,12 +209,15 @@ def _by_bounds(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn
     """(period start, rows) as the date_trunc grouping counts them, found by comparing each
     value with the periods' bounds (width_bucket: a binary search over them) rather than by
     date_trunc in UTC, which converts every row's timestamp (most of the count's time). The
-    bounds span min to max of the column (an index on it answers that); None when there is
-    no value, or when a row fell outside them (written between the two statements): the
-    caller then counts with date_trunc."""
+    bounds span min to max of the column's finite values (an index on it answers that); None
+    when there is no such value, or when a finite row fell outside them (written between the
+    two statements): the caller then counts with date_trunc. The infinities are returned as
+    such (`Infinite` keys)."""
     col = sql.Identifier(pc.name)
-    lo, hi = conn.execute(sql.SQL("SELECT pg_catalog.min({c}), pg_catalog.max({c}) FROM {t}")
-                          .format(c=col, t=table.ident)).fetchone() or (None, None)
+    lo, hi = conn.execute(sql.SQL(
+        "SELECT pg_catalog.min({c}), pg_catalog.max({c}) FROM {t}"
+        " WHERE {c} > '-infinity' AND {c} < 'infinity'"
+    ).format(c=col, t=table.ident)).fetchone() or (None, None)
     if lo is None or hi is None:
         return None
     spans = _span(lo, hi, period, None)
@@ -203,11 +228,14 @@ def _by_bounds(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn
     elif pc.kind == "timestamp":
         bounds = [b.replace(tzinfo=None) for b in bounds]
     counted = conn.execute(sql.SQL(
-        "SELECT pg_catalog.width_bucket({c}, %s), pg_catalog.count(*) FROM {t} GROUP BY 1"
+        "SELECT pg_catalog.width_bucket({c}, %s), pg_catalog.isfinite({c}), pg_catalog.count(*)"
+        " FROM {t} GROUP BY 1, 2"
     ).format(c=col, t=table.ident), (bounds,)).fetchall()
-    if any(b is not None and not 1 <= b <= len(starts) for b, _ in counted):
+    if any(b is not None and finite and not 1 <= b <= len(starts) for b, finite, _ in counted):
         return None
-    return [(None if b is None else starts[b - 1], n) for b, n in counted]
+    return [(None if b is None else starts[b - 1] if finite
+             else INFINITY if b > len(starts) else NEG_INFINITY, n)
+            for b, finite, n in counted]
 
 
 def _count(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn, period: str,
@@ -225,8 +253,9 @@ def _count(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn, pe
                 b=_bucket(pc, period, step), t=table.ident)).fetchall()
         heap_bytes = conn.execute("SELECT pg_table_size(%s)", (table.oid,)).fetchone()[0]
     found = {(as_utc(k) if isinstance(k, datetime) else k): n
-             for k, n in counted if k is not None}
+             for k, n in counted if k is not None and not is_infinite(k)}
     null_rows = sum(n for k, n in counted if k is None)
+    inf = {s: sum(n for k, n in counted if k == s) for s in (INFINITY, NEG_INFINITY)}
     total = sum(n for _, n in counted)
     per_row = heap_bytes / total if total else 0.0
     kind = "range" if step is not None else period
@@ -235,7 +264,8 @@ def _count(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn, pe
         for s, e in _span(min(found), max(found), period, step):  # type: ignore[type-var]
             n = found.get(s, 0)
             out.append(PeriodRows(s, e, n, round(n * per_row)))
-    return RowsPerPeriod(kind, step, True, out, null_rows, total, per_row, note="counted")
+    return RowsPerPeriod(kind, step, True, out, null_rows, total, per_row, note="counted",
+                         infinite_rows=inf[INFINITY], neg_infinite_rows=inf[NEG_INFINITY])
 
 
 def rows_per_period(conn: psycopg.Connection, table: SourceTable, pc: PartitionColumn,
@@ -659,6 +689,11 @@ def preflight(conn: psycopg.Connection, schema: str, name: str, column: str,
                         "partition, and the primary key needs it NOT NULL")
     if rows.null_rows:
         warnings.append(f"about {rows.null_rows} row(s) have no {pc.name!r}")
+    infinite = {"'infinity'": rows.infinite_rows, "'-infinity'": rows.neg_infinite_rows}
+    if any(infinite.values()):
+        held = " and ".join(f"{n} {v}" for v, n in infinite.items() if n)
+        warnings.append(f"about {held} in {pc.name!r}: no period holds them; they go to the "
+                        "DEFAULT partition (or to a range without that end)")
     if rows.note and not rows.periods:
         warnings.append(rows.note)
     return Preflight(table, pc, rows, deps, disk, sessions, warnings)

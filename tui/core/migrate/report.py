@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from ..humanfmt import count, plural, size
+from ..infinity import is_infinite
 from ..names import display_name
 from . import MigrateError
 from .collisions import MAX_PER_MINUTE, find_collisions
@@ -125,7 +126,9 @@ def group_text(spec: MigrationSpec, g: Any) -> str:
 
 def unfixable_lines(spec: MigrationSpec, groups: list[Any]) -> list[str]:
     """The collision groups pgparts cannot fix (collisions.CollisionGroup), one line each."""
-    return [f"{group_text(spec, g)}: {g.size} rows" for g in groups]
+    return [f"{group_text(spec, g)}: {g.size} rows"
+            + (" share an infinite timestamp (seconds cannot tell them apart)"
+               if is_infinite(g.minute) else "") for g in groups]
 
 
 def blocking_before_start(prepared: Prepared) -> list[str]:
@@ -134,7 +137,8 @@ def blocking_before_start(prepared: Prepared) -> list[str]:
     if not prepared.unfixable:
         return []
     return [f"{plural(len(prepared.unfixable), 'collision group')} of more than "
-            f"{MAX_PER_MINUTE} rows in one minute: stage 3 cannot fix them; resolve them first "
+            f"{MAX_PER_MINUTE} rows in one minute (or at an infinite timestamp): stage 3 "
+            "cannot fix them; resolve them first "
             "(nothing was changed)", *unfixable_lines(prepared.spec, prepared.unfixable)]
 
 
@@ -227,8 +231,8 @@ def _collisions_report(conn: psycopg.Connection, spec: MigrationSpec) -> StageRe
         out.lines.append(f"sample: {group_text(spec, g)}: seconds {moved}{more}")
     if col.unfixable:
         out.blocking.append(f"{plural(len(col.unfixable), 'group')} of more than "
-                            f"{MAX_PER_MINUTE} rows in one minute: resolve them first "
-                            "(nothing was changed)")
+                            f"{MAX_PER_MINUTE} rows in one minute (or at an infinite "
+                            "timestamp): resolve them first (nothing was changed)")
         out.blocking += unfixable_lines(spec, col.unfixable)
     return out
 

@@ -237,11 +237,10 @@ def checked_rewrite_sql(table: SourceTable, spec: MigrationSpec,
         s = with_minute_index(conn, s)
     return sql.SQL(
         "WITH s AS MATERIALIZED ({r}), u AS (UPDATE {t} AS x SET {ts} = s.new_ts FROM s"
-        " WHERE x.ctid = s.row_ctid AND s.size <= {lim} AND x.{ts} <> s.new_ts RETURNING 1)"
-        " SELECT (SELECT pg_catalog.count(*) FROM s WHERE s.size > {lim}),"
+        " WHERE x.ctid = s.row_ctid AND s.fixable AND x.{ts} <> s.new_ts RETURNING 1)"
+        " SELECT (SELECT pg_catalog.count(*) FROM s WHERE NOT s.fixable),"
         " (SELECT pg_catalog.count(*) FROM u)").format(
-        r=_ranked(s), t=table.ident, ts=sql.Identifier(spec.column),
-        lim=sql.Literal(MAX_PER_MINUTE))
+        r=_ranked(s), t=table.ident, ts=sql.Identifier(spec.column))
 
 
 def unfixable_sql(table: SourceTable, spec: MigrationSpec,
@@ -251,15 +250,16 @@ def unfixable_sql(table: SourceTable, spec: MigrationSpec,
     s = _shape(table, pc, spec.key, spec.tiebreak or "")
     if conn is not None:  # the rows of a minute read by an index on (prefix, timestamp)
         s = with_minute_index(conn, s)
-    return sql.SQL("SELECT pg_catalog.count(*) FROM ({r}) AS s WHERE s.size > {lim}").format(
-        r=_ranked(s), lim=sql.Literal(MAX_PER_MINUTE))
+    return sql.SQL("SELECT pg_catalog.count(*) FROM ({r}) AS s WHERE NOT s.fixable").format(
+        r=_ranked(s))
 
 
 def _no_unfixable(row: object, _conn: psycopg.Connection) -> str:
     n = int(row[0]) if row else 0  # type: ignore[index]
     if n:
         raise VerificationFailed(f"{n} row(s) are in groups of more than {MAX_PER_MINUTE} "
-                                 "collisions in one minute: resolve them first; nothing changed")
+                                 "collisions in one minute (or share an infinite timestamp): "
+                                 "resolve them first; nothing changed")
     return f"no group over the limit; {int(row[1]):,} row(s) rewritten"  # type: ignore[index]
 
 
@@ -277,7 +277,8 @@ def collisions_plan(conn: psycopg.Connection, spec: MigrationSpec) -> Plan:
             check=_no_unfixable, script=sql.SQL(";\n").join([
                 raise_unless(conn, sql.SQL("({}) = 0").format(unfixable_sql(table, spec, conn)),
                              f"rows are in groups of more than {MAX_PER_MINUTE} collisions in "
-                             "one minute: resolve them first; nothing changed"),
+                             "one minute (or share an infinite timestamp): resolve them first;"
+                             " nothing changed"),
                 checked_rewrite_sql(table, spec, conn)])))
     statements.append(Statement(state_sql(spec, "collisions"), note="record the stage"))
     step = Step(

@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import first_line
+from ..infinity import is_infinite
 from .changelog import MoveError
 from .planning import MAXVALUE, MINVALUE, Interval, PlanningError, add_months
 
@@ -129,7 +130,8 @@ def default_occupancy(conn: psycopg.Connection, key: Key, default: sql.Identifie
     """Where the DEFAULT's rows lie, in one aggregate query: closed intervals [first, last] of
     key values. Time keys: the distinct periods (date_trunc by the unit the interval allows),
     each from its first to its last instant; numbers: min and max. NULL keys cannot be in a
-    range partition and are left out (the DEFAULT keeps them)."""
+    range partition and are left out (the DEFAULT keeps them), and so are 'infinity' and
+    '-infinity' (no period holds them: date_trunc returns them unchanged)."""
     col = key.ident
     if key.category == "time":
         unit = interval.trunc_unit()
@@ -141,6 +143,8 @@ def default_occupancy(conn: psycopg.Connection, key: Key, default: sql.Identifie
             e=expr.format(u=sql.Literal(unit), c=col), c=col, d=default)).fetchall()
         out = []
         for (start,) in rows:
+            if is_infinite(start):
+                continue
             end = _period_end(start, unit)
             out.append((start, end))
         return out

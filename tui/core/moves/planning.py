@@ -27,6 +27,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from ..infinity import is_infinite
 from ..names import check_identifier_length
 
 MAX_PROPOSALS = 1000
@@ -147,8 +148,9 @@ def gap_partitions(existing: Sequence[Existing], parent: str,
     gaps = range_gaps([(e.lower, e.upper) for e in existing])
     if not gaps:
         return []
+    # MINVALUE / MAXVALUE, and 'infinity' as a bound: no interval to follow
     bounded = [e for e in existing
-               if not isinstance(e.lower, _Infinity) and not isinstance(e.upper, _Infinity)]
+               if not any(isinstance(v, _Infinity) or is_infinite(v) for v in (e.lower, e.upper))]
     if not bounded:
         raise PlanningError("no bounded range partition to take the new partitions' interval "
                             "from")
@@ -361,8 +363,9 @@ def propose_partitions(existing: Sequence[Existing], occupied: Sequence[tuple[An
     values holding rows (a time period's first and last instant, or min and max). Cells follow
     the newest range partition: its interval, anchored on its lower bound, extended both ways;
     a cell is clipped to what existing partitions leave free, and kept when rows lie in it."""
+    # MINVALUE / MAXVALUE, and 'infinity' as a bound: no interval to follow
     bounded = [e for e in existing
-               if not isinstance(e.lower, _Infinity) and not isinstance(e.upper, _Infinity)]
+               if not any(isinstance(v, _Infinity) or is_infinite(v) for v in (e.lower, e.upper))]
     if not bounded:
         raise PlanningError("no bounded range partition to take the shape from")
     newest = max(bounded, key=lambda e: e.lower)

@@ -15,6 +15,7 @@ from psycopg import sql
 
 from ...catalog import Forest, PartNode
 from ...config import Config
+from ...infinity import is_infinite
 from ...moves import keys
 from ...moves.changelog import MoveError
 from ...moves.planning import Existing, PlanningError, infer_interval, propose_partitions
@@ -98,8 +99,10 @@ class DrainDefault(PlanKind):
 
         existing = [Existing(c.name, val(c.bound.lower[0]), val(c.bound.upper[0]))
                     for c in ranges]
+        # a range up to 'infinity' has no period's shape either
         bounded = [e for e in existing
-                   if e.lower is not keys.MINVALUE and e.upper is not keys.MAXVALUE]
+                   if e.lower is not keys.MINVALUE and e.upper is not keys.MAXVALUE
+                   and not is_infinite(e.lower) and not is_infinite(e.upper)]
         if not bounded:
             raise PlanKindError(f"{parent.qualified} has no bounded range partition to take "
                                 f"the new partitions' shape from")
