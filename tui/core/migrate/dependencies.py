@@ -129,6 +129,7 @@ def _wanted_indexes(conn: psycopg.Connection, spec: StageSpec, deps: Dependents
     out: list[_Index] = []
     notes: list[str] = []
     constraint_types = {c.name: c.type for c in deps.constraints}
+    covered = set(covered_by_key(conn, spec.schema, (spec.old_name, spec.name), spec.key, deps))
     have_surrogate = False
     for ix in deps.indexes:
         if ix.primary:
@@ -145,6 +146,9 @@ def _wanted_indexes(conn: psycopg.Connection, spec: StageSpec, deps: Dependents
                 else original_name(spec, "index", ix.name))
         if ix.columns and ix.columns[0] == spec.surrogate:
             have_surrogate = True
+        if ix.name in covered:
+            notes.append(covered_note(ix.name))
+            continue
         if unique and spec.column not in ix.columns:
             notes.append(f"{name!r} was unique without the partition column: PostgreSQL "
                          "cannot enforce that across partitions, it comes back as a plain index")
@@ -158,6 +162,37 @@ def _wanted_indexes(conn: psycopg.Connection, spec: StageSpec, deps: Dependents
             f"the surrogate key {spec.surrogate!r} was the primary key: a plain index keeps "
             "look-ups by it fast"))
     return out, notes
+
+
+def covered_by_key(conn: psycopg.Connection, schema: str, tables: tuple[str, ...],
+                   key: tuple[str, ...] | list[str], deps: Dependents) -> list[str]:
+    """The plain indexes of the original that the new primary key's index makes redundant:
+    the same columns in the same order, with the default operator classes, collations and
+    ordering, no predicate, INCLUDE or storage option (pg_get_indexdef writes every one of
+    those). The key's index answers every query such an index answered; a second copy would
+    only cost its build and every write. An index with a comment is kept: someone refers to
+    it by name."""
+    commented = {n for k, n, _text in deps.comments if k == "index"}
+    key_tail = _plain_btree_tail(conn, key)
+    out = []
+    for ix in deps.indexes:
+        if ix.primary or ix.constraint or not ix.valid or ix.name in commented:
+            continue
+        if index_tail(conn, ix.definition, ix.name, schema, *tables)[1] == key_tail:
+            out.append(ix.name)
+    return out
+
+
+def covered_note(index: str) -> str:
+    return (f"index {index!r} has the new primary key's columns: the key's index serves its "
+            "queries, so it is not built again")
+
+
+def _plain_btree_tail(conn: psycopg.Connection, columns: tuple[str, ...] | list[str]) -> str:
+    """How pg_get_indexdef writes a plain btree index on `columns` after the table's name."""
+    quoted = [conn.execute("SELECT pg_catalog.quote_ident(%s)", (c,)).fetchone()[0]
+              for c in columns]
+    return f"USING btree ({', '.join(quoted)})"
 
 
 # -- steps --------------------------------------------------------------------------------------
