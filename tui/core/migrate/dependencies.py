@@ -408,12 +408,28 @@ def dependency_steps(conn: psycopg.Connection, spec: StageSpec, deps: Dependents
     taken = taken_names(conn, spec.schema)
     wanted, _notes = _wanted_indexes(conn, spec, deps)
     taken |= {ix.name for ix in wanted} | {c.name for c in deps.constraints if c.type == "p"}
-    steps = _primary_key_steps(conn, spec, deps, parts, taken)
+    # A referencing table's back-fill reads the original and writes that table only: it runs
+    # in the group of the partitions' key builds, on the session a build leaves free (the
+    # bench: 1.3 s of 8 s otherwise spent alone). One back-fill per referencing table there:
+    # two would update the same rows from two sessions and wait for each other.
+    columns, beside, chains = [], [], []
+    seen: set[tuple[str, str]] = set()
+    for rp in repoints(conn, spec, deps):
+        parts_of = repoint_steps(conn, spec, rp)
+        columns += parts_of.columns
+        table = (rp.fk.schema, rp.fk.table)
+        if table in seen:
+            chains += parts_of.backfill + parts_of.rest
+        else:
+            seen.add(table)
+            beside += [replace(s, parallel="key") for s in parts_of.backfill]
+            chains += parts_of.rest
+    keys = _primary_key_steps(conn, spec, deps, parts, taken)
+    steps = columns + keys[:-1] + beside + keys[-1:]
     steps += _index_steps(conn, spec, wanted, parts, taken)
     steps += _check_steps(spec, deps)
     steps += _own_fk_steps(spec, deps, parts)
-    for rp in repoints(conn, spec, deps):
-        steps += repoint_steps(conn, spec, rp)
+    steps += chains
     steps += view_steps(conn, spec, deps)
     steps += trigger_rule_steps(conn, spec, deps)
     steps += policy_steps(spec, deps)
