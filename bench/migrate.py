@@ -19,12 +19,13 @@ spread over 2019 to 2026. Printed, all measured in the same run on the same serv
   each count) and as ratios of the floor;
 - the floor: psql, one transaction, a raw `INSERT ... SELECT` of the migrated rows into a
   partitioned copy with the same partitions, then the index builds the migration makes
-  (primary key on (pdm_id, pay_ts), pay_ts, (pdm_id, pay_ts), pay_id); target: the migration
+  (read from the migrated table: primary key on (pdm_id, pay_ts), pay_ts, pay_id; the
+  original's index on (pdm_id, pay_ts) is the key's, so neither builds it); target: the migration
   within 1.3x of it;
 - pg_partman (4.7): `create_parent` + `partition_data_proc` (p_wait 0, one batch per yearly
   partition) from a copy of the original rows taken before the migration into a partitioned
-  copy with the same indexes (not unique: it does nothing about duplicates, so a primary key
-  on the new key would fail), timed together; pgparts must be faster.
+  copy with the same three indexes, the key's as a plain one (it does nothing about duplicates,
+  so a primary key on the new key would fail), timed together; pgparts must be faster.
 """
 
 from __future__ import annotations
@@ -110,12 +111,19 @@ def floor_script(conn: psycopg.Connection) -> str:
     # the server's own deparse of each bound
     out += [sql.SQL("CREATE TABLE {} PARTITION OF legacy.floor {}").format(
         sql.Identifier("legacy", f"floor_{name}"), sql.SQL(bound)) for name, bound in parts]
-    out += [sql.SQL("INSERT INTO legacy.floor SELECT * FROM legacy.payment"),
-            sql.SQL("ALTER TABLE legacy.floor ADD PRIMARY KEY (pdm_id, pay_ts)"),
-            sql.SQL("CREATE INDEX ON legacy.floor (pay_ts)"),
-            sql.SQL("CREATE INDEX ON legacy.floor (pdm_id, pay_ts)"),
-            sql.SQL("CREATE INDEX ON legacy.floor (pay_id)"),
-            sql.SQL("COMMIT")]
+    out += [sql.SQL("INSERT INTO legacy.floor SELECT * FROM legacy.payment")]
+    # the indexes the migration built, read from the migrated table (the server's deparse)
+    for definition, primary in conn.execute(
+            "SELECT pg_get_indexdef(indexrelid), indisprimary FROM pg_index"
+            " WHERE indrelid = 'legacy.payment'::regclass ORDER BY indisprimary DESC, 1"):
+        tail = definition[definition.index(" USING "):]
+        if primary:
+            cols = tail[tail.index("(") + 1:tail.rindex(")")]
+            out.append(sql.SQL("ALTER TABLE legacy.floor ADD PRIMARY KEY ({})").format(
+                sql.SQL(cols)))
+        else:
+            out.append(sql.SQL("CREATE INDEX ON legacy.floor{}").format(sql.SQL(tail)))
+    out.append(sql.SQL("COMMIT"))
     return ";\n".join(s.as_string(conn) for s in out) + ";"
 
 
@@ -260,8 +268,8 @@ def main() -> None:
             for s, stage, title, _ in steps:
                 print(f"    {s:7.2f} s  {stage}: {title}")
         ratio = total / floor
-        print(f"floor (psql: INSERT ... SELECT into a partitioned copy + PK + 3 index builds): "
-              f"{floor:.2f} s")
+        print("floor (psql: INSERT ... SELECT into a partitioned copy + the migration's index "
+              f"builds): {floor:.2f} s")
         print(f"pgparts total = {ratio:.2f} x floor (target <= 1.3)"
               f"{'' if ratio <= 1.3 else '  MISSED'}")
         # what the floor does too: the copy (with its per-partition verification) and the

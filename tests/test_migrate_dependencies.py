@@ -207,3 +207,39 @@ def test_killed_inside_dependencies_then_resumed(db):
             "SELECT conname FROM pg_constraint WHERE conname LIKE 'pgparts%' UNION ALL"
             " SELECT relname FROM pg_class WHERE relname LIKE 'pgparts%'").fetchall()
         assert leftovers == []
+
+
+def test_index_equal_to_the_new_key_is_not_built_again(db, capsys):
+    """An index with exactly the new primary key's columns is served by the key's index: it is
+    not built (said in the notes); one that differs in order, direction or predicate, or that
+    carries a comment, is."""
+    from tui.cli import main
+
+    db.execute(
+        "CREATE TABLE public.t (id bigserial PRIMARY KEY, k int NOT NULL,"
+        " ts timestamptz NOT NULL, note text);"
+        "INSERT INTO public.t (k, ts, note) SELECT i % 7, timestamptz '2020-01-01 00:00+00'"
+        " + i * interval '1 day', CASE WHEN i % 2 = 0 THEN 'x' END"
+        " FROM generate_series(1, 60) i;"
+        "CREATE INDEX t_same ON public.t (k, ts);"
+        "CREATE INDEX t_desc ON public.t (k, ts DESC);"
+        "CREATE INDEX t_partial ON public.t (k, ts) WHERE note IS NOT NULL;"
+        "CREATE INDEX t_commented ON public.t (k, ts);"
+        "COMMENT ON INDEX public.t_commented IS 'used by the nightly report';"
+        "CREATE INDEX t_ts_k ON public.t (ts, k)")
+    args = ("migrate", "public.t", "--by", "ts", "--key", "k,ts", "--interval", "year",
+            "-d", db.dsn)
+    assert main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "index 't_same' has the new primary key's columns" in out
+    assert "t_desc' has" not in out and "t_commented' has" not in out
+    assert main([*args, "--apply", "--yes"]) == 0
+    capsys.readouterr()
+    with db.connect() as conn:
+        names = {r[0] for r in conn.execute(
+            "SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+            " WHERE x.indrelid = 'public.t'::regclass").fetchall()}
+        comment = conn.execute("SELECT obj_description('public.t_commented'::regclass,"
+                               " 'pg_class')").fetchone()[0]
+    assert names == {"t_pkey", "t_desc", "t_partial", "t_commented", "t_ts_k", "t_id_idx"}, names
+    assert comment == "used by the nightly report"

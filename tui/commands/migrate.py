@@ -32,6 +32,7 @@ from ..core.errors import first_line
 from ..core.humanfmt import count
 from ..core.migrate import MigrateError
 from ..core.migrate.abort import abort_plan
+from ..core.migrate.dependencies import covered_note
 from ..core.migrate.migration import Choices, Prepared, prepare, relayout, wait_writers
 from ..core.migrate.periods import PERIODS
 from ..core.migrate.report import dependents_lines, unfixable_lines
@@ -257,6 +258,7 @@ def _preview(prep: Prepared | None) -> list[str]:
     lines += [f"  {line}" for line in dependents_lines(
         pf.dependents, own_fks="its foreign keys",
         referencing_fks="foreign keys pointing at it")]
+    lines += [f"  {covered_note(name)}" for name in prep.covered_indexes]
     lines += [f"warning: {w}" for w in pf.warnings + prep.layout_warnings]
     return lines
 

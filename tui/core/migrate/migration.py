@@ -16,6 +16,7 @@ from ..plans.engine.runner import Hook, PlanRunner, ProgressCallback, RunResult
 from ..plans.steps import owners
 from . import MigrateError
 from .analysis import analyse
+from .dependencies import covered_by_key
 from .keys import surrogate_key
 from .layout import propose_layout, read_layout, validate_layout
 from .preflight import Preflight, RowsPerPeriod, preflight, rows_per_period, wait_for_writers
@@ -50,6 +51,7 @@ class Prepared:
     collision_groups: int = 0
     collision_rows: int = 0
     unfixable: list = field(default_factory=list)  # collisions.CollisionGroup over the limit
+    covered_indexes: list[str] = field(default_factory=list)  # served by the new key's index
 
 
 def _layout(conn: psycopg.Connection, counts: RowsPerPeriod, pc: PartitionColumn, name: str,
@@ -114,7 +116,8 @@ def prepare(conn: psycopg.Connection, c: Choices, *, exact: bool = True,
     surrogate = surrogate_key(pf.table, pf.dependents)
     spec = make_spec(pf.table, c.column, c.key, c.tiebreak, surrogate, parts,
                      insert_trigger=c.insert_trigger)
-    out = Prepared(spec, pf, warnings)
+    out = Prepared(spec, pf, warnings, covered_indexes=covered_by_key(
+        conn, pf.table.schema, (pf.table.name,), spec.key, pf.dependents))
     # one read of the table for both analyses (analysis.py)
     dup, col = analyse(conn, pf.table, pc, c.key, c.tiebreak, surrogate,
                        pf.dependents.referencing_fks, sample_groups=3)

@@ -185,9 +185,21 @@ def _fk_options(fk: ForeignKey) -> str:
     return "".join(f" {p}" for p in parts)
 
 
-def repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> list[Step]:
+@dataclass
+class RepointSteps:
+    """One referencing key's steps in three parts: `columns` (instant DDL), `backfill` (reads
+    the original and writes the referencing table only, so it may run beside the new table's
+    key builds) and `rest` (needs the new table's primary key)."""
+    columns: list[Step]
+    backfill: list[Step]
+    rest: list[Step]
+
+
+def repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> RepointSteps:
     fk = rp.fk
-    steps = []
+    steps: list[Step] = []
+    columns_steps: list[Step] = []
+    backfill_steps: list[Step] = []
     t = rp.table
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in rp.columns)
     key = sql.SQL(", ").join(sql.Identifier(c) for c in spec.key)
@@ -223,7 +235,7 @@ def repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> lis
                 note=f"{rp.disp}.{col}"))
             stmts.append(Statement(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
                 t, sql.Identifier(col), comment)))
-        steps.append(Step(
+        columns_steps.append(Step(
             title=f"Key columns on {rp.disp}",
             explanation=(f"{rp.disp} points at {old_disp(spec)} by {fk.columns[0]!r} only: it "
                          f"gets the key's columns ({', '.join(rp.added)}), empty (no rewrite), "
@@ -272,7 +284,7 @@ def repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> lis
                 return False
             return c.execute(mismatch).fetchone()[0] == 0
 
-        steps.append(Step(
+        backfill_steps.append(Step(
             title=f"Back-fill the key on {rp.disp}",
             explanation=(f"Copy the key of the payment each row points at, joining through "
                          f"{old_disp(spec)} on {spec.surrogate!r}"
@@ -391,7 +403,7 @@ def repoint_steps(conn: psycopg.Connection, spec: StageSpec, rp: Repoint) -> lis
         locks=[Lock("ACCESS EXCLUSIVE", rp.disp, "an instant"),
                Lock("ACCESS EXCLUSIVE", old_disp(spec), "an instant (its trigger goes)")],
         retry="step", done=retired, group=GROUP))
-    return steps
+    return RepointSteps(columns_steps, backfill_steps, steps)
 
 
 def _raise_if_any(conn: psycopg.Connection, count: sql.Composable, disp: str) -> sql.Composed:

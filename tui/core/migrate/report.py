@@ -17,6 +17,7 @@ from ..infinity import is_infinite
 from ..names import display_name
 from . import MigrateError
 from .collisions import MAX_PER_MINUTE, find_collisions
+from .dependencies import covered_by_key, covered_note
 from .duplicates import find_duplicates
 from .keys import KeyProposal, Tiebreak, propose_keys, propose_tiebreak, surrogate_key
 from .layout import DEFAULT_TARGET_ROWS
@@ -179,6 +180,8 @@ def _preflight_report(conn: psycopg.Connection, spec: MigrationSpec,
     if writers:
         out.lines.append("writers must be stopped first: the stage refuses while they write")
     out.lines += dependents_lines(pf.dependents)
+    out.lines += [covered_note(name) for name in covered_by_key(
+        conn, pf.table.schema, (pf.table.name,), spec.key, pf.dependents)]
     out.lines += [f"warning: {w}" for w in pf.warnings if "session(s) are writing" not in w]
     out.table_title = f"rows per {rows.period}"
     out.table = [(str(i + 1), _span(p.start, p.end), count(p.rows))
