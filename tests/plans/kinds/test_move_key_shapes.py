@@ -8,14 +8,25 @@ and ALTER TABLE refuses a table that has them)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from ..scenarios import MOVE_SCENARIOS, REF, TABLE, ident, leftovers
-from .test_moves import per_bound, plan_for, run
+from tui.core.plans import PlanRunner
+
+from ..scenarios import (
+    MOVE_SCENARIOS,
+    REF,
+    SPLIT_NEW,
+    SPLIT_SOURCE,
+    TABLE,
+    ident,
+    leftovers,
+)
+from .test_moves import Writer, per_bound, plan_for, run
 
 TWINS = 'ré f2 "z;'  # two keys named by PostgreSQL
 SUFFIXED = 'ré f3 "w;'  # a key named X and one named X_1
@@ -111,3 +122,66 @@ def test_split_with_keys_of_every_shape(db, shape):
         assert scenario.fixed(conn)
         assert _state(conn) == before
         assert leftovers(conn) == []
+
+
+def test_split_with_deferred_keys_while_writers_write(db):
+    """DEFERRABLE INITIALLY DEFERRED keys: the table's own (checked on the new partitions) and
+    the referencing table's (re-created in the swap). Writers write throughout, and rows are
+    written right before the swap, so that its last replay inserts rows under a deferred key:
+    the swap checks them at once (SET CONSTRAINTS ALL IMMEDIATE), else ALTER TABLE would
+    refuse the new partition for its pending trigger events."""
+    scenario = MOVE_SCENARIOS["split"]
+    with db.connect() as conn:
+        scenario.build(conn, db.dsn)
+        _dim(conn, deferred=True)
+        conn.execute(sql.SQL("ALTER TABLE {} ALTER CONSTRAINT {} DEFERRABLE INITIALLY DEFERRED")
+                     .format(ident(REF), sql.Identifier('fk ";é')))
+        rows = {r[0]: (r[1], r[2]) for r in conn.execute(sql.SQL(
+            "SELECT id, k, v FROM {}").format(ident(TABLE))).fetchall()}
+        refs = {r[0]: (r[1], r[2]) for r in conn.execute(sql.SQL(
+            "SELECT rid, id, k FROM {}").format(ident(REF))).fetchall()}
+        keys = _keys(conn)
+    assert all(k[4] and k[5] for k in keys), keys  # every key deferrable, initially deferred
+    plan = plan_for(db, "split", scenario.values)
+    swap = next(i for i, s in enumerate(plan.steps, 1) if s.title.startswith("Swap"))
+    t = ident(TABLE)
+
+    def write(event: str, i: int, j: int, _runner: PlanRunner) -> None:
+        # after the last catch-up, before the swap's query: only the swap replays these
+        if (event, i, j) == ("statement", swap, 1) and 90001 not in rows:
+            with db.connect() as c:
+                for row in c.execute(sql.SQL(
+                        "INSERT INTO {} VALUES (90001, 120, 'new a'), (90002, 170, 'new b')"
+                        " RETURNING id, k, v").format(t)).fetchall():
+                    rows[row[0]] = tuple(row[1:])
+                for row in c.execute(sql.SQL("UPDATE {} SET v = 'changed' WHERE k IN (131, 181)"
+                                             " RETURNING id, k, v").format(t)).fetchall():
+                    rows[row[0]] = tuple(row[1:])
+
+    writers = [Writer(db.dsn, 21, "rows", rows), Writer(db.dsn, 22, "refs", refs)]
+    for w in writers:
+        w.start()
+    time.sleep(0.1)
+    try:
+        result = run(db, plan, hook=write)
+    finally:
+        for w in writers:
+            w.stop.set()
+            w.join(10)
+    for w in writers:
+        assert w.error is None, w.error
+        assert w.ops > 5, w.ops
+    assert result.ok, (result.error, result.state)
+    assert result.steps[swap - 1].rows >= 4, result.steps[swap - 1].rows  # replayed in the swap
+    with db.connect() as conn:
+        assert scenario.fixed(conn)
+        assert leftovers(conn) == []
+        assert _keys(conn) == keys  # deferred still, validated
+        assert {r[0]: (r[1], r[2]) for r in conn.execute(sql.SQL(
+            "SELECT id, k, v FROM {}").format(t)).fetchall()} == rows
+        assert {r[0]: (r[1], r[2]) for r in conn.execute(sql.SQL(
+            "SELECT rid, id, k FROM {}").format(ident(REF))).fetchall()} == refs
+        assert all(150 <= k < 200 for (k,) in conn.execute(sql.SQL("SELECT k FROM {}").format(
+            ident(SPLIT_NEW))).fetchall())
+        assert all(100 <= k < 150 for (k,) in conn.execute(sql.SQL("SELECT k FROM {}").format(
+            ident(SPLIT_SOURCE))).fetchall())

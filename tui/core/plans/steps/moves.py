@@ -33,9 +33,12 @@ Steps, in order (each commits alone; a re-run skips what the catalog shows done)
    bound takes or two bounds take fails it); then the logs replayed once more (what was
    written during the verification's scans), so that the swap's last replay is short;
 7. the swap, one short transaction: lock the referencing tables and the parent, lock the
-   sources against writers, last replay, capture removed, foreign keys referencing the parent
-   dropped, DETACH the sources, renames, ATTACH the new tables (no scan), foreign keys
-   re-created NOT VALID;
+   sources against writers, deferred keys made immediate (SET CONSTRAINTS ALL IMMEDIATE: the
+   replay's checks then leave no trigger event pending for the ALTERs below, which refuse a
+   table with one), last replay, capture removed, foreign keys referencing the parent
+   dropped (a placeholder CHECK holding the name of each key of a table with several:
+   name_holders()), DETACH the sources, renames, ATTACH the new tables (no scan), foreign
+   keys re-created NOT VALID;
 8. VALIDATE the re-created foreign keys, a step per referencing table (VALIDATE's SHARE
    UPDATE EXCLUSIVE conflicts with itself: its keys one after the other; writers carry on);
 9. drop the detached sources, once the registry shows them recorded as verified by this move
@@ -991,6 +994,13 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
     stmts += [Statement(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(s.ident),
                         "lock", note="no write to the source is in flight or can start")
               for s in move.sources]
+    # A deferred key (the table's own, which the new partitions carry since 4b.) would queue
+    # the replay's checks to the COMMIT, and ALTER TABLE refuses a table with pending trigger
+    # events ("cannot ALTER TABLE ... because it has pending trigger events"): the checks run
+    # at the end of each replay statement instead, every one of them kept. They read only the
+    # rows this replay writes (those written since the last catch-up).
+    stmts.append(Statement(sql.SQL("SET CONSTRAINTS ALL IMMEDIATE"),
+                           note="deferred keys checked as the replay writes, not at COMMIT"))
     stmts += replay_statements(move, temps)
     # checked on the server, before anything after it in the same query runs: a log entry
     # left (impossible under the source's lock) stops the swap before the DETACH
