@@ -185,3 +185,20 @@ def test_split_with_deferred_keys_while_writers_write(db):
             ident(SPLIT_NEW))).fetchall())
         assert all(100 <= k < 150 for (k,) in conn.execute(sql.SQL("SELECT k FROM {}").format(
             ident(SPLIT_SOURCE))).fetchall())
+
+
+def test_drain_default_with_every_shape_at_once(db):
+    """Every shape of the split's test in one table set, through another kind's swap (several
+    referencing tables of one schema, each key re-created in the same transaction)."""
+    scenario = MOVE_SCENARIOS["drain_default"]
+    with db.connect() as conn:
+        scenario.build(conn, db.dsn)
+        for build in SHAPES.values():
+            build(conn)
+        before = _state(conn)
+    result = run(db, plan_for(db, "drain-default", scenario.values))
+    assert result.ok, (result.error, result.state)
+    with db.connect() as conn:
+        assert scenario.fixed(conn)
+        assert _state(conn) == before
+        assert leftovers(conn) == []
