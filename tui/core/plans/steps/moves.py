@@ -33,9 +33,12 @@ Steps, in order (each commits alone; a re-run skips what the catalog shows done)
    bound takes or two bounds take fails it); then the logs replayed once more (what was
    written during the verification's scans), so that the swap's last replay is short;
 7. the swap, one short transaction: lock the referencing tables and the parent, lock the
-   sources against writers, last replay, capture removed, foreign keys referencing the parent
-   dropped, DETACH the sources, renames, ATTACH the new tables (no scan), foreign keys
-   re-created NOT VALID;
+   sources against writers, deferred keys made immediate (SET CONSTRAINTS ALL IMMEDIATE: the
+   replay's checks then leave no trigger event pending for the ALTERs below, which refuse a
+   table with one), last replay, capture removed, foreign keys referencing the parent
+   dropped (a placeholder CHECK holding the name of each key of a table with several:
+   name_holders()), DETACH the sources, renames, ATTACH the new tables (no scan), foreign
+   keys re-created NOT VALID;
 8. VALIDATE the re-created foreign keys, a step per referencing table (VALIDATE's SHARE
    UPDATE EXCLUSIVE conflicts with itself: its keys one after the other; writers carry on);
 9. drop the detached sources, once the registry shows them recorded as verified by this move
@@ -156,15 +159,24 @@ class ForeignKey:
     deferrable: bool
     deferred: bool
 
-    def drop_sql(self) -> sql.Composed:
-        return sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-            self.table, sql.Identifier(self.name))
+    def drop_sql(self, hold_name: bool = False) -> sql.Composed:
+        """DROP the key; `hold_name`: in the same command, a placeholder CHECK takes its name
+        (`CHECK (true) NO INHERIT NOT VALID`: no scan, no child table touched) until
+        add_sql(replace=True) puts the key back (name_holders())."""
+        hold = sql.SQL(", ADD CONSTRAINT {} CHECK (true) NO INHERIT NOT VALID").format(
+            sql.Identifier(self.name)) if hold_name else sql.SQL("")
+        return sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}{}").format(
+            self.table, sql.Identifier(self.name), hold)
 
-    def add_sql(self, parent: sql.Identifier) -> sql.Composed:
+    def add_sql(self, parent: sql.Identifier, replace: bool = False) -> sql.Composed:
+        """ADD the key NOT VALID; `replace`: in place of drop_sql(hold_name=True)'s
+        placeholder, in one command (its DROP runs before its ADD)."""
         return sql.SQL(
-            "ALTER TABLE {t} ADD CONSTRAINT {n} FOREIGN KEY ({c}) REFERENCES {p} ({r}){m}"
+            "ALTER TABLE {t} {drop}ADD CONSTRAINT {n} FOREIGN KEY ({c}) REFERENCES {p} ({r}){m}"
             " ON UPDATE {u} ON DELETE {d}{defer} NOT VALID").format(
             t=self.table, n=sql.Identifier(self.name),
+            drop=sql.SQL("DROP CONSTRAINT {}, ").format(sql.Identifier(self.name)) if replace
+            else sql.SQL(""),
             c=sql.SQL(", ").join(map(sql.Identifier, self.columns)), p=parent,
             r=sql.SQL(", ").join(map(sql.Identifier, self.ref_columns)),
             m=sql.SQL(" MATCH FULL" if self.match_full else ""),
@@ -178,6 +190,21 @@ class ForeignKey:
 
     def to_json(self) -> list[Any]:
         return [self.table_oid, self.name]
+
+
+def name_holders(fkeys: Sequence[ForeignKey]) -> set[int]:
+    """The indexes of the keys whose names are held by a placeholder between their DROP and
+    their re-creation in the swap: those of a table with two keys or more. Re-creating a key
+    that references a partitioned table names its entry per partition by a rule (PostgreSQL
+    15: `<table>_<columns>_fkeyN`, 18: `<key>_N`, cut at 63 bytes) that skips only the names
+    taken then: two keys named by PostgreSQL on the same columns (`r_id_fkey` and
+    `r_id_fkey4` on 15), or `x` and `x_1` (18), made the first re-created key's entries take
+    the second's name ("constraint ... already exists"). A placeholder of each name keeps the
+    entries off them. A table's only key cannot collide: its own name is the one taken."""
+    count: dict[int, int] = {}
+    for fk in fkeys:
+        count[fk.table_oid] = count.get(fk.table_oid, 0) + 1
+    return {i for i, fk in enumerate(fkeys) if count[fk.table_oid] > 1}
 
 
 def referencing_keys(conn: psycopg.Connection, parent_oid: int) -> list[ForeignKey]:
@@ -967,6 +994,13 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
     stmts += [Statement(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(s.ident),
                         "lock", note="no write to the source is in flight or can start")
               for s in move.sources]
+    # A deferred key (the table's own, which the new partitions carry since 4b.) would queue
+    # the replay's checks to the COMMIT, and ALTER TABLE refuses a table with pending trigger
+    # events ("cannot ALTER TABLE ... because it has pending trigger events"): the checks run
+    # at the end of each replay statement instead, every one of them kept. They read only the
+    # rows this replay writes (those written since the last catch-up).
+    stmts.append(Statement(sql.SQL("SET CONSTRAINTS ALL IMMEDIATE"),
+                           note="deferred keys checked as the replay writes, not at COMMIT"))
     stmts += replay_statements(move, temps)
     # checked on the server, before anything after it in the same query runs: a log entry
     # left (impossible under the source's lock) stops the swap before the DETACH
@@ -980,9 +1014,12 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
     for cap in move.caps:
         stmts += [Statement(s, note="the capture is no longer needed")
                   for s in cl.remove_sql(conn, cap)]
-    stmts += [Statement(fk.drop_sql(), note=f"{fk.table_disp}: its key would stop the DETACH "
-                                            f"(re-created NOT VALID below)")
-              for fk in move.fkeys]
+    held = name_holders(move.fkeys)
+    stmts += [Statement(fk.drop_sql(i in held), note=f"{fk.table_disp}: its key would stop the "
+                                                     f"DETACH (re-created NOT VALID below)"
+                        + ("; a placeholder CHECK holds its name meanwhile" if i in held
+                           else ""))
+              for i, fk in enumerate(move.fkeys)]
     replacement = json.dumps([t.name for t in move.targets])
     for src in move.sources:
         gone = detached_name(src.oid)
@@ -1032,9 +1069,10 @@ def swap_step(conn: psycopg.Connection, move: Move, helpers: list[str]) -> Step:
         move.final_ident(t), sql.Identifier(BOUND_CHECK)),
         note="the bound is the partition's own constraint now") for t in move.targets
         if t.check is not None]
-    stmts += [Statement(fk.add_sql(parent.ident), note=f"{fk.table_disp}: enforced for every "
-                                                       f"new write from the commit on")
-              for fk in move.fkeys]
+    stmts += [Statement(fk.add_sql(parent.ident, i in held),
+                        note=f"{fk.table_disp}: enforced for every new write from the commit on"
+                        + ("; in place of its placeholder" if i in held else ""))
+              for i, fk in enumerate(move.fkeys)]
     if helpers and move.default is not None:
         stmts.append(Statement(sql.SQL("ALTER TABLE {} {}").format(
             move.default.ident, sql.SQL(", ").join(
