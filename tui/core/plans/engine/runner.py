@@ -31,8 +31,9 @@
 - Steps next to each other with the same `parallel` tag are independent of each other: with
   `plan.sessions` > 1 they run at once, each on whichever of that many connections is free
   (the plan's own and sessions - 1 more, opened for the group and closed after it), each in
-  its own transaction as always. A failure or a cancel lets the steps already running end
-  (commit or roll back on their own) and starts no other; the run then fails as it would have.
+  its own transaction as always. A failure lets the steps already running end (commit or roll
+  back on their own) and starts no other; the run then fails as it would have. A cancel stops
+  them all (above) and the run ends "cancelled".
   A hook sees the connection of the step it is called for (`backend_pid`).
 - Every run is journaled (journal.py): a record when it starts, one per step as it starts and
   ends, one at the end, so a killed run leaves a true record. A plan whose journal cannot be
