@@ -772,11 +772,11 @@ class PlanRunner:
                     with contextlib.suppress(psycopg.Error):
                         conn.execute("ROLLBACK")
                     raise
-                if not self.cancelled or conn.info.transaction_status != \
-                        pq.TransactionStatus.IDLE:
+                # idle, not in the failed block: the cancel stopped either the COMMIT's own
+                # work (deferred triggers: rolled back) or the clock reading after it
+                # (committed). The server does not say which; the step's done-check does.
+                if not self.cancelled or step.done is None or not self._committed(conn, step):
                     raise
-                # idle, not in the failed block: the cancel came after the COMMIT had gone
-                # through (it stopped the clock reading after it). The step is committed.
                 out.verification = "committed before the cancel reached it (its rows and " \
                                    "hold are not counted)"
                 return
@@ -823,6 +823,13 @@ class PlanRunner:
             start, end = (results[k][1][0] if results[k][1] else None for k in probes)
             if start is not None and end is not None:
                 out.hold_seconds = (end - start).total_seconds()
+
+    @staticmethod
+    def _committed(conn: psycopg.Connection, step: Step) -> bool:
+        try:
+            return step.is_done(conn)
+        except psycopg.Error:
+            return False  # not known: said rolled back, and a re-run's done-check decides
 
     def _run_statement(self, conn: psycopg.Connection, i: int, j: int, st: Any,
                        out: StepOutcome, *, savepoint: bool, restart_step: bool = False
