@@ -4,8 +4,15 @@ changed; every stage run unattended), status, abort; the demo's legacy.payment e
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from tui.cli import main
@@ -16,6 +23,7 @@ from .migrate_support import PLAIN, build_legacy
 from .test_migrate_stages import _build, _choices, _rows, _run_to, catalog_dump
 
 n = PLAIN
+REPO = Path(__file__).resolve().parent.parent
 ARGS = ("legacy.payment", "--by", "pay_ts", "--key", "pdm_id,pay_ts", "--tiebreak", "tracer",
         "--interval", "year")
 
@@ -370,3 +378,45 @@ def test_a_stage_that_fails_says_how_to_resume_this_table(db18, capsys, tmp_path
         holder.close()
     assert status != 0, err
     assert "resume with 'pgparts migrate legacy.payment --resume --apply'" in err, err
+
+
+def test_ctrl_c_during_the_copy(db18, tmp_path):
+    """Ctrl-C while the copy's sessions wait for the original: cancelled on the server, a
+    clear 'cancelled' line, exit 130, no traceback; the copy committed nothing."""
+    _build(db18, n)
+    with db18.connect() as conn:
+        spec = prepare(conn, _choices(n)).spec
+    assert _run_to(db18, spec, "build").ok
+    config = tmp_path / "config.toml"
+    config.write_text('[plans]\nlock_timeout = "30s"\n')
+    env = {**os.environ, "PGPARTS_CONFIG": str(config), "PGPARTS_STATE_DIR": str(tmp_path)}
+    with psycopg.connect(db18.dsn) as holder:
+        # a VACUUM's lock on the original (not a writer, which the preflight refuses) holds
+        # off the SHARE lock of every copy step
+        holder.execute(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(
+            spec.old_table))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "migrate", "legacy.payment", "--resume",
+             "--apply", "--yes", "-d", db18.dsn], cwd=REPO, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60  # a loaded machine can be slow to start a process
+        waiting = 0
+        with psycopg.connect(db18.dsn, autocommit=True) as watch:
+            while time.monotonic() < deadline and proc.poll() is None and waiting < 2:
+                waiting = watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                    " 'pgparts plan' AND wait_event_type = 'Lock'").fetchone()[0]
+                time.sleep(0.05)
+        if waiting < 2:  # both sessions of the copy group
+            proc.kill()
+            pytest.fail(f"the copy never waited on two sessions: {proc.communicate()}")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        holder.rollback()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "failed" not in err, err
+    assert "pgparts: stage 6 (copy) cancelled: cancelled by the operator" in err, err
+    assert "canceling statement" not in err, err
+    with db18.connect() as conn:
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+            spec.table)).fetchone()[0] == 0

@@ -349,8 +349,8 @@ def test_copy_cancelled_in_its_first_step_says_what_is_true(db):
     total = len(plan.steps)
     assert result.state == (
         f"no step of {total} was committed by this run; steps {_spans(empty)} have nothing "
-        "left to do (done earlier, or nothing to do there); the interrupted step was rolled "
-        "back; run the same plan again to resume"), result.state
+        "left to do (done earlier, or nothing to do there); step 1 was rolled back; run the "
+        "same plan again to resume"), result.state
     assert "are committed" not in result.state
 
     # the first partition copied, then the stage run again: the rows of the steps found done

@@ -6,6 +6,9 @@ committed (and the connection usable)."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -96,3 +99,37 @@ def test_python_checks_and_savepoint_retries_are_refused():
             Statement(sql.SQL("SELECT 1"), "verify", check=lambda row, c: "ok")])
     with pytest.raises(ValueError, match="retried as a whole"):
         Step("x", "", one_query=True, statements=[Statement(sql.SQL("SELECT 1"))])
+
+
+def test_cancel_during_its_commit_work_is_rolled_back_and_said_so(db):
+    """A cancel that stops the COMMIT's own work (a deferred trigger) leaves the connection
+    idle, as one that stops the clock reading after a COMMIT that went through does: the
+    step's done-check tells them apart, and this one rolled back."""
+    db.execute("CREATE TABLE public.t (x int)")
+    db.execute("CREATE FUNCTION public.slow_commit() RETURNS trigger LANGUAGE plpgsql AS"
+               " 'BEGIN PERFORM pg_catalog.pg_sleep(10); RETURN NULL; END'")
+    db.execute("CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON public.t DEFERRABLE"
+               " INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.slow_commit()")
+    with db.connect() as conn:
+        step = Step("Swap-like", "", retry="give-way", one_query=True, hold_from=1,
+                    statements=[Statement(sql.SQL("INSERT INTO {} VALUES (1)").format(T),
+                                          "copy")],
+                    done=lambda c: c.execute("SELECT count(*) > 0 FROM public.t").fetchone()[0])
+        plan = _plan(conn, step)
+    runner = PlanRunner(db.target, plan, config=PLANS, write_journal=False)
+
+    def cancel_in_the_commit() -> None:
+        end = time.monotonic() + 10
+        while time.monotonic() < end and not db.query(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgparts plan'"
+                " AND wait_event = 'PgSleep'")[0][0]:
+            time.sleep(0.02)
+        runner.cancel()
+
+    watcher = threading.Thread(target=cancel_in_the_commit, daemon=True)
+    watcher.start()
+    result = runner.run()
+    watcher.join(5)
+    assert result.outcome == Outcome.CANCELLED, result.error
+    assert result.steps[0].status == "cancelled" and result.steps[0].rows == 0
+    assert db.query("SELECT count(*) FROM public.t")[0][0] == 0

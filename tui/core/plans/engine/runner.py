@@ -16,8 +16,13 @@
   COMMIT: one round trip under its locks instead of one per statement. Its hold
   (StepOutcome.hold_seconds) is timed by the server's clock read in the same query, before
   the hold_from statement and after the COMMIT.
-- cancel() from another thread cancels the running statement on the server (libpq cancel
-  request) and stops before the next statement; the open transaction rolls back.
+- cancel() from another thread cancels the running statements on the server (libpq cancel
+  request), on every session of a parallel group, and stops before the next statement; the
+  open transactions roll back. One gate orders a cancel against every statement's start and
+  every COMMIT: once cancel() has passed it, no statement starts and no step commits; a step
+  that passed it into its COMMIT first is not signalled, finishes and is reported committed.
+  A statement whose backend was still idle when the signal came (it ignores it) is signalled
+  again until it ends. Any error a step meets after a cancel was asked for reads "cancelled".
 - Progress (rows, bytes, rate, ETA, lock waits) goes to a callback; a monitor connection tells
   "waiting for a lock" from "working" while a statement runs.
 - A session-level advisory lock on the plan's target table keeps two consoles from running plans
@@ -26,8 +31,9 @@
 - Steps next to each other with the same `parallel` tag are independent of each other: with
   `plan.sessions` > 1 they run at once, each on whichever of that many connections is free
   (the plan's own and sessions - 1 more, opened for the group and closed after it), each in
-  its own transaction as always. A failure or a cancel lets the steps already running end
-  (commit or roll back on their own) and starts no other; the run then fails as it would have.
+  its own transaction as always. A failure lets the steps already running end (commit or roll
+  back on their own) and starts no other; the run then fails as it would have. A cancel stops
+  them all (above) and the run ends "cancelled".
   A hook sees the connection of the step it is called for (`backend_pid`).
 - Every run is journaled (journal.py): a record when it starts, one per step as it starts and
   ends, one at the end, so a killed run leaves a true record. A plan whose journal cannot be
@@ -216,6 +222,7 @@ ProgressCallback = Callable[[Progress], None]
 Hook = Callable[[str, int, int, "PlanRunner"], None]
 
 _RETRYABLE = (errors.LockNotAvailable, errors.DeadlockDetected)
+_CANCELLED = "cancelled by the operator; the running step was rolled back"
 # What the message of a step's server-side check (a DO block that raises) starts with
 CHECK_PREFIX = "pgparts: "
 # A one-query step's hold is timed by the server's clock, read in the query itself: before the
@@ -258,6 +265,9 @@ class PlanRunner:
         self._conn: psycopg.Connection | None = None
         self._workers: list[psycopg.Connection] = []  # a parallel group's extra connections
         self._lock = threading.Lock()
+        # orders cancel() against each statement's start and each COMMIT (see the docstring)
+        self._gate = threading.Lock()
+        self._busy: dict[int, psycopg.Connection] = {}  # sessions running a statement
         self._emit_lock = threading.RLock()  # progress comes from several threads
         self._main_pid: int | None = None
         self._local = threading.local()  # the connection's pid of a parallel group's thread
@@ -291,15 +301,47 @@ class PlanRunner:
         self._main_pid = pid
 
     # -- control from other threads ------------------------------------------------------------
-    def cancel(self) -> None:
-        """Stop: cancel the running statements on the server, then roll back."""
-        self._cancel.set()
-        with self._lock:
-            conns = [self._conn, *self._workers]
-        for conn in conns:
-            if conn is not None and not conn.closed:
-                with contextlib.suppress(Exception):
-                    conn.cancel_safe(timeout=10.0)
+    def cancel(self, *, patience: float = 30.0) -> None:
+        """Stop: cancel the running statements on the server, then roll back. Blocks until
+        every statement running when it was called has ended (at most `patience` s)."""
+        with self._gate:
+            self._cancel.set()
+        end = time.monotonic() + patience
+        while True:
+            with self._gate:
+                conns = list(self._busy.values())
+            if not conns:
+                return
+            for conn in conns:
+                # a backend idle when the signal came ignores it: a statement sent just
+                # before the cancel can reach the server after it, so the busy ones are
+                # signalled again (no new statement starts: no later one is hit)
+                if not conn.closed:
+                    with contextlib.suppress(Exception):
+                        conn.cancel_safe(timeout=10.0)
+            if time.monotonic() > end:
+                return
+            time.sleep(0.1)
+
+    @contextlib.contextmanager
+    def _statement(self, conn: psycopg.Connection) -> Any:
+        """Around anything a step runs on the server: none starts after a cancel, and a
+        cancel reaches those that run."""
+        with self._gate:
+            self._check_cancel()
+            self._busy[id(conn)] = conn
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._busy.pop(id(conn), None)
+
+    def _may_commit(self) -> None:
+        """The last thing inside a step's transaction: past this, its COMMIT is not cancelled
+        (cancel() does not signal a session outside _statement); after a cancel, it rolls
+        back instead."""
+        with self._gate:
+            self._check_cancel()
 
     @property
     def cancelled(self) -> bool:
@@ -472,9 +514,13 @@ class PlanRunner:
         self._emit(step_index=i, step_count=n, step_title=step.title,
                    state=RunState.CHECKING, attempt=1, message="")
         try:
-            already = step.is_done(conn)
-        except psycopg.OperationalError as exc:
-            raise PlanError(f"lost the connection: {first_line(exc)}") from None
+            with self._statement(conn):
+                already = step.is_done(conn)
+        except (psycopg.errors.QueryCanceled, psycopg.OperationalError) as exc:
+            self._raise_for(exc, None)
+        except psycopg.Error as exc:
+            raise PlanError(f"checking whether step '{step.title}' is done: "
+                            f"{first_line(exc)}") from None
         if already:
             outcome.status = StepStatus.SKIPPED
             copies = [st for st in step.statements if st.kind == "copy"]
@@ -489,7 +535,18 @@ class PlanRunner:
         self._call_hook("step", i, 0)
         t0 = outcome.started = time.monotonic()
         try:
-            self._run_step(conn, i, step, outcome)
+            try:
+                self._run_step(conn, i, step, outcome)
+            except psycopg.Error as exc:  # from a check or a hook: not a statement of the plan
+                if self.cancelled:
+                    raise PlanCancelled(_CANCELLED) from None
+                raise PlanError(first_line(exc)) from None
+            except PlanError as exc:
+                if self.cancelled and not isinstance(exc, PlanCancelled):
+                    # an error caused by the cancel (a check's query cancelled, the session
+                    # ended by it): the step stopped because it was asked to
+                    raise PlanCancelled(_CANCELLED) from None
+                raise
         except PlanError:
             outcome.status = StepStatus.CANCELLED if self.cancelled else StepStatus.FAILED
             outcome.seconds = time.monotonic() - t0
@@ -655,9 +712,11 @@ class PlanRunner:
                 if step.verify is not None:
                     self._check_cancel()
                     self._emit(state=RunState.VERIFYING, message=step.verify_note)
-                    out.verification = step.verify(conn)
+                    with self._statement(conn):
+                        out.verification = step.verify(conn)
                 self._check_cancel()
                 self._call_hook("before_commit", i, 0)
+                self._may_commit()
             if hold_start is not None:
                 out.hold_seconds = time.monotonic() - hold_start
         except VerificationFailed as exc:
@@ -703,10 +762,24 @@ class PlanRunner:
         t0 = time.monotonic()
         try:
             try:
-                cur = conn.execute(sql.SQL(";\n").join(parts))
+                with self._statement(conn):
+                    cur = conn.execute(sql.SQL(";\n").join(parts))
                 results = [(cur.rowcount, cur.fetchone() if cur.description else None)]
                 while cur.nextset():
                     results.append((cur.rowcount, cur.fetchone() if cur.description else None))
+            except psycopg.errors.QueryCanceled:
+                if conn.info.transaction_status == pq.TransactionStatus.INERROR:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+                # idle, not in the failed block: the cancel stopped either the COMMIT's own
+                # work (deferred triggers: rolled back) or the clock reading after it
+                # (committed). The server does not say which; the step's done-check does.
+                if not self.cancelled or step.done is None or not self._committed(conn, step):
+                    raise
+                out.verification = "committed before the cancel reached it (its rows and " \
+                                   "hold are not counted)"
+                return
             except psycopg.Error:
                 if conn.info.transaction_status == pq.TransactionStatus.INERROR:
                     with contextlib.suppress(psycopg.Error):
@@ -751,6 +824,13 @@ class PlanRunner:
             if start is not None and end is not None:
                 out.hold_seconds = (end - start).total_seconds()
 
+    @staticmethod
+    def _committed(conn: psycopg.Connection, step: Step) -> bool:
+        try:
+            return step.is_done(conn)
+        except psycopg.Error:
+            return False  # not known: said rolled back, and a re-run's done-check decides
+
     def _run_statement(self, conn: psycopg.Connection, i: int, j: int, st: Any,
                        out: StepOutcome, *, savepoint: bool, restart_step: bool = False
                        ) -> None:
@@ -766,11 +846,12 @@ class PlanRunner:
             self._emit(state=RunState.RUNNING, message=st.note or "")
             t0 = time.monotonic()
             try:
-                if savepoint:
-                    with conn.transaction():
+                with self._statement(conn):
+                    if savepoint:
+                        with conn.transaction():
+                            cur = conn.execute(st.sql)
+                    else:
                         cur = conn.execute(st.sql)
-                else:
-                    cur = conn.execute(st.sql)
             except _RETRYABLE as exc:
                 waited = self._lock_timed_out(out, t0)
                 if not savepoint and (conn.info.transaction_status != 0 or restart_step):
@@ -795,8 +876,9 @@ class PlanRunner:
                     # a statement returning no rows (UPDATE, DELETE) is checked on its row
                     # count: a data-modifying WITH would count them too, but PostgreSQL refuses
                     # it on a table with DO ALSO rules
-                    line = st.check(cur.fetchone() if cur.description else (cur.rowcount,),
-                                    conn)
+                    row = cur.fetchone() if cur.description else (cur.rowcount,)
+                    with self._statement(conn):  # a check may query
+                        line = st.check(row, conn)
                 except VerificationFailed as exc:
                     raise PlanError(f"verification failed: {exc}") from None
                 out.verification = f"{out.verification}; {line}" if out.verification else line
@@ -821,8 +903,7 @@ class PlanRunner:
         if isinstance(exc, _StepLockTimeout):
             raise exc
         if self.cancelled:
-            raise PlanCancelled("cancelled by the operator; the running step was rolled back") \
-                from None
+            raise PlanCancelled(_CANCELLED) from None
         if isinstance(exc, psycopg.errors.QueryCanceled):
             raise PlanError(f"statement timeout: {first_line(exc)}") from None
         raise PlanError(f"lost the connection to the server: {first_line(exc)}") from None
@@ -846,20 +927,29 @@ class PlanRunner:
         finally:
             conn.close()
         total = len(self.plan.steps)
-        if not done:
-            return f"no step of the plan is committed ({total} to go); nothing was changed"
-        # a step whose check holds but which this run did not commit may have had nothing to
-        # do (an empty range to copy) rather than be committed earlier: it is not said to be
-        committed = [i for i in done if self.outcomes[i - 1].status == StepStatus.DONE]
+        # what this run saw commit is committed, whether or not the step has a done-check; a
+        # step whose check holds but which this run did not commit may have had nothing to do
+        # (an empty range to copy) rather than be committed earlier: it is not said to be
+        committed = [o.index for o in self.outcomes if o.status == StepStatus.DONE]
         rest = [i for i in done if i not in committed]
+        if not committed and not rest:
+            return f"no step of the plan is committed ({total} to go); nothing was changed"
         said = [f"{_steps(committed)} of {total} {'is' if len(committed) == 1 else 'are'} "
                 "committed by this run" if committed
                 else f"no step of {total} was committed by this run"]
         if rest:
             said.append(f"{_steps(rest)} {'has' if len(rest) == 1 else 'have'} nothing left to "
                         "do (done earlier, or nothing to do there)")
-        return "; ".join(said) + "; the interrupted step was rolled back; run the same plan " \
-            "again to resume"
+        stopped = [o.index for o in self.outcomes
+                   if o.status in (StepStatus.CANCELLED, StepStatus.FAILED)]
+        # steps of a parallel group stop together: each is named
+        if stopped and all(self.plan.steps[i - 1].transactional for i in stopped):
+            said.append(f"{_steps(stopped)} {'was' if len(stopped) == 1 else 'were'} rolled "
+                        "back")
+        elif stopped:
+            said.append(f"{_steps(stopped)} stopped before "
+                        f"{'its' if len(stopped) == 1 else 'their'} end")
+        return "; ".join(said) + "; run the same plan again to resume"
 
     def _journal_start(self, started_at: datetime) -> dict[str, Any]:
         try:
