@@ -93,6 +93,21 @@ def test_a_failed_check_or_error_commits_nothing(db):
         assert conn.execute("SELECT to_regclass('public.u')").fetchone()[0] is None
 
 
+def test_a_server_refusal_is_not_called_a_lost_connection(db):
+    """Class 55 errors (object not in prerequisite state: pending trigger events, a sequence's
+    currval) are psycopg OperationalErrors too; the message is the server's, the connection
+    is fine."""
+    with db.connect() as conn:
+        conn.execute("CREATE TABLE public.t (x int); CREATE SEQUENCE public.s")
+        plan = _plan(conn, Step("Refused", "", retry="give-way", one_query=True, statements=[
+            Statement(sql.SQL("INSERT INTO {} VALUES (1)").format(T), "copy"),
+            Statement(sql.SQL("SELECT pg_catalog.currval('public.s')"))]))
+    result = _run(db, plan)
+    assert result.outcome == Outcome.FAILED
+    assert "lost the connection" not in result.error
+    assert "currval of sequence" in result.error and "not yet defined" in result.error
+
+
 def test_python_checks_and_savepoint_retries_are_refused():
     with pytest.raises(ValueError, match="on the server"):
         Step("x", "", retry="give-way", one_query=True, statements=[

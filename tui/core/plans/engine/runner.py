@@ -906,7 +906,13 @@ class PlanRunner:
             raise PlanCancelled(_CANCELLED) from None
         if isinstance(exc, psycopg.errors.QueryCanceled):
             raise PlanError(f"statement timeout: {first_line(exc)}") from None
-        raise PlanError(f"lost the connection to the server: {first_line(exc)}") from None
+        sqlstate = getattr(exc, "sqlstate", None)
+        if sqlstate is None or sqlstate.startswith(("08", "57P")):
+            # no answer from the server, or it ended the session (terminated, shut down)
+            raise PlanError(f"lost the connection to the server: {first_line(exc)}") from None
+        # the server refused a statement (e.g. "cannot ALTER TABLE ... pending trigger events",
+        # an OperationalError class too): its own words, not a lost connection
+        raise PlanError(first_line(exc)) from None
 
     # -- after a failure -------------------------------------------------------------------------
     def _state_after_failure(self) -> str:
