@@ -608,6 +608,7 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
         Statement(sql.SQL("CREATE {unlogged}TABLE {new} (LIKE {parent} {including})").format(
             unlogged=unlogged, new=new, parent=parent.ident, including=including),
             note="the parent's columns, defaults and CHECK constraints"),
+        *owners.default_privilege_statements(conn, node.schema, new),
         Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
             new, sql.Identifier(CHECK_NAME), check_expr),
             note="the partition bound as a CHECK: checked row by row during the copy, "

@@ -599,6 +599,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                  f"defaults and CHECKs" + (f", the sub-partitioning of "
                                            f"{t.shaped_like(move).qualified}" if t.subparts
                                            else "")))
+        stmts += owners.default_privilege_statements(conn, move.schema, tt.table)
         if t.owner is not None:
             stmts.append(owners.owner_statement(tt.table, t.owner, "the owner of the partition "
                                                                    "it replaces"))
@@ -612,6 +613,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
             leaf = sql.Identifier(move.schema, sp.temp)
             stmts.append(Statement(sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
                 leaf, tt.table, sp.bound), note=f"{sp.name}, built as {sp.temp}"))
+            stmts += owners.default_privilege_statements(conn, move.schema, leaf)
             if sp.owner is not None:
                 stmts.append(owners.owner_statement(leaf, sp.owner, "the owner of the "
                                                                     "sub-partition it replaces"))
