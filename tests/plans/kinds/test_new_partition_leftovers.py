@@ -183,12 +183,14 @@ def _acl(conn: psycopg.Connection, table: int | str) -> set[tuple[str, str, bool
 def _default_privileges(conn: psycopg.Connection, nosy: str, schema: str) -> None:
     """The applying role grants to `nosy` on every table it creates: database-wide (which
     replaces the built-in default, here also taking TRUNCATE from itself as owner) and in
-    `schema`, and PUBLIC there."""
+    `schema`, and PUBLIC there; and UPDATE (setval) on its sequences in `schema`."""
     who = sql.Identifier(nosy)
     conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES GRANT INSERT ON TABLES TO {}").format(who))
     conn.execute("ALTER DEFAULT PRIVILEGES REVOKE TRUNCATE ON TABLES FROM CURRENT_USER")
     conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {},"
                          " PUBLIC").format(sql.Identifier(schema), who))
+    conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT UPDATE ON SEQUENCES TO {}"
+                         ).format(sql.Identifier(schema), who))
 
 
 def test_new_partitions_get_their_neighbours_grants_not_the_appliers_defaults(db):
@@ -238,6 +240,23 @@ def test_new_partitions_get_their_neighbours_grants_not_the_appliers_defaults(db
         conn.execute(sql.SQL("GRANT UPDATE ON {} TO {}").format(ident("ev_def"),
                                                                 sql.Identifier(reader)))
         old_default = _acl(conn, "ev_def")
+    plan = _plan(db, "fill_gaps")
+    after_capture = 1 + next(i for i, st in enumerate(plan.steps, 1)
+                             if st.title.startswith("Capture"))
+
+    def stop(event: str, step: int, _stmt: int, runner) -> None:
+        if event == "statement" and step == after_capture:
+            runner.cancel()
+
+    assert run(db, plan, hook=stop).outcome == Outcome.CANCELLED
+    with db.connect() as conn:  # the change log, replayed into the new partitions
+        logs = conn.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n"
+                            " ON n.oid = c.relnamespace WHERE n.nspname = 'pgparts'"
+                            " AND c.relname LIKE 'pgparts\\_%' AND c.relkind = 'r'").fetchall()
+        assert logs
+        me = conn.execute("SELECT current_user::text").fetchone()[0]
+        for (log,) in logs:
+            assert {g for g, _p, _o in _acl(conn, log)} == {me}, _acl(conn, log)
     result = run(db, _plan(db, "fill_gaps"))
     assert result.ok, result.error
     with db.connect() as conn:
@@ -259,6 +278,9 @@ def test_a_consolidated_copy_gets_the_weeks_grants_not_the_appliers_defaults(db)
         like = _acl(conn, old)
         _default_privileges(conn, nosy, "public")
         plan = build_consolidation_plan(conn, "account_balances", config=FAST_PLANS)
+        # the change counter the swap's check reads
+        assert any(st.sql.as_string(conn).startswith("REVOKE ALL ON SEQUENCE")
+                   for step in plan.steps for st in step.statements)
     result = run(db, plan)
     assert result.ok, result.error
     with db.connect() as conn:

@@ -651,6 +651,8 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     stmts += [
         *shadow_statements(old=old, new=new, mirror_fn=fn, mirror_body=body_text, seq=seq,
                            count_fn=count_fn, count_body=count_body, unit=unit),
+        # nobody but pgparts may move the change counter the swap's check reads
+        *owners.default_privilege_statements(conn, node.schema, seq, objtype="S"),
         Statement(markers.register_relation_sql(
             role=markers.CONSOLIDATED_ROLE, schema=node.schema, name=new_name,
             parent_oid=parent.oid, source_oid=node.oid, source_name=node.name,

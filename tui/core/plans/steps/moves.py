@@ -647,6 +647,9 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
     for cap in move.caps:
         capture += [Statement(s, "lock" if i == 0 else "ddl")
                     for i, s in enumerate(cl.install_sql(conn, cap))]
+        # the log's rows are replayed into the new partitions: nobody else may write them
+        for log in (cap.log, cap.state):
+            capture += owners.default_privilege_statements(conn, cap.log_schema, log)
     steps.append(Step(
         title=f"Capture changes to {sdisp}",
         explanation=("A trigger on every table of the source writes each change into a log in "

@@ -125,22 +125,23 @@ def owner_lines(move: Move) -> list[str]:
 
 
 def default_privilege_statements(conn: psycopg.Connection, schema: str,
-                                 table: sql.Composable) -> list[Statement]:
+                                 table: sql.Composable, objtype: str = "r"
+                                 ) -> list[Statement]:
     """Statements undoing what the applying role's default privileges give `table`, just
     created in `schema` (default_privilege_sql)."""
-    notes = {"REVOKE": "take back what your default privileges granted: the table gets the "
+    notes = {"REVOKE": "take back what your default privileges granted: a table gets the "
                        "grants of the partitions it is made like, nothing more",
              "GRANT": "the owner's own privileges, which your database-wide default "
                       "privileges replace"}
     return [Statement(s, note=notes[verb])
-            for verb, s in default_privilege_sql(conn, schema, table)]
+            for verb, s in default_privilege_sql(conn, schema, table, objtype)]
 
 
 def default_privilege_sql(conn: psycopg.Connection, schema: str, table: sql.Composable,
                           objtype: str = "r") -> list[tuple[str, sql.Composed]]:
     """Undo what the applying role's ALTER DEFAULT PRIVILEGES give `table`, just created by it
-    in `schema` (`objtype` 'n': the schema `table` itself), as (verb, statement): REVOKE ALL
-    from each role they grant to, and (when a database-wide entry
+    in `schema` (`objtype` 'S': a sequence; 'n': the schema `table` itself), as (verb,
+    statement): REVOKE ALL from each role they grant to, and (when a database-wide entry
     replaces the built-in default, possibly taking privileges from the owner) GRANT ALL to the
     creator, who is the owner at that point. Empty when the role has no default privileges
     for tables there (the usual case).
@@ -163,7 +164,7 @@ def default_privilege_sql(conn: psycopg.Connection, schema: str, table: sql.Comp
         " AND (d.defaclnamespace = 0 OR d.defaclnamespace = (SELECT n.oid"
         "  FROM pg_catalog.pg_namespace n WHERE n.nspname = %s))", (objtype, schema)).fetchall()
     grantees = sorted({int(g) for _g, oids in rows for g in oids})
-    what = sql.SQL("TABLE" if objtype == "r" else "SCHEMA")
+    what = sql.SQL({"r": "TABLE", "S": "SEQUENCE", "n": "SCHEMA"}[objtype])
     out: list[tuple[str, sql.Composed]] = []
     if grantees:
         names = dict(conn.execute(
