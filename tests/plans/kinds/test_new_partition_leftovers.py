@@ -308,3 +308,18 @@ def test_a_recorded_leftover_that_got_rows_is_still_refused(db):
         assert _tables(conn)["ev_100"][0] is False
         assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
             ident("ev"))).fetchone()[0] == 200
+
+
+def test_the_entry_of_a_leftover_dropped_by_hand_is_forgotten(db):
+    app = _role(db, "app")
+    hook, fired = _killer(db, ("statement", 3, 1))  # after the create step committed
+    _added, result, _before = _new_tables(db, "fill_gaps", app, hook)
+    assert fired and result.outcome == Outcome.FAILED, result.error
+    with db.connect() as conn:
+        conn.execute(sql.SQL("DROP TABLE {}").format(ident("ev_100")))
+        assert _registered(conn) == ["ev_100"]
+    result = run(db, _plan(db, "fill_gaps"))
+    assert result.ok, result.error
+    with db.connect() as conn:
+        assert _registered(conn) == []
+        assert _tables(conn)["ev_100"][:2] == (True, app)

@@ -446,6 +446,14 @@ def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNo
             "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
             " INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS){}").format(
             ident, root.ident, by), note=f"standalone, shaped like {root.qualified}")]
+    # entries of leftovers the operator dropped or attached by hand since: nothing to take up
+    statements.insert(1, Statement(sql.SQL(
+        "DELETE FROM {reg} r WHERE r.role = {role} AND r.parent_oid = {parent}"
+        " AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = r.objid"
+        " AND NOT c.relispartition)").format(
+        reg=markers.REGISTRY, role=sql.Literal(markers.NEW_PARTITION_ROLE),
+        parent=sql.Literal(root.oid)),
+        note="forget recorded tables of this parent that are gone or attached"))
     statements += owners.default_privilege_statements(conn, schema, ident)
     statements += _owner_and_grants(conn, ident, owner, [root.oid, newest.oid])
     statements += _shape_statements(conn, newest, schema, name, owner, root.oid)
