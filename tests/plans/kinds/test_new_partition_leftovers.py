@@ -14,11 +14,13 @@ from psycopg import sql
 from tui.core.catalog import load_forest
 from tui.core.config import Config
 from tui.core.names import display_name
-from tui.core.plans import Outcome
+from tui.core.plans import Outcome, PlanRunner
 from tui.core.plans.consolidate import SUFFIX, build_consolidation_plan
 from tui.core.plans.registry import kind_named
+from tui.core.plans.steps import markers
 
 from ...test_plan_support import FAST_PLANS, OLD_WEEKS, build_balances
+from ...test_row_security import AsRole
 from ..contract.test_contract import _kill_points, _killer
 from ..scenarios import SCHEMA, TABLE, ident, no_future, spec
 from .test_moves import FAST, run
@@ -323,3 +325,29 @@ def test_the_entry_of_a_leftover_dropped_by_hand_is_forgotten(db):
     with db.connect() as conn:
         assert _registered(conn) == []
         assert _tables(conn)["ev_100"][:2] == (True, app)
+
+
+@pytest.mark.parametrize("registry", ["none", "a superuser's"])
+def test_a_role_that_cannot_use_the_registry_still_creates_partitions(db, registry):
+    """The table's owner applying, with no CREATE on the database and no registry (or one a
+    superuser created, which grants it nothing): partitions are created as before, unrecorded
+    (an interrupted run's table would be left aside, not taken up)."""
+    app = _role(db, "app")
+    with db.connect() as conn:
+        _build("fill_gaps", conn, db.dsn)
+        _own_all(conn, app)
+        conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(
+            sql.Identifier(SCHEMA), sql.Identifier(app)))
+        if registry != "none":
+            conn.execute(markers.guard_sql(conn, create=True))
+    as_app = AsRole(db, app)
+    plan = _plan(as_app, "fill_gaps")
+    create = next(s for s in plan.steps if s.title.startswith("Create"))
+    assert "You cannot record it in pgparts' registry" in create.explanation
+    result = PlanRunner(as_app.target, plan, config=FAST, backoff_base=0.02).run()
+    assert result.ok, result.error
+    with db.connect() as conn:
+        assert _tables(conn)["ev_100"][:2] == (True, app)
+        exists = conn.execute("SELECT to_regnamespace('pgparts') IS NOT NULL").fetchone()[0]
+        assert exists == (registry != "none")
+        assert _registered(conn) == []

@@ -111,6 +111,8 @@ def left_standalone(conn: psycopg.Connection, parent_oid: int) -> dict[str, str]
     not attach, by name, with their relkind: only those a trusted registry records and the
     catalog agrees with (same oid, schema, name and owner, a table, no rules, attached to
     nothing). Never a table found by its name, owner or comment alone."""
+    if not _can_record(conn):  # the registry absent, or not this role's to read
+        return {}
     reg = markers.read_registry(conn)
     if not reg.trusted:
         return {}
@@ -122,6 +124,24 @@ def left_standalone(conn: psycopg.Connection, parent_oid: int) -> dict[str, str]
         if not markers.mismatch(e, f) and f is not None and f["attached_to"] is None:
             out[e.name] = f["relkind"]
     return out
+
+
+def _can_record(conn: psycopg.Connection) -> bool:
+    """Whether the create step can record its table: the registry exists (trusted: checked
+    before) and the applying role may read and write it (one a superuser created grants nobody),
+    or it may create it. A role that may not (no CREATE on the database, no schema pgparts)
+    still creates partitions, unrecorded, as before there was a
+    registry: after an interruption its table is left aside, never taken up."""
+    row = conn.execute(
+        "SELECT CASE WHEN t.oid IS NOT NULL"
+        "  THEN pg_catalog.has_table_privilege(t.oid, 'SELECT, INSERT, DELETE')"
+        "  WHEN n.oid IS NULL"
+        "  THEN pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')"
+        "  ELSE pg_catalog.has_schema_privilege(n.oid, 'CREATE') END"
+        " FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = 'pgparts'"
+        " LEFT JOIN pg_catalog.pg_class t ON t.relnamespace = n.oid"
+        "  AND t.relname = 'plan_objects'").fetchone()
+    return bool(row and row[0])
 
 
 def _created(parent_oid: int, schema: str, name: str) -> Any:
@@ -438,16 +458,18 @@ def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNo
         raise PlanKindError(f"pgparts refuses to use its registry, where it records {disp} "
                             f"until it is attached: {problem} (drop or fix the schema pgparts, "
                             f"see README, Security)")
-    statements = [
-        Statement(markers.guard_sql(conn, create=True),
-                  note="pgparts' registry (schema pgparts, created owned by you on first use): "
-                       "stop unless only you or a superuser control it"),
-        Statement(sql.SQL(
-            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
-            " INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS){}").format(
-            ident, root.ident, by), note=f"standalone, shaped like {root.qualified}")]
-    # entries of leftovers the operator dropped or attached by hand since: nothing to take up
-    statements.insert(1, Statement(sql.SQL(
+    record = _can_record(conn)
+    statements = [Statement(sql.SQL(
+        "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
+        " INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS){}").format(
+        ident, root.ident, by), note=f"standalone, shaped like {root.qualified}")]
+    if record:
+        statements.insert(0, Statement(
+            markers.guard_sql(conn, create=True),
+            note="pgparts' registry (schema pgparts, created owned by you on first use): "
+                 "stop unless only you or a superuser control it"))
+        # entries of leftovers the operator dropped or attached by hand since
+        statements.insert(1, Statement(sql.SQL(
         "DELETE FROM {reg} r WHERE r.role = {role} AND r.parent_oid = {parent}"
         " AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = r.objid"
         " AND NOT c.relispartition)").format(
@@ -458,17 +480,23 @@ def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNo
     statements += _owner_and_grants(conn, ident, owner, [root.oid, newest.oid])
     statements += _shape_statements(conn, newest, schema, name, owner, root.oid)
     # after the owner is given: the entry records the owner a re-run must find
-    statements.append(Statement(markers.register_relation_sql(
-        role=markers.NEW_PARTITION_ROLE, schema=schema, name=name, parent_oid=root.oid,
-        source_oid=0, source_name="", bound=range_text, plan_id="", relkinds="rp"),
-        note="recorded in pgparts' registry in the same transaction: only a table so recorded "
-             "is taken up by a run after an interruption"))
+    if record:
+        statements.append(Statement(markers.register_relation_sql(
+            role=markers.NEW_PARTITION_ROLE, schema=schema, name=name, parent_oid=root.oid,
+            source_oid=0, source_name="", bound=range_text, plan_id="", relkinds="rp"),
+            note="recorded in pgparts' registry in the same transaction: only a table so "
+                 "recorded is taken up by a run after an interruption"))
     steps.append(Step(
         title=f"Create {disp}",
         explanation=f"CREATE TABLE {disp} standalone for {range_text}"
                     + (f", with {plural(len(newest.children), 'sub-partition')} like "
                        f"{newest.qualified}" if newest.is_partitioned else "")
-                    + "; only ACCESS SHARE on the parent (LIKE reads its columns)",
+                    + "; only ACCESS SHARE on the parent (LIKE reads its columns)"
+                    + ("" if record else
+                       ". You cannot record it in pgparts' registry (it does not exist and you "
+                       "may not create the schema pgparts, or it is another role's): if the run "
+                       "stops before the ATTACH, this table stays aside and the next run "
+                       "creates the partition under another name"),
         statements=statements,
         locks=[Lock("ACCESS SHARE", root.qualified, "blocks no reader or writer")],
         retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.05),
@@ -491,7 +519,7 @@ def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNo
                     f"on it (empty: instant)",
         statements=[Statement(sql.SQL(
             "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-            root.ident, ident, lo_sql, hi_sql), note=f"attach {disp}"),
+            root.ident, ident, lo_sql, hi_sql), note=f"attach {disp}")] + ([
             Statement(markers.guard_sql(conn, create=False),
                       note="stop unless only you or a superuser control pgparts' registry"),
             Statement(sql.SQL(
@@ -499,7 +527,7 @@ def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNo
                 "::pg_catalog.oid").format(
                 markers.REGISTRY, sql.Literal(markers.NEW_PARTITION_ROLE),
                 sql.Literal(ident.as_string(conn))),
-                note="attached: no longer a leftover to take up")],
+                note="attached: no longer a leftover to take up")] if record else []),
         locks=[Lock("SHARE UPDATE EXCLUSIVE", root.qualified,
                     "other DDL on it waits; reads and writes go on"),
                Lock("ACCESS EXCLUSIVE", disp, "nobody uses it yet")]

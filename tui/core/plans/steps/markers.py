@@ -171,7 +171,16 @@ def trust_problem(conn: psycopg.Connection) -> str:
 
 
 def read_registry(conn: psycopg.Connection) -> Registry:
-    """The registry's entries, or none when it is absent or not trusted (never read then)."""
+    """The registry's entries, or none when it is absent or not trusted (never read then), or
+    not readable by the current role (another role's, a superuser's say: it grants nobody)."""
+    row = conn.execute(
+        "SELECT NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE') OR (t.oid IS NOT NULL"
+        " AND NOT pg_catalog.has_table_privilege(t.oid, 'SELECT'))"
+        " FROM pg_catalog.pg_namespace n LEFT JOIN pg_catalog.pg_class t"
+        " ON t.relnamespace = n.oid AND t.relname = %s WHERE n.nspname = %s",
+        (TABLE, SCHEMA)).fetchone()
+    if row and row[0]:
+        return Registry(True, f"{REGISTRY.as_string(conn)} is not readable by you")
     row = conn.execute(sql.SQL(
         "SELECT pg_catalog.to_regclass({}) IS NOT NULL").format(
         sql.Literal(REGISTRY.as_string(conn)))).fetchone()
