@@ -608,6 +608,7 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
         Statement(sql.SQL("CREATE {unlogged}TABLE {new} (LIKE {parent} {including})").format(
             unlogged=unlogged, new=new, parent=parent.ident, including=including),
             note="the parent's columns, defaults and CHECK constraints"),
+        *owners.default_privilege_statements(conn, node.schema, new),
         Statement(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
             new, sql.Identifier(CHECK_NAME), check_expr),
             note="the partition bound as a CHECK: checked row by row during the copy, "
@@ -650,6 +651,8 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     stmts += [
         *shadow_statements(old=old, new=new, mirror_fn=fn, mirror_body=body_text, seq=seq,
                            count_fn=count_fn, count_body=count_body, unit=unit),
+        # nobody but pgparts may move the change counter the swap's check reads
+        *owners.default_privilege_statements(conn, node.schema, seq, objtype="S"),
         Statement(markers.register_relation_sql(
             role=markers.CONSOLIDATED_ROLE, schema=node.schema, name=new_name,
             parent_oid=parent.oid, source_oid=node.oid, source_name=node.name,

@@ -32,10 +32,15 @@ Between 3 and 4 an insert of a row for the new bound into the parent fails on th
 instead of landing in the DEFAULT; for a future bound nothing should be writing there yet.
 create_attach_steps() is these steps, shared with fill_gaps.
 
-A table left standalone by an interrupted run (its name, not attached, owned by the applying
-role) is taken up again by the next plan, and attached only while it holds no row (a step
-checks before the DEFAULT's CHECK is added); a table of that name owned by anybody else is
-never attached: the new partition gets another name.
+The create step records the table in pgparts' registry (steps/markers.py, role
+'new_partition') in its transaction, after giving it the parent's owner; the ATTACH's
+transaction deletes the entry. A table left standalone by an interrupted run is taken up again
+by the next plan only when a trusted registry entry names it and the catalog agrees (same oid,
+name, owner, not attached): its owner is then the parent's, not the applying role, when a
+superuser applied. Any other table of that name, whoever owns it and whatever its comment says,
+is never attached (anyone with CREATE on the schema could have put it there): the new partition
+gets another name. A taken-up table is still attached only while it holds no row (a step checks
+before the DEFAULT's CHECK is added).
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ from ...names import check_identifier_length, display_name, quote_ident
 from ..engine.model import Estimate, Lock, Plan, PlanFacts, Statement, Step, VerificationFailed
 from ..engine.runner import RunResult
 from ..kind import Option, PlanKind, PlanKindError, Request, find_table
-from ..steps import moves
+from ..steps import markers, moves, owners
 from ..steps.shape import grant_statements
 from ..steps.swap import DEFAULT_CHECK_PREFIX, bound_sql, default_helper_steps
 from .drain_default import replacement_default
@@ -93,18 +98,59 @@ def _count(n: int) -> None:
 
 def _relation(conn: psycopg.Connection, schema: str, name: str) -> dict[str, Any] | None:
     row = conn.execute(
-        "SELECT c.oid, c.relkind, c.relispartition,"
-        " pg_catalog.pg_get_userbyid(c.relowner) = CURRENT_USER"
+        "SELECT c.oid, c.relkind, c.relispartition"
         " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = %s AND c.relname = %s", (schema, name)).fetchone()
     if row is None:
         return None
-    return {"oid": row[0], "relkind": row[1], "attached": row[2], "ours": row[3]}
+    return {"oid": row[0], "relkind": row[1], "attached": row[2]}
 
 
-def _exists(schema: str, name: str) -> Any:
+def left_standalone(conn: psycopg.Connection, parent_oid: int) -> dict[str, str]:
+    """The tables an interrupted create-ahead or fill-gaps run created for `parent_oid` and did
+    not attach, by name, with their relkind: only those a trusted registry records and the
+    catalog agrees with (same oid, schema, name and owner, a table, no rules, attached to
+    nothing). Never a table found by its name, owner or comment alone."""
+    if not _can_record(conn):  # the registry absent, or not this role's to read
+        return {}
+    reg = markers.read_registry(conn)
+    if not reg.trusted:
+        return {}
+    entries = reg.of(markers.NEW_PARTITION_ROLE, parent_oid)
+    facts = markers.relation_facts(conn, [e.objid for e in entries])
+    out: dict[str, str] = {}
+    for e in entries:
+        f = facts.get(e.objid)
+        if not markers.mismatch(e, f) and f is not None and f["attached_to"] is None:
+            out[e.name] = f["relkind"]
+    return out
+
+
+def _can_record(conn: psycopg.Connection) -> bool:
+    """Whether the create step can record its table: the registry exists (trusted: checked
+    before) and the applying role may read and write it (one a superuser created grants nobody),
+    or it may create it. A role that may not (no CREATE on the database, no schema pgparts)
+    still creates partitions, unrecorded, as before there was a
+    registry: after an interruption its table is left aside, never taken up."""
+    row = conn.execute(
+        "SELECT CASE WHEN t.oid IS NOT NULL"
+        "  THEN pg_catalog.has_table_privilege(t.oid, 'SELECT, INSERT, DELETE')"
+        "  WHEN n.oid IS NULL"
+        "  THEN pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')"
+        "  ELSE pg_catalog.has_schema_privilege(n.oid, 'CREATE') END"
+        " FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = 'pgparts'"
+        " LEFT JOIN pg_catalog.pg_class t ON t.relnamespace = n.oid"
+        "  AND t.relname = 'plan_objects'").fetchone()
+    return bool(row and row[0])
+
+
+def _created(parent_oid: int, schema: str, name: str) -> Any:
+    """The create step is done once the table is attached, or left standalone by a run of ours
+    (recorded): a table of that name that is neither makes the CREATE fail instead."""
+    attached = _attached(parent_oid, schema, name)
+
     def done(conn: psycopg.Connection) -> bool:
-        return _relation(conn, schema, name) is not None
+        return attached(conn) or name in left_standalone(conn, parent_oid)
     return done
 
 
@@ -171,6 +217,7 @@ def _shape_statements(conn: psycopg.Connection, template: PartNode, schema: str,
         out.append(Statement(sql.SQL("CREATE TABLE {} PARTITION OF {} {}{}").format(
             ident, sql.Identifier(schema, name), _for_values(child.bound), by),
             note=f"sub-partition {child.bound.short()}, as {child.qualified}"))
+        out += owners.default_privilege_statements(conn, schema, ident)
         out += _owner_and_grants(conn, ident, owner, [parent_oid, child.oid])
         if child.is_partitioned:
             out += _shape_statements(conn, child, schema, cname, owner, parent_oid)
@@ -354,6 +401,7 @@ class CreateAhead(PlanKind):
                    ) -> str:
         """`base`, or `base_2`, ... when a relation nobody may reuse holds the name (with
         `reuse` False, any relation: a move renames its new table to it in the swap)."""
+        ours = left_standalone(conn, root.oid) if reuse else {}
         name, n = base, 1
         while True:
             try:
@@ -362,9 +410,8 @@ class CreateAhead(PlanKind):
                 raise PlanKindError(str(exc)) from None
             rel = _relation(conn, root.schema, name)
             # free, or left standalone by an interrupted run of this kind: taken up again
-            if name not in (also_taken or set()) and (rel is None or (
-                    reuse and not rel["attached"] and rel["ours"]
-                    and rel["relkind"] == newest.relkind)):
+            if name not in (also_taken or set()) and (
+                    rel is None or ours.get(name) == newest.relkind):
                 return name
             n += 1
             name = f"{base}_{n}"
@@ -406,22 +453,54 @@ def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNo
             statement_timeout_seconds=CHECK_TIMEOUT_SECONDS, done=attached,
             verify_note="the DEFAULT holds no row of the new range", group=disp))
     by = _partition_by(newest) if newest.is_partitioned else sql.SQL("")
+    problem = markers.trust_problem(conn)
+    if problem:
+        raise PlanKindError(f"pgparts refuses to use its registry, where it records {disp} "
+                            f"until it is attached: {problem} (drop or fix the schema pgparts, "
+                            f"see README, Security)")
+    record = _can_record(conn)
     statements = [Statement(sql.SQL(
         "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
         " INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS){}").format(
         ident, root.ident, by), note=f"standalone, shaped like {root.qualified}")]
+    if record:
+        statements.insert(0, Statement(
+            markers.guard_sql(conn, create=True),
+            note="pgparts' registry (schema pgparts, created owned by you on first use): "
+                 "stop unless only you or a superuser control it"))
+        # entries of leftovers the operator dropped or attached by hand since
+        statements.insert(1, Statement(sql.SQL(
+        "DELETE FROM {reg} r WHERE r.role = {role} AND r.parent_oid = {parent}"
+        " AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = r.objid"
+        " AND NOT c.relispartition)").format(
+        reg=markers.REGISTRY, role=sql.Literal(markers.NEW_PARTITION_ROLE),
+        parent=sql.Literal(root.oid)),
+        note="forget recorded tables of this parent that are gone or attached"))
+    statements += owners.default_privilege_statements(conn, schema, ident)
     statements += _owner_and_grants(conn, ident, owner, [root.oid, newest.oid])
     statements += _shape_statements(conn, newest, schema, name, owner, root.oid)
+    # after the owner is given: the entry records the owner a re-run must find
+    if record:
+        statements.append(Statement(markers.register_relation_sql(
+            role=markers.NEW_PARTITION_ROLE, schema=schema, name=name, parent_oid=root.oid,
+            source_oid=0, source_name="", bound=range_text, plan_id="", relkinds="rp"),
+            note="recorded in pgparts' registry in the same transaction: only a table so "
+                 "recorded is taken up by a run after an interruption"))
     steps.append(Step(
         title=f"Create {disp}",
         explanation=f"CREATE TABLE {disp} standalone for {range_text}"
                     + (f", with {plural(len(newest.children), 'sub-partition')} like "
                        f"{newest.qualified}" if newest.is_partitioned else "")
-                    + "; only ACCESS SHARE on the parent (LIKE reads its columns)",
+                    + "; only ACCESS SHARE on the parent (LIKE reads its columns)"
+                    + ("" if record else
+                       ". You cannot record it in pgparts' registry (it does not exist and you "
+                       "may not create the schema pgparts, or it is another role's): if the run "
+                       "stops before the ATTACH, this table stays aside and the next run "
+                       "creates the partition under another name"),
         statements=statements,
         locks=[Lock("ACCESS SHARE", root.qualified, "blocks no reader or writer")],
         retry="step", statement_timeout_seconds=10.0, estimate=Estimate(0, 0, 0.05),
-        done=_exists(schema, name), group=disp))
+        done=_created(root.oid, schema, name), group=disp))
     steps.append(_empty_step(conn, ident, disp, attached))
     helpers: list[Step] = []
     if default is not None:
@@ -440,7 +519,15 @@ def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNo
                     f"on it (empty: instant)",
         statements=[Statement(sql.SQL(
             "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-            root.ident, ident, lo_sql, hi_sql), note=f"attach {disp}")],
+            root.ident, ident, lo_sql, hi_sql), note=f"attach {disp}")] + ([
+            Statement(markers.guard_sql(conn, create=False),
+                      note="stop unless only you or a superuser control pgparts' registry"),
+            Statement(sql.SQL(
+                "DELETE FROM {} WHERE role = {} AND objid = {}::pg_catalog.regclass"
+                "::pg_catalog.oid").format(
+                markers.REGISTRY, sql.Literal(markers.NEW_PARTITION_ROLE),
+                sql.Literal(ident.as_string(conn))),
+                note="attached: no longer a leftover to take up")] if record else []),
         locks=[Lock("SHARE UPDATE EXCLUSIVE", root.qualified,
                     "other DDL on it waits; reads and writes go on"),
                Lock("ACCESS EXCLUSIVE", disp, "nobody uses it yet")]
@@ -456,7 +543,8 @@ def create_attach_steps(conn: psycopg.Connection, root: PartNode, newest: PartNo
 def _empty_step(conn: psycopg.Connection, ident: sql.Identifier, disp: str,
                 attached: Any) -> Step:
     """The table about to be attached holds no row. A table of that name left standalone is
-    taken up by name and owner (an interrupted run's, empty); one holding rows is not ours,
+    taken up only when pgparts' registry records it (an interrupted run's, empty); one holding
+    rows is not ours,
     such as a partition the operator detached to keep aside: attaching it would bring its
     rows back into the table."""
     refusal = (f"refused {disp}: a table of that name exists outside the partitioned table and "

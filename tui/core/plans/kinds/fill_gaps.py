@@ -40,7 +40,12 @@ from ..engine.model import Plan, PlanFacts, Step
 from ..engine.runner import RunResult
 from ..kind import PlanKind, PlanKindError, Request
 from ..steps import moves
-from .create_ahead import create_attach_steps, default_holds, stale_helper_step
+from .create_ahead import (
+    create_attach_steps,
+    default_holds,
+    left_standalone,
+    stale_helper_step,
+)
 from .drain_default import replacement_default
 from .split import default_partition, move_key, range_parent, range_partition
 
@@ -52,16 +57,6 @@ def _text(v: Any) -> str:
     if isinstance(v, datetime | date):
         return v.isoformat(sep=" ") if isinstance(v, datetime) else v.isoformat()
     return str(v)
-
-
-def _standalone_ours(conn: psycopg.Connection, schema: str) -> dict[str, str]:
-    """Tables of `schema` that are no partition and belong to the current role, with their
-    relkind: those create_attach_steps may take up again (its done() checks are by name)."""
-    return {r[0]: r[1] for r in conn.execute(
-        "SELECT c.relname, c.relkind::text FROM pg_catalog.pg_class c"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s"
-        " AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
-        " AND pg_catalog.pg_get_userbyid(c.relowner) = CURRENT_USER", (schema,)).fetchall()}
 
 
 def _ranges(node: PartNode) -> list[PartNode]:
@@ -111,8 +106,9 @@ class FillGaps(PlanKind):
                     for c in ranges]
         taken = moves.existing_names(conn, parent.schema)
         # a table an interrupted run created and did not attach yet keeps its name (create
-        # path), as create_ahead takes it up again: no partition, ours, shaped the same
-        standalone = _standalone_ours(conn, parent.schema)
+        # path), as create_ahead takes it up again: recorded in pgparts' registry for this
+        # parent (whoever owns it: the parent's owner when a superuser applied), shaped the same
+        standalone = left_standalone(conn, parent.oid)
         proposals = gap_partitions(existing, parent.name,
                                    taken_names=taken - set(standalone))
         default = default_partition(parent, forest)

@@ -21,7 +21,11 @@ the partition it takes rows from, bound its bound text, replacement the name it 
 swap) or 'move_source' (the partition a move detached, state 'detached', dropped only after
 its rows are verified in the targets); 'migration' (a table being turned into a partitioned
 one: objid the original's oid, note the migration's choices as JSON, state the last stage
-completed; migrate/spec.py). A build interrupted by a killed connection leaves
+completed; migrate/spec.py); 'new_partition' (a table create-ahead or fill-gaps creates
+standalone before attaching it, recorded in the transaction that creates it and gives it its
+owner: objid its oid, parent_oid the table it will be attached to, bound its range; deleted
+in the ATTACH's transaction; a run interrupted in between takes up only a table so recorded,
+whoever owns it). A build interrupted by a killed connection leaves
 an invalid index; only one the registry announced is dropped by a later run. Registries made by
 earlier versions get the wider role CHECK on their next apply.
 
@@ -43,6 +47,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from . import owners
+
 SCHEMA = "pgparts"
 TABLE = "plan_objects"
 REGISTRY = sql.Identifier(SCHEMA, TABLE)
@@ -55,9 +61,11 @@ INDEX_BUILD_ROLE = "index_build"
 MOVE_TARGET_ROLE = "move_target"
 MOVE_SOURCE_ROLE = "move_source"
 MIGRATION_ROLE = "migration"
+NEW_PARTITION_ROLE = "new_partition"
 # the newest role last: _WIDEN_CHECK tests for it
 ROLES = (CONSOLIDATED_ROLE, ORIGINAL_ROLE, COUNTER_FUNCTION_ROLE, COUNTER_SEQUENCE_ROLE,
-         INDEX_BUILD_ROLE, MOVE_TARGET_ROLE, MOVE_SOURCE_ROLE, MIGRATION_ROLE)
+         INDEX_BUILD_ROLE, MOVE_TARGET_ROLE, MOVE_SOURCE_ROLE, MIGRATION_ROLE,
+         NEW_PARTITION_ROLE)
 
 DETACHED = "detached"
 REFUSED = "refused"
@@ -163,7 +171,16 @@ def trust_problem(conn: psycopg.Connection) -> str:
 
 
 def read_registry(conn: psycopg.Connection) -> Registry:
-    """The registry's entries, or none when it is absent or not trusted (never read then)."""
+    """The registry's entries, or none when it is absent or not trusted (never read then), or
+    not readable by the current role (another role's, a superuser's say: it grants nobody)."""
+    row = conn.execute(
+        "SELECT NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE') OR (t.oid IS NOT NULL"
+        " AND NOT pg_catalog.has_table_privilege(t.oid, 'SELECT'))"
+        " FROM pg_catalog.pg_namespace n LEFT JOIN pg_catalog.pg_class t"
+        " ON t.relnamespace = n.oid AND t.relname = %s WHERE n.nspname = %s",
+        (TABLE, SCHEMA)).fetchone()
+    if row and row[0]:
+        return Registry(True, f"{REGISTRY.as_string(conn)} is not readable by you")
     row = conn.execute(sql.SQL(
         "SELECT pg_catalog.to_regclass({}) IS NOT NULL").format(
         sql.Literal(REGISTRY.as_string(conn)))).fetchone()
@@ -195,14 +212,24 @@ def guard_sql(conn: psycopg.Connection, *, create: bool) -> sql.Composed:
         "  END IF;\n").format(trust=TRUST_SQL)
     body = sql.SQL("DECLARE\n  problem pg_catalog.text;\nBEGIN\n") + check
     if create:
+        # the applying role's default privileges would grant others CREATE on the schema or
+        # writes to the table, and the registry would refuse itself: taken back as created
+        si = sql.Identifier(SCHEMA)
+        undo_schema = sql.SQL("").join(
+            sql.SQL("    {};\n").format(s) for _v, s in owners.default_privilege_sql(
+                conn, SCHEMA, si, objtype="n"))
+        undo_table = sql.SQL("").join(
+            sql.SQL("    {};\n").format(s) for _v, s in owners.default_privilege_sql(
+                conn, SCHEMA, REGISTRY))
         body += sql.SQL(
             "  IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = {s}) THEN\n"
-            "    CREATE SCHEMA {si};\n  END IF;\n"
-            "  IF pg_catalog.to_regclass({q}) IS NULL THEN\n    {create};\n  ELSE\n  {widen}"
+            "    CREATE SCHEMA {si};\n{undo_schema}  END IF;\n"
+            "  IF pg_catalog.to_regclass({q}) IS NULL THEN\n    {create};\n{undo_table}"
+            "  ELSE\n  {widen}"
             "  END IF;\n"
-        ).format(s=sql.Literal(SCHEMA), si=sql.Identifier(SCHEMA),
+        ).format(s=sql.Literal(SCHEMA), si=si, undo_schema=undo_schema,
                  q=sql.Literal(REGISTRY.as_string(conn)), create=_CREATE_TABLE,
-                 widen=_WIDEN_CHECK)
+                 undo_table=undo_table, widen=_WIDEN_CHECK)
         # Again: each statement here reads the catalog anew (READ COMMITTED), so a schema
         # another role committed after the first check would otherwise be used as found
         body += check

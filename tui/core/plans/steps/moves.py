@@ -626,6 +626,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
                  f"defaults and CHECKs" + (f", the sub-partitioning of "
                                            f"{t.shaped_like(move).qualified}" if t.subparts
                                            else "")))
+        stmts += owners.default_privilege_statements(conn, move.schema, tt.table)
         if t.owner is not None:
             stmts.append(owners.owner_statement(tt.table, t.owner, "the owner of the partition "
                                                                    "it replaces"))
@@ -639,6 +640,7 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
             leaf = sql.Identifier(move.schema, sp.temp)
             stmts.append(Statement(sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
                 leaf, tt.table, sp.bound), note=f"{sp.name}, built as {sp.temp}"))
+            stmts += owners.default_privilege_statements(conn, move.schema, leaf)
             if sp.owner is not None:
                 stmts.append(owners.owner_statement(leaf, sp.owner, "the owner of the "
                                                                     "sub-partition it replaces"))
@@ -672,6 +674,9 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
     for cap in move.caps:
         capture += [Statement(s, "lock" if i == 0 else "ddl")
                     for i, s in enumerate(cl.install_sql(conn, cap))]
+        # the log's rows are replayed into the new partitions: nobody else may write them
+        for log in (cap.log, cap.state):
+            capture += owners.default_privilege_statements(conn, cap.log_schema, log)
     steps.append(Step(
         title=f"Capture changes to {sdisp}",
         explanation=("A trigger on every table of the source writes each change into a log in "

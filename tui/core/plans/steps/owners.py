@@ -122,3 +122,59 @@ def owner_lines(move: Move) -> list[str]:
                 by_owner.setdefault(own, []).append(name)
     return [f"  owned by {quote_ident(own)} like the partitions they replace: "
             f"{', '.join(quote_ident(n) for n in names)}" for own, names in by_owner.items()]
+
+
+def default_privilege_statements(conn: psycopg.Connection, schema: str,
+                                 table: sql.Composable, objtype: str = "r"
+                                 ) -> list[Statement]:
+    """Statements undoing what the applying role's default privileges give `table`, just
+    created in `schema` (default_privilege_sql)."""
+    notes = {"REVOKE": "take back what your default privileges granted: a table gets the "
+                       "grants of the partitions it is made like, nothing more",
+             "GRANT": "the owner's own privileges, which your database-wide default "
+                      "privileges replace"}
+    return [Statement(s, note=notes[verb])
+            for verb, s in default_privilege_sql(conn, schema, table, objtype)]
+
+
+def default_privilege_sql(conn: psycopg.Connection, schema: str, table: sql.Composable,
+                          objtype: str = "r") -> list[tuple[str, sql.Composed]]:
+    """Undo what the applying role's ALTER DEFAULT PRIVILEGES give `table`, just created by it
+    in `schema` (`objtype` 'S': a sequence; 'n': the schema `table` itself), as (verb,
+    statement): REVOKE ALL from each role they grant to, and (when a database-wide entry
+    replaces the built-in default, possibly taking privileges from the owner) GRANT ALL to the
+    creator, who is the owner at that point. Empty when the role has no default privileges
+    for tables there (the usual case).
+
+    Why the new table ends with no more than the grants a plan copies onto it (those of the
+    partition it replaces, or of the parent and the partition it is shaped like) and not with
+    what a partition created by the table's owner would get: the copied grants are the table's
+    actual grant policy, including whatever the owner's default privileges gave the partitions
+    before it and any REVOKE made on them since; the applying role's default privileges are an
+    accident of who ran the plan (often a superuser's, meant for its own tables), and they would
+    survive ALTER ... OWNER TO, leaving grants on one partition that none of its neighbours has.
+    Computed when the plan is made: a script applied later by another role would get that role's
+    default privileges instead."""
+    rows = conn.execute(
+        "SELECT d.defaclnamespace = 0, ARRAY(SELECT DISTINCT a.grantee"
+        "  FROM pg_catalog.aclexplode(d.defaclacl) a WHERE a.grantee <> d.defaclrole)"
+        " FROM pg_catalog.pg_default_acl d WHERE d.defaclobjtype = %s"
+        " AND d.defaclrole = (SELECT r.oid FROM pg_catalog.pg_roles r"
+        "  WHERE r.rolname = CURRENT_USER)"
+        " AND (d.defaclnamespace = 0 OR d.defaclnamespace = (SELECT n.oid"
+        "  FROM pg_catalog.pg_namespace n WHERE n.nspname = %s))", (objtype, schema)).fetchall()
+    grantees = sorted({int(g) for _g, oids in rows for g in oids})
+    what = sql.SQL({"r": "TABLE", "S": "SEQUENCE", "n": "SCHEMA"}[objtype])
+    out: list[tuple[str, sql.Composed]] = []
+    if grantees:
+        names = dict(conn.execute(
+            "SELECT oid, rolname::pg_catalog.text FROM pg_catalog.pg_roles WHERE oid = ANY(%s)",
+            (grantees,)).fetchall())
+        who = [sql.SQL("PUBLIC") if g == 0 else sql.Identifier(names[g]) for g in grantees
+               if g == 0 or g in names]
+        out.append(("REVOKE", sql.SQL("REVOKE ALL ON {} {} FROM {}").format(
+            what, table, sql.SQL(", ").join(who))))
+    if any(is_global for is_global, _o in rows):
+        out.append(("GRANT", sql.SQL("GRANT ALL ON {} {} TO {}").format(
+            what, table, sql.Identifier(current_role(conn)))))
+    return out
