@@ -46,10 +46,11 @@ def _codes(text: str | None) -> set[str] | None:
 
 
 def plans_for(conn: psycopg.Connection, ctx: Context, table: str | None,
-              only: set[str] | None
+              only: set[str] | None, applying: bool = False
               ) -> tuple[list[tuple[PlanKind, Plan, Request]], list[str]]:
     """The plans fixing the current findings (one per kind and table, nested tables folded
-    into their ancestor's plan), and lines about findings pgparts cannot fix yet."""
+    into their ancestor's plan), and lines about findings pgparts cannot fix yet. Built as
+    previews unless `applying` (kind.Request.applying)."""
     forest = load_forest(conn)
     findings = check_forest(forest, ctx.config.findings, policies=ctx.config.policies)
     if table is not None:
@@ -82,7 +83,7 @@ def plans_for(conn: psycopg.Connection, ctx: Context, table: str | None,
             continue
         kind = kind_named(kind_name)
         request = Request({k: next(iter(v)) if len(v) == 1 else None
-                           for k, v in values.items()}, node.qualified)
+                           for k, v in values.items()}, node.qualified, applying)
         try:
             plan = kind.build(conn, forest, kind.status(conn, forest, node.qualified), request,
                               ctx.config)
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     conn = ctx.connect(purpose="cli")
     try:
         try:
-            plans, notes = plans_for(conn, ctx, args.table, only)
+            plans, notes = plans_for(conn, ctx, args.table, only, bool(args.apply))
         except psycopg.Error as exc:
             raise CliError(f"planning failed: {first_line(exc)}") from None
         for line in notes:

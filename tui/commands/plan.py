@@ -78,6 +78,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                                args.table)
     except PlanKindError as exc:
         raise CliError(str(exc)) from None
+    request.applying = bool(args.apply)  # a preview never reads rows that run the table's code
     conn = ctx.connect(purpose="cli")
     try:
         plan = build(kind, conn, args.table, request, ctx)

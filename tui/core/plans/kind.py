@@ -212,10 +212,18 @@ def range_neighbours(forest: Forest, node: PartNode) -> tuple[PartNode | None, P
 @dataclass
 class Request:
     """What the operator asked for: the target table and option values by name (None: not
-    chosen)."""
+    chosen), and whether the plan is built to be applied right away.
+
+    A preview (`--dry-run`, `--sql`, the console's plan screen, `maintain --dry-run`) never runs
+    code of a table's own (tui/core/table_code.py): a kind whose planning reads rows refuses,
+    or skips the read, when reading them would run such code. `applying` (`--apply`, a
+    maintain run) reads them anyway, as the applying role, like every apply runs the table's
+    code. False unless a front end says so: a forgotten flag costs a refusal, never code run
+    during a preview."""
 
     values: dict[str, Any] = field(default_factory=dict)
     target: str = ""
+    applying: bool = False
 
     def get(self, name: str, default: Any = None) -> Any:
         value = self.values.get(name)

@@ -145,11 +145,14 @@ def spec_of(node: PartNode) -> str:
 
 
 def build(conn: psycopg.Connection, forest: Forest, node: PartNode, kind_name: str,
-          values: dict[str, Any], config: Config, policy: TablePolicy | None = None) -> Plan:
-    """The plan of one action on one table; PlanKindError when the kind refuses."""
+          values: dict[str, Any], config: Config, policy: TablePolicy | None = None,
+          applying: bool = False) -> Plan:
+    """The plan of one action on one table; PlanKindError when the kind refuses. A preview
+    unless `applying` (a run: kind.Request.applying)."""
     kind = kind_named(kind_name)
     spec = spec_of(node)
     request = kind.default_request(forest, spec, config)
+    request.applying = applying
     request.values.update({k: v for k, v in values.items() if v is not None})
     if kind_name == "consolidate" and policy is not None and policy.retention is not None:
         # retention runs right after and removes these weeks: copying them first is waste
@@ -301,7 +304,8 @@ class Maintain:
             if not values["partitions"]:
                 return 0, []
         try:
-            plan = build(conn, forest, current, kind_name, values, self.config, policy)
+            plan = build(conn, forest, current, kind_name, values, self.config, policy,
+                         applying=not self.dry_run)
         except PlanKindError as exc:
             self.emit(Action(table, kind_name, FAILED, str(exc)))
             return 2, []
@@ -323,7 +327,11 @@ class Maintain:
                              plan.summary[0] if plan.summary else "nothing to do"))
             return 0, []
         if self.dry_run:
-            self.emit(Action(table, kind_name, PLANNED, f"would {plan.title}: {what}"))
+            # what the preview could not check (create_ahead: a DEFAULT whose reading runs
+            # the table's code) is said on its line: the run reads it
+            caveat = plan.details.get("not_checked")
+            self.emit(Action(table, kind_name, PLANNED, f"would {plan.title}: {what}"
+                             + (f" ({caveat})" if caveat else "")))
             return 0, []
         if self.stopped:
             self.emit(Action(table, kind_name, SKIPPED, "cancelled before it ran"))

@@ -69,6 +69,7 @@ from ...moves.planning import (
     infer_name_pattern,
 )
 from ...names import check_identifier_length, display_name, quote_ident
+from ...table_code import named, table_code
 from ..engine.model import Estimate, Lock, Plan, PlanFacts, Statement, Step, VerificationFailed
 from ..engine.runner import RunResult
 from ..kind import Option, PlanKind, PlanKindError, Request, find_table
@@ -302,7 +303,14 @@ class CreateAhead(PlanKind):
                 continue
             cells.append((lo, hi))
         texts = [(literal_text(lo, ktype), literal_text(hi, ktype)) for lo, hi in cells]
-        holds = default_holds(conn, default, key, texts)
+        # a preview never reads the DEFAULT when that runs the table's code (table_code.py);
+        # refusing would stop `maintain --dry-run` for this table's other actions too, so it
+        # plans as if the DEFAULT held none of the new bounds' rows and says so. A run plans
+        # again and reads it; this plan, applied as it is (the console), refuses a partition
+        # whose rows the DEFAULT holds at its apply-time EXISTS
+        unread = (table_code(conn, default.oid, [key])
+                  if default is not None and cells and not request.applying else [])
+        holds = [False] * len(texts) if unread else default_holds(conn, default, key, texts)
         why_not = _why_no_move(default, newest.node) if any(holds) else ""
         steps: list[Step] = stale_helper_step(conn, root, default)
         created: list[str] = []
@@ -324,6 +332,12 @@ class CreateAhead(PlanKind):
                     refusal = (f"refused {disp}: the DEFAULT partition {dname} holds rows of "
                                f"its range {range_text} and {why_not}; the partitions before "
                                f"it were created")
+                elif unread:
+                    refusal = (f"refused {disp}: the DEFAULT partition {dname} holds rows of "
+                               f"its range {range_text}, which the preview did not check "
+                               f"(reading it runs the table's code); attaching it would fail. "
+                               f"`pgparts create-ahead ... --apply` or a maintain run moves "
+                               f"them. The partitions before it were created")
                 else:
                     refusal = (f"refused {disp}: the DEFAULT partition {dname} holds rows of "
                                f"its range {range_text} written since the plan was made; "
@@ -338,17 +352,29 @@ class CreateAhead(PlanKind):
                     f"({interval_text}, shaped like {newest.node.qualified}), keeping {count} "
                     f"beyond the one holding now"] if created else
                    [f"{root.qualified} already has partitions up to {count} beyond now"])
-        if cells and default is not None:
+        details: dict[str, Any] = {"plan_id": uuid.uuid4().hex, "created": specs}
+        if unread:
+            assert default is not None
+            details["not_checked"] = (f"did not check the DEFAULT partition "
+                                      f"{default.qualified} for their rows: reading it would "
+                                      f"run {named(unread)}; a run reads it")
+            summary.append(f"planning did not check the DEFAULT partition {default.qualified} "
+                           f"for rows of the new partitions: reading it would run "
+                           f"{named(unread)}, code that is not built in, and a preview never "
+                           f"runs the table's code. This plan assumes it holds none; "
+                           f"`pgparts create-ahead ... --apply` and maintain runs read it (as "
+                           f"the applying role) and move such rows into the new partitions")
+        elif cells and default is not None:
             summary.append(f"planning checked the DEFAULT partition {default.qualified} for "
                            f"rows of each new partition (one EXISTS each)")
-            if len(to_move) < len(cells):
-                summary.append(f"before creating each one, the run checks that the DEFAULT "
-                               f"partition {default.qualified} still holds none of its rows "
-                               f"(an EXISTS under a statement timeout); if it does, that "
-                               f"partition is refused and the run stops there")
+        if cells and default is not None and len(to_move) < len(cells):
+            still = "" if unread else "still "
+            summary.append(f"before creating each one, the run checks that the DEFAULT "
+                           f"partition {default.qualified} {still}holds none of its rows (an "
+                           f"EXISTS under a statement timeout); if it does, that partition "
+                           f"is refused and the run stops there")
         changes = [f"new partition {c}" for c in created]
         destroys: list[Any] = []
-        details: dict[str, Any] = {"plan_id": uuid.uuid4().hex, "created": specs}
         if to_move:
             assert default is not None
             move = self._move_plan(conn, forest, root, default, newest.node, to_move)

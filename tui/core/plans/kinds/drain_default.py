@@ -25,7 +25,13 @@ from ..engine.runner import RunResult
 from ..kind import NodeAction, PlanKind, PlanKindError, Request, find_table
 from ..steps import moves
 from .drain_list import list_drain_plan
-from .split import default_partition, move_key, range_parent, range_partition
+from .split import (
+    default_partition,
+    move_key,
+    range_parent,
+    range_partition,
+    refuse_reading_code,
+)
 
 
 def replacement_default(default: PartNode, targets: list[moves.NewPartition]
@@ -80,6 +86,10 @@ class DrainDefault(PlanKind):
             if default.is_partitioned:
                 raise PlanKindError(f"the DEFAULT partition {default.qualified} is itself "
                                     f"partitioned: draining it is not supported yet")
+            # the plan is made from the DEFAULT's rows: a preview reads them only when that
+            # runs no code of the table's
+            refuse_reading_code(conn, request, default, move_key(conn, parent).column,
+                                "drain-default")
             if parent.strategy == "list":
                 return list_drain_plan(conn, forest, parent, default, self.name)
             return self._build(conn, parent, default)

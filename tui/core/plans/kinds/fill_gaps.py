@@ -47,7 +47,13 @@ from .create_ahead import (
     stale_helper_step,
 )
 from .drain_default import replacement_default
-from .split import default_partition, move_key, range_parent, range_partition
+from .split import (
+    default_partition,
+    move_key,
+    range_parent,
+    range_partition,
+    refuse_reading_code,
+)
 
 
 def _text(v: Any) -> str:
@@ -79,13 +85,14 @@ class FillGaps(PlanKind):
               config: Config) -> Plan:
         parent = range_parent(forest, request.target)
         try:
-            plan = self._build(conn, forest, parent)
+            plan = self._build(conn, forest, parent, request)
         except (MoveError, PlanningError) as exc:
             raise PlanKindError(str(exc)) from None
         plan.lock_timeout_seconds = config.plans.lock_timeout_seconds
         return plan
 
-    def _build(self, conn: psycopg.Connection, forest: Forest, parent: PartNode) -> Plan:
+    def _build(self, conn: psycopg.Connection, forest: Forest, parent: PartNode,
+               request: Request) -> Plan:
         earlier = moves.unfinished(conn, parent)
         if earlier is not None:
             return moves.finish_plan(conn, self.name, parent, earlier)
@@ -118,6 +125,8 @@ class FillGaps(PlanKind):
                         target=parent.qualified, target_oid=parent.oid, steps=stale,
                         summary=[f"{parent.qualified} has no hole between its range "
                                  f"partitions"])
+        if default is not None:  # the EXISTS below: never when it runs the table's code
+            refuse_reading_code(conn, request, default, key.column, "fill-gaps")
         holds = default_holds(conn, default, key.column,
                               [(_text(p.lower), _text(p.upper)) for p in proposals])
         # the partition ending where a proposal's hole starts: its shape is the new one's

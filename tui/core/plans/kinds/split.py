@@ -15,6 +15,7 @@ from ...catalog import Forest, PartNode
 from ...moves import keys
 from ...moves.planning import MAXVALUE, MINVALUE, PlanningError, split_range
 from ...names import check_identifier_length, display_name
+from ...table_code import refusal, table_code
 from ..engine.model import Plan
 from ..kind import Option, PlanKindError, Request
 from ..steps import moves
@@ -104,6 +105,19 @@ def default_partition(parent: PartNode, forest: Forest) -> PartNode | None:
     if parent.default_partition_oid is None:
         return None
     return forest.nodes.get(parent.default_partition_oid)
+
+
+def refuse_reading_code(conn: psycopg.Connection, request: Request, default: PartNode,
+                        column: str, command: str) -> None:
+    """Before a preview reads the DEFAULT's rows: PlanKindError, in one line, when that read
+    would run code of the table's (tui/core/table_code.py); `pgparts COMMAND ... --apply`
+    reads it, as the applying role."""
+    if request.applying:
+        return
+    found = table_code(conn, default.oid, [column])
+    if found:
+        raise PlanKindError(refusal(default.qualified, found,
+                                    f"`pgparts {command} ... --apply` reads it"))
 
 
 def about(flag: str, check: Callable[..., T], *args: Any) -> T:
