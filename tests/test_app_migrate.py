@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from rich.console import Console
-from textual.widgets import Checkbox, DataTable, Input, Static, TextArea
+from textual.widgets import Checkbox, DataTable, Input, Select, Static, TextArea
 
 from tui.app.app import PgpartsApp
 from tui.app.confirm import ConfirmModal, TypeNameModal
@@ -188,8 +188,11 @@ async def test_wizard_runs_stages_1_to_6_resumes_after_closing_and_aborts(legacy
         assert "Stage 1 of 9: preflight" in body and "What it found" in body
         assert "referenced by" in body and "rows per year" in body
         assert "sessions writing to the table" in body  # the plan's SQL, as previewed
+        assert "stages ▶1 2 3" in text_of(wizard, "#wiz-head")
         for number in range(1, 7):
             await run_stage(pilot, app, wizard, number)
+            if number == 1:  # the checks only read, yet they are done: ticked, not shown again
+                assert "stages ✓1 ▶2 3" in text_of(wizard, "#wiz-head")
             body = text_of(wizard, "#wiz-body")
             assert f"Stage {number} (" in body and "done in" in body
             if number == 1:
@@ -202,7 +205,7 @@ async def test_wizard_runs_stages_1_to_6_resumes_after_closing_and_aborts(legacy
         assert wizard.state.stage is not None and wizard.state.stage.number == 7
         assert "A: run stage 7" in text_of(wizard, "#wiz-actions")
         head = text_of(wizard, "#wiz-head")
-        assert "✓2 ✓3 ✓4 ✓5 ✓6 ▶7" in head and "last done: copy" in head
+        assert "✓1 ✓2 ✓3 ✓4 ✓5 ✓6 ▶7" in head and "last done: copy" in head
         assert "L: edit" not in text_of(wizard, "#wiz-actions")  # built: no more editing
     assert legacy.query("SELECT relkind FROM pg_class WHERE oid = 'legacy.payment'::regclass"
                         ) == [("p",)]
@@ -226,6 +229,8 @@ async def test_wizard_runs_stages_1_to_6_resumes_after_closing_and_aborts(legacy
         await pick(pilot, picker, "legacy.payment")
         wizard = await wizard_loaded(pilot, app)
         assert wizard.state.stage.number == 7
+        # resumed: stage 1 ran in the earlier console, the record says so
+        assert "✓1 ✓2" in text_of(wizard, "#wiz-head")
         await pilot.press("X")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), timeout=30)
         await pilot.click("#confirm-yes")
@@ -383,3 +388,27 @@ async def test_the_form_offers_stage_8_and_records_it(db):
     with db.connect() as conn:
         recorded = read_recorded(conn, n.schema, n.table)
     assert recorded is not None and recorded.spec.insert_trigger
+
+
+async def test_the_rows_per_partition_field_reads_as_a_number_and_takes_both_forms(db18):
+    """The default target showed as `30_000_000` (Python's spelling): it reads 30,000,000, and
+    the field takes it with or without commas."""
+    _build(db18, n)
+    app = make_app(db18)
+    async with app.run_test(size=SIZE) as pilot:
+        picker = await open_picker(pilot, app)
+        await pick(pilot, picker, "legacy.payment")
+        form = await form_of(pilot, app)
+        rows = form.query_one("#form-rows", Input)
+        assert rows.value == "30,000,000"
+        form.query_one("#form-layout", Select).value = "rows"
+        await pilot.pause()
+        assert not rows.disabled
+        for text in ("30,000,000", "30000000"):
+            rows.value = text
+            choices = form.choices()
+            assert choices is not None and choices.target_rows == 30_000_000, text
+        rows.value = "30 million"
+        assert form.choices() is None
+        assert text_of(form, "#form-error-rows").strip() == (
+            "rows per partition: a whole number, 1 or more")

@@ -74,6 +74,9 @@ async def test_f_previews_and_applies_the_index_fix_of_the_selected_findings(db)
         assert "fix: pgparts fix" in details and "f: preview it" in details
         screen = await open_and_plan(pilot, app, "f")
         assert screen.kind.name == "index_fix"
+        # the title names the kind as the command line does, not by its id
+        assert screen.sub_title.startswith("index-fix · "), screen.sub_title
+        assert "index_fix" not in screen.sub_title
         assert not screen.query("#plan-status")  # index_fix has no status table
         text = content_text(screen, "#plan-preview")
         assert "CREATE INDEX CONCURRENTLY" in text and "REINDEX INDEX CONCURRENTLY" in text

@@ -42,7 +42,7 @@ from ..core.humanfmt import plural
 from ..core.names import quote_ident
 from ..core.plans.engine.runner import Hook
 from ..core.plans.kind import Cell, Option, PlanKind, PlanKindError, Request, StatusTable
-from ..core.plans.registry import kind_named
+from ..core.plans.registry import command_name, kind_named
 from .compact import start_and_span
 from .footer_keys import FooterKeys
 from .format import human_bytes, human_rows, thousands
@@ -80,7 +80,8 @@ def open_plan(app: PgpartsApp, kind_name: str, values: dict[str, Any] | None = N
     kind = kind_named(kind_name)
     node = app.selected_node
     if node is None or app.forest is None:
-        app.notify(f"{kind.name}: select a partitioned table in the tree", severity="warning")
+        app.notify(f"{command_name(kind)}: select a partitioned table in the tree",
+                   severity="warning")
         return None
     actions = kind.actions_for(app.forest, node)
     if actions:
@@ -90,7 +91,7 @@ def open_plan(app: PgpartsApp, kind_name: str, values: dict[str, Any] | None = N
                                        {**action.values, **(values or {})}, title)
     found = kind.target_for(app.forest, node)
     if found is None:
-        app.notify(f"{kind.name}: {kind.title.lower()} does not apply to {node.qualified}",
+        app.notify(f"{command_name(kind)}: {kind.title.lower()} does not apply to {node.qualified}",
                    severity="warning")
         return None
     parent, preselect = found
@@ -292,7 +293,7 @@ class PlanScreen(FooterKeys, Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"{self.kind.name} · {self.table_name}"
+        self.sub_title = f"{command_name(self.kind)} · {self.table_name}"
         self.query_one("#plan-preview-pane").border_title = "plan preview"
         self.set_focus(self._focus_target())
         self._render_head()

@@ -165,9 +165,11 @@ class MigrateWizardScreen(FooterKeys, Screen):
         spec = state.spec
         if spec is None or state.problems:
             return
-        # a stage that only reads (the checks of stage 1) is never "done": it runs at a new start
-        state.done = {s.name: bool(recorded) and s.applies and s.done(conn, spec)
-                      for s in STAGES}
+        # a stage that only reads (the checks of stage 1) leaves nothing in the catalog: it is
+        # done once it ran here, or once a later stage recorded the migration (that stage ran
+        # after it); at a new start it runs again
+        state.done = {s.name: (bool(recorded) and s.done(conn, spec)) if s.applies
+                      else (ran_checks or bool(recorded)) for s in STAGES}
         if layout_editable(conn, spec):
             state.layout = layout_text(conn, spec)
         fresh = recorded is None and not ran_checks
