@@ -108,14 +108,17 @@ def body(table: str, s: StageState) -> list[RenderableType]:
         return [Text("Every stage is done.", style="bold green")]
     stage = s.stage
     parts: list[RenderableType] = [
-        Text(f"Stage {stage.number} of {len(STAGES)}: {stage.title}", style="bold underline"),
-        *_found(s.report)]
+        Text(f"Stage {stage.number} of {len(STAGES)}: {stage.title}", style="bold underline")]
     if s.blocking:
+        # first: at 24 lines what stops the stage is read without scrolling past the counts
         stop = Text("Stopped: ", style="bold red")
         stop.append(s.blocking[0])
         for line in s.blocking[1:]:
             stop.append(f"\n  {line}", style="red")
+        stop.append("\n  Resolve it outside pgparts, then esc and pick the table again to "
+                    "count again.", style="dim")
         parts.append(stop)
+    parts += _found(s.report)
     if s.preview is not None:
         parts += [Text(""), render_plan(s.preview)]
     elif s.unavailable:

@@ -223,7 +223,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
         if s.stage is None:
             return "every stage is done"
         if s.blocking:
-            return f"stage {s.stage.number} is stopped: see above"
+            return f"stage {s.stage.number} is stopped: see the top of the stage"
         if s.unavailable or s.preview is None:
             return f"stage {s.stage.number} cannot run: {s.unavailable or 'no plan'}"
         return ""
