@@ -211,6 +211,20 @@ async def test_split_takes_the_partition_under_the_cursor_and_comma_separated_bo
     async with app.run_test(size=SIZE) as pilot:
         await wait_loads(pilot, app)
         await move_to(pilot, app, app.forest.find("days").oid)
+        # on the table: split acts on one of its partitions, and says so (it said "does not
+        # apply to days", in the palette too)
+        assert open_plan(app, "split") is None
+        await pilot.pause()
+        assert any(n.message == "split: split a range partition: select a partition of days"
+                   for n in app._notifications), [n.message for n in app._notifications]
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"split a range")
+        await wait_until(pilot, lambda: "from the palette · select a partition of days" in
+                         "\n".join(widget_text(w) for w in app.screen.query("CommandList")),
+                         timeout=10)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not app.screen.query("CommandList"))
         await pilot.press("enter")
         await move_to(pilot, app, app.forest.find("days_jan").oid)
         screen = open_plan(app, "split")

@@ -48,6 +48,7 @@ from .footer_keys import FooterKeys
 from .format import human_bytes, human_rows, thousands
 from .inflight import InFlight
 from .plan_preview import PlanPreview, change_lines, render_plan
+from .registry import not_here
 
 if TYPE_CHECKING:
     from .app import PgpartsApp
@@ -91,8 +92,8 @@ def open_plan(app: PgpartsApp, kind_name: str, values: dict[str, Any] | None = N
                                        {**action.values, **(values or {})}, title)
     found = kind.target_for(app.forest, node)
     if found is None:
-        app.notify(f"{command_name(kind)}: {kind.title.lower()} does not apply to {node.qualified}",
-                   severity="warning")
+        app.notify(f"{command_name(kind)}: {kind.title.lower()}: "
+                   f"{not_here(kind, app.forest, node)}", severity="warning")
         return None
     parent, preselect = found
     values = dict(values or {})
