@@ -237,6 +237,8 @@ async def test_split_takes_the_partition_under_the_cursor_and_comma_separated_bo
         # no boundary yet: said, and apply is refused
         assert "at: give at least one value" in content_text(screen, "#plan-form-error")
         assert "apply is disabled" in content_text(screen, "#plan-reason")
+        # the cursor waits in the empty field the request needs, not on the prefilled one
+        assert screen.focused is screen.query_one("#plan-option-at")
         before = screen.loads
         screen.query_one("#plan-option-at").value = "2024-01-11 12:00, 2024-01-21"
         await wait_until(pilot, lambda: screen.loads > before and not screen.planning,

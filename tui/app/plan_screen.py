@@ -429,7 +429,20 @@ class PlanScreen(FooterKeys, Screen):
             self.preview = message.preview
         elif self.selection is None:
             self.selection = message.selection
+        if self.loads == 1:
+            self._focus_missing_field()
         self._render_all()
+
+    def _focus_missing_field(self) -> None:
+        """Opened with a field still empty that the request needs (split's `at`): the cursor
+        goes there, where typing fills it. Tab went first to the prefilled partition field,
+        whose text the first key then replaced. Enter gives the keys back to the screen."""
+        about = self.error_option()
+        if about is None or self.focused is not self.query_one("#plan-preview-pane"):
+            return
+        fields = self.query(f"#plan-option-{about.name}")
+        if fields and not fields.first(Input).value:
+            self.set_focus(fields.first(Input))
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
