@@ -82,7 +82,8 @@ async def wizard_loaded(pilot, app: PgpartsApp, loads: int = 1) -> MigrateWizard
     return wizard
 
 
-async def run_stage(pilot, app: PgpartsApp, wizard: MigrateWizardScreen, number: int) -> None:
+async def run_stage(pilot, app: PgpartsApp, wizard: MigrateWizardScreen, number: int) -> str:
+    """Run the stage shown; what its progress screen showed at the end (head and outcome)."""
     assert wizard.state.stage is not None and wizard.state.stage.number == number
     loads = wizard.loads
     await pilot.press("A")
@@ -92,8 +93,11 @@ async def run_stage(pilot, app: PgpartsApp, wizard: MigrateWizardScreen, number:
     progress = app.screen
     await wait_until(pilot, lambda: progress.result is not None, timeout=60)
     assert progress.result.ok, progress.result.error
+    await pilot.pause()
+    shown = text_of(progress, "#progress-head") + text_of(progress, "#progress-outcome")
     await pilot.press("escape")
     await wizard_loaded(pilot, app, loads + 1)
+    return shown
 
 
 MERGED = """
@@ -190,9 +194,20 @@ async def test_wizard_runs_stages_1_to_6_resumes_after_closing_and_aborts(legacy
         assert "sessions writing to the table" in body  # the plan's SQL, as previewed
         assert "stages ▶1 2 3" in text_of(wizard, "#wiz-head")
         for number in range(1, 7):
-            await run_stage(pilot, app, wizard, number)
+            progress = await run_stage(pilot, app, wizard, number)
+            # escape goes back to the wizard, and says so
+            assert "escape: back to the wizard" in progress, progress
             if number == 1:  # the checks only read, yet they are done: ticked, not shown again
                 assert "stages ✓1 ▶2 3" in text_of(wizard, "#wiz-head")
+                # nothing to copy: no "rows copied 0 of ~0"; the lock waits are still said
+                assert "rows copied" not in progress and "lock waits so far" in progress
+            if number == 2:  # what was verified wraps under itself at 80 columns
+                pane = widget_text(wizard.query_one("#wiz-body")).splitlines()
+                first = next((i for i, line in enumerate(pane) if "  ✓ " in line), None)
+                assert first is not None, pane
+                assert pane[first + 1].startswith("    "), pane[first:first + 3]
+            if number == 6:
+                assert "rows copied 318 of ~318" in progress, progress
             body = text_of(wizard, "#wiz-body")
             assert f"Stage {number} (" in body and "done in" in body
             if number == 1:

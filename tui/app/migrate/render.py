@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -126,7 +126,7 @@ def body(table: str, s: StageState) -> list[RenderableType]:
     return parts
 
 
-def result_text(plan: Plan, result: RunResult | None, stage: Stage | None) -> Text:
+def result_text(plan: Plan, result: RunResult | None, stage: Stage | None) -> RenderableType:
     """A stage's (or the abort's) result, kept above the next stage."""
     what = f"Stage {stage.number} ({stage.title})" if stage else plan.title
     if result is None:
@@ -135,9 +135,16 @@ def result_text(plan: Plan, result: RunResult | None, stage: Stage | None) -> Te
         t = Text(f"{what}: done in {seconds(result.seconds)}", style="bold green")
         if result.rows_copied:
             t.append(f", {result.rows_copied:,} rows copied", style="green")
-        for o in result.steps:
-            if o.verification:
-                t.append(f"\n  ✓ {o.verification}", style="green")
+        checks = [o.verification for o in result.steps if o.verification]
+        if not checks:
+            return Text.assemble(t, "\n")
+        # what was verified wraps under itself, not back at the margin (stage 2's is 5 lines)
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        for check in checks:
+            grid.add_row(Text("  ✓", style="green"), Text(check, style="green"))
+        return Group(t, grid, Text(""))
     else:
         t = Text(f"{what}: {result.outcome}: ", style="bold red")
         t.append(result.error or "no reason given")

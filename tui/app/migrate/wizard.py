@@ -317,7 +317,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
     def _run(self, plan: Plan, after) -> None:
         from ..plan_progress import PlanProgressScreen
 
-        progress = PlanProgressScreen(plan, hook=self.runner_hook)
+        progress = PlanProgressScreen(plan, hook=self.runner_hook, back_to="the wizard")
         self.app.push_screen(progress, callback=lambda _: after(plan, progress.result))
 
     def _stage_ran(self, plan: Plan, result: RunResult | None) -> None:
