@@ -257,6 +257,7 @@ async def test_wizard_runs_stages_1_to_6_resumes_after_closing_and_aborts(legacy
         wizard = await wizard_loaded(pilot, app, 2)
         assert "Aborted" in text_of(wizard, "#wiz-body")
         assert "No migration of legacy.payment is recorded" in text_of(wizard, "#wiz-body")
+        assert wizard.query_one("#wiz-pane").border_title == "stage"  # not "stage 7: …"
     assert catalog_dump(legacy, n.schema, n.table) == dump
 
 
@@ -375,6 +376,7 @@ async def test_stage_8_not_chosen_is_left_out_and_finish_runs(legacy):
         await pilot.press("escape")
         await wizard_loaded(pilot, app, loads + 1)
         assert wizard.state.stage is None
+        assert wizard.query_one("#wiz-pane").border_title == "every stage done"
     assert legacy.query("SELECT to_regclass('legacy.payment_premigration')") == [(None,)]
     assert legacy.query("SELECT relkind FROM pg_class WHERE oid = 'legacy.payment'::regclass"
                         ) == [("p",)]

@@ -234,6 +234,11 @@ class MigrateWizardScreen(FooterKeys, Screen):
         stage = self.state.stage
         if stage is not None:
             self.query_one("#wiz-pane").border_title = f"stage {stage.number}: {stage.title}"
+        elif not self.planning:
+            # after an abort (or the last stage) the stage it stood at is gone
+            self.query_one("#wiz-pane").border_title = (
+                "every stage done" if self.state.spec is not None and not self.state.error
+                and not self.state.problems else "stage")
         reason = self.run_refusal()
         t = Text()
         if reason:
