@@ -133,6 +133,8 @@ async def test_explain_snapshot(scenario_db, snapshot, size):
         await pilot.press("e")
         await wait_until(pilot, lambda: isinstance(app.screen, ExplainScreen))
         screen = app.screen
+        for field in screen.query("TextArea, Input"):
+            field.cursor_blink = False  # the focused one blinked: two pictures otherwise
         await pilot.press("f5")
         await wait_until(pilot, lambda: screen.runs >= 1, timeout=30)
         svg = await steady_screenshot(pilot, app)
