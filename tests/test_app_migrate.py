@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from rich.console import Console
-from textual.widgets import Checkbox, DataTable, Input, Static, TextArea
+from textual.widgets import Checkbox, DataTable, Input, Select, Static, TextArea
 
 from tui.app.app import PgpartsApp
 from tui.app.confirm import ConfirmModal, TypeNameModal
@@ -82,7 +82,8 @@ async def wizard_loaded(pilot, app: PgpartsApp, loads: int = 1) -> MigrateWizard
     return wizard
 
 
-async def run_stage(pilot, app: PgpartsApp, wizard: MigrateWizardScreen, number: int) -> None:
+async def run_stage(pilot, app: PgpartsApp, wizard: MigrateWizardScreen, number: int) -> str:
+    """Run the stage shown; what its progress screen showed at the end (head and outcome)."""
     assert wizard.state.stage is not None and wizard.state.stage.number == number
     loads = wizard.loads
     await pilot.press("A")
@@ -92,8 +93,11 @@ async def run_stage(pilot, app: PgpartsApp, wizard: MigrateWizardScreen, number:
     progress = app.screen
     await wait_until(pilot, lambda: progress.result is not None, timeout=60)
     assert progress.result.ok, progress.result.error
+    await pilot.pause()
+    shown = text_of(progress, "#progress-head") + text_of(progress, "#progress-outcome")
     await pilot.press("escape")
     await wizard_loaded(pilot, app, loads + 1)
+    return shown
 
 
 MERGED = """
@@ -188,8 +192,22 @@ async def test_wizard_runs_stages_1_to_6_resumes_after_closing_and_aborts(legacy
         assert "Stage 1 of 9: preflight" in body and "What it found" in body
         assert "referenced by" in body and "rows per year" in body
         assert "sessions writing to the table" in body  # the plan's SQL, as previewed
+        assert "stages ▶1 2 3" in text_of(wizard, "#wiz-head")
         for number in range(1, 7):
-            await run_stage(pilot, app, wizard, number)
+            progress = await run_stage(pilot, app, wizard, number)
+            # escape goes back to the wizard, and says so
+            assert "escape: back to the wizard" in progress, progress
+            if number == 1:  # the checks only read, yet they are done: ticked, not shown again
+                assert "stages ✓1 ▶2 3" in text_of(wizard, "#wiz-head")
+                # nothing to copy: no "rows copied 0 of ~0"; the lock waits are still said
+                assert "rows copied" not in progress and "lock waits so far" in progress
+            if number == 2:  # what was verified wraps under itself at 80 columns
+                pane = widget_text(wizard.query_one("#wiz-body")).splitlines()
+                first = next((i for i, line in enumerate(pane) if "  ✓ " in line), None)
+                assert first is not None, pane
+                assert pane[first + 1].startswith("    "), pane[first:first + 3]
+            if number == 6:
+                assert "rows copied 318 of ~318" in progress, progress
             body = text_of(wizard, "#wiz-body")
             assert f"Stage {number} (" in body and "done in" in body
             if number == 1:
@@ -202,7 +220,7 @@ async def test_wizard_runs_stages_1_to_6_resumes_after_closing_and_aborts(legacy
         assert wizard.state.stage is not None and wizard.state.stage.number == 7
         assert "A: run stage 7" in text_of(wizard, "#wiz-actions")
         head = text_of(wizard, "#wiz-head")
-        assert "✓2 ✓3 ✓4 ✓5 ✓6 ▶7" in head and "last done: copy" in head
+        assert "✓1 ✓2 ✓3 ✓4 ✓5 ✓6 ▶7" in head and "last done: copy" in head
         assert "L: edit" not in text_of(wizard, "#wiz-actions")  # built: no more editing
     assert legacy.query("SELECT relkind FROM pg_class WHERE oid = 'legacy.payment'::regclass"
                         ) == [("p",)]
@@ -226,6 +244,8 @@ async def test_wizard_runs_stages_1_to_6_resumes_after_closing_and_aborts(legacy
         await pick(pilot, picker, "legacy.payment")
         wizard = await wizard_loaded(pilot, app)
         assert wizard.state.stage.number == 7
+        # resumed: stage 1 ran in the earlier console, the record says so
+        assert "✓1 ✓2" in text_of(wizard, "#wiz-head")
         await pilot.press("X")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), timeout=30)
         await pilot.click("#confirm-yes")
@@ -237,6 +257,7 @@ async def test_wizard_runs_stages_1_to_6_resumes_after_closing_and_aborts(legacy
         wizard = await wizard_loaded(pilot, app, 2)
         assert "Aborted" in text_of(wizard, "#wiz-body")
         assert "No migration of legacy.payment is recorded" in text_of(wizard, "#wiz-body")
+        assert wizard.query_one("#wiz-pane").border_title == "stage"  # not "stage 7: …"
     assert catalog_dump(legacy, n.schema, n.table) == dump
 
 
@@ -264,6 +285,13 @@ async def test_a_group_over_60_stops_the_wizard_with_nothing_changed(db18):
         assert "Stopped: 1 collision group of more than 60 rows" in body
         assert "pdm_id = 7, minute 2019-07-20 00:00 UTC: 65 rows" in body
         assert "stopped" in text_of(wizard, "#wiz-actions")
+        # what stops it is on the first screen at 80x24 (it was below the counts), with what
+        # to do about it
+        pane = wizard.query_one("#wiz-pane")
+        lines = widget_text(wizard.query_one("#wiz-body")).splitlines()
+        seen = "\n".join(lines[round(pane.scroll_y):][:pane.scrollable_content_region.height])
+        assert "Stopped: 1 collision group" in seen and "pick the table again" in seen, seen
+        assert "What it found" not in seen.split("Stopped")[0]
         await pilot.press("A")
         await pilot.pause(0.2)
         assert app.screen is wizard  # refused: no confirmation, nothing runs
@@ -318,6 +346,9 @@ async def test_stage_8_not_chosen_is_left_out_and_finish_runs(legacy):
     app = make_app(legacy)
     async with app.run_test(size=SIZE) as pilot:
         picker = await open_picker(pilot, app)
+        # the cursor starts on the migration in progress, not on the first table
+        first = picker.selected()
+        assert first is not None and (first.schema, first.name) == ("legacy", "payment")
         await pick(pilot, picker, "legacy.payment")
         wizard = await wizard_loaded(pilot, app)
         # back in the picker (it reads the tables again) and enter: the same table
@@ -345,6 +376,7 @@ async def test_stage_8_not_chosen_is_left_out_and_finish_runs(legacy):
         await pilot.press("escape")
         await wizard_loaded(pilot, app, loads + 1)
         assert wizard.state.stage is None
+        assert wizard.query_one("#wiz-pane").border_title == "every stage done"
     assert legacy.query("SELECT to_regclass('legacy.payment_premigration')") == [(None,)]
     assert legacy.query("SELECT relkind FROM pg_class WHERE oid = 'legacy.payment'::regclass"
                         ) == [("p",)]
@@ -406,3 +438,27 @@ async def test_the_wizard_on_infinite_timestamps(db18):
         await run_stage(pilot, app, wizard, 1)
         body = text_of(wizard, "#wiz-body")
         assert "sample: infinity, 1, I1: id 51, 54" in body, body
+
+
+async def test_the_rows_per_partition_field_reads_as_a_number_and_takes_both_forms(db18):
+    """The default target showed as `30_000_000` (Python's spelling): it reads 30,000,000, and
+    the field takes it with or without commas."""
+    _build(db18, n)
+    app = make_app(db18)
+    async with app.run_test(size=SIZE) as pilot:
+        picker = await open_picker(pilot, app)
+        await pick(pilot, picker, "legacy.payment")
+        form = await form_of(pilot, app)
+        rows = form.query_one("#form-rows", Input)
+        assert rows.value == "30,000,000"
+        form.query_one("#form-layout", Select).value = "rows"
+        await pilot.pause()
+        assert not rows.disabled
+        for text in ("30,000,000", "30000000"):
+            rows.value = text
+            choices = form.choices()
+            assert choices is not None and choices.target_rows == 30_000_000, text
+        rows.value = "30 million"
+        assert form.choices() is None
+        assert text_of(form, "#form-error-rows").strip() == (
+            "rows per partition: a whole number, 1 or more")

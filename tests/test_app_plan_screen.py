@@ -74,6 +74,9 @@ async def test_f_previews_and_applies_the_index_fix_of_the_selected_findings(db)
         assert "fix: pgparts fix" in details and "f: preview it" in details
         screen = await open_and_plan(pilot, app, "f")
         assert screen.kind.name == "index_fix"
+        # the title names the kind as the command line does, not by its id
+        assert screen.sub_title.startswith("index-fix · "), screen.sub_title
+        assert "index_fix" not in screen.sub_title
         assert not screen.query("#plan-status")  # index_fix has no status table
         text = content_text(screen, "#plan-preview")
         assert "CREATE INDEX CONCURRENTLY" in text and "REINDEX INDEX CONCURRENTLY" in text
@@ -208,6 +211,20 @@ async def test_split_takes_the_partition_under_the_cursor_and_comma_separated_bo
     async with app.run_test(size=SIZE) as pilot:
         await wait_loads(pilot, app)
         await move_to(pilot, app, app.forest.find("days").oid)
+        # on the table: split acts on one of its partitions, and says so (it said "does not
+        # apply to days", in the palette too)
+        assert open_plan(app, "split") is None
+        await pilot.pause()
+        assert any(n.message == "split: split a range partition: select a partition of days"
+                   for n in app._notifications), [n.message for n in app._notifications]
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"split a range")
+        await wait_until(pilot, lambda: "from the palette · select a partition of days" in
+                         "\n".join(widget_text(w) for w in app.screen.query("CommandList")),
+                         timeout=10)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not app.screen.query("CommandList"))
         await pilot.press("enter")
         await move_to(pilot, app, app.forest.find("days_jan").oid)
         screen = open_plan(app, "split")
@@ -220,6 +237,8 @@ async def test_split_takes_the_partition_under_the_cursor_and_comma_separated_bo
         # no boundary yet: said, and apply is refused
         assert "at: give at least one value" in content_text(screen, "#plan-form-error")
         assert "apply is disabled" in content_text(screen, "#plan-reason")
+        # the cursor waits in the empty field the request needs, not on the prefilled one
+        assert screen.focused is screen.query_one("#plan-option-at")
         before = screen.loads
         screen.query_one("#plan-option-at").value = "2024-01-11 12:00, 2024-01-21"
         await wait_until(pilot, lambda: screen.loads > before and not screen.planning,

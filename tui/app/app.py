@@ -44,7 +44,7 @@ from .inflight import InFlight
 from .messages import CatalogFailed, CatalogLoaded, FindingsReady, RowCountDone
 from .node_actions import ActionsMenu, NodeActionCommands
 from .plain import escape, highlight, plain
-from .registry import ConsoleCommand, action_name, plan_commands
+from .registry import ConsoleCommand, action_name, not_here, plan_commands
 
 # The one table of commands. Footer, help screen (?), command palette (ctrl+p) and key bindings
 # are all derived from it; keep ids stable (user keymaps refer to them).
@@ -155,7 +155,7 @@ class ConsoleCommands(Provider):
             if node is not None and forest is not None:
                 found = kind.target_for(forest, node)
                 help_text += (f" · on {found[0].qualified}" if found is not None
-                              else f" · does not apply to {node.qualified}")
+                              else f" · {not_here(kind, forest, node)}")
         if not enabled:
             help_text += " · disabled in read-only mode"
         return title, help_text

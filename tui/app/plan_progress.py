@@ -125,9 +125,11 @@ class PlanProgressScreen(FooterKeys, Screen):
     }
     """
 
-    def __init__(self, plan: Plan, *, hook: Hook | None = None) -> None:
+    def __init__(self, plan: Plan, *, hook: Hook | None = None,
+                 back_to: str = "the plan") -> None:
         super().__init__()
         self.plan = plan
+        self.back_to = back_to  # what escape goes back to, as the last line says
         self.hook = hook
         self.runner: PlanRunner | None = None
         self.result: RunResult | None = None
@@ -334,25 +336,9 @@ class PlanProgressScreen(FooterKeys, Screen):
                 text.append(f" (attempt {p.attempt})", style="yellow")
             text.append("\n")
         if p is not None:
-            total = p.rows_total
-            # steps found already done count as done (their estimate), not as 0%
-            done = p.rows_done + p.rows_skipped
-            if self.result is not None and self.result.ok:
-                done = max(done, total)  # every step done: estimates are not the last word
-            text.append("rows copied ")
-            text.append(f"{thousands(p.rows_done)} of ~{thousands(total)}", style="bold")
-            if p.rows_skipped:
-                text.append(f" (+~{thousands(p.rows_skipped)} done earlier)", style="dim")
-            if total:
-                pct = min(done / total, 1.0) * 100
-                # at 80 columns a 20-cell bar pushed the bytes onto a line of their own
-                text.append(f"  {bar(done, total, 20 if self._wide else 10)} {pct:.0f}%")
-            if p.bytes_total:
-                nbytes = min(p.bytes_done + p.bytes_skipped, p.bytes_total) \
-                    if done < total else p.bytes_total
-                text.append(f"  ({human_bytes(nbytes)} of ~{human_bytes(p.bytes_total)})",
-                            style="dim")
-            text.append("\n")
+            # a plan that moves no rows (a check, a rename) has no "rows copied 0 of ~0" line
+            if p.rows_total or p.rows_done or p.rows_skipped:
+                self._rows_line(text, p)
             rate = f"{p.rate_rows:,.0f} rows/s" if p.rate_rows else "–"
             eta = _seconds(p.eta_seconds) if p.eta_seconds is not None and self.running \
                 else "–"
@@ -370,6 +356,28 @@ class PlanProgressScreen(FooterKeys, Screen):
         else:
             text.append(f"elapsed {_seconds(elapsed)}")
         self.query_one("#progress-head", Static).update(text)
+
+
+    def _rows_line(self, text: Text, p: Progress) -> None:
+        total = p.rows_total
+        # steps found already done count as done (their estimate), not as 0%
+        done = p.rows_done + p.rows_skipped
+        if self.result is not None and self.result.ok:
+            done = max(done, total)  # every step done: estimates are not the last word
+        text.append("rows copied ")
+        text.append(f"{thousands(p.rows_done)} of ~{thousands(total)}", style="bold")
+        if p.rows_skipped:
+            text.append(f" (+~{thousands(p.rows_skipped)} done earlier)", style="dim")
+        if total:
+            pct = min(done / total, 1.0) * 100
+            # at 80 columns a 20-cell bar pushed the bytes onto a line of their own
+            text.append(f"  {bar(done, total, 20 if self._wide else 10)} {pct:.0f}%")
+        if p.bytes_total:
+            nbytes = min(p.bytes_done + p.bytes_skipped, p.bytes_total) \
+                if done < total else p.bytes_total
+            text.append(f"  ({human_bytes(nbytes)} of ~{human_bytes(p.bytes_total)})",
+                        style="dim")
+        text.append("\n")
 
     # -- the end -------------------------------------------------------------------------------
     @on(PlanFinished)
@@ -422,7 +430,7 @@ class PlanProgressScreen(FooterKeys, Screen):
             verifications = [o.verification for o in result.steps if o.verification]
             for v in verifications:
                 t.append(f"\n✓ {v}", style="green")
-            t.append("\n\nescape: back to the plan", style="dim")
+            t.append(f"\n\nescape: back to {self.back_to}", style="dim")
             parts.append(t)
             return Group(*parts)
         label = {Outcome.CANCELLED: "Cancelled",
@@ -446,7 +454,7 @@ class PlanProgressScreen(FooterKeys, Screen):
                        "the same selection again: steps already done are skipped. Every run is "
                        "in the journal (key j).")
         parts.append(nxt)
-        parts.append(Text("\nescape: back to the plan", style="dim"))
+        parts.append(Text(f"\nescape: back to {self.back_to}", style="dim"))
         return Group(*parts)
 
     # -- keys ----------------------------------------------------------------------------------

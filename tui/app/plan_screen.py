@@ -42,12 +42,13 @@ from ..core.humanfmt import plural
 from ..core.names import quote_ident
 from ..core.plans.engine.runner import Hook
 from ..core.plans.kind import Cell, Option, PlanKind, PlanKindError, Request, StatusTable
-from ..core.plans.registry import kind_named
+from ..core.plans.registry import command_name, kind_named
 from .compact import start_and_span
 from .footer_keys import FooterKeys
 from .format import human_bytes, human_rows, thousands
 from .inflight import InFlight
 from .plan_preview import PlanPreview, change_lines, render_plan
+from .registry import not_here
 
 if TYPE_CHECKING:
     from .app import PgpartsApp
@@ -80,7 +81,8 @@ def open_plan(app: PgpartsApp, kind_name: str, values: dict[str, Any] | None = N
     kind = kind_named(kind_name)
     node = app.selected_node
     if node is None or app.forest is None:
-        app.notify(f"{kind.name}: select a partitioned table in the tree", severity="warning")
+        app.notify(f"{command_name(kind)}: select a partitioned table in the tree",
+                   severity="warning")
         return None
     actions = kind.actions_for(app.forest, node)
     if actions:
@@ -90,8 +92,8 @@ def open_plan(app: PgpartsApp, kind_name: str, values: dict[str, Any] | None = N
                                        {**action.values, **(values or {})}, title)
     found = kind.target_for(app.forest, node)
     if found is None:
-        app.notify(f"{kind.name}: {kind.title.lower()} does not apply to {node.qualified}",
-                   severity="warning")
+        app.notify(f"{command_name(kind)}: {kind.title.lower()}: "
+                   f"{not_here(kind, app.forest, node)}", severity="warning")
         return None
     parent, preselect = found
     values = dict(values or {})
@@ -292,7 +294,7 @@ class PlanScreen(FooterKeys, Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"{self.kind.name} · {self.table_name}"
+        self.sub_title = f"{command_name(self.kind)} · {self.table_name}"
         self.query_one("#plan-preview-pane").border_title = "plan preview"
         self.set_focus(self._focus_target())
         self._render_head()
@@ -427,7 +429,20 @@ class PlanScreen(FooterKeys, Screen):
             self.preview = message.preview
         elif self.selection is None:
             self.selection = message.selection
+        if self.loads == 1:
+            self._focus_missing_field()
         self._render_all()
+
+    def _focus_missing_field(self) -> None:
+        """Opened with a field still empty that the request needs (split's `at`): the cursor
+        goes there, where typing fills it. Tab went first to the prefilled partition field,
+        whose text the first key then replaced. Enter gives the keys back to the screen."""
+        about = self.error_option()
+        if about is None or self.focused is not self.query_one("#plan-preview-pane"):
+            return
+        fields = self.query(f"#plan-option-{about.name}")
+        if fields and not fields.first(Input).value:
+            self.set_focus(fields.first(Input))
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:

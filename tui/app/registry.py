@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.catalog import Forest, PartNode
+from ..core.plans.kind import PlanKind
 from ..core.plans.registry import PLAN_KINDS
 
 
@@ -80,3 +82,12 @@ def plan_commands() -> list[ConsoleCommand]:
             screen="tui.app.plan_screen:open_plan", args=(kind.name,), writes=False,
             main_only=True, footer=bool(key), plan_kind=kind.name))
     return out
+
+
+def not_here(kind: PlanKind, forest: Forest, node: PartNode) -> str:
+    """Why `kind` has nothing to do at `node`, said so that the operator knows where to go: a
+    kind acting on partitions (split, merge, move-values) does apply under a table whose
+    partitions it takes, and 'does not apply to the table' sent people away from it."""
+    if any(kind.applies_to(forest, child) for child in node.children):
+        return f"select a partition of {node.qualified}"
+    return f"does not apply to {node.qualified}"

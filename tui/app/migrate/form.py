@@ -144,7 +144,7 @@ class MigrateFormScreen(FooterKeys, Screen):
                              value="year", id="form-layout", compact=True, allow_blank=False)
             with Horizontal(classes="form-row"):
                 yield Label("rows/partition")
-                yield Input(f"{DEFAULT_TARGET_ROWS:_}", id="form-rows", compact=True,
+                yield Input(f"{DEFAULT_TARGET_ROWS:,}", id="form-rows", compact=True,
                             disabled=True)
             yield Static("", id="form-error-rows", classes="form-error")
             # stage 8 is offered, not imposed (as `pgparts migrate --insert-trigger`)

@@ -112,18 +112,21 @@ class MigratePickerScreen(FooterKeys, Screen):
         if was is not None:
             row = next((i for i, t in enumerate(self.tables)
                         if (t.schema, t.name) == (was.schema, was.name)), None)
-            if row is not None:
-                widget.move_cursor(row=row)
+        else:
+            # opened anew: on the migration in progress, what one comes back for
+            row = next((i for i, t in enumerate(self.tables) if t.migration), None)
+        if row is not None:
+            widget.move_cursor(row=row)
         head = Text()
         if message.error:
             head.append(f"could not read the tables: {message.error}", style="red")
         elif not self.tables:
             head.append("No plain table in this database: nothing to migrate.", style="bold")
         else:
-            head.append("Pick the plain table to turn into a partitioned one (enter) ",
+            head.append("Pick the plain table to turn into a partitioned one (enter). ",
                         style="bold")
-            head.append("(sizes and rows are catalog estimates; a table with a migration "
-                        "recorded continues where it stands)", style="dim")
+            head.append("Sizes and rows are catalog estimates; a table with a migration "
+                        "recorded continues where it stands.", style="dim")
         if message.problem:
             head.append(f"\nmigrations in progress cannot be shown: {message.problem}",
                         style="yellow")

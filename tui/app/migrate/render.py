@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -108,14 +108,17 @@ def body(table: str, s: StageState) -> list[RenderableType]:
         return [Text("Every stage is done.", style="bold green")]
     stage = s.stage
     parts: list[RenderableType] = [
-        Text(f"Stage {stage.number} of {len(STAGES)}: {stage.title}", style="bold underline"),
-        *_found(s.report)]
+        Text(f"Stage {stage.number} of {len(STAGES)}: {stage.title}", style="bold underline")]
     if s.blocking:
+        # first: at 24 lines what stops the stage is read without scrolling past the counts
         stop = Text("Stopped: ", style="bold red")
         stop.append(s.blocking[0])
         for line in s.blocking[1:]:
             stop.append(f"\n  {line}", style="red")
+        stop.append("\n  Resolve it outside pgparts, then esc and pick the table again to "
+                    "count again.", style="dim")
         parts.append(stop)
+    parts += _found(s.report)
     if s.preview is not None:
         parts += [Text(""), render_plan(s.preview)]
     elif s.unavailable:
@@ -123,7 +126,7 @@ def body(table: str, s: StageState) -> list[RenderableType]:
     return parts
 
 
-def result_text(plan: Plan, result: RunResult | None, stage: Stage | None) -> Text:
+def result_text(plan: Plan, result: RunResult | None, stage: Stage | None) -> RenderableType:
     """A stage's (or the abort's) result, kept above the next stage."""
     what = f"Stage {stage.number} ({stage.title})" if stage else plan.title
     if result is None:
@@ -132,9 +135,16 @@ def result_text(plan: Plan, result: RunResult | None, stage: Stage | None) -> Te
         t = Text(f"{what}: done in {seconds(result.seconds)}", style="bold green")
         if result.rows_copied:
             t.append(f", {result.rows_copied:,} rows copied", style="green")
-        for o in result.steps:
-            if o.verification:
-                t.append(f"\n  ✓ {o.verification}", style="green")
+        checks = [o.verification for o in result.steps if o.verification]
+        if not checks:
+            return Text.assemble(t, "\n")
+        # what was verified wraps under itself, not back at the margin (stage 2's is 5 lines)
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        for check in checks:
+            grid.add_row(Text("  ✓", style="green"), Text(check, style="green"))
+        return Group(t, grid, Text(""))
     else:
         t = Text(f"{what}: {result.outcome}: ", style="bold red")
         t.append(result.error or "no reason given")

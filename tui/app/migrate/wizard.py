@@ -165,9 +165,11 @@ class MigrateWizardScreen(FooterKeys, Screen):
         spec = state.spec
         if spec is None or state.problems:
             return
-        # a stage that only reads (the checks of stage 1) is never "done": it runs at a new start
-        state.done = {s.name: bool(recorded) and s.applies and s.done(conn, spec)
-                      for s in STAGES}
+        # a stage that only reads (the checks of stage 1) leaves nothing in the catalog: it is
+        # done once it ran here, or once a later stage recorded the migration (that stage ran
+        # after it); at a new start it runs again
+        state.done = {s.name: (bool(recorded) and s.done(conn, spec)) if s.applies
+                      else (ran_checks or bool(recorded)) for s in STAGES}
         if layout_editable(conn, spec):
             state.layout = layout_text(conn, spec)
         fresh = recorded is None and not ran_checks
@@ -221,7 +223,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
         if s.stage is None:
             return "every stage is done"
         if s.blocking:
-            return f"stage {s.stage.number} is stopped: see above"
+            return f"stage {s.stage.number} is stopped: see the top of the stage"
         if s.unavailable or s.preview is None:
             return f"stage {s.stage.number} cannot run: {s.unavailable or 'no plan'}"
         return ""
@@ -232,6 +234,11 @@ class MigrateWizardScreen(FooterKeys, Screen):
         stage = self.state.stage
         if stage is not None:
             self.query_one("#wiz-pane").border_title = f"stage {stage.number}: {stage.title}"
+        elif not self.planning:
+            # after an abort (or the last stage) the stage it stood at is gone
+            self.query_one("#wiz-pane").border_title = (
+                "every stage done" if self.state.spec is not None and not self.state.error
+                and not self.state.problems else "stage")
         reason = self.run_refusal()
         t = Text()
         if reason:
@@ -315,7 +322,7 @@ class MigrateWizardScreen(FooterKeys, Screen):
     def _run(self, plan: Plan, after) -> None:
         from ..plan_progress import PlanProgressScreen
 
-        progress = PlanProgressScreen(plan, hook=self.runner_hook)
+        progress = PlanProgressScreen(plan, hook=self.runner_hook, back_to="the wizard")
         self.app.push_screen(progress, callback=lambda _: after(plan, progress.result))
 
     def _stage_ran(self, plan: Plan, result: RunResult | None) -> None:

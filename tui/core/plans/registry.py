@@ -31,3 +31,10 @@ def kind_named(name: str) -> PlanKind:
         if kind.name == name:
             return kind
     raise LookupError(f"no plan kind {name!r}")
+
+
+def command_name(kind: PlanKind | str) -> str:
+    """The name users meet (the subcommand, `move-values`), not the kind's id (`move_values`):
+    what titles and messages show."""
+    name = kind if isinstance(kind, str) else kind.name
+    return name.replace("_", "-")
