@@ -3,16 +3,24 @@ re-creates them NOT VALID and validates them after the swap, as the move kinds d
 
 from __future__ import annotations
 
+import pytest
 from psycopg import sql
 
 from tui.core.plans import PlanRunner
-from tui.core.plans.consolidate import CONSOLIDATED, consolidation_status
+from tui.core.plans.consolidate import (
+    CONSOLIDATED,
+    ConsolidationError,
+    build_consolidation_plan,
+    consolidation_status,
+)
 
+from .test_consolidate_resume import _kill_at
 from .test_plan_support import (
     FAST_PLANS,
     OLD_WEEKS,
     build_balances,
     consolidation_plan,
+    run_plan,
     week_checksums,
 )
 
@@ -62,3 +70,74 @@ def test_consolidates_a_referenced_table_keeping_rows_and_keys(db):
         conn.execute(sql.SQL("DELETE FROM public.account_balances WHERE \"timestamp\" < {}"
                              ).format(sql.Literal(OLD_WEEKS[1].isoformat())))
         assert conn.execute("SELECT count(*) FROM public.transfers").fetchone()[0] == 0
+
+
+def test_two_keys_on_one_table_and_a_deferred_one(db):
+    """A table with two keys on the parent (PostgreSQL names the per-partition entries by a
+    rule that a placeholder keeps off the other key's name) and a deferred key."""
+    with db.connect() as conn:
+        b = build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=40)
+        _reference(conn, "Tränsfers; x", "first key")
+        conn.execute(
+            "ALTER TABLE public.\"Tränsfers; x\" ADD FOREIGN KEY"
+            " (account_address, \"timestamp\", activity_id) REFERENCES public.account_balances"
+            " DEFERRABLE INITIALLY DEFERRED")
+        keys = _keys(conn)
+        before = week_checksums(conn, b, OLD_WEEKS[:1])
+    plan = consolidation_plan(db)
+    assert any("re-created NOT VALID" in n for n in plan.facts.notes)
+    titles = [s.title for s in plan.steps]
+    assert titles.index(f"Swap {b.weeks[0]} for {b.weeks[0]}_consolidated") \
+        < next(i for i, t in enumerate(titles) if t.startswith("Validate "))
+    result = PlanRunner(db.target, plan, config=FAST_PLANS).run()
+    assert result.ok, (result.error, result.state)
+    with db.connect() as conn:
+        assert week_checksums(conn, b, OLD_WEEKS[:1]) == before
+        assert _keys(conn) == keys and all(valid for _n, valid in keys)
+        assert conn.execute("SELECT count(*) FROM public.\"Tränsfers; x\"").fetchone()[0] == 40
+        # no placeholder CHECK left behind
+        assert conn.execute("SELECT count(*) FROM pg_catalog.pg_constraint WHERE contype = 'c'"
+                            " AND conrelid = 'public.\"Tränsfers; x\"'::pg_catalog.regclass"
+                            ).fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["drop", "keep-detached"])
+def test_a_run_stopped_before_the_validation_is_finished_by_the_next(db, keep):
+    with db.connect() as conn:
+        b = build_balances(conn, weeks=OLD_WEEKS[:2], rows_per_week=40)
+        _reference(conn)
+        before = week_checksums(conn, b, OLD_WEEKS[:2])
+    plan = consolidation_plan(db, weeks=[b.weeks[0]], keep_detached=keep)
+    validate = next(i for i, s in enumerate(plan.steps) if s.title.startswith("Validate ")) + 1
+    first = run_plan(db, plan, hook=_kill_at(db, ("before_commit", validate, 0)))
+    assert first.outcome == "failed" and "resume" in first.state
+    with db.connect() as conn:
+        assert _keys(conn) == [("transfers_balance_fkey", False)]  # enforced, not validated
+    plan = consolidation_plan(db, keep_detached=keep)
+    assert plan.steps[0].title == "Validate transfers_balance_fkey on transfers"
+    result = run_plan(db, plan)
+    assert result.ok, (result.error, result.state)
+    with db.connect() as conn:
+        assert _keys(conn) == [("transfers_balance_fkey", True)]
+        assert week_checksums(conn, b, OLD_WEEKS[:2]) == before
+        assert [w.status for w in consolidation_status(conn, "account_balances").weeks[:2]] \
+            == [CONSOLIDATED] * 2
+    # nothing left to validate: the next plan has no such step
+    with db.connect() as conn:
+        again = build_consolidation_plan(conn, "account_balances", config=FAST_PLANS,
+                                         keep_detached=keep)
+        assert not any(s.title.startswith("Validate ") for s in again.steps)
+
+
+def test_a_partitioned_referencing_table_is_refused_before_anything_runs(db):
+    with db.connect() as conn:
+        build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=20)
+        conn.execute(
+            "CREATE TABLE public.refs (account_address varchar(255), \"timestamp\" timestamptz,"
+            " activity_id text, CONSTRAINT refs_fk FOREIGN KEY"
+            " (account_address, \"timestamp\", activity_id) REFERENCES public.account_balances)"
+            " PARTITION BY HASH (activity_id)")
+        with pytest.raises(ConsolidationError) as err:
+            build_consolidation_plan(conn, "account_balances", config=FAST_PLANS)
+    assert "\n" not in str(err.value)
+    assert "refs is partitioned and references the table (refs_fk)" in str(err.value)
