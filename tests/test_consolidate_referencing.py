@@ -141,3 +141,23 @@ def test_a_partitioned_referencing_table_is_refused_before_anything_runs(db):
             build_consolidation_plan(conn, "account_balances", config=FAST_PLANS)
     assert "\n" not in str(err.value)
     assert "refs is partitioned and references the table (refs_fk)" in str(err.value)
+
+
+def test_a_key_left_not_valid_stays_so(db):
+    """A key someone added NOT VALID (here with a row it would refuse) is re-created as it was,
+    not validated: the validation would fail after the swap, on every later run too."""
+    with db.connect() as conn:
+        build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=20)
+        conn.execute("CREATE TABLE public.loose (account_address varchar(255),"
+                     " \"timestamp\" timestamptz, activity_id text)")
+        conn.execute("INSERT INTO public.loose VALUES ('nobody', '2024-01-08', 'x')")
+        conn.execute("ALTER TABLE public.loose ADD CONSTRAINT loose_fk FOREIGN KEY"
+                     " (account_address, \"timestamp\", activity_id)"
+                     " REFERENCES public.account_balances NOT VALID")
+    plan = consolidation_plan(db)
+    assert not any(s.title.startswith("Validate ") for s in plan.steps)
+    result = run_plan(db, plan)
+    assert result.ok, (result.error, result.state)
+    with db.connect() as conn:
+        assert _keys(conn) == [("loose_fk", False)]
+        assert conn.execute("SELECT count(*) FROM public.loose").fetchone()[0] == 1

@@ -321,7 +321,8 @@ def build_consolidation_plan(
     leftovers = ([] if keep else list(status.detached)) + kept
     refusals: dict[int, tuple[str, str, str]] = {}  # oid: (why, original, replacement)
     # keys a swap re-created NOT VALID and a stopped run left unvalidated (kept originals too)
-    steps += _leftover_validations(conn, parent, status)
+    leftover_steps, pending = _leftover_validations(conn, parent, status)
+    steps += leftover_steps
     for orig in leftovers:
         steps += _drop_leftover_steps(conn, parent, orig, refusals)
     fkeys = _referencing(conn, parent) if chosen else []
@@ -339,7 +340,7 @@ def build_consolidation_plan(
     for week in chosen:
         wp, week_steps = _week_steps(conn, parent, week, default, keep, version,
                                      sizes.get(week.node.oid, week.bytes), config, plan_id,
-                                     status, refusals, fkeys)
+                                     status, refusals, fkeys, pending)
         week_plans.append(wp)
         steps += week_steps
     before = sum(wp.exact_bytes for wp in week_plans)
@@ -527,8 +528,8 @@ def _week_state_line(conn: psycopg.Connection, parent: PartNode, wp: WeekPlan) -
 def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
                 default: PartNode | None, keep: bool, version: int, exact_bytes: int,
                 config: PlansConfig, plan_id: str, status: ConsolidationStatus,
-                refusals: dict[int, tuple[str, str, str]], fkeys: list[ForeignKey]
-                ) -> tuple[WeekPlan, list[Step]]:
+                refusals: dict[int, tuple[str, str, str]], fkeys: list[ForeignKey],
+                pending: set[tuple[int, str]]) -> tuple[WeekPlan, list[Step]]:
     node = week.node
     new_name = node.name + SUFFIX
     try:
@@ -753,14 +754,15 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
 
     # -- the DEFAULT partition: a validated CHECK excluding the bound, so ATTACH does not scan it
     helper = _default_helper(conn, parent, default, node, key, bound, old_disp, swapped)
+    valid = _validated(conn, fkeys, pending)
     # -- step 4: swap -----------------------------------------------------------------------
     swap = swap_step(conn, parent=parent, node=node, new_name=new_name, for_values=for_values,
                      mirror_fn=fn, seq=seq, count_fn=count_fn, keep=keep, default=default,
-                     default_checked=bool(helper), fkeys=fkeys,
+                     default_checked=bool(helper), fkeys=fkeys, validate_after=valid,
                      lock_timeout_seconds=config.lock_timeout_seconds, done=swapped,
                      unit=unit, seconds=SWAP_SECONDS)
     steps = [build, analyze, verify, *helper[:2], swap, *helper[2:],
-             *validate_key_steps(conn, parent, fkeys, swapped, group=old_disp)]
+             *validate_key_steps(conn, parent, valid, swapped, group=old_disp)]
     if not keep:
         steps.append(_drop_step(conn, old, old_disp, node.schema, new_name, new_disp,
                                 shape.columns, nbytes, dropped, node.oid, fast, refusals))
@@ -788,12 +790,29 @@ def _referencing(conn: psycopg.Connection, parent: PartNode) -> list[ForeignKey]
         raise ConsolidationError(f"cannot consolidate {parent.qualified}: {exc}") from None
 
 
+def _validated(conn: psycopg.Connection, fkeys: list[ForeignKey], pending: set[tuple[int, str]]
+               ) -> list[ForeignKey]:
+    """The keys that are validated now, or that an earlier swap left to validate (`pending`,
+    validated first in this plan): those the swap re-creates NOT VALID and a step after it
+    validates again (a key someone added NOT VALID is left so)."""
+    if not fkeys:
+        return []
+    valid = {(int(r[0]), r[1]) for r in conn.execute(
+        "SELECT conrelid, conname FROM pg_catalog.pg_constraint WHERE contype = 'f'"
+        " AND conparentid = 0 AND convalidated AND conrelid = ANY(%s)",
+        ([fk.table_oid for fk in fkeys],)).fetchall()}
+    return [fk for fk in fkeys if (fk.table_oid, fk.name) in valid | pending]
+
+
 def _leftover_validations(conn: psycopg.Connection, parent: PartNode,
-                          status: ConsolidationStatus) -> list[Step]:
+                          status: ConsolidationStatus
+                          ) -> tuple[list[Step], set[tuple[int, str]]]:
     """VALIDATE the referencing keys that a swap of an earlier run re-created NOT VALID (the
     swap recorded them in the registry entry of the week it detached), if that run stopped
-    before validating them; nothing when they are validated."""
+    before validating them; nothing when they are validated. With those keys, as (table oid,
+    name)."""
     steps: list[Step] = []
+    pending: set[tuple[int, str]] = set()
     for d in [*status.detached, *status.kept]:
         entry = status.registry.get(markers.ORIGINAL_ROLE, d.oid) if status.registry.trusted \
             else None
@@ -806,7 +825,8 @@ def _leftover_validations(conn: psycopg.Connection, parent: PartNode,
         for step in validate_key_steps(conn, parent, fkeys, lambda _c: True, group=d.display):
             if not step.is_done(conn):
                 steps.append(step)
-    return steps
+                pending |= {(fk.table_oid, fk.name) for fk in fkeys}
+    return steps, pending
 
 
 def _column_types(conn: psycopg.Connection, oid: int) -> list[int]:

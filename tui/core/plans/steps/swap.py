@@ -174,7 +174,8 @@ def _rel_oid(conn: psycopg.Connection, schema: str, name: str) -> int | None:
 def swap_step(conn: psycopg.Connection, *, parent: PartNode, node: PartNode, new_name: str,
               for_values: sql.Composable, mirror_fn: sql.Identifier, seq: sql.Identifier,
               count_fn: sql.Identifier, keep: bool, default: PartNode | None,
-              default_checked: bool, fkeys: Sequence[ForeignKey], lock_timeout_seconds: float,
+              default_checked: bool, fkeys: Sequence[ForeignKey],
+              validate_after: Sequence[ForeignKey], lock_timeout_seconds: float,
               done: Any, unit: str, seconds: float) -> Step:
     """DETACH `node`, ATTACH `new_name` with the same bound in one short transaction (no scan:
     a validated CHECK implies the bound, and with `default_checked` the DEFAULT's helper CHECK
@@ -188,8 +189,9 @@ def swap_step(conn: psycopg.Connection, *, parent: PartNode, node: PartNode, new
     no write ever sees the table without them; validate_key_steps() checks the referencing
     rows after the swap, writers carrying on. The referencing tables are locked before the
     parent (the order their writers lock), and the step gives way to writers that lock the
-    other way round (runner.py, "give-way"); the keys are recorded in the registry entry of
-    the week, so that a run stopped before the validation still finishes it."""
+    other way round (runner.py, "give-way"). `validate_after`, those of them validated
+    before (a key the user left NOT VALID stays so), are recorded in the registry entry of the
+    week, so that a run stopped before their validation still finishes it."""
     parent_disp = parent.qualified
     old_disp = node.qualified
     old = node.ident
@@ -258,10 +260,10 @@ def swap_step(conn: psycopg.Connection, *, parent: PartNode, node: PartNode, new
                            "DELETE FROM {} WHERE role IN ({}, {}) AND source_oid = {}").format(
                            markers.REGISTRY, sql.Literal(markers.COUNTER_FUNCTION_ROLE),
                            sql.Literal(markers.COUNTER_SEQUENCE_ROLE), sql.Literal(node.oid)))]
-    if fkeys:
+    if validate_after:
         swap_stmts.append(Statement(sql.SQL(
             "UPDATE {} SET note = {} WHERE role = {} AND objid = {}").format(
-            markers.REGISTRY, sql.Literal(json.dumps([fk.to_json() for fk in fkeys])),
+            markers.REGISTRY, sql.Literal(json.dumps([fk.to_json() for fk in validate_after])),
             sql.Literal(markers.ORIGINAL_ROLE), sql.Literal(node.oid)),
             note="the keys to validate after the swap (a stopped run finishes it)"))
     swap_stmts.append(
