@@ -3,6 +3,8 @@ re-creates them NOT VALID and validates them after the swap, as the move kinds d
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from psycopg import sql
 
@@ -20,6 +22,7 @@ from .test_plan_support import (
     OLD_WEEKS,
     build_balances,
     consolidation_plan,
+    current_week_start,
     run_plan,
     week_checksums,
 )
@@ -161,3 +164,52 @@ def test_a_key_left_not_valid_stays_so(db):
     with db.connect() as conn:
         assert _keys(conn) == [("loose_fk", False)]
         assert conn.execute("SELECT count(*) FROM public.loose").fetchone()[0] == 1
+
+
+def test_the_exported_script_consolidates_a_referenced_table(db, tmp_path):
+    from .test_consolidate_script import CONFIG, PSQL, _psql
+
+    if PSQL is None:
+        pytest.skip("psql is not installed")
+    with db.connect() as conn:
+        b = build_balances(conn, weeks=OLD_WEEKS[:1], rows_per_week=20)
+        _reference(conn)
+        before = week_checksums(conn, b, OLD_WEEKS[:1])
+        script = build_consolidation_plan(conn, "account_balances", config=CONFIG).to_sql(conn)
+    assert "NOT VALID" in script and "VALIDATE CONSTRAINT" in script
+    done = _psql(db, tmp_path, script)
+    assert done.returncode == 0, done.stderr
+    with db.connect() as conn:
+        assert week_checksums(conn, b, OLD_WEEKS[:1]) == before
+        assert _keys(conn) == [("transfers_balance_fkey", True)]
+        assert conn.execute("SELECT count(*) FROM public.transfers").fetchone()[0] == 20
+
+
+def test_maintain_consolidates_a_referenced_table_and_reports_a_refused_one(db, capsys,
+                                                                             tmp_path):
+    from .test_maintain import cli, config, layout
+
+    current = current_week_start()
+    weeks = [current - timedelta(weeks=12)]
+    with db.connect() as conn:
+        b = build_balances(conn, rows_per_week=10, weeks=weeks)
+        _reference(conn)
+        o = build_balances(conn, parent="other_balances", rows_per_week=10, weeks=weeks)
+        conn.execute(
+            "CREATE TABLE public.refs (account_address varchar(255), \"timestamp\" timestamptz,"
+            " activity_id text, CONSTRAINT refs_fk FOREIGN KEY"
+            " (account_address, \"timestamp\", activity_id) REFERENCES public.other_balances)"
+            " PARTITION BY HASH (activity_id)")
+    cfg = config(tmp_path, "".join(f"""
+[policy."public.{t}"]
+consolidate_older_than = "8 weeks"
+""" for t in ("account_balances", "other_balances")))
+    status, out, err = cli(capsys, "maintain", "--config", cfg, "-d", db.dsn)
+    assert status == 2, (out, err)
+    refused = [ln for ln in (out + err).splitlines() if "refs_fk" in ln]
+    assert len(refused) == 1 and "other_balances" in refused[0], (out, err)
+    names = {r[1] for r in layout(db) if r[0] == "public"}
+    assert f"{b.weeks[0]}_consolidated" in names and b.weeks[0] not in names
+    assert o.weeks[0] in names and f"{o.weeks[0]}_consolidated" not in names
+    with db.connect() as conn:
+        assert _keys(conn) == [("transfers_balance_fkey", True)]
