@@ -289,7 +289,12 @@ def swap_step(conn: psycopg.Connection, *, parent: PartNode, node: PartNode, new
             f"In one short transaction: detach {old_disp}, attach {new_disp} with the same "
             f"bound, drop the helper CHECK and the mirror trigger. The parent is locked from "
             f"DETACH to COMMIT only. On a lock timeout the whole transaction is rolled back "
-            f"and retried after a pause, so no lock is held while waiting."),
+            f"and retried after a pause, so no lock is held while waiting."
+            + (" The tables whose foreign keys reference the parent are locked first; their "
+               "keys are dropped before the DETACH and re-created NOT VALID after the ATTACH "
+               "(validated after the swap, writers carrying on). Each lock wait ends at "
+               "lock_timeout or a fifth of deadlock_timeout, so their writers are never "
+               "aborted." if refs else "")),
         statements=swap_stmts, locks=swap_locks, retry="give-way" if refs else "step",
         statement_timeout_seconds=max(10.0, lock_timeout_seconds * 3),
         estimate=Estimate(0, 0, seconds), done=done, verify=check_attached,
