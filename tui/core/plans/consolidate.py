@@ -31,6 +31,10 @@ Per week, the steps are:
 4. Swap (one short transaction, retried as a whole on lock timeout): DETACH the week, ATTACH the
    new table (no scan: the CHECK implies the bound), drop the helper CHECK and the mirror
    trigger. The week is now the detached original the registry recorded in step 1.
+   Foreign keys of other tables referencing the parent would stop the DETACH (the week's rows
+   are referenced): the swap locks those tables first, drops the keys, and re-creates them
+   NOT VALID after the ATTACH (steps/swap.py); a step after the swap validates them, writers
+   carrying on. A key on a partitioned referencing table is refused at planning time.
 5. Drop the detached original after checking that every one of its rows is in the new partition:
    nothing changed either table since the build (counter and digest), or else equal checksums
    or a multiset difference (skipped with keep_detached, where the swap removes the counter and
@@ -87,6 +91,7 @@ from psycopg.rows import dict_row
 from ..catalog import Forest, PartNode, load_forest
 from ..config import PlansConfig
 from ..humanfmt import count, plural, size
+from ..moves.changelog import MoveError
 from ..names import check_identifier_length, display_name
 from .consolidate_status import (
     CANDIDATE_STATUSES,
@@ -118,6 +123,7 @@ from .engine.model import (
 )
 from .hashing import extended_hash_supported
 from .steps import markers, owners
+from .steps.moves import ForeignKey, keys_from_note, referencing_keys, validate_key_steps
 from .steps.shadow import (
     changes_since_copy,
     counter_function_body,
@@ -174,7 +180,6 @@ class _ParentShape:
     pk_equality: list[tuple[str, str]]
     indexes: list[_IndexDef]
     foreign_keys: list[tuple[str, str]]  # (name, definition as deparsed by the server)
-    referencing: list[str]  # display names of tables whose FKs reference the parent
 
 
 _grant_statements = grant_statements
@@ -206,14 +211,9 @@ def _parent_shape(conn: psycopg.Connection, parent: PartNode, new_ident: sql.Ide
         "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint"
         " WHERE conrelid = %s AND contype = 'f' AND conparentid = 0 ORDER BY conname",
         (parent.oid,)).fetchall()]
-    referencing = [display_name(row["nspname"], row["relname"]) for row in cur.execute(
-        "SELECT DISTINCT n.nspname, c.relname FROM pg_constraint k"
-        " JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE k.confrelid = %s AND k.contype = 'f' AND k.conparentid = 0"
-        " ORDER BY 1, 2", (parent.oid,)).fetchall()]
     names = [c["attname"] for c in cols]
     return _ParentShape(names, [c["attname"] for c in cols if not c["generated"]], pk,
-                        pk_equality, indexes, fks, referencing)
+                        pk_equality, indexes, fks)
 
 
 def _equality_operators(conn: psycopg.Connection, opclasses: list[int]
@@ -320,8 +320,12 @@ def build_consolidation_plan(
     # originals left detached by an earlier run that stopped before its drop step
     leftovers = ([] if keep else list(status.detached)) + kept
     refusals: dict[int, tuple[str, str, str]] = {}  # oid: (why, original, replacement)
+    # keys a swap re-created NOT VALID and a stopped run left unvalidated (kept originals too)
+    leftover_steps, pending = _leftover_validations(conn, parent, status)
+    steps += leftover_steps
     for orig in leftovers:
         steps += _drop_leftover_steps(conn, parent, orig, refusals)
+    fkeys = _referencing(conn, parent) if chosen else []
     handled = {orig.oid for orig in leftovers}
     for week_oid in status.counters:
         if week_oid in handled:
@@ -336,7 +340,7 @@ def build_consolidation_plan(
     for week in chosen:
         wp, week_steps = _week_steps(conn, parent, week, default, keep, version,
                                      sizes.get(week.node.oid, week.bytes), config, plan_id,
-                                     status, refusals)
+                                     status, refusals, fkeys, pending)
         week_plans.append(wp)
         steps += week_steps
     before = sum(wp.exact_bytes for wp in week_plans)
@@ -406,7 +410,7 @@ def build_consolidation_plan(
             "plan_id": plan_id,
         },
         lock_timeout_seconds=config.lock_timeout_seconds,
-        facts=_facts(week_plans, leftovers, keep, before, saved),
+        facts=_facts(week_plans, leftovers, keep, before, saved, fkeys),
     )
     news = [(wp.week.node.schema, wp.new_name) for wp in week_plans]
     olds = [(wp.week.node.schema, wp.week.node.name) for wp in week_plans]
@@ -435,7 +439,7 @@ def build_consolidation_plan(
 
 
 def _facts(week_plans: list[WeekPlan], leftovers: list[DetachedOriginal], keep: bool,
-           before: int, saved: int) -> PlanFacts:
+           before: int, saved: int, fkeys: list[ForeignKey]) -> PlanFacts:
     def label(w: WeekStatus) -> str:
         return f"week {w.lower:%Y-%m-%d}" if w.lower is not None else \
             f"partition {w.node.qualified}"
@@ -464,6 +468,14 @@ def _facts(week_plans: list[WeekPlan], leftovers: list[DetachedOriginal], keep: 
         f"sit near 70%; each leaf beyond the first also had its own free-space/visibility "
         f"maps and index meta pages; dead rows are not copied. Heap size is otherwise "
         f"unchanged."] if week_plans else []
+    if fkeys and week_plans:
+        notes.append(
+            "foreign keys referencing the table (" + ", ".join(
+                f"{fk.name} on {fk.table_disp}" for fk in fkeys)
+            + ") are dropped and re-created NOT VALID in each week's swap, then validated "
+              "after it (the referencing tables are locked for the swap's milliseconds, "
+              "then read once per week while writers carry on); no referencing row is "
+              "deleted")
     return PlanFacts(changes=changes, destroys=destroys, figures=figures, notes=notes)
 
 
@@ -516,7 +528,8 @@ def _week_state_line(conn: psycopg.Connection, parent: PartNode, wp: WeekPlan) -
 def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
                 default: PartNode | None, keep: bool, version: int, exact_bytes: int,
                 config: PlansConfig, plan_id: str, status: ConsolidationStatus,
-                refusals: dict[int, tuple[str, str, str]]) -> tuple[WeekPlan, list[Step]]:
+                refusals: dict[int, tuple[str, str, str]], fkeys: list[ForeignKey],
+                pending: set[tuple[int, str]]) -> tuple[WeekPlan, list[Step]]:
     node = week.node
     new_name = node.name + SUFFIX
     try:
@@ -744,13 +757,15 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
 
     # -- the DEFAULT partition: a validated CHECK excluding the bound, so ATTACH does not scan it
     helper = _default_helper(conn, parent, default, node, key, bound, old_disp, swapped)
+    valid = _validated(conn, fkeys, pending)
     # -- step 4: swap -----------------------------------------------------------------------
     swap = swap_step(conn, parent=parent, node=node, new_name=new_name, for_values=for_values,
                      mirror_fn=fn, seq=seq, count_fn=count_fn, keep=keep, default=default,
-                     default_checked=bool(helper), referencing=shape.referencing,
+                     default_checked=bool(helper), fkeys=fkeys, validate_after=valid,
                      lock_timeout_seconds=config.lock_timeout_seconds, done=swapped,
                      unit=unit, seconds=SWAP_SECONDS)
-    steps = [build, analyze, verify, *helper[:2], swap, *helper[2:]]
+    steps = [build, analyze, verify, *helper[:2], swap, *helper[2:],
+             *validate_key_steps(conn, parent, valid, swapped, group=old_disp)]
     if not keep:
         steps.append(_drop_step(conn, old, old_disp, node.schema, new_name, new_disp,
                                 shape.columns, nbytes, dropped, node.oid, fast, refusals))
@@ -767,6 +782,54 @@ def _week_steps(conn: psycopg.Connection, parent: PartNode, week: WeekStatus,
     est_saved = min(est_saved, nbytes)
     wp = WeekPlan(week, new_name, leaves, nbytes, nbytes - est_saved, est_saved)
     return wp, steps
+
+
+def _referencing(conn: psycopg.Connection, parent: PartNode) -> list[ForeignKey]:
+    """The foreign keys referencing the parent, which each swap drops and re-creates (a key
+    on a partitioned table is refused, as by the move kinds)."""
+    try:
+        return referencing_keys(conn, parent.oid)
+    except MoveError as exc:
+        raise ConsolidationError(f"cannot consolidate {parent.qualified}: {exc}") from None
+
+
+def _validated(conn: psycopg.Connection, fkeys: list[ForeignKey], pending: set[tuple[int, str]]
+               ) -> list[ForeignKey]:
+    """The keys that are validated now, or that an earlier swap left to validate (`pending`,
+    validated first in this plan): those the swap re-creates NOT VALID and a step after it
+    validates again (a key someone added NOT VALID is left so)."""
+    if not fkeys:
+        return []
+    valid = {(int(r[0]), r[1]) for r in conn.execute(
+        "SELECT conrelid, conname FROM pg_catalog.pg_constraint WHERE contype = 'f'"
+        " AND conparentid = 0 AND convalidated AND conrelid = ANY(%s)",
+        ([fk.table_oid for fk in fkeys],)).fetchall()}
+    return [fk for fk in fkeys if (fk.table_oid, fk.name) in valid | pending]
+
+
+def _leftover_validations(conn: psycopg.Connection, parent: PartNode,
+                          status: ConsolidationStatus
+                          ) -> tuple[list[Step], set[tuple[int, str]]]:
+    """VALIDATE the referencing keys that a swap of an earlier run re-created NOT VALID (the
+    swap recorded them in the registry entry of the week it detached), if that run stopped
+    before validating them; nothing when they are validated. With those keys, as (table oid,
+    name)."""
+    steps: list[Step] = []
+    pending: set[tuple[int, str]] = set()
+    for d in [*status.detached, *status.kept]:
+        entry = status.registry.get(markers.ORIGINAL_ROLE, d.oid) if status.registry.trusted \
+            else None
+        if entry is None or entry.state == markers.REFUSED:
+            continue  # a refusal's note is its reason: validated before that drop refused
+        try:
+            fkeys = keys_from_note(conn, entry.note)
+        except (ValueError, TypeError):
+            continue
+        for step in validate_key_steps(conn, parent, fkeys, lambda _c: True, group=d.display):
+            if not step.is_done(conn):
+                steps.append(step)
+                pending |= {(fk.table_oid, fk.name) for fk in fkeys}
+    return steps, pending
 
 
 def _column_types(conn: psycopg.Connection, oid: int) -> list[int]:

@@ -1126,20 +1126,28 @@ def keys_by_table(conn: psycopg.Connection, fkeys: list[ForeignKey], biggest_fir
     return sorted(by.values(), key=lambda ks: -(size.get(ks[0].table_oid) or 0) * len(ks))
 
 
-def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | list[int],
-                 schema: str, detached: str | list[str], fkeys: list[ForeignKey],
-                 parallel: bool = False) -> list[Step]:
-    """8. and 9.: validate the re-created keys, a step per referencing table (`parallel`:
-    those steps at once, the biggest table first); drop the detached sources once the
-    registry shows them verified by this move (no row is read: the module docstring, 9.).
-    Neither is done before the swap."""
-    oids = [source_oids] if isinstance(source_oids, int) else list(source_oids)
-    olds = [detached] if isinstance(detached, str) else list(detached)
+def keys_from_note(conn: psycopg.Connection, note: str | None) -> list[ForeignKey]:
+    """The referencing keys a swap recorded in a registry entry's note (ForeignKey.to_json),
+    enough to validate them: the tables that are gone are left out."""
+    fkeys = []
+    for table_oid, name in json.loads(note or "[]"):
+        row = conn.execute("SELECT n.nspname, c.relname FROM pg_catalog.pg_class c"
+                           " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                           " WHERE c.oid = %s", (table_oid,)).fetchone()
+        if row is not None:
+            fkeys.append(ForeignKey(sql.Identifier(row[0], row[1]),
+                                    display_name(row[0], row[1]), int(table_oid), name,
+                                    [], [], False, "", "", False, False))
+    return fkeys
+
+
+def validate_key_steps(conn: psycopg.Connection, parent: PartNode, fkeys: list[ForeignKey],
+                       after_swap: Callable[[psycopg.Connection], bool], parallel: bool = False,
+                       group: str = "") -> list[Step]:
+    """VALIDATE the referencing keys a swap re-created NOT VALID, a step per referencing table
+    (`parallel`: those steps at once, the biggest table first); done once `after_swap` holds
+    and the keys are validated. Shared by the moves and consolidation (`group`: its week)."""
     steps: list[Step] = []
-
-    def after_swap(c: psycopg.Connection) -> bool:
-        return all(_attached_to(c, o) != parent.oid for o in oids)
-
     tables = keys_by_table(conn, fkeys, parallel)
     parallel = parallel and len(tables) > 1
     for keys in tables:
@@ -1164,7 +1172,25 @@ def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | 
             locks=[Lock("SHARE UPDATE EXCLUSIVE", table, "no writer"),
                    Lock("ROW SHARE", parent.qualified, "nobody")],
             estimate=Estimate(0, 0, 0.1), done=validated,
-            parallel="referencing-keys" if parallel else ""))
+            parallel="referencing-keys" if parallel else "", group=group))
+    return steps
+
+
+def finish_steps(conn: psycopg.Connection, parent: PartNode, source_oids: int | list[int],
+                 schema: str, detached: str | list[str], fkeys: list[ForeignKey],
+                 parallel: bool = False) -> list[Step]:
+    """8. and 9.: validate the re-created keys, a step per referencing table (`parallel`:
+    those steps at once, the biggest table first); drop the detached sources once the
+    registry shows them verified by this move (no row is read: the module docstring, 9.).
+    Neither is done before the swap."""
+    oids = [source_oids] if isinstance(source_oids, int) else list(source_oids)
+    olds = [detached] if isinstance(detached, str) else list(detached)
+    steps: list[Step] = []
+
+    def after_swap(c: psycopg.Connection) -> bool:
+        return all(_attached_to(c, o) != parent.oid for o in oids)
+
+    steps += validate_key_steps(conn, parent, fkeys, after_swap, parallel)
     old_ids = [sql.Identifier(schema, d) for d in olds]
     old_disp = ", ".join(display_name(schema, d) for d in olds)
     refs = referenced_tables(conn, oids)  # the detached tables keep the sources' oids
@@ -1289,15 +1315,7 @@ def unfinished(conn: psycopg.Connection, parent: PartNode) -> Unfinished | None:
             continue
         group = [e for e in entries if confirmed(e) and e.schema == first.schema and (
             e is first or (first.plan_id and e.plan_id == first.plan_id))]
-        fkeys = []
-        for table_oid, name in json.loads(first.note or "[]"):
-            row = conn.execute("SELECT n.nspname, c.relname FROM pg_catalog.pg_class c"
-                               " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-                               " WHERE c.oid = %s", (table_oid,)).fetchone()
-            if row is not None:
-                fkeys.append(ForeignKey(sql.Identifier(row[0], row[1]),
-                                        display_name(row[0], row[1]), int(table_oid), name,
-                                        [], [], False, "", "", False, False))
+        fkeys = keys_from_note(conn, first.note)
         return Unfinished([e.objid for e in group], first.schema, [e.name for e in group],
                           [e.source_name for e in group],
                           list(json.loads(first.replacement or "[]")), fkeys)

@@ -5,6 +5,8 @@ rows is in its replacement."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -15,6 +17,7 @@ from ...catalog import PartNode
 from ...names import display_name
 from ..engine.model import Estimate, Lock, Statement, Step, VerificationFailed
 from . import markers
+from .moves import ForeignKey, name_holders
 from .shadow import COUNT_TRIGGER, TRIGGER_NAME, changes_since_copy, counter_idents, evidence_sql
 from .verify import compare_sql, raise_unless_attached, raise_unless_contained, subset_check
 
@@ -171,12 +174,24 @@ def _rel_oid(conn: psycopg.Connection, schema: str, name: str) -> int | None:
 def swap_step(conn: psycopg.Connection, *, parent: PartNode, node: PartNode, new_name: str,
               for_values: sql.Composable, mirror_fn: sql.Identifier, seq: sql.Identifier,
               count_fn: sql.Identifier, keep: bool, default: PartNode | None,
-              default_checked: bool, referencing: list[str], lock_timeout_seconds: float,
+              default_checked: bool, fkeys: Sequence[ForeignKey],
+              validate_after: Sequence[ForeignKey], lock_timeout_seconds: float,
               done: Any, unit: str, seconds: float) -> Step:
     """DETACH `node`, ATTACH `new_name` with the same bound in one short transaction (no scan:
     a validated CHECK implies the bound, and with `default_checked` the DEFAULT's helper CHECK
     excludes it), then drop the bound CHECK and the mirror trigger; with `keep`, also the
-    change counter (a later drop compares in full). Retried as a whole on a lock timeout."""
+    change counter (a later drop compares in full). Retried as a whole on a lock timeout.
+
+    `fkeys`, the foreign keys referencing the parent: DETACH refuses a partition whose rows
+    are referenced ("removing partition ... violates foreign key constraint"), even though the
+    new table holds the same rows. As in the move kinds' swap (moves.py), the keys are dropped
+    before the DETACH and re-created NOT VALID after the ATTACH, in the same transaction, so
+    no write ever sees the table without them; validate_key_steps() checks the referencing
+    rows after the swap, writers carrying on. The referencing tables are locked before the
+    parent (the order their writers lock), and the step gives way to writers that lock the
+    other way round (runner.py, "give-way"). `validate_after`, those of them validated
+    before (a key the user left NOT VALID stays so), are recorded in the registry entry of the
+    week, so that a run stopped before their validation still finishes it."""
     parent_disp = parent.qualified
     old_disp = node.qualified
     old = node.ident
@@ -194,10 +209,28 @@ def swap_step(conn: psycopg.Connection, *, parent: PartNode, node: PartNode, new
             "ACCESS EXCLUSIVE", default.qualified,
             "the DEFAULT partition; not scanned: its validated CHECK excludes this range"
             if default_checked else "the DEFAULT partition; ATTACH scans it (partitioned DEFAULT)"))
-    for ref in referencing:
-        swap_locks.append(Lock("ACCESS EXCLUSIVE", ref,
-                               "references the parent: DETACH drops its per-partition FK"))
+    refs = list(dict.fromkeys((fk.table_disp, fk.table.as_string(conn)) for fk in fkeys))
+    swap_locks += [Lock("ACCESS EXCLUSIVE", disp, "its readers and writers, for the swap (its "
+                        "key on the table is dropped and re-created NOT VALID)")
+                   for disp, _q in refs]
+    held = name_holders(fkeys)
     swap_stmts = [
+        Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(q)), "lock",
+                  note=f"{disp}: its key on the table is dropped and re-created below")
+        for disp, q in refs]
+    if refs:
+        swap_stmts.append(Statement(
+            sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(parent.ident), "lock",
+            note="then the parent, in the order writers lock; held to COMMIT"))
+        swap_stmts.append(Statement(sql.SQL("SET CONSTRAINTS ALL IMMEDIATE"),
+                                    note="no deferred key check left pending for the ALTERs"))
+    swap_stmts += [
+        Statement(fk.drop_sql(i in held),
+                  note=f"{fk.table_disp}: its key would stop the DETACH (re-created NOT VALID "
+                       f"below)" + ("; a placeholder CHECK holds its name meanwhile"
+                                    if i in held else ""))
+        for i, fk in enumerate(fkeys)]
+    swap_stmts += [
         Statement(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent.ident, old),
                   "lock", note="ACCESS EXCLUSIVE on the parent from here to COMMIT"),
         Statement(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
@@ -206,6 +239,11 @@ def swap_step(conn: psycopg.Connection, *, parent: PartNode, node: PartNode, new
                  + ("; the DEFAULT's CHECK excludes the bound" if default_checked else "")),
         Statement(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
             new, sql.Identifier(CHECK_NAME)), note="the partition bound now enforces it"),
+        *[Statement(fk.add_sql(parent.ident, i in held),
+                    note=f"{fk.table_disp}: enforced for every new write from the commit on; "
+                         f"validated after the swap" + ("; in place of its placeholder"
+                                                         if i in held else ""))
+          for i, fk in enumerate(fkeys)],
         Statement(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(TRIGGER_NAME), old)),
         Statement(sql.SQL("DROP FUNCTION {}()").format(fn)),
     ]
@@ -222,6 +260,12 @@ def swap_step(conn: psycopg.Connection, *, parent: PartNode, node: PartNode, new
                            "DELETE FROM {} WHERE role IN ({}, {}) AND source_oid = {}").format(
                            markers.REGISTRY, sql.Literal(markers.COUNTER_FUNCTION_ROLE),
                            sql.Literal(markers.COUNTER_SEQUENCE_ROLE), sql.Literal(node.oid)))]
+    if validate_after:
+        swap_stmts.append(Statement(sql.SQL(
+            "UPDATE {} SET note = {} WHERE role = {} AND objid = {}").format(
+            markers.REGISTRY, sql.Literal(json.dumps([fk.to_json() for fk in validate_after])),
+            sql.Literal(markers.ORIGINAL_ROLE), sql.Literal(node.oid)),
+            note="the keys to validate after the swap (a stopped run finishes it)"))
     swap_stmts.append(
         Statement(sql.SQL("COMMENT ON TABLE {} IS {}").format(old, sql.Literal(
             f"pgparts: detached original, replaced by {new_disp} (a note for people; pgparts "
@@ -245,11 +289,17 @@ def swap_step(conn: psycopg.Connection, *, parent: PartNode, node: PartNode, new
             f"In one short transaction: detach {old_disp}, attach {new_disp} with the same "
             f"bound, drop the helper CHECK and the mirror trigger. The parent is locked from "
             f"DETACH to COMMIT only. On a lock timeout the whole transaction is rolled back "
-            f"and retried after a pause, so no lock is held while waiting."),
-        statements=swap_stmts, locks=swap_locks, retry="step",
+            f"and retried after a pause, so no lock is held while waiting."
+            + (" The tables whose foreign keys reference the parent are locked first; their "
+               "keys are dropped before the DETACH and re-created NOT VALID after the ATTACH "
+               "(validated after the swap, writers carrying on). Each lock wait ends at "
+               "lock_timeout or a fifth of deadlock_timeout, so their writers are never "
+               "aborted." if refs else "")),
+        statements=swap_stmts, locks=swap_locks, retry="give-way" if refs else "step",
         statement_timeout_seconds=max(10.0, lock_timeout_seconds * 3),
         estimate=Estimate(0, 0, seconds), done=done, verify=check_attached,
-        verify_note=f"the new table is attached with the {unit}'s bound", hold_from=1,
+        verify_note=f"the new table is attached with the {unit}'s bound",
+        hold_from=len(refs) + 1 if refs else 1,
         group=old_disp,
         script_verify=raise_unless_attached(conn, parent.oid, node.oid, node.schema, new_name,
                                              node.bound_text or "", new_disp))
