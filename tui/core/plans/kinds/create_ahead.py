@@ -135,7 +135,11 @@ def _can_record(conn: psycopg.Connection) -> bool:
     registry: after an interruption its table is left aside, never taken up."""
     row = conn.execute(
         "SELECT CASE WHEN t.oid IS NOT NULL"
-        "  THEN pg_catalog.has_table_privilege(t.oid, 'SELECT, INSERT, DELETE')"
+        # one privilege per call: with a list PostgreSQL answers whether the role holds any
+        "  THEN pg_catalog.has_schema_privilege(n.oid, 'USAGE')"
+        "   AND pg_catalog.has_table_privilege(t.oid, 'SELECT')"
+        "   AND pg_catalog.has_table_privilege(t.oid, 'INSERT')"
+        "   AND pg_catalog.has_table_privilege(t.oid, 'DELETE')"
         "  WHEN n.oid IS NULL"
         "  THEN pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')"
         "  ELSE pg_catalog.has_schema_privilege(n.oid, 'CREATE') END"
