@@ -235,6 +235,9 @@ def test_new_partitions_get_their_neighbours_grants_not_the_appliers_defaults(db
         conn.execute("ALTER DEFAULT PRIVILEGES GRANT TRUNCATE ON TABLES TO CURRENT_USER")
         _build("fill_gaps", conn, db.dsn)
         _default_privileges(conn, nosy, SCHEMA)
+        # and on every sequence: the change log's identity orders its entries
+        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES GRANT UPDATE ON SEQUENCES TO {}").format(
+            sql.Identifier(nosy)))
         conn.execute(sql.SQL("INSERT INTO {} VALUES (150, 'v')").format(ident("ev")))
         _own_all(conn, app)
         conn.execute(sql.SQL("GRANT SELECT ON {}, {} TO {}").format(
@@ -254,8 +257,9 @@ def test_new_partitions_get_their_neighbours_grants_not_the_appliers_defaults(db
     with db.connect() as conn:  # the change log, replayed into the new partitions
         logs = conn.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n"
                             " ON n.oid = c.relnamespace WHERE n.nspname = 'pgparts'"
-                            " AND c.relname LIKE 'pgparts\\_%' AND c.relkind = 'r'").fetchall()
-        assert logs
+                            " AND c.relname LIKE 'pgparts\\_%' AND c.relkind IN ('r', 'S')"
+                            ).fetchall()
+        assert len(logs) >= 3  # log, its sequence, state
         me = conn.execute("SELECT current_user::text").fetchone()[0]
         for (log,) in logs:
             assert {g for g, _p, _o in _acl(conn, log)} == {me}, _acl(conn, log)

@@ -129,6 +129,11 @@ class Capture:
         return sql.Identifier(self.log_schema, f"pgparts_log_{self.source_oid}")
 
     @property
+    def sequence(self) -> sql.Identifier:
+        """The log's identity sequence, named so its grants can be set (see moves.py)."""
+        return sql.Identifier(self.log_schema, f"pgparts_log_{self.source_oid}_seq")
+
+    @property
     def function(self) -> sql.Identifier:
         return sql.Identifier(self.log_schema, f"pgparts_capture_{self.source_oid}")
 
@@ -244,9 +249,9 @@ def install_sql(conn: psycopg.Connection, cap: Capture) -> list[sql.Composed]:
     stmts = [
         sql.SQL(
             "CREATE TABLE {log} (pgparts_seq pg_catalog.int8 GENERATED ALWAYS AS IDENTITY"
-            " PRIMARY KEY, pgparts_xid pg_catalog.xid8 NOT NULL"
+            " (SEQUENCE NAME {seq}) PRIMARY KEY, pgparts_xid pg_catalog.xid8 NOT NULL"
             " DEFAULT pg_catalog.pg_current_xact_id(), pgparts_old pg_catalog.bool NOT NULL,"
-            " LIKE {source})").format(log=cap.log, source=cap.source),
+            " LIKE {source})").format(log=cap.log, seq=cap.sequence, source=cap.source),
         sql.SQL("CREATE TABLE {state} (copied_at pg_catalog.timestamptz NOT NULL"
                 " DEFAULT pg_catalog.now(), snapshot pg_catalog.text NOT NULL,"
                 " rows pg_catalog.int8 NOT NULL)").format(state=cap.state),

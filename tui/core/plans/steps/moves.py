@@ -677,6 +677,10 @@ def move_steps(conn: psycopg.Connection, move: Move) -> list[Step]:
         # the log's rows are replayed into the new partitions: nobody else may write them
         for log in (cap.log, cap.state):
             capture += owners.default_privilege_statements(conn, cap.log_schema, log)
+        # its sequence orders the entries of a key (the replay keeps the last): a role that
+        # could setval it could make an old entry win
+        capture += owners.default_privilege_statements(conn, cap.log_schema, cap.sequence,
+                                                       objtype="S")
     steps.append(Step(
         title=f"Capture changes to {sdisp}",
         explanation=("A trigger on every table of the source writes each change into a log in "
