@@ -175,6 +175,7 @@ def default_privilege_sql(conn: psycopg.Connection, schema: str, table: sql.Comp
         out.append(("REVOKE", sql.SQL("REVOKE ALL ON {} {} FROM {}").format(
             what, table, sql.SQL(", ").join(who))))
     if any(is_global for is_global, _o in rows):
-        out.append(("GRANT", sql.SQL("GRANT ALL ON {} {} TO {}").format(
-            what, table, sql.Identifier(current_role(conn)))))
+        # CURRENT_USER, resolved when applied: an exported script may be run by another role
+        out.append(("GRANT", sql.SQL("GRANT ALL ON {} {} TO CURRENT_USER").format(
+            what, table)))
     return out
