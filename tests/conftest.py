@@ -8,6 +8,7 @@ import itertools
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -157,6 +158,20 @@ class Database:
 
     def query(self, statement: str | sql.Composable, params=None) -> list[tuple]:
         with psycopg.connect(self.dsn, autocommit=True) as c:
+            return c.execute(statement, params).fetchall()  # type: ignore[arg-type]
+
+    def query_stats(self, statement: str | sql.Composable, params=None) -> list[tuple]:
+        """A query of the cumulative statistics, once every other session of the database has
+        ended (waiting up to 10 s): a session flushes its counts as its server process exits,
+        after its client has left, so a read at once can miss them."""
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            for _ in range(100):
+                if not c.execute("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE"
+                                 " datname = pg_catalog.current_database()"
+                                 " AND pid <> pg_catalog.pg_backend_pid()").fetchone()[0]:
+                    break
+                time.sleep(0.1)
+            c.execute("SELECT pg_catalog.pg_stat_clear_snapshot()")
             return c.execute(statement, params).fetchall()  # type: ignore[arg-type]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -295,15 +294,7 @@ def test_status_and_dry_run_read_no_row(db, capsys):
              " FROM pg_stat_user_tables WHERE schemaname <> 'pgparts' ORDER BY 1")
 
     def scans() -> list:
-        """Read once every other session of the database has ended: a session flushes its
-        statistics as its server process exits, after the client has left (the apply's
-        sessions' scans were once counted after `before`)."""
-        for _ in range(100):
-            if not db.query("SELECT count(*) FROM pg_stat_activity WHERE datname ="
-                            " current_database() AND pid <> pg_backend_pid()")[0][0]:
-                break
-            time.sleep(0.1)
-        return db.query(count)
+        return db.query_stats(count)  # the apply's sessions' scans are counted before `before`
 
     before = scans()
     for argv in (["status"], ["--dry-run"], ["--sql"], ["--dry-run", "--json"]):

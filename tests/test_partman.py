@@ -6,7 +6,6 @@ part_config for the tables it manages, shows it in `tree`, and never calls any o
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -80,23 +79,9 @@ def test_pgparts_never_calls_partman(partman_db, capsys):
     partman_db.execute(f'ALTER DATABASE "{partman_db.name}" SET track_functions = \'all\'')
 
     def calls() -> int:
-        """The calls counted once every other session of the database has ended: a session
-        flushes its counts as its server process exits, after the client has left (under load
-        the count read at once missed them)."""
-        with partman_db.connect() as conn:
-            for _ in range(100):
-                others = conn.execute(
-                    "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname ="
-                    " pg_catalog.current_database() AND pid <> pg_catalog.pg_backend_pid()"
-                ).fetchone()[0]
-                if not others:
-                    break
-                time.sleep(0.1)
-            conn.execute("SELECT pg_catalog.pg_stat_clear_snapshot()")
-            row = conn.execute(
-                "SELECT coalesce(pg_catalog.sum(calls), 0) FROM pg_catalog.pg_stat_user_functions "
-                "WHERE schemaname = 'partman'").fetchone()
-        return int(row[0])
+        return int(partman_db.query_stats(
+            "SELECT coalesce(pg_catalog.sum(calls), 0) FROM pg_catalog.pg_stat_user_functions "
+            "WHERE schemaname = 'partman'")[0][0])
 
     # a call that counts, proving the counter works the same way (a session that ends)
     with partman_db.connect() as conn:
